@@ -1,0 +1,170 @@
+"""Domain exceptions raised by services and translated once per frontend.
+
+Every exception carries ``user_message``: a short, safe text (in English, for logs and the CLI); the bot maps
+exception types to its own Russian texts in ``pomogator.bot.texts``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class PomogatorError(Exception):
+    """Base class for every error a user may be told about."""
+
+    user_message: str = "Something went wrong."
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.user_message)
+        if message:
+            self.user_message = message
+
+
+class ConfigError(PomogatorError):
+    """A setting is missing or invalid."""
+
+
+class CatalogError(ConfigError):
+    """The models catalog file is invalid."""
+
+
+class UnknownModel(PomogatorError):
+    def __init__(self, model_id: str, valid: list[str]) -> None:
+        self.model_id = model_id
+        self.valid = valid
+        super().__init__(f"Unknown model {model_id!r}. Valid ids: {', '.join(valid)}")
+
+
+class UserNotFound(PomogatorError):
+    def __init__(self, telegram_id: int) -> None:
+        self.telegram_id = telegram_id
+        super().__init__(f"User {telegram_id} not found.")
+
+
+class PremiumRequired(PomogatorError):
+    """The model or feature is premium-only and the user is on the free plan."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        super().__init__(f"Model {model_id} is available with premium only.")
+
+
+class RoleTooLong(PomogatorError):
+    def __init__(self, length: int, limit: int) -> None:
+        self.length = length
+        self.limit = limit
+        super().__init__(f"The role is {length} characters long; the limit is {limit}.")
+
+
+class QuotaExceeded(PomogatorError):
+    """Today's request limit for this model is used up."""
+
+    def __init__(self, model_id: str, limit: int, resets_at: datetime) -> None:
+        self.model_id = model_id
+        self.limit = limit
+        self.resets_at = resets_at
+        super().__init__(f"Daily limit of {limit} requests for {model_id} is used up.")
+
+
+# --- LLM -------------------------------------------------------------------------------------------------
+
+
+class LLMError(PomogatorError):
+    """The model could not answer; no quota is spent."""
+
+    user_message = "The model could not answer. Please try again later."
+
+
+class LLMUnavailable(LLMError):
+    """OpenRouter is down, overloaded, or our key/credit is not accepted (401/402/5xx)."""
+
+    user_message = "The model is temporarily unavailable. Please try again later."
+
+
+class LLMAccountProblem(LLMUnavailable):
+    """OpenRouter refused our key or credit (401/402): users see "unavailable", admins get an alert."""
+
+
+class LLMRateLimited(LLMError):
+    user_message = "The model is overloaded right now. Please try again in a minute."
+
+
+class LLMTimeout(LLMError):
+    user_message = "The model took too long to answer. Please try again."
+
+
+class LLMModerated(LLMError):
+    user_message = "The request was refused by the model's moderation."
+
+
+class LLMBadRequest(LLMError):
+    user_message = "The model could not process this request."
+
+
+# --- Files -----------------------------------------------------------------------------------------------
+
+
+class FileError(PomogatorError):
+    user_message = "This file cannot be read."
+
+
+class FileTooLarge(FileError):
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"The file is {size} bytes; the limit is {limit}.")
+
+
+class UnsupportedFile(FileError):
+    def __init__(self, filename: str, kind: str | None = None) -> None:
+        self.filename = filename
+        self.kind = kind
+        super().__init__(f"Files like {filename!r} are not supported.")
+
+
+class CorruptFile(FileError):
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        super().__init__(f"The file {filename!r} is damaged and cannot be read.")
+
+
+class EncryptedFile(FileError):
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        super().__init__(f"The file {filename!r} is password-protected.")
+
+
+class VisionUnsupported(PomogatorError):
+    def __init__(self, model_id: str, vision_models: list[str]) -> None:
+        self.model_id = model_id
+        self.vision_models = vision_models
+        super().__init__(f"Model {model_id} cannot see images. Models that can: {', '.join(vision_models)}")
+
+
+# --- Billing ---------------------------------------------------------------------------------------------
+
+
+class BillingError(PomogatorError):
+    user_message = "Payments are temporarily unavailable. Please try again later."
+
+
+class PaymentProviderUnavailable(BillingError):
+    """YooKassa could not be reached or answered with an error."""
+
+
+class PaymentNotVerified(BillingError):
+    """A notification did not match what the payment API says."""
+
+    user_message = "The payment could not be verified."
+
+
+class PaymentNotFound(BillingError):
+    user_message = "Payment not found."
+
+
+class EmailRequired(BillingError):
+    user_message = "An email address is needed for the receipt."
+
+
+class InvalidEmail(BillingError):
+    user_message = "This does not look like an email address."
