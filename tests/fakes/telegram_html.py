@@ -6,7 +6,7 @@ offsets) and is deliberately stricter where Telegram is lenient or silently drop
 * a ``&`` that does not start ``&lt;``, ``&gt;``, ``&amp;``, ``&quot;`` or a numeric entity is an error
   (Telegram passes it through, but relying on that hides escaping bugs);
 * ``pre``/``code`` may not contain other tags, except a single ``<code>`` filling a ``<pre>`` whole;
-* ``blockquote`` may not be nested, ``a`` may not be nested;
+* ``blockquote`` may not be nested, ``a`` may not be nested nor contain ``code``/``pre``;
 * the length limit applies to the whole parsed text, including surrounding whitespace.
 """
 
@@ -210,6 +210,9 @@ class _Parser:
             raise self.error(f'Tag "{tag}" can\'t be nested inside "pre" at byte offset {offset}')
         if tag == "pre" and any(o.tag in {"pre", "code"} for o in self.stack):
             raise self.error(f'Tag "pre" can\'t be nested at byte offset {offset}')
+        if tag in {"pre", "code"} and any(o.tag == "a" for o in self.stack):
+            # Links may contain only the "splittable" styles (bold, italic, ...), not code.
+            raise self.error(f'Tag "{tag}" can\'t be nested inside "a" at byte offset {offset}')
         if tag == "blockquote" and any(o.tag == "blockquote" for o in self.stack):
             raise self.error(f'Tag "blockquote" can\'t be nested at byte offset {offset}')
         if tag == "a":

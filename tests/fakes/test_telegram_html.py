@@ -75,6 +75,7 @@ def test_tag_names_are_case_insensitive_and_empty_end_tag_closes() -> None:
         ("<a>x</a>", 'Tag "a" must have a non-empty attribute "href"'),
         ("<a href>x</a>", "Expected equal sign"),
         ('<a href="u"><a href="v">x</a></a>', 'Tag "a" can\'t be nested'),
+        ('<a href="u"><code>x</code></a>', 'Tag "code" can\'t be nested inside "a"'),
         ("<span>x</span>", 'Tag "span" must have class "tg-spoiler"'),
         ('<span class="x">x</span>', 'Tag "span" must have class "tg-spoiler"'),
         ("<code><b>x</b></code>", 'Tag "b" can\'t be nested inside "code"'),
