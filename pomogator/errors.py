@@ -74,6 +74,11 @@ class LLMError(PomogatorError):
 
     user_message = "The model could not answer. Please try again later."
 
+    def __init__(self, detail: str = "") -> None:
+        # ``detail`` is the provider's own text: for logs and alerts only, never shown to users.
+        super().__init__(None)
+        self.detail = detail
+
 
 class LLMUnavailable(LLMError):
     """OpenRouter is down, overloaded, or our key/credit is not accepted (401/402/5xx)."""

@@ -1,0 +1,148 @@
+"""Settings, read from the environment (prefix ``POMOGATOR_``) and from ``.env`` in the working directory."""
+
+from __future__ import annotations
+
+import ipaddress
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pomogator.errors import ConfigError
+
+ENV_PREFIX = "POMOGATOR_"
+
+DEFAULT_YOOKASSA_NETWORKS = (
+    "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11,77.75.156.35,77.75.154.128/25,2a02:5180::/32"
+)
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    """Parse comma-separated bare IPs and CIDRs."""
+    networks: list[IPNetwork] = []
+    for raw in value.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{item!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def parse_ids(value: str) -> tuple[int, ...]:
+    ids: list[int] = []
+    for raw in value.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        try:
+            ids.append(int(item))
+        except ValueError:
+            raise ConfigError(f"{item!r} is not a Telegram id") from None
+    return tuple(ids)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite:///pomogator.sqlite3"
+    bot_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_webhook_secret: SecretStr | None = None
+    openrouter_api_key: SecretStr | None = None
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    openrouter_timeout: float = 120.0
+    openrouter_max_retries: int = 1
+    app_url: str = "https://t.me/pomogator_bot"
+    app_title: str = "Pomogator"
+    models_file: Path | None = None
+    timezone: str = "Europe/Moscow"
+    support_contact: str = "@pomogator_support"
+    redis_url: str | None = None
+    web_host: str = "127.0.0.1"
+    web_port: int = 8080
+    web_trusted_proxies: str = ""
+    role_max_chars: int = 2000
+    flood_messages_per_minute: int = 20
+    max_output_tokens: int = 4096
+
+    yookassa_shop_id: str | None = None
+    yookassa_secret_key: SecretStr | None = None
+    yookassa_api_url: str = "https://api.yookassa.ru/v3"
+    yookassa_timeout: float = 15.0
+    yookassa_trusted_networks: str = DEFAULT_YOOKASSA_NETWORKS
+    payment_return_url: str = "https://t.me/pomogator_bot"
+    price_month_rub: Decimal = Decimal(599)
+    price_year_rub: Decimal = Decimal(1999)
+    month_days: int = 30
+    year_days: int = 365
+    offer_url: str = ""
+    privacy_url: str = ""
+    admin_ids: str = ""
+    receipt_enabled: bool = False
+    receipt_vat_code: int = 1
+    receipt_tax_system_code: int | None = None
+
+    log_level: str = "INFO"
+    log_json: bool = False
+    log_db_level: str = "INFO"
+
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @cached_property
+    def admin_id_list(self) -> tuple[int, ...]:
+        return parse_ids(self.admin_ids)
+
+    @cached_property
+    def yookassa_networks(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.yookassa_trusted_networks)
+
+    @cached_property
+    def trusted_proxies(self) -> tuple[IPNetwork, ...]:
+        return parse_networks(self.web_trusted_proxies)
+
+    def require(self, *names: str) -> None:
+        """Raise ConfigError naming the first missing setting among ``names``."""
+        for name in names:
+            value = getattr(self, name)
+            if value is None or value == "" or (isinstance(value, SecretStr) and not value.get_secret_value()):
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} is not set.")
+
+    def secret_values(self) -> list[str]:
+        """Every secret value configured, for log redaction."""
+        secrets = [self.bot_token, self.openrouter_api_key, self.yookassa_secret_key, self.telegram_webhook_secret]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+
+
+def load_settings() -> Settings:
+    """Build settings once per process, turning validation errors into a one-line ConfigError."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        raise ConfigError(f"{name}: {first['msg']}") from None

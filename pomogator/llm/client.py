@@ -1,0 +1,178 @@
+"""The OpenRouter client: streaming chat completions through the official openai SDK, errors made domain errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, cast
+
+import openai
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionStreamOptionsParam
+
+from pomogator.errors import (
+    LLMAccountProblem,
+    LLMBadRequest,
+    LLMError,
+    LLMModerated,
+    LLMRateLimited,
+    LLMTimeout,
+    LLMUnavailable,
+)
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """The stream ended; ``usage`` is what OpenRouter reported in its last chunk."""
+
+    usage: Usage
+    finish_reason: str | None
+
+
+StreamEvent = Delta | Finished
+
+
+def error_for_status(status: int | None, message: str) -> LLMError:
+    """Map an HTTP-like status from OpenRouter to the domain error users are told about."""
+    if status in (401, 402):
+        return LLMAccountProblem(message)
+    if status == 403:
+        return LLMModerated(message)
+    if status == 408:
+        return LLMTimeout(message)
+    if status == 429:
+        return LLMRateLimited(message)
+    if status in (400, 413, 422):
+        return LLMBadRequest(message)
+    return LLMUnavailable(message)
+
+
+def _error_code(body: object) -> int | None:
+    if isinstance(body, dict):
+        code = body.get("code")
+        if isinstance(code, int):
+            return code
+        if isinstance(code, str) and code.isdigit():
+            return int(code)
+        nested = body.get("error")
+        if nested is not None:
+            return _error_code(nested)
+    return None
+
+
+def _error_message(body: object, fallback: str) -> str:
+    if isinstance(body, dict):
+        message = body.get("message")
+        if isinstance(message, str):
+            return message
+        nested = body.get("error")
+        if nested is not None:
+            return _error_message(nested, fallback)
+    return fallback
+
+
+def translate(exc: Exception) -> LLMError:
+    """Turn any openai/httpx failure into an LLMError."""
+    if isinstance(exc, openai.APITimeoutError):
+        return LLMTimeout("timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return LLMUnavailable(f"connection: {type(exc).__name__}")
+    if isinstance(exc, openai.APIStatusError):
+        return error_for_status(exc.status_code, _error_message(exc.body, exc.message))
+    if isinstance(exc, openai.APIError):
+        # An error event inside a 200 stream: OpenRouter puts the real status in the body's code.
+        return error_for_status(_error_code(exc.body), _error_message(exc.body, exc.message))
+    return LLMUnavailable(type(exc).__name__)
+
+
+def _usage_from(raw: Any) -> Usage:
+    if raw is None:
+        return Usage()
+    extra = getattr(raw, "model_extra", None) or {}
+    cost = extra.get("cost")
+    return Usage(
+        prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
+        completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+        cost=Decimal(str(cost)) if cost is not None else None,
+    )
+
+
+class LLMClient:
+    """Streams chat completions from OpenRouter (or any OpenAI-compatible server)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        timeout: float,
+        max_retries: int,
+        app_url: str,
+        app_title: str,
+    ) -> None:
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url,
+            api_key=api_key,
+            max_retries=max_retries,
+            timeout=timeout,
+            default_headers={"HTTP-Referer": app_url, "X-Title": app_title},
+        )
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def stream(self, model: str, messages: list[Message], max_tokens: int) -> AsyncIterator[StreamEvent]:
+        """Yield Delta events, then one Finished. Raises LLMError subclasses."""
+        try:
+            stream = await self._client.chat.completions.create(
+                model=model,
+                messages=cast("list[ChatCompletionMessageParam]", messages),
+                max_tokens=max_tokens,
+                stream=True,
+                stream_options=ChatCompletionStreamOptionsParam(include_usage=True),
+                extra_body={"usage": {"include": True}},
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        usage = Usage()
+        finish_reason: str | None = None
+        received = False
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    usage = _usage_from(chunk.usage)
+                for choice in chunk.choices:
+                    if choice.finish_reason:
+                        finish_reason = choice.finish_reason
+                    text = choice.delta.content if choice.delta else None
+                    if text:
+                        received = True
+                        yield Delta(text)
+                if finish_reason == "error":
+                    raise error_for_status(_error_code(chunk.model_extra), "finish_reason=error")
+        except LLMError:
+            raise
+        except Exception as exc:
+            raise translate(exc) from exc
+        finally:
+            await stream.close()
+        if not received and finish_reason is None:
+            # A 200 response carrying an error object instead of a stream ends here with nothing in it.
+            raise LLMUnavailable("empty response")
+        yield Finished(usage=usage, finish_reason=finish_reason)

@@ -1,0 +1,198 @@
+"""Chat: build the request from role, context and the new message, stream the answer, keep the context."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pomogator.errors import LLMBadRequest, LLMError, VisionUnsupported
+from pomogator.llm.catalog import Catalog, Model
+from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, Usage
+from pomogator.llm.tokens import estimate_content
+from pomogator.services.conversations import Content, Conversation, MemoryConversation, StoredConversation, Turn
+from pomogator.services.quota import QuotaService, Reservation
+from pomogator.services.users import Account
+from pomogator.store.engine import Database
+from pomogator.store.tables import LLMRequest
+from pomogator.timeutil import utcnow
+
+IMAGE_PLACEHOLDER = "[an image the current model cannot see]"
+
+
+@dataclass(slots=True)
+class Dialog:
+    """Everything one request needs: who asks (None for a local operator), which model, role, context, quota."""
+
+    model: Model
+    role: str | None
+    conversation: Conversation
+    telegram_id: int | None = None
+    premium: bool = False
+    charge_quota: bool = True
+
+
+@dataclass(slots=True)
+class Reply:
+    """Filled in while the answer streams; ``text`` is what was generated, ``stopped`` if the user cut it."""
+
+    text: str = ""
+    stopped: bool = False
+    usage: Usage = field(default_factory=Usage)
+    reservation: Reservation | None = None
+
+
+def has_images(content: Content) -> bool:
+    return isinstance(content, list) and any(p.get("type") == "image_url" for p in content)
+
+
+def without_images(content: Content) -> Content:
+    if isinstance(content, str) or not has_images(content):
+        return content
+    return [
+        {"type": "text", "text": IMAGE_PLACEHOLDER} if part.get("type") == "image_url" else part
+        for part in content
+    ]
+
+
+def build_messages(dialog: Dialog, history: list[Turn], content: Content) -> list[Message]:
+    """System role + as much recent context as fits + the new message; raises LLMBadRequest if that cannot fit."""
+    model = dialog.model
+    budget = model.context_length - model.max_output_tokens
+    head: list[Message] = []
+    if dialog.role:
+        head.append({"role": "system", "content": dialog.role})
+    fixed = sum(estimate_content(m["content"]) for m in head) + estimate_content(content)
+    if fixed > budget:
+        raise LLMBadRequest(f"message needs ~{fixed} tokens, budget {budget}")
+    kept: list[Message] = []
+    used = fixed
+    for turn in reversed(history):
+        if used + turn.tokens > budget:
+            break
+        used += turn.tokens
+        turn_content = turn.content if model.vision else without_images(turn.content)
+        kept.append({"role": turn.role, "content": turn_content})
+    kept.reverse()
+    # A context that starts with the model's own answer confuses some providers.
+    while kept and kept[0]["role"] == "assistant":
+        kept.pop(0)
+    return [*head, *kept, {"role": "user", "content": content}]
+
+
+class ChatService:
+    def __init__(self, database: Database, llm: LLMClient, quota: QuotaService, catalog: Catalog) -> None:
+        self.database = database
+        self.llm = llm
+        self.quota = quota
+        self.catalog = catalog
+
+    def dialog_for(self, account: Account) -> Dialog:
+        return Dialog(
+            model=account.model,
+            role=account.role,
+            conversation=StoredConversation(account.telegram_id),
+            telegram_id=account.telegram_id,
+            premium=account.premium,
+        )
+
+    def local_dialog(self, model: Model, role: str | None = None) -> Dialog:
+        return Dialog(model=model, role=role, conversation=MemoryConversation(), charge_quota=False)
+
+    async def clear_context(self, telegram_id: int) -> int:
+        return await StoredConversation(telegram_id).clear()
+
+    async def stream_reply(
+        self,
+        dialog: Dialog,
+        content: Content,
+        *,
+        stop: asyncio.Event | None = None,
+        reply: Reply | None = None,
+    ) -> AsyncIterator[str]:
+        """Yield the answer's text pieces as they arrive.
+
+        Raises VisionUnsupported, QuotaExceeded (before any LLM call) and LLMError subclasses (the reserved
+        request is refunded). Setting ``stop`` ends the stream early: what was generated is kept, stored and
+        counted as one request. Both turns are stored only when the answer completes or is stopped.
+        """
+        reply = reply if reply is not None else Reply()
+        model = dialog.model
+        if has_images(content) and not model.vision:
+            raise VisionUnsupported(model.id, [m.id for m in self.catalog.vision_models()])
+        if dialog.charge_quota and dialog.telegram_id is not None:
+            reply.reservation = await self.quota.reserve(dialog.telegram_id, model, dialog.premium)
+        try:
+            history = await dialog.conversation.history()
+            messages = build_messages(dialog, history, content)
+            finished = False
+            async for event in _until_stopped(self.llm.stream(model.id, messages, model.max_output_tokens), stop):
+                if isinstance(event, Delta):
+                    reply.text += event.text
+                    yield event.text
+                elif isinstance(event, Finished):
+                    reply.usage = event.usage
+                    finished = True
+        except BaseException:
+            # Failed, cancelled or abandoned by the consumer: the request costs nothing.
+            if reply.reservation is not None:
+                await asyncio.shield(self.quota.refund(reply.reservation))
+            raise
+        reply.stopped = not finished
+        if reply.stopped and not reply.text:
+            if reply.reservation is not None:
+                await self.quota.refund(reply.reservation)
+            return
+        await self._store(dialog, content, reply)
+
+    async def _store(self, dialog: Dialog, content: Content, reply: Reply) -> None:
+        turns = [
+            Turn("user", content, estimate_content(content), dialog.model.id),
+            Turn("assistant", reply.text, estimate_content(reply.text), dialog.model.id),
+        ]
+        if isinstance(dialog.conversation, MemoryConversation):
+            await dialog.conversation.append(turns)
+            return
+        async with self.database.transaction():
+            await dialog.conversation.append(turns)
+            await LLMRequest.insert(
+                LLMRequest(
+                    telegram_id=dialog.telegram_id,
+                    model=dialog.model.id,
+                    prompt_tokens=reply.usage.prompt_tokens,
+                    completion_tokens=reply.usage.completion_tokens,
+                    cost=reply.usage.cost,
+                    status="stopped" if reply.stopped else "ok",
+                    created_at=utcnow(),
+                )
+            )
+
+
+async def _until_stopped(
+    events: AsyncIterator[StreamEvent], stop: asyncio.Event | None
+) -> AsyncIterator[StreamEvent]:
+    """Pass events through until the stream ends or ``stop`` is set, whichever comes first."""
+    iterator = aiter(events)
+    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    try:
+        while True:
+            nxt: asyncio.Future[Any] = asyncio.ensure_future(anext(iterator))
+            waiting = {nxt} if stopper is None else {nxt, stopper}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if nxt not in done:
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, LLMError):
+                    await nxt
+                return
+            try:
+                yield nxt.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        if stopper is not None:
+            stopper.cancel()
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()

@@ -1,0 +1,87 @@
+"""Where a dialog's context lives: the database for people, memory for a local operator session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pomogator.store.tables import DialogMessage
+from pomogator.timeutil import utcnow
+
+Content = str | list[dict[str, Any]]
+
+# Older turns are never sent (the context window would drop them anyway), so never loaded.
+HISTORY_LIMIT = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    role: str
+    content: Content
+    tokens: int
+    model: str | None = None
+
+
+class Conversation(Protocol):
+    async def history(self) -> list[Turn]: ...
+
+    async def append(self, turns: list[Turn]) -> None: ...
+
+    async def clear(self) -> int: ...
+
+
+class StoredConversation:
+    def __init__(self, telegram_id: int) -> None:
+        self.telegram_id = telegram_id
+
+    async def history(self) -> list[Turn]:
+        rows = (
+            await DialogMessage.select(
+                DialogMessage.role, DialogMessage.content, DialogMessage.tokens, DialogMessage.model
+            )
+            .where(DialogMessage.telegram_id == self.telegram_id)
+            .order_by(DialogMessage.id, ascending=False)
+            .limit(HISTORY_LIMIT)
+            .output(load_json=True)
+        )
+        return [Turn(r["role"], r["content"], r["tokens"], r["model"]) for r in reversed(rows)]
+
+    async def append(self, turns: list[Turn]) -> None:
+        now = utcnow()
+        await DialogMessage.insert(
+            *(
+                DialogMessage(
+                    telegram_id=self.telegram_id,
+                    role=t.role,
+                    content=t.content,
+                    tokens=t.tokens,
+                    model=t.model,
+                    created_at=now,
+                )
+                for t in turns
+            )
+        )
+
+    async def clear(self) -> int:
+        deleted = await DialogMessage.delete().where(DialogMessage.telegram_id == self.telegram_id).returning(
+            DialogMessage.id
+        )
+        return len(deleted)
+
+
+class MemoryConversation:
+    """The context of a local ``pomogator chat`` session without --user; gone when the session ends."""
+
+    def __init__(self) -> None:
+        self.turns: list[Turn] = []
+
+    async def history(self) -> list[Turn]:
+        return list(self.turns[-HISTORY_LIMIT:])
+
+    async def append(self, turns: list[Turn]) -> None:
+        self.turns.extend(turns)
+
+    async def clear(self) -> int:
+        count = len(self.turns)
+        self.turns.clear()
+        return count

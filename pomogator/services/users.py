@@ -1,0 +1,192 @@
+"""People: get-or-create, model and role choice, profile, erasure."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pomogator.errors import InvalidEmail, PremiumRequired, RoleTooLong, UserNotFound
+from pomogator.llm.catalog import Catalog, Model
+from pomogator.services.quota import QuotaService
+from pomogator.services.subscriptions import SubscriptionService
+from pomogator.store.engine import Database
+from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
+from pomogator.timeutil import as_utc, utcnow
+
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Who is asking, as Telegram describes them."""
+
+    telegram_id: int
+    first_name: str = ""
+    last_name: str = ""
+    username: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A stored person with their effective model and premium state."""
+
+    telegram_id: int
+    first_name: str
+    username: str | None
+    model: Model
+    role: str | None
+    email: str | None
+    premium_until: datetime | None
+    created_at: datetime
+    # True when the stored model was premium-only and premium has ended: it was reset to the default.
+    model_reset: bool = False
+
+    @property
+    def premium(self) -> bool:
+        return self.premium_until is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAllowance:
+    model: Model
+    used: int
+    limit: int
+
+    @property
+    def remaining(self) -> int:
+        return max(self.limit - self.used, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    account: Account
+    requests_today: int
+    allowances: tuple[ModelAllowance, ...]
+
+    @property
+    def current(self) -> ModelAllowance:
+        return next(a for a in self.allowances if a.model.id == self.account.model.id)
+
+
+class UserService:
+    def __init__(
+        self,
+        database: Database,
+        catalog: Catalog,
+        subscriptions: SubscriptionService,
+        quota: QuotaService,
+        role_max_chars: int,
+    ) -> None:
+        self.database = database
+        self.catalog = catalog
+        self.subscriptions = subscriptions
+        self.quota = quota
+        self.role_max_chars = role_max_chars
+
+    async def touch(self, person: Person) -> Account:
+        """Create the person or refresh their names and last-seen time; return their account."""
+        now = utcnow()
+        rows = await User.insert(
+            User(
+                telegram_id=person.telegram_id,
+                first_name=person.first_name[:255],
+                last_name=person.last_name[:255],
+                username=person.username,
+                language=person.language,
+                created_at=now,
+                last_seen_at=now,
+            )
+        ).on_conflict(
+            target=User.telegram_id,
+            action="DO UPDATE",
+            values=[User.first_name, User.last_name, User.username, User.language, User.last_seen_at],
+        ).returning(*User.all_columns())
+        return await self._account(rows[0])
+
+    async def ensure(self, telegram_id: int) -> Account:
+        """The account, created with no names when it does not exist (admin commands)."""
+        row = await User.select().where(User.telegram_id == telegram_id).first()
+        if row is None:
+            return await self.touch(Person(telegram_id))
+        return await self._account(row)
+
+    async def get(self, telegram_id: int) -> Account:
+        """Raises UserNotFound."""
+        row = await User.select().where(User.telegram_id == telegram_id).first()
+        if row is None:
+            raise UserNotFound(telegram_id)
+        return await self._account(row)
+
+    async def exists(self, telegram_id: int) -> bool:
+        return bool(await User.exists().where(User.telegram_id == telegram_id))
+
+    async def list(self, limit: int = 1000) -> list[Account]:
+        rows = await User.select().order_by(User.created_at).limit(limit)
+        return [await self._account(row) for row in rows]
+
+    async def _account(self, row: dict[str, Any]) -> Account:
+        premium_until = await self.subscriptions.premium_until(row["telegram_id"])
+        model = self.catalog.find(row["model"]) or self.catalog.default
+        reset = False
+        if model.premium_only and premium_until is None:
+            model, reset = self.catalog.default, True
+            await User.update({User.model: None}).where(User.telegram_id == row["telegram_id"])
+        return Account(
+            telegram_id=row["telegram_id"],
+            first_name=row["first_name"],
+            username=row["username"],
+            model=model,
+            role=row["role"],
+            email=row["email"],
+            premium_until=premium_until,
+            created_at=as_utc(row["created_at"]),
+            model_reset=reset,
+        )
+
+    async def set_model(self, telegram_id: int, model_id: str) -> Model:
+        """Raises UnknownModel, PremiumRequired (the choice then stays as it was), UserNotFound."""
+        model = self.catalog.get(model_id)
+        account = await self.get(telegram_id)
+        if model.premium_only and not account.premium:
+            raise PremiumRequired(model.id)
+        await User.update({User.model: model.id}).where(User.telegram_id == telegram_id)
+        return model
+
+    async def set_role(self, telegram_id: int, role: str | None) -> None:
+        """Set the system prompt; None or blank clears it. Raises RoleTooLong."""
+        text = role.strip() if role else ""
+        if len(text) > self.role_max_chars:
+            raise RoleTooLong(len(text), self.role_max_chars)
+        await User.update({User.role: text or None}).where(User.telegram_id == telegram_id)
+
+    async def set_email(self, telegram_id: int, email: str) -> str:
+        """Store the receipt email; raises InvalidEmail."""
+        value = email.strip()
+        if len(value) > 254 or not EMAIL_RE.match(value):
+            raise InvalidEmail()
+        await User.update({User.email: value}).where(User.telegram_id == telegram_id)
+        return value
+
+    async def profile(self, telegram_id: int) -> Profile:
+        account = await self.get(telegram_id)
+        used = await self.quota.used_today(telegram_id)
+        allowances = tuple(
+            ModelAllowance(model, used.get(model.id, 0), model.daily_limit(account.premium))
+            for model in self.catalog.models
+        )
+        return Profile(account=account, requests_today=sum(used.values()), allowances=allowances)
+
+    async def delete(self, telegram_id: int) -> bool:
+        """Erase the person: dialogs, usage, subscriptions, logs. Payments stay for accounting, unlinked."""
+        async with self.database.transaction():
+            existed = bool(await User.exists().where(User.telegram_id == telegram_id))
+            for table in (DialogMessage, DailyUsage, LLMRequest, Subscription, LogRecord):
+                await table.delete().where(table.telegram_id == telegram_id)
+            await Payment.update({Payment.telegram_id: None, Payment.raw_object: None}).where(
+                Payment.telegram_id == telegram_id
+            )
+            await User.delete().where(User.telegram_id == telegram_id)
+        return existed

@@ -1,0 +1,132 @@
+"""Engine selection from ``POMOGATOR_DATABASE_URL`` and the database's lifetime."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import io
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.table import Table
+
+from pomogator.errors import ConfigError
+
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an ``sqlite:///relative`` or ``sqlite:////absolute`` URL, None for other engines."""
+    if not url.startswith(SQLITE_PREFIX):
+        return None
+    path = url.removeprefix(SQLITE_PREFIX)
+    if not path:
+        raise ConfigError("POMOGATOR_DATABASE_URL: an sqlite URL needs a file, e.g. sqlite:///pomogator.sqlite3")
+    return Path(path)
+
+
+def engine_from_url(url: str) -> Engine[Any]:
+    path = sqlite_path(url)
+    if path is not None:
+        return SQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
+    if url.startswith(POSTGRES_PREFIXES):
+        return PostgresEngine(config={"dsn": url})
+    raise ConfigError("POMOGATOR_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
+
+
+def bind_engine(engine: Engine[Any]) -> None:
+    """Make every table (ours and Piccolo's migration table) and Piccolo's config use ``engine``."""
+    from piccolo.apps.migrations.tables import Migration
+
+    from pomogator.store import piccolo_conf
+    from pomogator.store.tables import TABLES
+
+    piccolo_conf.DB = engine
+    tables: tuple[type[Table], ...] = (*TABLES, Migration)
+    for table in tables:
+        table._meta.db = engine
+
+
+class Database:
+    """The database a process talks to: engine, pool, transactions and migrations."""
+
+    def __init__(self, url: str, *, pool_min: int = 1, pool_max: int = 10) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        self.engine = engine_from_url(url)
+        self._pool = (pool_min, pool_max)
+        self._pool_started = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.path is not None
+
+    async def start(self, *, migrate: bool | None = None) -> None:
+        """Bind the engine, enable WAL on SQLite, apply pending migrations (SQLite by default), start the pool."""
+        bind_engine(self.engine)
+        if self.is_sqlite:
+            await self.engine.run_ddl("PRAGMA journal_mode=WAL")
+        if migrate if migrate is not None else self.is_sqlite:
+            await self.migrate()
+        if isinstance(self.engine, PostgresEngine):
+            await self.engine.start_connection_pool(min_size=self._pool[0], max_size=self._pool[1])
+            self._pool_started = True
+
+    async def close(self) -> None:
+        if self._pool_started and isinstance(self.engine, PostgresEngine):
+            await self.engine.close_connection_pool()
+            self._pool_started = False
+
+    def transaction(self) -> Any:
+        """A write transaction: ``BEGIN IMMEDIATE`` on SQLite so concurrent writers queue instead of failing."""
+        if isinstance(self.engine, SQLiteEngine):
+            return self.engine.transaction(transaction_type=TransactionType.immediate)
+        return self.engine.transaction()
+
+    async def ping(self) -> None:
+        await self.engine.run_ddl("SELECT 1")
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; idempotent. Returns Piccolo's report lines (never printed to stdout)."""
+        from piccolo.apps.migrations.commands.forwards import run_forwards
+
+        buffer = io.StringIO()
+        with self._migration_lock(), contextlib.redirect_stdout(buffer):
+            result = await run_forwards(app_name="pomogator", migration_id="all")
+        lines = [line for line in buffer.getvalue().splitlines() if line.strip()]
+        if not result.success:
+            raise ConfigError(f"Database migration failed: {result.message or '; '.join(lines[-3:])}")
+        return lines
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        # Bot, web and CLI may start together on one SQLite file: one of them migrates, the others wait.
+        if self.path is None:
+            yield
+            return
+        lock_path = self.path.with_name(self.path.name + ".migrate.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.asynccontextmanager
+async def open_database(url: str, *, migrate: bool | None = None) -> AsyncIterator[Database]:
+    database = Database(url)
+    await database.start(migrate=migrate)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+

@@ -1,0 +1,106 @@
+"""Piccolo tables.
+
+Rows refer to a person by ``telegram_id`` rather than a foreign key: it is the natural key every frontend already
+has, so the hot path needs no extra look-up, and erasing a person is an explicit, auditable service operation.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from piccolo.columns import (
+    JSON,
+    BigInt,
+    Integer,
+    Numeric,
+    Serial,
+    Text,
+    Timestamptz,
+    Varchar,
+)
+from piccolo.table import Table
+
+
+class User(Table, tablename="users"):
+    telegram_id = BigInt(unique=True, index=True)
+    first_name = Varchar(length=255, default="")
+    last_name = Varchar(length=255, default="")
+    username = Varchar(length=255, null=True, default=None)
+    language = Varchar(length=16, null=True, default=None)
+    model = Varchar(length=255, null=True, default=None)
+    role = Text(null=True, default=None)
+    email = Varchar(length=255, null=True, default=None)
+    created_at = Timestamptz()
+    last_seen_at = Timestamptz()
+
+
+class DialogMessage(Table, tablename="dialog_messages"):
+    id = Serial(primary_key=True)
+    telegram_id = BigInt(index=True)
+    role = Varchar(length=16)
+    content = JSON()
+    model = Varchar(length=255, null=True, default=None)
+    tokens = Integer(default=0)
+    created_at = Timestamptz()
+
+
+class DailyUsage(Table, tablename="daily_usage"):
+    """Requests used per person, model and calendar day; unique on (telegram_id, model, day)."""
+
+    telegram_id = BigInt()
+    model = Varchar(length=255)
+    day = Varchar(length=10)
+    used = Integer(default=0)
+
+
+class LLMRequest(Table, tablename="llm_requests"):
+    """Usage and cost reported by OpenRouter for each answered request."""
+
+    telegram_id = BigInt(null=True, default=None, index=True)
+    model = Varchar(length=255)
+    prompt_tokens = Integer(default=0)
+    completion_tokens = Integer(default=0)
+    cost = Numeric(digits=(14, 8), null=True, default=None)
+    status = Varchar(length=16, default="ok")
+    created_at = Timestamptz()
+
+
+class Subscription(Table, tablename="subscriptions"):
+    telegram_id = BigInt(index=True)
+    plan = Varchar(length=32)
+    starts_at = Timestamptz()
+    ends_at = Timestamptz()
+    payment_id = Varchar(length=64, null=True, default=None)
+    reminded_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+
+class Payment(Table, tablename="payments"):
+    yookassa_id = Varchar(length=64, null=True, default=None, unique=True)
+    telegram_id = BigInt(null=True, default=None, index=True)
+    plan = Varchar(length=32)
+    amount = Numeric(digits=(12, 2))
+    currency = Varchar(length=3, default="RUB")
+    status = Varchar(length=32, default="new")
+    idempotence_key = Varchar(length=64, unique=True)
+    confirmation_url = Text(null=True, default=None)
+    refunded_amount = Numeric(digits=(12, 2), default=Decimal(0))
+    cancellation_reason = Varchar(length=64, null=True, default=None)
+    raw_object = JSON(null=True, default=None)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class LogRecord(Table, tablename="log_records"):
+    id = Serial(primary_key=True)
+    created_at = Timestamptz(index=True)
+    level = Varchar(length=16)
+    logger = Varchar(length=255)
+    message = Text()
+    process = Varchar(length=64)
+    telegram_id = BigInt(null=True, default=None, index=True)
+    context = JSON(default="{}")
+    exception = Text(null=True, default=None)
+
+
+TABLES: tuple[type[Table], ...] = (User, DialogMessage, DailyUsage, LLMRequest, Subscription, Payment, LogRecord)
