@@ -1,0 +1,49 @@
+"""The result of reading a user's document, and the shared cut-to-fit rule."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DocumentKind = Literal["text", "markdown", "csv", "json", "code", "pdf", "docx"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtractedDocument:
+    """Text taken from a user's file, ready to be wrapped into a prompt.
+
+    ``total_chars`` is the length of the whole text before it was cut; it is ``None`` when the text was not
+    read to the end (a long PDF is read only page by page until the limit is reached). ``pages_read`` and
+    ``pages_total`` are set for PDFs only. ``needs_file_part`` means the text layer is empty (a scanned PDF)
+    and the original file should be sent to the model as a file part instead.
+    """
+
+    filename: str
+    kind: DocumentKind
+    text: str
+    truncated: bool = False
+    total_chars: int | None = None
+    pages_read: int | None = None
+    pages_total: int | None = None
+    needs_file_part: bool = False
+    encoding: str | None = None
+
+
+def cut_to_fit(text: str, max_chars: int) -> tuple[str, bool]:
+    """Return ``text`` cut to at most ``max_chars`` characters, preferably at a line boundary.
+
+    A cut falls at the last line break inside the limit; when the only line break is in the first half (one
+    enormous line), the cut falls at the last whitespace, and failing that exactly at the limit.
+    """
+    if max_chars <= 0:
+        raise ValueError("max_chars must be positive")
+    if len(text) <= max_chars:
+        return text, False
+    head = text[:max_chars]
+    newline = head.rfind("\n")
+    if newline >= max_chars // 2:
+        return head[:newline].rstrip(), True
+    space = max(head.rfind(" "), head.rfind("\t"))
+    if space >= max_chars // 2:
+        return head[:space].rstrip(), True
+    return head, True

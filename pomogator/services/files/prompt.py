@@ -1,0 +1,82 @@
+"""Wrap an extracted document and the user's question into the text sent to the model."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+from .document import ExtractedDocument
+from .pdf import pdf_file_part
+
+DEFAULT_QUESTION = "Summarise the main points of this file."
+
+MAX_NAME_CHARS = 200
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_CLOSING_TAG = re.compile(r"</(file)", re.IGNORECASE)
+
+
+def safe_filename(filename: str) -> str:
+    """The file name as an attribute value: control characters removed, length bounded, markup escaped."""
+    name = _CONTROL.sub(" ", filename).strip() or "file"
+    if len(name) > MAX_NAME_CHARS:
+        name = name[: MAX_NAME_CHARS - 1] + "…"
+    return html.escape(name, quote=True)
+
+
+def truncation_note(doc: ExtractedDocument) -> str | None:
+    """The note telling the model (and the user) that only part of the file is in the prompt."""
+    if not doc.truncated:
+        return None
+    if doc.total_chars is not None:
+        return (
+            f"[The file was cut to fit the model's context: {len(doc.text)} of {doc.total_chars} characters]"
+        )
+    if doc.pages_read is not None and doc.pages_total is not None:
+        return (
+            f"[The file was cut to fit the model's context: {len(doc.text)} characters"
+            f" from the first {doc.pages_read} of {doc.pages_total} pages]"
+        )
+    return f"[The file was cut to fit the model's context: {len(doc.text)} characters]"
+
+
+def document_prompt(
+    doc: ExtractedDocument,
+    question: str | None,
+    *,
+    default_question: str = DEFAULT_QUESTION,
+) -> str:
+    """The document as ``<file name="...">text</file>``, the truncation note if any, then the question.
+
+    The name is escaped, and a ``</file`` inside the text is written as ``<\\/file`` so the content cannot
+    close the wrapper early. A scanned PDF (``needs_file_part``) is referred to by name only: its pages go
+    to the model as a file part (see ``document_content``).
+    """
+    name = safe_filename(doc.filename)
+    ask = question.strip() if question and question.strip() else default_question
+    if doc.needs_file_part:
+        return f'<file name="{name}" attached="true" />\n\n{ask}'
+    body = _CLOSING_TAG.sub(r"<\\/\1", doc.text)
+    parts = [f'<file name="{name}">\n{body}\n</file>']
+    note = truncation_note(doc)
+    if note:
+        parts.append(note)
+    parts.append(ask)
+    return "\n\n".join(parts)
+
+
+def document_content(
+    doc: ExtractedDocument,
+    data: bytes,
+    question: str | None,
+    *,
+    default_question: str = DEFAULT_QUESTION,
+) -> list[dict[str, Any]]:
+    """The user message content parts for a document: the prompt text, plus the PDF itself for a scan."""
+    parts: list[dict[str, Any]] = [
+        {"type": "text", "text": document_prompt(doc, question, default_question=default_question)}
+    ]
+    if doc.needs_file_part:
+        parts.append(pdf_file_part(data, doc.filename))
+    return parts
