@@ -20,8 +20,10 @@ def next_midnight(moment: datetime, tz: ZoneInfo) -> datetime:
     return datetime.combine(tomorrow, time(), tzinfo=tz).astimezone(UTC)
 
 
-def as_utc(moment: datetime) -> datetime:
-    """Normalise a value read from the database (SQLite may return naive UTC) to UTC-aware."""
+def as_utc(moment: datetime | str) -> datetime:
+    """Normalise a value read from the database to UTC-aware (SQLite aggregates return ISO text)."""
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)

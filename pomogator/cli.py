@@ -1,0 +1,281 @@
+"""The ``pomogator`` command line: database, administration, a terminal chat, and the servers.
+
+Heavy frontends (aiogram, uvicorn) are imported inside the commands that run them, so ``pomogator --help`` and the
+admin commands start fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from pomogator import cli_output
+from pomogator.config import Settings, load_settings
+from pomogator.errors import PomogatorError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="pomogator",
+    help="Pomogator: a Telegram assistant for many LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+models_app = typer.Typer(help="The models catalog.", no_args_is_help=True)
+run_app = typer.Typer(help="Run a server process.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(user_app, name="user")
+app.add_typer(models_app, name="models")
+app.add_typer(run_app, name="run")
+
+UserId = Annotated[int, typer.Argument(help="Telegram user id.")]
+
+
+def settings_for(*needs: str, process: str = "cli") -> Settings:
+    """Load settings, check the ones this command needs, configure logging for this process."""
+    from pomogator.logging import setup_logging
+
+    settings = load_settings()
+    settings.require(*needs)
+    setup_logging(settings, process)
+    return settings
+
+
+def with_services(
+    fn: Callable[..., Awaitable[T]], *needs: str, migrate: bool | None = None
+) -> T:
+    """Run ``fn(services)`` inside the composition root, on a fresh event loop."""
+    from pomogator.container import build_services
+
+    settings = settings_for(*needs)
+
+    async def main() -> T:
+        async with build_services(settings, migrate=migrate) as services:
+            return await fn(services)
+
+    return asyncio.run(main())
+
+
+# --- db ----------------------------------------------------------------------------------------------------
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending database migrations (safe to run again)."""
+    from pomogator.store.engine import open_database
+
+    settings = settings_for()
+
+    async def main() -> list[str]:
+        async with open_database(settings.database_url, migrate=False) as database:
+            return await database.migrate()
+
+    for line in asyncio.run(main()):
+        cli_output.notice(line)
+
+
+# --- user --------------------------------------------------------------------------------------------------
+
+
+@user_app.command("show")
+def user_show(
+    telegram_id: UserId,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
+) -> None:
+    """Show a user's model, role, premium status and today's requests."""
+    from pomogator.container import Services
+
+    async def fn(services: Services) -> None:
+        profile = await services.users.profile(telegram_id)
+        account = profile.account
+        until = account.premium_until.astimezone(services.settings.tz).isoformat() if account.premium_until else None
+        data = {
+            "telegram_id": account.telegram_id,
+            "model": account.model.id,
+            "role": account.role,
+            "premium": account.premium,
+            "premium_until": until,
+            "requests_today": profile.requests_today,
+        }
+        if as_json:
+            sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+            return
+        cli_output.print_table(
+            f"User {account.telegram_id}",
+            ["field", "value"],
+            [(key, "—" if value is None else value) for key, value in data.items()],
+        )
+
+    with_services(fn)
+
+
+@user_app.command("list")
+def user_list(
+    limit: Annotated[int, typer.Option(help="Show at most this many users.")] = 1000,
+) -> None:
+    """List users with their model and premium status."""
+    from pomogator.container import Services
+
+    async def fn(services: Services) -> None:
+        tz = services.settings.tz
+        rows = [
+            (
+                a.telegram_id,
+                a.username or "",
+                a.first_name,
+                a.model.id,
+                a.premium_until.astimezone(tz).strftime("%Y-%m-%d %H:%M") if a.premium_until else "",
+                a.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            )
+            for a in await services.users.list(limit)
+        ]
+        cli_output.print_table("Users", ["telegram_id", "username", "name", "model", "premium until", "since"], rows)
+
+    with_services(fn)
+
+
+@user_app.command("grant-premium")
+def user_grant_premium(
+    telegram_id: UserId,
+    days: Annotated[int, typer.Option("--days", min=1, help="How many days of premium to add.")],
+) -> None:
+    """Give a user premium for N days (extends a running subscription; creates the user if absent)."""
+    from pomogator.container import Services
+
+    async def fn(services: Services) -> None:
+        await services.users.ensure(telegram_id)
+        async with services.database.transaction():
+            until = await services.subscriptions.grant(telegram_id, days, plan="manual")
+        local = until.astimezone(services.settings.tz)
+        cli_output.notice(f"User {telegram_id} has premium until {local:%Y-%m-%d %H:%M %Z}.")
+
+    with_services(fn)
+
+
+@user_app.command("revoke-premium")
+def user_revoke_premium(telegram_id: UserId) -> None:
+    """End a user's premium now."""
+    from pomogator.container import Services
+
+    async def fn(services: Services) -> None:
+        await services.users.get(telegram_id)
+        ended = await services.subscriptions.revoke(telegram_id)
+        cli_output.notice(f"Premium of {telegram_id} ended." if ended else f"User {telegram_id} had no premium.")
+
+    with_services(fn)
+
+
+@user_app.command("delete")
+def user_delete(
+    telegram_id: UserId,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Erase a user's data: dialogs, usage, subscriptions and logs. Payments are kept, unlinked from the person."""
+    from pomogator.container import Services
+
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Erase all data of user {telegram_id}?", abort=True, err=True)
+
+    async def fn(services: Services) -> None:
+        if not await services.users.delete(telegram_id):
+            cli_output.error(f"User {telegram_id} not found.")
+            raise typer.Exit(1)
+        cli_output.notice(f"User {telegram_id} erased.")
+
+    with_services(fn)
+
+
+# --- models ------------------------------------------------------------------------------------------------
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the models with their daily limits."""
+    from pomogator.llm.catalog import load_catalog
+
+    settings = settings_for()
+    catalog = load_catalog(settings.models_file)
+    rows = [
+        (
+            m.id + (" (default)" if m.id == catalog.default_id else ""),
+            m.title,
+            m.free_daily if m.free_daily else "premium only",
+            m.premium_daily,
+            "yes" if m.vision else "no",
+            m.context_length,
+        )
+        for m in catalog.models
+    ]
+    cli_output.print_table("Models", ["id", "title", "free/day", "premium/day", "vision", "context"], rows)
+
+
+# --- chat --------------------------------------------------------------------------------------------------
+
+
+@app.command("chat")
+def chat(
+    model: Annotated[str | None, typer.Option(help="Model id from the catalog (see `pomogator models list`).")] = None,
+    user: Annotated[
+        int | None, typer.Option(help="Chat as this Telegram user: their role, context and quota.")
+    ] = None,
+) -> None:
+    """Chat with a model in the terminal. Reads lines from stdin; /clear resets the context, /model switches.
+
+    Without --user this is a local operator session: any model, no quota, a context of its own.
+    """
+    from pomogator.container import Services
+    from pomogator.terminal_chat import run_terminal_chat
+
+    async def fn(services: Services) -> None:
+        await run_terminal_chat(services, model_id=model, telegram_id=user)
+
+    with_services(fn, "openrouter_api_key")
+
+
+# --- run ---------------------------------------------------------------------------------------------------
+
+
+@run_app.command("bot")
+def run_bot() -> None:
+    """Run the Telegram bot (long polling)."""
+    from pomogator.bot.runner import run_polling
+
+    settings = settings_for("bot_token", "openrouter_api_key", process="bot")
+    asyncio.run(run_polling(settings))
+
+
+@run_app.command("web")
+def run_web() -> None:
+    """Run the web app: the YooKassa webhook and health checks."""
+    from pomogator.web.server import serve
+
+    settings = settings_for(process="web")
+    serve(settings)
+
+
+# Sub-apps of other areas are registered below.
+
+
+def main() -> None:
+    """Console entry point: domain errors become one line on stderr and exit code 1."""
+    try:
+        app()
+    except PomogatorError as exc:
+        cli_output.error(exc.user_message)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    except Exception as exc:
+        from loguru import logger
+
+        logger.opt(exception=exc).error("Unexpected error")
+        cli_output.error("unexpected failure; see the log above.")
+        raise SystemExit(1) from None

@@ -1,0 +1,54 @@
+"""A minimal Telegram Bot API sender for processes that must not import aiogram (web, CLI, log alerts).
+
+It only sends plain messages: payment confirmations, reminders and admin alerts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+from loguru import logger
+
+MAX_FLOOD_WAIT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    ok: bool
+    description: str = ""
+
+
+class TelegramNotifier:
+    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
+        self._url = f"{api_url.rstrip('/')}/bot{token}/sendMessage"
+        self._client = httpx.AsyncClient(timeout=timeout)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def send(self, chat_id: int, text: str, *, html: bool = False, attempts: int = 3) -> SendResult:
+        """Send a message; waits out 429 ``retry_after`` (bounded). Never raises: a failed notice is logged."""
+        payload: dict[str, object] = {"chat_id": chat_id, "text": text, "link_preview_options": {"is_disabled": True}}
+        if html:
+            payload["parse_mode"] = "HTML"
+        description = ""
+        for _ in range(attempts):
+            try:
+                response = await self._client.post(self._url, json=payload)
+                body = response.json()
+            except (httpx.HTTPError, ValueError) as exc:
+                description = type(exc).__name__
+                await asyncio.sleep(1.0)
+                continue
+            if body.get("ok"):
+                return SendResult(True)
+            description = str(body.get("description", response.status_code))
+            retry_after = (body.get("parameters") or {}).get("retry_after")
+            if response.status_code == 429 and isinstance(retry_after, int | float):
+                await asyncio.sleep(min(float(retry_after), MAX_FLOOD_WAIT_S))
+                continue
+            break
+        logger.warning("Telegram notice to {} not delivered: {}", chat_id, description)
+        return SendResult(False, description)

@@ -1,0 +1,100 @@
+"""``pomogator chat``: a terminal chat through the same chat and quota services as the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from rich.live import Live
+from rich.markdown import Markdown
+
+from pomogator import cli_output
+from pomogator.container import Services
+from pomogator.errors import PomogatorError
+from pomogator.llm.catalog import Model
+from pomogator.services.chat import Dialog
+
+HELP = "Commands: /clear resets the context, /model [ID] shows or switches the model, /exit quits."
+
+
+async def _read_line(prompt: str, interactive: bool) -> str | None:
+    if interactive:
+        sys.stderr.write(prompt)
+        sys.stderr.flush()
+    line = await asyncio.to_thread(sys.stdin.readline)
+    return line if line else None
+
+
+async def _make_dialog(services: Services, model_id: str | None, telegram_id: int | None) -> Dialog:
+    model = services.catalog.get(model_id) if model_id else None
+    if telegram_id is None:
+        return services.chat.local_dialog(model or services.catalog.default)
+    account = await services.users.get(telegram_id)
+    if model is not None and model.id != account.model.id:
+        await services.users.set_model(telegram_id, model.id)
+        account = await services.users.get(telegram_id)
+    return services.chat.dialog_for(account)
+
+
+async def _switch_model(services: Services, dialog: Dialog, model_id: str) -> None:
+    model: Model = services.catalog.get(model_id)
+    if dialog.telegram_id is not None:
+        model = await services.users.set_model(dialog.telegram_id, model.id)
+    dialog.model = model
+    cli_output.notice(f"Model: {model.id}")
+
+
+async def _answer(services: Services, dialog: Dialog, text: str, pretty: bool) -> None:
+    if pretty:
+        answer = ""
+        with Live(Markdown(""), console=cli_output.stdout, refresh_per_second=8) as live:
+            async for piece in services.chat.stream_reply(dialog, text):
+                answer += piece
+                live.update(Markdown(answer))
+        return
+    async for piece in services.chat.stream_reply(dialog, text):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+async def _command(services: Services, dialog: Dialog, line: str) -> bool:
+    """Handle a /command; returns False when the session should end."""
+    name, _, arg = line.partition(" ")
+    if name in ("/exit", "/quit"):
+        return False
+    if name == "/clear":
+        await dialog.conversation.clear()
+        cli_output.notice("Context cleared.")
+    elif name == "/model" and arg.strip():
+        await _switch_model(services, dialog, arg.strip())
+    elif name == "/model":
+        cli_output.notice(f"Model: {dialog.model.id}. Available: {', '.join(services.catalog.ids)}")
+    else:
+        cli_output.notice(HELP)
+    return True
+
+
+async def run_terminal_chat(services: Services, *, model_id: str | None, telegram_id: int | None) -> None:
+    """Raises UnknownModel (listing valid ids), UserNotFound, PremiumRequired before the session starts."""
+    dialog = await _make_dialog(services, model_id, telegram_id)
+    interactive = sys.stdin.isatty()
+    pretty = sys.stdout.isatty()
+    if interactive:
+        cli_output.notice(f"Pomogator chat · model {dialog.model.id}. {HELP} Ctrl-D quits.")
+    try:
+        while (line := await _read_line("you> ", interactive)) is not None:
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                if text.startswith("/"):
+                    if not await _command(services, dialog, text):
+                        break
+                    continue
+                await _answer(services, dialog, text, pretty)
+            except PomogatorError as exc:
+                cli_output.error(exc.user_message)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        sys.stderr.write("\n")
