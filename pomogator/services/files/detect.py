@@ -229,7 +229,8 @@ def _zip_kind(data: bytes, by_name: FileKind | None) -> FileKind:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         return "docx" if by_name == "docx" else "archive"
     if "word/document.xml" in names:
-        return "docx" if by_name in (None, "docx", "archive") else by_name
+        # Macro-enabled documents and templates share the layout but python-docx refuses them.
+        return "other-document" if by_name == "other-document" else "docx"
     if "xl/workbook.xml" in names:
         return "spreadsheet"
     if "ppt/presentation.xml" in names:
