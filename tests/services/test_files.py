@@ -605,3 +605,12 @@ def test_file_name_and_content_cannot_break_the_wrapper() -> None:
 def test_error_types_share_a_base() -> None:
     for error in (CorruptFile("a"), EncryptedFile("a"), UnsupportedFile("a"), FileTooLarge(2, 1)):
         assert isinstance(error, FileError)
+
+
+def test_highly_compressible_picture_counts_only_towards_the_total() -> None:
+    members = {"word/media/image1.bmp": b"BM" + b"\xff" * (2 * 1024 * 1024)}
+    check_zip_bounds(make_zip(members), "screenshot.docx")
+    with pytest.raises(FileTooLarge):
+        check_zip_bounds(make_zip(members), "screenshot.docx", max_uncompressed=1024 * 1024)
+    with pytest.raises(CorruptFile):
+        check_zip_bounds(make_zip({"word/styles.xml": b" " * (2 * 1024 * 1024)}), "bomb.docx")
