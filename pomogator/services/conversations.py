@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -53,7 +54,8 @@ class StoredConversation:
                 DialogMessage(
                     telegram_id=self.telegram_id,
                     role=t.role,
-                    content=t.content,
+                    # Piccolo stores a str as already-encoded JSON, so encode every value ourselves.
+                    content=json.dumps(t.content, ensure_ascii=False),
                     tokens=t.tokens,
                     model=t.model,
                     created_at=now,
