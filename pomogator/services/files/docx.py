@@ -9,7 +9,7 @@ from docx import Document
 from docx.table import Table
 from docx.text.paragraph import Paragraph
 
-from pomogator.errors import CorruptFile, FileError, FileTooLarge
+from pomogator.errors import CorruptFile, FileTooLarge
 
 from .document import ExtractedDocument, cut_to_fit
 
@@ -108,8 +108,6 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
             text = _paragraph_text(block) if isinstance(block, Paragraph) else _table_text(block)
             if text:
                 blocks.append(text)
-    except FileError:
-        raise
     except Exception as exc:  # python-docx and lxml raise many kinds of errors on damaged input
         raise CorruptFile(filename) from exc
     text = "\n\n".join(blocks)

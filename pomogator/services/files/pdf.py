@@ -58,8 +58,6 @@ def extract_pdf(data: bytes, filename: str, max_chars: int) -> ExtractedDocument
             break
         try:
             page_text = reader.pages[number].extract_text() or ""
-        except FileError:
-            raise
         except Exception:  # one broken page should not cost the rest of the document
             page_text = "[this page could not be read]"
         else:
