@@ -1,0 +1,15 @@
+"""Turning LLM Markdown into Telegram HTML messages that Telegram accepts."""
+
+from pomogator.services.formatting.markdown import markdown_to_html
+from pomogator.services.formatting.split import render_answer, split_html
+from pomogator.services.formatting.text import escape_attr, escape_text, html_to_text, utf16_len
+
+__all__ = [
+    "escape_attr",
+    "escape_text",
+    "html_to_text",
+    "markdown_to_html",
+    "render_answer",
+    "split_html",
+    "utf16_len",
+]

@@ -1,0 +1,200 @@
+"""Markdown (as LLMs write it) to the HTML subset Telegram accepts.
+
+markdown-it-py does the parsing, so half-written Markdown from a stream degrades the CommonMark way:
+an unclosed fence is a code block up to the end, an unclosed ``**`` or ``[link](`` stays literal text.
+Raw HTML in the Markdown is never passed through; it is shown as text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+
+from markdown_it import MarkdownIt
+from markdown_it.tree import SyntaxTreeNode
+
+from pomogator.services.formatting.text import escape_attr, escape_text, html_to_text
+
+_ALLOWED_SCHEMES = ("http://", "https://", "tg://", "mailto:")
+_LANGUAGE = re.compile(r"[A-Za-z0-9_+#.-]{1,32}")
+_BULLETS = ("•", "◦", "▪")
+_INDENT = "   "
+_RULE = "──────────"
+_STYLE_TAGS = {"strong": "b", "em": "i", "s": "s"}
+# Wider tables become "header: value" records: a wide <pre> wraps on phones and loses its alignment.
+_MAX_TABLE_WIDTH = 40
+
+_PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])
+
+
+def markdown_to_html(md: str) -> str:
+    """Converts Markdown to Telegram HTML that is valid for any input, including unfinished Markdown."""
+    root = SyntaxTreeNode(_PARSER.parse(md))
+    return _Renderer().blocks(root.children, depth=0).strip()
+
+
+def _link_allowed(href: str) -> bool:
+    return href.lower().startswith(_ALLOWED_SCHEMES) and len(href) > len("tg://")
+
+
+def _display_width(s: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+class _Renderer:
+    def __init__(self) -> None:
+        self.in_quote = False
+        self.in_link = False
+        # How many times each style tag is open; nested duplicates add nothing visible.
+        self.open_styles: Counter[str] = Counter()
+
+    # Blocks
+
+    def blocks(self, nodes: list[SyntaxTreeNode], depth: int, separator: str = "\n\n") -> str:
+        parts = [self.block(node, depth) for node in nodes]
+        return separator.join(part for part in parts if part)
+
+    def block(self, node: SyntaxTreeNode, depth: int) -> str:
+        kind = node.type
+        if kind == "paragraph":
+            return self.inline_children(node)
+        if kind == "heading":
+            return self.style("b", node)
+        if kind in ("bullet_list", "ordered_list"):
+            return self.list_block(node, depth)
+        if kind == "blockquote":
+            return self.blockquote(node, depth)
+        if kind in ("fence", "code_block"):
+            return self.code_block(node)
+        if kind == "table":
+            return self.table(node)
+        if kind == "hr":
+            return _RULE
+        if node.children:
+            return self.blocks(node.children, depth)
+        return escape_text(node.content)
+
+    def list_block(self, node: SyntaxTreeNode, depth: int) -> str:
+        ordered = node.type == "ordered_list"
+        start = int(str(node.attrs.get("start", 1)))
+        lines = []
+        for index, item in enumerate(node.children):
+            marker = f"{item.info or start + index}." if ordered else _BULLETS[depth % len(_BULLETS)]
+            rendered = [(child, self.block(child, depth + 1)) for child in item.children]
+            rendered = [(child, part) for child, part in rendered if part]
+            head = rendered.pop(0)[1] if rendered and rendered[0][0].type == "paragraph" else ""
+            lines.append(f"{_INDENT * depth}{marker} {head}".rstrip())
+            for child, part in rendered:
+                nested = child.type in ("bullet_list", "ordered_list")
+                lines.append(part if nested else f"{_INDENT * (depth + 1)}{part}")
+        return "\n".join(lines)
+
+    def blockquote(self, node: SyntaxTreeNode, depth: int) -> str:
+        if self.in_quote:
+            # Telegram rejects nested blockquotes; the inner one just joins the outer.
+            return self.blocks(node.children, depth)
+        self.in_quote = True
+        try:
+            inner = self.blocks(node.children, depth)
+        finally:
+            self.in_quote = False
+        return f"<blockquote>{inner}</blockquote>" if html_to_text(inner).strip() else ""
+
+    def code_block(self, node: SyntaxTreeNode) -> str:
+        content = node.content.rstrip("\n")
+        if not content.strip():
+            return ""
+        words = node.info.split()
+        language = words[0] if words else ""
+        if _LANGUAGE.fullmatch(language):
+            return f'<pre><code class="language-{escape_attr(language)}">{escape_text(content)}</code></pre>'
+        return f"<pre>{escape_text(content)}</pre>"
+
+    def table(self, node: SyntaxTreeNode) -> str:
+        rows: list[list[SyntaxTreeNode]] = []
+        for section in node.children:
+            for row in section.children:
+                rows.append([cell for cell in row.children])
+        if not rows:
+            return ""
+        header, body = rows[0], rows[1:]
+        cells_html = [[self.inline_children(cell) for cell in row] for row in rows]
+        cells_text = [[html_to_text(cell).strip() for cell in row] for row in cells_html]
+        columns = len(header)
+        widths = [max(_display_width(row[c]) if c < len(row) else 0 for row in cells_text) for c in range(columns)]
+        if sum(widths) + 3 * (columns - 1) <= _MAX_TABLE_WIDTH and any(any(row) for row in cells_text):
+            return self.monospaced_table(cells_text, widths)
+        if not body:
+            return " | ".join(cell for cell in cells_html[0] if html_to_text(cell).strip())
+        records = []
+        for cells in cells_html[1:]:
+            lines = []
+            for c, title in enumerate(cells_html[0]):
+                cell = cells[c] if c < len(cells) else ""
+                # Empty cells still get their line, or a column empty in every row would vanish.
+                value = cell if html_to_text(cell).strip() else "—"
+                lines.append(f"<b>{title}:</b> {value}" if html_to_text(title).strip() else value)
+            records.append("\n".join(lines))
+        return "\n\n".join(records)
+
+    @staticmethod
+    def monospaced_table(cells: list[list[str]], widths: list[int]) -> str:
+        def line(row: list[str]) -> str:
+            padded = [
+                (row[c] if c < len(row) else "") + " " * (widths[c] - _display_width(row[c] if c < len(row) else ""))
+                for c in range(len(widths))
+            ]
+            return " | ".join(padded).rstrip()
+
+        rule = "-+-".join("-" * width for width in widths)
+        text = "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+        return f"<pre>{escape_text(text)}</pre>"
+
+    # Inline
+
+    def inline_children(self, node: SyntaxTreeNode) -> str:
+        return "".join(self.inline(child) for child in node.children)
+
+    def inline(self, node: SyntaxTreeNode) -> str:
+        kind = node.type
+        if kind == "text":
+            return escape_text(node.content)
+        if kind in ("softbreak", "hardbreak"):
+            return "\n"
+        if kind == "code_inline":
+            # Telegram does not allow code inside a link.
+            code = escape_text(node.content)
+            return code if self.in_link else f"<code>{code}</code>"
+        if kind in _STYLE_TAGS:
+            return self.style(_STYLE_TAGS[kind], node)
+        if kind == "link":
+            return self.link(str(node.attrs.get("href", "")), node)
+        if kind == "image":
+            return self.link(str(node.attrs.get("src", "")), node, fallback="🖼")
+        if node.children:
+            return self.inline_children(node)
+        return escape_text(node.content)
+
+    def style(self, tag: str, node: SyntaxTreeNode) -> str:
+        self.open_styles[tag] += 1
+        try:
+            inner = self.inline_children(node)
+        finally:
+            self.open_styles[tag] -= 1
+        if not html_to_text(inner).strip() or self.open_styles[tag]:
+            return inner
+        return f"<{tag}>{inner}</{tag}>"
+
+    def link(self, href: str, node: SyntaxTreeNode, fallback: str = "🔗") -> str:
+        if self.in_link or not _link_allowed(href):
+            return self.inline_children(node)
+        self.in_link = True
+        try:
+            label = self.inline_children(node)
+        finally:
+            self.in_link = False
+        if not html_to_text(label).strip():
+            label = fallback
+        return f'<a href="{escape_attr(href)}">{label}</a>'
+

@@ -1,0 +1,338 @@
+"""Markdown → Telegram HTML: every output must pass the strict Telegram HTML model and keep the text."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from markdown_it import MarkdownIt
+
+from pomogator.services.formatting import (
+    html_to_text,
+    markdown_to_html,
+    render_answer,
+    split_html,
+    utf16_len,
+)
+from tests.fakes.telegram_html import check_message, parse_html
+
+
+def valid_chunks(md: str, limit: int = 4096) -> list[str]:
+    chunks = render_answer(md, limit)
+    for chunk in chunks:
+        check_message(chunk, "HTML", limit)
+    return chunks
+
+
+def entities(source: str) -> list[dict[str, object]]:
+    return parse_html(source)[1]
+
+
+# Plain conversions
+
+
+def test_emphasis_nesting() -> None:
+    out = markdown_to_html("**bold *italic* bold** and ***both*** and ~~gone~~ and _under_")
+    assert out == (
+        "<b>bold <i>italic</i> bold</b> and <i><b>both</b></i> and <s>gone</s> and <i>under</i>"
+    )
+    check_message(out, "HTML")
+
+
+def test_duplicate_styles_are_not_nested() -> None:
+    out = markdown_to_html("# Title with **bold**")
+    assert out == "<b>Title with bold</b>"
+
+
+@pytest.mark.parametrize(
+    ("md", "plain"),
+    [
+        ("a < b && c > d", "a < b && c > d"),
+        ("<script>alert('x')</script>", "<script>alert('x')</script>"),
+        ("<b>not bold</b> &amp; &lt;", "<b>not bold</b> & <"),
+        ("`a<b && c>d`", "a<b && c>d"),
+        ("5 > 3 & 2 < 4 \"quoted\"", '5 > 3 & 2 < 4 "quoted"'),
+    ],
+)
+def test_html_looking_text_is_escaped(md: str, plain: str) -> None:
+    out = markdown_to_html(md)
+    assert check_message(out, "HTML") == plain
+
+
+def test_inline_code_escapes_everything() -> None:
+    out = markdown_to_html("use `x &lt; <i>` here")
+    assert out == "use <code>x &amp;lt; &lt;i&gt;</code> here"
+    assert entities(out) == [{"offset": 4, "length": 10, "type": "code"}]
+
+
+def test_fenced_code_keeps_language_and_escapes() -> None:
+    out = markdown_to_html('```python\nif a < b and c > d:\n    print("&")\n```')
+    assert out == (
+        '<pre><code class="language-python">if a &lt; b and c &gt; d:\n    print("&amp;")</code></pre>'
+    )
+    ents = entities(out)
+    assert ents == [{"offset": 0, "length": utf16_len('if a < b and c > d:\n    print("&")'),
+                     "type": "pre", "language": "python"}]
+
+
+def test_fence_with_odd_info_string_has_no_language() -> None:
+    out = markdown_to_html('```"><script>\nx\n```')
+    assert out == "<pre>x</pre>"
+
+
+def test_unclosed_fence_is_still_code() -> None:
+    out = markdown_to_html("Here:\n```js\nconst a = 1 < 2;\nconst b = '**x**'")
+    check_message(out, "HTML")
+    assert out.endswith("<pre><code class=\"language-js\">const a = 1 &lt; 2;\nconst b = '**x**'</code></pre>")
+
+
+@pytest.mark.parametrize("md", ["**unclosed bold", "*half", "[link](https://e.com/x", "[link", "~~strike", "`code"])
+def test_unfinished_inline_markdown_is_literal(md: str) -> None:
+    out = markdown_to_html(md)
+    assert check_message(out, "HTML") == md
+    assert entities(out) == []
+
+
+def test_links_with_parentheses_and_quotes() -> None:
+    out = markdown_to_html('[wiki](https://en.wikipedia.org/wiki/Python_(language)) [q](https://e.com/?a="1"&b=2)')
+    check_message(out, "HTML")
+    urls = [e["url"] for e in entities(out)]
+    assert urls == ["https://en.wikipedia.org/wiki/Python_(language)", "https://e.com/?a=%221%22&b=2"]
+    assert html_to_text(out) == "wiki q"
+
+
+@pytest.mark.parametrize(
+    "md",
+    ["[x](javascript:alert(1))", "[x](/relative/path)", "[x](ftp://host/file)", "[x](data:text/html,hi)"],
+)
+def test_unsafe_or_relative_links_are_text(md: str) -> None:
+    out = markdown_to_html(md)
+    check_message(out, "HTML")
+    assert "<a " not in out
+    assert "x" in html_to_text(out)
+
+
+def test_allowed_link_schemes() -> None:
+    out = markdown_to_html("[a](http://x.io) [b](tg://user?id=1) [c](mailto:me@x.io) <https://auto.link>")
+    assert [e["url"] for e in entities(out)] == [
+        "http://x.io", "tg://user?id=1", "mailto:me@x.io", "https://auto.link",
+    ]
+
+
+def test_code_inside_link_loses_code_style() -> None:
+    out = markdown_to_html("[`api()`](https://e.com)")
+    assert out == '<a href="https://e.com">api()</a>'
+
+
+def test_headings_lists_quotes_rules() -> None:
+    md = "# Head\n\n- a\n- b\n  - c\n    1. d\n\n3. x\n4. y\n\n> quoted\n> > deeper\n\n---\n\nend"
+    out = markdown_to_html(md)
+    check_message(out, "HTML")
+    assert html_to_text(out) == (
+        "Head\n\n• a\n• b\n   ◦ c\n      1. d\n\n3. x\n4. y\n\nquoted\n\ndeeper\n\n──────────\n\nend"
+    )
+    types = [e["type"] for e in entities(out)]
+    assert types == ["bold", "blockquote"]
+
+
+def test_small_table_is_monospaced() -> None:
+    out = markdown_to_html("| a | b |\n|---|---|\n| 1 | <x> |\n| 22 | 3 |")
+    assert out == "<pre>a  | b\n---+----\n1  | &lt;x&gt;\n22 | 3</pre>"
+    check_message(out, "HTML")
+
+
+def test_wide_table_becomes_records() -> None:
+    md = (
+        "| Model | Strengths | Price |\n|---|---|---|\n"
+        "| GPT | Reasoning and **code** generation | $$ |\n| Claude | Long documents, careful writing | |"
+    )
+    out = markdown_to_html(md)
+    check_message(out, "HTML")
+    assert html_to_text(out) == (
+        "Model: GPT\nStrengths: Reasoning and code generation\nPrice: $$\n\n"
+        "Model: Claude\nStrengths: Long documents, careful writing\nPrice: —"
+    )
+
+
+def test_image_becomes_link() -> None:
+    out = markdown_to_html("![diagram](https://e.com/d.png) ![](https://e.com/e.png)")
+    assert out == '<a href="https://e.com/d.png">diagram</a> <a href="https://e.com/e.png">🖼</a>'
+
+
+def test_empty_and_blank_input() -> None:
+    assert markdown_to_html("") == ""
+    assert render_answer("   \n\n") == []
+    assert render_answer("```\n```") == []
+
+
+def test_html_to_text_unescapes() -> None:
+    assert html_to_text('<b>a &lt; b</b> <a href="x">&amp;&quot;&#65;&#x42;</a>') == 'a < b &"AB'
+
+
+def test_utf16_len() -> None:
+    assert utf16_len("a😀é") == 4
+    assert utf16_len("👨‍👩‍👧") == 8
+
+
+# Splitting
+
+
+def test_short_message_is_one_chunk() -> None:
+    assert split_html("<b>hi</b>") == ["<b>hi</b>"]
+
+
+def test_limit_counts_utf16_units() -> None:
+    text = "😀" * 30
+    chunks = split_html(text, 10)
+    assert all(utf16_len(html_to_text(c)) <= 10 for c in chunks)
+    assert "".join(chunks) == text
+    assert len(chunks) == 6
+
+
+def test_long_answer_splits_at_paragraphs_into_valid_chunks() -> None:
+    paragraphs = [f"Paragraph {i}: " + " ".join(["**word**", "text", "`x<y`", "&"] * 60) for i in range(12)]
+    md = "\n\n".join(paragraphs)
+    assert len(md) > 10_000
+    chunks = valid_chunks(md)
+    assert len(chunks) >= 3
+    plain = [html_to_text(c) for c in chunks]
+    for text in plain:
+        # Each chunk starts at a paragraph boundary.
+        assert text.startswith("Paragraph ")
+    assert "\n\n".join(plain) == html_to_text(markdown_to_html(md))
+
+
+def test_split_closes_and_reopens_tags() -> None:
+    source = "<b>one two <i>three four five</i> six</b>"
+    chunks = split_html(source, 10)
+    for chunk in chunks:
+        check_message(chunk, "HTML", 10)
+    assert chunks == ["<b>one two</b>", "<b><i>three four</i></b>", "<b><i>five</i> six</b>"]
+
+
+def test_huge_code_block_is_reopened_with_language() -> None:
+    code = "\n".join(f"print({i} < {i + 1} and '&')" for i in range(400))
+    md = f"Intro\n\n```python\n{code}\n```\n\nOutro"
+    chunks = valid_chunks(md, 1000)
+    assert len(chunks) >= 10
+    code_chunks = [c for c in chunks if "print(" in c]
+    for chunk in code_chunks:
+        assert '<pre><code class="language-python">' in chunk
+        assert chunk.rstrip().endswith("</code></pre>") or chunk.endswith("Outro")
+        assert all(e["type"] == "pre" and e["language"] == "python" for e in entities(chunk))
+    lines = [line for c in code_chunks for line in html_to_text(c).split("\n") if line.startswith("print(")]
+    assert lines == code.split("\n")
+
+
+def test_single_long_word_is_cut_hard() -> None:
+    word = "x" * 120
+    chunks = split_html(f"<i>{word}</i>", 50)
+    assert chunks == ["<i>" + "x" * 50 + "</i>", "<i>" + "x" * 50 + "</i>", "<i>" + "x" * 20 + "</i>"]
+
+
+def test_entities_are_never_cut() -> None:
+    chunks = split_html("&lt;" * 10 + "&amp;" * 10, 7)
+    assert [html_to_text(c) for c in chunks] == ["<<<<<<<", "<<<&&&&", "&&&&&&"]
+
+
+def test_blank_chunks_are_dropped() -> None:
+    chunks = split_html("a" + "\n" * 30 + "b", 5)
+    assert [html_to_text(c).strip() for c in chunks] == ["a", "b"]
+
+
+def test_split_rejects_tiny_limit() -> None:
+    with pytest.raises(ValueError, match="at least 2"):
+        split_html("abc", 1)
+
+
+# Properties
+
+_MD_PIECES = st.sampled_from(
+    ["*", "**", "_", "__", "~~", "`", "```", "```py\n", "[", "]", "(", ")", "](https://e.com/(x)", "# ",
+     "> ", "- ", "1. ", "|", "| --- |", "\n", "\n\n", " ", "<", ">", "&", "&amp;", "&#65;", "<b>", "||",
+     "😀", "👨‍👩‍👧", "é", "я", "中文", "\t", "    ", "\\", "!", "![", "<https://x.io>", "---\n"]
+)
+_WORDS = st.text(alphabet=st.characters(codec="utf-8", categories=["L", "N", "So", "Zs"]), min_size=1, max_size=12)
+_MARKDOWNISH = st.lists(st.one_of(_MD_PIECES, _WORDS), max_size=60).map("".join)
+_REFERENCE = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])
+
+
+def _alnum(text: str) -> list[str]:
+    return [ch for ch in text if ch.isalnum()]
+
+
+def _reference_text(md: str) -> str:
+    """What markdown-it's own HTML renderer shows for the same Markdown."""
+    rendered = _REFERENCE.render(md)
+    return html.unescape(re.sub(r"<[^>]*>", "", rendered))
+
+
+def _is_subsequence(needle: list[str], haystack: list[str]) -> bool:
+    remaining = iter(haystack)
+    return all(ch in remaining for ch in needle)
+
+
+def _assert_text_kept(md: str, chunks: list[str]) -> None:
+    shown = _alnum("".join(html_to_text(c) for c in chunks))
+    expected = _alnum(_reference_text(md))
+    # Nothing visible is lost, counting repetitions...
+    assert not Counter(expected) - Counter(shown)
+    # ...nothing is invented (image alt text and list numbers come from the input)...
+    assert set(shown) <= set(expected) | set(_alnum(md))
+    # ...and, except in tables which become "header: value" records, the order is kept.
+    if not any(token.type == "table_open" for token in _REFERENCE.parse(md)):
+        assert _is_subsequence(expected, shown)
+
+
+@settings(max_examples=250, deadline=None)
+@given(md=_MARKDOWNISH, limit=st.sampled_from([50, 200, 4096]))
+def test_any_markdown_renders_valid_chunks(md: str, limit: int) -> None:
+    chunks = valid_chunks(md, limit)
+    _assert_text_kept(md, chunks)
+
+
+@settings(max_examples=60, deadline=None)
+@given(md=_MARKDOWNISH)
+def test_every_stream_prefix_renders_valid(md: str) -> None:
+    for end in range(0, len(md) + 1, max(1, len(md) // 25)):
+        valid_chunks(md[:end], 200)
+
+
+_TABLE = st.lists(st.lists(_WORDS.map(lambda s: s.replace("|", "")), min_size=2, max_size=4), min_size=1, max_size=4)
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=_TABLE, limit=st.sampled_from([50, 4096]))
+def test_tables_render_valid_and_keep_cells(rows: list[list[str]], limit: int) -> None:
+    width = len(rows[0])
+    lines = ["| " + " | ".join(cells[:width] + [""] * (width - len(cells))) + " |" for cells in rows]
+    md = "\n".join([lines[0], "|" + "---|" * width, *lines[1:]])
+    chunks = valid_chunks(md, limit)
+    _assert_text_kept(md, chunks)
+
+
+_ANSWER = """Sure! Here's how:
+
+1. Install **Python 3.11** (see [docs](https://docs.python.org/3/(x))).
+2. Run:
+
+```bash
+pip install "pomogator[dev]" && echo '<done>'
+```
+
+| Step | Time |
+|------|------|
+| a | 1 < 2 |
+
+> Note: ~~old~~ *new* `a & b`
+"""
+
+
+def test_every_prefix_of_a_real_answer_is_valid() -> None:
+    for end in range(len(_ANSWER) + 1):
+        for limit in (30, 4096):
+            valid_chunks(_ANSWER[:end], limit)
