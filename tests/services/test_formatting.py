@@ -234,6 +234,14 @@ def test_single_long_word_is_cut_hard() -> None:
     assert chunks == ["<i>" + "x" * 50 + "</i>", "<i>" + "x" * 50 + "</i>", "<i>" + "x" * 20 + "</i>"]
 
 
+def test_hard_cut_keeps_emoji_sequences_and_accents_whole() -> None:
+    family = "👨\u200d👩\u200d👧"  # 8 UTF-16 units
+    chunks = split_html("ab" + family + "cd", 8)
+    assert [html_to_text(c) for c in chunks] == ["ab", family, "cd"]
+    accented = "e\u0301" * 5
+    assert [html_to_text(c) for c in split_html(accented, 5)] == ["e\u0301e\u0301", "e\u0301e\u0301", "e\u0301"]
+
+
 def test_entities_are_never_cut() -> None:
     chunks = split_html("&lt;" * 10 + "&amp;" * 10, 7)
     assert [html_to_text(c) for c in chunks] == ["<<<<<<<", "<<<&&&&", "&&&&&&"]

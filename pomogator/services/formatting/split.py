@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from bisect import bisect_right
 from itertools import accumulate
 
@@ -14,6 +15,7 @@ _SEPARATORS = ("\n\n", "\n", " ")
 # A preferred break is used only if it keeps at least this share of the room; otherwise the chunk
 # would be needlessly short and the answer split into more messages than necessary.
 _MIN_FILL = 0.5
+_ZWJ = "\u200d"
 
 
 def render_answer(md: str, limit: int = TELEGRAM_MESSAGE_LIMIT) -> list[str]:
@@ -82,7 +84,26 @@ def _choose_break(chars: list[str], start: int, fits: int) -> tuple[int, int]:
     if found:
         position, separator = max(found)
         return start + position, len(separator)
-    return fits, 0
+    return _hard_cut(chars, start, fits), 0
+
+
+def _hard_cut(chars: list[str], start: int, fits: int) -> int:
+    """Cuts inside a word, but not through an emoji sequence or a letter with its accents."""
+    cut = fits
+    while cut > start + 1 and _joined(chars[cut - 1], chars[cut]):
+        cut -= 1
+    # A "character" longer than the whole room has to be cut somewhere.
+    return cut if not _joined(chars[cut - 1], chars[cut]) else fits
+
+
+def _joined(before: str, after: str) -> bool:
+    return (
+        before == _ZWJ
+        or after == _ZWJ
+        or unicodedata.category(after) in ("Mn", "Me", "Mc")
+        or "\ufe00" <= after <= "\ufe0f"
+        or "\U0001f3fb" <= after <= "\U0001f3ff"
+    )
 
 
 def _is_closing(atom: Tag | Char) -> bool:
