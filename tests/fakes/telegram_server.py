@@ -245,6 +245,8 @@ class ChatDrafts:
     """Drafts streamed to one chat."""
 
     frames: list[DraftFrame] = field(default_factory=list)
+    active: bool = False
+    """Whether the latest draft is still shown: sending a message to the chat replaces it."""
 
     @property
     def count(self) -> int:
@@ -607,8 +609,9 @@ class FakeTelegram:
 
     # ------------------------------------------------------------------ HTTP plumbing
 
-    def _notify(self) -> None:
-        self._last_activity = time.monotonic()
+    def _notify(self, activity: bool = True) -> None:
+        if activity:
+            self._last_activity = time.monotonic()
         event = self._changed
         self._changed = asyncio.Event()
         event.set()
@@ -665,7 +668,8 @@ class FakeTelegram:
         finally:
             if not long_poll:
                 self._active_requests -= 1
-            self._notify()
+            # Long polls come and go while the bot is idle, so they do not count as activity.
+            self._notify(activity=not long_poll)
 
     async def _handle_file(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
@@ -759,6 +763,8 @@ class FakeTelegram:
             raise bad_request("message text is empty")
         raw = str(raw)
         parse_mode = params.get("parse_mode") or None
+        if parse_mode is None and not raw.strip() and not allow_empty:
+            raise bad_request("message text is empty")
         mode = str(parse_mode).lower() if parse_mode is not None else None
         if mode is not None and mode not in {"html", "markdown", "markdownv2"}:
             raise bad_request(f'unsupported parse_mode "{parse_mode}"')
@@ -803,6 +809,7 @@ class FakeTelegram:
             **fields,
         )
         chat.messages[message.message_id] = message
+        chat.drafts.active = False
         return message
 
     @staticmethod
@@ -959,6 +966,9 @@ class FakeTelegram:
         if "allowed_updates" in params:
             allowed = _as_json(params["allowed_updates"], "allowed updates")
             self.allowed_updates = list(allowed) if allowed else None
+            # Telegram does not keep updates of types the bot opted out of.
+            wanted = {u["update_id"] for u in self._pending()}
+            self._updates = [u for u in self._updates if u["update_id"] in wanted]
         if offset is not None:
             if offset < 0:
                 self._updates = self._updates[offset:]
@@ -966,6 +976,8 @@ class FakeTelegram:
                 self._updates = [u for u in self._updates if u["update_id"] >= offset]
         self._poll_generation += 1
         generation = self._poll_generation
+        # Wake a poll that is still waiting so that it ends with a conflict right away.
+        self._notify(activity=False)
         deadline = time.monotonic() + timeout
         while True:
             pending = self._pending()
@@ -1044,7 +1056,11 @@ class FakeTelegram:
             if not pending:
                 await self._changed.wait()
                 continue
-            status = await self.post_update_to_webhook(pending[0])
+            self._active_requests += 1
+            try:
+                status = await self.post_update_to_webhook(pending[0])
+            finally:
+                self._active_requests -= 1
             if 200 <= status < 300:
                 self._confirm(pending[0]["update_id"])
             else:
@@ -1138,6 +1154,7 @@ class FakeTelegram:
             raise bad_request("message to edit not found")
         if not message.from_bot:
             raise bad_request("message can't be edited")
+        self._check_can_send(chat)
         return chat, message
 
     async def _edit_message_text(self, params: JsonDict, files: dict[str, bytes]) -> JsonDict:
@@ -1198,6 +1215,7 @@ class FakeTelegram:
                 time=time.monotonic(),
             )
         )
+        chat.drafts.active = True
         self._take(buckets)
         return True
 
@@ -1445,13 +1463,19 @@ class FakeTelegram:
                 "callback_query": {
                     "id": query_id,
                     "from": self._user(uid, chat.first_name or "Test", chat.username),
-                    "message": self.message_dict(message),
+                    "message": self._callback_message(message),
                     "chat_instance": str(-abs(hash((self.bot_id, chat_id))) % 10**18),
                     "data": callback_data,
                 }
             }
         )
         return query_id
+
+    def _callback_message(self, message: SentMessage) -> JsonDict:
+        if message.deleted:
+            # What Telegram sends for a message the bot can no longer access.
+            return {"chat": self.chats[message.chat_id].to_dict(), "message_id": message.message_id, "date": 0}
+        return self.message_dict(message)
 
     def callback_answer(self, query_id: str) -> JsonDict | None:
         """Parameters of answerCallbackQuery for ``query_id``, or None if not answered yet."""
