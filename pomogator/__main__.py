@@ -1,0 +1,3 @@
+from pomogator.cli import main
+
+main()

@@ -1,0 +1,151 @@
+"""The CLI as a person runs it: real processes, an empty working folder, SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import clean_env, run_cli
+from tests.conftest import TEST_API_KEY
+from tests.fakes.openai_server import FakeLLM, Reply
+
+
+@pytest.fixture
+def env(db_url: str) -> dict[str, str]:
+    return clean_env(POMOGATOR_DATABASE_URL=db_url)
+
+
+async def test_help_lists_commands(tmp_path: Path) -> None:
+    result = await run_cli("--help", cwd=tmp_path, env=clean_env())
+    assert result.code == 0
+    for command in ("db", "user", "models", "chat", "run"):
+        assert command in result.stdout
+
+
+async def test_migrate_is_idempotent(tmp_path: Path, env: dict[str, str]) -> None:
+    first = await run_cli("db", "migrate", cwd=tmp_path, env=env)
+    second = await run_cli("db", "migrate", cwd=tmp_path, env=env)
+    assert first.code == 0, first.stderr
+    assert second.code == 0, second.stderr
+    assert "No migrations need to be run" in second.stderr
+    assert second.stdout == ""
+
+
+async def test_user_lifecycle(tmp_path: Path, env: dict[str, str]) -> None:
+    missing = await run_cli("user", "show", "777", "--json", cwd=tmp_path, env=env)
+    assert missing.code == 1
+    assert missing.stdout == ""
+    assert "777" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    granted = await run_cli("user", "grant-premium", "777", "--days", "30", cwd=tmp_path, env=env)
+    assert granted.code == 0, granted.stderr
+    shown = await run_cli("user", "show", "777", "--json", cwd=tmp_path, env=env)
+    assert shown.code == 0, shown.stderr
+    data = json.loads(shown.stdout)  # exactly one JSON object, nothing else
+    assert data["telegram_id"] == 777
+    assert data["model"] == "openai/gpt-4o-mini"
+    assert data["role"] is None
+    assert data["premium"] is True
+    until = datetime.fromisoformat(data["premium_until"])
+    assert until.utcoffset() is not None
+    assert until.utcoffset().total_seconds() == 3 * 3600  # shown in Europe/Moscow
+    assert data["requests_today"] == 0
+
+    listed = await run_cli("user", "list", cwd=tmp_path, env=env)
+    assert listed.code == 0
+    assert "777" in listed.stdout
+
+    revoked = await run_cli("user", "revoke-premium", "777", cwd=tmp_path, env=env)
+    assert revoked.code == 0
+    data = json.loads((await run_cli("user", "show", "777", "--json", cwd=tmp_path, env=env)).stdout)
+    assert data["premium"] is False
+    assert data["premium_until"] is None
+
+    deleted = await run_cli("user", "delete", "777", "--yes", cwd=tmp_path, env=env)
+    assert deleted.code == 0
+    assert (await run_cli("user", "show", "777", cwd=tmp_path, env=env)).code == 1
+    assert (await run_cli("user", "delete", "777", "--yes", cwd=tmp_path, env=env)).code == 1
+
+
+async def test_models_list_piped_is_full_lines(tmp_path: Path) -> None:
+    result = await run_cli("models", "list", cwd=tmp_path, env=clean_env())
+    assert result.code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t")[0] == "id"
+    assert any(line.startswith("meta-llama/llama-3.3-70b-instruct:free\t") for line in lines)
+    assert any("premium only" in line for line in lines)
+
+
+async def test_bad_models_file_is_one_line_error(tmp_path: Path) -> None:
+    bad = tmp_path / "models.toml"
+    bad.write_text('default = "nope"\n[[models]]\nid = "a"\nfree_daily = 1\npremium_daily = 2\ncontext_length = 100\n'
+                   "max_output_tokens = 10\n")
+    result = await run_cli("models", "list", cwd=tmp_path, env=clean_env(POMOGATOR_MODELS_FILE=str(bad)))
+    assert result.code == 1
+    assert "nope" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_missing_key_names_the_variable(tmp_path: Path) -> None:
+    result = await run_cli("chat", cwd=tmp_path, env=clean_env(), stdin="hi\n")
+    assert result.code == 1
+    assert "POMOGATOR_OPENROUTER_API_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+async def test_piped_chat_in_an_empty_folder(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    """`printf 'hi\\n' | pomogator chat` works with nothing but an API key: SQLite is created and migrated."""
+    fake_llm.enqueue(Reply(text="Hello **there**"), Reply(text="Second answer"))
+    env = clean_env(POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY, POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url)
+    result = await run_cli("chat", cwd=tmp_path, env=env, stdin="hi\n\n/clear\nhow are you\n")
+    assert result.code == 0, result.stderr
+    assert result.stdout == "Hello **there**\nSecond answer\n"
+    assert (tmp_path / "pomogator.sqlite3").exists()
+    assert fake_llm.request_count == 2
+    # /clear emptied the local context: the second request carries only the new message.
+    assert [m["role"] for m in fake_llm.requests[1].messages] == ["user"]
+    assert fake_llm.requests[0].model == "openai/gpt-4o-mini"
+
+
+async def test_chat_unknown_model_lists_valid_ids(tmp_path: Path) -> None:
+    env = clean_env(POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY)
+    result = await run_cli("chat", "--model", "nope/none", cwd=tmp_path, env=env, stdin="hi\n")
+    assert result.code == 1
+    assert "openai/gpt-4o-mini" in result.stderr
+
+
+async def test_chat_as_user_uses_role_context_and_quota(
+    tmp_path: Path, db_url: str, fake_llm: FakeLLM
+) -> None:
+    env = clean_env(
+        POMOGATOR_DATABASE_URL=db_url,
+        POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY,
+        POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url,
+        POMOGATOR_MODELS_FILE=str(_tiny_catalog(tmp_path)),
+    )
+    assert (await run_cli("user", "grant-premium", "5", "--days", "1", cwd=tmp_path, env=env)).code == 0
+    result = await run_cli("chat", "--user", "5", cwd=tmp_path, env=env, stdin="one\ntwo\nthree\n")
+    assert result.code == 0, result.stderr
+    # The premium limit of the tiny catalog is 2: the third line is refused without an LLM call.
+    assert fake_llm.request_count == 2
+    assert "limit" in result.stderr.lower()
+    assert [m["role"] for m in fake_llm.requests[1].messages] == ["user", "assistant", "user"]
+    data = json.loads((await run_cli("user", "show", "5", "--json", cwd=tmp_path, env=env)).stdout)
+    assert data["requests_today"] == 2
+
+    unknown = await run_cli("chat", "--user", "999", cwd=tmp_path, env=env, stdin="hi\n")
+    assert unknown.code == 1
+    assert "999" in unknown.stderr
+
+
+def _tiny_catalog(folder: Path) -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(
+        'default = "tiny/model"\n[[models]]\nid = "tiny/model"\ntitle = "Tiny"\nfree_daily = 1\n'
+        "premium_daily = 2\nvision = false\ncontext_length = 8000\nmax_output_tokens = 500\n"
+    )
+    return path
