@@ -114,9 +114,7 @@ def test_unknown_model_lists_valid_ids() -> None:
         pytest.param(
             GOOD_MODEL.replace("free_daily = 5", "free_daily = true"), "'test/alpha': 'free_daily'", id="bool-limit"
         ),
-        pytest.param(
-            GOOD_MODEL.replace("vision = false", 'vision = "no"'), "'test/alpha': 'vision'", id="str-vision"
-        ),
+        pytest.param(GOOD_MODEL.replace("vision = false", 'vision = "no"'), "'test/alpha': 'vision'", id="str-vision"),
         pytest.param(
             GOOD_MODEL.replace("context_length = 8000", "context_length = 8000.5"),
             "'test/alpha': 'context_length'",

@@ -1,0 +1,265 @@
+"""Daily quotas: the calendar day in the configured zone, atomic reservation (also across processes), refunds."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from pomogator.container import Services
+from pomogator.errors import QuotaExceeded
+from pomogator.llm.catalog import Model
+from pomogator.services.quota import QuotaService
+from pomogator.store.tables import DailyUsage
+from tests.conftest import make_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MOSCOW = ZoneInfo("Europe/Moscow")
+USER = 1001
+
+
+def make_model(free: int = 3, premium: int = 5, model_id: str = "test/model") -> Model:
+    return Model(
+        id=model_id,
+        title=model_id,
+        free_daily=free,
+        premium_daily=premium,
+        vision=False,
+        context_length=8000,
+        max_output_tokens=1000,
+        index=0,
+    )
+
+
+# --- the calendar day ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "day", "resets"),
+    [
+        # Moscow is UTC+3 all year: its midnight is 21:00 UTC.
+        (datetime(2025, 3, 1, 20, 59, 59, tzinfo=UTC), "2025-03-01", datetime(2025, 3, 1, 21, 0, tzinfo=UTC)),
+        (datetime(2025, 3, 1, 21, 0, tzinfo=UTC), "2025-03-02", datetime(2025, 3, 2, 21, 0, tzinfo=UTC)),
+        (datetime(2025, 3, 1, 21, 30, tzinfo=UTC), "2025-03-02", datetime(2025, 3, 2, 21, 0, tzinfo=UTC)),
+        (datetime(2025, 3, 1, 0, 30, tzinfo=UTC), "2025-03-01", datetime(2025, 3, 1, 21, 0, tzinfo=UTC)),
+        (datetime(2024, 12, 31, 22, 0, tzinfo=UTC), "2025-01-01", datetime(2025, 1, 1, 21, 0, tzinfo=UTC)),
+    ],
+)
+def test_day_and_reset_follow_moscow_midnight(now: datetime, day: str, resets: datetime) -> None:
+    quota = QuotaService(MOSCOW)
+    assert quota.today(now=now) == day
+    assert quota.resets_at(now=now) == resets
+    assert quota.resets_at(now=now).utcoffset() == timedelta(0)
+
+
+def test_naive_and_local_moments_mean_the_same_instant() -> None:
+    quota = QuotaService(MOSCOW)
+    local = datetime(2025, 3, 2, 0, 30, tzinfo=MOSCOW)
+    assert quota.today(now=local) == "2025-03-02"
+    assert quota.resets_at(now=local) == datetime(2025, 3, 2, 21, 0, tzinfo=UTC)
+
+
+def test_timezone_setting_decides_the_day() -> None:
+    late_evening_utc = datetime(2025, 3, 1, 21, 30, tzinfo=UTC)
+    assert QuotaService(make_settings().tz).today(now=late_evening_utc) == "2025-03-02"
+    assert QuotaService(make_settings(timezone="UTC").tz).today(now=late_evening_utc) == "2025-03-01"
+    assert QuotaService(make_settings(timezone="America/New_York").tz).today(now=late_evening_utc) == "2025-03-01"
+
+
+def test_daylight_saving_zone_resets_at_local_midnight() -> None:
+    quota = QuotaService(ZoneInfo("Europe/Berlin"))
+    # The night of the spring change: Berlin midnight on 31 March is still UTC+1, 23:00 UTC.
+    assert quota.resets_at(now=datetime(2024, 3, 30, 12, 0, tzinfo=UTC)) == datetime(2024, 3, 30, 23, 0, tzinfo=UTC)
+    # After the change Berlin is UTC+2, so midnight is 22:00 UTC.
+    assert quota.resets_at(now=datetime(2024, 3, 31, 12, 0, tzinfo=UTC)) == datetime(2024, 3, 31, 22, 0, tzinfo=UTC)
+
+
+async def test_services_use_the_configured_zone(services: Services) -> None:
+    assert services.quota.tz == ZoneInfo("Europe/Moscow")
+    assert services.quota.today(now=datetime(2025, 3, 1, 21, 30, tzinfo=UTC)) == "2025-03-02"
+
+
+# --- reserving and refunding -----------------------------------------------------------------------------
+
+
+async def test_reserve_counts_up_to_the_free_limit(services: Services) -> None:
+    quota, model = services.quota, make_model(free=3)
+    reservations = [await quota.reserve(USER, model, premium=False) for _ in range(3)]
+    assert [r.used for r in reservations] == [1, 2, 3]
+    assert {(r.telegram_id, r.model_id, r.day, r.limit) for r in reservations} == {(USER, model.id, quota.today(), 3)}
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.reserve(USER, model, premium=False)
+    assert caught.value.model_id == model.id
+    assert caught.value.limit == 3
+    assert caught.value.resets_at > datetime.now(UTC)
+    assert caught.value.resets_at <= datetime.now(UTC) + timedelta(days=1)
+    assert await quota.used_today(USER) == {model.id: 3}
+
+
+async def test_premium_limit_applies_with_premium(services: Services) -> None:
+    quota, model = services.quota, make_model(free=2, premium=4)
+    for _ in range(2):
+        await quota.reserve(USER, model, premium=False)
+    with pytest.raises(QuotaExceeded):
+        await quota.reserve(USER, model, premium=False)
+    # The same day's count continues under the premium limit.
+    assert (await quota.reserve(USER, model, premium=True)).used == 3
+    assert (await quota.reserve(USER, model, premium=True)).limit == 4
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.reserve(USER, model, premium=True)
+    assert caught.value.limit == 4
+    assert await quota.used_today(USER) == {model.id: 4}
+
+
+async def test_premium_only_model_is_refused_for_free_users(services: Services) -> None:
+    quota, model = services.quota, make_model(free=0, premium=2)
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.reserve(USER, model, premium=False)
+    assert caught.value.limit == 0
+    assert await quota.used_today(USER) == {}
+    assert (await quota.reserve(USER, model, premium=True)).used == 1
+
+
+async def test_quotas_are_per_user_and_per_model(services: Services) -> None:
+    quota = services.quota
+    first, second = make_model(free=1, model_id="test/first"), make_model(free=1, model_id="test/second")
+    await quota.reserve(USER, first, premium=False)
+    await quota.reserve(USER, second, premium=False)
+    await quota.reserve(USER + 1, first, premium=False)
+    with pytest.raises(QuotaExceeded):
+        await quota.reserve(USER, first, premium=False)
+    assert await quota.used_today(USER) == {"test/first": 1, "test/second": 1}
+    assert await quota.used_today(USER + 1) == {"test/first": 1}
+
+
+async def test_yesterdays_usage_does_not_count(services: Services) -> None:
+    quota, model = services.quota, make_model(free=2)
+    yesterday = (datetime.fromisoformat(quota.today()) - timedelta(days=1)).date().isoformat()
+    await DailyUsage.insert(DailyUsage(telegram_id=USER, model=model.id, day=yesterday, used=2))
+    assert (await quota.reserve(USER, model, premium=False)).used == 1
+    assert await quota.used_today(USER) == {model.id: 1}
+
+
+async def test_refund_gives_one_request_back(services: Services) -> None:
+    quota, model = services.quota, make_model(free=2)
+    first = await quota.reserve(USER, model, premium=False)
+    await quota.reserve(USER, model, premium=False)
+    await quota.refund(first)
+    assert await quota.used_today(USER) == {model.id: 1}
+    assert (await quota.reserve(USER, model, premium=False)).used == 2
+    with pytest.raises(QuotaExceeded):
+        await quota.reserve(USER, model, premium=False)
+
+
+async def test_refund_never_goes_below_zero(services: Services) -> None:
+    quota, model = services.quota, make_model(free=2)
+    reservation = await quota.reserve(USER, model, premium=False)
+    await quota.refund(reservation)
+    await quota.refund(reservation)
+    assert await quota.used_today(USER) == {model.id: 0}
+
+
+async def test_concurrent_reservations_never_overspend(services: Services) -> None:
+    quota, model = services.quota, make_model(free=5)
+    for _ in range(2):
+        await quota.reserve(USER, model, premium=False)
+    results = await asyncio.gather(
+        *(quota.reserve(USER, model, premium=False) for _ in range(10)), return_exceptions=True
+    )
+    granted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(granted) == 3
+    assert sorted(r.used for r in granted) == [3, 4, 5]
+    assert len(refused) == 7
+    assert all(isinstance(r, QuotaExceeded) for r in refused)
+    assert await quota.used_today(USER) == {model.id: 5}
+
+
+async def test_concurrent_first_reservations_create_one_row(services: Services) -> None:
+    quota, model = services.quota, make_model(free=3)
+    results = await asyncio.gather(
+        *(quota.reserve(USER, model, premium=False) for _ in range(10)), return_exceptions=True
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 3
+    assert all(isinstance(r, QuotaExceeded) for r in results if isinstance(r, BaseException))
+    assert await DailyUsage.count().where(DailyUsage.telegram_id == USER) == 1
+
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+    from zoneinfo import ZoneInfo
+
+    import pomogator.store
+    from pomogator.errors import QuotaExceeded
+    from pomogator.llm.catalog import Model
+    from pomogator.services.quota import QuotaService
+    from pomogator.store.engine import Database
+
+    async def main(url: str, go: Path, user: int, attempts: int, limit: int) -> None:
+        database = Database(url)
+        await database.start(migrate=False)
+        quota = QuotaService(ZoneInfo("Europe/Moscow"))
+        model = Model("test/shared", "Shared", limit, limit, False, 8000, 1000, 0)
+        print("ready", flush=True)
+        deadline = time.monotonic() + 30
+        while not go.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        results = await asyncio.gather(
+            *(quota.reserve(user, model, False) for _ in range(attempts)), return_exceptions=True
+        )
+        await database.close()
+        unexpected = [r for r in results if isinstance(r, BaseException) and not isinstance(r, QuotaExceeded)]
+        if unexpected:
+            raise unexpected[0]
+        print(sum(not isinstance(r, BaseException) for r in results), flush=True)
+
+    asyncio.run(main(sys.argv[1], Path(sys.argv[2]), *map(int, sys.argv[3:6])))
+    """
+)
+
+
+async def test_separate_processes_never_overspend(services: Services, tmp_path: Path) -> None:
+    """Bot, web app and CLI are separate processes: the database alone must keep the limit."""
+    go = tmp_path / "go"
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WORKER,
+            services.settings.database_url,
+            str(go),
+            str(USER),
+            "5",
+            "7",
+            cwd=REPO_ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            ready = await asyncio.wait_for(process.stdout.readline(), 60)
+            if ready != b"ready\n":
+                _, err = await process.communicate()
+                pytest.fail(f"worker did not start: {ready!r} {err.decode()}")
+        go.touch()
+        outputs = [await asyncio.wait_for(p.communicate(), 60) for p in processes]
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    for process, (_, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err.decode()
+    granted = [int(out) for out, _ in outputs]
+    assert sum(granted) == 7
+    assert await services.quota.used_today(USER) == {"test/shared": 7}
