@@ -1,0 +1,152 @@
+"""Premium subscriptions: grants stack, revoke ends them, expired ones do not count, refunds shorten them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pomogator.container import Services
+from pomogator.store.tables import Subscription
+from pomogator.timeutil import as_utc
+
+USER = 2002
+# Generous bounds around "now": the assertions are about days, never about how fast the test runs.
+SLACK = timedelta(minutes=5)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def add_subscription(telegram_id: int, starts: datetime, ends: datetime, payment_id: str | None = None) -> None:
+    await Subscription.insert(
+        Subscription(
+            telegram_id=telegram_id,
+            plan="month",
+            starts_at=starts,
+            ends_at=ends,
+            payment_id=payment_id,
+            created_at=starts,
+        )
+    )
+
+
+async def test_no_subscription_means_no_premium(services: Services) -> None:
+    assert await services.subscriptions.premium_until(USER) is None
+    status = await services.subscriptions.status(USER)
+    assert status.until is None
+    assert not status.active
+
+
+async def test_grant_starts_now_without_premium(services: Services) -> None:
+    before = now()
+    ends = await services.subscriptions.grant(USER, 30)
+    assert before + timedelta(days=30) <= ends <= now() + timedelta(days=30)
+    assert await services.subscriptions.premium_until(USER) == ends
+    assert (await services.subscriptions.status(USER)).active
+
+
+async def test_two_grants_stack(services: Services) -> None:
+    subscriptions = services.subscriptions
+    first = await subscriptions.grant(USER, 30, plan="month", payment_id="pay-1")
+    second = await subscriptions.grant(USER, 365, plan="year", payment_id="pay-2")
+    assert second == first + timedelta(days=365)
+    assert await subscriptions.premium_until(USER) == second
+    rows = await Subscription.select().where(Subscription.telegram_id == USER).order_by(Subscription.ends_at)
+    assert [(r["plan"], r["payment_id"]) for r in rows] == [("month", "pay-1"), ("year", "pay-2")]
+    assert as_utc(rows[1]["starts_at"]) == first
+
+
+async def test_grant_after_expiry_starts_from_now(services: Services) -> None:
+    await add_subscription(USER, now() - timedelta(days=40), now() - timedelta(days=10))
+    assert await services.subscriptions.premium_until(USER) is None
+    before = now()
+    ends = await services.subscriptions.grant(USER, 7)
+    assert before + timedelta(days=7) <= ends <= now() + timedelta(days=7)
+
+
+async def test_expired_subscription_is_not_premium(services: Services) -> None:
+    await add_subscription(USER, now() - timedelta(days=31), now() - timedelta(seconds=1))
+    assert await services.subscriptions.premium_until(USER) is None
+    assert not (await services.subscriptions.status(USER)).active
+    account = await services.users.ensure(USER)
+    assert account.premium_until is None
+    assert not account.premium
+
+
+async def test_grants_are_per_person(services: Services) -> None:
+    await services.subscriptions.grant(USER, 30)
+    assert await services.subscriptions.premium_until(USER + 1) is None
+
+
+async def test_grant_refuses_non_positive_days(services: Services) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        await services.subscriptions.grant(USER, 0)
+    assert await Subscription.count() == 0
+
+
+async def test_revoke_ends_running_subscriptions(services: Services) -> None:
+    subscriptions = services.subscriptions
+    await subscriptions.grant(USER, 30)
+    await subscriptions.grant(USER, 30)
+    await subscriptions.grant(USER + 1, 30)
+    assert await subscriptions.revoke(USER) is True
+    assert await subscriptions.premium_until(USER) is None
+    assert not (await subscriptions.status(USER)).active
+    assert await subscriptions.revoke(USER) is False
+    # Someone else's premium is untouched; the rows stay as history.
+    assert await subscriptions.premium_until(USER + 1) is not None
+    assert await Subscription.count().where(Subscription.telegram_id == USER) == 2
+
+
+async def test_revoke_without_premium_is_false(services: Services) -> None:
+    assert await services.subscriptions.revoke(USER) is False
+
+
+async def test_shorten_cuts_the_paid_subscription(services: Services) -> None:
+    subscriptions = services.subscriptions
+    ends = await subscriptions.grant(USER, 30, payment_id="pay-1")
+    until = await subscriptions.shorten("pay-1", 0.5)
+    assert until is not None
+    assert until == ends - timedelta(days=15)
+    assert await subscriptions.premium_until(USER) == until
+
+
+async def test_full_refund_ends_premium(services: Services) -> None:
+    subscriptions = services.subscriptions
+    await subscriptions.grant(USER, 30, payment_id="pay-1")
+    assert await subscriptions.shorten("pay-1", 1.0) is None
+    assert await subscriptions.premium_until(USER) is None
+
+
+async def test_shorten_only_touches_that_payment(services: Services) -> None:
+    subscriptions = services.subscriptions
+    first = await subscriptions.grant(USER, 30, payment_id="pay-1")
+    second = await subscriptions.grant(USER, 30, payment_id="pay-2")
+    # Refunding the later purchase leaves the earlier one running to its end.
+    assert await subscriptions.shorten("pay-2", 1.0) == first
+    rows = await Subscription.select().where(Subscription.payment_id == "pay-1")
+    assert as_utc(rows[0]["ends_at"]) == first
+    assert second > first
+
+
+async def test_shorten_clamps_the_fraction(services: Services) -> None:
+    subscriptions = services.subscriptions
+    ends = await subscriptions.grant(USER, 10, payment_id="pay-1")
+    assert await subscriptions.shorten("pay-1", -1.0) == ends
+    assert await subscriptions.shorten("pay-1", 5.0) is None
+
+
+async def test_shorten_unknown_payment_is_none(services: Services) -> None:
+    await services.subscriptions.grant(USER, 10, payment_id="pay-1")
+    assert await services.subscriptions.shorten("pay-unknown", 0.5) is None
+    assert await services.subscriptions.premium_until(USER) is not None
+
+
+async def test_premium_until_is_utc_aware(services: Services) -> None:
+    await services.subscriptions.grant(USER, 3)
+    until = await services.subscriptions.premium_until(USER)
+    assert until is not None
+    assert until.utcoffset() == timedelta(0)
+    assert now() + timedelta(days=3) - SLACK < until < now() + timedelta(days=3) + SLACK
