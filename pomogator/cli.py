@@ -261,6 +261,14 @@ def run_web() -> None:
     serve(settings)
 
 
+@app.command("healthcheck")
+def healthcheck() -> None:
+    """Exit 0 when the process in this container keeps its heartbeat fresh (the image's HEALTHCHECK)."""
+    from pomogator.heartbeat import is_healthy
+
+    raise typer.Exit(0 if is_healthy() else 1)
+
+
 # Sub-apps of other areas are registered below.
 
 

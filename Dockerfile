@@ -1,0 +1,36 @@
+# One image for every role: `docker run IMAGE run bot`, `run web`, `db migrate`, `user ...`.
+
+FROM python:3.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY pomogator ./pomogator
+COPY piccolo_migrations ./piccolo_migrations
+# Build a wheel (the migrations ship inside it) and install it with its dependencies into a self-contained venv.
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install --upgrade "pip>=24" "setuptools>=69" wheel \
+    && /opt/venv/bin/pip wheel --no-deps --no-build-isolation -w /tmp/dist . \
+    && /opt/venv/bin/pip install /tmp/dist/pomogator-*.whl \
+    && /opt/venv/bin/pip uninstall -y setuptools wheel \
+    && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
+
+FROM python:3.11-slim-bookworm
+RUN groupadd --system --gid 10001 pomogator \
+    && useradd --system --uid 10001 --gid pomogator --home-dir /data --create-home pomogator
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    POMOGATOR_DATABASE_URL=sqlite:////data/pomogator.sqlite3 \
+    POMOGATOR_WEB_HOST=0.0.0.0 \
+    POMOGATOR_HEARTBEAT_FILE=/tmp/pomogator.heartbeat
+WORKDIR /data
+USER 10001:10001
+EXPOSE 8080
+VOLUME ["/data"]
+# Healthy while the running bot or web process keeps its heartbeat fresh; a one-shot command (db migrate) has no
+# heartbeat and is never marked unhealthy.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["pomogator", "healthcheck"]
+ENTRYPOINT ["pomogator"]
+CMD ["--help"]

@@ -1,0 +1,70 @@
+"""The Dockerfile, compose file and .env.example stay consistent with the code (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pomogator.config import ENV_PREFIX, Settings
+from pomogator.heartbeat import STALE_AFTER_S, is_healthy
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).with_name("hadolint"))
+    if not Path(hadolint).exists():
+        pytest.fail("hadolint is not installed (it is part of the dev extra)")
+    result = subprocess.run([hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_runs_as_non_root_with_entrypoint_and_healthcheck() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert text.count("FROM ") >= 2  # multi-stage
+    assert re.search(r"^USER 10001", text, re.M)
+    assert 'ENTRYPOINT ["pomogator"]' in text
+    assert 'HEALTHCHECK' in text and '"pomogator", "healthcheck"' in text
+    assert "SECRET" not in text and "TOKEN" not in text
+
+
+def test_env_example_documents_every_setting() -> None:
+    example = (ROOT / ".env.example").read_text()
+    documented = set(re.findall(rf"^#?\s*({ENV_PREFIX}[A-Z0-9_]+)=", example, re.M))
+    expected = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    # Internal tuning knobs that a deployment does not need to see are allowed to stay out.
+    optional = {ENV_PREFIX + n for n in ("OPENROUTER_MAX_RETRIES", "YOOKASSA_TIMEOUT", "MONTH_DAYS", "YEAR_DAYS",
+                                         "ROLE_MAX_CHARS", "FLOOD_MESSAGES_PER_MINUTE", "MAX_OUTPUT_TOKENS",
+                                         "SHUTDOWN_GRACE_SECONDS")}
+    missing = expected - documented - optional
+    assert not missing, f".env.example lacks {sorted(missing)}"
+    unknown = documented - expected
+    assert not unknown, f".env.example names unknown settings {sorted(unknown)}"
+
+
+def test_compose_services_and_healthchecks() -> None:
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "migrate", "bot", "web"} <= set(services)
+    assert services["migrate"]["command"] == ["db", "migrate"]
+    assert services["migrate"]["healthcheck"] == {"disable": True}
+    for name in ("bot", "web"):
+        assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        assert "healthcheck" in services[name]
+    assert services["web"]["environment"]["POMOGATOR_WEB_HOST"] == "0.0.0.0"
+    assert "healthcheck" in services["postgres"]
+
+
+def test_heartbeat(tmp_path: Path) -> None:
+    beat = tmp_path / "beat"
+    assert is_healthy(beat)  # nothing long-running here: a one-shot command is never unhealthy
+    beat.touch()
+    assert is_healthy(beat)
+    assert not is_healthy(beat, now=time.time() + STALE_AFTER_S + 1)
