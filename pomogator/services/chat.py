@@ -176,15 +176,13 @@ async def _until_stopped(
     """Pass events through until the stream ends or ``stop`` is set, whichever comes first."""
     iterator = aiter(events)
     stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    nxt: asyncio.Future[Any] | None = None
     try:
         while True:
-            nxt: asyncio.Future[Any] = asyncio.ensure_future(anext(iterator))
+            nxt = asyncio.ensure_future(anext(iterator))
             waiting = {nxt} if stopper is None else {nxt, stopper}
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if nxt not in done:
-                nxt.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, LLMError):
-                    await nxt
                 return
             try:
                 yield nxt.result()
@@ -193,6 +191,12 @@ async def _until_stopped(
     finally:
         if stopper is not None:
             stopper.cancel()
+        if nxt is not None and not nxt.done():
+            # Stopped, or our task was cancelled while a chunk was awaited: end the pending read before closing
+            # the stream, which cannot be closed while that read is running.
+            nxt.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, LLMError):
+                await nxt
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
