@@ -1,0 +1,549 @@
+"""Chat through the real openai SDK against the fake OpenRouter: request shape, context, errors, stop, storage."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pomogator.container import Services, build_services
+from pomogator.errors import (
+    LLMAccountProblem,
+    LLMBadRequest,
+    LLMError,
+    LLMModerated,
+    LLMRateLimited,
+    LLMTimeout,
+    LLMUnavailable,
+    QuotaExceeded,
+    VisionUnsupported,
+)
+from pomogator.services.chat import IMAGE_PLACEHOLDER, Dialog, Reply
+from pomogator.services.conversations import Content
+from pomogator.services.users import Person
+from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest
+from tests.conftest import make_settings
+from tests.fakes import openai_server as fake
+from tests.fakes.openai_server import FakeLLM
+
+ANN = 4004
+BOB = 4005
+IMAGE_URL = "data:image/png;base64,iVBORw0KGgo="
+
+# ``plain`` is the default; ``tiny`` has a context window of a few short messages; ``eyes`` sees images.
+CATALOG = """
+default = "test/plain"
+
+[[models]]
+id = "test/plain"
+free_daily = 5
+premium_daily = 10
+vision = false
+context_length = 100000
+max_output_tokens = 2000
+
+[[models]]
+id = "test/tiny"
+free_daily = 5
+premium_daily = 10
+vision = false
+context_length = 300
+max_output_tokens = 100
+
+[[models]]
+id = "test/eyes"
+free_daily = 5
+premium_daily = 10
+vision = true
+context_length = 100000
+max_output_tokens = 3000
+
+[[models]]
+id = "test/premium"
+free_daily = 0
+premium_daily = 3
+vision = false
+context_length = 100000
+max_output_tokens = 1000
+"""
+
+ServicesFactory = Callable[..., contextlib.AbstractAsyncContextManager[Services]]
+
+
+@pytest.fixture
+def make_services(db_url: str, fake_llm: FakeLLM, tmp_path: Path) -> ServicesFactory:
+    models_file = tmp_path / "models.toml"
+    models_file.write_text(CATALOG, "utf-8")
+
+    @contextlib.asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[Services]:
+        values: dict[str, Any] = {
+            "database_url": db_url,
+            "openrouter_base_url": fake_llm.base_url,
+            "openrouter_max_retries": 0,
+            "models_file": models_file,
+            "app_url": "https://example.org/pomogator",
+            "app_title": "Pomogator Test",
+        }
+        values.update(overrides)
+        async with build_services(make_settings(**values), migrate=True) as built:
+            yield built
+
+    return factory
+
+
+@pytest.fixture
+async def services(make_services: ServicesFactory) -> AsyncIterator[Services]:
+    async with make_services() as built:
+        yield built
+
+
+async def dialog_for(services: Services, telegram_id: int = ANN, model_id: str | None = None) -> Dialog:
+    account = await services.users.touch(Person(telegram_id, "Someone"))
+    dialog = services.chat.dialog_for(account)
+    if model_id is not None:
+        dialog.model = services.catalog.get(model_id)
+    return dialog
+
+
+async def ask(services: Services, dialog: Dialog, content: Content, **kwargs: Any) -> str:
+    return "".join([piece async for piece in services.chat.stream_reply(dialog, content, **kwargs)])
+
+
+async def stored(telegram_id: int = ANN) -> list[tuple[str, Any]]:
+    rows = (
+        await DialogMessage.select(DialogMessage.role, DialogMessage.content)
+        .where(DialogMessage.telegram_id == telegram_id)
+        .order_by(DialogMessage.id)
+        .output(load_json=True)
+    )
+    return [(r["role"], r["content"]) for r in rows]
+
+
+async def used(services: Services, telegram_id: int = ANN) -> int:
+    return sum((await services.quota.used_today(telegram_id)).values())
+
+
+def image_message(text: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": IMAGE_URL}}]
+
+
+# --- the request ---------------------------------------------------------------------------------------
+
+
+async def test_request_is_role_then_context_then_new_message(services: Services, fake_llm: FakeLLM) -> None:
+    await services.users.touch(Person(ANN, "Ann"))
+    await services.users.set_role(ANN, "You are a pirate.")
+    dialog = await dialog_for(services)
+    assert await ask(services, dialog, "hello") == "Echo: hello"
+    assert await ask(services, dialog, "how are you") == "Echo: how are you"
+
+    request = fake_llm.requests[-1]
+    assert request.messages == [
+        {"role": "system", "content": "You are a pirate."},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "Echo: hello"},
+        {"role": "user", "content": "how are you"},
+    ]
+    assert request.model == "test/plain"
+    assert request.stream
+    assert request.wants_usage
+
+
+async def test_no_role_means_no_system_message(services: Services, fake_llm: FakeLLM) -> None:
+    await ask(services, await dialog_for(services), "hello")
+    assert fake_llm.requests[-1].messages == [{"role": "user", "content": "hello"}]
+
+
+@pytest.mark.parametrize("model_id", ["test/plain", "test/eyes", "test/tiny"])
+async def test_max_tokens_is_the_models_output_limit(services: Services, fake_llm: FakeLLM, model_id: str) -> None:
+    await ask(services, await dialog_for(services, model_id=model_id), "hi")
+    assert fake_llm.requests[-1].model == model_id
+    assert fake_llm.requests[-1].max_tokens == services.catalog.get(model_id).max_output_tokens
+
+
+async def test_attribution_headers_are_sent(services: Services, fake_llm: FakeLLM) -> None:
+    await ask(services, await dialog_for(services), "hi")
+    headers = fake_llm.requests[-1].headers
+    assert headers["HTTP-Referer"] == "https://example.org/pomogator"
+    assert headers["X-Title"] == "Pomogator Test"
+    assert headers["Authorization"] == "Bearer sk-test-key"
+
+
+async def test_usage_and_cost_from_the_final_chunk_are_stored(services: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply(text="Four words of answer", prompt_tokens=11, completion_tokens=22, cost=0.0123))
+    reply = Reply()
+    assert await ask(services, await dialog_for(services), "hi", reply=reply) == "Four words of answer"
+    assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (11, 22)
+    assert reply.usage.cost == Decimal("0.0123")
+    assert not reply.stopped
+    assert reply.reservation is not None
+    assert reply.reservation.used == 1
+
+    rows = await LLMRequest.select().where(LLMRequest.telegram_id == ANN)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["model"], row["prompt_tokens"], row["completion_tokens"], row["status"]) == (
+        "test/plain",
+        11,
+        22,
+        "ok",
+    )
+    assert row["cost"] == Decimal("0.0123")
+
+
+async def test_computed_usage_is_stored(services: Services, fake_llm: FakeLLM) -> None:
+    await ask(services, await dialog_for(services), "one two three")
+    row = await LLMRequest.select().where(LLMRequest.telegram_id == ANN).first()
+    assert row is not None
+    messages = fake_llm.requests[-1].messages
+    prompt = fake.count_prompt_tokens(messages)
+    completion = len(fake.split_tokens("Echo: one two three"))
+    assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, completion)
+    expected = Decimal(str(prompt * fake.PROMPT_PRICE + completion * fake.COMPLETION_PRICE))
+    assert abs(row["cost"] - expected) < Decimal("1e-9")
+
+
+async def test_answer_stores_both_turns_and_counts_one_request(services: Services) -> None:
+    dialog = await dialog_for(services)
+    await ask(services, dialog, "hello")
+    assert await stored() == [("user", "hello"), ("assistant", "Echo: hello")]
+    assert await used(services) == 1
+    assert await LLMRequest.count().where(LLMRequest.telegram_id == ANN) == 1
+
+
+async def test_image_content_is_stored_as_parts(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/eyes")
+    assert await ask(services, dialog, image_message("what is it")) == "Echo: what is it [images: 1]"
+    assert fake_llm.requests[-1].image_urls == [IMAGE_URL]
+    assert await stored() == [("user", image_message("what is it")), ("assistant", "Echo: what is it [images: 1]")]
+
+
+# --- context ---------------------------------------------------------------------------------------------
+
+
+async def test_context_is_trimmed_oldest_first(services: Services, fake_llm: FakeLLM) -> None:
+    # test/tiny leaves 300 - 100 = 200 tokens for the request; each message below is ~55 tokens.
+    dialog = await dialog_for(services, model_id="test/tiny")
+    first, second, third = ("a" * 150, "b" * 150, "c" * 150)
+    await ask(services, dialog, first)
+    await ask(services, dialog, second)
+    assert [m["content"] for m in fake_llm.requests[-1].messages] == [first, f"Echo: {first}", second]
+
+    await ask(services, dialog, third)
+    assert [m["content"] for m in fake_llm.requests[-1].messages] == [second, f"Echo: {second}", third]
+    # Trimming only shapes the request: the stored context keeps everything.
+    assert len(await stored()) == 6
+
+
+async def test_trimmed_context_never_starts_with_an_answer(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/tiny")
+    # A short question with a long answer: the answer fits the budget but its question does not.
+    fake_llm.enqueue(fake.Reply(text="z" * 330))
+    await ask(services, dialog, "q" * 300)
+    await ask(services, dialog, "next")
+    assert fake_llm.requests[-1].messages == [{"role": "user", "content": "next"}]
+
+
+async def test_role_counts_against_the_context(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/tiny")
+    await ask(services, dialog, "a" * 150)
+    dialog.role = "r" * 150
+    await ask(services, dialog, "b" * 150)
+    # Without the role the earlier exchange fits (~166 tokens); with it (~55 more) only the answer would, and a
+    # context never starts with an answer.
+    assert fake_llm.requests[-1].messages == [
+        {"role": "system", "content": "r" * 150},
+        {"role": "user", "content": "b" * 150},
+    ]
+    dialog.role = None
+    await ask(services, dialog, "c" * 150)
+    assert [m["content"][0] for m in fake_llm.requests[-1].messages] == ["b", "E", "c"]
+
+
+async def test_message_too_long_for_the_model_is_refused_and_refunded(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/tiny")
+    with pytest.raises(LLMBadRequest):
+        await ask(services, dialog, "x" * 1000)
+    assert fake_llm.request_count == 0
+    assert await used(services) == 0
+    assert await stored() == []
+
+
+async def test_images_become_placeholders_for_a_model_without_vision(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/eyes")
+    await ask(services, dialog, image_message("look"))
+
+    dialog.model = services.catalog.get("test/plain")
+    await ask(services, dialog, "and now?")
+    request = fake_llm.requests[-1]
+    assert request.image_urls == []
+    assert request.messages[0] == {
+        "role": "user",
+        "content": [{"type": "text", "text": "look"}, {"type": "text", "text": IMAGE_PLACEHOLDER}],
+    }
+    # The stored turn keeps the image for models that can see it.
+    dialog.model = services.catalog.get("test/eyes")
+    await ask(services, dialog, "again")
+    assert fake_llm.requests[-1].image_urls == [IMAGE_URL]
+
+
+async def test_image_to_a_model_without_vision_is_refused(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services)
+    with pytest.raises(VisionUnsupported) as caught:
+        await ask(services, dialog, image_message("look"))
+    assert caught.value.model_id == "test/plain"
+    assert caught.value.vision_models == ["test/eyes"]
+    assert fake_llm.request_count == 0
+    assert await used(services) == 0
+    assert await stored() == []
+
+
+async def test_clear_context_deletes_stored_turns(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services)
+    await ask(services, dialog, "one")
+    await ask(services, dialog, "two")
+    await ask(services, await dialog_for(services, BOB), "bob's")
+
+    assert await services.chat.clear_context(ANN) == 4
+    assert await stored() == []
+    assert len(await stored(BOB)) == 2
+    await ask(services, dialog, "fresh start")
+    assert fake_llm.requests[-1].messages == [{"role": "user", "content": "fresh start"}]
+    # Clearing the context does not give requests back.
+    assert await used(services) == 3
+    assert await services.chat.clear_context(ANN) == 2
+
+
+async def test_context_survives_a_new_service_instance(make_services: ServicesFactory, fake_llm: FakeLLM) -> None:
+    async with make_services() as first:
+        await ask(first, await dialog_for(first), "remember me")
+    async with make_services() as second:
+        await ask(second, await dialog_for(second), "do you?")
+    assert [m["content"] for m in fake_llm.requests[-1].messages] == ["remember me", "Echo: remember me", "do you?"]
+
+
+# --- local dialogs ---------------------------------------------------------------------------------------
+
+
+async def test_local_dialog_charges_nothing_and_stores_nothing(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = services.chat.local_dialog(services.catalog.get("test/premium"), role="Be brief.")
+    assert await ask(services, dialog, "hello") == "Echo: hello"
+    assert await ask(services, dialog, "again") == "Echo: again"
+    assert fake_llm.requests[-1].messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "Echo: hello"},
+        {"role": "user", "content": "again"},
+    ]
+    assert await DialogMessage.count() == 0
+    assert await LLMRequest.count() == 0
+    assert await DailyUsage.count() == 0
+    assert await dialog.conversation.clear() == 4
+
+
+# --- quota -----------------------------------------------------------------------------------------------
+
+
+async def test_quota_exceeded_before_any_llm_call(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services)
+    for index in range(5):
+        await ask(services, dialog, f"question {index}")
+    with pytest.raises(QuotaExceeded) as caught:
+        await ask(services, dialog, "one more")
+    assert caught.value.limit == 5
+    assert fake_llm.request_count == 5
+    assert len(await stored()) == 10
+
+
+async def test_premium_only_model_needs_premium(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/premium")
+    with pytest.raises(QuotaExceeded):
+        await ask(services, dialog, "hi")
+    assert fake_llm.request_count == 0
+
+    await services.subscriptions.grant(ANN, 30)
+    await services.users.set_model(ANN, "test/premium")
+    dialog = await dialog_for(services)
+    assert dialog.premium
+    assert await ask(services, dialog, "hi") == "Echo: hi"
+    assert fake_llm.requests[-1].model == "test/premium"
+    assert await services.quota.used_today(ANN) == {"test/premium": 1}
+
+
+# --- errors ----------------------------------------------------------------------------------------------
+
+ERRORS: list[Any] = [
+    pytest.param(fake.Error(status=401, message="User not found."), LLMAccountProblem, id="401"),
+    pytest.param(fake.Error(status=402, message="Insufficient credits"), LLMAccountProblem, id="402"),
+    pytest.param(fake.Moderation(), LLMModerated, id="403-moderation"),
+    pytest.param(fake.Error(status=408, message="Timed out"), LLMTimeout, id="408"),
+    pytest.param(fake.Error(status=429), LLMRateLimited, id="429"),
+    pytest.param(fake.Error(status=500, message="Internal"), LLMUnavailable, id="500"),
+    pytest.param(fake.Error(status=502, message="Bad gateway"), LLMUnavailable, id="502"),
+    pytest.param(fake.Error(status=503, message="No provider"), LLMUnavailable, id="503"),
+    pytest.param(fake.Error(status=400, message="Bad request"), LLMBadRequest, id="400"),
+    pytest.param(fake.MidStreamError(after_text="half an answer"), LLMUnavailable, id="mid-stream"),
+    pytest.param(fake.MidStreamError(after_text="half", code=429), LLMRateLimited, id="mid-stream-429"),
+    pytest.param(fake.ErrorBody200(), LLMUnavailable, id="200-error-body"),
+    pytest.param(fake.ErrorBody200(code=403, message="Flagged"), LLMModerated, id="200-error-body-403"),
+    pytest.param(fake.Drop(), LLMUnavailable, id="dropped"),
+    pytest.param(fake.Drop(after_text="half an answer"), LLMUnavailable, id="dropped-mid-stream"),
+]
+
+
+@pytest.mark.parametrize(("action", "expected"), ERRORS)
+async def test_llm_error_refunds_and_stores_nothing(
+    services: Services, fake_llm: FakeLLM, action: fake.Action, expected: type[LLMError]
+) -> None:
+    dialog = await dialog_for(services)
+    await ask(services, dialog, "earlier")
+    fake_llm.enqueue(action)
+    pieces: list[str] = []
+    reply = Reply()
+    with pytest.raises(LLMError) as caught:
+        async for piece in services.chat.stream_reply(dialog, "now", reply=reply):
+            pieces.append(piece)
+    assert type(caught.value) is expected
+    assert fake_llm.request_count == 2
+    assert await used(services) == 1
+    assert await stored() == [("user", "earlier"), ("assistant", "Echo: earlier")]
+    assert await LLMRequest.count().where(LLMRequest.telegram_id == ANN) == 1
+    # The same request can be repeated and succeeds.
+    assert await ask(services, dialog, "now") == "Echo: now"
+    assert await used(services) == 2
+
+
+async def test_wrong_api_key_is_an_account_problem(make_services: ServicesFactory, fake_llm: FakeLLM) -> None:
+    async with make_services(openrouter_api_key="sk-wrong") as services:
+        with pytest.raises(LLMAccountProblem) as caught:
+            await ask(services, await dialog_for(services), "hi")
+        assert "User not found" in caught.value.detail
+        assert await used(services) == 0
+        assert await stored() == []
+
+
+@pytest.mark.parametrize("send_headers", [False, True], ids=["before-headers", "during-body"])
+async def test_timeout_refunds_and_stores_nothing(
+    make_services: ServicesFactory, fake_llm: FakeLLM, send_headers: bool
+) -> None:
+    async with make_services(openrouter_timeout=0.3) as services:
+        fake_llm.enqueue(fake.Hang(send_headers=send_headers))
+        with pytest.raises(LLMTimeout):
+            await ask(services, await dialog_for(services), "hi")
+        assert await used(services) == 0
+        assert await stored() == []
+        assert await LLMRequest.count() == 0
+
+
+# --- stop and abandon ------------------------------------------------------------------------------------
+
+
+async def test_stop_keeps_the_partial_answer(services: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply.slow(200, 20.0))
+    full = fake.Reply.slow(200, 20.0).text
+    assert full is not None
+    dialog = await dialog_for(services)
+    stop = asyncio.Event()
+    reply = Reply()
+    pieces: list[str] = []
+    async for piece in services.chat.stream_reply(dialog, "tell me a long story", stop=stop, reply=reply):
+        pieces.append(piece)
+        if len(pieces) == 2:
+            stop.set()
+
+    assert reply.stopped
+    assert reply.text == "".join(pieces)
+    assert 2 <= len(pieces) < 200
+    assert full.startswith(reply.text)
+    assert await stored() == [("user", "tell me a long story"), ("assistant", reply.text)]
+    assert await used(services) == 1
+    row = await LLMRequest.select().where(LLMRequest.telegram_id == ANN).first()
+    assert row is not None
+    assert row["status"] == "stopped"
+    # The HTTP stream was really closed, so OpenRouter stops generating (and billing).
+    await fake_llm.wait_for_cancelled_streams(1)
+
+
+async def test_stop_before_the_first_token_costs_nothing(services: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply(text="late", ttft=30.0))
+    dialog = await dialog_for(services)
+    stop = asyncio.Event()
+    reply = Reply()
+
+    async def press_stop() -> None:
+        await fake_llm.wait_for_requests(1)
+        stop.set()
+
+    presser = asyncio.create_task(press_stop())
+    assert await ask(services, dialog, "hi", stop=stop, reply=reply) == ""
+    await presser
+    assert reply.stopped
+    assert await used(services) == 0
+    assert await stored() == []
+    assert await LLMRequest.count() == 0
+    await fake_llm.wait_for_cancelled_streams(1)
+
+
+async def test_consumer_that_abandons_the_stream_gets_a_refund(services: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply.slow(200, 20.0))
+    dialog = await dialog_for(services)
+    stream = services.chat.stream_reply(dialog, "tell me a long story")
+    async for _ in stream:
+        break
+    await stream.aclose()
+    assert await used(services) == 0
+    assert await stored() == []
+    assert await LLMRequest.count() == 0
+    await fake_llm.wait_for_cancelled_streams(1)
+
+
+async def test_dropped_stream_is_refunded_when_collected(services: Services, fake_llm: FakeLLM) -> None:
+    """A consumer that breaks out of the loop without closing the stream: asyncio closes it when it is collected."""
+    fake_llm.enqueue(fake.Reply.slow(200, 20.0))
+    dialog = await dialog_for(services)
+    stream = services.chat.stream_reply(dialog, "tell me a long story")
+    async for _ in stream:
+        break
+    del stream
+    await fake_llm.wait_for_cancelled_streams(1)
+    for _ in range(500):
+        if await used(services) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert await used(services) == 0
+    assert await stored() == []
+
+
+async def test_cancelled_consumer_gets_a_refund(services: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply.slow(200, 20.0))
+    dialog = await dialog_for(services)
+    first_piece = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in services.chat.stream_reply(dialog, "tell me a long story"):
+            first_piece.set()
+
+    task = asyncio.create_task(consume())
+    await first_piece.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await used(services) == 0
+    assert await stored() == []
+    await fake_llm.wait_for_cancelled_streams(1)
+
+
+async def test_turns_are_stored_only_after_the_answer_completes(services: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply(text="one two three four"))
+    dialog = await dialog_for(services)
+    seen: list[list[tuple[str, Any]]] = []
+    async for _ in services.chat.stream_reply(dialog, "count"):
+        seen.append(await stored())
+    assert seen and all(snapshot == [] for snapshot in seen)
+    assert await stored() == [("user", "count"), ("assistant", "one two three four")]
