@@ -1,0 +1,218 @@
+"""The OpenRouter client on its own: stream events, usage, retries and the mapping of failures to domain errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from pomogator.errors import (
+    LLMAccountProblem,
+    LLMBadRequest,
+    LLMError,
+    LLMModerated,
+    LLMRateLimited,
+    LLMTimeout,
+    LLMUnavailable,
+)
+from pomogator.llm.client import Delta, Finished, LLMClient, StreamEvent, error_for_status, translate
+from tests.conftest import TEST_API_KEY
+from tests.fakes import openai_server as fake
+from tests.fakes.openai_server import FakeLLM
+
+MODEL = "openai/gpt-4o-mini"
+MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "hello there"}]
+
+
+@pytest.fixture
+async def client(fake_llm: FakeLLM) -> AsyncIterator[LLMClient]:
+    llm = make_client(fake_llm, max_retries=0)
+    yield llm
+    await llm.close()
+
+
+def make_client(fake_llm: FakeLLM, **overrides: Any) -> LLMClient:
+    options: dict[str, Any] = {
+        "base_url": fake_llm.base_url,
+        "api_key": TEST_API_KEY,
+        "timeout": 10.0,
+        "max_retries": 0,
+        "app_url": "https://example.org/app",
+        "app_title": "Title",
+    }
+    options.update(overrides)
+    return LLMClient(**options)
+
+
+async def collect(client: LLMClient, max_tokens: int = 100) -> list[StreamEvent]:
+    return [event async for event in client.stream(MODEL, MESSAGES, max_tokens)]
+
+
+def text_of(events: list[StreamEvent]) -> str:
+    return "".join(e.text for e in events if isinstance(e, Delta))
+
+
+async def test_stream_yields_deltas_then_one_finished(client: LLMClient, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply(text="one two three", prompt_tokens=7, completion_tokens=3, cost=0.5))
+    events = await collect(client, max_tokens=123)
+    assert [e.text for e in events if isinstance(e, Delta)] == ["one", " two", " three"]
+    assert isinstance(events[-1], Finished)
+    assert sum(isinstance(e, Finished) for e in events) == 1
+    finished = events[-1]
+    assert finished.finish_reason == "stop"
+    assert (finished.usage.prompt_tokens, finished.usage.completion_tokens) == (7, 3)
+    assert finished.usage.cost == Decimal("0.5")
+
+    request = fake_llm.requests[-1]
+    assert request.model == MODEL
+    assert request.max_tokens == 123
+    assert request.stream
+    assert request.wants_usage
+    assert request.json["usage"] == {"include": True}
+    assert request.headers["HTTP-Referer"] == "https://example.org/app"
+    assert request.headers["X-Title"] == "Title"
+
+
+async def test_finish_reason_and_chunks_pass_through(client: LLMClient, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply(text="a b c d e", finish_reason="length", chunk_size=2))
+    events = await collect(client)
+    assert text_of(events) == "a b c d e"
+    assert [e.text for e in events if isinstance(e, Delta)] == ["a b", " c d", " e"]
+    assert isinstance(events[-1], Finished)
+    assert events[-1].finish_reason == "length"
+
+
+async def test_keepalive_comments_are_ignored(client: LLMClient, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply(text="fine", ttft=0.05, keepalive_interval=0.01))
+    assert text_of(await collect(client)) == "fine"
+
+
+async def test_empty_answer_finishes_without_deltas(client: LLMClient, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply(text=""))
+    events = await collect(client)
+    assert len(events) == 1
+    assert isinstance(events[0], Finished)
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        pytest.param(fake.Error(status=401), LLMAccountProblem, id="401"),
+        pytest.param(fake.Error(status=402), LLMAccountProblem, id="402"),
+        pytest.param(fake.Moderation(), LLMModerated, id="403"),
+        pytest.param(fake.Error(status=408), LLMTimeout, id="408"),
+        pytest.param(fake.Error(status=413), LLMBadRequest, id="413"),
+        pytest.param(fake.Error(status=429), LLMRateLimited, id="429"),
+        pytest.param(fake.Error(status=500), LLMUnavailable, id="500"),
+        pytest.param(fake.Error(status=502), LLMUnavailable, id="502"),
+        pytest.param(fake.MidStreamError(code="429"), LLMRateLimited, id="mid-stream-string-code"),
+        pytest.param(fake.MidStreamError(), LLMUnavailable, id="mid-stream"),
+        pytest.param(fake.ErrorBody200(code=402), LLMAccountProblem, id="200-error-body-402"),
+        pytest.param(fake.ErrorBody200(code="oops"), LLMUnavailable, id="200-error-body-no-status"),
+        pytest.param(fake.Drop(), LLMUnavailable, id="dropped"),
+        pytest.param(fake.Drop(after_text="half"), LLMUnavailable, id="dropped-mid-stream"),
+    ],
+)
+async def test_failures_become_domain_errors(
+    client: LLMClient, fake_llm: FakeLLM, action: fake.Action, expected: type[LLMError]
+) -> None:
+    fake_llm.enqueue(action)
+    with pytest.raises(LLMError) as caught:
+        await collect(client)
+    assert type(caught.value) is expected
+
+
+async def test_provider_text_is_detail_not_user_message(client: LLMClient, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Moderation(reasons=("harassment",)))
+    with pytest.raises(LLMModerated) as caught:
+        await collect(client)
+    assert "harassment" in caught.value.detail
+    assert "harassment" not in str(caught.value)
+    assert caught.value.user_message == LLMModerated.user_message
+
+
+@pytest.mark.parametrize("send_headers", [False, True], ids=["before-headers", "during-body"])
+async def test_timeout_is_llm_timeout(fake_llm: FakeLLM, send_headers: bool) -> None:
+    client = make_client(fake_llm, timeout=0.2)
+    try:
+        fake_llm.enqueue(fake.Hang(send_headers=send_headers))
+        with pytest.raises(LLMTimeout):
+            await collect(client)
+    finally:
+        await client.close()
+
+
+async def test_unreachable_server_is_unavailable(fake_llm: FakeLLM) -> None:
+    client = make_client(fake_llm, base_url="http://127.0.0.1:9/api/v1")
+    try:
+        with pytest.raises(LLMUnavailable) as caught:
+            await collect(client)
+        assert type(caught.value) is LLMUnavailable
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("status", [429, 500, 502])
+async def test_transient_errors_are_retried_before_streaming(fake_llm: FakeLLM, status: int) -> None:
+    client = make_client(fake_llm, max_retries=1)
+    try:
+        fake_llm.enqueue(fake.Error(status=status, retry_after=0), fake.Reply(text="second try"))
+        assert text_of(await collect(client)) == "second try"
+        assert fake_llm.request_count == 2
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("status", [401, 402, 403])
+async def test_refusals_are_not_retried(fake_llm: FakeLLM, status: int) -> None:
+    client = make_client(fake_llm, max_retries=2)
+    try:
+        fake_llm.enqueue(fake.Error(status=status), fake.Reply(text="never"))
+        with pytest.raises(LLMError):
+            await collect(client)
+        assert fake_llm.request_count == 1
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (401, LLMAccountProblem),
+        (402, LLMAccountProblem),
+        (403, LLMModerated),
+        (408, LLMTimeout),
+        (429, LLMRateLimited),
+        (400, LLMBadRequest),
+        (413, LLMBadRequest),
+        (422, LLMBadRequest),
+        (500, LLMUnavailable),
+        (502, LLMUnavailable),
+        (503, LLMUnavailable),
+        (None, LLMUnavailable),
+    ],
+)
+def test_error_for_status(status: int | None, expected: type[LLMError]) -> None:
+    error = error_for_status(status, "provider text")
+    assert type(error) is expected
+    assert error.detail == "provider text"
+
+
+def test_account_problem_is_shown_as_unavailable() -> None:
+    assert issubclass(LLMAccountProblem, LLMUnavailable)
+    assert LLMAccountProblem.user_message == LLMUnavailable.user_message
+
+
+def test_translate_unknown_exception_is_unavailable() -> None:
+    assert type(translate(ValueError("boom"))) is LLMUnavailable
+    request = httpx.Request("POST", "http://example.org")
+    assert type(translate(openai.APITimeoutError(request=request))) is LLMTimeout
+    assert type(translate(openai.APIConnectionError(request=request))) is LLMUnavailable
+    error = openai.APIError("stream error", request, body={"error": {"code": "403", "message": "flagged"}})
+    translated = translate(error)
+    assert type(translated) is LLMModerated
+    assert translated.detail == "flagged"
