@@ -1,0 +1,226 @@
+"""The store: database URLs, migrations on both engines, SQLite's WAL mode, write transactions and migration lock."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import textwrap
+from pathlib import Path
+
+import asyncpg
+import pytest
+from piccolo.apps.migrations.tables import Migration
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
+
+import piccolo_migrations
+from pomogator.container import build_services
+from pomogator.errors import ConfigError
+from pomogator.store.engine import Database, engine_from_url, open_database, sqlite_path
+from pomogator.store.tables import TABLES, DailyUsage, User
+from tests.conftest import POSTGRES_URL, make_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MIGRATION_COUNT = len([p for p in Path(piccolo_migrations.__file__).parent.glob("*.py") if p.name != "__init__.py"])
+
+
+# --- URLs ------------------------------------------------------------------------------------------------
+
+
+def test_sqlite_urls() -> None:
+    assert sqlite_path("sqlite:////var/lib/pomogator/db.sqlite3") == Path("/var/lib/pomogator/db.sqlite3")
+    assert sqlite_path("sqlite:///data/db.sqlite3") == Path("data/db.sqlite3")
+    assert sqlite_path("postgresql://localhost/db") is None
+    assert isinstance(engine_from_url("sqlite:////tmp/x.sqlite3"), SQLiteEngine)
+
+
+# Piccolo asks the server for its version when the engine is made, and only warns when nobody answers.
+@pytest.mark.filterwarnings("ignore:.*Unable to fetch server version")
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_postgres_urls(scheme: str) -> None:
+    url = f"{scheme}://user:secret@127.0.0.1:1/pomogator"
+    engine = engine_from_url(url)
+    assert isinstance(engine, PostgresEngine)
+    assert engine.config == {"dsn": url}
+    assert not Database(url).is_sqlite
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "mysql://localhost/db", "sqlite://relative.sqlite3", "sqlite:///", "pomogator.sqlite3", "http://x"],
+)
+def test_bad_url_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="POMOGATOR_DATABASE_URL"):
+        Database(url)
+
+
+async def test_bad_url_fails_build_services() -> None:
+    with pytest.raises(ConfigError, match="POMOGATOR_DATABASE_URL"):
+        async with build_services(make_settings(database_url="mysql://localhost/db")):
+            pass
+
+
+async def test_absolute_sqlite_path(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "abs.sqlite3"
+    path.parent.mkdir()
+    async with open_database(f"sqlite:///{path}") as database:
+        assert database.path == path
+        assert database.is_sqlite
+        await database.ping()
+        assert await User.count() == 0
+    assert path.exists()
+
+
+async def test_relative_sqlite_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with open_database("sqlite:///relative.sqlite3"):
+        assert await User.count() == 0
+    assert (tmp_path / "relative.sqlite3").exists()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="POMOGATOR_TEST_POSTGRES_URL is not set")
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+async def test_both_postgres_schemes_connect(postgres_url: str, scheme: str) -> None:
+    url = scheme + "://" + postgres_url.split("://", 1)[1]
+    async with open_database(url) as database:
+        assert not database.is_sqlite
+        await database.ping()
+        assert await User.count() >= 0
+
+
+# --- migrations ------------------------------------------------------------------------------------------
+
+
+async def test_migrations_are_idempotent(db_url: str) -> None:
+    database = Database(db_url)
+    await database.start(migrate=True)
+    try:
+        assert await Migration.count().where(Migration.app_name == "pomogator") == MIGRATION_COUNT
+        await User.insert(User(telegram_id=1, first_name="Kept"))
+        await database.migrate()
+        await database.migrate()
+        assert await Migration.count().where(Migration.app_name == "pomogator") == MIGRATION_COUNT
+        assert await User.select(User.first_name).output(as_list=True) == ["Kept"]
+        for table in TABLES:
+            assert await table.count() >= 0, table._meta.tablename
+    finally:
+        await database.close()
+
+
+async def test_restart_runs_migrations_again_harmlessly(db_url: str) -> None:
+    for _ in range(2):
+        async with open_database(db_url, migrate=True):
+            assert await Migration.count().where(Migration.app_name == "pomogator") == MIGRATION_COUNT
+
+
+async def test_quota_index_is_unique(db_url: str) -> None:
+    """The quota's conditional upsert needs the unique (telegram_id, model, day) index on both engines."""
+    async with open_database(db_url, migrate=True):
+        await DailyUsage.insert(DailyUsage(telegram_id=1, model="m", day="2025-01-01", used=1))
+        await DailyUsage.insert(DailyUsage(telegram_id=1, model="m", day="2025-01-02", used=1))
+        with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
+            await DailyUsage.insert(DailyUsage(telegram_id=1, model="m", day="2025-01-01", used=1))
+        assert await DailyUsage.count() == 2
+
+
+async def test_sqlite_migrates_by_default_postgres_does_not(db_url: str) -> None:
+    database = Database(db_url)
+    if database.is_sqlite:
+        async with open_database(db_url):
+            assert await Migration.count().where(Migration.app_name == "pomogator") == MIGRATION_COUNT
+    else:
+        # The test schema is already migrated; start() must not need or try the migration lock on PostgreSQL.
+        async with open_database(db_url) as opened:
+            await opened.ping()
+
+
+async def test_sqlite_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "wal.sqlite3"
+    async with open_database(f"sqlite:///{path}"):
+        pass
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_sqlite_write_transactions_queue_instead_of_failing(tmp_path: Path) -> None:
+    """Read-then-write transactions in parallel: deferred ones would fail with "database is locked"."""
+    async with open_database(f"sqlite:///{tmp_path / 'tx.sqlite3'}") as database:
+
+        async def add_next(index: int) -> None:
+            async with database.transaction():
+                count = await User.count()
+                await asyncio.sleep(0.01)
+                await User.insert(User(telegram_id=1000 + index, first_name=str(count)))
+
+        await asyncio.gather(*(add_next(index) for index in range(5)))
+        names = await User.select(User.first_name).output(as_list=True)
+        # Each transaction saw every earlier one: they ran one after another.
+        assert sorted(names) == ["0", "1", "2", "3", "4"]
+
+
+async def test_transaction_rolls_back_on_error(db_url: str) -> None:
+    async with open_database(db_url, migrate=True) as database:
+        with pytest.raises(RuntimeError):
+            async with database.transaction():
+                await User.insert(User(telegram_id=77, first_name="Gone"))
+                raise RuntimeError("abort")
+        assert await User.count().where(User.telegram_id == 77) == 0
+
+
+OPENER = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from pathlib import Path
+
+    import pomogator.store
+    from pomogator.store.engine import open_database
+    from pomogator.store.tables import User
+
+    async def main(url: str, go: Path, telegram_id: int) -> None:
+        print("ready", flush=True)
+        deadline = time.monotonic() + 30
+        while not go.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.002)
+        async with open_database(url):
+            await User.insert(User(telegram_id=telegram_id, first_name="proc"))
+
+    asyncio.run(main(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])))
+    """
+)
+
+
+async def test_processes_can_migrate_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
+    """Bot, web app and CLI may start together on a new file: one migrates, the others wait for it."""
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    go = tmp_path / "go"
+    processes = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            OPENER,
+            url,
+            str(go),
+            str(index),
+            cwd=REPO_ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for index in range(3)
+    ]
+    try:
+        for process in processes:
+            assert process.stdout is not None
+            assert await asyncio.wait_for(process.stdout.readline(), 60) == b"ready\n"
+        go.touch()
+        results = [await asyncio.wait_for(p.communicate(), 60) for p in processes]
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    for process, (_, err) in zip(processes, results, strict=True):
+        assert process.returncode == 0, err.decode()
+    async with open_database(url):
+        assert await Migration.count().where(Migration.app_name == "pomogator") == MIGRATION_COUNT
+        assert sorted(await User.select(User.telegram_id).output(as_list=True)) == [0, 1, 2]
