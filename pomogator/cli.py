@@ -271,6 +271,10 @@ def healthcheck() -> None:
 
 # Sub-apps of other areas are registered below.
 
+from pomogator.commands.logs import app as logs_app  # noqa: E402 (its commands import this module lazily)
+
+app.add_typer(logs_app, name="logs")
+
 
 def main() -> None:
     """Console entry point: domain errors become one line on stderr and exit code 1."""

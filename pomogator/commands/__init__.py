@@ -1,0 +1,1 @@
+"""Typer sub-apps of the ``pomogator`` command line, registered in ``pomogator.cli``."""

@@ -1,0 +1,139 @@
+"""``pomogator logs``: show and prune the log records stored in the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pomogator import cli_output
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from pomogator.container import Services
+    from pomogator.logs.store import StoredLog
+
+app = typer.Typer(help="Log records stored in the database.", no_args_is_help=True)
+
+COLUMNS = ("id", "time", "level", "process", "user", "logger", "message")
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+AGE = re.compile(r"(\d+)\s*([smhdw])")
+
+
+def parse_age(text: str) -> timedelta:
+    """``30d``, ``12h``, ``2w``, ``90m``, ``45s`` or a combination such as ``1d12h``."""
+    value = text.strip().lower()
+    parts = AGE.findall(value)
+    if not value or "".join(f"{n}{u}" for n, u in parts) != value.replace(" ", ""):
+        raise ValueError(f"{text!r} is not an age; use a number and a unit (s, m, h, d, w), e.g. 30d, 12h, 2w")
+    age = timedelta(seconds=sum(int(number) * AGE_UNITS[unit] for number, unit in parts))
+    if not age:
+        raise ValueError("the age must be more than zero")
+    return age
+
+
+def _row(record: StoredLog, tz: ZoneInfo) -> tuple[object, ...]:
+    message = record.message
+    if record.exception:
+        message += " | " + record.exception.strip().splitlines()[-1]
+    return (
+        record.id,
+        record.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+        record.level,
+        record.process,
+        record.telegram_id,
+        record.logger,
+        message,
+    )
+
+
+def _json_line(record: StoredLog) -> str:
+    data = {
+        "id": record.id,
+        "time": record.created_at.isoformat(),
+        "level": record.level,
+        "process": record.process,
+        "logger": record.logger,
+        "telegram_id": record.telegram_id,
+        "message": record.message,
+        "context": record.context,
+        "exception": record.exception,
+    }
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _show(records: list[StoredLog], tz: ZoneInfo, *, as_json: bool, title: str) -> None:
+    if as_json:
+        sys.stdout.write("".join(_json_line(record) + "\n" for record in records))
+        sys.stdout.flush()
+        return
+    cli_output.print_table(title, COLUMNS, [_row(record, tz) for record in records])
+
+
+@app.command("tail")
+def tail(
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the last N records.")] = 50,
+    level: Annotated[
+        str | None, typer.Option(help="Only this level and above: DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+    ] = None,
+    user: Annotated[int | None, typer.Option(help="Only records about this Telegram user id.")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new records until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls with --follow.")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line to stdout.")] = False,
+) -> None:
+    """Show the newest stored log records, oldest first; with --follow, keep polling for new ones."""
+    from pomogator.cli import with_services
+    from pomogator.logs.store import latest_log_id, levels_from, recent_logs
+
+    if level is not None:
+        try:
+            levels_from(level)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--level") from None
+
+    async def fn(services: Services) -> None:
+        tz = services.settings.tz
+        records = await recent_logs(limit, level=level, telegram_id=user)
+        _show(records, tz, as_json=as_json, title="Log records")
+        if not follow:
+            return
+        last = records[-1].id if records else await latest_log_id()
+        while True:
+            await asyncio.sleep(interval)
+            new = await recent_logs(1000, level=level, telegram_id=user, after_id=last)
+            if new:
+                _show(new, tz, as_json=as_json, title="New log records")
+                last = new[-1].id
+
+    try:
+        with_services(fn)
+    except KeyboardInterrupt:
+        # Ctrl-C is how --follow ends.
+        return
+
+
+@app.command("prune")
+def prune(
+    older_than: Annotated[str, typer.Option("--older-than", help="Delete records older than this: 30d, 12h, 2w.")],
+) -> None:
+    """Delete stored log records older than the given age."""
+    from pomogator.cli import with_services
+    from pomogator.logs.store import prune_logs
+    from pomogator.timeutil import utcnow
+
+    try:
+        age = parse_age(older_than)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--older-than") from None
+
+    async def fn(services: Services) -> int:
+        return await prune_logs(services.database, utcnow() - age)
+
+    deleted = with_services(fn)
+    cli_output.notice(f"Deleted {deleted} log records older than {older_than}.")

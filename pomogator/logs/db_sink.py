@@ -1,0 +1,328 @@
+"""The database sink: records go into a bounded in-memory queue; a background task writes them in batches.
+
+Callers (any thread, the event loop among them) only convert the record and append it under a lock: nothing on
+their path waits for the database. When the database is down the queue keeps the newest records up to its bound,
+dropping and counting the oldest; the count is reported once writes succeed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from pomogator.logs.records import context_of, logger_name, process_of, telegram_id_of
+from pomogator.store.tables import LogRecord
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
+    from piccolo.engine.base import Engine
+
+    from pomogator.logs.redact import Redactor
+
+MAX_RECORDS = 10_000
+MAX_BYTES = 16 * 1024 * 1024
+BATCH_SIZE = 200
+FLUSH_INTERVAL_S = 1.0
+RETRY_MAX_S = 30.0
+WRITE_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = 5.0
+
+MAX_MESSAGE_CHARS = 8_000
+MAX_EXCEPTION_CHARS = 16_000
+MAX_CONTEXT_CHARS = 4_000
+
+# Loggers of the database stack: their records may be caused by this sink's writes, so they stay out of it.
+DRIVER_LOGGERS = ("asyncpg", "piccolo", "aiosqlite", "sqlite3")
+
+_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("pomogator_log_sink_writing", default=False)
+
+
+@dataclass(slots=True)
+class Row:
+    values: dict[str, Any]
+    size: int
+
+
+def clip(text: str, limit: int) -> str:
+    """Keep the end of long texts: the last lines of a traceback say the most."""
+    return text if len(text) <= limit else "…" + text[-(limit - 1) :]
+
+
+def utc_time(record: Record) -> datetime:
+    """The record's time in UTC as a plain ``datetime`` (loguru's subclass is unknown to sqlite3's adapters)."""
+    moment = record["time"].astimezone(UTC)
+    return datetime(*moment.timetuple()[:6], moment.microsecond, tzinfo=UTC)
+
+
+def row_from(record: Record, redactor: Redactor, max_message: int = MAX_MESSAGE_CHARS) -> Row:
+    message = redactor.text(record["message"])
+    if len(message) > max_message:
+        message = message[: max_message - 1] + "…"
+    exception = record["exception"]
+    exception_text = clip(redactor.exception(exception), MAX_EXCEPTION_CHARS) if exception is not None else None
+    context = json.dumps(redactor.mapping(context_of(record)), ensure_ascii=False, default=str)
+    if len(context) > MAX_CONTEXT_CHARS:
+        context = json.dumps({"truncated": context[:MAX_CONTEXT_CHARS]}, ensure_ascii=False)
+    values: dict[str, Any] = {
+        "created_at": utc_time(record),
+        "level": record["level"].name[:16],
+        "logger": logger_name(record)[:255],
+        "message": message,
+        "process": process_of(record)[:64],
+        "telegram_id": telegram_id_of(record),
+        "context": context,
+        "exception": exception_text,
+    }
+    size = 200 + len(message) + len(context) + len(exception_text or "")
+    return Row(values, size)
+
+
+def accepts(record: Record) -> bool:
+    """The sink's filter: nothing logged while it writes, nothing from the database drivers."""
+    if _writing.get():
+        return False
+    name = record["name"] or ""
+    return not name.startswith(DRIVER_LOGGERS)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkLimits:
+    """How much the queue holds and how the writer paces itself."""
+
+    max_records: int = MAX_RECORDS
+    max_bytes: int = MAX_BYTES
+    batch_size: int = BATCH_SIZE
+    flush_interval: float = FLUSH_INTERVAL_S
+    retry_max: float = RETRY_MAX_S
+    write_timeout: float = WRITE_TIMEOUT_S
+    drain_timeout: float = DRAIN_TIMEOUT_S
+
+
+DEFAULT_LIMITS = SinkLimits()
+
+
+@dataclass
+class SinkStats:
+    written: int = 0
+    dropped: int = 0
+    peak: int = 0
+    failures: int = 0
+    last_error: str = ""
+    unreported_drops: int = field(default=0, repr=False)
+
+
+class DatabaseSink:
+    """A loguru sink (``write``) plus the task that stores what it queued (``start``/``flush``/``stop``)."""
+
+    def __init__(self, engine: Engine[Any], redactor: Redactor, limits: SinkLimits = DEFAULT_LIMITS) -> None:
+        if not 0 < limits.batch_size < limits.max_records:
+            raise ValueError("batch_size must be positive and smaller than max_records")
+        self.limits = limits
+        self.max_records = limits.max_records
+        self.max_bytes = limits.max_bytes
+        self.batch_size = limits.batch_size
+        self.flush_interval = limits.flush_interval
+        self.retry_max = limits.retry_max
+        self.write_timeout = limits.write_timeout
+        self.stats = SinkStats()
+        self._engine = engine
+        self._redactor = redactor
+        self._lock = threading.Lock()
+        self._rows: deque[Row] = deque()
+        self._bytes = 0
+        self._in_flight: list[Row] = []
+        self._in_flight_bytes = 0
+        self._failing = False
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # --- the caller's side: any thread, never waits for the database ------------------------------------
+
+    def write(self, message: Message) -> None:
+        row = row_from(message.record, self._redactor)
+        with self._lock:
+            self._rows.append(row)
+            self._bytes += row.size
+            self._trim()
+            queued = len(self._rows) + len(self._in_flight)
+            self.stats.peak = max(self.stats.peak, queued)
+            wake = len(self._rows) == self.batch_size and not self._failing
+        if wake:
+            self._wake_writer()
+
+    def _trim(self) -> None:
+        """Drop the oldest queued rows while over the bound (rows being written count towards it)."""
+        while self._rows and (
+            len(self._rows) + len(self._in_flight) > self.max_records
+            or self._bytes + self._in_flight_bytes > self.max_bytes
+        ):
+            dropped = self._rows.popleft()
+            self._bytes -= dropped.size
+            self.stats.dropped += 1
+            self.stats.unreported_drops += 1
+
+    def _wake_writer(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None:
+            return
+        if threading.get_ident() == self._loop_thread:
+            wake.set()
+            return
+        # The loop may be closing; then the final drain picks the rows up or reports them.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(wake.set)
+
+    @property
+    def queued(self) -> int:
+        """Records waiting in memory, including the batch being written."""
+        with self._lock:
+            return len(self._rows) + len(self._in_flight)
+
+    # --- the writer's side: the event loop ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the writer task on the running loop."""
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="pomogator-log-writer")
+
+    async def flush(self, timeout: float = 5.0) -> bool:  # noqa: ASYNC109 (a bound on a background drain)
+        """Wait until everything queued so far is written; False if that did not happen within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.queued:
+            if self._task is None or self._task.done() or loop.time() >= deadline:
+                return False
+            if self._wake is not None and not self._failing:
+                self._wake.set()
+            await asyncio.sleep(0.01)
+        return True
+
+    async def stop(self) -> None:
+        """Write what is queued (for at most ``limits.drain_timeout`` seconds), then stop the writer."""
+        task = self._task
+        if task is None:
+            return
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self.limits.drain_timeout)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._task = None
+        self._loop = None
+        left = self.queued
+        self._report_drops()
+        if left:
+            logger.warning("{} log records could not be written to the database before shutdown", left)
+
+    async def _run(self) -> None:
+        delay = self.flush_interval
+        while True:
+            with self._lock:
+                pending = len(self._rows)
+            if not pending:
+                if self._stopping:
+                    return
+                await self._sleep(self.flush_interval)
+                continue
+            if await self._write_batch():
+                delay = self.flush_interval
+                self._report_drops()
+                with self._lock:
+                    full = len(self._rows) >= self.batch_size
+                if not full and not self._stopping:
+                    await self._sleep(self.flush_interval)
+            else:
+                await self._sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+
+    async def _sleep(self, seconds: float) -> None:
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    def _take(self) -> list[Row]:
+        with self._lock:
+            batch = [self._rows.popleft() for _ in range(min(self.batch_size, len(self._rows)))]
+            size = sum(row.size for row in batch)
+            self._bytes -= size
+            self._in_flight, self._in_flight_bytes = batch, size
+        return batch
+
+    def _settle(self, batch: list[Row], *, written: bool) -> None:
+        """Forget the batch being written; if it was not written, put it back in front (it is the oldest)."""
+        with self._lock:
+            self._in_flight, self._in_flight_bytes = [], 0
+            if written:
+                self.stats.written += len(batch)
+                return
+            self._rows.extendleft(reversed(batch))
+            self._bytes += sum(row.size for row in batch)
+            self._trim()
+
+    async def _write_batch(self) -> bool:
+        batch = self._take()
+        token = _writing.set(True)
+        try:
+            await asyncio.wait_for(self._insert(batch), self.write_timeout)
+        except Exception as exc:  # a failing database must never take the program down
+            self._settle(batch, written=False)
+            self._note_failure(exc)
+            return False
+        except BaseException:
+            # Cancelled at shutdown: the rows stay queued and are reported as not written.
+            self._settle(batch, written=False)
+            raise
+        finally:
+            _writing.reset(token)
+        self._settle(batch, written=True)
+        self._failing = False
+        return True
+
+    async def _insert(self, batch: list[Row]) -> None:
+        query = LogRecord.insert(*(LogRecord(**row.values) for row in batch))
+        for querystring in query.querystrings:
+            await self._engine.run_querystring(querystring)
+
+    def _note_failure(self, exc: Exception) -> None:
+        """Say once per outage that writes fail (called while ``_writing`` is set: the notice stays out of the
+        queue)."""
+        self.stats.failures += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"
+        if not self._failing:
+            self._failing = True
+            logger.warning(
+                "Log records cannot be written to the database ({}); keeping up to {} in memory",
+                self.stats.last_error,
+                self.max_records,
+            )
+
+    def _report_drops(self) -> None:
+        with self._lock:
+            dropped, self.stats.unreported_drops = self.stats.unreported_drops, 0
+        if dropped:
+            logger.warning(
+                "{} log records were dropped: the in-memory queue ({} records) was full while the database was "
+                "unavailable or slow",
+                dropped,
+                self.max_records,
+            )

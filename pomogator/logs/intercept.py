@@ -1,0 +1,70 @@
+"""Route the standard library's logging (aiogram, uvicorn, asyncpg, httpx, openai) into loguru."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+# Servers that may have been given handlers of their own; their records should reach the root logger instead.
+PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# Libraries that say something at INFO on every start or request (piccolo's version check, httpx's request lines):
+# unless DEBUG is asked for, only their warnings and errors are kept.
+CHATTY_LOGGERS = ("piccolo", "httpx", "httpcore", "aiosqlite")
+
+
+class InterceptHandler(logging.Handler):
+    """The loguru recipe: re-log each stdlib record through loguru, keeping the caller and the logger's name."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level: str | int
+        try:
+            level = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+
+        # Find the frame that called logging, so loguru reports the library's function and line.
+        frame, depth = inspect.currentframe(), 0
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            is_logging = filename == logging.__file__
+            is_frozen = "importlib" in filename and "_bootstrap" in filename
+            if depth > 0 and not (is_logging or is_frozen):
+                break
+            frame = frame.f_back
+            depth += 1
+
+        name = record.name
+
+        def set_name(loguru_record: Record) -> None:
+            loguru_record["name"] = name
+
+        logger.patch(set_name).opt(depth=depth, exception=record.exc_info).log(level, "{}", record.getMessage())
+
+
+def intercept_stdlib(level: int) -> None:
+    """Make the root logger hand records at ``level`` and above to loguru (idempotent)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, InterceptHandler):
+            root.removeHandler(handler)
+    root.addHandler(InterceptHandler())
+    root.setLevel(level)
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if level <= logging.DEBUG else max(level, logging.WARNING))
+    for name in PROPAGATING_LOGGERS:
+        named = logging.getLogger(name)
+        named.handlers.clear()
+        named.propagate = True
+
+
+def stop_intercepting() -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, InterceptHandler):
+            root.removeHandler(handler)
