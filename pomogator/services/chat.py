@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pomogator.errors import LLMBadRequest, LLMError, VisionUnsupported
+from pomogator.errors import LLMBadRequest, LLMError, LLMModerated, LLMUnavailable, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, Usage
 from pomogator.llm.tokens import estimate_content
@@ -114,9 +114,10 @@ class ChatService:
     ) -> AsyncIterator[str]:
         """Yield the answer's text pieces as they arrive.
 
-        Raises VisionUnsupported, QuotaExceeded (before any LLM call) and LLMError subclasses (the reserved
-        request is refunded). Setting ``stop`` ends the stream early: what was generated is kept, stored and
-        counted as one request. Both turns are stored only when the answer completes or is stopped.
+        Raises VisionUnsupported, QuotaExceeded (before any LLM call) and LLMError subclasses, an empty answer
+        included (the reserved request is refunded). Setting ``stop`` ends the stream early: what was generated
+        is kept, stored and counted as one request. Both turns are stored only when the answer completes or is
+        stopped.
         """
         reply = reply if reply is not None else Reply()
         model = dialog.model
@@ -128,13 +129,19 @@ class ChatService:
             history = await dialog.conversation.history()
             messages = build_messages(dialog, history, content)
             finished = False
+            finish_reason: str | None = None
             async for event in _until_stopped(self.llm.stream(model.id, messages, model.max_output_tokens), stop):
                 if isinstance(event, Delta):
                     reply.text += event.text
                     yield event.text
                 elif isinstance(event, Finished):
                     reply.usage = event.usage
+                    finish_reason = event.finish_reason
                     finished = True
+            if finished and not reply.text:
+                # Not an answer: stored, the empty turn would go out with every later request (providers refuse it).
+                detail = f"empty answer, finish_reason={finish_reason}"
+                raise LLMModerated(detail) if finish_reason == "content_filter" else LLMUnavailable(detail)
         except BaseException:
             # Failed, cancelled or abandoned by the consumer: the request costs nothing.
             if reply.reservation is not None:
