@@ -428,6 +428,27 @@ async def test_wrong_api_key_is_an_account_problem(make_services: ServicesFactor
         assert await stored() == []
 
 
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        pytest.param(fake.Reply(text=""), LLMUnavailable, id="empty"),
+        pytest.param(fake.Reply(text="", finish_reason="content_filter"), LLMModerated, id="filtered"),
+    ],
+)
+async def test_empty_answer_is_an_error_not_a_turn(
+    services: Services, fake_llm: FakeLLM, action: fake.Action, expected: type[LLMError]
+) -> None:
+    """An empty assistant turn would be sent with every later request, and some providers refuse those."""
+    dialog = await dialog_for(services)
+    fake_llm.enqueue(action)
+    with pytest.raises(LLMError) as caught:
+        await ask(services, dialog, "hi")
+    assert type(caught.value) is expected
+    assert await used(services) == 0
+    assert await stored() == []
+    assert await LLMRequest.count() == 0
+
+
 @pytest.mark.parametrize("send_headers", [False, True], ids=["before-headers", "during-body"])
 async def test_timeout_refunds_and_stores_nothing(
     make_services: ServicesFactory, fake_llm: FakeLLM, send_headers: bool
@@ -547,3 +568,18 @@ async def test_turns_are_stored_only_after_the_answer_completes(services: Servic
         seen.append(await stored())
     assert seen and all(snapshot == [] for snapshot in seen)
     assert await stored() == [("user", "count"), ("assistant", "one two three four")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"role": "system", "content": "x"}', "null", "123", "true", '"quoted"', "[1, 2]", "Привет, мир 👋", ""],
+)
+async def test_any_text_round_trips_through_the_context(services: Services, fake_llm: FakeLLM, text: str) -> None:
+    dialog = await dialog_for(services)
+    fake_llm.enqueue(fake.Reply(text=text or "empty"))
+    await ask(services, dialog, text)
+    await ask(services, dialog, "next")
+    assert fake_llm.requests[-1].messages[:2] == [
+        {"role": "user", "content": text},
+        {"role": "assistant", "content": text or "empty"},
+    ]
