@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     receipt_enabled: bool = False
     receipt_vat_code: int = 1
     receipt_tax_system_code: int | None = None
+    # How often the web app looks for premium ending within three days to remind about it; 0 turns it off.
+    reminder_interval_seconds: float = Field(default=3600.0, ge=0)
 
     log_level: str = "INFO"
     log_json: bool = False

@@ -10,8 +10,11 @@ from pomogator.config import Settings
 from pomogator.errors import ConfigError
 from pomogator.llm.catalog import Catalog, load_catalog
 from pomogator.llm.client import LLMClient
+from pomogator.notify import TelegramNotifier
+from pomogator.services.billing import BillingService
 from pomogator.services.chat import ChatService
 from pomogator.services.quota import QuotaService
+from pomogator.services.reminders import ReminderService
 from pomogator.services.subscriptions import SubscriptionService
 from pomogator.services.users import UserService
 from pomogator.store.engine import Database
@@ -27,6 +30,10 @@ class Services:
     subscriptions: SubscriptionService
     llm: LLMClient | None = None
     _chat: ChatService | None = field(default=None, repr=False)
+    # Plain Bot API sender for processes without aiogram (payment notices, reminders); None without a bot token.
+    notifier: TelegramNotifier | None = None
+    reminders: ReminderService | None = None
+    _billing: BillingService | None = field(default=None, repr=False)
 
     @property
     def chat(self) -> ChatService:
@@ -34,6 +41,19 @@ class Services:
         if self._chat is None:
             raise ConfigError("POMOGATOR_OPENROUTER_API_KEY is not set.")
         return self._chat
+
+    @property
+    def billing(self) -> BillingService:
+        """The billing service, built on first use (the yookassa SDK is imported only then); raises ConfigError
+        when the YooKassa shop id or secret key is not configured."""
+        if self._billing is None:
+            from pomogator.billing.yookassa import YooKassaClient
+
+            kassa = YooKassaClient.from_settings(self.settings)
+            self._billing = BillingService(
+                self.database, kassa, self.users, self.subscriptions, self.notifier, self.settings
+            )
+        return self._billing
 
 
 def make_llm_client(settings: Settings) -> LLMClient | None:
@@ -49,6 +69,12 @@ def make_llm_client(settings: Settings) -> LLMClient | None:
     )
 
 
+def make_notifier(settings: Settings) -> TelegramNotifier | None:
+    if settings.bot_token is None or not settings.bot_token.get_secret_value():
+        return None
+    return TelegramNotifier(settings.telegram_api_url, settings.bot_token.get_secret_value())
+
+
 @contextlib.asynccontextmanager
 async def build_services(settings: Settings, *, migrate: bool | None = None) -> AsyncIterator[Services]:
     """Open everything a process needs and close it on exit.
@@ -59,6 +85,7 @@ async def build_services(settings: Settings, *, migrate: bool | None = None) -> 
     database = Database(settings.database_url)
     await database.start(migrate=migrate)
     llm = make_llm_client(settings)
+    notifier = make_notifier(settings)
     try:
         quota = QuotaService(settings.tz)
         subscriptions = SubscriptionService()
@@ -73,8 +100,12 @@ async def build_services(settings: Settings, *, migrate: bool | None = None) -> 
             subscriptions=subscriptions,
             llm=llm,
             _chat=chat,
+            notifier=notifier,
+            reminders=ReminderService(notifier, settings.tz),
         )
     finally:
+        if notifier is not None:
+            await notifier.close()
         if llm is not None:
             await llm.close()
         await database.close()

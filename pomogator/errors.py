@@ -157,6 +157,10 @@ class PaymentProviderUnavailable(BillingError):
     """YooKassa could not be reached or answered with an error."""
 
 
+class PaymentRejected(PaymentProviderUnavailable):
+    """YooKassa answered and refused the request (400/401/403): sending it again unchanged will not help."""
+
+
 class PaymentNotVerified(BillingError):
     """A notification did not match what the payment API says."""
 

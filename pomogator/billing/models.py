@@ -1,0 +1,59 @@
+"""Plain data types exchanged with the YooKassa wrapper (no SDK import, so services can use them freely)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+SUCCEEDED = "succeeded"
+CANCELED = "canceled"
+PENDING = "pending"
+WAITING_FOR_CAPTURE = "waiting_for_capture"
+
+CENT = Decimal("0.01")
+
+
+def money(value: Decimal) -> str:
+    """An amount as YooKassa writes it: ``"599.00"``."""
+    return str(value.quantize(CENT))
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptSpec:
+    """A 54-FZ receipt with one item: the whole payment for a service, paid in full."""
+
+    email: str
+    description: str
+    vat_code: int
+    tax_system_code: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePayment:
+    """A payment as the YooKassa API describes it."""
+
+    id: str
+    status: str
+    amount: Decimal
+    currency: str
+    metadata: Mapping[str, str]
+    paid: bool = False
+    confirmation_url: str | None = field(default=None, repr=False)
+    refunded_amount: Decimal = Decimal(0)
+    cancellation_party: str | None = None
+    cancellation_reason: str | None = None
+    # The object exactly as the API returned it, stored with our payment row for accounting.
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRefund:
+    """A refund as the YooKassa API describes it."""
+
+    id: str
+    payment_id: str
+    status: str
+    amount: Decimal
+    currency: str

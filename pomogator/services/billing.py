@@ -1,0 +1,530 @@
+"""Premium sold through YooKassa: checkout, applying what the payment API says, refunds.
+
+A notification from YooKassa is only a hint: every state change is fetched back from the API by id and checked
+against the payment row we stored before asking YooKassa to create it. The bot (pressing a plan), the web app
+(the webhook) and the CLI (``payments check`` / ``refund``) all go through the methods here.
+
+Payment row statuses: ``new`` (stored before the create call), ``error`` (the call failed without a definite
+answer — the next press retries it with the same idempotence key), ``failed`` (YooKassa refused it), then
+YooKassa's ``pending`` / ``succeeded`` / ``canceled``, and ``unverified`` (the API's answer did not match the row;
+admins are told).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+from loguru import logger
+
+from pomogator.billing import texts
+from pomogator.billing.models import (
+    CANCELED,
+    CENT,
+    PENDING,
+    SUCCEEDED,
+    ReceiptSpec,
+    RemotePayment,
+    RemoteRefund,
+    money,
+)
+from pomogator.config import Settings
+from pomogator.errors import (
+    BillingError,
+    EmailRequired,
+    PaymentNotFound,
+    PaymentNotVerified,
+    PaymentProviderUnavailable,
+    PaymentRejected,
+)
+from pomogator.services.subscriptions import SubscriptionService
+from pomogator.services.users import UserService
+from pomogator.store.engine import Database
+from pomogator.store.tables import Payment
+from pomogator.timeutil import as_utc, utcnow
+
+if TYPE_CHECKING:
+    from pomogator.billing.yookassa import YooKassaClient
+
+NEW = "new"
+ERROR = "error"
+FAILED = "failed"
+UNVERIFIED = "unverified"
+STATUSES = (NEW, ERROR, FAILED, PENDING, SUCCEEDED, CANCELED, UNVERIFIED)
+
+CURRENCY = "RUB"
+# Piccolo adds the `id` column itself, invisibly to the type checker.
+payment_pk = Payment._meta.primary_key
+REUSE_WINDOW = timedelta(minutes=15)
+# Refund idempotence keys are derived from what was refunded before, so a retried command reuses its key.
+REFUND_KEYS = uuid.UUID("6f0f3c2e-7b1e-4a57-9d0e-2b8f5a3c9e41")
+
+
+class Notifier(Protocol):
+    """Sends a plain message to a Telegram chat; never raises (pomogator.notify.TelegramNotifier)."""
+
+    async def send(self, chat_id: int, text: str) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    name: str
+    price: Decimal
+    days: int
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """A payment the user can pay now by opening ``confirmation_url``."""
+
+    payment_id: str
+    plan: str
+    amount: Decimal
+    confirmation_url: str
+    reused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentOutcome:
+    payment_id: str
+    telegram_id: int | None
+    status: str
+    # True when this call changed our records (activated, canceled); False for a replay or a pending payment.
+    changed: bool
+    premium_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    payment_id: str
+    refund_id: str | None
+    status: str
+    amount: Decimal
+    refunded_total: Decimal
+    changed: bool
+    premium_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRecord:
+    local_id: int
+    payment_id: str | None
+    telegram_id: int | None
+    plan: str
+    amount: Decimal
+    currency: str
+    status: str
+    refunded_amount: Decimal
+    cancellation_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _decimal(value: Any) -> Decimal:
+    # SQLite hands NUMERIC back through float; two decimals are all a price ever has.
+    return Decimal(str(value if value is not None else 0)).quantize(CENT)
+
+
+class BillingService:
+    def __init__(
+        self,
+        database: Database,
+        kassa: YooKassaClient,
+        users: UserService,
+        subscriptions: SubscriptionService,
+        notifier: Notifier | None,
+        settings: Settings,
+    ) -> None:
+        self.database = database
+        self.kassa = kassa
+        self.users = users
+        self.subscriptions = subscriptions
+        self.notifier = notifier
+        self.settings = settings
+        self.tz = settings.tz
+        self.plans: dict[str, Plan] = {
+            "month": Plan("month", settings.price_month_rub, settings.month_days),
+            "year": Plan("year", settings.price_year_rub, settings.year_days),
+        }
+
+    def plan(self, name: str) -> Plan:
+        try:
+            return self.plans[name]
+        except KeyError:
+            raise BillingError(f"Unknown plan {name!r}; plans: {', '.join(self.plans)}.") from None
+
+    # --- checkout ---------------------------------------------------------------------------------------------
+
+    async def start_payment(self, telegram_id: int, plan_name: str) -> Checkout:
+        """A payment link for ``plan_name``: a pending one for the same plan made in the last 15 minutes is reused.
+
+        Raises EmailRequired (receipts are on and no email is stored), PaymentProviderUnavailable (nothing was
+        charged; pressing again retries with the same idempotence key), PaymentRejected, UserNotFound.
+        """
+        plan = self.plan(plan_name)
+        account = await self.users.get(telegram_id)
+        if self.settings.receipt_enabled and not account.email:
+            raise EmailRequired()
+        recent = await (
+            Payment.select()
+            .where(
+                (Payment.telegram_id == telegram_id)
+                & (Payment.plan == plan.name)
+                & (Payment.created_at >= utcnow() - REUSE_WINDOW)
+            )
+            .order_by(Payment.created_at, ascending=False)
+            .first()
+        )
+        if recent is not None:
+            checkout = await self._reuse(recent, account.email)
+            if checkout is not None:
+                return checkout
+        key = str(uuid.uuid4())
+        now = utcnow()
+        # The row and its idempotence key exist before YooKassa is asked, so a lost answer can be retried safely.
+        rows = await Payment.insert(
+            Payment(
+                telegram_id=telegram_id,
+                plan=plan.name,
+                amount=plan.price,
+                currency=CURRENCY,
+                status=NEW,
+                idempotence_key=key,
+                created_at=now,
+                updated_at=now,
+            )
+        ).returning(payment_pk)
+        row_id = rows[0]["id"]
+        checkout = await self._submit(row_id, key, telegram_id, plan, plan.price, account.email)
+        if checkout is None:
+            raise PaymentProviderUnavailable("YooKassa did not return a payment link.")
+        return checkout
+
+    async def _reuse(self, row: Mapping[str, Any], email: str | None) -> Checkout | None:
+        status = row["status"]
+        if status in (NEW, ERROR):
+            # The create call never answered: ask again with the same key, so YooKassa makes at most one payment.
+            plan = self.plans.get(row["plan"])
+            if plan is None:
+                return None
+            try:
+                return await self._submit(row["id"], row["idempotence_key"], row["telegram_id"], plan,
+                                          _decimal(row["amount"]), email)
+            except PaymentRejected:
+                return None
+        if status != PENDING or not row["yookassa_id"]:
+            return None
+        remote = await self.kassa.get_payment(row["yookassa_id"])
+        if remote.status == PENDING and remote.confirmation_url:
+            return Checkout(remote.id, row["plan"], _decimal(row["amount"]), remote.confirmation_url, reused=True)
+        with contextlib.suppress(PaymentNotVerified):  # admins are told; the user still gets a fresh payment
+            await self._apply(row, remote)
+        return None
+
+    def _receipt(self, plan: Plan, email: str | None) -> ReceiptSpec | None:
+        if not self.settings.receipt_enabled:
+            return None
+        if not email:
+            raise EmailRequired()
+        return ReceiptSpec(
+            email=email,
+            description=self._description(plan),
+            vat_code=self.settings.receipt_vat_code,
+            tax_system_code=self.settings.receipt_tax_system_code,
+        )
+
+    def _description(self, plan: Plan) -> str:
+        return f"Премиум «Помогатора» на {plan.days} дн."
+
+    async def _submit(
+        self, row_id: int, key: str, telegram_id: int, plan: Plan, amount: Decimal, email: str | None
+    ) -> Checkout | None:
+        try:
+            remote = await self.kassa.create_payment(
+                amount=amount,
+                currency=CURRENCY,
+                description=self._description(plan),
+                return_url=self.settings.payment_return_url,
+                metadata={"telegram_id": str(telegram_id), "plan": plan.name},
+                idempotence_key=key,
+                receipt=self._receipt(plan, email),
+            )
+        except PaymentRejected as exc:
+            await self._set_status(row_id, FAILED)
+            logger.warning("Payment {} for {} refused by YooKassa: {}", row_id, telegram_id, exc.user_message)
+            raise
+        except PaymentProviderUnavailable as exc:
+            await self._set_status(row_id, ERROR)
+            logger.warning("Payment {} for {} not created: {}", row_id, telegram_id, exc.user_message)
+            raise
+        await Payment.update(
+            {
+                Payment.yookassa_id: remote.id,
+                Payment.status: PENDING if remote.status == PENDING else NEW,
+                Payment.confirmation_url: remote.confirmation_url,
+                Payment.raw_object: remote.raw,
+                Payment.updated_at: utcnow(),
+            }
+        ).where(payment_pk == row_id)
+        logger.info("Payment {} created for {} ({}, {})", remote.id, telegram_id, plan.name, money(amount))
+        if remote.status != PENDING or not remote.confirmation_url:
+            row = await Payment.select().where(payment_pk == row_id).first()
+            if row is not None:
+                await self._apply(row, remote)
+            return None
+        return Checkout(remote.id, plan.name, amount, remote.confirmation_url, reused=False)
+
+    async def _set_status(self, row_id: int, status: str) -> None:
+        await Payment.update({Payment.status: status, Payment.updated_at: utcnow()}).where(
+            (payment_pk == row_id) & Payment.status.is_in([NEW, ERROR])
+        )
+
+    # --- applying what the API says ---------------------------------------------------------------------------
+
+    async def handle_notification(self, event: str, object_id: str) -> PaymentOutcome | RefundOutcome | None:
+        """Act on a YooKassa notification after fetching its object back from the API; None for other events.
+
+        Raises PaymentNotFound (not our payment), PaymentNotVerified (the API does not confirm it; admins are
+        told), PaymentProviderUnavailable.
+        """
+        if event == "payment.succeeded":
+            return await self.sync_payment(object_id, claimed_status=SUCCEEDED)
+        if event == "payment.canceled":
+            return await self.sync_payment(object_id, claimed_status=CANCELED)
+        if event == "payment.waiting_for_capture":
+            return await self.sync_payment(object_id)
+        if event == "refund.succeeded":
+            return await self.sync_refund(object_id, claimed_status=SUCCEEDED)
+        logger.info("YooKassa notification {} for {} ignored", event, object_id)
+        return None
+
+    async def sync_payment(self, payment_id: str, *, claimed_status: str | None = None) -> PaymentOutcome:
+        """Fetch the payment from YooKassa and apply its state: a verified ``succeeded`` activates premium once,
+        ``canceled`` is recorded and explained to the user. ``claimed_status`` is what a notification said.
+
+        Raises PaymentNotFound, PaymentNotVerified, PaymentProviderUnavailable.
+        """
+        row = await self._row(payment_id)
+        remote = await self.kassa.get_payment(payment_id)
+        outcome = await self._apply(row, remote)
+        if claimed_status is not None and remote.status != claimed_status:
+            claim = f"the notification says {claimed_status}, the API says {remote.status}"
+            await self._not_verified(payment_id, claim)
+        return outcome
+
+    async def _row(self, payment_id: str) -> dict[str, Any]:
+        row = await Payment.select().where(Payment.yookassa_id == payment_id).first()
+        if row is None:
+            raise PaymentNotFound(f"Payment {payment_id[:64]} is not one of ours.")
+        return row
+
+    async def _not_verified(self, payment_id: str, problem: str) -> NoReturn:
+        logger.warning("YooKassa payment {} not verified: {}", payment_id, problem)
+        await self._tell_admins(texts.admin_not_verified(payment_id, problem))
+        raise PaymentNotVerified(f"Payment {payment_id} not verified: {problem}.")
+
+    async def _apply(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
+        if remote.status == SUCCEEDED:
+            return await self._activate(row, remote)
+        if remote.status == CANCELED:
+            return await self._cancel(row, remote)
+        return PaymentOutcome(remote.id, row["telegram_id"], remote.status, changed=False)
+
+    def _mismatch(self, row: Mapping[str, Any], remote: RemotePayment) -> str | None:
+        expected = _decimal(row["amount"])
+        if remote.id != row["yookassa_id"]:
+            return f"the API returned payment {remote.id}"
+        if remote.currency != row["currency"] or remote.amount != expected:
+            return f"amount {money(remote.amount)} {remote.currency}, expected {money(expected)} {row['currency']}"
+        if remote.metadata.get("plan") != row["plan"] or row["plan"] not in self.plans:
+            return f"plan {remote.metadata.get('plan')!r}, expected {row['plan']!r}"
+        owner = remote.metadata.get("telegram_id", "")
+        if row["telegram_id"] is not None and owner != str(row["telegram_id"]):
+            return f"telegram_id {owner!r}, expected {row['telegram_id']}"
+        if not owner.isdigit():
+            return f"telegram_id {owner!r} is not a Telegram id"
+        return None
+
+    async def _activate(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
+        problem = self._mismatch(row, remote)
+        if problem is not None:
+            await Payment.update({Payment.status: UNVERIFIED, Payment.updated_at: utcnow()}).where(
+                (payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, UNVERIFIED])
+            )
+            await self._not_verified(remote.id, problem)
+        plan = self.plans[row["plan"]]
+        telegram_id = int(remote.metadata["telegram_id"])
+        amount = _decimal(row["amount"])
+        until: datetime | None = None
+        async with self.database.transaction():
+            # Exactly once: of any number of replays, concurrent or not, one flips the status and grants.
+            claimed = await Payment.update(
+                {Payment.status: SUCCEEDED, Payment.raw_object: remote.raw, Payment.updated_at: utcnow()}
+            ).where((payment_pk == row["id"]) & (Payment.status != SUCCEEDED)).returning(Payment.refunded_amount)
+            if claimed:
+                until = await self.subscriptions.grant(telegram_id, plan.days, plan=plan.name, payment_id=remote.id)
+                refunded = max(_decimal(claimed[0]["refunded_amount"]), remote.refunded_amount)
+                if refunded > 0:
+                    # Refunded before we heard it succeeded: grant, then take the refunded share back at once.
+                    await Payment.update({Payment.refunded_amount: refunded}).where(payment_pk == row["id"])
+                    until = await self.subscriptions.shorten(remote.id, float(min(refunded / amount, Decimal(1))))
+        if not claimed:
+            return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=False)
+        logger.info("Payment {} succeeded: premium for {} until {}", remote.id, telegram_id, until)
+        if until is not None:
+            await self._tell(telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz))
+            await self._tell_admins(texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz))
+        return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until)
+
+    async def _cancel(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
+        changed = await Payment.update(
+            {
+                Payment.status: CANCELED,
+                Payment.cancellation_reason: (remote.cancellation_reason or "")[:64] or None,
+                Payment.raw_object: remote.raw,
+                Payment.updated_at: utcnow(),
+            }
+        ).where((payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, CANCELED])).returning(payment_pk)
+        telegram_id: int | None = row["telegram_id"]
+        if changed:
+            logger.info("Payment {} canceled: {}", remote.id, remote.cancellation_reason)
+            if telegram_id is not None:
+                await self._tell(telegram_id, texts.payment_canceled(_decimal(row["amount"]),
+                                                                     remote.cancellation_reason))
+        return PaymentOutcome(remote.id, telegram_id, CANCELED, changed=bool(changed))
+
+    # --- refunds ----------------------------------------------------------------------------------------------
+
+    async def sync_refund(self, refund_id: str, *, claimed_status: str | None = None) -> RefundOutcome:
+        """Fetch the refund and its payment from YooKassa and record the refunded total, shortening premium by
+        the refunded share. Raises PaymentNotFound, PaymentNotVerified, PaymentProviderUnavailable."""
+        refund = await self.kassa.get_refund(refund_id)
+        row = await self._row(refund.payment_id)
+        if claimed_status is not None and refund.status != claimed_status:
+            await self._not_verified(
+                refund.payment_id, f"refund {refund.id}: the notification says {claimed_status}, the API says "
+                f"{refund.status}"
+            )
+        remote = await self.kassa.get_payment(refund.payment_id)
+        if remote.status == SUCCEEDED:
+            await self._apply(row, remote)
+        return await self._record_refund(row, remote, refund)
+
+    async def refund(self, payment_id: str, amount: Decimal | None = None) -> RefundOutcome:
+        """Refund ``amount`` (default: all that is left) of a succeeded payment and shorten premium accordingly.
+
+        Raises PaymentNotFound, BillingError (not refundable, bad amount), PaymentProviderUnavailable.
+        """
+        row = await self._row(payment_id)
+        remote = await self.kassa.get_payment(payment_id)
+        if remote.status != SUCCEEDED:
+            raise BillingError(f"Payment {payment_id} is {remote.status}; only succeeded payments can be refunded.")
+        await self._apply(row, remote)
+        refundable = remote.amount - remote.refunded_amount
+        value = refundable if amount is None else amount.quantize(CENT)
+        if value <= 0 or value > refundable:
+            raise BillingError(f"The refund must be between 0.01 and {money(refundable)} {remote.currency}.")
+        email = None
+        if self.settings.receipt_enabled and row["telegram_id"] is not None:
+            email = (await self.users.ensure(row["telegram_id"])).email
+        plan = self.plans.get(row["plan"])
+        receipt = None
+        if email and plan is not None:
+            receipt = ReceiptSpec(email, self._description(plan), self.settings.receipt_vat_code,
+                                  self.settings.receipt_tax_system_code)
+        key = uuid.uuid5(REFUND_KEYS, f"{payment_id}:{money(remote.refunded_amount)}:{money(value)}")
+        refund = await self.kassa.create_refund(
+            payment_id=payment_id,
+            amount=value,
+            currency=remote.currency,
+            idempotence_key=str(key),
+            description="Возврат за премиум «Помогатора»",
+            receipt=receipt,
+        )
+        logger.info("Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status)
+        if refund.status != SUCCEEDED:
+            # Recorded when YooKassa's refund.succeeded notification arrives (or on the next check).
+            return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
+        return await self._record_refund(row, await self.kassa.get_payment(payment_id), refund)
+
+    async def _record_refund(
+        self, row: Mapping[str, Any], remote: RemotePayment, refund: RemoteRefund | None
+    ) -> RefundOutcome:
+        total = remote.refunded_amount
+        until: datetime | None = None
+        async with self.database.transaction():
+            query = Payment.select(Payment.status, Payment.amount, Payment.refunded_amount).where(
+                payment_pk == row["id"]
+            )
+            if not self.database.is_sqlite:
+                query = query.lock_rows()  # SQLite's BEGIN IMMEDIATE already serialises writers
+            current = await query.first()
+            before = _decimal(current["refunded_amount"]) if current else total
+            if current is not None and total > before:
+                await Payment.update({Payment.refunded_amount: total, Payment.updated_at: utcnow()}).where(
+                    payment_pk == row["id"]
+                )
+                if current["status"] == SUCCEEDED:
+                    left = _decimal(current["amount"]) - before
+                    share = (total - before) / left if left > 0 else Decimal(1)
+                    await self.subscriptions.shorten(remote.id, float(min(share, Decimal(1))))
+        refund_id = refund.id if refund else None
+        if total <= before:
+            return RefundOutcome(remote.id, refund_id, SUCCEEDED, Decimal(0), total, changed=False)
+        delta = total - before
+        telegram_id: int | None = row["telegram_id"]
+        logger.info("Payment {} refunded {} (total {})", remote.id, money(delta), money(total))
+        if telegram_id is not None:
+            until = await self.subscriptions.premium_until(telegram_id)
+            await self._tell(telegram_id, texts.refund_done(delta, until, self.tz))
+        await self._tell_admins(texts.admin_refund(remote.id, telegram_id, delta, total))
+        return RefundOutcome(remote.id, refund_id, SUCCEEDED, delta, total, changed=True, premium_until=until)
+
+    # --- queries ----------------------------------------------------------------------------------------------
+
+    async def list_payments(
+        self, *, telegram_id: int | None = None, status: str | None = None, limit: int = 100
+    ) -> list[PaymentRecord]:
+        query = Payment.select().order_by(Payment.created_at, ascending=False).limit(limit)
+        if telegram_id is not None:
+            query = query.where(Payment.telegram_id == telegram_id)
+        if status is not None:
+            query = query.where(Payment.status == status)
+        return [
+            PaymentRecord(
+                local_id=row["id"],
+                payment_id=row["yookassa_id"],
+                telegram_id=row["telegram_id"],
+                plan=row["plan"],
+                amount=_decimal(row["amount"]),
+                currency=row["currency"],
+                status=row["status"],
+                refunded_amount=_decimal(row["refunded_amount"]),
+                cancellation_reason=row["cancellation_reason"],
+                created_at=as_utc(row["created_at"]),
+                updated_at=as_utc(row["updated_at"]),
+            )
+            for row in await query
+        ]
+
+    # --- telling people ---------------------------------------------------------------------------------------
+
+    async def _tell(self, chat_id: int, text: str) -> None:
+        # A notice that cannot be delivered never undoes what was recorded.
+        if self.notifier is None:
+            logger.warning("No bot token: notice to {} not sent", chat_id)
+            return
+        try:
+            await self.notifier.send(chat_id, text)
+        except Exception as exc:
+            # Only the type: an HTTP error's text may carry the Bot API URL, which holds the token.
+            logger.warning("Notice to {} failed: {}", chat_id, type(exc).__name__)
+
+    async def _tell_admins(self, text: str) -> None:
+        for admin_id in self.settings.admin_id_list:
+            await self._tell(admin_id, text)

@@ -1,0 +1,449 @@
+"""BillingService and ReminderService against the fake YooKassa (through the real SDK) and the fake Bot API."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from loguru import logger
+from yookassa import Configuration
+from yookassa import Refund as SdkRefund
+
+from pomogator.billing.yookassa import YooKassaClient, YooKassaConfig
+from pomogator.container import Services, build_services
+from pomogator.errors import (
+    EmailRequired,
+    PaymentNotFound,
+    PaymentNotVerified,
+    PaymentProviderUnavailable,
+    PaymentRejected,
+)
+from pomogator.store.tables import Payment, Subscription
+from pomogator.timeutil import as_utc, utcnow
+from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.yookassa_server import FakeYooKassa
+from tests.web.support import ADMIN_ID, USER_ID, add_user, billing_settings, until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def kassa() -> AsyncIterator[FakeYooKassa]:
+    async with FakeYooKassa() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def services(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncIterator[Services]:
+    async with build_services(billing_settings(db_url, kassa, tg), migrate=True) as built:
+        await add_user(built, tg)
+        yield built
+
+
+async def payment_row(payment_id: str) -> dict[str, object]:
+    row = await Payment.select().where(Payment.yookassa_id == payment_id).first()
+    assert row is not None
+    return row  # type: ignore[no-any-return]
+
+
+def close_to(actual: object, expected: object, slack: timedelta = timedelta(minutes=1)) -> bool:
+    assert actual is not None and expected is not None
+    return abs(as_utc(actual) - as_utc(expected)) < slack  # type: ignore[arg-type]
+
+
+# --- checkout ----------------------------------------------------------------------------------------------
+
+
+async def test_pressing_a_plan_creates_a_redirect_payment_with_a_stored_idempotence_key(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    kassa.hang = True
+    pressing = asyncio.create_task(services.billing.start_payment(USER_ID, "month"))
+    await until(lambda: bool(kassa.created_requests))
+    # The row and its key exist while YooKassa is still being asked.
+    rows = await Payment.select().where(Payment.telegram_id == USER_ID)
+    assert len(rows) == 1 and rows[0]["status"] == "new"
+    assert rows[0]["idempotence_key"] == kassa.created_requests[0].idempotence_key
+    kassa.hang = False
+    checkout = await pressing
+
+    request = kassa.created_requests[0].json
+    assert request["amount"] == {"value": "599.00", "currency": "RUB"}
+    assert request["capture"] is True
+    assert request["confirmation"] == {"type": "redirect", "return_url": services.settings.payment_return_url}
+    assert request["metadata"]["telegram_id"] == str(USER_ID)
+    assert request["metadata"]["plan"] == "month"
+    assert "receipt" not in request
+    assert checkout.confirmation_url == kassa.confirmation_url(checkout.payment_id)
+    assert checkout.amount == Decimal(599) and checkout.plan == "month" and not checkout.reused
+    row = await payment_row(checkout.payment_id)
+    assert row["status"] == "pending"
+    assert row["confirmation_url"] == checkout.confirmation_url
+
+
+async def test_year_plan_uses_its_price(services: Services, kassa: FakeYooKassa) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "year")
+    assert kassa.payments[checkout.payment_id]["amount"]["value"] == "1999.00"
+    assert kassa.payments[checkout.payment_id]["metadata"]["plan"] == "year"
+
+
+async def test_pressing_again_reuses_the_pending_payment_until_it_is_no_longer_pending(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    first = await services.billing.start_payment(USER_ID, "month")
+    again = await services.billing.start_payment(USER_ID, "month")
+    assert again.payment_id == first.payment_id and again.reused
+    assert again.confirmation_url == first.confirmation_url
+    assert len(kassa.created_requests) == 1
+
+    other_plan = await services.billing.start_payment(USER_ID, "year")
+    assert other_plan.payment_id != first.payment_id
+
+    kassa.cancel(first.payment_id, "expired_on_confirmation")
+    fresh = await services.billing.start_payment(USER_ID, "month")
+    assert fresh.payment_id != first.payment_id and not fresh.reused
+    assert (await payment_row(first.payment_id))["status"] == "canceled"
+    assert any("время на оплату истекло" in text for text in tg.sent_texts(USER_ID))
+
+
+async def test_a_pending_payment_older_than_15_minutes_is_not_reused(services: Services) -> None:
+    first = await services.billing.start_payment(USER_ID, "month")
+    await Payment.update({Payment.created_at: utcnow() - timedelta(minutes=16)}).where(
+        Payment.yookassa_id == first.payment_id
+    )
+    second = await services.billing.start_payment(USER_ID, "month")
+    assert second.payment_id != first.payment_id
+
+
+async def test_api_down_leaves_a_recorded_failure_and_the_retry_reuses_the_key(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    kassa.down = True
+    with pytest.raises(PaymentProviderUnavailable):
+        await services.billing.start_payment(USER_ID, "month")
+    rows = await Payment.select().where(Payment.telegram_id == USER_ID)
+    assert [(r["status"], r["yookassa_id"]) for r in rows] == [("error", None)]
+
+    kassa.down = False
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    keys = [r.idempotence_key for r in kassa.created_requests]
+    assert keys == [rows[0]["idempotence_key"]] * 2
+    assert list(kassa.payments) == [checkout.payment_id]
+    assert await Payment.count().where(Payment.telegram_id == USER_ID) == 1
+
+
+async def test_a_timeout_then_a_retry_makes_exactly_one_payment(
+    db_url: str, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    settings = billing_settings(db_url, kassa, tg, yookassa_timeout=0.3)
+    async with build_services(settings, migrate=True) as services:
+        await add_user(services, tg)
+        kassa.hang = True
+        with pytest.raises(PaymentProviderUnavailable):
+            await services.billing.start_payment(USER_ID, "month")
+        # YooKassa finishes the lost request after all: the payment exists, the user never saw its link.
+        kassa.hang = False
+        await asyncio.sleep(0.2)
+        checkout = await services.billing.start_payment(USER_ID, "month")
+        assert len(kassa.payments) == 1
+        assert checkout.payment_id in kassa.payments
+        assert len({r.idempotence_key for r in kassa.created_requests}) == 1
+
+
+async def test_a_rejected_request_is_marked_failed_and_a_new_press_starts_over(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    kassa.secret_key = "rotated"
+    with pytest.raises(PaymentRejected):
+        await services.billing.start_payment(USER_ID, "month")
+    assert [r["status"] for r in await Payment.select(Payment.status)] == ["failed"]
+    kassa.secret_key = services.settings.yookassa_secret_key.get_secret_value()  # type: ignore[union-attr]
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    assert checkout.payment_id in kassa.payments
+
+
+async def test_receipts_need_an_email_and_carry_one_service_item(
+    db_url: str, tg: FakeTelegram
+) -> None:
+    async with FakeYooKassa(require_receipt=True) as kassa:
+        settings = billing_settings(db_url, kassa, tg, receipt_enabled=True, receipt_tax_system_code=2)
+        async with build_services(settings, migrate=True) as services:
+            await add_user(services, tg)
+            with pytest.raises(EmailRequired):
+                await services.billing.start_payment(USER_ID, "year")
+            assert kassa.created_requests == []
+            await services.users.set_email(USER_ID, "ann@example.ru")
+            checkout = await services.billing.start_payment(USER_ID, "year")
+            receipt = kassa.created_requests[-1].json["receipt"]
+            assert receipt["customer"] == {"email": "ann@example.ru"}
+            assert receipt["tax_system_code"] == 2
+            [item] = receipt["items"]
+            assert item["payment_subject"] == "service" and item["payment_mode"] == "full_payment"
+            assert item["vat_code"] == 1
+            assert item["amount"] == {"value": "1999.00", "currency": "RUB"}
+            assert Decimal(item["quantity"]) == 1
+            assert checkout.payment_id in kassa.payments
+
+
+# --- applying payments -------------------------------------------------------------------------------------
+
+
+async def test_a_succeeded_payment_activates_premium_once_and_tells_user_and_admins(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    outcome = await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert outcome is not None and outcome.changed
+    assert close_to(outcome.premium_until, utcnow() + timedelta(days=30))
+    replay = await services.billing.sync_payment(checkout.payment_id, claimed_status="succeeded")
+    assert not replay.changed
+
+    assert await Subscription.count().where(Subscription.telegram_id == USER_ID) == 1
+    account = await services.users.get(USER_ID)
+    assert account.premium and close_to(account.premium_until, utcnow() + timedelta(days=30))
+    assert (await payment_row(checkout.payment_id))["status"] == "succeeded"
+    confirmations = [t for t in tg.sent_texts(USER_ID) if "Оплата 599 ₽ получена" in t]
+    assert len(confirmations) == 1
+    assert "активен до" in confirmations[0]
+    assert len([t for t in tg.sent_texts(ADMIN_ID) if checkout.payment_id in t]) == 1
+
+
+async def test_a_second_purchase_extends_from_the_current_end(services: Services, kassa: FakeYooKassa) -> None:
+    for plan in ("month", "year"):
+        checkout = await services.billing.start_payment(USER_ID, plan)
+        kassa.succeed(checkout.payment_id)
+        await services.billing.sync_payment(checkout.payment_id)
+    until = await services.subscriptions.premium_until(USER_ID)
+    assert close_to(until, utcnow() + timedelta(days=395))
+
+
+async def test_a_forged_success_for_a_pending_payment_changes_nothing(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    with pytest.raises(PaymentNotVerified):
+        await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert (await payment_row(checkout.payment_id))["status"] == "pending"
+    assert await services.subscriptions.premium_until(USER_ID) is None
+    assert any(checkout.payment_id in t and "не подтвердилось" in t for t in tg.sent_texts(ADMIN_ID))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("amount", {"value": "1.00", "currency": "RUB"}), ("metadata", {"telegram_id": "1", "plan": "month"})],
+)
+async def test_a_payment_that_does_not_match_our_row_is_not_activated(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, field: str, value: dict[str, str]
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.payments[checkout.payment_id][field] = value
+    kassa.succeed(checkout.payment_id)
+    for _ in range(2):
+        with pytest.raises(PaymentNotVerified):
+            await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert (await payment_row(checkout.payment_id))["status"] == "unverified"
+    assert await Subscription.count() == 0
+    assert not any("получена" in t for t in tg.sent_texts(USER_ID))
+    assert any("не подтвердилось" in t for t in tg.sent_texts(ADMIN_ID))
+
+
+async def test_amounts_compare_with_the_stored_row_not_todays_price(
+    db_url: str, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    async with build_services(billing_settings(db_url, kassa, tg), migrate=True) as services:
+        await add_user(services, tg)
+        checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    async with build_services(billing_settings(db_url, kassa, tg, price_month_rub=Decimal(699))) as services:
+        outcome = await services.billing.sync_payment(checkout.payment_id, claimed_status="succeeded")
+    assert outcome.changed
+
+
+async def test_a_canceled_payment_is_recorded_and_explained(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.cancel(checkout.payment_id, "insufficient_funds")
+    outcome = await services.billing.handle_notification("payment.canceled", checkout.payment_id)
+    assert outcome is not None and outcome.changed
+    await services.billing.handle_notification("payment.canceled", checkout.payment_id)
+    row = await payment_row(checkout.payment_id)
+    assert (row["status"], row["cancellation_reason"]) == ("canceled", "insufficient_funds")
+    told = [t for t in tg.sent_texts(USER_ID) if "не прошёл" in t]
+    assert len(told) == 1 and "недостаточно денег" in told[0]
+
+
+async def test_a_forged_cancel_of_a_pending_payment_is_not_believed(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    with pytest.raises(PaymentNotVerified):
+        await services.billing.handle_notification("payment.canceled", checkout.payment_id)
+    assert (await payment_row(checkout.payment_id))["status"] == "pending"
+
+
+async def test_unknown_payments_and_odd_ids_are_not_found(services: Services, kassa: FakeYooKassa) -> None:
+    with pytest.raises(PaymentNotFound):
+        await services.billing.handle_notification("payment.succeeded", "2f0e6ff9-000f-5000-8000-1a2b3c4d5e6f")
+    with pytest.raises(PaymentNotFound):
+        await services.billing.handle_notification("refund.succeeded", "../me")
+    assert kassa.requests == []
+    assert await services.billing.handle_notification("payout.succeeded", "x") is None
+
+
+# --- refunds -----------------------------------------------------------------------------------------------
+
+
+async def paid(services: Services, kassa: FakeYooKassa, plan: str = "month") -> str:
+    checkout = await services.billing.start_payment(USER_ID, plan)
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    return checkout.payment_id
+
+
+async def test_refunds_shorten_premium_by_the_refunded_share(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    payment_id = await paid(services, kassa)
+    half = await services.billing.refund(payment_id, Decimal("299.50"))
+    assert half.changed and half.amount == Decimal("299.50") and half.refunded_total == Decimal("299.50")
+    assert close_to(await services.subscriptions.premium_until(USER_ID), utcnow() + timedelta(days=15))
+    assert len(kassa.refund_requests) == 1
+
+    # The refund's own notification arrives later: already recorded, nothing more happens.
+    assert half.refund_id is not None
+    replay = await services.billing.handle_notification("refund.succeeded", half.refund_id)
+    assert replay is not None and not replay.changed
+
+    rest = await services.billing.refund(payment_id)
+    assert rest.amount == Decimal("299.50") and rest.refunded_total == Decimal("599.00")
+    assert await services.subscriptions.premium_until(USER_ID) is None
+    assert (await payment_row(payment_id))["status"] == "succeeded"
+    assert len([t for t in tg.sent_texts(USER_ID) if "возврат" in t.lower()]) == 2
+
+
+async def test_a_refund_made_in_the_dashboard_is_recorded_once_from_its_notification(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    payment_id = await paid(services, kassa, "year")
+    Configuration.configure(kassa.shop_id, kassa.secret_key, api_url=kassa.api_url)
+    refund = await asyncio.to_thread(
+        SdkRefund.create, {"payment_id": payment_id, "amount": {"value": "1999.00", "currency": "RUB"}}, "r-1"
+    )
+    results = await asyncio.gather(
+        *(services.billing.handle_notification("refund.succeeded", refund.id) for _ in range(5))
+    )
+    assert sum(1 for r in results if r is not None and r.changed) == 1
+    row = await payment_row(payment_id)
+    assert Decimal(str(row["refunded_amount"])) == Decimal(1999)
+    assert await services.subscriptions.premium_until(USER_ID) is None
+
+
+async def test_refund_rejects_unpaid_payments_and_bad_amounts(services: Services, kassa: FakeYooKassa) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    with pytest.raises(Exception, match="only succeeded"):
+        await services.billing.refund(checkout.payment_id)
+    kassa.succeed(checkout.payment_id)
+    with pytest.raises(Exception, match="between"):
+        await services.billing.refund(checkout.payment_id, Decimal(600))
+    assert kassa.refund_requests == []
+
+
+# --- listing -----------------------------------------------------------------------------------------------
+
+
+async def test_list_payments_filters_by_user_and_status(services: Services, kassa: FakeYooKassa) -> None:
+    payment_id = await paid(services, kassa)
+    await services.billing.start_payment(USER_ID, "year")
+    everything = await services.billing.list_payments()
+    assert {p.status for p in everything} == {"succeeded", "pending"}
+    [done] = await services.billing.list_payments(telegram_id=USER_ID, status="succeeded")
+    assert done.payment_id == payment_id and done.amount == Decimal(599)
+    assert await services.billing.list_payments(telegram_id=1) == []
+
+
+# --- reminders ---------------------------------------------------------------------------------------------
+
+
+async def test_a_reminder_goes_out_once_even_when_runs_race(services: Services, tg: FakeTelegram) -> None:
+    async with services.database.transaction():
+        await services.subscriptions.grant(USER_ID, 2, plan="manual")
+    tg.add_chat(5)
+    async with services.database.transaction():
+        await services.subscriptions.grant(5, 10, plan="manual")  # ends later than three days: not yet
+    assert services.reminders is not None
+    counts = await asyncio.gather(*(services.reminders.send_due() for _ in range(4)))
+    assert sum(counts) == 1
+    assert await services.reminders.send_due() == 0
+    reminders = [t for t in tg.sent_texts(USER_ID) if "Премиум закончится" in t]
+    assert len(reminders) == 1
+    assert tg.sent_texts(5) == []
+    rows = await Subscription.select(Subscription.reminded_at).where(Subscription.telegram_id == USER_ID)
+    assert rows[0]["reminded_at"] is not None
+
+
+async def test_no_reminder_when_a_renewal_follows(services: Services, tg: FakeTelegram) -> None:
+    async with services.database.transaction():
+        await services.subscriptions.grant(USER_ID, 2, plan="manual")
+        await services.subscriptions.grant(USER_ID, 30, plan="manual")
+    assert services.reminders is not None
+    assert await services.reminders.send_due() == 0
+    # Three days before the renewal ends, it is that subscription's turn.
+    assert await services.reminders.send_due(now=utcnow() + timedelta(days=30)) == 1
+    assert len(tg.sent_texts(USER_ID)) == 1
+
+
+# --- boundaries --------------------------------------------------------------------------------------------
+
+
+def test_services_and_the_wrapper_import_no_frontend() -> None:
+    files = [
+        *(ROOT / "pomogator" / "services").glob("billing.py"),
+        *(ROOT / "pomogator" / "services").glob("reminders.py"),
+        *(ROOT / "pomogator" / "billing").glob("*.py"),
+    ]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in {"aiogram", "starlette", "typer", "uvicorn"}, (path, name)
+
+
+async def test_the_sdk_gets_no_logger_and_errors_carry_no_secret(kassa: FakeYooKassa) -> None:
+    lines: list[str] = []
+    sink = logger.add(lines.append, level="DEBUG")
+    try:
+        client = YooKassaClient(YooKassaConfig(kassa.shop_id, "wrong-secret", kassa.api_url, timeout=2))
+        assert Configuration.logger is None
+        with pytest.raises(PaymentRejected) as rejected:
+            await client.get_payment("2f0e6ff9-000f-5000-8000-1a2b3c4d5e6f")
+        assert "invalid_credentials" in rejected.value.user_message
+        kassa.down = True
+        with pytest.raises(PaymentProviderUnavailable):
+            await client.get_payment("2f0e6ff9-000f-5000-8000-1a2b3c4d5e6f")
+    finally:
+        logger.remove(sink)
+    assert "wrong-secret" not in "".join(lines) + rejected.value.user_message
+    assert "Basic " not in "".join(lines)
+
+
+async def test_unreachable_api_is_unavailable_not_a_crash() -> None:
+    client = YooKassaClient(YooKassaConfig("1", "s", "http://127.0.0.1:9/v3", timeout=1))
+    with pytest.raises(PaymentProviderUnavailable, match="did not answer"):
+        await client.get_payment("2f0e6ff9-000f-5000-8000-1a2b3c4d5e6f")
