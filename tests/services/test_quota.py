@@ -137,6 +137,23 @@ async def test_quotas_are_per_user_and_per_model(services: Services) -> None:
     assert await quota.used_today(USER + 1) == {"test/first": 1}
 
 
+async def test_new_moscow_day_starts_at_21_utc(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    quota, model = services.quota, make_model(free=2)
+    clock = [datetime(2025, 3, 1, 20, 59, tzinfo=UTC)]
+    monkeypatch.setattr("pomogator.services.quota.utcnow", lambda: clock[0])
+    for _ in range(2):
+        assert (await quota.reserve(USER, model, premium=False)).day == "2025-03-01"
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.reserve(USER, model, premium=False)
+    assert caught.value.resets_at == datetime(2025, 3, 1, 21, 0, tzinfo=UTC)
+
+    clock[0] = datetime(2025, 3, 1, 21, 30, tzinfo=UTC)
+    assert await quota.used_today(USER) == {}
+    reservation = await quota.reserve(USER, model, premium=False)
+    assert (reservation.day, reservation.used) == ("2025-03-02", 1)
+    assert await quota.used_today(USER) == {model.id: 1}
+
+
 async def test_yesterdays_usage_does_not_count(services: Services) -> None:
     quota, model = services.quota, make_model(free=2)
     yesterday = (datetime.fromisoformat(quota.today()) - timedelta(days=1)).date().isoformat()
