@@ -1,0 +1,220 @@
+"""The Starlette app: ``POST /webhooks/yookassa`` and ``GET /healthz``.
+
+Response codes are what YooKassa acts on: 200 stops its retries (done, or nothing we will ever act on), 5xx makes it
+retry (our own failure, or the payment API is unreachable for the check), 403 for a sender outside YooKassa's
+networks, 400 for a body that is not a notification or a claim the payment API does not confirm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any, TypedDict
+
+from loguru import logger
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pomogator.config import Settings
+from pomogator.container import Services, build_services
+from pomogator.errors import (
+    PaymentNotFound,
+    PaymentNotVerified,
+    PaymentProviderUnavailable,
+    PomogatorError,
+)
+from pomogator.heartbeat import keep_heartbeat
+from pomogator.services.reminders import ReminderService
+from pomogator.web.network import client_address, in_networks
+
+MAX_BODY_BYTES = 256 * 1024
+HEALTH_TIMEOUT_S = 5.0
+
+
+class AppState(TypedDict):
+    services: Services
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def _services(request: Request[AppState]) -> Services:
+    return request.state["services"]
+
+
+async def _read_body(request: Request[AppState]) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise BodyTooLarge()
+    return bytes(body)
+
+
+def _parse_notification(body: bytes) -> tuple[str, str] | None:
+    """(event, object id) of a YooKassa notification body, or None when it is not one."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("type") != "notification":
+        return None
+    event, obj = data.get("event"), data.get("object")
+    if not isinstance(event, str) or not isinstance(obj, dict):
+        return None
+    object_id = obj.get("id")
+    if not isinstance(object_id, str) or not object_id or len(object_id) > 64:
+        return None
+    return event, object_id
+
+
+async def yookassa_webhook(request: Request[AppState]) -> Response:
+    services = _services(request)
+    settings = services.settings
+    sender = client_address(
+        request.client.host if request.client else None,
+        request.headers.getlist("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
+    if sender is None or not in_networks(sender, settings.yookassa_networks):
+        logger.warning("YooKassa notification from untrusted address {} refused", sender or "unknown")
+        return JSONResponse({"status": "forbidden"}, status_code=403)
+    try:
+        parsed = _parse_notification(await _read_body(request))
+    except BodyTooLarge:
+        return JSONResponse({"status": "too large"}, status_code=413)
+    if parsed is None:
+        logger.warning("Malformed YooKassa notification from {}", sender)
+        return JSONResponse({"status": "malformed"}, status_code=400)
+    event, object_id = parsed
+    with logger.contextualize(yookassa_event=event, yookassa_object=object_id):
+        outcome = await services.billing.handle_notification(event, object_id)
+        if outcome is not None:
+            logger.info("YooKassa {} for {}: {}", event, object_id, "applied" if outcome.changed else "no change")
+    return JSONResponse({"status": "ok"})
+
+
+async def healthz(request: Request[AppState]) -> Response:
+    try:
+        async with asyncio.timeout(HEALTH_TIMEOUT_S):
+            await _services(request).database.ping()
+    except Exception as exc:  # any failure to answer means unhealthy
+        logger.warning("Health check: the database does not answer ({})", type(exc).__name__)
+        return JSONResponse({"status": "unavailable"}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+# --- domain errors, translated once ---------------------------------------------------------------------------
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    # Not ours (or no longer known to YooKassa): 200, so YooKassa stops sending it.
+    logger.warning("YooKassa notification ignored: {}", exc)
+    return JSONResponse({"status": "ignored"})
+
+
+async def _not_verified(request: Request, exc: Exception) -> Response:
+    return JSONResponse({"status": "not verified"}, status_code=400)
+
+
+async def _provider_unavailable(request: Request, exc: Exception) -> Response:
+    logger.warning("YooKassa notification not checked, will be retried: {}", exc)
+    return JSONResponse({"status": "retry later"}, status_code=503)
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    logger.error("YooKassa notification failed: {}", exc)
+    return JSONResponse({"status": "error"}, status_code=500)
+
+
+class InternalErrors:
+    """Our own failures (the database is down...): logged once through loguru, answered with a bare 500 so
+    YooKassa retries; no traceback reaches the client and nothing is re-raised into the server's logging."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            logger.opt(exception=exc).error("Request to {} failed", scope.get("path", "?"))
+            if not started:
+                response = JSONResponse({"status": "internal error"}, status_code=500)
+                await response(scope, receive, send)
+
+
+# --- the app ------------------------------------------------------------------------------------------------
+
+
+async def remind_periodically(reminders: ReminderService, interval: float) -> None:
+    """Send due premium reminders every ``interval`` seconds (runs until cancelled)."""
+    while True:
+        try:
+            await reminders.send_due()
+        except Exception as exc:
+            logger.opt(exception=exc).error("Premium reminders failed; will try again")
+        await asyncio.sleep(interval)
+
+
+def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
+    """The web app. Its lifespan opens the services (or uses ``services``, owned by the caller), checks that
+    YooKassa is configured, and runs the premium reminders and the container heartbeat in the background."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
+        async with contextlib.AsyncExitStack() as stack:
+            opened = services if services is not None else await stack.enter_async_context(build_services(settings))
+            opened.billing  # noqa: B018  (fail at start, not at the first payment, when YooKassa is not configured)
+            tasks: list[asyncio.Task[None]] = []
+
+            async def database_answers() -> bool:
+                await opened.database.ping()
+                return True
+
+            tasks.append(asyncio.create_task(keep_heartbeat(database_answers)))
+            if settings.reminder_interval_seconds > 0 and opened.reminders is not None:
+                tasks.append(
+                    asyncio.create_task(remind_periodically(opened.reminders, settings.reminder_interval_seconds))
+                )
+            try:
+                yield {"services": opened}
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/yookassa", yookassa_webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        middleware=[Middleware(InternalErrors)],
+        exception_handlers={
+            PaymentNotFound: _not_found,
+            PaymentNotVerified: _not_verified,
+            PaymentProviderUnavailable: _provider_unavailable,
+            PomogatorError: _domain_error,
+        },
+        lifespan=lifespan,
+    )

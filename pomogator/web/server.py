@@ -1,0 +1,33 @@
+"""``pomogator run web``: the Starlette app under uvicorn."""
+
+from __future__ import annotations
+
+from pomogator.config import Settings
+
+
+def serve(settings: Settings) -> None:
+    """Run the web app until SIGINT/SIGTERM. Raises ConfigError when YooKassa or the bot token is not configured.
+
+    uvicorn is given no logging configuration (records reach loguru through the stdlib interception) and no proxy
+    handling: its default would believe ``X-Forwarded-For`` from 127.0.0.1, letting any local process pick the
+    address YooKassa's notifications are checked against. Forwarded addresses are read by the app itself, only from
+    ``POMOGATOR_WEB_TRUSTED_PROXIES`` (see :mod:`pomogator.web.network`).
+    """
+    settings.require("yookassa_shop_id", "yookassa_secret_key", "bot_token")
+    import uvicorn
+
+    from pomogator.web.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.web_host,
+        port=settings.web_port,
+        log_config=None,
+        proxy_headers=False,
+        forwarded_allow_ips="",
+        server_header=False,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+    )
+    uvicorn.Server(config).run()
