@@ -1,0 +1,156 @@
+"""``pomogator run web`` as a real process: the payment flow end to end, and a database outage answered with 5xx."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pomogator.container import build_services
+from tests.conftest import POSTGRES_URL
+from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.yookassa_server import FakeYooKassa
+from tests.web.support import (
+    USER_ID,
+    WEBHOOK,
+    TcpProxy,
+    WebProcess,
+    add_user,
+    billing_env,
+    billing_settings,
+    own_postgres_database,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def own_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database of this test's own (a web process must not share the truncated ``test`` database)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'web.sqlite3'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
+    async with own_postgres_database(POSTGRES_URL) as url:
+        yield url
+
+
+@pytest.fixture
+async def kassa() -> AsyncIterator[FakeYooKassa]:
+    async with FakeYooKassa() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
+
+
+@pytest.fixture
+def processes() -> Iterator[list[WebProcess]]:
+    started: list[WebProcess] = []
+    yield started
+    for process in started:
+        if process.process is not None and process.process.returncode is None:
+            process.process.kill()
+
+
+async def test_pay_and_get_confirmed_through_the_web_process(
+    own_db_url: str, kassa: FakeYooKassa, tg: FakeTelegram, tmp_path: Path, processes: list[WebProcess]
+) -> None:
+    settings = billing_settings(own_db_url, kassa, tg)
+    async with build_services(settings, migrate=True) as services:
+        await add_user(services, tg)
+        web = await WebProcess(billing_env(settings), tmp_path).start()
+        processes.append(web)
+        # What the bot does when the user presses «Месяц — 599 ₽».
+        checkout = await services.billing.start_payment(USER_ID, "month")
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(web.url + "/healthz")).status_code == 200
+            paid = await client.get(checkout.confirmation_url)  # the user pays on the checkout page
+            assert paid.status_code == 200
+        assert await kassa.send_notification(web.url + WEBHOOK, "payment.succeeded", checkout.payment_id) == 200
+        message = await tg.wait_for_message(USER_ID, lambda m: "получена" in (m.text or ""), after_message_id=0)
+        until = await services.subscriptions.premium_until(USER_ID)
+        assert until is not None
+        assert until.astimezone(settings.tz).strftime("%d.%m.%Y %H:%M") in (message.text or "")
+        assert (await services.users.get(USER_ID)).premium
+        # A replay later changes nothing.
+        assert await kassa.send_notification(web.url + WEBHOOK, "payment.succeeded", checkout.payment_id) == 200
+        assert await services.subscriptions.premium_until(USER_ID) == until
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says how it stopped.
+    assert await web.stop() in (0, -15)
+    log = web.log()
+    assert "Application shutdown complete" in log
+    assert "Traceback" not in log
+    assert kassa.secret_key not in log
+    assert tg.token not in log
+    assert checkout.confirmation_url.split("token=")[1] not in log
+
+
+async def test_a_database_outage_answers_5xx_and_yookassas_retry_succeeds(
+    own_db_url: str, kassa: FakeYooKassa, tg: FakeTelegram, tmp_path: Path, processes: list[WebProcess]
+) -> None:
+    settings = billing_settings(own_db_url, kassa, tg)
+    proxy: TcpProxy | None = None
+    web_db_url = own_db_url
+    if own_db_url.startswith("postgresql://"):
+        proxy = await TcpProxy("127.0.0.1", 5432).start()
+        web_db_url = own_db_url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")
+        assert web_db_url != own_db_url
+    database_file = Path(own_db_url.removeprefix("sqlite:///"))
+
+    def cut() -> None:
+        if proxy is not None:
+            proxy.cut()
+        else:
+            os.rename(database_file, database_file.with_suffix(".away"))
+            database_file.mkdir()  # sqlite cannot open a directory: "unable to open database file"
+
+    def restore() -> None:
+        if proxy is not None:
+            proxy.restore()
+        else:
+            shutil.rmtree(database_file)
+            os.rename(database_file.with_suffix(".away"), database_file)
+
+    try:
+        async with build_services(settings, migrate=True) as services:
+            await add_user(services, tg)
+            checkout = await services.billing.start_payment(USER_ID, "month")
+        web = await WebProcess(billing_env(settings, POMOGATOR_DATABASE_URL=web_db_url), tmp_path).start()
+        processes.append(web)
+        kassa.succeed(checkout.payment_id)
+
+        cut()
+        status = await kassa.send_notification(web.url + WEBHOOK, "payment.succeeded", checkout.payment_id)
+        assert 500 <= status < 600
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(web.url + "/healthz")).status_code == 503
+        restore()
+
+        assert await kassa.send_notification(web.url + WEBHOOK, "payment.succeeded", checkout.payment_id) == 200
+        await tg.wait_for_message(USER_ID, lambda m: "получена" in (m.text or ""), after_message_id=0)
+        async with build_services(settings) as services:
+            assert await services.subscriptions.premium_until(USER_ID) is not None
+        assert await web.stop() in (0, -15)
+        assert "Request to /webhooks/yookassa failed" in web.log()
+    finally:
+        if proxy is not None:
+            await proxy.close()
+
+
+async def test_the_web_process_refuses_to_start_without_yookassa(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POMOGATOR_")}
+    env.update(POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}", POMOGATOR_BOT_TOKEN="1:x")
+    web = WebProcess(env, tmp_path)
+    with pytest.raises(RuntimeError) as failed:
+        await web.start(timeout=20)
+    assert "POMOGATOR_YOOKASSA_SHOP_ID is not set" in str(failed.value)
+    assert "Traceback" not in str(failed.value)
