@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.query.functions.aggregate import Max
 
+from pomogator.store.engine import write_transaction
 from pomogator.store.tables import Subscription
 from pomogator.timeutil import as_utc, utcnow
 
@@ -40,24 +42,30 @@ class SubscriptionService:
     ) -> datetime:
         """Extend premium by ``days`` from the later of now and the current end; returns the new end.
 
-        Call inside a write transaction when it must be atomic with other writes (payments do).
+        Atomic on its own; inside an open transaction it joins it (payments grant together with their status).
         """
         if days <= 0:
             raise ValueError("days must be positive")
-        now = utcnow()
-        current = await self.premium_until(telegram_id)
-        starts = max(now, current) if current else now
-        ends = starts + timedelta(days=days)
-        await Subscription.insert(
-            Subscription(
-                telegram_id=telegram_id,
-                plan=plan,
-                starts_at=starts,
-                ends_at=ends,
-                payment_id=payment_id,
-                created_at=now,
+        engine = Subscription._meta.db
+        async with write_transaction(engine):
+            # Concurrent grants for one person must stack, not both start from the same end. SQLite's write
+            # transactions already run one at a time; on PostgreSQL the person's lock lasts until commit.
+            if not isinstance(engine, SQLiteEngine):
+                await Subscription.raw("SELECT pg_advisory_xact_lock({})", telegram_id)
+            now = utcnow()
+            current = await self.premium_until(telegram_id)
+            starts = max(now, current) if current else now
+            ends = starts + timedelta(days=days)
+            await Subscription.insert(
+                Subscription(
+                    telegram_id=telegram_id,
+                    plan=plan,
+                    starts_at=starts,
+                    ends_at=ends,
+                    payment_id=payment_id,
+                    created_at=now,
+                )
             )
-        )
         return ends
 
     async def shorten(self, payment_id: str, fraction: float) -> datetime | None:

@@ -40,6 +40,13 @@ def engine_from_url(url: str) -> Engine[Any]:
     raise ConfigError("POMOGATOR_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
 
 
+def write_transaction(engine: Engine[Any]) -> Any:
+    """A write transaction (or the one already open): ``BEGIN IMMEDIATE`` on SQLite, so writers queue, not fail."""
+    if isinstance(engine, SQLiteEngine):
+        return engine.transaction(transaction_type=TransactionType.immediate)
+    return engine.transaction()
+
+
 def bind_engine(engine: Engine[Any]) -> None:
     """Make every table (ours and Piccolo's migration table) and Piccolo's config use ``engine``."""
     from piccolo.apps.migrations.tables import Migration
@@ -85,9 +92,7 @@ class Database:
 
     def transaction(self) -> Any:
         """A write transaction: ``BEGIN IMMEDIATE`` on SQLite so concurrent writers queue instead of failing."""
-        if isinstance(self.engine, SQLiteEngine):
-            return self.engine.transaction(transaction_type=TransactionType.immediate)
-        return self.engine.transaction()
+        return write_transaction(self.engine)
 
     async def ping(self) -> None:
         await self.engine.run_ddl("SELECT 1")
