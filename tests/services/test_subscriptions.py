@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -150,3 +151,28 @@ async def test_premium_until_is_utc_aware(services: Services) -> None:
     assert until is not None
     assert until.utcoffset() == timedelta(0)
     assert now() + timedelta(days=3) - SLACK < until < now() + timedelta(days=3) + SLACK
+
+
+async def test_concurrent_grants_stack(services: Services) -> None:
+    """Two payments confirmed at the same moment (webhook and a status check, bot and web app) both count."""
+    before = now()
+    ends = await asyncio.gather(*(services.subscriptions.grant(USER, 30) for _ in range(3)))
+    until = await services.subscriptions.premium_until(USER)
+    assert until == max(ends)
+    assert before + timedelta(days=90) <= until <= now() + timedelta(days=90)
+
+
+async def test_grants_in_concurrent_transactions_stack(services: Services) -> None:
+    """Payments grant inside their own transaction; one that has not committed yet must not be overlooked."""
+
+    async def pay(payment_id: str) -> datetime:
+        async with services.database.transaction():
+            ends = await services.subscriptions.grant(USER, 30, payment_id=payment_id)
+            await asyncio.sleep(0.05)
+        return ends
+
+    before = now()
+    ends = await asyncio.gather(pay("pay-1"), pay("pay-2"))
+    until = await services.subscriptions.premium_until(USER)
+    assert until == max(ends)
+    assert before + timedelta(days=60) <= until <= now() + timedelta(days=60)
