@@ -275,6 +275,10 @@ from pomogator.commands.logs import app as logs_app  # noqa: E402 (its commands 
 
 app.add_typer(logs_app, name="logs")
 
+from pomogator.commands.payments import app as payments_app  # noqa: E402 (its commands import this module lazily)
+
+app.add_typer(payments_app, name="payments")
+
 
 def main() -> None:
     """Console entry point: domain errors become one line on stderr and exit code 1."""

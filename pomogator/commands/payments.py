@@ -1,0 +1,133 @@
+"""``pomogator payments``: list payments, re-check one with YooKassa (a lost webhook), refund."""
+
+from __future__ import annotations
+
+import sys
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from pomogator import cli_output
+
+if TYPE_CHECKING:
+    from pomogator.container import Services
+    from pomogator.services.billing import PaymentOutcome, RefundOutcome
+
+app = typer.Typer(help="YooKassa payments.", no_args_is_help=True)
+
+PaymentId = Annotated[str, typer.Argument(help="The YooKassa payment id (see `pomogator payments list`).")]
+STATUSES = ("new", "error", "failed", "pending", "succeeded", "canceled", "unverified")
+
+
+@app.command("list")
+def list_payments(
+    user: Annotated[int | None, typer.Option("--user", help="Only this Telegram user's payments.")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help=f"Only payments with this status: {', '.join(STATUSES)}.")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most this many, newest first.")] = 100,
+) -> None:
+    """List payments, newest first."""
+    from pomogator.cli import with_services
+
+    if status is not None and status not in STATUSES:
+        raise typer.BadParameter(f"expected one of {', '.join(STATUSES)}", param_hint="--status")
+
+    async def fn(services: Services) -> None:
+        tz = services.settings.tz
+        records = await services.billing.list_payments(telegram_id=user, status=status, limit=limit)
+        rows = [
+            (
+                r.payment_id or f"(local {r.local_id})",
+                "" if r.telegram_id is None else r.telegram_id,
+                r.plan,
+                f"{r.amount} {r.currency}",
+                r.status,
+                f"{r.refunded_amount}" if r.refunded_amount else "",
+                r.cancellation_reason or "",
+                r.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+            )
+            for r in records
+        ]
+        columns = ["payment", "user", "plan", "amount", "status", "refunded", "reason", "created"]
+        cli_output.print_table("Payments", columns, rows)
+
+    with_services(fn, "yookassa_shop_id", "yookassa_secret_key")
+
+
+@app.command("check")
+def check(payment_id: PaymentId) -> None:
+    """Fetch a payment from YooKassa and apply it: the fix for a lost webhook notification.
+
+    A succeeded payment activates premium (once, however often it is checked); a canceled one is recorded and the
+    user is told why. This is the same operation the webhook runs.
+    """
+    from pomogator.cli import with_services
+
+    async def fn(services: Services) -> tuple[PaymentOutcome, str]:
+        outcome = await services.billing.sync_payment(payment_id)
+        until = outcome.premium_until or (
+            await services.subscriptions.premium_until(outcome.telegram_id) if outcome.telegram_id else None
+        )
+        shown = until.astimezone(services.settings.tz).strftime("%Y-%m-%d %H:%M %Z") if until else "—"
+        return outcome, shown
+
+    outcome, until = with_services(fn, "yookassa_shop_id", "yookassa_secret_key")
+    what = "applied now" if outcome.changed else "nothing to change"
+    cli_output.notice(
+        f"Payment {outcome.payment_id} is {outcome.status} ({what}); user {outcome.telegram_id} has premium until "
+        f"{until}."
+    )
+
+
+def _amount(value: str | None) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value.replace(",", "."))
+    except InvalidOperation:
+        raise typer.BadParameter(f"{value!r} is not an amount, e.g. 299.50", param_hint="--amount") from None
+    if not amount.is_finite() or amount <= 0:
+        raise typer.BadParameter("the amount must be more than zero", param_hint="--amount")
+    return amount
+
+
+@app.command("refund")
+def refund(
+    payment_id: PaymentId,
+    amount: Annotated[
+        str | None, typer.Option("--amount", help="Refund this much, in rubles (default: everything not refunded).")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Refund a succeeded payment (in full or in part) and shorten the user's premium by the refunded share."""
+    from pomogator.cli import with_services
+
+    value = _amount(amount)
+    if not yes and sys.stdin.isatty():
+        how_much = f"{value} RUB of" if value is not None else "everything left of"
+        typer.confirm(f"Refund {how_much} payment {payment_id}?", abort=True, err=True)
+
+    async def fn(services: Services) -> tuple[RefundOutcome, str]:
+        outcome = await services.billing.refund(payment_id, value)
+        until = outcome.premium_until
+        shown = until.astimezone(services.settings.tz).strftime("%Y-%m-%d %H:%M %Z") if until else "no premium"
+        return outcome, shown
+
+    outcome, until = with_services(fn, "yookassa_shop_id", "yookassa_secret_key")
+    if outcome.status != "succeeded":
+        cli_output.notice(
+            f"Refund {outcome.refund_id} of {outcome.amount} RUB is {outcome.status}; it is recorded when YooKassa "
+            "reports it succeeded."
+        )
+        return
+    if not outcome.changed:
+        cli_output.notice(
+            f"Refund {outcome.refund_id} was already recorded (refunded in total: {outcome.refunded_total} RUB)."
+        )
+        return
+    cli_output.notice(
+        f"Refunded {outcome.amount} RUB of payment {outcome.payment_id} (refunded in total: "
+        f"{outcome.refunded_total} RUB). Premium now: {until}."
+    )

@@ -1,0 +1,145 @@
+"""``pomogator payments`` as a person runs it: real processes against the fake YooKassa and the fake Bot API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from pomogator.container import Services, build_services
+from pomogator.timeutil import utcnow
+from tests.cli.helpers import Result, run_cli
+from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.yookassa_server import FakeYooKassa
+from tests.web.support import ADMIN_ID, USER_ID, add_user, billing_env, billing_settings
+
+UNKNOWN_ID = "2f0e6ff9-000f-5000-8000-1a2b3c4d5e6f"
+
+
+@pytest.fixture
+async def kassa() -> AsyncIterator[FakeYooKassa]:
+    async with FakeYooKassa() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def services(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncIterator[Services]:
+    async with build_services(billing_settings(db_url, kassa, tg), migrate=True) as built:
+        await add_user(built, tg)
+        yield built
+
+
+async def payments(services: Services, tmp_path: Path, *args: str) -> Result:
+    return await run_cli("payments", *args, cwd=tmp_path, env=billing_env(services.settings))
+
+
+async def test_check_applies_a_payment_whose_webhook_was_lost(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    first = await payments(services, tmp_path, "check", checkout.payment_id)
+    assert first.code == 0, first.stderr
+    assert "succeeded (applied now)" in first.stderr
+    until = await services.subscriptions.premium_until(USER_ID)
+    assert until is not None and abs(until - (utcnow() + timedelta(days=30))) < timedelta(minutes=1)
+    assert len([t for t in tg.sent_texts(USER_ID) if "получена" in t]) == 1
+
+    again = await payments(services, tmp_path, "check", checkout.payment_id)
+    assert again.code == 0, again.stderr
+    assert "nothing to change" in again.stderr
+    assert await services.subscriptions.premium_until(USER_ID) == until
+    assert len([t for t in tg.sent_texts(USER_ID) if "получена" in t]) == 1
+
+
+async def test_check_of_a_pending_payment_changes_nothing(
+    services: Services, kassa: FakeYooKassa, tmp_path: Path
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    result = await payments(services, tmp_path, "check", checkout.payment_id)
+    assert result.code == 0, result.stderr
+    assert "is pending (nothing to change)" in result.stderr
+    assert await services.subscriptions.premium_until(USER_ID) is None
+
+
+async def test_check_errors_are_one_line(services: Services, kassa: FakeYooKassa, tmp_path: Path) -> None:
+    unknown = await payments(services, tmp_path, "check", UNKNOWN_ID)
+    assert unknown.code == 1
+    assert "not one of ours" in unknown.stderr and "Traceback" not in unknown.stderr
+
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.down = True
+    down = await payments(services, tmp_path, "check", checkout.payment_id)
+    assert down.code == 1
+    assert "YooKassa answered with an error" in down.stderr and "Traceback" not in down.stderr
+    assert kassa.secret_key not in down.stderr + down.stdout
+
+
+async def test_refund_in_part_then_in_full(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+
+    half = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "299,50")
+    assert half.code == 0, half.stderr
+    assert "Refunded 299.50 RUB" in half.stderr
+    until = await services.subscriptions.premium_until(USER_ID)
+    assert until is not None and abs(until - (utcnow() + timedelta(days=15))) < timedelta(minutes=1)
+
+    rest = await payments(services, tmp_path, "refund", checkout.payment_id, "--yes")
+    assert rest.code == 0, rest.stderr
+    assert "refunded in total: 599.00 RUB" in rest.stderr
+    assert await services.subscriptions.premium_until(USER_ID) is None
+    assert [Decimal(r.json["amount"]["value"]) for r in kassa.refund_requests] == [Decimal("299.50"), Decimal("299.50")]
+
+    nothing_left = await payments(services, tmp_path, "refund", checkout.payment_id)
+    assert nothing_left.code == 1
+    assert "between" in nothing_left.stderr
+    assert len(kassa.refund_requests) == 2
+    assert len([t for t in tg.sent_texts(ADMIN_ID) if "Возврат" in t]) == 2
+
+
+async def test_refund_refuses_bad_amounts_and_unpaid_payments(
+    services: Services, kassa: FakeYooKassa, tmp_path: Path
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    bad = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "lots")
+    assert bad.code == 2
+    unpaid = await payments(services, tmp_path, "refund", checkout.payment_id)
+    assert unpaid.code == 1
+    assert "only succeeded payments can be refunded" in unpaid.stderr
+    assert kassa.refund_requests == []
+
+
+async def test_list_filters_by_user_and_status(services: Services, kassa: FakeYooKassa, tmp_path: Path) -> None:
+    paid = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(paid.payment_id)
+    await services.billing.sync_payment(paid.payment_id)
+    pending = await services.billing.start_payment(USER_ID, "year")
+
+    everything = await payments(services, tmp_path, "list")
+    assert everything.code == 0, everything.stderr
+    lines = everything.stdout.splitlines()
+    assert lines[0].split("\t") == ["payment", "user", "plan", "amount", "status", "refunded", "reason", "created"]
+    assert {line.split("\t")[0] for line in lines[1:]} == {paid.payment_id, pending.payment_id}
+    assert "token" not in everything.stdout  # confirmation links are not shown
+
+    succeeded = await payments(services, tmp_path, "list", "--status", "succeeded", "--user", str(USER_ID))
+    assert [line.split("\t")[:5] for line in succeeded.stdout.splitlines()[1:]] == [
+        [paid.payment_id, str(USER_ID), "month", "599.00 RUB", "succeeded"]
+    ]
+    nobody = await payments(services, tmp_path, "list", "--user", "1")
+    assert nobody.stdout.splitlines()[1:] == []
+    wrong = await payments(services, tmp_path, "list", "--status", "paid")
+    assert wrong.code == 2
