@@ -1,0 +1,1 @@
+"""The Telegram frontend: aiogram routers, keyboards, middlewares and the streaming answer renderer."""

@@ -1,0 +1,166 @@
+"""Streaming one answer into a chat.
+
+While the model writes, the chat sees "typing…" until the first words, then a live view updated at most once per
+interval: a draft (``sendMessageDraft`` with Telegram's own stop button) in private chats, or a message edited in
+place with a "⏹ Стоп" button where drafts are not available. A live update never blocks reading the model's
+stream: the latest text is rendered each time, so a slow or flood-limited update is simply followed by a fresher
+one. When the answer outgrows one message, the full chunks are sent as messages and the live view goes on with
+the rest. At the end the chain of messages is made to show exactly the final rendering, without buttons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
+from aiogram.types import InlineKeyboardMarkup
+from loguru import logger
+
+from pomogator.bot import texts
+from pomogator.bot.answer.messages import MessageChain
+from pomogator.bot.answer.output import ChatGone, ChatOutput, DraftsUnavailable
+from pomogator.bot.answer.throttle import Throttle
+from pomogator.services.formatting import html_to_text, render_answer, utf16_len
+
+MESSAGE_LIMIT = 4096
+UPDATE_INTERVAL = 1.0
+TYPING_EVERY = 4.5
+_STOPPED_RESERVE = utf16_len(html_to_text(texts.STOPPED_MARK)) + 2
+
+
+class AnswerRenderer:
+    def __init__(
+        self,
+        out: ChatOutput,
+        answer_id: int,
+        *,
+        drafts: bool,
+        stop_markup: InlineKeyboardMarkup,
+        interval: float = UPDATE_INTERVAL,
+        typing_every: float = TYPING_EVERY,
+        on_drafts_refused: Callable[[], None] | None = None,
+    ) -> None:
+        self.out = out
+        self.answer_id = answer_id
+        self.drafts = drafts
+        self.chain = MessageChain(out)
+        self._stop_markup = stop_markup
+        self._throttle = Throttle(interval)
+        self._typing_every = typing_every
+        self._on_drafts_refused = on_drafts_refused
+        self._text = ""
+        self._changed = asyncio.Event()
+        self._finished = asyncio.Event()
+
+    async def stream(self, pieces: AsyncIterator[str]) -> str:
+        """Show ``pieces`` live as they arrive; returns the whole text.
+
+        On any failure the live messages are removed (the answer is not kept) and the exception propagates.
+        """
+        typing = asyncio.create_task(self._keep_typing())
+        presenter: asyncio.Task[None] | None = None
+        try:
+            try:
+                async for piece in pieces:
+                    typing.cancel()
+                    self._text += piece
+                    self._changed.set()
+                    if presenter is None:
+                        presenter = asyncio.create_task(self._present())
+                    elif presenter.done():
+                        presenter.result()  # the chat is gone: stop reading the model
+            finally:
+                typing.cancel()
+                # Ends the model's stream at once when we leave early, so ChatService refunds the request.
+                aclose = getattr(pieces, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+        except BaseException:
+            if presenter is not None:
+                presenter.cancel()
+                with contextlib.suppress(BaseException):
+                    await presenter
+            await self._discard()
+            raise
+        if presenter is not None:
+            self._finished.set()
+            self._changed.set()
+            await presenter
+        return self._text
+
+    async def finish(self, text: str, *, stopped: bool) -> None:
+        """Show the final answer: formatted messages, no buttons; a stopped answer says so at its end."""
+        if stopped:
+            chunks = render_answer(text, MESSAGE_LIMIT - _STOPPED_RESERVE)
+            if chunks:
+                chunks[-1] += "\n\n" + texts.STOPPED_MARK
+        else:
+            chunks = render_answer(text)
+        if not chunks:
+            chunks = [texts.STOPPED_EMPTY if stopped else texts.EMPTY_ANSWER]
+        if not self.drafts and len(self.chain):
+            # The last edit happened moments ago; keep to one visible change per interval.
+            await asyncio.sleep(self._throttle.delay())
+        await self.chain.sync(chunks)
+
+    async def _discard(self) -> None:
+        with contextlib.suppress(ChatGone):
+            await self.chain.discard()
+
+    async def _keep_typing(self) -> None:
+        while True:
+            try:
+                await self.out.typing()
+            except ChatGone:
+                return
+            await asyncio.sleep(self._typing_every)
+
+    async def _present(self) -> None:
+        while True:
+            await self._changed.wait()
+            if self._finished.is_set():
+                return
+            delay = self._throttle.delay()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._finished.wait(), delay)
+                if self._finished.is_set():
+                    return
+            self._changed.clear()
+            chunks = render_answer(self._text)
+            if chunks:
+                await self._show(chunks)
+                self._throttle.mark()
+
+    async def _show(self, chunks: list[str]) -> None:
+        try:
+            if self.drafts:
+                try:
+                    await self._show_draft(chunks)
+                    return
+                except DraftsUnavailable as exc:
+                    logger.info("Drafts refused in this chat ({}); editing a message instead", exc)
+                    self.drafts = False
+                    if self._on_drafts_refused is not None:
+                        self._on_drafts_refused()
+            await self._show_edit(chunks)
+        except TelegramRetryAfter as exc:
+            self._throttle.defer(exc.retry_after)
+        except ChatGone:
+            raise
+        except TelegramAPIError as exc:
+            # A live update is only a preview: the final message comes anyway.
+            logger.warning("Live answer update failed: {}", exc.message)
+
+    async def _show_draft(self, chunks: list[str]) -> None:
+        # Chunks before the last are complete: they become messages, and the draft goes on with the rest.
+        for index in range(len(self.chain), len(chunks) - 1):
+            await self.chain.put(index, chunks[index])
+        await self.out.draft(self.answer_id, chunks[-1])
+
+    async def _show_edit(self, chunks: list[str]) -> None:
+        last = len(chunks) - 1
+        for index in range(max(len(self.chain) - 1, 0), len(chunks)):
+            await self.chain.put(index, chunks[index], self._stop_markup if index == last else None)

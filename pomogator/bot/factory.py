@@ -1,0 +1,102 @@
+"""Building the Bot and the Dispatcher; used by polling here and by a webhook frontend alike.
+
+The order in which an update meets the policy (after aiogram's own error and user-context middlewares):
+
+1. ``UpdateTracker`` — counts updates in progress, so a shutdown lets them finish;
+2. ``LogContextMiddleware`` — log records carry update, user and chat ids;
+3. ``PrivateChatsOnly`` — in a group: one notice per chat, nothing else;
+4. ``FloodMiddleware`` — over N messages a minute: one notice, then ignored (decided on arrival);
+5. ``ChatOrderMiddleware`` — messages of a chat are handled one at a time, in arrival order;
+6. ``ErrorMiddleware`` — domain errors become friendly messages, in the chat's turn;
+7. aiogram's FSM middleware — the conversation state is read in the chat's turn, too.
+
+Then per event: callback queries are answered exactly once (``CallbackAnswerMiddleware``), and handlers get
+``account`` (``AccountMiddleware``). Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat``
+(the ChatService), ``answerer`` and ``stops`` from the dispatcher's workflow data.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.memory import MemoryStorage
+
+from pomogator.bot.answer import Answerer, StopRegistry
+from pomogator.bot.flood_wait import RetryAfterMiddleware
+from pomogator.bot.handlers import get_routers
+from pomogator.bot.middlewares import (
+    AccountMiddleware,
+    CallbackAnswerMiddleware,
+    ChatLocks,
+    ChatOrderMiddleware,
+    ErrorMiddleware,
+    FloodGuard,
+    FloodMiddleware,
+    LogContextMiddleware,
+    MemoryChatLocks,
+    PrivateChatsOnly,
+    UpdateTracker,
+)
+from pomogator.config import Settings
+from pomogator.container import Services
+
+
+def create_bot(settings: Settings) -> Bot:
+    """A Bot talking to ``POMOGATOR_TELEGRAM_API_URL`` (api.telegram.org or a local Bot API server)."""
+    settings.require("bot_token")
+    assert settings.bot_token is not None
+    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session.middleware(RetryAfterMiddleware())
+    return Bot(
+        settings.bot_token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
+    )
+
+
+def create_dispatcher(
+    services: Services,
+    *,
+    chat_locks: ChatLocks | None = None,
+    storage: BaseStorage | None = None,
+) -> Dispatcher:
+    """The dispatcher with every router and middleware; ``dispatcher["tracker"]`` is its UpdateTracker.
+
+    ``chat_locks`` and ``storage`` default to in-process ones; several bot instances need shared ones.
+    """
+    settings = services.settings
+    stops = StopRegistry()
+    tracker = UpdateTracker()
+    dispatcher = Dispatcher(
+        storage=storage or MemoryStorage(),
+        services=services,
+        settings=settings,
+        catalog=services.catalog,
+        users=services.users,
+        chat=services.chat,
+        answerer=Answerer(services.chat, stops),
+        stops=stops,
+        tracker=tracker,
+    )
+    outer = dispatcher.update.outer_middleware
+    # The FSM middleware is moved after the per-chat queue, so a message sees the state its predecessors left.
+    outer.unregister(dispatcher.fsm)
+    outer.register(tracker)
+    outer.register(LogContextMiddleware())
+    outer.register(PrivateChatsOnly())
+    outer.register(FloodMiddleware(FloodGuard(settings.flood_messages_per_minute)))
+    outer.register(ChatOrderMiddleware(chat_locks or MemoryChatLocks()))
+    outer.register(ErrorMiddleware(services.catalog, settings))
+    outer.register(dispatcher.fsm)
+
+    dispatcher.callback_query.outer_middleware.register(CallbackAnswerMiddleware())
+    accounts = AccountMiddleware(services.users)
+    dispatcher.message.middleware.register(accounts)
+    dispatcher.callback_query.middleware.register(accounts)
+
+    dispatcher.include_routers(*get_routers())
+    return dispatcher

@@ -1,0 +1,41 @@
+"""Handlers: one router per area.
+
+``get_routers`` lists them in the order an update tries them:
+
+* the role input (a state handler) comes before the chat handler, so the text after /role becomes the role;
+* ``billing_soon`` answers /billing and the menu's premium button until payments exist: the billing module
+  replaces it in this list (handling both ``Command("billing")`` and ``MenuCallback`` with ``MenuAction.billing``);
+* a router for documents and images goes right before ``fallback``, which answers every other kind of message.
+"""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from pomogator.bot.handlers import (
+    billing_soon,
+    chat,
+    context,
+    delete_me,
+    fallback,
+    model,
+    profile,
+    role,
+    start,
+    stop,
+)
+
+
+def get_routers() -> list[Router]:
+    return [
+        start.router,
+        model.router,
+        role.router,
+        profile.router,
+        context.router,
+        delete_me.router,
+        billing_soon.router,
+        stop.router,
+        chat.router,
+        fallback.router,
+    ]

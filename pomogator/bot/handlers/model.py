@@ -1,0 +1,68 @@
+"""/model: the models menu, choosing a model, closing the menu."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
+
+from pomogator.bot import texts
+from pomogator.bot.callbacks import MenuAction, MenuCallback, ModelAction, ModelCallback
+from pomogator.bot.keyboards import make_model_keyboard
+from pomogator.bot.middlewares import CallbackReply
+from pomogator.bot.replies import chat_id_of, replace_text
+from pomogator.llm.catalog import Catalog
+from pomogator.services.users import Account, UserService
+
+router = Router(name="model")
+
+
+async def send_model_menu(bot: Bot, chat_id: int, account: Account, catalog: Catalog) -> None:
+    await bot.send_message(
+        chat_id, texts.model_menu(catalog, account), reply_markup=make_model_keyboard(catalog, account)
+    )
+
+
+@router.message(Command("model"))
+async def on_model(message: Message, bot: Bot, account: Account, catalog: Catalog) -> None:
+    await send_model_menu(bot, message.chat.id, account, catalog)
+
+
+@router.callback_query(MenuCallback.filter(F.action == MenuAction.model))
+async def on_model_button(query: CallbackQuery, bot: Bot, account: Account, catalog: Catalog) -> None:
+    chat_id = chat_id_of(query)
+    if chat_id is not None:
+        await send_model_menu(bot, chat_id, account, catalog)
+
+
+@router.callback_query(ModelCallback.filter(F.action == ModelAction.pick))
+async def on_pick(
+    query: CallbackQuery,
+    callback_data: ModelCallback,
+    bot: Bot,
+    account: Account,
+    users: UserService,
+    catalog: Catalog,
+    callback_reply: CallbackReply,
+) -> None:
+    # PremiumRequired leaves the choice as it was; the error middleware explains and points to /billing.
+    model = await users.set_model(account.telegram_id, catalog.by_index(callback_data.index).id)
+    callback_reply.text = texts.model_chosen(model)
+    chosen = dataclasses.replace(account, model=model)
+    await replace_text(bot, query, texts.model_menu(catalog, chosen), make_model_keyboard(catalog, chosen))
+
+
+@router.callback_query(ModelCallback.filter(F.action == ModelAction.exit))
+async def on_exit(query: CallbackQuery, bot: Bot, callback_reply: CallbackReply) -> None:
+    chat_id = chat_id_of(query)
+    if chat_id is None or query.message is None:
+        return
+    callback_reply.text = texts.MODEL_MENU_CLOSED
+    try:
+        await bot.delete_message(chat_id, query.message.message_id)
+    except TelegramBadRequest:
+        # Too old to delete (48 hours): at least take the buttons away.
+        await replace_text(bot, query, texts.MODEL_MENU_CLOSED)

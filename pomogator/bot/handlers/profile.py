@@ -1,0 +1,34 @@
+"""/profile: model, role, today's requests, premium."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message
+
+from pomogator.bot import texts
+from pomogator.bot.callbacks import MenuAction, MenuCallback
+from pomogator.bot.replies import chat_id_of
+from pomogator.config import Settings
+from pomogator.services.users import Account, UserService
+
+router = Router(name="profile")
+
+
+async def send_profile(bot: Bot, chat_id: int, account: Account, users: UserService, settings: Settings) -> None:
+    profile = await users.profile(account.telegram_id)
+    await bot.send_message(chat_id, texts.profile(profile, settings.tz))
+
+
+@router.message(Command("profile"))
+async def on_profile(message: Message, bot: Bot, account: Account, users: UserService, settings: Settings) -> None:
+    await send_profile(bot, message.chat.id, account, users, settings)
+
+
+@router.callback_query(MenuCallback.filter(F.action == MenuAction.profile))
+async def on_profile_button(
+    query: CallbackQuery, bot: Bot, account: Account, users: UserService, settings: Settings
+) -> None:
+    chat_id = chat_id_of(query)
+    if chat_id is not None:
+        await send_profile(bot, chat_id, account, users, settings)

@@ -1,0 +1,39 @@
+"""/start (greeting and menu) and /help."""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandStart
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, Message
+
+from pomogator.bot import texts
+from pomogator.bot.callbacks import MenuAction, MenuCallback
+from pomogator.bot.keyboards import make_start_keyboard
+from pomogator.bot.replies import chat_id_of
+from pomogator.config import Settings
+from pomogator.services.users import Account
+
+router = Router(name="start")
+
+
+async def send_help(bot: Bot, chat_id: int, settings: Settings) -> None:
+    await bot.send_message(chat_id, texts.help_text(settings.support_contact, settings.timezone))
+
+
+@router.message(CommandStart())
+async def on_start(message: Message, account: Account, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer(texts.start(account.first_name, account.model), reply_markup=make_start_keyboard())
+
+
+@router.message(Command("help"))
+async def on_help(message: Message, bot: Bot, settings: Settings) -> None:
+    await send_help(bot, message.chat.id, settings)
+
+
+@router.callback_query(MenuCallback.filter(F.action == MenuAction.help))
+async def on_help_button(query: CallbackQuery, bot: Bot, settings: Settings) -> None:
+    chat_id = chat_id_of(query)
+    if chat_id is not None:
+        await send_help(bot, chat_id, settings)

@@ -1,0 +1,74 @@
+"""Inline keyboards."""
+
+from __future__ import annotations
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from pomogator.bot import texts
+from pomogator.bot.callbacks import (
+    DeleteMeCallback,
+    MenuAction,
+    MenuCallback,
+    ModelAction,
+    ModelCallback,
+    RoleAction,
+    RoleCallback,
+    StopCallback,
+)
+from pomogator.llm.catalog import Catalog
+from pomogator.services.users import Account
+
+_MENU: tuple[tuple[str, MenuAction], ...] = (
+    (texts.MENU_MODEL, MenuAction.model),
+    (texts.MENU_ROLE, MenuAction.role),
+    (texts.MENU_PROFILE, MenuAction.profile),
+    (texts.MENU_BILLING, MenuAction.billing),
+    (texts.MENU_HELP, MenuAction.help),
+    (texts.MENU_DELETE_CONTEXT, MenuAction.delete_context),
+)
+
+
+def make_start_keyboard() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for text, action in _MENU:
+        builder.button(text=text, callback_data=MenuCallback(action=action))
+    builder.adjust(2)
+    return builder.as_markup()
+
+
+def make_model_keyboard(catalog: Catalog, account: Account) -> InlineKeyboardMarkup:
+    """One button per model (✅ current, 🔒 premium-only for a free user) and an exit button."""
+    builder = InlineKeyboardBuilder()
+    for model in catalog.models:
+        text = texts.model_button(
+            model, current=model.id == account.model.id, locked=model.premium_only and not account.premium
+        )
+        builder.button(text=text, callback_data=ModelCallback(action=ModelAction.pick, index=model.index))
+    builder.button(text=texts.MODEL_EXIT, callback_data=ModelCallback(action=ModelAction.exit))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def make_role_keyboard() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=texts.ROLE_CANCEL, callback_data=RoleCallback(action=RoleAction.cancel))
+    builder.button(text=texts.ROLE_DELETE, callback_data=RoleCallback(action=RoleAction.delete))
+    builder.adjust(2)
+    return builder.as_markup()
+
+
+def make_delete_me_keyboard() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=texts.DELETE_ME_CONFIRM, callback_data=DeleteMeCallback(confirm=True))
+    builder.button(text=texts.DELETE_ME_CANCEL, callback_data=DeleteMeCallback(confirm=False))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def make_stop_keyboard(answer_id: int) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=texts.STOP_BUTTON, callback_data=StopCallback(answer=answer_id).pack())]
+        ]
+    )

@@ -1,0 +1,99 @@
+"""One message at a time per chat, in arrival order.
+
+aiogram handles updates concurrently, so without this two messages from one chat could be answered at once and
+their answers interleave. Only the message path queues: button presses (the Stop button above all) go straight
+through. The lock is pluggable: a deployment with several bot instances behind a webhook can provide a ``ChatLocks``
+backed by Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import Any, Protocol
+
+from aiogram import BaseMiddleware
+from aiogram.types import Chat, TelegramObject, Update
+
+
+class ChatLocks(Protocol):
+    def hold(self, chat_id: int) -> AbstractAsyncContextManager[None]:
+        """Hold the chat's lock; waiters must get it in the order they asked for it."""
+        ...
+
+
+class _Entry:
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
+class _Hold:
+    def __init__(self, locks: MemoryChatLocks, chat_id: int) -> None:
+        self._locks = locks
+        self._chat_id = chat_id
+
+    async def __aenter__(self) -> None:
+        await self._locks._acquire(self._chat_id)
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._locks._release(self._chat_id)
+
+
+class MemoryChatLocks:
+    """In-process FIFO locks: ``asyncio.Lock`` wakes waiters in the order they queued, and a message queues
+    before anything else can suspend, so the order is the order updates arrived. A chat's lock is dropped as
+    soon as nobody holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._entries: dict[int, _Entry] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def hold(self, chat_id: int) -> AbstractAsyncContextManager[None]:
+        return _Hold(self, chat_id)
+
+    async def _acquire(self, chat_id: int) -> None:
+        entry = self._entries.get(chat_id)
+        if entry is None:
+            entry = self._entries[chat_id] = _Entry()
+        entry.users += 1
+        try:
+            await entry.lock.acquire()
+        except BaseException:
+            self._leave(chat_id, entry)
+            raise
+
+    def _release(self, chat_id: int) -> None:
+        entry = self._entries[chat_id]
+        entry.lock.release()
+        self._leave(chat_id, entry)
+
+    def _leave(self, chat_id: int, entry: _Entry) -> None:
+        entry.users -= 1
+        if entry.users == 0:
+            del self._entries[chat_id]
+
+
+class ChatOrderMiddleware(BaseMiddleware):
+    def __init__(self, locks: ChatLocks) -> None:
+        self.locks = locks
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        chat: Chat | None = data.get("event_chat")
+        if not isinstance(event, Update) or event.message is None or chat is None:
+            return await handler(event, data)
+        async with self.locks.hold(chat.id):
+            return await handler(event, data)

@@ -1,0 +1,70 @@
+"""Errors are translated once, here: domain errors become friendly messages, the rest is logged with context.
+
+Placed inside the per-chat queue, so a refusal is sent in its place among the chat's answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
+from aiogram.types import Chat, TelegramObject
+from loguru import logger
+
+from pomogator.bot import texts
+from pomogator.bot.answer.output import ChatGone, is_chat_gone
+from pomogator.config import Settings
+from pomogator.errors import LLMAccountProblem, LLMError, PomogatorError
+from pomogator.llm.catalog import Catalog
+
+
+class ErrorMiddleware(BaseMiddleware):
+    def __init__(self, catalog: Catalog, settings: Settings) -> None:
+        self.catalog = catalog
+        self.settings = settings
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        try:
+            return await handler(event, data)
+        except PomogatorError as exc:
+            self._log_domain_error(exc)
+            await self._tell(data, texts.error(exc, self.catalog, self.settings.tz, self.settings.support_contact))
+        except (ChatGone, TelegramForbiddenError) as exc:
+            logger.info("Chat unavailable, nothing delivered: {}", exc)
+        except TelegramAPIError as exc:
+            if is_chat_gone(exc):
+                logger.info("Chat unavailable, nothing delivered: {}", exc.message)
+            else:
+                logger.exception("Telegram call failed while handling an update")
+                await self._tell(data, texts.unexpected(self.settings.support_contact))
+        except Exception:
+            logger.exception("Unexpected error while handling an update")
+            await self._tell(data, texts.unexpected(self.settings.support_contact))
+        return None
+
+    @staticmethod
+    def _log_domain_error(exc: PomogatorError) -> None:
+        if isinstance(exc, LLMAccountProblem):
+            logger.error("OpenRouter refused our key or credit: {}", exc.detail)
+        elif isinstance(exc, LLMError):
+            logger.warning("Model request failed ({}): {}", type(exc).__name__, exc.detail)
+        else:
+            logger.info("Refused: {}", exc)
+
+    @staticmethod
+    async def _tell(data: dict[str, Any], text: str) -> None:
+        chat: Chat | None = data.get("event_chat")
+        bot: Bot | None = data.get("bot")
+        if chat is None or bot is None:
+            return
+        try:
+            await bot.send_message(chat.id, text)
+        except TelegramAPIError as exc:
+            logger.info("Error notice not delivered: {}", exc.message)

@@ -1,0 +1,99 @@
+"""Per-user flood protection: beyond N messages a minute one notice, then silence until the minute passes."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import Chat, TelegramObject, Update, User
+from loguru import logger
+
+from pomogator.bot import texts
+
+WINDOW_SECONDS = 60.0
+# Forget users idle for a window, checked every this many messages.
+SWEEP_EVERY = 1000
+
+
+class Verdict(Enum):
+    allow = "allow"
+    warn = "warn"
+    ignore = "ignore"
+
+
+@dataclass
+class _Window:
+    accepted: deque[float] = field(default_factory=deque)
+    warned: bool = False
+
+
+class FloodGuard:
+    """Sliding window of accepted messages per user. Refused messages do not count, so a user who keeps
+    writing gets a message through as soon as their oldest accepted one is a minute old."""
+
+    def __init__(self, limit: int, window: float = WINDOW_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._users: dict[int, _Window] = {}
+        self._seen = 0
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def check(self, user_id: int) -> Verdict:
+        now = self._clock()
+        self._seen += 1
+        if self._seen % SWEEP_EVERY == 0:
+            self._sweep(now)
+        state = self._users.setdefault(user_id, _Window())
+        while state.accepted and state.accepted[0] <= now - self.window:
+            state.accepted.popleft()
+        if len(state.accepted) < self.limit:
+            state.accepted.append(now)
+            state.warned = False
+            return Verdict.allow
+        if state.warned:
+            return Verdict.ignore
+        state.warned = True
+        return Verdict.warn
+
+    def _sweep(self, now: float) -> None:
+        idle = [uid for uid, s in self._users.items() if not s.accepted or s.accepted[-1] <= now - self.window]
+        for uid in idle:
+            del self._users[uid]
+
+
+class FloodMiddleware(BaseMiddleware):
+    """Applies a FloodGuard to incoming messages, before they queue for their chat."""
+
+    def __init__(self, guard: FloodGuard) -> None:
+        self.guard = guard
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user: User | None = data.get("event_from_user")
+        if not isinstance(event, Update) or event.message is None or user is None:
+            return await handler(event, data)
+        verdict = self.guard.check(user.id)
+        if verdict is Verdict.allow:
+            return await handler(event, data)
+        if verdict is Verdict.warn:
+            logger.info("Flood limit reached; ignoring this user's messages for a while")
+            chat: Chat = event.message.chat
+            bot: Bot = data["bot"]
+            try:
+                await bot.send_message(chat.id, texts.FLOOD)
+            except TelegramAPIError as exc:
+                logger.info("Flood notice not delivered: {}", exc.message)
+        return None

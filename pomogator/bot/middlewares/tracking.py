@@ -1,0 +1,49 @@
+"""Which updates are being handled, so a shutdown can let them finish."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import TelegramObject, Update
+
+
+class UpdateTracker(BaseMiddleware):
+    """Counts updates in progress; ``drain`` waits until none is (polling has stopped, so no new ones come)."""
+
+    def __init__(self) -> None:
+        self._active: set[int] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if not isinstance(event, Update):
+            return await handler(event, data)
+        self._active.add(event.update_id)
+        self._idle.clear()
+        try:
+            return await handler(event, data)
+        finally:
+            self._active.discard(event.update_id)
+            if not self._active:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - the grace period is a plain deadline
+        """Wait up to ``timeout`` seconds for the updates in progress; True when all finished."""
+        # Updates fetched together with the last poll may not have started yet: let them register first.
+        await asyncio.sleep(0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        return not self._active

@@ -1,0 +1,65 @@
+"""``pomogator run bot``: long polling on the core services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+from loguru import logger
+
+from pomogator.bot.bot_profile import sync_bot_profile
+from pomogator.bot.factory import create_bot, create_dispatcher
+from pomogator.bot.middlewares import UpdateTracker
+from pomogator.config import Settings
+from pomogator.container import build_services
+from pomogator.errors import ConfigError
+
+
+async def run_polling(settings: Settings) -> None:
+    """Poll until SIGTERM or SIGINT, then give the updates in progress ``shutdown_grace_seconds`` to finish.
+
+    Pending updates are never dropped: messages sent while the bot was down are answered when it is back.
+    """
+    async with build_services(settings) as services:
+        bot = create_bot(settings)
+        try:
+            await _check_token(bot)
+            dispatcher = create_dispatcher(services)
+            tracker: UpdateTracker = dispatcher["tracker"]
+            await _leave_webhook(bot)
+            profile = asyncio.create_task(sync_bot_profile(bot, settings.support_contact))
+            try:
+                await dispatcher.start_polling(
+                    bot, close_bot_session=False, allowed_updates=dispatcher.resolve_used_update_types()
+                )
+            finally:
+                profile.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await profile
+                if tracker.active:
+                    logger.info("Letting {} update(s) in progress finish", tracker.active)
+                if not await tracker.drain(settings.shutdown_grace_seconds):
+                    logger.warning("{} update(s) still in progress at shutdown were cut off", tracker.active)
+        finally:
+            await bot.session.close()
+    logger.info("Bot stopped")
+
+
+async def _check_token(bot: Bot) -> None:
+    try:
+        await bot.me()
+    except TelegramUnauthorizedError:
+        raise ConfigError("Telegram rejected POMOGATOR_BOT_TOKEN.") from None
+
+
+async def _leave_webhook(bot: Bot) -> None:
+    """Polling cannot run while a webhook is set; remove it, keeping the updates it has not delivered."""
+    try:
+        info = await bot.get_webhook_info()
+        if info.url:
+            logger.info("Removing the webhook to poll for updates (pending updates are kept)")
+            await bot.delete_webhook(drop_pending_updates=False)
+    except TelegramAPIError as exc:
+        logger.warning("Could not check the webhook: {}", exc.message)

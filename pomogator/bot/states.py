@@ -1,0 +1,11 @@
+"""Conversation states (aiogram FSM)."""
+
+from __future__ import annotations
+
+from aiogram.fsm.state import State, StatesGroup
+
+
+class RoleForm(StatesGroup):
+    """After /role the next text message becomes the role."""
+
+    waiting = State()

@@ -1,0 +1,366 @@
+"""Everything the bot says, in Russian, as Telegram HTML.
+
+Every value that comes from a user, a file or the catalog passes through ``esc`` before it is put into HTML.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from pomogator.errors import (
+    BillingError,
+    CorruptFile,
+    EncryptedFile,
+    FileError,
+    FileTooLarge,
+    LLMAccountProblem,
+    LLMBadRequest,
+    LLMError,
+    LLMModerated,
+    LLMRateLimited,
+    LLMTimeout,
+    LLMUnavailable,
+    PomogatorError,
+    PremiumRequired,
+    QuotaExceeded,
+    RoleTooLong,
+    UnknownModel,
+    UnsupportedFile,
+    VisionUnsupported,
+)
+from pomogator.llm.catalog import Catalog, Model
+from pomogator.services.users import Account, Profile
+
+DESCRIPTION_LIMIT = 512
+SHORT_DESCRIPTION_LIMIT = 120
+# How much of a long role the profile shows.
+ROLE_PREVIEW_CHARS = 300
+
+
+def esc(value: str) -> str:
+    return html.escape(value, quote=False)
+
+
+def when(moment: datetime, tz: ZoneInfo) -> str:
+    return moment.astimezone(tz).strftime("%d.%m.%Y %H:%M")
+
+
+# --- Bot profile: commands and descriptions ------------------------------------------------------------------
+
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("start", "Начало работы и меню"),
+    ("help", "Как пользоваться ботом"),
+    ("model", "Выбрать модель"),
+    ("role", "Задать роль для модели"),
+    ("profile", "Профиль и лимиты на сегодня"),
+    ("billing", "Премиум-подписка"),
+    ("delete_context", "Очистить контекст беседы"),
+    ("delete_me", "Удалить мои данные"),
+)
+
+
+def bot_description(support: str) -> str:
+    """The text an empty chat with the bot shows (at most 512 characters)."""
+    text = (
+        "Помогатор — нейросети GPT, Gemini, Claude, DeepSeek, Llama и другие в одном чате.\n\n"
+        "Задавайте вопросы обычными сообщениями: бот помнит контекст беседы, а модель и её роль можно выбрать. "
+        "Каждый день доступны бесплатные запросы, с премиумом — больше запросов и самые сильные модели."
+    )
+    contact = f"\n\nПоддержка: {support}"
+    return text + contact if len(text) + len(contact) <= DESCRIPTION_LIMIT else text
+
+
+def bot_short_description(support: str) -> str:
+    """The bot's profile line (at most 120 characters)."""
+    text = "GPT, Gemini, Claude и другие нейросети в одном чате."
+    contact = f" Поддержка: {support}"
+    return text + contact if len(text) + len(contact) <= SHORT_DESCRIPTION_LIMIT else text
+
+
+# --- /start and /help ------------------------------------------------------------------------------------------
+
+
+def start(first_name: str, model: Model) -> str:
+    name = f", {esc(first_name)}" if first_name.strip() else ""
+    return (
+        f"👋 Привет{name}! Я Помогатор — собеседник с доступом к разным нейросетям в одном чате.\n\n"
+        "Просто напишите вопрос — ответит выбранная модель с учётом роли и истории беседы.\n\n"
+        f"Сейчас выбрана модель <b>{esc(model.title)}</b>. Меню — кнопками ниже, справка — /help."
+    )
+
+
+def help_text(support: str, timezone: str) -> str:
+    return (
+        "<b>Как пользоваться Помогатором</b>\n\n"
+        "Напишите сообщение — его получит выбранная модель вместе с ролью и историей беседы. "
+        "Ответ появляется по мере написания; кнопка «⏹ Стоп» останавливает ответ, "
+        "уже написанное сохраняется.\n\n"
+        "<b>Команды</b>\n"
+        "/start — начало работы и меню\n"
+        "/model — выбрать модель; у каждой свой дневной лимит запросов\n"
+        "/role — задать роль: кем быть модели и как отвечать\n"
+        "/profile — модель, роль, запросы за сегодня, премиум\n"
+        "/billing — премиум-подписка: больше запросов и сильные модели\n"
+        "/delete_context — очистить контекст: следующий вопрос модель получит без истории\n"
+        "/delete_me — удалить все мои данные\n"
+        "/help — эта справка\n\n"
+        f"Лимиты запросов обновляются каждый день в полночь ({esc(timezone)}). "
+        "Если модель не смогла ответить, запрос не засчитывается.\n\n"
+        f"Поддержка: {esc(support)}"
+    )
+
+
+MENU_MODEL = "🤖 Модель"
+MENU_ROLE = "🎭 Роль"
+MENU_PROFILE = "👤 Профиль"
+MENU_BILLING = "💎 Премиум"
+MENU_HELP = "❓ Помощь"
+MENU_DELETE_CONTEXT = "🧹 Очистить контекст"
+
+# --- /model ----------------------------------------------------------------------------------------------------
+
+MODEL_CURRENT_MARK = "✅"
+MODEL_LOCKED_MARK = "🔒"
+MODEL_EXIT = "✖️ Закрыть"
+
+
+def _limits(model: Model) -> str:
+    free = "только премиум" if model.premium_only else str(model.free_daily)
+    return f"{free} / {model.premium_daily}"
+
+
+def model_menu(catalog: Catalog, account: Account) -> str:
+    lines = [
+        "<b>Выберите модель</b>",
+        "",
+        f"Сейчас: <b>{esc(account.model.title)}</b>",
+        "",
+        "Запросов в день — бесплатно / с премиумом:",
+    ]
+    for model in catalog.models:
+        mark = f" {MODEL_LOCKED_MARK}" if model.premium_only else ""
+        lines.append(f"• {esc(model.title)}{mark} — {_limits(model)}")
+    if not account.premium and any(m.premium_only for m in catalog.models):
+        lines += ["", f"{MODEL_LOCKED_MARK} — только с премиумом: /billing"]
+    return "\n".join(lines)
+
+
+def model_button(model: Model, *, current: bool, locked: bool) -> str:
+    if current:
+        return f"{MODEL_CURRENT_MARK} {model.title}"
+    if locked:
+        return f"{MODEL_LOCKED_MARK} {model.title}"
+    return model.title
+
+
+def model_chosen(model: Model) -> str:
+    return f"Модель: {model.title}"
+
+
+MODEL_MENU_CLOSED = "Меню закрыто"
+
+
+def model_reset(default: Model) -> str:
+    return (
+        "ℹ️ Премиум-подписка закончилась, поэтому модель переключена на "
+        f"<b>{esc(default.title)}</b>. Вернуть премиум-модели: /billing"
+    )
+
+
+# --- /role -----------------------------------------------------------------------------------------------------
+
+ROLE_CANCEL = "Отмена"
+ROLE_DELETE = "🗑 Удалить роль"
+
+
+def role_prompt(role: str | None, limit: int) -> str:
+    current = f"<blockquote>{esc(role)}</blockquote>" if role else "не задана\n"
+    return (
+        "<b>Роль</b> — это инструкция для модели: кем ей быть и как отвечать. "
+        "Например: «Ты — опытный юрист, отвечай кратко и по делу».\n\n"
+        f"Текущая роль: {current}\n"
+        f"Отправьте новую роль следующим сообщением (до {limit} символов)."
+    )
+
+
+ROLE_SAVED = "✅ Роль сохранена. Модель будет следовать ей в следующих ответах."
+ROLE_UNCHANGED = "Роль не изменена."
+ROLE_DELETED = "🗑 Роль удалена."
+ROLE_NOT_TEXT = "Отправьте роль текстом или нажмите «Отмена»."
+
+
+def role_too_long(length: int, limit: int) -> str:
+    return (
+        f"Роль слишком длинная: {length} символов, а можно не больше {limit}. "
+        "Сократите её и отправьте ещё раз или нажмите «Отмена»."
+    )
+
+
+# --- /profile --------------------------------------------------------------------------------------------------
+
+
+def profile(data: Profile, tz: ZoneInfo) -> str:
+    account = data.account
+    if account.role:
+        role = account.role if len(account.role) <= ROLE_PREVIEW_CHARS else account.role[:ROLE_PREVIEW_CHARS] + "…"
+        role_line = f"<blockquote>{esc(role)}</blockquote>"
+    else:
+        role_line = "не задана (/role)\n"
+    current = data.current
+    if account.premium_until is not None:
+        premium = f"активен до {when(account.premium_until, tz)}"
+    else:
+        premium = "нет — оформить: /billing"
+    return (
+        "<b>👤 Профиль</b>\n\n"
+        f"Модель: <b>{esc(account.model.title)}</b> (/model)\n"
+        f"Роль: {role_line}\n"
+        f"Запросов сегодня: {data.requests_today}\n"
+        f"Осталось для текущей модели: {current.remaining} из {current.limit}\n"
+        f"Премиум: {premium}"
+    )
+
+
+# --- /delete_context, /delete_me, /billing ------------------------------------------------------------------------
+
+CONTEXT_CLEARED = "🧹 Контекст очищен. Следующее сообщение модель получит без истории беседы."
+
+DELETE_ME_PROMPT = (
+    "Удалить все ваши данные: историю бесед, роль, выбранную модель, статистику запросов и премиум-подписку?\n\n"
+    "Это нельзя отменить."
+)
+DELETE_ME_CONFIRM = "Да, удалить всё"
+DELETE_ME_CANCEL = "Отмена"
+DELETE_ME_DONE = "Ваши данные удалены. Чтобы начать заново, отправьте /start."
+DELETE_ME_CANCELLED = "Удаление отменено, данные на месте."
+
+
+def billing_soon(support: str) -> str:
+    return (
+        "💎 <b>Премиум-подписка скоро появится</b>\n\n"
+        "С ней будет больше запросов в день и доступ к самым сильным моделям. "
+        f"Пока что пользуйтесь бесплатными лимитами. Вопросы: {esc(support)}"
+    )
+
+
+# --- Answers -------------------------------------------------------------------------------------------------------
+
+STOP_BUTTON = "⏹ Стоп"
+STOPPING = "Останавливаю…"
+ALREADY_FINISHED = "Ответ уже готов"
+STOPPED_MARK = "⏹ <i>Ответ остановлен</i>"
+STOPPED_EMPTY = "⏹ Ответ остановлен до того, как модель начала писать. Запрос не засчитан."
+EMPTY_ANSWER = "Модель вернула пустой ответ. Попробуйте переформулировать вопрос."
+UNKNOWN_COMMAND = "Такой команды нет. Список команд — /help"
+NOT_TEXT = "Я понимаю только текстовые сообщения."
+FLOOD = "🐢 Слишком много сообщений. Подождите минуту: то, что вы отправите сейчас, я пропущу."
+
+
+def private_only(bot_username: str | None) -> str:
+    where = f" @{esc(bot_username)}" if bot_username else ""
+    return f"Я работаю только в личных сообщениях. Напишите мне напрямую{where}."
+
+
+# --- Errors ----------------------------------------------------------------------------------------------------
+
+NOT_COUNTED = "Запрос не засчитан."
+
+
+def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo) -> str:
+    model = catalog.find(exc.model_id)
+    title = model.title if model else exc.model_id
+    return (
+        f"⏳ Дневной лимит для модели <b>{esc(title)}</b> исчерпан: {exc.limit} запросов в день. "
+        f"Лимит обновится {when(exc.resets_at, tz)}.\n\n"
+        "Можно выбрать другую модель — /model — или оформить премиум с большими лимитами — /billing"
+    )
+
+
+def premium_required(exc: PremiumRequired, catalog: Catalog) -> str:
+    model = catalog.find(exc.model_id)
+    title = model.title if model else exc.model_id
+    return (
+        f"{MODEL_LOCKED_MARK} Модель <b>{esc(title)}</b> доступна только с премиум-подпиской, "
+        "поэтому выбор не изменился.\n\nОформить премиум: /billing"
+    )
+
+
+def vision_unsupported(exc: VisionUnsupported, catalog: Catalog) -> str:
+    model = catalog.find(exc.model_id)
+    title = model.title if model else exc.model_id
+    able = ", ".join(esc(m.title) for m in catalog.vision_models())
+    return f"Модель <b>{esc(title)}</b> не видит изображения. Их понимают: {able}. Сменить модель: /model"
+
+
+LLM_UNAVAILABLE = f"😔 Модель сейчас недоступна. Попробуйте чуть позже или выберите другую: /model. {NOT_COUNTED}"
+LLM_RATE_LIMITED = (
+    f"🚦 Модель перегружена запросами. Попробуйте через минуту или выберите другую: /model. {NOT_COUNTED}"
+)
+LLM_TIMEOUT = f"⌛ Модель слишком долго отвечала, и запрос прерван. Попробуйте ещё раз. {NOT_COUNTED}"
+LLM_MODERATED = (
+    f"🚫 Модель отказалась отвечать: запрос не прошёл её модерацию. Попробуйте переформулировать. {NOT_COUNTED}"
+)
+LLM_BAD_REQUEST = (
+    "Модель не смогла обработать этот запрос — возможно, он или история беседы слишком длинные. "
+    f"Попробуйте короче или очистите контекст: /delete_context. {NOT_COUNTED}"
+)
+LLM_FAILED = f"Модель не смогла ответить. Попробуйте ещё раз. {NOT_COUNTED}"
+UNKNOWN_MODEL = "Этой модели больше нет в списке. Откройте /model заново."
+BILLING_UNAVAILABLE = "Оплата сейчас недоступна. Попробуйте чуть позже."
+
+
+def file_error(exc: FileError) -> str:
+    if isinstance(exc, FileTooLarge):
+        return f"Файл слишком большой: {exc.size // 1024} КБ, а можно не больше {exc.limit // 1024} КБ."
+    if isinstance(exc, UnsupportedFile):
+        return f"Файлы вроде «{esc(exc.filename)}» я пока не читаю."
+    if isinstance(exc, EncryptedFile):
+        return f"Файл «{esc(exc.filename)}» защищён паролем — откройте доступ и пришлите снова."
+    if isinstance(exc, CorruptFile):
+        return f"Файл «{esc(exc.filename)}» повреждён, прочитать его не получилось."
+    return "Этот файл не получилось прочитать."
+
+
+def unexpected(support: str) -> str:
+    return (
+        "Что-то пошло не так. Попробуйте ещё раз чуть позже; "
+        f"если ошибка повторяется, напишите в поддержку: {esc(support)}"
+    )
+
+
+def llm_error(exc: LLMError) -> str:
+    # LLMAccountProblem is our key or credit: users only learn that the model is unavailable.
+    if isinstance(exc, LLMUnavailable | LLMAccountProblem):
+        return LLM_UNAVAILABLE
+    if isinstance(exc, LLMRateLimited):
+        return LLM_RATE_LIMITED
+    if isinstance(exc, LLMTimeout):
+        return LLM_TIMEOUT
+    if isinstance(exc, LLMModerated):
+        return LLM_MODERATED
+    if isinstance(exc, LLMBadRequest):
+        return LLM_BAD_REQUEST
+    return LLM_FAILED
+
+
+def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str) -> str:
+    """The message a user gets for a domain error."""
+    if isinstance(exc, QuotaExceeded):
+        return quota_exceeded(exc, catalog, tz)
+    if isinstance(exc, PremiumRequired):
+        return premium_required(exc, catalog)
+    if isinstance(exc, RoleTooLong):
+        return role_too_long(exc.length, exc.limit)
+    if isinstance(exc, VisionUnsupported):
+        return vision_unsupported(exc, catalog)
+    if isinstance(exc, LLMError):
+        return llm_error(exc)
+    if isinstance(exc, FileError):
+        return file_error(exc)
+    if isinstance(exc, UnknownModel):
+        return UNKNOWN_MODEL
+    if isinstance(exc, BillingError):
+        return BILLING_UNAVAILABLE
+    return unexpected(support)

@@ -1,0 +1,321 @@
+"""End-to-end harness: the real ``pomogator run bot`` process against FakeTelegram and FakeLLM.
+
+The fakes run in the test's event loop; the bot is a separate process started with the console script, configured
+only through ``POMOGATOR_*`` environment variables, exactly as in production::
+
+    async with BotHarness.open(tmp_path) as h:          # fakes + SQLite file + a running bot
+        chat = h.new_chat()
+        h.tg.user_message(chat, "/start")
+        reply = await h.tg.wait_for_message(chat)
+        await h.bot.restart()                           # SIGTERM, wait, start again (same database)
+
+Pieces, usable on their own:
+
+* ``BotProcess`` — one bot process. ``start()`` returns once the bot polls for updates; ``stop()`` sends SIGTERM
+  and kills it if it does not exit in time (returns the exit code); ``restart()``. Its stdout and stderr go to a
+  log file: ``log()`` and ``log_since(offset)`` read it. Every process started is stopped by ``BotHarness``; the
+  ``tests/bot/conftest.py`` autouse fixture prints the log written during a failed test.
+* ``BotHarness`` — FakeTelegram, FakeLLM, a database URL and a ``BotProcess``. ``env(**extra)`` builds the bot's
+  environment (pass overrides such as ``POMOGATOR_OPENROUTER_TIMEOUT="2"`` to ``open``/``BotHarness.env``),
+  ``services()`` opens the core services in the test process on the same database (to grant premium, check quota,
+  read the stored context), ``new_chat()`` hands out fresh private chat ids so tests can share one bot, and there
+  are helpers for pressing buttons and waiting for answers.
+* ``postgres_database(admin_url)`` — a throwaway PostgreSQL database for one test session (created through
+  ``asyncpg`` on the ``postgres`` database, migrated, dropped at exit), because the shared ``test`` database is
+  truncated by other tests.
+
+Processes are slow to start (importing aiogram takes seconds), so test modules usually share one harness through
+a module-scoped fixture (``loop_scope="module"``) and give every test its own chat ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from pomogator.config import Settings
+from pomogator.container import Services, build_services
+from pomogator.store.engine import Database
+from tests.conftest import TEST_API_KEY, make_settings
+from tests.fakes.openai_server import FakeLLM
+from tests.fakes.telegram_server import FakeTelegram, SentMessage
+
+TOKEN = "123456:TEST-token"
+START_TIMEOUT = 40.0
+STOP_TIMEOUT = 20.0
+
+
+def bot_command() -> list[str]:
+    """The ``pomogator`` console script next to the running interpreter, or the CLI module as a fallback."""
+    script = Path(sys.executable).with_name("pomogator")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from pomogator.cli import main; main()"]
+
+
+class BotProcess:
+    """One ``pomogator run bot`` process (see the module docstring)."""
+
+    running: ClassVar[set[BotProcess]] = set()
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        ready: Callable[[], bool] | None = None,
+        args: tuple[str, ...] = ("run", "bot"),
+    ) -> None:
+        self.env = dict(env)
+        self.log_path = log_path
+        self.args = args
+        self._ready = ready
+        self._process: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    async def start(self, ready: Callable[[], bool] | None = None, timeout: float = START_TIMEOUT) -> None:  # noqa: ASYNC109
+        """Start the process and wait until ``ready()`` holds (by default: returns at once)."""
+        if self.alive:
+            raise RuntimeError("the bot process is already running")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            log.write(f"----- start #{self.starts + 1} -----\n".encode())
+            log.flush()
+            self._process = await asyncio.create_subprocess_exec(
+                *bot_command(),
+                *self.args,
+                env=self.env,
+                cwd=str(self.log_path.parent),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        self.starts += 1
+        BotProcess.running.add(self)
+        check = ready or self._ready
+        if check is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not check():
+            if not self.alive:
+                raise RuntimeError(f"the bot exited with {self.returncode} during start-up:\n{self.log_tail()}")
+            if loop.time() > deadline:
+                raise TimeoutError(f"the bot was not ready within {timeout}s:\n{self.log_tail()}")
+            await asyncio.sleep(0.05)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
+
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> int:  # noqa: ASYNC109
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns the exit code."""
+        process = self._process
+        if process is None:
+            return 0
+        try:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await asyncio.wait_for(process.wait(), timeout)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+            return process.returncode if process.returncode is not None else -1
+        finally:
+            BotProcess.running.discard(self)
+
+    async def restart(self) -> None:
+        await self.stop()
+        await self.start()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        with contextlib.suppress(FileNotFoundError), self.log_path.open("rb") as log:
+            log.seek(offset)
+            return log.read().decode("utf-8", errors="replace")
+        return ""
+
+    def log_tail(self, lines: int = 80) -> str:
+        return "\n".join(self.log().splitlines()[-lines:])
+
+
+def base_env() -> dict[str, str]:
+    """The test's environment without any POMOGATOR_ variable."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("POMOGATOR_")}
+
+
+class BotHarness:
+    """FakeTelegram + FakeLLM + a database + the bot process (see the module docstring)."""
+
+    _chat_ids = itertools.count(10_001)
+
+    def __init__(self, workdir: Path, tg: FakeTelegram, llm: FakeLLM, database_url: str, env: Mapping[str, str]):
+        self.workdir = workdir
+        self.tg = tg
+        self.llm = llm
+        self.database_url = database_url
+        self.extra_env = dict(env)
+        self.bot = BotProcess(self.env(), workdir / "bot.log", ready=self._polling_since_start)
+        self._calls_at_start = 0
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls,
+        workdir: Path,
+        *,
+        database_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+        start: bool = True,
+        enforce_limits: bool = False,
+    ) -> AsyncIterator[Self]:
+        """Fakes, a database (an SQLite file in ``workdir`` unless ``database_url``) and, with ``start``, the bot."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        url = database_url or f"sqlite:///{workdir / 'bot.sqlite3'}"
+        async with FakeTelegram(token=TOKEN, enforce_limits=enforce_limits) as tg, FakeLLM(api_key=TEST_API_KEY) as llm:
+            harness = cls(workdir, tg, llm, url, env or {})
+            try:
+                if start:
+                    await harness.start()
+                yield harness
+            finally:
+                await harness.bot.stop()
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        env = base_env()
+        env.update(
+            {
+                "POMOGATOR_BOT_TOKEN": TOKEN,
+                "POMOGATOR_TELEGRAM_API_URL": self.tg.base_url,
+                "POMOGATOR_OPENROUTER_API_KEY": TEST_API_KEY,
+                "POMOGATOR_OPENROUTER_BASE_URL": self.llm.base_url,
+                "POMOGATOR_OPENROUTER_MAX_RETRIES": "0",
+                "POMOGATOR_DATABASE_URL": self.database_url,
+                "POMOGATOR_LOG_LEVEL": "INFO",
+                "POMOGATOR_SHUTDOWN_GRACE_SECONDS": "10",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        env.update(overrides)
+        return env
+
+    def _polling_since_start(self) -> bool:
+        return any(call.method.lower() == "getupdates" for call in self.tg.calls[self._calls_at_start :])
+
+    async def start(self) -> None:
+        """Start the bot and wait until it polls for updates."""
+        self._calls_at_start = len(self.tg.calls)
+        await self.bot.start()
+
+    async def restart(self) -> None:
+        await self.bot.stop()
+        await self.start()
+
+    def settings(self) -> Settings:
+        return make_settings(database_url=self.database_url, openrouter_base_url=self.llm.base_url)
+
+    @contextlib.asynccontextmanager
+    async def services(self) -> AsyncIterator[Services]:
+        """The core services in the test process, on the bot's database (already migrated by then)."""
+        async with build_services(self.settings(), migrate=False) as services:
+            yield services
+
+    # ---- chats and waiting ---------------------------------------------------------------------------------
+
+    def new_chat(self) -> int:
+        """A private chat id no other test uses."""
+        return next(self._chat_ids)
+
+    async def ask(self, chat_id: int, text: str, timeout: float = 15.0) -> SentMessage:  # noqa: ASYNC109
+        """Send ``text`` as the user and return the bot's first message after it."""
+        self.tg.user_message(chat_id, text)
+        return await self.tg.wait_for_message(chat_id, timeout=timeout)
+
+    async def settle(self, quiet: float = 0.4, timeout: float = 20.0) -> None:  # noqa: ASYNC109
+        """Wait until the bot has taken every update and made no call for ``quiet`` seconds."""
+        await self.tg.wait_idle(quiet=quiet, timeout=timeout)
+
+    def messages_after(self, chat_id: int, message_id: int) -> list[SentMessage]:
+        return [m for m in self.tg.sent_messages(chat_id) if m.message_id > message_id]
+
+    async def press(self, chat_id: int, message: SentMessage, text_part: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """Press the button whose text contains ``text_part``; returns the bot's answerCallbackQuery parameters."""
+        data = str(message.button(text_part)["callback_data"])
+        query_id = self.tg.press_button(chat_id, message.message_id, data)
+        return await self.wait_callback_answer(query_id, timeout)
+
+    async def wait_callback_answer(self, query_id: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
+        await self.tg.wait_until(lambda: self.tg.callback_answer(query_id) is not None, timeout, "callback answer")
+        answer = self.tg.callback_answer(query_id)
+        assert answer is not None
+        return answer
+
+    def stop_draft(self, chat_id: int, draft_id: int) -> int:
+        """The user presses Telegram's own stop button on a draft sent with ``can_stop``."""
+        chat = self.tg.add_chat(chat_id)
+        return self.tg.push_update(
+            {"stopped_message_generation": {"chat": chat.to_dict(), "draft_id": draft_id}}
+        )
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------------------------
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@contextlib.asynccontextmanager
+async def postgres_database(server_url: str) -> AsyncIterator[str]:
+    """A new, migrated PostgreSQL database on the server of ``server_url``; dropped at exit. Yields its URL."""
+    name = f"pomogator_bot_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(_with_database(server_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _with_database(server_url, name)
+    try:
+        database = Database(url)
+        await database.start(migrate=True)
+        await database.close()
+        yield url
+    finally:
+        admin = await asyncpg.connect(_with_database(server_url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()

@@ -1,0 +1,375 @@
+"""The message path end to end: streaming, stopping, long and nasty answers, quota, model errors, Telegram faults."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from pomogator.bot import texts
+from pomogator.llm.catalog import load_catalog
+from pomogator.services.formatting import markdown_to_html, utf16_len
+from tests.bot.harness import BotHarness
+from tests.fakes.openai_server import Error, Hang, MidStreamError, Moderation, Reply
+from tests.fakes.telegram_server import SentMessage
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+DEFAULT = load_catalog().default
+OTHER = next(m for m in load_catalog().models if not m.premium_only and m.id != DEFAULT.id)
+ANSWER_METHODS = {"sendchataction", "sendmessagedraft", "sendmessage", "editmessagetext"}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    workdir: Path = tmp_path_factory.mktemp("answers")
+    async with BotHarness.open(workdir, env={"POMOGATOR_OPENROUTER_TIMEOUT": "2"}) as h:
+        yield h
+
+
+def calls_for(h: BotHarness, chat: int, since: int = 0) -> list[str]:
+    return [
+        call.method.lower()
+        for call in h.tg.calls[since:]
+        if call.method.lower() in ANSWER_METHODS and str(call.params.get("chat_id")) == str(chat)
+    ]
+
+
+async def use_up_quota(h: BotHarness, chat: int, leave: int = 0) -> None:
+    async with h.services() as services:
+        account = await services.users.ensure(chat)
+        for _ in range(account.model.free_daily - leave):
+            await services.quota.reserve(chat, account.model, premium=False)
+
+
+async def used_today(h: BotHarness, chat: int) -> int:
+    async with h.services() as services:
+        return sum((await services.quota.used_today(chat)).values())
+
+
+def visible(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+async def edited_answer(h: BotHarness, chat: int, after: int) -> SentMessage:
+    """The answer of the edit path, once it is final: the model is done and the Stop button is gone."""
+
+    def done() -> bool:
+        messages = h.messages_after(chat, after)
+        return bool(messages) and not messages[-1].buttons and h.llm.in_flight == 0
+
+    await h.tg.wait_until(done, 20, "the final answer")
+    await h.settle()
+    return h.messages_after(chat, after)[-1]
+
+
+async def test_a_slow_answer_is_streamed_as_drafts_then_sent_formatted(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.llm.enqueue(Reply(text="**Итак**, " + " ".join(f"слово{i}" for i in range(40)), tokens_per_second=14))
+    since = len(h.tg.calls)
+    h.tg.user_message(chat, "расскажи")
+    answer = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+    drafts = h.tg.drafts(chat)
+    assert drafts.count >= 2
+    assert len(drafts.draft_ids) == 1
+    final_text = answer.text or ""
+    assert final_text.startswith("Итак, слово0") and final_text.endswith("слово39")
+    assert answer.entities and answer.entities[0]["type"] == "bold"
+    for frame in drafts.frames:
+        assert final_text.startswith(frame.text)
+        assert frame.parse_mode == "HTML"
+    draft_call = h.tg.calls_of("sendMessageDraft")[-1]
+    assert draft_call.params.get("can_stop") is True
+    methods = calls_for(h, chat, since)
+    assert methods[0] == "sendchataction"
+    assert methods[-1] == "sendmessage"
+    assert "editmessagetext" not in methods
+
+
+async def test_a_three_second_answer_costs_few_telegram_calls(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.llm.enqueue(Reply.slow(30, 3.0))
+    since = len(h.tg.calls)
+    h.tg.user_message(chat, "go")
+    await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+    methods = calls_for(h, chat, since)
+    assert methods.count("sendmessage") == 1
+    assert methods.count("sendmessagedraft") >= 2
+    assert len(methods) <= 6, methods
+
+
+async def test_stopping_a_draft_keeps_shows_and_stores_the_partial_answer(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.llm.enqueue(Reply.slow(400, 40.0))
+    cancelled = h.llm.cancelled_streams
+    h.tg.user_message(chat, "long story")
+    await h.tg.wait_until(lambda: (h.tg.drafts(chat).latest_text or "").count("tok") >= 3, 15, "a draft")
+    draft = h.tg.drafts(chat).latest
+    assert draft is not None
+    h.stop_draft(chat, draft.draft_id)
+    answer = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+    text = answer.text or ""
+    assert text.startswith("tok0 tok1 tok2")
+    assert text.endswith("Ответ остановлен")
+    assert "tok399" not in text
+    await h.llm.wait_for_cancelled_streams(cancelled + 1)
+    async with h.services() as services:
+        history = await services.chat.clear_context(chat)
+        assert history == 2  # the question and the partial answer were stored
+    assert await used_today(h, chat) == 1
+
+
+async def test_where_drafts_fail_the_answer_is_edited_in_place_and_the_stop_button_works(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next("sendMessageDraft", 400, "Bad Request: TEXTDRAFT_PEER_INVALID", chat_id=chat)
+    h.llm.enqueue(Reply.slow(400, 40.0))
+    h.tg.user_message(chat, "long story")
+    live = await h.tg.wait_for_message(chat, lambda m: bool(m.buttons) and (m.text or "").count("tok") >= 3, 15)
+    assert live.button_texts == [texts.STOP_BUTTON]
+    answer = await h.press(chat, live, texts.STOP_BUTTON)
+    assert answer.get("text") == texts.STOPPING
+    final = h.tg.message(chat, live.message_id)
+    await h.tg.wait_until(lambda: not final.buttons, 10, "the final edit")
+    await h.settle()
+    assert not final.buttons
+    assert (final.text or "").startswith("tok0 tok1") and (final.text or "").endswith("Ответ остановлен")
+    assert len(h.messages_after(chat, h.tg.last_user_message_id(chat))) == 1
+    # This chat keeps being answered by edits.
+    drafts = h.tg.drafts(chat).count
+    h.llm.enqueue(Reply.slow(20, 1.5))
+    h.tg.user_message(chat, "again")
+    reply = await edited_answer(h, chat, h.tg.last_user_message_id(chat))
+    assert (reply.text or "").endswith("tok19") and not reply.buttons
+    assert h.tg.drafts(chat).count == drafts
+
+
+async def test_a_ten_thousand_character_answer_arrives_complete_in_several_messages(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    paragraphs = [f"Абзац {i}: " + " ".join(f"слово{i}_{j}" for j in range(60)) for i in range(13)]
+    paragraphs.insert(5, "сплошной" * 300)  # one 2400-character word
+    markdown = "\n\n".join(paragraphs)
+    assert len(markdown) > 10_000
+    h.llm.enqueue(Reply(text=markdown, tokens_per_second=400, chunk_size=3))
+    h.tg.user_message(chat, "много")
+    after = h.tg.last_user_message_id(chat)
+    await h.tg.wait_for_message(chat, timeout=20)
+    await h.settle(quiet=1.0)
+    messages = h.messages_after(chat, after)
+    assert len(messages) >= 3
+    for message in messages:
+        assert message.parse_mode == "HTML"
+        assert utf16_len(message.text or "") <= 4096
+        assert not message.buttons
+    assert visible("".join(m.text or "" for m in messages)) == visible(markdown)
+
+
+NASTY = """# Заголовок с <script>alert(1)</script> & "кавычками"
+
+**жирный *курсив** незакрытый* и __подчёркивание__ a < b > c &amp; &nbsp; &#x1F600;
+
+- пункт [ссылка](javascript:alert(1)) и [нормальная](https://example.com/?a=1&b=<2>)
+  - вложенный `код с <тегами> & амперсандом`
+1. нумерованный ~~зачёркнутый~~
+
+> цитата
+>> вложенная цитата с **жирным
+
+| колонка | другая |
+|---|---|
+| <b>ячейка</b> | `x` |
+
+```python
+def f(x):
+    return x < 1 and "<i>"
+```
+
+<div>сырой html</div> 👨‍👩‍👧‍👦 [незакрытая](http://
+```
+незакрытый блок кода <b>"""
+
+
+async def test_nasty_markdown_arrives_as_valid_html(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.llm.enqueue(Reply(text=NASTY, tokens_per_second=40))
+    since = len(h.tg.calls)
+    h.tg.user_message(chat, "покажи разметку")
+    after = h.tg.last_user_message_id(chat)
+    await h.tg.wait_for_message(chat, timeout=20)
+    await h.settle()
+    messages = h.messages_after(chat, after)
+    assert len(messages) == 1
+    assert messages[0].parse_mode == "HTML"
+    assert messages[0].html == markdown_to_html(NASTY)
+    assert "<script>" in (messages[0].text or "")
+    assert h.tg.drafts(chat).count >= 2
+    failed = [c for c in h.tg.calls[since:] if c.ok is False]
+    assert failed == []
+
+
+async def test_html_rejected_by_telegram_is_resent_as_plain_text(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next(
+        "sendMessage", 400, "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0",
+        chat_id=chat,
+    )
+    reply = await h.ask(chat, "**важно**")
+    await h.settle()
+    assert reply.text == "Echo: важно"
+    assert reply.parse_mode is None
+
+
+async def test_flood_limits_on_drafts_and_messages_are_waited_out(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next("sendMessageDraft", 429, retry_after=1, chat_id=chat, times=2)
+    h.tg.fail_next("sendMessage", 429, retry_after=1, chat_id=chat)
+    floods = h.tg.flood_errors
+    h.llm.enqueue(Reply.slow(30, 2.0))
+    h.tg.user_message(chat, "go")
+    reply = await h.tg.wait_for_message(chat, timeout=20)
+    await h.settle()
+    assert h.tg.flood_errors == floods + 3
+    assert (reply.text or "") == " ".join(f"tok{i}" for i in range(30))
+
+
+async def test_flood_limits_on_edits_are_waited_out(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next("sendMessageDraft", 400, "Bad Request: TEXTDRAFT_PEER_INVALID", chat_id=chat)
+    h.tg.fail_next("editMessageText", 429, retry_after=1, chat_id=chat, times=2)
+    floods = h.tg.flood_errors
+    h.llm.enqueue(Reply.slow(40, 3.0))
+    h.tg.user_message(chat, "go")
+    after = h.tg.last_user_message_id(chat)
+    await edited_answer(h, chat, after)
+    assert h.tg.flood_errors == floods + 2
+    messages = h.messages_after(chat, after)
+    assert len(messages) == 1
+    assert messages[0].text == " ".join(f"tok{i}" for i in range(40))
+    assert not messages[0].buttons
+
+
+async def test_a_used_up_quota_refuses_without_calling_the_model(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await use_up_quota(h, chat)
+    requests = h.llm.request_count
+    refusal = await h.ask(chat, "ещё вопрос")
+    text = refusal.text or ""
+    assert DEFAULT.title in text and str(DEFAULT.free_daily) in text
+    assert "обновится" in text and "/billing" in text
+    assert re.search(r"\d\d\.\d\d\.\d{4} 00:00", text)
+    await h.settle()
+    assert h.llm.request_count == requests
+
+
+async def test_parallel_messages_are_answered_in_order_and_the_quota_decides(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await use_up_quota(h, chat, leave=3)
+    requests = h.llm.request_count
+    h.llm.max_concurrency = 0
+    for _ in range(3):
+        h.llm.enqueue(Reply.slow(8, 0.6))
+    after = h.tg.last_user_message_id(chat)
+    for i in range(10):
+        h.tg.user_message(chat, f"q{i}")
+    await h.tg.wait_until(lambda: len(h.messages_after(chat, after)) >= 10, 30, "ten replies")
+    await h.settle()
+    assert h.llm.request_count == requests + 3
+    assert h.llm.max_concurrency == 1
+    assert [r.last_user_text for r in h.llm.requests[-3:]] == ["q0", "q1", "q2"]
+    replies = [m.text or "" for m in h.messages_after(chat, after)]
+    assert len(replies) == 10
+    assert all(r == " ".join(f"tok{i}" for i in range(8)) for r in replies[:3])
+    assert all("лимит" in r for r in replies[3:])
+    assert await used_today(h, chat) == DEFAULT.free_daily
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        (Error(status=429), texts.LLM_RATE_LIMITED),
+        (Error(status=500, message="Internal error"), texts.LLM_UNAVAILABLE),
+        (Error(status=502, message="Provider down"), texts.LLM_UNAVAILABLE),
+        (Error(status=401, message="No auth credentials found"), texts.LLM_UNAVAILABLE),
+        (Error(status=402, message="Insufficient credits"), texts.LLM_UNAVAILABLE),
+        (Moderation(), texts.LLM_MODERATED),
+        (Hang(seconds=30), texts.LLM_TIMEOUT),
+        (MidStreamError(after_text="половина ответа"), texts.LLM_UNAVAILABLE),
+    ],
+    ids=["429", "500", "502", "401", "402", "403-moderation", "timeout", "mid-stream"],
+)
+async def test_model_errors_get_their_own_message_and_cost_nothing(
+    harness: BotHarness, action: object, expected: str
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.llm.enqueue(action)  # type: ignore[arg-type]
+    h.tg.user_message(chat, "вопрос")
+    after = h.tg.last_user_message_id(chat)
+    reply = await h.tg.wait_for_message(chat, lambda m: m.text == expected, timeout=15)
+    await h.settle()
+    assert [m.message_id for m in h.messages_after(chat, after)] == [reply.message_id]
+    assert "оплат" not in (reply.text or "").lower()
+    assert await used_today(h, chat) == 0
+    async with h.services() as services:
+        assert await services.chat.clear_context(chat) == 0
+    assert "Traceback" not in h.bot.log()
+
+
+async def test_a_user_who_blocked_the_bot_does_not_stop_others_being_answered(harness: BotHarness) -> None:
+    h = harness
+    blocked, other = h.new_chat(), h.new_chat()
+    await h.ask(blocked, "/start")
+    async with h.services() as services:
+        await services.users.set_model(blocked, OTHER.id)
+    h.tg.block_user(blocked)
+    h.llm.enqueue(Reply.slow(30, 2.0), model=OTHER.id)
+    cancelled = h.llm.cancelled_streams
+    h.tg.user_message(blocked, "are you there?")
+    h.tg.user_message(other, "hello")
+    reply = await h.tg.wait_for_message(other, timeout=15)
+    await h.settle()
+    assert reply.text == "Echo: hello"
+    assert h.tg.sent_texts(blocked)[-1] != "Echo: are you there?"
+    # The model's stream was abandoned and the request refunded.
+    await h.llm.wait_for_cancelled_streams(cancelled + 1)
+    assert await used_today(h, blocked) == 0
+    assert h.bot.alive
+    h.tg.unblock_user(blocked)
+    again = await h.ask(blocked, "back")
+    assert again.text == "Echo: back"
+    assert "Traceback" not in h.bot.log()
+
+
+async def test_too_many_messages_get_one_notice_and_the_rest_are_ignored(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await use_up_quota(h, chat)
+    after = h.tg.last_user_message_id(chat)
+    for i in range(26):
+        h.tg.user_message(chat, f"spam {i}")
+    await h.tg.wait_until(lambda: len(h.messages_after(chat, after)) >= 21, 30, "replies")
+    await asyncio.sleep(0.5)
+    await h.settle()
+    replies = [m.text or "" for m in h.messages_after(chat, after)]
+    assert replies.count(texts.FLOOD) == 1
+    assert len(replies) == 21
+    assert sum("лимит" in r for r in replies) == 20

@@ -1,0 +1,338 @@
+"""Commands and buttons, end to end: the real bot process against FakeTelegram and FakeLLM (SQLite)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pomogator.bot import texts
+from pomogator.bot.callbacks import ModelAction, ModelCallback
+from pomogator.llm.catalog import load_catalog
+from tests.bot.harness import BotHarness
+from tests.fakes.telegram_server import SentMessage
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+CATALOG = load_catalog()
+DEFAULT = CATALOG.default
+LOCKED = next(m for m in CATALOG.models if m.premium_only)
+OTHER_FREE = next(m for m in CATALOG.models if not m.premium_only and m.id != DEFAULT.id)
+SUPPORT = "@pomogator_support"
+
+
+def answers_of(h: BotHarness, query_id: str) -> int:
+    return sum(1 for call in h.tg.calls_of("answerCallbackQuery") if call.params.get("callback_query_id") == query_id)
+
+
+async def press(h: BotHarness, chat: int, message: SentMessage, text_part: str) -> dict[str, object]:
+    """Press a button, wait for everything it causes, and check the press was answered exactly once."""
+    data = str(message.button(text_part)["callback_data"])
+    query_id = h.tg.press_button(chat, message.message_id, data)
+    answer = await h.wait_callback_answer(query_id)
+    await h.settle(quiet=0.3)
+    assert answers_of(h, query_id) == 1
+    return answer
+
+
+async def command_reply(h: BotHarness, chat: int, command: str) -> SentMessage:
+    reply = await h.ask(chat, command)
+    await h.settle(quiet=0.3)
+    return reply
+
+
+async def test_bot_profile_is_set_at_start_within_telegram_limits(harness: BotHarness) -> None:
+    h = harness
+    await h.tg.wait_until(lambda: bool(h.tg.short_descriptions), what="profile set")
+    commands = next(iter(h.tg.commands.values()))
+    assert [c["command"] for c in commands] == [name for name, _ in texts.COMMANDS]
+    description = h.tg.descriptions[""]
+    short = h.tg.short_descriptions[""]
+    assert len(description) <= 512 and SUPPORT in description
+    assert len(short) <= 120 and SUPPORT in short
+
+
+async def test_start_creates_the_user_and_shows_the_menu(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    reply = await command_reply(h, chat, "/start")
+    assert "Помогатор" in (reply.text or "")
+    assert DEFAULT.title in (reply.text or "")
+    assert reply.button_texts == [
+        texts.MENU_MODEL,
+        texts.MENU_ROLE,
+        texts.MENU_PROFILE,
+        texts.MENU_BILLING,
+        texts.MENU_HELP,
+        texts.MENU_DELETE_CONTEXT,
+    ]
+    async with h.services() as services:
+        assert await services.users.exists(chat)
+
+
+async def test_every_start_button_does_what_its_command_does(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    menu = await command_reply(h, chat, "/start")
+    for button, command in (
+        (texts.MENU_HELP, "/help"),
+        (texts.MENU_MODEL, "/model"),
+        (texts.MENU_PROFILE, "/profile"),
+        (texts.MENU_BILLING, "/billing"),
+        (texts.MENU_DELETE_CONTEXT, "/delete_context"),
+        (texts.MENU_ROLE, "/role"),
+    ):
+        by_command = await command_reply(h, chat, command)
+        last = h.tg.sent_messages(chat)[-1].message_id
+        await press(h, chat, menu, button)
+        by_button = h.messages_after(chat, last)
+        assert len(by_button) == 1, button
+        assert by_button[0].html == by_command.html, button
+        assert by_button[0].reply_markup == by_command.reply_markup, button
+    # The role button also waits for the role, like /role does.
+    reply = await command_reply(h, chat, "Ты — вежливый помощник")
+    assert reply.text == texts.ROLE_SAVED
+
+
+async def test_help_explains_every_command_and_the_support_contact(harness: BotHarness) -> None:
+    h = harness
+    reply = await command_reply(h, h.new_chat(), "/help")
+    for command, _ in texts.COMMANDS:
+        assert f"/{command}" in (reply.text or "")
+    assert SUPPORT in (reply.text or "")
+
+
+async def test_model_menu_lists_limits_and_marks_current_and_locked(harness: BotHarness) -> None:
+    h = harness
+    menu = await command_reply(h, h.new_chat(), "/model")
+    text = menu.text or ""
+    for model in CATALOG.models:
+        assert model.title in text
+        free = "только премиум" if model.premium_only else str(model.free_daily)
+        assert f"{model.title}{' 🔒' if model.premium_only else ''} — {free} / {model.premium_daily}" in text
+    buttons = menu.button_texts
+    assert buttons[DEFAULT.index] == f"✅ {DEFAULT.title}"
+    for model in CATALOG.models:
+        if model.premium_only:
+            assert buttons[model.index] == f"🔒 {model.title}"
+    assert buttons[-1] == texts.MODEL_EXIT
+    # Buttons carry catalog indexes, never OpenRouter ids (which contain ':').
+    for data in menu.callback_data:
+        assert len(data.encode()) <= 64
+        assert ModelCallback.unpack(data).action in (ModelAction.pick, ModelAction.exit)
+
+
+async def test_choosing_a_free_model_marks_it_and_is_stored(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    menu = await command_reply(h, chat, "/model")
+    answer = await press(h, chat, menu, OTHER_FREE.title)
+    assert OTHER_FREE.title in str(answer.get("text"))
+    edited = h.tg.message(chat, menu.message_id)
+    assert edited.button_texts[OTHER_FREE.index] == f"✅ {OTHER_FREE.title}"
+    assert edited.button_texts[DEFAULT.index] == DEFAULT.title
+    async with h.services() as services:
+        assert (await services.users.get(chat)).model.id == OTHER_FREE.id
+    reply = await command_reply(h, chat, "hello")
+    assert reply.text == "Echo: hello"
+    assert h.llm.requests[-1].model == OTHER_FREE.id
+
+
+async def test_a_locked_model_is_refused_for_a_free_user(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    menu = await command_reply(h, chat, "/model")
+    last = h.tg.sent_messages(chat)[-1].message_id
+    await press(h, chat, menu, LOCKED.title)
+    refusal = h.messages_after(chat, last)
+    assert len(refusal) == 1
+    assert LOCKED.title in (refusal[0].text or "") and "/billing" in (refusal[0].text or "")
+    assert h.tg.message(chat, menu.message_id).button_texts[DEFAULT.index] == f"✅ {DEFAULT.title}"
+    async with h.services() as services:
+        assert (await services.users.get(chat)).model.id == DEFAULT.id
+
+
+async def test_a_premium_user_can_choose_a_premium_model(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await command_reply(h, chat, "/start")
+    async with h.services() as services:
+        await services.subscriptions.grant(chat, 30)
+    menu = await command_reply(h, chat, "/model")
+    assert not any(text.startswith("🔒") for text in menu.button_texts)
+    await press(h, chat, menu, LOCKED.title)
+    assert h.tg.message(chat, menu.message_id).button_texts[LOCKED.index] == f"✅ {LOCKED.title}"
+    reply = await command_reply(h, chat, "/profile")
+    assert "активен до" in (reply.text or "")
+    assert LOCKED.title in (reply.text or "")
+
+
+async def test_the_model_falls_back_once_when_premium_ends(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await command_reply(h, chat, "/start")
+    async with h.services() as services:
+        await services.subscriptions.grant(chat, 30)
+        await services.users.set_model(chat, LOCKED.id)
+        await services.subscriptions.revoke(chat)
+    h.tg.user_message(chat, "still there?")
+    await h.settle()
+    texts_after = h.tg.sent_texts(chat)[-2:]
+    assert texts_after[0].startswith("ℹ️ Премиум-подписка закончилась") and DEFAULT.title in texts_after[0]
+    assert texts_after[1] == "Echo: still there?"
+    assert h.llm.requests[-1].model == DEFAULT.id
+    reply = await command_reply(h, chat, "again")
+    assert reply.text == "Echo: again"
+
+
+async def test_exit_button_deletes_the_menu(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    menu = await command_reply(h, chat, "/model")
+    await press(h, chat, menu, texts.MODEL_EXIT)
+    assert h.tg.message(chat, menu.message_id).deleted
+
+
+async def test_role_is_set_by_the_next_message_and_sent_as_system_prompt(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    prompt = await command_reply(h, chat, "/role")
+    assert "не задана" in (prompt.text or "")
+    assert prompt.button_texts == [texts.ROLE_CANCEL, texts.ROLE_DELETE]
+    role = "Ты — <пират> & говоришь «арр»"
+    saved = await command_reply(h, chat, role)
+    assert saved.text == texts.ROLE_SAVED
+    reply = await command_reply(h, chat, "кто ты?")
+    assert reply.text == "Echo: кто ты?"
+    assert h.llm.requests[-1].system_prompt == role
+    # Shown escaped, exactly as written.
+    prompt = await command_reply(h, chat, "/role")
+    assert role in (prompt.text or "")
+    profile = await command_reply(h, chat, "/profile")
+    assert role in (profile.text or "")
+
+
+async def test_role_cancel_keeps_the_role_and_delete_removes_it(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await command_reply(h, chat, "/role")
+    await command_reply(h, chat, "Будь краток")
+    prompt = await command_reply(h, chat, "/role")
+    await press(h, chat, prompt, texts.ROLE_CANCEL)
+    assert h.tg.message(chat, prompt.message_id).text == texts.ROLE_UNCHANGED
+    # The state is gone: the next text is a question, not a role.
+    reply = await command_reply(h, chat, "вопрос")
+    assert reply.text == "Echo: вопрос"
+    assert h.llm.requests[-1].system_prompt == "Будь краток"
+
+    prompt = await command_reply(h, chat, "/role")
+    await press(h, chat, prompt, texts.ROLE_DELETE)
+    assert h.tg.message(chat, prompt.message_id).text == texts.ROLE_DELETED
+    await command_reply(h, chat, "ещё вопрос")
+    assert h.llm.requests[-1].system_prompt is None
+
+
+async def test_a_too_long_role_is_refused_and_the_old_one_kept(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await command_reply(h, chat, "/role")
+    await command_reply(h, chat, "Старая роль")
+    prompt = await command_reply(h, chat, "/role")
+    refusal = await command_reply(h, chat, "я" * 2001)
+    assert "2001" in (refusal.text or "") and "2000" in (refusal.text or "")
+    async with h.services() as services:
+        assert (await services.users.get(chat)).role == "Старая роль"
+    # Still waiting for a role: a shorter one is accepted.
+    saved = await command_reply(h, chat, "я" * 2000)
+    assert saved.text == texts.ROLE_SAVED
+    assert prompt.button_texts == [texts.ROLE_CANCEL, texts.ROLE_DELETE]
+
+
+async def test_profile_shows_model_role_usage_and_premium(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await command_reply(h, chat, "one")
+    await command_reply(h, chat, "two")
+    profile = await command_reply(h, chat, "/profile")
+    text = profile.text or ""
+    assert DEFAULT.title in text
+    assert "Роль: не задана" in text
+    assert "Запросов сегодня: 2" in text
+    assert f"Осталось для текущей модели: {DEFAULT.free_daily - 2} из {DEFAULT.free_daily}" in text
+    assert "Премиум: нет" in text and "/billing" in text
+
+
+async def test_delete_context_forgets_the_conversation(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await command_reply(h, chat, "first")
+    await command_reply(h, chat, "second")
+    assert [m["role"] for m in h.llm.requests[-1].messages] == ["user", "assistant", "user"]
+    reply = await command_reply(h, chat, "/delete_context")
+    assert reply.text == texts.CONTEXT_CLEARED
+    await command_reply(h, chat, "third")
+    assert [m["content"] for m in h.llm.requests[-1].messages] == ["third"]
+
+
+async def test_delete_me_asks_first_and_erases_on_confirmation(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await command_reply(h, chat, "remember me")
+    prompt = await command_reply(h, chat, "/delete_me")
+    assert prompt.button_texts == [texts.DELETE_ME_CONFIRM, texts.DELETE_ME_CANCEL]
+    await press(h, chat, prompt, texts.DELETE_ME_CANCEL)
+    assert h.tg.message(chat, prompt.message_id).text == texts.DELETE_ME_CANCELLED
+    async with h.services() as services:
+        assert await services.users.exists(chat)
+
+    prompt = await command_reply(h, chat, "/delete_me")
+    await press(h, chat, prompt, texts.DELETE_ME_CONFIRM)
+    assert h.tg.message(chat, prompt.message_id).text == texts.DELETE_ME_DONE
+    async with h.services() as services:
+        assert not await services.users.exists(chat)
+        assert await services.quota.used_today(chat) == {}
+    await command_reply(h, chat, "hello again")
+    assert [m["content"] for m in h.llm.requests[-1].messages] == ["hello again"]
+
+
+async def test_billing_says_premium_is_coming(harness: BotHarness) -> None:
+    h = harness
+    reply = await command_reply(h, h.new_chat(), "/billing")
+    assert "скоро" in (reply.text or "")
+    assert not reply.buttons
+
+
+async def test_in_a_group_the_bot_says_once_that_it_works_in_private(harness: BotHarness) -> None:
+    h = harness
+    group = -1_000_000_000_000 - h.new_chat()
+    requests = h.llm.request_count
+    h.tg.group_message(group, "hello bot", user_id=h.new_chat())
+    await h.settle()
+    h.tg.group_message(group, "/start", user_id=h.new_chat())
+    h.tg.group_message(group, "anyone?", user_id=h.new_chat())
+    await h.settle()
+    sent = h.tg.sent_messages(group)
+    assert len(sent) == 1
+    assert "личных сообщениях" in (sent[0].text or "")
+    assert h.llm.request_count == requests
+
+
+async def test_unknown_commands_and_other_messages_get_a_hint(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    requests = h.llm.request_count
+    reply = await command_reply(h, chat, "/nonsense")
+    assert reply.text == texts.UNKNOWN_COMMAND
+    h.tg.user_sticker(chat)
+    reply = await h.tg.wait_for_message(chat)
+    assert reply.text == texts.NOT_TEXT
+    assert h.llm.request_count == requests
+
+
+async def test_a_stale_button_is_still_answered(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    menu = await command_reply(h, chat, "/model")
+    await press(h, chat, menu, texts.MODEL_EXIT)
+    query_id = h.tg.press_button(chat, menu.message_id, menu.callback_data[0], strict=False)
+    await h.wait_callback_answer(query_id)
+    await h.settle(quiet=0.3)
+    assert answers_of(h, query_id) == 1
