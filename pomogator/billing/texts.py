@@ -121,7 +121,6 @@ def pay_button(amount: Decimal) -> str:
 
 PROVIDER_UNAVAILABLE = "Платёжная система сейчас не отвечает. Деньги не списаны — попробуйте через несколько минут."
 PAYMENT_REJECTED = "Платёжная система не приняла запрос. Мы уже разбираемся; попробуйте позже."
-BILLING_DISABLED = "Оплата сейчас недоступна. Попробуйте позже."
 EMAIL_PROMPT = (
     "Для оплаты нужен e-mail: по закону на него придёт кассовый чек. Напишите адрес одним сообщением "
     "(или /cancel, чтобы отменить)."
@@ -130,8 +129,10 @@ EMAIL_INVALID = "Это не похоже на e-mail. Напишите адре
 EMAIL_CANCELED = "Хорошо, e-mail не изменён."
 
 
-def email_saved(email: str) -> str:
-    return f"E-mail для чеков сохранён: {email}. Теперь выберите тариф."
+def email_saved(email: str, *, paying: bool) -> str:
+    if paying:
+        return f"E-mail для чеков сохранён: {email}. Создаю счёт…"
+    return f"E-mail для чеков сохранён: {email}. Выбрать тариф: /billing"
 
 
 # --- notices sent by whichever process applies a payment -------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 from aiogram import Router
 
 from pomogator.bot.handlers import (
-    billing_soon,
+    billing,
     chat,
     context,
     delete_me,
@@ -34,7 +34,7 @@ def get_routers() -> list[Router]:
         profile.router,
         context.router,
         delete_me.router,
-        billing_soon.router,
+        billing.router,
         stop.router,
         chat.router,
         fallback.router,

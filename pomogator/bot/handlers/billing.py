@@ -1,0 +1,186 @@
+"""/billing: the two plans, the premium status, the payment link, and the receipt email.
+
+Texts come from :mod:`pomogator.billing.texts` (shared with the web process, which must not import aiogram) and are
+plain, so they are sent with ``parse_mode=None`` whatever the bot's default is. Errors of the billing service are
+translated by the bot's ``ErrorMiddleware``; only a mistyped email is answered here, as the email form's own loop.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from pomogator.billing import texts
+from pomogator.bot import texts as bot_texts
+from pomogator.bot.callbacks import MenuAction, MenuCallback
+from pomogator.bot.replies import chat_id_of
+from pomogator.config import Settings
+from pomogator.container import Services
+from pomogator.errors import InvalidEmail
+from pomogator.services.billing import Checkout
+from pomogator.services.users import Account
+
+router = Router(name="billing")
+
+
+class BillingAction(StrEnum):
+    buy = "buy"
+    email = "email"
+    cancel_email = "noemail"
+
+
+class BillingCallback(CallbackData, prefix="bill"):
+    action: BillingAction
+    plan: str = ""
+
+
+class EmailForm(StatesGroup):
+    """The next text message is the receipt email; ``plan`` in the state data is bought right after it."""
+
+    waiting = State()
+
+
+def make_billing_keyboard(services: Services) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for plan in services.billing.plans.values():
+        builder.button(
+            text=texts.plan_button(plan.name, plan.price),
+            callback_data=BillingCallback(action=BillingAction.buy, plan=plan.name),
+        )
+    if services.settings.receipt_enabled:
+        builder.button(text=texts.CHANGE_EMAIL_BUTTON, callback_data=BillingCallback(action=BillingAction.email))
+    builder.adjust(2, 1)
+    return builder.as_markup()
+
+
+def make_pay_keyboard(checkout: Checkout) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=texts.pay_button(checkout.amount), url=checkout.confirmation_url)
+    return builder.as_markup()
+
+
+def make_email_keyboard() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text="Отмена", callback_data=BillingCallback(action=BillingAction.cancel_email))
+    return builder.as_markup()
+
+
+def billing_enabled(settings: Settings) -> bool:
+    return bool(settings.yookassa_shop_id and settings.yookassa_secret_key)
+
+
+async def show_billing(bot: Bot, chat_id: int, account: Account, services: Services) -> None:
+    settings = services.settings
+    if not billing_enabled(settings):
+        # No shop configured: premium cannot be bought here yet.
+        await bot.send_message(chat_id, bot_texts.billing_soon(settings.support_contact))
+        return
+    billing = services.billing
+    await bot.send_message(
+        chat_id,
+        texts.billing_screen(
+            premium_until=account.premium_until,
+            plans=[(p.name, p.price, p.days) for p in billing.plans.values()],
+            tz=settings.tz,
+            offer_url=settings.offer_url,
+            privacy_url=settings.privacy_url,
+            email=account.email,
+            receipts=settings.receipt_enabled,
+        ),
+        reply_markup=make_billing_keyboard(services),
+        parse_mode=None,
+    )
+
+
+async def ask_for_email(bot: Bot, chat_id: int, state: FSMContext, plan: str | None) -> None:
+    await state.set_state(EmailForm.waiting)
+    await state.update_data(plan=plan)
+    await bot.send_message(chat_id, texts.EMAIL_PROMPT, reply_markup=make_email_keyboard(), parse_mode=None)
+
+
+async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services: Services) -> None:
+    """Create (or reuse) the payment and send its link, in the text and as a button."""
+    result = await services.billing.start_payment(account.telegram_id, plan)
+    await bot.send_message(
+        chat_id,
+        texts.checkout(result.plan, result.amount, result.confirmation_url, reused=result.reused),
+        reply_markup=make_pay_keyboard(result),
+        parse_mode=None,
+    )
+
+
+@router.message(Command("billing"))
+async def on_billing(message: Message, bot: Bot, account: Account, services: Services) -> None:
+    await show_billing(bot, message.chat.id, account, services)
+
+
+@router.callback_query(MenuCallback.filter(F.action == MenuAction.billing))
+async def on_billing_button(query: CallbackQuery, bot: Bot, account: Account, services: Services) -> None:
+    chat_id = chat_id_of(query)
+    if chat_id is not None:
+        await show_billing(bot, chat_id, account, services)
+
+
+@router.callback_query(BillingCallback.filter(F.action == BillingAction.buy))
+async def on_plan(
+    query: CallbackQuery,
+    callback_data: BillingCallback,
+    bot: Bot,
+    account: Account,
+    services: Services,
+    settings: Settings,
+    state: FSMContext,
+) -> None:
+    chat_id = chat_id_of(query)
+    if chat_id is None:
+        return
+    if not billing_enabled(settings):
+        await bot.send_message(chat_id, bot_texts.billing_soon(settings.support_contact))
+        return
+    if settings.receipt_enabled and not account.email:
+        await ask_for_email(bot, chat_id, state, callback_data.plan)
+        return
+    await checkout(bot, chat_id, account, callback_data.plan, services)
+
+
+@router.callback_query(BillingCallback.filter(F.action == BillingAction.email))
+async def on_change_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> None:
+    chat_id = chat_id_of(query)
+    if chat_id is not None:
+        await ask_for_email(bot, chat_id, state, None)
+
+
+@router.callback_query(BillingCallback.filter(F.action == BillingAction.cancel_email))
+async def on_cancel_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> None:
+    await state.clear()
+    chat_id = chat_id_of(query)
+    if chat_id is not None:
+        await bot.send_message(chat_id, texts.EMAIL_CANCELED, parse_mode=None)
+
+
+@router.message(StateFilter(EmailForm.waiting), Command("cancel"))
+async def on_cancel_email_command(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer(texts.EMAIL_CANCELED, parse_mode=None)
+
+
+@router.message(StateFilter(EmailForm.waiting), F.text, ~F.text.startswith("/"))
+async def on_email(message: Message, bot: Bot, account: Account, services: Services, state: FSMContext) -> None:
+    try:
+        email = await services.users.set_email(account.telegram_id, message.text or "")
+    except InvalidEmail:
+        await message.answer(texts.EMAIL_INVALID, parse_mode=None)  # the form stays open
+        return
+    plan = (await state.get_data()).get("plan")
+    await state.clear()
+    paying = isinstance(plan, str) and bool(plan)
+    await message.answer(texts.email_saved(email, paying=paying), parse_mode=None)
+    if paying:
+        await checkout(bot, message.chat.id, account, str(plan), services)
