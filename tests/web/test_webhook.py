@@ -192,3 +192,17 @@ async def test_the_app_sends_due_reminders_in_the_background(web_app: AppFactory
         await asyncio.sleep(0.3)
     assert "/billing" in (message.text or "")
     assert len(tg.sent_texts(USER_ID)) == 1
+
+
+async def test_a_failed_confirmation_message_does_not_undo_the_activation(
+    web_app: AppFactory, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    async with web_app() as (url, services):
+        checkout = await services.billing.start_payment(USER_ID, "month")
+        kassa.succeed(checkout.payment_id)
+        tg.block_user(USER_ID)
+        response = await post(url, kassa.notification("payment.succeeded", checkout.payment_id))
+        assert response.status_code == 200
+        assert await services.subscriptions.premium_until(USER_ID) is not None
+        assert await status_of(checkout.payment_id) == "succeeded"
+        assert tg.sent_texts(USER_ID) == []
