@@ -213,8 +213,9 @@ class BillingService:
             if plan is None:
                 return None
             try:
-                return await self._submit(row["id"], row["idempotence_key"], row["telegram_id"], plan,
-                                          _decimal(row["amount"]), email)
+                return await self._submit(
+                    row["id"], row["idempotence_key"], row["telegram_id"], plan, _decimal(row["amount"]), email
+                )
             except PaymentRejected:
                 return None
         if status != PENDING or not row["yookassa_id"]:
@@ -363,9 +364,13 @@ class BillingService:
         until: datetime | None = None
         async with self.database.transaction():
             # Exactly once: of any number of replays, concurrent or not, one flips the status and grants.
-            claimed = await Payment.update(
-                {Payment.status: SUCCEEDED, Payment.raw_object: remote.raw, Payment.updated_at: utcnow()}
-            ).where((payment_pk == row["id"]) & (Payment.status != SUCCEEDED)).returning(Payment.refunded_amount)
+            claimed = (
+                await Payment.update(
+                    {Payment.status: SUCCEEDED, Payment.raw_object: remote.raw, Payment.updated_at: utcnow()}
+                )
+                .where((payment_pk == row["id"]) & (Payment.status != SUCCEEDED))
+                .returning(Payment.refunded_amount)
+            )
             if claimed:
                 until = await self.subscriptions.grant(telegram_id, plan.days, plan=plan.name, payment_id=remote.id)
                 refunded = max(_decimal(claimed[0]["refunded_amount"]), remote.refunded_amount)
@@ -382,20 +387,25 @@ class BillingService:
         return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until)
 
     async def _cancel(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
-        changed = await Payment.update(
-            {
-                Payment.status: CANCELED,
-                Payment.cancellation_reason: (remote.cancellation_reason or "")[:64] or None,
-                Payment.raw_object: remote.raw,
-                Payment.updated_at: utcnow(),
-            }
-        ).where((payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, CANCELED])).returning(payment_pk)
+        changed = (
+            await Payment.update(
+                {
+                    Payment.status: CANCELED,
+                    Payment.cancellation_reason: (remote.cancellation_reason or "")[:64] or None,
+                    Payment.raw_object: remote.raw,
+                    Payment.updated_at: utcnow(),
+                }
+            )
+            .where((payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, CANCELED]))
+            .returning(payment_pk)
+        )
         telegram_id: int | None = row["telegram_id"]
         if changed:
             logger.info("Payment {} canceled: {}", remote.id, remote.cancellation_reason)
             if telegram_id is not None:
-                await self._tell(telegram_id, texts.payment_canceled(_decimal(row["amount"]),
-                                                                     remote.cancellation_reason))
+                await self._tell(
+                    telegram_id, texts.payment_canceled(_decimal(row["amount"]), remote.cancellation_reason)
+                )
         return PaymentOutcome(remote.id, telegram_id, CANCELED, changed=bool(changed))
 
     # --- refunds ----------------------------------------------------------------------------------------------
@@ -407,8 +417,8 @@ class BillingService:
         row = await self._row(refund.payment_id)
         if claimed_status is not None and refund.status != claimed_status:
             await self._not_verified(
-                refund.payment_id, f"refund {refund.id}: the notification says {claimed_status}, the API says "
-                f"{refund.status}"
+                refund.payment_id,
+                f"refund {refund.id}: the notification says {claimed_status}, the API says {refund.status}",
             )
         remote = await self.kassa.get_payment(refund.payment_id)
         if remote.status == SUCCEEDED:
@@ -435,8 +445,9 @@ class BillingService:
         plan = self.plans.get(row["plan"])
         receipt = None
         if email and plan is not None:
-            receipt = ReceiptSpec(email, self._description(plan), self.settings.receipt_vat_code,
-                                  self.settings.receipt_tax_system_code)
+            receipt = ReceiptSpec(
+                email, self._description(plan), self.settings.receipt_vat_code, self.settings.receipt_tax_system_code
+            )
         key = uuid.uuid5(REFUND_KEYS, f"{payment_id}:{money(remote.refunded_amount)}:{money(value)}")
         refund = await self.kassa.create_refund(
             payment_id=payment_id,

@@ -45,9 +45,11 @@ class ReminderService:
                 (Subscription.telegram_id == row["telegram_id"]) & (Subscription.ends_at > ends)
             ):
                 continue
-            claimed = await Subscription.update({Subscription.reminded_at: now}).where(
-                (subscription_pk == row["id"]) & Subscription.reminded_at.is_null()
-            ).returning(subscription_pk)
+            claimed = (
+                await Subscription.update({Subscription.reminded_at: now})
+                .where((subscription_pk == row["id"]) & Subscription.reminded_at.is_null())
+                .returning(subscription_pk)
+            )
             if not claimed:
                 continue
             await self.notifier.send(row["telegram_id"], texts.premium_ending(ends, self.tz))

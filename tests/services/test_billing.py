@@ -173,9 +173,7 @@ async def test_a_rejected_request_is_marked_failed_and_a_new_press_starts_over(
     assert checkout.payment_id in kassa.payments
 
 
-async def test_receipts_need_an_email_and_carry_one_service_item(
-    db_url: str, tg: FakeTelegram
-) -> None:
+async def test_receipts_need_an_email_and_carry_one_service_item(db_url: str, tg: FakeTelegram) -> None:
     async with FakeYooKassa(require_receipt=True) as kassa:
         settings = billing_settings(db_url, kassa, tg, receipt_enabled=True, receipt_tax_system_code=2)
         async with build_services(settings, migrate=True) as services:
@@ -285,9 +283,7 @@ async def test_a_canceled_payment_is_recorded_and_explained(
     assert len(told) == 1 and "недостаточно денег" in told[0]
 
 
-async def test_a_forged_cancel_of_a_pending_payment_is_not_believed(
-    services: Services, kassa: FakeYooKassa
-) -> None:
+async def test_a_forged_cancel_of_a_pending_payment_is_not_believed(services: Services, kassa: FakeYooKassa) -> None:
     checkout = await services.billing.start_payment(USER_ID, "month")
     with pytest.raises(PaymentNotVerified):
         await services.billing.handle_notification("payment.canceled", checkout.payment_id)

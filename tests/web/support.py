@@ -68,8 +68,9 @@ def billing_env(settings: Settings, **overrides: str) -> dict[str, str]:
     ):
         value = getattr(settings, name)
         if value is not None:
-            env[f"POMOGATOR_{name.upper()}"] = str(value.get_secret_value() if hasattr(value, "get_secret_value")
-                                                    else value)
+            env[f"POMOGATOR_{name.upper()}"] = str(
+                value.get_secret_value() if hasattr(value, "get_secret_value") else value
+            )
     assert settings.yookassa_secret_key is not None and settings.bot_token is not None
     env["POMOGATOR_YOOKASSA_SECRET_KEY"] = settings.yookassa_secret_key.get_secret_value()
     env["POMOGATOR_BOT_TOKEN"] = settings.bot_token.get_secret_value()

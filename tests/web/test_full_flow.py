@@ -98,9 +98,7 @@ async def test_from_billing_to_the_confirmation(kassa: FakeYooKassa, tmp_path: P
             await web.stop()
 
 
-async def test_receipt_email_is_asked_once_and_the_api_down_is_explained(
-    kassa: FakeYooKassa, tmp_path: Path
-) -> None:
+async def test_receipt_email_is_asked_once_and_the_api_down_is_explained(kassa: FakeYooKassa, tmp_path: Path) -> None:
     async with BotHarness.open(tmp_path, env=yookassa_env(kassa, POMOGATOR_RECEIPT_ENABLED="1")) as h:
         chat = h.new_chat()
         screen = await open_billing(h, chat)
