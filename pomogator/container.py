@@ -10,6 +10,7 @@ from pomogator.config import Settings
 from pomogator.errors import ConfigError
 from pomogator.llm.catalog import Catalog, load_catalog
 from pomogator.llm.client import LLMClient
+from pomogator.logs.lifecycle import database_logging
 from pomogator.notify import TelegramNotifier
 from pomogator.services.billing import BillingService
 from pomogator.services.chat import ChatService
@@ -91,18 +92,19 @@ async def build_services(settings: Settings, *, migrate: bool | None = None) -> 
         subscriptions = SubscriptionService()
         users = UserService(database, catalog, subscriptions, quota, settings.role_max_chars)
         chat = ChatService(database, llm, quota, catalog) if llm is not None else None
-        yield Services(
-            settings=settings,
-            database=database,
-            catalog=catalog,
-            users=users,
-            quota=quota,
-            subscriptions=subscriptions,
-            llm=llm,
-            _chat=chat,
-            notifier=notifier,
-            reminders=ReminderService(notifier, settings.tz),
-        )
+        async with database_logging(settings, database):
+            yield Services(
+                settings=settings,
+                database=database,
+                catalog=catalog,
+                users=users,
+                quota=quota,
+                subscriptions=subscriptions,
+                llm=llm,
+                _chat=chat,
+                notifier=notifier,
+                reminders=ReminderService(notifier, settings.tz),
+            )
     finally:
         if notifier is not None:
             await notifier.close()

@@ -283,7 +283,8 @@ class DatabaseSink:
         batch = self._take()
         token = _writing.set(True)
         try:
-            await asyncio.wait_for(self._insert(batch), self.write_timeout)
+            async with asyncio.timeout(self.write_timeout):
+                await self._insert(batch)
         except Exception as exc:  # a failing database must never take the program down
             self._settle(batch, written=False)
             self._note_failure(exc)

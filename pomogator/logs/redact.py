@@ -24,7 +24,9 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b\d{5,}:[\w-]{30,}"), REDACTED),
     # Authorization header values in any rendering: "Authorization: Bearer x", {'authorization': 'Basic x'}.
     (
-        re.compile(r"(?i)(\b(?:proxy-)?authorization\b['\"]?\s*[:=]\s*['\"]?)(?:(?:bearer|basic|token)\s+)?[^\s'\",;}\]]+"),
+        re.compile(
+            r"(?i)(\b(?:proxy-)?authorization\b['\"]?\s*[:=]\s*['\"]?)(?:(?:bearer|basic|token)\s+)?[^\s'\",;}\]]+"
+        ),
         rf"\1{REDACTED}",
     ),
     (re.compile(r"\b([Bb]earer)\s+[\w.~+/=-]{8,}"), rf"\1 {REDACTED}"),
@@ -33,7 +35,9 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@"), rf"\1{REDACTED}@"),
     # Tokens in query strings, payment confirmation URLs among them.
     (
-        re.compile(r"(?i)([?&](?:token|access_token|api_key|apikey|key|secret|password|signature|sign|orderid)=)[^&\s#'\"]+"),
+        re.compile(
+            r"(?i)([?&](?:token|access_token|api_key|apikey|key|secret|password|signature|sign|orderid)=)[^&\s#'\"]+"
+        ),
         rf"\1{REDACTED}",
     ),
     # OpenRouter/OpenAI-style API keys and YooKassa secret keys.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import io
 import os
 import sys
@@ -11,14 +14,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 from loguru import logger
 
 from pomogator.config import Settings
+from pomogator.logs.alerts import DEFAULT_POLICY, AlertPolicy
+from pomogator.logs.db_sink import DatabaseSink, SinkLimits
 from pomogator.logs.intercept import stop_intercepting
+from pomogator.logs.lifecycle import LogSinks, database_logging
 from pomogator.logs.setup import setup_logging
+from pomogator.store.engine import Database, open_database
 from pomogator.store.tables import LogRecord
-from tests.conftest import make_settings
+from tests.conftest import POSTGRES_URL, make_settings, truncate_postgres
 from tests.logging.proxy import TcpProxy
 
 BOT_TOKEN = "987654321:AAHsecretBotTokenValue_0123456789xyz"
@@ -26,6 +34,26 @@ API_KEY = "sk-or-v1-0123456789abcdef0123456789abcdef"
 YOOKASSA_SECRET = "test_SeCrEt0YooKassaKey1234567890abcdef"
 WEBHOOK_SECRET = "webhook-secret-Value-42"
 SECRETS = (BOT_TOKEN, API_KEY, YOOKASSA_SECRET, WEBHOOK_SECRET, BOT_TOKEN.split(":")[1])
+
+
+FAST = SinkLimits(flush_interval=0.05, retry_max=0.2, drain_timeout=2.0)
+
+
+@contextlib.asynccontextmanager
+async def logging_to_database(
+    settings: Settings, limits: SinkLimits = FAST, alert_policy: AlertPolicy = DEFAULT_POLICY
+) -> AsyncIterator[LogSinks]:
+    """What ``build_services`` does for logging: open the database, run the sinks."""
+    async with (
+        open_database(settings.database_url, migrate=True) as database,
+        database_logging(settings, database, limits=limits, alert_policy=alert_policy) as sinks,
+    ):
+        yield sinks
+
+
+def db_sink(sinks: LogSinks) -> DatabaseSink:
+    assert sinks.database is not None
+    return sinks.database
 
 
 def _no_patch(record: Any) -> None:
@@ -40,6 +68,56 @@ def restore_loguru() -> Iterator[None]:
     logger.configure(patcher=_no_patch, extra={})
     logger.add(sys.stderr)
     stop_intercepting()
+
+
+async def _create_database(url: str, name: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    database = Database(urlunsplit(urlsplit(url)._replace(path=f"/{name}")))
+    await database.start(migrate=True)
+    await database.close()
+
+
+async def _drop_database(url: str, name: str) -> None:
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def private_postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own, on the shared server.
+
+    These tests count stored rows; the shared ``test`` database is reset by other sessions that may run at the
+    same time, so they use a database nobody else truncates.
+    """
+    if not POSTGRES_URL:
+        pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
+    name = f"pomogator_logging_{os.getpid()}"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, _create_database(POSTGRES_URL, name)).result()
+    try:
+        yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
+    finally:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _drop_database(POSTGRES_URL, name)).result()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Like the shared ``db_url``, but PostgreSQL tests get this session's private database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
+        return
+    url: str = request.getfixturevalue("private_postgres_url")
+    await truncate_postgres(url)
+    yield url
 
 
 @pytest.fixture
@@ -92,11 +170,11 @@ async def outage(db_url: str, tmp_path: Path) -> AsyncIterator[Outage]:
         )
         return
     parts = urlsplit(db_url)
-    proxy = await TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
     netloc = parts.netloc.rsplit("@", 1)
     host = f"127.0.0.1:{proxy.port}"
     via_proxy = urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
     try:
         yield Outage(via_proxy, cut=proxy.cut, restore=proxy.restore)
     finally:
-        await proxy.close()
+        proxy.close()

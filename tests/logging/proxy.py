@@ -1,9 +1,13 @@
-"""A TCP proxy a test owns in front of PostgreSQL: cutting it is a database outage that touches no shared server."""
+"""A TCP proxy a test owns in front of PostgreSQL: cutting it is a database outage that touches no shared server.
+
+It runs its own event loop on a thread: Piccolo's PostgresEngine checks the server version synchronously while
+the test's loop is blocked, so a proxy served by that loop would never answer.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import threading
 from typing import Self
 
 
@@ -13,26 +17,41 @@ class TcpProxy:
         self.target_port = target_port
         self.port = 0
         self._open = True
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-tcp-proxy", daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self) -> Self:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+    def start(self) -> Self:
+        self._thread.start()
+        self._server = asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(10)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
     def cut(self) -> None:
         """Drop every connection and refuse new ones, as a dead database host would."""
-        self._open = False
-        for writer in list(self._writers):
-            writer.transport.abort()
+        asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(10)
 
     def restore(self) -> None:
         self._open = True
 
-    async def close(self) -> None:
-        self.cut()
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _serve(self) -> asyncio.Server:
+        return await asyncio.start_server(self._accept, "127.0.0.1", 0)
+
+    async def _cut(self) -> None:
+        self._open = False
+        for writer in list(self._writers):
+            writer.transport.abort()
+
+    async def _close(self) -> None:
+        await self._cut()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
@@ -60,10 +79,8 @@ class TcpProxy:
             while data := await source.read(65536):
                 sink.write(data)
                 await sink.drain()
-        except (OSError, asyncio.IncompleteReadError):
+        except OSError:
             pass
         finally:
             self._writers.discard(sink)
             sink.transport.abort()
-            with contextlib.suppress(OSError):
-                await sink.wait_closed()

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from loguru import logger
 
@@ -13,9 +14,7 @@ from pomogator.config import Settings
 from pomogator.logs.db_sink import SinkLimits
 from pomogator.logs.lifecycle import database_logging
 from pomogator.store.engine import open_database
-from tests.logging.conftest import stored
-
-FAST = SinkLimits(flush_interval=0.05, retry_max=0.2, drain_timeout=2.0)
+from tests.logging.conftest import db_sink, logging_to_database, stored
 
 
 async def handle_update(user_id: int, update_id: int) -> None:
@@ -26,6 +25,7 @@ async def handle_update(user_id: int, update_id: int) -> None:
 
 
 async def handle_request(request_id: str) -> None:
+    """What the web app's middleware does around an endpoint."""
     with logger.contextualize(request_id=request_id):
         logger.warning("webhook from an unknown address")
 
@@ -36,80 +36,76 @@ def sdk_call_in_thread() -> None:
     logger.info("plain loguru call from a worker thread")
 
 
+def by_message(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault(row["message"], []).append(row)
+    return grouped
+
+
 async def test_records_arrive_with_context_from_bot_web_and_threads(
     log_settings: Settings, stderr_text: Callable[[], str]
 ) -> None:
-    async with open_database(log_settings.database_url, migrate=True) as database:
-        async with database_logging(log_settings, database, limits=FAST) as sinks:
-            assert sinks.database is not None
-            await asyncio.gather(handle_update(111, 9001), handle_update(222, 9002), handle_request("req-7"))
-            await asyncio.to_thread(sdk_call_in_thread)
-            thread = threading.Thread(target=sdk_call_in_thread)
-            thread.start()
-            thread.join()
-            logging.getLogger("aiogram.event").warning("Update id=9003 is not handled")
-            logger.debug("below the database level")
-            assert await sinks.database.flush(), (sinks.database.stats, stderr_text())
-            rows = await stored()
+    async with logging_to_database(log_settings) as sinks:
+        await asyncio.gather(handle_update(111, 9001), handle_update(222, 9002), handle_request("req-7"))
+        await asyncio.to_thread(sdk_call_in_thread)
+        thread = threading.Thread(target=sdk_call_in_thread)
+        thread.start()
+        thread.join()
+        logging.getLogger("aiogram.event").warning("Update id=9003 is not handled")
+        logger.debug("below the database level")
+        assert await db_sink(sinks).flush()
+        rows = by_message(await stored())
 
-    by_message: dict[str, list[dict[str, object]]] = {}
-    for row in rows:
-        by_message.setdefault(str(row["message"]), []).append(row)
-
-    handled = sorted(by_message["handled a message"], key=lambda row: int(str(row["telegram_id"])))
+    handled = sorted(rows["handled a message"], key=lambda row: row["telegram_id"])
     assert [row["telegram_id"] for row in handled] == [111, 222]
     assert handled[0]["context"] == {"user_id": 111, "chat_id": 111, "update_id": 9001}
     assert handled[0]["level"] == "INFO"
     assert handled[0]["process"] == "bot"
     assert handled[0]["logger"] == __name__
     assert handled[0]["exception"] is None
+    assert handled[0]["created_at"].utcoffset() is not None
 
-    (web,) = by_message["webhook from an unknown address"]
+    (web,) = rows["webhook from an unknown address"]
     assert web["context"] == {"request_id": "req-7"}
     assert web["telegram_id"] is None
     assert web["level"] == "WARNING"
 
-    sdk = by_message["payment API answered slowly"]
-    assert len(sdk) == 2
-    assert {row["logger"] for row in sdk} == {"yookassa.client"}
-    assert len(by_message["plain loguru call from a worker thread"]) == 2
+    # From asyncio.to_thread and from a bare thread alike.
+    sdk = rows["payment API answered slowly"]
+    assert [row["logger"] for row in sdk] == ["yookassa.client", "yookassa.client"]
+    assert len(rows["plain loguru call from a worker thread"]) == 2
 
-    (aiogram,) = by_message["Update id=9003 is not handled"]
+    (aiogram,) = rows["Update id=9003 is not handled"]
     assert aiogram["logger"] == "aiogram.event"
-    assert "below the database level" not in by_message
-    # created_at is an aware timestamp in UTC
-    assert handled[0]["created_at"].utcoffset() is not None
+    assert "below the database level" not in rows
 
 
 async def test_exceptions_are_stored_as_text(log_settings: Settings, stderr_text: Callable[[], str]) -> None:
-    async with open_database(log_settings.database_url, migrate=True) as database:
-        async with database_logging(log_settings, database, limits=FAST) as sinks:
-            assert sinks.database is not None
-            try:
-                {}["missing"]  # noqa: B018
-            except KeyError:
-                logger.exception("lookup failed at the frontier")
-            assert await sinks.database.flush()
-            (row,) = [row for row in await stored() if row["message"] == "lookup failed at the frontier"]
+    async with logging_to_database(log_settings) as sinks:
+        try:
+            {}["missing"]
+        except KeyError:
+            logger.exception("lookup failed at the frontier")
+        assert await db_sink(sinks).flush()
+        (row,) = by_message(await stored())["lookup failed at the frontier"]
     assert row["level"] == "ERROR"
     assert "Traceback (most recent call last)" in row["exception"]
-    assert row["exception"].rstrip().endswith("KeyError: 'missing'")
+    assert row["exception"].endswith("KeyError: 'missing'")
     assert "lookup failed at the frontier" in stderr_text()
     assert "KeyError: 'missing'" in stderr_text()
 
 
 async def test_database_drivers_are_not_fed_back(log_settings: Settings, stderr_text: Callable[[], str]) -> None:
-    async with open_database(log_settings.database_url, migrate=True) as database:
-        async with database_logging(log_settings, database, limits=FAST) as sinks:
-            assert sinks.database is not None
-            logging.getLogger("asyncpg.pool").warning("connection lost")
-            logging.getLogger("piccolo.engine").warning("query slow")
-            logger.warning("an application warning")
-            assert await sinks.database.flush()
-            messages = [row["message"] for row in await stored()]
-    assert "an application warning" in messages
-    assert "connection lost" not in messages
-    assert "query slow" not in messages
+    async with logging_to_database(log_settings) as sinks:
+        logging.getLogger("asyncpg.pool").warning("connection lost")
+        logging.getLogger("piccolo.engine").warning("query slow")
+        logger.warning("an application warning")
+        assert await db_sink(sinks).flush()
+        rows = by_message(await stored())
+    assert "an application warning" in rows
+    assert "connection lost" not in rows
+    assert "query slow" not in rows
     # They still reach stderr.
     assert "connection lost" in stderr_text()
 
@@ -120,27 +116,26 @@ async def test_queue_is_drained_at_shutdown(log_settings: Settings, stderr_text:
         async with database_logging(log_settings, database, limits=limits) as sinks:
             for number in range(450):
                 logger.info("record {}", number)
-            assert sinks.database is not None
-            assert sinks.database.queued == 450
+            assert db_sink(sinks).queued == 450
         messages = [row["message"] for row in await stored()]
     assert messages == [f"record {number}" for number in range(450)]
 
 
 async def test_level_off_disables_the_database_sink(log_settings: Settings) -> None:
     settings = log_settings.model_copy(update={"log_db_level": "off"})
-    async with open_database(settings.database_url, migrate=True) as database:
-        async with database_logging(settings, database) as sinks:
-            assert sinks.database is None
-            logger.error("not stored")
+    async with logging_to_database(settings) as sinks:
+        assert sinks.database is None
+        logger.error("not stored")
         assert await stored() == []
 
 
 async def test_nested_composition_roots_share_one_sink(log_settings: Settings) -> None:
-    async with open_database(log_settings.database_url, migrate=True) as database:
-        async with database_logging(log_settings, database, limits=FAST) as outer:
-            async with database_logging(log_settings, database) as inner:
-                assert inner is outer
-                logger.info("stored once")
-            assert outer.database is not None
-            assert await outer.database.flush()
-            assert [row["message"] for row in await stored()].count("stored once") == 1
+    async with logging_to_database(log_settings) as outer:
+        async with (
+            open_database(log_settings.database_url) as database,
+            database_logging(log_settings, database) as inner,
+        ):
+            assert inner is outer
+            logger.info("stored once")
+        assert await db_sink(outer).flush()
+        assert [row["message"] for row in await stored()].count("stored once") == 1
