@@ -77,7 +77,12 @@ class Database:
     async def start(self, *, migrate: bool | None = None) -> None:
         """Bind the engine, enable WAL on SQLite, apply pending migrations (SQLite by default), start the pool."""
         bind_engine(self.engine)
-        if self.is_sqlite:
+        if self.path is not None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                message = f"POMOGATOR_DATABASE_URL: cannot create {self.path.parent} ({exc.strerror})"
+                raise ConfigError(message) from None
             await self.engine.run_ddl("PRAGMA journal_mode=WAL")
         if migrate if migrate is not None else self.is_sqlite:
             await self.migrate()
