@@ -72,6 +72,21 @@ async def test_absolute_sqlite_path(tmp_path: Path) -> None:
     assert path.exists()
 
 
+async def test_sqlite_file_in_a_new_directory(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "pomogator" / "db.sqlite3"
+    async with open_database(f"sqlite:///{path}"):
+        assert await User.count() == 0
+    assert path.exists()
+
+
+async def test_sqlite_directory_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="POMOGATOR_DATABASE_URL"):
+        async with open_database(f"sqlite:///{blocker / 'db.sqlite3'}"):
+            pass
+
+
 async def test_relative_sqlite_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     async with open_database("sqlite:///relative.sqlite3"):
