@@ -5,10 +5,12 @@ The order in which an update meets the policy (after aiogram's own error and use
 1. ``UpdateTracker`` — counts updates in progress, so a shutdown lets them finish;
 2. ``LogContextMiddleware`` — log records carry update, user and chat ids;
 3. ``PrivateChatsOnly`` — in a group: one notice per chat, nothing else;
-4. ``FloodMiddleware`` — over N messages a minute: one notice, then ignored (decided on arrival);
-5. ``ChatOrderMiddleware`` — messages of a chat are handled one at a time, in arrival order;
-6. ``ErrorMiddleware`` — domain errors become friendly messages, in the chat's turn;
-7. aiogram's FSM middleware — the conversation state is read in the chat's turn, too.
+4. ``Gatherer.arrivals`` — the later parts of an album or of a split long text join the first one and stop here;
+5. ``FloodMiddleware`` — over N messages a minute: one notice, then ignored (decided on arrival);
+6. ``ChatOrderMiddleware`` — messages of a chat are handled one at a time, in arrival order;
+7. ``Gatherer.completion`` — in its turn, the first part waits for the rest and goes on as one request;
+8. ``ErrorMiddleware`` — domain errors become friendly messages, in the chat's turn;
+9. aiogram's FSM middleware — the conversation state is read in the chat's turn, too.
 
 Then per event: callback queries are answered exactly once (``CallbackAnswerMiddleware``), and handlers get
 ``account`` (``AccountMiddleware``). Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat``
@@ -36,6 +38,7 @@ from pomogator.bot.middlewares import (
     ErrorMiddleware,
     FloodGuard,
     FloodMiddleware,
+    Gatherer,
     LogContextMiddleware,
     MemoryChatLocks,
     PrivateChatsOnly,
@@ -88,8 +91,11 @@ def create_dispatcher(
     outer.register(tracker)
     outer.register(LogContextMiddleware())
     outer.register(PrivateChatsOnly())
+    gatherer = Gatherer()
+    outer.register(gatherer.arrivals)
     outer.register(FloodMiddleware(FloodGuard(settings.flood_messages_per_minute)))
     outer.register(ChatOrderMiddleware(chat_locks or MemoryChatLocks()))
+    outer.register(gatherer.completion)
     outer.register(ErrorMiddleware(services.catalog, settings))
     outer.register(dispatcher.fsm)
 

@@ -1,6 +1,7 @@
 """Everything the bot says, in Russian, as Telegram HTML.
 
 Every value that comes from a user, a file or the catalog passes through ``esc`` before it is put into HTML.
+What the bot says about photos and files is in ``pomogator.bot.files_texts``.
 """
 
 from __future__ import annotations
@@ -9,12 +10,10 @@ import html
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from pomogator.bot import files_texts
 from pomogator.errors import (
     BillingError,
-    CorruptFile,
-    EncryptedFile,
     FileError,
-    FileTooLarge,
     LLMAccountProblem,
     LLMBadRequest,
     LLMError,
@@ -27,7 +26,6 @@ from pomogator.errors import (
     QuotaExceeded,
     RoleTooLong,
     UnknownModel,
-    UnsupportedFile,
     VisionUnsupported,
 )
 from pomogator.llm.catalog import Catalog, Model
@@ -254,7 +252,7 @@ STOPPED_MARK = "⏹ <i>Ответ остановлен</i>"
 STOPPED_EMPTY = "⏹ Ответ остановлен до того, как модель начала писать. Запрос не засчитан."
 EMPTY_ANSWER = "Модель вернула пустой ответ. Попробуйте переформулировать вопрос."
 UNKNOWN_COMMAND = "Такой команды нет. Список команд — /help"
-NOT_TEXT = "Я понимаю только текстовые сообщения."
+NOT_TEXT = f"Голосовые, стикеры, видео и геометки я пока не понимаю. {files_texts.ACCEPTED}"
 FLOOD = "🐢 Слишком много сообщений. Подождите минуту: то, что вы отправите сейчас, я пропущу."
 
 
@@ -311,18 +309,6 @@ UNKNOWN_MODEL = "Этой модели больше нет в списке. От
 BILLING_UNAVAILABLE = "Оплата сейчас недоступна. Попробуйте чуть позже."
 
 
-def file_error(exc: FileError) -> str:
-    if isinstance(exc, FileTooLarge):
-        return f"Файл слишком большой: {exc.size // 1024} КБ, а можно не больше {exc.limit // 1024} КБ."
-    if isinstance(exc, UnsupportedFile):
-        return f"Файлы вроде «{esc(exc.filename)}» я пока не читаю."
-    if isinstance(exc, EncryptedFile):
-        return f"Файл «{esc(exc.filename)}» защищён паролем — откройте доступ и пришлите снова."
-    if isinstance(exc, CorruptFile):
-        return f"Файл «{esc(exc.filename)}» повреждён, прочитать его не получилось."
-    return "Этот файл не получилось прочитать."
-
-
 def unexpected(support: str) -> str:
     return (
         "Что-то пошло не так. Попробуйте ещё раз чуть позже; "
@@ -358,7 +344,7 @@ def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str) -> 
     if isinstance(exc, LLMError):
         return llm_error(exc)
     if isinstance(exc, FileError):
-        return file_error(exc)
+        return files_texts.file_error(exc)
     if isinstance(exc, UnknownModel):
         return UNKNOWN_MODEL
     if isinstance(exc, BillingError):

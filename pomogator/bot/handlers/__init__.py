@@ -5,7 +5,7 @@
 * the role input (a state handler) comes before the chat handler, so the text after /role becomes the role;
 * ``billing_soon`` answers /billing and the menu's premium button until payments exist: the billing module
   replaces it in this list (handling both ``Command("billing")`` and ``MenuCallback`` with ``MenuAction.billing``);
-* a router for documents and images goes right before ``fallback``, which answers every other kind of message.
+* ``files`` (photos, documents, albums) goes right before ``fallback``, which answers every other kind of message.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pomogator.bot.handlers import (
     context,
     delete_me,
     fallback,
+    files,
     model,
     profile,
     role,
@@ -37,5 +38,6 @@ def get_routers() -> list[Router]:
         billing.router,
         stop.router,
         chat.router,
+        files.router,
         fallback.router,
     ]

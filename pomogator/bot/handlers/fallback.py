@@ -1,4 +1,4 @@
-"""Messages nobody else handles (stickers, voice, files before file support): say what the bot understands."""
+"""Messages nobody else handles (stickers, voice, video, locations...): say what the bot understands."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ CONTENT_TYPES = {
     ContentType.VIDEO,
     ContentType.VIDEO_NOTE,
     ContentType.ANIMATION,
-    ContentType.PHOTO,
-    ContentType.DOCUMENT,
     ContentType.LOCATION,
     ContentType.VENUE,
     ContentType.CONTACT,

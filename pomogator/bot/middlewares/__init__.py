@@ -5,6 +5,7 @@ from pomogator.bot.middlewares.callback_answer import CallbackAnswerMiddleware, 
 from pomogator.bot.middlewares.chat_order import ChatLocks, ChatOrderMiddleware, MemoryChatLocks
 from pomogator.bot.middlewares.errors import ErrorMiddleware
 from pomogator.bot.middlewares.flood import FloodGuard, FloodMiddleware, Verdict
+from pomogator.bot.middlewares.gather import Gatherer
 from pomogator.bot.middlewares.log_context import LogContextMiddleware
 from pomogator.bot.middlewares.private_only import PrivateChatsOnly
 from pomogator.bot.middlewares.tracking import UpdateTracker
@@ -18,6 +19,7 @@ __all__ = [
     "ErrorMiddleware",
     "FloodGuard",
     "FloodMiddleware",
+    "Gatherer",
     "LogContextMiddleware",
     "MemoryChatLocks",
     "PrivateChatsOnly",

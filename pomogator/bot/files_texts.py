@@ -1,0 +1,113 @@
+"""What the bot says about photos and files, in Russian, as Telegram HTML.
+
+File names come from users: every one passes through ``esc``. ``pomogator.bot.texts.error`` hands file errors
+here, so they are still translated in one place.
+"""
+
+from __future__ import annotations
+
+import html
+
+from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooLarge, UnsupportedFile
+from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, ExtractedDocument
+
+
+def esc(value: str) -> str:
+    return html.escape(value, quote=False)
+
+
+ACCEPTED = (
+    "Я понимаю текст, фотографии и файлы: PDF, DOCX, TXT, Markdown, CSV, JSON и исходный код. "
+    "К фото или файлу можно добавить вопрос в подписи."
+)
+
+# The question the model gets when a photo or a file comes without a caption.
+IMAGE_QUESTION = "Что изображено на картинке? Опиши подробно."
+IMAGES_QUESTION = "Что изображено на этих картинках? Опиши подробно."
+FILE_QUESTION = "Кратко перескажи главное из этого файла."
+FILES_QUESTION = "Кратко перескажи главное из этих файлов."
+
+
+def default_question(documents: int, images: int) -> str:
+    if documents:
+        return FILES_QUESTION if documents + images > 1 else FILE_QUESTION
+    return IMAGES_QUESTION if images > 1 else IMAGE_QUESTION
+
+
+def megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f}".replace(".", ",") + " МБ"
+
+
+def number(value: int) -> str:
+    return f"{value:,}".replace(",", "\u00a0")
+
+
+# Names for photos and for parts of an album that are not documents (they carry no file name).
+PHOTO_NAME = "фото"
+VIDEO_NAME = "видео"
+AUDIO_NAME = "аудио"
+OTHER_NAME = "сообщение"
+
+_UNSUPPORTED: dict[str, str] = {
+    "image": "Картинки в этом формате модели не понимают. Пришлите JPEG, PNG, GIF или WEBP — или просто как фото.",
+    "archive": "Архивы я не распаковываю. Пришлите нужные файлы по отдельности — можно несколько сразу, альбомом.",
+    "executable": "Программы и другие исполняемые файлы я не открываю.",
+    "audio": "Аудио и голосовые сообщения я пока не слушаю.",
+    "video": "Видео и анимации я пока не смотрю.",
+    "legacy-office": "Старые форматы Office (.doc, .xls, .ppt) я не читаю. Сохраните документ как DOCX или PDF.",
+    "spreadsheet": "Таблицы Excel я пока не читаю. Сохраните нужный лист как CSV.",
+    "presentation": "Презентации я пока не читаю. Сохраните её как PDF.",
+    "other-document": "Этот формат документов я не читаю. Сохраните файл как DOCX, PDF или TXT.",
+    "rtf": "Формат RTF я не читаю. Сохраните файл как DOCX, PDF или TXT.",
+    "binary": "Это не текстовый файл, а прочитать его как документ не получилось.",
+}
+
+
+def file_too_large(exc: FileTooLarge) -> str:
+    if exc.limit == MAX_DOWNLOAD_BYTES:
+        size = f" ({megabytes(exc.size)})" if exc.size > exc.limit else ""
+        return (
+            f"📦 Файл слишком большой{size}: Telegram даёт ботам скачивать файлы не больше "
+            f"{megabytes(MAX_DOWNLOAD_BYTES)}. Сожмите его или пришлите частями."
+        )
+    if exc.limit == MAX_IMAGE_BYTES:
+        return (
+            f"🖼 Картинка слишком большая ({megabytes(exc.size)}): можно не больше {megabytes(exc.limit)}. "
+            "Пришлите её как фото — Telegram сам уменьшит."
+        )
+    return f"📦 Файл слишком большой: {megabytes(exc.size)}, а можно не больше {megabytes(exc.limit)}."
+
+
+def unsupported_file(exc: UnsupportedFile) -> str:
+    reason = _UNSUPPORTED.get(exc.kind or "", "Такие файлы я не читаю.")
+    return f"Не могу прочитать «{esc(exc.filename)}». {reason}\n\n{ACCEPTED}"
+
+
+def file_error(exc: FileError) -> str:
+    """The message for a file the bot refused; nothing was asked and no request was counted."""
+    if isinstance(exc, FileTooLarge):
+        return file_too_large(exc)
+    if isinstance(exc, UnsupportedFile):
+        return unsupported_file(exc)
+    if isinstance(exc, EncryptedFile):
+        return f"🔒 Файл «{esc(exc.filename)}» защищён паролем. Снимите защиту и пришлите его снова."
+    if isinstance(exc, CorruptFile):
+        return (
+            f"Файл «{esc(exc.filename)}» повреждён — прочитать его не получилось. "
+            "Попробуйте пересохранить его и прислать снова."
+        )
+    return f"Этот файл прочитать не получилось.\n\n{ACCEPTED}"
+
+
+def document_cut(doc: ExtractedDocument) -> str:
+    """Told before the answer when a document was too long for the model's context."""
+    name = esc(doc.filename)
+    if doc.total_chars is None and doc.pages_read is not None and doc.pages_total is not None:
+        part = (
+            f"{number(len(doc.text))} символов с первых {number(doc.pages_read)} из {number(doc.pages_total)} страниц"
+        )
+    elif doc.total_chars is not None:
+        part = f"первые {number(len(doc.text))} из {number(doc.total_chars)} символов"
+    else:
+        part = f"первые {number(len(doc.text))} символов"
+    return f"✂️ «{name}» не помещается в контекст модели целиком: она прочитает {part}."

@@ -1,0 +1,37 @@
+"""Photos, documents and albums go to the chosen model; the caption is the question.
+
+An album arrives here once, with all its messages in ``album`` (see ``pomogator.bot.middlewares.gather``).
+Refusals (a file too big, of a kind the bot does not read, a photo for a model that cannot see) are raised as
+domain errors before anything is downloaded or counted, and become messages in the error middleware.
+"""
+
+from __future__ import annotations
+
+from aiogram import Bot, F, Router
+from aiogram.enums import ChatAction
+from aiogram.types import Message
+
+from pomogator.bot import files_texts
+from pomogator.bot.answer import Answerer
+from pomogator.bot.attachments import AttachmentRequest
+from pomogator.llm.catalog import Catalog
+from pomogator.services.users import Account
+
+router = Router(name="files")
+
+
+@router.message(F.photo | F.document | F.media_group_id)
+async def on_files(
+    message: Message,
+    bot: Bot,
+    account: Account,
+    answerer: Answerer,
+    catalog: Catalog,
+    album: list[Message] | None = None,
+) -> None:
+    request = AttachmentRequest(album or [message], account.model, account.role, catalog)
+    await bot.send_chat_action(message.chat.id, ChatAction.TYPING)
+    prepared = await request.read(bot)
+    for document in prepared.cut:
+        await message.answer(files_texts.document_cut(document))
+    await answerer.reply(bot, message.chat, account, prepared.content)

@@ -1,0 +1,226 @@
+"""One request from several messages: an album, or a long text that the Telegram client split before sending.
+
+Telegram delivers every photo of an album and every piece of a pasted text over 4096 characters as a message of
+its own. They are gathered into one request (one quota unit, one model call, one answer) by two middlewares that
+share a ``Gatherer``:
+
+* ``gatherer.arrivals`` sits before the flood guard and the per-chat queue. A message that continues a batch in
+  progress joins it and is finished: it never queues for the chat, so it cannot wait behind the batch it belongs
+  to. A message that may start a batch (one with a ``media_group_id``, or a text at or near the length limit)
+  opens one and goes on alone, taking its place in the chat's queue in arrival order.
+* ``gatherer.completion`` sits right after the per-chat queue. In the chat's turn, the first message of a batch
+  waits until no part has come for ``window`` seconds (a split text ends sooner, at its first short piece), then
+  goes on for all of them: an album's messages are handed to the handler as ``album``, a split text becomes one
+  message with the whole text, so every handler (the role input too) sees it whole.
+
+A part that arrives after its batch went on starts a request of its own: parts are never dropped. Batches live
+in this process; several bot instances behind a webhook would need the parts of an album to reach one instance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.types import Message, TelegramObject, Update
+from loguru import logger
+
+from pomogator.services.formatting import utf16_len
+
+WINDOW = 0.8
+"""Seconds without a new part after which a batch is complete."""
+
+SPLIT_TEXT_MIN = 3000
+"""A text this long (UTF-16 units) may be the first piece of a split one. Clients cut at most 4096 units, at a
+paragraph or word boundary when there is one, so a piece is often somewhat shorter than the limit."""
+
+SPLIT_MAX_DATE_GAP = timedelta(seconds=2)
+"""Pieces of one text are sent within a moment; ``Message.date`` has one-second resolution. This also keeps apart
+messages that were written minutes apart but arrive together (the bot was down)."""
+
+BATCH_KEY = "gather_batch"
+ALBUM_KEY = "album"
+
+
+@dataclass(eq=False)
+class Batch:
+    chat_id: int
+    media_group_id: str | None
+    messages: list[Message]
+    last_arrival: float
+    open: bool = True
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def is_text(self) -> bool:
+        return self.media_group_id is None
+
+    def wants_more(self) -> bool:
+        if not self.open:
+            return False
+        # A split text ends with its first piece that is clearly shorter than the limit.
+        return not self.is_text or utf16_len(self.messages[-1].text or "") >= SPLIT_TEXT_MIN
+
+    def add(self, message: Message, now: float) -> None:
+        self.messages.append(message)
+        self.last_arrival = now
+        self.changed.set()
+
+    def close(self) -> None:
+        self.open = False
+        self.changed.set()
+
+
+def _is_plain_text(message: Message) -> bool:
+    return message.text is not None and message.media_group_id is None
+
+
+def _continues(previous: Message, message: Message) -> bool:
+    """Whether ``message`` can be the next piece of a text that ends with ``previous``.
+
+    A command is taken for what it looks like: a piece that happens to start with "/" is answered on its own.
+    """
+    if not _is_plain_text(message) or (message.text or "").startswith("/"):
+        return False
+    same_sender = (previous.from_user.id if previous.from_user else None) == (
+        message.from_user.id if message.from_user else None
+    )
+    return same_sender and abs(message.date - previous.date) <= SPLIT_MAX_DATE_GAP
+
+
+def join_text(messages: list[Message]) -> str:
+    """The pieces of a split text, joined.
+
+    A client cuts after a space or a line break when it can; Telegram then trims each piece, so where neither
+    side of a cut has whitespace left, a space goes back in.
+    """
+    text = ""
+    for message in messages:
+        piece = message.text or ""
+        if text and piece and not text[-1].isspace() and not piece[0].isspace():
+            text += " "
+        text += piece
+    return text
+
+
+class Gatherer:
+    """Open batches per chat, and the two middlewares that fill and complete them (see the module docstring)."""
+
+    def __init__(self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
+        self.window = window
+        self._clock = clock
+        self._open: dict[int, list[Batch]] = {}
+        self.arrivals = _Arrivals(self)
+        self.completion = _Completion(self)
+
+    def __len__(self) -> int:
+        """Chats with a batch in progress."""
+        return len(self._open)
+
+    def join(self, message: Message) -> bool:
+        """Add ``message`` to the open batch it continues; False when it continues none."""
+        now = self._clock()
+        batches = self._open.get(message.chat.id, [])
+        if message.media_group_id is not None:
+            for batch in batches:
+                if batch.open and batch.media_group_id == message.media_group_id:
+                    batch.add(message, now)
+                    return True
+        elif batches:
+            latest = batches[-1]
+            if (
+                latest.is_text
+                and latest.wants_more()
+                and now - latest.last_arrival <= self.window
+                and _continues(latest.messages[-1], message)
+            ):
+                latest.add(message, now)
+                return True
+        # Anything else in between means the text before it was not split.
+        for batch in batches:
+            if batch.is_text:
+                batch.close()
+        return False
+
+    def start(self, message: Message) -> Batch | None:
+        """Open a batch with ``message`` first when it may be the start of one."""
+        text = message.text
+        may_be_split = (
+            _is_plain_text(message) and not (text or "").startswith("/") and utf16_len(text or "") >= SPLIT_TEXT_MIN
+        )
+        if message.media_group_id is None and not may_be_split:
+            return None
+        batch = Batch(message.chat.id, message.media_group_id, [message], self._clock())
+        self._open.setdefault(message.chat.id, []).append(batch)
+        return batch
+
+    async def wait(self, batch: Batch) -> None:
+        """Wait until ``batch`` is complete, then close it to new parts."""
+        while batch.wants_more():
+            remaining = batch.last_arrival + self.window - self._clock()
+            if remaining <= 0:
+                break
+            batch.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(batch.changed.wait(), remaining)
+        self.forget(batch)
+
+    def forget(self, batch: Batch) -> None:
+        batch.close()
+        batches = self._open.get(batch.chat_id)
+        if batches is None:
+            return
+        with contextlib.suppress(ValueError):
+            batches.remove(batch)
+        if not batches:
+            del self._open[batch.chat_id]
+
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class _Arrivals(BaseMiddleware):
+    def __init__(self, gatherer: Gatherer) -> None:
+        self.gatherer = gatherer
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        if not isinstance(event, Update) or event.message is None:
+            return await handler(event, data)
+        message = event.message
+        if self.gatherer.join(message):
+            return None
+        batch = self.gatherer.start(message)
+        if batch is None:
+            return await handler(event, data)
+        data[BATCH_KEY] = batch
+        try:
+            return await handler(event, data)
+        finally:
+            # Normally closed in the chat's turn already; not when the flood guard or an error stopped it earlier.
+            self.gatherer.forget(batch)
+
+
+class _Completion(BaseMiddleware):
+    def __init__(self, gatherer: Gatherer) -> None:
+        self.gatherer = gatherer
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        batch: Batch | None = data.pop(BATCH_KEY, None)
+        if batch is None or not isinstance(event, Update) or event.message is None:
+            return await handler(event, data)
+        await self.gatherer.wait(batch)
+        messages = sorted(batch.messages, key=lambda m: m.message_id)
+        if len(messages) > 1:
+            logger.info("{} messages gathered into one request", len(messages))
+        if not batch.is_text:
+            data[ALBUM_KEY] = messages
+        elif len(messages) > 1:
+            whole = event.message.model_copy(update={"text": join_text(messages)})
+            event = event.model_copy(update={"message": whole})
+        return await handler(event, data)

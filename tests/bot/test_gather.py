@@ -1,0 +1,239 @@
+"""Albums and split long texts are one request: the Gatherer in a dispatcher, then end to end through the bot."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.types import Message, Update
+
+from pomogator.bot.middlewares import ChatOrderMiddleware, Gatherer, MemoryChatLocks
+from pomogator.bot.middlewares.gather import SPLIT_TEXT_MIN, join_text
+from tests.bot.harness import BotHarness
+from tests.services.test_files import JPEG, make_png
+
+CHAT = 7001
+WINDOW = 0.15
+
+
+# --- the Gatherer in a dispatcher, without Telegram ----------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """What the handler was called with, in order."""
+
+    calls: list[tuple[str, list[int]]] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    expected: int = 0
+
+    def record(self, text: str, ids: list[int]) -> None:
+        self.calls.append((text, ids))
+        if len(self.calls) >= self.expected:
+            self.done.set()
+
+
+@dataclass
+class Rig:
+    dispatcher: Dispatcher
+    bot: Bot
+    gatherer: Gatherer
+    seen: Seen
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def update(self, chat_id: int = CHAT, **fields: Any) -> Update:
+        message_id = next(self.ids)
+        message = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private"},
+            "from": {"id": chat_id, "is_bot": False, "first_name": "Test"},
+            **fields,
+        }
+        return Update.model_validate({"update_id": message_id, "message": message}, context={"bot": self.bot})
+
+    def text(self, text: str, chat_id: int = CHAT) -> Update:
+        return self.update(chat_id, text=text)
+
+    def photo(self, group: str | None, caption: str | None = None) -> Update:
+        fields: dict[str, Any] = {"photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]}
+        if group is not None:
+            fields["media_group_id"] = group
+        if caption is not None:
+            fields["caption"] = caption
+        return self.update(**fields)
+
+    async def feed(self, *updates: Update, expected: int) -> list[tuple[str, list[int]]]:
+        """Hand the updates to the dispatcher as polling does (a task each, in order); wait for ``expected`` calls."""
+        self.seen.expected = len(self.seen.calls) + expected
+        self.seen.done.clear()
+        tasks = [asyncio.create_task(self.dispatcher.feed_update(self.bot, u)) for u in updates]
+        await asyncio.wait_for(self.seen.done.wait(), 10)
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        return self.seen.calls
+
+
+@pytest_asyncio.fixture
+async def rig() -> AsyncIterator[Rig]:
+    seen = Seen()
+    gatherer = Gatherer(window=WINDOW)
+    router = Router()
+
+    @router.message(F.text)
+    async def on_text(message: Message) -> None:
+        await asyncio.sleep(0.01)  # an answer takes a while; later messages queue meanwhile
+        seen.record(message.text or "", [message.message_id])
+
+    @router.message()
+    async def on_other(message: Message, album: list[Message] | None = None) -> None:
+        parts = album or [message]
+        seen.record(message.caption or "", [m.message_id for m in parts])
+
+    dispatcher = Dispatcher()
+    dispatcher.update.outer_middleware.register(gatherer.arrivals)
+    dispatcher.update.outer_middleware.register(ChatOrderMiddleware(MemoryChatLocks()))
+    dispatcher.update.outer_middleware.register(gatherer.completion)
+    dispatcher.include_router(router)
+    bot = Bot("42:TEST")
+    try:
+        yield Rig(dispatcher, bot, gatherer, seen)
+    finally:
+        await bot.session.close()
+
+
+def long_piece(n: int) -> str:
+    return f"part{n} " + "слово" * (SPLIT_TEXT_MIN // 5)
+
+
+async def test_an_album_reaches_the_handler_once_with_every_part(rig: Rig) -> None:
+    calls = await rig.feed(rig.photo("g1", "what is this?"), rig.photo("g1"), rig.photo("g1"), expected=1)
+    await asyncio.sleep(WINDOW * 2)
+    assert calls == [("what is this?", [1, 2, 3])]
+    assert len(rig.gatherer) == 0
+
+
+async def test_pieces_of_a_split_text_become_one_message(rig: Rig) -> None:
+    pieces = [long_piece(1), long_piece(2), "the end"]
+    calls = await rig.feed(*(rig.text(p) for p in pieces), expected=1)
+    # Telegram trims the pieces, so the space at each cut is put back.
+    assert calls == [(" ".join(pieces), [1])]
+    assert len(rig.gatherer) == 0
+
+
+async def test_arrival_order_is_kept_around_an_album(rig: Rig) -> None:
+    calls = await rig.feed(
+        rig.text("before"),
+        rig.photo("g2", "album"),
+        rig.photo("g2"),
+        rig.text("after"),
+        rig.photo("g2"),
+        expected=3,
+    )
+    assert calls == [("before", [1]), ("album", [2, 3, 5]), ("after", [4])]
+
+
+async def test_short_texts_and_commands_are_not_joined(rig: Rig) -> None:
+    calls = await rig.feed(rig.text("one"), rig.text("two"), rig.text(long_piece(1)), rig.text("/help"), expected=4)
+    assert [text for text, _ in calls] == ["one", "two", long_piece(1), "/help"]
+
+
+async def test_a_message_in_between_ends_a_split_text(rig: Rig) -> None:
+    calls = await rig.feed(rig.text(long_piece(1)), rig.photo(None, "photo"), rig.text("tail"), expected=3)
+    assert [text for text, _ in calls] == [long_piece(1), "photo", "tail"]
+
+
+async def test_chats_are_gathered_separately(rig: Rig) -> None:
+    calls = await rig.feed(rig.text(long_piece(1)), rig.text("other chat", chat_id=CHAT + 1), expected=2)
+    assert sorted(text for text, _ in calls) == sorted([long_piece(1), "other chat"])
+
+
+async def test_a_part_after_its_album_went_on_is_a_request_of_its_own(rig: Rig) -> None:
+    await rig.feed(rig.photo("g3", "first"), rig.photo("g3"), expected=1)
+    calls = await rig.feed(rig.photo("g3", "late"), expected=1)
+    assert calls == [("first", [1, 2]), ("late", [3])]
+
+
+def test_join_text_puts_back_a_space_trimmed_at_a_cut() -> None:
+    def message(text: str) -> Message:
+        return Message.model_validate({"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}, "text": text})
+
+    assert join_text([message("abc "), message("def")]) == "abc def"
+    assert join_text([message("abc\n"), message("def")]) == "abc\ndef"
+    assert join_text([message("abc"), message("def")]) == "abc def"
+
+
+# --- end to end: the bot process against the fakes ---------------------------------------------------------------
+
+
+async def used_today(h: BotHarness, chat: int) -> int:
+    async with h.services() as services:
+        return sum((await services.quota.used_today(chat)).values())
+
+
+async def answer_done(h: BotHarness, chat: int, requests: int) -> None:
+    await h.llm.wait_for_requests(requests, timeout=15)
+    await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_album_of_three_photos_is_one_request(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    images = [JPEG, make_png(), JPEG]
+    for index, data in enumerate(images):
+        h.tg.user_photo(chat, data, caption="Сравни эти фото" if index == 0 else None, media_group_id="album-1")
+    await answer_done(h, chat, before + 1)
+    assert h.llm.request_count == before + 1
+    request = h.llm.requests[-1]
+    assert len(request.image_urls) == 3
+    assert request.image_urls[1].startswith("data:image/png;base64,")
+    assert request.last_user_text == "Сравни эти фото"
+    answers = h.tg.sent_messages(chat)
+    assert len(answers) == 1
+    assert "[images: 3]" in (answers[0].text or "")
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_long_text_split_by_the_client_is_one_request(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    text = " ".join(f"Предложение номер {i} из длинного вставленного текста." for i in range(200))
+    assert len(text) > 2 * 4096
+    update_ids = h.tg.user_long_message(chat, text)
+    assert len(update_ids) == 3
+    await answer_done(h, chat, before + 1)
+    assert h.llm.request_count == before + 1
+    assert h.llm.requests[-1].last_user_text == text
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_messages_around_an_album_are_answered_in_arrival_order(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    h.tg.user_message(chat, "первый вопрос")
+    h.tg.user_photo(chat, JPEG, caption="альбом", media_group_id="album-2")
+    h.tg.user_photo(chat, JPEG, media_group_id="album-2")
+    h.tg.user_message(chat, "последний вопрос")
+    await h.llm.wait_for_requests(before + 3, timeout=20)
+    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 3, 20, "three answers")
+    await h.settle()
+    requests = h.llm.requests[before:]
+    assert [r.last_user_text for r in requests] == ["первый вопрос", "альбом", "последний вопрос"]
+    assert [len(r.image_urls) for r in requests] == [0, 2, 2]  # the album stays in the context of the last one
+    assert await used_today(h, chat) == 3
