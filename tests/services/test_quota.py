@@ -280,3 +280,12 @@ async def test_separate_processes_never_overspend(services: Services, tmp_path: 
     granted = [int(out) for out, _ in outputs]
     assert sum(granted) == 7
     assert await services.quota.used_today(USER) == {"test/shared": 7}
+
+
+async def test_telegram_ids_beyond_32_bits(services: Services) -> None:
+    big = 7_123_456_789
+    model = make_model(free=1)
+    assert (await services.quota.reserve(big, model, premium=False)).telegram_id == big
+    with pytest.raises(QuotaExceeded):
+        await services.quota.reserve(big, model, premium=False)
+    assert await services.quota.used_today(big) == {model.id: 1}

@@ -176,3 +176,10 @@ async def test_grants_in_concurrent_transactions_stack(services: Services) -> No
     until = await services.subscriptions.premium_until(USER)
     assert until == max(ends)
     assert before + timedelta(days=60) <= until <= now() + timedelta(days=60)
+
+
+async def test_telegram_ids_beyond_32_bits(services: Services) -> None:
+    big = 7_123_456_789
+    ends = await services.subscriptions.grant(big, 30)
+    assert await services.subscriptions.premium_until(big) == ends
+    assert await services.subscriptions.revoke(big)
