@@ -71,16 +71,18 @@ def attachment_of(message: Message) -> Attachment:
     if message.photo:
         largest = max(message.photo, key=lambda size: (size.width * size.height, size.file_size or 0))
         return Attachment(largest.file_id, files_texts.PHOTO_NAME, largest.file_size, "image/jpeg", photo=True)
-    if message.animation or message.video or message.video_note:
-        raise UnsupportedFile(files_texts.VIDEO_NAME, "video")
-    if message.audio or message.voice:
-        raise UnsupportedFile(files_texts.AUDIO_NAME, "audio")
-    if message.document:
+    # An animation carries a document too: it is refused as what it is.
+    video = message.animation or message.video
+    if video is not None or message.video_note is not None:
+        raise UnsupportedFile((video.file_name if video else None) or "", "video")
+    if message.audio is not None or message.voice is not None:
+        raise UnsupportedFile((message.audio.file_name if message.audio else None) or "", "audio")
+    if message.document is not None:
         document = message.document
         return Attachment(
             document.file_id, document.file_name or "file", document.file_size, document.mime_type, photo=False
         )
-    raise UnsupportedFile(files_texts.OTHER_NAME)
+    raise UnsupportedFile("")
 
 
 def question_of(messages: list[Message]) -> str | None:

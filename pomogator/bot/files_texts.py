@@ -35,18 +35,16 @@ def default_question(documents: int, images: int) -> str:
 
 
 def megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f}".replace(".", ",") + " МБ"
+    mb = size / (1024 * 1024)
+    return (f"{mb:.0f}" if mb.is_integer() else f"{mb:.1f}".replace(".", ",")) + " МБ"
 
 
 def number(value: int) -> str:
     return f"{value:,}".replace(",", "\u00a0")
 
 
-# Names for photos and for parts of an album that are not documents (they carry no file name).
+# A photo has no file name of its own.
 PHOTO_NAME = "фото"
-VIDEO_NAME = "видео"
-AUDIO_NAME = "аудио"
-OTHER_NAME = "сообщение"
 
 _UNSUPPORTED: dict[str, str] = {
     "image": "Картинки в этом формате модели не понимают. Пришлите JPEG, PNG, GIF или WEBP — или просто как фото.",
@@ -59,7 +57,7 @@ _UNSUPPORTED: dict[str, str] = {
     "presentation": "Презентации я пока не читаю. Сохраните её как PDF.",
     "other-document": "Этот формат документов я не читаю. Сохраните файл как DOCX, PDF или TXT.",
     "rtf": "Формат RTF я не читаю. Сохраните файл как DOCX, PDF или TXT.",
-    "binary": "Это не текстовый файл, а прочитать его как документ не получилось.",
+    "binary": "Похоже, это не текст и не документ, который я умею читать.",
 }
 
 
@@ -80,7 +78,9 @@ def file_too_large(exc: FileTooLarge) -> str:
 
 def unsupported_file(exc: UnsupportedFile) -> str:
     reason = _UNSUPPORTED.get(exc.kind or "", "Такие файлы я не читаю.")
-    return f"Не могу прочитать «{esc(exc.filename)}». {reason}\n\n{ACCEPTED}"
+    # Videos and audio in an album often come without a file name.
+    what = f"Не могу прочитать «{esc(exc.filename)}». " if exc.filename else ""
+    return f"{what}{reason}\n\n{ACCEPTED}"
 
 
 def file_error(exc: FileError) -> str:

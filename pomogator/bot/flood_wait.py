@@ -14,6 +14,9 @@ from aiogram import Bot
 from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextRequestMiddlewareType
 from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import (
+    GetMyCommands,
+    GetMyDescription,
+    GetMyShortDescription,
     SendChatAction,
     SendMessageDraft,
     SetMyCommands,
@@ -26,6 +29,9 @@ from loguru import logger
 NOT_RETRIED: tuple[type[TelegramMethod[Any]], ...] = (
     SendMessageDraft,
     SendChatAction,
+    GetMyCommands,
+    GetMyDescription,
+    GetMyShortDescription,
     SetMyCommands,
     SetMyDescription,
     SetMyShortDescription,

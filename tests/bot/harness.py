@@ -92,8 +92,8 @@ class BotProcess:
     def alive(self) -> bool:
         return self._process is not None and self._process.returncode is None
 
-    async def start(self, ready: Callable[[], bool] | None = None, timeout: float = START_TIMEOUT) -> None:  # noqa: ASYNC109
-        """Start the process and wait until ``ready()`` holds (by default: returns at once)."""
+    async def start(self, *, wait: bool = True, timeout: float = START_TIMEOUT) -> None:  # noqa: ASYNC109
+        """Start the process; with ``wait``, return once the ``ready`` check given at construction holds."""
         if self.alive:
             raise RuntimeError("the bot process is already running")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -111,8 +111,8 @@ class BotProcess:
             )
         self.starts += 1
         BotProcess.running.add(self)
-        check = ready or self._ready
-        if check is None:
+        check = self._ready
+        if check is None or not wait:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -148,6 +148,14 @@ class BotProcess:
         await self.stop()
         await self.start()
 
+    async def wait(self, timeout: float = STOP_TIMEOUT) -> int:  # noqa: ASYNC109
+        """Wait for the process to exit on its own; returns the exit code."""
+        if self._process is None:
+            raise RuntimeError("the bot process was never started")
+        code = await asyncio.wait_for(self._process.wait(), timeout)
+        BotProcess.running.discard(self)
+        return code
+
     def log(self) -> str:
         try:
             return self.log_path.read_text("utf-8", errors="replace")
@@ -181,6 +189,7 @@ class BotHarness:
     _chat_ids = itertools.count(10_001)
 
     def __init__(self, workdir: Path, tg: FakeTelegram, llm: FakeLLM, database_url: str, env: Mapping[str, str]):
+        workdir.mkdir(parents=True, exist_ok=True)
         self.workdir = workdir
         self.tg = tg
         self.llm = llm
@@ -201,7 +210,6 @@ class BotHarness:
         enforce_limits: bool = False,
     ) -> AsyncIterator[Self]:
         """Fakes, a database (an SQLite file in ``workdir`` unless ``database_url``) and, with ``start``, the bot."""
-        workdir.mkdir(parents=True, exist_ok=True)
         url = database_url or f"sqlite:///{workdir / 'bot.sqlite3'}"
         async with FakeTelegram(token=TOKEN, enforce_limits=enforce_limits) as tg, FakeLLM(api_key=TEST_API_KEY) as llm:
             harness = cls(workdir, tg, llm, url, env or {})
@@ -285,9 +293,7 @@ class BotHarness:
     def stop_draft(self, chat_id: int, draft_id: int) -> int:
         """The user presses Telegram's own stop button on a draft sent with ``can_stop``."""
         chat = self.tg.add_chat(chat_id)
-        return self.tg.push_update(
-            {"stopped_message_generation": {"chat": chat.to_dict(), "draft_id": draft_id}}
-        )
+        return self.tg.push_update({"stopped_message_generation": {"chat": chat.to_dict(), "draft_id": draft_id}})
 
 
 # ---- PostgreSQL ------------------------------------------------------------------------------------------------

@@ -225,7 +225,9 @@ async def test_html_rejected_by_telegram_is_resent_as_plain_text(harness: BotHar
     h = harness
     chat = h.new_chat()
     h.tg.fail_next(
-        "sendMessage", 400, "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0",
+        "sendMessage",
+        400,
+        'Bad Request: can\'t parse entities: Unsupported start tag "x" at byte offset 0',
         chat_id=chat,
     )
     reply = await h.ask(chat, "**важно**")

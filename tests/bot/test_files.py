@@ -1,0 +1,402 @@
+"""Photos and files end to end: the real bot process against FakeTelegram and FakeLLM, with a small test catalog."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiogram.types import Message
+from docx import Document
+
+from pomogator.bot import files_texts, texts
+from pomogator.bot.attachments import MIN_DOCUMENT_CHARS, AttachmentRequest, attachment_of, max_document_chars
+from pomogator.bot.files_texts import FILE_QUESTION, IMAGE_QUESTION
+from pomogator.container import build_services
+from pomogator.errors import FileTooLarge, UnsupportedFile, VisionUnsupported
+from pomogator.llm.catalog import load_catalog
+from pomogator.llm.tokens import CHARS_PER_TOKEN
+from pomogator.services.files import MAX_DOWNLOAD_BYTES
+from tests.bot.harness import BotHarness
+from tests.conftest import make_settings
+from tests.fakes.openai_server import RecordedRequest
+from tests.fakes.telegram_server import SentMessage
+from tests.services.test_files import JPEG, blank_pdf, encrypt_pdf, make_pdf, make_png, make_zip
+
+
+def e2e(test: Callable[..., Any]) -> Callable[..., Any]:
+    """A test against the module's running bot."""
+    return pytest.mark.slow(pytest.mark.asyncio(loop_scope="module")(test))
+
+
+CATALOG = """
+default = "test/vision"
+
+[[models]]
+id = "test/vision"
+title = "Зоркая модель"
+free_daily = 50
+premium_daily = 100
+vision = true
+context_length = 128000
+
+[[models]]
+id = "test/blind"
+title = "Незрячая модель"
+free_daily = 50
+premium_daily = 100
+vision = false
+context_length = 128000
+
+[[models]]
+id = "test/small"
+title = "Маленькая модель"
+free_daily = 50
+premium_daily = 100
+vision = false
+context_length = 6000
+max_output_tokens = 500
+"""
+
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    workdir: Path = tmp_path_factory.mktemp("files")
+    catalog = workdir / "models.toml"
+    catalog.write_text(CATALOG, "utf-8")
+    async with BotHarness.open(workdir, env={"POMOGATOR_MODELS_FILE": str(catalog)}) as h:
+        yield h
+
+
+async def choose_model(h: BotHarness, chat: int, model_id: str) -> None:
+    catalog = h.workdir / "models.toml"
+    settings = make_settings(database_url=h.database_url, models_file=catalog)
+    async with build_services(settings, migrate=False) as services:
+        await services.users.ensure(chat)
+        await services.users.set_model(chat, model_id)
+
+
+async def used_today(h: BotHarness, chat: int) -> int:
+    async with h.services() as services:
+        return sum((await services.quota.used_today(chat)).values())
+
+
+async def answered(h: BotHarness, chat: int) -> RecordedRequest:
+    """Wait for the model's answer to what the test just sent; return the request the model got."""
+    before = h.llm.request_count
+    await h.llm.wait_for_requests(before + 1, timeout=15)
+    await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+    assert h.llm.request_count == before + 1
+    return h.llm.requests[-1]
+
+
+async def refused(h: BotHarness, chat: int) -> SentMessage:
+    """Wait for the bot's one reply to what the test just sent, and check that nothing was asked or counted."""
+    before = h.llm.request_count
+    reply = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+    assert h.llm.request_count == before
+    assert len(h.tg.sent_messages(chat)) == 1
+    assert await used_today(h, chat) == 0
+    return reply
+
+
+def user_parts(request: RecordedRequest) -> list[dict[str, Any]]:
+    content = request.messages[-1]["content"]
+    assert request.messages[-1]["role"] == "user"
+    return content if isinstance(content, list) else [{"type": "text", "text": content}]
+
+
+def make_docx(paragraphs: list[str]) -> bytes:
+    document = Document()
+    document.add_heading("Отчёт за квартал", level=1)
+    for text in paragraphs:
+        document.add_paragraph(text)
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+# --- documents that reach the model ---------------------------------------------------------------------------
+
+
+@e2e
+async def test_a_text_file_with_a_caption_reaches_the_model_as_text(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(
+        chat, "Список покупок:\nмолоко\nхлеб\n".encode(), "покупки.txt", "text/plain", caption="Что купить?"
+    )
+    text = (await answered(h, chat)).last_user_text
+    assert 'name="покупки.txt"' in text
+    assert "молоко\nхлеб" in text
+    assert text.endswith("Что купить?")
+    assert await used_today(h, chat) == 1
+
+
+@e2e
+async def test_a_cp1251_csv_is_decoded(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, "город;население\nМосква;13 млн\n".encode("cp1251"), "города.csv", "text/csv")
+    text = (await answered(h, chat)).last_user_text
+    assert "Москва;13 млн" in text
+    assert text.endswith(FILE_QUESTION)
+
+
+@e2e
+async def test_a_pdf_text_layer_reaches_the_model(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    pdf = make_pdf(["Invoice number 4711", "Total: 99 EUR"])
+    h.tg.user_document(chat, pdf, "invoice.pdf", "application/pdf", caption="Сколько платить?")
+    request = await answered(h, chat)
+    text = request.last_user_text
+    assert 'name="invoice.pdf"' in text
+    assert "Invoice number 4711" in text and "Total: 99 EUR" in text
+    assert text.endswith("Сколько платить?")
+    assert all(part["type"] == "text" for part in user_parts(request))
+
+
+@e2e
+async def test_a_pdf_without_text_goes_to_the_model_as_a_file(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, blank_pdf(), "scan.pdf", "application/pdf", caption="Прочитай скан")
+    parts = user_parts(await answered(h, chat))
+    files = [part for part in parts if part["type"] == "file"]
+    assert len(files) == 1
+    assert files[0]["file"]["filename"] == "scan.pdf"
+    assert files[0]["file"]["file_data"].startswith("data:application/pdf;base64,")
+
+
+@e2e
+async def test_a_docx_with_a_caption_reaches_the_model_as_text(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    data = make_docx(["Выручка выросла на 12 процентов.", "Расходы не изменились."])
+    h.tg.user_document(chat, data, "отчёт.docx", DOCX, caption="Итоги одним предложением")
+    text = (await answered(h, chat)).last_user_text
+    assert 'name="отчёт.docx"' in text
+    assert "# Отчёт за квартал" in text and "Выручка выросла на 12 процентов." in text
+    assert text.endswith("Итоги одним предложением")
+
+
+@e2e
+async def test_documents_of_an_album_are_one_request(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"alpha text", "a.txt", "text/plain", caption="Сравни", media_group_id="docs-1")
+    h.tg.user_document(chat, b"beta text", "b.md", "text/markdown", media_group_id="docs-1")
+    text = (await answered(h, chat)).last_user_text
+    assert text.index('name="a.txt"') < text.index("alpha text") < text.index('name="b.md"') < text.index("beta")
+    assert text.endswith("Сравни")
+    assert await used_today(h, chat) == 1
+
+
+@e2e
+async def test_a_long_file_is_cut_to_the_model_context_with_a_note(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await choose_model(h, chat, "test/small")
+    lines = [f"Строка {i}: немного текста для проверки." for i in range(2000)]
+    h.tg.user_document(chat, "\n".join(lines).encode(), "long.txt", "text/plain")
+    request = await answered(h, chat)
+    text = request.last_user_text
+    assert request.model == "test/small"
+    assert "Строка 0:" in text and "Строка 1999:" not in text
+    assert "[The file was cut to fit the model's context" in text
+    assert len(text) < 6000 * 3
+    notes = [m.text or "" for m in h.tg.sent_messages(chat) if "long.txt" in (m.text or "")]
+    assert len(notes) == 1 and "не помещается" in notes[0]
+
+
+@e2e
+async def test_file_names_are_escaped_in_messages(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"%PDF-1.4 broken", "<b>bad</b>.pdf", "application/pdf")
+    reply = await refused(h, chat)
+    assert "<b>bad</b>.pdf" in (reply.text or "")
+    assert not reply.entities
+
+
+# --- photos -----------------------------------------------------------------------------------------------------
+
+
+@e2e
+async def test_a_photo_reaches_a_vision_model_as_an_image(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_photo(chat, JPEG, caption="Что это за место?")
+    request = await answered(h, chat)
+    assert request.model == "test/vision"
+    assert len(request.image_urls) == 1
+    assert request.image_urls[0].startswith("data:image/jpeg;base64,")
+    assert request.last_user_text == "Что это за место?"
+
+
+@e2e
+async def test_a_photo_without_a_caption_gets_the_default_question(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_photo(chat, JPEG)
+    assert (await answered(h, chat)).last_user_text == IMAGE_QUESTION
+
+
+@e2e
+async def test_an_image_sent_as_a_file_is_an_image(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, make_png(), "chart.png", "image/png", caption="Что на графике?")
+    request = await answered(h, chat)
+    assert len(request.image_urls) == 1
+    assert request.image_urls[0].startswith("data:image/png;base64,")
+    assert request.last_user_text == "Что на графике?"
+
+
+@e2e
+async def test_a_photo_for_a_model_without_vision_is_refused(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await choose_model(h, chat, "test/blind")
+    downloads = len(h.tg.calls_of("getFile"))
+    h.tg.user_photo(chat, JPEG, caption="Что тут?")
+    text = (await refused(h, chat)).text or ""
+    assert "Незрячая модель" in text and "не видит изображения" in text
+    assert "Зоркая модель" in text and "/model" in text
+    assert len(h.tg.calls_of("getFile")) == downloads
+
+
+# --- refusals ---------------------------------------------------------------------------------------------------
+
+
+@e2e
+async def test_a_file_over_the_download_limit_is_refused_before_downloading(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    downloads = len(h.tg.calls_of("getFile"))
+    h.tg.user_document(chat, b"x", "big.pdf", "application/pdf", file_size=MAX_DOWNLOAD_BYTES + 5 * 1024 * 1024)
+    text = (await refused(h, chat)).text or ""
+    assert "слишком большой" in text and "25 МБ" in text and "20 МБ" in text
+    assert len(h.tg.calls_of("getFile")) == downloads
+
+
+@e2e
+async def test_get_file_saying_too_big_is_the_same_refusal(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next("getFile", description="Bad Request: file is too big")
+    h.tg.user_document(chat, b"hello", "notes.txt", "text/plain")
+    text = (await refused(h, chat)).text or ""
+    assert "слишком большой" in text and "20 МБ" in text
+
+
+@e2e
+@pytest.mark.parametrize(
+    ("data", "name", "mime", "expected"),
+    [
+        (b"%PDF-1.4\nthis is not really a pdf", "broken.pdf", "application/pdf", "повреждён"),
+        (encrypt_pdf(make_pdf(["secret"]), "password", "owner"), "locked.pdf", "application/pdf", "паролем"),
+        (make_zip({"a.txt": b"inside"}), "files.zip", "application/zip", "Архивы"),
+        (b"\x7fELF\x02\x01\x01" + b"\x00" * 64, "tool", "application/octet-stream", "исполняемые"),
+    ],
+    ids=["corrupt-pdf", "encrypted-pdf", "zip", "executable"],
+)
+async def test_files_the_bot_cannot_read_get_a_clear_message(
+    harness: BotHarness, data: bytes, name: str, mime: str, expected: str
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, data, name, mime, caption="Прочитай")
+    text = (await refused(h, chat)).text or ""
+    assert name in text and expected in text
+
+
+@pytest.mark.parametrize("send", ["sticker", "voice", "location"])
+async def test_other_messages_are_told_what_the_bot_accepts(harness: BotHarness, send: str) -> None:
+    h = harness
+    chat = h.new_chat()
+    {"sticker": h.tg.user_sticker, "voice": h.tg.user_voice, "location": h.tg.user_location}[send](chat)
+    reply = await refused(h, chat)
+    assert reply.text == texts.NOT_TEXT
+    assert "фотографии и файлы" in (reply.text or "")
+
+
+# --- the checks made before anything is downloaded ----------------------------------------------------------------
+
+
+def message(**fields: Any) -> Message:
+    return Message.model_validate({"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}, **fields})
+
+
+def test_the_largest_photo_size_is_read() -> None:
+    sizes = [
+        {"file_id": f"size{n}", "file_unique_id": f"u{n}", "width": 80 * n, "height": 60 * n, "file_size": 1000 * n}
+        for n in (1, 16, 4)
+    ]
+    attachment = attachment_of(message(photo=sizes))
+    assert attachment.photo and attachment.file_id == "size16"
+
+
+@pytest.mark.parametrize(
+    ("fields", "kind", "named"),
+    [
+        ({"video": {"file_id": "v", "file_unique_id": "v", "width": 1, "height": 1, "duration": 1}}, "video", ""),
+        (
+            {
+                "animation": {
+                    "file_id": "a",
+                    "file_unique_id": "a",
+                    "width": 1,
+                    "height": 1,
+                    "duration": 1,
+                    "file_name": "cat.mp4",
+                },
+                "document": {"file_id": "a", "file_unique_id": "a", "file_name": "cat.mp4"},
+            },
+            "video",
+            "cat.mp4",
+        ),
+        ({"voice": {"file_id": "o", "file_unique_id": "o", "duration": 1}}, "audio", ""),
+    ],
+    ids=["video", "animation", "voice"],
+)
+def test_parts_that_are_not_photos_or_documents_are_refused(fields: dict[str, Any], kind: str, named: str) -> None:
+    with pytest.raises(UnsupportedFile) as caught:
+        attachment_of(message(media_group_id="g", **fields))
+    assert caught.value.kind == kind
+    assert caught.value.filename == named
+    text = files_texts.file_error(caught.value)
+    assert ("«" in text) == bool(named)
+
+
+def test_documents_get_what_the_context_holds_after_the_answer_the_role_and_the_rest() -> None:
+    model = load_catalog(None).default
+    alone = max_document_chars(model, None, documents=1, images=0)
+    tokens = model.context_length - model.max_output_tokens
+    assert tokens * CHARS_PER_TOKEN // 2 < alone < tokens * CHARS_PER_TOKEN
+    assert max_document_chars(model, "роль " * 2000, documents=1, images=0) < alone
+    assert max_document_chars(model, None, documents=1, images=3) < alone
+    assert max_document_chars(model, None, documents=2, images=0) < alone // 2 + 1
+    tiny = replace(model, context_length=600, max_output_tokens=500)
+    assert max_document_chars(tiny, None, documents=1, images=0) == MIN_DOCUMENT_CHARS
+
+
+def test_refusals_come_before_any_download() -> None:
+    catalog = load_catalog(None)
+    blind = next(m for m in catalog.models if not m.vision)
+    photo = message(photo=[{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}])
+    with pytest.raises(VisionUnsupported) as caught:
+        AttachmentRequest([photo], blind, None, catalog)
+    assert caught.value.vision_models == [m.id for m in catalog.vision_models()]
+    huge = message(document={"file_id": "d", "file_unique_id": "d", "file_name": "a.txt", "file_size": 21 << 20})
+    with pytest.raises(FileTooLarge):
+        AttachmentRequest([huge], catalog.default, None, catalog)

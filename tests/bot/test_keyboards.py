@@ -1,0 +1,122 @@
+"""Keyboards and callback data, without Telegram."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from pomogator.bot import texts
+from pomogator.bot.answer.answerer import DRAFT_ID_LIMIT
+from pomogator.bot.callbacks import (
+    DeleteMeCallback,
+    MenuAction,
+    MenuCallback,
+    ModelAction,
+    ModelCallback,
+    RoleAction,
+    RoleCallback,
+    StopCallback,
+)
+from pomogator.bot.keyboards import (
+    make_delete_me_keyboard,
+    make_model_keyboard,
+    make_role_keyboard,
+    make_start_keyboard,
+    make_stop_keyboard,
+)
+from pomogator.llm.catalog import Catalog, load_catalog, parse_catalog
+from pomogator.services.users import Account
+
+TELEGRAM_CALLBACK_LIMIT = 64
+
+
+def account(catalog: Catalog, model_id: str | None = None, premium: bool = False) -> Account:
+    return Account(
+        telegram_id=1,
+        first_name="Ann",
+        username=None,
+        model=catalog.get(model_id) if model_id else catalog.default,
+        role=None,
+        email=None,
+        premium_until=datetime(2100, 1, 1, tzinfo=UTC) if premium else None,
+        created_at=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+
+
+def big_catalog(count: int) -> Catalog:
+    models = [
+        {
+            "id": f"some-very-long-provider-name/an-even-longer-model-name-{i}:free:beta",
+            "title": f"Model {i}",
+            "free_daily": 0 if i % 3 == 0 else 5,
+            "premium_daily": 50,
+            "context_length": 100_000,
+        }
+        for i in range(count)
+    ]
+    return parse_catalog({"models": models, "default": models[1]["id"]}, "test")
+
+
+def all_callback_data(markup: object) -> list[str]:
+    rows = getattr(markup, "inline_keyboard")  # noqa: B009
+    return [str(button.callback_data) for row in rows for button in row]
+
+
+@pytest.mark.parametrize("catalog", [load_catalog(), big_catalog(90)], ids=["built-in", "90 models"])
+def test_model_buttons_fit_telegram_and_point_at_their_model(catalog: Catalog) -> None:
+    markup = make_model_keyboard(catalog, account(catalog))
+    data = all_callback_data(markup)
+    assert len(data) == len(catalog.models) + 1
+    for index, packed in enumerate(data[:-1]):
+        assert len(packed.encode()) <= TELEGRAM_CALLBACK_LIMIT
+        unpacked = ModelCallback.unpack(packed)
+        assert unpacked.action is ModelAction.pick
+        assert catalog.by_index(unpacked.index) is catalog.models[index]
+    assert ModelCallback.unpack(data[-1]).action is ModelAction.exit
+
+
+def test_model_buttons_mark_the_current_model_and_lock_premium_ones_for_free_users() -> None:
+    catalog = load_catalog()
+    locked = next(m for m in catalog.models if m.premium_only)
+    free_user = make_model_keyboard(catalog, account(catalog))
+    labels = [button.text for row in free_user.inline_keyboard for button in row]
+    assert labels[catalog.default.index] == f"{texts.MODEL_CURRENT_MARK} {catalog.default.title}"
+    assert labels[locked.index] == f"{texts.MODEL_LOCKED_MARK} {locked.title}"
+    assert labels[-1] == texts.MODEL_EXIT
+
+    premium_user = make_model_keyboard(catalog, account(catalog, locked.id, premium=True))
+    labels = [button.text for row in premium_user.inline_keyboard for button in row]
+    assert labels[locked.index] == f"{texts.MODEL_CURRENT_MARK} {locked.title}"
+    assert not any(label.startswith(texts.MODEL_LOCKED_MARK) for label in labels)
+
+
+def test_start_keyboard_has_one_button_per_menu_action() -> None:
+    data = all_callback_data(make_start_keyboard())
+    assert [MenuCallback.unpack(d).action for d in data] == list(MenuAction)
+
+
+def test_other_keyboards_round_trip_and_fit() -> None:
+    role = [RoleCallback.unpack(d).action for d in all_callback_data(make_role_keyboard())]
+    assert role == [RoleAction.cancel, RoleAction.delete]
+    confirm = [DeleteMeCallback.unpack(d).confirm for d in all_callback_data(make_delete_me_keyboard())]
+    assert confirm == [True, False]
+    stop = all_callback_data(make_stop_keyboard(DRAFT_ID_LIMIT))
+    assert StopCallback.unpack(stop[0]).answer == DRAFT_ID_LIMIT
+    assert len(stop[0].encode()) <= TELEGRAM_CALLBACK_LIMIT
+
+
+def test_model_menu_lists_limits_and_escapes_titles() -> None:
+    catalog = parse_catalog(
+        {
+            "models": [
+                {"id": "a/b", "title": "A <b> & co", "free_daily": 3, "premium_daily": 30, "context_length": 9000},
+                {"id": "c/d:free", "title": "Locked", "free_daily": 0, "premium_daily": 7, "context_length": 9000},
+            ]
+        },
+        "test",
+    )
+    text = texts.model_menu(catalog, account(catalog))
+    assert "A &lt;b&gt; &amp; co — 3 / 30" in text
+    assert "Locked 🔒 — только премиум / 7" in text
+    assert "/billing" in text

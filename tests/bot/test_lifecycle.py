@@ -1,0 +1,103 @@
+"""The bot process's life: start-up calls, restarts, graceful shutdown, nothing lost while it is down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from pomogator.bot import texts
+from tests.bot.harness import TOKEN, BotHarness
+from tests.fakes.openai_server import Reply
+
+pytestmark = pytest.mark.slow
+
+PROFILE_SETTERS = ("setMyCommands", "setMyDescription", "setMyShortDescription")
+
+
+def setter_calls(h: BotHarness) -> int:
+    return sum(len(h.tg.calls_of(method)) for method in PROFILE_SETTERS)
+
+
+async def test_a_restart_keeps_role_and_context_and_answers_what_was_sent_meanwhile(tmp_path: Path) -> None:
+    async with BotHarness.open(tmp_path) as h:
+        chat, other = h.new_chat(), h.new_chat()
+        await h.ask(chat, "/role")
+        assert (await h.ask(chat, "Ты — пират")).text == texts.ROLE_SAVED
+        assert (await h.ask(chat, "first")).text == "Echo: first"
+        await h.tg.wait_until(lambda: setter_calls(h) == 3, what="profile set")
+        await h.settle()
+
+        assert await h.bot.stop() == 0
+        h.tg.user_message(chat, "second")
+        h.tg.user_message(other, "written while the bot was down")
+        await h.start()
+
+        answer = await h.tg.wait_for_message(chat, timeout=15)
+        assert answer.text == "Echo: second"
+        assert (await h.tg.wait_for_message(other, timeout=15)).text == "Echo: written while the bot was down"
+        request = next(r for r in h.llm.requests if r.last_user_text == "second")
+        assert request.system_prompt == "Ты — пират"
+        assert [m["content"] for m in request.messages] == ["Ты — пират", "first", "Echo: first", "second"]
+        await h.settle()
+        # Commands and descriptions did not change, so they were only read.
+        assert setter_calls(h) == 3
+        assert len(h.tg.calls_of("getMyCommands")) == 2
+        assert h.tg.pending_updates == []
+
+
+async def test_sigterm_lets_the_answers_in_progress_and_queued_finish(tmp_path: Path) -> None:
+    async with BotHarness.open(tmp_path) as h:
+        chat = h.new_chat()
+        h.llm.enqueue(Reply.slow(20, 2.0), Reply.slow(10, 0.5))
+        h.tg.user_message(chat, "slow one")
+        h.tg.user_message(chat, "queued one")
+        await h.tg.wait_until(lambda: h.tg.drafts(chat).count >= 1, 15, "a draft")
+        assert await h.bot.stop() == 0
+        assert h.tg.sent_texts(chat) == [
+            " ".join(f"tok{i}" for i in range(20)),
+            " ".join(f"tok{i}" for i in range(10)),
+        ]
+        async with h.services() as services:
+            assert sum((await services.quota.used_today(chat)).values()) == 2
+        assert "Bot stopped" in h.bot.log()
+
+
+async def test_start_up_profile_calls_are_best_effort(tmp_path: Path) -> None:
+    async with BotHarness.open(tmp_path, start=False) as h:
+        h.tg.fail_next("getMyCommands", 429, retry_after=3600)
+        h.tg.fail_next("getMyDescription", 500)
+        h.tg.fail_next("setMyShortDescription", 400, "Bad Request: description is too long")
+        await h.start()
+        chat = h.new_chat()
+        reply = await h.ask(chat, "/start")
+        assert reply.buttons
+        await h.settle()
+        assert not h.tg.commands and "" not in h.tg.descriptions and "" not in h.tg.short_descriptions
+        assert h.bot.alive
+
+
+async def test_a_left_over_webhook_is_removed_keeping_its_pending_updates(tmp_path: Path) -> None:
+    async with BotHarness.open(tmp_path, start=False) as h:
+        async with aiohttp.ClientSession() as session:
+            url = f"{h.tg.base_url}/bot{TOKEN}/setWebhook"
+            async with session.post(url, json={"url": "http://127.0.0.1:9/hook"}) as response:
+                assert (await response.json())["ok"]
+        chat = h.new_chat()
+        h.tg.user_message(chat, "sent to the webhook")
+        await h.start()
+        reply = await h.tg.wait_for_message(chat, timeout=15)
+        assert reply.text == "Echo: sent to the webhook"
+        assert h.tg.webhook is None
+        assert all(not call.params.get("drop_pending_updates") for call in h.tg.calls_of("deleteWebhook"))
+
+
+async def test_a_rejected_token_stops_with_a_clear_message(tmp_path: Path) -> None:
+    async with BotHarness.open(tmp_path, start=False, env={"POMOGATOR_BOT_TOKEN": "999:wrong"}) as h:
+        await h.bot.start(wait=False)
+        assert await h.bot.wait(timeout=30) == 1
+        log = h.bot.log()
+        assert "POMOGATOR_BOT_TOKEN" in log
+        assert "999:wrong" not in log
+        assert "Traceback" not in log

@@ -1,0 +1,73 @@
+"""The core flow and the parallel quota race on PostgreSQL (a database of its own, dropped afterwards)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from pomogator.bot import texts
+from pomogator.llm.catalog import load_catalog
+from tests.bot.harness import BotHarness, postgres_database
+from tests.fakes.openai_server import Reply
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+POSTGRES_URL = os.environ.get("POMOGATOR_TEST_POSTGRES_URL")
+DEFAULT = load_catalog().default
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    if not POSTGRES_URL:
+        pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
+    async with (
+        postgres_database(POSTGRES_URL) as url,
+        BotHarness.open(tmp_path_factory.mktemp("bot-postgres"), database_url=url) as h,
+    ):
+        yield h
+
+
+async def test_core_flow_on_postgres(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    start = await h.ask(chat, "/start")
+    assert start.buttons
+    await h.ask(chat, "/role")
+    assert (await h.ask(chat, "Отвечай кратко")).text == texts.ROLE_SAVED
+    assert (await h.ask(chat, "first")).text == "Echo: first"
+    assert (await h.ask(chat, "second")).text == "Echo: second"
+    request = h.llm.requests[-1]
+    assert [m["content"] for m in request.messages] == ["Отвечай кратко", "first", "Echo: first", "second"]
+    profile = await h.ask(chat, "/profile")
+    assert "Запросов сегодня: 2" in (profile.text or "")
+    assert "Отвечай кратко" in (profile.text or "")
+
+
+async def test_parallel_messages_and_the_quota_on_postgres(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    async with h.services() as services:
+        account = await services.users.ensure(chat)
+        for _ in range(account.model.free_daily - 3):
+            await services.quota.reserve(chat, account.model, premium=False)
+    requests = h.llm.request_count
+    h.llm.max_concurrency = 0
+    for _ in range(3):
+        h.llm.enqueue(Reply.slow(6, 0.4))
+    after = h.tg.last_user_message_id(chat)
+    for i in range(10):
+        h.tg.user_message(chat, f"q{i}")
+    await h.tg.wait_until(lambda: len(h.messages_after(chat, after)) >= 10, 30, "ten replies")
+    await h.settle()
+    replies = [m.text or "" for m in h.messages_after(chat, after)]
+    assert len(replies) == 10
+    assert h.llm.request_count == requests + 3
+    assert h.llm.max_concurrency == 1
+    assert [r.last_user_text for r in h.llm.requests[-3:]] == ["q0", "q1", "q2"]
+    assert all(r.startswith("tok0") for r in replies[:3])
+    assert all("лимит" in r for r in replies[3:])
+    async with h.services() as services:
+        assert (await services.quota.used_today(chat)) == {DEFAULT.id: DEFAULT.free_daily}

@@ -1,0 +1,191 @@
+"""The answer renderer against a recording stand-in for Telegram: chunks, fallbacks, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiogram.types import InlineKeyboardMarkup
+
+from pomogator.bot import texts
+from pomogator.bot.answer.output import ChatGone, DraftsUnavailable
+from pomogator.bot.answer.renderer import AnswerRenderer
+from pomogator.bot.keyboards import make_stop_keyboard
+from pomogator.errors import LLMUnavailable
+from pomogator.services.formatting import html_to_text, render_answer, utf16_len
+
+
+@dataclass
+class Shown:
+    html: str
+    markup: InlineKeyboardMarkup | None
+    deleted: bool = False
+
+
+@dataclass
+class FakeOutput:
+    """Records what the renderer does; flags make Telegram refuse drafts, lose messages or block the bot."""
+
+    refuse_drafts: bool = False
+    lose_edits: bool = False
+    gone_after: int | None = None
+    messages: dict[int, Shown] = field(default_factory=dict)
+    drafts: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        if self.gone_after is not None and len(self.calls) > self.gone_after:
+            raise ChatGone("Forbidden: bot was blocked by the user")
+
+    async def typing(self) -> None:
+        self._call("typing")
+
+    async def send(self, html: str, markup: InlineKeyboardMarkup | None = None) -> int:
+        self._call("send")
+        message_id = len(self.messages) + 1
+        self.messages[message_id] = Shown(html, markup)
+        return message_id
+
+    async def edit(self, message_id: int, html: str, markup: InlineKeyboardMarkup | None = None) -> bool:
+        self._call("edit")
+        if self.lose_edits:
+            self.messages[message_id].deleted = True
+            return False
+        self.messages[message_id] = Shown(html, markup)
+        return True
+
+    async def draft(self, draft_id: int, html: str) -> None:
+        self._call("draft")
+        if self.refuse_drafts:
+            raise DraftsUnavailable("TEXTDRAFT_PEER_INVALID")
+        self.drafts.append(html)
+
+    async def delete(self, message_id: int) -> None:
+        self._call("delete")
+        self.messages[message_id].deleted = True
+
+    def visible(self) -> list[Shown]:
+        return [m for m in self.messages.values() if not m.deleted]
+
+
+class Stream:
+    """An async generator of pieces that records whether it was closed early."""
+
+    def __init__(self, pieces: list[str], delay: float = 0.0, fail: Exception | None = None) -> None:
+        self.pieces = pieces
+        self.delay = delay
+        self.fail = fail
+        self.closed_early = False
+
+    async def __call__(self) -> AsyncIterator[str]:
+        finished = False
+        try:
+            for piece in self.pieces:
+                await asyncio.sleep(self.delay)
+                yield piece
+            if self.fail is not None:
+                raise self.fail
+            finished = True
+        finally:
+            self.closed_early = not finished and self.fail is None
+
+
+def renderer(out: FakeOutput, drafts: bool = True, **kwargs: Any) -> AnswerRenderer:
+    return AnswerRenderer(
+        out,  # type: ignore[arg-type]
+        7,
+        drafts=drafts,
+        stop_markup=make_stop_keyboard(7),
+        interval=kwargs.pop("interval", 0.0),
+        **kwargs,
+    )
+
+
+def words(n: int) -> list[str]:
+    return [f"слово{i} " for i in range(n)]
+
+
+async def test_a_long_answer_becomes_several_messages_while_drafting_the_rest() -> None:
+    out = FakeOutput()
+    paragraphs = ["\n\n".join("".join(words(80)) for _ in range(8))]
+    text = "".join(paragraphs)
+    pieces = [text[i : i + 50] for i in range(0, len(text), 50)]
+    r = renderer(out)
+    assert await r.stream(Stream(pieces, delay=0.001)()) == text
+    # Complete chunks were sent before the answer ended.
+    assert out.calls.index("send") < len(out.calls) - 1
+    await r.finish(text, stopped=False)
+    shown = [m.html for m in out.visible()]
+    assert shown == render_answer(text)
+    assert len(shown) >= 2
+    assert all(utf16_len(html_to_text(m)) <= 4096 for m in shown)
+    assert all(m.markup is None for m in out.visible())
+    assert out.drafts and "edit" not in out.calls
+
+
+async def test_without_drafts_one_message_is_edited_with_a_stop_button() -> None:
+    out = FakeOutput(refuse_drafts=True)
+    refused: list[bool] = []
+    r = renderer(out, on_drafts_refused=lambda: refused.append(True))
+    text = "".join(words(30))
+    await r.stream(Stream(words(30), delay=0.002)())
+    assert refused == [True]
+    assert out.calls.count("draft") == 1
+    live = out.visible()
+    assert len(live) == 1 and live[0].markup is not None
+    await r.finish(text, stopped=False)
+    assert [(m.html, m.markup) for m in out.visible()] == [(render_answer(text)[0], None)]
+
+
+async def test_a_stopped_answer_says_so_and_an_empty_one_too() -> None:
+    out = FakeOutput()
+    r = renderer(out)
+    await r.stream(Stream(words(5))())
+    await r.finish("".join(words(5)), stopped=True)
+    assert out.visible()[-1].html.endswith(texts.STOPPED_MARK)
+
+    out = FakeOutput()
+    r = renderer(out)
+    await r.stream(Stream([])())
+    await r.finish("", stopped=True)
+    assert [m.html for m in out.visible()] == [texts.STOPPED_EMPTY]
+
+
+async def test_a_message_deleted_by_the_user_is_sent_again() -> None:
+    out = FakeOutput(refuse_drafts=True)
+    r = renderer(out)
+    await r.stream(Stream(words(10), delay=0.002)())
+    out.lose_edits = True
+    await r.finish("".join(words(10)) + "конец", stopped=False)
+    visible = out.visible()
+    assert len(visible) == 1 and visible[0].html.endswith("конец")
+
+
+async def test_a_gone_chat_ends_the_stream_early() -> None:
+    out = FakeOutput(gone_after=2)
+    stream = Stream(words(200), delay=0.002)
+    r = renderer(out)
+    with pytest.raises(ChatGone):
+        await r.stream(stream())
+    assert stream.closed_early
+
+
+async def test_a_failed_answer_removes_what_was_shown() -> None:
+    out = FakeOutput(refuse_drafts=True)
+    r = renderer(out)
+    with pytest.raises(LLMUnavailable):
+        await r.stream(Stream(words(20), delay=0.002, fail=LLMUnavailable("mid-stream"))())
+    assert out.messages and not out.visible()
+
+
+async def test_typing_is_shown_until_the_first_words() -> None:
+    out = FakeOutput()
+    r = renderer(out, typing_every=0.01)
+    await r.stream(Stream(["a", "b"], delay=0.05)())
+    assert out.calls[0] == "typing"
+    first_draft = out.calls.index("draft")
+    assert "typing" not in out.calls[first_draft:]
