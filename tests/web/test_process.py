@@ -154,3 +154,29 @@ async def test_the_web_process_refuses_to_start_without_yookassa(tmp_path: Path)
         await web.start(timeout=20)
     assert "POMOGATOR_YOOKASSA_SHOP_ID is not set" in str(failed.value)
     assert "Traceback" not in str(failed.value)
+
+
+@pytest.mark.parametrize(("proxies", "expected"), [("", 403), ("127.0.0.1", 200)])
+async def test_the_server_believes_forwarded_addresses_only_from_configured_proxies(
+    kassa: FakeYooKassa,
+    tg: FakeTelegram,
+    tmp_path: Path,
+    processes: list[WebProcess],
+    proxies: str,
+    expected: int,
+) -> None:
+    settings = billing_settings(
+        f"sqlite:///{tmp_path / 'web.sqlite3'}",
+        kassa,
+        tg,
+        yookassa_trusted_networks="185.71.76.0/27",
+        web_trusted_proxies=proxies,
+    )
+    web = await WebProcess(billing_env(settings), tmp_path).start()
+    processes.append(web)
+    unknown = {"type": "notification", "event": "payment.succeeded", "object": {"id": "2f0e6ff9-000f-5000-8000-1"}}
+    async with httpx.AsyncClient() as client:
+        response = await client.post(web.url + WEBHOOK, json=unknown, headers={"X-Forwarded-For": "185.71.76.1"})
+    # uvicorn's own default would trust X-Forwarded-For from 127.0.0.1 and let this through.
+    assert response.status_code == expected
+    await web.stop()
