@@ -152,7 +152,9 @@ class AlertSink:
         text = self._redactor.text(record["message"])
         exception = record["exception"]
         if exception is not None and exception.type is not None:
-            detail = self._redactor.text(f"{exception.type.__name__}: {exception.value}")
+            # LLM errors keep the provider's own words in ``detail`` (their text is the user-facing message).
+            said = getattr(exception.value, "detail", "") or str(exception.value)
+            detail = self._redactor.text(f"{exception.type.__name__}: {said}")
             text = f"{text}\n{detail}" if text else detail
         return text
 

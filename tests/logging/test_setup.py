@@ -1,0 +1,91 @@
+"""Per-process set-up: the stderr sink, levels, stdlib interception."""
+
+from __future__ import annotations
+
+import inspect
+import io
+import logging
+import re
+
+import pytest
+from loguru import logger
+
+from pomogator.config import Settings
+from pomogator.errors import ConfigError
+from pomogator.logging import setup_logging
+from tests.conftest import make_settings
+
+LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \| (?P<level>\w+) *\| (?P<process>\w+) \| (?P<where>\S+) - (?P<rest>.*)$"
+)
+
+
+def configured(process: str = "bot", **overrides: object) -> io.StringIO:
+    stream = io.StringIO()
+    settings: Settings = make_settings(**{"log_level": "INFO", **overrides})
+    setup_logging(settings, process, stream=stream)
+    return stream
+
+
+def test_human_lines_say_when_what_where_and_whose() -> None:
+    stream = configured()
+    with logger.contextualize(user_id=42, update_id=7):
+        call_line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        logger.info("hello")
+    logger.debug("too detailed")
+    (line,) = stream.getvalue().splitlines()
+    match = LINE.match(line)
+    assert match is not None, line
+    assert match["level"] == "INFO"
+    assert match["process"] == "bot"
+    assert match["where"] == f"{__name__}:test_human_lines_say_when_what_where_and_whose:{call_line}"
+    assert match["rest"] == "hello | user_id=42 update_id=7"
+
+
+def test_stdlib_loggers_reach_loguru_with_their_names() -> None:
+    stream = configured("web")
+    logging.getLogger("aiogram.event").warning("Update id=%s is not handled", 5)
+    logging.getLogger("uvicorn.error").info("Application startup complete.")
+    logging.getLogger("some.library").debug("below the level")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert "| WARNING  | web | aiogram.event:" in lines[0]
+    assert lines[0].endswith("- Update id=5 is not handled")
+    assert "| INFO     | web | uvicorn.error:" in lines[1]
+
+
+def test_chatty_libraries_are_quiet_unless_debugging() -> None:
+    stream = configured()
+    logging.getLogger("httpx").info("HTTP Request: POST https://openrouter.ai/api/v1/chat/completions")
+    logging.getLogger("httpx").warning("retrying")
+    assert [line.rsplit(" - ", 1)[1] for line in stream.getvalue().splitlines()] == ["retrying"]
+
+    stream = configured(log_level="DEBUG")
+    logging.getLogger("httpx").info("HTTP Request: POST https://openrouter.ai/api/v1/chat/completions")
+    assert "HTTP Request" in stream.getvalue()
+
+
+def test_uvicorn_handlers_are_replaced_by_propagation() -> None:
+    uvicorn_error = logging.getLogger("uvicorn.error")
+    uvicorn_error.addHandler(logging.StreamHandler(io.StringIO()))
+    uvicorn_error.propagate = False
+    stream = configured("web")
+    uvicorn_error.warning("from uvicorn")
+    assert uvicorn_error.handlers == []
+    assert "from uvicorn" in stream.getvalue()
+
+
+def test_setting_up_again_replaces_the_previous_configuration() -> None:
+    first = configured("cli")
+    second = configured("bot")
+    logging.getLogger("aiogram").warning("once")
+    logger.warning("twice")
+    assert first.getvalue() == ""
+    assert len(second.getvalue().splitlines()) == 2
+
+
+def test_unknown_levels_are_configuration_errors() -> None:
+    with pytest.raises(ConfigError, match="POMOGATOR_LOG_LEVEL"):
+        configured(log_level="LOUD")
+    with pytest.raises(ConfigError, match="POMOGATOR_LOG_DB_LEVEL"):
+        configured(log_db_level="LOUD")
