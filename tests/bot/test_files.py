@@ -320,6 +320,7 @@ async def test_files_the_bot_cannot_read_get_a_clear_message(
     assert name in text and expected in text
 
 
+@e2e
 @pytest.mark.parametrize("send", ["sticker", "voice", "location"])
 async def test_other_messages_are_told_what_the_bot_accepts(harness: BotHarness, send: str) -> None:
     h = harness
