@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,7 +111,7 @@ class ChatService:
         *,
         stop: asyncio.Event | None = None,
         reply: Reply | None = None,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Yield the answer's text pieces as they arrive.
 
         Raises VisionUnsupported, QuotaExceeded (before any LLM call) and LLMError subclasses, an empty answer
