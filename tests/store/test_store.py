@@ -139,15 +139,23 @@ async def test_quota_index_is_unique(db_url: str) -> None:
         assert await DailyUsage.count() == 2
 
 
-async def test_sqlite_migrates_by_default_postgres_does_not(db_url: str) -> None:
-    database = Database(db_url)
-    if database.is_sqlite:
-        async with open_database(db_url):
-            assert await Migration.count().where(Migration.app_name == "pomogator") == MIGRATION_COUNT
-    else:
-        # The test schema is already migrated; start() must not need or try the migration lock on PostgreSQL.
-        async with open_database(db_url) as opened:
-            await opened.ping()
+async def test_sqlite_migrates_by_default_postgres_does_not(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    migrate = Database.migrate
+
+    async def counted(self: Database) -> list[str]:
+        calls.append(self.url)
+        return await migrate(self)
+
+    monkeypatch.setattr(Database, "migrate", counted)
+    async with open_database(db_url) as database:
+        await database.ping()
+    assert len(calls) == (1 if database.is_sqlite else 0)
+    async with open_database(db_url, migrate=True):
+        pass
+    async with open_database(db_url, migrate=False):
+        pass
+    assert len(calls) == (2 if database.is_sqlite else 1)
 
 
 async def test_sqlite_uses_wal(tmp_path: Path) -> None:
