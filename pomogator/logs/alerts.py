@@ -169,7 +169,10 @@ class AlertSink:
             loop.call_soon_threadsafe(self._spawn, text)
 
     def _spawn(self, text: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._deliver(text), name="pomogator-alert")
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        task = loop.create_task(self._deliver(text), name="pomogator-alert")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -127,12 +127,6 @@ class DatabaseSink:
         if not 0 < limits.batch_size < limits.max_records:
             raise ValueError("batch_size must be positive and smaller than max_records")
         self.limits = limits
-        self.max_records = limits.max_records
-        self.max_bytes = limits.max_bytes
-        self.batch_size = limits.batch_size
-        self.flush_interval = limits.flush_interval
-        self.retry_max = limits.retry_max
-        self.write_timeout = limits.write_timeout
         self.stats = SinkStats()
         self._engine = engine
         self._redactor = redactor
@@ -158,15 +152,15 @@ class DatabaseSink:
             self._trim()
             queued = len(self._rows) + len(self._in_flight)
             self.stats.peak = max(self.stats.peak, queued)
-            wake = len(self._rows) == self.batch_size and not self._failing
+            wake = len(self._rows) == self.limits.batch_size and not self._failing
         if wake:
             self._wake_writer()
 
     def _trim(self) -> None:
         """Drop the oldest queued rows while over the bound (rows being written count towards it)."""
         while self._rows and (
-            len(self._rows) + len(self._in_flight) > self.max_records
-            or self._bytes + self._in_flight_bytes > self.max_bytes
+            len(self._rows) + len(self._in_flight) > self.limits.max_records
+            or self._bytes + self._in_flight_bytes > self.limits.max_bytes
         ):
             dropped = self._rows.popleft()
             self._bytes -= dropped.size
@@ -234,25 +228,25 @@ class DatabaseSink:
             logger.warning("{} log records could not be written to the database before shutdown", left)
 
     async def _run(self) -> None:
-        delay = self.flush_interval
+        delay = self.limits.flush_interval
         while True:
             with self._lock:
                 pending = len(self._rows)
             if not pending:
                 if self._stopping:
                     return
-                await self._sleep(self.flush_interval)
+                await self._sleep(self.limits.flush_interval)
                 continue
             if await self._write_batch():
-                delay = self.flush_interval
+                delay = self.limits.flush_interval
                 self._report_drops()
                 with self._lock:
-                    full = len(self._rows) >= self.batch_size
+                    full = len(self._rows) >= self.limits.batch_size
                 if not full and not self._stopping:
-                    await self._sleep(self.flush_interval)
+                    await self._sleep(self.limits.flush_interval)
             else:
                 await self._sleep(delay)
-                delay = min(delay * 2, self.retry_max)
+                delay = min(delay * 2, self.limits.retry_max)
 
     async def _sleep(self, seconds: float) -> None:
         assert self._wake is not None
@@ -262,7 +256,7 @@ class DatabaseSink:
 
     def _take(self) -> list[Row]:
         with self._lock:
-            batch = [self._rows.popleft() for _ in range(min(self.batch_size, len(self._rows)))]
+            batch = [self._rows.popleft() for _ in range(min(self.limits.batch_size, len(self._rows)))]
             size = sum(row.size for row in batch)
             self._bytes -= size
             self._in_flight, self._in_flight_bytes = batch, size
@@ -283,7 +277,7 @@ class DatabaseSink:
         batch = self._take()
         token = _writing.set(True)
         try:
-            async with asyncio.timeout(self.write_timeout):
+            async with asyncio.timeout(self.limits.write_timeout):
                 await self._insert(batch)
         except Exception as exc:  # a failing database must never take the program down
             self._settle(batch, written=False)
@@ -314,7 +308,7 @@ class DatabaseSink:
             logger.warning(
                 "Log records cannot be written to the database ({}); keeping up to {} in memory",
                 self.stats.last_error,
-                self.max_records,
+                self.limits.max_records,
             )
 
     def _report_drops(self) -> None:
@@ -325,5 +319,5 @@ class DatabaseSink:
                 "{} log records were dropped: the in-memory queue ({} records) was full while the database was "
                 "unavailable or slow",
                 dropped,
-                self.max_records,
+                self.limits.max_records,
             )

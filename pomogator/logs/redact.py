@@ -46,6 +46,15 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b(?:live|test)_(?=[\w-]*[A-Z])(?=[\w-]*\d)[\w-]{24,}"), REDACTED),
 )
 
+
+def _scoped(pattern: re.Pattern[str]) -> str:
+    text = pattern.pattern
+    return f"(?i:{text.removeprefix('(?i)')})" if text.startswith("(?i)") else f"(?:{text})"
+
+
+# One search tells whether any pattern can match: most records contain nothing to redact.
+ANY_PATTERN = re.compile("|".join(_scoped(pattern) for pattern, _ in PATTERNS))
+
 # Mapping keys whose values are secrets whatever they look like (``bot_token``, ``X-Telegram-Bot-Api-Secret-Token``).
 SECRET_KEY = re.compile(
     r"(?i)(?:.*[_-])?(?:authorization|token|secret|secret_key|secret_token|password|passwd|api_key|apikey|cookie)"
@@ -69,6 +78,8 @@ class Redactor:
     def text(self, value: str) -> str:
         if self._exact is not None:
             value = self._exact.sub(REDACTED, value)
+        if ANY_PATTERN.search(value) is None:
+            return value
         for pattern, replacement in PATTERNS:
             value = pattern.sub(replacement, value)
         return value
