@@ -206,16 +206,16 @@ async def test_a_long_file_is_cut_to_the_model_context_with_a_note(harness: BotH
     h = harness
     chat = h.new_chat()
     await choose_model(h, chat, "test/small")
-    lines = [f"Строка {i}: немного текста для проверки." for i in range(2000)]
-    h.tg.user_document(chat, "\n".join(lines).encode(), "long.txt", "text/plain")
+    whole = "\n".join(f"Строка {i}: немного текста для проверки." for i in range(2000))
+    h.tg.user_document(chat, whole.encode(), "long.txt", "text/plain")
     request = await answered(h, chat)
     text = request.last_user_text
     assert request.model == "test/small"
     assert "Строка 0:" in text and "Строка 1999:" not in text
     assert "[The file was cut to fit the model's context" in text
     assert len(text) < 6000 * 3
-    notes = [m.text or "" for m in h.tg.sent_messages(chat) if "long.txt" in (m.text or "")]
-    assert len(notes) == 1 and "не помещается" in notes[0]
+    first = h.tg.sent_messages(chat)[0].text or ""
+    assert first.startswith("✂️ «long.txt» не помещается") and f"из {files_texts.number(len(whole))}" in first
 
 
 @e2e
