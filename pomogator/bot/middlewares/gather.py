@@ -112,9 +112,8 @@ def join_text(messages: list[Message]) -> str:
 class Gatherer:
     """Open batches per chat, and the two middlewares that fill and complete them (see the module docstring)."""
 
-    def __init__(self, window: float = WINDOW, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window: float = WINDOW) -> None:
         self.window = window
-        self._clock = clock
         self._open: dict[int, list[Batch]] = {}
         self.arrivals = _Arrivals(self)
         self.completion = _Completion(self)
@@ -125,7 +124,7 @@ class Gatherer:
 
     def join(self, message: Message) -> bool:
         """Add ``message`` to the open batch it continues; False when it continues none."""
-        now = self._clock()
+        now = time.monotonic()
         batches = self._open.get(message.chat.id, [])
         if message.media_group_id is not None:
             for batch in batches:
@@ -156,14 +155,14 @@ class Gatherer:
         )
         if message.media_group_id is None and not may_be_split:
             return None
-        batch = Batch(message.chat.id, message.media_group_id, [message], self._clock())
+        batch = Batch(message.chat.id, message.media_group_id, [message], time.monotonic())
         self._open.setdefault(message.chat.id, []).append(batch)
         return batch
 
     async def wait(self, batch: Batch) -> None:
         """Wait until ``batch`` is complete, then close it to new parts."""
         while batch.wants_more():
-            remaining = batch.last_arrival + self.window - self._clock()
+            remaining = batch.last_arrival + self.window - time.monotonic()
             if remaining <= 0:
                 break
             batch.changed.clear()
