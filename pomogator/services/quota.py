@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from pomogator.errors import QuotaExceeded
+from pomogator.errors import PremiumRequired, QuotaExceeded
 from pomogator.llm.catalog import Model
 from pomogator.store.tables import DailyUsage
 from pomogator.timeutil import local_day, next_midnight, utcnow
@@ -43,13 +43,15 @@ class QuotaService:
         return next_midnight(now or utcnow(), self.tz)
 
     async def reserve(self, telegram_id: int, model: Model, premium: bool) -> Reservation:
-        """Take one request from today's quota; raises QuotaExceeded (and takes nothing) when none is left."""
+        """Take one request from today's quota; raises QuotaExceeded (and takes nothing) when none is left,
+        PremiumRequired when the model has no free allowance at all."""
         limit = model.daily_limit(premium)
+        if limit == 0:
+            raise PremiumRequired(model.id)
         day = self.today()
-        if limit > 0:
-            rows = await DailyUsage.raw(RESERVE_SQL, telegram_id, model.id, day, limit)
-            if rows:
-                return Reservation(telegram_id, model.id, day, int(rows[0]["used"]), limit)
+        rows = await DailyUsage.raw(RESERVE_SQL, telegram_id, model.id, day, limit)
+        if rows:
+            return Reservation(telegram_id, model.id, day, int(rows[0]["used"]), limit)
         raise QuotaExceeded(model.id, limit, self.resets_at())
 
     async def refund(self, reservation: Reservation) -> None:

@@ -20,6 +20,7 @@ from pomogator.errors import (
     LLMRateLimited,
     LLMTimeout,
     LLMUnavailable,
+    PremiumRequired,
     QuotaExceeded,
     VisionUnsupported,
 )
@@ -363,7 +364,7 @@ async def test_quota_exceeded_before_any_llm_call(services: Services, fake_llm: 
 
 async def test_premium_only_model_needs_premium(services: Services, fake_llm: FakeLLM) -> None:
     dialog = await dialog_for(services, model_id="test/premium")
-    with pytest.raises(QuotaExceeded):
+    with pytest.raises(PremiumRequired):
         await ask(services, dialog, "hi")
     assert fake_llm.request_count == 0
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from pomogator.container import Services
-from pomogator.errors import QuotaExceeded
+from pomogator.errors import PremiumRequired, QuotaExceeded
 from pomogator.llm.catalog import Model
 from pomogator.services.quota import QuotaService
 from pomogator.store.tables import DailyUsage
@@ -118,9 +118,9 @@ async def test_premium_limit_applies_with_premium(services: Services) -> None:
 
 async def test_premium_only_model_is_refused_for_free_users(services: Services) -> None:
     quota, model = services.quota, make_model(free=0, premium=2)
-    with pytest.raises(QuotaExceeded) as caught:
+    with pytest.raises(PremiumRequired) as caught:
         await quota.reserve(USER, model, premium=False)
-    assert caught.value.limit == 0
+    assert caught.value.model_id == model.id
     assert await quota.used_today(USER) == {}
     assert (await quota.reserve(USER, model, premium=True)).used == 1
 
