@@ -282,6 +282,11 @@ app.add_typer(payments_app, name="payments")
 
 def main() -> None:
     """Console entry point: domain errors become one line on stderr and exit code 1."""
+    from loguru import logger
+
+    # Until settings are read, loguru's default handler would print local variables with a traceback.
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING", backtrace=False, diagnose=False)
     try:
         app()
     except PomogatorError as exc:
@@ -290,8 +295,6 @@ def main() -> None:
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception as exc:
-        from loguru import logger
-
         logger.opt(exception=exc).error("Unexpected error")
         cli_output.error("unexpected failure; see the log above.")
         raise SystemExit(1) from None

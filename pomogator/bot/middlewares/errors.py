@@ -18,6 +18,7 @@ from pomogator.bot.answer.output import ChatGone, is_chat_gone
 from pomogator.config import Settings
 from pomogator.errors import LLMAccountProblem, LLMError, PomogatorError
 from pomogator.llm.catalog import Catalog
+from pomogator.logs import alerts
 
 
 class ErrorMiddleware(BaseMiddleware):
@@ -52,7 +53,7 @@ class ErrorMiddleware(BaseMiddleware):
     @staticmethod
     def _log_domain_error(exc: PomogatorError) -> None:
         if isinstance(exc, LLMAccountProblem):
-            logger.error("OpenRouter refused our key or credit: {}", exc.detail)
+            alerts.notify(alerts.LLM_ACCOUNT, f"OpenRouter refused our key or credit: {exc.detail}")
         elif isinstance(exc, LLMError):
             logger.warning("Model request failed ({}): {}", type(exc).__name__, exc.detail)
         else:
