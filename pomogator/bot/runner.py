@@ -6,7 +6,12 @@ import asyncio
 import contextlib
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from loguru import logger
 
 from pomogator.bot.bot_profile import sync_bot_profile
@@ -15,6 +20,8 @@ from pomogator.bot.middlewares import UpdateTracker
 from pomogator.config import Settings
 from pomogator.container import build_services
 from pomogator.errors import ConfigError
+
+MAX_CONNECT_DELAY = 30.0
 
 
 async def run_polling(settings: Settings) -> None:
@@ -48,10 +55,18 @@ async def run_polling(settings: Settings) -> None:
 
 
 async def _check_token(bot: Bot) -> None:
-    try:
-        await bot.me()
-    except TelegramUnauthorizedError:
-        raise ConfigError("Telegram rejected POMOGATOR_BOT_TOKEN.") from None
+    """Wait for the Bot API to answer (it may be starting too) and make sure it accepts the token."""
+    delay = 1.0
+    while True:
+        try:
+            await bot.me()
+            return
+        except TelegramUnauthorizedError:
+            raise ConfigError("Telegram rejected POMOGATOR_BOT_TOKEN.") from None
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            logger.warning("The Bot API is not reachable ({}); retrying in {:.0f}s", exc.message, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_CONNECT_DELAY)
 
 
 async def _leave_webhook(bot: Bot) -> None:

@@ -166,8 +166,13 @@ async def test_a_ten_thousand_character_answer_arrives_complete_in_several_messa
     h.llm.enqueue(Reply(text=markdown, tokens_per_second=400, chunk_size=3))
     h.tg.user_message(chat, "много")
     after = h.tg.last_user_message_id(chat)
-    await h.tg.wait_for_message(chat, timeout=20)
-    await h.settle(quiet=1.0)
+
+    def complete() -> bool:
+        shown = "".join(m.text or "" for m in h.messages_after(chat, after))
+        return visible(shown) == visible(markdown)
+
+    await h.tg.wait_until(complete, 30, "the whole answer")
+    await h.settle()
     messages = h.messages_after(chat, after)
     assert len(messages) >= 3
     for message in messages:

@@ -142,6 +142,7 @@ async def test_a_locked_model_is_refused_for_a_free_user(harness: BotHarness) ->
     menu = await command_reply(h, chat, "/model")
     last = h.tg.sent_messages(chat)[-1].message_id
     await press(h, chat, menu, LOCKED.title)
+    await h.tg.wait_for_message(chat, after_message_id=last)
     refusal = h.messages_after(chat, last)
     assert len(refusal) == 1
     assert LOCKED.title in (refusal[0].text or "") and "/billing" in (refusal[0].text or "")
@@ -173,7 +174,9 @@ async def test_the_model_falls_back_once_when_premium_ends(harness: BotHarness) 
         await services.subscriptions.grant(chat, 30)
         await services.users.set_model(chat, LOCKED.id)
         await services.subscriptions.revoke(chat)
+    after = h.tg.sent_messages(chat)[-1].message_id
     h.tg.user_message(chat, "still there?")
+    await h.tg.wait_until(lambda: len(h.messages_after(chat, after)) >= 2, what="notice and answer")
     await h.settle()
     texts_after = h.tg.sent_texts(chat)[-2:]
     assert texts_after[0].startswith("ℹ️ Премиум-подписка закончилась") and DEFAULT.title in texts_after[0]
@@ -305,6 +308,7 @@ async def test_in_a_group_the_bot_says_once_that_it_works_in_private(harness: Bo
     group = -1_000_000_000_000 - h.new_chat()
     requests = h.llm.request_count
     h.tg.group_message(group, "hello bot", user_id=h.new_chat())
+    await h.tg.wait_for_message(group, after_message_id=0)
     await h.settle()
     h.tg.group_message(group, "/start", user_id=h.new_chat())
     h.tg.group_message(group, "anyone?", user_id=h.new_chat())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 
 import aiohttp
@@ -9,7 +11,9 @@ import pytest
 
 from pomogator.bot import texts
 from tests.bot.harness import TOKEN, BotHarness
-from tests.fakes.openai_server import Reply
+from tests.conftest import TEST_API_KEY
+from tests.fakes.openai_server import FakeLLM, Reply
+from tests.fakes.telegram_server import FakeTelegram
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +105,25 @@ async def test_a_rejected_token_stops_with_a_clear_message(tmp_path: Path) -> No
         assert "POMOGATOR_BOT_TOKEN" in log
         assert "999:wrong" not in log
         assert "Traceback" not in log
+
+
+async def test_the_bot_waits_for_a_bot_api_that_comes_up_later(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    tg = FakeTelegram(token=TOKEN, port=port)
+    async with FakeLLM(api_key=TEST_API_KEY) as llm:
+        h = BotHarness(tmp_path, tg, llm, f"sqlite:///{tmp_path / 'bot.sqlite3'}", {})
+        await h.bot.start(wait=False)
+        try:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while "not reachable" not in h.bot.log():
+                assert h.bot.alive and loop.time() < deadline, h.bot.log_tail()
+                await asyncio.sleep(0.1)
+            async with tg:
+                chat = h.new_chat()
+                reply = await h.ask(chat, "are you up?", timeout=30)
+                assert reply.text == "Echo: are you up?"
+        finally:
+            await h.bot.stop()
