@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -28,15 +29,27 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 
-async def _reset_postgres_schema(url: str) -> None:
-    connection = await asyncpg.connect(url)
+async def _create_session_database(admin_url: str, name: str) -> str:
+    """Create (or recreate) database ``name`` next to the one in ``admin_url``, migrate it, return its URL."""
+    connection = await asyncpg.connect(admin_url)
     try:
-        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
+    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
     database = Database(url)
     await database.start(migrate=True)
     await database.close()
+    return url
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    connection = await asyncpg.connect(admin_url)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
 
 
 async def truncate_postgres(url: str) -> None:
@@ -50,18 +63,23 @@ async def truncate_postgres(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A freshly migrated PostgreSQL schema, once per test session."""
+    """A freshly migrated PostgreSQL database of this test session's own (so concurrent runs do not collide),
+    created next to the one POMOGATOR_TEST_POSTGRES_URL names and dropped at the end."""
     if not POSTGRES_URL:
         pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
+    name = f"pomogator_test_{os.getpid()}"
     # Requested from inside async fixtures, so run on a thread with its own event loop.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, _reset_postgres_schema(POSTGRES_URL)).result()
-    yield POSTGRES_URL
+        url = pool.submit(asyncio.run, _create_session_database(POSTGRES_URL, name)).result()
+        try:
+            yield url
+        finally:
+            pool.submit(asyncio.run, _drop_database(POSTGRES_URL, name)).result()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """The URL of an empty, migrated database: an SQLite file, or the shared PostgreSQL test schema."""
+    """The URL of an empty, migrated database: an SQLite file, or this session's PostgreSQL database."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
         return
