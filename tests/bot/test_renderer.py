@@ -189,3 +189,20 @@ async def test_typing_is_shown_until_the_first_words() -> None:
     assert out.calls[0] == "typing"
     first_draft = out.calls.index("draft")
     assert "typing" not in out.calls[first_draft:]
+
+
+async def test_nothing_more_is_shown_live_once_the_user_pressed_stop() -> None:
+    out = FakeOutput()
+    stop = asyncio.Event()
+    r = renderer(out, stop=stop)
+
+    async def pieces() -> AsyncIterator[str]:
+        yield "начало "
+        await asyncio.sleep(0.01)
+        stop.set()
+        for word in words(20):
+            await asyncio.sleep(0.001)
+            yield word
+
+    await r.stream(pieces())
+    assert out.drafts == ["начало"]

@@ -36,6 +36,7 @@ class Answerer:
         and ``ChatGone`` when the chat cannot receive the answer.
         """
         answer_id = secrets.randbelow(DRAFT_ID_LIMIT) + 1
+        stop = self.stops.open(chat.id, answer_id)
         renderer = AnswerRenderer(
             ChatOutput(bot, chat.id),
             answer_id,
@@ -43,9 +44,9 @@ class Answerer:
             stop_markup=make_stop_keyboard(answer_id),
             interval=self.interval,
             on_drafts_refused=lambda: self._remember_no_drafts(chat.id),
+            stop=stop,
         )
         reply = Reply()
-        stop = self.stops.open(chat.id, answer_id)
         try:
             dialog = self.chat.dialog_for(account)
             await renderer.stream(self.chat.stream_reply(dialog, content, stop=stop, reply=reply))

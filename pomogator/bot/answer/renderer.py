@@ -41,6 +41,7 @@ class AnswerRenderer:
         interval: float = UPDATE_INTERVAL,
         typing_every: float = TYPING_EVERY,
         on_drafts_refused: Callable[[], None] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.out = out
         self.answer_id = answer_id
@@ -50,6 +51,8 @@ class AnswerRenderer:
         self._throttle = Throttle(interval)
         self._typing_every = typing_every
         self._on_drafts_refused = on_drafts_refused
+        # Once the user pressed Stop, nothing more is shown live: only the final message follows.
+        self._stop = stop
         self._text = ""
         self._changed = asyncio.Event()
         self._finished = asyncio.Event()
@@ -120,19 +123,22 @@ class AnswerRenderer:
     async def _present(self) -> None:
         while True:
             await self._changed.wait()
-            if self._finished.is_set():
+            if self._finished.is_set() or self._stopped():
                 return
             delay = self._throttle.delay()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._finished.wait(), delay)
-                if self._finished.is_set():
+                if self._finished.is_set() or self._stopped():
                     return
             self._changed.clear()
             chunks = render_answer(self._text)
             if chunks:
                 await self._show(chunks)
                 self._throttle.mark()
+
+    def _stopped(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     async def _show(self, chunks: list[str]) -> None:
         try:
