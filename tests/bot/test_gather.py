@@ -114,7 +114,7 @@ def long_piece(n: int) -> str:
 
 async def test_an_album_reaches_the_handler_once_with_every_part(rig: Rig) -> None:
     calls = await rig.feed(rig.photo("g1", "what is this?"), rig.photo("g1"), rig.photo("g1"), expected=1)
-    await asyncio.sleep(WINDOW * 2)
+    await asyncio.sleep(WINDOW * 2)  # nothing else comes later either
     assert calls == [("what is this?", [1, 2, 3])]
     assert len(rig.gatherer) == 0
 
