@@ -25,7 +25,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
 
 
 async def run_cli(
-    *args: str, cwd: Path, env: dict[str, str], stdin: str = "", timeout: float = 60.0, program: str = POMOGATOR
+    *args: str, cwd: Path, env: dict[str, str], stdin: str = "", limit_s: float = 60.0, program: str = POMOGATOR
 ) -> Result:
     process = await asyncio.create_subprocess_exec(
         program,
@@ -36,6 +36,6 @@ async def run_cli(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout)
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), limit_s)
     assert process.returncode is not None
     return Result(process.returncode, out.decode(), err.decode())
