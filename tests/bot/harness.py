@@ -19,7 +19,11 @@ Pieces, usable on their own:
   environment (pass overrides such as ``POMOGATOR_OPENROUTER_TIMEOUT="2"`` to ``open``/``BotHarness.env``),
   ``services()`` opens the core services in the test process on the same database (to grant premium, check quota,
   read the stored context), ``new_chat()`` hands out fresh private chat ids so tests can share one bot, and there
-  are helpers for pressing buttons and waiting for answers.
+  are helpers: ``ask`` (send and wait for the first reply), ``press`` (a button, returning the callback answer),
+  ``stop_draft`` (Telegram's own stop button on a draft), ``settle`` (the bot took every update and made no call
+  for a moment). ``settle`` only means "quiet": after a model stream the final messages may still be coming, so
+  wait for what a test checks (``tg.wait_until``) before settling. ``open(enforce_limits=True)`` makes the fake
+  apply Telegram's flood limits.
 * ``postgres_database(admin_url)`` — a throwaway PostgreSQL database for one test session (created through
   ``asyncpg`` on the ``postgres`` database, migrated, dropped at exit), because the shared ``test`` database is
   truncated by other tests.
