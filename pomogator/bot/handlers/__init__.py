@@ -3,8 +3,7 @@
 ``get_routers`` lists them in the order an update tries them:
 
 * the role input (a state handler) comes before the chat handler, so the text after /role becomes the role;
-* ``billing_soon`` answers /billing and the menu's premium button until payments exist: the billing module
-  replaces it in this list (handling both ``Command("billing")`` and ``MenuCallback`` with ``MenuAction.billing``);
+* ``billing`` answers both /billing and the /start menu's premium button (``MenuAction.billing``);
 * ``files`` (photos, documents, albums) goes right before ``fallback``, which answers every other kind of message.
 """
 
