@@ -87,7 +87,7 @@ class _TimeoutSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", (self._timeout, self._timeout))
-        return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
+        return super().request(method, url, *args, **kwargs)
 
 
 def _error_detail(response: requests.Response) -> str:
