@@ -22,9 +22,10 @@ async def send_help(bot: Bot, chat_id: int, settings: Settings) -> None:
 
 
 @router.message(CommandStart())
-async def on_start(message: Message, account: Account, state: FSMContext) -> None:
+async def on_start(message: Message, account: Account, state: FSMContext, settings: Settings) -> None:
     await state.clear()
-    await message.answer(texts.start(account.first_name, account.model), reply_markup=make_start_keyboard())
+    text = texts.start(account.first_name, account.model, settings.offer_url, settings.privacy_url)
+    await message.answer(text, reply_markup=make_start_keyboard())
 
 
 @router.message(Command("help"))

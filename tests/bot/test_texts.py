@@ -1,0 +1,31 @@
+"""Texts that depend on settings or user input stay valid Telegram HTML."""
+
+from __future__ import annotations
+
+from pomogator.bot import texts
+from pomogator.llm.catalog import load_catalog
+from tests.fakes.telegram_html import check_message, parse_html
+
+
+def test_start_shows_offer_and_privacy_links_and_escapes_the_name() -> None:
+    model = load_catalog().default
+    html = texts.start("<Ann & Bob>", model, "https://example.com/offer?a=1&b=2", "https://example.com/privacy")
+    plain = check_message(html, "HTML")
+    assert "<Ann & Bob>" in plain
+    _, entities = parse_html(html)
+    urls = {e.get("url") for e in entities if e["type"] == "text_link"}
+    assert urls == {"https://example.com/offer?a=1&b=2", "https://example.com/privacy"}
+
+
+def test_start_without_links() -> None:
+    model = load_catalog().default
+    plain = check_message(texts.start("", model), "HTML")
+    assert "Оферта" not in plain
+    assert model.title in plain
+
+
+def test_help_is_valid_and_names_every_command() -> None:
+    plain = check_message(texts.help_text("@support", "Europe/Moscow"), "HTML")
+    for command in ("/start", "/model", "/role", "/profile", "/billing", "/delete_context", "/delete_me", "/help"):
+        assert command in plain
+    assert "@support" in plain
