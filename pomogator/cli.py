@@ -222,7 +222,9 @@ def models_list() -> None:
 
 @app.command("chat")
 def chat(
-    model: Annotated[str | None, typer.Option(help="Model id from the catalog (see `pomogator models list`).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model id for this session (see `pomogator models list`).")
+    ] = None,
     user: Annotated[
         int | None, typer.Option(help="Chat as this Telegram user: their role, context and quota.")
     ] = None,
@@ -245,7 +247,7 @@ def chat(
 
 @run_app.command("bot")
 def run_bot() -> None:
-    """Run the Telegram bot (long polling)."""
+    """Run the Telegram bot (long polling). In webhook mode the web app serves the bot instead."""
     from pomogator.bot.runner import run_polling
 
     settings = settings_for("bot_token", "openrouter_api_key", process="bot")
@@ -254,7 +256,7 @@ def run_bot() -> None:
 
 @run_app.command("web")
 def run_web() -> None:
-    """Run the web app: the YooKassa webhook and health checks."""
+    """Run the web app: the YooKassa webhook, health checks and, in webhook mode, the Telegram bot."""
     from pomogator.web.server import serve
 
     settings = settings_for(process="web")
@@ -278,6 +280,10 @@ app.add_typer(logs_app, name="logs")
 from pomogator.commands.payments import app as payments_app  # noqa: E402 (its commands import this module lazily)
 
 app.add_typer(payments_app, name="payments")
+
+from pomogator.commands.bot import app as bot_app  # noqa: E402 (its commands import this module lazily)
+
+app.add_typer(bot_app, name="bot")
 
 
 def main() -> None:

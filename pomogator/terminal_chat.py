@@ -11,7 +11,6 @@ from rich.markdown import Markdown
 from pomogator import cli_output
 from pomogator.container import Services
 from pomogator.errors import PomogatorError
-from pomogator.llm.catalog import Model
 from pomogator.services.chat import Dialog
 
 HELP = "Commands: /clear resets the context, /model [ID] shows or switches the model, /exit quits."
@@ -29,19 +28,16 @@ async def _make_dialog(services: Services, model_id: str | None, telegram_id: in
     model = services.catalog.get(model_id) if model_id else None
     if telegram_id is None:
         return services.chat.local_dialog(model or services.catalog.default)
-    account = await services.users.get(telegram_id)
-    if model is not None and model.id != account.model.id:
-        await services.users.set_model(telegram_id, model.id)
-        account = await services.users.get(telegram_id)
-    return services.chat.dialog_for(account)
+    dialog = services.chat.dialog_for(await services.users.get(telegram_id))
+    if model is not None:
+        # For this session only; the quota refuses a premium-only model to a free user.
+        dialog.model = model
+    return dialog
 
 
 async def _switch_model(services: Services, dialog: Dialog, model_id: str) -> None:
-    model: Model = services.catalog.get(model_id)
-    if dialog.telegram_id is not None:
-        model = await services.users.set_model(dialog.telegram_id, model.id)
-    dialog.model = model
-    cli_output.notice(f"Model: {model.id}")
+    dialog.model = services.catalog.get(model_id)
+    cli_output.notice(f"Model: {dialog.model.id}")
 
 
 async def _answer(services: Services, dialog: Dialog, text: str, pretty: bool) -> None:

@@ -149,3 +149,19 @@ def _tiny_catalog(folder: Path) -> Path:
         "premium_daily = 2\nvision = false\ncontext_length = 8000\nmax_output_tokens = 500\n"
     )
     return path
+
+
+async def test_chat_as_free_user_cannot_use_a_premium_model(tmp_path: Path, db_url: str, fake_llm: FakeLLM) -> None:
+    env = clean_env(
+        POMOGATOR_DATABASE_URL=db_url,
+        POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY,
+        POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url,
+    )
+    assert (await run_cli("user", "grant-premium", "6", "--days", "1", cwd=tmp_path, env=env)).code == 0
+    assert (await run_cli("user", "revoke-premium", "6", cwd=tmp_path, env=env)).code == 0
+    result = await run_cli("chat", "--user", "6", "--model", "openai/gpt-5", cwd=tmp_path, env=env, stdin="hi\n")
+    assert result.code == 0
+    assert "premium" in result.stderr.lower()
+    assert fake_llm.request_count == 0
+    shown = json.loads((await run_cli("user", "show", "6", "--json", cwd=tmp_path, env=env)).stdout)
+    assert shown["model"] == "openai/gpt-4o-mini"  # --model is for the session only
