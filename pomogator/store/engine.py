@@ -87,7 +87,7 @@ class Database:
         if migrate if migrate is not None else self.is_sqlite:
             await self.migrate()
         if isinstance(self.engine, PostgresEngine):
-            await self.engine.start_connection_pool(min_size=self._pool[0], max_size=self._pool[1])
+            await self.engine.start_connection_pool(min_size=self._pool[0], max_size=self._pool[1], reset=_keep_session)
             self._pool_started = True
 
     async def close(self) -> None:
@@ -128,6 +128,13 @@ class Database:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def _keep_session(connection: Any) -> None:
+    """Replaces asyncpg's reset of a connection returned to the pool, a round trip after every query
+    (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``). We leave no session state behind: advisory
+    locks are transaction-scoped, and there are no cursors, LISTENs or SETs. asyncpg still rolls back a
+    transaction left open before calling this."""
 
 
 @contextlib.asynccontextmanager
