@@ -13,9 +13,10 @@ if TYPE_CHECKING:
 
 # Servers that may have been given handlers of their own; their records should reach the root logger instead.
 PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-# Libraries that say something at INFO on every start or request (piccolo's version check, httpx's request lines):
-# unless DEBUG is asked for, only their warnings and errors are kept.
-CHATTY_LOGGERS = ("piccolo", "httpx", "httpcore", "aiosqlite")
+# Libraries that say something at INFO on every start, request or update (piccolo's version check, the request lines
+# of httpx and of httpx2, which the openai SDK uses, aiogram's "Update id=... is handled"): unless DEBUG is asked for,
+# only their warnings and errors are kept. At INFO each of these lines would also become a row of the log table.
+CHATTY_LOGGERS = ("piccolo", "httpx", "httpx2", "httpcore", "aiosqlite", "aiogram.event")
 
 
 class InterceptHandler(logging.Handler):
