@@ -22,17 +22,21 @@ class PremiumStatus:
         return self.until is not None and self.until > utcnow()
 
 
+def running_until(latest_end: datetime | str | None) -> datetime | None:
+    """The end of the latest subscription as read from the database, if it is still running, else None."""
+    if latest_end is None:
+        return None
+    until = as_utc(latest_end)
+    return until if until > utcnow() else None
+
+
 class SubscriptionService:
     async def premium_until(self, telegram_id: int) -> datetime | None:
         """The end of the person's latest subscription if it is still running, else None."""
         rows = await Subscription.select(Max(Subscription.ends_at, alias="until")).where(
             Subscription.telegram_id == telegram_id
         )
-        until = rows[0]["until"] if rows else None
-        if until is None:
-            return None
-        until = as_utc(until)
-        return until if until > utcnow() else None
+        return running_until(rows[0]["until"] if rows else None)
 
     async def status(self, telegram_id: int) -> PremiumStatus:
         return PremiumStatus(await self.premium_until(telegram_id))

@@ -10,12 +10,23 @@ from typing import Any
 from pomogator.errors import InvalidEmail, PremiumRequired, RoleTooLong, UserNotFound
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.services.quota import QuotaService
-from pomogator.services.subscriptions import SubscriptionService
+from pomogator.services.subscriptions import SubscriptionService, running_until
 from pomogator.store.engine import Database
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
 from pomogator.timeutil import as_utc, utcnow
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+# Every message touches its sender: the upsert also returns the end of their latest subscription, so the hot path
+# reads the person and their premium in one round trip (the same statement on SQLite and PostgreSQL).
+TOUCH_SQL = (
+    "INSERT INTO users (telegram_id, first_name, last_name, username, language, created_at, last_seen_at) "
+    "VALUES ({}, {}, {}, {}, {}, {}, {}) "
+    "ON CONFLICT (telegram_id) DO UPDATE SET first_name = excluded.first_name, last_name = excluded.last_name, "
+    "username = excluded.username, language = excluded.language, last_seen_at = excluded.last_seen_at "
+    "RETURNING telegram_id, first_name, username, model, role, email, created_at, "
+    "(SELECT MAX(ends_at) FROM subscriptions WHERE subscriptions.telegram_id = users.telegram_id) AS premium_until"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,21 +100,16 @@ class UserService:
     async def touch(self, person: Person) -> Account:
         """Create the person or refresh their names and last-seen time; return their account."""
         now = utcnow()
-        rows = await User.insert(
-            User(
-                telegram_id=person.telegram_id,
-                first_name=person.first_name[:255],
-                last_name=person.last_name[:255],
-                username=person.username,
-                language=person.language,
-                created_at=now,
-                last_seen_at=now,
-            )
-        ).on_conflict(
-            target=User.telegram_id,
-            action="DO UPDATE",
-            values=[User.first_name, User.last_name, User.username, User.language, User.last_seen_at],
-        ).returning(*User.all_columns())
+        rows = await User.raw(
+            TOUCH_SQL,
+            person.telegram_id,
+            person.first_name[:255],
+            person.last_name[:255],
+            person.username,
+            person.language,
+            now,
+            now,
+        )
         return await self._account(rows[0])
 
     async def ensure(self, telegram_id: int) -> Account:
@@ -128,7 +134,11 @@ class UserService:
         return [await self._account(row) for row in rows]
 
     async def _account(self, row: dict[str, Any]) -> Account:
-        premium_until = await self.subscriptions.premium_until(row["telegram_id"])
+        """``row`` is a user row; with a ``premium_until`` column (``TOUCH_SQL``) premium is not looked up again."""
+        if "premium_until" in row:
+            premium_until = running_until(row["premium_until"])
+        else:
+            premium_until = await self.subscriptions.premium_until(row["telegram_id"])
         model = self.catalog.find(row["model"]) or self.catalog.default
         reset = False
         if model.premium_only and premium_until is None:
