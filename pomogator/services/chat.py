@@ -12,7 +12,14 @@ from pomogator.errors import LLMBadRequest, LLMError, LLMModerated, LLMUnavailab
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, Usage
 from pomogator.llm.tokens import estimate_content
-from pomogator.services.conversations import Content, Conversation, MemoryConversation, StoredConversation, Turn
+from pomogator.services.conversations import (
+    Content,
+    Conversation,
+    MemoryConversation,
+    StoredConversation,
+    Turn,
+    encode_content,
+)
 from pomogator.services.quota import QuotaService, Reservation
 from pomogator.services.users import Account
 from pomogator.store.engine import Database
@@ -20,6 +27,16 @@ from pomogator.store.tables import LLMRequest
 from pomogator.timeutil import utcnow
 
 IMAGE_PLACEHOLDER = "[an image the current model cannot see]"
+
+# An answer's two turns and its usage row are stored together or not at all. PostgreSQL does it in one statement (a
+# data-modifying CTE is atomic by itself: one round trip instead of BEGIN, two INSERTs and COMMIT); SQLite has no
+# such statement and uses a transaction.
+STORE_SQL = (
+    "WITH turns AS (INSERT INTO dialog_messages (telegram_id, role, content, tokens, model, created_at) "
+    "VALUES ({}, {}, {}, {}, {}, {}), ({}, {}, {}, {}, {}, {})) "
+    "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
+    "VALUES ({}, {}, {}, {}, {}, {}, {})"
+)
 
 
 @dataclass(slots=True)
@@ -162,17 +179,38 @@ class ChatService:
         if isinstance(dialog.conversation, MemoryConversation):
             await dialog.conversation.append(turns)
             return
+        now = utcnow()
+        status = "stopped" if reply.stopped else "ok"
+        usage = reply.usage
+        if not self.database.is_sqlite and isinstance(dialog.conversation, StoredConversation):
+            rows = [
+                value
+                for turn in turns
+                for value in (dialog.telegram_id, turn.role, encode_content(turn.content), turn.tokens, turn.model, now)
+            ]
+            await LLMRequest.raw(
+                STORE_SQL,
+                *rows,
+                dialog.telegram_id,
+                dialog.model.id,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cost,
+                status,
+                now,
+            )
+            return
         async with self.database.transaction():
             await dialog.conversation.append(turns)
             await LLMRequest.insert(
                 LLMRequest(
                     telegram_id=dialog.telegram_id,
                     model=dialog.model.id,
-                    prompt_tokens=reply.usage.prompt_tokens,
-                    completion_tokens=reply.usage.completion_tokens,
-                    cost=reply.usage.cost,
-                    status="stopped" if reply.stopped else "ok",
-                    created_at=utcnow(),
+                    prompt_tokens=usage.prompt_tokens,
+                    completion_tokens=usage.completion_tokens,
+                    cost=usage.cost,
+                    status=status,
+                    created_at=now,
                 )
             )
 

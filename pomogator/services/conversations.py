@@ -23,6 +23,11 @@ class Turn:
     model: str | None = None
 
 
+def encode_content(content: Content) -> str:
+    """A turn's content as stored: Piccolo takes a str as already-encoded JSON, so every value is encoded here."""
+    return json.dumps(content, ensure_ascii=False)
+
+
 class Conversation(Protocol):
     async def history(self) -> list[Turn]: ...
 
@@ -54,8 +59,7 @@ class StoredConversation:
                 DialogMessage(
                     telegram_id=self.telegram_id,
                     role=t.role,
-                    # Piccolo stores a str as already-encoded JSON, so encode every value ourselves.
-                    content=json.dumps(t.content, ensure_ascii=False),
+                    content=encode_content(t.content),
                     tokens=t.tokens,
                     model=t.model,
                     created_at=now,
