@@ -5,6 +5,9 @@
 * the role input (a state handler) comes before the chat handler, so the text after /role becomes the role;
 * ``billing`` answers both /billing and the /start menu's premium button (``MenuAction.billing``);
 * ``files`` (photos, documents, albums) goes right before ``fallback``, which answers every other kind of message.
+
+Their synchronous filters (``F.text`` and the like) run on the event loop, not in aiogram's worker threads
+(``pomogator.bot.inline_filters``).
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from pomogator.bot.handlers import (
     start,
     stop,
 )
+from pomogator.bot.inline_filters import run_filters_inline
 
 
 def get_routers() -> list[Router]:
-    return [
+    routers = [
         start.router,
         model.router,
         role.router,
@@ -40,3 +44,5 @@ def get_routers() -> list[Router]:
         files.router,
         fallback.router,
     ]
+    run_filters_inline(routers)
+    return routers
