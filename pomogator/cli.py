@@ -7,6 +7,7 @@ admin commands start fast.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -245,12 +246,21 @@ def chat(
 # --- run ---------------------------------------------------------------------------------------------------
 
 
+def freeze_start_up_objects() -> None:
+    """Move everything allocated so far — the imported modules, aiogram's and openai's models — out of the garbage
+    collector's reach: it lives as long as the server does. Without this, every full collection walks those ~280
+    thousand objects again and pauses the event loop for about 0.2 s, which a busy bot's slowest replies wait out."""
+    gc.collect()
+    gc.freeze()
+
+
 @run_app.command("bot")
 def run_bot() -> None:
     """Run the Telegram bot (long polling). In webhook mode the web app serves the bot instead."""
     from pomogator.bot.runner import run_polling
 
     settings = settings_for("bot_token", "openrouter_api_key", process="bot")
+    freeze_start_up_objects()
     asyncio.run(run_polling(settings))
 
 
@@ -260,6 +270,7 @@ def run_web() -> None:
     from pomogator.web.server import serve
 
     settings = settings_for(process="web")
+    freeze_start_up_objects()
     serve(settings)
 
 
