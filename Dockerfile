@@ -8,12 +8,13 @@ COPY pyproject.toml README.md ./
 COPY pomogator ./pomogator
 COPY piccolo_migrations ./piccolo_migrations
 # Build a wheel (the migrations ship inside it) and install it with its dependencies into a self-contained venv.
+# The bytecode pip compiles is kept: without it every start compiles aiogram & co. again (about 1.5 s more, while
+# the image is about 50 MB smaller).
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install --upgrade "pip>=24" "setuptools>=69" wheel \
     && /opt/venv/bin/pip wheel --no-deps --no-build-isolation -w /tmp/dist . \
     && /opt/venv/bin/pip install /tmp/dist/pomogator-*.whl \
-    && /opt/venv/bin/pip uninstall -y setuptools wheel \
-    && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
+    && /opt/venv/bin/pip uninstall -y setuptools wheel
 
 FROM python:3.11-slim-bookworm
 RUN groupadd --system --gid 10001 pomogator \
@@ -29,7 +30,8 @@ WORKDIR /data
 USER 10001:10001
 EXPOSE 8080
 VOLUME ["/data"]
-# Healthy while the running bot or web process keeps its heartbeat fresh; a one-shot command (db migrate) has no
+# Healthy while the running bot or web process keeps its heartbeat fresh (the bot: Telegram answered a poll within
+# 75 s and the database answers; the web app: the database answers); a one-shot command (db migrate) has no
 # heartbeat and is never marked unhealthy.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD ["pomogator", "healthcheck"]
 ENTRYPOINT ["pomogator"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
@@ -20,6 +21,8 @@ DEFAULT_YOOKASSA_NETWORKS = (
 )
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# What Telegram accepts as a webhook secret token.
+WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 def parse_networks(value: str) -> tuple[IPNetwork, ...]:
@@ -68,6 +71,10 @@ class Settings(BaseSettings):
     timezone: str = "Europe/Moscow"
     support_contact: str = "@pomogator_support"
     redis_url: str | None = None
+    # Every key this deployment keeps in Redis starts with this prefix (several deployments can share a server).
+    redis_key_prefix: str = "pomogator"
+    # A chat's turn held in Redis lapses this long after its instance stops renewing it (the instance died).
+    redis_lock_ttl_seconds: float = Field(default=15.0, gt=0)
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     web_trusted_proxies: str = ""
@@ -108,6 +115,19 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _valid_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value() and not WEBHOOK_SECRET_RE.fullmatch(value.get_secret_value()):
+            raise ValueError("use 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @property
+    def webhook_mode(self) -> bool:
+        """Telegram delivers updates to the web app (``POST /webhooks/telegram``); nothing polls."""
+        secret = self.telegram_webhook_secret
+        return secret is not None and bool(secret.get_secret_value())
 
     @cached_property
     def tz(self) -> ZoneInfo:

@@ -19,6 +19,8 @@ Then per event: callback queries are answered exactly once (``CallbackAnswerMidd
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -66,13 +68,16 @@ def create_dispatcher(
     *,
     chat_locks: ChatLocks | None = None,
     storage: BaseStorage | None = None,
+    stops: StopRegistry | None = None,
+    claim_group_notice: Callable[[int], Awaitable[bool]] | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router and middleware; ``dispatcher["tracker"]`` is its UpdateTracker.
 
-    ``chat_locks`` and ``storage`` default to in-process ones; several bot instances need shared ones.
+    ``chat_locks``, ``storage`` and ``stops`` default to in-process ones; several bot instances need shared ones
+    (``pomogator.bot.shared.open_shared_state``), and ``claim_group_notice`` to tell a group only once among them.
     """
     settings = services.settings
-    stops = StopRegistry()
+    stops = stops if stops is not None else StopRegistry()
     tracker = UpdateTracker()
     dispatcher = Dispatcher(
         storage=storage or MemoryStorage(),
@@ -90,7 +95,7 @@ def create_dispatcher(
     outer.unregister(dispatcher.fsm)
     outer.register(tracker)
     outer.register(LogContextMiddleware())
-    outer.register(PrivateChatsOnly())
+    outer.register(PrivateChatsOnly(claim_group_notice))
     gatherer = Gatherer()
     outer.register(gatherer.arrivals)
     outer.register(FloodMiddleware(FloodGuard(settings.flood_messages_per_minute)))

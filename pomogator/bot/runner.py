@@ -1,4 +1,4 @@
-"""``pomogator run bot``: long polling on the core services."""
+"""``pomogator run bot``: long polling on the core services (in webhook mode the web app receives the updates)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,13 @@ from loguru import logger
 
 from pomogator.bot.bot_profile import sync_bot_profile
 from pomogator.bot.factory import create_bot, create_dispatcher
+from pomogator.bot.liveness import PollWatch, polling_and_database
 from pomogator.bot.middlewares import UpdateTracker
+from pomogator.bot.shared import open_shared_state
 from pomogator.config import Settings
 from pomogator.container import build_services
 from pomogator.errors import ConfigError
+from pomogator.heartbeat import keep_heartbeat
 
 MAX_CONNECT_DELAY = 30.0
 
@@ -28,23 +31,43 @@ async def run_polling(settings: Settings) -> None:
     """Poll until SIGTERM or SIGINT, then give the updates in progress ``shutdown_grace_seconds`` to finish.
 
     Pending updates are never dropped: messages sent while the bot was down are answered when it is back.
+    Raises ConfigError in webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` set), where polling would take the
+    webhook away from the web app.
     """
-    async with build_services(settings) as services:
+    if settings.webhook_mode:
+        raise ConfigError(
+            "POMOGATOR_TELEGRAM_WEBHOOK_SECRET is set: in webhook mode `pomogator run web` receives the updates "
+            "and `pomogator run bot` does not poll. Unset it to poll instead."
+        )
+    async with build_services(settings) as services, open_shared_state(settings) as shared:
         bot = create_bot(settings)
+        watch = PollWatch()
+        bot.session.middleware(watch)
         try:
             await _check_token(bot)
-            dispatcher = create_dispatcher(services)
+            # Only one instance can poll, so a chat's turns stay in this process, in arrival order.
+            dispatcher = create_dispatcher(
+                services,
+                storage=shared.storage,
+                stops=shared.stops,
+                claim_group_notice=shared.claim_group_notice,
+            )
             tracker: UpdateTracker = dispatcher["tracker"]
             await _leave_webhook(bot)
-            profile = asyncio.create_task(sync_bot_profile(bot, settings.support_contact))
+            background = [
+                asyncio.create_task(sync_bot_profile(bot, settings.support_contact)),
+                asyncio.create_task(keep_heartbeat(lambda: polling_and_database(watch, services.database))),
+            ]
             try:
                 await dispatcher.start_polling(
                     bot, close_bot_session=False, allowed_updates=dispatcher.resolve_used_update_types()
                 )
             finally:
-                profile.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await profile
+                for task in background:
+                    task.cancel()
+                for task in background:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
                 if tracker.active:
                     logger.info("Letting {} update(s) in progress finish", tracker.active)
                 if not await tracker.drain(settings.shutdown_grace_seconds):

@@ -1,4 +1,5 @@
-"""The Starlette app: ``POST /webhooks/yookassa`` and ``GET /healthz``.
+"""The Starlette app: ``POST /webhooks/yookassa``, ``GET /healthz`` and, in webhook mode, ``POST /webhooks/telegram``
+(see :mod:`pomogator.web.telegram_webhook`).
 
 Response codes are what YooKassa acts on: 200 stops its retries (done, or nothing we will ever act on), 5xx makes it
 retry (our own failure, or the payment API is unreachable for the check), 403 for a sender outside YooKassa's
@@ -11,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from loguru import logger
 from starlette.applications import Starlette
@@ -32,6 +33,10 @@ from pomogator.errors import (
 from pomogator.heartbeat import keep_heartbeat
 from pomogator.services.reminders import ReminderService
 from pomogator.web.network import client_address, in_networks
+from pomogator.web.telegram_webhook import telegram_webhook
+
+if TYPE_CHECKING:
+    from pomogator.bot.webhook import WebhookUpdates
 
 MAX_BODY_BYTES = 256 * 1024
 HEALTH_TIMEOUT_S = 5.0
@@ -39,6 +44,8 @@ HEALTH_TIMEOUT_S = 5.0
 
 class AppState(TypedDict):
     services: Services
+    # Telegram's updates in webhook mode; None otherwise.
+    telegram: WebhookUpdates | None
 
 
 class BodyTooLarge(Exception):
@@ -177,13 +184,22 @@ async def remind_periodically(reminders: ReminderService, interval: float) -> No
 
 def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
     """The web app. Its lifespan opens the services (or uses ``services``, owned by the caller), checks that
-    YooKassa is configured, and runs the premium reminders and the container heartbeat in the background."""
+    YooKassa is configured, and runs the premium reminders and the container heartbeat in the background.
+
+    In webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` set) it also runs the bot: aiogram is imported only then.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
         async with contextlib.AsyncExitStack() as stack:
             opened = services if services is not None else await stack.enter_async_context(build_services(settings))
             opened.billing  # noqa: B018  (fail at start, not at the first payment, when YooKassa is not configured)
+            telegram: WebhookUpdates | None = None
+            if settings.webhook_mode:
+                from pomogator.bot.webhook import open_webhook
+
+                # Entered after the services, so it is left first: answers in progress finish before they close.
+                telegram = await stack.enter_async_context(open_webhook(settings, opened))
             tasks: list[asyncio.Task[None]] = []
 
             async def database_answers() -> bool:
@@ -196,7 +212,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
                     asyncio.create_task(remind_periodically(opened.reminders, settings.reminder_interval_seconds))
                 )
             try:
-                yield {"services": opened}
+                yield {"services": opened, "telegram": telegram}
             finally:
                 for task in tasks:
                     task.cancel()
@@ -204,11 +220,14 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
+    routes = [
+        Route("/webhooks/yookassa", yookassa_webhook, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    if settings.webhook_mode:
+        routes.append(Route("/webhooks/telegram", telegram_webhook, methods=["POST"]))
     return Starlette(
-        routes=[
-            Route("/webhooks/yookassa", yookassa_webhook, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-        ],
+        routes=routes,
         middleware=[Middleware(InternalErrors)],
         exception_handlers={
             PaymentNotFound: _not_found,

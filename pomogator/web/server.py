@@ -6,7 +6,8 @@ from pomogator.config import Settings
 
 
 def serve(settings: Settings) -> None:
-    """Run the web app until SIGINT/SIGTERM. Raises ConfigError when YooKassa or the bot token is not configured.
+    """Run the web app until SIGINT/SIGTERM. Raises ConfigError when YooKassa or the bot token is not configured
+    (and, in webhook mode, the OpenRouter key).
 
     uvicorn is given no logging configuration (records reach loguru through the stdlib interception) and no proxy
     handling: its default would believe ``X-Forwarded-For`` from 127.0.0.1, letting any local process pick the
@@ -14,6 +15,8 @@ def serve(settings: Settings) -> None:
     ``POMOGATOR_WEB_TRUSTED_PROXIES`` (see :mod:`pomogator.web.network`).
     """
     settings.require("yookassa_shop_id", "yookassa_secret_key", "bot_token")
+    if settings.webhook_mode:
+        settings.require("openrouter_api_key")
     import uvicorn
 
     from pomogator.web.app import create_app

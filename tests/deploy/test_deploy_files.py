@@ -68,3 +68,26 @@ def test_heartbeat(tmp_path: Path) -> None:
     beat.touch()
     assert is_healthy(beat)
     assert not is_healthy(beat, now=time.time() + STALE_AFTER_S + 1)
+
+
+def test_compose_webhook_override_serves_the_bot_from_web() -> None:
+    yaml = pytest.importorskip("yaml")
+    base = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    webhook = yaml.safe_load((ROOT / "docker-compose.webhook.yml").read_text())["services"]
+    # The polling bot is left out (a profile nobody enables by default) and web must get the secret.
+    assert webhook["bot"]["profiles"] == ["polling"]
+    assert "POMOGATOR_TELEGRAM_WEBHOOK_SECRET" in webhook["web"]["environment"]
+    assert set(webhook) <= set(base)
+    # Shared state for several instances, and room for the shutdown: requests, then answers in progress.
+    assert base["web"]["environment"]["POMOGATOR_REDIS_URL"].startswith("redis://")
+    grace = Settings.model_fields["shutdown_grace_seconds"].default
+    assert int(base["web"]["stop_grace_period"].rstrip("s")) > 2 * grace
+    assert int(base["bot"]["stop_grace_period"].rstrip("s")) > grace
+
+
+def test_compose_takes_secrets_from_env_only() -> None:
+    for name in ("docker-compose.yml", "docker-compose.webhook.yml", "Dockerfile"):
+        text = (ROOT / name).read_text()
+        for line in text.splitlines():
+            if re.search(r"(SECRET|TOKEN|API_KEY|PASSWORD)[A-Z_]*:\s*\S", line):
+                assert "${" in line, f"{name}: {line.strip()}"

@@ -36,22 +36,19 @@ class Answerer:
         and ``ChatGone`` when the chat cannot receive the answer.
         """
         answer_id = secrets.randbelow(DRAFT_ID_LIMIT) + 1
-        stop = self.stops.open(chat.id, answer_id)
-        renderer = AnswerRenderer(
-            ChatOutput(bot, chat.id),
-            answer_id,
-            drafts=chat.type == ChatType.PRIVATE and chat.id not in self._no_drafts,
-            stop_markup=make_stop_keyboard(answer_id),
-            interval=self.interval,
-            on_drafts_refused=lambda: self._remember_no_drafts(chat.id),
-            stop=stop,
-        )
-        reply = Reply()
-        try:
+        async with self.stops.streaming(chat.id, answer_id) as stop:
+            renderer = AnswerRenderer(
+                ChatOutput(bot, chat.id),
+                answer_id,
+                drafts=chat.type == ChatType.PRIVATE and chat.id not in self._no_drafts,
+                stop_markup=make_stop_keyboard(answer_id),
+                interval=self.interval,
+                on_drafts_refused=lambda: self._remember_no_drafts(chat.id),
+                stop=stop,
+            )
+            reply = Reply()
             dialog = self.chat.dialog_for(account)
             await renderer.stream(self.chat.stream_reply(dialog, content, stop=stop, reply=reply))
-        finally:
-            self.stops.close(chat.id, answer_id)
         await renderer.finish(reply.text, stopped=reply.stopped)
         return reply
 

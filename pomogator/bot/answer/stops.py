@@ -1,8 +1,14 @@
-"""Stop events of the answers being streamed in this process, keyed by chat and answer id."""
+"""Stop events of the answers being streamed in this process, keyed by chat and answer id.
+
+With several instances (webhook mode) the Stop button may reach another instance than the one streaming the
+answer: ``pomogator.bot.redis_stops.RedisStopRegistry`` passes it on through Redis.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 
 class StopRegistry:
@@ -25,6 +31,19 @@ class StopRegistry:
             return False
         event.set()
         return True
+
+    @contextlib.asynccontextmanager
+    async def streaming(self, chat_id: int, answer_id: int) -> AsyncIterator[asyncio.Event]:
+        """The answer's stop event, registered for as long as the answer streams."""
+        event = self.open(chat_id, answer_id)
+        try:
+            yield event
+        finally:
+            self.close(chat_id, answer_id)
+
+    async def request_stop(self, chat_id: int, answer_id: int) -> bool:
+        """Stop the answer wherever it streams; False when it is not streaming (any more)."""
+        return self.stop(chat_id, answer_id)
 
     def __len__(self) -> int:
         return len(self._events)

@@ -19,10 +19,10 @@ async def on_stop_button(
     query: CallbackQuery, callback_data: StopCallback, stops: StopRegistry, callback_reply: CallbackReply
 ) -> None:
     chat_id = chat_id_of(query)
-    stopped = chat_id is not None and stops.stop(chat_id, callback_data.answer)
+    stopped = chat_id is not None and await stops.request_stop(chat_id, callback_data.answer)
     callback_reply.text = texts.STOPPING if stopped else texts.ALREADY_FINISHED
 
 
 @router.stopped_message_generation()
 async def on_draft_stopped(event: MessageGenerationStopped, stops: StopRegistry) -> None:
-    stops.stop(event.chat.id, event.draft_id)
+    await stops.request_stop(event.chat.id, event.draft_id)

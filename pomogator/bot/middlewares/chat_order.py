@@ -2,8 +2,8 @@
 
 aiogram handles updates concurrently, so without this two messages from one chat could be answered at once and
 their answers interleave. Only the message path queues: button presses (the Stop button above all) go straight
-through. The lock is pluggable: a deployment with several bot instances behind a webhook can provide a ``ChatLocks``
-backed by Redis.
+through. The lock is pluggable: several bot instances behind a webhook share ``RedisChatLocks``
+(``pomogator.bot.redis_locks``), which orders waiting messages by update id.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from aiogram.types import Chat, TelegramObject, Update
 
 
 class ChatLocks(Protocol):
-    def hold(self, chat_id: int) -> AbstractAsyncContextManager[None]:
-        """Hold the chat's lock; waiters must get it in the order they asked for it."""
+    def hold(self, chat_id: int, order: int = 0) -> AbstractAsyncContextManager[None]:
+        """Hold the chat's lock; waiters must get it in the order they asked for it, or by ``order`` (the update
+        id) when they ask from several processes."""
         ...
 
 
@@ -57,7 +58,7 @@ class MemoryChatLocks:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def hold(self, chat_id: int) -> AbstractAsyncContextManager[None]:
+    def hold(self, chat_id: int, order: int = 0) -> AbstractAsyncContextManager[None]:
         return _Hold(self, chat_id)
 
     async def _acquire(self, chat_id: int) -> None:
@@ -95,5 +96,5 @@ class ChatOrderMiddleware(BaseMiddleware):
         chat: Chat | None = data.get("event_chat")
         if not isinstance(event, Update) or event.message is None or chat is None:
             return await handler(event, data)
-        async with self.locks.hold(chat.id):
+        async with self.locks.hold(chat.id, event.update_id):
             return await handler(event, data)

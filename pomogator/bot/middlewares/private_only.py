@@ -19,8 +19,11 @@ NOTICED_MEMORY = 10_000
 
 
 class PrivateChatsOnly(BaseMiddleware):
-    def __init__(self) -> None:
+    """``claim(chat_id)``, when given, decides across instances whether this one tells the group (True once)."""
+
+    def __init__(self, claim: Callable[[int], Awaitable[bool]] | None = None) -> None:
         self._noticed: OrderedDict[int, None] = OrderedDict()
+        self._claim = claim
 
     async def __call__(
         self,
@@ -38,6 +41,8 @@ class PrivateChatsOnly(BaseMiddleware):
             self._noticed[chat.id] = None
             if len(self._noticed) > NOTICED_MEMORY:
                 self._noticed.popitem(last=False)
+            if self._claim is not None and not await self._claim(chat.id):
+                return None
             me = await bot.me()
             await _quietly(bot.send_message(chat.id, texts.private_only(me.username)))
         return None

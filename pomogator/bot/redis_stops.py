@@ -1,0 +1,65 @@
+"""The Stop button across instances: the instance streaming an answer marks it in Redis; a Stop pressed on any other
+instance claims that mark and publishes the stop, which the streaming instance receives through ``Broadcasts``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from loguru import logger
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from pomogator.bot.answer.stops import StopRegistry
+from pomogator.bot.broadcasts import Broadcasts
+
+# Longer than any answer streams (the model call times out well before); a dead instance's marks expire.
+STREAMING_MARK_TTL_S = 3600
+
+
+class RedisStopRegistry(StopRegistry):
+    def __init__(self, redis: Redis, prefix: str, broadcasts: Broadcasts) -> None:
+        super().__init__()
+        self._redis = redis
+        self._prefix = prefix
+        self._channel = f"{prefix}:stop"
+        broadcasts.on(self._channel, self._on_stop)
+
+    def _mark(self, chat_id: int, answer_id: int) -> str:
+        return f"{self._prefix}:streaming:{chat_id}:{answer_id}"
+
+    @contextlib.asynccontextmanager
+    async def streaming(self, chat_id: int, answer_id: int) -> AsyncIterator[asyncio.Event]:
+        event = self.open(chat_id, answer_id)
+        mark = self._mark(chat_id, answer_id)
+        try:
+            await self._redis.set(mark, "1", ex=STREAMING_MARK_TTL_S)
+        except RedisError as exc:
+            logger.warning("Redis unavailable ({}); this answer can be stopped on this instance only", exc)
+        try:
+            yield event
+        finally:
+            self.close(chat_id, answer_id)
+            with contextlib.suppress(RedisError):
+                await self._redis.delete(mark)
+
+    async def request_stop(self, chat_id: int, answer_id: int) -> bool:
+        if self.stop(chat_id, answer_id):
+            with contextlib.suppress(RedisError):
+                await self._redis.delete(self._mark(chat_id, answer_id))
+            return True
+        try:
+            # Claiming the mark makes a second press (on any instance) say that the answer is already stopping.
+            if not await self._redis.delete(self._mark(chat_id, answer_id)):
+                return False
+            await self._redis.publish(self._channel, f"{chat_id}:{answer_id}")
+        except RedisError as exc:
+            logger.warning("Could not pass a Stop on through Redis: {}", exc)
+            return False
+        return True
+
+    def _on_stop(self, data: str) -> None:
+        chat, _, answer = data.partition(":")
+        with contextlib.suppress(ValueError):
+            self.stop(int(chat), int(answer))

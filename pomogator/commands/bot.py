@@ -1,0 +1,138 @@
+"""``pomogator bot``: register, remove and inspect the Telegram webhook (webhook mode).
+
+The calls go to the Bot API over plain HTTP; only ``set-webhook`` loads aiogram, to read which update types the
+bot's handlers use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pomogator import cli_output
+from pomogator.errors import PomogatorError
+
+if TYPE_CHECKING:
+    from pomogator.config import Settings
+
+app = typer.Typer(help="The Telegram webhook (webhook mode).", no_args_is_help=True)
+
+WEBHOOK_PATH = "/webhooks/telegram"
+REQUEST_TIMEOUT_S = 20.0
+
+
+class BotApiError(PomogatorError):
+    """The Bot API refused a call or could not be reached."""
+
+
+def used_update_types() -> list[str]:
+    """The update types the bot's handlers use (what polling asks for too)."""
+    from aiogram import Dispatcher
+
+    from pomogator.bot.handlers import get_routers
+
+    dispatcher = Dispatcher()
+    dispatcher.include_routers(*get_routers())
+    return dispatcher.resolve_used_update_types()
+
+
+async def call_bot_api(settings: Settings, method: str, params: dict[str, Any] | None = None) -> Any:
+    """Call ``method``; returns its ``result``, raises BotApiError with Telegram's description otherwise."""
+    import httpx
+
+    assert settings.bot_token is not None
+    url = f"{settings.telegram_api_url.rstrip('/')}/bot{settings.bot_token.get_secret_value()}/{method}"
+    try:
+        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client:
+            response = await client.post(url, json=params or {})
+    except httpx.HTTPError as exc:
+        where = settings.telegram_api_url
+        raise BotApiError(f"The Bot API at {where} is not reachable: {type(exc).__name__}") from None
+    try:
+        data = response.json()
+    except ValueError:
+        raise BotApiError(f"The Bot API answered {method} with HTTP {response.status_code}") from None
+    if not isinstance(data, dict) or not data.get("ok"):
+        description = data.get("description") if isinstance(data, dict) else None
+        raise BotApiError(f"Telegram refused {method}: {description or f'HTTP {response.status_code}'}")
+    return data.get("result")
+
+
+def _settings(*needs: str) -> Settings:
+    from pomogator.cli import settings_for
+
+    return settings_for("bot_token", *needs)
+
+
+@app.command("set-webhook")
+def set_webhook(
+    url: Annotated[str, typer.Argument(help=f"The web app's public HTTPS address, ending in {WEBHOOK_PATH}.")],
+    drop_pending_updates: Annotated[
+        bool, typer.Option("--drop-pending-updates", help="Forget the updates Telegram has not delivered yet.")
+    ] = False,
+    max_connections: Annotated[
+        int, typer.Option(min=1, max=100, help="At most this many requests Telegram sends at once.")
+    ] = 40,
+) -> None:
+    """Make Telegram deliver updates to URL with POMOGATOR_TELEGRAM_WEBHOOK_SECRET (webhook mode).
+
+    Then run `pomogator run web` (one or more instances behind the address) and no `pomogator run bot`: a polling
+    bot removes the webhook.
+    """
+    settings = _settings("telegram_webhook_secret")
+    assert settings.telegram_webhook_secret is not None
+    if not url.rstrip("/").endswith(WEBHOOK_PATH):
+        cli_output.notice(f"Note: the web app receives updates at {WEBHOOK_PATH}; {url} does not end with it.")
+    params = {
+        "url": url,
+        "secret_token": settings.telegram_webhook_secret.get_secret_value(),
+        "allowed_updates": used_update_types(),
+        "max_connections": max_connections,
+        "drop_pending_updates": drop_pending_updates,
+    }
+    asyncio.run(call_bot_api(settings, "setWebhook", params))
+    cli_output.notice(f"Webhook set: {url}")
+
+
+@app.command("delete-webhook")
+def delete_webhook(
+    drop_pending_updates: Annotated[
+        bool, typer.Option("--drop-pending-updates", help="Forget the updates Telegram has not delivered yet.")
+    ] = False,
+) -> None:
+    """Stop Telegram's deliveries to the webhook (to go back to polling with `pomogator run bot`)."""
+    settings = _settings()
+    asyncio.run(call_bot_api(settings, "deleteWebhook", {"drop_pending_updates": drop_pending_updates}))
+    cli_output.notice("Webhook removed." + (" Pending updates dropped." if drop_pending_updates else ""))
+
+
+@app.command("webhook-info")
+def webhook_info(
+    as_json: Annotated[bool, typer.Option("--json", help="Print Telegram's answer as one JSON object.")] = False,
+) -> None:
+    """Show where Telegram delivers updates, how many wait, and the last delivery error."""
+    settings = _settings()
+    info: dict[str, Any] = asyncio.run(call_bot_api(settings, "getWebhookInfo"))
+    if as_json:
+        sys.stdout.write(json.dumps(info, ensure_ascii=False) + "\n")
+        return
+    error_date = info.get("last_error_date")
+    rows = [
+        ("url", info.get("url") or "— (none: the bot polls)"),
+        ("pending updates", info.get("pending_update_count", 0)),
+        ("max connections", info.get("max_connections", "")),
+        ("allowed updates", ", ".join(info.get("allowed_updates") or []) or "all but opt-in types"),
+        ("last error", info.get("last_error_message", "")),
+        (
+            "last error at",
+            datetime.fromtimestamp(error_date, UTC).astimezone(settings.tz).strftime("%Y-%m-%d %H:%M:%S")
+            if error_date
+            else "",
+        ),
+    ]
+    cli_output.print_table("Telegram webhook", ["field", "value"], rows)

@@ -1,0 +1,114 @@
+"""Polling and webhook mode as the processes see them: which command serves the bot, what loads aiogram, and the
+bot's heartbeat for the container HEALTHCHECK."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from pomogator.bot.liveness import POLL_STALE_AFTER_S, PollWatch
+from tests.bot.harness import BotHarness
+from tests.cli.helpers import clean_env, run_cli
+from tests.conftest import make_settings
+
+SECRET = "deploy-test-secret"
+
+
+def imports_aiogram(stderr: str) -> bool:
+    """Whether ``python -X importtime`` output lists an aiogram module."""
+    return any(line.rsplit("|", 1)[-1].strip().startswith("aiogram") for line in stderr.splitlines() if "|" in line)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--help",), ("bot", "--help"), ("user", "show", "1", "--json")],
+    ids=["help", "bot-help", "user-show"],
+)
+async def test_the_cli_does_not_load_aiogram(tmp_path: Path, args: tuple[str, ...]) -> None:
+    env = clean_env(POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    await run_cli("db", "migrate", cwd=tmp_path, env=env)
+    if args[0] == "user":
+        await run_cli("user", "grant-premium", "1", "--days", "1", cwd=tmp_path, env=env)
+    result = await run_cli("-X", "importtime", "-m", "pomogator", *args, cwd=tmp_path, env=env, program=sys.executable)
+    assert result.code == 0, result.stderr[-2000:]
+    assert not imports_aiogram(result.stderr)
+
+
+@pytest.mark.parametrize("webhook", [False, True], ids=["polling", "webhook"])
+async def test_the_web_app_loads_aiogram_only_in_webhook_mode(tmp_path: Path, webhook: bool) -> None:
+    env = clean_env(POMOGATOR_BOT_TOKEN="1:x", POMOGATOR_OPENROUTER_API_KEY="k")
+    if webhook:
+        env["POMOGATOR_TELEGRAM_WEBHOOK_SECRET"] = SECRET
+    code = (
+        "import sys\n"
+        "from pomogator.config import Settings\n"
+        "from pomogator.web.app import create_app\n"
+        "app = create_app(Settings())\n"
+        "paths = sorted(route.path for route in app.routes)\n"
+        "print(paths, 'aiogram' in sys.modules)\n"
+    )
+    result = await run_cli("-c", code, cwd=tmp_path, env=env, program=sys.executable)
+    assert result.code == 0, result.stderr
+    routes, loaded = result.stdout.strip().rsplit(" ", 1)
+    assert ("/webhooks/telegram" in routes) is webhook
+    # Even in webhook mode aiogram is loaded by the lifespan, when the app starts, not by building it.
+    assert loaded == "False"
+
+
+async def test_run_bot_refuses_to_poll_in_webhook_mode(tmp_path: Path) -> None:
+    env = clean_env(
+        POMOGATOR_BOT_TOKEN="1:x",
+        POMOGATOR_OPENROUTER_API_KEY="k",
+        POMOGATOR_TELEGRAM_WEBHOOK_SECRET=SECRET,
+        POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    result = await run_cli("run", "bot", cwd=tmp_path, env=env)
+    assert result.code == 1
+    assert "POMOGATOR_TELEGRAM_WEBHOOK_SECRET" in result.stderr and "run web" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert SECRET not in result.stderr
+
+
+async def test_run_web_in_webhook_mode_needs_the_openrouter_key(tmp_path: Path) -> None:
+    env = clean_env(
+        POMOGATOR_BOT_TOKEN="1:x",
+        POMOGATOR_YOOKASSA_SHOP_ID="1",
+        POMOGATOR_YOOKASSA_SECRET_KEY="s",
+        POMOGATOR_TELEGRAM_WEBHOOK_SECRET=SECRET,
+    )
+    result = await run_cli("run", "web", cwd=tmp_path, env=env)
+    assert result.code == 1
+    assert "POMOGATOR_OPENROUTER_API_KEY" in result.stderr
+
+
+@pytest.mark.parametrize("secret", ["has space", "x" * 257, "semi;colon"])
+def test_a_webhook_secret_telegram_would_refuse_is_a_config_error(secret: str) -> None:
+    with pytest.raises(ValidationError):
+        make_settings(telegram_webhook_secret=secret)
+
+
+def test_an_empty_webhook_secret_means_polling() -> None:
+    assert not make_settings(telegram_webhook_secret="").webhook_mode
+    assert make_settings(telegram_webhook_secret=SECRET).webhook_mode
+
+
+def test_the_poll_watch_goes_stale_without_polls() -> None:
+    watch = PollWatch()
+    assert watch.polling()
+    watch.last_poll = time.monotonic() - POLL_STALE_AFTER_S - 1
+    assert not watch.polling()
+
+
+@pytest.mark.slow
+async def test_the_polling_bot_keeps_the_heartbeat_fresh(tmp_path: Path) -> None:
+    beat = tmp_path / "heartbeat"
+    async with BotHarness.open(tmp_path, env={"POMOGATOR_HEARTBEAT_FILE": str(beat)}) as h:
+        await h.tg.wait_until(beat.exists, 15, "the heartbeat file")
+        checked = await run_cli("healthcheck", cwd=tmp_path, env=clean_env(POMOGATOR_HEARTBEAT_FILE=str(beat)))
+        assert checked.code == 0
+        assert await h.bot.stop() == 0
+    assert not beat.exists()
