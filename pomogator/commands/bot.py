@@ -79,10 +79,9 @@ def set_webhook(
         int, typer.Option(min=1, max=100, help="At most this many requests Telegram sends at once.")
     ] = 40,
 ) -> None:
-    """Make Telegram deliver updates to URL with POMOGATOR_TELEGRAM_WEBHOOK_SECRET (webhook mode).
+    """Make Telegram deliver updates to URL, with POMOGATOR_TELEGRAM_WEBHOOK_SECRET as its secret (webhook mode).
 
-    Then run `pomogator run web` (one or more instances behind the address) and no `pomogator run bot`: a polling
-    bot removes the webhook.
+    Then run only `pomogator run web` (one or more instances behind URL): a polling bot would remove the webhook.
     """
     settings = _settings("telegram_webhook_secret")
     assert settings.telegram_webhook_secret is not None
