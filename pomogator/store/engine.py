@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import io
+import os
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType, dict_factory
 from piccolo.table import Table
 
 from pomogator.errors import ConfigError
@@ -31,10 +35,71 @@ def sqlite_path(url: str) -> Path | None:
     return Path(path)
 
 
+class SharedConnectionSQLiteEngine(SQLiteEngine):
+    """Piccolo's SQLiteEngine with one connection for all queries outside a transaction.
+
+    Piccolo opens a new connection, and aiosqlite a new thread, for every such query: far more work than the query
+    itself. Here they run one after another on one connection in one worker thread, in autocommit mode as before
+    (each statement commits by itself; nothing is cached between statements, so other processes see every write at
+    once). Transactions still get a connection of their own. Like a new connection, each query reaches the file
+    that is at the path now: when it was moved, replaced or deleted, the connection is opened again.
+    """
+
+    def __init__(self, path: str, **connection_kwargs: Any) -> None:
+        super().__init__(path=path, **connection_kwargs)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._connection: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            stat = os.stat(self.connection_kwargs["database"])
+        except OSError:
+            return None
+        return stat.st_dev, stat.st_ino
+
+    def _execute(self, query: str, args: list[Any]) -> list[dict[str, Any]]:
+        if self._connection is not None and self._identity() != self._file:
+            self._close()
+        if self._connection is None:
+            connection = sqlite3.connect(**self.connection_kwargs, check_same_thread=False)
+            connection.row_factory = dict_factory
+            connection.execute("PRAGMA foreign_keys = 1")
+            self._connection, self._file = connection, self._identity()
+        cursor = self._connection.execute(query, args)
+        try:
+            rows: list[dict[str, Any]] = cursor.fetchall()
+        finally:
+            cursor.close()
+        return rows
+
+    async def _run_in_new_connection(
+        self,
+        query: str,
+        args: list[Any] | None = None,
+        query_type: str = "generic",
+        table: type[Table] | None = None,
+    ) -> Any:
+        if query_type == "insert" and self.get_version_sync() < 3.35:
+            # No RETURNING before SQLite 3.35: Piccolo reads the new row's key on the same connection.
+            return await super()._run_in_new_connection(query, args, query_type, table)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._execute, query, args or [])
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    async def close_connection(self) -> None:
+        """Close the shared connection (it is opened again on the next query)."""
+        await asyncio.get_running_loop().run_in_executor(self._worker, self._close)
+
+
 def engine_from_url(url: str) -> Engine[Any]:
     path = sqlite_path(url)
     if path is not None:
-        return SQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
+        return SharedConnectionSQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
     if url.startswith(POSTGRES_PREFIXES):
         return PostgresEngine(config={"dsn": url})
     raise ConfigError("POMOGATOR_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
@@ -94,6 +159,8 @@ class Database:
         if self._pool_started and isinstance(self.engine, PostgresEngine):
             await self.engine.close_connection_pool()
             self._pool_started = False
+        if isinstance(self.engine, SharedConnectionSQLiteEngine):
+            await self.engine.close_connection()
 
     def transaction(self) -> Any:
         """A write transaction: ``BEGIN IMMEDIATE`` on SQLite so concurrent writers queue instead of failing."""
