@@ -257,6 +257,9 @@ def freeze_start_up_objects() -> None:
 @run_app.command("bot")
 def run_bot() -> None:
     """Run the Telegram bot (long polling). In webhook mode the web app serves the bot instead."""
+    # The bot talks to the model from its first message: the SDK is loaded now, to be frozen with the rest.
+    import openai  # noqa: F401
+
     from pomogator.bot.runner import run_polling
 
     settings = settings_for("bot_token", "openrouter_api_key", process="bot")

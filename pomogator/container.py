@@ -30,6 +30,7 @@ class Services:
     quota: QuotaService
     subscriptions: SubscriptionService
     llm: LLMClient | None = None
+    """The OpenRouter client, once ``chat`` has been used."""
     _chat: ChatService | None = field(default=None, repr=False)
     # Plain Bot API sender for processes without aiogram (payment notices, reminders); None without a bot token.
     notifier: TelegramNotifier | None = None
@@ -38,9 +39,14 @@ class Services:
 
     @property
     def chat(self) -> ChatService:
-        """The chat service; raises ConfigError when no OpenRouter key is configured."""
+        """The chat service, built on first use (the openai SDK is imported only then, so the web app and the admin
+        commands never load it); raises ConfigError when no OpenRouter key is configured."""
         if self._chat is None:
-            raise ConfigError("POMOGATOR_OPENROUTER_API_KEY is not set.")
+            llm = make_llm_client(self.settings)
+            if llm is None:
+                raise ConfigError("POMOGATOR_OPENROUTER_API_KEY is not set.")
+            self.llm = llm
+            self._chat = ChatService(self.database, llm, self.quota, self.catalog)
         return self._chat
 
     @property
@@ -85,29 +91,27 @@ async def build_services(settings: Settings, *, migrate: bool | None = None) -> 
     catalog = load_catalog(settings.models_file)
     database = Database(settings.database_url)
     await database.start(migrate=migrate)
-    llm = make_llm_client(settings)
     notifier = make_notifier(settings)
+    services: Services | None = None
     try:
         quota = QuotaService(settings.tz)
         subscriptions = SubscriptionService()
         users = UserService(database, catalog, subscriptions, quota, settings.role_max_chars)
-        chat = ChatService(database, llm, quota, catalog) if llm is not None else None
         async with database_logging(settings, database):
-            yield Services(
+            services = Services(
                 settings=settings,
                 database=database,
                 catalog=catalog,
                 users=users,
                 quota=quota,
                 subscriptions=subscriptions,
-                llm=llm,
-                _chat=chat,
                 notifier=notifier,
                 reminders=ReminderService(notifier, settings.tz),
             )
+            yield services
     finally:
         if notifier is not None:
             await notifier.close()
-        if llm is not None:
-            await llm.close()
+        if services is not None and services.llm is not None:
+            await services.llm.close()
         await database.close()
