@@ -103,9 +103,9 @@ class AnswerRenderer:
             chunks = render_answer(text)
         if not chunks:
             chunks = [texts.STOPPED_EMPTY if stopped else texts.EMPTY_ANSWER]
-        if not self.drafts and len(self.chain):
-            # The last edit happened moments ago; keep to one visible change per interval.
-            await asyncio.sleep(self._throttle.delay())
+        # The last draft or edit may have been shown moments ago; keep to one visible change per interval (the
+        # delay is 0 when nothing was shown live).
+        await asyncio.sleep(self._throttle.delay())
         await self.chain.sync(chunks)
 
     async def _discard(self) -> None:
