@@ -66,13 +66,10 @@ max_output_tokens = 4096
 
 @dataclass(frozen=True)
 class Plan:
-    """Sizes of every scenario; ``--quick`` shrinks them to a smoke run."""
+    """Sizes of every scenario; ``--quick`` shrinks them to a smoke run. The latency model and users are options."""
 
     latency_chats: tuple[int, ...]
     latency_messages: dict[int, int]
-    latency_ttft: float
-    latency_tokens: int
-    latency_rate: float
     throughput_chats: int
     throughput_seconds: float
     throughput_warmup: float
@@ -86,10 +83,7 @@ class Plan:
     def full(cls) -> Plan:
         return cls(
             latency_chats=(1, 50, 200),
-            latency_messages={1: 20, 50: 6, 200: 5},
-            latency_ttft=0.3,
-            latency_tokens=20,
-            latency_rate=40.0,
+            latency_messages={1: 10, 50: 5, 200: 4},
             throughput_chats=200,
             throughput_seconds=20.0,
             throughput_warmup=3.0,
@@ -104,10 +98,7 @@ class Plan:
     def quick(cls) -> Plan:
         return cls(
             latency_chats=(1, 50, 200),
-            latency_messages={1: 3, 50: 2, 200: 1},
-            latency_ttft=0.2,
-            latency_tokens=10,
-            latency_rate=40.0,
+            latency_messages={1: 2, 50: 1, 200: 1},
             throughput_chats=100,
             throughput_seconds=4.0,
             throughput_warmup=1.0,
@@ -116,6 +107,32 @@ class Plan:
             round_trip_chats=5,
             round_trip_messages=2,
             probe_repeats=1,
+        )
+
+
+@dataclass(frozen=True)
+class LatencyModel:
+    """The model and the users of the latency scenarios (``--ttft``, ``--tokens``, ``--rate``, ``--think``)."""
+
+    ttft: float
+    tokens: int
+    rate: float
+    think_min: float
+    think_max: float
+
+    @property
+    def stream_seconds(self) -> float:
+        return (self.tokens - 1) / self.rate
+
+    @property
+    def cycle(self) -> float:
+        """Seconds from one message of a chat to its next one, bot time aside."""
+        return self.ttft + self.stream_seconds + (self.think_min + self.think_max) / 2
+
+    def describe(self) -> str:
+        return (
+            f"model: first token after {self.ttft:g} s, {self.tokens} tokens at {self.rate:g}/s; "
+            f"users write again {self.think_min:g}-{self.think_max:g} s after an answer"
         )
 
 
@@ -386,6 +403,7 @@ class Bench:
         self.workdir = workdir
         self.fakes = fakes
         self.mode = MODES[args.mode]
+        self.latency = LatencyModel(args.ttft, args.tokens, args.rate, *args.think)
         self.models_file = workdir / "models.toml"
         self.models_file.write_text(MODELS_TOML)
         self._chat_base = 1_000_000
@@ -431,23 +449,28 @@ class Bench:
 
     # -- scenarios
 
+    async def warm_up(self, telegram_url: str) -> None:
+        """One message answered before measuring: the first one of a process opens connections and fills caches."""
+        await self.fakes.set_reply(ttft=0.0, tokens=12, rate=None)
+        await self.fakes.load(telegram_url, chats=1, messages=1, first_chat=self.next_chats(1))
+        await self.fakes.llm_timings()
+
     async def added_latency(self, figures: Figures, telegram_url: str) -> None:
-        plan = self.plan
-        await self.fakes.set_reply(ttft=plan.latency_ttft, tokens=plan.latency_tokens, rate=plan.latency_rate)
-        stream_seconds = (plan.latency_tokens - 1) / plan.latency_rate
+        plan, model = self.plan, self.latency
+        await self.fakes.set_reply(ttft=model.ttft, tokens=model.tokens, rate=model.rate)
+        figures.add("latency scenarios", model.describe())
         for chats in plan.latency_chats:
             messages = plan.latency_messages[chats]
-            # Users read the answer for a moment before writing again; starts are spread over one cycle.
-            cycle = plan.latency_ttft + stream_seconds + 1.0
+            # Chats start spread over one cycle, so they do not all write in the same instant.
             result = await self.fakes.load(
                 telegram_url,
                 chats=chats,
                 messages=messages,
                 first_chat=self.next_chats(chats),
-                think_min=0.5,
-                think_max=1.5,
-                spread=cycle if chats > 1 else 0.0,
-                duration=cycle * messages + 30.0,
+                think_min=model.think_min,
+                think_max=model.think_max,
+                spread=model.cycle if chats > 1 else 0.0,
+                duration=model.cycle * messages + 30.0,
             )
             timings = await self.fakes.llm_timings()
             added: list[float] = []
@@ -459,14 +482,17 @@ class Bench:
                     continue
                 model_ttft = first_token - received
                 added.append((sample["first_visible"] - sample["enqueued"] - model_ttft) * 1000)
+            samples = result["samples"]
+            span = max(s["enqueued"] for s in samples) - min(s["enqueued"] for s in samples) if samples else 0.0
+            offered = len(samples) / span if span > 0 else 0.0
             if missing:
                 figures.failures.append(f"latency at {chats} chats: {missing} message(s) not answered")
             figures.add(
-                f"added latency, {chats} chat{'s' if chats > 1 else ''} (p50 / p95 / p99 / max, ms; n)",
+                f"added latency, {chats} chat{'s' if chats > 1 else ''} (p50 / p95 / p99 / max, ms)",
                 f"{percentile(added, 50):.1f} / {percentile(added, 95):.1f} / {percentile(added, 99):.1f} / "
                 f"{max(added, default=float('nan')):.1f}; n={len(added)}"
-                + (f", {missing} unanswered" if missing else "")
-                + f"; fake Bot API lag p99 {result['lag_p99_ms']:.0f} ms",
+                + (f" ({offered:.0f} msg/s)" if chats > 1 else "")
+                + (f", {missing} unanswered" if missing else ""),
                 f"latency_{chats}",
                 {
                     "p50": percentile(added, 50),
@@ -475,6 +501,8 @@ class Bench:
                     "max": max(added, default=None),
                     "n": len(added),
                     "missing": missing,
+                    "messages_per_second": offered,
+                    "fake_telegram_lag_p99_ms": result["lag_p99_ms"],
                 },
             )
 
@@ -634,14 +662,15 @@ class Bench:
             unit = "statements"
         await self.fakes.llm_timings()
         figures.add(
-            f"database {unit} per message: new user's first / later messages",
-            f"{first:.1f} / {later:.1f}",
+            "database round trips per message (SQLite: statements): new user's first / later messages",
+            f"{first:.1f} / {later:.1f} {unit}",
             "round_trips",
             {"first": first, "later": later, "unit": unit},
         )
 
     async def _two_phases(self, first_chat: int, count: Any) -> tuple[float, float]:
         plan = self.plan
+        await self.warm_up(self.fakes.telegram_url)
         # The database log sink flushes once a second; let it write what start-up logged, then measure idle.
         await asyncio.sleep(1.5)
         idle_start, idle_at = count(), time.monotonic()
@@ -702,6 +731,7 @@ class Bench:
                 async with self.bot("bot", url, telegram_url) as bot:
                     await asyncio.sleep(2.0)
                     idle = proc.memory_mib(bot.pid)
+                    await self.warm_up(telegram_url)
                     if "latency" in only:
                         await self.added_latency(figures, telegram_url)
                     if "throughput" in only:
@@ -788,6 +818,8 @@ async def web_probe(workdir: Path, env: dict[str, str], figures: Figures) -> Non
         "POMOGATOR_BOT_TOKEN": TOKEN,
         "POMOGATOR_TELEGRAM_API_URL": "http://127.0.0.1:9",
         "POMOGATOR_REMINDER_INTERVAL_SECONDS": "0",
+        # Configured as in a deployment that shares one .env between the bot and the web app.
+        "POMOGATOR_OPENROUTER_API_KEY": API_KEY,
     }
     for importtime in (False, True):
         prefix = [sys.executable, "-X", "importtime", "-m", "pomogator"] if importtime else pomogator_command()
@@ -911,6 +943,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (process logs)")
+    parser.add_argument("--ttft", type=float, default=0.5, help="latency scenarios: model's time to first token, s")
+    parser.add_argument("--tokens", type=int, default=41, help="latency scenarios: tokens per answer")
+    parser.add_argument("--rate", type=float, default=20.0, help="latency scenarios: tokens per second")
+    parser.add_argument(
+        "--think",
+        type=float,
+        nargs=2,
+        default=(1.0, 3.0),
+        metavar=("MIN", "MAX"),
+        help="latency scenarios: a user writes again MIN-MAX seconds (uniform) after an answer",
+    )
     parser.add_argument("--py-spy", metavar="PREFIX", help="profile the bot during the throughput run (py-spy)")
     parser.add_argument(
         "--only",
