@@ -19,6 +19,8 @@ from pomogator.container import Services, build_services
 from pomogator.store.engine import Database
 from pomogator.store.tables import TABLES
 from tests.fakes.openai_server import FakeLLM
+from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.yookassa_server import FakeYooKassa
 
 POSTGRES_URL = os.environ.get("POMOGATOR_TEST_POSTGRES_URL")
 TEST_API_KEY = "sk-test-key"
@@ -92,6 +94,18 @@ def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {"openrouter_api_key": TEST_API_KEY, "log_level": "WARNING"}
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def kassa() -> AsyncIterator[FakeYooKassa]:
+    async with FakeYooKassa() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -20,18 +20,6 @@ UNKNOWN_ID = "2f0e6ff9-000f-5000-8000-1a2b3c4d5e6f"
 
 
 @pytest.fixture
-async def kassa() -> AsyncIterator[FakeYooKassa]:
-    async with FakeYooKassa() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
 async def services(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncIterator[Services]:
     async with build_services(billing_settings(db_url, kassa, tg), migrate=True) as built:
         await add_user(built, tg)

@@ -33,18 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def kassa() -> AsyncIterator[FakeYooKassa]:
-    async with FakeYooKassa() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
 async def services(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncIterator[Services]:
     async with build_services(billing_settings(db_url, kassa, tg), migrate=True) as built:
         await add_user(built, tg)

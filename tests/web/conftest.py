@@ -18,18 +18,6 @@ AppFactory = Callable[..., AbstractAsyncContextManager[tuple[str, Services]]]
 
 
 @pytest.fixture
-async def kassa() -> AsyncIterator[FakeYooKassa]:
-    async with FakeYooKassa() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
 def web_app(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AppFactory:
     """``async with web_app(**settings) as (url, services)``: the app on a free port, sharing ``services``."""
 

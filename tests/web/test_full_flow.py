@@ -3,7 +3,6 @@ the fake YooKassa in the test loop."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,12 +18,6 @@ pytestmark = pytest.mark.slow
 
 OFFER = "https://example.ru/offer"
 PRIVACY = "https://example.ru/privacy"
-
-
-@pytest.fixture
-async def kassa() -> AsyncIterator[FakeYooKassa]:
-    async with FakeYooKassa() as fake:
-        yield fake
 
 
 def yookassa_env(kassa: FakeYooKassa, **extra: str) -> dict[str, str]:

@@ -41,18 +41,6 @@ async def own_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
 
 
 @pytest.fixture
-async def kassa() -> AsyncIterator[FakeYooKassa]:
-    async with FakeYooKassa() as fake:
-        yield fake
-
-
-@pytest.fixture
-async def tg() -> AsyncIterator[FakeTelegram]:
-    async with FakeTelegram() as fake:
-        yield fake
-
-
-@pytest.fixture
 def processes() -> Iterator[list[WebProcess]]:
     started: list[WebProcess] = []
     yield started
