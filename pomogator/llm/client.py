@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 # and the web app, who import this module through the services, never need.
 
 Message = dict[str, Any]
+STREAM_ERROR = "An error occurred during streaming"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,19 +105,48 @@ def translate(exc: Exception) -> LLMError:
     if isinstance(exc, openai.APIError):
         # An error event inside a 200 stream: OpenRouter puts the real status in the body's code.
         return error_for_status(_error_code(exc.body), _error_message(exc.body, exc.message))
+    # While the stream is read, failures come from the SDK's HTTP client itself, as they would inside the SDK.
+    timeouts, request_errors = _transport_errors()
+    if isinstance(exc, timeouts):
+        return LLMTimeout("timeout")
+    if isinstance(exc, request_errors):
+        return LLMUnavailable(f"connection: {type(exc).__name__}")
     return LLMUnavailable(type(exc).__name__)
 
 
+def _transport_errors() -> tuple[type[Exception], type[Exception]]:
+    """Timeouts and other request errors of the HTTP client the openai SDK uses (httpx2; httpx before it)."""
+    try:
+        import httpx2 as http
+    except ImportError:  # pragma: no cover - older SDKs
+        import httpx as http  # type: ignore[no-redef]
+    return http.TimeoutException, http.RequestError
+
+
 def _usage_from(raw: Any) -> Usage:
-    if raw is None:
+    if not isinstance(raw, dict):
         return Usage()
-    extra = getattr(raw, "model_extra", None) or {}
-    cost = extra.get("cost")
+    cost = raw.get("cost")
     return Usage(
-        prompt_tokens=int(getattr(raw, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(raw, "completion_tokens", 0) or 0),
+        prompt_tokens=int(raw.get("prompt_tokens") or 0),
+        completion_tokens=int(raw.get("completion_tokens") or 0),
         cost=Decimal(str(cost)) if cost is not None else None,
     )
+
+
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The data of each server-sent event; comments (OpenRouter's keep-alives), ``event:`` and ``id:`` are skipped."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
 
 
 class LLMClient:
@@ -145,9 +176,17 @@ class LLMClient:
         await self._client.close()
 
     async def stream(self, model: str, messages: list[Message], max_tokens: int) -> AsyncIterator[StreamEvent]:
-        """Yield Delta events, then one Finished. Raises LLMError subclasses."""
+        """Yield Delta events, then one Finished. Raises LLMError subclasses.
+
+        The SDK makes the request (retries, timeouts, status errors); the stream's events are read here, as plain
+        JSON: read through the SDK's decoder and its model for every chunk, a streamed answer took twice the CPU.
+        An error object inside the stream is treated as the SDK's ``APIError`` with that body would be.
+        """
+        usage = Usage()
+        finish_reason: str | None = None
+        received = False
         try:
-            stream = await self._client.chat.completions.create(
+            async with self._client.chat.completions.with_streaming_response.create(
                 model=model,
                 # The messages go in ``extra_body``, which the SDK sends as it is: its parameter transform walks
                 # every part of every message of the context (plain JSON already) and took about a tenth of the
@@ -157,31 +196,31 @@ class LLMClient:
                 stream=True,
                 stream_options=cast("ChatCompletionStreamOptionsParam", {"include_usage": True}),
                 extra_body={"messages": messages, "usage": {"include": True}},
-            )
-        except Exception as exc:
-            raise translate(exc) from exc
-        usage = Usage()
-        finish_reason: str | None = None
-        received = False
-        try:
-            async for chunk in stream:
-                if chunk.usage is not None:
-                    usage = _usage_from(chunk.usage)
-                for choice in chunk.choices:
-                    if choice.finish_reason:
-                        finish_reason = choice.finish_reason
-                    text = choice.delta.content if choice.delta else None
-                    if text:
-                        received = True
-                        yield Delta(text)
-                if finish_reason == "error":
-                    raise error_for_status(_error_code(chunk.model_extra), "finish_reason=error")
+            ) as response:
+                async for data in _sse_data(response.iter_lines()):
+                    if data.startswith("[DONE]"):
+                        break
+                    chunk = json.loads(data)
+                    if not isinstance(chunk, dict):
+                        continue
+                    error = chunk.get("error")
+                    if error:
+                        raise error_for_status(_error_code(error), _error_message(error, STREAM_ERROR))
+                    if chunk.get("usage"):
+                        usage = _usage_from(chunk["usage"])
+                    for choice in chunk.get("choices") or ():
+                        if choice.get("finish_reason"):
+                            finish_reason = choice["finish_reason"]
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            received = True
+                            yield Delta(text)
+                    if finish_reason == "error":
+                        raise error_for_status(_error_code(chunk), "finish_reason=error")
         except LLMError:
             raise
         except Exception as exc:
             raise translate(exc) from exc
-        finally:
-            await stream.close()
         if not received and finish_reason is None:
             # A 200 response carrying an error object instead of a stream ends here with nothing in it.
             raise LLMUnavailable("empty response")
