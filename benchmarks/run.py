@@ -455,13 +455,14 @@ class Bench:
         await self.fakes.load(telegram_url, chats=1, messages=1, first_chat=self.next_chats(1))
         await self.fakes.llm_timings()
 
-    async def added_latency(self, figures: Figures, telegram_url: str) -> None:
+    async def added_latency(self, figures: Figures, telegram_url: str, bot: Child) -> None:
         plan, model = self.plan, self.latency
         await self.fakes.set_reply(ttft=model.ttft, tokens=model.tokens, rate=model.rate)
         figures.add("latency scenarios", model.describe())
         for chats in plan.latency_chats:
             messages = plan.latency_messages[chats]
             # Chats start spread over one cycle, so they do not all write in the same instant.
+            cpu_before = proc.cpu_seconds(bot.pid)
             result = await self.fakes.load(
                 telegram_url,
                 chats=chats,
@@ -472,6 +473,7 @@ class Bench:
                 spread=model.cycle if chats > 1 else 0.0,
                 duration=model.cycle * messages + 30.0,
             )
+            cpu = proc.cpu_seconds(bot.pid) - cpu_before
             timings = await self.fakes.llm_timings()
             added: list[float] = []
             missing = 0
@@ -492,6 +494,7 @@ class Bench:
                 f"{percentile(added, 50):.1f} / {percentile(added, 95):.1f} / {percentile(added, 99):.1f} / "
                 f"{max(added, default=float('nan')):.1f}; n={len(added)}"
                 + (f" ({offered:.0f} msg/s)" if chats > 1 else "")
+                + f"; bot CPU {cpu / max(len(added), 1) * 1000:.1f} ms/answer"
                 + (f", {missing} unanswered" if missing else ""),
                 f"latency_{chats}",
                 {
@@ -502,6 +505,7 @@ class Bench:
                     "n": len(added),
                     "missing": missing,
                     "messages_per_second": offered,
+                    "cpu_ms_per_answer": cpu / max(len(added), 1) * 1000,
                     "fake_telegram_lag_p99_ms": result["lag_p99_ms"],
                 },
             )
@@ -733,7 +737,7 @@ class Bench:
                     idle = proc.memory_mib(bot.pid)
                     await self.warm_up(telegram_url)
                     if "latency" in only:
-                        await self.added_latency(figures, telegram_url)
+                        await self.added_latency(figures, telegram_url, bot)
                     if "throughput" in only:
                         await self.throughput(figures, telegram_url, bot)
                     if "memory" in only:
