@@ -12,6 +12,7 @@ import zipfile
 import zlib
 from typing import Any
 
+import docx
 import pytest
 from docx import Document
 from pypdf import PageObject, PdfReader, PdfWriter
@@ -482,7 +483,8 @@ def test_zip_bomb_disguised_as_docx_is_refused_before_parsing(monkeypatch: pytes
     def must_not_decompress(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a member was decompressed")
 
-    monkeypatch.setattr(files.docx, "Document", must_not_parse)
+    # The reader imports python-docx when it first needs it, so the library's own Document is the one to replace.
+    monkeypatch.setattr(docx, "Document", must_not_parse)
     monkeypatch.setattr(zipfile.ZipFile, "open", must_not_decompress)
     with pytest.raises(CorruptFile):
         extract_document(bomb, "invoice.docx", None, 1000)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import io
 import zipfile
-
-from docx import Document
-from docx.table import Table
-from docx.text.paragraph import Paragraph
+from typing import TYPE_CHECKING
 
 from pomogator.errors import CorruptFile, FileTooLarge
 
 from .document import ExtractedDocument, cut_to_fit
+
+if TYPE_CHECKING:
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
 
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
 """The most a DOCX may unpack to; python-docx keeps every part of the package in memory."""
@@ -101,6 +102,10 @@ def _table_text(table: Table) -> str:
 def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocument:
     """Read the body of a DOCX: paragraphs (headings marked with ``#``) and tables, in document order."""
     check_zip_bounds(data, filename)
+    # Imported on first use: few messages carry a DOCX, and python-docx costs the bot ~7 MiB of memory from the start.
+    from docx import Document
+    from docx.text.paragraph import Paragraph
+
     try:
         document = Document(io.BytesIO(data))
         blocks: list[str] = []

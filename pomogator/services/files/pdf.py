@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
-
-from pypdf import PdfReader
-from pypdf.errors import DependencyError, FileNotDecryptedError
+from typing import TYPE_CHECKING, Any
 
 from pomogator.errors import CorruptFile, EncryptedFile, FileError
 
 from .document import ExtractedDocument, cut_to_fit
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader
 
 MAX_BLANK_PAGES = 50
 """A PDF whose first pages carry no text at all is taken for a scan without reading the rest."""
@@ -22,6 +22,10 @@ PAGE_SEPARATOR = "\n\n"
 def _open(data: bytes, filename: str) -> PdfReader:
     if b"%PDF-" not in data[:1024]:
         raise CorruptFile(filename)
+    # Imported on first use: few messages carry a PDF, and pypdf costs the bot ~7 MiB of memory from the start.
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError
+
     try:
         reader = PdfReader(io.BytesIO(data))
         # The reader has already tried the empty password: owner-only protection (no printing, no copying)
