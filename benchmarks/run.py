@@ -65,52 +65,6 @@ max_output_tokens = 4096
 
 
 @dataclass(frozen=True)
-class Plan:
-    """Sizes of every scenario; ``--quick`` shrinks them to a smoke run. The latency model and users are options."""
-
-    latency_chats: tuple[int, ...]
-    latency_messages: dict[int, int]
-    throughput_chats: int
-    throughput_seconds: float
-    throughput_warmup: float
-    stream_chats: int
-    stream_messages: int
-    round_trip_chats: int
-    round_trip_messages: int
-    probe_repeats: int
-
-    @classmethod
-    def full(cls) -> Plan:
-        return cls(
-            latency_chats=(1, 50, 200),
-            latency_messages={1: 10, 50: 5, 200: 4},
-            throughput_chats=200,
-            throughput_seconds=20.0,
-            throughput_warmup=3.0,
-            stream_chats=10,
-            stream_messages=3,
-            round_trip_chats=20,
-            round_trip_messages=3,
-            probe_repeats=5,
-        )
-
-    @classmethod
-    def quick(cls) -> Plan:
-        return cls(
-            latency_chats=(1, 50, 200),
-            latency_messages={1: 2, 50: 1, 200: 1},
-            throughput_chats=100,
-            throughput_seconds=4.0,
-            throughput_warmup=1.0,
-            stream_chats=3,
-            stream_messages=1,
-            round_trip_chats=5,
-            round_trip_messages=2,
-            probe_repeats=1,
-        )
-
-
-@dataclass(frozen=True)
 class LatencyModel:
     """The model and the users of the latency scenarios (``--ttft``, ``--tokens``, ``--rate``, ``--think``)."""
 
@@ -133,6 +87,59 @@ class LatencyModel:
         return (
             f"model: first token after {self.ttft:g} s, {self.tokens} tokens at {self.rate:g}/s; "
             f"users write again {self.think_min:g}-{self.think_max:g} s after an answer"
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes of every scenario; ``--quick`` shrinks them to a smoke run. The latency model and users are options."""
+
+    latency_chats: tuple[int, ...]
+    latency_messages: dict[int, int]
+    throughput_chats: int
+    throughput_seconds: float
+    throughput_warmup: float
+    stream_chats: int
+    stream_messages: int
+    round_trip_chats: int
+    round_trip_messages: int
+    probe_repeats: int
+    latency_model: LatencyModel
+    settle: float
+    """Seconds to let a process settle before its memory is read."""
+
+    @classmethod
+    def full(cls) -> Plan:
+        return cls(
+            latency_chats=(1, 50, 200),
+            latency_messages={1: 10, 50: 5, 200: 4},
+            throughput_chats=200,
+            throughput_seconds=20.0,
+            throughput_warmup=3.0,
+            stream_chats=10,
+            stream_messages=3,
+            round_trip_chats=20,
+            round_trip_messages=3,
+            probe_repeats=5,
+            latency_model=LatencyModel(ttft=0.5, tokens=41, rate=20.0, think_min=1.0, think_max=3.0),
+            settle=2.0,
+        )
+
+    @classmethod
+    def quick(cls) -> Plan:
+        return cls(
+            latency_chats=(1, 50, 200),
+            latency_messages={1: 2, 50: 1, 200: 1},
+            throughput_chats=100,
+            throughput_seconds=4.0,
+            throughput_warmup=1.0,
+            stream_chats=3,
+            stream_messages=1,
+            round_trip_chats=5,
+            round_trip_messages=2,
+            probe_repeats=1,
+            latency_model=LatencyModel(ttft=0.3, tokens=11, rate=40.0, think_min=0.3, think_max=0.8),
+            settle=1.0,
         )
 
 
@@ -403,7 +410,14 @@ class Bench:
         self.workdir = workdir
         self.fakes = fakes
         self.mode = MODES[args.mode]
-        self.latency = LatencyModel(args.ttft, args.tokens, args.rate, *args.think)
+        default = self.plan.latency_model
+        self.latency = LatencyModel(
+            ttft=default.ttft if args.ttft is None else args.ttft,
+            tokens=default.tokens if args.tokens is None else args.tokens,
+            rate=default.rate if args.rate is None else args.rate,
+            think_min=default.think_min if args.think is None else args.think[0],
+            think_max=default.think_max if args.think is None else args.think[1],
+        )
         self.models_file = workdir / "models.toml"
         self.models_file.write_text(MODELS_TOML)
         self._chat_base = 1_000_000
@@ -603,7 +617,7 @@ class Bench:
                 first_chat=self.next_chats(plan.stream_chats),
                 think_min=1.0,
                 think_max=2.0,
-                spread=2.0,
+                spread=plan.settle,
                 duration=60.0,
             )
         await self.fakes.llm_timings()
@@ -676,9 +690,9 @@ class Bench:
         plan = self.plan
         await self.warm_up(self.fakes.telegram_url)
         # The database log sink flushes once a second; let it write what start-up logged, then measure idle.
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(1.3)
         idle_start, idle_at = count(), time.monotonic()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(plan.settle / 2)
         idle_rate = (count() - idle_start) / (time.monotonic() - idle_at)
         results = []
         for messages in (1, plan.round_trip_messages):
@@ -692,7 +706,7 @@ class Bench:
                 think_max=0.1,
                 duration=60.0,
             )
-            await asyncio.sleep(1.5)  # the log records of these messages reach the database
+            await asyncio.sleep(1.3)  # the log records of these messages reach the database
             answered = sum(1 for s in result["samples"] if s["answered"] is not None)
             spent = count() - before - idle_rate * (time.monotonic() - at)
             results.append(spent / max(answered, 1))
@@ -733,7 +747,7 @@ class Bench:
             only = self.args.only
             if {"latency", "throughput", "memory"} & only:
                 async with self.bot("bot", url, telegram_url) as bot:
-                    await asyncio.sleep(2.0)
+                    await asyncio.sleep(self.plan.settle)
                     idle = proc.memory_mib(bot.pid)
                     await self.warm_up(telegram_url)
                     if "latency" in only:
@@ -741,7 +755,7 @@ class Bench:
                     if "throughput" in only:
                         await self.throughput(figures, telegram_url, bot)
                     if "memory" in only:
-                        await asyncio.sleep(2.0)
+                        await asyncio.sleep(self.plan.settle)
                         await self.memory_and_user_show(figures, url, bot, idle)
             if "streaming" in only:
                 await self.streaming(figures, url)
@@ -807,10 +821,10 @@ async def probes(plan: Plan, workdir: Path, figures: Figures) -> None:
         "cli_aiogram",
         help_aiogram or cli_aiogram,
     )
-    await web_probe(workdir, env, figures)
+    await web_probe(workdir, env, figures, plan.settle)
 
 
-async def web_probe(workdir: Path, env: dict[str, str], figures: Figures) -> None:
+async def web_probe(workdir: Path, env: dict[str, str], figures: Figures, settle: float) -> None:
     """``pomogator run web`` with dummy YooKassa credentials: idle RSS once /healthz answers; aiogram imported?"""
     port = _free_port()
     web_env = env | {
@@ -840,7 +854,7 @@ async def web_probe(workdir: Path, env: dict[str, str], figures: Figures) -> Non
                 )
                 figures.add("web app imports aiogram", "yes" if imported else "no", "web_aiogram", imported)
             else:
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(settle)
                 rss = proc.memory_mib(web.pid)
                 figures.add(
                     "web app RSS idle / peak (MiB)",
@@ -947,16 +961,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (process logs)")
-    parser.add_argument("--ttft", type=float, default=0.5, help="latency scenarios: model's time to first token, s")
-    parser.add_argument("--tokens", type=int, default=41, help="latency scenarios: tokens per answer")
-    parser.add_argument("--rate", type=float, default=20.0, help="latency scenarios: tokens per second")
+    parser.add_argument("--ttft", type=float, help="latency scenarios: model's time to first token, s (0.5)")
+    parser.add_argument("--tokens", type=int, help="latency scenarios: tokens per answer (41)")
+    parser.add_argument("--rate", type=float, help="latency scenarios: tokens per second (20)")
     parser.add_argument(
         "--think",
         type=float,
         nargs=2,
-        default=(1.0, 3.0),
         metavar=("MIN", "MAX"),
-        help="latency scenarios: a user writes again MIN-MAX seconds (uniform) after an answer",
+        help="latency scenarios: a user writes again MIN-MAX seconds (uniform) after an answer (1 3)",
     )
     parser.add_argument("--py-spy", metavar="PREFIX", help="profile the bot during the throughput run (py-spy)")
     parser.add_argument(
