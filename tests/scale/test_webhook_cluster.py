@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 
 import httpx
@@ -232,7 +233,8 @@ async def test_sigterm_during_a_streamed_answer_still_delivers_it(cluster: Clust
     assert answers(cluster, chat) == [" ".join(f"tok{i}" for i in range(30))]
     await cluster.tg.wait_until(lambda: len(answers(cluster, other)) >= 3, 20, "the other chat's answers")
     assert answers(cluster, other) == [f"Echo: meanwhile {i}" for i in range(3)]
-    assert "Letting 1 update(s) in progress finish" in stopping.log()
+    # The slow answer was still streaming when shutdown began (a "meanwhile" update may have been in flight too).
+    assert re.search(r"Letting [12] update\(s\) in progress finish", stopping.log())
     await stopping.start()
 
 
