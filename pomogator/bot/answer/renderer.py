@@ -54,6 +54,7 @@ class AnswerRenderer:
         # Once the user pressed Stop, nothing more is shown live: only the final message follows.
         self._stop = stop
         self._text = ""
+        self._drafted: list[str] | None = None
         self._changed = asyncio.Event()
         self._finished = asyncio.Event()
 
@@ -103,9 +104,11 @@ class AnswerRenderer:
             chunks = render_answer(text)
         if not chunks:
             chunks = [texts.STOPPED_EMPTY if stopped else texts.EMPTY_ANSWER]
-        # The last draft or edit may have been shown moments ago; keep to one visible change per interval (the
-        # delay is 0 when nothing was shown live).
-        await asyncio.sleep(self._throttle.delay())
+        if chunks != self._drafted:
+            # The last draft or edit may have been shown moments ago; keep to one visible change per interval (the
+            # delay is 0 when nothing was shown live). A message with exactly what the draft showed only makes it
+            # permanent, and goes at once.
+            await asyncio.sleep(self._throttle.delay())
         await self.chain.sync(chunks)
 
     async def _discard(self) -> None:
@@ -165,6 +168,7 @@ class AnswerRenderer:
         for index in range(len(self.chain), len(chunks) - 1):
             await self.chain.put(index, chunks[index])
         await self.out.draft(self.answer_id, chunks[-1])
+        self._drafted = chunks
 
     async def _show_edit(self, chunks: list[str]) -> None:
         last = len(chunks) - 1
