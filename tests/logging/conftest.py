@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import io
 import os
@@ -14,7 +12,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from loguru import logger
 
@@ -24,9 +21,9 @@ from pomogator.logs.db_sink import DatabaseSink, SinkLimits
 from pomogator.logs.intercept import stop_intercepting
 from pomogator.logs.lifecycle import LogSinks, database_logging
 from pomogator.logs.setup import setup_logging
-from pomogator.store.engine import Database, open_database
+from pomogator.store.engine import open_database
 from pomogator.store.tables import LogRecord
-from tests.conftest import POSTGRES_URL, make_settings, truncate_postgres
+from tests.conftest import make_settings
 from tests.logging.proxy import TcpProxy
 
 BOT_TOKEN = "987654321:AAHsecretBotTokenValue_0123456789xyz"
@@ -68,56 +65,6 @@ def restore_loguru() -> Iterator[None]:
     logger.configure(patcher=_no_patch, extra={})
     logger.add(sys.stderr)
     stop_intercepting()
-
-
-async def _create_database(url: str, name: str) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    database = Database(urlunsplit(urlsplit(url)._replace(path=f"/{name}")))
-    await database.start(migrate=True)
-    await database.close()
-
-
-async def _drop_database(url: str, name: str) -> None:
-    connection = await asyncpg.connect(url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
-@pytest.fixture(scope="session")
-def private_postgres_url() -> Iterator[str]:
-    """A PostgreSQL database of this test session's own, on the shared server.
-
-    These tests count stored rows; the shared ``test`` database is reset by other sessions that may run at the
-    same time, so they use a database nobody else truncates.
-    """
-    if not POSTGRES_URL:
-        pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
-    name = f"pomogator_logging_{os.getpid()}"
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, _create_database(POSTGRES_URL, name)).result()
-    try:
-        yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
-    finally:
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, _drop_database(POSTGRES_URL, name)).result()
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """Like the shared ``db_url``, but PostgreSQL tests get this session's private database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.sqlite3'}"
-        return
-    url: str = request.getfixturevalue("private_postgres_url")
-    await truncate_postgres(url)
-    yield url
 
 
 @pytest.fixture
