@@ -209,3 +209,28 @@ def test_translate_unknown_exception_is_unavailable() -> None:
     translated = translate(ValueError("boom"))
     assert type(translated) is LLMUnavailable
     assert translated.detail == "ValueError"
+
+
+async def test_http_proxy_from_the_environment_is_used(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fake answers requests in proxy form too; the model's host itself does not resolve, so only a client that
+    # goes through HTTP_PROXY reaches it.
+    monkeypatch.setenv("HTTP_PROXY", fake_llm.base_url.removesuffix("/api/v1"))
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = make_client(fake_llm, base_url="http://llm.invalid/api/v1")
+    try:
+        fake_llm.enqueue(fake.Reply(text="through the proxy"))
+        assert text_of(await collect(client)) == "through the proxy"
+    finally:
+        await client.close()
+
+
+async def test_without_a_proxy_the_host_is_reached_directly(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    client = make_client(fake_llm)
+    try:
+        fake_llm.enqueue(fake.Reply(text="direct"))
+        assert text_of(await collect(client)) == "direct"
+    finally:
+        await client.close()
