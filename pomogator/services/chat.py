@@ -22,7 +22,7 @@ from pomogator.services.conversations import (
 )
 from pomogator.services.quota import QuotaService, Reservation
 from pomogator.services.users import Account
-from pomogator.store.engine import Database
+from pomogator.store.engine import Database, SharedConnectionSQLiteEngine
 from pomogator.store.tables import LLMRequest
 from pomogator.timeutil import utcnow
 
@@ -30,12 +30,20 @@ IMAGE_PLACEHOLDER = "[an image the current model cannot see]"
 
 # An answer's two turns and its usage row are stored together or not at all. PostgreSQL does it in one statement (a
 # data-modifying CTE is atomic by itself: one round trip instead of BEGIN, two INSERTs and COMMIT); SQLite has no
-# such statement and uses a transaction.
+# such statement and runs the INSERTs in one transaction on its shared connection (one hop to its worker thread).
 STORE_SQL = (
     "WITH turns AS (INSERT INTO dialog_messages (telegram_id, role, content, tokens, model, created_at) "
     "VALUES ({}, {}, {}, {}, {}, {}), ({}, {}, {}, {}, {}, {})) "
     "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
     "VALUES ({}, {}, {}, {}, {}, {}, {})"
+)
+
+SQLITE_TURN_SQL = (
+    "INSERT INTO dialog_messages (telegram_id, role, content, tokens, model, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+SQLITE_REQUEST_SQL = (
+    "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -198,6 +206,20 @@ class ChatService:
                 usage.cost,
                 status,
                 now,
+            )
+            return
+        engine = self.database.engine
+        if isinstance(engine, SharedConnectionSQLiteEngine) and isinstance(dialog.conversation, StoredConversation):
+            turn_rows = [
+                (dialog.telegram_id, turn.role, encode_content(turn.content), turn.tokens, turn.model, now)
+                for turn in turns
+            ]
+            request_row = (dialog.telegram_id, dialog.model.id, usage.prompt_tokens, usage.completion_tokens)
+            await engine.execute_atomically(
+                [
+                    *((SQLITE_TURN_SQL, row) for row in turn_rows),
+                    (SQLITE_REQUEST_SQL, (*request_row, usage.cost, status, now)),
+                ]
             )
             return
         async with self.database.transaction():

@@ -8,7 +8,7 @@ import fcntl
 import io
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -85,6 +85,27 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
             return await super()._run_in_new_connection(query, args, query_type, table)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, self._execute, query, args or [])
+
+    def _execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        self._execute("BEGIN IMMEDIATE", [])
+        try:
+            for query, args in statements:
+                self._execute(query, list(args))
+        except BaseException:
+            assert self._connection is not None
+            self._connection.execute("ROLLBACK")
+            raise
+        self._execute("COMMIT", [])
+
+    async def execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``statements`` (``?`` placeholders) as one write transaction on the shared connection.
+
+        On the one worker thread nothing else runs in between, so the transaction neither waits for nor blocks this
+        process's other statements in SQLite's lock, as one on a connection of its own would; and it costs one
+        hop to the thread instead of one per statement.
+        """
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._worker, self._execute_atomically, statements)
 
     def _close(self) -> None:
         if self._connection is not None:

@@ -17,7 +17,13 @@ from piccolo.engine.sqlite import SQLiteEngine
 import piccolo_migrations
 from pomogator.container import build_services
 from pomogator.errors import ConfigError
-from pomogator.store.engine import Database, engine_from_url, open_database, sqlite_path
+from pomogator.store.engine import (
+    Database,
+    SharedConnectionSQLiteEngine,
+    engine_from_url,
+    open_database,
+    sqlite_path,
+)
 from pomogator.store.tables import TABLES, DailyUsage, User
 from tests.conftest import POSTGRES_URL, make_settings
 
@@ -189,6 +195,43 @@ async def test_transaction_rolls_back_on_error(db_url: str) -> None:
                 await User.insert(User(telegram_id=77, first_name="Gone"))
                 raise RuntimeError("abort")
         assert await User.count().where(User.telegram_id == 77) == 0
+
+
+INSERT_USER = "INSERT INTO users (telegram_id, first_name) VALUES (?, ?)"
+
+
+async def test_sqlite_atomic_batch_is_all_or_nothing(tmp_path: Path) -> None:
+    async with open_database(f"sqlite:///{tmp_path / 'batch.sqlite3'}") as database:
+        engine = database.engine
+        assert isinstance(engine, SharedConnectionSQLiteEngine)
+        await engine.execute_atomically([(INSERT_USER, (81, "a")), (INSERT_USER, (82, "b"))])
+        with pytest.raises(sqlite3.IntegrityError):
+            # The second row repeats the first's key: the first must not stay either.
+            await engine.execute_atomically([(INSERT_USER, (83, "c")), (INSERT_USER, (81, "again"))])
+        rows = await User.select(User.telegram_id, User.first_name).order_by(User.telegram_id)
+        assert [(r["telegram_id"], r["first_name"]) for r in rows] == [(81, "a"), (82, "b")]
+        # The shared connection is usable afterwards, outside any transaction.
+        await User.insert(User(telegram_id=84, first_name="d"))
+        with sqlite3.connect(tmp_path / "batch.sqlite3") as other:
+            assert other.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 3
+
+
+async def test_sqlite_atomic_batch_waits_for_another_writer(tmp_path: Path) -> None:
+    """A write transaction of another process holds SQLite's lock: the batch waits for it instead of failing."""
+    path = tmp_path / "busy.sqlite3"
+    async with open_database(f"sqlite:///{path}") as database:
+        engine = database.engine
+        assert isinstance(engine, SharedConnectionSQLiteEngine)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute(INSERT_USER, (91, "other"))
+        batch = asyncio.create_task(engine.execute_atomically([(INSERT_USER, (92, "mine"))]))
+        await asyncio.sleep(0.2)
+        assert not batch.done()
+        other.execute("COMMIT")
+        other.close()
+        await batch
+        assert await User.count() == 2
 
 
 OPENER = textwrap.dedent(
