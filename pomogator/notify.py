@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import httpx
 from loguru import logger
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx is imported when the first notice is sent: importing it also loads its command-line tool's dependencies
+# (click, rich, pygments), a few MiB that a process which never sends a notice does not need.
 
 MAX_FLOOD_WAIT_S = 30.0
 
@@ -23,16 +29,23 @@ class SendResult:
 class TelegramNotifier:
     def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
         self._url = f"{api_url.rstrip('/')}/bot{token}/sendMessage"
-        self._client = httpx.AsyncClient(timeout=timeout)
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def send(self, chat_id: int, text: str, *, html: bool = False, attempts: int = 3) -> SendResult:
         """Send a message; waits out 429 ``retry_after`` (bounded). Never raises: a failed notice is logged."""
         payload: dict[str, object] = {"chat_id": chat_id, "text": text, "link_preview_options": {"is_disabled": True}}
         if html:
             payload["parse_mode"] = "HTML"
+        import httpx
+
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self._timeout)
         description = ""
         for _ in range(attempts):
             try:

@@ -7,7 +7,9 @@ import contextlib
 import fcntl
 import io
 import os
+import re
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +25,23 @@ from pomogator.errors import ConfigError
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 SQLITE_BUSY_TIMEOUT_S = 30.0
+APP_NAME = "pomogator"
+MIGRATION_ID = re.compile(r"""^ID = ["']([^"']+)["']""", re.MULTILINE)
+UP_TO_DATE = "No migrations need to be run"
+PICCOLO_CONF = "pomogator.store.piccolo_conf"
+
+
+def shipped_migration_ids() -> list[str]:
+    """The ``ID`` of every migration module in ``piccolo_migrations``, read from the files without importing them."""
+    import piccolo_migrations
+
+    folder = Path(piccolo_migrations.__file__).parent
+    ids: list[str] = []
+    for module in sorted(folder.glob("*.py")):
+        found = MIGRATION_ID.search(module.read_text(encoding="utf-8"))
+        if found is not None:
+            ids.append(found.group(1))
+    return ids
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -134,13 +153,18 @@ def write_transaction(engine: Engine[Any]) -> Any:
 
 
 def bind_engine(engine: Engine[Any]) -> None:
-    """Make every table (ours and Piccolo's migration table) and Piccolo's config use ``engine``."""
+    """Make every table (ours and Piccolo's migration table) and Piccolo's config use ``engine``.
+
+    Piccolo's config module is only loaded to migrate (it imports Piccolo's app registry, and that imports black):
+    when it is loaded already it is pointed at ``engine`` here, otherwise when it is first needed.
+    """
     from piccolo.apps.migrations.tables import Migration
 
-    from pomogator.store import piccolo_conf
     from pomogator.store.tables import TABLES
 
-    piccolo_conf.DB = engine
+    config = sys.modules.get(PICCOLO_CONF)
+    if config is not None:
+        config.DB = engine  # type: ignore[attr-defined]  # a plain module found in sys.modules
     tables: tuple[type[Table], ...] = (*TABLES, Migration)
     for table in tables:
         table._meta.db = engine
@@ -192,15 +216,32 @@ class Database:
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations; idempotent. Returns Piccolo's report lines (never printed to stdout)."""
-        from piccolo.apps.migrations.commands.forwards import run_forwards
-
         buffer = io.StringIO()
         with self._migration_lock(), contextlib.redirect_stdout(buffer):
-            result = await run_forwards(app_name="pomogator", migration_id="all")
+            if not await self.pending_migrations():
+                # Piccolo's migration machinery imports black and its dependencies (~9 MiB that a server keeps for
+                # its lifetime); a restart with nothing to apply does not load it.
+                return [UP_TO_DATE]
+            from piccolo.apps.migrations.commands.forwards import run_forwards
+
+            from pomogator.store import piccolo_conf
+
+            piccolo_conf.DB = self.engine
+            result = await run_forwards(app_name=APP_NAME, migration_id="all")
         lines = [line for line in buffer.getvalue().splitlines() if line.strip()]
         if not result.success:
             raise ConfigError(f"Database migration failed: {result.message or '; '.join(lines[-3:])}")
         return lines
+
+    async def pending_migrations(self) -> list[str]:
+        """The IDs of the shipped migrations this database has not applied yet."""
+        from piccolo.apps.migrations.tables import Migration
+
+        shipped = shipped_migration_ids()
+        if not await Migration.table_exists():
+            return shipped
+        applied = await Migration.select(Migration.name).where(Migration.app_name == APP_NAME).output(as_list=True)
+        return [migration for migration in shipped if migration not in set(applied)]
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:

@@ -197,6 +197,51 @@ async def test_transaction_rolls_back_on_error(db_url: str) -> None:
         assert await User.count().where(User.telegram_id == 77) == 0
 
 
+async def test_pending_migrations(db_url: str) -> None:
+    database = Database(db_url)
+    await database.start(migrate=False)
+    try:
+        pending = await database.pending_migrations()
+        # On PostgreSQL the session's database may be migrated already by an earlier test.
+        assert len(pending) in (0, MIGRATION_COUNT)
+        await database.migrate()
+        assert await database.pending_migrations() == []
+        assert await database.migrate() == ["No migrations need to be run"]
+    finally:
+        await database.close()
+
+
+RESTART = textwrap.dedent(
+    """
+    import asyncio, sys
+
+    from pomogator.store.engine import open_database
+
+    async def main(url: str) -> None:
+        async with open_database(url):
+            pass
+        print(" ".join(sorted({name.split(".")[0] for name in sys.modules} & {"black", "blib2to3", "pathspec"})))
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_a_restart_with_nothing_to_migrate_does_not_load_the_migration_machinery(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'restart.sqlite3'}"
+
+    async def start() -> str:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", RESTART, url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+        return out.decode().strip()
+
+    assert await start() == "black blib2to3 pathspec"  # the first start migrates, with Piccolo's machinery
+    assert await start() == ""
+
+
 INSERT_USER = "INSERT INTO users (telegram_id, first_name) VALUES (?, ?)"
 
 
