@@ -1,5 +1,5 @@
-"""A benchmark-only launcher: ``python -m benchmarks.launch run bot`` runs the unchanged ``pomogator`` CLI, counting
-SQLite statements or profiling.
+"""A benchmark-only launcher: ``python -m benchmarks.launch run bot`` (or ``run web``, the bot in webhook mode) runs
+the unchanged ``pomogator`` CLI, counting SQLite statements or profiling.
 
 * ``BENCH_SQLITE_COUNTS=path``: every ``sqlite3`` connection the process opens gets a trace callback; the number of
   connections and of statements executed (``BEGIN``, ``COMMIT`` and ``PRAGMA`` included) is written to ``path`` as

@@ -1,7 +1,8 @@
-"""``python -m benchmarks.run [--quick] [--db sqlite|postgres|both]``: how fast and how cheap Pomogator is.
+"""``python -m benchmarks.run [--quick] [--db sqlite|postgres|both] [--mode polling|webhook|both]``: how fast and how
+cheap Pomogator is.
 
-Runs the real ``pomogator run bot`` process against the fake Bot API (``benchmarks.servers telegram``) and the fake
-OpenRouter (``benchmarks.servers llm``), each in a process of its own, and prints one table per database:
+Runs the real bot process against the fake Bot API (``benchmarks.servers telegram``) and the fake OpenRouter
+(``benchmarks.servers llm``), each in a process of its own, and prints one table column per database and mode:
 
 1. added latency: update available → first visible text in the chat, minus the model's own time to first token,
    at 1, 50 and 200 concurrent chats;
@@ -11,7 +12,11 @@ OpenRouter (``benchmarks.servers llm``), each in a process of its own, and print
 5. bot RSS idle and peak, next to ``import aiogram`` alone; cold start of the CLI; the web app's idle RSS and
    that neither the CLI nor the web app imports aiogram.
 
-The bot is started through a ``BotMode``; only polling exists today (see ``WebhookMode`` for the hook).
+The bot is started through a ``BotMode``. Polling: ``pomogator run bot``. Webhook: ``pomogator run web`` with
+``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` set, registered with ``pomogator bot set-webhook`` once ``/healthz`` answers
+(the fake then POSTs every update to it) and removed with ``deleteWebhook`` before it stops; in webhook mode every
+"bot" figure (CPU, RSS) is that web process's. Each database and mode gets a fresh database; the start-up probes run
+once.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -59,6 +65,14 @@ vision = true
 context_length = 128000
 max_output_tokens = 4096
 """
+
+# What `pomogator run web` needs besides the bot's settings. Nothing listens at the API URL: the web app never calls
+# YooKassa unless a notification arrives.
+WEB_APP_ENV = {
+    "POMOGATOR_YOOKASSA_SHOP_ID": "123456",
+    "POMOGATOR_YOOKASSA_SECRET_KEY": "test_dummy_secret",
+    "POMOGATOR_YOOKASSA_API_URL": "http://127.0.0.1:9/v3",
+}
 
 
 # ---- configuration of one run ---------------------------------------------------------------------------------
@@ -281,13 +295,17 @@ class Fakes:
 
 
 class BotMode:
-    """How the bot process is started and how the driver knows it takes updates.
+    """How the bot process is started, how the driver knows it takes updates, and what is undone when it stops.
 
     The load generator does not care: the fake Bot API queues every update with ``push_update``, which serves
-    ``getUpdates`` and, once a webhook is set, posts the update to it. A new mode only changes the three methods.
+    ``getUpdates`` and, once a webhook is set, posts the update to it.
     """
 
     name = "abstract"
+    description = ""
+    """The bot's command, for the table."""
+    process = "bot"
+    """What the measured process is, for the figures that name it."""
 
     def argv(self) -> list[str]:
         raise NotImplementedError
@@ -298,9 +316,13 @@ class BotMode:
     async def wait_ready(self, fakes: Fakes, telegram_url: str, polls_before: int, bot: Child) -> None:
         raise NotImplementedError
 
+    async def release(self, fakes: Fakes, telegram_url: str, bot: Child) -> None:
+        """Called before the bot is stopped: leave the fake Bot API as the next bot expects it."""
+
 
 class PollingMode(BotMode):
     name = "polling"
+    description = "`pomogator run bot` (long polling)"
 
     def argv(self) -> list[str]:
         return ["run", "bot"]
@@ -316,14 +338,43 @@ class PollingMode(BotMode):
 
 
 class WebhookMode(BotMode):
-    """The hook for webhook mode, once the bot has one: return its command from ``argv`` (with a listening port and
-    ``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` from ``env``), and in ``wait_ready`` wait for its health check, then call
-    the fake's ``setWebhook`` with the bot's URL (the fake then delivers every update by POST). Add it to ``MODES``."""
+    """``pomogator run web`` with a webhook secret serves the bot; once ``/healthz`` answers, ``pomogator bot
+    set-webhook`` registers its URL with the fake Bot API, which then POSTs every update to it."""
 
     name = "webhook"
+    description = "`pomogator run web` with a webhook secret (the fake Bot API POSTs each update to it)"
+    process = "web app serving the bot"
+
+    def argv(self) -> list[str]:
+        return ["run", "web"]
+
+    def env(self, workdir: Path) -> dict[str, str]:
+        return WEB_APP_ENV | {
+            "POMOGATOR_WEB_HOST": "127.0.0.1",
+            "POMOGATOR_WEB_PORT": str(_free_port()),
+            "POMOGATOR_TELEGRAM_WEBHOOK_SECRET": secrets.token_urlsafe(24),
+        }
+
+    @staticmethod
+    def _base_url(bot: Child) -> str:
+        return f"http://{bot.env['POMOGATOR_WEB_HOST']}:{bot.env['POMOGATOR_WEB_PORT']}"
+
+    async def wait_ready(self, fakes: Fakes, telegram_url: str, polls_before: int, bot: Child) -> None:
+        await _wait_healthy(f"{self._base_url(bot)}/healthz", bot)
+        # As a deployment does it (the command also asks for the update types the handlers use); the secret and
+        # the fake's URL come from the bot's own environment.
+        argv = [*pomogator_command(), "bot", "set-webhook", f"{self._base_url(bot)}/webhooks/telegram"]
+        result = await asyncio.to_thread(proc.run_with_peak, argv, bot.env, bot.workdir)
+        if result.code != 0:
+            raise RuntimeError(f"set-webhook exited {result.code}:\n{result.stderr.strip()[-2000:]}")
+
+    async def release(self, fakes: Fakes, telegram_url: str, bot: Child) -> None:
+        # The fake is reused by the next bot: a polling one would remove the webhook itself, but until then the fake
+        # would keep delivering to a process that is gone.
+        await fakes.post(f"{telegram_url}/bot{TOKEN}/deleteWebhook", {"drop_pending_updates": False})
 
 
-MODES: dict[str, BotMode] = {"polling": PollingMode()}
+MODES: dict[str, BotMode] = {mode.name: mode for mode in (PollingMode(), WebhookMode())}
 SCENARIOS = ("probes", "latency", "throughput", "memory", "streaming", "roundtrips")
 
 
@@ -386,9 +437,9 @@ def percentile(values: list[float], q: float) -> float:
 
 @dataclass
 class Figures:
-    """Everything measured for one database, printed as a table."""
+    """Everything measured for one database and mode (one column of the table)."""
 
-    db: str
+    column: str
     rows: list[tuple[str, str]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
@@ -409,7 +460,8 @@ class Bench:
         self.plan = Plan.quick() if args.quick else Plan.full()
         self.workdir = workdir
         self.fakes = fakes
-        self.mode = MODES[args.mode]
+        self.mode = MODES["polling"]
+        """The mode of the run in progress (``run``)."""
         default = self.plan.latency_model
         self.latency = LatencyModel(
             ttft=default.ttft if args.ttft is None else args.ttft,
@@ -459,7 +511,10 @@ class Bench:
             await self.mode.wait_ready(self.fakes, telegram_url, polls, bot)
             yield bot
         finally:
-            await bot.stop()
+            try:
+                await self.mode.release(self.fakes, telegram_url, bot)
+            finally:
+                await bot.stop()
 
     # -- scenarios
 
@@ -563,7 +618,7 @@ class Bench:
                     "-f",
                     "raw",
                     "-o",
-                    f"{self.args.py_spy}.{figures.db}.txt",
+                    f"{self.args.py_spy}.{figures.column.replace(' ', '-')}.txt",
                 ],
                 clean_env(),
                 self.workdir,
@@ -579,7 +634,10 @@ class Bench:
         rate = len(answered) / window
         bot_cpu = cpu_end["bot"] - cpu_start["bot"]
         per_answer_ms = bot_cpu / len(answered) * 1000 if answered else float("nan")
-        usage = ", ".join(f"{name} {(cpu_end[name] - cpu_start[name]) / window * 100:.0f}%" for name in pids)
+        usage = ", ".join(
+            f"{self.mode.process if name == 'bot' else name} {(cpu_end[name] - cpu_start[name]) / window * 100:.0f}%"
+            for name in pids
+        )
         machine = (machine_end - machine_start) / window * 100
         if not answered:
             figures.failures.append("throughput: no answers")
@@ -715,7 +773,8 @@ class Bench:
     async def memory_and_user_show(self, figures: Figures, url: str, bot: Child, idle: dict[str, float]) -> None:
         after = proc.memory_mib(bot.pid)
         figures.add(
-            "bot RSS: idle after start / peak (VmHWM) / idle after the load (MiB)",
+            "bot RSS (webhook mode: the web app serving the bot): idle after start / peak (VmHWM) / idle after the "
+            "load (MiB)",
             f"{idle['VmRSS']:.1f} / {after['VmHWM']:.1f} / {after['VmRSS']:.1f}",
             "bot_rss",
             {"idle": idle["VmRSS"], "peak": after["VmHWM"], "after": after["VmRSS"]},
@@ -739,9 +798,12 @@ class Bench:
             seconds,
         )
 
-    async def run_database(self, kind: str) -> Figures:
-        figures = Figures(kind)
-        print(f"\n== {kind} ==", flush=True)
+    async def run(self, kind: str, mode: BotMode) -> Figures:
+        """Every scenario on a fresh database of ``kind`` with the bot started in ``mode``."""
+        self.mode = mode
+        figures = Figures(f"{kind} {mode.name}")
+        print(f"\n== {figures.column} ==", flush=True)
+        figures.add("bot process", mode.description)
         async with database_url(kind, self.workdir, self.args.postgres_url) as url:
             telegram_url = self.fakes.telegram_url
             only = self.args.only
@@ -827,12 +889,10 @@ async def probes(plan: Plan, workdir: Path, figures: Figures) -> None:
 async def web_probe(workdir: Path, env: dict[str, str], figures: Figures, settle: float) -> None:
     """``pomogator run web`` with dummy YooKassa credentials: idle RSS once /healthz answers; aiogram imported?"""
     port = _free_port()
-    web_env = env | {
+    web_env = {
+        **env,
+        **WEB_APP_ENV,
         "POMOGATOR_WEB_PORT": str(port),
-        "POMOGATOR_YOOKASSA_SHOP_ID": "123456",
-        "POMOGATOR_YOOKASSA_SECRET_KEY": "test_dummy_secret",
-        # Nothing listens there: the web app never calls YooKassa unless a notification arrives.
-        "POMOGATOR_YOOKASSA_API_URL": "http://127.0.0.1:9/v3",
         "POMOGATOR_BOT_TOKEN": TOKEN,
         "POMOGATOR_TELEGRAM_API_URL": "http://127.0.0.1:9",
         "POMOGATOR_REMINDER_INTERVAL_SECONDS": "0",
@@ -890,7 +950,7 @@ def table(all_figures: list[Figures]) -> str:
         for name, _ in figures.rows:
             if name not in names:
                 names.append(name)
-    header = "| figure | " + " | ".join(f.db for f in all_figures) + " |"
+    header = "| figure | " + " | ".join(f.column for f in all_figures) + " |"
     lines = [header, "|---|" + "---|" * len(all_figures)]
     for name in names:
         cells = [dict(f.rows).get(name, "") for f in all_figures]
@@ -914,6 +974,8 @@ async def main_async(args: argparse.Namespace) -> int:
     started = time.monotonic()
     db = args.db or ("sqlite" if args.quick else "both")
     kinds = ["sqlite", "postgres"] if db == "both" else [db]
+    mode = args.mode or ("polling" if args.quick else "both")
+    modes = [MODES[name] for name in (MODES if mode == "both" else [mode])]
     machine = proc.machine()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
     with work_directory(args.keep) as workdir:
@@ -925,22 +987,23 @@ async def main_async(args: argparse.Namespace) -> int:
                 print("\n== start-up probes ==", flush=True)
                 await probes(bench.plan, workdir, common)
             for kind in kinds:
-                results.append(await bench.run_database(kind))
+                for bot_mode in modes:
+                    results.append(await bench.run(kind, bot_mode))
     for figures in results:
         figures.rows.extend(common.rows)
     elapsed = time.monotonic() - started
-    print(f"\nPomogator benchmarks ({'quick' if args.quick else 'full'}, {args.mode}), {elapsed:.0f} s\n")
+    print(f"\nPomogator benchmarks ({'quick' if args.quick else 'full'}, {mode}), {elapsed:.0f} s\n")
     print(table(results))
-    failures = [f"{f.db}: {failure}" for f in results for failure in f.failures] + common.failures
+    failures = [f"{f.column}: {failure}" for f in results for failure in f.failures] + common.failures
     for failure in failures:
         print(f"FAILED: {failure}")
     if args.json:
         data = {
             "machine": machine,
             "quick": args.quick,
-            "mode": args.mode,
+            "mode": mode,
             "seconds": elapsed,
-            "figures": {f.db: f.data | common.data for f in results},
+            "figures": {f.column: f.data | common.data for f in results},
             "failures": failures,
         }
         await asyncio.to_thread(Path(args.json).write_text, json.dumps(data, indent=2, default=str))
@@ -953,7 +1016,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--db", choices=("sqlite", "postgres", "both"), help="which database (default: both; sqlite with --quick)"
     )
-    parser.add_argument("--mode", choices=sorted(MODES), default="polling", help="how the bot gets updates")
+    parser.add_argument(
+        "--mode",
+        choices=(*MODES, "both"),
+        help="how the bot gets updates (default: both; polling with --quick)",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("POMOGATOR_BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
