@@ -70,7 +70,7 @@ async def edited_answer(h: BotHarness, chat: int, after: int) -> SentMessage:
 async def test_a_slow_answer_is_streamed_as_drafts_then_sent_formatted(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    h.llm.enqueue(Reply(text="**Итак**, " + " ".join(f"слово{i}" for i in range(40)), tokens_per_second=14))
+    h.llm.enqueue(Reply(text="**Итак**, " + " ".join(f"слово{i}" for i in range(40)), ttft=0.6, tokens_per_second=14))
     since = len(h.tg.calls)
     h.tg.user_message(chat, "расскажи")
     answer = await h.tg.wait_for_message(chat, timeout=15)
@@ -90,6 +90,18 @@ async def test_a_slow_answer_is_streamed_as_drafts_then_sent_formatted(harness: 
     assert methods[0] == "sendchataction"
     assert methods[-1] == "sendmessage"
     assert "editmessagetext" not in methods
+
+
+async def test_an_answer_that_starts_at_once_shows_no_typing(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.llm.enqueue(Reply(text="Сразу готово."))
+    since = len(h.tg.calls)
+    h.tg.user_message(chat, "быстро")
+    answer = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+    assert answer.text == "Сразу готово."
+    assert "sendchataction" not in calls_for(h, chat, since)
 
 
 async def test_a_three_second_answer_costs_few_telegram_calls(harness: BotHarness) -> None:

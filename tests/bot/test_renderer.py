@@ -184,11 +184,20 @@ async def test_a_failed_answer_removes_what_was_shown() -> None:
 
 async def test_typing_is_shown_until_the_first_words() -> None:
     out = FakeOutput()
-    r = renderer(out, typing_every=0.01)
-    await r.stream(Stream(["a", "b"], delay=0.05)())
+    r = renderer(out, typing_every=0.01, typing_after=0.02)
+    await r.stream(Stream(["a", "b"], delay=0.1)())
     assert out.calls[0] == "typing"
     first_draft = out.calls.index("draft")
     assert "typing" not in out.calls[first_draft:]
+
+
+async def test_no_typing_when_the_first_words_come_at_once() -> None:
+    out = FakeOutput()
+    r = renderer(out, typing_every=0.01, typing_after=0.2)
+    await r.stream(Stream(["a", "b"], delay=0.01)())
+    await r.finish("ab", stopped=False)
+    assert "typing" not in out.calls
+    assert out.visible()
 
 
 async def test_nothing_more_is_shown_live_once_the_user_pressed_stop() -> None:

@@ -1,11 +1,12 @@
 """Streaming one answer into a chat.
 
-While the model writes, the chat sees "typing…" until the first words, then a live view updated at most once per
-interval: a draft (``sendMessageDraft`` with Telegram's own stop button) in private chats, or a message edited in
-place with a "⏹ Стоп" button where drafts are not available. A live update never blocks reading the model's
-stream: the latest text is rendered each time, so a slow or flood-limited update is simply followed by a fresher
-one. When the answer outgrows one message, the full chunks are sent as messages and the live view goes on with
-the rest. At the end the chain of messages is made to show exactly the final rendering, without buttons.
+While the model writes, the chat sees "typing…" until the first words (unless they come at once), then a live view
+updated at most once per interval: a draft (``sendMessageDraft`` with Telegram's own stop button) in private chats,
+or a message edited in place with a "⏹ Стоп" button where drafts are not available. A live update never blocks
+reading the model's stream: the latest text is rendered each time, so a slow or flood-limited update is simply
+followed by a fresher one. When the answer outgrows one message, the full chunks are sent as messages and the live
+view goes on with the rest. At the end the chain of messages is made to show exactly the final rendering, without
+buttons.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from pomogator.services.formatting import html_to_text, render_answer, utf16_len
 MESSAGE_LIMIT = 4096
 UPDATE_INTERVAL = 1.0
 TYPING_EVERY = 4.5
+# "typing…" is sent only when the first words take longer than this: Telegram asks bots to use chat actions only
+# when a response takes a noticeable time, and a request saved per fast answer is a request that counts against no
+# flood limit.
+TYPING_AFTER = 0.3
 _STOPPED_RESERVE = utf16_len(html_to_text(texts.STOPPED_MARK)) + 2
 
 
@@ -40,6 +45,7 @@ class AnswerRenderer:
         stop_markup: InlineKeyboardMarkup,
         interval: float = UPDATE_INTERVAL,
         typing_every: float = TYPING_EVERY,
+        typing_after: float = TYPING_AFTER,
         on_drafts_refused: Callable[[], None] | None = None,
         stop: asyncio.Event | None = None,
     ) -> None:
@@ -50,6 +56,7 @@ class AnswerRenderer:
         self._stop_markup = stop_markup
         self._throttle = Throttle(interval)
         self._typing_every = typing_every
+        self._typing_after = typing_after
         self._on_drafts_refused = on_drafts_refused
         # Once the user pressed Stop, nothing more is shown live: only the final message follows.
         self._stop = stop
@@ -116,6 +123,7 @@ class AnswerRenderer:
             await self.chain.discard()
 
     async def _keep_typing(self) -> None:
+        await asyncio.sleep(self._typing_after)
         while True:
             try:
                 await self.out.typing()
