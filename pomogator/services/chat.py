@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
 
-from pomogator.errors import LLMBadRequest, LLMError, LLMModerated, LLMUnavailable, VisionUnsupported
+from pomogator.errors import LLMBadRequest, LLMModerated, LLMUnavailable, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, Usage
 from pomogator.llm.tokens import estimate_content
@@ -240,30 +238,43 @@ class ChatService:
 async def _until_stopped(
     events: AsyncIterator[StreamEvent], stop: asyncio.Event | None
 ) -> AsyncIterator[StreamEvent]:
-    """Pass events through until the stream ends or ``stop`` is set, whichever comes first."""
+    """Pass events through until the stream ends or ``stop`` is set, whichever comes first.
+
+    Events are read in the consumer's own task, so events that have already arrived pass without a trip through the
+    event loop (an answer that arrives at once is read at once). When ``stop`` is set while a read waits, that read
+    is cancelled; a cancellation of the task from elsewhere still propagates.
+    """
     iterator = aiter(events)
-    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-    nxt: asyncio.Future[Any] | None = None
+    task = asyncio.current_task()
+    state = {"reading": False, "stopped": False}
+
+    def on_stop(_: object) -> None:
+        state["stopped"] = True
+        if state["reading"] and task is not None:
+            task.cancel()
+
+    watcher = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    if watcher is not None:
+        watcher.add_done_callback(on_stop)
     try:
-        while True:
-            nxt = asyncio.ensure_future(anext(iterator))
-            waiting = {nxt} if stopper is None else {nxt, stopper}
-            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if nxt not in done:
-                return
+        while not state["stopped"]:
+            state["reading"] = True
             try:
-                yield nxt.result()
+                event = await anext(iterator)
             except StopAsyncIteration:
                 return
+            except asyncio.CancelledError:
+                # Our own cancellation (stop pressed during the read) ends the stream; any other goes on.
+                if state["stopped"] and task is not None and task.uncancel() == 0:
+                    return
+                raise
+            finally:
+                state["reading"] = False
+            yield event
     finally:
-        if stopper is not None:
-            stopper.cancel()
-        if nxt is not None and not nxt.done():
-            # Stopped, or our task was cancelled while a chunk was awaited: end the pending read before closing
-            # the stream, which cannot be closed while that read is running.
-            nxt.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, LLMError):
-                await nxt
+        if watcher is not None:
+            watcher.remove_done_callback(on_stop)
+            watcher.cancel()
         aclose = getattr(iterator, "aclose", None)
         if aclose is not None:
             await aclose()
