@@ -11,17 +11,19 @@ from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, Usage
 from pomogator.llm.tokens import estimate_content
 from pomogator.services.conversations import (
+    HISTORY_LIMIT,
     Content,
     Conversation,
     MemoryConversation,
     StoredConversation,
     Turn,
+    decode_content,
     encode_content,
 )
-from pomogator.services.quota import QuotaService, Reservation
+from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
 from pomogator.services.users import Account
 from pomogator.store.engine import Database, SharedConnectionSQLiteEngine
-from pomogator.store.tables import LLMRequest
+from pomogator.store.tables import DailyUsage, LLMRequest
 from pomogator.timeutil import utcnow
 
 IMAGE_PLACEHOLDER = "[an image the current model cannot see]"
@@ -34,6 +36,18 @@ STORE_SQL = (
     "VALUES ({}, {}, {}, {}, {}, {}), ({}, {}, {}, {}, {}, {})) "
     "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
     "VALUES ({}, {}, {}, {}, {}, {}, {})"
+)
+
+# On PostgreSQL the quota reservation and the context read share a round trip: the reservation (``RESERVE_SQL``)
+# yields no row when the quota is used up, so neither does the whole statement; otherwise its row is joined with each
+# turn of the context, or with one row of NULLs when there is none.
+RESERVE_AND_READ_SQL = (
+    "WITH reserved AS ("
+    + RESERVE_SQL
+    + "), context AS (SELECT id, role, content, tokens, model FROM dialog_messages WHERE telegram_id = {} "
+    + f"ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
+    + "SELECT reserved.used, context.role, context.content, context.tokens, context.model "
+    + "FROM reserved LEFT JOIN context ON TRUE ORDER BY context.id DESC"
 )
 
 SQLITE_TURN_SQL = (
@@ -146,10 +160,15 @@ class ChatService:
         model = dialog.model
         if has_images(content) and not model.vision:
             raise VisionUnsupported(model.id, [m.id for m in self.catalog.vision_models()])
+        history: list[Turn] | None = None
         if dialog.charge_quota and dialog.telegram_id is not None:
-            reply.reservation = await self.quota.reserve(dialog.telegram_id, model, dialog.premium)
+            if not self.database.is_sqlite and isinstance(dialog.conversation, StoredConversation):
+                reply.reservation, history = await self._reserve_and_read(dialog.telegram_id, model, dialog.premium)
+            else:
+                reply.reservation = await self.quota.reserve(dialog.telegram_id, model, dialog.premium)
         try:
-            history = await dialog.conversation.history()
+            if history is None:
+                history = await dialog.conversation.history()
             messages = build_messages(dialog, history, content)
             finished = False
             finish_reason: str | None = None
@@ -176,6 +195,18 @@ class ChatService:
                 await self.quota.refund(reply.reservation)
             return
         await self._store(dialog, content, reply)
+
+    async def _reserve_and_read(self, telegram_id: int, model: Model, premium: bool) -> tuple[Reservation, list[Turn]]:
+        """PostgreSQL: take the request from the quota and read the context in one round trip."""
+        day, limit = self.quota.reservation_terms(model, premium)
+        rows = await DailyUsage.raw(RESERVE_AND_READ_SQL, telegram_id, model.id, day, limit, telegram_id)
+        reservation = self.quota.reserved(telegram_id, model, day, limit, int(rows[0]["used"]) if rows else None)
+        history = [
+            Turn(row["role"], decode_content(row["content"]), row["tokens"], row["model"])
+            for row in reversed(rows)
+            if row["role"] is not None
+        ]
+        return reservation, history
 
     async def _store(self, dialog: Dialog, content: Content, reply: Reply) -> None:
         turns = [

@@ -28,6 +28,12 @@ def encode_content(content: Content) -> str:
     return json.dumps(content, ensure_ascii=False)
 
 
+def decode_content(stored: Any) -> Content:
+    """A turn's content as read back: the JSON column arrives as text from a raw query, decoded from Piccolo's."""
+    decoded: Content = json.loads(stored) if isinstance(stored, str) else stored
+    return decoded
+
+
 class Conversation(Protocol):
     async def history(self) -> list[Turn]: ...
 

@@ -45,14 +45,22 @@ class QuotaService:
     async def reserve(self, telegram_id: int, model: Model, premium: bool) -> Reservation:
         """Take one request from today's quota; raises QuotaExceeded (and takes nothing) when none is left,
         PremiumRequired when the model has no free allowance at all."""
+        day, limit = self.reservation_terms(model, premium)
+        rows = await DailyUsage.raw(RESERVE_SQL, telegram_id, model.id, day, limit)
+        return self.reserved(telegram_id, model, day, limit, int(rows[0]["used"]) if rows else None)
+
+    def reservation_terms(self, model: Model, premium: bool) -> tuple[str, int]:
+        """Today's day and the limit ``RESERVE_SQL`` takes; raises PremiumRequired when there is no allowance."""
         limit = model.daily_limit(premium)
         if limit == 0:
             raise PremiumRequired(model.id)
-        day = self.today()
-        rows = await DailyUsage.raw(RESERVE_SQL, telegram_id, model.id, day, limit)
-        if rows:
-            return Reservation(telegram_id, model.id, day, int(rows[0]["used"]), limit)
-        raise QuotaExceeded(model.id, limit, self.resets_at())
+        return self.today(), limit
+
+    def reserved(self, telegram_id: int, model: Model, day: str, limit: int, used: int | None) -> Reservation:
+        """The reservation ``RESERVE_SQL`` made (``used`` is what it returned); QuotaExceeded when it returned none."""
+        if used is None:
+            raise QuotaExceeded(model.id, limit, self.resets_at())
+        return Reservation(telegram_id, model.id, day, used, limit)
 
     async def refund(self, reservation: Reservation) -> None:
         """Give a reserved request back (the model failed, so the request costs nothing)."""

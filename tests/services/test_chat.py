@@ -362,6 +362,19 @@ async def test_quota_exceeded_before_any_llm_call(services: Services, fake_llm: 
     assert len(await stored()) == 10
 
 
+async def test_concurrent_requests_never_overspend_the_quota(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services)
+    await ask(services, dialog, "warm-up")  # some context to read along with each reservation
+    results = await asyncio.gather(
+        *(ask(services, dialog, f"at once {index}") for index in range(8)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    answered = [r for r in results if isinstance(r, str)]
+    assert (len(answered), len(refused)) == (4, 4)
+    assert fake_llm.request_count == 5
+    assert len(await stored()) == 10
+
+
 async def test_premium_only_model_needs_premium(services: Services, fake_llm: FakeLLM) -> None:
     dialog = await dialog_for(services, model_id="test/premium")
     with pytest.raises(PremiumRequired):
