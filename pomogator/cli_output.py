@@ -1,25 +1,37 @@
-"""How the CLI shows things: rich tables on a terminal, full tab-separated lines when piped."""
+"""How the CLI shows things: rich tables on a terminal, full tab-separated lines when piped.
+
+rich is imported on first use: ``run bot`` and ``run web`` go through the CLI too and never print through it.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:
+    from rich.console import Console
 
-stdout = Console(soft_wrap=True, highlight=False)
-stderr = Console(stderr=True, soft_wrap=True, highlight=False)
+
+@functools.cache
+def console(*, err: bool = False) -> Console:
+    """The console for standard output, or for standard error with ``err``."""
+    from rich.console import Console
+
+    return Console(stderr=err, soft_wrap=True, highlight=False)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     if sys.stdout.isatty():
+        from rich.table import Table
+
         table = Table(title=title)
         for column in columns:
             table.add_column(column)
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row))
-        stdout.print(table)
+        console().print(table)
         return
     out = sys.stdout
     out.write("\t".join(columns) + "\n")
@@ -29,8 +41,8 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
 
 
 def error(message: str) -> None:
-    stderr.print(f"[red]Error:[/red] {message}", markup=True)
+    console(err=True).print(f"[red]Error:[/red] {message}", markup=True)
 
 
 def notice(message: str) -> None:
-    stderr.print(message, markup=False)
+    console(err=True).print(message, markup=False)

@@ -43,7 +43,7 @@ async def _switch_model(services: Services, dialog: Dialog, model_id: str) -> No
 async def _answer(services: Services, dialog: Dialog, text: str, pretty: bool) -> None:
     if pretty:
         answer = ""
-        with Live(Markdown(""), console=cli_output.stdout, refresh_per_second=8) as live:
+        with Live(Markdown(""), console=cli_output.console(), refresh_per_second=8) as live:
             async for piece in services.chat.stream_reply(dialog, text):
                 answer += piece
                 live.update(Markdown(answer))
