@@ -77,7 +77,8 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
             return None
         return stat.st_dev, stat.st_ino
 
-    def _execute(self, query: str, args: list[Any]) -> list[dict[str, Any]]:
+    def _connected(self) -> sqlite3.Connection:
+        """The shared connection, opened again when the file at the path is not the one it has open."""
         if self._connection is not None and self._identity() != self._file:
             self._close()
         if self._connection is None:
@@ -85,12 +86,19 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
             connection.row_factory = dict_factory
             connection.execute("PRAGMA foreign_keys = 1")
             self._connection, self._file = connection, self._identity()
-        cursor = self._connection.execute(query, args)
+        return self._connection
+
+    @staticmethod
+    def _fetch(connection: sqlite3.Connection, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        cursor = connection.execute(query, args)
         try:
             rows: list[dict[str, Any]] = cursor.fetchall()
         finally:
             cursor.close()
         return rows
+
+    def _execute(self, query: str, args: list[Any]) -> list[dict[str, Any]]:
+        return self._fetch(self._connected(), query, args)
 
     async def _run_in_new_connection(
         self,
@@ -106,15 +114,16 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         return await loop.run_in_executor(self._worker, self._execute, query, args or [])
 
     def _execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        self._execute("BEGIN IMMEDIATE", [])
+        connection = self._connected()  # one connection for the whole transaction, even if the file is replaced
+        connection.execute("BEGIN IMMEDIATE")
         try:
             for query, args in statements:
-                self._execute(query, list(args))
+                self._fetch(connection, query, args)
+            connection.execute("COMMIT")
         except BaseException:
-            assert self._connection is not None
-            self._connection.execute("ROLLBACK")
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
             raise
-        self._execute("COMMIT", [])
 
     async def execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run ``statements`` (``?`` placeholders) as one write transaction on the shared connection.
