@@ -239,15 +239,23 @@ class ChatService:
             return
         engine = self.database.engine
         if isinstance(engine, SharedConnectionSQLiteEngine) and isinstance(dialog.conversation, StoredConversation):
-            turn_rows = [
-                (dialog.telegram_id, turn.role, encode_content(turn.content), turn.tokens, turn.model, now)
-                for turn in turns
-            ]
-            request_row = (dialog.telegram_id, dialog.model.id, usage.prompt_tokens, usage.completion_tokens)
+            person = dialog.telegram_id
+            request = (
+                person,
+                dialog.model.id,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cost,
+                status,
+                now,
+            )
             await engine.execute_atomically(
                 [
-                    *((SQLITE_TURN_SQL, row) for row in turn_rows),
-                    (SQLITE_REQUEST_SQL, (*request_row, usage.cost, status, now)),
+                    *(
+                        (SQLITE_TURN_SQL, (person, t.role, encode_content(t.content), t.tokens, t.model, now))
+                        for t in turns
+                    ),
+                    (SQLITE_REQUEST_SQL, request),
                 ]
             )
             return

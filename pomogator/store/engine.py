@@ -249,8 +249,9 @@ class Database:
         shipped = shipped_migration_ids()
         if not await Migration.table_exists():
             return shipped
-        applied = await Migration.select(Migration.name).where(Migration.app_name == APP_NAME).output(as_list=True)
-        return [migration for migration in shipped if migration not in set(applied)]
+        rows = await Migration.select(Migration.name).where(Migration.app_name == APP_NAME).output(as_list=True)
+        applied = set(rows)
+        return [migration for migration in shipped if migration not in applied]
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:
