@@ -202,7 +202,10 @@ class Database:
             except OSError as exc:
                 message = f"POMOGATOR_DATABASE_URL: cannot create {self.path.parent} ({exc.strerror})"
                 raise ConfigError(message) from None
-            await self.engine.run_ddl("PRAGMA journal_mode=WAL")
+            # Switching a new file to WAL fails at once (no busy wait) while another process switches it too: the
+            # processes starting together take turns under the migration lock.
+            with self._migration_lock():
+                await self.engine.run_ddl("PRAGMA journal_mode=WAL")
         if migrate if migrate is not None else self.is_sqlite:
             await self.migrate()
         if isinstance(self.engine, PostgresEngine):
