@@ -18,6 +18,7 @@ from pomogator.services.formatting import (
     split_html,
     utf16_len,
 )
+from pomogator.services.formatting.text import Char, tokenize
 from tests.fakes.telegram_html import check_message, parse_html
 
 
@@ -344,3 +345,21 @@ def test_every_prefix_of_a_real_answer_is_valid() -> None:
     for end in range(len(_ANSWER) + 1):
         for limit in (30, 4096):
             valid_chunks(_ANSWER[:end], limit)
+
+
+@settings(max_examples=250, deadline=None)
+@given(md=_MARKDOWNISH)
+def test_an_answer_that_fits_is_one_message_exactly_as_the_splitter_makes_it(md: str) -> None:
+    for end in range(0, len(md) + 1, max(1, len(md) // 10)):
+        assert render_answer(md[:end]) == split_html(markdown_to_html(md[:end]))
+
+
+@settings(max_examples=250, deadline=None)
+@given(source=st.lists(st.one_of(_MD_PIECES, _WORDS, st.sampled_from(["</b>", "<i>", "</i>", "&lt;", "&#x1F600;"])))
+       .map("".join))
+def test_html_to_text_is_what_the_tokenizer_shows(source: str) -> None:
+    assert html_to_text(source) == "".join(atom.text for atom in tokenize(source) if isinstance(atom, Char))
+
+
+def test_html_to_text_does_not_join_an_entity_across_a_tag() -> None:
+    assert html_to_text("&l<b>t;</b> &lt;") == "&lt; <"

@@ -2,7 +2,9 @@
 
 ``get_routers`` lists them in the order an update tries them:
 
-* the role input (a state handler) comes before the chat handler, so the text after /role becomes the role;
+* ``chat`` comes first: plain text outside a form (nearly every update) goes to the model without being checked
+  against every command; ``chat.late_router`` answers unknown commands after the command routers had their turn;
+* the role input (a state handler) comes before ``chat.late_router``, so the text after /role becomes the role;
 * ``billing`` answers both /billing and the /start menu's premium button (``MenuAction.billing``);
 * ``files`` (photos, documents, albums) goes right before ``fallback``, which answers every other kind of message.
 
@@ -32,6 +34,7 @@ from pomogator.bot.inline_filters import run_filters_inline
 
 def get_routers() -> list[Router]:
     routers = [
+        chat.router,
         start.router,
         model.router,
         role.router,
@@ -40,7 +43,7 @@ def get_routers() -> list[Router]:
         delete_me.router,
         billing.router,
         stop.router,
-        chat.router,
+        chat.late_router,
         files.router,
         fallback.router,
     ]

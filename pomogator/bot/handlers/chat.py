@@ -1,8 +1,14 @@
-"""Any other text goes to the chosen model, with the role and the context."""
+"""Any other text goes to the chosen model, with the role and the context.
+
+Plain text outside any form is nearly every update a busy bot gets, so ``router`` is tried first, before the
+command routers it could never be meant for. ``late_router`` comes after them: it answers unknown commands, and text
+sent while a form waits that no form took.
+"""
 
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
+from aiogram.filters import StateFilter
 from aiogram.types import Message
 
 from pomogator.bot import texts
@@ -10,13 +16,15 @@ from pomogator.bot.answer import Answerer
 from pomogator.services.users import Account
 
 router = Router(name="chat")
+late_router = Router(name="chat_late")
 
 
-@router.message(F.text.startswith("/"))
+@late_router.message(F.text.startswith("/"))
 async def on_unknown_command(message: Message) -> None:
     await message.answer(texts.UNKNOWN_COMMAND)
 
 
-@router.message(F.text)
+@router.message(StateFilter(None), F.text, ~F.text.startswith("/"))
+@late_router.message(F.text)
 async def on_text(message: Message, bot: Bot, account: Account, answerer: Answerer) -> None:
     await answerer.reply(bot, message.chat, account, message.text or "")

@@ -7,7 +7,7 @@ from bisect import bisect_right
 from itertools import accumulate
 
 from pomogator.services.formatting.markdown import markdown_to_html
-from pomogator.services.formatting.text import Char, Tag, tokenize, utf16_len
+from pomogator.services.formatting.text import Char, Tag, html_to_text, tokenize, utf16_len
 
 TELEGRAM_MESSAGE_LIMIT = 4096
 # Preferred break points, best first. The separator itself is dropped at the split.
@@ -20,7 +20,12 @@ _ZWJ = "\u200d"
 
 def render_answer(md: str, limit: int = TELEGRAM_MESSAGE_LIMIT) -> list[str]:
     """Markdown answer to Telegram HTML messages; empty when the answer has nothing visible."""
-    return split_html(markdown_to_html(md), limit)
+    html = markdown_to_html(md)
+    if utf16_len(html) <= limit:
+        # Every visible character takes at least as many units in the source, so HTML this short is one message as
+        # it is (most answers, and every live view of their start): it is valid already, nothing to cut or close.
+        return [html] if html_to_text(html).strip() else []
+    return split_html(html, limit)
 
 
 def split_html(html: str, limit: int = TELEGRAM_MESSAGE_LIMIT) -> list[str]:
@@ -37,7 +42,7 @@ def split_html(html: str, limit: int = TELEGRAM_MESSAGE_LIMIT) -> list[str]:
     char_atoms = [index for index, atom in enumerate(atoms) if isinstance(atom, Char)]
     chars = [atom.text for atom in atoms if isinstance(atom, Char)]
     # units[k] is the UTF-16 length of chars[:k].
-    units = [0, *accumulate(utf16_len(ch) for ch in chars)]
+    units = [0, *accumulate(2 if ch > "\uffff" else 1 for ch in chars)]
 
     chunks: list[str] = []
     stack: list[Tag] = []

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 # Our own output only ever uses these entities, but numeric ones are valid Telegram HTML too.
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#[xX][0-9a-fA-F]+);")
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)?((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
+# Tags or entities, met left to right as the tokenizer meets them: what ``html_to_text`` drops or decodes.
+_MARKUP = re.compile(f"(?:{_TAG.pattern})|(?P<entity>{_ENTITY.pattern})")
 
 
 def utf16_len(s: str) -> int:
@@ -73,5 +75,11 @@ def tokenize(source: str) -> list[Atom]:
 
 
 def html_to_text(source: str) -> str:
-    """The plain text Telegram would show for our HTML: tags dropped, entities decoded."""
-    return "".join(atom.text for atom in tokenize(source) if isinstance(atom, Char))
+    """The plain text Telegram would show for our HTML: tags dropped, entities decoded (what ``tokenize``'s
+    characters spell)."""
+    return _MARKUP.sub(_visible, source)
+
+
+def _visible(match: re.Match[str]) -> str:
+    entity = match.group("entity")
+    return html.unescape(entity) if entity is not None else ""
