@@ -48,6 +48,7 @@ from pomogator.bot.middlewares import (
 )
 from pomogator.config import Settings
 from pomogator.container import Services
+from pomogator.tls import client_context
 
 
 def create_bot(settings: Settings) -> Bot:
@@ -55,6 +56,9 @@ def create_bot(settings: Settings) -> Bot:
     settings.require("bot_token")
     assert settings.bot_token is not None
     session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    # The process's one TLS context, shared with the model's client, instead of a certifi bundle of its own (~0.7
+    # MiB). aiogram has no parameter for it: its connector's arguments are where it keeps the context.
+    session._connector_init["ssl"] = client_context()
     session.middleware(RetryAfterMiddleware())
     return Bot(
         settings.bot_token.get_secret_value(),

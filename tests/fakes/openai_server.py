@@ -28,6 +28,7 @@ import contextlib
 import json
 import re
 import signal
+import ssl
 import sys
 import time
 import uuid
@@ -349,8 +350,11 @@ class FakeLLM:
         models: Sequence[str] = _DEFAULT_MODELS,
         host: str = "127.0.0.1",
         port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.api_key = api_key
+        # With a server context the fake speaks HTTPS, as OpenRouter does.
+        self.ssl_context = ssl_context
         self.default: Action = Reply(ttft=ttft, tokens_per_second=tokens_per_second, chunk_size=chunk_size)
         # Real OpenRouter sends the usage chunk only when asked; tests catch a client that forgets to ask.
         self.always_usage = always_usage
@@ -379,7 +383,7 @@ class FakeLLM:
             app, handle_signals=False, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self
@@ -403,7 +407,8 @@ class FakeLLM:
     def url(self) -> str:
         if self._runner is None:
             raise RuntimeError("FakeLLM is not running")
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def base_url(self) -> str:

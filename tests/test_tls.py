@@ -1,0 +1,195 @@
+"""The process's TLS client context: where its authorities come from, and real HTTPS to the model and the Bot API.
+
+A test certificate authority and a server certificate for localhost/127.0.0.1 are made with the ``openssl``
+command; the fake model serves HTTPS with them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import certifi
+import pytest
+from aiogram.exceptions import TelegramNetworkError
+
+from pomogator import tls
+from pomogator.bot.factory import create_bot
+from pomogator.errors import LLMUnavailable
+from pomogator.llm.client import Delta, LLMClient
+from tests.conftest import TEST_API_KEY, make_settings
+from tests.fakes import openai_server as fake
+from tests.fakes.openai_server import FakeLLM
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+
+
+class Authority:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ca = directory / "ca.pem"
+        self.cert = directory / "server.pem"
+        self.key = directory / "server.key"
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    def hashed_directory(self) -> Path:
+        """A directory laid out as ``c_rehash`` leaves /etc/ssl/certs: the authority under its subject hash."""
+        subject_hash = _openssl("x509", "-hash", "-noout", "-in", str(self.ca)).strip()
+        hashed = self.directory / "hashed"
+        hashed.mkdir(exist_ok=True)
+        shutil.copy(self.ca, hashed / f"{subject_hash}.0")
+        return hashed
+
+
+def _openssl(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["openssl", *args], check=True, capture_output=True, text=True, cwd=cwd).stdout
+
+
+@pytest.fixture(scope="module")
+def authority(tmp_path_factory: pytest.TempPathFactory) -> Authority:
+    directory = tmp_path_factory.mktemp("tls")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl(
+        "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=Pomogator Test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=directory,
+    )  # fmt: skip
+    _openssl("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost", cwd=directory)
+    (directory / "ext.cnf").write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf",
+        cwd=directory,
+    )  # fmt: skip
+    return Authority(directory)
+
+
+@pytest.fixture(autouse=True)
+def fresh_context(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The context is made once per process; each test reads the environment it sets up."""
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    tls.client_context.cache_clear()
+    yield
+    tls.client_context.cache_clear()
+
+
+@pytest.fixture
+async def https_llm(authority: Authority) -> Any:
+    async with FakeLLM(api_key=TEST_API_KEY, host="localhost", ssl_context=authority.server_context()) as llm:
+        yield llm
+
+
+_REAL_PATHS = ssl.get_default_verify_paths()
+
+
+def _system_paths(capath: str | None) -> ssl.DefaultVerifyPaths:
+    return _REAL_PATHS._replace(capath=capath)
+
+
+# Where the authorities come from
+
+
+def test_the_operators_bundle_or_directory_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tls.trust_locations({"SSL_CERT_FILE": "/etc/corp.pem"}) == ("/etc/corp.pem", None)
+    assert tls.trust_locations({"SSL_CERT_DIR": "/etc/corp"}) == (None, "/etc/corp")
+    assert tls.trust_locations({"SSL_CERT_FILE": "/a.pem", "SSL_CERT_DIR": "/b"}) == ("/a.pem", "/b")
+
+
+def test_the_systems_hashed_directory_is_read_on_demand(
+    authority: Authority, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = authority.hashed_directory()
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: _system_paths(str(hashed)))
+    assert tls.trust_locations({}) == (None, str(hashed))
+    # Nothing is parsed up front: the authority is read when a handshake needs it.
+    assert tls.client_context().cert_store_stats()["x509_ca"] == 0
+
+
+@pytest.mark.parametrize("capath", [None, "plain", "missing"])
+def test_without_a_hashed_system_directory_certifi_is_used(
+    capath: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if capath == "plain":
+        (tmp_path / "ca-certificates.crt").write_text("")
+    path = None if capath is None else str(tmp_path if capath == "plain" else tmp_path / "missing")
+    monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: _system_paths(path))
+    assert tls.trust_locations({}) == (certifi.where(), None)
+    assert tls.client_context().cert_store_stats()["x509_ca"] > 100
+
+
+def test_one_context_verifies_hosts_and_certificates() -> None:
+    context = tls.client_context()
+    assert context is tls.client_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED
+    assert context.check_hostname
+    assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+
+
+# Real HTTPS
+
+
+@pytest.mark.parametrize("how", ["file", "directory"])
+async def test_the_model_is_reached_over_https_with_the_operators_authority(
+    how: str, authority: Authority, https_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if how == "file":
+        monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca))
+    else:
+        monkeypatch.setenv("SSL_CERT_DIR", str(authority.hashed_directory()))
+    client = _client(https_llm)
+    try:
+        https_llm.enqueue(fake.Reply(text="over TLS"))
+        events = [event async for event in client.stream("openai/gpt-4o-mini", [{"role": "user", "content": "hi"}], 50)]
+        assert "".join(event.text for event in events if isinstance(event, Delta)) == "over TLS"
+    finally:
+        await client.close()
+
+
+async def test_a_server_no_trusted_authority_signed_is_refused(https_llm: FakeLLM) -> None:
+    client = _client(https_llm)
+    try:
+        with pytest.raises(LLMUnavailable):
+            [event async for event in client.stream("openai/gpt-4o-mini", [{"role": "user", "content": "hi"}], 50)]
+        assert https_llm.request_count == 0
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_the_bot_api_client_shares_the_context(
+    trusted: bool, authority: Authority, https_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca))
+    # Any HTTPS server does: what matters is whether the handshake succeeds (the fake model has no getMe).
+    bot = create_bot(make_settings(bot_token="123:ABC", telegram_api_url=https_llm.url))
+    try:
+        with pytest.raises(Exception) as caught:
+            await bot.get_me()
+        assert isinstance(caught.value, TelegramNetworkError) is not trusted
+        if not trusted:
+            assert "certificate" in caught.value.message.lower()
+    finally:
+        await bot.session.close()
+
+
+def _client(llm: FakeLLM) -> LLMClient:
+    return LLMClient(
+        base_url=llm.base_url,
+        api_key=TEST_API_KEY,
+        timeout=10.0,
+        max_retries=0,
+        app_url="https://example.org/app",
+        app_title="Title",
+    )
