@@ -3,18 +3,24 @@
 The SDK speaks httpx2 and ships an aiohttp transport of its own (``openai.DefaultAioHttpClient``); this one does the
 same job with the process's shared TLS context (``pomogator.tls``) and without loading httpx2's own connection
 pool (httpcore2, ~1.3 MiB) and certificate bundle, which an aiohttp transport never uses. Proxies come from
-``HTTP(S)_PROXY`` and ``NO_PROXY``, read by aiohttp. aiohttp's failures become httpx2's, which the SDK turns into
-its own errors (retrying connection failures), the original kept as the cause.
+``HTTP(S)_PROXY`` and ``NO_PROXY``, read once per host (aiohttp's own ``trust_env`` reads them, and ``~/.netrc`` in a
+worker thread, on every request). aiohttp's failures become httpx2's, which the SDK turns into its own errors
+(retrying connection failures), the original kept as the cause.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import httpx2
+from yarl import URL
+
+Proxy = tuple[URL, dict[str, str]] | None
+"""A proxy's address and the headers it is sent (its credentials)."""
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
@@ -23,6 +29,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], Proxy] = {}
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -30,8 +37,14 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 ssl=self._ssl_context, limit=self._max_connections, keepalive_timeout=self._keepalive_expiry
             )
             # The body goes to httpx2 as it came: httpx2 decodes it by its Content-Encoding.
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True, auto_decompress=False)
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self._session
+
+    def _proxy(self, url: httpx2.URL) -> Proxy:
+        key = (url.scheme, url.host)
+        if key not in self._proxies:
+            self._proxies[key] = _proxy_from_environment(url.scheme, url.host)
+        return self._proxies[key]
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         timeout = request.extensions.get("timeout", {})
@@ -39,6 +52,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             body: bytes | None = request.content or None
         except httpx2.RequestNotRead:  # pragma: no cover - the SDK sends JSON bodies, read already
             raise httpx2.UnsupportedProtocol("streamed request bodies are not supported") from None
+        proxy = self._proxy(request.url)
         with _httpx_errors():
             response = await self._client().request(
                 request.method,
@@ -47,6 +61,8 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 data=body,
                 allow_redirects=False,
                 compress=False,
+                proxy=proxy[0] if proxy else None,
+                proxy_headers=proxy[1] if proxy else None,
                 timeout=aiohttp.ClientTimeout(
                     sock_connect=timeout.get("connect"), sock_read=timeout.get("read"), connect=timeout.get("pool")
                 ),
@@ -65,6 +81,17 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
+
+
+def _proxy_from_environment(scheme: str, host: str) -> Proxy:
+    """The proxy ``HTTP_PROXY``/``HTTPS_PROXY`` name for ``host`` unless ``NO_PROXY`` exempts it; credentials in its
+    address become its ``Proxy-Authorization`` header."""
+    address = urllib.request.getproxies_environment().get(scheme)
+    if not address or urllib.request.proxy_bypass(host):
+        return None
+    url = URL(address if "://" in address else f"http://{address}")
+    headers = {"Proxy-Authorization": aiohttp.encode_basic_auth(url.user, url.password or "")} if url.user else {}
+    return url.with_user(None), headers
 
 
 class _Body(httpx2.AsyncByteStream):

@@ -18,6 +18,7 @@ from pomogator.errors import (
     LLMUnavailable,
 )
 from pomogator.llm.client import Delta, Finished, LLMClient, StreamEvent, error_for_status, translate
+from pomogator.llm.transport import _proxy_from_environment
 from tests.conftest import TEST_API_KEY
 from tests.fakes import openai_server as fake
 from tests.fakes.openai_server import FakeLLM
@@ -234,3 +235,34 @@ async def test_without_a_proxy_the_host_is_reached_directly(fake_llm: FakeLLM, m
         assert text_of(await collect(client)) == "direct"
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize(
+    ("environment", "host", "expected"),
+    [
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "openrouter.ai", ("http://proxy:3128", {})),
+        ({"HTTPS_PROXY": "proxy:3128"}, "openrouter.ai", ("http://proxy:3128", {})),
+        (
+            {"HTTPS_PROXY": "http://me:secret@proxy:3128"},
+            "openrouter.ai",
+            ("http://proxy:3128", {"Proxy-Authorization": "Basic bWU6c2VjcmV0"}),
+        ),
+        ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": ".openrouter.ai"}, "openrouter.ai", None),
+        ({"HTTP_PROXY": "http://proxy:3128"}, "openrouter.ai", None),  # only the https proxy serves https
+        ({}, "openrouter.ai", None),
+    ],
+)
+def test_the_proxy_is_read_from_the_environment(
+    environment: dict[str, str], host: str, expected: tuple[str, dict[str, str]] | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    proxy = _proxy_from_environment("https", host)
+    if expected is None:
+        assert proxy is None
+    else:
+        assert proxy is not None
+        assert (str(proxy[0]), proxy[1]) == expected
