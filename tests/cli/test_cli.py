@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from pomogator.cli import YOUNG_GENERATION_THRESHOLD, freeze_start_up_objects
 from tests.cli.helpers import clean_env, run_cli
 from tests.conftest import TEST_API_KEY
 from tests.fakes.openai_server import FakeLLM, Reply
@@ -165,3 +167,14 @@ async def test_chat_as_free_user_cannot_use_a_premium_model(tmp_path: Path, db_u
     assert fake_llm.request_count == 0
     shown = json.loads((await run_cli("user", "show", "6", "--json", cwd=tmp_path, env=env)).stdout)
     assert shown["model"] == "openai/gpt-4o-mini"  # --model is for the session only
+
+
+def test_servers_freeze_what_start_up_made_and_collect_less_often() -> None:
+    threshold = gc.get_threshold()
+    try:
+        freeze_start_up_objects()
+        assert gc.get_freeze_count() > 10_000  # the imported modules, at least
+        assert gc.get_threshold() == (YOUNG_GENERATION_THRESHOLD, *threshold[1:])
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
