@@ -22,7 +22,7 @@ from pomogator.services.conversations import (
 )
 from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
 from pomogator.services.users import Account
-from pomogator.store.engine import Database, SharedConnectionSQLiteEngine
+from pomogator.store.engine import Database, SharedConnectionSQLiteEngine, raw
 from pomogator.store.tables import DailyUsage, LLMRequest
 from pomogator.timeutil import utcnow
 
@@ -199,7 +199,7 @@ class ChatService:
     async def _reserve_and_read(self, telegram_id: int, model: Model, premium: bool) -> tuple[Reservation, list[Turn]]:
         """PostgreSQL: take the request from the quota and read the context in one round trip."""
         day, limit = self.quota.reservation_terms(model, premium)
-        rows = await DailyUsage.raw(RESERVE_AND_READ_SQL, telegram_id, model.id, day, limit, telegram_id)
+        rows = await raw(DailyUsage, RESERVE_AND_READ_SQL, telegram_id, model.id, day, limit, telegram_id)
         reservation = self.quota.reserved(telegram_id, model, day, limit, int(rows[0]["used"]) if rows else None)
         history = [
             Turn(row["role"], decode_content(row["content"]), row["tokens"], row["model"])
@@ -225,7 +225,8 @@ class ChatService:
                 for turn in turns
                 for value in (dialog.telegram_id, turn.role, encode_content(turn.content), turn.tokens, turn.model, now)
             ]
-            await LLMRequest.raw(
+            await raw(
+                LLMRequest,
                 STORE_SQL,
                 *rows,
                 dialog.telegram_id,

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from pomogator.errors import PremiumRequired, QuotaExceeded
 from pomogator.llm.catalog import Model
+from pomogator.store.engine import raw
 from pomogator.store.tables import DailyUsage
 from pomogator.timeutil import local_day, next_midnight, utcnow
 
@@ -46,7 +47,7 @@ class QuotaService:
         """Take one request from today's quota; raises QuotaExceeded (and takes nothing) when none is left,
         PremiumRequired when the model has no free allowance at all."""
         day, limit = self.reservation_terms(model, premium)
-        rows = await DailyUsage.raw(RESERVE_SQL, telegram_id, model.id, day, limit)
+        rows = await raw(DailyUsage, RESERVE_SQL, telegram_id, model.id, day, limit)
         return self.reserved(telegram_id, model, day, limit, int(rows[0]["used"]) if rows else None)
 
     def reservation_terms(self, model: Model, premium: bool) -> tuple[str, int]:
@@ -64,7 +65,7 @@ class QuotaService:
 
     async def refund(self, reservation: Reservation) -> None:
         """Give a reserved request back (the model failed, so the request costs nothing)."""
-        await DailyUsage.raw(REFUND_SQL, reservation.telegram_id, reservation.model_id, reservation.day)
+        await raw(DailyUsage, REFUND_SQL, reservation.telegram_id, reservation.model_id, reservation.day)
 
     async def used_today(self, telegram_id: int) -> dict[str, int]:
         rows = await DailyUsage.select(DailyUsage.model, DailyUsage.used).where(

@@ -11,7 +11,7 @@ from pomogator.errors import InvalidEmail, PremiumRequired, RoleTooLong, UserNot
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.services.quota import QuotaService
 from pomogator.services.subscriptions import SubscriptionService, running_until
-from pomogator.store.engine import Database
+from pomogator.store.engine import Database, raw
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
 from pomogator.timeutil import as_utc, utcnow
 
@@ -100,7 +100,8 @@ class UserService:
     async def touch(self, person: Person) -> Account:
         """Create the person or refresh their names and last-seen time; return their account."""
         now = utcnow()
-        rows = await User.raw(
+        rows = await raw(
+            User,
             TOUCH_SQL,
             person.telegram_id,
             person.first_name[:255],

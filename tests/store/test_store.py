@@ -20,8 +20,10 @@ from pomogator.errors import ConfigError
 from pomogator.store.engine import (
     Database,
     SharedConnectionSQLiteEngine,
+    _numbered_placeholders,
     engine_from_url,
     open_database,
+    raw,
     sqlite_path,
 )
 from pomogator.store.tables import TABLES, DailyUsage, User
@@ -195,6 +197,27 @@ async def test_transaction_rolls_back_on_error(db_url: str) -> None:
                 await User.insert(User(telegram_id=77, first_name="Gone"))
                 raise RuntimeError("abort")
         assert await User.count().where(User.telegram_id == 77) == 0
+
+
+def test_placeholders_are_numbered_in_order() -> None:
+    assert _numbered_placeholders("SELECT {} + {} FROM t WHERE a = {}") == "SELECT $1 + $2 FROM t WHERE a = $3"
+    assert _numbered_placeholders("SELECT 1") == "SELECT 1"
+
+
+async def test_raw_statements_give_what_piccolo_gives_in_and_out_of_transactions(db_url: str) -> None:
+    async with open_database(db_url, migrate=True) as database:
+        sql = "INSERT INTO users (telegram_id, first_name) VALUES ({}, {}) RETURNING telegram_id, first_name"
+        assert await raw(User, sql, 5, "Direct") == [{"telegram_id": 5, "first_name": "Direct"}]
+        select = "SELECT telegram_id, first_name FROM users WHERE telegram_id IN ({}, {}) ORDER BY 1"
+        with pytest.raises(RuntimeError):
+            async with database.transaction():
+                await raw(User, sql, 6, "Undone")
+                # Inside a transaction the statement runs on the transaction's connection: it sees the row.
+                assert await raw(User, select, 5, 6) == await User.raw(select, 5, 6)
+                assert len(await raw(User, select, 5, 6)) == 2
+                raise RuntimeError("roll back")
+        kept = [{"telegram_id": 5, "first_name": "Direct"}]
+        assert await raw(User, select, 5, 6) == await User.raw(select, 5, 6) == kept
 
 
 async def test_pending_migrations(db_url: str) -> None:
