@@ -650,6 +650,17 @@ class Bench:
             rate,
         )
         figures.add("bot CPU per answer (ms)", f"{per_answer_ms:.2f}", "cpu_per_answer_ms", per_answer_ms)
+        calls: Counter[str] = Counter()
+        for sample in answered:
+            calls.update(sample.get("calls") or {})
+        figures.add(
+            "Telegram calls per answer, instant model (mean)",
+            f"{sum(calls.values()) / max(len(answered), 1):.2f} ("
+            + ", ".join(f"{m.lower()} {n / max(len(answered), 1):.2f}" for m, n in sorted(calls.items()))
+            + ")",
+            "throughput_calls",
+            {m: n / max(len(answered), 1) for m, n in calls.items()},
+        )
         figures.add(
             "CPU use during the throughput window (of one core)",
             f"{usage}; whole machine {machine:.0f}% of {(os.cpu_count() or 1) * 100}%",
