@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,8 +101,6 @@ def renderer(out: FakeOutput, drafts: bool = True, **kwargs: Any) -> AnswerRende
         drafts=drafts,
         stop_markup=make_stop_keyboard(7),
         interval=kwargs.pop("interval", 0.0),
-        # The first live view goes at once unless a test is about waiting for the stream to pause.
-        first_view_wait=kwargs.pop("first_view_wait", 0.0),
         **kwargs,
     )
 
@@ -219,41 +216,3 @@ async def test_nothing_more_is_shown_live_once_the_user_pressed_stop() -> None:
     await r.stream(pieces())
     assert out.drafts == ["начало"]
 
-
-async def test_an_answer_that_arrives_all_at_once_goes_straight_to_its_message() -> None:
-    out = FakeOutput()
-    r = renderer(out, interval=60.0, first_view_quiet=0.2, first_view_wait=1.0)
-    text = "".join(words(12))
-    assert await r.stream(Stream(words(12))()) == text
-    # No draft of the first words, so no update interval (a minute here) to wait out before the message.
-    await asyncio.wait_for(r.finish(text, stopped=False), 10)
-    assert out.calls == ["send"]
-    assert [m.html for m in out.visible()] == render_answer(text)
-
-
-async def test_a_streamed_answer_shows_its_first_words_once_the_stream_pauses() -> None:
-    out = FakeOutput()
-    r = renderer(out, first_view_quiet=0.02, first_view_wait=1.0)
-
-    async def pieces() -> AsyncIterator[str]:
-        for word in words(3):
-            yield word
-        await asyncio.sleep(0.3)
-        yield "конец"
-
-    stream = asyncio.create_task(r.stream(pieces()))
-    await asyncio.sleep(0.15)
-    # The first three words came together; the pause showed them, long before the first view's longest wait.
-    assert out.drafts == [render_answer("".join(words(3)))[0]]
-    await stream
-
-
-async def test_a_stream_that_never_pauses_is_shown_after_the_longest_wait() -> None:
-    out = FakeOutput()
-    r = renderer(out, first_view_quiet=0.05, first_view_wait=0.1)
-    stream = asyncio.create_task(r.stream(Stream(words(400), delay=0.002)()))
-    await asyncio.sleep(0.4)
-    assert out.drafts
-    stream.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await stream

@@ -1,7 +1,7 @@
 """Streaming one answer into a chat.
 
 While the model writes, the chat sees "typing…" until the first words (unless they come at once), then a live view
-updated at most once per interval (an answer that arrives whole at once goes straight to its message): a draft (``sendMessageDraft`` with Telegram's own stop button) in private chats,
+updated at most once per interval: a draft (``sendMessageDraft`` with Telegram's own stop button) in private chats,
 or a message edited in place with a "⏹ Стоп" button where drafts are not available. A live update never blocks
 reading the model's stream: the latest text is rendered each time, so a slow or flood-limited update is simply
 followed by a fresher one. When the answer outgrows one message, the full chunks are sent as messages and the live
@@ -32,12 +32,6 @@ TYPING_EVERY = 4.5
 # when a response takes a noticeable time, and a request saved per fast answer is a request that counts against no
 # flood limit.
 TYPING_AFTER = 0.3
-# The first live view waits for the stream to pause this long (at most FIRST_VIEW_WAIT): an answer that arrives all at
-# once — a short one from a fast model — then goes straight to its message, at once, instead of a draft of its first
-# words followed a whole update interval later by the message. A model writing word by word pauses between words
-# for tens of milliseconds, so its first words show a few milliseconds later than they would at once.
-FIRST_VIEW_QUIET = 0.005
-FIRST_VIEW_WAIT = 0.05
 _STOPPED_RESERVE = utf16_len(html_to_text(texts.STOPPED_MARK)) + 2
 
 
@@ -52,8 +46,6 @@ class AnswerRenderer:
         interval: float = UPDATE_INTERVAL,
         typing_every: float = TYPING_EVERY,
         typing_after: float = TYPING_AFTER,
-        first_view_quiet: float = FIRST_VIEW_QUIET,
-        first_view_wait: float = FIRST_VIEW_WAIT,
         on_drafts_refused: Callable[[], None] | None = None,
         stop: asyncio.Event | None = None,
     ) -> None:
@@ -65,9 +57,6 @@ class AnswerRenderer:
         self._throttle = Throttle(interval)
         self._typing_every = typing_every
         self._typing_after = typing_after
-        self._first_view_quiet = first_view_quiet
-        self._first_view_wait = first_view_wait
-        self._shown_live = False
         self._on_drafts_refused = on_drafts_refused
         # Once the user pressed Stop, nothing more is shown live: only the final message follows.
         self._stop = stop
@@ -153,31 +142,13 @@ class AnswerRenderer:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._finished.wait()
-            elif not self._shown_live:
-                await self._until_the_stream_pauses()
             if self._finished.is_set() or self._stopped():
                 return
             self._changed.clear()
             chunks = render_answer(self._text)
             if chunks:
                 await self._show(chunks)
-                self._shown_live = True
                 self._throttle.mark()
-
-    async def _until_the_stream_pauses(self) -> None:
-        """Wait until no new piece came for ``first_view_quiet``, the stream ended, or ``first_view_wait`` passed."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._first_view_wait
-        while not self._finished.is_set():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            self._changed.clear()
-            try:
-                async with asyncio.timeout(min(self._first_view_quiet, remaining)):
-                    await self._changed.wait()
-            except TimeoutError:
-                return
 
     def _stopped(self) -> bool:
         return self._stop is not None and self._stop.is_set()
