@@ -99,7 +99,6 @@ def renderer(out: FakeOutput, drafts: bool = True, **kwargs: Any) -> AnswerRende
         out,  # type: ignore[arg-type]
         7,
         drafts=drafts,
-        stop_markup=make_stop_keyboard(7),
         interval=kwargs.pop("interval", 0.0),
         **kwargs,
     )
@@ -136,7 +135,7 @@ async def test_without_drafts_one_message_is_edited_with_a_stop_button() -> None
     assert refused == [True]
     assert out.calls.count("draft") == 1
     live = out.visible()
-    assert len(live) == 1 and live[0].markup is not None
+    assert len(live) == 1 and live[0].markup == make_stop_keyboard(7)
     await r.finish(text, stopped=False)
     assert [(m.html, m.markup) for m in out.visible()] == [(render_answer(text)[0], None)]
 

@@ -11,7 +11,6 @@ from aiogram.types import Chat
 from pomogator.bot.answer.output import ChatOutput
 from pomogator.bot.answer.renderer import UPDATE_INTERVAL, AnswerRenderer
 from pomogator.bot.answer.stops import StopRegistry
-from pomogator.bot.keyboards import make_stop_keyboard
 from pomogator.services.chat import ChatService, Reply
 from pomogator.services.conversations import Content
 from pomogator.services.users import Account
@@ -41,7 +40,6 @@ class Answerer:
                 ChatOutput(bot, chat.id),
                 answer_id,
                 drafts=chat.type == ChatType.PRIVATE and chat.id not in self._no_drafts,
-                stop_markup=make_stop_keyboard(answer_id),
                 interval=self.interval,
                 on_drafts_refused=lambda: self._remember_no_drafts(chat.id),
                 stop=stop,

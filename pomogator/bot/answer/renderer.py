@@ -23,6 +23,7 @@ from pomogator.bot import texts
 from pomogator.bot.answer.messages import MessageChain
 from pomogator.bot.answer.output import ChatGone, ChatOutput, DraftsUnavailable
 from pomogator.bot.answer.throttle import Throttle
+from pomogator.bot.keyboards import make_stop_keyboard
 from pomogator.services.formatting import html_to_text, render_answer, utf16_len
 
 MESSAGE_LIMIT = 4096
@@ -42,7 +43,7 @@ class AnswerRenderer:
         answer_id: int,
         *,
         drafts: bool,
-        stop_markup: InlineKeyboardMarkup,
+        stop_markup: InlineKeyboardMarkup | None = None,
         interval: float = UPDATE_INTERVAL,
         typing_every: float = TYPING_EVERY,
         typing_after: float = TYPING_AFTER,
@@ -53,6 +54,7 @@ class AnswerRenderer:
         self.answer_id = answer_id
         self.drafts = drafts
         self.chain = MessageChain(out)
+        # Only edited answers carry the button (drafts have Telegram's own): it is built when first needed.
         self._stop_markup = stop_markup
         self._throttle = Throttle(interval)
         self._typing_every = typing_every
@@ -183,4 +185,9 @@ class AnswerRenderer:
     async def _show_edit(self, chunks: list[str]) -> None:
         last = len(chunks) - 1
         for index in range(max(len(self.chain) - 1, 0), len(chunks)):
-            await self.chain.put(index, chunks[index], self._stop_markup if index == last else None)
+            await self.chain.put(index, chunks[index], self._stop_button() if index == last else None)
+
+    def _stop_button(self) -> InlineKeyboardMarkup:
+        if self._stop_markup is None:
+            self._stop_markup = make_stop_keyboard(self.answer_id)
+        return self._stop_markup
