@@ -98,7 +98,7 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
             cursor.close()
         return rows
 
-    def _execute(self, query: str, args: list[Any]) -> list[dict[str, Any]]:
+    def _execute(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         return self._fetch(self._connected(), query, args)
 
     async def _run_in_new_connection(
@@ -126,6 +126,11 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
                 connection.execute("ROLLBACK")
             raise
 
+    async def fetch(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        """Run one statement (``?`` placeholders) on the shared connection; the rows as dicts."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._worker, self._execute, query, args)
+
     async def execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run ``statements`` (``?`` placeholders) as one write transaction on the shared connection.
 
@@ -149,16 +154,25 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
 async def raw(table: type[Table], sql: str, *args: Any) -> list[dict[str, Any]]:
     """``table.raw(sql, *args)``: ``{}`` placeholders, the rows as dicts.
 
-    On PostgreSQL outside a transaction (every statement of a chat message) the statement goes straight to the pool:
-    Piccolo's query building and result handling around one short statement cost more CPU than asyncpg's part. The
-    SQL is the same either way; it is compiled once per statement text.
+    Outside a transaction (every statement of a chat message) the statement goes straight to PostgreSQL's pool or
+    SQLite's shared connection: Piccolo's query building and result handling around one short statement cost more
+    CPU than the database driver's part. The SQL is the same either way; it is compiled once per statement text.
     """
     engine = table._meta.db
-    if isinstance(engine, PostgresEngine) and engine.pool is not None and engine.current_transaction.get() is None:
-        rows = await engine.pool.fetch(_numbered_placeholders(sql), *args)
-        return [dict(row.items()) for row in rows]
+    if engine.current_transaction.get() is None:
+        if isinstance(engine, PostgresEngine) and engine.pool is not None:
+            rows = await engine.pool.fetch(_numbered_placeholders(sql), *args)
+            return [dict(row.items()) for row in rows]
+        if isinstance(engine, SharedConnectionSQLiteEngine):
+            return await engine.fetch(_question_marks(sql), args)
     result: list[dict[str, Any]] = await table.raw(sql, *args)
     return result
+
+
+@functools.lru_cache(maxsize=64)
+def _question_marks(sql: str) -> str:
+    """``{}`` placeholders as SQLite's ``?``, as Piccolo compiles them."""
+    return sql.replace("{}", "?")
 
 
 @functools.lru_cache(maxsize=64)
