@@ -217,39 +217,28 @@ class ChatService:
             await dialog.conversation.append(turns)
             return
         now = utcnow()
+        person = dialog.telegram_id
         status = "stopped" if reply.stopped else "ok"
         usage = reply.usage
+        request = (
+            person,
+            dialog.model.id,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cost,
+            status,
+            now,
+        )
         if not self.database.is_sqlite and isinstance(dialog.conversation, StoredConversation):
             rows = [
                 value
                 for turn in turns
-                for value in (dialog.telegram_id, turn.role, encode_content(turn.content), turn.tokens, turn.model, now)
+                for value in (person, turn.role, encode_content(turn.content), turn.tokens, turn.model, now)
             ]
-            await raw(
-                LLMRequest,
-                STORE_SQL,
-                *rows,
-                dialog.telegram_id,
-                dialog.model.id,
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                usage.cost,
-                status,
-                now,
-            )
+            await raw(LLMRequest, STORE_SQL, *rows, *request)
             return
         engine = self.database.engine
         if isinstance(engine, SharedConnectionSQLiteEngine) and isinstance(dialog.conversation, StoredConversation):
-            person = dialog.telegram_id
-            request = (
-                person,
-                dialog.model.id,
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                usage.cost,
-                status,
-                now,
-            )
             await engine.execute_atomically(
                 [
                     *(
