@@ -100,7 +100,7 @@ def _system_paths(capath: str | None) -> ssl.DefaultVerifyPaths:
 # Where the authorities come from
 
 
-def test_the_operators_bundle_or_directory_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_operators_bundle_or_directory_comes_first() -> None:
     assert tls.trust_locations({"SSL_CERT_FILE": "/etc/corp.pem"}) == ("/etc/corp.pem", None)
     assert tls.trust_locations({"SSL_CERT_DIR": "/etc/corp"}) == (None, "/etc/corp")
     assert tls.trust_locations({"SSL_CERT_FILE": "/a.pem", "SSL_CERT_DIR": "/b"}) == ("/a.pem", "/b")

@@ -111,8 +111,7 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         if query_type == "insert" and self.get_version_sync() < 3.35:
             # No RETURNING before SQLite 3.35: Piccolo reads the new row's key on the same connection.
             return await super()._run_in_new_connection(query, args, query_type, table)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._execute, query, args or [])
+        return await self.fetch(query, args or [])
 
     def _execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         connection = self._connected()  # one connection for the whole transaction, even if the file is replaced
