@@ -43,6 +43,12 @@ class Delta:
 
 
 @dataclass(frozen=True, slots=True)
+class TextComplete:
+    """The model has written its whole text (a choice carried ``finish_reason``); usage and the stream's end
+    may still follow."""
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
     """The stream ended; ``usage`` is what OpenRouter reported in its last chunk."""
 
@@ -50,7 +56,7 @@ class Finished:
     finish_reason: str | None
 
 
-StreamEvent = Delta | Finished
+StreamEvent = Delta | TextComplete | Finished
 
 
 def error_for_status(status: int | None, message: str) -> LLMError:
@@ -205,7 +211,8 @@ class LLMClient:
         await self._client.close()
 
     async def stream(self, model: str, messages: list[Message], max_tokens: int) -> AsyncIterator[StreamEvent]:
-        """Yield Delta events, then one Finished. Raises LLMError subclasses.
+        """Yield Delta events, one TextComplete once a choice says why it ended, then one Finished. Raises LLMError
+        subclasses.
 
         The SDK makes the request (retries, timeouts, status errors); the stream's events are read here, as plain
         JSON: read through the SDK's decoder and its model for every chunk, a streamed answer took twice the CPU.
@@ -213,7 +220,7 @@ class LLMClient:
         """
         usage = Usage()
         finish_reason: str | None = None
-        received = False
+        received = complete = False
         try:
             async with self._client.chat.completions.with_streaming_response.create(
                 model=model,
@@ -246,6 +253,9 @@ class LLMClient:
                             yield Delta(text)
                     if finish_reason == "error":
                         raise error_for_status(_error_code(chunk), "finish_reason=error")
+                    if finish_reason is not None and not complete:
+                        complete = True
+                        yield TextComplete()
         except LLMError:
             raise
         except Exception as exc:

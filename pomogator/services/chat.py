@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from pomogator.errors import LLMBadRequest, LLMModerated, LLMUnavailable, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
-from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, Usage
+from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, TextComplete, Usage
 from pomogator.llm.tokens import estimate_content
 from pomogator.services.conversations import (
     HISTORY_LIMIT,
@@ -73,9 +73,14 @@ class Dialog:
 
 @dataclass(slots=True)
 class Reply:
-    """Filled in while the answer streams; ``text`` is what was generated, ``stopped`` if the user cut it."""
+    """Filled in while the answer streams; ``text`` is what was generated, ``stopped`` if the user cut it.
+
+    ``complete`` turns true once the model has written all of ``text``: what follows (usage, storing) adds nothing
+    to show.
+    """
 
     text: str = ""
+    complete: bool = False
     stopped: bool = False
     usage: Usage = field(default_factory=Usage)
     reservation: Reservation | None = None
@@ -176,7 +181,10 @@ class ChatService:
                 if isinstance(event, Delta):
                     reply.text += event.text
                     yield event.text
+                elif isinstance(event, TextComplete):
+                    reply.complete = True
                 elif isinstance(event, Finished):
+                    reply.complete = True
                     reply.usage = event.usage
                     finish_reason = event.finish_reason
                     finished = True

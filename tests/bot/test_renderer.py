@@ -126,6 +126,49 @@ async def test_a_long_answer_becomes_several_messages_while_drafting_the_rest() 
     assert out.drafts and "edit" not in out.calls
 
 
+class Completion:
+    """Pieces the model has finished writing, then the stream's end (usage, storing the answer) ``end`` s later."""
+
+    def __init__(self, pieces: list[str], end: float) -> None:
+        self.pieces = pieces
+        self.end = end
+        self.complete = False
+
+    async def __call__(self) -> AsyncIterator[str]:
+        for piece in self.pieces:
+            yield piece
+        self.complete = True
+        await asyncio.sleep(self.end)
+
+
+async def test_text_the_model_has_finished_goes_straight_to_its_message() -> None:
+    out = FakeOutput()
+    stream = Completion(["Готово, ", "всё сразу."], end=0.05)
+    r = renderer(out, complete=lambda: stream.complete, end_grace=1.0)
+    text = await r.stream(stream())
+    await r.finish(text, stopped=False)
+    assert out.calls == ["send"]
+    assert [m.html for m in out.visible()] == ["Готово, всё сразу."]
+
+
+async def test_finished_text_is_drafted_when_the_end_of_the_stream_is_slow() -> None:
+    out = FakeOutput()
+    stream = Completion(["Готово."], end=0.3)
+    r = renderer(out, complete=lambda: stream.complete, end_grace=0.05)
+    text = await r.stream(stream())
+    assert out.drafts == ["Готово."]
+    await r.finish(text, stopped=False)
+    assert out.calls == ["draft", "send"]
+
+
+async def test_text_still_being_written_is_drafted_at_once() -> None:
+    out = FakeOutput()
+    stream = Stream(["Пишу", " дальше"], delay=0.05)
+    r = renderer(out, complete=lambda: False, end_grace=1.0)
+    await r.stream(stream())
+    assert out.drafts[0] == "Пишу"
+
+
 async def test_without_drafts_one_message_is_edited_with_a_stop_button() -> None:
     out = FakeOutput(refuse_drafts=True)
     refused: list[bool] = []

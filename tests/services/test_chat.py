@@ -479,6 +479,25 @@ async def test_timeout_refunds_and_stores_nothing(
 # --- stop and abandon ------------------------------------------------------------------------------------
 
 
+async def test_the_reply_is_complete_when_the_text_ends_before_it_is_stored(
+    services: Services, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_llm.enqueue(fake.Reply(text="one two three"))
+    dialog = await dialog_for(services)
+    reply = Reply()
+    at_store: list[bool] = []
+    store = services.chat._store
+
+    async def recording_store(dialog: Dialog, content: Content, reply: Reply) -> None:
+        at_store.append(reply.complete)
+        await store(dialog, content, reply)
+
+    monkeypatch.setattr(services.chat, "_store", recording_store)
+    while_streaming = [reply.complete async for _ in services.chat.stream_reply(dialog, "hi", reply=reply)]
+    assert while_streaming == [False, False, False]
+    assert at_store == [True]
+
+
 async def test_stop_keeps_the_partial_answer(services: Services, fake_llm: FakeLLM) -> None:
     fake_llm.enqueue(fake.Reply.slow(200, 20.0))
     full = fake.Reply.slow(200, 20.0).text
@@ -493,6 +512,7 @@ async def test_stop_keeps_the_partial_answer(services: Services, fake_llm: FakeL
             stop.set()
 
     assert reply.stopped
+    assert not reply.complete
     assert reply.text == "".join(pieces)
     assert 2 <= len(pieces) < 200
     assert full.startswith(reply.text)

@@ -17,7 +17,7 @@ from pomogator.errors import (
     LLMTimeout,
     LLMUnavailable,
 )
-from pomogator.llm.client import Delta, Finished, LLMClient, StreamEvent, error_for_status, translate
+from pomogator.llm.client import Delta, Finished, LLMClient, StreamEvent, TextComplete, error_for_status, translate
 from pomogator.llm.transport import _proxy_from_environment
 from tests.conftest import TEST_API_KEY
 from tests.fakes import openai_server as fake
@@ -85,6 +85,13 @@ async def test_finish_reason_and_chunks_pass_through(client: LLMClient, fake_llm
     assert events[-1].finish_reason == "length"
 
 
+async def test_the_text_is_complete_once_a_choice_says_why_it_ended(client: LLMClient, fake_llm: FakeLLM) -> None:
+    # The fake sends the finish_reason chunk, then the usage chunk, then [DONE], as OpenRouter does.
+    fake_llm.enqueue(fake.Reply(text="one two three"))
+    events = await collect(client)
+    assert [type(e) for e in events] == [Delta, Delta, Delta, TextComplete, Finished]
+
+
 async def test_keepalive_comments_are_ignored(client: LLMClient, fake_llm: FakeLLM) -> None:
     fake_llm.enqueue(fake.Reply(text="fine", ttft=0.05, keepalive_interval=0.01))
     assert text_of(await collect(client)) == "fine"
@@ -93,8 +100,7 @@ async def test_keepalive_comments_are_ignored(client: LLMClient, fake_llm: FakeL
 async def test_empty_answer_finishes_without_deltas(client: LLMClient, fake_llm: FakeLLM) -> None:
     fake_llm.enqueue(fake.Reply(text=""))
     events = await collect(client)
-    assert len(events) == 1
-    assert isinstance(events[0], Finished)
+    assert [type(e) for e in events] == [TextComplete, Finished]
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ class Answerer:
         and ``ChatGone`` when the chat cannot receive the answer.
         """
         answer_id = secrets.randbelow(DRAFT_ID_LIMIT) + 1
+        reply = Reply()
         async with self.stops.streaming(chat.id, answer_id) as stop:
             renderer = AnswerRenderer(
                 ChatOutput(bot, chat.id),
@@ -43,8 +44,8 @@ class Answerer:
                 interval=self.interval,
                 on_drafts_refused=lambda: self._remember_no_drafts(chat.id),
                 stop=stop,
+                complete=lambda: reply.complete,
             )
-            reply = Reply()
             dialog = self.chat.dialog_for(account)
             await renderer.stream(self.chat.stream_reply(dialog, content, stop=stop, reply=reply))
         await renderer.finish(reply.text, stopped=reply.stopped)

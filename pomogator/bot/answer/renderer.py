@@ -5,8 +5,8 @@ updated at most once per interval: a draft (``sendMessageDraft`` with Telegram's
 or a message edited in place with a "⏹ Стоп" button where drafts are not available. A live update never blocks
 reading the model's stream: the latest text is rendered each time, so a slow or flood-limited update is simply
 followed by a fresher one. When the answer outgrows one message, the full chunks are sent as messages and the live
-view goes on with the rest. At the end the chain of messages is made to show exactly the final rendering, without
-buttons.
+view goes on with the rest. Text the model has finished writing is not previewed: its message follows at once. At
+the end the chain of messages is made to show exactly the final rendering, without buttons.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ TYPING_EVERY = 4.5
 # when a response takes a noticeable time, and a request saved per fast answer is a request that counts against no
 # flood limit.
 TYPING_AFTER = 0.3
+# Once the model has written its whole text, the answer's message follows as soon as the stream ends and the answer
+# is stored; a draft would only flash before it. The draft is shown anyway if that end takes longer than this.
+END_GRACE = 0.5
 _STOPPED_RESERVE = utf16_len(html_to_text(texts.STOPPED_MARK)) + 2
 
 
@@ -49,6 +52,8 @@ class AnswerRenderer:
         typing_after: float = TYPING_AFTER,
         on_drafts_refused: Callable[[], None] | None = None,
         stop: asyncio.Event | None = None,
+        complete: Callable[[], bool] | None = None,
+        end_grace: float = END_GRACE,
     ) -> None:
         self.out = out
         self.answer_id = answer_id
@@ -62,6 +67,9 @@ class AnswerRenderer:
         self._on_drafts_refused = on_drafts_refused
         # Once the user pressed Stop, nothing more is shown live: only the final message follows.
         self._stop = stop
+        # Says whether the model has written all of its text (the stream may still be ending).
+        self._complete = complete
+        self._end_grace = end_grace
         self._text = ""
         self._drafted: list[str] | None = None
         self._changed = asyncio.Event()
@@ -136,21 +144,29 @@ class AnswerRenderer:
     async def _present(self) -> None:
         while True:
             await self._changed.wait()
-            if self._finished.is_set() or self._stopped():
+            if self._done():
                 return
             delay = self._throttle.delay()
             if delay > 0:
-                # asyncio.timeout, unlike wait_for on Python 3.11, never swallows the cancellation of a failed answer.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._finished.wait()
-            if self._finished.is_set() or self._stopped():
+                await self._until_finished(delay)
+            if not self._done() and self._complete is not None and self._complete():
+                await self._until_finished(self._end_grace)
+            if self._done():
                 return
             self._changed.clear()
             chunks = render_answer(self._text)
             if chunks:
                 await self._show(chunks)
                 self._throttle.mark()
+
+    async def _until_finished(self, seconds: float) -> None:
+        # asyncio.timeout, unlike wait_for on Python 3.11, never swallows the cancellation of a failed answer.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._finished.wait()
+
+    def _done(self) -> bool:
+        return self._finished.is_set() or self._stopped()
 
     def _stopped(self) -> bool:
         return self._stop is not None and self._stop.is_set()
