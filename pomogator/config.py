@@ -16,6 +16,8 @@ from pomogator.errors import ConfigError
 
 ENV_PREFIX = "POMOGATOR_"
 
+# What taking payments needs (``Settings.require``).
+YOOKASSA_SETTINGS = ("yookassa_shop_id", "yookassa_secret_key")
 DEFAULT_YOOKASSA_NETWORKS = (
     "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11,77.75.156.35,77.75.154.128/25,2a02:5180::/32"
 )

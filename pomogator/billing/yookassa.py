@@ -32,7 +32,7 @@ from yookassa.client import ApiClient
 from yookassa.domain.common import RequestObject
 
 from pomogator.billing.models import ReceiptSpec, RemotePayment, RemoteRefund, money
-from pomogator.config import Settings
+from pomogator.config import YOOKASSA_SETTINGS, Settings
 from pomogator.errors import PaymentNotFound, PaymentProviderUnavailable, PaymentRejected
 
 T = TypeVar("T")
@@ -51,7 +51,7 @@ class YooKassaConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> YooKassaConfig:
-        settings.require("yookassa_shop_id", "yookassa_secret_key")
+        settings.require(*YOOKASSA_SETTINGS)
         assert settings.yookassa_shop_id is not None and settings.yookassa_secret_key is not None
         return cls(
             shop_id=settings.yookassa_shop_id,

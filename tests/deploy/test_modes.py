@@ -59,6 +59,29 @@ async def test_the_web_app_loads_aiogram_only_in_webhook_mode(tmp_path: Path, we
     assert loaded == "False"
 
 
+async def test_the_web_app_starts_without_the_payment_sdk(tmp_path: Path) -> None:
+    # Configured, so the start-up check passes; the yookassa SDK (and requests) wait for the first payment.
+    env = clean_env(
+        POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        POMOGATOR_YOOKASSA_SHOP_ID="1",
+        POMOGATOR_YOOKASSA_SECRET_KEY="s",
+        POMOGATOR_REMINDER_INTERVAL_SECONDS="0",
+    )
+    code = (
+        "import asyncio, sys\n"
+        "from pomogator.config import Settings\n"
+        "from pomogator.web.app import create_app\n"
+        "app = create_app(Settings())\n"
+        "async def main():\n"
+        "    async with app.router.lifespan_context(app):\n"
+        "        print('yookassa' in sys.modules, 'requests' in sys.modules)\n"
+        "asyncio.run(main())\n"
+    )
+    result = await run_cli("-c", code, cwd=tmp_path, env=env, program=sys.executable)
+    assert result.code == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "False"]
+
+
 async def test_run_bot_refuses_to_poll_in_webhook_mode(tmp_path: Path) -> None:
     env = clean_env(
         POMOGATOR_BOT_TOKEN="1:x",
