@@ -57,7 +57,7 @@ def main() -> None:
     counts = os.environ.get("BENCH_SQLITE_COUNTS")
     if counts:
         _install_sqlite_counter(Path(counts))
-    from pomogator.cli import main as cli_main
+    from pomogator.console import main as cli_main
 
     sys.argv = ["pomogator", *sys.argv[1:]]
     profile_path = os.environ.get("BENCH_CPROFILE")

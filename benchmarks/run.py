@@ -165,7 +165,7 @@ def pomogator_command() -> list[str]:
     script = Path(sys.executable).with_name("pomogator")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from pomogator.cli import main; main()"]
+    return [sys.executable, "-c", "from pomogator.console import main; main()"]
 
 
 def clean_env() -> dict[str, str]:

@@ -1,3 +1,3 @@
-from pomogator.cli import main
+from pomogator.console import main
 
 main()

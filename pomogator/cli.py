@@ -1,13 +1,13 @@
 """The ``pomogator`` command line: database, administration, a terminal chat, and the servers.
 
 Heavy frontends (aiogram, uvicorn) are imported inside the commands that run them, so ``pomogator --help`` and the
-admin commands start fast.
+admin commands start fast. The console entry point is :mod:`pomogator.console`; it starts the servers themselves
+(:mod:`pomogator.servers`) without this module.
 """
 
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -15,9 +15,8 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from pomogator import cli_output
-from pomogator.config import Settings, load_settings
-from pomogator.errors import PomogatorError
+from pomogator import cli_output, servers
+from pomogator.servers import settings_for
 
 T = TypeVar("T")
 
@@ -38,16 +37,6 @@ app.add_typer(models_app, name="models")
 app.add_typer(run_app, name="run")
 
 UserId = Annotated[int, typer.Argument(help="Telegram user id.")]
-
-
-def settings_for(*needs: str, process: str = "cli") -> Settings:
-    """Load settings, check the ones this command needs, configure logging for this process."""
-    from pomogator.logging import setup_logging
-
-    settings = load_settings()
-    settings.require(*needs)
-    setup_logging(settings, process)
-    return settings
 
 
 def with_services(
@@ -246,51 +235,16 @@ def chat(
 # --- run ---------------------------------------------------------------------------------------------------
 
 
-# The youngest generation is collected after this many new container objects instead of CPython's 700. An answer
-# leaves a few hundred behind (requests, responses, models), so with 700 the collector ran several times a second
-# under load, promoting short-lived objects it then had to walk again in older generations: ~10 % of the bot's CPU
-# at full load, against ~4 % with this (and fewer full collections, whose pauses make the slowest replies).
-YOUNG_GENERATION_THRESHOLD = 7000
-
-
-def freeze_start_up_objects() -> None:
-    """Move everything allocated so far — the imported modules, aiogram's and openai's models — out of the garbage
-    collector's reach: it lives as long as the server does. Without this, every full collection walks those ~280
-    thousand objects again and pauses the event loop for about 0.2 s, which a busy bot's slowest replies wait out.
-    The collector then runs less often (``YOUNG_GENERATION_THRESHOLD``)."""
-    gc.collect()
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
-
-
 @run_app.command("bot")
 def run_bot() -> None:
     """Run the Telegram bot (long polling). In webhook mode the web app serves the bot instead."""
-    # The bot talks to the model from its first message: the SDK is loaded now, to be frozen with the rest.
-    import openai  # noqa: F401
-
-    from pomogator.bot.runner import run_polling
-
-    settings = settings_for("bot_token", "openrouter_api_key", process="bot")
-    freeze_start_up_objects()
-    asyncio.run(run_polling(settings))
+    servers.run_bot()
 
 
 @run_app.command("web")
 def run_web() -> None:
     """Run the web app: the YooKassa webhook, health checks and, in webhook mode, the Telegram bot."""
-    from pomogator.web.server import serve
-
-    settings = settings_for(process="web")
-    if settings.webhook_mode:
-        # The app serves the bot: aiogram, the bot's modules and the SDK are loaded now, to be frozen with the rest
-        # (left to the app's start-up they would be walked by every full collection, 0.2-0.3 s each).
-        import openai  # noqa: F401
-
-        import pomogator.bot.webhook  # noqa: F401
-    freeze_start_up_objects()
-    serve(settings)
+    servers.run_web()
 
 
 @app.command("healthcheck")
@@ -314,23 +268,3 @@ app.add_typer(payments_app, name="payments")
 from pomogator.commands.bot import app as bot_app  # noqa: E402 (its commands import this module lazily)
 
 app.add_typer(bot_app, name="bot")
-
-
-def main() -> None:
-    """Console entry point: domain errors become one line on stderr and exit code 1."""
-    from loguru import logger
-
-    # Until settings are read, loguru's default handler would print local variables with a traceback.
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING", backtrace=False, diagnose=False)
-    try:
-        app()
-    except PomogatorError as exc:
-        cli_output.error(exc.user_message)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
-    except Exception as exc:
-        logger.opt(exception=exc).error("Unexpected error")
-        cli_output.error("unexpected failure; see the log above.")
-        raise SystemExit(1) from None

@@ -64,7 +64,7 @@ async def call_bot_api(settings: Settings, method: str, params: dict[str, Any] |
 
 
 def _settings(*needs: str) -> Settings:
-    from pomogator.cli import settings_for
+    from pomogator.servers import settings_for
 
     return settings_for("bot_token", *needs)
 

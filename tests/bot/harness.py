@@ -65,7 +65,7 @@ def bot_command() -> list[str]:
     script = Path(sys.executable).with_name("pomogator")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from pomogator.cli import main; main()"]
+    return [sys.executable, "-c", "from pomogator.console import main; main()"]
 
 
 class BotProcess:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pomogator.cli import YOUNG_GENERATION_THRESHOLD, freeze_start_up_objects
+from pomogator.servers import YOUNG_GENERATION_THRESHOLD, freeze_start_up_objects
 from tests.cli.helpers import clean_env, run_cli
 from tests.conftest import TEST_API_KEY
 from tests.fakes.openai_server import FakeLLM, Reply

@@ -18,9 +18,13 @@ from tests.conftest import make_settings
 SECRET = "deploy-test-secret"
 
 
+def imported(stderr: str) -> set[str]:
+    """The top-level packages a ``python -X importtime`` run lists."""
+    return {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in stderr.splitlines() if "|" in line}
+
+
 def imports_aiogram(stderr: str) -> bool:
-    """Whether ``python -X importtime`` output lists an aiogram module."""
-    return any(line.rsplit("|", 1)[-1].strip().startswith("aiogram") for line in stderr.splitlines() if "|" in line)
+    return "aiogram" in imported(stderr)
 
 
 @pytest.mark.parametrize(
@@ -80,6 +84,23 @@ async def test_the_web_app_starts_without_the_payment_sdk(tmp_path: Path) -> Non
     result = await run_cli("-c", code, cwd=tmp_path, env=env, program=sys.executable)
     assert result.code == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["False", "False"]
+
+
+async def test_the_servers_start_without_the_cli_framework(tmp_path: Path) -> None:
+    # Webhook mode makes `run bot` stop at its settings check, after its start-up imports.
+    env = clean_env(
+        POMOGATOR_BOT_TOKEN="1:x", POMOGATOR_OPENROUTER_API_KEY="k", POMOGATOR_TELEGRAM_WEBHOOK_SECRET=SECRET
+    )
+    command = ("-X", "importtime", "-m", "pomogator", "run", "bot")
+    result = await run_cli(*command, cwd=tmp_path, env=env, program=sys.executable)
+    assert result.code == 1 and "run web" in result.stderr
+    modules = imported(result.stderr)
+    assert "openai" in modules
+    assert not {"typer", "click"} & modules
+    # With anything more on the command line it is the CLI's: its help, for one.
+    helped = await run_cli("run", "bot", "--help", cwd=tmp_path, env=env)
+    assert helped.code == 0
+    assert "long polling" in helped.stdout
 
 
 async def test_run_bot_refuses_to_poll_in_webhook_mode(tmp_path: Path) -> None:
