@@ -1,20 +1,26 @@
-"""Settings, read from the environment (prefix ``POMOGATOR_``) and from ``.env`` in the working directory."""
+"""Settings, read from the environment (prefix ``POMOGATOR_``) and from ``.env`` in the working directory.
+
+``load_settings`` reads them, as pydantic-settings would (names case-insensitive, the environment over ``.env``,
+``${VAR}`` expanded in ``.env``) but without it: its sources, a command-line parser among them, took ~1 MiB of every
+process for a handful of plain values.
+"""
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from pomogator.errors import ConfigError
 
 ENV_PREFIX = "POMOGATOR_"
+ENV_FILE = Path(".env")
 
 # What taking payments needs (``Settings.require``).
 YOOKASSA_SETTINGS = ("yookassa_shop_id", "yookassa_secret_key")
@@ -54,10 +60,10 @@ def parse_ids(value: str) -> tuple[int, ...]:
     return tuple(ids)
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+class Settings(BaseModel):
+    """The settings; ``Settings(**values)`` takes them as given, ``load_settings()`` from the environment."""
+
+    model_config = ConfigDict(extra="ignore")
 
     database_url: str = "sqlite:///pomogator.sqlite3"
     bot_token: SecretStr | None = None
@@ -160,12 +166,25 @@ class Settings(BaseSettings):
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
 
 
-def load_settings() -> Settings:
+def environment_values(env_file: Path | None = ENV_FILE) -> dict[str, str]:
+    """The ``POMOGATOR_*`` values of ``env_file`` (if it exists) and the environment, which wins, keyed by setting."""
+    merged: dict[str, str] = {}
+    if env_file is not None and env_file.is_file():
+        from dotenv import dotenv_values
+
+        found = dotenv_values(env_file, encoding="utf-8")
+        merged.update((key, value) for key, value in found.items() if value is not None)
+    merged.update(os.environ)
+    prefix = len(ENV_PREFIX)
+    return {key[prefix:].lower(): value for key, value in merged.items() if key.upper().startswith(ENV_PREFIX)}
+
+
+def load_settings(env_file: Path | None = ENV_FILE) -> Settings:
     """Build settings once per process, turning validation errors into a one-line ConfigError."""
     from pydantic import ValidationError
 
     try:
-        return Settings()
+        return Settings.model_validate(environment_values(env_file))
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"

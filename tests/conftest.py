@@ -93,7 +93,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {"openrouter_api_key": TEST_API_KEY, "log_level": "WARNING"}
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(**values)
 
 
 @pytest.fixture

@@ -49,9 +49,9 @@ async def test_the_web_app_loads_aiogram_only_in_webhook_mode(tmp_path: Path, we
         env["POMOGATOR_TELEGRAM_WEBHOOK_SECRET"] = SECRET
     code = (
         "import sys\n"
-        "from pomogator.config import Settings\n"
+        "from pomogator.config import load_settings\n"
         "from pomogator.web.app import create_app\n"
-        "app = create_app(Settings())\n"
+        "app = create_app(load_settings())\n"
         "paths = sorted(route.path for route in app.routes)\n"
         "print(paths, 'aiogram' in sys.modules)\n"
     )
@@ -73,9 +73,9 @@ async def test_the_web_app_starts_without_the_payment_sdk(tmp_path: Path) -> Non
     )
     code = (
         "import asyncio, sys\n"
-        "from pomogator.config import Settings\n"
+        "from pomogator.config import load_settings\n"
         "from pomogator.web.app import create_app\n"
-        "app = create_app(Settings())\n"
+        "app = create_app(load_settings())\n"
         "async def main():\n"
         "    async with app.router.lifespan_context(app):\n"
         "        print('yookassa' in sys.modules, 'requests' in sys.modules)\n"
