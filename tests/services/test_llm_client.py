@@ -17,7 +17,16 @@ from pomogator.errors import (
     LLMTimeout,
     LLMUnavailable,
 )
-from pomogator.llm.client import Delta, Finished, LLMClient, StreamEvent, TextComplete, error_for_status, translate
+from pomogator.llm.client import (
+    Delta,
+    Finished,
+    LLMClient,
+    StreamEvent,
+    TextComplete,
+    _sse_data,
+    error_for_status,
+    translate,
+)
 from pomogator.llm.transport import _proxy_from_environment
 from tests.conftest import TEST_API_KEY
 from tests.fakes import openai_server as fake
@@ -259,7 +268,9 @@ async def test_without_a_proxy_the_host_is_reached_directly(fake_llm: FakeLLM, m
     ],
 )
 def test_the_proxy_is_read_from_the_environment(
-    environment: dict[str, str], host: str, expected: tuple[str, dict[str, str]] | None,
+    environment: dict[str, str],
+    host: str,
+    expected: tuple[str, dict[str, str]] | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY"):
@@ -272,3 +283,30 @@ def test_the_proxy_is_read_from_the_environment(
     else:
         assert proxy is not None
         assert (str(proxy[0]), proxy[1]) == expected
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def sse_data(*parts: bytes) -> list[bytes]:
+    return [data async for data in _sse_data(_chunks(*parts))]
+
+
+async def test_server_sent_events_are_read_across_chunks_and_line_endings() -> None:
+    stream = (
+        b': OPENROUTER PROCESSING\n\ndata: {"a": 1}\r\n\r\nevent: x\nid: 7\ndata: one\ndata:two\r\rdata: [DONE]\n\n'
+    )
+    expected = [b'{"a": 1}', b"one\ntwo", b"[DONE]"]
+    assert await sse_data(stream) == expected
+    # However the bytes are cut, a CRLF split between two reads included, the events are the same.
+    for cut in range(1, len(stream)):
+        assert await sse_data(stream[:cut], stream[cut:]) == expected, cut
+    assert await sse_data(*(stream[i : i + 1] for i in range(len(stream)))) == expected
+
+
+async def test_the_streams_end_ends_its_last_event() -> None:
+    assert await sse_data(b"data: last") == [b"last"]
+    assert await sse_data(b"data: a\n", b"data: b\r") == [b"a\nb"]
+    assert await sse_data(b": only a comment\n") == []
