@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
-from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
@@ -46,6 +45,7 @@ from pomogator.bot.middlewares import (
     PrivateChatsOnly,
     UpdateTracker,
 )
+from pomogator.bot.session import JsonBodySession
 from pomogator.config import Settings
 from pomogator.container import Services
 from pomogator.tls import client_context
@@ -55,7 +55,7 @@ def create_bot(settings: Settings) -> Bot:
     """A Bot talking to ``POMOGATOR_TELEGRAM_API_URL`` (api.telegram.org or a local Bot API server)."""
     settings.require("bot_token")
     assert settings.bot_token is not None
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session = JsonBodySession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
     # The process's one TLS context, shared with the model's client, instead of a certifi bundle of its own (~0.7
     # MiB). aiogram has no parameter for it: its connector's arguments are where it keeps the context.
     session._connector_init["ssl"] = client_context()

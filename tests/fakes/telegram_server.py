@@ -174,6 +174,8 @@ class Call:
     time: float
     """``time.monotonic()`` when the request arrived."""
     files: dict[str, bytes] = field(default_factory=dict)
+    content_type: str = ""
+    """The request body's type: ``application/json``, a form's, or ``application/octet-stream`` if none was given."""
     ok: bool | None = None
     error_code: int | None = None
     description: str | None = None
@@ -416,7 +418,7 @@ def validate_reply_markup(markup: Any) -> JsonDict | None:
     if "inline_keyboard" in markup:
         rows = markup["inline_keyboard"]
         if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
-            raise bad_request("field \"inline_keyboard\" of the InlineKeyboardMarkup must be an Array")
+            raise bad_request('field "inline_keyboard" of the InlineKeyboardMarkup must be an Array')
         for row in rows:
             for button in row:
                 _validate_inline_button(button)
@@ -424,18 +426,18 @@ def validate_reply_markup(markup: Any) -> JsonDict | None:
     if "keyboard" in markup:
         rows = markup["keyboard"]
         if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
-            raise bad_request("field \"keyboard\" of the ReplyKeyboardMarkup must be an Array")
+            raise bad_request('field "keyboard" of the ReplyKeyboardMarkup must be an Array')
         return markup
     if markup.get("remove_keyboard") or markup.get("force_reply"):
         return markup
-    raise bad_request("can't find field \"inline_keyboard\"")
+    raise bad_request('can\'t find field "inline_keyboard"')
 
 
 def _validate_inline_button(button: Any) -> None:
     if not isinstance(button, dict):
         raise bad_request("can't parse inline keyboard button: InlineKeyboardButton must be an Object")
     if not isinstance(button.get("text"), str):
-        raise bad_request("can't parse inline keyboard button: Field \"text\" must be of type String")
+        raise bad_request('can\'t parse inline keyboard button: Field "text" must be of type String')
     actions = [name for name in BUTTON_ACTIONS if name in button]
     if not actions:
         raise bad_request("can't parse inline keyboard button: Text buttons are unallowed in the inline keyboard")
@@ -648,7 +650,7 @@ class FakeTelegram:
         long_poll = method.lower() == "getupdates"
         if not long_poll:
             self._active_requests += 1
-        call = Call(method=method, params={}, time=time.monotonic())
+        call = Call(method=method, params={}, time=time.monotonic(), content_type=request.content_type)
         try:
             try:
                 call.params, call.files = await self._read_params(request)
@@ -880,7 +882,7 @@ class FakeTelegram:
     async def _set_my_commands(self, params: JsonDict, files: dict[str, bytes]) -> bool:
         commands = _as_json(params.get("commands"), "commands")
         if not isinstance(commands, list):
-            raise bad_request("parameter \"commands\" is required")
+            raise bad_request('parameter "commands" is required')
         if len(commands) > 100:
             raise bad_request("too many commands specified")
         for command in commands:
@@ -986,8 +988,7 @@ class FakeTelegram:
             if generation != self._poll_generation:
                 raise ApiError(
                     409,
-                    "Conflict: terminated by other getUpdates request; "
-                    "make sure that only one bot instance is running",
+                    "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running",
                 )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -1423,9 +1424,7 @@ class FakeTelegram:
         """A user pastes a text longer than 4096 characters: the client sends it as several messages."""
         return [self.user_message(chat_id, part, user_id=user_id) for part in split_like_client(text)]
 
-    def group_message(
-        self, chat_id: int, text: str, user_id: int | None = None, chat_type: str = "supergroup"
-    ) -> int:
+    def group_message(self, chat_id: int, text: str, user_id: int | None = None, chat_type: str = "supergroup") -> int:
         return self._user_message(
             chat_id, user_id=user_id, first_name="Test", chat_type=chat_type, text=text, title="Test group"
         )
@@ -1670,9 +1669,7 @@ class FakeTelegram:
         """Visible text of the bot's messages after ``after_message_id`` glued together, to check a long answer
         that the bot split into several messages."""
         return separator.join(
-            message.text or ""
-            for message in self.sent_messages(chat_id)
-            if message.message_id > after_message_id
+            message.text or "" for message in self.sent_messages(chat_id) if message.message_id > after_message_id
         )
 
     def message(self, chat_id: int, message_id: int) -> SentMessage:

@@ -1,0 +1,58 @@
+"""The Bot API session: aiogram's aiohttp session, sending requests without files as JSON.
+
+aiogram sends every request as a form: each parameter that is an object (a keyboard, entities, link preview options)
+JSON-encoded on its own, then the whole form URL-encoded. The Bot API takes a JSON body as well; one encoding of the
+whole request is about 0.1 ms less CPU per call, a few per cent of an answer's under load. Requests that upload
+files go out as aiogram's multipart forms, as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import TelegramMethod
+from aiogram.methods.base import TelegramType
+from aiohttp import ClientError, ClientTimeout
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+class JsonBodySession(AiohttpSession):
+    async def make_request(
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        timeout: int | None = None,  # noqa: ASYNC109 - aiogram's signature
+    ) -> TelegramType:
+        body = self.json_body(bot, method)
+        if body is None:
+            return await super().make_request(bot, method, timeout)
+        session = await self.create_session()
+        url = self.api.api_url(token=bot.token, method=method.__api_method__)
+        # The rest is aiogram's own request, errors and response handling.
+        try:
+            seconds = self.timeout if timeout is None else timeout
+            async with session.post(url, data=body, headers=JSON_HEADERS, timeout=ClientTimeout(total=seconds)) as resp:
+                raw_result = await resp.text()
+        except TimeoutError as e:
+            raise TelegramNetworkError(method=method, message="Request timeout error") from e
+        except ClientError as e:
+            raise TelegramNetworkError(method=method, message=f"{type(e).__name__}: {e}") from e
+        response = self.check_response(bot=bot, method=method, status_code=resp.status, content=raw_result)
+        return cast(TelegramType, response.result)
+
+    def json_body(self, bot: Bot, method: TelegramMethod[Any]) -> bytes | None:
+        """The request as a JSON object, the values prepared as aiogram prepares a form's (defaults applied, empty
+        values left out); None when it uploads files."""
+        files: dict[str, Any] = {}
+        body: dict[str, Any] = {}
+        for key, value in method.model_dump(warnings=False).items():
+            prepared = self.prepare_value(value, bot=bot, files=files, _dumps_json=False)
+            if prepared is not None and prepared != "":
+                body[key] = prepared
+        if files:
+            return None
+        return self.json_dumps(body).encode()
