@@ -39,9 +39,7 @@ app.add_typer(run_app, name="run")
 UserId = Annotated[int, typer.Argument(help="Telegram user id.")]
 
 
-def with_services(
-    fn: Callable[..., Awaitable[T]], *needs: str, migrate: bool | None = None
-) -> T:
+def with_services(fn: Callable[..., Awaitable[T]], *needs: str, migrate: bool | None = None) -> T:
     """Run ``fn(services)`` inside the composition root, on a fresh event loop."""
     from pomogator.container import build_services
 
@@ -212,12 +210,8 @@ def models_list() -> None:
 
 @app.command("chat")
 def chat(
-    model: Annotated[
-        str | None, typer.Option(help="Model id for this session (see `pomogator models list`).")
-    ] = None,
-    user: Annotated[
-        int | None, typer.Option(help="Chat as this Telegram user: their role, context and quota.")
-    ] = None,
+    model: Annotated[str | None, typer.Option(help="Model id for this session (see `pomogator models list`).")] = None,
+    user: Annotated[int | None, typer.Option(help="Chat as this Telegram user: their role, context and quota.")] = None,
 ) -> None:
     """Chat with a model in the terminal. Reads lines from stdin; /clear resets the context, /model switches.
 

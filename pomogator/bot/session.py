@@ -2,14 +2,15 @@
 
 aiogram sends every request as a form: each parameter that is an object (a keyboard, entities, link preview options)
 JSON-encoded on its own, then the whole form URL-encoded. The Bot API takes a JSON body as well; one encoding of the
-whole request is about 0.1 ms less CPU per call, a few per cent of an answer's under load. Requests that upload
-files go out as aiogram's multipart forms, as before.
+whole request (with orjson) is about 0.1 ms less CPU per call, a few per cent of an answer's under load. Requests
+that upload files go out as aiogram's multipart forms, as before.
 """
 
 from __future__ import annotations
 
 from typing import Any, cast
 
+import orjson
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import TelegramNetworkError
@@ -21,6 +22,10 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class JsonBodySession(AiohttpSession):
+    def __init__(self, **kwargs: Any) -> None:
+        # Responses are parsed with orjson too: the Bot API's answers are JSON, an update batch of polling among them.
+        super().__init__(json_loads=orjson.loads, **kwargs)
+
     async def make_request(
         self,
         bot: Bot,
@@ -55,4 +60,4 @@ class JsonBodySession(AiohttpSession):
                 body[key] = prepared
         if files:
             return None
-        return self.json_dumps(body).encode()
+        return orjson.dumps(body)

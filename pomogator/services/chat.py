@@ -94,8 +94,7 @@ def without_images(content: Content) -> Content:
     if isinstance(content, str) or not has_images(content):
         return content
     return [
-        {"type": "text", "text": IMAGE_PLACEHOLDER} if part.get("type") == "image_url" else part
-        for part in content
+        {"type": "text", "text": IMAGE_PLACEHOLDER} if part.get("type") == "image_url" else part for part in content
     ]
 
 
@@ -272,9 +271,7 @@ class ChatService:
             )
 
 
-async def _until_stopped(
-    events: AsyncIterator[StreamEvent], stop: asyncio.Event | None
-) -> AsyncIterator[StreamEvent]:
+async def _until_stopped(events: AsyncIterator[StreamEvent], stop: asyncio.Event | None) -> AsyncIterator[StreamEvent]:
     """Pass events through until the stream ends or ``stop`` is set, whichever comes first.
 
     Events are read in the consumer's own task, so events that have already arrived pass without a trip through the

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from pomogator.store.tables import DialogMessage
 from pomogator.timeutil import utcnow
 
@@ -30,7 +32,7 @@ def encode_content(content: Content) -> str:
 
 def decode_content(stored: Any) -> Content:
     """A turn's content as read back: the JSON column arrives as text from a raw query, decoded from Piccolo's."""
-    decoded: Content = json.loads(stored) if isinstance(stored, str) else stored
+    decoded: Content = orjson.loads(stored) if isinstance(stored, str) else stored
     return decoded
 
 
@@ -75,8 +77,10 @@ class StoredConversation:
         )
 
     async def clear(self) -> int:
-        deleted = await DialogMessage.delete().where(DialogMessage.telegram_id == self.telegram_id).returning(
-            DialogMessage.id
+        deleted = (
+            await DialogMessage.delete()
+            .where(DialogMessage.telegram_id == self.telegram_id)
+            .returning(DialogMessage.id)
         )
         return len(deleted)
 

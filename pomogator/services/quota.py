@@ -19,9 +19,7 @@ RESERVE_SQL = (
     "ON CONFLICT (telegram_id, model, day) DO UPDATE SET used = daily_usage.used + 1 "
     "WHERE daily_usage.used < {} RETURNING used"
 )
-REFUND_SQL = (
-    "UPDATE daily_usage SET used = used - 1 WHERE telegram_id = {} AND model = {} AND day = {} AND used > 0"
-)
+REFUND_SQL = "UPDATE daily_usage SET used = used - 1 WHERE telegram_id = {} AND model = {} AND day = {} AND used > 0"
 
 
 @dataclass(frozen=True, slots=True)

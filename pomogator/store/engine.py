@@ -326,5 +326,3 @@ async def open_database(url: str, *, migrate: bool | None = None) -> AsyncIterat
         yield database
     finally:
         await database.close()
-
-

@@ -117,6 +117,4 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
         raise CorruptFile(filename) from exc
     text = "\n\n".join(blocks)
     cut, truncated = cut_to_fit(text, max_chars)
-    return ExtractedDocument(
-        filename=filename, kind="docx", text=cut, truncated=truncated, total_chars=len(text)
-    )
+    return ExtractedDocument(filename=filename, kind="docx", text=cut, truncated=truncated, total_chars=len(text))

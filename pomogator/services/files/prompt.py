@@ -30,9 +30,7 @@ def truncation_note(doc: ExtractedDocument) -> str | None:
     if not doc.truncated:
         return None
     if doc.total_chars is not None:
-        return (
-            f"[The file was cut to fit the model's context: {len(doc.text)} of {doc.total_chars} characters]"
-        )
+        return f"[The file was cut to fit the model's context: {len(doc.text)} of {doc.total_chars} characters]"
     if doc.pages_read is not None and doc.pages_total is not None:
         return (
             f"[The file was cut to fit the model's context: {len(doc.text)} characters"

@@ -197,4 +197,3 @@ class _Renderer:
         if not html_to_text(label).strip():
             label = fallback
         return f'<a href="{escape_attr(href)}">{label}</a>'
-

@@ -77,7 +77,7 @@ def split_html(html: str, limit: int = TELEGRAM_MESSAGE_LIMIT) -> list[str]:
 def _choose_break(chars: list[str], start: int, fits: int) -> tuple[int, int]:
     """Where to end a chunk that cannot take everything up to ``fits``: (cut index, chars to drop)."""
     room = fits - start
-    window = "".join(chars[start:fits + 2])
+    window = "".join(chars[start : fits + 2])
     found: list[tuple[int, str]] = []
     for separator in _SEPARATORS:
         # A separator may reach past the room: it is dropped, so it does not count.
