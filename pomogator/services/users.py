@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -134,7 +135,7 @@ class UserService:
         rows = await User.select().order_by(User.created_at).limit(limit)
         return [await self._account(row) for row in rows]
 
-    async def _account(self, row: dict[str, Any]) -> Account:
+    async def _account(self, row: Mapping[str, Any]) -> Account:
         """``row`` is a user row; with a ``premium_until`` column (``TOUCH_SQL``) premium is not looked up again."""
         if "premium_until" in row:
             premium_until = running_until(row["premium_until"])

@@ -7,6 +7,7 @@ import sqlite3
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -205,19 +206,25 @@ def test_placeholders_are_numbered_in_order() -> None:
 
 
 async def test_raw_statements_give_what_piccolo_gives_in_and_out_of_transactions(db_url: str) -> None:
+    async def rows(sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [dict(row) for row in await raw(User, sql, *args)]
+
     async with open_database(db_url, migrate=True) as database:
         sql = "INSERT INTO users (telegram_id, first_name) VALUES ({}, {}) RETURNING telegram_id, first_name"
-        assert await raw(User, sql, 5, "Direct") == [{"telegram_id": 5, "first_name": "Direct"}]
+        assert await rows(sql, 5, "Direct") == [{"telegram_id": 5, "first_name": "Direct"}]
         select = "SELECT telegram_id, first_name FROM users WHERE telegram_id IN ({}, {}) ORDER BY 1"
         with pytest.raises(RuntimeError):
             async with database.transaction():
                 await raw(User, sql, 6, "Undone")
                 # Inside a transaction the statement runs on the transaction's connection: it sees the row.
-                assert await raw(User, select, 5, 6) == await User.raw(select, 5, 6)
+                assert await rows(select, 5, 6) == await User.raw(select, 5, 6)
                 assert len(await raw(User, select, 5, 6)) == 2
                 raise RuntimeError("roll back")
         kept = [{"telegram_id": 5, "first_name": "Direct"}]
-        assert await raw(User, select, 5, 6) == await User.raw(select, 5, 6) == kept
+        assert await rows(select, 5, 6) == await User.raw(select, 5, 6) == kept
+        # Rows read by name, as the services read them, whatever the path.
+        row = (await raw(User, select, 5, 5))[0]
+        assert (row["first_name"], "telegram_id" in row, row.get("missing")) == ("Direct", True, None)
 
 
 async def test_pending_migrations(db_url: str) -> None:
