@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
@@ -159,17 +159,22 @@ def _usage_from(raw: Any) -> Usage:
     )
 
 
-async def _sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _sse_data(chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
     """The data of each server-sent event in a byte stream; comments (OpenRouter's keep-alives), ``event:`` and
-    ``id:`` lines are skipped. Lines end with LF, CRLF or CR, as the SSE format allows."""
+    ``id:`` lines are skipped. Lines end with LF, CRLF or CR, as the SSE format allows.
+
+    ``chunks`` is closed with this generator: left to the garbage collector, an unfinished async generator is
+    closed by a task the event loop schedules through its self-pipe (a wake-up and a task per answer).
+    """
     pending = b""
     data: list[bytes] = []
-    async for chunk in chunks:
-        lines = (pending + chunk).splitlines(keepends=True)
-        # An unterminated last line waits for the rest; so does a lone CR, which an LF may follow in the next chunk.
-        pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
-        for event in _events(lines, data):
-            yield event
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            lines = (pending + chunk).splitlines(keepends=True)
+            # An unterminated last line waits for the rest; so does a lone CR, which an LF may follow next.
+            pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+            for event in _events(lines, data):
+                yield event
     # The stream's end ends its last line and its last event.
     for event in _events([pending, b""], data):
         yield event
@@ -275,8 +280,11 @@ class LLMClient:
                     stream_cls=AsyncStream[httpx2.Response],
                 ),
             )
-            async with contextlib.aclosing(response) as response:
-                async for data in _sse_data(response.aiter_bytes()):
+            async with (
+                contextlib.aclosing(response) as response,
+                contextlib.aclosing(_sse_data(response.aiter_bytes())) as events,
+            ):
+                async for data in events:
                     if data.startswith(b"[DONE]"):
                         break
                     chunk = orjson.loads(data)

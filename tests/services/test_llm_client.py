@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -285,7 +285,7 @@ def test_the_proxy_is_read_from_the_environment(
         assert (str(proxy[0]), proxy[1]) == expected
 
 
-async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+async def _chunks(*parts: bytes) -> AsyncGenerator[bytes, None]:
     for part in parts:
         yield part
 

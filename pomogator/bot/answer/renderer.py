@@ -64,6 +64,7 @@ class AnswerRenderer:
         self._throttle = Throttle(interval)
         self._typing_every = typing_every
         self._typing_after = typing_after
+        self._typing: asyncio.Task[None] | None = None
         self._on_drafts_refused = on_drafts_refused
         # Once the user pressed Stop, nothing more is shown live: only the final message follows.
         self._stop = stop
@@ -80,20 +81,23 @@ class AnswerRenderer:
 
         On any failure the live messages are removed (the answer is not kept) and the exception propagates.
         """
-        typing = asyncio.create_task(self._keep_typing())
+        # "typing…" is a timer until it is due; its task is started only then (most answers start before).
+        typing = asyncio.get_running_loop().call_later(self._typing_after, self._start_typing)
         presenter: asyncio.Task[None] | None = None
         try:
             try:
                 async for piece in pieces:
-                    typing.cancel()
                     self._text += piece
                     self._changed.set()
                     if presenter is None:
+                        typing.cancel()
+                        self._stop_typing()
                         presenter = asyncio.create_task(self._present())
                     elif presenter.done():
                         presenter.result()  # the chat is gone: stop reading the model
             finally:
                 typing.cancel()
+                self._stop_typing()
                 # Ends the model's stream at once when we leave early, so ChatService refunds the request.
                 aclose = getattr(pieces, "aclose", None)
                 if aclose is not None:
@@ -132,8 +136,14 @@ class AnswerRenderer:
         with contextlib.suppress(ChatGone):
             await self.chain.discard()
 
+    def _start_typing(self) -> None:
+        self._typing = asyncio.create_task(self._keep_typing())
+
+    def _stop_typing(self) -> None:
+        if self._typing is not None:
+            self._typing.cancel()
+
     async def _keep_typing(self) -> None:
-        await asyncio.sleep(self._typing_after)
         while True:
             try:
                 await self.out.typing()
