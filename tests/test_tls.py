@@ -106,9 +106,7 @@ def test_the_operators_bundle_or_directory_comes_first() -> None:
     assert tls.trust_locations({"SSL_CERT_FILE": "/a.pem", "SSL_CERT_DIR": "/b"}) == ("/a.pem", "/b")
 
 
-def test_the_systems_hashed_directory_is_read_on_demand(
-    authority: Authority, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_systems_hashed_directory_is_read_on_demand(authority: Authority, monkeypatch: pytest.MonkeyPatch) -> None:
     hashed = authority.hashed_directory()
     monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: _system_paths(str(hashed)))
     assert tls.trust_locations({}) == (None, str(hashed))

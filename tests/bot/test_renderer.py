@@ -257,4 +257,3 @@ async def test_nothing_more_is_shown_live_once_the_user_pressed_stop() -> None:
 
     await r.stream(pieces())
     assert out.drafts == ["начало"]
-

@@ -84,8 +84,10 @@ async def test_models_list_piped_is_full_lines(tmp_path: Path) -> None:
 
 async def test_bad_models_file_is_one_line_error(tmp_path: Path) -> None:
     bad = tmp_path / "models.toml"
-    bad.write_text('default = "nope"\n[[models]]\nid = "a"\nfree_daily = 1\npremium_daily = 2\ncontext_length = 100\n'
-                   "max_output_tokens = 10\n")
+    bad.write_text(
+        'default = "nope"\n[[models]]\nid = "a"\nfree_daily = 1\npremium_daily = 2\ncontext_length = 100\n'
+        "max_output_tokens = 10\n"
+    )
     result = await run_cli("models", "list", cwd=tmp_path, env=clean_env(POMOGATOR_MODELS_FILE=str(bad)))
     assert result.code == 1
     assert "nope" in result.stderr
@@ -120,9 +122,7 @@ async def test_chat_unknown_model_lists_valid_ids(tmp_path: Path) -> None:
     assert "openai/gpt-4o-mini" in result.stderr
 
 
-async def test_chat_as_user_uses_role_context_and_quota(
-    tmp_path: Path, db_url: str, fake_llm: FakeLLM
-) -> None:
+async def test_chat_as_user_uses_role_context_and_quota(tmp_path: Path, db_url: str, fake_llm: FakeLLM) -> None:
     env = clean_env(
         POMOGATOR_DATABASE_URL=db_url,
         POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY,

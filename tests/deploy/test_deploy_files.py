@@ -30,7 +30,7 @@ def test_dockerfile_runs_as_non_root_with_entrypoint_and_healthcheck() -> None:
     assert text.count("FROM ") >= 2  # multi-stage
     assert re.search(r"^USER 10001", text, re.M)
     assert 'ENTRYPOINT ["pomogator"]' in text
-    assert 'HEALTHCHECK' in text and '"pomogator", "healthcheck"' in text
+    assert "HEALTHCHECK" in text and '"pomogator", "healthcheck"' in text
     assert "SECRET" not in text and "TOKEN" not in text
 
 
@@ -39,9 +39,19 @@ def test_env_example_documents_every_setting() -> None:
     documented = set(re.findall(rf"^#?\s*({ENV_PREFIX}[A-Z0-9_]+)=", example, re.M))
     expected = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
     # Internal tuning knobs that a deployment does not need to see are allowed to stay out.
-    optional = {ENV_PREFIX + n for n in ("OPENROUTER_MAX_RETRIES", "YOOKASSA_TIMEOUT", "MONTH_DAYS", "YEAR_DAYS",
-                                         "ROLE_MAX_CHARS", "FLOOD_MESSAGES_PER_MINUTE", "MAX_OUTPUT_TOKENS",
-                                         "SHUTDOWN_GRACE_SECONDS")}
+    optional = {
+        ENV_PREFIX + n
+        for n in (
+            "OPENROUTER_MAX_RETRIES",
+            "YOOKASSA_TIMEOUT",
+            "MONTH_DAYS",
+            "YEAR_DAYS",
+            "ROLE_MAX_CHARS",
+            "FLOOD_MESSAGES_PER_MINUTE",
+            "MAX_OUTPUT_TOKENS",
+            "SHUTDOWN_GRACE_SECONDS",
+        )
+    }
     missing = expected - documented - optional
     assert not missing, f".env.example lacks {sorted(missing)}"
     unknown = documented - expected

@@ -543,9 +543,7 @@ class FakeLLM:
         record.cancelled = True
         self.cancelled_streams += 1
 
-    async def _perform(
-        self, action: Action, request: web.Request, record: RecordedRequest
-    ) -> web.StreamResponse:
+    async def _perform(self, action: Action, request: web.Request, record: RecordedRequest) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
         model = record.model or "openrouter/auto"
         match action:
@@ -583,9 +581,7 @@ class FakeLLM:
                 await stream.write_eof()
                 return stream
             case MidStreamError():
-                reply = Reply(
-                    text=action.after_text, ttft=action.ttft, tokens_per_second=action.tokens_per_second
-                )
+                reply = Reply(text=action.after_text, ttft=action.ttft, tokens_per_second=action.tokens_per_second)
                 error = _error_body(action.code, action.message)
                 return await self._reply(request, record, reply, action.after_text, started, error=error)
             case Hang():

@@ -75,8 +75,9 @@ class _Parser:
 
     def emit(self, s: str) -> None:
         if self.pre_must_close:
-            raise self.error(f"Text is not allowed after the end of \"code\" inside \"pre\" "
-                             f"at byte offset {self.byte_offset(self.pos)}")
+            raise self.error(
+                f'Text is not allowed after the end of "code" inside "pre" at byte offset {self.byte_offset(self.pos)}'
+            )
         for item in self.stack:
             item.has_content = True
         self.out.append(s)
@@ -97,7 +98,7 @@ class _Parser:
                 end = self.pos
                 while end < len(text) and text[end] not in "&<":
                     end += 1
-                self.emit(text[self.pos:end])
+                self.emit(text[self.pos : end])
                 self.pos = end
         if self.stack:
             raise self.error(f'Can\'t find end tag corresponding to start tag "{self.stack[-1].tag}"')
@@ -111,11 +112,10 @@ class _Parser:
         bad = self.error(f"Unsupported HTML entity at byte offset {self.byte_offset(start)}")
         if end < 0:
             raise bad
-        body = text[start + 1:end]
+        body = text[start + 1 : end]
         if body in _NAMED_ENTITIES:
             value = _NAMED_ENTITIES[body]
-        elif body.startswith(("#x", "#X")) and len(body) > 2 and all(ch in "0123456789abcdefABCDEF"
-                                                                      for ch in body[2:]):
+        elif body.startswith(("#x", "#X")) and len(body) > 2 and all(ch in "0123456789abcdefABCDEF" for ch in body[2:]):
             value = self.code_point(int(body[2:], 16), bad)
         elif body.startswith("#") and len(body) > 1 and body[1:].isascii() and body[1:].isdigit():
             value = self.code_point(int(body[1:]), bad)
@@ -138,7 +138,7 @@ class _Parser:
             i += 1
         if i >= len(text):
             raise self.error(f"Unclosed start tag at byte offset {offset}")
-        tag = text[begin + 1:i].lower()
+        tag = text[begin + 1 : i].lower()
         if tag not in _ALL_TAGS:
             raise self.error(f'Unsupported start tag "{tag}" at byte offset {offset}')
         attrs: dict[str, str] = {}
@@ -159,8 +159,9 @@ class _Parser:
                 if tag == "blockquote" and name == "expandable":
                     attrs[name] = ""
                     continue
-                raise self.error(f'Expected equal sign in declaration of an attribute of the tag "{tag}" '
-                                 f"at byte offset {offset}")
+                raise self.error(
+                    f'Expected equal sign in declaration of an attribute of the tag "{tag}" at byte offset {offset}'
+                )
             i += 1
             while i < len(text) and text[i] in _SPACES:
                 i += 1
@@ -173,8 +174,7 @@ class _Parser:
                     i += 1
                 value = text[token_begin:i].lower()
                 if self.char(i) not in _SPACES and self.char(i) != ">":
-                    raise self.error(f"Unexpected end of name token at byte offset "
-                                     f"{self.byte_offset(token_begin)}")
+                    raise self.error(f"Unexpected end of name token at byte offset {self.byte_offset(token_begin)}")
             else:
                 i += 1
                 parts: list[str] = []
@@ -186,8 +186,9 @@ class _Parser:
                     else:
                         if text[i] == "<":
                             # Telegram tolerates it; a raw "<" in an attribute is always our escaping bug.
-                            raise self.error(f"Unescaped \"<\" in an attribute value at byte offset "
-                                             f"{self.byte_offset(i)}")
+                            raise self.error(
+                                f'Unescaped "<" in an attribute value at byte offset {self.byte_offset(i)}'
+                            )
                         parts.append(text[i])
                         i += 1
                 if i >= len(text):
@@ -238,15 +239,14 @@ class _Parser:
         i = begin + 2
         while self.char(i) not in _SPACES and self.char(i) != ">":
             i += 1
-        name = text[begin + 2:i].lower()
+        name = text[begin + 2 : i].lower()
         while i < len(text) and text[i] in _SPACES:
             i += 1
         if self.char(i) != ">":
             raise self.error(f"Unclosed end tag at byte offset {offset}")
         top = self.stack[-1]
         if name and name != top.tag:
-            raise self.error(f'Unmatched end tag at byte offset {offset}, expected "</{top.tag}>", '
-                             f'found "</{name}>"')
+            raise self.error(f'Unmatched end tag at byte offset {offset}, expected "</{top.tag}>", found "</{name}>"')
         self.pos = i + 1
         self.stack.pop()
         inside_pre = bool(self.stack) and self.stack[-1].tag == "pre"

@@ -101,9 +101,7 @@ async def test_streams_echo_with_usage_chunk_and_records_request(llm: FakeLLM) -
 
 async def test_usage_chunk_only_when_requested(llm: FakeLLM) -> None:
     async with make_client(llm) as client:
-        _, plain = await collect(
-            await client.chat.completions.create(model=MODEL, messages=USER, stream=True)
-        )
+        _, plain = await collect(await client.chat.completions.create(model=MODEL, messages=USER, stream=True))
         _, with_options = await collect(
             await client.chat.completions.create(
                 model=MODEL,
@@ -118,9 +116,7 @@ async def test_usage_chunk_only_when_requested(llm: FakeLLM) -> None:
     assert with_options[-1].usage.completion_tokens == 3
 
     async with FakeLLM(always_usage=True) as always, make_client(always) as client:
-        _, chunks = await collect(
-            await client.chat.completions.create(model=MODEL, messages=USER, stream=True)
-        )
+        _, chunks = await collect(await client.chat.completions.create(model=MODEL, messages=USER, stream=True))
     assert chunks[-1].usage is not None
 
 
@@ -163,9 +159,7 @@ async def test_model_scoped_actions_script_a_fallback(llm: FakeLLM) -> None:
 async def test_chunk_size_groups_tokens(llm: FakeLLM) -> None:
     llm.enqueue(Reply(text="one two three four five", chunk_size=2))
     async with make_client(llm) as client:
-        _, chunks = await collect(
-            await client.chat.completions.create(model=MODEL, messages=USER, stream=True)
-        )
+        _, chunks = await collect(await client.chat.completions.create(model=MODEL, messages=USER, stream=True))
     contents = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert contents == ["one two", " three four", " five"]
 

@@ -102,14 +102,10 @@ async def test_send_edit_delete_keep_state(bot: Bot, tg: FakeTelegram) -> None:
 
 async def test_edit_reply_markup_and_not_modified(bot: Bot, tg: FakeTelegram) -> None:
     sent = await bot.send_message(CHAT, "pick", reply_markup=keyboard(("A", "a")))
-    await bot.edit_message_reply_markup(
-        chat_id=CHAT, message_id=sent.message_id, reply_markup=keyboard(("B", "b"))
-    )
+    await bot.edit_message_reply_markup(chat_id=CHAT, message_id=sent.message_id, reply_markup=keyboard(("B", "b")))
     assert tg.sent_messages(CHAT)[0].callback_data == ["b"]
     with pytest.raises(TelegramBadRequest, match="message is not modified"):
-        await bot.edit_message_reply_markup(
-            chat_id=CHAT, message_id=sent.message_id, reply_markup=keyboard(("B", "b"))
-        )
+        await bot.edit_message_reply_markup(chat_id=CHAT, message_id=sent.message_id, reply_markup=keyboard(("B", "b")))
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,13 @@ def test_link_pre_code_blockquote_spoiler() -> None:
     assert text.startswith("link\nif a < b:\n    pass\nx q st 👍")
     types = [e["type"] for e in entities]
     assert types == [
-        "text_link", "pre", "code", "expandable_blockquote", "spoiler", "spoiler", "custom_emoji",
+        "text_link",
+        "pre",
+        "code",
+        "expandable_blockquote",
+        "spoiler",
+        "spoiler",
+        "custom_emoji",
     ]
     assert entities[0]["url"] == 'https://e.com/a_(b)?x=1&y="2"'
     assert entities[1]["language"] == "python"
@@ -48,10 +54,13 @@ def test_link_pre_code_blockquote_spoiler() -> None:
 
 
 def test_tag_names_are_case_insensitive_and_empty_end_tag_closes() -> None:
-    assert parse_html("<B>x</b><i>y</>") == ("xy", [
-        {"offset": 0, "length": 1, "type": "bold"},
-        {"offset": 1, "length": 1, "type": "italic"},
-    ])
+    assert parse_html("<B>x</b><i>y</>") == (
+        "xy",
+        [
+            {"offset": 0, "length": 1, "type": "bold"},
+            {"offset": 1, "length": 1, "type": "italic"},
+        ],
+    )
 
 
 @pytest.mark.parametrize(

@@ -52,9 +52,7 @@ _CURRENCIES = frozenset({"RUB", "USD", "EUR", "BYN", "KZT", "UAH", "UZS", "CNY"}
 _CONFIRMATION_TYPES = frozenset({"redirect", "embedded", "external", "qr", "mobile_application"})
 _AMOUNT_RE = re.compile(r"^\d+(\.\d{1,2})?$")
 _QUANTITY_RE = re.compile(r"^\d+(\.\d{1,3})?$")
-_EVENTS = frozenset(
-    {"payment.succeeded", "payment.canceled", "payment.waiting_for_capture", "refund.succeeded"}
-)
+_EVENTS = frozenset({"payment.succeeded", "payment.canceled", "payment.waiting_for_capture", "refund.succeeded"})
 # Who cancels a payment for a given reason, as YooKassa reports it in cancellation_details.party.
 _MERCHANT_REASONS = frozenset({"canceled_by_merchant", "expired_on_capture"})
 _YOO_MONEY_REASONS = frozenset({"fraud_suspected", "expired_on_confirmation", "internal_timeout"})
@@ -191,8 +189,7 @@ def _validate_receipt(raw: Any, amount: Decimal, currency: str) -> None:
         total += price * quantity
     if total.quantize(Decimal("0.01")) != amount:
         raise _invalid(
-            f"The sum of the receipt items ({_money(total)}) "
-            f"doesn't match the payment amount ({_money(amount)})",
+            f"The sum of the receipt items ({_money(total)}) doesn't match the payment amount ({_money(amount)})",
             "receipt",
         )
 
@@ -294,15 +291,16 @@ class FakeYooKassa:
         return [r for r in self.requests if r.method == "POST" and r.path == "/v3/refunds"]
 
     async def wait_for_requests(
-        self, n: int, timeout: float = 5.0  # noqa: ASYNC109
+        self,
+        n: int,
+        timeout: float = 5.0,  # noqa: ASYNC109
     ) -> list[RecordedRequest]:
         """Wait until at least ``n`` API requests arrived (the SDK runs in other threads)."""
         deadline = time.monotonic() + timeout
         while len(self.requests) < n:
             if time.monotonic() >= deadline:
                 raise AssertionError(
-                    f"FakeYooKassa: timed out after {timeout}s waiting for {n} request(s); "
-                    f"got {len(self.requests)}"
+                    f"FakeYooKassa: timed out after {timeout}s waiting for {n} request(s); got {len(self.requests)}"
                 )
             await asyncio.sleep(0.005)
         return list(self.requests)
@@ -349,9 +347,7 @@ class FakeYooKassa:
             payment["expires_at"] = _now()
         return copy.deepcopy(payment)
 
-    def cancel(
-        self, payment_id: str, reason: str = "insufficient_funds", party: str | None = None
-    ) -> dict[str, Any]:
+    def cancel(self, payment_id: str, reason: str = "insufficient_funds", party: str | None = None) -> dict[str, Any]:
         """The payment failed or expired; ``party`` defaults to who YooKassa blames for ``reason``."""
         payment = self._payment(payment_id)
         if payment["status"] not in ("pending", "waiting_for_capture"):

@@ -121,10 +121,7 @@ def make_png() -> bytes:
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00\x00"))
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\x00")) + chunk(b"IEND", b"")
     )
 
 
@@ -315,9 +312,7 @@ def _tar_gz() -> bytes:
         (JPEG, "photo.jpg", "image/jpeg", "image"),
     ],
 )
-def test_unsupported_files_are_refused_with_their_kind(
-    data: bytes, filename: str, mime: str | None, kind: str
-) -> None:
+def test_unsupported_files_are_refused_with_their_kind(data: bytes, filename: str, mime: str | None, kind: str) -> None:
     with pytest.raises(UnsupportedFile) as info:
         extract_document(data, filename, mime, 1000)
     assert info.value.kind == kind
@@ -424,9 +419,7 @@ def test_pdf_without_text_layer_needs_a_file_part() -> None:
 
 def test_document_content_for_text_has_no_file_part() -> None:
     doc = extract_document(b"hello", "a.txt", None, 100)
-    assert document_content(doc, b"hello", "Translate") == [
-        {"type": "text", "text": document_prompt(doc, "Translate")}
-    ]
+    assert document_content(doc, b"hello", "Translate") == [{"type": "text", "text": document_prompt(doc, "Translate")}]
 
 
 # --- DOCX -------------------------------------------------------------------------------------------------
@@ -577,9 +570,7 @@ def test_prompt_without_a_caption_asks_for_a_summary() -> None:
     doc = extract_document(b"Some text", "notes.txt", None, 1000)
     assert document_prompt(doc, None).endswith("\n\n" + files.DEFAULT_QUESTION)
     assert document_prompt(doc, "   ").endswith("\n\n" + files.DEFAULT_QUESTION)
-    assert document_prompt(doc, None, default_question="Кратко перескажи файл.").endswith(
-        "\n\nКратко перескажи файл."
-    )
+    assert document_prompt(doc, None, default_question="Кратко перескажи файл.").endswith("\n\nКратко перескажи файл.")
 
 
 def test_prompt_shows_the_truncation_note() -> None:
