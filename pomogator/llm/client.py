@@ -226,6 +226,8 @@ class LLMClient:
             default_headers={"HTTP-Referer": app_url, "X-Title": app_title},
             http_client=openai.DefaultAsyncHttpxClient(transport=transport, timeout=timeout),
         )
+        # Absolute, so the SDK does not parse and join it with its base URL on every request (~30 µs).
+        self._completions_url = str(self._client.base_url).rstrip("/") + "/chat/completions"
 
     async def close(self) -> None:
         await self._client.close()
@@ -264,9 +266,11 @@ class LLMClient:
             response = cast(
                 "httpx2.Response",
                 await self._client.post(
-                    "/chat/completions",
+                    self._completions_url,
                     cast_to=httpx2.Response,
-                    body=body,
+                    # The body encoded here: a dict the SDK would encode with the standard library's json (~30 µs
+                    # for a short dialog, against ~1 µs with orjson). The Content-Type is the client's JSON default.
+                    content=orjson.dumps(body),
                     # The client's own timeout and retries, and no extra headers or query, given as values: left
                     # out, the SDK deep-copies its placeholders for them on every request (~20 µs each).
                     options={

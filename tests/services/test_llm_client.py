@@ -83,6 +83,9 @@ async def test_stream_yields_deltas_then_one_finished(client: LLMClient, fake_ll
     assert request.json["usage"] == {"include": True}
     assert request.headers["HTTP-Referer"] == "https://example.org/app"
     assert request.headers["X-Title"] == "Title"
+    # The body is encoded by the client, not the SDK: still declared as JSON, which OpenRouter requires.
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.json["messages"] == MESSAGES
 
 
 async def test_finish_reason_and_chunks_pass_through(client: LLMClient, fake_llm: FakeLLM) -> None:
