@@ -13,7 +13,8 @@ The order in which an update meets the policy (after aiogram's own error and use
 9. aiogram's FSM middleware — the conversation state is read in the chat's turn, too.
 
 Then per event: callback queries are answered exactly once (``CallbackAnswerMiddleware``), and handlers get
-``account`` (``AccountMiddleware``). Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat``
+``account`` (``AccountMiddleware``; plain text for the model gets ``sender``, on PostgreSQL touched in the round trip
+that takes the request). Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat``
 (the ChatService), ``answerer`` and ``stops`` from the dispatcher's workflow data.
 """
 
@@ -90,7 +91,7 @@ def create_dispatcher(
         catalog=services.catalog,
         users=services.users,
         chat=services.chat,
-        answerer=Answerer(services.chat, stops),
+        answerer=Answerer(services.chat, stops, services.users),
         stops=stops,
         tracker=tracker,
     )
@@ -109,7 +110,7 @@ def create_dispatcher(
     outer.register(dispatcher.fsm)
 
     dispatcher.callback_query.outer_middleware.register(CallbackAnswerMiddleware())
-    accounts = AccountMiddleware(services.users)
+    accounts = AccountMiddleware(services.users, defer=services.chat.opens_in_one_trip)
     dispatcher.message.middleware.register(accounts)
     dispatcher.callback_query.middleware.register(accounts)
 

@@ -1,10 +1,14 @@
-"""Small helpers for replying to button presses on an earlier message."""
+"""Small helpers for replying: to button presses on an earlier message, and notices about the account."""
 
 from __future__ import annotations
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+from loguru import logger
+
+from pomogator.bot import texts
+from pomogator.services.users import Account
 
 
 def chat_id_of(query: CallbackQuery) -> int | None:
@@ -25,3 +29,13 @@ async def replace_text(bot: Bot, query: CallbackQuery, text: str, markup: Inline
             if "message is not modified" in exc.message:
                 return
     await bot.send_message(chat_id, text, reply_markup=markup)
+
+
+async def tell_if_model_reset(bot: Bot, chat_id: int, account: Account) -> None:
+    """Tell the person their premium-only model was reset to the default, when ``touch`` just did that."""
+    if not account.model_reset:
+        return
+    try:
+        await bot.send_message(chat_id, texts.model_reset(account.model))
+    except TelegramAPIError as exc:
+        logger.info("Model reset notice not delivered: {}", exc.message)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
@@ -20,8 +21,9 @@ from pomogator.services.conversations import (
     decode_content,
     encode_content,
 )
+from pomogator.services.opening import MessageOpener
 from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
-from pomogator.services.users import Account
+from pomogator.services.users import Account, Person
 from pomogator.store.engine import Database, SharedConnectionSQLiteEngine, raw
 from pomogator.store.tables import DailyUsage, LLMRequest
 from pomogator.timeutil import utcnow
@@ -71,6 +73,11 @@ class Dialog:
     charge_quota: bool = True
 
 
+class SenderUndecided(Exception):
+    """``ChatService.stream_sender_reply`` could not settle the sender's model in its round trip; nothing was taken.
+    ``UserService.touch`` and ``stream_reply`` take it from there."""
+
+
 @dataclass(slots=True)
 class Reply:
     """Filled in while the answer streams; ``text`` is what was generated, ``stopped`` if the user cut it.
@@ -84,6 +91,7 @@ class Reply:
     stopped: bool = False
     usage: Usage = field(default_factory=Usage)
     reservation: Reservation | None = None
+    account: Account | None = None
 
 
 def has_images(content: Content) -> bool:
@@ -129,6 +137,7 @@ class ChatService:
         self.llm = llm
         self.quota = quota
         self.catalog = catalog
+        self._opener = None if database.is_sqlite else MessageOpener(catalog, quota)
 
     def dialog_for(self, account: Account) -> Dialog:
         return Dialog(
@@ -170,6 +179,52 @@ class ChatService:
                 reply.reservation, history = await self._reserve_and_read(dialog.telegram_id, model, dialog.premium)
             else:
                 reply.reservation = await self.quota.reserve(dialog.telegram_id, model, dialog.premium)
+        # Closed with this generator: a consumer that leaves early gets its refund at once.
+        async with contextlib.aclosing(self._answer(dialog, content, history, stop, reply)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    @property
+    def opens_in_one_trip(self) -> bool:
+        """Whether ``stream_sender_reply`` can be used (PostgreSQL)."""
+        return self._opener is not None
+
+    async def stream_sender_reply(
+        self, person: Person, text: str, *, stop: asyncio.Event | None = None, reply: Reply
+    ) -> AsyncGenerator[str, None]:
+        """``stream_reply`` for a text from ``person`` whose account was not read yet: the sender's upsert, the
+        quota reservation and the context read are one round trip (``opens_in_one_trip``). ``reply.account`` is
+        the sender's account once known.
+
+        Raises SenderUndecided before taking anything when that round trip could not decide the model
+        (``UserService.touch`` then resets it and ``stream_reply`` goes on), QuotaExceeded, and what
+        ``stream_reply`` raises.
+        """
+        if self._opener is None:
+            raise SenderUndecided()
+        opened = await self._opener.open(person)
+        if opened is None:
+            raise SenderUndecided()
+        account = reply.account = opened.account
+        reply.reservation = self.quota.reserved(
+            account.telegram_id, account.model, opened.day, opened.limit, opened.used
+        )
+        async with contextlib.aclosing(
+            self._answer(self.dialog_for(account), text, opened.history, stop, reply)
+        ) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    async def _answer(
+        self,
+        dialog: Dialog,
+        content: Content,
+        history: list[Turn] | None,
+        stop: asyncio.Event | None,
+        reply: Reply,
+    ) -> AsyncGenerator[str, None]:
+        """Ask the model with the request taken (``reply.reservation``) and keep the answer; refunds on failure."""
+        model = dialog.model
         try:
             if history is None:
                 history = await dialog.conversation.history()

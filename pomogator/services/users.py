@@ -83,6 +83,23 @@ class Profile:
         return next(a for a in self.allowances if a.model.id == self.account.model.id)
 
 
+def account_from_row(
+    row: Mapping[str, Any], model: Model, premium_until: datetime | None, *, model_reset: bool = False
+) -> Account:
+    """The account of a user row (``TOUCH_SQL``'s columns) once its effective model and running premium are known."""
+    return Account(
+        telegram_id=row["telegram_id"],
+        first_name=row["first_name"],
+        username=row["username"],
+        model=model,
+        role=row["role"],
+        email=row["email"],
+        premium_until=premium_until,
+        created_at=as_utc(row["created_at"]),
+        model_reset=model_reset,
+    )
+
+
 class UserService:
     def __init__(
         self,
@@ -146,17 +163,7 @@ class UserService:
         if model.premium_only and premium_until is None:
             model, reset = self.catalog.default, True
             await User.update({User.model: None}).where(User.telegram_id == row["telegram_id"])
-        return Account(
-            telegram_id=row["telegram_id"],
-            first_name=row["first_name"],
-            username=row["username"],
-            model=model,
-            role=row["role"],
-            email=row["email"],
-            premium_until=premium_until,
-            created_at=as_utc(row["created_at"]),
-            model_reset=reset,
-        )
+        return account_from_row(row, model, premium_until, model_reset=reset)
 
     async def set_model(self, telegram_id: int, model_id: str) -> Model:
         """Raises UnknownModel, PremiumRequired (the choice then stays as it was), UserNotFound."""

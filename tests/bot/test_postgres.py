@@ -71,3 +71,37 @@ async def test_parallel_messages_and_the_quota_on_postgres(harness: BotHarness) 
     assert all("лимит" in r for r in replies[3:])
     async with h.services() as services:
         assert (await services.quota.used_today(chat)) == {DEFAULT.id: DEFAULT.free_daily}
+
+
+async def test_a_first_message_without_start_creates_the_user_on_postgres(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    assert (await h.ask(chat, "hello")).text == "Echo: hello"
+    async with h.services() as services:
+        account = await services.users.get(chat)
+        assert account.model.id == DEFAULT.id
+        assert await services.quota.used_today(chat) == {DEFAULT.id: 1}
+
+
+async def test_the_model_falls_back_once_when_premium_ends_on_postgres(harness: BotHarness) -> None:
+    """The one-round-trip path leaves a premium-only model without premium to ``touch``: notice, then the answer."""
+    h = harness
+    chat = h.new_chat()
+    locked = next(m for m in load_catalog().models if m.premium_only)
+    await h.ask(chat, "/start")
+    await h.settle(quiet=0.3)
+    async with h.services() as services:
+        await services.subscriptions.grant(chat, 30)
+        await services.users.set_model(chat, locked.id)
+        await services.subscriptions.revoke(chat)
+    after = h.tg.sent_messages(chat)[-1].message_id
+    h.tg.user_message(chat, "still there?")
+    await h.tg.wait_until(lambda: len(h.messages_after(chat, after)) >= 2, what="notice and answer")
+    await h.settle()
+    texts_after = h.tg.sent_texts(chat)[-2:]
+    assert texts_after[0].startswith("ℹ️ Премиум-подписка закончилась") and DEFAULT.title in texts_after[0]
+    assert texts_after[1] == "Echo: still there?"
+    assert h.llm.requests[-1].model == DEFAULT.id
+    assert (await h.ask(chat, "again")).text == "Echo: again"
+    async with h.services() as services:
+        assert await services.quota.used_today(chat) == {DEFAULT.id: 2}

@@ -24,10 +24,10 @@ from pomogator.errors import (
     QuotaExceeded,
     VisionUnsupported,
 )
-from pomogator.services.chat import IMAGE_PLACEHOLDER, Dialog, Reply
+from pomogator.services.chat import IMAGE_PLACEHOLDER, Dialog, Reply, SenderUndecided
 from pomogator.services.conversations import Content
 from pomogator.services.users import Person
-from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest
+from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, User
 from tests.conftest import make_settings
 from tests.fakes import openai_server as fake
 from tests.fakes.openai_server import FakeLLM
@@ -618,3 +618,148 @@ async def test_any_text_round_trips_through_the_context(services: Services, fake
     for text in TRICKY_TEXTS:
         expected += [{"role": "user", "content": text}, {"role": "assistant", "content": text or "empty"}]
     assert fake_llm.requests[-1].messages[:-1] == expected
+
+
+# --- a sender not yet touched: one round trip on PostgreSQL ---------------------------------------------
+
+
+async def ask_as(services: Services, person: Person, text: str, **kwargs: Any) -> tuple[str, Reply]:
+    reply = Reply()
+    pieces = [p async for p in services.chat.stream_sender_reply(person, text, reply=reply, **kwargs)]
+    return "".join(pieces), reply
+
+
+@pytest.fixture
+def one_trip(services: Services) -> Services:
+    if not services.chat.opens_in_one_trip:
+        pytest.skip("PostgreSQL only: SQLite touches, reserves and reads in separate statements")
+    return services
+
+
+async def test_sqlite_does_not_open_in_one_trip(make_services: ServicesFactory, db_url: str) -> None:
+    async with make_services() as services:
+        assert services.chat.opens_in_one_trip is not services.database.is_sqlite
+        if services.database.is_sqlite:
+            with pytest.raises(SenderUndecided):
+                await ask_as(services, Person(ANN, "Ann"), "hi")
+            assert not await services.users.exists(ANN)
+
+
+async def test_new_sender_is_created_and_answered(one_trip: Services, fake_llm: FakeLLM) -> None:
+    answer, reply = await ask_as(one_trip, Person(ANN, "Ann", "Lee", "ann", "ru"), "hi")
+    assert answer == "Echo: hi"
+    assert reply.account is not None
+    assert (reply.account.telegram_id, reply.account.first_name, reply.account.username) == (ANN, "Ann", "ann")
+    assert reply.account.model.id == "test/plain"
+    assert not reply.account.premium
+    assert reply.reservation is not None
+    assert (reply.reservation.used, reply.reservation.limit) == (1, 5)
+    assert await one_trip.quota.used_today(ANN) == {"test/plain": 1}
+    assert await stored() == [("user", "hi"), ("assistant", "Echo: hi")]
+    assert fake_llm.requests[-1].messages == [{"role": "user", "content": "hi"}]
+    account = await one_trip.users.get(ANN)
+    assert (account.first_name, account.username) == ("Ann", "ann")
+
+
+async def test_sender_names_are_refreshed(one_trip: Services) -> None:
+    await one_trip.users.touch(Person(ANN, "Old", username="old"))
+    _, reply = await ask_as(one_trip, Person(ANN, "New", username="new"), "hi")
+    assert reply.account is not None
+    assert (reply.account.first_name, reply.account.username) == ("New", "new")
+    assert (await one_trip.users.get(ANN)).username == "new"
+
+
+async def test_sender_gets_role_model_and_context(one_trip: Services, fake_llm: FakeLLM) -> None:
+    await one_trip.users.touch(Person(ANN, "Ann"))
+    await one_trip.users.set_role(ANN, "Be brief.")
+    await one_trip.users.set_model(ANN, "test/eyes")
+    await ask_as(one_trip, Person(ANN, "Ann"), "first")
+    await ask_as(one_trip, Person(BOB, "Bob"), "someone else's")
+    _, reply = await ask_as(one_trip, Person(ANN, "Ann"), "second")
+    assert reply.account is not None and reply.account.role == "Be brief."
+    assert fake_llm.requests[-1].model == "test/eyes"
+    assert fake_llm.requests[-1].max_tokens == 3000
+    assert fake_llm.requests[-1].messages == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "Echo: first"},
+        {"role": "user", "content": "second"},
+    ]
+    assert await one_trip.quota.used_today(ANN) == {"test/eyes": 2}
+
+
+async def test_sender_over_quota_is_refused_before_any_llm_call(one_trip: Services, fake_llm: FakeLLM) -> None:
+    person = Person(ANN, "Ann")
+    for index in range(5):
+        await ask_as(one_trip, person, f"question {index}")
+    with pytest.raises(QuotaExceeded) as caught:
+        await ask_as(one_trip, person, "one more")
+    assert (caught.value.model_id, caught.value.limit) == ("test/plain", 5)
+    assert fake_llm.request_count == 5
+    assert await one_trip.quota.used_today(ANN) == {"test/plain": 5}
+    assert len(await stored()) == 10
+
+
+async def test_concurrent_senders_never_overspend_the_quota(one_trip: Services, fake_llm: FakeLLM) -> None:
+    person = Person(ANN, "Ann")
+    await ask_as(one_trip, person, "warm-up")
+    results = await asyncio.gather(
+        *(ask_as(one_trip, person, f"at once {i}") for i in range(8)), return_exceptions=True
+    )
+    refused = [r for r in results if isinstance(r, QuotaExceeded)]
+    assert (len(results) - len(refused), len(refused)) == (4, 4)
+    assert fake_llm.request_count == 5
+    assert await one_trip.quota.used_today(ANN) == {"test/plain": 5}
+
+
+async def test_premium_sender_gets_the_premium_model_and_limit(one_trip: Services, fake_llm: FakeLLM) -> None:
+    await one_trip.users.touch(Person(ANN, "Ann"))
+    await one_trip.subscriptions.grant(ANN, 30)
+    await one_trip.users.set_model(ANN, "test/premium")
+    _, reply = await ask_as(one_trip, Person(ANN, "Ann"), "hi")
+    assert reply.account is not None and reply.account.premium
+    assert reply.reservation is not None
+    assert (reply.reservation.model_id, reply.reservation.limit) == ("test/premium", 3)
+    assert fake_llm.requests[-1].model == "test/premium"
+
+
+async def test_premium_model_without_premium_is_left_to_touch(one_trip: Services, fake_llm: FakeLLM) -> None:
+    await one_trip.users.touch(Person(ANN, "Ann"))
+    await one_trip.subscriptions.grant(ANN, 30)
+    await one_trip.users.set_model(ANN, "test/premium")
+    await one_trip.subscriptions.revoke(ANN)
+    with pytest.raises(SenderUndecided):
+        await ask_as(one_trip, Person(ANN, "Ann"), "hi")
+    assert fake_llm.request_count == 0
+    assert await one_trip.quota.used_today(ANN) == {}
+    assert await stored() == []
+    account = await one_trip.users.touch(Person(ANN, "Ann"))
+    assert account.model_reset and account.model.id == "test/plain"
+
+
+async def test_a_model_gone_from_the_catalog_means_the_default(one_trip: Services, fake_llm: FakeLLM) -> None:
+    await one_trip.users.touch(Person(ANN, "Ann"))
+    await User.update({User.model: "vendor/retired"}).where(User.telegram_id == ANN)
+    _, reply = await ask_as(one_trip, Person(ANN, "Ann"), "hi")
+    assert reply.account is not None and reply.account.model.id == "test/plain"
+    assert fake_llm.requests[-1].model == "test/plain"
+    assert await one_trip.quota.used_today(ANN) == {"test/plain": 1}
+
+
+async def test_failed_sender_reply_is_refunded(one_trip: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Error(status=503, message="No provider"))
+    with pytest.raises(LLMUnavailable):
+        await ask_as(one_trip, Person(ANN, "Ann"), "hi")
+    assert await one_trip.quota.used_today(ANN) == {"test/plain": 0}
+    assert await stored() == []
+    assert await one_trip.users.exists(ANN)
+
+
+async def test_abandoned_sender_reply_is_refunded(one_trip: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply.slow(200, 20.0))
+    stream = one_trip.chat.stream_sender_reply(Person(ANN, "Ann"), "tell me a long story", reply=Reply())
+    async for _ in stream:
+        break
+    await stream.aclose()
+    assert await used(one_trip) == 0
+    assert await stored() == []

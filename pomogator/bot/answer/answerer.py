@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+from collections.abc import AsyncGenerator, Callable
 
 from aiogram import Bot
 from aiogram.enums import ChatType
@@ -11,9 +13,10 @@ from aiogram.types import Chat
 from pomogator.bot.answer.output import ChatOutput
 from pomogator.bot.answer.renderer import UPDATE_INTERVAL, AnswerRenderer
 from pomogator.bot.answer.stops import StopRegistry
-from pomogator.services.chat import ChatService, Reply
+from pomogator.bot.replies import tell_if_model_reset
+from pomogator.services.chat import ChatService, Reply, SenderUndecided
 from pomogator.services.conversations import Content
-from pomogator.services.users import Account
+from pomogator.services.users import Account, Person, UserService
 
 # Chats where Telegram refused a draft are remembered (up to this many) and answered with edits.
 NO_DRAFTS_MEMORY = 10_000
@@ -21,19 +24,48 @@ DRAFT_ID_LIMIT = 2**31 - 1
 
 
 class Answerer:
-    def __init__(self, chat: ChatService, stops: StopRegistry, *, interval: float = UPDATE_INTERVAL) -> None:
+    def __init__(
+        self, chat: ChatService, stops: StopRegistry, users: UserService, *, interval: float = UPDATE_INTERVAL
+    ) -> None:
         self.chat = chat
         self.stops = stops
+        self.users = users
         self.interval = interval
         self._no_drafts: set[int] = set()
 
-    async def reply(self, bot: Bot, chat: Chat, account: Account, content: Content) -> Reply:
+    async def reply(self, bot: Bot, chat: Chat, sender: Account | Person, content: Content) -> Reply:
         """Answer ``content`` — text, or a list of OpenAI content parts (text, images) — in ``chat``.
 
-        Uses the account's model, role and stored context. Raises what ``ChatService.stream_reply`` raises
-        (QuotaExceeded before any model call, VisionUnsupported, LLMError subclasses with the request refunded)
-        and ``ChatGone`` when the chat cannot receive the answer.
+        Uses the sender's model, role and stored context. A sender not yet touched (a ``Person``: text on
+        PostgreSQL) is touched in the round trip that takes the request. Raises what ``ChatService.stream_reply``
+        raises (QuotaExceeded before any model call, VisionUnsupported, LLMError subclasses with the request
+        refunded) and ``ChatGone`` when the chat cannot receive the answer.
         """
+        if isinstance(sender, Person):
+            if isinstance(content, str) and self.chat.opens_in_one_trip:
+                try:
+                    return await self._reply(
+                        bot,
+                        chat,
+                        lambda stop, reply: self.chat.stream_sender_reply(sender, content, stop=stop, reply=reply),
+                    )
+                except SenderUndecided:
+                    pass  # the stored model needs the reset ``touch`` makes; nothing was taken
+            account = await self.users.touch(sender)
+            await tell_if_model_reset(bot, chat.id, account)
+        else:
+            account = sender
+        dialog = self.chat.dialog_for(account)
+        return await self._reply(
+            bot, chat, lambda stop, reply: self.chat.stream_reply(dialog, content, stop=stop, reply=reply)
+        )
+
+    async def _reply(
+        self,
+        bot: Bot,
+        chat: Chat,
+        pieces: Callable[[asyncio.Event, Reply], AsyncGenerator[str, None]],
+    ) -> Reply:
         answer_id = secrets.randbelow(DRAFT_ID_LIMIT) + 1
         reply = Reply()
         async with self.stops.streaming(chat.id, answer_id) as stop:
@@ -46,8 +78,7 @@ class Answerer:
                 stop=stop,
                 complete=lambda: reply.complete,
             )
-            dialog = self.chat.dialog_for(account)
-            await renderer.stream(self.chat.stream_reply(dialog, content, stop=stop, reply=reply))
+            await renderer.stream(pieces(stop, reply))
         await renderer.finish(reply.text, stopped=reply.stopped)
         return reply
 

@@ -13,7 +13,8 @@ from aiogram.types import Message
 
 from pomogator.bot import texts
 from pomogator.bot.answer import Answerer
-from pomogator.services.users import Account
+from pomogator.bot.middlewares.account import SENDER
+from pomogator.services.users import Account, Person
 
 router = Router(name="chat")
 late_router = Router(name="chat_late")
@@ -24,7 +25,7 @@ async def on_unknown_command(message: Message) -> None:
     await message.answer(texts.UNKNOWN_COMMAND)
 
 
-@router.message(StateFilter(None), F.text, ~F.text.startswith("/"))
-@late_router.message(F.text)
-async def on_text(message: Message, bot: Bot, account: Account, answerer: Answerer) -> None:
-    await answerer.reply(bot, message.chat, account, message.text or "")
+@router.message(StateFilter(None), F.text, ~F.text.startswith("/"), flags={"account": SENDER})
+@late_router.message(F.text, flags={"account": SENDER})
+async def on_text(message: Message, bot: Bot, sender: Account | Person, answerer: Answerer) -> None:
+    await answerer.reply(bot, message.chat, sender, message.text or "")

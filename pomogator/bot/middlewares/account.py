@@ -5,25 +5,30 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware, Bot
+from aiogram import BaseMiddleware
 from aiogram.dispatcher.flags import get_flag
-from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Chat, TelegramObject, User
-from loguru import logger
 
-from pomogator.bot import texts
+from pomogator.bot.replies import tell_if_model_reset
 from pomogator.services.users import Person, UserService
+
+SENDER = "sender"
+"""The ``account`` flag of a handler that takes ``sender`` instead (see ``AccountMiddleware``)."""
 
 
 class AccountMiddleware(BaseMiddleware):
     """Inner middleware: ``UserService.touch`` the sender and pass ``account``.
 
-    Handlers flagged ``flags={"account": False}`` (the Stop button) skip the database. When the stored model was
-    reset because premium ended, the user is told once, before the handler runs.
+    Handlers flagged ``flags={"account": False}`` (the Stop button) skip the database. Handlers flagged
+    ``flags={"account": SENDER}`` (plain text for the model) get ``sender``: with ``defer`` (PostgreSQL, where the
+    chat service touches the sender in the round trip that takes the request) the sender as Telegram describes them,
+    untouched; otherwise their account. When the stored model was reset because premium ended, the user is told once,
+    before the handler runs.
     """
 
-    def __init__(self, users: UserService) -> None:
+    def __init__(self, users: UserService, *, defer: bool = False) -> None:
         self.users = users
+        self.defer = defer
 
     async def __call__(
         self,
@@ -32,23 +37,22 @@ class AccountMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user: User | None = data.get("event_from_user")
-        if user is None or user.is_bot or get_flag(data, "account", default=True) is False:
+        flag = get_flag(data, "account", default=True)
+        if user is None or user.is_bot or flag is False:
             return await handler(event, data)
-        account = await self.users.touch(
-            Person(
-                telegram_id=user.id,
-                first_name=user.first_name,
-                last_name=user.last_name or "",
-                username=user.username,
-                language=user.language_code,
-            )
+        person = Person(
+            telegram_id=user.id,
+            first_name=user.first_name,
+            last_name=user.last_name or "",
+            username=user.username,
+            language=user.language_code,
         )
-        data["account"] = account
+        if flag == SENDER and self.defer:
+            data["sender"] = person
+            return await handler(event, data)
+        account = await self.users.touch(person)
+        data["sender" if flag == SENDER else "account"] = account
         chat: Chat | None = data.get("event_chat")
-        if account.model_reset and chat is not None:
-            bot: Bot = data["bot"]
-            try:
-                await bot.send_message(chat.id, texts.model_reset(account.model))
-            except TelegramAPIError as exc:
-                logger.info("Model reset notice not delivered: {}", exc.message)
+        if chat is not None:
+            await tell_if_model_reset(data["bot"], chat.id, account)
         return await handler(event, data)

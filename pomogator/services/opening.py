@@ -1,0 +1,108 @@
+"""PostgreSQL: a chat message's first round trip touches the sender, takes the request from today's quota and reads
+the context, all in one statement.
+
+The model the quota is taken for is the sender's stored choice, so the statement decides it itself: the catalog's
+ids and daily limits go in as arrays, and the stored model counts only while it is in the catalog (otherwise the
+default). A stored premium-only model without premium is not decided here: the statement takes nothing and
+``UserService.touch`` resets it, as on every other path. Nothing is cached between messages: premium, the model and
+the quota are read where another process (the payment webhook, the CLI, another bot) may have changed them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pomogator.llm.catalog import Catalog
+from pomogator.services.conversations import HISTORY_LIMIT, Turn, decode_content
+from pomogator.services.quota import QuotaService
+from pomogator.services.users import TOUCH_SQL, Account, Person, account_from_row
+from pomogator.store.engine import raw
+from pomogator.store.tables import User
+from pomogator.timeutil import as_utc, utcnow
+
+# ``sender`` is the upsert of ``TOUCH_SQL``; ``terms`` adds the model the request is for and its limit for the
+# sender today (0: not decided here); ``reserved`` is ``RESERVE_SQL`` for that model and limit. The context is read
+# only when a request was taken. The result is the sender's row joined with each turn of the context, newest first,
+# or with one row of NULLs.
+OPEN_SQL = (
+    "WITH sender AS (" + TOUCH_SQL + "), terms AS (SELECT sender.*, catalog.id AS chosen, "
+    "CASE WHEN sender.premium_until > {} THEN catalog.premium_daily ELSE catalog.free_daily END AS daily_limit "
+    "FROM sender JOIN unnest({}::text[], {}::int[], {}::int[]) AS catalog (id, free_daily, premium_daily) "
+    "ON catalog.id = CASE WHEN sender.model = ANY({}::text[]) THEN sender.model ELSE {} END), "
+    "reserved AS (INSERT INTO daily_usage (telegram_id, model, day, used) "
+    "SELECT telegram_id, chosen, {}, 1 FROM terms WHERE daily_limit > 0 "
+    "ON CONFLICT (telegram_id, model, day) DO UPDATE SET used = daily_usage.used + 1 "
+    "WHERE daily_usage.used < (SELECT daily_limit FROM terms) RETURNING used), "
+    "context AS (SELECT id, role, content, tokens, model FROM dialog_messages WHERE telegram_id = {} "
+    f"AND EXISTS (SELECT FROM reserved) ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
+    "SELECT terms.telegram_id, terms.first_name, terms.username, terms.model, terms.role, terms.email, "
+    "terms.created_at, terms.premium_until, terms.chosen, terms.daily_limit, reserved.used, "
+    "context.role AS turn_role, context.content AS turn_content, context.tokens AS turn_tokens, "
+    "context.model AS turn_model "
+    "FROM terms LEFT JOIN reserved ON TRUE LEFT JOIN context ON TRUE ORDER BY context.id DESC"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What ``MessageOpener.open`` found: the account, today's requests of its model after the reservation (None: the
+    quota was used up and nothing was taken, nor the context read), their limit and the context."""
+
+    account: Account
+    day: str
+    used: int | None
+    limit: int
+    history: list[Turn]
+
+
+class MessageOpener:
+    def __init__(self, catalog: Catalog, quota: QuotaService) -> None:
+        self.catalog = catalog
+        self.quota = quota
+        self._ids = [m.id for m in catalog.models]
+        self._free = [m.free_daily for m in catalog.models]
+        self._premium = [m.premium_daily for m in catalog.models]
+
+    async def open(self, person: Person) -> Opened | None:
+        """One round trip; None when the statement could not decide the model (the stored one needs premium the
+        sender no longer has, or allows no requests at all): then nothing was taken and nothing read."""
+        now = utcnow()
+        rows = await raw(
+            User,
+            OPEN_SQL,
+            person.telegram_id,
+            person.first_name[:255],
+            person.last_name[:255],
+            person.username,
+            person.language,
+            now,
+            now,
+            now,
+            self._ids,
+            self._free,
+            self._premium,
+            self._ids,
+            self.catalog.default_id,
+            day := self.quota.today(now),
+            person.telegram_id,
+        )
+        return self._opened(rows, now, day)
+
+    def _opened(self, rows: Sequence[Mapping[str, Any]], now: datetime, day: str) -> Opened | None:
+        first = rows[0]
+        limit = int(first["daily_limit"])
+        if limit <= 0:
+            return None
+        model = self.catalog.get(first["chosen"])
+        premium_until = as_utc(first["premium_until"]) if first["premium_until"] is not None else None
+        account = account_from_row(first, model, premium_until if premium_until and premium_until > now else None)
+        used = int(first["used"]) if first["used"] is not None else None
+        history = [
+            Turn(row["turn_role"], decode_content(row["turn_content"]), row["turn_tokens"], row["turn_model"])
+            for row in reversed(rows)
+            if row["turn_role"] is not None
+        ]
+        return Opened(account, day, used, limit, history)
