@@ -23,27 +23,35 @@ from pomogator.store.engine import raw
 from pomogator.store.tables import User
 from pomogator.timeutil import as_utc, utcnow
 
-# ``sender`` is the upsert of ``TOUCH_SQL``; ``terms`` adds the model the request is for and its limit for the
-# sender today (0: not decided here); ``reserved`` is ``RESERVE_SQL`` for that model and limit. The context is read
-# only when a request was taken. The result is the sender's row joined with each turn of the context, newest first,
-# or with one row of NULLs.
-OPEN_SQL = (
-    "WITH sender AS (" + TOUCH_SQL + "), terms AS (SELECT sender.*, catalog.id AS chosen, "
-    "CASE WHEN sender.premium_until > {} THEN catalog.premium_daily ELSE catalog.free_daily END AS daily_limit "
-    "FROM sender JOIN unnest({}::text[], {}::int[], {}::int[]) AS catalog (id, free_daily, premium_daily) "
-    "ON catalog.id = CASE WHEN sender.model = ANY({}::text[]) THEN sender.model ELSE {} END), "
-    "reserved AS (INSERT INTO daily_usage (telegram_id, model, day, used) "
-    "SELECT telegram_id, chosen, {}, 1 FROM terms WHERE daily_limit > 0 "
-    "ON CONFLICT (telegram_id, model, day) DO UPDATE SET used = daily_usage.used + 1 "
-    "WHERE daily_usage.used < (SELECT daily_limit FROM terms) RETURNING used), "
-    "context AS (SELECT id, role, content, tokens, model FROM dialog_messages WHERE telegram_id = {} "
-    f"AND EXISTS (SELECT FROM reserved) ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
-    "SELECT terms.telegram_id, terms.first_name, terms.username, terms.model, terms.role, terms.email, "
-    "terms.created_at, terms.premium_until, terms.chosen, terms.daily_limit, reserved.used, "
-    "context.role AS turn_role, context.content AS turn_content, context.tokens AS turn_tokens, "
-    "context.model AS turn_model "
-    "FROM terms LEFT JOIN reserved ON TRUE LEFT JOIN context ON TRUE ORDER BY context.id DESC"
-)
+
+def open_sql(models: int) -> str:
+    """The statement for a catalog of ``models`` models.
+
+    ``catalog`` is the catalog's ids and daily limits, as parameters (scalars: an array parameter would make asyncpg
+    look up the array types on every new connection, three round trips); ``sender`` the upsert of ``TOUCH_SQL``;
+    ``terms`` adds the model the request is for and the sender's limit for it today (0: not decided here);
+    ``reserved`` is ``RESERVE_SQL`` for that model and limit. The context is read only when a request was taken. The
+    result is the sender's row joined with each turn of the context, newest first, or with one row of NULLs.
+    """
+    values = ", ".join(["({}::text, {}::int, {}::int)"] * models)
+    return (
+        f"WITH catalog (id, free_daily, premium_daily) AS (VALUES {values}), "
+        "sender AS (" + TOUCH_SQL + "), terms AS (SELECT sender.*, catalog.id AS chosen, "
+        "CASE WHEN sender.premium_until > {} THEN catalog.premium_daily ELSE catalog.free_daily END AS daily_limit "
+        "FROM sender JOIN catalog "
+        "ON catalog.id = COALESCE((SELECT id FROM catalog WHERE id = sender.model), {}::text)), "
+        "reserved AS (INSERT INTO daily_usage (telegram_id, model, day, used) "
+        "SELECT telegram_id, chosen, {}, 1 FROM terms WHERE daily_limit > 0 "
+        "ON CONFLICT (telegram_id, model, day) DO UPDATE SET used = daily_usage.used + 1 "
+        "WHERE daily_usage.used < (SELECT daily_limit FROM terms) RETURNING used), "
+        "context AS (SELECT id, role, content, tokens, model FROM dialog_messages WHERE telegram_id = {} "
+        f"AND EXISTS (SELECT FROM reserved) ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
+        "SELECT terms.telegram_id, terms.first_name, terms.username, terms.model, terms.role, terms.email, "
+        "terms.created_at, terms.premium_until, terms.chosen, terms.daily_limit, reserved.used, "
+        "context.role AS turn_role, context.content AS turn_content, context.tokens AS turn_tokens, "
+        "context.model AS turn_model "
+        "FROM terms LEFT JOIN reserved ON TRUE LEFT JOIN context ON TRUE ORDER BY context.id DESC"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +70,18 @@ class MessageOpener:
     def __init__(self, catalog: Catalog, quota: QuotaService) -> None:
         self.catalog = catalog
         self.quota = quota
-        self._ids = [m.id for m in catalog.models]
-        self._free = [m.free_daily for m in catalog.models]
-        self._premium = [m.premium_daily for m in catalog.models]
+        self._sql = open_sql(len(catalog.models))
+        self._catalog = [value for m in catalog.models for value in (m.id, m.free_daily, m.premium_daily)]
 
     async def open(self, person: Person) -> Opened | None:
         """One round trip; None when the statement could not decide the model (the stored one needs premium the
         sender no longer has, or allows no requests at all): then nothing was taken and nothing read."""
         now = utcnow()
+        day = self.quota.today(now)
         rows = await raw(
             User,
-            OPEN_SQL,
+            self._sql,
+            *self._catalog,
             person.telegram_id,
             person.first_name[:255],
             person.last_name[:255],
@@ -81,12 +90,8 @@ class MessageOpener:
             now,
             now,
             now,
-            self._ids,
-            self._free,
-            self._premium,
-            self._ids,
             self.catalog.default_id,
-            day := self.quota.today(now),
+            day,
             person.telegram_id,
         )
         return self._opened(rows, now, day)
