@@ -176,7 +176,7 @@ class ChatService:
         history: list[Turn] | None = None
         if dialog.charge_quota and dialog.telegram_id is not None:
             if not self.database.is_sqlite and isinstance(dialog.conversation, StoredConversation):
-                reply.reservation, history = await self._reserve_and_read(dialog.telegram_id, model, dialog.premium)
+                reply.reservation, history = await self.reserve_and_read(dialog.telegram_id, model, dialog.premium)
             else:
                 reply.reservation = await self.quota.reserve(dialog.telegram_id, model, dialog.premium)
         # Closed with this generator: a consumer that leaves early gets its refund at once.
@@ -258,7 +258,7 @@ class ChatService:
             return
         await self._store(dialog, content, reply)
 
-    async def _reserve_and_read(self, telegram_id: int, model: Model, premium: bool) -> tuple[Reservation, list[Turn]]:
+    async def reserve_and_read(self, telegram_id: int, model: Model, premium: bool) -> tuple[Reservation, list[Turn]]:
         """PostgreSQL: take the request from the quota and read the context in one round trip."""
         day, limit = self.quota.reservation_terms(model, premium)
         rows = await raw(DailyUsage, RESERVE_AND_READ_SQL, telegram_id, model.id, day, limit, telegram_id)
