@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from typing import TYPE_CHECKING
 
-from pomogator.config import Settings, load_settings
+if TYPE_CHECKING:
+    from pomogator.config import Settings
 
 # The youngest generation is collected after this many new container objects instead of CPython's 700. An answer
 # leaves a few hundred behind (requests, responses, models), so with 700 the collector ran several times a second
@@ -21,6 +23,8 @@ YOUNG_GENERATION_THRESHOLD = 7000
 
 def settings_for(*needs: str, process: str = "cli") -> Settings:
     """Load settings, check the ones this command needs, configure logging for this process."""
+    # Imported here: the settings model loads pydantic (~0.1 s), which `pomogator --help` never needs.
+    from pomogator.config import load_settings
     from pomogator.logging import setup_logging
 
     settings = load_settings()
