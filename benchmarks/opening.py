@@ -17,49 +17,30 @@ import argparse
 import asyncio
 import re
 import statistics
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from benchmarks.pgproxy import CountingProxy
+from benchmarks.run import _host_port, _with_database, database_url
 from pomogator.config import Settings
 from pomogator.container import Services, build_services
 from pomogator.services.conversations import encode_content
 from pomogator.services.opening import MessageOpener
 from pomogator.services.users import Person
-from pomogator.store.tables import DailyUsage, DialogMessage
+from pomogator.store.tables import DialogMessage
 
-DATABASE = "pomogator_bench_opening"
 QUOTA = 1_000_000
 
 
-async def _fresh_database(admin_url: str) -> str:
-    connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{DATABASE}"')
-    finally:
-        await connection.close()
-    return urlunsplit(urlsplit(admin_url)._replace(path=f"/{DATABASE}"))
-
-
-async def _drop_database(admin_url: str) -> None:
-    connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
-def _models_file(path: str) -> str:
+def _models_file(path: Path) -> Path:
     """The built-in catalog (its size is the statement's), with quotas the benchmark never reaches."""
     text = resources.files("pomogator.llm").joinpath("models.toml").read_text("utf-8")
     text = re.sub(r"(?m)^(free_daily|premium_daily) = \d+", rf"\1 = {QUOTA}", text)
-    with open(path, "w", encoding="utf-8") as file:
-        file.write(text)
+    path.write_text(text, "utf-8")
     return path
 
 
@@ -102,17 +83,18 @@ async def _measure(
 
 
 async def main(args: argparse.Namespace) -> None:
-    url = await _fresh_database(args.postgres_url)
-    try:
-        async with CountingProxy(*_host_port(url)) as proxy:
-            proxied = urlunsplit(urlsplit(url)._replace(netloc=f"{urlsplit(url).username}@127.0.0.1:{proxy.port}"))
+    with tempfile.TemporaryDirectory() as workdir:
+        async with (
+            database_url("postgres", Path(workdir), args.postgres_url) as url,
+            CountingProxy(*_host_port(url)) as proxy,
+        ):
             settings = Settings(
-                database_url=proxied,
+                database_url=_with_database(url, urlsplit(url).path.lstrip("/"), proxy.port),
                 openrouter_api_key="sk-bench",
-                models_file=_models_file(f"/tmp/{DATABASE}.toml"),
+                models_file=_models_file(Path(workdir) / "models.toml"),
                 log_level="WARNING",
             )
-            async with build_services(settings, migrate=True) as services:
+            async with build_services(settings) as services:
                 senders = list(range(9_000_001, 9_000_001 + args.senders))
                 await _seed(services, senders, args.turns)
                 people = [Person(senders[i % len(senders)], "Bench") for i in range(args.messages)]
@@ -126,20 +108,12 @@ async def main(args: argparse.Namespace) -> None:
                         before = proxy.round_trips
                         figures[name].append(await _measure(way, services, people))
                         trips[name] = (proxy.round_trips - before) / len(people)
-                await DailyUsage.delete(force=True)
-        print(f"{args.messages} messages x {args.rounds} rounds; {args.senders} senders, {args.turns} turns each")
-        print(f"{'way':36} {'CPU per message':>16} {'wall per message':>17} {'round trips':>12}")
-        for name, values in figures.items():
-            cpu = statistics.median(v[0] for v in values) * 1e6
-            wall = statistics.median(v[1] for v in values) * 1e6
-            print(f"{name:36} {cpu:13.0f} µs {wall:14.0f} µs {trips[name]:12.1f}")
-    finally:
-        await _drop_database(args.postgres_url)
-
-
-def _host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 5432
+    print(f"{args.messages} messages x {args.rounds} rounds; {args.senders} senders, {args.turns} turns each")
+    print(f"{'way':36} {'CPU per message':>16} {'wall per message':>17} {'round trips':>12}")
+    for name, values in figures.items():
+        cpu = statistics.median(v[0] for v in values) * 1e6
+        wall = statistics.median(v[1] for v in values) * 1e6
+        print(f"{name:36} {cpu:13.0f} µs {wall:14.0f} µs {trips[name]:12.1f}")
 
 
 if __name__ == "__main__":

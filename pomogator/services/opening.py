@@ -18,7 +18,7 @@ from typing import Any
 from pomogator.llm.catalog import Catalog
 from pomogator.services.conversations import HISTORY_LIMIT, Turn, decode_content
 from pomogator.services.quota import QuotaService
-from pomogator.services.users import TOUCH_SQL, Account, Person, account_from_row
+from pomogator.services.users import TOUCH_SQL, Account, Person, account_from_row, touch_values
 from pomogator.store.engine import raw
 from pomogator.store.tables import User
 from pomogator.timeutil import as_utc, utcnow
@@ -82,13 +82,7 @@ class MessageOpener:
             User,
             self._sql,
             *self._catalog,
-            person.telegram_id,
-            person.first_name[:255],
-            person.last_name[:255],
-            person.username,
-            person.language,
-            now,
-            now,
+            *touch_values(person, now),
             now,
             self.catalog.default_id,
             day,

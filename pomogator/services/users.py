@@ -83,6 +83,19 @@ class Profile:
         return next(a for a in self.allowances if a.model.id == self.account.model.id)
 
 
+def touch_values(person: Person, now: datetime) -> tuple[Any, ...]:
+    """The values of ``TOUCH_SQL``'s placeholders for ``person`` seen at ``now``."""
+    return (
+        person.telegram_id,
+        person.first_name[:255],
+        person.last_name[:255],
+        person.username,
+        person.language,
+        now,
+        now,
+    )
+
+
 def account_from_row(
     row: Mapping[str, Any], model: Model, premium_until: datetime | None, *, model_reset: bool = False
 ) -> Account:
@@ -117,18 +130,7 @@ class UserService:
 
     async def touch(self, person: Person) -> Account:
         """Create the person or refresh their names and last-seen time; return their account."""
-        now = utcnow()
-        rows = await raw(
-            User,
-            TOUCH_SQL,
-            person.telegram_id,
-            person.first_name[:255],
-            person.last_name[:255],
-            person.username,
-            person.language,
-            now,
-            now,
-        )
+        rows = await raw(User, TOUCH_SQL, *touch_values(person, utcnow()))
         return await self._account(rows[0])
 
     async def ensure(self, telegram_id: int) -> Account:

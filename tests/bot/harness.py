@@ -282,6 +282,19 @@ class BotHarness:
     def messages_after(self, chat_id: int, message_id: int) -> list[SentMessage]:
         return [m for m in self.tg.sent_messages(chat_id) if m.message_id > message_id]
 
+    async def ask_after_premium_ended(self, chat_id: int, model_id: str, text: str) -> list[str]:
+        """The user chose ``model_id`` with premium, premium ended; then they write ``text``. Returns the texts of
+        the two messages that follow (the notice that the model was reset, and the answer)."""
+        async with self.services() as services:
+            await services.subscriptions.grant(chat_id, 30)
+            await services.users.set_model(chat_id, model_id)
+            await services.subscriptions.revoke(chat_id)
+        after = self.tg.sent_messages(chat_id)[-1].message_id
+        self.tg.user_message(chat_id, text)
+        await self.tg.wait_until(lambda: len(self.messages_after(chat_id, after)) >= 2, what="notice and answer")
+        await self.settle()
+        return self.tg.sent_texts(chat_id)[-2:]
+
     async def press(self, chat_id: int, message: SentMessage, text_part: str, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
         """Press the button whose text contains ``text_part``; returns the bot's answerCallbackQuery parameters."""
         data = str(message.button(text_part)["callback_data"])

@@ -170,15 +170,7 @@ async def test_the_model_falls_back_once_when_premium_ends(harness: BotHarness) 
     h = harness
     chat = h.new_chat()
     await command_reply(h, chat, "/start")
-    async with h.services() as services:
-        await services.subscriptions.grant(chat, 30)
-        await services.users.set_model(chat, LOCKED.id)
-        await services.subscriptions.revoke(chat)
-    after = h.tg.sent_messages(chat)[-1].message_id
-    h.tg.user_message(chat, "still there?")
-    await h.tg.wait_until(lambda: len(h.messages_after(chat, after)) >= 2, what="notice and answer")
-    await h.settle()
-    texts_after = h.tg.sent_texts(chat)[-2:]
+    texts_after = await h.ask_after_premium_ended(chat, LOCKED.id, "still there?")
     assert texts_after[0].startswith("ℹ️ Премиум-подписка закончилась") and DEFAULT.title in texts_after[0]
     assert texts_after[1] == "Echo: still there?"
     assert h.llm.requests[-1].model == DEFAULT.id

@@ -90,15 +90,7 @@ async def test_the_model_falls_back_once_when_premium_ends_on_postgres(harness: 
     locked = next(m for m in load_catalog().models if m.premium_only)
     await h.ask(chat, "/start")
     await h.settle(quiet=0.3)
-    async with h.services() as services:
-        await services.subscriptions.grant(chat, 30)
-        await services.users.set_model(chat, locked.id)
-        await services.subscriptions.revoke(chat)
-    after = h.tg.sent_messages(chat)[-1].message_id
-    h.tg.user_message(chat, "still there?")
-    await h.tg.wait_until(lambda: len(h.messages_after(chat, after)) >= 2, what="notice and answer")
-    await h.settle()
-    texts_after = h.tg.sent_texts(chat)[-2:]
+    texts_after = await h.ask_after_premium_ended(chat, locked.id, "still there?")
     assert texts_after[0].startswith("ℹ️ Премиум-подписка закончилась") and DEFAULT.title in texts_after[0]
     assert texts_after[1] == "Echo: still there?"
     assert h.llm.requests[-1].model == DEFAULT.id
