@@ -2,7 +2,7 @@
 the context, all in one statement.
 
 The model the quota is taken for is the sender's stored choice, so the statement decides it itself: the catalog's
-ids and daily limits go in as arrays, and the stored model counts only while it is in the catalog (otherwise the
+ids and daily limits go in as parameters, and the stored model counts only while it is in the catalog (otherwise the
 default). A stored premium-only model without premium is not decided here: the statement takes nothing and
 ``UserService.touch`` resets it, as on every other path. Nothing is cached between messages: premium, the model and
 the quota are read where another process (the payment webhook, the CLI, another bot) may have changed them.
