@@ -23,7 +23,8 @@ YOUNG_GENERATION_THRESHOLD = 7000
 
 def settings_for(*needs: str, process: str = "cli") -> Settings:
     """Load settings, check the ones this command needs, configure logging for this process."""
-    # Imported here: the settings model loads pydantic (~0.1 s), which `pomogator --help` never needs.
+    # Imported here: the settings model loads pydantic (0.1-0.2 s of a cold start), which `pomogator --help` never
+    # needs.
     from pomogator.config import load_settings
     from pomogator.logging import setup_logging
 
