@@ -89,7 +89,7 @@ async def build_services(settings: Settings, *, migrate: bool | None = None) -> 
     On SQLite pending migrations are applied first (under a file lock) unless ``migrate=False``.
     """
     catalog = load_catalog(settings.models_file)
-    database = Database(settings.database_url)
+    database = Database(settings.database_url, pool_max=settings.database_pool_size)
     await database.start(migrate=migrate)
     notifier = make_notifier(settings)
     services: Services | None = None

@@ -58,6 +58,15 @@ def test_without_env_file_defaults_apply(env_file: Path) -> None:
     assert not env_file.exists()
     assert settings.database_url == "sqlite:///pomogator.sqlite3"
     assert settings.web_port == 8080
+    assert settings.database_pool_size == 20
+
+
+def test_the_database_pool_size_is_read_and_checked(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POMOGATOR_DATABASE_POOL_SIZE", "5")
+    assert load_settings().database_pool_size == 5
+    monkeypatch.setenv("POMOGATOR_DATABASE_POOL_SIZE", "0")
+    with pytest.raises(ConfigError, match=r"^POMOGATOR_DATABASE_POOL_SIZE:"):
+        load_settings()
 
 
 def test_a_bad_value_is_one_line_naming_the_variable(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -223,7 +223,7 @@ def bind_engine(engine: Engine[Any]) -> None:
 class Database:
     """The database a process talks to: engine, pool, transactions and migrations."""
 
-    def __init__(self, url: str, *, pool_min: int = 1, pool_max: int = 10) -> None:
+    def __init__(self, url: str, *, pool_min: int = 1, pool_max: int = 20) -> None:
         self.url = url
         self.path = sqlite_path(url)
         self.engine = engine_from_url(url)

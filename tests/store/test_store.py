@@ -64,6 +64,17 @@ def test_bad_url_is_a_config_error(url: str) -> None:
         Database(url)
 
 
+async def test_the_pool_size_setting_bounds_the_processes_connections(postgres_url: str) -> None:
+    async with build_services(make_settings(database_url=postgres_url, database_pool_size=3)) as services:
+        engine = services.database.engine
+        assert isinstance(engine, PostgresEngine) and engine.pool is not None
+        assert engine.pool.get_max_size() == 3
+        # Six statements at once on three connections: each waits its turn, none fails.
+        rows = await asyncio.gather(*(raw(User, "SELECT pg_sleep(0.05), 1 AS one") for _ in range(6)))
+        assert [row[0]["one"] for row in rows] == [1] * 6
+        assert engine.pool.get_size() == 3
+
+
 async def test_bad_url_fails_build_services() -> None:
     with pytest.raises(ConfigError, match="POMOGATOR_DATABASE_URL"):
         async with build_services(make_settings(database_url="mysql://localhost/db")):
