@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
 import json
 import os
@@ -867,6 +868,18 @@ def imports_aiogram(argv: list[str], env: dict[str, str], workdir: Path) -> bool
     return any(line.split("|")[-1].strip().startswith("aiogram") for line in result.stderr.splitlines() if "|" in line)
 
 
+def compile_project() -> None:
+    """Compile Pomogator's modules to bytecode, as pip does when it installs the wheel (the image).
+
+    Every other package the processes import (aiogram in the floor measurement among them) is compiled already; an
+    editable install under ``PYTHONDONTWRITEBYTECODE=1`` (this machine's environment) would otherwise compile ours
+    from source at every start: slower starts, and ~1.3 MiB more RSS that the deployed bot does not have.
+    """
+    for package in ("pomogator", "piccolo_migrations"):
+        if not compileall.compile_dir(ROOT / package, quiet=1):
+            raise SystemExit(f"cannot compile {package}")
+
+
 async def probes(plan: Plan, workdir: Path, figures: Figures) -> None:
     env = clean_env() | {"POMOGATOR_DATABASE_URL": f"sqlite:///{workdir / 'probe.sqlite3'}"}
 
@@ -989,6 +1002,7 @@ async def main_async(args: argparse.Namespace) -> int:
     modes = [MODES[name] for name in (MODES if mode == "both" else [mode])]
     machine = proc.machine()
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
+    compile_project()
     with work_directory(args.keep) as workdir:
         async with Fakes(workdir) as fakes:
             bench = Bench(args, workdir, fakes)
