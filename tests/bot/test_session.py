@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -58,3 +59,14 @@ async def test_errors_come_back_as_aiograms(bot: Bot, tg: FakeTelegram) -> None:
     with pytest.raises(TelegramBadRequest, match="message text is empty"):
         await bot.send_message(CHAT, "text")
     assert tg.calls[-1].content_type == "application/json"
+
+
+async def test_many_calls_are_in_flight_at_once(bot: Bot, tg: FakeTelegram) -> None:
+    # Under load a call must not wait for a free connection behind others (aiogram's default allows 100 at once).
+    tg.hold("sendChatAction")
+    calls = [asyncio.create_task(bot.send_chat_action(CHAT, "typing")) for _ in range(150)]
+    try:
+        await tg.wait_until(lambda: tg.active_requests == 150, timeout=20, what="150 calls in flight")
+    finally:
+        tg.release("sendChatAction")
+    assert await asyncio.gather(*calls) == [True] * 150

@@ -521,6 +521,7 @@ class FakeTelegram:
         self._query_ids = itertools.count(1)
         self._open_queries: dict[str, tuple[int, int]] = {}
         self._faults: list[Fault] = []
+        self._held: dict[str, asyncio.Event] = {}
         self._buckets: dict[tuple[str, int], _Bucket] = {}
         self._poll_generation = 0
         self._active_requests = 0
@@ -659,6 +660,9 @@ class FakeTelegram:
                 if handler is None:
                     raise ApiError(404, "Not Found")
                 self._inject_fault(method, call.params)
+                gate = self._held.get(method.lower())
+                if gate is not None:
+                    await gate.wait()
                 result = await handler(call.params, call.files)
             except ApiError as error:
                 if error.error_code == 429:
@@ -1604,6 +1608,20 @@ class FakeTelegram:
         return self.files[file_id].data
 
     # ------------------------------------------------------------------ test API: faults
+
+    def hold(self, method: str) -> None:
+        """Keep calls of ``method`` waiting (in flight, unanswered) until ``release(method)``."""
+        self._held.setdefault(method.lower(), asyncio.Event())
+
+    def release(self, method: str) -> None:
+        gate = self._held.pop(method.lower(), None)
+        if gate is not None:
+            gate.set()
+
+    @property
+    def active_requests(self) -> int:
+        """Bot API calls received and not answered yet (long polls not counted)."""
+        return self._active_requests
 
     def fail_next(
         self,
