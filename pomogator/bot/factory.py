@@ -27,10 +27,10 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
 
 from pomogator.bot.answer import Answerer, StopRegistry
 from pomogator.bot.flood_wait import RetryAfterMiddleware
+from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.handlers import get_routers
 from pomogator.bot.middlewares import (
     AccountMiddleware,
@@ -90,7 +90,7 @@ def create_dispatcher(
     stops = stops if stops is not None else StopRegistry()
     tracker = UpdateTracker()
     dispatcher = Dispatcher(
-        storage=storage or MemoryStorage(),
+        storage=storage or SparseMemoryStorage(),
         services=services,
         settings=settings,
         catalog=services.catalog,

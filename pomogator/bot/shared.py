@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.memory import MemoryStorage
 from loguru import logger
 
 from pomogator.bot.answer import StopRegistry
+from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.middlewares import ChatLocks, MemoryChatLocks
 from pomogator.config import Settings
 
@@ -70,7 +70,7 @@ class SharedState:
 @contextlib.asynccontextmanager
 async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
     if not settings.redis_url:
-        yield SharedState(MemoryStorage(), MemoryChatLocks(), StopRegistry())
+        yield SharedState(SparseMemoryStorage(), MemoryChatLocks(), StopRegistry())
         return
 
     from aiogram.fsm.storage.base import DefaultKeyBuilder

@@ -10,6 +10,7 @@ import pytest
 from aiogram.fsm.storage.base import StorageKey
 from redis.asyncio import Redis
 
+from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.middlewares import MemoryChatLocks
 from pomogator.bot.shared import SharedState, open_shared_state
 from pomogator.config import Settings
@@ -59,6 +60,7 @@ async def wait_for(predicate: Callable[[], Awaitable[bool]], what: str) -> None:
 async def test_without_redis_everything_stays_in_the_process() -> None:
     async with open_shared_state(make_settings()) as shared:
         assert isinstance(shared.chat_locks, MemoryChatLocks)
+        assert isinstance(shared.storage, SparseMemoryStorage)
         assert await shared.first_delivery(1) and await shared.first_delivery(1)
         assert shared.claim_group_notice is None
 
