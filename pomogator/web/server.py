@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pomogator.config import Settings
 
+# How long an idle connection stays open for its next request (uvicorn's default is 5 s). The reverse proxy in front
+# keeps its idle upstream connections longer (Caddy 2 min, nginx's upstream keep-alive 60 s); when the app closed
+# first, a request the proxy sent at that moment met a closed connection: a 502 to Telegram or YooKassa, which
+# deliver again only later. Outliving the proxy's idle timeout leaves closing to the proxy.
+KEEP_ALIVE_SECONDS = 130
+
 
 def serve(settings: Settings) -> None:
     """Run the web app until SIGINT/SIGTERM. Raises ConfigError when YooKassa or the bot token is not configured
@@ -30,6 +36,7 @@ def serve(settings: Settings) -> None:
         forwarded_allow_ips="",
         server_header=False,
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         lifespan="on",
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -168,3 +169,36 @@ async def test_the_server_believes_forwarded_addresses_only_from_configured_prox
     # uvicorn's own default would trust X-Forwarded-For from 127.0.0.1 and let this through.
     assert response.status_code == expected
     await web.stop()
+
+
+async def test_an_idle_connection_from_the_proxy_stays_open_for_its_next_request(
+    kassa: FakeYooKassa, tg: FakeTelegram, tmp_path: Path, processes: list[WebProcess]
+) -> None:
+    """uvicorn's default closed connections idle for 5 s, while proxies reuse theirs for a minute or two: a request
+    sent into one the app was closing failed (502)."""
+    settings = billing_settings(f"sqlite:///{tmp_path / 'web.sqlite3'}", kassa, tg)
+    web = await WebProcess(billing_env(settings), tmp_path).start()
+    processes.append(web)
+    reader, writer = await asyncio.open_connection("127.0.0.1", web.port)
+    try:
+        request = b"GET /healthz HTTP/1.1\r\nHost: bot.example.com\r\n\r\n"
+        writer.write(request)
+        assert await read_status(reader) == 200
+        await asyncio.sleep(6.5)
+        writer.write(request)
+        assert await read_status(reader) == 200
+    finally:
+        writer.close()
+    await web.stop()
+
+
+async def read_status(reader: asyncio.StreamReader) -> int:
+    """One HTTP/1.1 response from ``reader`` (its body read too); its status, or 0 when the server closed instead."""
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    except asyncio.IncompleteReadError:
+        return 0
+    lines = head.decode("latin-1").split("\r\n")
+    length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
+    await reader.readexactly(length)
+    return int(lines[0].split()[1])
