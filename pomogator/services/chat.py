@@ -25,7 +25,7 @@ from pomogator.services.opening import MessageOpener
 from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
 from pomogator.services.users import Account, Person
 from pomogator.store.engine import Database, SharedConnectionSQLiteEngine, raw
-from pomogator.store.tables import DailyUsage, LLMRequest
+from pomogator.store.tables import LLMRequest
 from pomogator.timeutil import utcnow
 
 IMAGE_PLACEHOLDER = "[an image the current model cannot see]"
@@ -260,9 +260,7 @@ class ChatService:
 
     async def reserve_and_read(self, telegram_id: int, model: Model, premium: bool) -> tuple[Reservation, list[Turn]]:
         """PostgreSQL: take the request from the quota and read the context in one round trip."""
-        day, limit = self.quota.reservation_terms(model, premium)
-        rows = await raw(DailyUsage, RESERVE_AND_READ_SQL, telegram_id, model.id, day, limit, telegram_id)
-        reservation = self.quota.reserved(telegram_id, model, day, limit, int(rows[0]["used"]) if rows else None)
+        reservation, rows = await self.quota.reserve_by(RESERVE_AND_READ_SQL, telegram_id, model, premium, telegram_id)
         history = [
             Turn(row["role"], decode_content(row["content"]), row["tokens"], row["model"])
             for row in reversed(rows)

@@ -17,7 +17,7 @@ from typing import Any
 
 from pomogator.llm.catalog import Catalog
 from pomogator.services.conversations import HISTORY_LIMIT, Turn, decode_content
-from pomogator.services.quota import QuotaService
+from pomogator.services.quota import QuotaService, Reservation, Rows, used_of
 from pomogator.services.users import TOUCH_SQL, Account, Person, account_from_row, touch_values
 from pomogator.store.engine import raw
 from pomogator.store.tables import User
@@ -75,10 +75,16 @@ class MessageOpener:
 
     async def open(self, person: Person) -> Opened | None:
         """One round trip; None when the statement could not decide the model (the stored one needs premium the
-        sender no longer has, or allows no requests at all): then nothing was taken and nothing read."""
+        sender no longer has, or allows no requests at all): then nothing was taken and nothing read. A caller
+        cancelled meanwhile gets back what the statement took (``QuotaService.take``)."""
         now = utcnow()
         day = self.quota.today(now)
-        rows = await raw(
+
+        def taken(rows: Rows) -> Reservation | None:
+            first = rows[0]
+            return Reservation.of(person.telegram_id, first["chosen"], day, int(first["daily_limit"]), used_of(rows))
+
+        statement = raw(
             User,
             self._sql,
             *self._catalog,
@@ -88,7 +94,7 @@ class MessageOpener:
             day,
             person.telegram_id,
         )
-        return self._opened(rows, now, day)
+        return self._opened(await self.quota.take(statement, taken), now, day)
 
     def _opened(self, rows: Sequence[Mapping[str, Any]], now: datetime, day: str) -> Opened | None:
         first = rows[0]

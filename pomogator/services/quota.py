@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
+
+from loguru import logger
 
 from pomogator.errors import PremiumRequired, QuotaExceeded
 from pomogator.llm.catalog import Model
@@ -30,6 +35,21 @@ class Reservation:
     used: int
     limit: int
 
+    @classmethod
+    def of(cls, telegram_id: int, model_id: str, day: str, limit: int, used: int | None) -> Reservation | None:
+        """The request ``RESERVE_SQL`` took (``used`` is what it returned); None when it took none."""
+        return None if used is None else cls(telegram_id, model_id, day, used, limit)
+
+
+T = TypeVar("T")
+Rows = Sequence[Mapping[str, Any]]
+
+
+def used_of(rows: Rows) -> int | None:
+    """``RESERVE_SQL``'s ``used`` from the first row of a statement around it; None: it took nothing."""
+    used = rows[0]["used"] if rows else None
+    return None if used is None else int(used)
+
 
 class QuotaService:
     def __init__(self, tz: ZoneInfo) -> None:
@@ -44,9 +64,45 @@ class QuotaService:
     async def reserve(self, telegram_id: int, model: Model, premium: bool) -> Reservation:
         """Take one request from today's quota; raises QuotaExceeded (and takes nothing) when none is left,
         PremiumRequired when the model has no free allowance at all."""
+        reservation, _ = await self.reserve_by(RESERVE_SQL, telegram_id, model, premium)
+        return reservation
+
+    async def reserve_by(
+        self, sql: str, telegram_id: int, model: Model, premium: bool, *more: Any
+    ) -> tuple[Reservation, Rows]:
+        """``reserve`` with ``sql``: ``RESERVE_SQL`` alone or inside a larger statement whose first row carries its
+        ``used`` (parameters: ``RESERVE_SQL``'s, then ``more``). Returns the reservation and the rows."""
         day, limit = self.reservation_terms(model, premium)
-        rows = await raw(DailyUsage, RESERVE_SQL, telegram_id, model.id, day, limit)
-        return self.reserved(telegram_id, model, day, limit, int(rows[0]["used"]) if rows else None)
+
+        def taken(rows: Rows) -> Reservation | None:
+            return Reservation.of(telegram_id, model.id, day, limit, used_of(rows))
+
+        rows = await self.take(raw(DailyUsage, sql, telegram_id, model.id, day, limit, *more), taken)
+        return self.reserved(telegram_id, model, day, limit, used_of(rows)), rows
+
+    async def take(self, statement: Awaitable[T], taken: Callable[[T], Reservation | None]) -> T:
+        """Await ``statement``, which takes a request from the quota, to its end even if the caller is cancelled
+        meanwhile: by then the statement may have committed, and only its result (``taken``: the reservation in
+        it, None when none was made) tells whether a request was taken. A cancelled caller gives it back before
+        the cancellation goes on, so a shutdown that cuts a message off at its first step costs its sender nothing.
+        """
+        running = asyncio.ensure_future(statement)
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._give_back(running, taken))
+            raise
+
+    async def _give_back(self, running: asyncio.Future[T], taken: Callable[[T], Reservation | None]) -> None:
+        try:
+            result = await running
+        except Exception as exc:
+            # A statement that failed took nothing; its error has nobody left to go to.
+            logger.info("A cancelled message's first statement failed ({}): nothing to give back", type(exc).__name__)
+            return
+        reservation = taken(result)
+        if reservation is not None:
+            await self.refund(reservation)
 
     def reservation_terms(self, model: Model, premium: bool) -> tuple[str, int]:
         """Today's day and the limit ``RESERVE_SQL`` takes; raises PremiumRequired when there is no allowance."""
@@ -57,9 +113,10 @@ class QuotaService:
 
     def reserved(self, telegram_id: int, model: Model, day: str, limit: int, used: int | None) -> Reservation:
         """The reservation ``RESERVE_SQL`` made (``used`` is what it returned); QuotaExceeded when it returned none."""
-        if used is None:
+        reservation = Reservation.of(telegram_id, model.id, day, limit, used)
+        if reservation is None:
             raise QuotaExceeded(model.id, limit, self.resets_at())
-        return Reservation(telegram_id, model.id, day, used, limit)
+        return reservation
 
     async def refund(self, reservation: Reservation) -> None:
         """Give a reserved request back (the model failed, so the request costs nothing)."""

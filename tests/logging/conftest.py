@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytest
 from loguru import logger
@@ -24,7 +24,7 @@ from pomogator.logs.setup import setup_logging
 from pomogator.store.engine import open_database
 from pomogator.store.tables import LogRecord
 from tests.conftest import make_settings
-from tests.logging.proxy import TcpProxy
+from tests.fakes.tcp_proxy import TcpProxy
 
 BOT_TOKEN = "987654321:AAHsecretBotTokenValue_0123456789xyz"
 API_KEY = "sk-or-v1-0123456789abcdef0123456789abcdef"
@@ -118,10 +118,7 @@ async def outage(db_url: str, tmp_path: Path) -> AsyncIterator[Outage]:
         return
     parts = urlsplit(db_url)
     proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"127.0.0.1:{proxy.port}"
-    via_proxy = urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
     try:
-        yield Outage(via_proxy, cut=proxy.cut, restore=proxy.restore)
+        yield Outage(proxy.url(db_url), cut=proxy.cut, restore=proxy.restore)
     finally:
         proxy.close()

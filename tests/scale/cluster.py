@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -34,8 +34,8 @@ from aiohttp import web
 from tests.bot.harness import base_env, bot_command, postgres_database
 from tests.conftest import TEST_API_KEY
 from tests.fakes.openai_server import FakeLLM
+from tests.fakes.tcp_proxy import TcpProxy
 from tests.fakes.telegram_server import FakeTelegram
-from tests.logging.proxy import TcpProxy
 from tests.scale.redis_support import REDIS_URL, redis_prefix
 from tests.web.support import free_port
 
@@ -173,13 +173,6 @@ class WebInstance:
             return ""
 
 
-def _via_proxy(url: str, port: int) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0] + "@" if len(netloc) == 2 else ""
-    return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{port}"))
-
-
 class Cluster:
     def __init__(
         self,
@@ -238,7 +231,7 @@ class Cluster:
                 "POMOGATOR_OPENROUTER_API_KEY": TEST_API_KEY,
                 "POMOGATOR_OPENROUTER_BASE_URL": self.llm.base_url,
                 "POMOGATOR_OPENROUTER_MAX_RETRIES": "0",
-                "POMOGATOR_DATABASE_URL": _via_proxy(self.database_url, self.proxy.port),
+                "POMOGATOR_DATABASE_URL": self.proxy.url(self.database_url),
                 "POMOGATOR_REDIS_URL": REDIS_URL,
                 "POMOGATOR_REDIS_KEY_PREFIX": self.prefix,
                 "POMOGATOR_REDIS_LOCK_TTL_SECONDS": str(LOCK_TTL_S),

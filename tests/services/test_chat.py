@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import sqlite3
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import asyncpg
 import pytest
 
 from pomogator.container import Services, build_services
@@ -31,6 +34,7 @@ from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, User
 from tests.conftest import make_settings
 from tests.fakes import openai_server as fake
 from tests.fakes.openai_server import FakeLLM
+from tests.fakes.tcp_proxy import TcpProxy
 
 ANN = 4004
 BOB = 4005
@@ -763,3 +767,86 @@ async def test_abandoned_sender_reply_is_refunded(one_trip: Services, fake_llm: 
     await stream.aclose()
     assert await used(one_trip) == 0
     assert await stored() == []
+
+
+# --- cancelled while the first statement is out -----------------------------------------------------------------
+
+
+@pytest.fixture
+def held_postgres(db_url: str) -> Iterator[TcpProxy]:
+    """A proxy in front of this test's PostgreSQL database whose answers the test can hold back."""
+    if db_url.startswith("sqlite"):
+        pytest.skip("PostgreSQL only: a proxy holds the server's answers")
+    parts = urlsplit(db_url)
+    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 5432).start()
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+async def used_on_server(db_url: str) -> int:
+    connection = await asyncpg.connect(db_url)
+    try:
+        total = await connection.fetchval("SELECT COALESCE(SUM(used), 0) FROM daily_usage WHERE telegram_id = $1", ANN)
+        return int(total)
+    finally:
+        await connection.close()
+
+
+@pytest.mark.parametrize("opening", ["one trip", "reserve and read"])
+async def test_a_message_cancelled_after_its_request_was_taken_gets_it_back(
+    make_services: ServicesFactory, held_postgres: TcpProxy, db_url: str, fake_llm: FakeLLM, opening: str
+) -> None:
+    """A shutdown can cut a message off after the server has taken its request but before the answer arrives: the
+    request is given back once that answer is in."""
+    async with make_services(database_url=held_postgres.url(db_url), database_pool_size=1) as services:
+        dialog = await dialog_for(services)
+
+        def message() -> AsyncGenerator[str, None]:
+            if opening == "one trip":
+                return services.chat.stream_sender_reply(Person(ANN, "Ann"), "hi", reply=Reply())
+            return services.chat.stream_reply(dialog, "hi")
+
+        # The first message prepares the statement on the one pooled connection: the second is sent at once.
+        assert "".join([piece async for piece in message()])
+        assert await used_on_server(db_url) == 1
+        held_postgres.hold()
+        second = asyncio.create_task(anext(message()))
+        for _ in range(500):
+            if await used_on_server(db_url) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert await used_on_server(db_url) == 2  # taken on the server; its answer is held
+        second.cancel()
+        await asyncio.sleep(0.2)
+        held_postgres.release()
+        with pytest.raises(asyncio.CancelledError):
+            await second
+        assert await used_on_server(db_url) == 1
+        assert fake_llm.request_count == 1
+
+
+async def test_a_message_cancelled_while_sqlite_is_locked_costs_nothing(
+    make_services: ServicesFactory, db_url: str, fake_llm: FakeLLM
+) -> None:
+    """On SQLite the statement runs in a worker thread that a cancellation does not stop: it takes the request
+    once the lock is free, and the request is given back."""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    async with make_services() as services:
+        dialog = await dialog_for(services)
+        other = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process writing: the reservation waits for the lock
+        try:
+            message = asyncio.create_task(anext(services.chat.stream_reply(dialog, "hi")))
+            await asyncio.sleep(0.3)
+            message.cancel()
+            await asyncio.sleep(0.1)
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        with pytest.raises(asyncio.CancelledError):
+            await message
+        assert await used(services) == 0
+        assert fake_llm.request_count == 0

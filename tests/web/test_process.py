@@ -13,12 +13,12 @@ import pytest
 
 from pomogator.container import build_services
 from tests.conftest import POSTGRES_URL
+from tests.fakes.tcp_proxy import TcpProxy
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
 from tests.web.support import (
     USER_ID,
     WEBHOOK,
-    TcpProxy,
     WebProcess,
     add_user,
     billing_env,
@@ -90,7 +90,7 @@ async def test_a_database_outage_answers_5xx_and_yookassas_retry_succeeds(
     proxy: TcpProxy | None = None
     web_db_url = own_db_url
     if own_db_url.startswith("postgresql://"):
-        proxy = await TcpProxy("127.0.0.1", 5432).start()
+        proxy = TcpProxy("127.0.0.1", 5432).start()
         web_db_url = own_db_url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/")
         assert web_db_url != own_db_url
     database_file = Path(own_db_url.removeprefix("sqlite:///"))
@@ -132,7 +132,7 @@ async def test_a_database_outage_answers_5xx_and_yookassas_retry_succeeds(
         assert "Request to /webhooks/yookassa failed" in web.log()
     finally:
         if proxy is not None:
-            await proxy.close()
+            proxy.close()
 
 
 async def test_the_web_process_refuses_to_start_without_yookassa(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""A TCP proxy a test owns in front of PostgreSQL: cutting it is a database outage that touches no shared server.
+"""A TCP proxy a test owns in front of PostgreSQL: cutting it is a database outage that touches no shared server;
+holding it keeps the server's answers from the client (a statement the server has done, whose result is late).
 
 It runs its own event loop on a thread: Piccolo's PostgresEngine checks the server version synchronously while
 the test's loop is blocked, so a proxy served by that loop would never answer.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from typing import Self
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -22,6 +24,9 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # Set while the server's bytes flow to the clients (asyncio.Event binds to the proxy's loop when first awaited).
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     def start(self) -> Self:
         self._thread.start()
@@ -29,12 +34,32 @@ class TcpProxy:
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
+    def url(self, server_url: str) -> str:
+        """``server_url`` (the target's database URL) pointed at this proxy instead."""
+        parts = urlsplit(server_url)
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0] + "@" if len(netloc) == 2 else ""
+        return urlunsplit(parts._replace(netloc=f"{user}127.0.0.1:{self.port}"))
+
     def cut(self) -> None:
         """Drop every connection and refuse new ones, as a dead database host would."""
         asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(10)
 
     def restore(self) -> None:
         self._open = True
+
+    def hold(self) -> None:
+        """Keep what the server sends from its clients (it still receives theirs) until ``release``."""
+        asyncio.run_coroutine_threadsafe(self._gate(False), self._loop).result(10)
+
+    def release(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._gate(True), self._loop).result(10)
+
+    async def _gate(self, flowing: bool) -> None:
+        if flowing:
+            self._flowing.set()
+        else:
+            self._flowing.clear()
 
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(10)
@@ -69,14 +94,16 @@ class TcpProxy:
             writer.transport.abort()
             return
         self._writers.update((writer, up_writer))
-        for source, sink in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(source, sink))
+        for source, sink, gate in ((reader, up_writer, None), (up_reader, writer, self._flowing)):
+            task = asyncio.create_task(self._pipe(source, sink, gate))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, gate: asyncio.Event | None) -> None:
         try:
             while data := await source.read(65536):
+                if gate is not None:
+                    await gate.wait()
                 sink.write(data)
                 await sink.drain()
         except OSError:
