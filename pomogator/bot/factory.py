@@ -90,7 +90,7 @@ def create_dispatcher(
     stops = stops if stops is not None else StopRegistry()
     tracker = UpdateTracker()
     dispatcher = Dispatcher(
-        storage=storage or SparseMemoryStorage(),
+        storage=storage if storage is not None else SparseMemoryStorage(),
         services=services,
         settings=settings,
         catalog=services.catalog,
@@ -109,7 +109,7 @@ def create_dispatcher(
     gatherer = Gatherer()
     outer.register(gatherer.arrivals)
     outer.register(FloodMiddleware(FloodGuard(settings.flood_messages_per_minute)))
-    outer.register(ChatOrderMiddleware(chat_locks or MemoryChatLocks()))
+    outer.register(ChatOrderMiddleware(chat_locks if chat_locks is not None else MemoryChatLocks()))
     outer.register(gatherer.completion)
     outer.register(ErrorMiddleware(services.catalog, settings))
     outer.register(dispatcher.fsm)

@@ -1,9 +1,11 @@
-"""The in-process FSM storage keeps only chats that have a state or data, under a real dispatcher too."""
+"""The in-process FSM storage keeps only chats that have a state or data, under a real dispatcher too; the dispatcher
+uses the in-process state it is given."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -15,7 +17,12 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.fsm.storage.base import StorageKey
 from aiogram.types import Message, Update
 
+from pomogator.bot.factory import create_dispatcher
 from pomogator.bot.fsm_memory import SparseMemoryStorage
+from pomogator.bot.middlewares import ChatOrderMiddleware
+from pomogator.bot.shared import open_shared_state
+from pomogator.container import build_services
+from tests.conftest import make_settings
 
 BOT_ID = 42
 
@@ -129,3 +136,18 @@ async def test_a_thousand_people_writing_leave_nothing_behind(
     assert await storage.get_data(key(5)) == {"started": 2001}
     await dp.feed_update(bot, text_update(bot, 2002, 5, "me@example.com"))
     assert storage.chats == 0
+
+
+async def test_the_dispatcher_uses_the_shared_state_it_is_given_even_when_empty(tmp_path: Path) -> None:
+    """The in-process locks and storage are empty (``len`` 0) until used; they must not be taken for none given."""
+    settings = make_settings(database_url=f"sqlite:///{tmp_path / 'bot.sqlite3'}")
+    async with build_services(settings, migrate=True) as services, open_shared_state(settings) as shared:
+        dispatcher = create_dispatcher(services, chat_locks=shared.chat_locks, storage=shared.storage)
+        try:
+            assert dispatcher.fsm.storage is shared.storage
+            order = [m for m in dispatcher.update.outer_middleware if isinstance(m, ChatOrderMiddleware)]
+            assert [m.locks for m in order] == [shared.chat_locks]
+        finally:
+            # The handler routers are module-level: detach them, so another dispatcher of this process can have them.
+            for router in dispatcher.sub_routers:
+                router._parent_router = None
