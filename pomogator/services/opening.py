@@ -81,8 +81,10 @@ class MessageOpener:
         day = self.quota.today(now)
 
         def taken(rows: Rows) -> Reservation | None:
-            first = rows[0]
-            return Reservation.of(person.telegram_id, first["chosen"], day, int(first["daily_limit"]), used_of(rows))
+            used = used_of(rows)
+            if used is None:
+                return None
+            return Reservation(person.telegram_id, rows[0]["chosen"], day, used, int(rows[0]["daily_limit"]))
 
         statement = raw(
             User,
