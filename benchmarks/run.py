@@ -402,7 +402,7 @@ async def database_url(kind: str, workdir: Path, postgres_url: str) -> AsyncIter
         await database.close()
         yield url
         return
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     name = f"pomogator_bench_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(_with_database(postgres_url, "postgres"))

@@ -30,7 +30,8 @@ from tests.services.test_files import JPEG, blank_pdf, encrypt_pdf, make_pdf, ma
 
 def e2e(test: Callable[..., Any]) -> Callable[..., Any]:
     """A test against the module's running bot."""
-    return pytest.mark.slow(pytest.mark.asyncio(loop_scope="module")(test))
+    marked: Callable[..., Any] = pytest.mark.slow(pytest.mark.asyncio(loop_scope="module")(test))
+    return marked
 
 
 CATALOG = """
@@ -325,7 +326,12 @@ async def test_files_the_bot_cannot_read_get_a_clear_message(
 async def test_other_messages_are_told_what_the_bot_accepts(harness: BotHarness, send: str) -> None:
     h = harness
     chat = h.new_chat()
-    {"sticker": h.tg.user_sticker, "voice": h.tg.user_voice, "location": h.tg.user_location}[send](chat)
+    senders: dict[str, Callable[[int], object]] = {
+        "sticker": h.tg.user_sticker,
+        "voice": h.tg.user_voice,
+        "location": h.tg.user_location,
+    }
+    senders[send](chat)
     reply = await refused(h, chat)
     assert reply.text == texts.NOT_TEXT
     assert "фотографии и файлы" in (reply.text or "")

@@ -53,8 +53,9 @@ async def test_user_lifecycle(tmp_path: Path, env: dict[str, str]) -> None:
     assert data["role"] is None
     assert data["premium"] is True
     until = datetime.fromisoformat(data["premium_until"])
-    assert until.utcoffset() is not None
-    assert until.utcoffset().total_seconds() == 3 * 3600  # shown in Europe/Moscow
+    offset = until.utcoffset()
+    assert offset is not None
+    assert offset.total_seconds() == 3 * 3600  # shown in Europe/Moscow
     assert data["requests_today"] == 0
 
     listed = await run_cli("user", "list", cwd=tmp_path, env=env)

@@ -84,7 +84,7 @@ async def test_records_arrive_with_context_from_bot_web_and_threads(
 async def test_exceptions_are_stored_as_text(log_settings: Settings, stderr_text: Callable[[], str]) -> None:
     async with logging_to_database(log_settings) as sinks:
         try:
-            {}["missing"]
+            dict[str, int]()["missing"]
         except KeyError:
             logger.exception("lookup failed at the frontier")
         assert await db_sink(sinks).flush()

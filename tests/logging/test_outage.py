@@ -35,7 +35,7 @@ def watch_writes(sink: DatabaseSink) -> list[asyncio.Task[Any] | None]:
         tasks.append(asyncio.current_task())
         await original(*args)
 
-    sink._insert = insert  # type: ignore[method-assign]
+    sink._insert = insert  # type: ignore[method-assign,assignment]
     return tasks
 
 

@@ -42,7 +42,7 @@ async def services(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncI
 async def payment_row(payment_id: str) -> dict[str, object]:
     row = await Payment.select().where(Payment.yookassa_id == payment_id).first()
     assert row is not None
-    return row  # type: ignore[no-any-return]
+    return row
 
 
 def close_to(actual: object, expected: object, slack: timedelta = timedelta(minutes=1)) -> bool:

@@ -182,7 +182,7 @@ class WebProcess:
 
     async def stop(self) -> int:
         if self.process is None or self.process.returncode is not None:
-            return self.process.returncode if self.process else 0
+            return self.process.returncode if self.process and self.process.returncode is not None else 0
         self.process.terminate()
         try:
             return await asyncio.wait_for(self.process.wait(), 20)
