@@ -42,9 +42,9 @@ from pomogator.errors import (
     PaymentProviderUnavailable,
     PaymentRejected,
 )
-from pomogator.services.subscriptions import SubscriptionService
+from pomogator.services.subscriptions import SubscriptionService, lock_person
 from pomogator.services.users import UserService
-from pomogator.store.engine import Database
+from pomogator.store.engine import Database, write_transaction
 from pomogator.store.tables import Payment
 from pomogator.timeutil import as_utc, utcnow
 
@@ -170,40 +170,58 @@ class BillingService:
         account = await self.users.get(telegram_id)
         if self.settings.receipt_enabled and not account.email:
             raise EmailRequired()
-        recent = await (
-            Payment.select()
-            .where(
-                (Payment.telegram_id == telegram_id)
-                & (Payment.plan == plan.name)
-                & (Payment.created_at >= utcnow() - REUSE_WINDOW)
-            )
-            .order_by(Payment.created_at, ascending=False)
-            .first()
-        )
-        if recent is not None:
-            checkout = await self._reuse(recent, account.email)
+        passed: int | None = None
+        for _ in range(3):
+            row, fresh = await self._open_payment(telegram_id, plan, passed)
+            if fresh:
+                checkout = await self._submit(
+                    row["id"], row["idempotence_key"], telegram_id, plan, plan.price, account.email
+                )
+                if checkout is None:
+                    raise PaymentProviderUnavailable("YooKassa did not return a payment link.")
+                return checkout
+            checkout = await self._reuse(row, account.email)
             if checkout is not None:
                 return checkout
-        key = str(uuid.uuid4())
-        now = utcnow()
-        # The row and its idempotence key exist before YooKassa is asked, so a lost answer can be retried safely.
-        rows = await Payment.insert(
-            Payment(
+            passed = row["id"]
+        raise PaymentProviderUnavailable("YooKassa did not return a payment link.")
+
+    async def _open_payment(self, telegram_id: int, plan: Plan, passed: int | None) -> tuple[dict[str, Any], bool]:
+        """The person's newest unfinished payment for ``plan`` from the last 15 minutes (not ``passed``, which
+        turned out not to be reusable), or a new row with a new idempotence key: ``(row, created)``.
+
+        Looking and creating happen under the person's lock, so two presses at once get one payment: the second
+        finds the first's row and asks YooKassa with the same key. The row and its key exist before YooKassa is
+        asked, so a lost answer can be retried safely.
+        """
+        engine = Payment._meta.db
+        async with write_transaction(engine):
+            await lock_person(telegram_id)
+            recent = await (
+                Payment.select()
+                .where(
+                    (Payment.telegram_id == telegram_id)
+                    & (Payment.plan == plan.name)
+                    & (Payment.created_at >= utcnow() - REUSE_WINDOW)
+                )
+                .order_by(Payment.created_at, ascending=False)
+                .first()
+            )
+            if recent is not None and recent["id"] != passed and recent["status"] in (NEW, ERROR, PENDING):
+                return recent, False
+            now = utcnow()
+            row = Payment(
                 telegram_id=telegram_id,
                 plan=plan.name,
                 amount=plan.price,
                 currency=CURRENCY,
                 status=NEW,
-                idempotence_key=key,
+                idempotence_key=str(uuid.uuid4()),
                 created_at=now,
                 updated_at=now,
             )
-        ).returning(payment_pk)
-        row_id = rows[0]["id"]
-        checkout = await self._submit(row_id, key, telegram_id, plan, plan.price, account.email)
-        if checkout is None:
-            raise PaymentProviderUnavailable("YooKassa did not return a payment link.")
-        return checkout
+            rows = await Payment.insert(row).returning(*Payment.all_columns())
+            return rows[0], True
 
     async def _reuse(self, row: Mapping[str, Any], email: str | None) -> Checkout | None:
         status = row["status"]
@@ -263,6 +281,8 @@ class BillingService:
             await self._set_status(row_id, ERROR)
             logger.warning("Payment {} for {} not created: {}", row_id, telegram_id, exc.user_message)
             raise
+        # Only a row still waiting for this answer: a slower answer to an earlier press (the same idempotence key,
+        # the same payment) must not set a payment that has since succeeded back to pending.
         await Payment.update(
             {
                 Payment.yookassa_id: remote.id,
@@ -271,7 +291,7 @@ class BillingService:
                 Payment.raw_object: remote.raw,
                 Payment.updated_at: utcnow(),
             }
-        ).where(payment_pk == row_id)
+        ).where((payment_pk == row_id) & Payment.status.is_in([NEW, ERROR]))
         logger.info("Payment {} created for {} ({}, {})", remote.id, telegram_id, plan.name, money(amount))
         if remote.status != PENDING or not remote.confirmation_url:
             row = await Payment.select().where(payment_pk == row_id).first()

@@ -52,10 +52,8 @@ class SubscriptionService:
             raise ValueError("days must be positive")
         engine = Subscription._meta.db
         async with write_transaction(engine):
-            # Concurrent grants for one person must stack, not both start from the same end. SQLite's write
-            # transactions already run one at a time; on PostgreSQL the person's lock lasts until commit.
-            if not isinstance(engine, SQLiteEngine):
-                await Subscription.raw("SELECT pg_advisory_xact_lock({})", telegram_id)
+            # Concurrent grants for one person must stack, not both start from the same end.
+            await lock_person(telegram_id)
             now = utcnow()
             current = await self.premium_until(telegram_id)
             starts = max(now, current) if current else now
@@ -73,22 +71,59 @@ class SubscriptionService:
         return ends
 
     async def shorten(self, payment_id: str, fraction: float) -> datetime | None:
-        """Cut the subscription bought by ``payment_id`` by ``fraction`` of its length (a refund)."""
-        rows = await Subscription.objects().where(Subscription.payment_id == payment_id)
-        for row in rows:
-            starts, ends = as_utc(row.starts_at), as_utc(row.ends_at)
-            row.ends_at = ends - (ends - starts) * min(max(fraction, 0.0), 1.0)
-            await row.save([Subscription.ends_at])
-        return await self.premium_until(rows[0].telegram_id) if rows else None
+        """Take back ``fraction`` of the days ``payment_id`` bought (a refund); returns the new premium end.
+
+        Only days not yet used can be taken back: at most what is left of that purchase's period. The purchases
+        stacked after it move earlier by as much, so the premium's end moves too (refunding a month bought before a
+        year ends the year a month sooner). Atomic, under the person's lock, like ``grant``.
+        """
+        share = min(max(fraction, 0.0), 1.0)
+        engine = Subscription._meta.db
+        async with write_transaction(engine):
+            bought = await Subscription.select(Subscription.telegram_id).where(Subscription.payment_id == payment_id)
+            if not bought:
+                return None
+            telegram_id: int = bought[0]["telegram_id"]
+            await lock_person(telegram_id)
+            now = utcnow()
+            rows = await Subscription.objects().where(Subscription.telegram_id == telegram_id)
+            for row in rows:
+                if row.payment_id != payment_id:
+                    continue
+                starts, ends = as_utc(row.starts_at), as_utc(row.ends_at)
+                unused = max(ends - max(starts, now), timedelta(0))
+                taken = min((ends - starts) * share, unused)
+                if taken <= timedelta(0):
+                    continue
+                row.ends_at = ends - taken
+                await row.save([Subscription.ends_at])
+                for later in rows:
+                    if later is not row and as_utc(later.starts_at) >= ends:
+                        later.starts_at = as_utc(later.starts_at) - taken
+                        later.ends_at = as_utc(later.ends_at) - taken
+                        await later.save([Subscription.starts_at, Subscription.ends_at])
+        return await self.premium_until(telegram_id)
 
     async def revoke(self, telegram_id: int) -> bool:
-        """End every running subscription now; returns whether any was running."""
-        now = utcnow()
-        running = await Subscription.count().where(
-            (Subscription.telegram_id == telegram_id) & (Subscription.ends_at > now)
-        )
-        if running:
-            await Subscription.update({Subscription.ends_at: now}).where(
+        """End every running subscription now, and the ones stacked to start later; returns whether any was
+        running (or waiting to start). The rows stay as history."""
+        engine = Subscription._meta.db
+        async with write_transaction(engine):
+            await lock_person(telegram_id)
+            now = utcnow()
+            rows = await Subscription.objects().where(
                 (Subscription.telegram_id == telegram_id) & (Subscription.ends_at > now)
             )
-        return bool(running)
+            for row in rows:
+                # A purchase stacked behind the running one has not started: it ends before it would start.
+                row.starts_at = min(as_utc(row.starts_at), now)
+                row.ends_at = now
+                await row.save([Subscription.starts_at, Subscription.ends_at])
+        return bool(rows)
+
+
+async def lock_person(telegram_id: int) -> None:
+    """Inside a write transaction: one change to a person's subscriptions at a time, until the commit. SQLite's
+    write transactions already run one at a time; on PostgreSQL the person's advisory lock lasts until commit."""
+    if not isinstance(Subscription._meta.db, SQLiteEngine):
+        await Subscription.raw("SELECT pg_advisory_xact_lock({})", telegram_id)

@@ -199,7 +199,9 @@ class FakeYooKassa:
 
     State is plain dicts keyed by id (``payments``, ``refunds``) holding the objects exactly as the API
     returns them. Set ``down = True`` to answer every request with 500, or ``hang = True`` to hold requests
-    without answering (until ``hang`` is reset or the fake closes).
+    without answering (until ``hang`` is reset or the fake closes). With ``hold_answers = True`` new POST
+    requests are carried out at once but their answers are held (a slow network on the way back) until it is
+    reset; a repeated request (a known idempotence key) is still answered at once.
     """
 
     def __init__(
@@ -222,6 +224,7 @@ class FakeYooKassa:
         self.requests: list[RecordedRequest] = []
         self.down = False
         self.hang = False
+        self.hold_answers = False
         self._capture: dict[str, bool] = {}
         self._save_method: dict[str, bool] = {}
         self._tokens: dict[str, str] = {}
@@ -435,6 +438,13 @@ class FakeYooKassa:
             await asyncio.sleep(0.01)
         return True
 
+    async def _wait_while_holding(self) -> None:
+        assert self._closing is not None
+        while self.hold_answers:
+            if self._closing.is_set():
+                return
+            await asyncio.sleep(0.01)
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         raw = await request.read()
@@ -492,6 +502,7 @@ class FakeYooKassa:
             if isinstance(result, web.Response) and result.status == 200 and result.body is not None:
                 assert isinstance(result.body, bytes)
                 self._idempotent[(request.path, key)] = (fingerprint, json.loads(result.body))
+            await self._wait_while_holding()
             return result
         except YooKassaError as error:
             return error.response()

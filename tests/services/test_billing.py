@@ -23,6 +23,7 @@ from pomogator.errors import (
     PaymentProviderUnavailable,
     PaymentRejected,
 )
+from pomogator.services.billing import PaymentOutcome
 from pomogator.store.tables import Payment, Subscription
 from pomogator.timeutil import as_utc, utcnow
 from tests.fakes.telegram_server import FakeTelegram
@@ -103,6 +104,39 @@ async def test_pressing_again_reuses_the_pending_payment_until_it_is_no_longer_p
     assert fresh.payment_id != first.payment_id and not fresh.reused
     assert (await payment_row(first.payment_id))["status"] == "canceled"
     assert any("время на оплату истекло" in text for text in tg.sent_texts(USER_ID))
+
+
+async def test_two_presses_at_once_make_one_payment(services: Services, kassa: FakeYooKassa) -> None:
+    for presses in range(1, 6):
+        await Payment.delete(force=True)
+        first, second = await asyncio.gather(
+            services.billing.start_payment(USER_ID, "month"), services.billing.start_payment(USER_ID, "month")
+        )
+        assert first.payment_id == second.payment_id
+        assert len(kassa.payments) == presses
+        assert await Payment.count() == 1
+
+
+async def test_a_slow_answer_to_an_earlier_press_does_not_undo_the_payment(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    kassa.hold_answers = True
+    first_press = asyncio.create_task(services.billing.start_payment(USER_ID, "month"))
+    await until(lambda: bool(kassa.payments))
+    # The second press asks again with the same idempotence key and is answered at once; the person pays.
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    paid = await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert isinstance(paid, PaymentOutcome) and paid.changed
+    kassa.hold_answers = False
+    assert (await first_press).payment_id == checkout.payment_id
+
+    assert (await payment_row(checkout.payment_id))["status"] == "succeeded"
+    again = await services.billing.sync_payment(checkout.payment_id)
+    assert not again.changed
+    assert await Subscription.count() == 1
+    assert close_to(await services.subscriptions.premium_until(USER_ID), utcnow() + timedelta(days=30))
+    assert len([t for t in tg.sent_texts(USER_ID) if "Оплата 599 ₽ получена" in t]) == 1
 
 
 async def test_a_pending_payment_older_than_15_minutes_is_not_reused(services: Services) -> None:

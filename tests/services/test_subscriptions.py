@@ -145,6 +145,57 @@ async def test_shorten_unknown_payment_is_none(services: Services) -> None:
     assert await services.subscriptions.premium_until(USER) is not None
 
 
+async def test_refunding_a_purchase_moves_the_ones_stacked_after_it_earlier(services: Services) -> None:
+    subscriptions = services.subscriptions
+    await subscriptions.grant(USER, 30, plan="month", payment_id="pay-month")
+    year_end = await subscriptions.grant(USER, 365, plan="year", payment_id="pay-year")
+    until = await subscriptions.shorten("pay-month", 1.0)
+    assert until is not None
+    assert abs(until - (year_end - timedelta(days=30))) < SLACK
+    assert await subscriptions.premium_until(USER) == until
+    year = await Subscription.select().where(Subscription.payment_id == "pay-year").first()
+    assert year is not None
+    assert abs(as_utc(year["starts_at"]) - now()) < SLACK
+
+
+async def test_a_refund_takes_back_only_the_days_not_used_yet(services: Services) -> None:
+    subscriptions = services.subscriptions
+    # 20 of the month's 30 days are used: refunding half of it (15 days) can take back only the 10 left.
+    await add_subscription(USER, now() - timedelta(days=20), now() + timedelta(days=10), "pay-month")
+    year_end = await subscriptions.grant(USER, 365, plan="year", payment_id="pay-year")
+    until = await subscriptions.shorten("pay-month", 0.5)
+    assert until is not None
+    assert abs(until - (year_end - timedelta(days=10))) < SLACK
+    # A purchase used up long ago gives nothing back from the premium running now.
+    await add_subscription(USER + 1, now() - timedelta(days=60), now() - timedelta(days=30), "pay-old")
+    later = await subscriptions.grant(USER + 1, 30, payment_id="pay-new")
+    assert await subscriptions.shorten("pay-old", 1.0) == later
+
+
+async def test_revoke_ends_purchases_stacked_to_start_later_and_refunds_do_not_bring_premium_back(
+    services: Services,
+) -> None:
+    subscriptions = services.subscriptions
+    await subscriptions.grant(USER, 30, plan="month", payment_id="pay-month")
+    await subscriptions.grant(USER, 365, plan="year", payment_id="pay-year")
+    assert await subscriptions.revoke(USER) is True
+    rows = await Subscription.select().where(Subscription.telegram_id == USER)
+    assert all(as_utc(row["starts_at"]) <= as_utc(row["ends_at"]) for row in rows)
+    assert await subscriptions.shorten("pay-year", 1.0) is None
+    assert await subscriptions.shorten("pay-month", 1.0) is None
+    assert await subscriptions.premium_until(USER) is None
+
+
+async def test_refunds_and_grants_at_once_keep_the_stack_whole(services: Services) -> None:
+    subscriptions = services.subscriptions
+    await subscriptions.grant(USER, 30, plan="month", payment_id="pay-month")
+    await asyncio.gather(subscriptions.shorten("pay-month", 1.0), subscriptions.grant(USER, 30, payment_id="pay-2"))
+    # Whichever ran first, the second purchase's 30 days remain, counted from now.
+    until = await subscriptions.premium_until(USER)
+    assert until is not None
+    assert abs(until - (now() + timedelta(days=30))) < SLACK
+
+
 async def test_premium_until_is_utc_aware(services: Services) -> None:
     await services.subscriptions.grant(USER, 3)
     until = await services.subscriptions.premium_until(USER)
