@@ -61,6 +61,11 @@ CURRENCY = "RUB"
 # Piccolo adds the `id` column itself, invisibly to the type checker.
 payment_pk = Payment._meta.primary_key
 REUSE_WINDOW = timedelta(minutes=15)
+# Payments still waiting for the person are asked about from this age on: their notification may never come (the
+# web app down for longer than YooKassa's day of retries, a proxy refusing it). Younger ones are being paid now;
+# YooKassa cancels an unpaid one within hours, so after two days none is left to ask about.
+CHECK_AFTER = timedelta(minutes=10)
+CHECK_UNTIL = timedelta(days=2)
 # Refund idempotence keys are derived from what was refunded before, so a retried command reuses its key.
 REFUND_KEYS = uuid.UUID("6f0f3c2e-7b1e-4a57-9d0e-2b8f5a3c9e41")
 
@@ -128,6 +133,19 @@ class PaymentRecord:
 def _decimal(value: Any) -> Decimal:
     # SQLite hands NUMERIC back through float; two decimals are all a price ever has.
     return Decimal(str(value if value is not None else 0)).quantize(CENT)
+
+
+async def waiting_payments(now: datetime | None = None) -> list[str]:
+    """Our payments YooKassa has not settled yet, old enough to ask about (see ``CHECK_AFTER``). A plain query:
+    the web app asks it before building the billing service, which imports the YooKassa SDK."""
+    now = now or utcnow()
+    rows = await Payment.select(Payment.yookassa_id).where(
+        (Payment.status == PENDING)
+        & Payment.yookassa_id.is_not_null()
+        & (Payment.created_at <= now - CHECK_AFTER)
+        & (Payment.created_at > now - CHECK_UNTIL)
+    )
+    return [row["yookassa_id"] for row in rows]
 
 
 class BillingService:
@@ -337,6 +355,22 @@ class BillingService:
             claim = f"the notification says {claimed_status}, the API says {remote.status}"
             await self._not_verified(payment_id, claim)
         return outcome
+
+    async def check_waiting(self, payment_ids: list[str]) -> int:
+        """Apply what YooKassa says about payments whose notification has not come (``waiting_payments``);
+        returns how many changed. Stops at the first sign YooKassa is down: the next round asks again."""
+        changed = 0
+        for payment_id in payment_ids:
+            try:
+                changed += (await self.sync_payment(payment_id)).changed
+            except PaymentNotVerified:
+                continue  # admins are told
+            except PaymentProviderUnavailable as exc:
+                logger.warning("Checking waiting payments stopped: {}", exc.user_message)
+                break
+        if changed:
+            logger.info("Checked {} waiting payments: {} settled without a notification", len(payment_ids), changed)
+        return changed
 
     async def _row(self, payment_id: str) -> dict[str, Any]:
         row = await Payment.select().where(Payment.yookassa_id == payment_id).first()

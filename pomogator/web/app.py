@@ -31,6 +31,7 @@ from pomogator.errors import (
     PomogatorError,
 )
 from pomogator.heartbeat import keep_heartbeat
+from pomogator.services.billing import waiting_payments
 from pomogator.services.reminders import ReminderService
 from pomogator.web.network import client_address, in_networks
 from pomogator.web.telegram_webhook import telegram_webhook
@@ -182,9 +183,22 @@ async def remind_periodically(reminders: ReminderService, interval: float) -> No
         await asyncio.sleep(interval)
 
 
+async def check_payments_periodically(services: Services, interval: float) -> None:
+    """Every ``interval`` seconds, apply what YooKassa says about payments whose notification has not come."""
+    while True:
+        try:
+            waiting = await waiting_payments()
+            if waiting:
+                await services.billing.check_waiting(waiting)
+        except Exception as exc:
+            logger.opt(exception=exc).error("Checking waiting payments failed; will try again")
+        await asyncio.sleep(interval)
+
+
 def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
     """The web app. Its lifespan opens the services (or uses ``services``, owned by the caller), checks that
-    YooKassa is configured, and runs the premium reminders and the container heartbeat in the background.
+    YooKassa is configured, and runs the premium reminders, the check of payments whose notification has not come
+    and the container heartbeat in the background.
 
     In webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` set) it also runs the bot: aiogram is imported only then.
     """
@@ -212,6 +226,10 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
             if settings.reminder_interval_seconds > 0 and opened.reminders is not None:
                 tasks.append(
                     asyncio.create_task(remind_periodically(opened.reminders, settings.reminder_interval_seconds))
+                )
+            if settings.payment_check_interval_seconds > 0:
+                tasks.append(
+                    asyncio.create_task(check_payments_periodically(opened, settings.payment_check_interval_seconds))
                 )
             try:
                 yield {"services": opened, "telegram": telegram}

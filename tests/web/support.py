@@ -44,6 +44,7 @@ def billing_settings(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram, **overr
         "offer_url": "https://example.ru/offer",
         "privacy_url": "https://example.ru/privacy",
         "reminder_interval_seconds": 0,
+        "payment_check_interval_seconds": 0,
     }
     values.update(overrides)
     return make_settings(**values)
@@ -64,6 +65,7 @@ def billing_env(settings: Settings, **overrides: str) -> dict[str, str]:
         "offer_url",
         "privacy_url",
         "reminder_interval_seconds",
+        "payment_check_interval_seconds",
         "web_trusted_proxies",
     ):
         value = getattr(settings, name)

@@ -194,6 +194,29 @@ async def test_the_app_sends_due_reminders_in_the_background(web_app: AppFactory
     assert len(tg.sent_texts(USER_ID)) == 1
 
 
+async def test_the_app_settles_payments_whose_notification_never_came(
+    web_app: AppFactory, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    async with web_app() as (_, services):
+        lost = await services.billing.start_payment(USER_ID, "month")
+        young = await services.billing.start_payment(USER_ID, "year")
+        await Payment.update({Payment.created_at: utcnow() - timedelta(minutes=11)}).where(
+            Payment.yookassa_id == lost.payment_id
+        )
+        kassa.succeed(lost.payment_id)
+        kassa.succeed(young.payment_id)
+    asked_before = len(kassa.requests)
+    # No notification is sent: the background check finds the older payment paid.
+    async with web_app(payment_check_interval_seconds=0.05) as (_, services):
+        await tg.wait_for_message(USER_ID, lambda m: "Оплата 599 ₽ получена" in (m.text or ""), after_message_id=0)
+        await asyncio.sleep(0.3)
+        assert await status_of(lost.payment_id) == "succeeded"
+        # One being paid right now is left to its notification.
+        assert await status_of(young.payment_id) == "pending"
+        assert [r.path for r in kassa.requests[asked_before:]] == [f"/v3/payments/{lost.payment_id}"]
+    assert len([t for t in tg.sent_texts(USER_ID) if "получена" in t]) == 1
+
+
 async def test_a_failed_confirmation_message_does_not_undo_the_activation(
     web_app: AppFactory, kassa: FakeYooKassa, tg: FakeTelegram
 ) -> None:
