@@ -40,8 +40,20 @@ async def keep_heartbeat(check: Callable[[], Awaitable[bool]], path: Path | None
         path.unlink(missing_ok=True)
 
 
+def mark_starting(path: Path | None = None) -> None:
+    """A server starts its heartbeat as it starts: one that never becomes healthy (stuck waiting for the database
+    or Telegram) is unhealthy once the heartbeat is stale, not healthy for lack of a file."""
+    path = path or heartbeat_path()
+    if path is not None:
+        try:
+            path.touch()
+        except OSError as exc:
+            logger.warning("Heartbeat file {} not writable: {}", path, exc)
+
+
 def is_healthy(path: Path | None = None, now: float | None = None) -> bool:
-    """No heartbeat file: nothing long-running to judge (a one-shot command). Otherwise it must be fresh."""
+    """No heartbeat file: nothing long-running to judge (a one-shot command). Otherwise it must be fresh: a server
+    creates it as it starts (``mark_starting``) and refreshes it once healthy."""
     path = path or heartbeat_path()
     if path is None or not path.exists():
         return True

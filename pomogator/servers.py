@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import signal
+from types import FrameType
 from typing import TYPE_CHECKING
+
+from pomogator.heartbeat import mark_starting
 
 if TYPE_CHECKING:
     from pomogator.config import Settings
@@ -45,8 +49,23 @@ def freeze_start_up_objects() -> None:
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    signal.signal(signum, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
+
+
+def starting_server() -> None:
+    """What a server does first. SIGTERM stops it even before aiogram or uvicorn take the signal over (once
+    polling or serving starts): as a container's first process, Python ignores SIGTERM it has no handler for, so
+    ``docker stop`` of a bot stuck starting (database or Telegram unreachable) waited for SIGKILL. And the heartbeat
+    starts now, so a server that never becomes healthy goes stale for the HEALTHCHECK."""
+    signal.signal(signal.SIGTERM, _terminate)
+    mark_starting()
+
+
 def run_bot() -> None:
     """Run the Telegram bot (long polling). In webhook mode the web app serves the bot instead."""
+    starting_server()
     # The bot talks to the model from its first message: the SDK is loaded now, to be frozen with the rest.
     import openai  # noqa: F401
 
@@ -59,6 +78,7 @@ def run_bot() -> None:
 
 def run_web() -> None:
     """Run the web app: the YooKassa webhook, health checks and, in webhook mode, the Telegram bot."""
+    starting_server()
     from pomogator.web.server import serve
 
     settings = settings_for(process="web")

@@ -3,6 +3,8 @@ bot's heartbeat for the container HEALTHCHECK."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,8 +13,9 @@ import pytest
 from pydantic import ValidationError
 
 from pomogator.bot.liveness import POLL_STALE_AFTER_S, PollWatch
+from pomogator.heartbeat import STALE_AFTER_S, is_healthy
 from tests.bot.harness import BotHarness
-from tests.cli.helpers import clean_env, run_cli
+from tests.cli.helpers import POMOGATOR, clean_env, run_cli
 from tests.conftest import make_settings
 
 SECRET = "deploy-test-secret"
@@ -152,3 +155,55 @@ async def test_the_polling_bot_keeps_the_heartbeat_fresh(tmp_path: Path) -> None
         assert checked.code == 0
         assert await h.bot.stop() == 0
     assert not beat.exists()
+
+
+@pytest.mark.parametrize("command", ["bot", "web"])
+async def test_a_server_stuck_starting_stops_on_sigterm_and_its_heartbeat_goes_stale(
+    tmp_path: Path, command: str
+) -> None:
+    # Telegram accepts connections and never answers: the bot waits for getMe; the web app (webhook mode) too.
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    telegram = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = telegram.sockets[0].getsockname()[1]
+    beat = tmp_path / "heartbeat"
+    env = clean_env(
+        POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        POMOGATOR_BOT_TOKEN="123:ABC",
+        POMOGATOR_TELEGRAM_API_URL=f"http://127.0.0.1:{port}",
+        POMOGATOR_OPENROUTER_API_KEY="sk-test",
+        POMOGATOR_HEARTBEAT_FILE=str(beat),
+        POMOGATOR_YOOKASSA_SHOP_ID="123",
+        POMOGATOR_YOOKASSA_SECRET_KEY="test_secret",
+        POMOGATOR_WEB_PORT="0",
+    )
+    if command == "web":
+        env["POMOGATOR_TELEGRAM_WEBHOOK_SECRET"] = SECRET
+    async with telegram:
+        process = await asyncio.create_subprocess_exec(
+            POMOGATOR,
+            "run",
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            # The heartbeat exists from the start: it goes stale unless the server becomes healthy and refreshes it.
+            for _ in range(300):
+                if beat.exists():
+                    break
+                await asyncio.sleep(0.1)
+            assert beat.exists()
+            assert not is_healthy(beat, now=beat.stat().st_mtime + STALE_AFTER_S + 1)
+            await asyncio.sleep(2)  # well into start-up: loading aiogram, then waiting for Telegram
+            process.send_signal(signal.SIGTERM)
+            # Exits by its own handler (a container's first process ignores a SIGTERM it has no handler for; killed by
+            # the default action the code would be -15).
+            assert await asyncio.wait_for(process.wait(), 30) == 128 + signal.SIGTERM
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

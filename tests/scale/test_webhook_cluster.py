@@ -227,8 +227,8 @@ async def test_sigterm_during_a_streamed_answer_still_delivers_it(cluster: Clust
     # Meanwhile messages keep coming; the stopping instance takes none it could not finish.
     for i in range(3):
         cluster.tg.user_message(other, f"meanwhile {i}")
-    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status says how it stopped.
-    assert await terminated in (0, -15)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM: the server exits with 128 + SIGTERM.
+    assert await terminated in (0, 143)
     assert "Application shutdown complete" in stopping.log()
     assert answers(cluster, chat) == [" ".join(f"tok{i}" for i in range(30))]
     await cluster.tg.wait_until(lambda: len(answers(cluster, other)) >= 3, 20, "the other chat's answers")
