@@ -70,7 +70,7 @@ def _parse_notification(body: bytes) -> tuple[str, str] | None:
     """(event, object id) of a YooKassa notification body, or None when it is not one."""
     try:
         data: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         return None
     if not isinstance(data, dict) or data.get("type") != "notification":
         return None

@@ -138,6 +138,9 @@ async def test_unknown_payments_are_acknowledged_and_bad_bodies_refused(web_app:
         assert (await client.post(url + WEBHOOK, content=b"{not json")).status_code == 400
         assert (await client.post(url + WEBHOOK, json={"type": "notification"})).status_code == 400
         assert (await client.post(url + WEBHOOK, json=[1, 2])).status_code == 400
+        # Nesting deeper than the JSON parser recurses: refused like any other body that is not a notification.
+        deep = b'{"type": "notification", "object": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+        assert (await client.post(url + WEBHOOK, content=deep)).status_code == 400
         too_big = b'{"type": "notification", "pad": "' + b"x" * 300_000 + b'"}'
         assert (await client.post(url + WEBHOOK, content=too_big)).status_code == 413
         assert (await client.get(url + WEBHOOK)).status_code == 405
