@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
+import threading
 
 from rich.live import Live
 from rich.markdown import Markdown
@@ -20,8 +22,31 @@ async def _read_line(prompt: str, interactive: bool) -> str | None:
     if interactive:
         sys.stderr.write(prompt)
         sys.stderr.flush()
-    line = await asyncio.to_thread(sys.stdin.readline)
+    line = await _readline()
     return line if line else None
+
+
+def _readline() -> asyncio.Future[str]:
+    """``sys.stdin.readline()`` on a daemon thread. Not ``asyncio.to_thread``: on Ctrl-C at the prompt, leaving
+    ``asyncio.run`` waits for the default executor's threads, and this one waits for a line that is not coming, so
+    the chat hung until Enter."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def deliver(line: str) -> None:
+        if not future.done():
+            future.set_result(line)
+
+    def read() -> None:
+        try:
+            line = sys.stdin.readline()
+        except (OSError, ValueError):
+            line = ""
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the chat is over
+            loop.call_soon_threadsafe(deliver, line)
+
+    threading.Thread(target=read, name="stdin", daemon=True).start()
+    return future
 
 
 async def _make_dialog(services: Services, model_id: str | None, telegram_id: int | None) -> Dialog:
@@ -93,4 +118,6 @@ async def run_terminal_chat(services: Services, *, model_id: str | None, telegra
             except PomogatorError as exc:
                 cli_output.error(exc.user_message)
     except (KeyboardInterrupt, asyncio.CancelledError):
+        # Ctrl-C: end the prompt's line, then let the interruption end the command (exit code 130).
         sys.stderr.write("\n")
+        raise
