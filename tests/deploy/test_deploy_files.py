@@ -34,6 +34,19 @@ def test_dockerfile_runs_as_non_root_with_entrypoint_and_healthcheck() -> None:
     assert "SECRET" not in text and "TOKEN" not in text
 
 
+def test_constraints_pin_every_runtime_dependency_as_installed() -> None:
+    """The image installs constraints.txt's versions: they must be the ones these tests run with."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "pin-constraints")], capture_output=True, text=True, check=True
+    )
+    assert (ROOT / "constraints.txt").read_text() == result.stdout, (
+        "constraints.txt differs from the installed dependencies: install with `pip install -c constraints.txt`, "
+        "or after changing dependencies run `.venv/bin/python .ci/pin-constraints > constraints.txt`"
+    )
+    text = (ROOT / "Dockerfile").read_text()
+    assert "constraints.txt" in text and "pip install -c constraints.txt" in text
+
+
 def test_env_example_documents_every_setting() -> None:
     example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(rf"^#?\s*({ENV_PREFIX}[A-Z0-9_]+)=", example, re.M))
