@@ -10,6 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+from pomogator.services.formatting.plural import plural
+
 PLAN_TITLES = {"month": "Месяц", "year": "Год"}
 PLAN_GENITIVE = {"month": "месяц", "year": "год"}
 
@@ -88,7 +90,10 @@ def billing_screen(
         "",
         "Тарифы:",
     ]
-    lines += [f"• {plan_title(name)} — {rubles(price)} ({days} дн.)" for name, price, days in plans]
+    lines += [
+        f"• {plan_title(name)} — {rubles(price)} ({days} {plural(days, 'день', 'дня', 'дней')})"
+        for name, price, days in plans
+    ]
     lines += [
         "",
         "Это разовый платёж без автопродления: деньги спишутся один раз, карта не сохраняется. "

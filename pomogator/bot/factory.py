@@ -12,10 +12,11 @@ The order in which an update meets the policy (after aiogram's own error and use
 8. ``ErrorMiddleware`` — domain errors become friendly messages, in the chat's turn;
 9. aiogram's FSM middleware — the conversation state is read in the chat's turn, too.
 
-Then per event: callback queries are answered exactly once (``CallbackAnswerMiddleware``), and handlers get
-``account`` (``AccountMiddleware``; plain text for the model gets ``sender``, on PostgreSQL touched in the round trip
-that takes the request). Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat``
-(the ChatService), ``answerer`` and ``stops`` from the dispatcher's workflow data.
+Then per event: callback queries are answered exactly once (``CallbackAnswerMiddleware``), a pending form ends
+when the user turns to something else (``FormMiddleware``), and handlers get ``account`` (``AccountMiddleware``;
+plain text for the model gets ``sender``, on PostgreSQL touched in the round trip that takes the request).
+Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat`` (the ChatService), ``answerer`` and
+``stops`` from the dispatcher's workflow data.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from pomogator.bot.middlewares import (
     PrivateChatsOnly,
     UpdateTracker,
 )
+from pomogator.bot.middlewares.forms import FormMiddleware
 from pomogator.bot.session import JsonBodySession
 from pomogator.config import Settings
 from pomogator.container import Services
@@ -115,6 +117,9 @@ def create_dispatcher(
     outer.register(dispatcher.fsm)
 
     dispatcher.callback_query.outer_middleware.register(CallbackAnswerMiddleware())
+    forms = FormMiddleware()
+    dispatcher.message.middleware.register(forms)
+    dispatcher.callback_query.middleware.register(forms)
     accounts = AccountMiddleware(services.users, defer=services.chat.opens_in_one_trip)
     dispatcher.message.middleware.register(accounts)
     dispatcher.callback_query.middleware.register(accounts)

@@ -10,6 +10,7 @@ import html
 
 from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooLarge, UnsupportedFile
 from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, ExtractedDocument
+from pomogator.services.formatting.plural import plural
 
 
 def esc(value: str) -> str:
@@ -41,6 +42,16 @@ def megabytes(size: int) -> str:
 
 def number(value: int) -> str:
     return f"{value:,}".replace(",", "\u00a0")
+
+
+def chars(value: int) -> str:
+    """A number of characters: 1 символ, 2 символа, 5 символов (the nominative, also the accusative)."""
+    return f"{number(value)} {plural(value, 'символ', 'символа', 'символов')}"
+
+
+def of_total(value: int, one: str, many: str) -> str:
+    """The genitive after "из": из 1 страницы, из 3 страниц, из 21 страницы."""
+    return f"из {number(value)} {plural(value, one, many, many)}"
 
 
 # A photo has no file name of its own.
@@ -102,12 +113,12 @@ def file_error(exc: FileError) -> str:
 def document_cut(doc: ExtractedDocument) -> str:
     """Told before the answer when a document was too long for the model's context."""
     name = esc(doc.filename)
+    read = len(doc.text)
     if doc.total_chars is None and doc.pages_read is not None and doc.pages_total is not None:
-        part = (
-            f"{number(len(doc.text))} символов с первых {number(doc.pages_read)} из {number(doc.pages_total)} страниц"
-        )
+        first = "с первой" if doc.pages_read == 1 else f"с первых {number(doc.pages_read)}"
+        part = f"{chars(read)} {first} {of_total(doc.pages_total, 'страницы', 'страниц')}"
     elif doc.total_chars is not None:
-        part = f"первые {number(len(doc.text))} из {number(doc.total_chars)} символов"
+        part = f"первые {number(read)} {of_total(doc.total_chars, 'символа', 'символов')}"
     else:
-        part = f"первые {number(len(doc.text))} символов"
+        part = f"первые {chars(read)}"
     return f"✂️ «{name}» не помещается в контекст модели целиком: она прочитает {part}."

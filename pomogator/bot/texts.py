@@ -7,9 +7,10 @@ What the bot says about photos and files is in ``pomogator.bot.files_texts``.
 from __future__ import annotations
 
 import html
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
+# Dates and times are shown as /billing shows them: in the configured zone, with its label ("MSK").
+from pomogator.billing.texts import when
 from pomogator.bot import files_texts
 from pomogator.errors import (
     BillingError,
@@ -29,6 +30,7 @@ from pomogator.errors import (
     VisionUnsupported,
 )
 from pomogator.llm.catalog import Catalog, Model
+from pomogator.services.formatting.plural import plural
 from pomogator.services.users import Account, Profile
 
 DESCRIPTION_LIMIT = 512
@@ -39,10 +41,6 @@ ROLE_PREVIEW_CHARS = 300
 
 def esc(value: str) -> str:
     return html.escape(value, quote=False)
-
-
-def when(moment: datetime, tz: ZoneInfo) -> str:
-    return moment.astimezone(tz).strftime("%d.%m.%Y %H:%M")
 
 
 # --- Bot profile: commands and descriptions ------------------------------------------------------------------
@@ -101,8 +99,10 @@ def help_text(support: str, timezone: str) -> str:
     return (
         "<b>Как пользоваться Помогатором</b>\n\n"
         "Напишите сообщение — его получит выбранная модель вместе с ролью и историей беседы. "
-        "Ответ появляется по мере написания; кнопка «⏹ Стоп» останавливает ответ, "
-        "уже написанное сохраняется.\n\n"
+        # Private chats stream a draft with Telegram's own stop control; only where drafts are refused does the
+        # answer carry the bot's «⏹ Стоп» button. So the help does not name a button.
+        "Ответ появляется по мере написания; пока он пишется, его можно остановить — "
+        "уже написанное сохранится.\n\n"
         "Фото и документы (PDF, DOCX, TXT, Markdown, CSV, JSON, код) можно присылать с вопросом в подписи: "
         "фото видят модели с поддержкой изображений, текст документа модель получает целиком или "
         "столько, сколько помещается.\n\n"
@@ -186,11 +186,12 @@ ROLE_DELETE = "🗑 Удалить роль"
 
 def role_prompt(role: str | None, limit: int) -> str:
     current = f"<blockquote>{esc(role)}</blockquote>" if role else "не задана\n"
+    chars = plural(limit, "символа", "символов", "символов")
     return (
         "<b>Роль</b> — это инструкция для модели: кем ей быть и как отвечать. "
         "Например: «Ты — опытный юрист, отвечай кратко и по делу».\n\n"
         f"Текущая роль: {current}\n"
-        f"Отправьте новую роль следующим сообщением (до {limit} символов)."
+        f"Отправьте новую роль следующим сообщением (до {limit} {chars})."
     )
 
 
@@ -202,7 +203,8 @@ ROLE_NOT_TEXT = "Отправьте роль текстом или нажмит�
 
 def role_too_long(length: int, limit: int) -> str:
     return (
-        f"Роль слишком длинная: {length} символов, а можно не больше {limit}. "
+        f"Роль слишком длинная: {length} {plural(length, 'символ', 'символа', 'символов')}, "
+        f"а можно не больше {limit}. "
         "Сократите её и отправьте ещё раз или нажмите «Отмена»."
     )
 
@@ -280,10 +282,15 @@ NOT_COUNTED = "Запрос не засчитан."
 def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo) -> str:
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
+    requests = plural(exc.limit, "запрос", "запроса", "запросов")
+    # Premium is offered only when it raises this limit: never to a premium user (whose limit is already the
+    # premium one), nor for a model whose premium limit is no higher.
+    premium_helps = model is not None and model.premium_daily > exc.limit
+    further = " — или оформить премиум с большими лимитами — /billing" if premium_helps else "."
     return (
-        f"⏳ Дневной лимит для модели <b>{esc(title)}</b> исчерпан: {exc.limit} запросов в день. "
+        f"⏳ Дневной лимит для модели <b>{esc(title)}</b> исчерпан: {exc.limit} {requests} в день. "
         f"Лимит обновится {when(exc.resets_at, tz)}.\n\n"
-        "Можно выбрать другую модель — /model — или оформить премиум с большими лимитами — /billing"
+        f"Можно выбрать другую модель — /model{further}"
     )
 
 
@@ -361,3 +368,19 @@ def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str) -> 
     if isinstance(exc, BillingError):
         return BILLING_UNAVAILABLE
     return unexpected(support)
+
+
+# Messages of kinds no handler takes (a forwarded story, a checklist, a game...), and edits of sent messages.
+NOT_SUPPORTED = f"Такие сообщения я пока не понимаю. {files_texts.ACCEPTED}"
+EDITS_NOT_SEEN = (
+    "✏️ Изменения в уже отправленных сообщениях я не вижу. Если нужно, отправьте исправленный текст новым сообщением."
+)
+
+# The end of an answer the model's length limit cut off.
+CUT_OFF_MARK = "✂️ <i>Ответ оборван: модель упёрлась в лимит длины. Напишите «продолжай», и она допишет.</i>"
+
+# Telegram's flood limit outlasted what the bot waits for one message (pomogator.bot.flood_wait).
+FLOOD_LIMITED = (
+    "⏳ Telegram временно ограничил, как часто бот может отправлять сообщения, и ответ не удалось доставить. "
+    "Попробуйте ещё раз через несколько минут."
+)

@@ -3,6 +3,8 @@
 Texts come from :mod:`pomogator.billing.texts` (shared with the web process, which must not import aiogram) and are
 plain, so they are sent with ``parse_mode=None`` whatever the bot's default is. Errors of the billing service are
 translated by the bot's ``ErrorMiddleware``; only a mistyped email is answered here, as the email form's own loop.
+The email form ends with /cancel, its Cancel button, or any other command or button
+(``pomogator.bot.middlewares.forms``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pomogator.billing import texts
 from pomogator.bot import texts as bot_texts
 from pomogator.bot.callbacks import MenuAction, MenuCallback
+from pomogator.bot.middlewares.forms import FORM, open_form
 from pomogator.bot.replies import chat_id_of
 from pomogator.config import Settings
 from pomogator.container import Services
@@ -100,8 +103,7 @@ async def show_billing(bot: Bot, chat_id: int, account: Account, services: Servi
 
 
 async def ask_for_email(bot: Bot, chat_id: int, state: FSMContext, plan: str | None) -> None:
-    await state.set_state(EmailForm.waiting)
-    await state.update_data(plan=plan)
+    await open_form(state, EmailForm.waiting, plan=plan)
     await bot.send_message(chat_id, texts.EMAIL_PROMPT, reply_markup=make_email_keyboard(), parse_mode=None)
 
 
@@ -171,7 +173,7 @@ async def on_cancel_email_command(message: Message, state: FSMContext) -> None:
     await message.answer(texts.EMAIL_CANCELED, parse_mode=None)
 
 
-@router.message(StateFilter(EmailForm.waiting), F.text, ~F.text.startswith("/"))
+@router.message(StateFilter(EmailForm.waiting), F.text, ~F.text.startswith("/"), flags={FORM: True})
 async def on_email(message: Message, bot: Bot, account: Account, services: Services, state: FSMContext) -> None:
     try:
         email = await services.users.set_email(account.telegram_id, message.text or "")

@@ -1,4 +1,8 @@
-"""/role: the next text message becomes the model's role (system prompt)."""
+"""/role: the next text message becomes the model's role (system prompt).
+
+The prompt is a form: any other command or button ends it (``pomogator.bot.middlewares.forms``), and so do its
+Cancel button and /cancel.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from aiogram.types import CallbackQuery, Message
 from pomogator.bot import texts
 from pomogator.bot.callbacks import MenuAction, MenuCallback, RoleAction, RoleCallback
 from pomogator.bot.keyboards import make_role_keyboard
+from pomogator.bot.middlewares.forms import FORM, open_form
 from pomogator.bot.replies import chat_id_of, replace_text
 from pomogator.bot.states import RoleForm
 from pomogator.config import Settings
@@ -19,7 +24,7 @@ router = Router(name="role")
 
 
 async def ask_for_role(bot: Bot, chat_id: int, account: Account, state: FSMContext, settings: Settings) -> None:
-    await state.set_state(RoleForm.waiting)
+    await open_form(state, RoleForm.waiting)
     await bot.send_message(
         chat_id, texts.role_prompt(account.role, settings.role_max_chars), reply_markup=make_role_keyboard()
     )
@@ -39,7 +44,7 @@ async def on_role_button(
         await ask_for_role(bot, chat_id, account, state, settings)
 
 
-@router.message(RoleForm.waiting, F.text, ~F.text.startswith("/"))
+@router.message(RoleForm.waiting, F.text, ~F.text.startswith("/"), flags={FORM: True})
 async def on_role_text(message: Message, account: Account, users: UserService, state: FSMContext) -> None:
     # RoleTooLong keeps the state: the user can send a shorter role or press Cancel.
     await users.set_role(account.telegram_id, message.text)
@@ -47,9 +52,15 @@ async def on_role_text(message: Message, account: Account, users: UserService, s
     await message.answer(texts.ROLE_SAVED)
 
 
-@router.message(RoleForm.waiting, ~F.text)
+@router.message(RoleForm.waiting, ~F.text, flags={FORM: True})
 async def on_role_not_text(message: Message) -> None:
     await message.answer(texts.ROLE_NOT_TEXT)
+
+
+@router.message(RoleForm.waiting, Command("cancel"))
+async def on_cancel_command(message: Message, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer(texts.ROLE_UNCHANGED)
 
 
 @router.callback_query(RoleCallback.filter(F.action == RoleAction.cancel))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandStart
-from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
 
 from pomogator.bot import texts
@@ -22,8 +21,7 @@ async def send_help(bot: Bot, chat_id: int, settings: Settings) -> None:
 
 
 @router.message(CommandStart())
-async def on_start(message: Message, account: Account, state: FSMContext, settings: Settings) -> None:
-    await state.clear()
+async def on_start(message: Message, account: Account, settings: Settings) -> None:
     text = texts.start(account.first_name, account.model, settings.offer_url, settings.privacy_url)
     await message.answer(text, reply_markup=make_start_keyboard())
 

@@ -1,0 +1,79 @@
+"""A pending form (the /role prompt, the receipt e-mail prompt) ends as soon as the user turns to something else.
+
+A form takes the user's next message as its answer. A user who has moved on, to another command or a button, means
+their next message as a question, and taking it as a role (or refusing it as an e-mail) would lose it. So every
+handler of a message or a button press ends a pending form before it runs, except:
+
+* the form's own input handlers, flagged ``flags={FORM: True}``;
+* the Stop button, which acts on an answer streaming meanwhile, not on the form.
+
+Handlers that end a form themselves (its Cancel button, /cancel) need no flag: the form is over for them either way.
+
+A form also ends when it was left alone for ``FORM_TTL_S`` (forms are opened with ``open_form``, which notes the
+time). Typing a role or an e-mail takes minutes; a message that comes an hour later, with the prompt long out of
+sight, is almost surely a question. The form's input handler then steps aside (``SkipHandler``) and the message goes
+on to the handlers after it, as if no form waited: text to the model, a photo to the files handler.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.dispatcher.event.bases import SkipHandler
+from aiogram.dispatcher.flags import get_flag
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State
+from aiogram.types import TelegramObject
+
+from pomogator.bot.callbacks import StopCallback
+
+FORM = "form"
+"""The flag of a handler that takes a pending form's answer: ``flags={FORM: True}``."""
+
+FORM_TTL_S = 3600.0
+_OPENED = "form_opened"
+
+
+async def open_form(state: FSMContext, form: State, **data: Any) -> None:
+    """Wait for ``form``'s answer, with ``data`` (it replaces whatever an earlier form left)."""
+    await state.set_state(form)
+    await state.set_data({**data, _OPENED: time.time()})
+
+
+class FormMiddleware(BaseMiddleware):
+    """Inner middleware on messages and button presses (see the module docstring)."""
+
+    def __init__(self, ttl: float = FORM_TTL_S, clock: Callable[[], float] = time.time) -> None:
+        self.ttl = ttl
+        self._clock = clock
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        state: FSMContext | None = data.get("state")
+        if data.get("raw_state") is None or state is None:
+            return await handler(event, data)  # nearly every update: no form waits
+        if get_flag(data, FORM):
+            if await self._fresh(state):
+                return await handler(event, data)
+            await self._end(state, data)
+            raise SkipHandler
+        if not isinstance(data.get("callback_data"), StopCallback):
+            await self._end(state, data)
+        return await handler(event, data)
+
+    @staticmethod
+    async def _end(state: FSMContext, data: dict[str, Any]) -> None:
+        await state.clear()
+        data["raw_state"] = None
+
+    async def _fresh(self, state: FSMContext) -> bool:
+        opened = (await state.get_data()).get(_OPENED)
+        # A form opened by an older version has no time: it stays (shared storage forgets it within a week).
+        return not isinstance(opened, int | float) or self._clock() - opened < self.ttl

@@ -1,0 +1,288 @@
+"""Pending forms (the /role prompt, the receipt e-mail prompt) end when the user turns to something else.
+
+End to end (the real bot with FakeTelegram, FakeLLM and FakeYooKassa, receipts on), and ``FormMiddleware`` under a
+dispatcher of its own for what a test cannot wait for (a form abandoned for an hour) or hardly provoke (Stop pressed
+while a form waits).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.fsm.storage.base import StorageKey
+from aiogram.types import CallbackQuery, Message, Update
+
+from pomogator.billing import texts as billing_texts
+from pomogator.bot import texts
+from pomogator.bot.callbacks import StopCallback
+from pomogator.bot.fsm_memory import SparseMemoryStorage
+from pomogator.bot.middlewares.forms import FORM, FORM_TTL_S, FormMiddleware, open_form
+from pomogator.llm.catalog import load_catalog
+from tests.bot.harness import BotHarness
+from tests.fakes.telegram_server import SentMessage
+from tests.fakes.yookassa_server import FakeYooKassa
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CATALOG = load_catalog()
+OTHER_FREE = next(m for m in CATALOG.models if not m.premium_only and m.id != CATALOG.default.id)
+QUESTION = "Сколько будет 2+2?"
+ANSWER = f"Echo: {QUESTION}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    """One running bot that sells premium with receipts, so /billing asks for an e-mail first."""
+    async with FakeYooKassa() as kassa:
+        env = {
+            "POMOGATOR_YOOKASSA_SHOP_ID": kassa.shop_id,
+            "POMOGATOR_YOOKASSA_SECRET_KEY": kassa.secret_key,
+            "POMOGATOR_YOOKASSA_API_URL": kassa.api_url,
+            "POMOGATOR_YOOKASSA_TIMEOUT": "2",
+            "POMOGATOR_RECEIPT_ENABLED": "1",
+        }
+        async with BotHarness.open(tmp_path_factory.mktemp("forms"), env=env) as h:
+            yield h
+
+
+async def reply_to(h: BotHarness, chat: int, text: str) -> SentMessage:
+    reply = await h.ask(chat, text)
+    await h.settle(quiet=0.3)
+    return reply
+
+
+async def press(h: BotHarness, chat: int, message: SentMessage, text_part: str) -> None:
+    await h.press(chat, message, text_part)
+    await h.settle(quiet=0.3)
+
+
+async def stored_role(h: BotHarness, chat: int) -> str | None:
+    async with h.services() as services:
+        return (await services.users.get(chat)).role
+
+
+async def asks_for_email(h: BotHarness, chat: int) -> None:
+    screen = await reply_to(h, chat, "/billing")
+    await press(h, chat, screen, "Месяц")
+    assert h.tg.sent_texts(chat)[-1] == billing_texts.EMAIL_PROMPT
+
+
+# --- end to end ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+async def test_other_commands_end_the_role_prompt(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    await reply_to(h, chat, "/role")
+    profile = await reply_to(h, chat, "/profile")
+    assert "Профиль" in (profile.text or "")  # the command itself works as usual
+    await reply_to(h, chat, "/model")
+    requests = h.llm.request_count
+    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    assert h.llm.request_count == requests + 1
+    assert await stored_role(h, chat) is None
+
+
+@pytest.mark.slow
+async def test_an_unknown_command_ends_the_role_prompt_too(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    await reply_to(h, chat, "/role")
+    assert (await reply_to(h, chat, "/nonsense")).text == texts.UNKNOWN_COMMAND
+    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    assert await stored_role(h, chat) is None
+
+
+@pytest.mark.slow
+async def test_cancel_command_cancels_the_role_prompt_like_its_button(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    await reply_to(h, chat, "/role")
+    assert (await reply_to(h, chat, "/cancel")).text == texts.ROLE_UNCHANGED
+    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    assert await stored_role(h, chat) is None
+    # Nothing waits any more: /cancel is then just an unknown command.
+    assert (await reply_to(h, chat, "/cancel")).text == texts.UNKNOWN_COMMAND
+
+
+@pytest.mark.slow
+async def test_menu_and_model_buttons_end_the_role_prompt(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    menu = await reply_to(h, chat, "/start")
+    models = await reply_to(h, chat, "/model")
+
+    await reply_to(h, chat, "/role")
+    await press(h, chat, menu, texts.MENU_PROFILE)
+    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+
+    await reply_to(h, chat, "/role")
+    await press(h, chat, models, OTHER_FREE.title)
+    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    assert h.llm.requests[-1].model == OTHER_FREE.id
+    assert await stored_role(h, chat) is None
+
+
+@pytest.mark.slow
+async def test_the_role_prompt_still_takes_its_answer(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    menu = await reply_to(h, chat, "/start")
+    await reply_to(h, chat, "/role")
+    # Its own menu button opens the prompt again, and it still waits.
+    await press(h, chat, menu, texts.MENU_ROLE)
+    h.tg.user_sticker(chat)
+    assert (await h.tg.wait_for_message(chat)).text == texts.ROLE_NOT_TEXT
+    await h.settle(quiet=0.3)
+    assert (await reply_to(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    assert await stored_role(h, chat) == "Будь краток"
+
+
+@pytest.mark.slow
+async def test_other_commands_and_buttons_end_the_email_prompt(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    await asks_for_email(h, chat)
+    await reply_to(h, chat, "/help")
+    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+
+    menu = await reply_to(h, chat, "/start")
+    await asks_for_email(h, chat)
+    await press(h, chat, menu, texts.MENU_PROFILE)
+    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    async with h.services() as services:
+        assert (await services.users.get(chat)).email is None
+
+
+@pytest.mark.slow
+async def test_the_email_prompt_still_takes_its_answer_and_cancel(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    await asks_for_email(h, chat)
+    assert (await reply_to(h, chat, "not an email")).text == billing_texts.EMAIL_INVALID
+    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.EMAIL_CANCELED
+    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+
+
+# --- FormMiddleware under a dispatcher of its own --------------------------------------------------------------
+
+BOT_ID = 42
+CHAT = 7
+
+
+class Form(StatesGroup):
+    waiting = State()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def dispatcher() -> AsyncIterator[tuple[Dispatcher, Bot, Clock, list[str]]]:
+    """A form, a Stop button and a handler for any text, like the bot's, with what they were given in ``seen``."""
+    seen: list[str] = []
+    clock = Clock()
+    router = Router()
+
+    @router.message(Command("form"))
+    async def on_form(message: Message, state: FSMContext) -> None:
+        await open_form(state, Form.waiting, plan="month")
+
+    @router.message(StateFilter(Form.waiting), F.text, ~F.text.startswith("/"), flags={FORM: True})
+    async def on_answer(message: Message) -> None:
+        seen.append(f"form: {message.text}")  # keeps the form, like a refused e-mail
+
+    @router.message(F.text)
+    async def on_text(message: Message) -> None:
+        seen.append(f"question: {message.text}")
+
+    @router.callback_query(StopCallback.filter())
+    async def on_stop(query: CallbackQuery) -> None:
+        seen.append("stop")
+
+    @router.callback_query()
+    async def on_button(query: CallbackQuery) -> None:
+        seen.append(f"button: {query.data}")
+
+    dp = Dispatcher(storage=SparseMemoryStorage())
+    forms = FormMiddleware(clock=clock)
+    dp.message.middleware.register(forms)
+    dp.callback_query.middleware.register(forms)
+    dp.include_router(router)
+    bot = Bot(f"{BOT_ID}:TEST")
+    try:
+        yield dp, bot, clock, seen
+    finally:
+        await bot.session.close()
+
+
+def update(bot: Bot, update_id: int, **event: Any) -> Update:
+    user = {"id": CHAT, "is_bot": False, "first_name": "Test"}
+    chat = {"id": CHAT, "type": "private"}
+    message = {"message_id": update_id, "date": int(time.time()), "chat": chat, "from": user, "text": "answer"}
+    if "text" in event:
+        payload = {"message": {**message, **event}}
+    else:
+        payload = {
+            "callback_query": {"id": str(update_id), "from": user, "chat_instance": "1", "message": message, **event}
+        }
+    return Update.model_validate({"update_id": update_id, **payload}, context={"bot": bot})
+
+
+async def form_state(dp: Dispatcher) -> str | None:
+    return await dp.fsm.storage.get_state(StorageKey(bot_id=BOT_ID, chat_id=CHAT, user_id=CHAT))
+
+
+async def test_a_form_left_alone_for_an_hour_lets_the_next_text_through(
+    dispatcher: tuple[Dispatcher, Bot, Clock, list[str]],
+) -> None:
+    dp, bot, clock, seen = dispatcher
+    await dp.feed_update(bot, update(bot, 1, text="/form"))
+    await dp.feed_update(bot, update(bot, 2, text="typo@"))
+    clock.offset = FORM_TTL_S - 60
+    await dp.feed_update(bot, update(bot, 3, text="me@example.ru"))
+    assert seen == ["form: typo@", "form: me@example.ru"]
+    assert await form_state(dp) == Form.waiting.state
+
+    clock.offset = FORM_TTL_S + 1
+    await dp.feed_update(bot, update(bot, 4, text="what is 2+2?"))
+    assert seen[2:] == ["question: what is 2+2?"]
+    assert await form_state(dp) is None
+    assert isinstance(dp.fsm.storage, SparseMemoryStorage) and dp.fsm.storage.chats == 0
+
+
+async def test_stop_keeps_a_form_and_other_buttons_end_it(
+    dispatcher: tuple[Dispatcher, Bot, Clock, list[str]],
+) -> None:
+    dp, bot, _, seen = dispatcher
+    await dp.feed_update(bot, update(bot, 1, text="/form"))
+    await dp.feed_update(bot, update(bot, 2, data=StopCallback(answer=5).pack()))
+    assert seen == ["stop"]
+    assert await form_state(dp) == Form.waiting.state
+    await dp.feed_update(bot, update(bot, 3, data="menu:profile"))
+    assert await form_state(dp) is None
+    await dp.feed_update(bot, update(bot, 4, text="hello"))
+    assert seen[1:] == ["button: menu:profile", "question: hello"]
+
+
+async def test_a_command_ends_a_form(dispatcher: tuple[Dispatcher, Bot, Clock, list[str]]) -> None:
+    dp, bot, _, seen = dispatcher
+    await dp.feed_update(bot, update(bot, 1, text="/form"))
+    await dp.feed_update(bot, update(bot, 2, text="/other"))
+    assert await form_state(dp) is None
+    await dp.feed_update(bot, update(bot, 3, text="hello"))
+    assert seen == ["question: /other", "question: hello"]
