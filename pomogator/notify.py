@@ -18,12 +18,21 @@ if TYPE_CHECKING:
 # (click, rich, pygments), a few MiB that a process which never sends a notice does not need.
 
 MAX_FLOOD_WAIT_S = 30.0
+FORBIDDEN = 403
 
 
 @dataclass(frozen=True, slots=True)
 class SendResult:
     ok: bool
     description: str = ""
+    error_code: int | None = None
+    """Telegram's ``error_code`` when it answered with an error; None when sent or when Telegram was not reached."""
+
+    @property
+    def blocked(self) -> bool:
+        """The recipient takes no messages from the bot (blocked it, or deleted their account): sending again would
+        meet the same answer."""
+        return self.error_code == FORBIDDEN
 
 
 class TelegramNotifier:
@@ -47,6 +56,7 @@ class TelegramNotifier:
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout)
         description = ""
+        error_code: int | None = None
         for _ in range(attempts):
             try:
                 response = await self._client.post(self._url, json=payload)
@@ -58,10 +68,12 @@ class TelegramNotifier:
             if body.get("ok"):
                 return SendResult(True)
             description = str(body.get("description", response.status_code))
+            code = body.get("error_code", response.status_code)
+            error_code = code if isinstance(code, int) else response.status_code
             retry_after = (body.get("parameters") or {}).get("retry_after")
             if response.status_code == 429 and isinstance(retry_after, int | float):
                 await asyncio.sleep(min(float(retry_after), MAX_FLOOD_WAIT_S))
                 continue
             break
         logger.warning("Telegram notice to {} not delivered: {}", chat_id, description)
-        return SendResult(False, description)
+        return SendResult(False, description, error_code)

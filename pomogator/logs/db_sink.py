@@ -2,7 +2,9 @@
 
 Callers (any thread, the event loop among them) only convert the record and append it under a lock: nothing on
 their path waits for the database. When the database is down the queue keeps the newest records up to its bound,
-dropping and counting the oldest; the count is reported once writes succeed again.
+dropping and counting the oldest; the count is reported once writes succeed again. When the database refuses a
+batch for what is in it (a NUL character on PostgreSQL, a number out of range), the rows go one at a time, and a
+refused one is stored cleaned or, failing that, dropped: one bad record never holds up the ones after it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import asyncio
 import contextlib
 import contextvars
 import json
+import sqlite3
 import threading
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from loguru import logger
 
 from pomogator.logs.records import context_of, logger_name, process_of, telegram_id_of
@@ -39,6 +43,11 @@ DRAIN_TIMEOUT_S = 5.0
 MAX_MESSAGE_CHARS = 8_000
 MAX_EXCEPTION_CHARS = 16_000
 MAX_CONTEXT_CHARS = 4_000
+
+INT64 = range(-(2**63), 2**63)
+# SQLSTATE classes of PostgreSQL errors about the values sent (data exception, integrity constraint violation,
+# program limit exceeded): the same rows fail the same way whenever they are sent again.
+REFUSAL_SQLSTATE_CLASSES = ("22", "23", "54")
 
 # Loggers of the database stack: their records may be caused by this sink's writes, so they stay out of it.
 DRIVER_LOGGERS = ("asyncpg", "piccolo", "aiosqlite", "sqlite3")
@@ -86,6 +95,37 @@ def row_from(record: Record, redactor: Redactor, max_message: int = MAX_MESSAGE_
     return Row(values, size)
 
 
+def clean_text(text: str) -> str:
+    """``text`` as every database takes it: NULs (PostgreSQL's text refuses them) and lone surrogates (not
+    encodable as UTF-8) become replacement characters."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+
+
+def cleaned(row: Row) -> Row:
+    """A refused row made storable: texts cleaned, integers outside 64 bits left out (the context keeps them)."""
+    values: dict[str, Any] = {}
+    for name, value in row.values.items():
+        if isinstance(value, str):
+            value = clean_text(value)
+        elif isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+            value = None
+        values[name] = value
+    return Row(values, row.size)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether writing may succeed later (the database is unreachable, restarting, locked or full) rather than
+    being refused for the rows' values, as it would be again on every retry."""
+    if isinstance(exc, asyncpg.PostgresError):
+        # The driver's own complaints about an argument come as class 22 too.
+        return str(exc.sqlstate or "")[:2] not in REFUSAL_SQLSTATE_CLASSES
+    # Python's own refusals (an integer beyond 64 bits, text not encodable as UTF-8) and SQLite's. Everything else
+    # is kept and retried, as the queue is bounded anyway: OSError and TimeoutError (no connection), asyncpg's
+    # InterfaceError (connection lost, pool closing), sqlite3.OperationalError (file gone, locked, read-only, disk
+    # full) and anything unforeseen.
+    return not isinstance(exc, ValueError | ArithmeticError | TypeError | sqlite3.DataError | sqlite3.IntegrityError)
+
+
 def accepts(record: Record) -> bool:
     """The sink's filter: nothing logged while it writes, nothing from the database drivers."""
     if _writing.get():
@@ -117,6 +157,8 @@ class SinkStats:
     peak: int = 0
     failures: int = 0
     last_error: str = ""
+    cleaned: int = 0
+    refused: int = 0
     unreported_drops: int = field(default=0, repr=False)
 
 
@@ -262,36 +304,86 @@ class DatabaseSink:
             self._in_flight, self._in_flight_bytes = batch, size
         return batch
 
-    def _settle(self, batch: list[Row], *, written: bool) -> None:
-        """Forget the batch being written; if it was not written, put it back in front (it is the oldest)."""
+    def _settle(self, count: int, *, written: bool) -> None:
+        """The first ``count`` rows of the batch being written are done with: stored, or given up on."""
         with self._lock:
-            self._in_flight, self._in_flight_bytes = [], 0
+            done, self._in_flight = self._in_flight[:count], self._in_flight[count:]
+            self._in_flight_bytes -= sum(row.size for row in done)
             if written:
-                self.stats.written += len(batch)
-                return
-            self._rows.extendleft(reversed(batch))
-            self._bytes += sum(row.size for row in batch)
+                self.stats.written += count
+            else:
+                self.stats.refused += count
+
+    def _requeue(self) -> None:
+        """Put the rows of the batch that were not written back in front (they are the oldest)."""
+        with self._lock:
+            rows, self._in_flight, self._in_flight_bytes = self._in_flight, [], 0
+            self._rows.extendleft(reversed(rows))
+            self._bytes += sum(row.size for row in rows)
             self._trim()
 
     async def _write_batch(self) -> bool:
         batch = self._take()
         token = _writing.set(True)
         try:
-            async with asyncio.timeout(self.limits.write_timeout):
-                await self._insert(batch)
-        except Exception as exc:  # a failing database must never take the program down
-            self._settle(batch, written=False)
-            self._note_failure(exc)
-            return False
-        except BaseException:
-            # Cancelled at shutdown: the rows stay queued and are reported as not written.
-            self._settle(batch, written=False)
-            raise
+            try:
+                await self._store(batch)
+            except Exception as exc:  # a failing database must never take the program down
+                if is_transient(exc):
+                    self._note_failure(exc)
+                    return False
+                # Something in the batch was refused: find it by writing the rows one at a time.
+                if not await self._write_one_at_a_time(batch):
+                    return False
+            else:
+                self._settle(len(batch), written=True)
         finally:
+            # Whatever is not written goes back in front: after a transient failure, or when cancelled at shutdown
+            # (then the rows are reported as not written).
+            self._requeue()
             _writing.reset(token)
-        self._settle(batch, written=True)
         self._failing = False
         return True
+
+    async def _write_one_at_a_time(self, batch: list[Row]) -> bool:
+        """Store the rows of a refused batch one by one, a refused row cleaned or else dropped; False when the
+        database failed transiently on the way (the rows not written yet stay queued)."""
+        for row in batch:
+            try:
+                await self._store([row])
+            except Exception as exc:
+                if is_transient(exc):
+                    self._note_failure(exc)
+                    return False
+                if not await self._store_cleaned(row):
+                    return False
+            else:
+                self._settle(1, written=True)
+        return True
+
+    async def _store_cleaned(self, row: Row) -> bool:
+        try:
+            await self._store([cleaned(row)])
+        except Exception as exc:
+            if is_transient(exc):
+                self._note_failure(exc)
+                return False
+            self._settle(1, written=False)
+            # Said while ``_writing`` is set: the notice goes to stderr, not into the queue again.
+            logger.warning(
+                "A log record was refused by the database and dropped ({}: {}); it began {!r}",
+                type(exc).__name__,
+                clip(str(exc), 300),
+                str(row.values["message"])[:100],
+            )
+            return True
+        self._settle(1, written=True)
+        self.stats.cleaned += 1
+        return True
+
+    async def _store(self, rows: list[Row]) -> None:
+        async with asyncio.timeout(self.limits.write_timeout):
+            await self._insert(rows)
 
     async def _insert(self, batch: list[Row]) -> None:
         query = LogRecord.insert(*(LogRecord(**row.values) for row in batch))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from loguru import logger
 
 from pomogator.billing import texts
-from pomogator.services.billing import Notifier
+from pomogator.notify import SendResult
 from pomogator.store.tables import Subscription
 from pomogator.timeutil import as_utc, utcnow
 
@@ -17,8 +19,14 @@ REMIND_BEFORE = timedelta(days=3)
 subscription_pk = Subscription._meta.primary_key
 
 
+class ReminderSender(Protocol):
+    """Sends a plain message to a Telegram chat and says how that went; never raises (``TelegramNotifier``)."""
+
+    async def send(self, chat_id: int, text: str) -> SendResult: ...
+
+
 class ReminderService:
-    def __init__(self, notifier: Notifier | None, tz: ZoneInfo, before: timedelta = REMIND_BEFORE) -> None:
+    def __init__(self, notifier: ReminderSender | None, tz: ZoneInfo, before: timedelta = REMIND_BEFORE) -> None:
         self.notifier = notifier
         self.tz = tz
         self.before = before
@@ -27,7 +35,8 @@ class ReminderService:
         """Remind everyone whose premium ends within the next three days; returns how many were reminded.
 
         A subscription is claimed by a conditional UPDATE (``reminded_at`` from NULL to now) before its message
-        is sent, so concurrent runs — in one process or several — send each reminder at most once.
+        is sent, so concurrent runs — in one process or several — send each reminder at most once. When the message
+        does not go out the claim is given back and the next run tries again, unless the person blocked the bot.
         """
         if self.notifier is None:
             return 0
@@ -52,7 +61,31 @@ class ReminderService:
             )
             if not claimed:
                 continue
-            await self.notifier.send(row["telegram_id"], texts.premium_ending(ends, self.tz))
-            logger.info("Premium reminder sent to {} (ends {})", row["telegram_id"], ends.isoformat())
-            sent += 1
+            try:
+                result = await self.notifier.send(row["telegram_id"], texts.premium_ending(ends, self.tz))
+            except BaseException:
+                # Cancelled at shutdown (the notifier itself never raises): a later run sends it.
+                await asyncio.shield(self._release(row["id"], now))
+                raise
+            if result.ok:
+                logger.info("Premium reminder sent to {} (ends {})", row["telegram_id"], ends.isoformat())
+                sent += 1
+            elif result.blocked:
+                logger.info(
+                    "Premium reminder to {} not delivered ({}); not tried again", row["telegram_id"], result.description
+                )
+            else:
+                await self._release(row["id"], now)
+                logger.warning(
+                    "Premium reminder to {} not delivered ({}); the next run tries again",
+                    row["telegram_id"],
+                    result.description,
+                )
         return sent
+
+    @staticmethod
+    async def _release(subscription_id: int, claimed_at: datetime) -> None:
+        """Give this run's claim back (``reminded_at`` still holds the time it was claimed at)."""
+        await Subscription.update({Subscription.reminded_at: None}).where(
+            (subscription_pk == subscription_id) & (Subscription.reminded_at == claimed_at)
+        )

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 from loguru import logger
 
 from pomogator.config import Settings
-from pomogator.logs.db_sink import SinkLimits
+from pomogator.logs.db_sink import SinkLimits, is_transient
 from pomogator.logs.lifecycle import database_logging
 from pomogator.store.engine import open_database
-from tests.logging.conftest import db_sink, logging_to_database, stored
+from pomogator.store.tables import LogRecord
+from tests.logging.conftest import Outage, db_sink, logging_to_database, stored
+from tests.logging.test_outage import wait_for
 
 
 async def handle_update(user_id: int, update_id: int) -> None:
@@ -139,3 +144,126 @@ async def test_nested_composition_roots_share_one_sink(log_settings: Settings) -
             logger.info("stored once")
         assert await db_sink(outer).flush()
         assert [row["message"] for row in await stored()].count("stored once") == 1
+
+
+async def test_records_the_database_refuses_are_stored_cleaned(
+    log_settings: Settings, stderr_text: Callable[[], str]
+) -> None:
+    on_sqlite = log_settings.database_url.startswith("sqlite")
+    async with logging_to_database(log_settings) as sinks:
+        sink = db_sink(sinks)
+        logger.info("before the bad ones")
+        assert await sink.flush()
+        # In one batch: PostgreSQL refuses a NUL; neither database takes an integer beyond 64 bits or a lone
+        # surrogate (not encodable as UTF-8).
+        logger.info("with nul \x00 here")
+        logger.bind(user_id=10**22).info("from a user id out of range")
+        logger.info("lone surrogate \udc80 here")
+        for number in range(5):
+            logger.info("after the bad ones {}", number)
+        assert await sink.flush()
+        logger.info("later on")
+        assert await sink.flush()
+        rows = await stored()
+
+    messages = [row["message"] for row in rows]
+    assert messages == [
+        "before the bad ones",
+        "with nul \x00 here" if on_sqlite else "with nul \ufffd here",
+        "from a user id out of range",
+        "lone surrogate ? here",
+        *(f"after the bad ones {number}" for number in range(5)),
+        "later on",
+    ]
+    out_of_range = rows[2]
+    assert out_of_range["telegram_id"] is None
+    assert out_of_range["context"] == {"user_id": 10**22}
+    assert sink.stats.cleaned == (2 if on_sqlite else 3)
+    assert sink.stats.refused == 0
+    assert "refused by the database" not in stderr_text()
+
+
+@contextlib.asynccontextmanager
+async def refusing(database_url: str, marker: str) -> AsyncIterator[None]:
+    """The log table refuses messages containing ``marker``, as a constraint of the database would."""
+    if database_url.startswith("sqlite"):
+        create = (
+            "CREATE TRIGGER refuse_marked BEFORE INSERT ON log_records "
+            f"WHEN instr(NEW.message, '{marker}') > 0 BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        drop = "DROP TRIGGER refuse_marked"
+    else:
+        create = f"ALTER TABLE log_records ADD CONSTRAINT refuse_marked CHECK (position('{marker}' in message) = 0)"
+        drop = "ALTER TABLE log_records DROP CONSTRAINT refuse_marked"
+    await LogRecord.raw(create)
+    try:
+        yield
+    finally:
+        await LogRecord.raw(drop)
+
+
+async def test_a_record_refused_even_cleaned_is_dropped_with_one_warning(
+    log_settings: Settings, stderr_text: Callable[[], str]
+) -> None:
+    async with logging_to_database(log_settings) as sinks, refusing(log_settings.database_url, "REFUSE-ME"):
+        sink = db_sink(sinks)
+        logger.info("first")
+        logger.info("please REFUSE-ME")
+        logger.info("second")
+        assert await sink.flush()
+        logger.info("third")
+        assert await sink.flush()
+        messages = [row["message"] for row in await stored()]
+
+    assert messages == ["first", "second", "third"]
+    assert sink.stats.refused == 1
+    assert sink.stats.failures == 0
+    text = stderr_text()
+    assert text.count("A log record was refused by the database and dropped") == 1
+    assert "'please REFUSE-ME'" in text
+
+
+def test_transient_errors_are_told_from_refusals() -> None:
+    transient = [
+        ConnectionRefusedError(111, "refused"),
+        TimeoutError(),
+        sqlite3.OperationalError("unable to open database file"),
+        sqlite3.OperationalError("database is locked"),
+        asyncpg.CannotConnectNowError("the database system is starting up"),
+        asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.DiskFullError("could not extend file"),
+        asyncpg.InterfaceError("pool is closing"),
+    ]
+    refusals = [
+        asyncpg.CharacterNotInRepertoireError('invalid byte sequence for encoding "UTF8": 0x00'),
+        asyncpg.DataError("invalid input for query argument $6: 10000000000000000000000 (value out of int64 range)"),
+        asyncpg.CheckViolationError("new row violates check constraint"),
+        OverflowError("Python int too large to convert to SQLite INTEGER"),
+        UnicodeEncodeError("utf-8", "\udc80", 0, 1, "surrogates not allowed"),
+        sqlite3.IntegrityError("refused"),
+    ]
+    assert [is_transient(exc) for exc in transient] == [True] * len(transient)
+    assert [is_transient(exc) for exc in refusals] == [False] * len(refusals)
+
+
+async def test_a_refused_record_during_an_outage_is_kept_until_the_database_is_back(
+    log_settings: Settings, outage: Outage, stderr_text: Callable[[], str]
+) -> None:
+    settings = log_settings.model_copy(update={"database_url": outage.url})
+    async with logging_to_database(settings) as sinks:
+        sink = db_sink(sinks)
+        logger.info("before the outage")
+        assert await sink.flush()
+        outage.cut()
+        logger.bind(user_id=10**22).info("from a user id out of range")
+        logger.info("during the outage")
+        await wait_for(lambda: sink.stats.failures >= 2)
+        # Unreachable is not refused: nothing was given up on.
+        assert sink.queued == 2
+        assert sink.stats.cleaned == sink.stats.refused == 0
+        outage.restore()
+        assert await sink.flush()
+        messages = [row["message"] for row in await stored()]
+    assert messages == ["before the outage", "from a user id out of range", "during the outage"]
+    assert sink.stats.cleaned == 1

@@ -15,6 +15,7 @@ from loguru import logger
 
 from pomogator.bot import texts
 from pomogator.bot.answer.output import ChatGone, is_chat_gone
+from pomogator.bot.flood_wait import FloodWaitTooLong
 from pomogator.config import Settings
 from pomogator.errors import LLMAccountProblem, LLMError, PomogatorError
 from pomogator.llm.catalog import Catalog
@@ -39,6 +40,9 @@ class ErrorMiddleware(BaseMiddleware):
             await self._tell(data, texts.error(exc, self.catalog, self.settings.tz, self.settings.support_contact))
         except (ChatGone, TelegramForbiddenError) as exc:
             logger.info("Chat unavailable, nothing delivered: {}", exc)
+        except FloodWaitTooLong as exc:
+            logger.warning("Update given up on a Telegram flood limit: {}", exc.message)
+            await self._tell(data, texts.FLOOD_LIMITED)
         except TelegramAPIError as exc:
             if is_chat_gone(exc):
                 logger.info("Chat unavailable, nothing delivered: {}", exc.message)

@@ -1,0 +1,89 @@
+"""Flood limits: waits Telegram asks for are waited out up to a budget per call; a longer one fails the call at once,
+the user is told, and the chat's next message is answered."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+
+from pomogator.bot import texts
+from pomogator.bot.factory import create_bot
+from pomogator.bot.flood_wait import MAX_WAIT_S, FloodWaitTooLong, RetryAfterMiddleware
+from tests.bot.harness import BotHarness
+from tests.conftest import make_settings
+from tests.fakes.telegram_html import check_message
+from tests.fakes.telegram_server import FakeTelegram
+
+CHAT = 5
+HOUR = 3600
+
+
+@pytest_asyncio.fixture
+async def budget_bot(tg: FakeTelegram) -> AsyncIterator[Bot]:
+    """A bot whose calls wait 2.5 s at most for flood limits."""
+    session = AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url))
+    session.middleware(RetryAfterMiddleware(max_wait=2.5))
+    bot = Bot(tg.token, session=session)
+    tg.add_chat(CHAT)
+    try:
+        yield bot
+    finally:
+        await bot.session.close()
+
+
+async def test_the_bot_gives_a_call_up_at_once_when_telegram_asks_to_wait_an_hour(tg: FakeTelegram) -> None:
+    bot = create_bot(make_settings(bot_token=tg.token, telegram_api_url=tg.base_url))
+    tg.add_chat(CHAT)
+    tg.fail_next("sendMessage", 429, retry_after=HOUR, chat_id=CHAT)
+    try:
+        async with asyncio.timeout(5):
+            with pytest.raises(FloodWaitTooLong) as raised:
+                await bot.send_message(CHAT, "hello")
+    finally:
+        await bot.session.close()
+    assert raised.value.retry_after == HOUR
+    assert raised.value.waited == 0
+    assert HOUR > MAX_WAIT_S
+    assert len(tg.calls_of("sendMessage")) == 1
+
+
+async def test_waits_within_the_budget_are_waited_out(budget_bot: Bot, tg: FakeTelegram) -> None:
+    tg.fail_next("sendMessage", 429, retry_after=1, chat_id=CHAT, times=2)
+    message = await budget_bot.send_message(CHAT, "hello")
+    assert message.text == "hello"
+    assert len(tg.calls_of("sendMessage")) == 3
+
+
+async def test_waits_add_up_and_the_call_fails_past_the_budget(budget_bot: Bot, tg: FakeTelegram) -> None:
+    tg.fail_next("sendMessage", 429, retry_after=1, chat_id=CHAT, times=10)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(FloodWaitTooLong) as raised:
+        await budget_bot.send_message(CHAT, "hello")
+    # Two waits of a second fit in 2.5 s; a third would not, so it is not started (it would end past 3 s).
+    assert raised.value.waited == 2
+    assert 2 <= loop.time() - started < 3
+    assert len(tg.calls_of("sendMessage")) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_long_flood_limit_tells_the_user_and_frees_the_chat(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next("sendMessage", 429, retry_after=HOUR, chat_id=chat)
+    offset = h.bot.log_size()
+    notice = await h.ask(chat, "первый вопрос", timeout=20)
+    assert notice.text == check_message(texts.FLOOD_LIMITED, "HTML")
+    reply = await h.ask(chat, "второй вопрос", timeout=20)
+    assert reply.text == "Echo: второй вопрос"
+    log = h.bot.log_since(offset)
+    assert re.search(r"Update given up on a Telegram flood limit: .*Retry in 3600 seconds", log)
+    assert "Traceback" not in log
