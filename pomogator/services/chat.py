@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from pomogator.errors import LLMBadRequest, LLMModerated, LLMUnavailable, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
@@ -33,11 +35,22 @@ IMAGE_PLACEHOLDER = "[an image the current model cannot see]"
 # An answer's two turns and its usage row are stored together or not at all. PostgreSQL does it in one statement (a
 # data-modifying CTE is atomic by itself: one round trip instead of BEGIN, two INSERTs and COMMIT); SQLite has no
 # such statement and runs the INSERTs in one transaction on its shared connection (one hop to its worker thread).
+#
+# Nothing is stored for a person erased meanwhile (/delete_me while the answer streamed), and the turns are not
+# stored when the context was cleared after the request started (``users.context_cleared_at``): the user was told
+# the history is gone. The answer asked for is still counted (``llm_requests``) unless the person was erased. On
+# PostgreSQL the statement holds the person's row (FOR KEY SHARE) while it writes: erasing the row, or clearing the
+# context (which takes the row FOR UPDATE), waits for the statement, and its later DELETEs then see the new rows;
+# a statement that had to wait for them reads the row as they left it (READ COMMITTED re-reads a locked row). On
+# SQLite both sides are write transactions, which never overlap.
 STORE_SQL = (
-    "WITH turns AS (INSERT INTO dialog_messages (telegram_id, role, content, tokens, model, created_at) "
-    "VALUES ({}, {}, {}, {}, {}, {}), ({}, {}, {}, {}, {}, {})) "
+    "WITH owner AS (SELECT context_cleared_at FROM users WHERE telegram_id = {} FOR KEY SHARE), "
+    "turns AS (INSERT INTO dialog_messages (telegram_id, role, content, tokens, model, created_at) "
+    "SELECT turn.* FROM (VALUES ({}::bigint, {}::text, {}::json, {}::int, {}::text, {}::timestamptz), "
+    "({}, {}, {}, {}, {}, {})) AS turn, owner "
+    "WHERE owner.context_cleared_at IS NULL OR owner.context_cleared_at < {}) "
     "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
-    "VALUES ({}, {}, {}, {}, {}, {}, {})"
+    "SELECT {}, {}, {}, {}, {}, {}, {} FROM owner"
 )
 
 # On PostgreSQL the quota reservation and the context read share a round trip: the reservation (``RESERVE_SQL``)
@@ -52,12 +65,15 @@ RESERVE_AND_READ_SQL = (
     + "FROM reserved LEFT JOIN context ON TRUE ORDER BY context.id DESC"
 )
 
+# SQLite's statements of ``STORE_SQL``, with the same conditions.
 SQLITE_TURN_SQL = (
-    "INSERT INTO dialog_messages (telegram_id, role, content, tokens, model, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO dialog_messages (telegram_id, role, content, tokens, model, created_at) SELECT {}, {}, {}, {}, {}, {} "
+    "WHERE EXISTS (SELECT 1 FROM users WHERE telegram_id = {} "
+    "AND (context_cleared_at IS NULL OR context_cleared_at < {}))"
 )
 SQLITE_REQUEST_SQL = (
     "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "SELECT {}, {}, {}, {}, {}, {}, {} WHERE EXISTS (SELECT 1 FROM users WHERE telegram_id = {})"
 )
 
 
@@ -83,15 +99,28 @@ class Reply:
     """Filled in while the answer streams; ``text`` is what was generated, ``stopped`` if the user cut it.
 
     ``complete`` turns true once the model has written all of ``text``: what follows (usage, storing) adds nothing
-    to show.
+    to show. ``finish_reason`` is the model's (None when stopped); ``charged`` turns true once the answer was kept
+    and its request counted against the quota (a stopped answer with no text is given back).
     """
 
     text: str = ""
     complete: bool = False
     stopped: bool = False
+    finish_reason: str | None = None
+    charged: bool = False
     usage: Usage = field(default_factory=Usage)
     reservation: Reservation | None = None
     account: Account | None = None
+
+    @property
+    def cut_off(self) -> bool:
+        """The model ran into its output limit: the answer ends mid-way."""
+        return self.finish_reason == "length"
+
+    @property
+    def blank(self) -> bool:
+        """Nothing but whitespace: not an answer (providers refuse such a turn in the context)."""
+        return not self.text.strip()
 
 
 def has_images(content: Content) -> bool:
@@ -164,15 +193,17 @@ class ChatService:
     ) -> AsyncGenerator[str, None]:
         """Yield the answer's text pieces as they arrive.
 
-        Raises VisionUnsupported, QuotaExceeded (before any LLM call) and LLMError subclasses, an empty answer
-        included (the reserved request is refunded). Setting ``stop`` ends the stream early: what was generated
-        is kept, stored and counted as one request. Both turns are stored only when the answer completes or is
-        stopped.
+        Raises VisionUnsupported, QuotaExceeded (before any LLM call) and LLMError subclasses, an empty or blank
+        answer included (the reserved request is refunded). Setting ``stop`` ends the stream early: what was
+        generated is kept, stored and counted as one request (nothing but whitespace is given back). Both turns are
+        stored only when the answer completes or is stopped, and only while the person exists and has not cleared
+        the context since the request started.
         """
         reply = reply if reply is not None else Reply()
         model = dialog.model
         if has_images(content) and not model.vision:
             raise VisionUnsupported(model.id, [m.id for m in self.catalog.vision_models()])
+        started = utcnow()
         history: list[Turn] | None = None
         if dialog.charge_quota and dialog.telegram_id is not None:
             if not self.database.is_sqlite and isinstance(dialog.conversation, StoredConversation):
@@ -180,7 +211,7 @@ class ChatService:
             else:
                 reply.reservation = await self.quota.reserve(dialog.telegram_id, model, dialog.premium)
         # Closed with this generator: a consumer that leaves early gets its refund at once.
-        async with contextlib.aclosing(self._answer(dialog, content, history, stop, reply)) as pieces:
+        async with contextlib.aclosing(self._answer(dialog, content, history, stop, reply, started)) as pieces:
             async for piece in pieces:
                 yield piece
 
@@ -202,6 +233,7 @@ class ChatService:
         """
         if self._opener is None:
             raise SenderUndecided()
+        started = utcnow()
         opened = await self._opener.open(person)
         if opened is None:
             raise SenderUndecided()
@@ -210,7 +242,7 @@ class ChatService:
             account.telegram_id, account.model, opened.day, opened.limit, opened.used
         )
         async with contextlib.aclosing(
-            self._answer(self.dialog_for(account), text, opened.history, stop, reply)
+            self._answer(self.dialog_for(account), text, opened.history, stop, reply, started)
         ) as pieces:
             async for piece in pieces:
                 yield piece
@@ -222,15 +254,16 @@ class ChatService:
         history: list[Turn] | None,
         stop: asyncio.Event | None,
         reply: Reply,
+        started: datetime,
     ) -> AsyncGenerator[str, None]:
-        """Ask the model with the request taken (``reply.reservation``) and keep the answer; refunds on failure."""
+        """Ask the model with the request taken (``reply.reservation``) and keep the answer; refunds on failure.
+        ``started`` is when the request began: a context cleared since then does not get the answer's turns."""
         model = dialog.model
         try:
             if history is None:
                 history = await dialog.conversation.history()
             messages = build_messages(dialog, history, content)
             finished = False
-            finish_reason: str | None = None
             async for event in _until_stopped(self.llm.stream(model.id, messages, model.max_output_tokens), stop):
                 if isinstance(event, Delta):
                     reply.text += event.text
@@ -240,23 +273,24 @@ class ChatService:
                 elif isinstance(event, Finished):
                     reply.complete = True
                     reply.usage = event.usage
-                    finish_reason = event.finish_reason
+                    reply.finish_reason = event.finish_reason
                     finished = True
-            if finished and not reply.text:
-                # Not an answer: stored, the empty turn would go out with every later request (providers refuse it).
-                detail = f"empty answer, finish_reason={finish_reason}"
-                raise LLMModerated(detail) if finish_reason == "content_filter" else LLMUnavailable(detail)
+            if finished and reply.blank:
+                # Not an answer: stored, the blank turn would go out with every later request (providers refuse it).
+                detail = f"empty answer, finish_reason={reply.finish_reason}"
+                raise LLMModerated(detail) if reply.finish_reason == "content_filter" else LLMUnavailable(detail)
         except BaseException:
             # Failed, cancelled or abandoned by the consumer: the request costs nothing.
             if reply.reservation is not None:
                 await asyncio.shield(self.quota.refund(reply.reservation))
             raise
         reply.stopped = not finished
-        if reply.stopped and not reply.text:
+        if reply.stopped and reply.blank:
             if reply.reservation is not None:
                 await self.quota.refund(reply.reservation)
             return
-        await self._store(dialog, content, reply)
+        await self._store(dialog, content, reply, started)
+        reply.charged = reply.reservation is not None
 
     async def reserve_and_read(self, telegram_id: int, model: Model, premium: bool) -> tuple[Reservation, list[Turn]]:
         """PostgreSQL: take the request from the quota and read the context in one round trip."""
@@ -268,7 +302,7 @@ class ChatService:
         ]
         return reservation, history
 
-    async def _store(self, dialog: Dialog, content: Content, reply: Reply) -> None:
+    async def _store(self, dialog: Dialog, content: Content, reply: Reply, started: datetime) -> None:
         turns = [
             Turn("user", content, estimate_content(content), dialog.model.id),
             Turn("assistant", reply.text, estimate_content(reply.text), dialog.model.id),
@@ -289,23 +323,15 @@ class ChatService:
             status,
             now,
         )
-        if not self.database.is_sqlite and isinstance(dialog.conversation, StoredConversation):
-            rows = [
-                value
-                for turn in turns
-                for value in (person, turn.role, encode_content(turn.content), turn.tokens, turn.model, now)
-            ]
-            await raw(LLMRequest, STORE_SQL, *rows, *request)
-            return
-        engine = self.database.engine
-        if isinstance(engine, SharedConnectionSQLiteEngine) and isinstance(dialog.conversation, StoredConversation):
-            await engine.execute_atomically(
+        if isinstance(dialog.conversation, StoredConversation):
+            rows = [(person, turn.role, encode_content(turn.content), turn.tokens, turn.model, now) for turn in turns]
+            if not self.database.is_sqlite:
+                await raw(LLMRequest, STORE_SQL, person, *(v for row in rows for v in row), started, *request)
+                return
+            await self._store_on_sqlite(
                 [
-                    *(
-                        (SQLITE_TURN_SQL, (person, t.role, encode_content(t.content), t.tokens, t.model, now))
-                        for t in turns
-                    ),
-                    (SQLITE_REQUEST_SQL, request),
+                    *((SQLITE_TURN_SQL, (*row, person, started)) for row in rows),
+                    (SQLITE_REQUEST_SQL, (*request, person)),
                 ]
             )
             return
@@ -322,6 +348,20 @@ class ChatService:
                     created_at=now,
                 )
             )
+
+    async def _store_on_sqlite(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """Run ``statements`` (``{}`` placeholders) in one write transaction."""
+        engine = self.database.engine
+        if isinstance(engine, SharedConnectionSQLiteEngine):
+            await engine.execute_atomically([(_question_marks(sql), args) for sql, args in statements])
+            return
+        async with self.database.transaction():
+            for sql, args in statements:
+                await raw(LLMRequest, sql, *args)
+
+
+def _question_marks(sql: str) -> str:
+    return sql.replace("{}", "?")
 
 
 async def _until_stopped(events: AsyncIterator[StreamEvent], stop: asyncio.Event | None) -> AsyncIterator[StreamEvent]:

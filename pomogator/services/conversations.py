@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from piccolo.engine.sqlite import SQLiteEngine
 
-from pomogator.store.tables import DialogMessage
+from pomogator.store.engine import write_transaction
+from pomogator.store.tables import DialogMessage, User
 from pomogator.timeutil import utcnow
 
 Content = str | list[dict[str, Any]]
@@ -77,11 +79,21 @@ class StoredConversation:
         )
 
     async def clear(self) -> int:
-        deleted = (
-            await DialogMessage.delete()
-            .where(DialogMessage.telegram_id == self.telegram_id)
-            .returning(DialogMessage.id)
-        )
+        """Forget the context; returns how many turns were forgotten. An answer whose request started before this
+        is not stored afterwards (``ChatService`` compares its start with ``users.context_cleared_at``)."""
+        engine = DialogMessage._meta.db
+        async with write_transaction(engine):
+            if not isinstance(engine, SQLiteEngine):
+                # FOR UPDATE waits for an answer being stored (it holds the row FOR KEY SHARE), so the DELETE below
+                # sees its turns; an answer stored after this sees the new time. SQLite's write transactions never
+                # overlap.
+                await User.select(User.telegram_id).where(User.telegram_id == self.telegram_id).lock_rows("UPDATE")
+            await User.update({User.context_cleared_at: utcnow()}).where(User.telegram_id == self.telegram_id)
+            deleted = (
+                await DialogMessage.delete()
+                .where(DialogMessage.telegram_id == self.telegram_id)
+                .returning(DialogMessage.id)
+            )
         return len(deleted)
 
 

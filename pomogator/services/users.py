@@ -201,13 +201,17 @@ class UserService:
         return Profile(account=account, requests_today=sum(used.values()), allowances=allowances)
 
     async def delete(self, telegram_id: int) -> bool:
-        """Erase the person: dialogs, usage, subscriptions, logs. Payments stay for accounting, unlinked."""
+        """Erase the person: dialogs, usage, subscriptions, logs. Payments stay for accounting, unlinked.
+
+        An answer streaming meanwhile stores nothing afterwards (``ChatService`` stores only for an existing row).
+        """
         async with self.database.transaction():
-            existed = bool(await User.exists().where(User.telegram_id == telegram_id))
+            # The row goes first: on PostgreSQL this waits for an answer being stored (it holds the row), so the
+            # DELETEs below see its turns and usage; an answer stored later finds no row.
+            erased = await User.delete().where(User.telegram_id == telegram_id).returning(User.telegram_id)
             for table in (DialogMessage, DailyUsage, LLMRequest, Subscription, LogRecord):
                 await table.delete().where(table.telegram_id == telegram_id)
             await Payment.update({Payment.telegram_id: None, Payment.raw_object: None}).where(
                 Payment.telegram_id == telegram_id
             )
-            await User.delete().where(User.telegram_id == telegram_id)
-        return existed
+        return bool(erased)

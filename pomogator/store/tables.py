@@ -32,6 +32,8 @@ class User(Table, tablename="users"):
     email = Varchar(length=255, null=True, default=None)
     created_at = Timestamptz()
     last_seen_at = Timestamptz()
+    # When the person last cleared their context: an answer whose request started before then is not stored.
+    context_cleared_at = Timestamptz(null=True, default=None)
 
 
 class DialogMessage(Table, tablename="dialog_messages"):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -492,9 +493,9 @@ async def test_the_reply_is_complete_when_the_text_ends_before_it_is_stored(
     at_store: list[bool] = []
     store = services.chat._store
 
-    async def recording_store(dialog: Dialog, content: Content, reply: Reply) -> None:
+    async def recording_store(dialog: Dialog, content: Content, reply: Reply, started: datetime) -> None:
         at_store.append(reply.complete)
-        await store(dialog, content, reply)
+        await store(dialog, content, reply, started)
 
     monkeypatch.setattr(services.chat, "_store", recording_store)
     while_streaming = [reply.complete async for _ in services.chat.stream_reply(dialog, "hi", reply=reply)]

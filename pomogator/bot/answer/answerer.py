@@ -79,7 +79,7 @@ class Answerer:
                 complete=lambda: reply.complete,
             )
             await renderer.stream(pieces(stop, reply))
-        await renderer.finish(reply.text, stopped=reply.stopped)
+        await renderer.finish(reply.text, stopped=reply.stopped, charged=reply.charged, cut_off=reply.cut_off)
         return reply
 
     def _remember_no_drafts(self, chat_id: int) -> None:

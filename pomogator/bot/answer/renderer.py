@@ -37,6 +37,7 @@ TYPING_AFTER = 0.3
 # is stored; a draft would only flash before it. The draft is shown anyway if that end takes longer than this.
 END_GRACE = 0.5
 _STOPPED_RESERVE = utf16_len(html_to_text(texts.STOPPED_MARK)) + 2
+_CUT_OFF_RESERVE = utf16_len(html_to_text(texts.CUT_OFF_MARK)) + 2
 
 
 class AnswerRenderer:
@@ -115,16 +116,20 @@ class AnswerRenderer:
             await presenter
         return self._text
 
-    async def finish(self, text: str, *, stopped: bool) -> None:
-        """Show the final answer: formatted messages, no buttons; a stopped answer says so at its end."""
-        if stopped:
-            chunks = render_answer(text, MESSAGE_LIMIT - _STOPPED_RESERVE)
+    async def finish(self, text: str, *, stopped: bool, charged: bool = False, cut_off: bool = False) -> None:
+        """Show the final answer: formatted messages, no buttons. A stopped answer says so at its end, and that it
+        was not counted when it shows nothing and was not ``charged``; an answer ``cut_off`` by the model's length
+        limit says how to get the rest."""
+        mark = texts.STOPPED_MARK if stopped else texts.CUT_OFF_MARK if cut_off else None
+        if mark is not None:
+            chunks = render_answer(text, MESSAGE_LIMIT - (_STOPPED_RESERVE if stopped else _CUT_OFF_RESERVE))
             if chunks:
-                chunks[-1] += "\n\n" + texts.STOPPED_MARK
+                chunks[-1] += "\n\n" + mark
         else:
             chunks = render_answer(text)
         if not chunks:
-            chunks = [texts.STOPPED_EMPTY if stopped else texts.EMPTY_ANSWER]
+            stopped_empty = texts.STOPPED_MARK if charged else texts.STOPPED_EMPTY
+            chunks = [stopped_empty if stopped else texts.EMPTY_ANSWER]
         if chunks != self._drafted:
             # The last draft or edit may have been shown moments ago; keep to one visible change per interval (the
             # delay is 0 when nothing was shown live). A message with exactly what the draft showed only makes it
