@@ -1413,16 +1413,69 @@ class FakeTelegram:
         first_name: str = "Test",
         chat_type: str = "private",
         reply_to_message_id: int | None = None,
+        quote: str | None = None,
+        extra: JsonDict | None = None,
     ) -> int:
-        """A user writes ``text`` in ``chat_id``; returns the update id."""
+        """A user writes ``text`` in ``chat_id``; returns the update id.
+
+        ``quote`` is the part of the ``reply_to_message_id`` message the user quoted in their reply (it must occur
+        in that message's text); ``extra`` holds more message fields as Telegram sends them (``forward_origin``...).
+        """
+        fields = dict(extra or {})
+        if quote is not None:
+            fields["quote"] = self._quote(chat_id, reply_to_message_id, quote)
         return self._user_message(
             chat_id,
             user_id=user_id,
             first_name=first_name,
             chat_type=chat_type,
             text=text,
+            media=fields,
             reply_to_message_id=reply_to_message_id,
         )
+
+    def _quote(self, chat_id: int, reply_to_message_id: int | None, quote: str) -> JsonDict:
+        chat = self.chats.get(chat_id)
+        target = chat.messages.get(reply_to_message_id) if chat and reply_to_message_id is not None else None
+        if target is None or quote not in (target.text or ""):
+            raise LookupError(f"message {reply_to_message_id} in chat {chat_id} has no text {quote!r} to quote")
+        position = utf16_len((target.text or "")[: (target.text or "").index(quote)])
+        return {"text": quote, "position": position, "is_manual": True}
+
+    def user_content(
+        self, chat_id: int, content: JsonDict, caption: str | None = None, user_id: int | None = None
+    ) -> int:
+        """A user sends a message of any other kind, or a service message appears in the chat: ``content`` holds
+        its fields as Telegram sends them (``{"dice": {"emoji": "🎲", "value": 3}}``, ``{"pinned_message": ...}``).
+        Returns the update id."""
+        chat_type = self._chat_type(chat_id)
+        return self._user_message(
+            chat_id,
+            user_id=user_id,
+            first_name="Test",
+            chat_type=chat_type,
+            text=caption,
+            kind=next(iter(content), "other"),
+            media=content,
+            title=None if chat_type == "private" else "Test group",
+        )
+
+    def edit_user_message(
+        self, chat_id: int, message_id: int, text: str | None = None, media: JsonDict | None = None
+    ) -> int:
+        """The user edits their message: a new ``text`` (the caption of a media message) and/or new ``media``
+        fields (a shared live location moving). Returns the id of the ``edited_message`` update."""
+        chat = self.chats.get(chat_id)
+        message = chat.messages.get(message_id) if chat else None
+        if chat is None or message is None or message.from_bot or message.deleted:
+            raise LookupError(f"no user message {message_id} in chat {chat_id}")
+        if text is not None:
+            message.history.append(message.html or "")
+            message.text = message.html = text
+            message.entities = None
+        message.media.update(media or {})
+        message.edit_count += 1
+        return self.push_update({"edited_message": self.message_dict(message)})
 
     def user_long_message(self, chat_id: int, text: str, user_id: int | None = None) -> list[int]:
         """A user pastes a text longer than 4096 characters: the client sends it as several messages."""

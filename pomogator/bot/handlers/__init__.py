@@ -6,7 +6,8 @@
   against every command; ``chat.late_router`` answers unknown commands after the command routers had their turn;
 * the role input (a state handler) comes before ``chat.late_router``, so the text after /role becomes the role;
 * ``billing`` answers both /billing and the /start menu's premium button (``MenuAction.billing``);
-* ``files`` (photos, documents, albums) goes right before ``fallback``, which answers every other kind of message.
+* ``files`` (photos, documents, albums) goes right before ``fallback``, which answers every other kind of message
+  (service messages excepted) and edited messages, so it must stay last.
 
 Their synchronous filters (``F.text`` and the like) run on the event loop, not in aiogram's worker threads
 (``pomogator.bot.inline_filters``).

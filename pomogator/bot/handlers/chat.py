@@ -3,6 +3,9 @@
 Plain text outside any form is nearly every update a busy bot gets, so ``router`` is tried first, before the
 command routers it could never be meant for. ``late_router`` comes after them: it answers unknown commands, and text
 sent while a form waits that no form took.
+
+A text that replies to a message, or quotes part of one, goes with that text before it: the model sees what
+"this" in "translate this" is.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from aiogram.types import Message
 from pomogator.bot import texts
 from pomogator.bot.answer import Answerer
 from pomogator.bot.middlewares.account import SENDER
+from pomogator.services.quoting import with_quote
 from pomogator.services.users import Account, Person
 
 router = Router(name="chat")
@@ -28,4 +32,18 @@ async def on_unknown_command(message: Message) -> None:
 @router.message(StateFilter(None), F.text, ~F.text.startswith("/"), flags={"account": SENDER})
 @late_router.message(F.text, flags={"account": SENDER})
 async def on_text(message: Message, bot: Bot, sender: Account | Person, answerer: Answerer) -> None:
-    await answerer.reply(bot, message.chat, sender, message.text or "")
+    await answerer.reply(bot, message.chat, sender, with_quote(message.text or "", replied_text(message)))
+
+
+def replied_text(message: Message) -> str | None:
+    """What ``message`` replies to: the part the user quoted, else the replied-to message's text or caption.
+
+    A message in another chat (``external_reply``) is only seen through its quote. None for no reply, or a reply
+    to something without text (a sticker, a photo without a caption, a topic's first message).
+    """
+    if message.quote is not None:
+        return message.quote.text
+    replied = message.reply_to_message
+    if replied is None:
+        return None
+    return replied.text or replied.caption
