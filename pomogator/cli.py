@@ -16,6 +16,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from pomogator import cli_output, servers
+from pomogator.commands import MAX_DAYS, MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN
 from pomogator.servers import settings_for
 
 T = TypeVar("T")
@@ -36,7 +37,7 @@ app.add_typer(user_app, name="user")
 app.add_typer(models_app, name="models")
 app.add_typer(run_app, name="run")
 
-UserId = Annotated[int, typer.Argument(help="Telegram user id.")]
+UserId = Annotated[int, typer.Argument(min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Telegram user id.")]
 
 
 def with_services(fn: Callable[..., Awaitable[T]], *needs: str, migrate: bool | None = None) -> T:
@@ -107,7 +108,7 @@ def user_show(
 
 @user_app.command("list")
 def user_list(
-    limit: Annotated[int, typer.Option(help="Show at most this many users.")] = 1000,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Show at most this many users.")] = 1000,
 ) -> None:
     """List users with their model and premium status."""
     from pomogator.container import Services
@@ -133,7 +134,7 @@ def user_list(
 @user_app.command("grant-premium")
 def user_grant_premium(
     telegram_id: UserId,
-    days: Annotated[int, typer.Option("--days", min=1, help="How many days of premium to add.")],
+    days: Annotated[int, typer.Option("--days", min=1, max=MAX_DAYS, help="How many days of premium to add.")],
 ) -> None:
     """Give a user premium for N days (extends a running subscription; creates the user if absent)."""
     from pomogator.container import Services
@@ -211,7 +212,12 @@ def models_list() -> None:
 @app.command("chat")
 def chat(
     model: Annotated[str | None, typer.Option(help="Model id for this session (see `pomogator models list`).")] = None,
-    user: Annotated[int | None, typer.Option(help="Chat as this Telegram user: their role, context and quota.")] = None,
+    user: Annotated[
+        int | None,
+        typer.Option(
+            min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Chat as this Telegram user: their role, context and quota."
+        ),
+    ] = None,
 ) -> None:
     """Chat with a model in the terminal. Reads lines from stdin; /clear resets the context, /model switches.
 

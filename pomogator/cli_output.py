@@ -41,7 +41,10 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
 
 
 def error(message: str) -> None:
-    console(err=True).print(f"[red]Error:[/red] {message}", markup=True)
+    from rich.markup import escape
+
+    # The message may quote input ("Unknown model 'x[/y]'"): rich must not read it as markup.
+    console(err=True).print(f"[red]Error:[/red] {escape(message)}", markup=True)
 
 
 def notice(message: str) -> None:

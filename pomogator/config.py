@@ -13,9 +13,11 @@ import re
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 
 from pomogator.errors import ConfigError
 
@@ -31,6 +33,63 @@ DEFAULT_YOOKASSA_NETWORKS = (
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # What Telegram accepts as a webhook secret token.
 WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# A bot token as @BotFather gives it: the bot's id, a colon, the key.
+BOT_TOKEN_RE = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+# A URL's authority ("user:password@host:port") ends at the first of these, as every URL parser reads it.
+AUTHORITY_END = re.compile(r"[/?#]")
+PORT_RE = re.compile(r"[0-9]{1,5}")
+PASSWORD_PARAMETER = re.compile(r"[?&]password=([^&#]*)")
+UNENCODED_URL = (
+    "cannot be read as a URL: percent-encode special characters in the user name and password "
+    "(/ as %2F, @ as %40, # as %23, ? as %3F, : as %3A, % as %25)"
+)
+
+
+def url_authority(url: str) -> tuple[str, str, str]:
+    """The user info, hosts and the rest of ``scheme://user:password@host:port/rest`` (empty strings when absent).
+
+    Read as a URL parser reads it: the authority ends at the first ``/``, ``?`` or ``#``, the user info at the last
+    ``@`` in it. A password with one of those characters not percent-encoded ends the authority early.
+    """
+    _, found, rest = url.partition("://")
+    if not found:
+        return "", "", ""
+    authority = AUTHORITY_END.split(rest, maxsplit=1)[0]
+    userinfo, _, hosts = authority.rpartition("@")
+    return userinfo, hosts, rest[len(authority) :]
+
+
+def check_url(url: str) -> None:
+    """Raise ValueError when ``url`` would be read differently from what was meant, which happens when a password
+    holds ``/``, ``?``, ``#`` or ``@`` not percent-encoded: its pieces would become the port, the database name or
+    a fragment, and drivers quote them in their errors. The message never quotes the URL."""
+    userinfo, hosts, rest = url_authority(url)
+    if "@" in userinfo or "@" in rest or "#" in rest:
+        raise ValueError(UNENCODED_URL)
+    for host in hosts.split(","):
+        # "[::1]:5432", "db:5432", "db": what follows the host (its closing bracket, for IPv6) is ":port".
+        after_host = host.rpartition("]")[2] if host.startswith("[") else host
+        _, colon, port = after_host.partition(":")
+        if colon and not (PORT_RE.fullmatch(port) and int(port) <= 65535):
+            raise ValueError(UNENCODED_URL)
+
+
+def _check_url_setting(url: str) -> None:
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise PydanticCustomError("url", str(exc)) from None
+
+
+def url_passwords(url: str | None) -> list[str]:
+    """The password in ``url`` in each form it may be seen in, as written (percent-encoded) and decoded: in the user
+    info, and in a ``password`` query parameter (which asyncpg reads too)."""
+    if not url:
+        return []
+    userinfo, _, rest = url_authority(url)
+    written = [userinfo.partition(":")[2], *PASSWORD_PARAMETER.findall(rest)]
+    return [form for raw in written if raw for form in (raw, unquote(raw))]
 
 
 def parse_networks(value: str) -> tuple[IPNetwork, ...]:
@@ -130,6 +189,32 @@ class Settings(BaseModel):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
+    # These three raise PydanticCustomError: its message is shown as it is, without pydantic's "Value error, ".
+
+    @field_validator("database_url")
+    @classmethod
+    def _valid_database_url(cls, value: str) -> str:
+        if value.partition("://")[0].lower() in POSTGRES_SCHEMES:
+            _check_url_setting(value)
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _valid_redis_url(cls, value: str | None) -> str | None:
+        if value:
+            _check_url_setting(value)
+        return value
+
+    @field_validator("bot_token")
+    @classmethod
+    def _valid_bot_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # aiogram would refuse it with a traceback deep in start-up; the message never quotes the token.
+        if value is not None and value.get_secret_value() and not BOT_TOKEN_RE.fullmatch(value.get_secret_value()):
+            raise PydanticCustomError(
+                "bot_token", "not a bot token: expected the bot's id, a colon and the key, as @BotFather gives it"
+            )
+        return value
+
     @field_validator("telegram_webhook_secret")
     @classmethod
     def _valid_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
@@ -167,9 +252,15 @@ class Settings(BaseModel):
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} is not set.")
 
     def secret_values(self) -> list[str]:
-        """Every secret value configured, for log redaction."""
+        """Every secret value configured, for log redaction: the API secrets and the passwords of the database and
+        Redis, in their URLs or in ``PGPASSWORD`` (asyncpg's password when the URL has none, as compose passes it)."""
         secrets = [self.bot_token, self.openrouter_api_key, self.yookassa_secret_key, self.telegram_webhook_secret]
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        values += url_passwords(self.database_url) + url_passwords(self.redis_url)
+        pgpassword = os.environ.get("PGPASSWORD")
+        if pgpassword:
+            values += [pgpassword, quote(pgpassword, safe="")]
+        return values
 
 
 def environment_values(env_file: Path | None = ENV_FILE) -> dict[str, str]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from pomogator.config import load_settings
+from pomogator.config import Settings, load_settings, url_passwords
 from pomogator.errors import ConfigError
 
 
@@ -76,3 +77,99 @@ def test_a_bad_value_is_one_line_naming_the_variable(env_file: Path, monkeypatch
     message = str(failed.value)
     assert message.startswith("POMOGATOR_WEB_PORT:")
     assert "\n" not in message and "eighty" not in message
+
+
+def test_database_and_redis_passwords_are_secret_values(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POMOGATOR_DATABASE_URL", "postgresql://app:pa%2Fss%40w%23rd%3F@db:5432/app?sslmode=require")
+    monkeypatch.setenv("POMOGATOR_REDIS_URL", "redis://:redis-Secret@redis:6379/0")
+    monkeypatch.setenv("PGPASSWORD", "from env/PG")
+    secrets = load_settings().secret_values()
+    # As written in the URL (percent-encoded) and as the driver decodes it.
+    assert {"pa%2Fss%40w%23rd%3F", "pa/ss@w#rd?", "redis-Secret", "from env/PG", "from%20env%2FPG"} <= set(secrets)
+    # The user name and the host are not secrets.
+    assert not {"app", "db", "redis"} & set(secrets)
+
+
+def test_a_password_given_as_a_query_parameter_is_a_secret_value() -> None:
+    settings = Settings(database_url="postgresql://app@db/app?sslmode=require&password=q%26Secret")
+    assert {"q%26Secret", "q&Secret"} <= set(settings.secret_values())
+
+
+# Each password has a character that ends the URL's authority, or the user info, early when not percent-encoded:
+# its pieces would become the port, the database, a fragment, and drivers quote them in their errors.
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:abSECRETPW#x@127.0.0.1:5432/postgres",
+        "postgresql://postgres:ab/cdSECRETPW@127.0.0.1:5432/postgres",
+        "postgres://postgres:abSECRETPW?x@127.0.0.1/postgres",
+        "postgresql://postgres:ab@SECRETPW@127.0.0.1/postgres",
+        "postgresql://postgres:1234/SECRETPW@db/postgres",
+        "postgresql://postgres@db:SECRETPW/postgres",
+    ],
+)
+def test_a_database_url_that_does_not_read_back_is_refused_without_quoting_it(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("POMOGATOR_DATABASE_URL", url)
+    with pytest.raises(ConfigError) as failed:
+        load_settings()
+    message = str(failed.value)
+    assert message.startswith("POMOGATOR_DATABASE_URL:")
+    assert "percent-encode" in message
+    assert "SECRETPW" not in message and "\n" not in message
+
+
+def test_a_redis_url_that_does_not_read_back_is_refused(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POMOGATOR_REDIS_URL", "redis://:ab/cdSECRETPW@redis:6379/0")
+    with pytest.raises(ConfigError, match=r"^POMOGATOR_REDIS_URL:") as failed:
+        load_settings()
+    assert "SECRETPW" not in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pa%2Fss%40w%23rd@db:5432/app",
+        "postgresql://app:a:b@db/app",
+        "postgresql://app@db1:5432,db2:5433/app?target_session_attrs=read-write",
+        "postgresql://app@[::1]:5432/app",
+        "postgresql:///app?host=/run/postgresql",
+        "sqlite:///data/odd#name@x?.sqlite3",
+    ],
+)
+def test_well_formed_database_urls_are_accepted(env_file: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("POMOGATOR_DATABASE_URL", url)
+    assert load_settings().database_url == url
+
+
+@pytest.mark.parametrize("token", ["bad", "123:", ":abc", "12 3:abc", "123:abc def", "123:ab/cd"])
+def test_a_malformed_bot_token_is_refused_without_quoting_it(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("POMOGATOR_BOT_TOKEN", token)
+    with pytest.raises(ConfigError, match=r"^POMOGATOR_BOT_TOKEN: .*not a bot token") as failed:
+        load_settings()
+    assert token not in str(failed.value)
+
+
+def test_an_empty_bot_token_is_just_not_set(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POMOGATOR_BOT_TOKEN", "")
+    with pytest.raises(ConfigError, match=r"^POMOGATOR_BOT_TOKEN is not set"):
+        load_settings().require("bot_token")
+
+
+def test_compose_gives_the_database_password_outside_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever POSTGRES_PASSWORD holds, compose's database URL reads back as written: the password travels in
+    PGPASSWORD (which asyncpg reads when the URL has none) and is redacted from there."""
+    yaml = pytest.importorskip("yaml")
+    password = "a/b#c@d?e:f%g+h="
+    compose = (Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text()
+    services = yaml.safe_load(re.sub(r"\$\{POSTGRES_PASSWORD[^}]*\}", lambda _: password, compose))["services"]
+    for name in ("migrate", "bot", "web"):
+        environment = services[name]["environment"]
+        assert environment["PGPASSWORD"] == password, name
+        monkeypatch.setenv("PGPASSWORD", environment["PGPASSWORD"])
+        settings = Settings(database_url=environment["POMOGATOR_DATABASE_URL"])
+        assert password in settings.secret_values()
+        assert not url_passwords(settings.database_url)

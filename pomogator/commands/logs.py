@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pomogator import cli_output
+from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -24,6 +25,8 @@ app = typer.Typer(help="Log records stored in the database.", no_args_is_help=Tr
 COLUMNS = ("id", "time", "level", "process", "user", "logger", "message")
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 AGE = re.compile(r"(\d+)\s*([smhdw])")
+# A century: older than any record, and well within how far back from now a date can go.
+MAX_AGE = timedelta(days=36_500)
 
 
 def parse_age(text: str) -> timedelta:
@@ -32,10 +35,12 @@ def parse_age(text: str) -> timedelta:
     parts = AGE.findall(value)
     if not value or "".join(f"{n}{u}" for n, u in parts) != value.replace(" ", ""):
         raise ValueError(f"{text!r} is not an age; use a number and a unit (s, m, h, d, w), e.g. 30d, 12h, 2w")
-    age = timedelta(seconds=sum(int(number) * AGE_UNITS[unit] for number, unit in parts))
-    if not age:
+    seconds = sum(int(number) * AGE_UNITS[unit] for number, unit in parts)
+    if not seconds:
         raise ValueError("the age must be more than zero")
-    return age
+    if seconds > MAX_AGE.total_seconds():
+        raise ValueError(f"the age must be at most {MAX_AGE.days}d")
+    return timedelta(seconds=seconds)
 
 
 def _row(record: StoredLog, tz: ZoneInfo) -> tuple[object, ...]:
@@ -78,13 +83,16 @@ def _show(records: list[StoredLog], tz: ZoneInfo, *, as_json: bool, title: str) 
 
 @app.command("tail")
 def tail(
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show the last N records.")] = 50,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_ROWS, help="Show the last N records.")] = 50,
     level: Annotated[
         str | None, typer.Option(help="Only this level and above: DEBUG, INFO, WARNING, ERROR, CRITICAL.")
     ] = None,
-    user: Annotated[int | None, typer.Option(help="Only records about this Telegram user id.")] = None,
+    user: Annotated[
+        int | None,
+        typer.Option(min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Only records about this Telegram user id."),
+    ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new records until Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between polls with --follow.")] = 1.0,
+    interval: Annotated[float, typer.Option(min=0.1, max=3600, help="Seconds between polls with --follow.")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line to stdout.")] = False,
 ) -> None:
     """Show the newest stored log records, oldest first; with --follow, keep polling for new ones."""

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pomogator import cli_output
+from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN
 
 if TYPE_CHECKING:
     from pomogator.container import Services
@@ -22,11 +23,14 @@ STATUSES = ("new", "error", "failed", "pending", "succeeded", "canceled", "unver
 
 @app.command("list")
 def list_payments(
-    user: Annotated[int | None, typer.Option("--user", help="Only this Telegram user's payments.")] = None,
+    user: Annotated[
+        int | None,
+        typer.Option("--user", min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Only this Telegram user's payments."),
+    ] = None,
     status: Annotated[
         str | None, typer.Option("--status", help=f"Only payments with this status: {', '.join(STATUSES)}.")
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, help="Show at most this many, newest first.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Show at most this many, newest first.")] = 100,
 ) -> None:
     """List payments, newest first."""
     from pomogator.cli import with_services

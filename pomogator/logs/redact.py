@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from pomogator.config import Settings
 
 REDACTED = "***"
+# Names whose values are secrets: ``bot_token``, ``X-Telegram-Bot-Api-Secret-Token``, ``password``, ``secret_key``...
+SECRET_WORDS = r"(?:authorization|token|secret|secret_key|secret_token|password|passwd|api_key|apikey|cookie)"
 # Shorter configured "secrets" would turn ordinary words into asterisks; they are caught by the patterns instead.
 MIN_SECRET_LENGTH = 4
 
@@ -31,8 +33,18 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"\b([Bb]earer)\s+[\w.~+/=-]{8,}"), rf"\1 {REDACTED}"),
     (re.compile(r"\b(Basic)\s+(?=[A-Za-z+/]*[0-9+/=])[A-Za-z0-9+/]{8,}={0,2}"), rf"\1 {REDACTED}"),
-    # Credentials in URLs: postgresql://user:password@host, redis://:password@host
-    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@"), rf"\1{REDACTED}@"),
+    # Credentials in URLs: postgresql://user:password@host, redis://:password@host. The password runs to the last
+    # "@" before a space: one with "/", "?", "#" or "@" not percent-encoded is still all of it (a URL parser would
+    # end the authority inside it, which is how its pieces leak).
+    (re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/?#@]*:)\S*@"), rf"\1{REDACTED}@"),
+    # libpq's key=value form and environment lines: password=hunter2, password='a b', PGPASSWORD=hunter2.
+    (
+        re.compile(r"""(?i)(\b\w*(?:password|passwd)\s*=\s*)(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\s'"&]+)"""),
+        rf"\1{REDACTED}",
+    ),
+    # A secret in a rendered mapping: {'password': 'hunter2'}, "secret_key": "x" (JSON).
+    (re.compile(rf"(?i)(['\"](?:[\w-]*[_-])?{SECRET_WORDS}['\"]\s*:\s*')(?:[^'\\]|\\.)*'"), rf"\1{REDACTED}'"),
+    (re.compile(rf'(?i)([\'"](?:[\w-]*[_-])?{SECRET_WORDS}[\'"]\s*:\s*")(?:[^"\\]|\\.)*"'), rf'\1{REDACTED}"'),
     # Tokens in query strings, payment confirmation URLs among them.
     (
         re.compile(
@@ -56,9 +68,7 @@ def _scoped(pattern: re.Pattern[str]) -> str:
 ANY_PATTERN = re.compile("|".join(_scoped(pattern) for pattern, _ in PATTERNS))
 
 # Mapping keys whose values are secrets whatever they look like (``bot_token``, ``X-Telegram-Bot-Api-Secret-Token``).
-SECRET_KEY = re.compile(
-    r"(?i)(?:.*[_-])?(?:authorization|token|secret|secret_key|secret_token|password|passwd|api_key|apikey|cookie)"
-)
+SECRET_KEY = re.compile(rf"(?i)(?:.*[_-])?{SECRET_WORDS}")
 
 Primitive = str | int | float | bool | None
 
@@ -109,6 +119,10 @@ class Redactor:
             return ""
         lines = traceback.format_exception(type_, value, tb)
         return self.text("".join(lines)).rstrip("\n")
+
+    def traceback(self, exception: BaseException) -> str:
+        """``exception`` with its traceback (and the exceptions it was raised from) as text, redacted."""
+        return self.text("".join(traceback.format_exception(exception))).rstrip("\n")
 
     def patch(self, record: Record) -> None:
         """A loguru patcher: redacts the message and ``extra`` before any sink sees the record.

@@ -16,12 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType, dict_factory
 from piccolo.table import Table
 
+from pomogator.config import check_url, url_authority, url_passwords
 from pomogator.errors import ConfigError
+from pomogator.logs.redact import Redactor
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
@@ -30,6 +33,9 @@ APP_NAME = "pomogator"
 MIGRATION_ID = re.compile(r"""^ID = ["']([^"']+)["']""", re.MULTILINE)
 UP_TO_DATE = "No migrations need to be run"
 PICCOLO_CONF = "pomogator.store.piccolo_conf"
+# What opening a database raises when it cannot be reached or used: the server is down or unknown, refuses the user
+# or has no such database, the SQLite file is a folder or not a database.
+CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error)
 
 
 def shipped_migration_ids() -> list[str]:
@@ -186,13 +192,44 @@ def _numbered_placeholders(sql: str) -> str:
     return "".join(numbered)
 
 
+class QuietPostgresEngine(PostgresEngine):
+    """Piccolo's PostgresEngine without its version check, which connects once more as the engine is made and
+    reports a failure as a raw warning on stderr, with the driver's reading of the URL (pieces of a password among
+    them). ``Database.start`` connects next and reports a failure as one line instead."""
+
+    async def check_version(self) -> None:
+        return None
+
+
 def engine_from_url(url: str) -> Engine[Any]:
     path = sqlite_path(url)
     if path is not None:
         return SharedConnectionSQLiteEngine(path=str(path), timeout=SQLITE_BUSY_TIMEOUT_S)
     if url.startswith(POSTGRES_PREFIXES):
-        return PostgresEngine(config={"dsn": url})
+        try:
+            check_url(url)
+        except ValueError as exc:
+            raise ConfigError(f"POMOGATOR_DATABASE_URL {exc}") from None
+        return QuietPostgresEngine(config={"dsn": url})
     raise ConfigError("POMOGATOR_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
+
+
+def database_location(url: str) -> str:
+    """Where ``url`` points, for messages: ``host:port/database`` or the SQLite file, never the user or password."""
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path)
+    _, hosts, rest = url_authority(url)
+    return (hosts or "PostgreSQL") + rest.partition("?")[0]
+
+
+def connection_failure(url: str, exc: BaseException) -> ConfigError:
+    """A one-line ConfigError for a database that cannot be opened: where it is and why, never the URL itself."""
+    # An OSError's strerror is without its "[Errno 111]"; the database's own message says what it refused.
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    reason = " ".join(reason.split()) or "no answer"
+    reason = Redactor(url_passwords(url)).text(f"{reason} ({type(exc).__name__})")
+    return ConfigError(f"Cannot use the database {database_location(url)}: {reason}")
 
 
 def write_transaction(engine: Engine[Any]) -> Any:
@@ -235,7 +272,16 @@ class Database:
         return self.path is not None
 
     async def start(self, *, migrate: bool | None = None) -> None:
-        """Bind the engine, enable WAL on SQLite, apply pending migrations (SQLite by default), start the pool."""
+        """Bind the engine, enable WAL on SQLite, apply pending migrations (SQLite by default), start the pool.
+
+        Raises ConfigError naming the database (never its URL) when it cannot be reached or used.
+        """
+        try:
+            await self._start(migrate=migrate)
+        except CONNECTION_ERRORS as exc:
+            raise connection_failure(self.url, exc) from None
+
+    async def _start(self, *, migrate: bool | None) -> None:
         bind_engine(self.engine)
         if self.path is not None:
             try:

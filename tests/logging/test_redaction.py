@@ -109,6 +109,18 @@ def test_a_loguru_sink_added_by_anyone_gets_redacted_messages(log_settings: Sett
         ("headers={'Proxy-Authorization': 'token xyz'}", "headers={'Proxy-Authorization': '***'}"),
         ("postgresql://pomogator:hunter2@db:5432/app", "postgresql://pomogator:***@db:5432/app"),
         ("redis://:s3cret@redis:6379/0", "redis://:***@redis:6379/0"),
+        # A password with any of the characters that end a URL's authority, as written or percent-encoded.
+        ("postgresql://postgres:ab#SECRET@db:5432/app", "postgresql://postgres:***@db:5432/app"),
+        ("postgresql://postgres:ab/cd?SECRET@db:5432/app x", "postgresql://postgres:***@db:5432/app x"),
+        ("dsn='postgres://u:p@ss@w/rd@db/app'", "dsn='postgres://u:***@db/app'"),
+        ("postgresql://app:pa%2Fss%40w%23rd@db/app", "postgresql://app:***@db/app"),
+        ("redis://:a#b/c?d@redis:6379/0", "redis://:***@redis:6379/0"),
+        # libpq's key=value form, an environment line and a rendered mapping.
+        ("host=db password=hunter2xyz dbname=app", "host=db password=*** dbname=app"),
+        ("host=db password='hunter 2' dbname=app", "host=db password=*** dbname=app"),
+        ("PGPASSWORD=hunter2xyz", "PGPASSWORD=***"),
+        ("{'user': 'app', 'password': 'hunter2xyz'}", "{'user': 'app', 'password': '***'}"),
+        ('{"db_password": "hun\\"ter2", "port": 5432}', '{"db_password": "***", "port": 5432}'),
         (
             "pay at https://yoomoney.ru/checkout/payments/v2/contract?orderId=2d-4b&x=1",
             "pay at https://yoomoney.ru/checkout/payments/v2/contract?orderId=***&x=1",
@@ -131,6 +143,10 @@ def test_patterns(text: str, expected: str) -> None:
         "prompt_tokens=12 completion_tokens=30",
         "https://openrouter.ai/api/v1/chat/completions",
         "idempotence_key=3f1c",
+        "postgresql://app@db:5432/app",
+        "https://bot.example.com:8443/webhooks/telegram from 149.154.167.220",
+        "{'prompt_tokens': 12, 'max_tokens': 4096}",
+        "password_min_length is 8",
     ],
 )
 def test_ordinary_text_is_left_alone(text: str) -> None:
@@ -156,3 +172,14 @@ def test_configured_secrets_and_their_forms(log_settings: Settings) -> None:
     assert redactor.text(BOT_TOKEN.split(":")[1]) == REDACTED
     credential = base64.b64encode(f"123456:{YOOKASSA_SECRET}".encode()).decode()
     assert redactor.text(f"credential {credential}") == "credential ***"
+
+
+def test_database_and_redis_passwords_are_redacted_wherever_they_appear() -> None:
+    """Not just inside a URL: a driver may quote the password, or a piece of it, in any error."""
+    settings = Settings(
+        database_url="postgresql://app:pa%2Fss%40word@db:5432/app", redis_url="redis://:redis-Secret@redis:6379/0"
+    )
+    redactor = Redactor.from_settings(settings)
+    assert redactor.text("auth failed for 'pa/ss@word'") == "auth failed for '***'"
+    assert redactor.text("bad dsn pa%2Fss%40word") == "bad dsn ***"
+    assert redactor.text("NOAUTH redis-Secret") == "NOAUTH ***"
