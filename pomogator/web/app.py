@@ -170,6 +170,27 @@ class InternalErrors:
                 await response(scope, receive, send)
 
 
+class OneLineStartupFailure:
+    """A start-up that fails for a reason of ours (the database cannot be reached, a setting is missing) is
+    reported by uvicorn as the error's message, not as Starlette's formatted traceback."""
+
+    def __init__(self, app: ASGIApp, failures: list[PomogatorError]) -> None:
+        self.app = app
+        self.failures = failures
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def one_line_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.failures:
+                message = {**message, "message": f"Start-up failed: {self.failures[-1].user_message}"}
+            await send(message)
+
+        await self.app(scope, receive, one_line_send)
+
+
 # --- the app ------------------------------------------------------------------------------------------------
 
 
@@ -203,19 +224,25 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     In webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` set) it also runs the bot: aiogram is imported only then.
     """
 
+    startup_failures: list[PomogatorError] = []
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[AppState]:
         async with contextlib.AsyncExitStack() as stack:
-            opened = services if services is not None else await stack.enter_async_context(build_services(settings))
-            # Fail at start, not at the first payment, when YooKassa is not configured. The billing service (and the
-            # yookassa SDK with requests under it, ~9 MiB) is built by the first notification, as in the bot.
-            settings.require(*YOOKASSA_SETTINGS)
-            telegram: WebhookUpdates | None = None
-            if settings.webhook_mode:
-                from pomogator.bot.webhook import open_webhook
+            try:
+                opened = services if services is not None else await stack.enter_async_context(build_services(settings))
+                # Fail at start, not at the first payment, when YooKassa is not configured. The billing service (and
+                # the yookassa SDK with requests under it, ~9 MiB) is built by the first notification, as in the bot.
+                settings.require(*YOOKASSA_SETTINGS)
+                telegram: WebhookUpdates | None = None
+                if settings.webhook_mode:
+                    from pomogator.bot.webhook import open_webhook
 
-                # Entered after the services, so it is left first: answers in progress finish before they close.
-                telegram = await stack.enter_async_context(open_webhook(settings, opened))
+                    # Entered after the services, so it is left first: answers in progress finish before they close.
+                    telegram = await stack.enter_async_context(open_webhook(settings, opened))
+            except PomogatorError as exc:
+                startup_failures.append(exc)
+                raise
             tasks: list[asyncio.Task[None]] = []
 
             async def database_answers() -> bool:
@@ -248,7 +275,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         routes.append(Route("/webhooks/telegram", telegram_webhook, methods=["POST"]))
     return Starlette(
         routes=routes,
-        middleware=[Middleware(InternalErrors)],
+        middleware=[Middleware(OneLineStartupFailure, failures=startup_failures), Middleware(InternalErrors)],
         exception_handlers={
             PaymentNotFound: _not_found,
             PaymentNotVerified: _not_verified,

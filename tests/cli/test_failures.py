@@ -79,6 +79,22 @@ async def test_the_bot_says_in_one_line_that_its_database_is_unreachable(tmp_pat
     assert "Cannot use the database 127.0.0.1:1/pomogator" in line
 
 
+async def test_the_web_app_says_in_one_line_that_its_database_is_unreachable(tmp_path: Path) -> None:
+    env = env_in(
+        tmp_path,
+        POMOGATOR_DATABASE_URL=f"postgresql://pomogator:{PASSWORD}@127.0.0.1:1/pomogator",
+        POMOGATOR_BOT_TOKEN="123:abc",
+        POMOGATOR_YOOKASSA_SHOP_ID="123",
+        POMOGATOR_YOOKASSA_SECRET_KEY="test_secret",
+        POMOGATOR_WEB_PORT="0",
+    )
+    result = await run_cli("run", "web", cwd=tmp_path, env=env)
+    assert result.code != 0
+    assert "Traceback" not in result.stderr and "SECRET" not in result.stderr + result.stdout
+    failed = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert "Start-up failed: Cannot use the database 127.0.0.1:1/pomogator" in failed[0], result.stderr
+
+
 @pytest.fixture
 async def empty_postgres() -> AsyncIterator[str]:
     """A PostgreSQL database nobody migrated, dropped afterwards."""
