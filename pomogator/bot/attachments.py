@@ -17,6 +17,7 @@ from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import Message
 
 from pomogator.bot import files_texts
+from pomogator.bot.replies import replied_text
 from pomogator.errors import FileTooLarge, UnsupportedFile, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.tokens import (
@@ -36,6 +37,7 @@ from pomogator.services.files import (
     image_part,
     pdf_file_part,
 )
+from pomogator.services.quoting import with_quote
 
 # Room kept in the model's context besides the documents: the caption and the wrappers around each file...
 QUESTION_RESERVE_TOKENS = 500
@@ -112,6 +114,8 @@ class AttachmentRequest:
         if photos and not model.vision:
             raise VisionUnsupported(model.id, [m.id for m in catalog.vision_models()])
         self.question = question_of(messages)
+        # A caption that replies to or quotes a message goes with that text, as a text message does.
+        self.quoted = replied_text(messages[0])
         self.model = model
         documents = len(self.attachments) - photos
         self.max_chars = max_document_chars(model, role, documents=documents, images=photos)
@@ -127,7 +131,7 @@ class AttachmentRequest:
                 documents.append((read, data))
             else:
                 images.append(read)
-        question = self.question or files_texts.default_question(len(documents), len(images))
+        question = with_quote(self.question or files_texts.default_question(len(documents), len(images)), self.quoted)
         blocks = [document_prompt(doc, None, default_question="").rstrip() for doc, _ in documents]
         parts: list[dict[str, Any]] = [{"type": "text", "text": "\n\n".join([*blocks, question])}]
         scans = [(doc, data) for doc, data in documents if doc.needs_file_part]

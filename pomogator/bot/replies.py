@@ -39,3 +39,17 @@ async def tell_if_model_reset(bot: Bot, chat_id: int, account: Account) -> None:
         await bot.send_message(chat_id, texts.model_reset(account.model))
     except TelegramAPIError as exc:
         logger.info("Model reset notice not delivered: {}", exc.message)
+
+
+def replied_text(message: Message) -> str | None:
+    """What ``message`` replies to: the part the user quoted, else the replied-to message's text or caption.
+
+    A message in another chat (``external_reply``) is only seen through its quote. None for no reply, or a reply
+    to something without text (a sticker, a photo without a caption, a topic's first message).
+    """
+    if message.quote is not None:
+        return message.quote.text
+    replied = message.reply_to_message
+    if replied is None:
+        return None
+    return replied.text or replied.caption

@@ -143,6 +143,28 @@ async def test_a_text_file_with_a_caption_reaches_the_model_as_text(harness: Bot
 
 
 @e2e
+async def test_a_file_sent_in_reply_goes_with_the_text_it_replies_to(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_message(chat, "Бюджет: 1000 рублей")
+    await answered(h, chat)
+    replied_to = max(h.tg.chats[chat].messages)  # the bot's answer
+    h.tg.user_document(
+        chat,
+        "молоко\nхлеб\n".encode(),
+        "покупки.txt",
+        "text/plain",
+        caption="Хватит?",
+        reply_to_message_id=replied_to,
+    )
+    text = (await answered(h, chat)).last_user_text
+    assert text.endswith("Хватит?")
+    # The answer replied to (the fake model echoes the question) goes with the question, as a quote.
+    question = text.split("</file>")[-1].strip()
+    assert question.startswith("> ") and "Бюджет: 1000 рублей" in question
+
+
+@e2e
 async def test_a_cp1251_csv_is_decoded(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

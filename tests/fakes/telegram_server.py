@@ -1546,8 +1546,10 @@ class FakeTelegram:
         caption: str | None = None,
         media_group_id: str | None = None,
         file_size: int | None = None,
+        reply_to_message_id: int | None = None,
     ) -> int:
-        """A user sends a file. ``file_size`` overrides the reported size (e.g. >20 MB: getFile then fails)."""
+        """A user sends a file (in reply to ``reply_to_message_id``). ``file_size`` overrides the reported size (e.g.
+        >20 MB: getFile then fails)."""
         suffix = "." + file_name.rsplit(".", 1)[-1] if "." in file_name else ""
         stored = self._store_file(data, "documents", suffix, size=file_size)
         document = {
@@ -1566,6 +1568,7 @@ class FakeTelegram:
             kind="document",
             media={"document": document},
             media_group_id=media_group_id,
+            reply_to_message_id=reply_to_message_id,
         )
 
     def user_photo(

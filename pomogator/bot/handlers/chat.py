@@ -17,6 +17,7 @@ from aiogram.types import Message
 from pomogator.bot import texts
 from pomogator.bot.answer import Answerer
 from pomogator.bot.middlewares.account import SENDER
+from pomogator.bot.replies import replied_text
 from pomogator.services.quoting import with_quote
 from pomogator.services.users import Account, Person
 
@@ -33,17 +34,3 @@ async def on_unknown_command(message: Message) -> None:
 @late_router.message(F.text, flags={"account": SENDER})
 async def on_text(message: Message, bot: Bot, sender: Account | Person, answerer: Answerer) -> None:
     await answerer.reply(bot, message.chat, sender, with_quote(message.text or "", replied_text(message)))
-
-
-def replied_text(message: Message) -> str | None:
-    """What ``message`` replies to: the part the user quoted, else the replied-to message's text or caption.
-
-    A message in another chat (``external_reply``) is only seen through its quote. None for no reply, or a reply
-    to something without text (a sticker, a photo without a caption, a topic's first message).
-    """
-    if message.quote is not None:
-        return message.quote.text
-    replied = message.reply_to_message
-    if replied is None:
-        return None
-    return replied.text or replied.caption
