@@ -14,8 +14,8 @@ from aiogram.enums import ContentType
 from aiogram.types import Message
 
 from pomogator.bot import texts
-from pomogator.bot.handlers.chat import replied_text
 from pomogator.bot.handlers.fallback import CONTENT_TYPES, SERVICE_CONTENT_TYPES, EditNotices
+from pomogator.bot.replies import replied_text
 from pomogator.services.formatting import utf16_len
 from tests.bot.harness import BotHarness
 from tests.cli.helpers import clean_env, run_cli
