@@ -133,6 +133,17 @@ async def test_menu_and_model_buttons_end_the_role_prompt(bot: BotHarness) -> No
 
 
 @pytest.mark.slow
+async def test_a_service_message_during_the_role_prompt_gets_no_reply(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    await reply_to(h, chat, "/role")
+    h.tg.user_content(chat, {"pinned_message": {"message_id": 1, "date": 0, "chat": {"id": chat, "type": "private"}}})
+    # Messages of a chat are handled in order: the role's reply comes after whatever the pin got.
+    assert (await reply_to(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    assert texts.ROLE_NOT_TEXT not in [m.text for m in h.tg.sent_messages(chat)]
+
+
+@pytest.mark.slow
 async def test_the_role_prompt_still_takes_its_answer(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()

@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message
 
 from pomogator.bot import texts
 from pomogator.bot.callbacks import MenuAction, MenuCallback, RoleAction, RoleCallback
+from pomogator.bot.handlers.fallback import SERVICE_CONTENT_TYPES
 from pomogator.bot.keyboards import make_role_keyboard
 from pomogator.bot.middlewares.forms import FORM, open_form
 from pomogator.bot.replies import chat_id_of, replace_text
@@ -52,7 +53,7 @@ async def on_role_text(message: Message, account: Account, users: UserService, s
     await message.answer(texts.ROLE_SAVED)
 
 
-@router.message(RoleForm.waiting, ~F.text, flags={FORM: True})
+@router.message(RoleForm.waiting, ~F.text, ~F.content_type.in_(SERVICE_CONTENT_TYPES), flags={FORM: True})
 async def on_role_not_text(message: Message) -> None:
     await message.answer(texts.ROLE_NOT_TEXT)
 
