@@ -13,7 +13,7 @@ from rich.markdown import Markdown
 from pomogator import cli_output
 from pomogator.container import Services
 from pomogator.errors import PomogatorError
-from pomogator.services.chat import Dialog
+from pomogator.services.chat import Dialog, Reply
 
 HELP = "Commands: /clear resets the context, /model [ID] shows or switches the model, /exit quits."
 
@@ -65,19 +65,25 @@ async def _switch_model(services: Services, dialog: Dialog, model_id: str) -> No
     cli_output.notice(f"Model: {dialog.model.id}")
 
 
+CUT_OFF = "(The answer was cut off at the model's length limit: write «continue» to get the rest.)"
+
+
 async def _answer(services: Services, dialog: Dialog, text: str, pretty: bool) -> None:
+    reply = Reply()
     if pretty:
         answer = ""
         with Live(Markdown(""), console=cli_output.console(), refresh_per_second=8) as live:
-            async for piece in services.chat.stream_reply(dialog, text):
+            async for piece in services.chat.stream_reply(dialog, text, reply=reply):
                 answer += piece
                 live.update(Markdown(answer))
-        return
-    async for piece in services.chat.stream_reply(dialog, text):
-        sys.stdout.write(piece)
+    else:
+        async for piece in services.chat.stream_reply(dialog, text, reply=reply):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
         sys.stdout.flush()
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    if reply.cut_off:
+        cli_output.notice(CUT_OFF)
 
 
 async def _command(services: Services, dialog: Dialog, line: str) -> bool:

@@ -116,6 +116,15 @@ async def test_piped_chat_in_an_empty_folder(tmp_path: Path, fake_llm: FakeLLM) 
     assert fake_llm.requests[0].model == "openai/gpt-4o-mini"
 
 
+async def test_piped_chat_says_when_an_answer_was_cut_off(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(Reply(text="The first half", finish_reason="length"), Reply(text="Whole"))
+    env = clean_env(POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY, POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url)
+    result = await run_cli("chat", cwd=tmp_path, env=env, stdin="long one\nshort one\n")
+    assert result.code == 0, result.stderr
+    assert result.stdout == "The first half\nWhole\n"
+    assert result.stderr.count("cut off at the model's length limit") == 1
+
+
 async def test_chat_unknown_model_lists_valid_ids(tmp_path: Path) -> None:
     env = clean_env(POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY)
     result = await run_cli("chat", "--model", "nope/none", cwd=tmp_path, env=env, stdin="hi\n")
