@@ -32,15 +32,16 @@ def list_payments(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Show at most this many, newest first.")] = 100,
 ) -> None:
-    """List payments, newest first."""
+    """List payments, newest first (from the database; the YooKassa keys are not needed)."""
     from pomogator.cli import with_services
+    from pomogator.services.billing import list_payments as stored_payments
 
     if status is not None and status not in STATUSES:
         raise typer.BadParameter(f"expected one of {', '.join(STATUSES)}", param_hint="--status")
 
     async def fn(services: Services) -> None:
         tz = services.settings.tz
-        records = await services.billing.list_payments(telegram_id=user, status=status, limit=limit)
+        records = await stored_payments(telegram_id=user, status=status, limit=limit)
         rows = [
             (
                 r.payment_id or f"(local {r.local_id})",
@@ -57,7 +58,8 @@ def list_payments(
         columns = ["payment", "user", "plan", "amount", "status", "refunded", "reason", "created"]
         cli_output.print_table("Payments", columns, rows)
 
-    with_services(fn, "yookassa_shop_id", "yookassa_secret_key")
+    # Read from the database alone: the YooKassa keys are not needed.
+    with_services(fn)
 
 
 @app.command("check")

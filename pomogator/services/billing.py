@@ -148,6 +148,34 @@ async def waiting_payments(now: datetime | None = None) -> list[str]:
     return [row["yookassa_id"] for row in rows]
 
 
+async def list_payments(
+    *, telegram_id: int | None = None, status: str | None = None, limit: int = 100
+) -> list[PaymentRecord]:
+    """Payments as stored, newest first: a plain query, no YooKassa (``pomogator payments list`` works without
+    its keys)."""
+    query = Payment.select().order_by(Payment.created_at, ascending=False).limit(limit)
+    if telegram_id is not None:
+        query = query.where(Payment.telegram_id == telegram_id)
+    if status is not None:
+        query = query.where(Payment.status == status)
+    return [
+        PaymentRecord(
+            local_id=row["id"],
+            payment_id=row["yookassa_id"],
+            telegram_id=row["telegram_id"],
+            plan=row["plan"],
+            amount=_decimal(row["amount"]),
+            currency=row["currency"],
+            status=row["status"],
+            refunded_amount=_decimal(row["refunded_amount"]),
+            cancellation_reason=row["cancellation_reason"],
+            created_at=as_utc(row["created_at"]),
+            updated_at=as_utc(row["updated_at"]),
+        )
+        for row in await query
+    ]
+
+
 class BillingService:
     def __init__(
         self,
@@ -549,33 +577,6 @@ class BillingService:
             await self._tell(telegram_id, texts.refund_done(delta, until, self.tz))
         await self._tell_admins(texts.admin_refund(remote.id, telegram_id, delta, total))
         return RefundOutcome(remote.id, refund_id, SUCCEEDED, delta, total, changed=True, premium_until=until)
-
-    # --- queries ----------------------------------------------------------------------------------------------
-
-    async def list_payments(
-        self, *, telegram_id: int | None = None, status: str | None = None, limit: int = 100
-    ) -> list[PaymentRecord]:
-        query = Payment.select().order_by(Payment.created_at, ascending=False).limit(limit)
-        if telegram_id is not None:
-            query = query.where(Payment.telegram_id == telegram_id)
-        if status is not None:
-            query = query.where(Payment.status == status)
-        return [
-            PaymentRecord(
-                local_id=row["id"],
-                payment_id=row["yookassa_id"],
-                telegram_id=row["telegram_id"],
-                plan=row["plan"],
-                amount=_decimal(row["amount"]),
-                currency=row["currency"],
-                status=row["status"],
-                refunded_amount=_decimal(row["refunded_amount"]),
-                cancellation_reason=row["cancellation_reason"],
-                created_at=as_utc(row["created_at"]),
-                updated_at=as_utc(row["updated_at"]),
-            )
-            for row in await query
-        ]
 
     # --- telling people ---------------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from pomogator.errors import (
     PaymentProviderUnavailable,
     PaymentRejected,
 )
-from pomogator.services.billing import PaymentOutcome
+from pomogator.services.billing import PaymentOutcome, list_payments
 from pomogator.store.tables import Payment, Subscription
 from pomogator.timeutil import as_utc, utcnow
 from tests.fakes.telegram_server import FakeTelegram
@@ -385,11 +385,11 @@ async def test_refund_rejects_unpaid_payments_and_bad_amounts(services: Services
 async def test_list_payments_filters_by_user_and_status(services: Services, kassa: FakeYooKassa) -> None:
     payment_id = await paid(services, kassa)
     await services.billing.start_payment(USER_ID, "year")
-    everything = await services.billing.list_payments()
+    everything = await list_payments()
     assert {p.status for p in everything} == {"succeeded", "pending"}
-    [done] = await services.billing.list_payments(telegram_id=USER_ID, status="succeeded")
+    [done] = await list_payments(telegram_id=USER_ID, status="succeeded")
     assert done.payment_id == payment_id and done.amount == Decimal(599)
-    assert await services.billing.list_payments(telegram_id=1) == []
+    assert await list_payments(telegram_id=1) == []
 
 
 # --- reminders ---------------------------------------------------------------------------------------------
