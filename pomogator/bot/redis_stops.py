@@ -16,6 +16,8 @@ from pomogator.bot.broadcasts import Broadcasts
 
 # Longer than any answer streams (the model call times out well before); a dead instance's marks expire.
 STREAMING_MARK_TTL_S = 3600
+# In a published stop, in place of an answer id: every answer of the chat.
+EVERY_ANSWER = "*"
 
 
 class RedisStopRegistry(StopRegistry):
@@ -59,7 +61,17 @@ class RedisStopRegistry(StopRegistry):
             return False
         return True
 
+    async def request_stop_chat(self, chat_id: int) -> None:
+        self.stop_chat(chat_id)
+        try:
+            await self._redis.publish(self._channel, f"{chat_id}:{EVERY_ANSWER}")
+        except RedisError as exc:
+            logger.warning("Could not pass a chat's stop on through Redis: {}", exc)
+
     def _on_stop(self, data: str) -> None:
         chat, _, answer = data.partition(":")
         with contextlib.suppress(ValueError):
-            self.stop(int(chat), int(answer))
+            if answer == EVERY_ANSWER:
+                self.stop_chat(int(chat))
+            else:
+                self.stop(int(chat), int(answer))

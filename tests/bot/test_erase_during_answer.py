@@ -67,7 +67,14 @@ async def test_delete_me_confirmed_while_an_answer_streams_leaves_nothing(harnes
     await ask_slowly_and_wait_for_a_draft(h, chat, "question to be erased")
     await h.press(chat, prompt, texts.DELETE_ME_CONFIRM)
     assert h.tg.message(chat, prompt.message_id).text == texts.DELETE_ME_DONE
-    await the_answer(h, chat)
+    # The answer stops where it was, and says so.
+    await h.tg.wait_until(
+        lambda: any(html_to_text(texts.STOPPED_MARK) in text for text in h.tg.sent_texts(chat)),
+        10,
+        "the answer stopped",
+    )
+    await h.settle()
+    assert not any("tok29" in text for text in h.tg.sent_texts(chat))
     async with h.services() as services:
         assert not await services.users.exists(chat)
         assert await services.quota.used_today(chat) == {}

@@ -211,6 +211,20 @@ async def test_stop_reaches_the_answer_streaming_on_another_instance(settings: S
         assert not await b.stops.request_stop(5, 78)
 
 
+async def test_a_chat_wide_stop_reaches_every_answer_of_the_chat_on_every_instance(settings: Settings) -> None:
+    async with (
+        two_instances(settings) as (a, b),
+        a.stops.streaming(5, 1) as first,
+        b.stops.streaming(5, 2) as second,
+        a.stops.streaming(6, 3) as other_chat,
+    ):
+        await b.stops.request_stop_chat(5)
+        async with asyncio.timeout(5):
+            await first.wait()
+            await second.wait()
+        assert not other_chat.is_set()
+
+
 async def test_group_notice_update_delivery_and_conversation_state_are_shared(settings: Settings) -> None:
     async with two_instances(settings) as (a, b):
         assert a.claim_group_notice is not None and b.claim_group_notice is not None

@@ -45,5 +45,16 @@ class StopRegistry:
         """Stop the answer wherever it streams; False when it is not streaming (any more)."""
         return self.stop(chat_id, answer_id)
 
+    def stop_chat(self, chat_id: int) -> int:
+        """Stop every answer of the chat streaming in this process; returns how many."""
+        events = [event for (chat, _), event in self._events.items() if chat == chat_id and not event.is_set()]
+        for event in events:
+            event.set()
+        return len(events)
+
+    async def request_stop_chat(self, chat_id: int) -> None:
+        """Stop every answer of the chat wherever it streams (the person erased their data)."""
+        self.stop_chat(chat_id)
+
     def __len__(self) -> int:
         return len(self._events)
