@@ -10,7 +10,6 @@ the line names (``POMOGATOR_DEBUG=1`` prints it on stderr instead). Every line i
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -69,8 +68,8 @@ def failure_message(exc: Exception) -> str | None:
     a bug. Only the libraries this process has loaded are asked about."""
     if isinstance(exc, PomogatorError):
         return exc.user_message
-    asyncpg = sys.modules.get("asyncpg")
-    if isinstance(exc, sqlite3.Error) or (
+    asyncpg, sqlite3 = sys.modules.get("asyncpg"), sys.modules.get("sqlite3")
+    if (sqlite3 is not None and isinstance(exc, sqlite3.Error)) or (
         asyncpg is not None and isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
     ):
         message = f"database error: {_first_line(exc)} ({type(exc).__name__})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from loguru import logger
@@ -32,7 +32,6 @@ from pomogator.errors import (
 )
 from pomogator.heartbeat import keep_heartbeat
 from pomogator.services.billing import waiting_payments
-from pomogator.services.reminders import ReminderService
 from pomogator.web.network import client_address, in_networks
 from pomogator.web.telegram_webhook import telegram_webhook
 
@@ -194,26 +193,21 @@ class OneLineStartupFailure:
 # --- the app ------------------------------------------------------------------------------------------------
 
 
-async def remind_periodically(reminders: ReminderService, interval: float) -> None:
-    """Send due premium reminders every ``interval`` seconds (runs until cancelled)."""
+async def every(interval: float, job: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run ``job`` every ``interval`` seconds until cancelled; a failure is logged and the next round tries again."""
     while True:
         try:
-            await reminders.send_due()
+            await job()
         except Exception as exc:
-            logger.opt(exception=exc).error("Premium reminders failed; will try again")
+            logger.opt(exception=exc).error("{} failed; will try again", what)
         await asyncio.sleep(interval)
 
 
-async def check_payments_periodically(services: Services, interval: float) -> None:
-    """Every ``interval`` seconds, apply what YooKassa says about payments whose notification has not come."""
-    while True:
-        try:
-            waiting = await waiting_payments()
-            if waiting:
-                await services.billing.check_waiting(waiting)
-        except Exception as exc:
-            logger.opt(exception=exc).error("Checking waiting payments failed; will try again")
-        await asyncio.sleep(interval)
+async def check_waiting_payments(services: Services) -> None:
+    """Apply what YooKassa says about payments whose notification has not come (the SDK loads only if any wait)."""
+    waiting = await waiting_payments()
+    if waiting:
+        await services.billing.check_waiting(waiting)
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
@@ -252,11 +246,19 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
             tasks.append(asyncio.create_task(keep_heartbeat(database_answers)))
             if settings.reminder_interval_seconds > 0 and opened.reminders is not None:
                 tasks.append(
-                    asyncio.create_task(remind_periodically(opened.reminders, settings.reminder_interval_seconds))
+                    asyncio.create_task(
+                        every(settings.reminder_interval_seconds, opened.reminders.send_due, "Premium reminders")
+                    )
                 )
             if settings.payment_check_interval_seconds > 0:
                 tasks.append(
-                    asyncio.create_task(check_payments_periodically(opened, settings.payment_check_interval_seconds))
+                    asyncio.create_task(
+                        every(
+                            settings.payment_check_interval_seconds,
+                            lambda: check_waiting_payments(opened),
+                            "Checking waiting payments",
+                        )
+                    )
                 )
             try:
                 yield {"services": opened, "telegram": telegram}
