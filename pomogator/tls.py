@@ -1,10 +1,10 @@
-"""One TLS client context for the process's outgoing connections (the Bot API, OpenRouter).
+"""How the process's outgoing HTTPS connections (the Bot API, OpenRouter) verify servers: one choice for both.
 
 Certificate authorities come from, in order: ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set (an operator's own
-bundle, e.g. behind a TLS-inspecting proxy); the system's hashed certificate directory (``/etc/ssl/certs`` on
-Debian and in the image), from which OpenSSL reads only the authorities a handshake needs; certifi's bundle
-otherwise. A bundle file is parsed whole into every context made from it (~0.7 MiB each); the directory costs
-nothing until used, and one context serves every client.
+bundle, e.g. behind a TLS-inspecting proxy); the system's store (``/etc/ssl/certs`` on Debian and in the image);
+certifi's bundle when the system has none. For the system's store both clients take aiohttp's default verified
+context, which aiohttp makes from it when it is imported: every other TLS context costs the process ~0.7 MiB
+(OpenSSL's own state, and a bundle file is parsed whole into each context made from it).
 """
 
 from __future__ import annotations
@@ -17,16 +17,19 @@ from collections.abc import Mapping
 
 _HASHED_NAME = re.compile(r"[0-9a-f]{8}\.\d+")
 
+ClientSSL = ssl.SSLContext | bool
+"""aiohttp's ``ssl`` argument: ``True`` is its default verified context."""
+
 
 def trust_locations(environ: Mapping[str, str] = os.environ) -> tuple[str | None, str | None]:
-    """``(cafile, capath)`` for the client context: see the module's docstring."""
+    """``(cafile, capath)`` of the authorities to trust; ``(None, None)`` for the system's store."""
     cafile = environ.get("SSL_CERT_FILE") or None
     capath = environ.get("SSL_CERT_DIR") or None
     if cafile or capath:
         return cafile, capath
     system = ssl.get_default_verify_paths().capath
     if system and _is_hashed_directory(system):
-        return None, system
+        return None, None
     import certifi
 
     return certifi.where(), None
@@ -40,7 +43,10 @@ def _is_hashed_directory(path: str) -> bool:
 
 
 @functools.cache
-def client_context() -> ssl.SSLContext:
-    """The process's TLS client context: certificates and host names verified, TLS 1.2 or newer."""
+def client_ssl() -> ClientSSL:
+    """What the process's aiohttp clients verify servers with: certificates and host names checked, TLS 1.2 or
+    newer. ``True`` (aiohttp's default context) for the system's store, otherwise one context for both clients."""
     cafile, capath = trust_locations()
+    if cafile is None and capath is None:
+        return True
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile, capath=capath)

@@ -1,4 +1,5 @@
-"""The process's TLS client context: where its authorities come from, and real HTTPS to the model and the Bot API.
+"""How the process's HTTPS clients verify servers: where the authorities come from, and real HTTPS to the model and
+the Bot API.
 
 A test certificate authority and a server certificate for localhost/127.0.0.1 are made with the ``openssl``
 command; the fake model serves HTTPS with them.
@@ -79,9 +80,9 @@ def fresh_context(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The context is made once per process; each test reads the environment it sets up."""
     for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
         monkeypatch.delenv(name, raising=False)
-    tls.client_context.cache_clear()
+    tls.client_ssl.cache_clear()
     yield
-    tls.client_context.cache_clear()
+    tls.client_ssl.cache_clear()
 
 
 @pytest.fixture
@@ -106,12 +107,13 @@ def test_the_operators_bundle_or_directory_comes_first() -> None:
     assert tls.trust_locations({"SSL_CERT_FILE": "/a.pem", "SSL_CERT_DIR": "/b"}) == ("/a.pem", "/b")
 
 
-def test_the_systems_hashed_directory_is_read_on_demand(authority: Authority, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_systems_store_is_aiohttps_default_context(authority: Authority, monkeypatch: pytest.MonkeyPatch) -> None:
     hashed = authority.hashed_directory()
     monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: _system_paths(str(hashed)))
-    assert tls.trust_locations({}) == (None, str(hashed))
-    # Nothing is parsed up front: the authority is read when a handshake needs it.
-    assert tls.client_context().cert_store_stats()["x509_ca"] == 0
+    assert tls.trust_locations({}) == (None, None)
+    # No context of our own: aiohttp made its verified one from the system's store when it was imported.
+    assert tls.client_ssl() is True
+    assert not isinstance(tls.client_ssl(), ssl.SSLContext)
 
 
 @pytest.mark.parametrize("capath", [None, "plain", "missing"])
@@ -123,12 +125,16 @@ def test_without_a_hashed_system_directory_certifi_is_used(
     path = None if capath is None else str(tmp_path if capath == "plain" else tmp_path / "missing")
     monkeypatch.setattr(ssl, "get_default_verify_paths", lambda: _system_paths(path))
     assert tls.trust_locations({}) == (certifi.where(), None)
-    assert tls.client_context().cert_store_stats()["x509_ca"] > 100
+    context = tls.client_ssl()
+    assert isinstance(context, ssl.SSLContext)
+    assert context.cert_store_stats()["x509_ca"] > 100
 
 
-def test_one_context_verifies_hosts_and_certificates() -> None:
-    context = tls.client_context()
-    assert context is tls.client_context()
+def test_one_context_verifies_hosts_and_certificates(authority: Authority, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca))
+    context = tls.client_ssl()
+    assert isinstance(context, ssl.SSLContext)
+    assert context is tls.client_ssl()
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2

@@ -51,7 +51,7 @@ from pomogator.bot.middlewares.forms import FormMiddleware
 from pomogator.bot.session import JsonBodySession
 from pomogator.config import Settings
 from pomogator.container import Services
-from pomogator.tls import client_context
+from pomogator.tls import client_ssl
 
 # Bot API calls one process may have in flight at once. aiogram's default, 100, made a saturated bot's calls wait for a
 # free connection: a call's time includes the event loop's lag then, so more are open than the rate alone suggests
@@ -63,10 +63,10 @@ def create_bot(settings: Settings) -> Bot:
     """A Bot talking to ``POMOGATOR_TELEGRAM_API_URL`` (api.telegram.org or a local Bot API server)."""
     settings.require("bot_token")
     assert settings.bot_token is not None
-    session = JsonBodySession(api=TelegramAPIServer.from_base(settings.telegram_api_url), limit=BOT_API_CONNECTIONS)
-    # The process's one TLS context, shared with the model's client, instead of a certifi bundle of its own (~0.7
-    # MiB). aiogram has no parameter for it: its connector's arguments are where it keeps the context.
-    session._connector_init["ssl"] = client_context()
+    # TLS as the model's client verifies it (tls.py), instead of a context of certifi's bundle of its own (~0.6 MiB).
+    session = JsonBodySession(
+        api=TelegramAPIServer.from_base(settings.telegram_api_url), limit=BOT_API_CONNECTIONS, ssl=client_ssl()
+    )
     session.middleware(RetryAfterMiddleware())
     return Bot(
         settings.bot_token.get_secret_value(),

@@ -13,18 +13,28 @@ from typing import Any, cast
 import orjson
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import BaseSession
 from aiogram.exceptions import TelegramNetworkError
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiohttp import ClientError, ClientTimeout
+from aiohttp import ClientError, ClientTimeout, TCPConnector
+
+from pomogator.tls import ClientSSL
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class JsonBodySession(AiohttpSession):
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, ssl: ClientSSL, limit: int, **kwargs: Any) -> None:
         # Responses are parsed with orjson too: the Bot API's answers are JSON, an update batch of polling among them.
-        super().__init__(json_loads=orjson.loads, **kwargs)
+        BaseSession.__init__(self, json_loads=orjson.loads, **kwargs)
+        # AiohttpSession's own __init__ would set these, with a TLS context of certifi's bundle made for the session
+        # (~0.6 MiB that stays with the process once the context is replaced): ``ssl`` is the process's (tls.py).
+        self._session = None
+        self._connector_type = TCPConnector
+        self._connector_init = {"ssl": ssl, "limit": limit, "ttl_dns_cache": 3600}
+        self._should_reset_connector = True
+        self._proxy = None
 
     async def make_request(
         self,

@@ -211,12 +211,12 @@ class LLMClient:
         import openai
 
         from pomogator.llm.transport import AiohttpTransport
-        from pomogator.tls import client_context
+        from pomogator.tls import client_ssl
 
         limits = openai.DEFAULT_CONNECTION_LIMITS
         # Streaming through aiohttp takes about half the CPU per answer of the SDK's default httpx2 transport.
         transport = AiohttpTransport(
-            client_context(), max_connections=limits.max_connections or 100, keepalive_expiry=limits.keepalive_expiry
+            client_ssl(), max_connections=limits.max_connections or 100, keepalive_expiry=limits.keepalive_expiry
         )
         self._client = openai.AsyncOpenAI(
             base_url=base_url,

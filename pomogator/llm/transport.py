@@ -1,8 +1,8 @@
 """The openai SDK's HTTP transport: its requests go out through one aiohttp session.
 
 The SDK speaks httpx2 and ships an aiohttp transport of its own (``openai.DefaultAioHttpClient``); this one does the
-same job with the process's shared TLS context (``pomogator.tls``) and without loading httpx2's own connection
-pool (httpcore2, ~1.3 MiB) and certificate bundle, which an aiohttp transport never uses. Proxies come from
+same job, verifying servers as the Bot API's client does (``pomogator.tls``), without loading httpx2's own
+connection pool (httpcore2, ~1.3 MiB) and certificate bundle, which an aiohttp transport never uses. Proxies come from
 ``HTTP(S)_PROXY`` and ``NO_PROXY``, read once per host (aiohttp's own ``trust_env`` reads them, and ``~/.netrc`` in a
 worker thread, on every request). aiohttp's failures become httpx2's, which the SDK turns into its own errors
 (retrying connection failures), the original kept as the cause.
@@ -11,7 +11,6 @@ worker thread, on every request). aiohttp's failures become httpx2's, which the 
 from __future__ import annotations
 
 import contextlib
-import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 
@@ -19,13 +18,15 @@ import aiohttp
 import httpx2
 from yarl import URL
 
+from pomogator.tls import ClientSSL
+
 Proxy = tuple[URL, dict[str, str]] | None
 """A proxy's address and the headers it is sent (its credentials)."""
 
 
 class AiohttpTransport(httpx2.AsyncBaseTransport):
-    def __init__(self, ssl_context: ssl.SSLContext, *, max_connections: int, keepalive_expiry: float | None) -> None:
-        self._ssl_context = ssl_context
+    def __init__(self, ssl: ClientSSL, *, max_connections: int, keepalive_expiry: float | None) -> None:
+        self._ssl = ssl
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._session: aiohttp.ClientSession | None = None
@@ -34,7 +35,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                ssl=self._ssl_context, limit=self._max_connections, keepalive_timeout=self._keepalive_expiry
+                ssl=self._ssl, limit=self._max_connections, keepalive_timeout=self._keepalive_expiry
             )
             # The body goes to httpx2 as it came: httpx2 decodes it by its Content-Encoding.
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)

@@ -38,6 +38,8 @@ def serve(settings: Settings) -> None:
         access_log=False,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         lifespan="on",
+        # The app serves no WebSockets: no protocol for them is loaded (uvicorn looks for two libraries by default).
+        ws="none",
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
     uvicorn.Server(config).run()

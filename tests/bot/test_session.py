@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, InlineKeyboardButton, InlineKeyboardMarkup
 
-from pomogator.bot.factory import create_bot
+from pomogator.bot.factory import BOT_API_CONNECTIONS, create_bot
+from pomogator.bot.session import JsonBodySession
+from pomogator.tls import client_ssl
 from tests.conftest import make_settings
 from tests.fakes.telegram_server import FakeTelegram
 
@@ -70,3 +73,17 @@ async def test_many_calls_are_in_flight_at_once(bot: Bot, tg: FakeTelegram) -> N
     finally:
         tg.release("sendChatAction")
     assert await asyncio.gather(*calls) == [True] * 150
+
+
+async def test_the_session_is_set_up_as_aiograms_own_but_with_the_processs_tls(bot: Bot) -> None:
+    # JsonBodySession sets AiohttpSession's attributes itself (its __init__ would make a certifi context to discard);
+    # a new aiogram that keeps more state in __init__ shows up here.
+    own, session = AiohttpSession(), bot.session
+    assert isinstance(session, JsonBodySession)
+    try:
+        assert set(vars(session)) == set(vars(own))
+        assert session._connector_init.keys() == own._connector_init.keys()
+        assert session._connector_init["ssl"] is client_ssl()
+        assert session._connector_init["limit"] == BOT_API_CONNECTIONS
+    finally:
+        await own.close()
