@@ -238,15 +238,19 @@ async def test_nasty_markdown_arrives_as_valid_html(harness: BotHarness) -> None
     assert failed == []
 
 
-async def test_html_rejected_by_telegram_is_resent_as_plain_text(harness: BotHarness) -> None:
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        'Bad Request: can\'t parse entities: Unsupported start tag "x" at byte offset 0',
+        # A link whose address Telegram does not take (a model's "[link](http://)").
+        "Bad Request: Wrong message entity: Wrong URL host",
+        "Bad Request: Url host is empty",
+    ],
+)
+async def test_html_rejected_by_telegram_is_resent_as_plain_text(harness: BotHarness, refusal: str) -> None:
     h = harness
     chat = h.new_chat()
-    h.tg.fail_next(
-        "sendMessage",
-        400,
-        'Bad Request: can\'t parse entities: Unsupported start tag "x" at byte offset 0',
-        chat_id=chat,
-    )
+    h.tg.fail_next("sendMessage", 400, refusal, chat_id=chat)
     reply = await h.ask(chat, "**важно**")
     await h.settle()
     assert reply.text == "Echo: важно"

@@ -1,6 +1,7 @@
 """Telegram calls of one answer, with the failures an answer must survive turned into plain outcomes.
 
-* "can't parse entities": the text is sent again as plain text (``parse_mode=None``), so the user always gets it;
+* HTML Telegram refuses ("can't parse entities", a link's URL it finds wrong): the text is sent again as plain text
+  (``parse_mode=None``), so the user always gets it;
 * "message is not modified": nothing to do; "message to edit not found": the caller sends a new message;
 * a blocked bot or a deleted chat: ``ChatGone``, which ends the answer without touching other chats;
 * 429 is waited out by the session middleware (``pomogator.bot.flood_wait``), except for drafts and chat
@@ -31,6 +32,8 @@ from pomogator.services.formatting import html_to_text
 T = TypeVar("T")
 
 SEND_ATTEMPTS = 3
+# What Telegram's refusals of a text's formatting say: its HTML, its entities, a link's address.
+_FORMATTING_REFUSED = ("can't parse", "unsupported start tag", "entity", "entities", "url host", "wrong http url")
 _CHAT_GONE = ("chat not found", "bot was blocked", "user is deactivated", "bot was kicked", "peer_id_invalid")
 
 
@@ -44,7 +47,7 @@ class DraftsUnavailable(Exception):
 
 def is_parse_error(exc: TelegramBadRequest) -> bool:
     message = exc.message.lower()
-    return "can't parse" in message or "unsupported start tag" in message
+    return any(marker in message for marker in _FORMATTING_REFUSED)
 
 
 def is_chat_gone(exc: TelegramAPIError) -> bool:
