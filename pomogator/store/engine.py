@@ -29,6 +29,10 @@ from pomogator.logs.redact import Redactor
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 SQLITE_BUSY_TIMEOUT_S = 30.0
+# How long opening a PostgreSQL connection may take, its start-up and authentication included. asyncpg's default is a
+# minute: a host that drops packets (a firewall, a server gone from the network) held a start or a user's message
+# that long before anyone heard of it.
+POSTGRES_CONNECT_TIMEOUT_S = 10.0
 APP_NAME = "pomogator"
 MIGRATION_ID = re.compile(r"""^ID = ["']([^"']+)["']""", re.MULTILINE)
 UP_TO_DATE = "No migrations need to be run"
@@ -210,7 +214,7 @@ def engine_from_url(url: str) -> Engine[Any]:
             check_url(url)
         except ValueError as exc:
             raise ConfigError(f"POMOGATOR_DATABASE_URL {exc}") from None
-        return QuietPostgresEngine(config={"dsn": url})
+        return QuietPostgresEngine(config={"dsn": url, "timeout": POSTGRES_CONNECT_TIMEOUT_S})
     raise ConfigError("POMOGATOR_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
 
 
@@ -227,6 +231,8 @@ def connection_failure(url: str, exc: BaseException) -> ConfigError:
     """A one-line ConfigError for a database that cannot be opened: where it is and why, never the URL itself."""
     # An OSError's strerror is without its "[Errno 111]"; the database's own message says what it refused.
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    if isinstance(exc, TimeoutError) and not reason:
+        reason = f"no answer within {POSTGRES_CONNECT_TIMEOUT_S:g} s"
     reason = " ".join(reason.split()) or "no answer"
     reason = Redactor(url_passwords(url)).text(f"{reason} ({type(exc).__name__})")
     return ConfigError(f"Cannot use the database {database_location(url)}: {reason}")

@@ -18,6 +18,7 @@ from piccolo.engine.sqlite import SQLiteEngine
 import piccolo_migrations
 from pomogator.container import build_services
 from pomogator.errors import ConfigError
+from pomogator.store import engine as engine_module
 from pomogator.store.engine import (
     Database,
     SharedConnectionSQLiteEngine,
@@ -73,6 +74,33 @@ async def test_the_pool_size_setting_bounds_the_processes_connections(postgres_u
         rows = await asyncio.gather(*(raw(User, "SELECT pg_sleep(0.05), 1 AS one") for _ in range(6)))
         assert [row[0]["one"] for row in rows] == [1] * 6
         assert engine.pool.get_size() == 3
+
+
+async def test_a_database_host_that_never_answers_fails_the_start_with_a_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A listener that takes connections and never says a word, as a server behind a broken network path looks.
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr(engine_module, "POSTGRES_CONNECT_TIMEOUT_S", 0.5)
+    database = Database(f"postgresql://pomogator:secret@127.0.0.1:{port}/pomogator")
+    try:
+        with pytest.raises(ConfigError) as caught:
+            await database.start()
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert str(caught.value) == (
+        f"Cannot use the database 127.0.0.1:{port}/pomogator: no answer within 0.5 s (TimeoutError)"
+    )
+    assert held  # it did connect: the limit covers the database's start-up, not only the TCP handshake
 
 
 async def test_bad_url_fails_build_services() -> None:
