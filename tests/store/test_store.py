@@ -52,7 +52,7 @@ def test_postgres_urls(scheme: str) -> None:
     url = f"{scheme}://user:secret@127.0.0.1:1/pomogator"
     engine = engine_from_url(url)
     assert isinstance(engine, PostgresEngine)
-    assert engine.config == {"dsn": url}
+    assert engine.config == {"dsn": url, "timeout": engine_module.POSTGRES_CONNECT_TIMEOUT_S}
     assert not Database(url).is_sqlite
 
 
