@@ -1,4 +1,5 @@
-"""Albums and split long texts are one request: the Gatherer in a dispatcher, then end to end through the bot."""
+"""Albums, split long texts and forwarded messages are one request: the Gatherer in a dispatcher, then end to end
+through the bot."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from aiogram import Bot, Dispatcher, F, Router
 from aiogram.types import Message, Update
 
 from pomogator.bot.middlewares import ChatOrderMiddleware, Gatherer, MemoryChatLocks
-from pomogator.bot.middlewares.gather import SPLIT_TEXT_MIN, join_text
+from pomogator.bot.middlewares.gather import SPLIT_TEXT_MIN, join_text, origin_name
 from tests.bot.harness import BotHarness
 from tests.services.test_files import JPEG, make_png
 
@@ -61,6 +62,9 @@ class Rig:
 
     def text(self, text: str, chat_id: int = CHAT) -> Update:
         return self.update(chat_id, text=text)
+
+    def forward(self, text: str, origin: dict[str, Any]) -> Update:
+        return self.update(text=text, forward_origin=origin)
 
     def photo(self, group: str | None, caption: str | None = None) -> Update:
         fields: dict[str, Any] = {"photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]}
@@ -160,6 +164,69 @@ async def test_a_part_after_its_album_went_on_is_a_request_of_its_own(rig: Rig) 
     assert calls == [("first", [1, 2]), ("late", [3])]
 
 
+def from_user(first_name: str, user_id: int = 900) -> dict[str, Any]:
+    return {"type": "user", "date": 0, "sender_user": {"id": user_id, "is_bot": False, "first_name": first_name}}
+
+
+async def test_messages_forwarded_together_are_one_request_each_headed_with_its_sender(rig: Rig) -> None:
+    anna, boris = from_user("Анна", 901), from_user("Борис", 902)
+    calls = await rig.feed(
+        rig.forward("Встречаемся в 10?", anna),
+        rig.forward("Давай в 11", boris),
+        rig.forward("Ок", anna),
+        expected=1,
+    )
+    await asyncio.sleep(WINDOW * 2)
+    assert calls == [("Анна:\nВстречаемся в 10?\n\nБорис:\nДавай в 11\n\nАнна:\nОк", [1])]
+    assert len(rig.gatherer) == 0
+
+
+async def test_forwards_from_one_sender_are_joined_without_headings(rig: Rig) -> None:
+    channel = {
+        "type": "channel",
+        "date": 0,
+        "chat": {"id": -100, "type": "channel", "title": "Новости"},
+        "message_id": 5,
+    }
+    calls = await rig.feed(rig.forward("Первая новость", channel), rig.forward("Вторая", channel), expected=1)
+    assert calls == [("Первая новость\n\nВторая", [1])]
+
+
+async def test_a_forward_is_its_own_request_beside_typed_messages(rig: Rig) -> None:
+    anna = from_user("Анна")
+    calls = await rig.feed(
+        rig.text("комментарий"),
+        rig.forward("пересланное", anna),
+        rig.text("вопрос"),
+        rig.forward(long_piece(1), anna),
+        rig.text("не продолжение"),
+        expected=5,
+    )
+    # A typed message ends a forward; a forwarded long text is not the start of a split one.
+    assert [text for text, _ in calls] == ["комментарий", "пересланное", "вопрос", long_piece(1), "не продолжение"]
+
+
+def test_the_sender_of_a_forward_is_named_as_telegram_shows_it() -> None:
+    def forwarded(origin: dict[str, Any]) -> Message:
+        data = {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}, "text": "x", "forward_origin": origin}
+        return Message.model_validate(data)
+
+    user = from_user("Анна")
+    user["sender_user"]["last_name"] = "Петрова"
+    assert origin_name(forwarded(user)) == "Анна Петрова"
+    assert origin_name(forwarded({"type": "hidden_user", "date": 0, "sender_user_name": "Скрытый"})) == "Скрытый"
+    group = {"type": "chat", "date": 0, "sender_chat": {"id": -1, "type": "supergroup", "title": "Клуб"}}
+    assert origin_name(forwarded(group)) == "Клуб"
+    channel = {
+        "type": "channel",
+        "date": 0,
+        "chat": {"id": -2, "type": "channel", "title": "Канал"},
+        "message_id": 3,
+        "author_signature": "Редактор",
+    }
+    assert origin_name(forwarded(channel)) == "Канал (Редактор)"
+
+
 def test_join_text_puts_back_a_space_trimmed_at_a_cut() -> None:
     def message(text: str) -> Message:
         return Message.model_validate({"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}, "text": text})
@@ -217,6 +284,23 @@ async def test_a_long_text_split_by_the_client_is_one_request(harness: BotHarnes
     await answer_done(h, chat, before + 1)
     assert h.llm.request_count == before + 1
     assert h.llm.requests[-1].last_user_text == text
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_several_forwarded_messages_are_one_request(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    for name, text in [("Анна", "Кто заберёт посылку?"), ("Борис", "Я, после работы"), ("Анна", "Спасибо!")]:
+        origin = {"type": "hidden_user", "date": 1_700_000_000, "sender_user_name": name}
+        h.tg.user_message(chat, text, extra={"forward_origin": origin})
+    await answer_done(h, chat, before + 1)
+    assert h.llm.request_count == before + 1
+    assert (
+        h.llm.requests[-1].last_user_text == "Анна:\nКто заберёт посылку?\n\nБорис:\nЯ, после работы\n\nАнна:\nСпасибо!"
+    )
     assert await used_today(h, chat) == 1
 
 

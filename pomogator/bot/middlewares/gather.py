@@ -1,17 +1,22 @@
-"""One request from several messages: an album, or a long text that the Telegram client split before sending.
+"""One request from several messages: an album, a long text that the Telegram client split before sending, or
+messages forwarded together.
 
-Telegram delivers every photo of an album and every piece of a pasted text over 4096 characters as a message of
-its own. They are gathered into one request (one quota unit, one model call, one answer) by two middlewares that
-share a ``Gatherer``:
+Telegram delivers every photo of an album, every piece of a pasted text over 4096 characters and every message of
+a forward as a message of its own. They are gathered into one request (one quota unit, one model call, one answer)
+by two middlewares that share a ``Gatherer``:
 
 * ``gatherer.arrivals`` sits before the flood guard and the per-chat queue. A message that continues a batch in
   progress joins it and is finished: it never queues for the chat, so it cannot wait behind the batch it belongs
-  to. A message that may start a batch (one with a ``media_group_id``, or a text at or near the length limit)
-  opens one and goes on alone, taking its place in the chat's queue in arrival order.
+  to. A message that may start a batch (one with a ``media_group_id``, a text at or near the length limit, a
+  forwarded text) opens one and goes on alone, taking its place in the chat's queue in arrival order.
 * ``gatherer.completion`` sits right after the per-chat queue. In the chat's turn, the first message of a batch
   waits until no part has come for ``window`` seconds (a split text ends sooner, at its first short piece), then
-  goes on for all of them: an album's messages are handed to the handler as ``album``, a split text becomes one
-  message with the whole text, so every handler (the role input too) sees it whole.
+  goes on for all of them: an album's messages are handed to the handler as ``album``; a split text, or the
+  forwarded texts, become one message with the whole text, so every handler (the role input too) sees it whole.
+  Forwarded texts from several senders are each headed with their sender's name, for the model to tell them apart.
+
+A comment the user adds to a forward is sent by the client before the forwarded messages: it is answered on its own
+(waiting to see whether forwards follow would hold up every short message).
 
 A part that arrives after its batch went on starts a request of its own: parts are never dropped. Batches live
 in this process; several bot instances behind a webhook would need the parts of an album to reach one instance.
@@ -25,10 +30,18 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from aiogram import BaseMiddleware
-from aiogram.types import Message, TelegramObject, Update
+from aiogram.types import (
+    Message,
+    MessageOriginChannel,
+    MessageOriginChat,
+    MessageOriginHiddenUser,
+    MessageOriginUser,
+    TelegramObject,
+    Update,
+)
 from loguru import logger
 
 from pomogator.services.formatting import utf16_len
@@ -48,24 +61,24 @@ BATCH_KEY = "gather_batch"
 ALBUM_KEY = "album"
 
 
+BatchKind = Literal["album", "split text", "forwards"]
+
+
 @dataclass(eq=False)
 class Batch:
     chat_id: int
+    kind: BatchKind
     media_group_id: str | None
     messages: list[Message]
     last_arrival: float
     open: bool = True
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    @property
-    def is_text(self) -> bool:
-        return self.media_group_id is None
-
     def wants_more(self) -> bool:
         if not self.open:
             return False
         # A split text ends with its first piece that is clearly shorter than the limit.
-        return not self.is_text or utf16_len(self.messages[-1].text or "") >= SPLIT_TEXT_MIN
+        return self.kind != "split text" or utf16_len(self.messages[-1].text or "") >= SPLIT_TEXT_MIN
 
     def add(self, message: Message, now: float) -> None:
         self.messages.append(message)
@@ -78,7 +91,17 @@ class Batch:
 
 
 def _is_plain_text(message: Message) -> bool:
-    return message.text is not None and message.media_group_id is None
+    return message.text is not None and message.media_group_id is None and message.forward_origin is None
+
+
+def _is_forwarded_text(message: Message) -> bool:
+    return message.text is not None and message.forward_origin is not None
+
+
+def _same_sender(previous: Message, message: Message) -> bool:
+    return (previous.from_user.id if previous.from_user else None) == (
+        message.from_user.id if message.from_user else None
+    )
 
 
 def _continues(previous: Message, message: Message) -> bool:
@@ -88,10 +111,7 @@ def _continues(previous: Message, message: Message) -> bool:
     """
     if not _is_plain_text(message) or (message.text or "").startswith("/"):
         return False
-    same_sender = (previous.from_user.id if previous.from_user else None) == (
-        message.from_user.id if message.from_user else None
-    )
-    return same_sender and abs(message.date - previous.date) <= SPLIT_MAX_DATE_GAP
+    return _same_sender(previous, message) and abs(message.date - previous.date) <= SPLIT_MAX_DATE_GAP
 
 
 def join_text(messages: list[Message]) -> str:
@@ -107,6 +127,32 @@ def join_text(messages: list[Message]) -> str:
             text += " "
         text += piece
     return text
+
+
+def origin_name(message: Message) -> str | None:
+    """Who wrote a forwarded message, as Telegram shows it: a person's name, a chat's or channel's title (with the
+    post's signature)."""
+    origin = message.forward_origin
+    if isinstance(origin, MessageOriginUser):
+        return origin.sender_user.full_name
+    if isinstance(origin, MessageOriginHiddenUser):
+        return origin.sender_user_name
+    if isinstance(origin, MessageOriginChat | MessageOriginChannel):
+        chat = origin.sender_chat if isinstance(origin, MessageOriginChat) else origin.chat
+        title = chat.title or chat.full_name
+        return f"{title} ({origin.author_signature})" if origin.author_signature else title
+    return None
+
+
+def join_forwards(messages: list[Message]) -> str:
+    """Forwarded texts as one: each headed with its sender when they come from more than one."""
+    names = [origin_name(message) for message in messages]
+    if len(set(names)) <= 1:
+        return "\n\n".join(message.text or "" for message in messages)
+    return "\n\n".join(
+        f"{name}:\n{message.text or ''}" if name else message.text or ""
+        for name, message in zip(names, messages, strict=True)
+    )
 
 
 class Gatherer:
@@ -133,29 +179,36 @@ class Gatherer:
                     return True
         elif batches:
             latest = batches[-1]
+            previous = latest.messages[-1]
             if (
-                latest.is_text
-                and latest.wants_more()
+                latest.wants_more()
                 and now - latest.last_arrival <= self.window
-                and _continues(latest.messages[-1], message)
+                and (
+                    (latest.kind == "split text" and _continues(previous, message))
+                    or (latest.kind == "forwards" and _is_forwarded_text(message) and _same_sender(previous, message))
+                )
             ):
                 latest.add(message, now)
                 return True
-        # Anything else in between means the text before it was not split.
+        # Anything else in between means the text before it was not split, or the forward is over.
         for batch in batches:
-            if batch.is_text:
+            if batch.kind != "album":
                 batch.close()
         return False
 
     def start(self, message: Message) -> Batch | None:
         """Open a batch with ``message`` first when it may be the start of one."""
-        text = message.text
-        may_be_split = (
-            _is_plain_text(message) and not (text or "").startswith("/") and utf16_len(text or "") >= SPLIT_TEXT_MIN
-        )
-        if message.media_group_id is None and not may_be_split:
+        text = message.text or ""
+        kind: BatchKind
+        if message.media_group_id is not None:
+            kind = "album"
+        elif _is_forwarded_text(message):
+            kind = "forwards"
+        elif _is_plain_text(message) and not text.startswith("/") and utf16_len(text) >= SPLIT_TEXT_MIN:
+            kind = "split text"
+        else:
             return None
-        batch = Batch(message.chat.id, message.media_group_id, [message], time.monotonic())
+        batch = Batch(message.chat.id, kind, message.media_group_id, [message], time.monotonic())
         self._open.setdefault(message.chat.id, []).append(batch)
         return batch
 
@@ -217,9 +270,10 @@ class _Completion(BaseMiddleware):
         messages = sorted(batch.messages, key=lambda m: m.message_id)
         if len(messages) > 1:
             logger.info("{} messages gathered into one request", len(messages))
-        if not batch.is_text:
+        if batch.kind == "album":
             data[ALBUM_KEY] = messages
         elif len(messages) > 1:
-            whole = event.message.model_copy(update={"text": join_text(messages)})
+            text = join_text(messages) if batch.kind == "split text" else join_forwards(messages)
+            whole = event.message.model_copy(update={"text": text, "entities": None})
             event = event.model_copy(update={"message": whole})
         return await handler(event, data)
