@@ -198,6 +198,11 @@ class BillingService:
             "year": Plan("year", settings.price_year_rub, settings.year_days),
         }
 
+    @staticmethod
+    def _offer(row: Mapping[str, Any], plan: Plan) -> Plan:
+        """``plan`` as the payment ``row`` offered it: the price and the days it was made with."""
+        return Plan(plan.name, _decimal(row["amount"]), row["days"] or plan.days)
+
     def plan(self, name: str) -> Plan:
         try:
             return self.plans[name]
@@ -260,6 +265,7 @@ class BillingService:
                 telegram_id=telegram_id,
                 plan=plan.name,
                 amount=plan.price,
+                days=plan.days,
                 currency=CURRENCY,
                 status=NEW,
                 idempotence_key=str(uuid.uuid4()),
@@ -276,9 +282,10 @@ class BillingService:
             plan = self.plans.get(row["plan"])
             if plan is None:
                 return None
+            offer = self._offer(row, plan)
             try:
                 return await self._submit(
-                    row["id"], row["idempotence_key"], row["telegram_id"], plan, _decimal(row["amount"]), email
+                    row["id"], row["idempotence_key"], row["telegram_id"], offer, offer.price, email
                 )
             except PaymentRejected:
                 return None
@@ -440,7 +447,7 @@ class BillingService:
                 (payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, UNVERIFIED])
             )
             await self._not_verified(remote.id, problem)
-        plan = self.plans[row["plan"]]
+        plan = self._offer(row, self.plans[row["plan"]])
         telegram_id = int(remote.metadata["telegram_id"])
         amount = _decimal(row["amount"])
         until: datetime | None = None
@@ -527,8 +534,9 @@ class BillingService:
         plan = self.plans.get(row["plan"])
         receipt = None
         if email and plan is not None:
+            description = self._description(self._offer(row, plan))
             receipt = ReceiptSpec(
-                email, self._description(plan), self.settings.receipt_vat_code, self.settings.receipt_tax_system_code
+                email, description, self.settings.receipt_vat_code, self.settings.receipt_tax_system_code
             )
         key = uuid.uuid5(REFUND_KEYS, f"{payment_id}:{money(remote.refunded_amount)}:{money(value)}")
         refund = await self.kassa.create_refund(

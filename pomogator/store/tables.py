@@ -87,6 +87,9 @@ class Payment(Table, tablename="payments"):
     idempotence_key = Varchar(length=64, unique=True)
     confirmation_url = Text(null=True, default=None)
     refunded_amount = Numeric(digits=(12, 2), default=Decimal(0))
+    # Days of premium the payment buys, as offered at checkout; NULL for payments made before it was kept (the
+    # plan's days then apply).
+    days = Integer(null=True, default=None)
     cancellation_reason = Varchar(length=64, null=True, default=None)
     raw_object = JSON(null=True, default=None)
     created_at = Timestamptz()

@@ -291,6 +291,31 @@ async def test_amounts_compare_with_the_stored_row_not_todays_price(
     assert outcome.changed
 
 
+async def test_a_payment_buys_the_days_it_offered_though_the_plan_changed_since(
+    db_url: str, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    async with build_services(billing_settings(db_url, kassa, tg), migrate=True) as services:
+        await add_user(services, tg)
+        checkout = await services.billing.start_payment(USER_ID, "month")
+    assert (await payment_row(checkout.payment_id))["days"] == 30
+    assert kassa.payments[checkout.payment_id]["description"] == "Премиум «Помогатора» на 30 дн."
+    kassa.succeed(checkout.payment_id)
+    async with build_services(billing_settings(db_url, kassa, tg, month_days=31)) as services:
+        outcome = await services.billing.sync_payment(checkout.payment_id, claimed_status="succeeded")
+    assert outcome.changed
+    assert close_to(outcome.premium_until, utcnow() + timedelta(days=30))
+
+
+async def test_a_payment_from_before_days_were_kept_buys_the_plans_days(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    await Payment.update({Payment.days: None}).where(Payment.yookassa_id == checkout.payment_id)
+    kassa.succeed(checkout.payment_id)
+    outcome = await services.billing.sync_payment(checkout.payment_id)
+    assert close_to(outcome.premium_until, utcnow() + timedelta(days=30))
+
+
 async def test_a_canceled_payment_is_recorded_and_explained(
     services: Services, kassa: FakeYooKassa, tg: FakeTelegram
 ) -> None:
