@@ -175,5 +175,9 @@ class EmailRequired(BillingError):
     user_message = "An email address is needed for the receipt."
 
 
+class RefundEmailRequired(BillingError):
+    """Receipts are on and no address for the refund's receipt is known (the person has none, or erased their data)."""
+
+
 class InvalidEmail(BillingError):
     user_message = "This does not look like an email address."

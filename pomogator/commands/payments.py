@@ -105,10 +105,19 @@ def refund(
     amount: Annotated[
         str | None, typer.Option("--amount", help="Refund this much, in rubles (default: everything not refunded).")
     ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option(
+            "--email",
+            help="With receipts on: send the refund's receipt here (default: the user's stored email; a person who "
+            "erased their data has none, so give the address of the payment's receipt).",
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Refund a succeeded payment (in full or in part) and shorten the user's premium by the refunded share."""
     from pomogator.cli import with_services
+    from pomogator.errors import RefundEmailRequired
 
     value = _amount(amount)
     if not yes and sys.stdin.isatty():
@@ -116,12 +125,15 @@ def refund(
         typer.confirm(f"Refund {how_much} payment {payment_id}?", abort=True, err=True)
 
     async def fn(services: Services) -> tuple[RefundOutcome, str]:
-        outcome = await services.billing.refund(payment_id, value)
+        outcome = await services.billing.refund(payment_id, value, email=email)
         until = outcome.premium_until
         shown = until.astimezone(services.settings.tz).strftime("%Y-%m-%d %H:%M %Z") if until else "no premium"
         return outcome, shown
 
-    outcome, until = with_services(fn, "yookassa_shop_id", "yookassa_secret_key")
+    try:
+        outcome, until = with_services(fn, "yookassa_shop_id", "yookassa_secret_key")
+    except RefundEmailRequired as exc:
+        raise RefundEmailRequired(f"{exc} Pass it with --email.") from None
     if outcome.status != "succeeded":
         cli_output.notice(
             f"Refund {outcome.refund_id} of {outcome.amount} RUB is {outcome.status}; it is recorded when YooKassa "

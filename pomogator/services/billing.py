@@ -41,9 +41,10 @@ from pomogator.errors import (
     PaymentNotVerified,
     PaymentProviderUnavailable,
     PaymentRejected,
+    RefundEmailRequired,
 )
 from pomogator.services.subscriptions import SubscriptionService, lock_person
-from pomogator.services.users import UserService
+from pomogator.services.users import UserService, checked_email
 from pomogator.store.engine import Database, write_transaction
 from pomogator.store.tables import Payment
 from pomogator.timeutil import as_utc, utcnow
@@ -514,10 +515,14 @@ class BillingService:
             await self._apply(row, remote)
         return await self._record_refund(row, remote, refund)
 
-    async def refund(self, payment_id: str, amount: Decimal | None = None) -> RefundOutcome:
+    async def refund(
+        self, payment_id: str, amount: Decimal | None = None, *, email: str | None = None
+    ) -> RefundOutcome:
         """Refund ``amount`` (default: all that is left) of a succeeded payment and shorten premium accordingly.
+        With receipts on, the refund's receipt goes to ``email``, by default the one the person has stored.
 
-        Raises PaymentNotFound, BillingError (not refundable, bad amount), PaymentProviderUnavailable.
+        Raises PaymentNotFound, BillingError (not refundable, bad amount, no email for the receipt), InvalidEmail,
+        PaymentProviderUnavailable.
         """
         row = await self._row(payment_id)
         remote = await self.kassa.get_payment(payment_id)
@@ -528,9 +533,19 @@ class BillingService:
         value = refundable if amount is None else amount.quantize(CENT)
         if value <= 0 or value > refundable:
             raise BillingError(f"The refund must be between 0.01 and {money(refundable)} {remote.currency}.")
-        email = None
-        if self.settings.receipt_enabled and row["telegram_id"] is not None:
-            email = (await self.users.ensure(row["telegram_id"])).email
+        if not self.settings.receipt_enabled:
+            email = None
+        elif email is not None:
+            email = checked_email(email)
+        else:
+            email = (await self.users.ensure(row["telegram_id"])).email if row["telegram_id"] is not None else None
+            if not email:
+                # A refund of a payment with a receipt needs a receipt of its own.
+                whose = "the person erased their data" if row["telegram_id"] is None else "the user has none stored"
+                raise RefundEmailRequired(
+                    f"No email for the refund's receipt: {whose}. Give the address of the payment's receipt "
+                    "(YooKassa's dashboard shows it)."
+                )
         plan = self.plans.get(row["plan"])
         receipt = None
         if email and plan is not None:

@@ -18,6 +18,15 @@ from pomogator.timeutil import as_utc, utcnow
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
+
+def checked_email(email: str) -> str:
+    """``email`` trimmed, when it looks like an address receipts can go to; raises InvalidEmail."""
+    value = email.strip()
+    if len(value) > 254 or not EMAIL_RE.match(value):
+        raise InvalidEmail()
+    return value
+
+
 # Every message touches its sender: the upsert also returns the end of their latest subscription, so the hot path
 # reads the person and their premium in one round trip (the same statement on SQLite and PostgreSQL).
 TOUCH_SQL = (
@@ -185,9 +194,7 @@ class UserService:
 
     async def set_email(self, telegram_id: int, email: str) -> str:
         """Store the receipt email; raises InvalidEmail."""
-        value = email.strip()
-        if len(value) > 254 or not EMAIL_RE.match(value):
-            raise InvalidEmail()
+        value = checked_email(email)
         await User.update({User.email: value}).where(User.telegram_id == telegram_id)
         return value
 

@@ -136,3 +136,29 @@ async def test_list_filters_by_user_and_status(services: Services, kassa: FakeYo
     without_keys = await run_cli("payments", "list", cwd=tmp_path, env=env)
     assert without_keys.code == 0, without_keys.stderr
     assert without_keys.stdout == everything.stdout
+
+
+async def test_refund_of_an_erased_persons_payment_takes_the_receipt_email(
+    db_url: str, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    async with FakeYooKassa(require_receipt=True) as kassa:
+        settings = billing_settings(db_url, kassa, tg, receipt_enabled=True)
+        async with build_services(settings, migrate=True) as services:
+            await add_user(services, tg)
+            await services.users.set_email(USER_ID, "ann@example.ru")
+            checkout = await services.billing.start_payment(USER_ID, "month")
+            kassa.succeed(checkout.payment_id)
+            await services.billing.sync_payment(checkout.payment_id)
+            assert await services.users.delete(USER_ID)
+        env = billing_env(settings, POMOGATOR_RECEIPT_ENABLED="true")
+
+        refused = await run_cli("payments", "refund", checkout.payment_id, "--yes", cwd=tmp_path, env=env)
+        assert refused.code == 1
+        assert "erased their data" in refused.stderr and "--email" in refused.stderr
+        assert "Traceback" not in refused.stderr and kassa.refund_requests == []
+
+        args = ("payments", "refund", checkout.payment_id, "--yes", "--email", "ann@example.ru")
+        refunded = await run_cli(*args, cwd=tmp_path, env=env)
+        assert refunded.code == 0, refunded.stderr
+        assert "Refunded 599.00 RUB" in refunded.stderr
+        assert kassa.refund_requests[-1].json["receipt"]["customer"] == {"email": "ann@example.ru"}

@@ -655,6 +655,9 @@ class FakeYooKassa:
         receipt = body.get("receipt")
         if receipt is not None:
             _validate_receipt(receipt, amount, currency)
+        elif self.require_receipt and "receipt_registration" in payment:
+            # A payment that had a receipt is refunded with a receipt of the refund.
+            raise _invalid("Receipt is missing or illegal", "receipt")
         description = body.get("description")
         if description is not None and (not isinstance(description, str) or len(description) > 250):
             raise _invalid("description must be a string of at most 250 characters", "description")

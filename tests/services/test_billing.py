@@ -18,10 +18,12 @@ from pomogator.billing.yookassa import YooKassaClient, YooKassaConfig
 from pomogator.container import Services, build_services
 from pomogator.errors import (
     EmailRequired,
+    InvalidEmail,
     PaymentNotFound,
     PaymentNotVerified,
     PaymentProviderUnavailable,
     PaymentRejected,
+    RefundEmailRequired,
 )
 from pomogator.services.billing import PaymentOutcome, list_payments
 from pomogator.store.tables import Payment, Subscription
@@ -214,6 +216,30 @@ async def test_receipts_need_an_email_and_carry_one_service_item(db_url: str, tg
             assert item["amount"] == {"value": "1999.00", "currency": "RUB"}
             assert Decimal(item["quantity"]) == 1
             assert checkout.payment_id in kassa.payments
+
+
+async def test_a_refund_has_a_receipt_even_for_a_person_who_erased_their_data(db_url: str, tg: FakeTelegram) -> None:
+    async with FakeYooKassa(require_receipt=True) as kassa:
+        settings = billing_settings(db_url, kassa, tg, receipt_enabled=True)
+        async with build_services(settings, migrate=True) as services:
+            await add_user(services, tg)
+            await services.users.set_email(USER_ID, "ann@example.ru")
+            checkout = await services.billing.start_payment(USER_ID, "month")
+            kassa.succeed(checkout.payment_id)
+            await services.billing.sync_payment(checkout.payment_id)
+            half = await services.billing.refund(checkout.payment_id, Decimal("299.50"))
+            assert half.changed
+            assert kassa.refund_requests[-1].json["receipt"]["customer"] == {"email": "ann@example.ru"}
+
+            assert await services.users.delete(USER_ID)
+            with pytest.raises(RefundEmailRequired, match="erased their data"):
+                await services.billing.refund(checkout.payment_id)
+            with pytest.raises(InvalidEmail):
+                await services.billing.refund(checkout.payment_id, email="not an address")
+            assert len(kassa.refund_requests) == 1
+            rest = await services.billing.refund(checkout.payment_id, email=" ann@example.ru ")
+            assert rest.changed and rest.refunded_total == Decimal("599.00")
+            assert kassa.refund_requests[-1].json["receipt"]["customer"] == {"email": "ann@example.ru"}
 
 
 # --- applying payments -------------------------------------------------------------------------------------
