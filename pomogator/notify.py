@@ -75,5 +75,5 @@ class TelegramNotifier:
                 await asyncio.sleep(min(float(retry_after), MAX_FLOOD_WAIT_S))
                 continue
             break
-        logger.warning("Telegram notice to {} not delivered: {}", chat_id, description)
+        logger.bind(user_id=chat_id).warning("Telegram notice to {} not delivered: {}", chat_id, description)
         return SendResult(False, description, error_code)

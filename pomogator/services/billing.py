@@ -329,11 +329,15 @@ class BillingService:
             )
         except PaymentRejected as exc:
             await self._set_status(row_id, FAILED)
-            logger.warning("Payment {} for {} refused by YooKassa: {}", row_id, telegram_id, exc.user_message)
+            logger.bind(user_id=telegram_id).warning(
+                "Payment {} for {} refused by YooKassa: {}", row_id, telegram_id, exc.user_message
+            )
             raise
         except PaymentProviderUnavailable as exc:
             await self._set_status(row_id, ERROR)
-            logger.warning("Payment {} for {} not created: {}", row_id, telegram_id, exc.user_message)
+            logger.bind(user_id=telegram_id).warning(
+                "Payment {} for {} not created: {}", row_id, telegram_id, exc.user_message
+            )
             raise
         # Only a row still waiting for this answer: a slower answer to an earlier press (the same idempotence key,
         # the same payment) must not set a payment that has since succeeded back to pending.
@@ -346,7 +350,9 @@ class BillingService:
                 Payment.updated_at: utcnow(),
             }
         ).where((payment_pk == row_id) & Payment.status.is_in([NEW, ERROR]))
-        logger.info("Payment {} created for {} ({}, {})", remote.id, telegram_id, plan.name, money(amount))
+        logger.bind(user_id=telegram_id).info(
+            "Payment {} created for {} ({}, {})", remote.id, telegram_id, plan.name, money(amount)
+        )
         if remote.status != PENDING or not remote.confirmation_url:
             row = await Payment.select().where(payment_pk == row_id).first()
             if row is not None:
@@ -470,7 +476,9 @@ class BillingService:
                     until = await self.subscriptions.shorten(remote.id, float(min(refunded / amount, Decimal(1))))
         if not claimed:
             return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=False)
-        logger.info("Payment {} succeeded: premium for {} until {}", remote.id, telegram_id, until)
+        logger.bind(user_id=telegram_id).info(
+            "Payment {} succeeded: premium for {} until {}", remote.id, telegram_id, until
+        )
         if until is not None:
             await self._tell(telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz))
             await self._tell_admins(texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz))
@@ -491,7 +499,7 @@ class BillingService:
         )
         telegram_id: int | None = row["telegram_id"]
         if changed:
-            logger.info("Payment {} canceled: {}", remote.id, remote.cancellation_reason)
+            logger.bind(user_id=telegram_id).info("Payment {} canceled: {}", remote.id, remote.cancellation_reason)
             if telegram_id is not None:
                 await self._tell(
                     telegram_id, texts.payment_canceled(_decimal(row["amount"]), remote.cancellation_reason)
@@ -562,7 +570,9 @@ class BillingService:
             description="Возврат за премиум «Помогатора»",
             receipt=receipt,
         )
-        logger.info("Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status)
+        logger.bind(user_id=row["telegram_id"]).info(
+            "Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status
+        )
         if refund.status != SUCCEEDED:
             # Recorded when YooKassa's refund.succeeded notification arrives (or on the next check).
             return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
@@ -594,7 +604,9 @@ class BillingService:
             return RefundOutcome(remote.id, refund_id, SUCCEEDED, Decimal(0), total, changed=False)
         delta = total - before
         telegram_id: int | None = row["telegram_id"]
-        logger.info("Payment {} refunded {} (total {})", remote.id, money(delta), money(total))
+        logger.bind(user_id=row["telegram_id"]).info(
+            "Payment {} refunded {} (total {})", remote.id, money(delta), money(total)
+        )
         if telegram_id is not None:
             until = await self.subscriptions.premium_until(telegram_id)
             await self._tell(telegram_id, texts.refund_done(delta, until, self.tz))
@@ -606,13 +618,13 @@ class BillingService:
     async def _tell(self, chat_id: int, text: str) -> None:
         # A notice that cannot be delivered never undoes what was recorded.
         if self.notifier is None:
-            logger.warning("No bot token: notice to {} not sent", chat_id)
+            logger.bind(user_id=chat_id).warning("No bot token: notice to {} not sent", chat_id)
             return
         try:
             await self.notifier.send(chat_id, text)
         except Exception as exc:
             # Only the type: an HTTP error's text may carry the Bot API URL, which holds the token.
-            logger.warning("Notice to {} failed: {}", chat_id, type(exc).__name__)
+            logger.bind(user_id=chat_id).warning("Notice to {} failed: {}", chat_id, type(exc).__name__)
 
     async def _tell_admins(self, text: str) -> None:
         for admin_id in self.settings.admin_id_list:

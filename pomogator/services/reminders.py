@@ -67,16 +67,18 @@ class ReminderService:
                 # Cancelled at shutdown (the notifier itself never raises): a later run sends it.
                 await asyncio.shield(self._release(row["id"], now))
                 raise
+            # Bound to the person, so that their erasure takes these records too.
+            log = logger.bind(user_id=row["telegram_id"])
             if result.ok:
-                logger.info("Premium reminder sent to {} (ends {})", row["telegram_id"], ends.isoformat())
+                log.info("Premium reminder sent to {} (ends {})", row["telegram_id"], ends.isoformat())
                 sent += 1
             elif result.blocked:
-                logger.info(
+                log.info(
                     "Premium reminder to {} not delivered ({}); not tried again", row["telegram_id"], result.description
                 )
             else:
                 await self._release(row["id"], now)
-                logger.warning(
+                log.warning(
                     "Premium reminder to {} not delivered ({}); the next run tries again",
                     row["telegram_id"],
                     result.description,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from loguru import logger
@@ -25,12 +26,16 @@ from pomogator.errors import (
     PaymentRejected,
     RefundEmailRequired,
 )
+from pomogator.logs.records import telegram_id_of
 from pomogator.services.billing import PaymentOutcome, list_payments
 from pomogator.store.tables import Payment, Subscription
 from pomogator.timeutil import as_utc, utcnow
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
 from tests.web.support import ADMIN_ID, USER_ID, add_user, billing_settings, until
+
+if TYPE_CHECKING:
+    from loguru import Record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -315,6 +320,25 @@ async def test_amounts_compare_with_the_stored_row_not_todays_price(
     async with build_services(billing_settings(db_url, kassa, tg, price_month_rub=Decimal(699))) as services:
         outcome = await services.billing.sync_payment(checkout.payment_id, claimed_status="succeeded")
     assert outcome.changed
+
+
+async def test_log_records_that_name_a_payer_are_bound_to_them_so_erasure_takes_them(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    records: list[Record] = []
+    sink = logger.add(lambda message: records.append(message.record), level="DEBUG")
+    try:
+        checkout = await services.billing.start_payment(USER_ID, "month")
+        kassa.succeed(checkout.payment_id)
+        await services.billing.sync_payment(checkout.payment_id)
+        await services.billing.refund(checkout.payment_id, Decimal("100.00"))
+    finally:
+        logger.remove(sink)
+    naming = [r for r in records if str(USER_ID) in r["message"]]
+    assert len(naming) >= 2  # created, succeeded
+    assert all(telegram_id_of(r) == USER_ID for r in naming), [r["message"] for r in naming]
+    refunds = [r for r in records if r["message"].startswith(("Refund ", f"Payment {checkout.payment_id} refunded"))]
+    assert refunds and all(telegram_id_of(r) == USER_ID for r in refunds)
 
 
 async def test_a_payment_buys_the_days_it_offered_though_the_plan_changed_since(
