@@ -40,17 +40,34 @@ app.add_typer(run_app, name="run")
 UserId = Annotated[int, typer.Argument(min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Telegram user id.")]
 
 
-def with_services(fn: Callable[..., Awaitable[T]], *needs: str, migrate: bool | None = None) -> T:
-    """Run ``fn(services)`` inside the composition root, on a fresh event loop."""
+def with_services(fn: Callable[..., Awaitable[T]], *needs: str, migrate: bool | None = None, create: bool = False) -> T:
+    """Run ``fn(services)`` inside the composition root, on a fresh event loop. An SQLite file that does not exist
+    is made only with ``create``: an admin command run in the wrong directory, or without the deployment's
+    settings, would otherwise act on a new empty database and report success."""
     from pomogator.container import build_services
 
     settings = settings_for(*needs)
+    if not create:
+        require_database_file(settings.database_url)
 
     async def main() -> T:
         async with build_services(settings, migrate=migrate) as services:
             return await fn(services)
 
     return asyncio.run(main())
+
+
+def require_database_file(url: str) -> None:
+    """Raises ConfigError when ``url`` is an SQLite file that does not exist."""
+    from pomogator.errors import ConfigError
+    from pomogator.store.engine import sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise ConfigError(
+            f"No database at {path}: set POMOGATOR_DATABASE_URL to the deployment's, or create this one with "
+            "`pomogator db migrate`."
+        )
 
 
 # --- db ----------------------------------------------------------------------------------------------------
@@ -69,6 +86,26 @@ def db_migrate() -> None:
 
     for line in asyncio.run(main()):
         cli_output.notice(line)
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """List this version's migrations and whether the database has them; exits 1 when some are not applied."""
+    from pomogator.store.engine import open_database, shipped_migrations
+
+    settings = settings_for()
+    require_database_file(settings.database_url)
+
+    async def main() -> list[str]:
+        async with open_database(settings.database_url, migrate=False) as database:
+            return await database.pending_migrations()
+
+    pending = set(asyncio.run(main()))
+    rows = [(name, "pending" if id_ in pending else "applied") for id_, name in shipped_migrations().items()]
+    cli_output.print_table("Migrations", ["migration", "status"], rows)
+    if pending:
+        cli_output.error(f"{len(pending)} not applied: run `pomogator db migrate`.")
+        raise typer.Exit(1)
 
 
 # --- user --------------------------------------------------------------------------------------------------
@@ -229,7 +266,8 @@ def chat(
     async def fn(services: Services) -> None:
         await run_terminal_chat(services, model_id=model, telegram_id=user)
 
-    with_services(fn, "openrouter_api_key")
+    # A first try of a new checkout: the local session may start on a new SQLite file.
+    with_services(fn, "openrouter_api_key", create=True)
 
 
 # --- run ---------------------------------------------------------------------------------------------------

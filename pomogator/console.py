@@ -73,8 +73,10 @@ def failure_message(exc: Exception) -> str | None:
         asyncpg is not None and isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
     ):
         message = f"database error: {_first_line(exc)} ({type(exc).__name__})"
-        # A table is missing: PostgreSQL is migrated by `db migrate` only (an SQLite file by every process).
-        if type(exc).__name__ == "UndefinedTableError" or "no such table" in str(exc):
+        # A table or a column is missing: PostgreSQL is migrated by `db migrate` only (an SQLite file by every
+        # process), so new code on a database not migrated yet meets its missing parts.
+        missing = ("UndefinedTableError", "UndefinedColumnError")
+        if type(exc).__name__ in missing or "no such table" in str(exc) or "no such column" in str(exc):
             message += "; has `pomogator db migrate` been run?"
         return message
     redis = sys.modules.get("redis.exceptions")

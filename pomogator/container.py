@@ -86,11 +86,18 @@ def make_notifier(settings: Settings) -> TelegramNotifier | None:
 async def build_services(settings: Settings, *, migrate: bool | None = None) -> AsyncIterator[Services]:
     """Open everything a process needs and close it on exit.
 
-    On SQLite pending migrations are applied first (under a file lock) unless ``migrate=False``.
+    On SQLite pending migrations are applied first (under a file lock) unless ``migrate=False``. A PostgreSQL
+    database is migrated by ``pomogator db migrate`` alone: one that lacks migrations is a ConfigError here.
     """
     catalog = load_catalog(settings.models_file)
     database = Database(settings.database_url, pool_max=settings.database_pool_size)
     await database.start(migrate=migrate)
+    if not migrate and not (database.is_sqlite and migrate is None):
+        try:
+            await database.require_migrated()
+        except BaseException:
+            await database.close()
+            raise
     notifier = make_notifier(settings)
     services: Services | None = None
     try:

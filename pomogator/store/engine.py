@@ -42,17 +42,23 @@ PICCOLO_CONF = "pomogator.store.piccolo_conf"
 CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error)
 
 
-def shipped_migration_ids() -> list[str]:
-    """The ``ID`` of every migration module in ``piccolo_migrations``, read from the files without importing them."""
+def shipped_migrations() -> dict[str, str]:
+    """``{ID: module name}`` of every migration module in ``piccolo_migrations``, in order, read from the files
+    without importing them."""
     import piccolo_migrations
 
     folder = Path(piccolo_migrations.__file__).parent
-    ids: list[str] = []
+    found: dict[str, str] = {}
     for module in sorted(folder.glob("*.py")):
-        found = MIGRATION_ID.search(module.read_text(encoding="utf-8"))
-        if found is not None:
-            ids.append(found.group(1))
-    return ids
+        match = MIGRATION_ID.search(module.read_text(encoding="utf-8"))
+        if match is not None:
+            found[match.group(1)] = module.stem
+    return found
+
+
+def shipped_migration_ids() -> list[str]:
+    """The ``ID`` of every migration module in ``piccolo_migrations``, in order."""
+    return list(shipped_migrations())
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -337,6 +343,17 @@ class Database:
         if not result.success:
             raise ConfigError(f"Database migration failed: {result.message or '; '.join(lines[-3:])}")
         return lines
+
+    async def require_migrated(self) -> None:
+        """Raises ConfigError when the database lacks migrations of this version: new code would fail on the
+        tables or columns they add, statement by statement, instead of once, here."""
+        pending = await self.pending_migrations()
+        if pending:
+            count = f"{len(pending)} migration{'s' if len(pending) > 1 else ''}"
+            raise ConfigError(
+                f"The database {database_location(self.url)} lacks {count} of this version: "
+                "run `pomogator db migrate` first."
+            )
 
     async def pending_migrations(self) -> list[str]:
         """The IDs of the shipped migrations this database has not applied yet."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 from datetime import datetime
@@ -10,14 +11,21 @@ from pathlib import Path
 import pytest
 
 from pomogator.servers import YOUNG_GENERATION_THRESHOLD, freeze_start_up_objects
+from pomogator.store.engine import open_database
 from tests.cli.helpers import clean_env, run_cli
 from tests.conftest import TEST_API_KEY
 from tests.fakes.openai_server import FakeLLM, Reply
 
 
+async def migrated(db_url: str) -> str:
+    """``db_url`` with its database made and migrated, as `pomogator db migrate` leaves it."""
+    async with open_database(db_url, migrate=True):
+        return db_url
+
+
 @pytest.fixture
-def env(db_url: str) -> dict[str, str]:
-    return clean_env(POMOGATOR_DATABASE_URL=db_url)
+async def env(db_url: str) -> dict[str, str]:
+    return clean_env(POMOGATOR_DATABASE_URL=await migrated(db_url))
 
 
 async def test_help_lists_commands(tmp_path: Path) -> None:
@@ -34,6 +42,33 @@ async def test_migrate_is_idempotent(tmp_path: Path, env: dict[str, str]) -> Non
     assert second.code == 0, second.stderr
     assert "No migrations need to be run" in second.stderr
     assert second.stdout == ""
+
+
+async def test_admin_commands_do_not_make_a_database_that_is_not_there(tmp_path: Path) -> None:
+    env = clean_env(POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'nowhere' / 'pomogator.sqlite3'}")
+    for args in (("user", "grant-premium", "5", "--days", "30"), ("user", "show", "5"), ("db", "status")):
+        result = await run_cli(*args, cwd=tmp_path, env=env)
+        assert result.code == 1, args
+        assert "No database at" in result.stderr and "pomogator db migrate" in result.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_db_status_lists_the_migrations_and_fails_while_some_are_pending(tmp_path: Path) -> None:
+    asyncio.run(_db_status(tmp_path))
+
+
+async def _db_status(tmp_path: Path) -> None:
+    database = tmp_path / "pomogator.sqlite3"
+    database.touch()  # a file nothing was applied to
+    env = clean_env(POMOGATOR_DATABASE_URL=f"sqlite:///{database}")
+    pending = await run_cli("db", "status", cwd=tmp_path, env=env)
+    assert pending.code == 1
+    assert "pomogator_0001_initial\tpending" in pending.stdout
+    assert "not applied: run `pomogator db migrate`" in pending.stderr
+    assert (await run_cli("db", "migrate", cwd=tmp_path, env=env)).code == 0
+    applied = await run_cli("db", "status", cwd=tmp_path, env=env)
+    assert applied.code == 0, applied.stderr
+    assert "pending" not in applied.stdout and "pomogator_0004_payment_days\tapplied" in applied.stdout
 
 
 async def test_user_lifecycle(tmp_path: Path, env: dict[str, str]) -> None:
@@ -134,7 +169,7 @@ async def test_chat_unknown_model_lists_valid_ids(tmp_path: Path) -> None:
 
 async def test_chat_as_user_uses_role_context_and_quota(tmp_path: Path, db_url: str, fake_llm: FakeLLM) -> None:
     env = clean_env(
-        POMOGATOR_DATABASE_URL=db_url,
+        POMOGATOR_DATABASE_URL=await migrated(db_url),
         POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY,
         POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url,
         POMOGATOR_MODELS_FILE=str(_tiny_catalog(tmp_path)),

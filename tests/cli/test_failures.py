@@ -164,6 +164,7 @@ async def test_an_error_quoting_input_shows_it_as_typed(tmp_path: Path) -> None:
 
 async def test_the_largest_telegram_id_is_accepted(tmp_path: Path) -> None:
     env = env_in(tmp_path, POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    assert (await run_cli("db", "migrate", cwd=tmp_path, env=env)).code == 0
     line = assert_one_line(await run_cli("user", "show", "9223372036854775807", cwd=tmp_path, env=env))
     assert line == "Error: User 9223372036854775807 not found."
 
