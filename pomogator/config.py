@@ -146,7 +146,7 @@ class Settings(BaseModel):
     # A chat's turn held in Redis lapses this long after its instance stops renewing it (the instance died).
     redis_lock_ttl_seconds: float = Field(default=15.0, gt=0)
     web_host: str = "127.0.0.1"
-    web_port: int = 8080
+    web_port: int = Field(default=8080, ge=0, le=65535)
     web_trusted_proxies: str = ""
     role_max_chars: int = 2000
     flood_messages_per_minute: int = 20
@@ -186,10 +186,20 @@ class Settings(BaseModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+            raise PydanticCustomError("timezone", "unknown time zone {zone}", {"zone": repr(value)}) from None
         return value
 
-    # These three raise PydanticCustomError: its message is shown as it is, without pydantic's "Value error, ".
+    @field_validator("web_trusted_proxies", "yookassa_trusted_networks")
+    @classmethod
+    def _valid_networks(cls, value: str) -> str:
+        # Read at start, not at the first notification: a typo would otherwise answer every one with a 500.
+        try:
+            parse_networks(value)
+        except ConfigError as exc:
+            raise PydanticCustomError("networks", "{reason}", {"reason": str(exc)}) from None
+        return value
+
+    # These raise PydanticCustomError: its message is shown as it is, without pydantic's "Value error, ".
 
     @field_validator("database_url")
     @classmethod
@@ -219,7 +229,7 @@ class Settings(BaseModel):
     @classmethod
     def _valid_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value() and not WEBHOOK_SECRET_RE.fullmatch(value.get_secret_value()):
-            raise ValueError("use 1-256 characters of A-Z, a-z, 0-9, _ and -")
+            raise PydanticCustomError("webhook_secret", "use 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
     @property

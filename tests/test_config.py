@@ -79,6 +79,28 @@ def test_a_bad_value_is_one_line_naming_the_variable(env_file: Path, monkeypatch
     assert "\n" not in message and "eighty" not in message
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        # A typo here once surfaced only as a 500 for every YooKassa notification, with /healthz still 200.
+        ("WEB_TRUSTED_PROXIES", "127.0.0.1,10.0.0.0/33", "'10.0.0.0/33' is not an IP address or network"),
+        ("YOOKASSA_TRUSTED_NETWORKS", "185.71.76.0/27;77.75.153.0/25", "is not an IP address or network"),
+        ("WEB_PORT", "99999", "less than or equal to 65535"),
+        ("TIMEZONE", "Bad/Zone", "unknown time zone 'Bad/Zone'"),
+        ("TELEGRAM_WEBHOOK_SECRET", "a b", "use 1-256 characters"),
+    ],
+)
+def test_bad_values_are_refused_at_load_with_plain_messages(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(f"POMOGATOR_{name}", value)
+    with pytest.raises(ConfigError) as failed:
+        load_settings()
+    message = str(failed.value)
+    assert message.startswith(f"POMOGATOR_{name}: ") and expected in message
+    assert "Value error" not in message
+
+
 def test_database_and_redis_passwords_are_secret_values(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POMOGATOR_DATABASE_URL", "postgresql://app:pa%2Fss%40w%23rd%3F@db:5432/app?sslmode=require")
     monkeypatch.setenv("POMOGATOR_REDIS_URL", "redis://:redis-Secret@redis:6379/0")
