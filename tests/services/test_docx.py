@@ -1,0 +1,310 @@
+"""Tests for reading DOCX bodies; every file is built in the test from python-docx's template and raw XML."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import pytest
+from docx import Document
+
+from pomogator.errors import CorruptFile
+from pomogator.services.files import extract_document
+from pomogator.services.files.docx import READ_AHEAD_CHARS
+
+# --- builders ---------------------------------------------------------------------------------------------
+
+RELATIONSHIP_TYPES = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
+DRAWING_NS = 'xmlns:a="http://schemas.openxmlformats.org/drawingml/2006/main"'
+
+
+def run(text: str) -> str:
+    return f'<w:r><w:t xml:space="preserve">{text}</w:t></w:r>'
+
+
+def para(*inline: str, style: str | None = None) -> str:
+    properties = f'<w:pPr><w:pStyle w:val="{style}"/></w:pPr>' if style else ""
+    return "<w:p>" + properties + "".join(inline) + "</w:p>"
+
+
+def cell(*content: str, merge: str | None = None) -> str:
+    properties = ""
+    if merge is not None:
+        properties = f'<w:tcPr><w:vMerge w:val="{merge}"/></w:tcPr>' if merge else "<w:tcPr><w:vMerge/></w:tcPr>"
+    return "<w:tc>" + properties + ("".join(content) or para()) + "</w:tc>"
+
+
+def table(*rows: str) -> str:
+    return "<w:tbl><w:tblPr/><w:tblGrid/>" + "".join(f"<w:tr>{row}</w:tr>" for row in rows) + "</w:tbl>"
+
+
+def docx_with_body(body: str, *, prolog: str = "", parts: dict[str, str] | None = None) -> bytes:
+    """python-docx's template with ``body`` as the content of ``w:body``, plus extra parts related to the document.
+
+    ``prolog`` goes between the XML declaration and the root element (a DOCTYPE, for one).
+    """
+    out = io.BytesIO()
+    Document().save(out)
+    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as template:
+        members = {name: template.read(name) for name in template.namelist()}
+    xml = members["word/document.xml"].decode()
+    root = xml.index("<w:document")
+    head = xml[root : xml.index("<w:body>") + len("<w:body>")]
+    members["word/document.xml"] = (
+        f"<?xml version='1.0' encoding='UTF-8'?>{prolog}{head}{body}</w:body></w:document>".encode()
+    )
+    rels = members["word/_rels/document.xml.rels"].decode()
+    for number, (part, xml_text) in enumerate((parts or {}).items()):
+        kind = part.removesuffix(".xml")
+        relationship = f'<Relationship Id="rIdTest{number}" Type="{RELATIONSHIP_TYPES}{kind}" Target="{part}"/>'
+        rels = rels.replace("</Relationships>", relationship + "</Relationships>")
+        members[f"word/{part}"] = xml_text.encode()
+    members["word/_rels/document.xml.rels"] = rels.encode()
+    result = io.BytesIO()
+    with zipfile.ZipFile(result, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return result.getvalue()
+
+
+def read(data: bytes, max_chars: int = 100_000) -> str:
+    doc = extract_document(data, "test.docx", None, max_chars)
+    assert doc.kind == "docx"
+    return doc.text
+
+
+def notes_part(kind: str, notes: dict[int, str]) -> str:
+    ns = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    separators = (
+        f'<w:{kind} w:type="separator" w:id="-1"><w:p><w:r><w:separator/></w:r></w:p></w:{kind}>'
+        f'<w:{kind} w:type="continuationSeparator" w:id="0"><w:p><w:r><w:continuationSeparator/></w:r></w:p></w:{kind}>'
+    )
+    bodies = "".join(
+        f'<w:{kind} w:id="{number}"><w:p><w:r><w:{kind}Ref/></w:r>{run(" " + text)}</w:p></w:{kind}>'
+        for number, text in notes.items()
+    )
+    return f"<w:{kind}s {ns}>{separators}{bodies}</w:{kind}s>"
+
+
+# --- text that python-docx alone does not see -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "paragraph",
+    [
+        pytest.param(para(run("Сумма: "), '<w:ins w:id="1" w:author="A">' + run("MARKER") + "</w:ins>"), id="ins"),
+        pytest.param(para('<w:moveTo w:id="1" w:author="A">' + run("MARKER") + "</w:moveTo>"), id="moveTo"),
+        pytest.param(para('<w:smartTag w:uri="u" w:element="e">' + run("MARKER") + "</w:smartTag>"), id="smartTag"),
+        pytest.param(para('<w:fldSimple w:instr=" DATE ">' + run("MARKER") + "</w:fldSimple>"), id="fldSimple"),
+        pytest.param(para('<w:hyperlink r:id="rId1">' + run("MARKER") + "</w:hyperlink>"), id="hyperlink"),
+        pytest.param(para('<w:customXml w:element="e">' + run("MARKER") + "</w:customXml>"), id="customXml"),
+        pytest.param(
+            para(run("Поле: "), "<w:sdt><w:sdtPr/><w:sdtContent>" + run("MARKER") + "</w:sdtContent></w:sdt>"),
+            id="inline-sdt",
+        ),
+        pytest.param("<w:sdt><w:sdtPr/><w:sdtContent>" + para(run("MARKER")) + "</w:sdtContent></w:sdt>", id="sdt"),
+        pytest.param(
+            '<w:customXml w:element="e"><w:sdt><w:sdtContent>'
+            + para(run("MARKER"))
+            + "</w:sdtContent></w:sdt></w:customXml>",
+            id="nested-wrappers",
+        ),
+        pytest.param(
+            para(
+                '<w:ins w:id="1" w:author="A"><w:smartTag w:uri="u" w:element="e"><w:fldSimple w:instr="REF x">'
+                + run("MARKER")
+                + "</w:fldSimple></w:smartTag></w:ins>"
+            ),
+            id="ins-smartTag-fldSimple",
+        ),
+    ],
+)
+def test_docx_text_inside_containers_is_read(paragraph: str) -> None:
+    text = read(docx_with_body(para(run("before")) + paragraph + para(run("after"))))
+    assert text.startswith("before\n\n")
+    assert text.endswith("\n\nafter")
+    assert "MARKER" in text
+
+
+def test_docx_tracked_deletions_are_left_out() -> None:
+    body = para(
+        run("Сумма договора: "),
+        '<w:del w:id="1" w:author="A"><w:r><w:delText>1 000 000 руб.</w:delText></w:r></w:del>',
+        '<w:ins w:id="2" w:author="A">' + run("5 000 000 руб.") + "</w:ins>",
+        '<w:moveFrom w:id="3" w:author="A">' + run("MOVED-AWAY") + "</w:moveFrom>",
+    ) + para('<w:del w:id="4" w:author="A"><w:r><w:delText>WHOLE-PARAGRAPH-DELETED</w:delText></w:r></w:del>')
+    assert read(docx_with_body(body)) == "Сумма договора: 5 000 000 руб."
+
+
+def test_docx_field_codes_are_left_out_and_results_kept() -> None:
+    body = para(
+        run("Дата: "),
+        '<w:r><w:fldChar w:fldCharType="begin"/></w:r>',
+        '<w:r><w:instrText xml:space="preserve"> DATE \\@ "dd.MM.yyyy" </w:instrText></w:r>',
+        '<w:r><w:fldChar w:fldCharType="separate"/></w:r>',
+        run("01.02.2024"),
+        '<w:r><w:fldChar w:fldCharType="end"/></w:r>',
+    )
+    assert read(docx_with_body(body)) == "Дата: 01.02.2024"
+
+
+def test_docx_tabs_and_breaks_separate_words() -> None:
+    body = para(
+        "<w:r><w:t>one</w:t><w:tab/><w:t>two</w:t><w:br/><w:t>three</w:t><w:cr/><w:t>four</w:t>"
+        '<w:br w:type="page"/><w:t>five</w:t><w:noBreakHyphen/><w:t>six</w:t></w:r>'
+    )
+    assert read(docx_with_body(body)) == "one\ttwo\nthree\nfour\nfive-six"
+
+
+def test_docx_text_box_is_read_once_after_its_paragraph() -> None:
+    box = para(run("TEXTBOX-TEXT"))
+    drawing = (
+        '<mc:AlternateContent><mc:Choice Requires="wps"><w:drawing><wp:anchor><a:graphic ' + DRAWING_NS + ">"
+        "<a:graphicData><wps:wsp><wps:txbx><w:txbxContent>" + box + "</w:txbxContent></wps:txbx></wps:wsp>"
+        "</a:graphicData></a:graphic></wp:anchor></w:drawing></mc:Choice>"
+        "<mc:Fallback><w:pict><v:shape><v:textbox><w:txbxContent>" + box + "</w:txbxContent></v:textbox>"
+        "</v:shape></w:pict></mc:Fallback></mc:AlternateContent>"
+    )
+    body = para(run("Рамка:"), "<w:r>" + drawing + "</w:r>", run(" и после")) + para(run("next"))
+    assert read(docx_with_body(body)) == "Рамка: и после\n\nTEXTBOX-TEXT\n\nnext"
+
+
+def test_docx_vml_text_box_alone_is_read() -> None:
+    body = para(
+        "<w:r><w:pict><v:shape><v:textbox><w:txbxContent>"
+        + para(run("Heading in a box"), style="Heading1")
+        + table(cell(para(run("boxed cell"))))
+        + "</w:txbxContent></v:textbox></v:shape></w:pict></w:r>"
+    )
+    assert read(docx_with_body(body)) == "# Heading in a box\n\n| boxed cell |"
+
+
+# --- headings and tables ----------------------------------------------------------------------------------
+
+
+def test_docx_headings_come_from_the_style_names() -> None:
+    body = (
+        para(run("The title"), style="Title")
+        + para(run("Chapter"), style="Heading1")
+        + para(run("Section"), style="Heading3")
+        + para(run("Unknown style"), style="NoSuchStyle")
+        + para(run("Quoted"), style="Quote")
+        + "<w:sdt><w:sdtContent>"
+        + para(run("Heading in a control"), style="Heading2")
+        + "</w:sdtContent></w:sdt>"
+    )
+    assert read(docx_with_body(body)) == (
+        "# The title\n\n# Chapter\n\n### Section\n\nUnknown style\n\nQuoted\n\n## Heading in a control"
+    )
+
+
+def test_docx_tables_with_content_controls_merges_and_nested_tables() -> None:
+    body = table(
+        cell(para(run("Name"))) + "<w:sdt><w:sdtContent>" + cell(para(run("Value"))) + "</w:sdtContent></w:sdt>",
+        "<w:customXml>" + cell(para(run("Region")), merge="restart") + "</w:customXml>" + cell(para(run("North"))),
+        cell(merge="continue") + cell(para('<w:ins w:id="1" w:author="A">' + run("South") + "</w:ins>")),
+        cell(para(run("Nested"))) + cell(table(cell(para(run("a"))) + cell(para(run("b"))))),
+        cell() + cell(para('<w:del w:id="2" w:author="A"><w:r><w:delText>gone</w:delText></w:r></w:del>')),
+    )
+    assert read(docx_with_body(body)) == ("| Name | Value |\n| Region | North |\n| Region | South |\n| Nested | a b |")
+
+
+def test_docx_content_control_around_table_rows() -> None:
+    body = (
+        "<w:tbl><w:tblGrid/><w:tr>"
+        + cell(para(run("head")))
+        + "</w:tr><w:sdt><w:sdtContent><w:tr>"
+        + cell(para(run("repeating row")))
+        + "</w:tr></w:sdtContent></w:sdt></w:tbl>"
+    )
+    assert read(docx_with_body(body)) == "| head |\n| repeating row |"
+
+
+# --- notes --------------------------------------------------------------------------------------------------
+
+
+def test_docx_footnotes_and_endnotes_follow_the_body() -> None:
+    body = para(
+        run("Claim"),
+        '<w:r><w:footnoteReference w:id="1"/></w:r>',
+        run(" and more"),
+        '<w:r><w:endnoteReference w:id="1"/></w:r>',
+    ) + para(run("Second"), '<w:r><w:footnoteReference w:id="2"/></w:r>')
+    parts = {
+        "footnotes.xml": notes_part("footnote", {1: "Source one.", 2: "Source two."}),
+        "endnotes.xml": notes_part("endnote", {1: "The end note."}),
+    }
+    assert read(docx_with_body(body, parts=parts)) == (
+        "Claim[^1] and more[^e1]\n\nSecond[^2]\n\n[^1]: Source one.\n\n[^2]: Source two.\n\n[^e1]: The end note."
+    )
+
+
+# --- reading only as far as needed ------------------------------------------------------------------------
+
+
+def long_body(paragraphs: int) -> str:
+    return "".join(para(run(f"Paragraph number {n} of a long report.")) for n in range(paragraphs))
+
+
+def test_docx_long_body_is_not_read_past_the_limit() -> None:
+    # The XML after the first ~400 000 characters of text is broken: reading it would make the file corrupt.
+    body = long_body(12_000) + "<w:p><w:r><w:t>unclosed</w:r></w:p>" + long_body(10)
+    with pytest.raises(CorruptFile):
+        extract_document(docx_with_body(body), "long.docx", None, 1_000_000)
+    doc = extract_document(docx_with_body(body), "long.docx", None, 1000)
+    assert doc.truncated
+    assert doc.total_chars is None
+    assert len(doc.text) <= 1000
+    assert doc.text.startswith("Paragraph number 0 of a long report.\n\nParagraph number 1 of")
+
+
+def test_docx_a_little_too_long_reports_its_length() -> None:
+    paragraphs = 200
+    text = "\n\n".join(f"Paragraph number {n} of a long report." for n in range(paragraphs))
+    assert len(text) < READ_AHEAD_CHARS
+    doc = extract_document(docx_with_body(long_body(paragraphs)), "long.docx", None, 500)
+    assert doc.truncated
+    assert doc.total_chars == len(text)
+    assert text.startswith(doc.text)
+
+
+def test_docx_long_table_stops_at_the_limit() -> None:
+    rows = [cell(para(run(f"row {n}"))) + cell(para(run("x" * 50))) for n in range(5000)]
+    body = table(*rows)[: -len("</w:tbl>")] + "<w:tr><w:tc>broken"
+    doc = extract_document(docx_with_body(body), "table.docx", None, 300)
+    assert doc.truncated
+    assert doc.total_chars is None
+    assert doc.text.startswith("| row 0 | " + "x" * 50 + " |\n| row 1 |")
+
+
+# --- damaged and hostile files ----------------------------------------------------------------------------
+
+
+def test_docx_external_entities_are_not_read(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET")
+    prolog = f'<!DOCTYPE w:document [<!ENTITY leak SYSTEM "{secret.as_uri()}">]>'
+    text = read(docx_with_body(para(run("before &leak; after")), prolog=prolog))
+    assert "TOP-SECRET" not in text
+    assert text.startswith("before")
+
+
+def test_docx_without_a_body_is_corrupt() -> None:
+    data = docx_with_body("")
+    with zipfile.ZipFile(io.BytesIO(data)) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    members["word/document.xml"] = b"<?xml version='1.0'?><root>just some XML</root>"
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    with pytest.raises(CorruptFile):
+        extract_document(out.getvalue(), "other.docx", None, 1000)
+
+
+def test_docx_with_an_empty_body_is_empty() -> None:
+    doc = extract_document(docx_with_body(""), "empty.docx", None, 1000)
+    assert doc.text == ""
+    assert not doc.truncated
+    assert doc.total_chars == 0
