@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -53,7 +54,7 @@ async def run_polling(settings: Settings) -> None:
                 claim_group_notice=shared.claim_group_notice,
             )
             tracker: UpdateTracker = dispatcher["tracker"]
-            await _leave_webhook(bot)
+            await _refuse_a_webhook(bot)
             background = [
                 asyncio.create_task(sync_bot_profile(bot, settings.support_contact)),
                 asyncio.create_task(keep_heartbeat(lambda: polling_and_database(watch, services.database))),
@@ -92,12 +93,18 @@ async def _check_token(bot: Bot) -> None:
             delay = min(delay * 2, MAX_CONNECT_DELAY)
 
 
-async def _leave_webhook(bot: Bot) -> None:
-    """Polling cannot run while a webhook is set; remove it, keeping the updates it has not delivered."""
+async def _refuse_a_webhook(bot: Bot) -> None:
+    """Raises ConfigError when a webhook is set: Telegram delivers the updates to a web app, and removing it here
+    would silently take them from that deployment (a polling container left behind after a switch to webhook
+    mode, restarted later, did exactly that). Going back to polling is an explicit step."""
     try:
         info = await bot.get_webhook_info()
-        if info.url:
-            logger.info("Removing the webhook to poll for updates (pending updates are kept)")
-            await bot.delete_webhook(drop_pending_updates=False)
     except TelegramAPIError as exc:
         logger.warning("Could not check the webhook: {}", exc.message)
+        return
+    if info.url:
+        host = urlsplit(info.url).hostname or "?"
+        raise ConfigError(
+            f"A webhook is set (to {host}): Telegram delivers this bot's updates to the web app there. To poll "
+            "instead, run `pomogator bot delete-webhook` first."
+        )
