@@ -8,7 +8,8 @@ With Redis any instance can take any update (webhook mode behind a load balancer
   the exact guarantee); the polling bot, the only instance by Telegram's rules, keeps its turns in memory;
 * the Stop button reaches the answer on whichever instance streams it (``RedisStopRegistry``);
 * a group is told once that the bot works in private chats, not once per instance;
-* an update Telegram delivers twice (it retries when it did not see our answer in time) is handled once.
+* an update Telegram delivers twice (it retries when it did not see our answer in time) is handled once; without
+  Redis a webhook-mode process remembers the last ``RECENT_UPDATES`` update ids it took itself.
 
 Not shared, by design: the flood guard counts per instance (N instances let a user through N times as often), and
 albums or split long texts are gathered per instance — a part that reaches another instance than the first part
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,6 +41,9 @@ STATE_TTL_S = 7 * 24 * 3600
 # Telegram gives up on an update after a day; remembering delivered ids that long catches every retry.
 DELIVERED_TTL_S = 24 * 3600
 GROUP_NOTICE_TTL_S = 365 * 24 * 3600
+# Without Redis: update ids a webhook-mode process remembers (~100 bytes each). Telegram delivers an update again
+# soon after a delivery it did not see answered; at 40 updates a second this covers the last eight minutes.
+RECENT_UPDATES = 20_000
 REDIS_TIMEOUT_S = 5.0
 
 
@@ -67,10 +72,31 @@ class SharedState:
             await self.redis_turns.leave(chat_id, update_id)
 
 
+class RecentUpdates:
+    """The update ids this process took lately, oldest forgotten first."""
+
+    def __init__(self, size: int = RECENT_UPDATES) -> None:
+        self._size = size
+        self._order: deque[int] = deque()
+        self._seen: set[int] = set()
+
+    async def claim(self, update_id: int) -> bool:
+        """True the first time ``update_id`` is seen."""
+        if update_id in self._seen:
+            return False
+        self._seen.add(update_id)
+        self._order.append(update_id)
+        if len(self._order) > self._size:
+            self._seen.discard(self._order.popleft())
+        return True
+
+
 @contextlib.asynccontextmanager
 async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
     if not settings.redis_url:
-        yield SharedState(SparseMemoryStorage(), MemoryChatLocks(), StopRegistry())
+        # Polling never gets an update twice (the offset moves past it); a webhook delivery may come again.
+        recent = RecentUpdates().claim if settings.webhook_mode else None
+        yield SharedState(SparseMemoryStorage(), MemoryChatLocks(), StopRegistry(), claim_update=recent)
         return
 
     from aiogram.fsm.storage.base import DefaultKeyBuilder

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.middlewares import MemoryChatLocks
-from pomogator.bot.shared import SharedState, open_shared_state
+from pomogator.bot.shared import RecentUpdates, SharedState, open_shared_state
 from pomogator.config import Settings
 from tests.conftest import make_settings
 from tests.scale.redis_support import REDIS_URL, redis_prefix
@@ -61,8 +61,22 @@ async def test_without_redis_everything_stays_in_the_process() -> None:
     async with open_shared_state(make_settings()) as shared:
         assert isinstance(shared.chat_locks, MemoryChatLocks)
         assert isinstance(shared.storage, SparseMemoryStorage)
-        assert await shared.first_delivery(1) and await shared.first_delivery(1)
+        assert await shared.first_delivery(1) and await shared.first_delivery(1)  # polling: never delivered twice
         assert shared.claim_group_notice is None
+
+
+async def test_without_redis_a_webhook_process_handles_a_redelivered_update_once() -> None:
+    async with open_shared_state(make_settings(telegram_webhook_secret="s3cret")) as shared:
+        assert await shared.first_delivery(1)
+        assert not await shared.first_delivery(1)
+        assert await shared.first_delivery(2)
+
+
+async def test_recent_updates_forget_the_oldest_first() -> None:
+    recent = RecentUpdates(size=2)
+    assert [await recent.claim(i) for i in (1, 2, 3)] == [True, True, True]
+    assert not await recent.claim(3) and not await recent.claim(2)
+    assert await recent.claim(1)  # forgotten: the oldest of three with room for two
 
 
 async def test_a_chat_takes_turns_across_instances_in_update_order(
