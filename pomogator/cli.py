@@ -147,7 +147,7 @@ def user_show(
 def user_list(
     limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Show at most this many users.")] = 1000,
 ) -> None:
-    """List users with their model and premium status."""
+    """List users with their model and premium status, newest first."""
     from pomogator.container import Services
 
     async def fn(services: Services) -> None:
@@ -177,10 +177,14 @@ def user_grant_premium(
     from pomogator.container import Services
 
     async def fn(services: Services) -> None:
+        existed = await services.users.exists(telegram_id)
         await services.users.ensure(telegram_id)
         async with services.database.transaction():
             until = await services.subscriptions.grant(telegram_id, days, plan="manual")
         local = until.astimezone(services.settings.tz)
+        if not existed:
+            # A mistyped id would otherwise look like a success for someone else.
+            cli_output.notice(f"User {telegram_id} had never written to the bot: created.")
         cli_output.notice(f"User {telegram_id} has premium until {local:%Y-%m-%d %H:%M %Z}.")
 
     with_services(fn)

@@ -160,7 +160,8 @@ class UserService:
         return bool(await User.exists().where(User.telegram_id == telegram_id))
 
     async def list(self, limit: int = 1000) -> list[Account]:
-        rows = await User.select().order_by(User.created_at).limit(limit)
+        """The ``limit`` newest users, newest first: the ones an operator looks for."""
+        rows = await User.select().order_by(User.created_at, ascending=False).limit(limit)
         return [await self._account(row) for row in rows]
 
     async def _account(self, row: Mapping[str, Any]) -> Account:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -84,6 +85,14 @@ async def test_ensure_creates_without_names(services: Services) -> None:
     assert await services.users.exists(ANN)
     assert (await services.users.ensure(ANN)).created_at == account.created_at
     assert [a.telegram_id for a in await services.users.list()] == [ANN]
+
+
+async def test_the_list_shows_the_newest_users_first(services: Services) -> None:
+    for telegram_id in (ANN, ANN + 1, ANN + 2):
+        await services.users.ensure(telegram_id)
+        await asyncio.sleep(0.01)  # distinct creation times
+    assert [a.telegram_id for a in await services.users.list()] == [ANN + 2, ANN + 1, ANN]
+    assert [a.telegram_id for a in await services.users.list(limit=1)] == [ANN + 2]
 
 
 async def test_model_missing_from_catalog_falls_back_to_default(services: Services) -> None:
