@@ -6,14 +6,18 @@ import asyncio
 import contextlib
 import sys
 import threading
+from collections.abc import AsyncIterator
 
-from rich.live import Live
-from rich.markdown import Markdown
+import typer
+from rich.console import Console
 
 from pomogator import cli_output
 from pomogator.container import Services
-from pomogator.errors import PomogatorError
+from pomogator.errors import LLMAccountProblem, LLMError, PomogatorError
+from pomogator.llm.catalog import Model
+from pomogator.logs.redact import Redactor
 from pomogator.services.chat import Dialog, Reply
+from pomogator.terminal_render import AnswerView, answer_console, clean
 
 HELP = "Commands: /clear resets the context, /model [ID] shows or switches the model, /exit quits."
 
@@ -55,35 +59,107 @@ async def _make_dialog(services: Services, model_id: str | None, telegram_id: in
         return services.chat.local_dialog(model or services.catalog.default)
     dialog = services.chat.dialog_for(await services.users.get(telegram_id))
     if model is not None:
-        # For this session only; the quota refuses a premium-only model to a free user.
-        dialog.model = model
+        _check_allowed(services, dialog, model)
+        dialog.model = model  # for this session only
     return dialog
 
 
+def _check_allowed(services: Services, dialog: Dialog, model: Model) -> None:
+    """Raises PremiumRequired when the quota would refuse every message to ``model`` (premium-only, free user)."""
+    if dialog.charge_quota and dialog.telegram_id is not None:
+        services.quota.reservation_terms(model, dialog.premium)
+
+
 async def _switch_model(services: Services, dialog: Dialog, model_id: str) -> None:
-    dialog.model = services.catalog.get(model_id)
+    model = services.catalog.get(model_id)
+    _check_allowed(services, dialog, model)
+    dialog.model = model
     cli_output.notice(f"Model: {dialog.model.id}")
 
 
 CUT_OFF = "(The answer was cut off at the model's length limit: write «continue» to get the rest.)"
 
 
-async def _answer(services: Services, dialog: Dialog, text: str, pretty: bool) -> None:
+async def _answer(services: Services, dialog: Dialog, text: str, console: Console | None) -> None:
+    """Stream the answer to ``text``: rendered as Markdown on ``console``, or as plain text without one."""
     reply = Reply()
-    if pretty:
-        answer = ""
-        with Live(Markdown(""), console=cli_output.console(), refresh_per_second=8) as live:
-            async for piece in services.chat.stream_reply(dialog, text, reply=reply):
-                answer += piece
-                live.update(Markdown(answer))
-    else:
-        async for piece in services.chat.stream_reply(dialog, text, reply=reply):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+    # Closed at once when the answer is interrupted: the service gives the request back then.
+    async with contextlib.aclosing(services.chat.stream_reply(dialog, text, reply=reply)) as pieces:
+        if console is not None:
+            with AnswerView(console) as view:
+                async for piece in pieces:
+                    view.add(piece)
+        else:
+            await _write_plain(pieces)
     if reply.cut_off:
         cli_output.notice(CUT_OFF)
+
+
+async def _write_plain(pieces: AsyncIterator[str]) -> None:
+    wrote = False
+    try:
+        async for piece in pieces:
+            text = clean(piece)
+            if text:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+                wrote = True
+    finally:
+        # After a failure mid-way too: the next answer must not be glued onto this one.
+        if wrote:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+
+
+def _failure_message(exc: PomogatorError, base_url: str) -> str:
+    """What the operator is told about a failed message. For the model's failures, users' text says only
+    "unavailable"; the operator also gets what went wrong, where, and which setting to check."""
+    if not isinstance(exc, LLMError):
+        return exc.user_message
+    status = _status_code(exc)
+    reason = exc.detail or "no details"
+    root = _root_cause(exc)
+    if status is not None:
+        reason = f"HTTP {status}: {reason}"
+    elif root is not None:
+        # The first failure names what went wrong: a refused connection, a name not resolved, a bad URL.
+        first = f"{type(root).__name__}: {_first_line(root)}"
+        reason = first if reason == type(root).__name__ else f"{reason} ({first})"
+    message = f"{exc.user_message} [{type(exc).__name__} from {base_url}: {reason}]"
+    if isinstance(exc, LLMAccountProblem):
+        message += " Check POMOGATOR_OPENROUTER_API_KEY and the account's credit."
+    elif status in (404, 405) or exc.detail.startswith("connection:"):
+        message += " Check POMOGATOR_OPENROUTER_BASE_URL."
+    return message
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exceptions ``exc`` was raised from or during, nearest first."""
+    chain: list[BaseException] = []
+    seen = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
+    return chain
+
+
+def _status_code(exc: LLMError) -> int | None:
+    """The HTTP status the provider answered with, when the failure was one (the SDK's error carries it)."""
+    for cause in _causes(exc):
+        status = getattr(cause, "status_code", None)
+        if isinstance(status, int):
+            return status
+    return None
+
+
+def _root_cause(exc: LLMError) -> BaseException | None:
+    causes = _causes(exc)
+    return causes[-1] if causes else None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "no details"
 
 
 async def _command(services: Services, dialog: Dialog, line: str) -> bool:
@@ -104,10 +180,16 @@ async def _command(services: Services, dialog: Dialog, line: str) -> bool:
 
 
 async def run_terminal_chat(services: Services, *, model_id: str | None, telegram_id: int | None) -> None:
-    """Raises UnknownModel (listing valid ids), UserNotFound, PremiumRequired before the session starts."""
+    """Raises UnknownModel (listing valid ids), UserNotFound, PremiumRequired before the session starts.
+
+    A session whose input is not a terminal (a script) ends with ``typer.Exit(1)`` when any message failed.
+    """
     dialog = await _make_dialog(services, model_id, telegram_id)
     interactive = sys.stdin.isatty()
-    pretty = sys.stdout.isatty()
+    console = answer_console() if sys.stdout.isatty() else None
+    # The provider's error texts and the base URL may quote secrets.
+    redactor = Redactor.from_settings(services.settings)
+    failed = False
     if interactive:
         cli_output.notice(f"Pomogator chat · model {dialog.model.id}. {HELP} Ctrl-D quits.")
     try:
@@ -120,10 +202,14 @@ async def run_terminal_chat(services: Services, *, model_id: str | None, telegra
                     if not await _command(services, dialog, text):
                         break
                     continue
-                await _answer(services, dialog, text, pretty)
+                await _answer(services, dialog, text, console)
             except PomogatorError as exc:
-                cli_output.error(exc.user_message)
+                failed = True
+                message = _failure_message(exc, services.settings.openrouter_base_url)
+                cli_output.error(clean(redactor.text(message)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Ctrl-C: end the prompt's line, then let the interruption end the command (exit code 130).
         sys.stderr.write("\n")
         raise
+    if failed and not interactive:
+        raise typer.Exit(1)

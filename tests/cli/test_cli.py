@@ -176,7 +176,7 @@ async def test_chat_as_user_uses_role_context_and_quota(tmp_path: Path, db_url: 
     )
     assert (await run_cli("user", "grant-premium", "5", "--days", "1", cwd=tmp_path, env=env)).code == 0
     result = await run_cli("chat", "--user", "5", cwd=tmp_path, env=env, stdin="one\ntwo\nthree\n")
-    assert result.code == 0, result.stderr
+    assert result.code == 1, result.stderr  # piped: a refused message fails the script
     # The premium limit of the tiny catalog is 2: the third line is refused without an LLM call.
     assert fake_llm.request_count == 2
     assert "limit" in result.stderr.lower()
@@ -200,14 +200,14 @@ def _tiny_catalog(folder: Path) -> Path:
 
 async def test_chat_as_free_user_cannot_use_a_premium_model(tmp_path: Path, db_url: str, fake_llm: FakeLLM) -> None:
     env = clean_env(
-        POMOGATOR_DATABASE_URL=db_url,
+        POMOGATOR_DATABASE_URL=await migrated(db_url),
         POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY,
         POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url,
     )
     assert (await run_cli("user", "grant-premium", "6", "--days", "1", cwd=tmp_path, env=env)).code == 0
     assert (await run_cli("user", "revoke-premium", "6", cwd=tmp_path, env=env)).code == 0
     result = await run_cli("chat", "--user", "6", "--model", "openai/gpt-5", cwd=tmp_path, env=env, stdin="hi\n")
-    assert result.code == 0
+    assert result.code == 1  # refused before the session starts
     assert "premium" in result.stderr.lower()
     assert fake_llm.request_count == 0
     shown = json.loads((await run_cli("user", "show", "6", "--json", cwd=tmp_path, env=env)).stdout)
