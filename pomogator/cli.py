@@ -16,7 +16,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from pomogator import cli_output, servers
-from pomogator.commands import MAX_DAYS, MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN
+from pomogator.commands import MAX_DAYS, MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, confirm
 from pomogator.servers import settings_for
 
 T = TypeVar("T")
@@ -206,13 +206,18 @@ def user_revoke_premium(telegram_id: UserId) -> None:
 @user_app.command("delete")
 def user_delete(
     telegram_id: UserId,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Do not ask for confirmation. Needed when stdin is not a terminal (scripts, cron, pipes)."
+        ),
+    ] = False,
 ) -> None:
     """Erase a user's data: dialogs, usage, subscriptions and logs. Payments are kept, unlinked from the person."""
     from pomogator.container import Services
 
-    if not yes and sys.stdin.isatty():
-        typer.confirm(f"Erase all data of user {telegram_id}?", abort=True, err=True)
+    if not yes:
+        confirm(f"Erase all data of user {telegram_id}?", f"Not erasing user {telegram_id}")
 
     async def fn(services: Services) -> None:
         if not await services.users.delete(telegram_id):

@@ -63,6 +63,28 @@ async def call_bot_api(settings: Settings, method: str, params: dict[str, Any] |
     return data.get("result")
 
 
+def check_webhook_url(url: str, *, force: bool = False) -> None:
+    """Refuse, as bad input, a URL Telegram would not deliver to (not https) or one the web app does not serve
+    (a path not ending in WEBHOOK_PATH, unless ``force``): either would leave the bot deaf."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        https = parts.scheme == "https" and bool(parts.hostname)
+    except ValueError:  # malformed, such as an unclosed IPv6 bracket
+        https = False
+    if not https:
+        raise typer.BadParameter(
+            f"{url!r} is not an https:// address, and Telegram delivers updates over https only", param_hint="URL"
+        )
+    if not force and not parts.path.rstrip("/").endswith(WEBHOOK_PATH):
+        raise typer.BadParameter(
+            f"the web app receives updates at {WEBHOOK_PATH} and {url!r} does not end with it "
+            "(pass --force if a proxy in front of the web app rewrites the path)",
+            param_hint="URL",
+        )
+
+
 def _settings(*needs: str) -> Settings:
     from pomogator.servers import settings_for
 
@@ -78,15 +100,22 @@ def set_webhook(
     max_connections: Annotated[
         int, typer.Option(min=1, max=100, help="At most this many requests Telegram sends at once.")
     ] = 40,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help=f"Register URL even though its path does not end in {WEBHOOK_PATH} (a proxy that rewrites paths).",
+        ),
+    ] = False,
 ) -> None:
     """Make Telegram deliver updates to URL, with POMOGATOR_TELEGRAM_WEBHOOK_SECRET as its secret (webhook mode).
 
     Then run only `pomogator run web` (one or more instances behind URL): a polling bot would remove the webhook.
     """
+    url = url.strip()
+    check_webhook_url(url, force=force)
     settings = _settings("telegram_webhook_secret")
     assert settings.telegram_webhook_secret is not None
-    if not url.rstrip("/").endswith(WEBHOOK_PATH):
-        cli_output.notice(f"Note: the web app receives updates at {WEBHOOK_PATH}; {url} does not end with it.")
     params = {
         "url": url,
         "secret_token": settings.telegram_webhook_secret.get_secret_value(),

@@ -45,8 +45,10 @@ def parse_age(text: str) -> timedelta:
 
 def _row(record: StoredLog, tz: ZoneInfo) -> tuple[object, ...]:
     message = record.message
-    if record.exception:
-        message += " | " + record.exception.strip().splitlines()[-1]
+    # The exception's last line names it ("RuntimeError: boom"); a blank one adds nothing.
+    exception = (record.exception or "").strip().splitlines()
+    if exception:
+        message += " | " + exception[-1]
     return (
         record.id,
         record.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
@@ -73,12 +75,12 @@ def _json_line(record: StoredLog) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
-def _show(records: list[StoredLog], tz: ZoneInfo, *, as_json: bool, title: str) -> None:
+def _show(records: list[StoredLog], tz: ZoneInfo, *, as_json: bool, title: str, continued: bool = False) -> None:
     if as_json:
         sys.stdout.write("".join(_json_line(record) + "\n" for record in records))
         sys.stdout.flush()
         return
-    cli_output.print_table(title, COLUMNS, [_row(record, tz) for record in records])
+    cli_output.print_table(title, COLUMNS, [_row(record, tz) for record in records], continued=continued)
 
 
 @app.command("tail")
@@ -116,7 +118,7 @@ def tail(
             await asyncio.sleep(interval)
             new = await recent_logs(1000, level=level, telegram_id=user, after_id=last)
             if new:
-                _show(new, tz, as_json=as_json, title="New log records")
+                _show(new, tz, as_json=as_json, title="New log records", continued=True)
                 last = new[-1].id
 
     try:

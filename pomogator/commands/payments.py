@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pomogator import cli_output
-from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN
+from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, confirm
 
 if TYPE_CHECKING:
     from pomogator.container import Services
@@ -17,6 +16,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="YooKassa payments.", no_args_is_help=True)
 
+CENT = Decimal("0.01")
 PaymentId = Annotated[str, typer.Argument(help="The YooKassa payment id (see `pomogator payments list`).")]
 STATUSES = ("new", "error", "failed", "pending", "succeeded", "canceled", "unverified")
 
@@ -96,7 +96,16 @@ def _amount(value: str | None) -> Decimal | None:
         raise typer.BadParameter(f"{value!r} is not an amount, e.g. 299.50", param_hint="--amount") from None
     if not amount.is_finite() or amount <= 0:
         raise typer.BadParameter("the amount must be more than zero", param_hint="--amount")
-    return amount
+    try:
+        kopecks = amount.quantize(CENT)
+    except InvalidOperation:
+        raise typer.BadParameter(f"{value!r} is too large an amount", param_hint="--amount") from None
+    if kopecks != amount:
+        # Rounding would refund another sum than the one asked for.
+        raise typer.BadParameter(
+            f"{value!r} has more than 2 decimal places; give rubles and kopecks, e.g. 299.50", param_hint="--amount"
+        )
+    return kopecks
 
 
 @app.command("refund")
@@ -113,16 +122,21 @@ def refund(
             "erased their data has none, so give the address of the payment's receipt).",
         ),
     ] = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help="Do not ask for confirmation. Needed when stdin is not a terminal (scripts, cron, pipes)."
+        ),
+    ] = False,
 ) -> None:
     """Refund a succeeded payment (in full or in part) and shorten the user's premium by the refunded share."""
     from pomogator.cli import with_services
     from pomogator.errors import RefundEmailRequired
 
     value = _amount(amount)
-    if not yes and sys.stdin.isatty():
+    if not yes:
         how_much = f"{value} RUB of" if value is not None else "everything left of"
-        typer.confirm(f"Refund {how_much} payment {payment_id}?", abort=True, err=True)
+        confirm(f"Refund {how_much} payment {payment_id}?", "Not refunding")
 
     async def fn(services: Services) -> tuple[RefundOutcome, str]:
         outcome = await services.billing.refund(payment_id, value, email=email)

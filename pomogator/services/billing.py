@@ -538,6 +538,10 @@ class BillingService:
             raise BillingError(f"Payment {payment_id} is {remote.status}; only succeeded payments can be refunded.")
         await self._apply(row, remote)
         refundable = remote.amount - remote.refunded_amount
+        if refundable <= 0:
+            raise BillingError(
+                f"Payment {payment_id} is already fully refunded ({money(remote.refunded_amount)} {remote.currency})."
+            )
         value = refundable if amount is None else amount.quantize(CENT)
         if value <= 0 or value > refundable:
             raise BillingError(f"The refund must be between 0.01 and {money(refundable)} {remote.currency}.")

@@ -12,6 +12,7 @@ import pytest
 from pomogator.container import Services, build_services
 from pomogator.timeutil import utcnow
 from tests.cli.helpers import Result, run_cli
+from tests.cli.terminal import run_in_terminal
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
 from tests.web.support import ADMIN_ID, USER_ID, add_user, billing_env, billing_settings
@@ -79,7 +80,7 @@ async def test_refund_in_part_then_in_full(
     kassa.succeed(checkout.payment_id)
     await services.billing.sync_payment(checkout.payment_id)
 
-    half = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "299,50")
+    half = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "299,50", "--yes")
     assert half.code == 0, half.stderr
     assert "Refunded 299.50 RUB" in half.stderr
     until = await services.subscriptions.premium_until(USER_ID)
@@ -91,9 +92,12 @@ async def test_refund_in_part_then_in_full(
     assert await services.subscriptions.premium_until(USER_ID) is None
     assert [Decimal(r.json["amount"]["value"]) for r in kassa.refund_requests] == [Decimal("299.50"), Decimal("299.50")]
 
-    nothing_left = await payments(services, tmp_path, "refund", checkout.payment_id)
+    nothing_left = await payments(services, tmp_path, "refund", checkout.payment_id, "--yes")
     assert nothing_left.code == 1
-    assert "between" in nothing_left.stderr
+    assert f"Payment {checkout.payment_id} is already fully refunded (599.00 RUB)." in nothing_left.stderr
+    some_more = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "1", "--yes")
+    assert some_more.code == 1
+    assert "already fully refunded" in some_more.stderr
     assert len(kassa.refund_requests) == 2
     assert len([t for t in tg.sent_texts(ADMIN_ID) if "Возврат" in t]) == 2
 
@@ -102,12 +106,62 @@ async def test_refund_refuses_bad_amounts_and_unpaid_payments(
     services: Services, kassa: FakeYooKassa, tmp_path: Path
 ) -> None:
     checkout = await services.billing.start_payment(USER_ID, "month")
-    bad = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "lots")
+    bad = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "lots", "--yes")
     assert bad.code == 2
-    unpaid = await payments(services, tmp_path, "refund", checkout.payment_id)
+    unpaid = await payments(services, tmp_path, "refund", checkout.payment_id, "--yes")
     assert unpaid.code == 1
     assert "only succeeded payments can be refunded" in unpaid.stderr
     assert kassa.refund_requests == []
+
+
+@pytest.mark.parametrize("amount", ["100.555", "0.001", "1e999"])
+async def test_refund_refuses_amounts_it_would_round(
+    services: Services, kassa: FakeYooKassa, tmp_path: Path, amount: str
+) -> None:
+    """100.555 was refunded as 100.56."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    result = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", amount, "--yes")
+    assert result.code == 2
+    assert f"'{amount}' has more than 2 decimal places" in result.stderr or "too large" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert kassa.refund_requests == []
+
+
+async def test_refund_from_a_script_needs_yes(services: Services, kassa: FakeYooKassa, tmp_path: Path) -> None:
+    """Without a terminal to ask on, the refund went through unconfirmed."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    until = await services.subscriptions.premium_until(USER_ID)
+
+    result = await payments(services, tmp_path, "refund", checkout.payment_id)
+    assert result.code == 2
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        "Error: Not refunding without confirmation: stdin is not a terminal; pass --yes."
+    ]
+    assert kassa.refund_requests == []
+    assert await services.subscriptions.premium_until(USER_ID) == until
+
+    help_text = await payments(services, tmp_path, "refund", "--help")
+    assert "scripts" in help_text.stdout
+
+
+async def test_list_on_an_80_column_terminal_shows_whole_payment_ids(
+    services: Services, kassa: FakeYooKassa, tmp_path: Path
+) -> None:
+    paid = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(paid.payment_id)
+    await services.billing.sync_payment(paid.payment_id)
+    pending = await services.billing.start_payment(USER_ID, "year")
+
+    result = await run_in_terminal("payments", "list", cwd=tmp_path, env=billing_env(services.settings))
+    assert result.code == 0, result.stderr
+    assert "…" not in result.stdout
+    for payment_id in (paid.payment_id, pending.payment_id):
+        assert f" {payment_id} " in result.stdout
+    assert f" {utcnow().astimezone(services.settings.tz):%Y-%m-%d} " in result.stdout
 
 
 async def test_list_filters_by_user_and_status(services: Services, kassa: FakeYooKassa, tmp_path: Path) -> None:

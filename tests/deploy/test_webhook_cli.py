@@ -53,9 +53,15 @@ async def test_set_webhook_needs_the_secret_and_reports_telegram_refusals(tg: Fa
     assert "POMOGATOR_TELEGRAM_WEBHOOK_SECRET" in missing.stderr
 
     env = env_for(tg, POMOGATOR_TELEGRAM_WEBHOOK_SECRET=SECRET)
-    refused = await run_cli("bot", "set-webhook", "ftp://bot.example.com/webhooks/telegram", cwd=tmp_path, env=env)
+    local = await run_cli("bot", "set-webhook", "ftp://bot.example.com/webhooks/telegram", cwd=tmp_path, env=env)
+    assert local.code == 2 and "https://" in local.stderr  # refused before Telegram is asked
+
+    refusal = "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
+    tg.fail_next("setWebhook", 400, refusal)
+    url = "https://bot.example.com:1234/webhooks/telegram"
+    refused = await run_cli("bot", "set-webhook", url, cwd=tmp_path, env=env)
     assert refused.code == 1
-    assert "invalid webhook URL specified" in refused.stderr
+    assert "ports 80, 88, 443 or 8443" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert tg.webhook is None
 

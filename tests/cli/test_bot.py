@@ -1,0 +1,55 @@
+"""``pomogator bot set-webhook`` refuses an address the bot would be deaf at, before asking Telegram."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.cli.helpers import clean_env, run_cli
+from tests.fakes.telegram_server import FakeTelegram
+
+TOKEN = "4242:webhook-checks"
+SECRET = "webhook-checks-secret"
+
+
+@pytest.fixture
+async def tg() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(token=TOKEN, webhook_auto_deliver=False) as fake:
+        yield fake
+
+
+def env_for(tg: FakeTelegram) -> dict[str, str]:
+    return clean_env(
+        POMOGATOR_BOT_TOKEN=TOKEN, POMOGATOR_TELEGRAM_API_URL=tg.base_url, POMOGATOR_TELEGRAM_WEBHOOK_SECRET=SECRET
+    )
+
+
+async def test_a_path_the_web_app_does_not_serve_needs_force(tg: FakeTelegram, tmp_path: Path) -> None:
+    url = "https://bot.example.com/wrong"
+    refused = await run_cli("bot", "set-webhook", url, cwd=tmp_path, env=env_for(tg))
+    assert refused.code == 2, refused.stderr
+    assert "/webhooks/telegram" in refused.stderr and "--force" in refused.stderr
+    assert tg.webhook is None
+
+    forced = await run_cli("bot", "set-webhook", url, "--force", cwd=tmp_path, env=env_for(tg))
+    assert forced.code == 0, forced.stderr
+    assert tg.webhook is not None and tg.webhook["url"] == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://bot.example.com/webhooks/telegram",
+        "ftp://bot.example.com/webhooks/telegram",
+        "bot.example.com/webhooks/telegram",
+        "https:///webhooks/telegram",
+        "https://[::1/webhooks/telegram",
+    ],
+)
+async def test_only_https_addresses_are_registered(tg: FakeTelegram, tmp_path: Path, url: str) -> None:
+    result = await run_cli("bot", "set-webhook", url, "--force", cwd=tmp_path, env=env_for(tg))
+    assert result.code == 2, result.stderr
+    assert "https://" in result.stderr and "Traceback" not in result.stderr
+    assert tg.webhook is None
