@@ -63,19 +63,24 @@ async def call_bot_api(settings: Settings, method: str, params: dict[str, Any] |
     return data.get("result")
 
 
-def check_webhook_url(url: str, *, force: bool = False) -> None:
-    """Refuse, as bad input, a URL Telegram would not deliver to (not https) or one the web app does not serve
-    (a path not ending in WEBHOOK_PATH, unless ``force``): either would leave the bot deaf."""
+def check_webhook_url(url: str, *, force: bool = False, https_only: bool = True) -> None:
+    """Refuse, as bad input, a URL Telegram would not deliver to (not https: Telegram's own servers deliver over
+    https only, a local Bot API server over http too) or one the web app does not serve (a path not ending in
+    WEBHOOK_PATH, unless ``force``): either would leave the bot deaf."""
     from urllib.parse import urlsplit
 
+    schemes = ("https",) if https_only else ("https", "http")
     try:
         parts = urlsplit(url)
-        https = parts.scheme == "https" and bool(parts.hostname)
+        usable = parts.scheme in schemes and bool(parts.hostname)
     except ValueError:  # malformed, such as an unclosed IPv6 bracket
-        https = False
-    if not https:
+        usable = False
+    if not usable:
         raise typer.BadParameter(
-            f"{url!r} is not an https:// address, and Telegram delivers updates over https only", param_hint="URL"
+            f"{url!r} is not an https:// address, and Telegram delivers updates over https only"
+            if https_only
+            else f"{url!r} is not an http:// or https:// address",
+            param_hint="URL",
         )
     if not force and not parts.path.rstrip("/").endswith(WEBHOOK_PATH):
         raise typer.BadParameter(
@@ -83,6 +88,13 @@ def check_webhook_url(url: str, *, force: bool = False) -> None:
             "(pass --force if a proxy in front of the web app rewrites the path)",
             param_hint="URL",
         )
+
+
+def _official_api(settings: Settings) -> bool:
+    """Whether the bot talks to Telegram's own servers, not a local Bot API server."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(settings.telegram_api_url).hostname == "api.telegram.org"
 
 
 def _settings(*needs: str) -> Settings:
@@ -113,8 +125,8 @@ def set_webhook(
     Then run only `pomogator run web` (one or more instances behind URL): a polling bot would remove the webhook.
     """
     url = url.strip()
-    check_webhook_url(url, force=force)
     settings = _settings("telegram_webhook_secret")
+    check_webhook_url(url, force=force, https_only=_official_api(settings))
     assert settings.telegram_webhook_secret is not None
     params = {
         "url": url,

@@ -20,10 +20,13 @@ async def tg() -> AsyncIterator[FakeTelegram]:
         yield fake
 
 
-def env_for(tg: FakeTelegram) -> dict[str, str]:
-    return clean_env(
-        POMOGATOR_BOT_TOKEN=TOKEN, POMOGATOR_TELEGRAM_API_URL=tg.base_url, POMOGATOR_TELEGRAM_WEBHOOK_SECRET=SECRET
-    )
+def env_for(tg: FakeTelegram, **extra: str) -> dict[str, str]:
+    values = {
+        "POMOGATOR_BOT_TOKEN": TOKEN,
+        "POMOGATOR_TELEGRAM_API_URL": tg.base_url,
+        "POMOGATOR_TELEGRAM_WEBHOOK_SECRET": SECRET,
+    }
+    return clean_env(**{**values, **extra})
 
 
 async def test_a_path_the_web_app_does_not_serve_needs_force(tg: FakeTelegram, tmp_path: Path) -> None:
@@ -48,8 +51,19 @@ async def test_a_path_the_web_app_does_not_serve_needs_force(tg: FakeTelegram, t
         "https://[::1/webhooks/telegram",
     ],
 )
-async def test_only_https_addresses_are_registered(tg: FakeTelegram, tmp_path: Path, url: str) -> None:
-    result = await run_cli("bot", "set-webhook", url, "--force", cwd=tmp_path, env=env_for(tg))
+async def test_telegrams_servers_get_https_addresses_only(tg: FakeTelegram, tmp_path: Path, url: str) -> None:
+    env = env_for(tg, POMOGATOR_TELEGRAM_API_URL="https://api.telegram.org")  # refused before any call
+    result = await run_cli("bot", "set-webhook", url, "--force", cwd=tmp_path, env=env)
     assert result.code == 2, result.stderr
     assert "https://" in result.stderr and "Traceback" not in result.stderr
     assert tg.webhook is None
+
+
+async def test_a_local_bot_api_server_takes_http_addresses_too(tg: FakeTelegram, tmp_path: Path) -> None:
+    # A local Bot API server delivers to any address and port, over http as well (core.telegram.org/bots/api).
+    url = "http://10.0.0.5:8080/webhooks/telegram"
+    result = await run_cli("bot", "set-webhook", url, cwd=tmp_path, env=env_for(tg))
+    assert result.code == 0, result.stderr
+    assert tg.webhook is not None and tg.webhook["url"] == url
+    ftp = await run_cli("bot", "set-webhook", "ftp://10.0.0.5/webhooks/telegram", cwd=tmp_path, env=env_for(tg))
+    assert ftp.code == 2 and "http://" in ftp.stderr
