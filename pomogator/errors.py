@@ -139,6 +139,25 @@ class EncryptedFile(FileError):
         super().__init__(f"The file {filename!r} is password-protected.")
 
 
+class FileTooComplex(FileError):
+    """Reading the file ran into the reader's time or memory limit (a crafted PDF, or a huge document)."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        super().__init__(f"The file {filename!r} is too complex to read within the limits.")
+
+
+class ScanTooLong(FileError):
+    """A PDF without a text layer, which the model reads page by page itself, has more pages than its context
+    holds. ``max_pages`` is how many would fit (0: not even one, next to the rest of the request)."""
+
+    def __init__(self, filename: str, pages: int, max_pages: int) -> None:
+        self.filename = filename
+        self.pages = pages
+        self.max_pages = max_pages
+        super().__init__(f"The scan {filename!r} has {pages} pages; the model's context holds {max_pages}.")
+
+
 class VisionUnsupported(PomogatorError):
     def __init__(self, model_id: str, vision_models: list[str]) -> None:
         self.model_id = model_id
@@ -181,3 +200,28 @@ class RefundEmailRequired(BillingError):
 
 class InvalidEmail(BillingError):
     user_message = "This does not look like an email address."
+
+
+# --- Images ----------------------------------------------------------------------------------------------
+
+
+class ImageTooLarge(FileError):
+    """An image has more pixels than the bot decodes: a decompression bomb, or a giant scan or panorama.
+    ``limit`` is in pixels; ``dimensions`` (width, height) when known."""
+
+    def __init__(self, filename: str, limit: int, dimensions: tuple[int, int] | None = None) -> None:
+        self.filename = filename
+        self.limit = limit
+        self.dimensions = dimensions
+        size = f" ({dimensions[0]}x{dimensions[1]} pixels)" if dimensions else ""
+        super().__init__(f"The image {filename!r} is too large{size}; the limit is {limit} pixels.")
+
+
+class ImagesTooLarge(FileTooLarge):
+    """The images of one request (an album) take more than ``limit`` bytes together, even after shrinking."""
+
+    def __init__(self, size: int, limit: int, count: int) -> None:
+        self.count = count
+        super().__init__(size, limit)
+        self.user_message = f"The {count} images are {size} bytes together; the limit is {limit}."
+        self.args = (self.user_message,)

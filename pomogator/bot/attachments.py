@@ -1,15 +1,17 @@
 """The photos and files of one request (a message or an album) as model input.
 
 Everything that can be refused without the bytes is refused first — parts that are not photos or documents,
-files over Telegram's download limit, photos for a model that cannot see — so a refusal downloads nothing and
-counts nothing. Then each file is downloaded, read in a worker thread (``pomogator.services.files``) and put into
+files over Telegram's download limit, images over the image limit, images for a model that cannot see — so a
+refusal downloads nothing and counts nothing. An album keeps its photos and documents when it also carries a
+video: the video is left out with a notice. Then each file is downloaded and read: documents in a child process
+with time and memory limits (``pomogator.services.files.read_document``), images in a worker thread. They become
 one user message: the documents wrapped with their names, the caption as the question, then the images.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiogram import Bot
@@ -18,24 +20,30 @@ from aiogram.types import Message
 
 from pomogator.bot import files_texts
 from pomogator.bot.replies import replied_text
-from pomogator.errors import FileTooLarge, UnsupportedFile, VisionUnsupported
+from pomogator.errors import FileTooLarge, ScanTooLong, UnsupportedFile, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.tokens import (
     CHARS_PER_TOKEN,
-    FILE_BYTES_PER_TOKEN,
     IMAGE_TOKENS,
+    SCAN_PAGE_TOKENS,
     estimate_content,
     estimate_text,
+    remember_pdf_pages,
 )
 from pomogator.services.conversations import Content
 from pomogator.services.files import (
     MAX_DOWNLOAD_BYTES,
+    MAX_IMAGE_BYTES,
     ExtractedDocument,
+    check_images_total,
     check_size,
+    cut_to_fit,
+    declared_kind,
     document_prompt,
-    extract_document,
     image_part,
     pdf_file_part,
+    read_document,
+    sniff_signature,
 )
 from pomogator.services.quoting import with_quote
 
@@ -45,6 +53,11 @@ PER_DOCUMENT_RESERVE_TOKENS = 150
 # ...and a share for the conversation so far, so a long file does not push out all of it.
 CONTEXT_SHARE = 0.2
 MIN_DOCUMENT_CHARS = 1000
+
+MAX_DOCUMENTS_CHARS = 400_000
+"""The text of one request's documents together, whatever the model's context (about 130k tokens, a 250-page
+book). The text stays in the conversation and goes to the model again with every follow-up question, while the
+quota counts requests, not tokens: on a million-token model one document could cost dollars per question."""
 
 DOWNLOAD_TIMEOUT = 120
 
@@ -59,13 +72,20 @@ class Attachment:
     mime_type: str | None
     photo: bool
 
+    @property
+    def image(self) -> bool:
+        """A photo, or a document that says it is an image (by its MIME type or, failing that, its name)."""
+        return self.photo or declared_kind(self.name, self.mime_type) == "image"
+
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """The user message for the model, and the documents that had to be cut to fit (to tell the user)."""
+    """The user message for the model, the documents that had to be cut to fit and the kinds of the album's parts
+    that were left out (to tell the user)."""
 
     content: Content
     cut: list[ExtractedDocument]
+    skipped: list[str | None] = field(default_factory=list)
 
 
 def attachment_of(message: Message) -> Attachment:
@@ -92,14 +112,30 @@ def question_of(messages: list[Message]) -> str | None:
     return "\n\n".join(captions) or None
 
 
-def max_document_chars(model: Model, role: str | None, *, documents: int, images: int) -> int:
-    """How many characters of each document go to ``model``: what its context holds after the answer, the role,
+def document_tokens(model: Model, role: str | None, *, documents: int, images: int) -> int:
+    """How many tokens each document may take in ``model``: what its context holds after the answer, the role,
     the images, the question and a share for the conversation, split evenly between the documents."""
     tokens = model.context_length - model.max_output_tokens
     tokens -= estimate_text(role) if role else 0
     tokens -= images * IMAGE_TOKENS + QUESTION_RESERVE_TOKENS + documents * PER_DOCUMENT_RESERVE_TOKENS
-    tokens = int(tokens * (1 - CONTEXT_SHARE))
-    return max(MIN_DOCUMENT_CHARS, tokens * CHARS_PER_TOKEN // max(documents, 1))
+    return int(tokens * (1 - CONTEXT_SHARE)) // max(documents, 1)
+
+
+def max_document_chars(model: Model, role: str | None, *, documents: int, images: int) -> int:
+    """How many characters of each document are read: ``document_tokens`` of prose, and at most an even share of
+    ``MAX_DOCUMENTS_CHARS``. Denser text (numbers) is cut further once read (``fit_tokens``)."""
+    chars = document_tokens(model, role, documents=documents, images=images) * CHARS_PER_TOKEN
+    return max(MIN_DOCUMENT_CHARS, min(chars, MAX_DOCUMENTS_CHARS // max(documents, 1)))
+
+
+def fit_tokens(doc: ExtractedDocument, max_tokens: int) -> ExtractedDocument:
+    """``doc`` cut further when its text takes more than ``max_tokens``: a numeric CSV or JSON export takes nearly
+    twice the tokens of prose of the same length (``estimate_text``)."""
+    tokens = estimate_text(doc.text)
+    if tokens <= max_tokens:
+        return doc
+    text, _ = cut_to_fit(doc.text, max(MIN_DOCUMENT_CHARS, len(doc.text) * max_tokens // tokens))
+    return replace(doc, text=text, truncated=True)
 
 
 class AttachmentRequest:
@@ -107,40 +143,81 @@ class AttachmentRequest:
 
     def __init__(self, messages: list[Message], model: Model, role: str | None, catalog: Catalog) -> None:
         """Raises UnsupportedFile, FileTooLarge and VisionUnsupported."""
-        self.attachments = [attachment_of(m) for m in messages]
+        self.attachments: list[Attachment] = []
+        self.skipped: list[UnsupportedFile] = []
+        for message in messages:
+            try:
+                self.attachments.append(attachment_of(message))
+            except UnsupportedFile as exc:
+                if len(messages) == 1:
+                    raise
+                self.skipped.append(exc)  # a video in an album of photos: the photos are still answered
+        if not self.attachments:
+            raise self.skipped[0]
         for attachment in self.attachments:
             check_size(attachment.size, MAX_DOWNLOAD_BYTES)
-        photos = sum(1 for a in self.attachments if a.photo)
-        if photos and not model.vision:
+            if attachment.image and not attachment.photo:
+                check_size(attachment.size, MAX_IMAGE_BYTES)
+        images = sum(1 for a in self.attachments if a.image)
+        if images and not model.vision:
             raise VisionUnsupported(model.id, [m.id for m in catalog.vision_models()])
         self.question = question_of(messages)
         # A caption that replies to or quotes a message goes with that text, as a text message does.
         self.quoted = replied_text(messages[0])
         self.model = model
-        documents = len(self.attachments) - photos
-        self.max_chars = max_document_chars(model, role, documents=documents, images=photos)
+        self.role_tokens = estimate_content(role) if role else 0
+        documents = len(self.attachments) - images
+        self.document_tokens = document_tokens(model, role, documents=documents, images=images)
+        self.max_chars = max_document_chars(model, role, documents=documents, images=images)
 
     async def read(self, bot: Bot) -> Prepared:
-        """Download and read every file. Raises the FileError subclasses of ``pomogator.services.files``."""
+        """Download and read every file. Raises the FileError subclasses of ``pomogator.services.files`` (among
+        them FileTooComplex for a file that hit the reader's limits) and ScanTooLong."""
         documents: list[tuple[ExtractedDocument, bytes]] = []
         images: list[dict[str, Any]] = []
         for attachment in self.attachments:
             data = await download(bot, attachment)
-            read = await asyncio.to_thread(read_file, attachment, data, self.max_chars)
+            read = await read_attachment(attachment, data, self.max_chars)
             if isinstance(read, ExtractedDocument):
-                documents.append((read, data))
+                documents.append((fit_tokens(read, self.document_tokens), data))
             else:
                 images.append(read)
+        check_images_total(images)
         question = with_quote(self.question or files_texts.default_question(len(documents), len(images)), self.quoted)
         blocks = [document_prompt(doc, None, default_question="").rstrip() for doc, _ in documents]
         parts: list[dict[str, Any]] = [{"type": "text", "text": "\n\n".join([*blocks, question])}]
         scans = [(doc, data) for doc, data in documents if doc.needs_file_part]
-        parts.extend(pdf_file_part(data, doc.filename) for doc, data in scans)
-        # A scan goes whole as a file part: one bigger than the model's context is refused here, not by the model.
-        budget = self.model.context_length - self.model.max_output_tokens
-        if scans and estimate_content(parts) > budget:
-            raise FileTooLarge(sum(len(data) for _, data in scans), budget * FILE_BYTES_PER_TOKEN * 3 // 4)
-        return Prepared(content=[*parts, *images], cut=[doc for doc, _ in documents if doc.truncated])
+        if scans:
+            parts.extend(await asyncio.to_thread(scan_parts, scans))
+            self.check_scans_fit([*parts, *images], [doc for doc, _ in scans])
+        return Prepared(
+            content=[*parts, *images],
+            cut=[doc for doc, _ in documents if doc.truncated],
+            skipped=[exc.kind for exc in self.skipped],
+        )
+
+    def check_scans_fit(self, content: list[dict[str, Any]], scans: list[ExtractedDocument]) -> None:
+        """A scan goes whole as a file part, estimated by its pages: one bigger than the model's context is
+        refused here, with what fits, not by the request check with a message about a long conversation."""
+        budget = self.model.context_length - self.model.max_output_tokens - self.role_tokens
+        if estimate_content(content) <= budget:
+            return
+        rest = estimate_content([part for part in content if part.get("type") != "file"])
+        largest = max(scans, key=lambda doc: doc.pages_total or 1)
+        others = sum(doc.pages_total or 1 for doc in scans if doc is not largest)
+        free = max(0, (budget - rest) // SCAN_PAGE_TOKENS - others)
+        raise ScanTooLong(largest.filename, largest.pages_total or 1, free)
+
+
+def scan_parts(scans: list[tuple[ExtractedDocument, bytes]]) -> list[dict[str, Any]]:
+    """The file parts of scans (megabytes of base64: built in a worker thread), with their page counts noted for
+    the token estimate, which would otherwise look for them in the bytes again."""
+    parts = []
+    for doc, data in scans:
+        part = pdf_file_part(data, doc.filename)
+        remember_pdf_pages(part["file"]["file_data"], doc.pages_total or 1)
+        parts.append(part)
+    return parts
 
 
 async def download(bot: Bot, attachment: Attachment) -> bytes:
@@ -156,13 +233,13 @@ async def download(bot: Bot, attachment: Attachment) -> bytes:
     return buffer.read()
 
 
-def read_file(attachment: Attachment, data: bytes, max_chars: int) -> ExtractedDocument | dict[str, Any]:
-    """A document's text, or an image part for a photo or an image sent as a file (CPU-bound)."""
-    if attachment.photo:
-        return image_part(data, attachment.mime_type, filename=attachment.name)
+async def read_attachment(attachment: Attachment, data: bytes, max_chars: int) -> ExtractedDocument | dict[str, Any]:
+    """A document's text (read in a child process), or an image part for a photo or an image sent as a file."""
+    if attachment.photo or sniff_signature(data) == "image":
+        return await asyncio.to_thread(image_part, data, attachment.mime_type, filename=attachment.name)
     try:
-        return extract_document(data, attachment.name, attachment.mime_type, max_chars)
+        return await read_document(data, attachment.name, attachment.mime_type, max_chars)
     except UnsupportedFile as exc:
-        if exc.kind != "image":
+        if exc.kind != "image":  # an image by its name or type whose bytes are not one: image_part says why
             raise
-        return image_part(data, attachment.mime_type, filename=attachment.name)
+    return await asyncio.to_thread(image_part, data, attachment.mime_type, filename=attachment.name)

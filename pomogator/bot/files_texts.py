@@ -7,8 +7,19 @@ here, so they are still translated in one place.
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 
-from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooLarge, UnsupportedFile
+from pomogator.errors import (
+    CorruptFile,
+    EncryptedFile,
+    FileError,
+    FileTooComplex,
+    FileTooLarge,
+    ImagesTooLarge,
+    ImageTooLarge,
+    ScanTooLong,
+    UnsupportedFile,
+)
 from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, ExtractedDocument
 from pomogator.services.formatting.plural import plural
 
@@ -44,6 +55,35 @@ def number(value: int) -> str:
     return f"{value:,}".replace(",", "\u00a0")
 
 
+def file_size(size: int, decimals: int = 0) -> str:
+    """A size as people read it: kilobytes below a megabyte (not "0,3 МБ"), megabytes with a decimal above;
+    ``decimals`` adds precision."""
+    if size < 1024:
+        return f"{number(size)} {plural(size, 'байт', 'байта', 'байт')}"
+    if size < 1024 * 1024:
+        amount, places, unit = size / 1024, decimals, "КБ"
+    else:
+        amount, places, unit = size / (1024 * 1024), decimals + 1, "МБ"
+    shown = f"{amount:.{places}f}"
+    if "." in shown:
+        shown = shown.rstrip("0").rstrip(".")
+    return f"{shown.replace('.', ',')} {unit}"
+
+
+def size_and_limit(size: int, limit: int) -> tuple[str, str]:
+    """``size`` and ``limit`` with just enough precision to tell them apart: a file over the limit never reads as
+    being the limit ("0,3 МБ, а можно не больше 0,3 МБ")."""
+    for decimals in range(3):
+        shown = file_size(size, decimals), file_size(limit, decimals)
+        if shown[0] != shown[1]:
+            return shown
+    return f"{number(size)} байт", f"{number(limit)} байт"
+
+
+def pages(value: int) -> str:
+    return f"{number(value)} {plural(value, 'страница', 'страницы', 'страниц')}"
+
+
 def chars(value: int) -> str:
     """A number of characters: 1 символ, 2 символа, 5 символов (the nominative, also the accusative)."""
     return f"{number(value)} {plural(value, 'символ', 'символа', 'символов')}"
@@ -73,18 +113,50 @@ _UNSUPPORTED: dict[str, str] = {
 
 
 def file_too_large(exc: FileTooLarge) -> str:
-    if exc.limit == MAX_DOWNLOAD_BYTES:
-        size = f" ({megabytes(exc.size)})" if exc.size > exc.limit else ""
+    size, limit = size_and_limit(exc.size, exc.limit)
+    if isinstance(exc, ImagesTooLarge):
         return (
-            f"📦 Файл слишком большой{size}: Telegram даёт ботам скачивать файлы не больше "
+            f"🖼 Картинки этого альбома вместе слишком большие ({size}), а за раз можно не больше {limit}. "
+            "Пришлите их частями."
+        )
+    if exc.limit == MAX_DOWNLOAD_BYTES:
+        shown = f" ({size})" if exc.size > exc.limit else ""
+        return (
+            f"📦 Файл слишком большой{shown}: Telegram даёт ботам скачивать файлы не больше "
             f"{megabytes(MAX_DOWNLOAD_BYTES)}. Сожмите его или пришлите частями."
         )
     if exc.limit == MAX_IMAGE_BYTES:
         return (
-            f"🖼 Картинка слишком большая ({megabytes(exc.size)}): можно не больше {megabytes(exc.limit)}. "
+            f"🖼 Картинка слишком большая ({size}): можно не больше {limit}. "
             "Пришлите её как фото — Telegram сам уменьшит."
         )
-    return f"📦 Файл слишком большой: {megabytes(exc.size)}, а можно не больше {megabytes(exc.limit)}."
+    return f"📦 Файл слишком большой: {size}, а можно не больше {limit}."
+
+
+def image_too_large(exc: ImageTooLarge) -> str:
+    dimensions = f" ({exc.dimensions[0]}×{exc.dimensions[1]} пикселей)" if exc.dimensions else ""
+    return (
+        f"🖼 Картинка «{esc(exc.filename)}» слишком большая{dimensions}: столько пикселей я не обрабатываю. "
+        "Пришлите её как фото — Telegram сам уменьшит."
+    )
+
+
+def scan_too_long(exc: ScanTooLong) -> str:
+    """A PDF without a text layer goes to the model whole, page images and all; its context may not hold them."""
+    fit = f" (поместится около {number(exc.max_pages)})" if 0 < exc.max_pages < exc.pages else ""
+    verb = plural(exc.pages, "помещается", "помещаются", "помещаются")
+    return (
+        f"📄 «{esc(exc.filename)}» — скан без текстового слоя: такие файлы модель читает постранично, как картинки, "
+        f"и {pages(exc.pages)} в её контекст не {verb}{fit}. "
+        "Пришлите нужные страницы как фото или выберите модель с контекстом побольше: /model."
+    )
+
+
+def file_too_complex(exc: FileTooComplex) -> str:
+    return (
+        f"🧩 Файл «{esc(exc.filename)}» слишком сложный: прочитать его не получилось за отведённые время и память. "
+        "Попробуйте пересохранить его (например, «Печать → Сохранить как PDF») или пришлите нужную часть текстом."
+    )
 
 
 def unsupported_file(exc: UnsupportedFile) -> str:
@@ -98,6 +170,12 @@ def file_error(exc: FileError) -> str:
     """The message for a file the bot refused; nothing was asked and no request was counted."""
     if isinstance(exc, FileTooLarge):
         return file_too_large(exc)
+    if isinstance(exc, ImageTooLarge):
+        return image_too_large(exc)
+    if isinstance(exc, ScanTooLong):
+        return scan_too_long(exc)
+    if isinstance(exc, FileTooComplex):
+        return file_too_complex(exc)
     if isinstance(exc, UnsupportedFile):
         return unsupported_file(exc)
     if isinstance(exc, EncryptedFile):
@@ -122,3 +200,17 @@ def document_cut(doc: ExtractedDocument) -> str:
     else:
         part = f"первые {chars(read)}"
     return f"✂️ «{name}» не помещается в контекст модели целиком: она прочитает {part}."
+
+
+_SKIPPED: dict[str, str] = {
+    "video": "🎬 Видео из альбома я пропустил: видео я пока не смотрю.",
+    "audio": "🎧 Аудио из альбома я пропустил: аудио я пока не слушаю.",
+}
+
+
+def skipped_parts(kinds: Iterable[str | None]) -> str:
+    """Told before the answer when parts of an album (videos, mostly) were left out and the rest goes on."""
+    lines = [
+        _SKIPPED.get(kind or "", "Часть альбома я пропустил: такие файлы я не читаю.") for kind in dict.fromkeys(kinds)
+    ]
+    return "\n".join(lines) + "\nОтвечаю на остальное."

@@ -14,18 +14,32 @@ from aiogram.types import Message
 from docx import Document
 
 from pomogator.bot import files_texts, texts
-from pomogator.bot.attachments import MIN_DOCUMENT_CHARS, AttachmentRequest, attachment_of, max_document_chars
+from pomogator.bot.attachments import (
+    MAX_DOCUMENTS_CHARS,
+    MIN_DOCUMENT_CHARS,
+    AttachmentRequest,
+    attachment_of,
+    fit_tokens,
+    max_document_chars,
+)
 from pomogator.bot.files_texts import FILE_QUESTION, IMAGE_QUESTION
 from pomogator.container import build_services
-from pomogator.errors import FileTooLarge, UnsupportedFile, VisionUnsupported
+from pomogator.errors import (
+    FileTooComplex,
+    FileTooLarge,
+    ScanTooLong,
+    UnsupportedFile,
+    VisionUnsupported,
+)
 from pomogator.llm.catalog import load_catalog
-from pomogator.llm.tokens import CHARS_PER_TOKEN
-from pomogator.services.files import MAX_DOWNLOAD_BYTES
+from pomogator.llm.tokens import CHARS_PER_TOKEN, estimate_text
+from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, ExtractedDocument
 from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
 from tests.fakes.openai_server import RecordedRequest
 from tests.fakes.telegram_server import SentMessage
 from tests.services.test_files import JPEG, blank_pdf, encrypt_pdf, make_pdf, make_png, make_zip
+from tests.services.test_files_isolated import HUGE_STREAM, shared_stream_pdf
 
 
 def e2e(test: Callable[..., Any]) -> Callable[..., Any]:
@@ -81,6 +95,14 @@ async def choose_model(h: BotHarness, chat: int, model_id: str) -> None:
     async with build_services(settings, migrate=False) as services:
         await services.users.ensure(chat)
         await services.users.set_model(chat, model_id)
+
+
+async def use_up_quota(h: BotHarness, chat: int) -> None:
+    settings = make_settings(database_url=h.database_url, models_file=h.workdir / "models.toml")
+    async with build_services(settings, migrate=False) as services:
+        account = await services.users.ensure(chat)
+        for _ in range(account.model.free_daily):
+            await services.quota.reserve(chat, account.model, premium=False)
 
 
 async def used_today(h: BotHarness, chat: int) -> int:
@@ -429,3 +451,155 @@ def test_refusals_come_before_any_download() -> None:
     huge = message(document={"file_id": "d", "file_unique_id": "d", "file_name": "a.txt", "file_size": 21 << 20})
     with pytest.raises(FileTooLarge):
         AttachmentRequest([huge], catalog.default, None, catalog)
+
+
+# --- limits: what a file may cost --------------------------------------------------------------------------------
+
+
+@e2e
+async def test_a_crafted_pdf_is_refused_as_too_complex_and_costs_nothing(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, shared_stream_pdf(200, HUGE_STREAM), "report.pdf", "application/pdf", caption="Что тут?")
+    text = (await refused(h, chat)).text or ""
+    assert "«report.pdf» слишком сложный" in text
+
+
+@e2e
+async def test_a_scan_is_measured_by_its_pages(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await choose_model(h, chat, "test/small")  # 5500 tokens for the request: 3 scanned pages, not 4
+    h.tg.user_document(chat, blank_pdf(5), "scan.pdf", "application/pdf")
+    text = (await refused(h, chat)).text or ""
+    assert "«scan.pdf» — скан без текстового слоя" in text
+    assert "5 страниц в её контекст не помещаются (поместится около 3)" in text
+    assert "как фото" in text and "/model" in text
+    h.tg.user_document(chat, blank_pdf(2), "short.pdf", "application/pdf")
+    parts = user_parts(await answered(h, chat))
+    assert [part["type"] for part in parts] == ["text", "file"]
+
+
+@e2e
+async def test_a_file_from_someone_out_of_requests_is_not_downloaded(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await choose_model(h, chat, "test/small")
+    await use_up_quota(h, chat)
+    downloads = len(h.tg.calls_of("getFile"))
+    requests = h.llm.request_count
+    whole = "\n".join(f"Строка {i}: немного текста для проверки." for i in range(2000))
+    h.tg.user_document(chat, whole.encode(), "long.txt", "text/plain")
+    reply = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+    assert "Маленькая модель" in (reply.text or "") and "✂️" not in (reply.text or "")
+    assert len(h.tg.sent_messages(chat)) == 1
+    assert len(h.tg.calls_of("getFile")) == downloads
+    assert h.llm.request_count == requests
+
+
+@e2e
+async def test_an_image_file_over_the_image_limit_is_refused_before_downloading(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    downloads = len(h.tg.calls_of("getFile"))
+    h.tg.user_document(chat, make_png(), "photo.png", "image/png", file_size=15 * 1024 * 1024)
+    text = (await refused(h, chat)).text or ""
+    assert "Картинка слишком большая (15 МБ): можно не больше 10 МБ" in text
+    assert len(h.tg.calls_of("getFile")) == downloads
+
+
+@e2e
+async def test_an_album_of_photos_and_a_video_answers_the_photos(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_photo(chat, JPEG, caption="Сравни", media_group_id="mixed-1")
+    # The fake has no sender for a video in an album: its generic message builder makes one.
+    video = {"file_id": "v1", "file_unique_id": "v1", "width": 640, "height": 480, "duration": 3}
+    h.tg._user_message(
+        chat,
+        user_id=None,
+        first_name="Test",
+        chat_type="private",
+        kind="video",
+        media={"video": video},
+        media_group_id="mixed-1",
+    )
+    request = await answered(h, chat)
+    assert len(request.image_urls) == 1 and request.last_user_text == "Сравни"
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice.startswith("🎬 Видео из альбома я пропустил") and "Отвечаю на остальное" in notice
+    assert await used_today(h, chat) == 1
+
+
+def test_documents_are_capped_whatever_the_context() -> None:
+    huge = max(load_catalog(None).models, key=lambda model: model.context_length)
+    assert huge.context_length >= 1_000_000
+    assert max_document_chars(huge, None, documents=1, images=0) == MAX_DOCUMENTS_CHARS
+    assert max_document_chars(huge, None, documents=4, images=0) == MAX_DOCUMENTS_CHARS // 4
+
+
+def test_numeric_text_is_cut_to_what_its_tokens_allow() -> None:
+    rows = "".join(f"2024-01-{n % 28 + 1:02};{n * 17.31:.2f};{n * 3}\n" for n in range(3000))
+    prose = "Выручка выросла, а расходы не изменились. " * 1500
+    tokens = 10_000
+    numeric = fit_tokens(ExtractedDocument(filename="a.csv", kind="csv", text=rows[: tokens * CHARS_PER_TOKEN]), tokens)
+    assert numeric.truncated and estimate_text(numeric.text) <= tokens
+    assert len(numeric.text) < tokens * CHARS_PER_TOKEN * 2 // 3
+    # Prose keeps nearly all of what was read for it: its commas and full stops are few.
+    text = prose[: tokens * CHARS_PER_TOKEN]
+    kept = fit_tokens(ExtractedDocument(filename="a.txt", kind="text", text=text), tokens)
+    assert len(kept.text) > len(text) * 0.9
+    words = ExtractedDocument(filename="a.txt", kind="text", text="слово " * (tokens * CHARS_PER_TOKEN // 6 - 1))
+    assert fit_tokens(words, tokens) is words
+
+
+def document_message(name: str, mime: str, size: int) -> Message:
+    return message(
+        document={"file_id": "d", "file_unique_id": "d", "file_name": name, "mime_type": mime, "file_size": size}
+    )
+
+
+def test_image_files_are_checked_as_images_before_any_download() -> None:
+    catalog = load_catalog(None)
+    big = document_message("photo.png", "image/png", 15 << 20)
+    with pytest.raises(FileTooLarge) as caught:
+        AttachmentRequest([big], catalog.default, None, catalog)
+    assert caught.value.limit == MAX_IMAGE_BYTES
+    # By the name when the type says nothing.
+    with pytest.raises(FileTooLarge):
+        AttachmentRequest(
+            [document_message("photo.jpg", "application/octet-stream", 15 << 20)], catalog.default, None, catalog
+        )
+    blind = next(m for m in catalog.models if not m.vision)
+    with pytest.raises(VisionUnsupported):
+        AttachmentRequest([document_message("chart.png", "image/png", 1000)], blind, None, catalog)
+    AttachmentRequest([document_message("notes.txt", "text/plain", 15 << 20)], catalog.default, None, catalog)
+
+
+VIDEO = {"video": {"file_id": "v", "file_unique_id": "v", "width": 1, "height": 1, "duration": 1}}
+PHOTO = {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}]}
+
+
+def test_an_album_leaves_out_what_the_bot_cannot_read() -> None:
+    catalog = load_catalog(None)
+    album = [message(media_group_id="g", caption="Сравни", **PHOTO), message(media_group_id="g", **VIDEO)]
+    request = AttachmentRequest(album, catalog.default, None, catalog)
+    assert [a.file_id for a in request.attachments] == ["p"]
+    assert [exc.kind for exc in request.skipped] == ["video"]
+    assert request.question == "Сравни"
+    with pytest.raises(UnsupportedFile) as caught:
+        AttachmentRequest([message(media_group_id="g", **VIDEO)] * 2, catalog.default, None, catalog)
+    assert caught.value.kind == "video"
+
+
+def test_file_messages_say_what_happened() -> None:
+    scan = files_texts.file_error(FileTooLarge(300_433, 278_784))
+    assert "293 КБ" in scan and "272 КБ" in scan
+    assert "1,04 МБ" in files_texts.file_error(FileTooLarge(int(1.04 * 1024 * 1024), 1024 * 1024))
+    assert files_texts.size_and_limit(1025, 1024) == ("1\u00a0025 байт", "1\u00a0024 байт")
+    long_scan = files_texts.file_error(ScanTooLong("<b>.pdf", 21, 0))
+    assert "«&lt;b&gt;.pdf»" in long_scan and "21 страница в её контекст не помещается." in long_scan
+    complex_file = files_texts.file_error(FileTooComplex("bomb.pdf"))
+    assert "«bomb.pdf» слишком сложный" in complex_file
+    assert files_texts.skipped_parts(["video", "video", "audio"]).count("пропустил") == 2

@@ -1,8 +1,9 @@
 """Photos, documents and albums go to the chosen model; the caption is the question.
 
 An album arrives here once, with all its messages in ``album`` (see ``pomogator.bot.middlewares.gather``).
-Refusals (a file too big, of a kind the bot does not read, a photo for a model that cannot see) are raised as
-domain errors before anything is downloaded or counted, and become messages in the error middleware.
+Refusals (a file too big, of a kind the bot does not read, a photo for a model that cannot see, no requests left
+today) are raised as domain errors before anything is downloaded or counted, and become messages in the error
+middleware.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from aiogram.types import Message
 from pomogator.bot import files_texts
 from pomogator.bot.answer import Answerer
 from pomogator.bot.attachments import AttachmentRequest
+from pomogator.errors import QuotaExceeded
 from pomogator.llm.catalog import Catalog
+from pomogator.services.chat import ChatService
+from pomogator.services.quota import QuotaService
 from pomogator.services.users import Account
 
 router = Router(name="files")
@@ -27,11 +31,24 @@ async def on_files(
     account: Account,
     answerer: Answerer,
     catalog: Catalog,
+    chat: ChatService,
     album: list[Message] | None = None,
 ) -> None:
     request = AttachmentRequest(album or [message], account.model, account.role, catalog)
+    await ensure_quota_left(chat.quota, account)
     await bot.send_chat_action(message.chat.id, ChatAction.TYPING)
     prepared = await request.read(bot)
+    if prepared.skipped:
+        await message.answer(files_texts.skipped_parts(prepared.skipped))
     for document in prepared.cut:
         await message.answer(files_texts.document_cut(document))
     await answerer.reply(bot, message.chat, account, prepared.content)
+
+
+async def ensure_quota_left(quota: QuotaService, account: Account) -> None:
+    """Raise QuotaExceeded (or PremiumRequired) when no request is left today, before the files are downloaded and
+    read. Only a read: the request is taken when the answer starts, as for text."""
+    _, limit = quota.reservation_terms(account.model, account.premium)
+    used = (await quota.used_today(account.telegram_id)).get(account.model.id, 0)
+    if used >= limit:
+        raise QuotaExceeded(account.model.id, limit, quota.resets_at())

@@ -3,13 +3,39 @@
 Pure Python, no Telegram: the bot downloads the bytes and passes them here.
 """
 
-from .detect import MAX_DOWNLOAD_BYTES, FileKind, check_size, detect_kind, sniff_image
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .detect import MAX_DOWNLOAD_BYTES, FileKind, check_size, detect_kind, sniff_image, sniff_signature
 from .document import DocumentKind, ExtractedDocument, cut_to_fit
 from .docx import MAX_UNCOMPRESSED_BYTES, check_zip_bounds
-from .extract import extract_document
-from .images import MAX_IMAGE_BYTES, image_part
+from .extract import declared_kind, extract_document
 from .pdf import pdf_file_part
 from .prompt import DEFAULT_QUESTION, document_content, document_prompt, truncation_note
+
+if TYPE_CHECKING:
+    from .images import MAX_IMAGE_BYTES, check_images_total, image_part
+    from .isolated import ReadLimits, read_document
+
+# Loaded on first use: the child process that reads a document (``isolated``) starts by importing this package, and
+# needs neither images.py (Pillow, loguru) nor isolated.py (asyncio) — about 40 ms of its start-up.
+_LAZY = {
+    "MAX_IMAGE_BYTES": "images",
+    "check_images_total": "images",
+    "image_part": "images",
+    "ReadLimits": "isolated",
+    "read_document": "isolated",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
 
 __all__ = [
     "DEFAULT_QUESTION",
@@ -19,15 +45,20 @@ __all__ = [
     "DocumentKind",
     "ExtractedDocument",
     "FileKind",
+    "ReadLimits",
+    "check_images_total",
     "check_size",
     "check_zip_bounds",
     "cut_to_fit",
+    "declared_kind",
     "detect_kind",
     "document_content",
     "document_prompt",
     "extract_document",
     "image_part",
     "pdf_file_part",
+    "read_document",
     "sniff_image",
+    "sniff_signature",
     "truncation_note",
 ]

@@ -229,7 +229,7 @@ def _zip_kind(data: bytes, by_name: FileKind | None) -> FileKind:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         return "docx" if by_name == "docx" else "archive"
     if "word/document.xml" in names:
-        # Macro-enabled documents and templates share the layout but python-docx refuses them.
+        # Macro-enabled documents and templates (.docm, .dotx) share the layout: named so, they keep their kind.
         return "other-document" if by_name == "other-document" else "docx"
     if "xl/workbook.xml" in names:
         return "spreadsheet"

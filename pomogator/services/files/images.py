@@ -1,16 +1,53 @@
-"""Photos and image files: check the bytes really are an image a model can see, then encode them."""
+"""Photos and image files: check the bytes really are an image a model can see, shrink big ones, then encode them."""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+import io
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from pomogator.errors import CorruptFile, UnsupportedFile
+from loguru import logger
 
-from .detect import IMAGE_MIME_TYPES, check_size, sniff_image, sniff_signature
+from pomogator.errors import CorruptFile, ImagesTooLarge, ImageTooLarge, UnsupportedFile
+
+from .detect import IMAGE_MIME_TYPES, ImageFormat, check_size, sniff_image, sniff_signature
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 """Larger images are refused: providers reject them or bill them heavily."""
+
+MAX_SIDE = 2048
+"""The longest side sent: providers scale images down to about this before the model sees (and bills) them."""
+
+SHRINK_OVER_BYTES = 1024 * 1024
+"""An image no longer than ``MAX_SIDE`` and no bigger than this goes as it came, byte for byte."""
+
+MIN_DRAFT_SIDE = 1536
+"""A big JPEG is decoded at a reduced scale while its longest side stays at least this long (see ``_shrink``)."""
+
+JPEG_QUALITY = 85
+
+MAX_PNG_BYTES = 1024 * 1024
+"""A shrunk image with transparency, or a scaled-down PNG or GIF (a screenshot, a chart: sharp edges, few colours),
+stays PNG up to this size; a bigger one goes as JPEG, put on white if it has transparency."""
+
+MAX_DECODED_PIXELS = 30_000_000
+"""The most pixels one image is decoded to (about 120 MB as RGBA); more is refused. A big JPEG is decoded at 1/2, 1/4
+or 1/8 of its size (``MIN_DRAFT_SIDE``), so for a JPEG it is Pillow's own limit on the header that counts
+(``PIL.Image.MAX_IMAGE_PIXELS``, about 89 MP)."""
+
+DECODE_SLOTS = 2
+"""How many images are decoded at the same time in the whole process: each may take ``MAX_DECODED_PIXELS``."""
+
+MAX_REQUEST_IMAGE_BYTES = 20 * 1024 * 1024
+"""The images of one request together, after shrinking: the request body and every stored copy stay bounded."""
+
+_PIL_FORMATS: dict[ImageFormat, str] = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}
+_decoding = threading.BoundedSemaphore(DECODE_SLOTS)
 
 
 def image_part(
@@ -24,7 +61,10 @@ def image_part(
 
     The format is taken from the bytes (JPEG, PNG, GIF or WEBP), not from ``mime_type``. Another image format
     (HEIC, BMP, TIFF...) or a file of another kind raises ``UnsupportedFile``; bytes that claim to be a
-    supported image (by ``mime_type`` or ``filename``) but are not one raise ``CorruptFile``.
+    supported image (by ``mime_type`` or ``filename``) but are not one raise ``CorruptFile``. An image with more
+    pixels than can be decoded safely (a decompression bomb) raises ``ImageTooLarge``.
+
+    A big image is shrunk (see ``shrink_image``): this is CPU-bound, so call it in a worker thread.
     """
     check_size(len(data), max_bytes)
     image_format = sniff_image(data)
@@ -33,11 +73,123 @@ def image_part(
         if other is None and _claims_image(mime_type, filename):
             raise CorruptFile(filename)
         raise UnsupportedFile(filename, other or "unknown")
+    data, image_format = shrink_image(data, image_format, filename)
     encoded = base64.b64encode(data).decode("ascii")
     return {
         "type": "image_url",
         "image_url": {"url": f"data:{IMAGE_MIME_TYPES[image_format]};base64,{encoded}"},
     }
+
+
+def shrink_image(data: bytes, image_format: ImageFormat, filename: str = "image") -> tuple[bytes, ImageFormat]:
+    """The image as it goes to the model: no longer than ``MAX_SIDE`` on its longest side, re-encoded as JPEG
+    (quality ``JPEG_QUALITY``; PNG while it has transparency and stays under ``MAX_PNG_BYTES``) when it is longer
+    than that or over ``SHRINK_OVER_BYTES``. Other images come back unchanged, byte for byte, as do images Pillow
+    cannot read (the provider judges them, as it did before). The EXIF orientation is applied and the rest of the
+    metadata (GPS included) dropped. Raises ``ImageTooLarge`` for a decompression bomb.
+    """
+    # Imported on first use: a process that never sees an image does not pay Pillow's ~3-4 MiB.
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data), formats=[_PIL_FORMATS[image_format]]) as image:
+            width, height = image.size
+            if Image.MAX_IMAGE_PIXELS is not None and width * height > Image.MAX_IMAGE_PIXELS:
+                # Pillow only warns up to twice its limit; such an image is refused all the same.
+                raise ImageTooLarge(filename, Image.MAX_IMAGE_PIXELS, (width, height))
+            if max(width, height) <= MAX_SIDE and len(data) <= SHRINK_OVER_BYTES:
+                return data, image_format
+            with _decoding:
+                shrunk, shrunk_format = _shrink(image, filename)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # The warning is raised where warnings are errors (as in the tests); either way the size is only in the text.
+        raise ImageTooLarge(filename, Image.MAX_IMAGE_PIXELS or 0) from exc
+    except ImageTooLarge:
+        raise
+    except Exception as exc:  # Pillow raises many kinds of errors on damaged or unusual input
+        logger.warning("Image {!r} ({} bytes) goes unchanged: Pillow cannot read it: {!r}", filename, len(data), exc)
+        return data, image_format
+    if max(width, height) <= MAX_SIDE and shrunk_format == image_format and len(shrunk) >= len(data):
+        # Re-encoding saved nothing.
+        return data, image_format
+    return shrunk, shrunk_format
+
+
+def _shrink(image: Image.Image, filename: str) -> tuple[bytes, ImageFormat]:
+    from PIL import ImageOps
+
+    width, height = image.size
+    source = image.format
+    if source == "JPEG" and max(width, height) > MIN_DRAFT_SIDE:
+        # libjpeg decodes at 1/2, 1/4 or 1/8 of the size in a fraction of the time and memory (a 50 MP photo takes
+        # ~20 MB, not 150); down to MIN_DRAFT_SIDE, which providers scale to anyway.
+        scale = MIN_DRAFT_SIDE / max(width, height)
+        image.draft(None, (max(1, round(width * scale)), max(1, round(height * scale))))
+    decoded_width, decoded_height = image.size
+    if decoded_width * decoded_height > MAX_DECODED_PIXELS:
+        raise ImageTooLarge(filename, MAX_DECODED_PIXELS, (width, height))
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        # Palette (GIF, some PNGs), 16-bit, CMYK...: resampled smoothly, and encoded below, only in these modes.
+        image = image.convert("RGBA" if _has_alpha(image) else "RGB")
+    image.thumbnail((MAX_SIDE, MAX_SIDE))
+    # A big screenshot or chart scaled down often stays smaller, and sharper, as PNG.
+    scaled_graphics = source in ("PNG", "GIF") and max(width, height) > MAX_SIDE
+    return _encode(ImageOps.exif_transpose(image), try_png=scaled_graphics)
+
+
+def _encode(image: Image.Image, *, try_png: bool) -> tuple[bytes, ImageFormat]:
+    """PNG when the image (RGB, RGBA, L or LA) has transparency or ``try_png``, and the PNG stays under
+    ``MAX_PNG_BYTES``; else JPEG."""
+    from PIL import Image
+
+    transparent = False
+    if image.mode in ("RGBA", "LA"):
+        alpha_min, _ = image.getchannel("A").getextrema()
+        transparent = isinstance(alpha_min, int | float) and alpha_min < 255
+        if not transparent:
+            image = image.convert("L" if image.mode == "LA" else "RGB")
+    if transparent or try_png:
+        png = _save(image, "PNG")
+        if len(png) <= MAX_PNG_BYTES:
+            return png, "png"
+    if transparent:
+        flat = Image.new("RGB", image.size, (255, 255, 255))
+        flat.paste(image, mask=image.getchannel("A"))
+        image = flat
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    return _save(image, "JPEG", quality=JPEG_QUALITY), "jpeg"
+
+
+def _has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info)
+
+
+def _save(image: Image.Image, pil_format: str, **options: Any) -> bytes:
+    out = io.BytesIO()
+    image.save(out, pil_format, **options)
+    return out.getvalue()
+
+
+def image_data_bytes(parts: Iterable[dict[str, Any]]) -> int:
+    """How many bytes the images of ``parts`` (``image_url`` parts with data URLs) carry, decoded."""
+    total = 0
+    for part in parts:
+        if part.get("type") != "image_url":
+            continue
+        url = str(part.get("image_url", {}).get("url", ""))
+        if url.startswith("data:"):
+            payload = url.partition(",")[2]
+            total += len(payload) * 3 // 4 - payload[-2:].count("=")
+    return total
+
+
+def check_images_total(parts: Iterable[dict[str, Any]], limit: int = MAX_REQUEST_IMAGE_BYTES) -> None:
+    """Raise ``ImagesTooLarge`` when the images of one request carry more than ``limit`` bytes together."""
+    images = [part for part in parts if part.get("type") == "image_url"]
+    total = image_data_bytes(images)
+    if total > limit:
+        raise ImagesTooLarge(total, limit, len(images))
 
 
 def _claims_image(mime_type: str | None, filename: str) -> bool:

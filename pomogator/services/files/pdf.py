@@ -1,12 +1,19 @@
-"""PDF: read the text layer page by page, only as far as the model's context can hold."""
+"""PDF: read the text layer page by page, only as far as the model's context, a page cap and a time budget allow.
+
+A small crafted PDF can make pypdf work for seconds on every page (many pages sharing one enormous content
+stream) or hold gigabytes of decoded streams. The caps below keep an ordinary reading short; the hard limits
+(wall clock, memory, CPU) come from the child process the bot reads documents in (``isolated.py``).
+"""
 
 from __future__ import annotations
 
 import base64
 import io
+import time
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from pomogator.errors import CorruptFile, EncryptedFile, FileError
+from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooComplex
 
 from .document import ExtractedDocument, cut_to_fit
 
@@ -16,13 +23,46 @@ if TYPE_CHECKING:
 MAX_BLANK_PAGES = 50
 """A PDF whose first pages carry no text at all is taken for a scan without reading the rest."""
 
+MAX_PAGES = 500
+"""Pages read at most. A document long enough to fill a context is cut by ``max_chars`` well before this; the cap
+stops files of nearly empty pages (or of pages that only fail) from being read to the end."""
+
+MAX_UNREADABLE_PAGES = 10
+"""Reading stops once this many pages could not be parsed and they outnumber the pages that could."""
+
+TIME_BUDGET_S = 30.0
+"""Reading stops between pages after this long and the model gets the pages read so far. Half the reader process's
+wall-clock limit (``isolated.READ_TIMEOUT_S``): the page being read when the budget runs out must still finish."""
+
+DECODED_STREAM_LIMIT = 20 * 1024 * 1024
+"""pypdf decodes a stream to at most this many bytes (its default, 75 MB, is kept in memory for every page that
+shares or repeats such a stream). A text page's content stream is kilobytes; the pages over it are reported as
+unreadable."""
+
+PARSING_WORK_LIMIT = 500_000
+"""pypdf's budget of tokens per content stream (its default is 2 million, about 10 s of work per page). A page of
+dense text has a few thousand; only huge vector drawings come near it."""
+
 PAGE_SEPARATOR = "\n\n"
+UNREADABLE_PAGE = "[this page could not be read]"
+
+
+def _limits() -> AbstractContextManager[Any]:
+    # Imported on first use: few messages carry a PDF, and pypdf costs ~7 MiB of memory and ~0.1 s to import.
+    from pypdf import apply_configuration
+
+    # A context variable: the limits hold for this reading only, whatever thread it runs in.
+    return apply_configuration(
+        zlib_maximum_output_length=DECODED_STREAM_LIMIT,
+        lzw_maximum_output_length=DECODED_STREAM_LIMIT,
+        run_length_maximum_output_length=DECODED_STREAM_LIMIT,
+        brotli_maximum_output_length=DECODED_STREAM_LIMIT,
+        array_based_stream_maximum_output_length=DECODED_STREAM_LIMIT,
+        stream_parsing_work_maximum_count=PARSING_WORK_LIMIT,
+    )
 
 
 def _open(data: bytes, filename: str) -> PdfReader:
-    if b"%PDF-" not in data[:1024]:
-        raise CorruptFile(filename)
-    # Imported on first use: few messages carry a PDF, and pypdf costs the bot ~7 MiB of memory from the start.
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, FileNotDecryptedError
 
@@ -33,7 +73,7 @@ def _open(data: bytes, filename: str) -> PdfReader:
         if reader.is_encrypted and not reader.decrypt(""):
             raise EncryptedFile(filename)
         _ = len(reader.pages)
-    except FileError:
+    except (FileError, MemoryError):
         raise
     except (DependencyError, FileNotDecryptedError) as exc:
         # AES needs an optional crypto library; without it an encrypted file cannot be read at all.
@@ -43,35 +83,59 @@ def _open(data: bytes, filename: str) -> PdfReader:
     return reader
 
 
-def extract_pdf(data: bytes, filename: str, max_chars: int) -> ExtractedDocument:
+def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: float = TIME_BUDGET_S) -> ExtractedDocument:
     """Read the text of a PDF, stopping at the first page that takes the text over ``max_chars``.
 
     Pages are marked ``--- page N ---`` when the file has more than one. A page that cannot be parsed is
     marked as unreadable and skipped. A PDF without any text becomes ``needs_file_part=True`` with empty text.
+    Reading also stops after ``MAX_PAGES`` pages, after ``MAX_UNREADABLE_PAGES`` failed ones, and between pages
+    once ``time_budget`` seconds have passed: what was read goes on, cut. Raises ``FileTooComplex`` when the
+    time ran out, or pages hit pypdf's limits, before any text was found; ``EncryptedFile`` and ``CorruptFile``.
     """
     if max_chars <= 0:
         raise ValueError("max_chars must be positive")
-    reader = _open(data, filename)
-    total = len(reader.pages)
-    parts: list[str] = []
-    length = 0
-    pages_read = 0
-    seen_text = False
-    for number in range(total):
-        if not seen_text and number >= MAX_BLANK_PAGES:
-            break
-        try:
-            page_text = reader.pages[number].extract_text() or ""
-        except Exception:  # one broken page should not cost the rest of the document
-            page_text = "[this page could not be read]"
-        else:
-            seen_text = seen_text or bool(page_text.strip())
-        pages_read += 1
-        chunk = (f"--- page {number + 1} ---\n" if total > 1 else "") + page_text.strip()
-        parts.append(chunk)
-        length += len(chunk) + len(PAGE_SEPARATOR)
-        if length > max_chars:
-            break
+    if b"%PDF-" not in data[:1024]:
+        raise CorruptFile(filename)
+    from pypdf.errors import LimitReachedError
+
+    deadline = time.monotonic() + time_budget
+    with _limits():
+        reader = _open(data, filename)
+        total = len(reader.pages)
+        parts: list[str] = []
+        length = 0
+        pages_read = 0
+        unreadable = 0
+        over_limits = False
+        seen_text = False
+        for number in range(min(total, MAX_PAGES)):
+            if not seen_text and number >= MAX_BLANK_PAGES:
+                break
+            if unreadable >= MAX_UNREADABLE_PAGES and unreadable * 2 > pages_read:
+                break
+            if number and time.monotonic() >= deadline:
+                if not seen_text:
+                    raise FileTooComplex(filename)
+                break
+            try:
+                page_text = reader.pages[number].extract_text() or ""
+            except MemoryError:
+                raise
+            except Exception as exc:  # one broken page should not cost the rest of the document
+                page_text = UNREADABLE_PAGE
+                unreadable += 1
+                over_limits = over_limits or isinstance(exc, LimitReachedError)
+            else:
+                seen_text = seen_text or bool(page_text.strip())
+            pages_read += 1
+            chunk = (f"--- page {number + 1} ---\n" if total > 1 else "") + page_text.strip()
+            parts.append(chunk)
+            length += len(chunk) + len(PAGE_SEPARATOR)
+            if length > max_chars:
+                break
+    if not seen_text and over_limits:
+        # Not a scan: pages that hit the limits above would only make the model's provider do the same work.
+        raise FileTooComplex(filename)
     if not seen_text:
         return ExtractedDocument(
             filename=filename,
