@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
+
+from loguru import logger
 
 from pomogator.errors import LLMBadRequest, LLMModerated, LLMUnavailable, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
@@ -23,6 +25,8 @@ from pomogator.services.conversations import (
     decode_content,
     encode_content,
 )
+from pomogator.services.files.images import check_images_total
+from pomogator.services.files.prompt import safe_filename
 from pomogator.services.opening import MessageOpener
 from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
 from pomogator.services.users import Account, Person
@@ -31,6 +35,12 @@ from pomogator.store.tables import LLMRequest
 from pomogator.timeutil import utcnow
 
 IMAGE_PLACEHOLDER = "[an image the current model cannot see]"
+
+MEDIA_TURNS_KEPT = 4
+"""How many of the latest turns with images or files (scanned PDFs), the new message included, go to the model with
+them. Older ones go with placeholders (and are stored so): a long chat does not upload every picture ever sent."""
+OLD_IMAGE_PLACEHOLDER = "[an image sent earlier; it is no longer attached]"
+OLD_FILE_PLACEHOLDER = "[the file {name} sent earlier; it is no longer attached]"
 
 # An answer's two turns and its usage row are stored together or not at all. PostgreSQL does it in one statement (a
 # data-modifying CTE is atomic by itself: one round trip instead of BEGIN, two INSERTs and COMMIT); SQLite has no
@@ -61,7 +71,7 @@ RESERVE_AND_READ_SQL = (
     + RESERVE_SQL
     + "), context AS (SELECT id, role, content, tokens, model FROM dialog_messages WHERE telegram_id = {} "
     + f"ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
-    + "SELECT reserved.used, context.role, context.content, context.tokens, context.model "
+    + "SELECT reserved.used, context.id, context.role, context.content, context.tokens, context.model "
     + "FROM reserved LEFT JOIN context ON TRUE ORDER BY context.id DESC"
 )
 
@@ -135,8 +145,49 @@ def without_images(content: Content) -> Content:
     ]
 
 
+def has_media(content: Content) -> bool:
+    """Whether ``content`` carries images or files (the parts that cost megabytes to send again)."""
+    return isinstance(content, list) and any(p.get("type") in ("image_url", "file") for p in content)
+
+
+def without_media(content: Content) -> Content:
+    """``content`` with each image and file replaced by a short note saying it was sent earlier."""
+    if isinstance(content, str) or not has_media(content):
+        return content
+    return [_media_placeholder(part) for part in content]
+
+
+def _media_placeholder(part: dict[str, Any]) -> dict[str, Any]:
+    if part.get("type") == "image_url":
+        return {"type": "text", "text": OLD_IMAGE_PLACEHOLDER}
+    if part.get("type") == "file":
+        name = str(part.get("file", {}).get("filename") or "file")
+        return {"type": "text", "text": OLD_FILE_PLACEHOLDER.format(name=safe_filename(name))}
+    return part
+
+
+def with_recent_media(history: list[Turn], content: Content, keep: int = MEDIA_TURNS_KEPT) -> list[Turn]:
+    """``history`` in which only the latest ``keep`` turns with images or files keep them, the new message
+    (``content``) counted first; older ones get placeholders and the token estimate of what is left. Turns that
+    do not change are the same objects."""
+    left = keep - (1 if has_media(content) else 0)
+    kept: list[Turn] = []
+    for turn in reversed(history):
+        if has_media(turn.content):
+            if left > 0:
+                left -= 1
+            else:
+                stripped = without_media(turn.content)
+                turn = replace(turn, content=stripped, tokens=estimate_content(stripped))
+        kept.append(turn)
+    kept.reverse()
+    return kept
+
+
 def build_messages(dialog: Dialog, history: list[Turn], content: Content) -> list[Message]:
-    """System role + as much recent context as fits + the new message; raises LLMBadRequest if that cannot fit."""
+    """System role + as much recent context as fits + the new message; raises LLMBadRequest if that cannot fit.
+    Only the latest turns with images or files send them again (``with_recent_media``)."""
+    history = with_recent_media(history, content)
     model = dialog.model
     budget = model.context_length - model.max_output_tokens
     head: list[Message] = []
@@ -193,16 +244,18 @@ class ChatService:
     ) -> AsyncGenerator[str, None]:
         """Yield the answer's text pieces as they arrive.
 
-        Raises VisionUnsupported, QuotaExceeded (before any LLM call) and LLMError subclasses, an empty or blank
-        answer included (the reserved request is refunded). Setting ``stop`` ends the stream early: what was
-        generated is kept, stored and counted as one request (nothing but whitespace is given back). Both turns are
-        stored only when the answer completes or is stopped, and only while the person exists and has not cleared
-        the context since the request started.
+        Raises VisionUnsupported and ImagesTooLarge (before anything is taken), QuotaExceeded (before any LLM call)
+        and LLMError subclasses, an empty or blank answer included (the reserved request is refunded). Setting
+        ``stop`` ends the stream early: what was generated is kept, stored and counted as one request (nothing but
+        whitespace is given back). Both turns are stored only when the answer completes or is stopped, and only
+        while the person exists and has not cleared the context since the request started.
         """
         reply = reply if reply is not None else Reply()
         model = dialog.model
         if has_images(content) and not model.vision:
             raise VisionUnsupported(model.id, [m.id for m in self.catalog.vision_models()])
+        if isinstance(content, list):
+            check_images_total(content)
         started = utcnow()
         history: list[Turn] | None = None
         if dialog.charge_quota and dialog.telegram_id is not None:
@@ -262,7 +315,8 @@ class ChatService:
         try:
             if history is None:
                 history = await dialog.conversation.history()
-            messages = build_messages(dialog, history, content)
+            recent = with_recent_media(history, content)
+            messages = build_messages(dialog, recent, content)
             finished = False
             async for event in _until_stopped(self.llm.stream(model.id, messages, model.max_output_tokens), stop):
                 if isinstance(event, Delta):
@@ -291,12 +345,27 @@ class ChatService:
             return
         await self._store(dialog, content, reply, started)
         reply.charged = reply.reservation is not None
+        if isinstance(dialog.conversation, StoredConversation):
+            await self._forget_old_media(dialog.conversation, history, recent)
+
+    async def _forget_old_media(
+        self, conversation: StoredConversation, history: list[Turn], recent: list[Turn]
+    ) -> None:
+        """Store the turns whose images and files are no longer sent (``with_recent_media``) without them: every
+        later request reads and decodes the stored context. Only an optimisation: the answer is already kept."""
+        stale = [new for old, new in zip(history, recent, strict=True) if new is not old]
+        if not stale:
+            return
+        try:
+            await conversation.rewrite(stale)
+        except Exception:
+            logger.opt(exception=True).warning("Could not drop old images from the stored context")
 
     async def reserve_and_read(self, telegram_id: int, model: Model, premium: bool) -> tuple[Reservation, list[Turn]]:
         """PostgreSQL: take the request from the quota and read the context in one round trip."""
         reservation, rows = await self.quota.reserve_by(RESERVE_AND_READ_SQL, telegram_id, model, premium, telegram_id)
         history = [
-            Turn(row["role"], decode_content(row["content"]), row["tokens"], row["model"])
+            Turn(row["role"], decode_content(row["content"]), row["tokens"], row["model"], row["id"])
             for row in reversed(rows)
             if row["role"] is not None
         ]

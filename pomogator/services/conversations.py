@@ -21,10 +21,13 @@ HISTORY_LIMIT = 200
 
 @dataclass(frozen=True, slots=True)
 class Turn:
+    """One message of the context; ``id`` is its row's when it was read from the database."""
+
     role: str
     content: Content
     tokens: int
     model: str | None = None
+    id: int | None = None
 
 
 def encode_content(content: Content) -> str:
@@ -53,14 +56,14 @@ class StoredConversation:
     async def history(self) -> list[Turn]:
         rows = (
             await DialogMessage.select(
-                DialogMessage.role, DialogMessage.content, DialogMessage.tokens, DialogMessage.model
+                DialogMessage.id, DialogMessage.role, DialogMessage.content, DialogMessage.tokens, DialogMessage.model
             )
             .where(DialogMessage.telegram_id == self.telegram_id)
             .order_by(DialogMessage.id, ascending=False)
             .limit(HISTORY_LIMIT)
             .output(load_json=True)
         )
-        return [Turn(r["role"], r["content"], r["tokens"], r["model"]) for r in reversed(rows)]
+        return [Turn(r["role"], r["content"], r["tokens"], r["model"], r["id"]) for r in reversed(rows)]
 
     async def append(self, turns: list[Turn]) -> None:
         now = utcnow()
@@ -77,6 +80,16 @@ class StoredConversation:
                 for t in turns
             )
         )
+
+    async def rewrite(self, turns: list[Turn]) -> None:
+        """Store the content and tokens of ``turns`` (read from here, with their ``id``) in place of their rows':
+        old turns lose their images this way. A row deleted meanwhile stays deleted."""
+        for turn in turns:
+            if turn.id is None:
+                continue
+            await DialogMessage.update(
+                {DialogMessage.content: encode_content(turn.content), DialogMessage.tokens: turn.tokens}
+            ).where((DialogMessage.id == turn.id) & (DialogMessage.telegram_id == self.telegram_id))
 
     async def clear(self) -> int:
         """Forget the context; returns how many turns were forgotten. An answer whose request started before this

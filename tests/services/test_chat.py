@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import sqlite3
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -17,6 +18,7 @@ import pytest
 
 from pomogator.container import Services, build_services
 from pomogator.errors import (
+    ImagesTooLarge,
     LLMAccountProblem,
     LLMBadRequest,
     LLMError,
@@ -28,8 +30,19 @@ from pomogator.errors import (
     QuotaExceeded,
     VisionUnsupported,
 )
-from pomogator.services.chat import IMAGE_PLACEHOLDER, Dialog, Reply, SenderUndecided
-from pomogator.services.conversations import Content
+from pomogator.llm.tokens import estimate_content
+from pomogator.services.chat import (
+    IMAGE_PLACEHOLDER,
+    MEDIA_TURNS_KEPT,
+    OLD_FILE_PLACEHOLDER,
+    OLD_IMAGE_PLACEHOLDER,
+    Dialog,
+    Reply,
+    SenderUndecided,
+    with_recent_media,
+)
+from pomogator.services.conversations import Content, StoredConversation, Turn
+from pomogator.services.files.images import MAX_REQUEST_IMAGE_BYTES
 from pomogator.services.users import Person
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, User
 from tests.conftest import make_settings
@@ -851,3 +864,121 @@ async def test_a_message_cancelled_while_sqlite_is_locked_costs_nothing(
             await message
         assert await used(services) == 0
         assert fake_llm.request_count == 0
+
+
+# --- images and files of earlier turns ----------------------------------------------------------------------
+
+
+def image_number(n: int) -> list[dict[str, Any]]:
+    url = f"data:image/png;base64,{base64.b64encode(f'image {n}'.encode()).decode()}"
+    return [{"type": "text", "text": f"look {n}"}, {"type": "image_url", "image_url": {"url": url}}]
+
+
+def urls_of(*numbers: int) -> list[str]:
+    return [image_number(n)[1]["image_url"]["url"] for n in numbers]
+
+
+SCAN: list[dict[str, Any]] = [
+    {"type": "text", "text": '<file name="scan.pdf" attached="true" />\n\nread it'},
+    {"type": "file", "file": {"filename": "scan.pdf", "file_data": "data:application/pdf;base64," + "A" * 30_000}},
+]
+SCAN_FORGOTTEN = [SCAN[0], {"type": "text", "text": OLD_FILE_PLACEHOLDER.format(name="scan.pdf")}]
+
+
+def test_only_the_latest_turns_with_media_keep_them() -> None:
+    history = [Turn("user", SCAN, estimate_content(SCAN))]
+    for n in range(1, 5):
+        history += [Turn("user", image_number(n), 1004), Turn("assistant", f"answer {n}", 3)]
+    recent = with_recent_media(history, "and now?")
+    assert [turn is old for turn, old in zip(recent, history, strict=True)] == [False] + [True] * 8
+    assert recent[0].content == SCAN_FORGOTTEN
+    assert recent[0].tokens == estimate_content(SCAN_FORGOTTEN) < history[0].tokens
+    # A new message with an image takes one of the places.
+    recent = with_recent_media(history, image_number(5))
+    assert [turn.content for turn in recent[:3]] == [
+        SCAN_FORGOTTEN,
+        [{"type": "text", "text": "look 1"}, {"type": "text", "text": OLD_IMAGE_PLACEHOLDER}],
+        "answer 1",
+    ]
+    assert recent[3:] == history[3:]
+    assert with_recent_media(history, "hi", keep=5) == history
+
+
+async def test_old_images_are_not_sent_again_nor_kept(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/eyes")
+    dialog.premium = True  # premium's limit covers every request below
+    for n in range(MEDIA_TURNS_KEPT):
+        await ask(services, dialog, image_number(n))
+    assert fake_llm.requests[-1].image_urls == urls_of(0, 1, 2, 3)
+
+    await ask(services, dialog, image_number(4))
+    request = fake_llm.requests[-1]
+    assert request.image_urls == urls_of(1, 2, 3, 4)
+    assert request.messages[0]["content"] == [
+        {"type": "text", "text": "look 0"},
+        {"type": "text", "text": OLD_IMAGE_PLACEHOLDER},
+    ]
+    # The stored context lost the old image too: later requests do not read it again.
+    turns = await stored()
+    assert turns[0] == ("user", request.messages[0]["content"])
+    assert [content for role, content in turns[2::2]] == [image_number(n) for n in range(1, 5)]
+
+    await ask(services, dialog, "and now?")
+    assert fake_llm.requests[-1].image_urls == urls_of(1, 2, 3, 4)
+    assert len(await stored()) == 12
+
+
+async def test_an_old_scan_is_not_sent_again(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/eyes")
+    dialog.premium = True
+    await ask(services, dialog, SCAN)
+    for n in range(1, MEDIA_TURNS_KEPT):
+        await ask(services, dialog, image_number(n))
+    assert fake_llm.requests[-1].messages[0]["content"] == SCAN
+
+    await ask(services, dialog, image_number(MEDIA_TURNS_KEPT))
+    assert fake_llm.requests[-1].messages[0]["content"] == SCAN_FORGOTTEN
+    row = await DialogMessage.select(DialogMessage.tokens).where(DialogMessage.telegram_id == ANN).first()
+    assert row is not None and row["tokens"] == estimate_content(SCAN_FORGOTTEN)
+
+
+async def test_old_images_in_a_stored_context_are_left_out_of_a_sender_reply(
+    one_trip: Services, fake_llm: FakeLLM
+) -> None:
+    """A context stored before old images were dropped (or by a message that could not drop them yet)."""
+    await one_trip.users.touch(Person(ANN, "Ann"))
+    await one_trip.users.set_model(ANN, "test/eyes")
+    await StoredConversation(ANN).append(
+        [Turn(role, image_number(n) if role == "user" else "ok", 5) for n in range(6) for role in ("user", "assistant")]
+    )
+    await ask_as(one_trip, Person(ANN, "Ann"), "and now?")
+    assert fake_llm.requests[-1].image_urls == urls_of(2, 3, 4, 5)
+
+
+async def test_images_of_one_request_over_the_cap_are_refused(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/eyes")
+    encoded = base64.b64encode(b"x" * (MAX_REQUEST_IMAGE_BYTES // 3 + 1)).decode()
+    image = {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{encoded}"}}
+    with pytest.raises(ImagesTooLarge) as caught:
+        await ask(services, dialog, [{"type": "text", "text": "album"}, image, image, image])
+    assert caught.value.count == 3
+    assert fake_llm.request_count == 0
+    assert await used(services) == 0
+    assert await stored() == []
+
+
+async def test_an_answer_stands_when_old_images_cannot_be_dropped(
+    services: Services, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: StoredConversation, turns: list[Turn]) -> None:
+        raise OSError("the database went away")
+
+    dialog = await dialog_for(services, model_id="test/eyes")
+    dialog.premium = True
+    for n in range(MEDIA_TURNS_KEPT):
+        await ask(services, dialog, image_number(n))
+    monkeypatch.setattr(StoredConversation, "rewrite", broken)
+    assert (await ask(services, dialog, image_number(MEDIA_TURNS_KEPT))).startswith("Echo: look 4")
+    assert fake_llm.requests[-1].image_urls == urls_of(1, 2, 3, 4)
+    assert (await stored())[0] == ("user", image_number(0))
+    assert await used(services) == MEDIA_TURNS_KEPT + 1
