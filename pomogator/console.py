@@ -46,6 +46,8 @@ def main() -> None:
     except KeyboardInterrupt:
         raise SystemExit(130) from None
     except Exception as exc:
+        if servers.terminated_by is not None:
+            raise SystemExit(128 + servers.terminated_by) from None
         report_failure(exc)
         raise SystemExit(1) from None
 

@@ -49,7 +49,15 @@ def freeze_start_up_objects() -> None:
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, oldest)
 
 
+terminated_by: int | None = None
+"""The signal that is stopping this server, once ``_terminate`` ran: the SystemExit it raises may reach the console
+wrapped in another exception (raised inside pydantic-core while aiogram's models build, it comes out as a
+SchemaError), and is still a stop, not a failure."""
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    global terminated_by
+    terminated_by = signum
     signal.signal(signum, signal.SIG_DFL)
     raise SystemExit(128 + signum)
 

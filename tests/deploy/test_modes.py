@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from pomogator import console, servers
 from pomogator.bot.liveness import POLL_STALE_AFTER_S, PollWatch
 from pomogator.heartbeat import STALE_AFTER_S, is_healthy
 from tests.bot.harness import BotHarness
@@ -207,3 +208,26 @@ async def test_a_server_stuck_starting_stops_on_sigterm_and_its_heartbeat_goes_s
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+def test_sigterm_arriving_inside_a_library_that_wraps_its_exit_still_stops_with_143(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The handler's SystemExit raised while pydantic-core builds aiogram's models comes out as a SchemaError: a
+    # stop all the same, not "unexpected failure" with exit 1 and a traceback file.
+    def start_then_terminated() -> None:
+        try:
+            servers._terminate(signal.SIGTERM, None)
+        except SystemExit as exit_:
+            raise RuntimeError("a library's own error around the exit") from exit_
+
+    monkeypatch.setattr(servers, "terminated_by", None)
+    monkeypatch.setitem(console.SERVERS, ("run", "web"), start_then_terminated)
+    monkeypatch.setattr(sys, "argv", ["pomogator", "run", "web"])
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            console.main()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 128 + signal.SIGTERM
