@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,11 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def installed_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project built as a wheel and installed (without dependencies) into a folder of its own."""
+    """The project built as a wheel and installed (without dependencies) into a folder of its own.
+
+    Built from a copy of what the Dockerfile copies: in the checkout, setuptools reuses (and two workers building at
+    once collide in) its ``build/`` folder, whose stale files would reach the wheel."""
+    source = tmp_path_factory.mktemp("source")
+    for name in ("pyproject.toml", "README.md", "constraints.txt"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("pomogator", "piccolo_migrations"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     dist = tmp_path_factory.mktemp("dist")
     target = tmp_path_factory.mktemp("site")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)], check=True)
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(source)], check=True)
     wheels = list(dist.glob("pomogator-*.whl"))
     assert len(wheels) == 1
     subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheels[0])], check=True)
