@@ -4,9 +4,11 @@ operator at an 80-column terminal sees (rich tables, colours), not the tab-separ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pty
+import signal
 import struct
 import termios
 from pathlib import Path
@@ -64,3 +66,57 @@ async def run_in_terminal(
         os.close(controller)
     assert process.returncode is not None
     return Result(process.returncode, screen.decode().replace("\r\n", "\n"), err.decode())
+
+
+class ChatTerminal:
+    """``pomogator chat`` with a pseudo-terminal (``columns`` x ``rows`` when given) as its stdin, stdout, stderr."""
+
+    def __init__(self, process: asyncio.subprocess.Process, master: int) -> None:
+        self.process = process
+        self.master = master
+        self.output = b""
+
+    @classmethod
+    async def start(
+        cls, cwd: Path, env: dict[str, str], *, columns: int | None = None, rows: int | None = None
+    ) -> ChatTerminal:
+        master, slave = pty.openpty()
+        if columns is not None and rows is not None:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        process = await asyncio.create_subprocess_exec(
+            POMOGATOR, "chat", cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave
+        )
+        os.close(slave)
+        os.set_blocking(master, False)
+        return cls(process, master)
+
+    def type(self, text: bytes) -> None:
+        os.write(self.master, text)
+
+    async def wait_for(self, text: bytes, *, count: int = 1, seconds: float = 30.0) -> None:
+        for _ in range(int(seconds * 20)):
+            with contextlib.suppress(BlockingIOError, OSError):
+                self.output += os.read(self.master, 65536)
+            if self.output.count(text) >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{text!r} not shown; the terminal shows {self.output[-500:]!r}")
+
+    async def end(self) -> int:
+        """Ctrl-D at the prompt; returns the exit code."""
+        self.type(b"\x04")
+        return await self._exit_code()
+
+    async def interrupt(self) -> int:
+        """Ctrl-C: SIGINT, as the terminal sends it; returns the exit code (the chat must end within 10 s)."""
+        self.process.send_signal(signal.SIGINT)
+        return await self._exit_code()
+
+    async def _exit_code(self) -> int:
+        try:
+            return await asyncio.wait_for(self.process.wait(), 10)
+        finally:
+            if self.process.returncode is None:
+                self.process.kill()
+                await self.process.wait()
+            os.close(self.master)
