@@ -128,6 +128,9 @@ class Settings(BaseModel):
     # PostgreSQL connections a process may open (on demand; idle ones close after a few minutes). Under load a
     # message waits for a free connection for each of its statements; 20 kept waits short at ~300 messages/s.
     database_pool_size: int = Field(default=20, ge=1)
+    # How long requests wait for a PostgreSQL server that refuses connections (a restart, a failover) before users
+    # are told the database is unavailable.
+    database_reconnect_seconds: float = Field(default=15.0, ge=0)
     bot_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
     telegram_webhook_secret: SecretStr | None = None
@@ -255,11 +258,12 @@ class Settings(BaseModel):
         return parse_networks(self.web_trusted_proxies)
 
     def require(self, *names: str) -> None:
-        """Raise ConfigError naming the first missing setting among ``names``."""
-        for name in names:
-            value = getattr(self, name)
-            if value is None or value == "" or (isinstance(value, SecretStr) and not value.get_secret_value()):
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()} is not set.")
+        """Raise ConfigError naming every missing setting among ``names``, so they are fixed in one go."""
+        missing = [f"{ENV_PREFIX}{name.upper()}" for name in names if _unset(getattr(self, name))]
+        if len(missing) == 1:
+            raise ConfigError(f"{missing[0]} is not set.")
+        if missing:
+            raise ConfigError(f"{', '.join(missing[:-1])} and {missing[-1]} are not set.")
 
     def secret_values(self) -> list[str]:
         """Every secret value configured, for log redaction: the API secrets and the passwords of the database and
@@ -271,6 +275,10 @@ class Settings(BaseModel):
         if pgpassword:
             values += [pgpassword, quote(pgpassword, safe="")]
         return values
+
+
+def _unset(value: object) -> bool:
+    return value is None or value == "" or (isinstance(value, SecretStr) and not value.get_secret_value())
 
 
 def environment_values(env_file: Path | None = ENV_FILE) -> dict[str, str]:

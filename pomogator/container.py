@@ -90,7 +90,11 @@ async def build_services(settings: Settings, *, migrate: bool | None = None) -> 
     database is migrated by ``pomogator db migrate`` alone: one that lacks migrations is a ConfigError here.
     """
     catalog = load_catalog(settings.models_file)
-    database = Database(settings.database_url, pool_max=settings.database_pool_size)
+    database = Database(
+        settings.database_url,
+        pool_max=settings.database_pool_size,
+        reconnect_wait=settings.database_reconnect_seconds,
+    )
     await database.start(migrate=migrate)
     if not migrate and not (database.is_sqlite and migrate is None):
         try:

@@ -66,6 +66,18 @@ class QuotaExceeded(PomogatorError):
         super().__init__(f"Daily limit of {limit} requests for {model_id} is used up.")
 
 
+class DatabaseUnavailable(PomogatorError):
+    """The database could not be reached while serving a request (a restart or failover that outlasted the wait
+    for it, a lost connection). Nothing of the request was kept, unless the caller says otherwise."""
+
+    user_message = "The database is temporarily unavailable. Please try again in a minute."
+
+    def __init__(self, detail: str = "") -> None:
+        # ``detail`` names the driver's failure: for logs only.
+        super().__init__(None)
+        self.detail = detail
+
+
 # --- LLM -------------------------------------------------------------------------------------------------
 
 

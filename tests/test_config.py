@@ -181,6 +181,17 @@ def test_an_empty_bot_token_is_just_not_set(env_file: Path, monkeypatch: pytest.
         load_settings().require("bot_token")
 
 
+def test_every_missing_setting_is_named_at_once(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("POMOGATOR_BOT_TOKEN", "POMOGATOR_OPENROUTER_API_KEY", "POMOGATOR_YOOKASSA_SHOP_ID"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings()
+    with pytest.raises(ConfigError) as failed:
+        settings.require("bot_token", "openrouter_api_key", "yookassa_shop_id")
+    assert str(failed.value) == (
+        "POMOGATOR_BOT_TOKEN, POMOGATOR_OPENROUTER_API_KEY and POMOGATOR_YOOKASSA_SHOP_ID are not set."
+    )
+
+
 def test_compose_gives_the_database_password_outside_the_url(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whatever POSTGRES_PASSWORD holds, compose's database URL reads back as written: the password travels in
     PGPASSWORD (which asyncpg reads when the URL has none) and is redacted from there."""

@@ -14,6 +14,7 @@ from pomogator.billing.texts import when
 from pomogator.bot import files_texts
 from pomogator.errors import (
     BillingError,
+    DatabaseUnavailable,
     FileError,
     LLMAccountProblem,
     LLMBadRequest,
@@ -369,6 +370,8 @@ def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str) -> 
         return UNKNOWN_MODEL
     if isinstance(exc, BillingError):
         return BILLING_UNAVAILABLE
+    if isinstance(exc, DatabaseUnavailable):
+        return DATABASE_UNAVAILABLE
     return unexpected(support)
 
 
@@ -380,6 +383,16 @@ EDITS_NOT_SEEN = (
 
 # The end of an answer the model's length limit cut off.
 CUT_OFF_MARK = "✂️ <i>Ответ оборван: модель упёрлась в лимит длины. Напишите «продолжай», и она допишет.</i>"
+
+# The database could not be reached while handling a message (pomogator.store.outage), or after an answer.
+DATABASE_UNAVAILABLE = (
+    "⚠️ Сейчас не получается обработать сообщение: у нас временные технические неполадки. "
+    "Отправьте его ещё раз через пару минут."
+)
+UNSAVED_MARK = (
+    "⚠️ <i>Этот ответ не сохранился в истории диалога из-за технических неполадок: "
+    "в следующих сообщениях модель его не увидит.</i>"
+)
 
 # Telegram's flood limit outlasted what the bot waits for one message (pomogator.bot.flood_wait).
 FLOOD_LIMITED = (

@@ -24,6 +24,7 @@ import asyncpg
 from loguru import logger
 
 from pomogator.logs.records import context_of, logger_name, process_of, telegram_id_of
+from pomogator.store.outage import impatient
 from pomogator.store.tables import LogRecord
 
 if TYPE_CHECKING:
@@ -382,8 +383,10 @@ class DatabaseSink:
         return True
 
     async def _store(self, rows: list[Row]) -> None:
-        async with asyncio.timeout(self.limits.write_timeout):
-            await self._insert(rows)
+        # An unreachable database fails the write at once: the sink keeps the rows and retries on its own schedule.
+        with impatient():
+            async with asyncio.timeout(self.limits.write_timeout):
+                await self._insert(rows)
 
     async def _insert(self, batch: list[Row]) -> None:
         query = LogRecord.insert(*(LogRecord(**row.values) for row in batch))

@@ -45,7 +45,23 @@ class InterceptHandler(logging.Handler):
         def set_name(loguru_record: Record) -> None:
             loguru_record["name"] = name
 
-        logger.patch(set_name).opt(depth=depth, exception=record.exc_info).log(level, "{}", record.getMessage())
+        message, exc_info = record.getMessage(), record.exc_info
+        outage = _outage(exc_info[1]) if exc_info else None
+        if outage is not None:
+            # A library's record of the database being away (asyncpg's pool reconnecting in the background, once a
+            # second during an outage): one line, not a traceback each time.
+            message, exc_info = f"{message} ({outage})", None
+        logger.patch(set_name).opt(depth=depth, exception=exc_info).log(level, "{}", message)
+
+
+def _outage(exc: BaseException | None) -> str | None:
+    """What an exception that says the database could not be reached says, or None."""
+    if exc is None:
+        return None
+    from pomogator.store.outage import outage_of
+
+    outage = outage_of(exc)
+    return None if outage is None else f"the database is unavailable: {outage.detail}"
 
 
 def intercept_stdlib(level: int) -> None:

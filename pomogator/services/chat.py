@@ -31,6 +31,7 @@ from pomogator.services.opening import MessageOpener
 from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
 from pomogator.services.users import Account, Person
 from pomogator.store.engine import Database, SharedConnectionSQLiteEngine, raw
+from pomogator.store.outage import outage_of
 from pomogator.store.tables import LLMRequest
 from pomogator.timeutil import utcnow
 
@@ -110,7 +111,8 @@ class Reply:
 
     ``complete`` turns true once the model has written all of ``text``: what follows (usage, storing) adds nothing
     to show. ``finish_reason`` is the model's (None when stopped); ``charged`` turns true once the answer was kept
-    and its request counted against the quota (a stopped answer with no text is given back).
+    and its request counted against the quota (a stopped answer with no text is given back). ``unsaved`` answers
+    could not be stored (the database was unavailable): they are not in the context of later messages.
     """
 
     text: str = ""
@@ -118,6 +120,7 @@ class Reply:
     stopped: bool = False
     finish_reason: str | None = None
     charged: bool = False
+    unsaved: bool = False
     usage: Usage = field(default_factory=Usage)
     reservation: Reservation | None = None
     account: Account | None = None
@@ -343,7 +346,17 @@ class ChatService:
             if reply.reservation is not None:
                 await self.quota.refund(reply.reservation)
             return
-        await self._store(dialog, content, reply, started)
+        try:
+            await self._store(dialog, content, reply, started)
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                raise
+            # The answer was generated and the request taken: the user still gets it, told it is not in the context.
+            logger.warning("Answer not stored, the database is unavailable: {}", outage.detail)
+            reply.unsaved = True
+            reply.charged = reply.reservation is not None
+            return
         reply.charged = reply.reservation is not None
         if isinstance(dialog.conversation, StoredConversation):
             await self._forget_old_media(dialog.conversation, history, recent)

@@ -25,6 +25,7 @@ from piccolo.table import Table
 from pomogator.config import check_url, url_authority, url_passwords
 from pomogator.errors import ConfigError
 from pomogator.logs.redact import Redactor
+from pomogator.store.outage import RECONNECT_WAIT_S, PatientConnect, impatient, outage_of
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
@@ -33,6 +34,8 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 # minute: a host that drops packets (a firewall, a server gone from the network) held a start or a user's message
 # that long before anyone heard of it.
 POSTGRES_CONNECT_TIMEOUT_S = 10.0
+# While PostgreSQL is known to be away, how often ``Database.reachable`` tries it again.
+PROBE_EVERY_S = 1.0
 APP_NAME = "pomogator"
 MIGRATION_ID = re.compile(r"""^ID = ["']([^"']+)["']""", re.MULTILINE)
 UP_TO_DATE = "No migrations need to be run"
@@ -178,7 +181,15 @@ async def raw(table: type[Table], sql: str, *args: Any) -> Sequence[Mapping[str,
     engine = table._meta.db
     if engine.current_transaction.get() is None:
         if isinstance(engine, PostgresEngine) and engine.pool is not None:
-            records: list[Mapping[str, Any]] = await engine.pool.fetch(_numbered_placeholders(sql), *args)
+            try:
+                records: list[Mapping[str, Any]] = await engine.pool.fetch(_numbered_placeholders(sql), *args)
+            except Exception as exc:
+                # A connection lost in the middle of the statement: whether the server did it is unknown, so it is
+                # not repeated; the caller hears of an outage, not of a driver's error.
+                outage = outage_of(exc)
+                if outage is None:
+                    raise
+                raise outage from exc
             return records
         if isinstance(engine, SharedConnectionSQLiteEngine):
             return await engine.fetch(_question_marks(sql), args)
@@ -272,12 +283,16 @@ def bind_engine(engine: Engine[Any]) -> None:
 class Database:
     """The database a process talks to: engine, pool, transactions and migrations."""
 
-    def __init__(self, url: str, *, pool_min: int = 1, pool_max: int = 20) -> None:
+    def __init__(
+        self, url: str, *, pool_min: int = 1, pool_max: int = 20, reconnect_wait: float = RECONNECT_WAIT_S
+    ) -> None:
         self.url = url
         self.path = sqlite_path(url)
         self.engine = engine_from_url(url)
         self._pool = (pool_min, pool_max)
         self._pool_started = False
+        self._connect = PatientConnect(reconnect_wait)
+        self._last_probe = float("-inf")
 
     @property
     def is_sqlite(self) -> bool:
@@ -308,8 +323,12 @@ class Database:
         if migrate if migrate is not None else self.is_sqlite:
             await self.migrate()
         if isinstance(self.engine, PostgresEngine):
-            await self.engine.start_connection_pool(min_size=self._pool[0], max_size=self._pool[1], reset=_keep_session)
+            await self.engine.start_connection_pool(
+                min_size=self._pool[0], max_size=self._pool[1], reset=_keep_session, connect=self._connect
+            )
             self._pool_started = True
+            # From now on a server that refuses connections is waited for (``PatientConnect``); at start it is not.
+            self._connect.serving = True
 
     async def close(self) -> None:
         if self._pool_started and isinstance(self.engine, PostgresEngine):
@@ -322,8 +341,23 @@ class Database:
         """A write transaction: ``BEGIN IMMEDIATE`` on SQLite so concurrent writers queue instead of failing."""
         return write_transaction(self.engine)
 
+    async def reachable(self) -> bool:
+        """False while PostgreSQL has refused connections for longer than the reconnect wait (a request would be
+        refused at once): then, at most once a second, one connection is tried to learn whether it is back."""
+        if not self._connect.gave_up:
+            return True
+        now = asyncio.get_running_loop().time()
+        if now - self._last_probe < PROBE_EVERY_S:
+            return False
+        self._last_probe = now
+        with contextlib.suppress(Exception):
+            await self.ping()
+        return not self._connect.gave_up
+
     async def ping(self) -> None:
-        await self.engine.run_ddl("SELECT 1")
+        """One short statement; an outage fails it at once instead of being waited out."""
+        with impatient():
+            await self.engine.run_ddl("SELECT 1")
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations; idempotent. Returns Piccolo's report lines (never printed to stdout)."""

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pomogator.config import YOOKASSA_SETTINGS, Settings
 from pomogator.container import Services, build_services
 from pomogator.errors import (
+    DatabaseUnavailable,
     PaymentNotFound,
     PaymentNotVerified,
     PaymentProviderUnavailable,
@@ -32,8 +33,9 @@ from pomogator.errors import (
 )
 from pomogator.heartbeat import keep_heartbeat
 from pomogator.services.billing import waiting_payments
+from pomogator.store.outage import outage_of
 from pomogator.web.network import client_address, in_networks
-from pomogator.web.telegram_webhook import telegram_webhook
+from pomogator.web.telegram_webhook import RETRY_AFTER_S, telegram_webhook
 
 if TYPE_CHECKING:
     from pomogator.bot.webhook import WebhookUpdates
@@ -136,14 +138,25 @@ async def _provider_unavailable(request: Request, exc: Exception) -> Response:
     return JSONResponse({"status": "retry later"}, status_code=503)
 
 
+def _retry_later(path: str, outage: DatabaseUnavailable) -> Response:
+    """A 503 for a request the database's outage kept from being served: YooKassa and Telegram send it again."""
+    logger.warning("Request to {} not served, the database is unavailable: {}", path, outage.detail)
+    return JSONResponse({"status": "retry later"}, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    return _retry_later(request.url.path, exc if isinstance(exc, DatabaseUnavailable) else DatabaseUnavailable())
+
+
 async def _domain_error(request: Request, exc: Exception) -> Response:
     logger.error("YooKassa notification failed: {}", exc)
     return JSONResponse({"status": "error"}, status_code=500)
 
 
 class InternalErrors:
-    """Our own failures (the database is down...): logged once through loguru, answered with a bare 500 so
-    YooKassa retries; no traceback reaches the client and nothing is re-raised into the server's logging."""
+    """Our own failures: logged once through loguru, answered with a bare 500 (503 when the database is
+    unavailable) so YooKassa retries; no traceback reaches the client and nothing is re-raised into the server's
+    logging."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -163,9 +176,14 @@ class InternalErrors:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as exc:
-            logger.opt(exception=exc).error("Request to {} failed", scope.get("path", "?"))
-            if not started:
+            path = scope.get("path", "?")
+            outage = outage_of(exc)
+            if outage is not None:
+                response = _retry_later(path, outage)
+            else:
+                logger.opt(exception=exc).error("Request to {} failed", path)
                 response = JSONResponse({"status": "internal error"}, status_code=500)
+            if not started:
                 await response(scope, receive, send)
 
 
@@ -282,6 +300,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
             PaymentNotFound: _not_found,
             PaymentNotVerified: _not_verified,
             PaymentProviderUnavailable: _provider_unavailable,
+            DatabaseUnavailable: _database_unavailable,
             PomogatorError: _domain_error,
         },
         lifespan=lifespan,

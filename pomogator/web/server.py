@@ -20,9 +20,8 @@ def serve(settings: Settings) -> None:
     address YooKassa's notifications are checked against. Forwarded addresses are read by the app itself, only from
     ``POMOGATOR_WEB_TRUSTED_PROXIES`` (see :mod:`pomogator.web.network`).
     """
-    settings.require("yookassa_shop_id", "yookassa_secret_key", "bot_token")
-    if settings.webhook_mode:
-        settings.require("openrouter_api_key")
+    webhook_needs = ("openrouter_api_key",) if settings.webhook_mode else ()
+    settings.require("yookassa_shop_id", "yookassa_secret_key", "bot_token", *webhook_needs)
     import uvicorn
 
     from pomogator.web.app import create_app

@@ -1,8 +1,9 @@
 """``POST /webhooks/telegram``: Telegram's updates in webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` set).
 
 Telegram sends the secret given to ``setWebhook`` in ``X-Telegram-Bot-Api-Secret-Token``; anything without it is
-refused with 403. A valid update is answered 200 at once and handled in the background; while the app shuts down
-updates are refused with 503, so Telegram delivers them again (to another instance, or after the restart).
+refused with 403. A valid update is answered 200 at once and handled in the background; while the app shuts down,
+and while the database has been unreachable for longer than the reconnect wait, updates are refused with 503, so
+Telegram delivers them again (to another instance, after the restart, once the database is back).
 This module does not import aiogram; ``pomogator.bot.webhook`` does, and the app loads it only in webhook mode.
 """
 
@@ -47,6 +48,11 @@ async def telegram_webhook(request: Request[AppState]) -> Response:
         return JSONResponse({"status": "forbidden"}, status_code=403)
     if not updates.accepting:
         return JSONResponse({"status": "shutting down"}, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+    if not await services.database.reachable():
+        # Taken now, the update could only be answered with "try again later"; refused, Telegram keeps it and
+        # delivers it again, to be answered once the database is back.
+        logger.warning("Telegram update refused for now, the database is unavailable")
+        return JSONResponse({"status": "retry later"}, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
     body = bytearray()
     async for chunk in request.stream():
         body += chunk

@@ -197,6 +197,19 @@ async def test_a_stopped_answer_says_so_and_an_empty_one_too() -> None:
     assert [m.html for m in out.visible()] == [texts.STOPPED_EMPTY]
 
 
+async def test_an_unsaved_long_answer_says_so_after_its_other_ending_within_the_limit() -> None:
+    out = FakeOutput()
+    text = "слово " * 682  # one message's worth: with the endings it needs two
+    r = renderer(out)
+    await r.stream(Stream([text])())
+    await r.finish(text, stopped=False, charged=True, cut_off=True, unsaved=True)
+    shown = [m.html for m in out.visible()]
+    assert len(shown) == 2
+    assert all(utf16_len(html_to_text(m)) <= 4096 for m in shown)
+    assert shown[-1].endswith(texts.CUT_OFF_MARK + "\n\n" + texts.UNSAVED_MARK)
+    assert sum(html_to_text(m).count("слово") for m in shown) == 682
+
+
 async def test_a_message_deleted_by_the_user_is_sent_again() -> None:
     out = FakeOutput(refuse_drafts=True)
     r = renderer(out)

@@ -43,6 +43,8 @@ TOKEN = "123456:TEST-token"
 SECRET = "scale-test-secret_0123456789"
 WEBHOOK_PATH = "/webhooks/telegram"
 LOCK_TTL_S = 2.0
+# How long the instances wait for a database that refuses connections before telling users it is unavailable.
+RECONNECT_S = 2.0
 START_TIMEOUT_S = 60.0
 
 
@@ -232,6 +234,7 @@ class Cluster:
                 "POMOGATOR_OPENROUTER_BASE_URL": self.llm.base_url,
                 "POMOGATOR_OPENROUTER_MAX_RETRIES": "0",
                 "POMOGATOR_DATABASE_URL": self.proxy.url(self.database_url),
+                "POMOGATOR_DATABASE_RECONNECT_SECONDS": str(RECONNECT_S),
                 "POMOGATOR_REDIS_URL": REDIS_URL,
                 "POMOGATOR_REDIS_KEY_PREFIX": self.prefix,
                 "POMOGATOR_REDIS_LOCK_TTL_SECONDS": str(LOCK_TTL_S),

@@ -20,7 +20,7 @@ from pomogator.llm.catalog import load_catalog
 from tests.cli.helpers import clean_env, run_cli
 from tests.conftest import make_settings
 from tests.fakes.openai_server import Reply
-from tests.scale.cluster import LOCK_TTL_S, SECRET, TOKEN, WEBHOOK_PATH, Cluster, update_json
+from tests.scale.cluster import LOCK_TTL_S, RECONNECT_S, SECRET, TOKEN, WEBHOOK_PATH, Cluster, update_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -196,13 +196,20 @@ async def test_a_database_outage_is_answered_and_survived(cluster: Cluster) -> N
     try:
         await every_instance_health(cluster, 503)
         cluster.tg.user_message(chat, "during")
-        refusal = await cluster.tg.wait_for_message(chat, timeout=20)
-        assert refusal.text == texts.unexpected(make_settings().support_contact)
+        refusal = await cluster.tg.wait_for_message(chat, timeout=RECONNECT_S + 20)
+        assert refusal.text == texts.DATABASE_UNAVAILABLE
+        # Past the wait, the instances refuse updates with 503 and Telegram keeps them until the database is back.
+        refused = len(cluster.tg.webhook_errors)
+        cluster.tg.user_message(chat, "kept")
+        await cluster.tg.wait_until(lambda: len(cluster.tg.webhook_errors) > refused + 1, 20, "refused deliveries")
+        assert cluster.tg.sent_texts(chat)[-1] == texts.DATABASE_UNAVAILABLE
     finally:
         cluster.proxy.restore()
+    kept = await cluster.tg.wait_for_message(chat, after_message_id=refusal.message_id, timeout=20)
+    assert kept.text == "Echo: kept"
     await every_instance_health(cluster, 200)
     cluster.tg.user_message(chat, "after")
-    assert (await cluster.tg.wait_for_message(chat, timeout=20)).text == "Echo: after"
+    assert (await cluster.tg.wait_for_message(chat, after_message_id=kept.message_id, timeout=20)).text == "Echo: after"
     assert all(instance.alive for instance in cluster.instances)
 
 

@@ -79,7 +79,9 @@ class Answerer:
                 complete=lambda: reply.complete,
             )
             await renderer.stream(pieces(stop, reply))
-        await renderer.finish(reply.text, stopped=reply.stopped, charged=reply.charged, cut_off=reply.cut_off)
+        await renderer.finish(
+            reply.text, stopped=reply.stopped, charged=reply.charged, cut_off=reply.cut_off, unsaved=reply.unsaved
+        )
         return reply
 
     def _remember_no_drafts(self, chat_id: int) -> None:

@@ -36,8 +36,6 @@ TYPING_AFTER = 0.3
 # Once the model has written its whole text, the answer's message follows as soon as the stream ends and the answer
 # is stored; a draft would only flash before it. The draft is shown anyway if that end takes longer than this.
 END_GRACE = 0.5
-_STOPPED_RESERVE = utf16_len(html_to_text(texts.STOPPED_MARK)) + 2
-_CUT_OFF_RESERVE = utf16_len(html_to_text(texts.CUT_OFF_MARK)) + 2
 
 
 class AnswerRenderer:
@@ -116,15 +114,20 @@ class AnswerRenderer:
             await presenter
         return self._text
 
-    async def finish(self, text: str, *, stopped: bool, charged: bool = False, cut_off: bool = False) -> None:
+    async def finish(
+        self, text: str, *, stopped: bool, charged: bool = False, cut_off: bool = False, unsaved: bool = False
+    ) -> None:
         """Show the final answer: formatted messages, no buttons. A stopped answer says so at its end, and that it
         was not counted when it shows nothing and was not ``charged``; an answer ``cut_off`` by the model's length
-        limit says how to get the rest."""
-        mark = texts.STOPPED_MARK if stopped else texts.CUT_OFF_MARK if cut_off else None
-        if mark is not None:
-            chunks = render_answer(text, MESSAGE_LIMIT - (_STOPPED_RESERVE if stopped else _CUT_OFF_RESERVE))
+        limit says how to get the rest; an ``unsaved`` one that later messages will not have it in their context."""
+        marks = [texts.STOPPED_MARK if stopped else texts.CUT_OFF_MARK if cut_off else None]
+        marks.append(texts.UNSAVED_MARK if unsaved else None)
+        ending = "\n\n".join(mark for mark in marks if mark is not None)
+        if ending:
+            # The ending's visible length, and the blank line before it, are kept free in the last message.
+            chunks = render_answer(text, MESSAGE_LIMIT - utf16_len(html_to_text(ending)) - 2)
             if chunks:
-                chunks[-1] += "\n\n" + mark
+                chunks[-1] += "\n\n" + ending
         else:
             chunks = render_answer(text)
         if not chunks:

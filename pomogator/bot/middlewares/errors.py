@@ -17,9 +17,10 @@ from pomogator.bot import texts
 from pomogator.bot.answer.output import ChatGone, is_chat_gone
 from pomogator.bot.flood_wait import FloodWaitTooLong
 from pomogator.config import Settings
-from pomogator.errors import LLMAccountProblem, LLMError, PomogatorError
+from pomogator.errors import DatabaseUnavailable, LLMAccountProblem, LLMError, PomogatorError
 from pomogator.llm.catalog import Catalog
 from pomogator.logs import alerts
+from pomogator.store.outage import outage_of
 
 
 class ErrorMiddleware(BaseMiddleware):
@@ -49,9 +50,14 @@ class ErrorMiddleware(BaseMiddleware):
             else:
                 logger.exception("Telegram call failed while handling an update")
                 await self._tell(data, texts.unexpected(self.settings.support_contact))
-        except Exception:
-            logger.exception("Unexpected error while handling an update")
-            await self._tell(data, texts.unexpected(self.settings.support_contact))
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is not None:
+                self._log_domain_error(outage)
+                await self._tell(data, texts.DATABASE_UNAVAILABLE)
+            else:
+                logger.exception("Unexpected error while handling an update")
+                await self._tell(data, texts.unexpected(self.settings.support_contact))
         return None
 
     @staticmethod
@@ -60,6 +66,8 @@ class ErrorMiddleware(BaseMiddleware):
             alerts.notify(alerts.LLM_ACCOUNT, f"OpenRouter refused our key or credit: {exc.detail}")
         elif isinstance(exc, LLMError):
             logger.warning("Model request failed ({}): {}", type(exc).__name__, exc.detail)
+        elif isinstance(exc, DatabaseUnavailable):
+            logger.warning("Update not handled, the database is unavailable: {}", exc.detail)
         else:
             logger.info("Refused: {}", exc)
 

@@ -1,0 +1,119 @@
+"""The bot while its PostgreSQL server is away (a proxy in front of it is cut): a short outage is waited out and the
+message answered, a long one is refused with a clear message, and an answer whose storing fails still arrives."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from pomogator.bot import texts
+from pomogator.container import build_services
+from pomogator.llm.catalog import load_catalog
+from pomogator.services.formatting import html_to_text
+from tests.bot.harness import BotHarness, postgres_database
+from tests.conftest import make_settings
+from tests.fakes.openai_server import Reply
+from tests.fakes.tcp_proxy import TcpProxy
+
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+
+POSTGRES_URL = os.environ.get("POMOGATOR_TEST_POSTGRES_URL")
+DEFAULT = load_catalog().default
+RECONNECT_S = 4.0
+
+
+class Outage:
+    def __init__(self, harness: BotHarness, proxy: TcpProxy, direct_url: str) -> None:
+        self.h = harness
+        self.proxy = proxy
+        self.direct_url = direct_url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outage]:
+    if not POSTGRES_URL:
+        pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
+    async with postgres_database(POSTGRES_URL) as url:
+        host, port = url.split("@", 1)[1].split("/", 1)[0].split(":")
+        proxy = TcpProxy(host, int(port)).start()
+        try:
+            env = {"POMOGATOR_DATABASE_RECONNECT_SECONDS": str(RECONNECT_S)}
+            async with BotHarness.open(
+                tmp_path_factory.mktemp("bot-outage"), database_url=proxy.url(url), env=env
+            ) as h:
+                yield Outage(h, proxy, url)
+        finally:
+            proxy.close()
+
+
+async def test_a_message_sent_while_the_database_restarts_is_answered(outage: Outage) -> None:
+    h = outage.h
+    chat = h.new_chat()
+    before = await h.ask(chat, "before")
+    assert before.text == "Echo: before"
+    after = before.message_id
+    outage.proxy.cut()
+    try:
+        h.tg.user_message(chat, "during")
+        # The bot is waiting for the database: "typing…", nothing else.
+        await h.tg.wait_until(lambda: h.tg.chat_actions(chat) != [], 10, "typing")
+        assert h.messages_after(chat, after) == []
+    finally:
+        outage.proxy.restore()
+    reply = await h.tg.wait_for_message(chat, after_message_id=after, timeout=20)
+    assert reply.text == "Echo: during"
+    assert [m["content"] for m in h.llm.requests[-1].messages] == ["before", "Echo: before", "during"]
+    async with build_services(make_settings(database_url=outage.direct_url)) as services:
+        assert await services.quota.used_today(chat) == {DEFAULT.id: 2}
+    assert "Traceback" not in h.bot.log()
+
+
+async def test_a_message_during_a_long_outage_is_refused_clearly_and_the_next_one_answered(outage: Outage) -> None:
+    h = outage.h
+    chat = h.new_chat()
+    before = await h.ask(chat, "before")
+    assert before.text == "Echo: before"
+    requests = h.llm.request_count
+    after = before.message_id
+    offset = h.bot.log_size()
+    outage.proxy.cut()
+    try:
+        h.tg.user_message(chat, "during")
+        refusal = await h.tg.wait_for_message(chat, after_message_id=after, timeout=RECONNECT_S + 15)
+        assert refusal.text == texts.DATABASE_UNAVAILABLE
+    finally:
+        outage.proxy.restore()
+    assert h.llm.request_count == requests
+    assert (await h.ask(chat, "after")).text == "Echo: after"
+    assert [m["content"] for m in h.llm.requests[-1].messages] == ["before", "Echo: before", "after"]
+    log = h.bot.log_since(offset)
+    assert "the database is unavailable" in log
+    assert "Traceback" not in log
+
+
+async def test_an_answer_the_database_cannot_store_still_arrives_and_says_so(outage: Outage) -> None:
+    h = outage.h
+    chat = h.new_chat()
+    before = await h.ask(chat, "before")
+    assert before.text == "Echo: before"
+    after = before.message_id
+    h.llm.enqueue(Reply.slow(8, 1.5))
+    h.tg.user_message(chat, "slow")
+    # The request is taken and the context read; the database goes away while the model writes.
+    await h.tg.wait_until(lambda: bool(h.llm.requests) and h.llm.requests[-1].last_user_text == "slow", 10, "request")
+    outage.proxy.cut()
+    try:
+        answer = await h.tg.wait_for_message(chat, after_message_id=after, timeout=RECONNECT_S + 20)
+    finally:
+        outage.proxy.restore()
+    assert (answer.text or "").startswith(" ".join(f"tok{i}" for i in range(8)))
+    assert (answer.text or "").endswith(html_to_text(texts.UNSAVED_MARK))
+    assert "Answer not stored, the database is unavailable" in h.bot.log()
+    assert (await h.ask(chat, "next")).text == "Echo: next"
+    # The unsaved exchange is not in the context; its request was taken from the quota all the same.
+    assert [m["content"] for m in h.llm.requests[-1].messages] == ["before", "Echo: before", "next"]
+    async with build_services(make_settings(database_url=outage.direct_url)) as services:
+        assert await services.quota.used_today(chat) == {DEFAULT.id: 3}

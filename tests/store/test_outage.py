@@ -1,0 +1,109 @@
+"""Which failures are database outages, and how the PostgreSQL pool's connections are opened during one."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+from pomogator.errors import DatabaseUnavailable
+from pomogator.store.outage import PatientConnect, impatient, outage_of
+from tests.fakes.tcp_proxy import TcpProxy
+
+
+class RefusingServer:
+    """A TCP server that closes every connection at once, as a restarting database host does; counts them."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.port = 0
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.attempts += 1
+        writer.transport.abort()
+
+
+@pytest.fixture
+async def refusing() -> AsyncIterator[RefusingServer]:
+    server = RefusingServer()
+    listener = await asyncio.start_server(server._accept, "127.0.0.1", 0)
+    server.port = listener.sockets[0].getsockname()[1]
+    async with listener:
+        yield server
+
+
+def dsn(port: int) -> str:
+    return f"postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=disable"
+
+
+def test_connection_failures_are_outages_and_statement_errors_are_not(tmp_path: Path) -> None:
+    lost = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    assert isinstance(outage_of(lost), DatabaseUnavailable)
+    starting = asyncpg.CannotConnectNowError("the database system is starting up")
+    assert isinstance(outage_of(starting), DatabaseUnavailable)
+    assert isinstance(outage_of(asyncpg.AdminShutdownError("terminating connection")), DatabaseUnavailable)
+    assert isinstance(outage_of(asyncpg.InterfaceError("connection is closed")), DatabaseUnavailable)
+    unavailable = DatabaseUnavailable("as it was")
+    assert outage_of(unavailable) is unavailable
+    assert outage_of(asyncpg.UniqueViolationError("duplicate key")) is None
+    assert outage_of(asyncpg.InterfaceError("cannot perform operation: another operation is in progress")) is None
+    assert outage_of(ValueError("nothing to do with it")) is None
+    with pytest.raises(sqlite3.OperationalError) as cannot_open:
+        sqlite3.connect(tmp_path / "missing" / "x.sqlite3")
+    assert isinstance(outage_of(cannot_open.value), DatabaseUnavailable)
+    with pytest.raises(sqlite3.OperationalError) as no_table:
+        sqlite3.connect(":memory:").execute("SELECT * FROM nowhere")
+    assert outage_of(no_table.value) is None
+
+
+async def test_at_start_a_refusal_fails_at_once(refusing: RefusingServer) -> None:
+    connect = PatientConnect(wait=30)
+    with pytest.raises((OSError, asyncpg.PostgresConnectionError)):
+        await connect(dsn(refusing.port))
+    assert refusing.attempts == 1
+
+
+async def test_while_serving_a_refusing_server_is_asked_again_until_the_wait_ends(refusing: RefusingServer) -> None:
+    connect = PatientConnect(wait=1.0)
+    connect.serving = True
+    with pytest.raises(DatabaseUnavailable) as failed:
+        await connect(dsn(refusing.port))
+    assert refusing.attempts > 2
+    assert "cannot connect" in failed.value.detail
+    # The outage has lasted longer than the wait: the next connection is tried once and refused at once.
+    attempts = refusing.attempts
+    with pytest.raises(DatabaseUnavailable):
+        await connect(dsn(refusing.port))
+    assert refusing.attempts == attempts + 1
+
+
+async def test_an_impatient_caller_is_refused_after_one_attempt(refusing: RefusingServer) -> None:
+    connect = PatientConnect(wait=30)
+    connect.serving = True
+    with impatient(), pytest.raises(DatabaseUnavailable):
+        await connect(dsn(refusing.port))
+    assert refusing.attempts == 1
+
+
+async def test_a_server_back_within_the_wait_gives_the_connection(postgres_url: str) -> None:
+    proxy = TcpProxy("127.0.0.1", int(urlsplit(postgres_url).port or 5432)).start()
+    try:
+        proxy.cut()
+        connect = PatientConnect(wait=10)
+        connect.serving = True
+        connecting = asyncio.create_task(connect(proxy.url(postgres_url)))
+        await asyncio.sleep(0.5)
+        assert not connecting.done()
+        proxy.restore()
+        connection = await connecting
+        try:
+            assert await connection.fetchval("SELECT 1") == 1
+        finally:
+            await connection.close()
+    finally:
+        proxy.close()
