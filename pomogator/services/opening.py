@@ -48,8 +48,8 @@ def open_sql(models: int) -> str:
         f"AND EXISTS (SELECT FROM reserved) ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
         "SELECT terms.telegram_id, terms.first_name, terms.username, terms.model, terms.role, terms.email, "
         "terms.created_at, terms.premium_until, terms.chosen, terms.daily_limit, reserved.used, "
-        "context.role AS turn_role, context.content AS turn_content, context.tokens AS turn_tokens, "
-        "context.model AS turn_model "
+        "context.id AS turn_id, context.role AS turn_role, context.content AS turn_content, "
+        "context.tokens AS turn_tokens, context.model AS turn_model "
         "FROM terms LEFT JOIN reserved ON TRUE LEFT JOIN context ON TRUE ORDER BY context.id DESC"
     )
 
@@ -108,7 +108,13 @@ class MessageOpener:
         account = account_from_row(first, model, premium_until if premium_until and premium_until > now else None)
         used = int(first["used"]) if first["used"] is not None else None
         history = [
-            Turn(row["turn_role"], decode_content(row["turn_content"]), row["turn_tokens"], row["turn_model"])
+            Turn(
+                row["turn_role"],
+                decode_content(row["turn_content"]),
+                row["turn_tokens"],
+                row["turn_model"],
+                row["turn_id"],
+            )
             for row in reversed(rows)
             if row["turn_role"] is not None
         ]

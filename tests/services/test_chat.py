@@ -953,6 +953,12 @@ async def test_old_images_in_a_stored_context_are_left_out_of_a_sender_reply(
     )
     await ask_as(one_trip, Person(ANN, "Ann"), "and now?")
     assert fake_llm.requests[-1].image_urls == urls_of(2, 3, 4, 5)
+    # And the stored context lost them: the next message does not read them again.
+    turns = await stored()
+    assert [content for role, content in turns[0:4:2]] == [
+        [{"type": "text", "text": f"look {n}"}, {"type": "text", "text": OLD_IMAGE_PLACEHOLDER}] for n in (0, 1)
+    ]
+    assert [content for role, content in turns[4:12:2]] == [image_number(n) for n in range(2, 6)]
 
 
 async def test_images_of_one_request_over_the_cap_are_refused(services: Services, fake_llm: FakeLLM) -> None:
