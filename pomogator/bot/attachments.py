@@ -4,8 +4,9 @@ Everything that can be refused without the bytes is refused first — parts that
 files over Telegram's download limit, images over the image limit, images for a model that cannot see — so a
 refusal downloads nothing and counts nothing. An album keeps its photos and documents when it also carries a
 video: the video is left out with a notice. Then each file is downloaded and read: documents in a child process
-with time and memory limits (``pomogator.services.files.read_document``), images in a worker thread. They become
-one user message: the documents wrapped with their names, the caption as the question, then the images.
+with time and memory limits (``pomogator.services.files.read_document``), images in a worker thread; a file of an
+album that cannot be read is left out with a notice while the others can be answered. They become one user message:
+the documents wrapped with their names, the caption as the question, then the images.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from aiogram.types import Message
 
 from pomogator.bot import files_texts
 from pomogator.bot.replies import replied_text
-from pomogator.errors import FileTooLarge, ScanTooLong, UnsupportedFile, VisionUnsupported
+from pomogator.errors import FileError, FileTooLarge, ScanTooLong, UnsupportedFile, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.tokens import (
     CHARS_PER_TOKEN,
@@ -80,12 +81,13 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """The user message for the model, the documents that had to be cut to fit and the kinds of the album's parts
-    that were left out (to tell the user)."""
+    """The user message for the model, the documents that had to be cut to fit, the kinds of the album's parts
+    that were left out and why its files that could not be read were not (to tell the user)."""
 
     content: Content
     cut: list[ExtractedDocument]
     skipped: list[str | None] = field(default_factory=list)
+    unreadable: list[FileError] = field(default_factory=list)
 
 
 def attachment_of(message: Message) -> Attachment:
@@ -172,12 +174,20 @@ class AttachmentRequest:
 
     async def read(self, bot: Bot) -> Prepared:
         """Download and read every file. Raises the FileError subclasses of ``pomogator.services.files`` (among
-        them FileTooComplex for a file that hit the reader's limits) and ScanTooLong."""
+        them FileTooComplex for a file that hit the reader's limits) and ScanTooLong. A file of an album that cannot
+        be read (damaged, protected, not what its name says) is left out while others can be: ``unreadable``."""
         documents: list[tuple[ExtractedDocument, bytes]] = []
         images: list[dict[str, Any]] = []
+        unreadable: list[FileError] = []
         for attachment in self.attachments:
-            data = await download(bot, attachment)
-            read = await read_attachment(attachment, data, self.max_chars)
+            try:
+                data = await download(bot, attachment)
+                read = await read_attachment(attachment, data, self.max_chars)
+            except FileError as exc:
+                if len(unreadable) + 1 == len(self.attachments):
+                    raise (unreadable[0] if unreadable else exc) from None
+                unreadable.append(exc)
+                continue
             if isinstance(read, ExtractedDocument):
                 documents.append((fit_tokens(read, self.document_tokens), data))
             else:
@@ -194,6 +204,7 @@ class AttachmentRequest:
             content=[*parts, *images],
             cut=[doc for doc, _ in documents if doc.truncated],
             skipped=[exc.kind for exc in self.skipped],
+            unreadable=unreadable,
         )
 
     def check_scans_fit(self, content: list[dict[str, Any]], scans: list[ExtractedDocument]) -> None:

@@ -159,15 +159,21 @@ def file_too_complex(exc: FileTooComplex) -> str:
     )
 
 
-def unsupported_file(exc: UnsupportedFile) -> str:
+def unsupported_file(exc: UnsupportedFile, *, accepted: bool = True) -> str:
     reason = _UNSUPPORTED.get(exc.kind or "", "Такие файлы я не читаю.")
     # Videos and audio in an album often come without a file name.
     what = f"Не могу прочитать «{esc(exc.filename)}». " if exc.filename else ""
-    return f"{what}{reason}\n\n{ACCEPTED}"
+    return f"{what}{reason}\n\n{ACCEPTED}" if accepted else f"{what}{reason}"
 
 
-def file_error(exc: FileError) -> str:
-    """The message for a file the bot refused; nothing was asked and no request was counted."""
+def unreadable_parts(errors: Iterable[FileError]) -> str:
+    """Told before the answer when files of an album could not be read and the rest goes on."""
+    return "\n\n".join([*(file_error(exc, accepted=False) for exc in errors), "Отвечаю на остальное."])
+
+
+def file_error(exc: FileError, *, accepted: bool = True) -> str:
+    """The message for a file the bot refused; nothing was asked and no request was counted. ``accepted`` adds
+    what the bot does read where the file's kind was the problem."""
     if isinstance(exc, FileTooLarge):
         return file_too_large(exc)
     if isinstance(exc, ImageTooLarge):
@@ -177,7 +183,7 @@ def file_error(exc: FileError) -> str:
     if isinstance(exc, FileTooComplex):
         return file_too_complex(exc)
     if isinstance(exc, UnsupportedFile):
-        return unsupported_file(exc)
+        return unsupported_file(exc, accepted=accepted)
     if isinstance(exc, EncryptedFile):
         return f"🔒 Файл «{esc(exc.filename)}» защищён паролем. Снимите защиту и пришлите его снова."
     if isinstance(exc, CorruptFile):
@@ -185,7 +191,7 @@ def file_error(exc: FileError) -> str:
             f"Файл «{esc(exc.filename)}» повреждён — прочитать его не получилось. "
             "Попробуйте пересохранить его и прислать снова."
         )
-    return f"Этот файл прочитать не получилось.\n\n{ACCEPTED}"
+    return f"Этот файл прочитать не получилось.\n\n{ACCEPTED}" if accepted else "Один файл прочитать не получилось."
 
 
 def document_cut(doc: ExtractedDocument) -> str:

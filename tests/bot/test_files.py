@@ -247,6 +247,31 @@ async def test_documents_of_an_album_are_one_request(harness: BotHarness) -> Non
 
 
 @e2e
+async def test_an_album_is_answered_without_the_file_that_cannot_be_read(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"alpha text", "a.txt", "text/plain", caption="Сравни", media_group_id="docs-2")
+    h.tg.user_document(chat, b"%PDF-1.4 broken", "broken.pdf", "application/pdf", media_group_id="docs-2")
+    h.tg.user_document(chat, b"beta text", "b.txt", "text/plain", media_group_id="docs-2")
+    text = (await answered(h, chat)).last_user_text
+    assert "alpha text" in text and "beta text" in text
+    assert "broken.pdf" not in text
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice.startswith("Файл «broken.pdf» повреждён") and notice.endswith("Отвечаю на остальное.")
+    assert await used_today(h, chat) == 1
+
+
+@e2e
+async def test_an_album_of_files_none_of_which_can_be_read_is_refused(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"%PDF-1.4 broken", "one.pdf", "application/pdf", media_group_id="docs-3")
+    h.tg.user_document(chat, b"%PDF-1.4 broken too", "two.pdf", "application/pdf", media_group_id="docs-3")
+    reply = await refused(h, chat)
+    assert (reply.text or "").startswith("Файл «one.pdf» повреждён")
+
+
+@e2e
 async def test_a_long_file_is_cut_to_the_model_context_with_a_note(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

@@ -40,6 +40,8 @@ async def on_files(
     prepared = await request.read(bot)
     if prepared.skipped:
         await message.answer(files_texts.skipped_parts(prepared.skipped))
+    if prepared.unreadable:
+        await message.answer(files_texts.unreadable_parts(prepared.unreadable))
     for document in prepared.cut:
         await message.answer(files_texts.document_cut(document))
     await answerer.reply(bot, message.chat, account, prepared.content)
