@@ -4,14 +4,14 @@ Everything that can be refused without the bytes is refused first — parts that
 files over Telegram's download limit, images over the image limit, images for a model that cannot see — so a
 refusal downloads nothing and counts nothing. An album keeps its photos and documents when it also carries a
 video: the video is left out with a notice. Then each file is downloaded and read: documents in a child process
-with time and memory limits (``pomogator.services.files.read_document``), images in a worker thread; a file of an
-album that cannot be read is left out with a notice while the others can be answered. They become one user message:
-the documents wrapped with their names, the caption as the question, then the images.
+with time and memory limits (``pomogator.services.files.read_document``), images on threads of their own
+(``in_image_workers``); a file of an album that cannot be read is left out with a notice while the others can be
+answered. They become one user message: the documents wrapped with their names, the caption as the question, then
+the images.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,6 +42,7 @@ from pomogator.services.files import (
     declared_kind,
     document_prompt,
     image_part,
+    in_image_workers,
     pdf_file_part,
     read_document,
     sniff_signature,
@@ -198,7 +199,7 @@ class AttachmentRequest:
         parts: list[dict[str, Any]] = [{"type": "text", "text": "\n\n".join([*blocks, question])}]
         scans = [(doc, data) for doc, data in documents if doc.needs_file_part]
         if scans:
-            parts.extend(await asyncio.to_thread(scan_parts, scans))
+            parts.extend(await in_image_workers(scan_parts, scans))
             self.check_scans_fit([*parts, *images], [doc for doc, _ in scans])
         return Prepared(
             content=[*parts, *images],
@@ -247,10 +248,10 @@ async def download(bot: Bot, attachment: Attachment) -> bytes:
 async def read_attachment(attachment: Attachment, data: bytes, max_chars: int) -> ExtractedDocument | dict[str, Any]:
     """A document's text (read in a child process), or an image part for a photo or an image sent as a file."""
     if attachment.photo or sniff_signature(data) == "image":
-        return await asyncio.to_thread(image_part, data, attachment.mime_type, filename=attachment.name)
+        return await in_image_workers(image_part, data, attachment.mime_type, filename=attachment.name)
     try:
         return await read_document(data, attachment.name, attachment.mime_type, max_chars)
     except UnsupportedFile as exc:
         if exc.kind != "image":  # an image by its name or type whose bytes are not one: image_part says why
             raise
-    return await asyncio.to_thread(image_part, data, attachment.mime_type, filename=attachment.name)
+    return await in_image_workers(image_part, data, attachment.mime_type, filename=attachment.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import struct
@@ -281,3 +282,30 @@ def test_the_images_of_a_request_have_a_total_cap() -> None:
     assert isinstance(error, FileTooLarge)  # shown as a file that is too large where no better text exists
     assert (error.size, error.limit, error.count) == (5 * (MAX_REQUEST_IMAGE_BYTES // 4), MAX_REQUEST_IMAGE_BYTES, 5)
     assert "5 images" in str(error)
+
+
+async def test_image_work_waits_on_its_own_threads_and_leaves_the_default_pool_free() -> None:
+    loop = asyncio.get_running_loop()
+    release = threading.Event()
+    slots_taken = asyncio.Event()
+    running: list[str] = []
+    most = 0
+
+    def work(number: int) -> int:
+        nonlocal most
+        running.append(threading.current_thread().name)
+        most = max(most, len(running))
+        if len(running) == images.DECODE_SLOTS:
+            loop.call_soon_threadsafe(slots_taken.set)
+        release.wait(10)
+        running.pop()
+        return number
+
+    jobs = [asyncio.create_task(images.in_image_workers(work, n)) for n in range(8)]
+    await asyncio.wait_for(slots_taken.wait(), 5)
+    # Eight requests' images wait; the loop's default pool (host name lookups) still answers at once.
+    assert await asyncio.wait_for(loop.run_in_executor(None, lambda: "free"), 2) == "free"
+    assert all(name.startswith("images") for name in running)
+    release.set()
+    assert await asyncio.gather(*jobs) == list(range(8))
+    assert most == images.DECODE_SLOTS

@@ -16,7 +16,7 @@ from .pdf import pdf_file_part
 from .prompt import DEFAULT_QUESTION, document_content, document_prompt, truncation_note
 
 if TYPE_CHECKING:
-    from .images import MAX_IMAGE_BYTES, check_images_total, image_part
+    from .images import MAX_IMAGE_BYTES, check_images_total, image_part, in_image_workers
     from .isolated import ReadLimits, read_document
 
 # Loaded on first use: the child process that reads a document (``isolated``) starts by importing this package, and
@@ -25,6 +25,7 @@ _LAZY = {
     "MAX_IMAGE_BYTES": "images",
     "check_images_total": "images",
     "image_part": "images",
+    "in_image_workers": "images",
     "ReadLimits": "isolated",
     "read_document": "isolated",
 }
@@ -56,6 +57,7 @@ __all__ = [
     "document_prompt",
     "extract_document",
     "image_part",
+    "in_image_workers",
     "pdf_file_part",
     "read_document",
     "sniff_image",

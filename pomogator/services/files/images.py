@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import functools
 import io
 import threading
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from loguru import logger
 
@@ -48,6 +51,18 @@ MAX_REQUEST_IMAGE_BYTES = 20 * 1024 * 1024
 
 _PIL_FORMATS: dict[ImageFormat, str] = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}
 _decoding = threading.BoundedSemaphore(DECODE_SLOTS)
+# Images are decoded, shrunk and encoded on threads of their own: on the event loop's default pool, requests with
+# many big photos would take its threads, which aiohttp also resolves host names on, and wait there for a slot.
+_workers = ThreadPoolExecutor(max_workers=DECODE_SLOTS, thread_name_prefix="images")
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+async def in_image_workers(work: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Run CPU-heavy image or file work (``image_part``, encoding a scan) on the image threads; requests beyond
+    ``DECODE_SLOTS`` wait their turn there."""
+    return await asyncio.get_running_loop().run_in_executor(_workers, functools.partial(work, *args, **kwargs))
 
 
 def image_part(
@@ -64,7 +79,7 @@ def image_part(
     supported image (by ``mime_type`` or ``filename``) but are not one raise ``CorruptFile``. An image with more
     pixels than can be decoded safely (a decompression bomb) raises ``ImageTooLarge``.
 
-    A big image is shrunk (see ``shrink_image``): this is CPU-bound, so call it in a worker thread.
+    A big image is shrunk (see ``shrink_image``): this is CPU-bound, so call it through ``in_image_workers``.
     """
     check_size(len(data), max_bytes)
     image_format = sniff_image(data)
