@@ -19,6 +19,7 @@ from pomogator.bot.bot_profile import sync_bot_profile
 from pomogator.bot.factory import create_bot, create_dispatcher
 from pomogator.bot.liveness import PollWatch, polling_and_database
 from pomogator.bot.middlewares import UpdateTracker
+from pomogator.bot.outage_pause import PauseWhileDatabaseAway
 from pomogator.bot.shared import open_shared_state
 from pomogator.config import Settings
 from pomogator.container import build_services
@@ -44,6 +45,7 @@ async def run_polling(settings: Settings) -> None:
         bot = create_bot(settings)
         watch = PollWatch()
         bot.session.middleware(watch)
+        bot.session.middleware(PauseWhileDatabaseAway(services.database))
         try:
             await _check_token(bot)
             # Only one instance can poll, so a chat's turns stay in this process, in arrival order.

@@ -1,8 +1,10 @@
 """The bot while its PostgreSQL server is away (a proxy in front of it is cut): a short outage is waited out and the
-message answered, a long one is refused with a clear message, and an answer whose storing fails still arrives."""
+message answered; in a long one the message that waited is refused with a clear message and later ones are left with
+Telegram until the database is back; an answer whose storing fails still arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
@@ -71,7 +73,7 @@ async def test_a_message_sent_while_the_database_restarts_is_answered(outage: Ou
     assert "Traceback" not in h.bot.log()
 
 
-async def test_a_message_during_a_long_outage_is_refused_clearly_and_the_next_one_answered(outage: Outage) -> None:
+async def test_a_long_outage_refuses_the_message_it_held_and_keeps_the_later_ones_with_telegram(outage: Outage) -> None:
     h = outage.h
     chat = h.new_chat()
     before = await h.ask(chat, "before")
@@ -84,13 +86,20 @@ async def test_a_message_during_a_long_outage_is_refused_clearly_and_the_next_on
         h.tg.user_message(chat, "during")
         refusal = await h.tg.wait_for_message(chat, after_message_id=after, timeout=RECONNECT_S + 15)
         assert refusal.text == texts.DATABASE_UNAVAILABLE
+        # Past the wait, the bot leaves new updates with Telegram instead of refusing them.
+        await h.tg.wait_until(lambda: "updates are left with Telegram" in h.bot.log_since(offset), 10, "the pause")
+        h.tg.user_message(chat, "kept")
+        await asyncio.sleep(2)
+        assert h.messages_after(chat, refusal.message_id) == []
     finally:
         outage.proxy.restore()
-    assert h.llm.request_count == requests
-    assert (await h.ask(chat, "after")).text == "Echo: after"
-    assert [m["content"] for m in h.llm.requests[-1].messages] == ["before", "Echo: before", "after"]
+    kept = await h.tg.wait_for_message(chat, after_message_id=refusal.message_id, timeout=15)
+    assert kept.text == "Echo: kept"
+    assert h.llm.request_count == requests + 1
+    assert [m["content"] for m in h.llm.requests[-1].messages] == ["before", "Echo: before", "kept"]
     log = h.bot.log_since(offset)
     assert "the database is unavailable" in log
+    assert "taking updates again" in log
     assert "Traceback" not in log
 
 
