@@ -217,7 +217,11 @@ async def every(interval: float, job: Callable[[], Awaitable[object]], what: str
         try:
             await job()
         except Exception as exc:
-            logger.opt(exception=exc).error("{} failed; will try again", what)
+            outage = outage_of(exc)
+            if outage is not None:
+                logger.warning("{} skipped, the database is unavailable: {}; will try again", what, outage.detail)
+            else:
+                logger.opt(exception=exc).error("{} failed; will try again", what)
         await asyncio.sleep(interval)
 
 

@@ -1,0 +1,51 @@
+"""The web app's background jobs (reminders, payment checks): a failure is logged and the next round goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+from loguru import logger
+
+from pomogator.web.app import every
+
+
+async def rounds_of(job_error: Exception, rounds: int = 3) -> tuple[int, list[str]]:
+    calls = 0
+    enough = asyncio.Event()
+    lines: list[str] = []
+
+    async def job() -> None:
+        nonlocal calls
+        calls += 1
+        if calls >= rounds:
+            enough.set()
+        raise job_error
+
+    sink = logger.add(lines.append, format="{level} {message}{exception}", level="INFO")
+    try:
+        task = asyncio.create_task(every(0.01, job, "Premium reminders"))
+        await asyncio.wait_for(enough.wait(), 5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        logger.remove(sink)
+    return calls, lines
+
+
+async def test_a_job_that_fails_is_logged_with_its_traceback_and_tried_again() -> None:
+    calls, lines = await rounds_of(ValueError("a bug"))
+    assert calls >= 3
+    assert lines[0].startswith("ERROR Premium reminders failed; will try again")
+    assert "Traceback" in lines[0] and "ValueError: a bug" in lines[0]
+
+
+async def test_a_job_the_database_outage_stopped_is_one_line_and_tried_again() -> None:
+    calls, lines = await rounds_of(
+        asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    )
+    assert calls >= 3
+    assert lines[0].startswith("WARNING Premium reminders skipped, the database is unavailable")
+    assert "Traceback" not in "".join(lines)
