@@ -21,6 +21,8 @@ from pomogator.errors import DatabaseUnavailable
 RECONNECT_WAIT_S = 15.0
 FIRST_RETRY_S = 0.1
 LONGEST_RETRY_S = 2.0
+# The shortest time one connection attempt is given, however little of the wait is left.
+MIN_ATTEMPT_S = 1.0
 # What opening a connection raises while the server is away: refused, reset or unanswered (TimeoutError is an
 # OSError), "the database system is starting up / shutting down", the server's connection slots taken.
 REFUSALS = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
@@ -85,12 +87,18 @@ class PatientConnect:
             return await asyncpg.connect(*args, **kwargs)
         pause = FIRST_RETRY_S
         while True:
+            started = loop.time()
+            if self.wait > 0 and _patient.get():
+                # A server that does not answer at all (a host gone from the network) is not waited for past the
+                # end of the wait either.
+                left = (self._down_since if self._down_since is not None else started) + self.wait - started
+                kwargs["timeout"] = max(MIN_ATTEMPT_S, min(kwargs.get("timeout", left), left))
             try:
                 connection: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
             except REFUSALS as exc:
                 now = loop.time()
                 if self._down_since is None:
-                    self._down_since = now
+                    self._down_since = started
                 left = self._down_since + self.wait - now
                 if left <= 0 or not _patient.get():
                     raise DatabaseUnavailable(f"cannot connect: {type(exc).__name__}") from exc

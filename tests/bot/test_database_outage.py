@@ -19,6 +19,7 @@ from tests.bot.harness import BotHarness, postgres_database
 from tests.conftest import make_settings
 from tests.fakes.openai_server import Reply
 from tests.fakes.tcp_proxy import TcpProxy
+from tests.fakes.telegram_server import SentMessage
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -32,6 +33,13 @@ class Outage:
         self.h = harness
         self.proxy = proxy
         self.direct_url = direct_url
+
+    async def chat_answered_once(self) -> tuple[int, SentMessage]:
+        """A new chat whose first message, "before", was answered while the database was there."""
+        chat = self.h.new_chat()
+        before = await self.h.ask(chat, "before")
+        assert before.text == "Echo: before"
+        return chat, before
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -53,9 +61,7 @@ async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outa
 
 async def test_a_message_sent_while_the_database_restarts_is_answered(outage: Outage) -> None:
     h = outage.h
-    chat = h.new_chat()
-    before = await h.ask(chat, "before")
-    assert before.text == "Echo: before"
+    chat, before = await outage.chat_answered_once()
     after = before.message_id
     outage.proxy.cut()
     try:
@@ -75,9 +81,7 @@ async def test_a_message_sent_while_the_database_restarts_is_answered(outage: Ou
 
 async def test_a_long_outage_refuses_the_message_it_held_and_keeps_the_later_ones_with_telegram(outage: Outage) -> None:
     h = outage.h
-    chat = h.new_chat()
-    before = await h.ask(chat, "before")
-    assert before.text == "Echo: before"
+    chat, before = await outage.chat_answered_once()
     requests = h.llm.request_count
     after = before.message_id
     offset = h.bot.log_size()
@@ -105,9 +109,7 @@ async def test_a_long_outage_refuses_the_message_it_held_and_keeps_the_later_one
 
 async def test_an_answer_the_database_cannot_store_still_arrives_and_says_so(outage: Outage) -> None:
     h = outage.h
-    chat = h.new_chat()
-    before = await h.ask(chat, "before")
-    assert before.text == "Echo: before"
+    chat, before = await outage.chat_answered_once()
     after = before.message_id
     h.llm.enqueue(Reply.slow(8, 1.5))
     h.tg.user_message(chat, "slow")

@@ -82,6 +82,28 @@ async def test_while_serving_a_refusing_server_is_asked_again_until_the_wait_end
     assert refusing.attempts == attempts + 1
 
 
+async def test_a_server_that_never_answers_is_given_up_on_when_the_wait_ends() -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accepted, never answered: a host that drops packets after the handshake
+
+    listener = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    connect = PatientConnect(wait=1.5)
+    connect.serving = True
+    try:
+        # The driver's own timeout is 10 s an attempt: the attempt is cut where the wait ends, well before.
+        with pytest.raises(DatabaseUnavailable):
+            await asyncio.wait_for(connect(dsn(port), timeout=10), 8)
+        assert len(held) == 1
+    finally:
+        for writer in held:
+            writer.transport.abort()
+        listener.close()
+        await listener.wait_closed()
+
+
 async def test_an_impatient_caller_is_refused_after_one_attempt(refusing: RefusingServer) -> None:
     connect = PatientConnect(wait=30)
     connect.serving = True
