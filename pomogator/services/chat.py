@@ -30,7 +30,7 @@ from pomogator.services.files.prompt import safe_filename
 from pomogator.services.opening import MessageOpener
 from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
 from pomogator.services.users import Account, Person
-from pomogator.store.engine import Database, SharedConnectionSQLiteEngine, raw
+from pomogator.store.engine import ASYNC_COMMIT_CTE, Database, SharedConnectionSQLiteEngine, raw
 from pomogator.store.outage import outage_of
 from pomogator.store.tables import LLMRequest
 from pomogator.timeutil import utcnow
@@ -55,25 +55,26 @@ OLD_FILE_PLACEHOLDER = "[the file {name} sent earlier; it is no longer attached]
 # a statement that had to wait for them reads the row as they left it (READ COMMITTED re-reads a locked row). On
 # SQLite both sides are write transactions, which never overlap.
 STORE_SQL = (
-    "WITH owner AS (SELECT context_cleared_at FROM users WHERE telegram_id = {} FOR KEY SHARE), "
+    f"WITH {ASYNC_COMMIT_CTE}, "
+    "owner AS (SELECT context_cleared_at FROM users WHERE telegram_id = {} FOR KEY SHARE), "
     "turns AS (INSERT INTO dialog_messages (telegram_id, role, content, tokens, model, created_at) "
     "SELECT turn.* FROM (VALUES ({}::bigint, {}::text, {}::json, {}::int, {}::text, {}::timestamptz), "
     "({}, {}, {}, {}, {}, {})) AS turn, owner "
     "WHERE owner.context_cleared_at IS NULL OR owner.context_cleared_at < {}) "
     "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
-    "SELECT {}, {}, {}, {}, {}, {}, {} FROM owner"
+    "SELECT {}, {}, {}, {}, {}, {}, {} FROM owner CROSS JOIN async_commit"
 )
 
 # On PostgreSQL the quota reservation and the context read share a round trip: the reservation (``RESERVE_SQL``)
 # yields no row when the quota is used up, so neither does the whole statement; otherwise its row is joined with each
 # turn of the context, or with one row of NULLs when there is none.
 RESERVE_AND_READ_SQL = (
-    "WITH reserved AS ("
+    f"WITH {ASYNC_COMMIT_CTE}, reserved AS ("
     + RESERVE_SQL
     + "), context AS (SELECT id, role, content, tokens, model FROM dialog_messages WHERE telegram_id = {} "
     + f"ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
     + "SELECT reserved.used, context.id, context.role, context.content, context.tokens, context.model "
-    + "FROM reserved LEFT JOIN context ON TRUE ORDER BY context.id DESC"
+    + "FROM reserved CROSS JOIN async_commit LEFT JOIN context ON TRUE ORDER BY context.id DESC"
 )
 
 # SQLite's statements of ``STORE_SQL``, with the same conditions.

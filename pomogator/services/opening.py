@@ -19,7 +19,7 @@ from pomogator.llm.catalog import Catalog
 from pomogator.services.conversations import HISTORY_LIMIT, Turn, decode_content
 from pomogator.services.quota import QuotaService, Reservation, Rows, used_of
 from pomogator.services.users import TOUCH_SQL, Account, Person, account_from_row, touch_values
-from pomogator.store.engine import raw
+from pomogator.store.engine import ASYNC_COMMIT_CTE, raw
 from pomogator.store.tables import User
 from pomogator.timeutil import as_utc, utcnow
 
@@ -31,11 +31,12 @@ def open_sql(models: int) -> str:
     look up the array types on every new connection, three round trips); ``sender`` the upsert of ``TOUCH_SQL``;
     ``terms`` adds the model the request is for and the sender's limit for it today (0: not decided here);
     ``reserved`` is ``RESERVE_SQL`` for that model and limit. The context is read only when a request was taken. The
-    result is the sender's row joined with each turn of the context, newest first, or with one row of NULLs.
+    result is the sender's row joined with each turn of the context, newest first, or with one row of NULLs. It
+    commits without waiting for the disk (``ASYNC_COMMIT_CTE``).
     """
     values = ", ".join(["({}::text, {}::int, {}::int)"] * models)
     return (
-        f"WITH catalog (id, free_daily, premium_daily) AS (VALUES {values}), "
+        f"WITH {ASYNC_COMMIT_CTE}, catalog (id, free_daily, premium_daily) AS (VALUES {values}), "
         "sender AS (" + TOUCH_SQL + "), terms AS (SELECT sender.*, catalog.id AS chosen, "
         "CASE WHEN sender.premium_until > {} THEN catalog.premium_daily ELSE catalog.free_daily END AS daily_limit "
         "FROM sender JOIN catalog "
@@ -50,7 +51,8 @@ def open_sql(models: int) -> str:
         "terms.created_at, terms.premium_until, terms.chosen, terms.daily_limit, reserved.used, "
         "context.id AS turn_id, context.role AS turn_role, context.content AS turn_content, "
         "context.tokens AS turn_tokens, context.model AS turn_model "
-        "FROM terms LEFT JOIN reserved ON TRUE LEFT JOIN context ON TRUE ORDER BY context.id DESC"
+        "FROM terms CROSS JOIN async_commit LEFT JOIN reserved ON TRUE LEFT JOIN context ON TRUE "
+        "ORDER BY context.id DESC"
     )
 
 

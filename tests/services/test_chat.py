@@ -43,8 +43,11 @@ from pomogator.services.chat import (
 )
 from pomogator.services.conversations import Content, StoredConversation, Turn
 from pomogator.services.files.images import MAX_REQUEST_IMAGE_BYTES
+from pomogator.services.opening import MessageOpener
 from pomogator.services.users import Person
+from pomogator.store.engine import raw
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, User
+from pomogator.timeutil import utcnow
 from tests.conftest import make_settings
 from tests.fakes import openai_server as fake
 from tests.fakes.openai_server import FakeLLM
@@ -652,6 +655,33 @@ def one_trip(services: Services) -> Services:
     if not services.chat.opens_in_one_trip:
         pytest.skip("PostgreSQL only: SQLite touches, reserves and reads in separate statements")
     return services
+
+
+async def commit_mode(services: Services, statement: Callable[[], Any]) -> str:
+    """``synchronous_commit`` in the transaction ``statement`` ran in, seen from inside it before it commits."""
+    async with services.database.transaction():
+        await statement()
+        rows = await User.raw("SHOW synchronous_commit")
+        return str(rows[0]["synchronous_commit"])
+
+
+async def test_a_messages_statements_commit_without_waiting_for_the_disk_and_nothing_else_does(
+    one_trip: Services,
+) -> None:
+    person = Person(ANN, "Ann")
+    account = await one_trip.users.touch(person)
+    assert await commit_mode(one_trip, lambda: one_trip.users.get(ANN)) == "on"
+    opener = MessageOpener(one_trip.catalog, one_trip.quota)
+    assert await commit_mode(one_trip, lambda: opener.open(person)) == "off"
+    assert await commit_mode(one_trip, lambda: one_trip.chat.reserve_and_read(ANN, account.model, False)) == "off"
+    dialog = one_trip.chat.dialog_for(account)
+    stored_answer = one_trip.chat._store(dialog, "hi", Reply(text="hello", complete=True), utcnow())
+    assert await commit_mode(one_trip, lambda: stored_answer) == "off"
+    # For that transaction only: the pool's connections commit the next statement as before.
+    for _ in range(3):
+        rows = await raw(User, "SHOW synchronous_commit")
+        assert rows[0]["synchronous_commit"] == "on"
+    assert [role for role, _ in await stored()] == ["user", "assistant"]
 
 
 async def test_sqlite_does_not_open_in_one_trip(make_services: ServicesFactory, db_url: str) -> None:
