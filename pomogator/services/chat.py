@@ -356,10 +356,8 @@ class ChatService:
             # The answer was generated and the request taken: the user still gets it, told it is not in the context.
             logger.warning("Answer not stored, the database is unavailable: {}", outage.detail)
             reply.unsaved = True
-            reply.charged = reply.reservation is not None
-            return
         reply.charged = reply.reservation is not None
-        if isinstance(dialog.conversation, StoredConversation):
+        if not reply.unsaved and isinstance(dialog.conversation, StoredConversation):
             await self._forget_old_media(dialog.conversation, history, recent)
 
     async def _forget_old_media(

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from loguru import logger
 from starlette.applications import Starlette
@@ -145,7 +145,7 @@ def _retry_later(path: str, outage: DatabaseUnavailable) -> Response:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
-    return _retry_later(request.url.path, exc if isinstance(exc, DatabaseUnavailable) else DatabaseUnavailable())
+    return _retry_later(request.url.path, cast(DatabaseUnavailable, exc))  # registered for DatabaseUnavailable only
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
