@@ -367,9 +367,17 @@ class Database:
         return not self._connect.gave_up
 
     async def ping(self) -> None:
-        """One short statement; an outage fails it at once instead of being waited out."""
-        with impatient():
-            await self.engine.run_ddl("SELECT 1")
+        """One short statement; an outage fails it at once instead of being waited out. Its answer is what
+        ``reachable`` goes by: a failure starts an outage (a dropped connection fails it before any reconnect is
+        tried), an answer ends one (even on a connection that stayed open)."""
+        try:
+            with impatient():
+                await self.engine.run_ddl("SELECT 1")
+        except Exception as exc:
+            if outage_of(exc) is not None or isinstance(exc, OSError):
+                self._connect.down()
+            raise
+        self._connect.up()
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations; idempotent. Returns Piccolo's report lines (never printed to stdout)."""

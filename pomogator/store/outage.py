@@ -81,6 +81,16 @@ class PatientConnect:
             return False
         return asyncio.get_running_loop().time() - self._down_since >= self.wait
 
+    def down(self) -> None:
+        """The database failed a request (a health check, say) without a connection being opened: the outage, and
+        the wait, start now if they have not already."""
+        if self._down_since is None:
+            self._down_since = asyncio.get_running_loop().time()
+
+    def up(self) -> None:
+        """The database answered: no outage, whether or not a connection had to be opened for it."""
+        self._down_since = None
+
     async def __call__(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         loop = asyncio.get_running_loop()
         if not self.serving:
@@ -105,5 +115,5 @@ class PatientConnect:
                 await asyncio.sleep(min(pause, left))
                 pause = min(pause * 2, LONGEST_RETRY_S)
             else:
-                self._down_since = None
+                self.up()
                 return connection

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from pomogator.errors import DatabaseUnavailable
+from pomogator.store.engine import Database
 from pomogator.store.outage import PatientConnect, impatient, outage_of
 from tests.fakes.tcp_proxy import TcpProxy
 
@@ -128,4 +129,31 @@ async def test_a_server_back_within_the_wait_gives_the_connection(postgres_url: 
         finally:
             await connection.close()
     finally:
+        proxy.close()
+
+
+async def test_reachable_follows_what_health_checks_find(postgres_url: str) -> None:
+    """A failed check starts the outage even when no reconnect was tried (the dropped connection failed it first);
+    an answer ends it even when no connection had to be opened for it."""
+    proxy = TcpProxy("127.0.0.1", int(urlsplit(postgres_url).port or 5432)).start()
+    database = Database(proxy.url(postgres_url), pool_min=1, pool_max=2, reconnect_wait=0.3)
+    try:
+        await database.start()
+        await database.ping()
+        proxy.cut()
+        with pytest.raises((DatabaseUnavailable, asyncpg.PostgresConnectionError)):
+            await database.ping()
+        await asyncio.sleep(0.4)
+        assert not await database.reachable()
+        proxy.restore()
+        await asyncio.sleep(1.1)  # the next probe
+        assert await database.reachable()
+        # Marked away while the pool's connection still works: the next check's answer clears it.
+        database._connect.down()
+        await asyncio.sleep(0.4)
+        assert database._connect.gave_up
+        await database.ping()
+        assert await database.reachable()
+    finally:
+        await database.close()
         proxy.close()
