@@ -30,7 +30,7 @@ from pomogator.services.files.prompt import safe_filename
 from pomogator.services.opening import MessageOpener
 from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
 from pomogator.services.users import Account, Person
-from pomogator.store.engine import ASYNC_COMMIT_CTE, Database, SharedConnectionSQLiteEngine, raw
+from pomogator.store.engine import ASYNC_COMMIT_CTE, Database, SharedConnectionSQLiteEngine, question_marks, raw
 from pomogator.store.outage import outage_of
 from pomogator.store.tables import LLMRequest
 from pomogator.timeutil import utcnow
@@ -431,18 +431,16 @@ class ChatService:
             )
 
     async def _store_on_sqlite(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        """Run ``statements`` (``{}`` placeholders) in one write transaction."""
+        """Run ``statements`` (``{}`` placeholders) in one write transaction; on the shared connection it commits
+        without waiting for the disk, as ``STORE_SQL`` does on PostgreSQL."""
         engine = self.database.engine
         if isinstance(engine, SharedConnectionSQLiteEngine):
-            await engine.execute_atomically([(_question_marks(sql), args) for sql, args in statements])
+            statements = [(question_marks(sql), args) for sql, args in statements]
+            await engine.execute_atomically(statements, lazy_commit=True)
             return
         async with self.database.transaction():
             for sql, args in statements:
                 await raw(LLMRequest, sql, *args)
-
-
-def _question_marks(sql: str) -> str:
-    return sql.replace("{}", "?")
 
 
 async def _until_stopped(events: AsyncIterator[StreamEvent], stop: asyncio.Event | None) -> AsyncIterator[StreamEvent]:

@@ -71,13 +71,15 @@ class QuotaService:
         self, sql: str, telegram_id: int, model: Model, premium: bool, *more: Any
     ) -> tuple[Reservation, Rows]:
         """``reserve`` with ``sql``: ``RESERVE_SQL`` alone or inside a larger statement whose first row carries its
-        ``used`` (parameters: ``RESERVE_SQL``'s, then ``more``). Returns the reservation and the rows."""
+        ``used`` (parameters: ``RESERVE_SQL``'s, then ``more``). Returns the reservation and the rows. Like the rest
+        of a chat message's statements it commits without waiting for the disk (``lazy_commit``)."""
         day, limit = self.reservation_terms(model, premium)
 
         def taken(rows: Rows) -> Reservation | None:
             return Reservation.of(telegram_id, model.id, day, limit, used_of(rows))
 
-        rows = await self.take(raw(DailyUsage, sql, telegram_id, model.id, day, limit, *more), taken)
+        statement = raw(DailyUsage, sql, telegram_id, model.id, day, limit, *more, lazy_commit=True)
+        rows = await self.take(statement, taken)
         return self.reserved(telegram_id, model, day, limit, used_of(rows)), rows
 
     async def take(self, statement: Awaitable[T], taken: Callable[[T], Reservation | None]) -> T:

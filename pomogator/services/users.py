@@ -138,8 +138,9 @@ class UserService:
         self.role_max_chars = role_max_chars
 
     async def touch(self, person: Person) -> Account:
-        """Create the person or refresh their names and last-seen time; return their account."""
-        rows = await raw(User, TOUCH_SQL, *touch_values(person, utcnow()))
+        """Create the person or refresh their names and last-seen time; return their account. Every message's
+        first step: it commits without waiting for the disk (``lazy_commit``), as a chat message's statements do."""
+        rows = await raw(User, TOUCH_SQL, *touch_values(person, utcnow()), lazy_commit=True)
         return await self._account(rows[0])
 
     async def ensure(self, telegram_id: int) -> Account:

@@ -82,6 +82,15 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
     (each statement commits by itself; nothing is cached between statements, so other processes see every write at
     once). Transactions still get a connection of their own. Like a new connection, each query reaches the file
     that is at the path now: when it was moved, replaced or deleted, the connection is opened again.
+
+    A statement run with ``lazy_commit`` (those of a chat message: the sender's upsert, the quota reservation, the
+    stored answer) commits without waiting for the disk: ``PRAGMA synchronous = NORMAL``, which in WAL mode hands the
+    commit to the operating system, not the disk. Every other statement waits for its flush (``FULL``, SQLite's
+    default), as before. Otherwise each message's commits flushed the file on the one worker thread every statement
+    of the process queues on, and one slow flush held every message behind it (PostgreSQL's message statements make
+    the same trade, ``ASYNC_COMMIT_CTE``). A crash of the process loses nothing; a power cut or a crash of the
+    machine may lose the last of those commits (requests not counted, turns not in the context); the next commit
+    that waits for the disk takes them along.
     """
 
     def __init__(self, path: str, **connection_kwargs: Any) -> None:
@@ -89,6 +98,7 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._connection: sqlite3.Connection | None = None
         self._file: tuple[int, int] | None = None
+        self._lazy: bool | None = None  # the shared connection's commits: lazy (NORMAL), FULL, or not set yet
 
     def _identity(self) -> tuple[int, int] | None:
         try:
@@ -105,8 +115,16 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
             connection = sqlite3.connect(**self.connection_kwargs, check_same_thread=False)
             connection.row_factory = dict_factory
             connection.execute("PRAGMA foreign_keys = 1")
-            self._connection, self._file = connection, self._identity()
+            self._connection, self._file, self._lazy = connection, self._identity(), None
         return self._connection
+
+    def _commits(self, connection: sqlite3.Connection, lazy: bool, query: str = "") -> sqlite3.Connection:
+        """``connection`` with its commits set to wait for the disk or not; changed only when it differs (a query
+        that only reads leaves it as it is), so a run of chat messages costs no statement more."""
+        if self._lazy is not lazy and not query.startswith("SELECT"):
+            connection.execute(f"PRAGMA synchronous = {'NORMAL' if lazy else 'FULL'}")
+            self._lazy = lazy
+        return connection
 
     @staticmethod
     def _fetch(connection: sqlite3.Connection, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
@@ -117,8 +135,8 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
             cursor.close()
         return rows
 
-    def _execute(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        return self._fetch(self._connected(), query, args)
+    def _execute(self, query: str, args: Sequence[Any], lazy: bool) -> list[dict[str, Any]]:
+        return self._fetch(self._commits(self._connected(), lazy, query), query, args)
 
     async def _run_in_new_connection(
         self,
@@ -132,8 +150,9 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
             return await super()._run_in_new_connection(query, args, query_type, table)
         return await self.fetch(query, args or [])
 
-    def _execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
-        connection = self._connected()  # one connection for the whole transaction, even if the file is replaced
+    def _execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]], lazy: bool) -> None:
+        # One connection for the whole transaction, even if the file is replaced.
+        connection = self._commits(self._connected(), lazy)
         connection.execute("BEGIN IMMEDIATE")
         try:
             for query, args in statements:
@@ -144,12 +163,14 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
                 connection.execute("ROLLBACK")
             raise
 
-    async def fetch(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+    async def fetch(self, query: str, args: Sequence[Any], *, lazy_commit: bool = False) -> list[dict[str, Any]]:
         """Run one statement (``?`` placeholders) on the shared connection; the rows as dicts."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._worker, self._execute, query, args)
+        return await loop.run_in_executor(self._worker, self._execute, query, args, lazy_commit)
 
-    async def execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
+    async def execute_atomically(
+        self, statements: Sequence[tuple[str, Sequence[Any]]], *, lazy_commit: bool = False
+    ) -> None:
         """Run ``statements`` (``?`` placeholders) as one write transaction on the shared connection.
 
         On the one worker thread nothing else runs in between, so the transaction neither waits for nor blocks this
@@ -157,7 +178,7 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         hop to the thread instead of one per statement.
         """
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._worker, self._execute_atomically, statements)
+        await loop.run_in_executor(self._worker, self._execute_atomically, statements, lazy_commit)
 
     def _close(self) -> None:
         if self._connection is not None:
@@ -181,8 +202,10 @@ are not counted and those turns are not in the context. Payments, subscriptions 
 before. The database stays consistent either way: only the durability of those last transactions differs."""
 
 
-async def raw(table: type[Table], sql: str, *args: Any) -> Sequence[Mapping[str, Any]]:
+async def raw(table: type[Table], sql: str, *args: Any, lazy_commit: bool = False) -> Sequence[Mapping[str, Any]]:
     """``table.raw(sql, *args)``: ``{}`` placeholders, the rows as read-only mappings of column to value.
+    ``lazy_commit``: on SQLite the statement commits without waiting for the disk (``SharedConnectionSQLiteEngine``);
+    PostgreSQL's statements say so in their SQL (``ASYNC_COMMIT_CTE``).
 
     Outside a transaction (every statement of a chat message) the statement goes straight to PostgreSQL's pool or
     SQLite's shared connection: Piccolo's query building and result handling around one short statement cost more
@@ -204,13 +227,13 @@ async def raw(table: type[Table], sql: str, *args: Any) -> Sequence[Mapping[str,
                 raise outage from exc
             return records
         if isinstance(engine, SharedConnectionSQLiteEngine):
-            return await engine.fetch(_question_marks(sql), args)
+            return await engine.fetch(question_marks(sql), args, lazy_commit=lazy_commit)
     result: list[dict[str, Any]] = await table.raw(sql, *args)
     return result
 
 
 @functools.lru_cache(maxsize=64)
-def _question_marks(sql: str) -> str:
+def question_marks(sql: str) -> str:
     """``{}`` placeholders as SQLite's ``?``, as Piccolo compiles them."""
     return sql.replace("{}", "?")
 

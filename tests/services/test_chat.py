@@ -45,7 +45,7 @@ from pomogator.services.conversations import Content, StoredConversation, Turn
 from pomogator.services.files.images import MAX_REQUEST_IMAGE_BYTES
 from pomogator.services.opening import MessageOpener
 from pomogator.services.users import Person
-from pomogator.store.engine import raw
+from pomogator.store.engine import SharedConnectionSQLiteEngine, raw
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, User
 from pomogator.timeutil import utcnow
 from tests.conftest import make_settings
@@ -681,6 +681,46 @@ async def test_a_messages_statements_commit_without_waiting_for_the_disk_and_not
     for _ in range(3):
         rows = await raw(User, "SHOW synchronous_commit")
         assert rows[0]["synchronous_commit"] == "on"
+    assert [role for role, _ in await stored()] == ["user", "assistant"]
+
+
+def writes_and_their_commits(trace: list[str]) -> list[tuple[str, str]]:
+    """Each write statement of ``trace`` (an SQLite connection's traced statements) with the ``synchronous`` level
+    it ran under: ``FULL`` until a ``PRAGMA synchronous`` changed it."""
+    level, writes = "FULL", []
+    for statement in trace:
+        words = statement.split()
+        if words[:2] == ["PRAGMA", "synchronous"]:
+            level = words[-1]
+        elif words[0].upper() in {"INSERT", "UPDATE", "DELETE", "COMMIT"}:
+            writes.append((words[0].upper(), level))
+    return writes
+
+
+async def test_on_sqlite_a_messages_writes_commit_without_waiting_for_the_disk_and_nothing_else_does(
+    services: Services,
+) -> None:
+    engine = services.database.engine
+    if not isinstance(engine, SharedConnectionSQLiteEngine):
+        pytest.skip("SQLite only: PostgreSQL's statements are checked above")
+    trace: list[str] = []
+    await User.count()  # opens the shared connection
+    engine._connected().set_trace_callback(trace.append)
+    account = await services.users.touch(Person(ANN, "Ann"))
+    assert await ask(services, services.chat.dialog_for(account), "hi") == "Echo: hi"
+    message = writes_and_their_commits(trace)
+    # The upsert, the reservation, the answer's two turns and its request, and their transaction's COMMIT.
+    assert message == [("INSERT", "NORMAL")] * 5 + [("COMMIT", "NORMAL")]
+    assert sum(statement.startswith("PRAGMA synchronous") for statement in trace) == 1  # no cost per statement
+    trace.clear()
+    await services.users.set_model(ANN, "test/tiny")
+    await services.users.touch(Person(ANN, "Ann"))
+    assert writes_and_their_commits(trace) == [("UPDATE", "FULL"), ("INSERT", "NORMAL")]
+    # SQLite took the setting: a lazy statement leaves the connection at NORMAL (1) until another one needs FULL.
+    level = await asyncio.get_running_loop().run_in_executor(
+        engine._worker, lambda: engine._connected().execute("PRAGMA synchronous").fetchone()
+    )
+    assert level == {"synchronous": 1}
     assert [role for role, _ in await stored()] == ["user", "assistant"]
 
 
