@@ -56,7 +56,7 @@ def docx_with_body(body: str, *, prolog: str = "", parts: dict[str, str] | None 
     )
     rels = members["word/_rels/document.xml.rels"].decode()
     for number, (part, xml_text) in enumerate((parts or {}).items()):
-        kind = part.removesuffix(".xml")
+        kind = part.removesuffix(".xml").rstrip("0123456789")  # header1.xml and header2.xml are both headers
         relationship = f'<Relationship Id="rIdTest{number}" Type="{RELATIONSHIP_TYPES}{kind}" Target="{part}"/>'
         rels = rels.replace("</Relationships>", relationship + "</Relationships>")
         members[f"word/{part}"] = xml_text.encode()
@@ -238,6 +238,46 @@ def test_docx_footnotes_and_endnotes_follow_the_body() -> None:
     assert read(docx_with_body(body, parts=parts)) == (
         "Claim[^1] and more[^e1]\n\nSecond[^2]\n\n[^1]: Source one.\n\n[^2]: Source two.\n\n[^e1]: The end note."
     )
+
+
+# --- page headers and footers ------------------------------------------------------------------------------
+
+
+def margin_part(kind: str, *content: str) -> str:
+    tag = "hdr" if kind == "header" else "ftr"
+    ns = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+    return f"<?xml version='1.0' encoding='UTF-8'?><w:{tag} {ns}>{''.join(content)}</w:{tag}>"
+
+
+PAGE_NUMBER = (
+    '<w:r><w:fldChar w:fldCharType="begin"/></w:r><w:r><w:instrText> PAGE </w:instrText></w:r>'
+    '<w:r><w:fldChar w:fldCharType="separate"/></w:r><w:r><w:t>3</w:t></w:r><w:r><w:fldChar w:fldCharType="end"/></w:r>'
+)
+
+
+def test_docx_page_headers_go_before_the_body_and_footers_after_it() -> None:
+    body = para(run("Claim"), '<w:r><w:footnoteReference w:id="1"/></w:r>')
+    # A letterhead laid out in a table reads as one line.
+    parts = {
+        "footnotes.xml": notes_part("footnote", {1: "Source one."}),
+        "header1.xml": margin_part("header", table(cell(para(run("ACME Ltd"))) + cell(para(run("Report 7"))))),
+        # The first page's header says the same: it is not repeated.
+        "header2.xml": margin_part("header", table(cell(para(run("ACME Ltd"))) + cell(para(run("Report 7"))))),
+        "footer1.xml": margin_part("footer", para(run("Confidential")), para(run("Page "), PAGE_NUMBER)),
+        "footer2.xml": margin_part("footer", para(PAGE_NUMBER)),  # a page number alone says nothing
+    }
+    assert read(docx_with_body(body, parts=parts)) == (
+        "Header: ACME Ltd Report 7\n\nClaim[^1]\n\n[^1]: Source one.\n\nFooter: Confidential\nPage 3"
+    )
+
+
+def test_docx_an_oversized_header_is_left_out_and_a_long_one_cut() -> None:
+    huge = margin_part("header", para(run("x " * 200_000)))
+    long = margin_part("header", para(run("Long header " * 200)))
+    text = read(docx_with_body(para(run("Body")), parts={"header1.xml": huge, "header2.xml": long}))
+    header, body = text.split("\n\n")
+    assert header == "Header: " + ("Long header " * 200)[:1000].strip()
+    assert body == "Body"
 
 
 # --- reading only as far as needed ------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 The body is parsed as a stream and only as far as the model's context can hold. Text is taken from every ``w:t``
 that Word would show: inside content controls, tracked insertions, smart tags, simple fields, hyperlinks and text
 boxes, but not from tracked deletions. Headings (by their style's name) are marked with ``#``, tables become
-Markdown-like rows, and footnotes and endnotes follow the body.
+Markdown-like rows, and footnotes and endnotes follow the body. The page headers go before the body and the footers
+after it, each different text once (a letterhead, a title, "Confidential"); those without a letter (page numbers
+alone) are left out.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ READ_AHEAD_CHARS = 100_000
 """How far past ``max_chars`` the body is read: a document only a little too long still reports its length."""
 
 BLOCK_SEPARATOR = "\n\n"
+
+MAX_MARGIN_PART_BYTES = 256 * 1024
+"""A page header or footer part larger than this (unpacked) is not read: a real one is a few kilobytes of XML, and
+it is parsed whole."""
+
+MAX_MARGIN_CHARS = 1000
+"""How much of one page header's or footer's text is kept: it must not take the body's place in the context."""
 
 
 def check_zip_bounds(
@@ -108,6 +117,7 @@ _TR = _W + "tr"
 _TC = _W + "tc"
 _T = _W + "t"
 _TEXT_BOX = _W + "txbxContent"
+_MARGINS = {"header": _W + "hdr", "footer": _W + "ftr"}
 _STYLE = _W + "style"
 _VAL = _W + "val"
 _ALTERNATE_CONTENT = "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"
@@ -191,10 +201,15 @@ def _int(element: _Element, path: str, default: int) -> int:
 
 def _target(archive: zipfile.ZipFile, rels: str, kind: str) -> str | None:
     """The part that the relationships in ``rels`` name for ``kind`` (e.g. "styles"), if the package has it."""
+    return next(_targets(archive, rels, kind), None)
+
+
+def _targets(archive: zipfile.ZipFile, rels: str, kind: str) -> Iterator[str]:
+    """The parts the package has of those the relationships in ``rels`` name for ``kind``, in their order."""
     try:
         stream = archive.open(rels)
     except KeyError:
-        return None
+        return
     base = posixpath.dirname(posixpath.dirname(rels))
     with stream:
         for _, relationship in _iterparse(stream, ("end",), (_RELATIONSHIP,)):
@@ -202,8 +217,9 @@ def _target(archive: zipfile.ZipFile, rels: str, kind: str) -> str | None:
             if (relationship.get("Type") or "").endswith("/" + kind) and relationship.get("TargetMode") != "External":
                 target = relationship.get("Target") or ""
                 name = target.lstrip("/") if target.startswith("/") else posixpath.join(base, target)
-                return _existing(archive, posixpath.normpath(name))
-    return None
+                found = _existing(archive, posixpath.normpath(name))
+                if found is not None:
+                    yield found
 
 
 def _existing(archive: zipfile.ZipFile, name: str) -> str | None:
@@ -448,10 +464,28 @@ def _read_notes(archive: zipfile.ZipFile, part: str | None, kind: str, blocks: l
     return True
 
 
+def _margins(archive: zipfile.ZipFile, rels: str, kind: str) -> list[str]:
+    """The page headers or footers (``kind``) as blocks ``Header: text``, each different text once, in the order the
+    document's relationships name them; those without a letter (a page number) are left out."""
+    label = kind.capitalize()
+    texts: list[str] = []
+    for part in _targets(archive, rels, kind):
+        if archive.getinfo(part).file_size > MAX_MARGIN_PART_BYTES:
+            continue
+        with archive.open(part) as stream:
+            for _, margin in _iterparse(stream, ("end",), (_MARGINS[kind],)):
+                text = "\n".join(block for block in _blocks(margin, None) if block).strip()[:MAX_MARGIN_CHARS]
+                if any(char.isalpha() for char in text) and text not in texts:
+                    texts.append(text)
+                _release(margin)
+    return [f"{label}: {text}" for text in texts]
+
+
 def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocument:
     """Read the body of a DOCX: paragraphs (headings marked with ``#``) and tables, in document order.
 
-    Footnotes and endnotes follow the body as ``[^1]: ...`` and ``[^e1]: ...``, where the body has ``[^1]``.
+    Footnotes and endnotes follow the body as ``[^1]: ...`` and ``[^e1]: ...``, where the body has ``[^1]``. The
+    page headers come first (``Header: ...``) and the footers last (``Footer: ...``).
 
     Reading stops ``READ_AHEAD_CHARS`` past ``max_chars``; the result is then ``truncated`` with
     ``total_chars=None``.
@@ -471,6 +505,9 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
             for kind in ("footnote", "endnote"):
                 if read_all:
                     read_all = _read_notes(archive, _target(archive, rels, kind + "s"), kind, blocks, limit)
+            blocks = _margins(archive, rels, "header") + blocks
+            if read_all:
+                blocks += _margins(archive, rels, "footer")
     except FileError:
         raise
     except Exception as exc:  # zipfile, zlib and lxml raise many kinds of errors on damaged input
