@@ -24,6 +24,7 @@ import asyncpg
 from loguru import logger
 
 from pomogator.logs.records import context_of, logger_name, process_of, telegram_id_of
+from pomogator.store.engine import SharedConnectionSQLiteEngine
 from pomogator.store.outage import impatient
 from pomogator.store.tables import LogRecord
 
@@ -391,7 +392,12 @@ class DatabaseSink:
     async def _insert(self, batch: list[Row]) -> None:
         query = LogRecord.insert(*(LogRecord(**row.values) for row in batch))
         for querystring in query.querystrings:
-            await self._engine.run_querystring(querystring)
+            if isinstance(self._engine, SharedConnectionSQLiteEngine):
+                # Diagnostics, not data: on SQLite's one worker thread a flush per batch would hold every chat
+                # message's statements behind it, and most when errors are logged in bursts.
+                await self._engine.run_lazily(querystring)
+            else:
+                await self._engine.run_querystring(querystring)
 
     def _note_failure(self, exc: Exception) -> None:
         """Say once per outage that writes fail (called while ``_writing`` is set: the notice stays out of the

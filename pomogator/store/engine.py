@@ -20,6 +20,7 @@ import asyncpg
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType, dict_factory
+from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from pomogator.config import check_url, url_authority, url_passwords
@@ -84,13 +85,13 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
     that is at the path now: when it was moved, replaced or deleted, the connection is opened again.
 
     A statement run with ``lazy_commit`` (those of a chat message: the sender's upsert, the quota reservation, the
-    stored answer) commits without waiting for the disk: ``PRAGMA synchronous = NORMAL``, which in WAL mode hands the
-    commit to the operating system, not the disk. Every other statement waits for its flush (``FULL``, SQLite's
-    default), as before. Otherwise each message's commits flushed the file on the one worker thread every statement
-    of the process queues on, and one slow flush held every message behind it (PostgreSQL's message statements make
-    the same trade, ``ASYNC_COMMIT_CTE``). A crash of the process loses nothing; a power cut or a crash of the
-    machine may lose the last of those commits (requests not counted, turns not in the context); the next commit
-    that waits for the disk takes them along.
+    stored answer; and stored log records, ``run_lazily``) commits without waiting for the disk: ``PRAGMA
+    synchronous = NORMAL``, which in WAL mode hands the commit to the operating system, not the disk. Every other
+    statement waits for its flush (``FULL``, SQLite's default), as before. Otherwise each message's commits flushed
+    the file on the one worker thread every statement of the process queues on, and one slow flush held every
+    message behind it (PostgreSQL's message statements make the same trade, ``ASYNC_COMMIT_CTE``). A crash of the
+    process loses nothing; a power cut or a crash of the machine may lose the last of those commits (requests not
+    counted, turns not in the context); the next commit that waits for the disk takes them along.
     """
 
     def __init__(self, path: str, **connection_kwargs: Any) -> None:
@@ -167,6 +168,17 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         """Run one statement (``?`` placeholders) on the shared connection; the rows as dicts."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._worker, self._execute, query, args, lazy_commit)
+
+    async def run_lazily(self, querystring: QueryString) -> None:
+        """Run a Piccolo query's statement like ``run_querystring``; outside a transaction it goes to the shared
+        connection and commits without waiting for the disk."""
+        if self.current_transaction.get() is not None or (
+            querystring.query_type == "insert" and sqlite3.sqlite_version_info < (3, 35)
+        ):
+            await self.run_querystring(querystring)
+            return
+        query, args = querystring.compile_string(engine_type=self.engine_type)
+        await self.fetch(query, args, lazy_commit=True)
 
     async def execute_atomically(
         self, statements: Sequence[tuple[str, Sequence[Any]]], *, lazy_commit: bool = False

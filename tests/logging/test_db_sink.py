@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
+import pytest
 from loguru import logger
 
 from pomogator.config import Settings
 from pomogator.logs.db_sink import SinkLimits, is_transient
 from pomogator.logs.lifecycle import database_logging
-from pomogator.store.engine import open_database
+from pomogator.store.engine import SharedConnectionSQLiteEngine, open_database
 from pomogator.store.tables import LogRecord
-from tests.logging.conftest import Outage, db_sink, logging_to_database, stored
+from tests.logging.conftest import FAST, Outage, db_sink, logging_to_database, stored
 from tests.logging.test_outage import wait_for
 
 
@@ -124,6 +125,24 @@ async def test_queue_is_drained_at_shutdown(log_settings: Settings, stderr_text:
             assert db_sink(sinks).queued == 450
         messages = [row["message"] for row in await stored()]
     assert messages == [f"record {number}" for number in range(450)]
+
+
+async def test_on_sqlite_stored_records_commit_without_waiting_for_the_disk(log_settings: Settings) -> None:
+    async with open_database(log_settings.database_url, migrate=True) as database:
+        engine = database.engine
+        if not isinstance(engine, SharedConnectionSQLiteEngine):
+            pytest.skip("SQLite only: PostgreSQL's commits do not queue on one worker thread")
+        async with database_logging(log_settings, database, limits=FAST) as sinks:
+            # A statement that commits durably (it changes nothing): the shared connection is open and at FULL.
+            await LogRecord.update({LogRecord.level: "INFO"}).where(LogRecord.id < 0)
+            trace: list[str] = []
+            engine._connected().set_trace_callback(trace.append)
+            logger.warning("kept lazily")
+            assert await db_sink(sinks).flush()
+            assert [row["message"] for row in await stored()] == ["kept lazily"]
+    inserts = [statement for statement in trace if statement.startswith("INSERT")]
+    assert len(inserts) == 1
+    assert trace[trace.index(inserts[0]) - 1] == "PRAGMA synchronous = NORMAL"
 
 
 async def test_level_off_disables_the_database_sink(log_settings: Settings) -> None:
