@@ -146,10 +146,13 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         query_type: str = "generic",
         table: type[Table] | None = None,
     ) -> Any:
-        if query_type == "insert" and self.get_version_sync() < 3.35:
-            # No RETURNING before SQLite 3.35: Piccolo reads the new row's key on the same connection.
+        if self._reads_new_key_itself(query_type):
             return await super()._run_in_new_connection(query, args, query_type, table)
         return await self.fetch(query, args or [])
+
+    def _reads_new_key_itself(self, query_type: str) -> bool:
+        """No RETURNING before SQLite 3.35: Piccolo reads an insert's new key on the connection it ran on."""
+        return query_type == "insert" and self.get_version_sync() < 3.35
 
     def _execute_atomically(self, statements: Sequence[tuple[str, Sequence[Any]]], lazy: bool) -> None:
         # One connection for the whole transaction, even if the file is replaced.
@@ -172,9 +175,7 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
     async def run_lazily(self, querystring: QueryString) -> None:
         """Run a Piccolo query's statement like ``run_querystring``; outside a transaction it goes to the shared
         connection and commits without waiting for the disk."""
-        if self.current_transaction.get() is not None or (
-            querystring.query_type == "insert" and sqlite3.sqlite_version_info < (3, 35)
-        ):
+        if self.current_transaction.get() is not None or self._reads_new_key_itself(querystring.query_type):
             await self.run_querystring(querystring)
             return
         query, args = querystring.compile_string(engine_type=self.engine_type)
