@@ -271,6 +271,14 @@ def test_docx_page_headers_go_before_the_body_and_footers_after_it() -> None:
     )
 
 
+def test_docx_a_damaged_footer_is_left_out_and_the_rest_read() -> None:
+    parts = {
+        "header1.xml": margin_part("header", para(run("Letterhead"))),
+        "footer1.xml": margin_part("footer", para(run("Confidential")))[:-20],  # cut off mid-element
+    }
+    assert read(docx_with_body(para(run("Body")), parts=parts)) == "Header: Letterhead\n\nBody"
+
+
 def test_docx_an_oversized_header_is_left_out_and_a_long_one_cut() -> None:
     huge = margin_part("header", para(run("x " * 200_000)))
     long = margin_part("header", para(run("Long header " * 200)))

@@ -466,19 +466,28 @@ def _read_notes(archive: zipfile.ZipFile, part: str | None, kind: str, blocks: l
 
 def _margins(archive: zipfile.ZipFile, rels: str, kind: str) -> list[str]:
     """The page headers or footers (``kind``) as blocks ``Header: text``, each different text once, in the order the
-    document's relationships name them; those without a letter (a page number) are left out."""
+    document's relationships name them; those without a letter (a page number) are left out, and so are damaged
+    ones: the body is what was asked about."""
     label = kind.capitalize()
     texts: list[str] = []
     for part in _targets(archive, rels, kind):
         if archive.getinfo(part).file_size > MAX_MARGIN_PART_BYTES:
             continue
-        with archive.open(part) as stream:
-            for _, margin in _iterparse(stream, ("end",), (_MARGINS[kind],)):
-                text = "\n".join(block for block in _blocks(margin, None) if block).strip()[:MAX_MARGIN_CHARS]
-                if any(char.isalpha() for char in text) and text not in texts:
-                    texts.append(text)
-                _release(margin)
+        try:
+            found = _margin_texts(archive, part, kind)
+        except Exception:  # zipfile, zlib and lxml raise many kinds of errors on damaged input
+            continue
+        texts.extend(text for text in found if any(char.isalpha() for char in text) and text not in texts)
     return [f"{label}: {text}" for text in texts]
+
+
+def _margin_texts(archive: zipfile.ZipFile, part: str, kind: str) -> list[str]:
+    texts = []
+    with archive.open(part) as stream:
+        for _, margin in _iterparse(stream, ("end",), (_MARGINS[kind],)):
+            texts.append("\n".join(block for block in _blocks(margin, None) if block).strip()[:MAX_MARGIN_CHARS])
+            _release(margin)
+    return texts
 
 
 def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocument:
