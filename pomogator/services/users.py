@@ -12,7 +12,7 @@ from pomogator.errors import InvalidEmail, PremiumRequired, RoleTooLong, UserNot
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.services.quota import QuotaService
 from pomogator.services.subscriptions import SubscriptionService, running_until
-from pomogator.store.engine import Database, raw
+from pomogator.store.engine import ASYNC_COMMIT_CTE, Database, raw
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
 from pomogator.timeutil import as_utc, utcnow
 
@@ -36,6 +36,12 @@ TOUCH_SQL = (
     "username = excluded.username, language = excluded.language, last_seen_at = excluded.last_seen_at "
     "RETURNING telegram_id, first_name, username, model, role, email, created_at, "
     "(SELECT MAX(ends_at) FROM subscriptions WHERE subscriptions.telegram_id = users.telegram_id) AS premium_until"
+)
+
+# PostgreSQL: ``TOUCH_SQL`` committing without waiting for the disk (``ASYNC_COMMIT_CTE``), as the other statements of
+# a chat message do; every update (a command, a button, a file) starts with it.
+TOUCH_LAZILY_SQL = (
+    f"WITH {ASYNC_COMMIT_CTE}, sender AS ({TOUCH_SQL}) SELECT sender.* FROM sender CROSS JOIN async_commit"
 )
 
 
@@ -138,9 +144,10 @@ class UserService:
         self.role_max_chars = role_max_chars
 
     async def touch(self, person: Person) -> Account:
-        """Create the person or refresh their names and last-seen time; return their account. Every message's
-        first step: it commits without waiting for the disk (``lazy_commit``), as a chat message's statements do."""
-        rows = await raw(User, TOUCH_SQL, *touch_values(person, utcnow()), lazy_commit=True)
+        """Create the person or refresh their names and last-seen time; return their account. Every update's first
+        step: it commits without waiting for the disk, as a chat message's statements do."""
+        sql = TOUCH_SQL if self.database.is_sqlite else TOUCH_LAZILY_SQL
+        rows = await raw(User, sql, *touch_values(person, utcnow()), lazy_commit=True)
         return await self._account(rows[0])
 
     async def ensure(self, telegram_id: int) -> Account:

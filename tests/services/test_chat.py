@@ -671,6 +671,8 @@ async def test_a_messages_statements_commit_without_waiting_for_the_disk_and_not
     person = Person(ANN, "Ann")
     account = await one_trip.users.touch(person)
     assert await commit_mode(one_trip, lambda: one_trip.users.get(ANN)) == "on"
+    assert await commit_mode(one_trip, lambda: one_trip.users.set_role(ANN, "Be brief")) == "on"
+    assert await commit_mode(one_trip, lambda: one_trip.users.touch(person)) == "off"
     opener = MessageOpener(one_trip.catalog, one_trip.quota)
     assert await commit_mode(one_trip, lambda: opener.open(person)) == "off"
     assert await commit_mode(one_trip, lambda: one_trip.chat.reserve_and_read(ANN, account.model, False)) == "off"
