@@ -145,9 +145,12 @@ class UserService:
 
     async def touch(self, person: Person) -> Account:
         """Create the person or refresh their names and last-seen time; return their account. Every update's first
-        step: it commits without waiting for the disk, as a chat message's statements do."""
-        sql = TOUCH_SQL if self.database.is_sqlite else TOUCH_LAZILY_SQL
-        rows = await raw(User, sql, *touch_values(person, utcnow()), lazy_commit=True)
+        step: it commits without waiting for the disk, as a chat message's statements do; inside a transaction it
+        leaves the transaction's commit as it is."""
+        lazily = not self.database.is_sqlite and self.database.engine.current_transaction.get() is None
+        rows = await raw(
+            User, TOUCH_LAZILY_SQL if lazily else TOUCH_SQL, *touch_values(person, utcnow()), lazy_commit=True
+        )
         return await self._account(rows[0])
 
     async def ensure(self, telegram_id: int) -> Account:

@@ -31,6 +31,7 @@ from pomogator.errors import (
     VisionUnsupported,
 )
 from pomogator.llm.tokens import estimate_content
+from pomogator.services import users as users_module
 from pomogator.services.chat import (
     IMAGE_PLACEHOLDER,
     MEDIA_TURNS_KEPT,
@@ -44,7 +45,7 @@ from pomogator.services.chat import (
 from pomogator.services.conversations import Content, StoredConversation, Turn
 from pomogator.services.files.images import MAX_REQUEST_IMAGE_BYTES
 from pomogator.services.opening import MessageOpener
-from pomogator.services.users import Person
+from pomogator.services.users import TOUCH_LAZILY_SQL, TOUCH_SQL, Person, touch_values
 from pomogator.store.engine import SharedConnectionSQLiteEngine, raw
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, User
 from pomogator.timeutil import utcnow
@@ -672,7 +673,9 @@ async def test_a_messages_statements_commit_without_waiting_for_the_disk_and_not
     account = await one_trip.users.touch(person)
     assert await commit_mode(one_trip, lambda: one_trip.users.get(ANN)) == "on"
     assert await commit_mode(one_trip, lambda: one_trip.users.set_role(ANN, "Be brief")) == "on"
-    assert await commit_mode(one_trip, lambda: one_trip.users.touch(person)) == "off"
+    # The sender's upsert alone commits lazily; inside a transaction it leaves that transaction's commit alone.
+    assert await commit_mode(one_trip, lambda: raw(User, TOUCH_LAZILY_SQL, *touch_values(person, utcnow()))) == "off"
+    assert await commit_mode(one_trip, lambda: one_trip.users.touch(person)) == "on"
     opener = MessageOpener(one_trip.catalog, one_trip.quota)
     assert await commit_mode(one_trip, lambda: opener.open(person)) == "off"
     assert await commit_mode(one_trip, lambda: one_trip.chat.reserve_and_read(ANN, account.model, False)) == "off"
@@ -724,6 +727,20 @@ async def test_on_sqlite_a_messages_writes_commit_without_waiting_for_the_disk_a
     )
     assert level == {"synchronous": 1}
     assert [role for role, _ in await stored()] == ["user", "assistant"]
+
+
+async def test_the_senders_upsert_alone_is_the_lazy_one(one_trip: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[str] = []
+
+    async def spy(table: Any, sql: str, *args: Any, **kwargs: Any) -> Any:
+        sent.append(sql)
+        return await raw(table, sql, *args, **kwargs)
+
+    monkeypatch.setattr(users_module, "raw", spy)
+    await one_trip.users.touch(Person(ANN, "Ann"))
+    async with one_trip.database.transaction():
+        await one_trip.users.touch(Person(ANN, "Ann"))
+    assert sent == [TOUCH_LAZILY_SQL, TOUCH_SQL]
 
 
 async def test_sqlite_does_not_open_in_one_trip(make_services: ServicesFactory, db_url: str) -> None:
