@@ -121,8 +121,14 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
 
     def _commits(self, connection: sqlite3.Connection, lazy: bool, query: str = "") -> sqlite3.Connection:
         """``connection`` with its commits set to wait for the disk or not; changed only when it differs (a query
-        that only reads leaves it as it is), so a run of chat messages costs no statement more."""
-        if self._lazy is not lazy and not query.startswith("SELECT"):
+        that only reads leaves it as it is), so a run of chat messages costs no statement more. Outside WAL mode
+        (the file could not be switched to it) every commit waits: with a rollback journal, ``NORMAL`` may leave a
+        file damaged after a power cut, not only without its last commits."""
+        if self._lazy is lazy or query.startswith("SELECT"):
+            return connection
+        if lazy and connection.execute("PRAGMA journal_mode").fetchone()["journal_mode"] != "wal":
+            lazy = False
+        if self._lazy is not lazy:
             connection.execute(f"PRAGMA synchronous = {'NORMAL' if lazy else 'FULL'}")
             self._lazy = lazy
         return connection

@@ -330,6 +330,33 @@ async def test_sqlite_atomic_batch_is_all_or_nothing(tmp_path: Path) -> None:
             assert other.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 3
 
 
+async def test_sqlite_commits_lazily_only_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    with sqlite3.connect(path) as setup:
+        setup.execute("CREATE TABLE notes (body TEXT)")
+    engine = SharedConnectionSQLiteEngine(path=str(path))  # not started: the file keeps its rollback journal
+    await engine.fetch("SELECT 1", [])
+    trace: list[str] = []
+    engine._connected().set_trace_callback(trace.append)
+    await engine.fetch("INSERT INTO notes VALUES (?)", ["lazy asked"], lazy_commit=True)
+    await engine.execute_atomically([("INSERT INTO notes VALUES (?)", ["lazy asked too"])], lazy_commit=True)
+    assert not [statement for statement in trace if "NORMAL" in statement]
+    await engine.close_connection()
+    with sqlite3.connect(path) as setup:
+        setup.execute("PRAGMA journal_mode=WAL")
+    await engine.fetch("INSERT INTO notes VALUES (?)", ["lazy in WAL mode"], lazy_commit=True)
+    level = await asyncio.get_running_loop().run_in_executor(
+        engine._worker, lambda: engine._connected().execute("PRAGMA synchronous").fetchone()
+    )
+    assert level == {"synchronous": 1}
+    assert [row["body"] for row in await engine.fetch("SELECT body FROM notes", [])] == [
+        "lazy asked",
+        "lazy asked too",
+        "lazy in WAL mode",
+    ]
+    await engine.close_connection()
+
+
 async def test_sqlite_atomic_batch_waits_for_another_writer(tmp_path: Path) -> None:
     """A write transaction of another process holds SQLite's lock: the batch waits for it instead of failing."""
     path = tmp_path / "busy.sqlite3"
