@@ -25,13 +25,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from benchmarks.pgproxy import CountingProxy
-from benchmarks.run import _host_port, _with_database, database_url
+from benchmarks.run import _host_port, database_url
 from pomogator.config import Settings
 from pomogator.container import Services, build_services
 from pomogator.services.conversations import encode_content
 from pomogator.services.opening import MessageOpener
 from pomogator.services.users import Person
 from pomogator.store.tables import DialogMessage
+from tests.databases import database_at
 
 QUOTA = 1_000_000
 
@@ -89,7 +90,7 @@ async def main(args: argparse.Namespace) -> None:
             CountingProxy(*_host_port(url)) as proxy,
         ):
             settings = Settings(
-                database_url=_with_database(url, urlsplit(url).path.lstrip("/"), proxy.port),
+                database_url=database_at(url, urlsplit(url).path.lstrip("/"), proxy.port),
                 openrouter_api_key="sk-bench",
                 models_file=_models_file(Path(workdir) / "models.toml"),
                 log_level="WARNING",

@@ -35,19 +35,19 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from benchmarks import proc
 from benchmarks.pgproxy import CountingProxy
 from benchmarks.servers import API_KEY, TOKEN
+from tests.databases import database_at, throwaway_postgres
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parent.parent
@@ -382,14 +382,6 @@ SCENARIOS = ("probes", "latency", "throughput", "memory", "streaming", "roundtri
 # ---- databases -----------------------------------------------------------------------------------------------------
 
 
-def _with_database(url: str, name: str, port: int | None = None) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if port is not None:
-        netloc = f"{netloc.rsplit(':', 1)[0]}:{port}" if ":" in netloc.rsplit("@", 1)[-1] else f"{netloc}:{port}"
-    return urlunsplit((parts.scheme, netloc, f"/{name}", parts.query, parts.fragment))
-
-
 @contextlib.asynccontextmanager
 async def database_url(kind: str, workdir: Path, postgres_url: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one run: an SQLite file, or a PostgreSQL database dropped at the end."""
@@ -402,26 +394,8 @@ async def database_url(kind: str, workdir: Path, postgres_url: str) -> AsyncIter
         await database.close()
         yield url
         return
-    import asyncpg
-
-    name = f"pomogator_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(_with_database(postgres_url, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = _with_database(postgres_url, name)
-    try:
-        database = Database(url)
-        await database.start(migrate=True)
-        await database.close()
+    async with throwaway_postgres(postgres_url, "pomogator_bench") as url:
         yield url
-    finally:
-        admin = await asyncpg.connect(_with_database(postgres_url, "postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 # ---- statistics --------------------------------------------------------------------------------------------------
@@ -732,7 +706,7 @@ class Bench:
         first_chat = self.next_chats(plan.round_trip_chats)
         if kind == "postgres":
             async with CountingProxy(*_host_port(url)) as proxy:
-                proxied = _with_database(url, urlsplit(url).path.lstrip("/"), proxy.port)
+                proxied = database_at(url, urlsplit(url).path.lstrip("/"), proxy.port)
                 async with self.bot("bot-roundtrips", proxied, telegram_url):
                     first, later = await self._two_phases(first_chat, lambda: proxy.round_trips)
             unit = "round trips"

@@ -24,9 +24,9 @@ Pieces, usable on their own:
   for a moment). ``settle`` only means "quiet": after a model stream the final messages may still be coming, so
   wait for what a test checks (``tg.wait_until``) before settling. ``open(enforce_limits=True)`` makes the fake
   apply Telegram's flood limits.
-* ``postgres_database(admin_url)`` — a throwaway PostgreSQL database for one test session (created through
-  ``asyncpg`` on the ``postgres`` database, migrated, dropped at exit), because the shared ``test`` database is
-  truncated by other tests.
+
+A bot on PostgreSQL gets a database of its own (``tests.databases.throwaway_postgres``): other tests truncate the
+shared ``test`` database.
 
 Processes are slow to start (importing aiogram takes seconds), so test modules usually share one harness through
 a module-scoped fixture (``loop_scope="module"``) and give every test its own chat ids.
@@ -40,17 +40,12 @@ import itertools
 import os
 import signal
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
-from urllib.parse import urlsplit, urlunsplit
-
-import asyncpg
 
 from pomogator.config import Settings
 from pomogator.container import Services, build_services
-from pomogator.store.engine import Database
 from tests.conftest import TEST_API_KEY, make_settings
 from tests.fakes.openai_server import FakeLLM
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
@@ -311,34 +306,3 @@ class BotHarness:
         """The user presses Telegram's own stop button on a draft sent with ``can_stop``."""
         chat = self.tg.add_chat(chat_id)
         return self.tg.push_update({"stopped_message_generation": {"chat": chat.to_dict(), "draft_id": draft_id}})
-
-
-# ---- PostgreSQL ------------------------------------------------------------------------------------------------
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-@contextlib.asynccontextmanager
-async def postgres_database(server_url: str) -> AsyncIterator[str]:
-    """A new, migrated PostgreSQL database on the server of ``server_url``; dropped at exit. Yields its URL."""
-    name = f"pomogator_bot_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(_with_database(server_url, "postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = _with_database(server_url, name)
-    try:
-        database = Database(url)
-        await database.start(migrate=True)
-        await database.close()
-        yield url
-    finally:
-        admin = await asyncpg.connect(_with_database(server_url, "postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()

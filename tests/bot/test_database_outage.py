@@ -15,8 +15,9 @@ from pomogator.bot import texts
 from pomogator.container import build_services
 from pomogator.llm.catalog import load_catalog
 from pomogator.services.formatting import html_to_text
-from tests.bot.harness import BotHarness, postgres_database
+from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
+from tests.databases import throwaway_postgres
 from tests.fakes.openai_server import Reply
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.fakes.telegram_server import SentMessage
@@ -46,7 +47,7 @@ class Outage:
 async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outage]:
     if not POSTGRES_URL:
         pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
-    async with postgres_database(POSTGRES_URL) as url:
+    async with throwaway_postgres(POSTGRES_URL, "pomogator_bot") as url:
         host, port = url.split("@", 1)[1].split("/", 1)[0].split(":")
         proxy = TcpProxy(host, int(port)).start()
         try:

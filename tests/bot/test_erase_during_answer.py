@@ -13,8 +13,9 @@ import pytest_asyncio
 from pomogator.bot import texts
 from pomogator.services.formatting import html_to_text, utf16_len
 from pomogator.store.tables import DialogMessage, LLMRequest
-from tests.bot.harness import BotHarness, postgres_database
+from tests.bot.harness import BotHarness
 from tests.bot.test_renderer import FakeOutput, Stream, renderer
+from tests.databases import throwaway_postgres
 from tests.fakes.openai_server import Reply
 from tests.fakes.telegram_server import SentMessage
 
@@ -35,7 +36,10 @@ async def harness(
         return
     if not POSTGRES_URL:
         pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
-    async with postgres_database(POSTGRES_URL) as url, BotHarness.open(workdir, database_url=url) as h:
+    async with (
+        throwaway_postgres(POSTGRES_URL, "pomogator_bot") as url,
+        BotHarness.open(workdir, database_url=url) as h,
+    ):
         yield h
 
 

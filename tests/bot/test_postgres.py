@@ -10,7 +10,8 @@ import pytest_asyncio
 
 from pomogator.bot import texts
 from pomogator.llm.catalog import load_catalog
-from tests.bot.harness import BotHarness, postgres_database
+from tests.bot.harness import BotHarness
+from tests.databases import throwaway_postgres
 from tests.fakes.openai_server import Reply
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -24,7 +25,7 @@ async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bot
     if not POSTGRES_URL:
         pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
     async with (
-        postgres_database(POSTGRES_URL) as url,
+        throwaway_postgres(POSTGRES_URL, "pomogator_bot") as url,
         BotHarness.open(tmp_path_factory.mktemp("bot-postgres"), database_url=url) as h,
     ):
         yield h

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from tests.cli.helpers import Result, clean_env, run_cli
 from tests.conftest import POSTGRES_URL
+from tests.databases import database_at, throwaway_postgres
 
 PASSWORD = "pwSECRET42"
 ERROR_FILE = re.compile(r"the traceback is in (\S+\.txt)")
@@ -100,18 +98,12 @@ async def empty_postgres() -> AsyncIterator[str]:
     """A PostgreSQL database nobody migrated, dropped afterwards."""
     if not POSTGRES_URL:
         pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
-    name = f"pomogator_empty_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield urlunsplit(urlsplit(POSTGRES_URL)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with throwaway_postgres(POSTGRES_URL, "pomogator_empty", migrate=False) as url:
+        yield url
 
 
 async def test_a_missing_database_and_one_not_migrated_are_one_line(tmp_path: Path, empty_postgres: str) -> None:
-    missing = urlunsplit(urlsplit(empty_postgres)._replace(path="/pomogator_no_such_database"))
+    missing = database_at(empty_postgres, "pomogator_no_such_database")
     line = assert_one_line(
         await run_cli("user", "show", "1", cwd=tmp_path, env=env_in(tmp_path, POMOGATOR_DATABASE_URL=missing))
     )

@@ -31,8 +31,9 @@ import aiohttp
 import httpx
 from aiohttp import web
 
-from tests.bot.harness import base_env, bot_command, postgres_database
+from tests.bot.harness import base_env, bot_command
 from tests.conftest import TEST_API_KEY
+from tests.databases import throwaway_postgres
 from tests.fakes.openai_server import FakeLLM
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.fakes.telegram_server import FakeTelegram
@@ -203,7 +204,7 @@ class Cluster:
         async with (
             FakeTelegram(token=TOKEN) as tg,
             FakeLLM(api_key=TEST_API_KEY) as llm,
-            postgres_database(postgres_server_url) as database_url,
+            throwaway_postgres(postgres_server_url, "pomogator_bot") as database_url,
             redis_prefix() as prefix,
         ):
             target = urlsplit(database_url)

@@ -8,12 +8,10 @@ import contextlib
 import os
 import socket
 import sys
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import uvicorn
 
@@ -123,26 +121,6 @@ async def serve_in_loop(app: Any, host: str = "127.0.0.1") -> AsyncIterator[str]
 
 def notification(kassa: FakeYooKassa, event: str, object_id: str) -> dict[str, Any]:
     return kassa.notification(event, object_id)
-
-
-@contextlib.asynccontextmanager
-async def own_postgres_database(base_url: str) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database next to the shared test one (created through the ``postgres`` database)."""
-    head, _, _ = base_url.rpartition("/")
-    name = f"pomogator_web_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(f"{head}/postgres")
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"{head}/{name}"
-    finally:
-        admin = await asyncpg.connect(f"{head}/postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 class WebProcess:

@@ -13,6 +13,7 @@ import pytest
 
 from pomogator.container import build_services
 from tests.conftest import POSTGRES_URL
+from tests.databases import throwaway_postgres
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
@@ -23,7 +24,6 @@ from tests.web.support import (
     add_user,
     billing_env,
     billing_settings,
-    own_postgres_database,
 )
 
 pytestmark = pytest.mark.slow
@@ -37,7 +37,7 @@ async def own_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         return
     if not POSTGRES_URL:
         pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
-    async with own_postgres_database(POSTGRES_URL) as url:
+    async with throwaway_postgres(POSTGRES_URL, "pomogator_web", migrate=False) as url:
         yield url
 
 
@@ -143,7 +143,7 @@ async def test_a_notification_sent_while_postgresql_restarts_is_applied_at_once(
 ) -> None:
     if not POSTGRES_URL:
         pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
-    async with own_postgres_database(POSTGRES_URL) as own_db_url:
+    async with throwaway_postgres(POSTGRES_URL, "pomogator_web", migrate=False) as own_db_url:
         settings = billing_settings(own_db_url, kassa, tg)
         proxy = TcpProxy("127.0.0.1", 5432).start()
         try:
