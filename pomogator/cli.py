@@ -315,3 +315,7 @@ app.add_typer(payments_app, name="payments")
 from pomogator.commands.bot import app as bot_app  # noqa: E402 (its commands import this module lazily)
 
 app.add_typer(bot_app, name="bot")
+
+from pomogator.commands.usage import usage  # noqa: E402 (it imports this module lazily)
+
+app.command("usage")(usage)

@@ -43,6 +43,9 @@ them. Older ones go with placeholders (and are stored so): a long chat does not 
 OLD_IMAGE_PLACEHOLDER = "[an image sent earlier; it is no longer attached]"
 OLD_FILE_PLACEHOLDER = "[the file {name} sent earlier; it is no longer attached]"
 
+INSERT_REQUEST = (
+    "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
+)
 # An answer's two turns and its usage row are stored together or not at all. PostgreSQL does it in one statement (a
 # data-modifying CTE is atomic by itself: one round trip instead of BEGIN, two INSERTs and COMMIT); SQLite has no
 # such statement and runs the INSERTs in one transaction on its shared connection (one hop to its worker thread).
@@ -61,8 +64,8 @@ STORE_SQL = (
     "SELECT turn.* FROM (VALUES ({}::bigint, {}::text, {}::json, {}::int, {}::text, {}::timestamptz), "
     "({}, {}, {}, {}, {}, {})) AS turn, owner "
     "WHERE owner.context_cleared_at IS NULL OR owner.context_cleared_at < {}) "
-    "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
-    "SELECT {}, {}, {}, {}, {}, {}, {} FROM owner CROSS JOIN async_commit"
+    + INSERT_REQUEST
+    + "SELECT {}, {}, {}, {}, {}, {}, {} FROM owner CROSS JOIN async_commit"
 )
 
 # On PostgreSQL the quota reservation and the context read share a round trip: the reservation (``RESERVE_SQL``)
@@ -83,9 +86,10 @@ SQLITE_TURN_SQL = (
     "WHERE EXISTS (SELECT 1 FROM users WHERE telegram_id = {} "
     "AND (context_cleared_at IS NULL OR context_cleared_at < {}))"
 )
+# The usage of a request whose turns are not stored (the terminal chat's).
+REQUEST_SQL = INSERT_REQUEST + "VALUES ({}, {}, {}, {}, {}, {}, {})"
 SQLITE_REQUEST_SQL = (
-    "INSERT INTO llm_requests (telegram_id, model, prompt_tokens, completion_tokens, cost, status, created_at) "
-    "SELECT {}, {}, {}, {}, {}, {}, {} WHERE EXISTS (SELECT 1 FROM users WHERE telegram_id = {})"
+    INSERT_REQUEST + "SELECT {}, {}, {}, {}, {}, {}, {} WHERE EXISTS (SELECT 1 FROM users WHERE telegram_id = {})"
 )
 
 
@@ -388,9 +392,6 @@ class ChatService:
             Turn("user", content, estimate_content(content), dialog.model.id),
             Turn("assistant", reply.text, estimate_content(reply.text), dialog.model.id),
         ]
-        if isinstance(dialog.conversation, MemoryConversation):
-            await dialog.conversation.append(turns)
-            return
         now = utcnow()
         person = dialog.telegram_id
         status = "stopped" if reply.stopped else "ok"
@@ -404,6 +405,10 @@ class ChatService:
             status,
             now,
         )
+        if isinstance(dialog.conversation, MemoryConversation):
+            await dialog.conversation.append(turns)
+            await _record_unstored(request)
+            return
         if isinstance(dialog.conversation, StoredConversation):
             rows = [(person, turn.role, encode_content(turn.content), turn.tokens, turn.model, now) for turn in turns]
             if not self.database.is_sqlite:
@@ -441,6 +446,18 @@ class ChatService:
         async with self.database.transaction():
             for sql, args in statements:
                 await raw(LLMRequest, sql, *args)
+
+
+async def _record_unstored(request: tuple[Any, ...]) -> None:
+    """Keep the usage of a request whose turns are not stored (the terminal chat's): it is paid for like any other.
+    The answer is already in the chat's memory, so a database that cannot take the row costs only the row."""
+    try:
+        await raw(LLMRequest, REQUEST_SQL, *request)
+    except Exception as exc:
+        outage = outage_of(exc)
+        if outage is None:
+            raise
+        logger.warning("The request's usage was not recorded, the database is unavailable: {}", outage.detail)
 
 
 async def _until_stopped(events: AsyncIterator[StreamEvent], stop: asyncio.Event | None) -> AsyncIterator[StreamEvent]:

@@ -354,8 +354,9 @@ async def test_context_survives_a_new_service_instance(make_services: ServicesFa
 # --- local dialogs ---------------------------------------------------------------------------------------
 
 
-async def test_local_dialog_charges_nothing_and_stores_nothing(services: Services, fake_llm: FakeLLM) -> None:
+async def test_local_dialog_charges_nothing_and_keeps_only_the_usage(services: Services, fake_llm: FakeLLM) -> None:
     dialog = services.chat.local_dialog(services.catalog.get("test/premium"), role="Be brief.")
+    fake_llm.enqueue(fake.Reply(text="Echo: hello", prompt_tokens=7, completion_tokens=3, cost=0.0042))
     assert await ask(services, dialog, "hello") == "Echo: hello"
     assert await ask(services, dialog, "again") == "Echo: again"
     assert fake_llm.requests[-1].messages == [
@@ -365,9 +366,29 @@ async def test_local_dialog_charges_nothing_and_stores_nothing(services: Service
         {"role": "user", "content": "again"},
     ]
     assert await DialogMessage.count() == 0
-    assert await LLMRequest.count() == 0
     assert await DailyUsage.count() == 0
     assert await dialog.conversation.clear() == 4
+    # The requests are paid for like any other: their usage is kept, under no user.
+    rows = await LLMRequest.select().order_by(LLMRequest._meta.primary_key)
+    assert [(r["telegram_id"], r["model"], r["status"]) for r in rows] == [(None, "test/premium", "ok")] * 2
+    assert (rows[0]["prompt_tokens"], rows[0]["completion_tokens"], rows[0]["cost"]) == (7, 3, Decimal("0.0042"))
+
+
+async def test_a_local_answer_outlives_a_database_that_cannot_keep_its_usage(
+    make_services: ServicesFactory, held_postgres: TcpProxy, db_url: str, fake_llm: FakeLLM
+) -> None:
+    async with make_services(database_url=held_postgres.url(db_url), database_reconnect_seconds=0) as services:
+        dialog = services.chat.local_dialog(services.catalog.default)
+        assert await ask(services, dialog, "hello") == "Echo: hello"
+        held_postgres.cut()
+        reply = Reply()
+        assert await ask(services, dialog, "again", reply=reply) == "Echo: again"
+        # Only the usage row is lost: the answer is in the chat's memory, the context of what follows.
+        assert not reply.unsaved
+        assert len(await dialog.conversation.history()) == 4
+    held_postgres.restore()
+    async with make_services():
+        assert await LLMRequest.count() == 1
 
 
 # --- quota -----------------------------------------------------------------------------------------------
