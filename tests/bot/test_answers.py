@@ -257,6 +257,42 @@ async def test_html_rejected_by_telegram_is_resent_as_plain_text(harness: BotHar
     assert reply.parse_mode is None
 
 
+PARSE_REFUSAL = 'Bad Request: can\'t parse entities: Unsupported start tag "x" at byte offset 0'
+
+
+async def test_a_draft_whose_html_is_rejected_is_drafted_as_plain_text(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next("sendMessageDraft", 400, PARSE_REFUSAL, chat_id=chat)
+    h.llm.enqueue(Reply.slow(20, 2.0))
+    h.tg.user_message(chat, "go")
+    reply = await h.tg.wait_for_message(chat, timeout=20)
+    await h.settle()
+    assert reply.text == " ".join(f"tok{i}" for i in range(20))
+    # The same draft went again as plain text, and the answer went on as drafts (not as an edited message).
+    frames = h.tg.drafts(chat).frames
+    assert frames[0].parse_mode is None and frames[0].text
+    assert len(frames) >= 2
+    assert [c for c in h.tg.calls_of("editMessageText") if c.params.get("chat_id") == chat] == []
+
+
+async def test_an_edit_whose_html_is_rejected_is_made_as_plain_text(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next("sendMessageDraft", 400, "Bad Request: TEXTDRAFT_PEER_INVALID", chat_id=chat)
+    h.tg.fail_next("editMessageText", 400, PARSE_REFUSAL, chat_id=chat)
+    h.llm.enqueue(Reply.slow(30, 2.5))
+    h.tg.user_message(chat, "go")
+    after = h.tg.last_user_message_id(chat)
+    answer = await edited_answer(h, chat, after)
+    assert answer.text == " ".join(f"tok{i}" for i in range(30))
+    edits = [c for c in h.tg.calls_of("editMessageText") if c.params.get("chat_id") == chat]
+    refused = next(index for index, call in enumerate(edits) if call.ok is False)
+    assert edits[refused].params.get("parse_mode") == "HTML"
+    assert edits[refused + 1].ok and "parse_mode" not in edits[refused + 1].params
+    assert edits[refused + 1].params["message_id"] == edits[refused].params["message_id"]
+
+
 async def test_flood_limits_on_drafts_and_messages_are_waited_out(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

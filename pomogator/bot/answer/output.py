@@ -72,25 +72,21 @@ class ChatOutput:
 
     async def send(self, html: str, markup: InlineKeyboardMarkup | None = None) -> int:
         """Send a message (as plain text if Telegram rejects the HTML); returns its id."""
-        try:
-            message = await self._guard(lambda: self.bot.send_message(self.chat_id, html, reply_markup=markup))
-        except TelegramBadRequest as exc:
-            if not is_parse_error(exc):
-                raise
-            logger.warning("Telegram rejected answer HTML ({}); sending it as plain text", exc.message)
-            plain = html_to_text(html)
-            message = await self._guard(
-                lambda: self.bot.send_message(self.chat_id, plain, parse_mode=None, reply_markup=markup)
-            )
+        message = await self._html_or_plain(
+            html,
+            lambda text, mode: self._guard(
+                partial(self.bot.send_message, self.chat_id, text, reply_markup=markup, **mode)
+            ),
+            "sending",
+        )
         return message.message_id
 
     async def edit(self, message_id: int, html: str, markup: InlineKeyboardMarkup | None = None) -> bool:
         """Replace a message's text; False when the message no longer exists (the caller sends a new one)."""
-        for plain in (False, True):
-            text = html_to_text(html) if plain else html
-            mode: dict[str, None] = {"parse_mode": None} if plain else {}
-            try:
-                await self._guard(
+        try:
+            await self._html_or_plain(
+                html,
+                lambda text, mode: self._guard(
                     partial(
                         self.bot.edit_message_text,
                         text=text,
@@ -99,30 +95,27 @@ class ChatOutput:
                         reply_markup=markup,
                         **mode,
                     )
-                )
-            except TelegramBadRequest as exc:
-                reason = exc.message.lower()
-                if "message is not modified" in reason:
-                    return True
-                if "message to edit not found" in reason or "message can't be edited" in reason:
-                    return False
-                if plain or not is_parse_error(exc):
-                    raise
-                logger.warning("Telegram rejected answer HTML ({}); editing as plain text", exc.message)
-                continue
-            return True
-        raise AssertionError("unreachable")
+                ),
+                "editing",
+            )
+        except TelegramBadRequest as exc:
+            reason = exc.message.lower()
+            if "message is not modified" in reason:
+                return True
+            if "message to edit not found" in reason or "message can't be edited" in reason:
+                return False
+            raise
+        return True
 
     async def draft(self, draft_id: int, html: str) -> None:
         """Show ``html`` as the chat's live draft, with Telegram's own stop button.
 
         Raises DraftsUnavailable when Telegram refuses drafts here, TelegramRetryAfter on a flood limit.
         """
-        for plain in (False, True):
-            text = html_to_text(html) if plain else html
-            mode: dict[str, None] = {"parse_mode": None} if plain else {}
-            try:
-                await self._guard(
+        try:
+            await self._html_or_plain(
+                html,
+                lambda text, mode: self._guard(
                     partial(
                         self.bot.send_message_draft,
                         self.chat_id,
@@ -133,15 +126,10 @@ class ChatOutput:
                         **mode,
                     ),
                     attempts=1,
-                )
-            except TelegramBadRequest as exc:
-                if plain or not is_parse_error(exc):
-                    raise DraftsUnavailable(exc.message) from None
-                continue
-            except TelegramNotFound as exc:
-                raise DraftsUnavailable(exc.message) from None
-            return
-        raise AssertionError("unreachable")
+                ),
+            )
+        except (TelegramBadRequest, TelegramNotFound) as exc:
+            raise DraftsUnavailable(exc.message) from None
 
     async def delete(self, message_id: int) -> None:
         """Delete a message if it is still there; failures are only logged."""
@@ -149,6 +137,22 @@ class ChatOutput:
             await self.bot.delete_message(self.chat_id, message_id)
         except TelegramAPIError as exc:
             logger.debug("Could not delete message {}: {}", message_id, exc.message)
+
+    @staticmethod
+    async def _html_or_plain(
+        html: str, call: Callable[[str, dict[str, None]], Awaitable[T]], doing: str | None = None
+    ) -> T:
+        """``call(text, mode)`` with ``html``, then with its plain text (``mode`` sets ``parse_mode=None``) if
+        Telegram refuses its formatting; ``doing`` ("sending") names the call in the warning (None: a draft, soon
+        replaced, is not worth one)."""
+        try:
+            return await call(html, {})
+        except TelegramBadRequest as exc:
+            if not is_parse_error(exc):
+                raise
+            if doing is not None:
+                logger.warning("Telegram rejected answer HTML ({}); {} it as plain text", exc.message, doing)
+        return await call(html_to_text(html), {"parse_mode": None})
 
     async def _guard(self, call: Callable[[], Awaitable[T]], attempts: int = SEND_ATTEMPTS) -> T:
         """Run a call, retrying network and server failures; a gone chat becomes ChatGone."""
