@@ -4,36 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 from pomogator.store.engine import open_database
 from pomogator.store.tables import LLMRequest
-from pomogator.timeutil import utcnow
 from tests.cli.helpers import clean_env, run_cli
+from tests.services.test_usage import request
 
 
 async def store(db_url: str) -> None:
-    now = utcnow()
-
-    def row(who: int | None, model: str, cost: str | None, days_ago: float = 0.1) -> LLMRequest:
-        return LLMRequest(
-            telegram_id=who,
-            model=model,
-            prompt_tokens=1000,
-            completion_tokens=200,
-            cost=None if cost is None else Decimal(cost),
-            status="ok",
-            created_at=now - timedelta(days=days_ago),
-        )
-
     async with open_database(db_url, migrate=True):
         await LLMRequest.insert(
-            row(501, "big/model", "0.25"),
-            row(501, "small/model", "0.0001"),
-            row(502, "small/model", None),
-            row(None, "big/model", "0.5"),
-            row(503, "big/model", "9", days_ago=3),
+            request(501, "big/model", "0.25"),
+            request(501, "small/model", "0.0001"),
+            request(502, "small/model", None),
+            request(None, "big/model", "0.5"),
+            request(503, "big/model", "9", ago=timedelta(days=3)),
         )
 
 
@@ -47,8 +33,8 @@ async def test_the_report_of_the_last_days(tmp_path: Path, db_url: str) -> None:
     assert report["total"] == {
         "requests": 4,
         "stopped": 0,
-        "prompt_tokens": 4000,
-        "completion_tokens": 800,
+        "prompt_tokens": 400,
+        "completion_tokens": 40,
         "cost": "0.75010000",
         "unpriced": 1,
     }
@@ -67,8 +53,8 @@ async def test_the_report_of_the_last_days(tmp_path: Path, db_url: str) -> None:
     assert table.code == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split("\t") == ["model", "requests", "stopped", "tokens in", "tokens out", "cost, $"]
-    assert lines[1].split("\t") == ["big/model", "3", "0", "3000", "600", "9.7500"]
-    assert lines[3].split("\t") == ["total", "5", "0", "5000", "1000", "9.7501"]
+    assert lines[1].split("\t") == ["big/model", "3", "0", "300", "30", "9.7500"]
+    assert lines[3].split("\t") == ["total", "5", "0", "500", "50", "9.7501"]
     assert lines[5].split("\t")[:2] == ["503", "1"]
     assert len(lines) == 6
     assert "1 of the requests had no cost reported" in table.stderr
