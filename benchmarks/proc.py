@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -62,29 +63,48 @@ class Exited:
     stderr: str
 
 
+# Starts the measured command and reports its own figures: wall time from the start to the exit, the exit status and
+# ru_maxrss. A command started straight from the benchmark's process would report that process's peak instead when it
+# is the larger: Linux keeps, in the peak of a process that runs a new program, the peak of the memory it had before
+# (a fork of the benchmark, ~50 MiB of it). Started from this launcher (a few MiB), the peak is the command's.
+_LAUNCHER = """
+import json, os, sys, time
+report, argv = sys.argv[1], sys.argv[2:]
+started = time.perf_counter()
+pid = os.posix_spawnp(argv[0], argv, os.environ)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - started
+with open(report, "w") as out:
+    json.dump({"seconds": seconds, "maxrss_kib": usage.ru_maxrss, "code": os.waitstatus_to_exitcode(status)}, out)
+"""
+
+
 def run_with_peak(argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 60.0) -> Exited:
-    """Run ``argv``, wait for it with ``os.wait4`` and report its peak RSS; output goes to temporary files."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                process.kill()
-                os.wait4(process.pid, 0)
-                raise TimeoutError(f"{argv} did not finish within {timeout}s")
-            time.sleep(0.002)
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
+    """Run ``argv`` and report its wall time and peak RSS (see ``_LAUNCHER``); output goes to temporary files."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.NamedTemporaryFile(suffix=".json") as report,
+    ):
+        launcher = [sys.executable, "-I", "-S", "-c", _LAUNCHER, report.name, *argv]
+        process = subprocess.Popen(
+            launcher, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+        )
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise TimeoutError(f"{argv} did not finish within {timeout}s") from None
+        if process.returncode != 0:
+            raise RuntimeError(f"the launcher of {argv} exited {process.returncode}")
+        figures = json.loads(Path(report.name).read_text())
         out.seek(0)
         err.seek(0)
         return Exited(
-            seconds,
-            usage.ru_maxrss / 1024,
-            process.returncode,
+            figures["seconds"],
+            figures["maxrss_kib"] / 1024,
+            figures["code"],
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
         )
