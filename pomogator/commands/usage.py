@@ -48,7 +48,7 @@ def usage(
 
 
 def _cells(line: UsageLine) -> list[object]:
-    return [line.requests, line.stopped, line.prompt_tokens, line.completion_tokens, f"{line.cost:.4f}"]
+    return [line.requests, line.stopped, line.prompt_tokens, line.completion_tokens, f"{line.cost:.6f}"]
 
 
 def _who(key: str | int | None) -> str | int:

@@ -53,8 +53,8 @@ async def test_the_report_of_the_last_days(tmp_path: Path, db_url: str) -> None:
     assert table.code == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split("\t") == ["model", "requests", "stopped", "tokens in", "tokens out", "cost, $"]
-    assert lines[1].split("\t") == ["big/model", "3", "0", "300", "30", "9.7500"]
-    assert lines[3].split("\t") == ["total", "5", "0", "500", "50", "9.7501"]
+    assert lines[1].split("\t") == ["big/model", "3", "0", "300", "30", "9.750000"]
+    assert lines[3].split("\t") == ["total", "5", "0", "500", "50", "9.750100"]
     assert lines[5].split("\t")[:2] == ["503", "1"]
     assert len(lines) == 6
     assert "1 of the requests had no cost reported" in table.stderr
