@@ -35,11 +35,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar
 
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.fakes.serving import AppServer
 
 __all__ = [
     "COMPLETION_PRICE",
@@ -332,7 +333,7 @@ def _sse(payload: Mapping[str, Any] | str) -> bytes:
 # --------------------------------------------------------------------------------------------------
 
 
-class FakeLLM:
+class FakeLLM(AppServer):
     """OpenRouter-compatible server on 127.0.0.1; an async context manager running in the current loop.
 
     ``default`` answers every request that no queued action claims; ``enqueue`` scripts the next requests.
@@ -372,43 +373,15 @@ class FakeLLM:
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
-    async def start(self) -> Self:
-        self._closing = asyncio.Event()
+    # Cancelling the handler on disconnect is how a client-side "Stop" becomes observable.
+    runner_options: ClassVar[dict[str, Any]] = {"handler_cancellation": True}
+
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         for prefix in _API_PREFIXES:
             app.router.add_post(f"{prefix}/chat/completions", self._handle_chat)
             app.router.add_get(f"{prefix}/models", self._handle_models)
-        # Cancelling the handler on disconnect is how a client-side "Stop" becomes observable.
-        self._runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
-        )
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def close(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    @property
-    def url(self) -> str:
-        if self._runner is None:
-            raise RuntimeError("FakeLLM is not running")
-        scheme = "https" if self.ssl_context is not None else "http"
-        return f"{scheme}://{self.host}:{self.port}"
+        return app
 
     @property
     def base_url(self) -> str:

@@ -38,13 +38,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
+
+from tests.fakes.serving import AppServer
 
 __all__ = ["FakeYooKassa", "RecordedRequest", "YooKassaError"]
 
@@ -194,7 +195,7 @@ def _validate_receipt(raw: Any, amount: Decimal, currency: str) -> None:
         )
 
 
-class FakeYooKassa:
+class FakeYooKassa(AppServer):
     """YooKassa API v3 on 127.0.0.1; an async context manager running in the current event loop.
 
     State is plain dicts keyed by id (``payments``, ``refunds``) holding the objects exactly as the API
@@ -236,8 +237,7 @@ class FakeYooKassa:
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
-    async def start(self) -> Self:
-        self._closing = asyncio.Event()
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware])
         app.router.add_post("/v3/payments", self._create_payment)
         app.router.add_get("/v3/payments", self._list_payments)
@@ -248,33 +248,7 @@ class FakeYooKassa:
         app.router.add_get("/v3/refunds", self._list_refunds)
         app.router.add_get("/v3/refunds/{refund_id}", self._get_refund)
         app.router.add_get("/checkout/payments/v2/contract", self._checkout)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        self.port = int(self._runner.addresses[0][1])
-        return self
-
-    async def close(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        return await self.start()
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    @property
-    def url(self) -> str:
-        if self._runner is None:
-            raise RuntimeError("FakeYooKassa is not running")
-        return f"http://{self.host}:{self.port}"
+        return app
 
     @property
     def api_url(self) -> str:
