@@ -64,7 +64,7 @@ class LLMRequest(Table, tablename="llm_requests"):
     completion_tokens = Integer(default=0)
     cost = Numeric(digits=(14, 8), null=True, default=None)
     status = Varchar(length=16, default="ok")
-    created_at = Timestamptz()
+    created_at = Timestamptz(index=True)
 
 
 class Subscription(Table, tablename="subscriptions"):

@@ -93,3 +93,17 @@ async def test_a_period_without_requests() -> None:
     report = await usage_report(NOW - timedelta(days=30), NOW - timedelta(days=20))
     assert totals(report.total) == (None, 0, 0, 0, 0, Decimal("0E-8"), 0)
     assert report.models == [] and report.users == []
+
+
+@pytest.mark.usefixtures("stored")
+async def test_a_period_is_read_through_the_index_on_its_time() -> None:
+    # The table gains a row per answer: a week's report must not read every row ever stored.
+    period = "FROM llm_requests WHERE created_at >= {} AND created_at < {}"
+    engine = LLMRequest._meta.db
+    async with engine.transaction():
+        if engine.engine_type == "postgres":
+            await LLMRequest.raw("SET LOCAL enable_seqscan = off")  # a few rows would be scanned otherwise
+            plan = await LLMRequest.raw(f"EXPLAIN SELECT COUNT(*) {period}", *week())
+        else:
+            plan = await LLMRequest.raw(f"EXPLAIN QUERY PLAN SELECT COUNT(*) {period}", *week())
+    assert "llm_requests_created_at" in str(plan)
