@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from benchmarks import proc
+from benchmarks.contexts import seed_contexts
 from benchmarks.pgproxy import CountingProxy
 from benchmarks.servers import API_KEY, TOKEN
 from tests.databases import database_at, throwaway_postgres
@@ -376,7 +377,7 @@ class WebhookMode(BotMode):
 
 
 MODES: dict[str, BotMode] = {mode.name: mode for mode in (PollingMode(), WebhookMode())}
-SCENARIOS = ("probes", "latency", "throughput", "memory", "streaming", "roundtrips")
+SCENARIOS = ("probes", "latency", "throughput", "context", "memory", "streaming", "roundtrips")
 
 
 # ---- databases -----------------------------------------------------------------------------------------------------
@@ -555,7 +556,23 @@ class Bench:
             )
 
     async def throughput(self, figures: Figures, telegram_url: str, bot: Child) -> None:
+        await self._throughput(figures, telegram_url, bot, self.next_chats(self.plan.throughput_chats))
+
+    async def context_throughput(self, figures: Figures, url: str, telegram_url: str, bot: Child) -> None:
+        """The throughput scenario again, every chat starting with a long stored context (``--context-turns``)."""
+        turns = self.args.context_turns
+        first_chat = self.next_chats(self.plan.throughput_chats)
+        chars = await seed_contexts(url, first_chat, self.plan.throughput_chats, turns)
+        await self._throughput(
+            figures, telegram_url, bot, first_chat, context=f"{turns} stored turns each ({chars // 1000} k characters)"
+        )
+
+    async def _throughput(
+        self, figures: Figures, telegram_url: str, bot: Child, first_chat: int, *, context: str = ""
+    ) -> None:
         plan = self.plan
+        # The context scenario's figures are named apart: ", 100 stored turns each (...)" and keys "..._context".
+        named, key = (f", {context}", "_context") if context else ("", "")
         await self.fakes.set_reply(ttft=0.0, tokens=12, rate=None)
         pids = {
             "bot": bot.pid,
@@ -567,7 +584,7 @@ class Bench:
                 telegram_url,
                 chats=plan.throughput_chats,
                 messages=100_000,
-                first_chat=self.next_chats(plan.throughput_chats),
+                first_chat=first_chat,
                 spread=0.2,
                 duration=plan.throughput_seconds,
                 answer_timeout=10.0,
@@ -593,7 +610,7 @@ class Bench:
                     "-f",
                     "raw",
                     "-o",
-                    f"{self.args.py_spy}.{figures.column.replace(' ', '-')}.txt",
+                    f"{self.args.py_spy}.{figures.column.replace(' ', '-')}{key.replace('_', '-')}.txt",
                 ],
                 clean_env(),
                 self.workdir,
@@ -615,16 +632,24 @@ class Bench:
         )
         machine = (machine_end - machine_start) / window * 100
         if not answered:
-            figures.failures.append("throughput: no answers")
+            figures.failures.append(f"throughput{named}: no answers")
         if refused:
-            figures.failures.append(f"throughput: {refused} refusal(s) instead of answers")
+            figures.failures.append(f"throughput{named}: {refused} refusal(s) instead of answers")
         figures.add(
-            f"throughput, instant model, {plan.throughput_chats} chats (answers/s)",
+            f"throughput, instant model, {plan.throughput_chats} chats{named} (answers/s)",
             f"{rate:.0f}",
-            "throughput",
+            f"throughput{key}",
             rate,
         )
-        figures.add("bot CPU per answer (ms)", f"{per_answer_ms:.2f}", "cpu_per_answer_ms", per_answer_ms)
+        figures.add(f"bot CPU per answer{named} (ms)", f"{per_answer_ms:.2f}", f"cpu_per_answer_ms{key}", per_answer_ms)
+        figures.add(
+            f"CPU use during the throughput window{named} (of one core)",
+            f"{usage}; whole machine {machine:.0f}% of {(os.cpu_count() or 1) * 100}%",
+            f"cpu_use{key}",
+            {name: (cpu_end[name] - cpu_start[name]) / window for name in pids} | {"machine": machine / 100},
+        )
+        if context:
+            return
         calls: Counter[str] = Counter()
         for sample in answered:
             calls.update(sample.get("calls") or {})
@@ -635,12 +660,6 @@ class Bench:
             + ")",
             "throughput_calls",
             {m: n / max(len(answered), 1) for m, n in calls.items()},
-        )
-        figures.add(
-            "CPU use during the throughput window (of one core)",
-            f"{usage}; whole machine {machine:.0f}% of {(os.cpu_count() or 1) * 100}%",
-            "cpu_use",
-            {name: (cpu_end[name] - cpu_start[name]) / window for name in pids} | {"machine": machine / 100},
         )
 
     @staticmethod
@@ -793,7 +812,7 @@ class Bench:
         async with database_url(kind, self.workdir, self.args.postgres_url) as url:
             telegram_url = self.fakes.telegram_url
             only = self.args.only
-            if {"latency", "throughput", "memory"} & only:
+            if {"latency", "throughput", "context", "memory"} & only:
                 async with self.bot("bot", url, telegram_url) as bot:
                     await asyncio.sleep(self.plan.settle)
                     idle = proc.memory_mib(bot.pid)
@@ -802,6 +821,8 @@ class Bench:
                         await self.added_latency(figures, telegram_url, bot)
                     if "throughput" in only:
                         await self.throughput(figures, telegram_url, bot)
+                    if "context" in only:
+                        await self.context_throughput(figures, url, telegram_url, bot)
                     if "memory" in only:
                         await asyncio.sleep(self.plan.settle)
                         await self.memory_and_user_show(figures, url, bot, idle)
@@ -1042,7 +1063,13 @@ def main(argv: list[str] | None = None) -> None:
         metavar=("MIN", "MAX"),
         help="latency scenarios: a user writes again MIN-MAX seconds (uniform) after an answer (1 3)",
     )
-    parser.add_argument("--py-spy", metavar="PREFIX", help="profile the bot during the throughput run (py-spy)")
+    parser.add_argument(
+        "--context-turns",
+        type=int,
+        default=200,
+        help="context scenario: turns stored for each chat before it writes (200, all the bot reads per message)",
+    )
+    parser.add_argument("--py-spy", metavar="PREFIX", help="profile the bot during the throughput runs (py-spy)")
     parser.add_argument(
         "--only",
         default=",".join(SCENARIOS),
