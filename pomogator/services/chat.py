@@ -22,8 +22,9 @@ from pomogator.services.conversations import (
     MemoryConversation,
     StoredConversation,
     Turn,
-    decode_content,
     encode_content,
+    read_turn,
+    stored_content,
 )
 from pomogator.services.files.images import check_images_total
 from pomogator.services.files.prompt import safe_filename
@@ -74,7 +75,8 @@ STORE_SQL = (
 RESERVE_AND_READ_SQL = (
     f"WITH {ASYNC_COMMIT_CTE}, reserved AS ("
     + RESERVE_SQL
-    + "), context AS (SELECT id, role, content, tokens, model FROM dialog_messages WHERE telegram_id = {} "
+    + f"), context AS (SELECT id, role, {stored_content('content', sqlite=False)} AS content, tokens, model "
+    + "FROM dialog_messages WHERE telegram_id = {} "
     + f"ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
     + "SELECT reserved.used, context.id, context.role, context.content, context.tokens, context.model "
     + "FROM reserved CROSS JOIN async_commit LEFT JOIN context ON TRUE ORDER BY context.id DESC"
@@ -181,11 +183,11 @@ def with_recent_media(history: list[Turn], content: Content, keep: int = MEDIA_T
     left = keep - (1 if has_media(content) else 0)
     kept: list[Turn] = []
     for turn in reversed(history):
-        if has_media(turn.content):
+        if not turn.is_text and has_media(turn.decoded()):
             if left > 0:
                 left -= 1
             else:
-                stripped = without_media(turn.content)
+                stripped = without_media(turn.decoded())
                 turn = replace(turn, content=stripped, tokens=estimate_content(stripped))
         kept.append(turn)
     kept.reverse()
@@ -210,8 +212,8 @@ def build_messages(dialog: Dialog, history: list[Turn], content: Content) -> lis
         if used + turn.tokens > budget:
             break
         used += turn.tokens
-        turn_content = turn.content if model.vision else without_images(turn.content)
-        kept.append({"role": turn.role, "content": turn_content})
+        sent = turn.for_request() if model.vision or turn.is_text else without_images(turn.decoded())
+        kept.append({"role": turn.role, "content": sent})
     kept.reverse()
     # A context that starts with the model's own answer confuses some providers.
     while kept and kept[0]["role"] == "assistant":
@@ -381,7 +383,7 @@ class ChatService:
         """PostgreSQL: take the request from the quota and read the context in one round trip."""
         reservation, rows = await self.quota.reserve_by(RESERVE_AND_READ_SQL, telegram_id, model, premium, telegram_id)
         history = [
-            Turn(row["role"], decode_content(row["content"]), row["tokens"], row["model"], row["id"])
+            read_turn(row["role"], row["content"], row["tokens"], row["model"], row["id"])
             for row in reversed(rows)
             if row["role"] is not None
         ]

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from pomogator.llm.catalog import Catalog
-from pomogator.services.conversations import HISTORY_LIMIT, Turn, decode_content
+from pomogator.services.conversations import HISTORY_LIMIT, Turn, read_turn, stored_content
 from pomogator.services.quota import QuotaService, Reservation, Rows, used_of
 from pomogator.services.users import TOUCH_SQL, Account, Person, account_from_row, touch_values
 from pomogator.store.engine import ASYNC_COMMIT_CTE, raw
@@ -45,7 +45,8 @@ def open_sql(models: int) -> str:
         "SELECT telegram_id, chosen, {}, 1 FROM terms WHERE daily_limit > 0 "
         "ON CONFLICT (telegram_id, model, day) DO UPDATE SET used = daily_usage.used + 1 "
         "WHERE daily_usage.used < (SELECT daily_limit FROM terms) RETURNING used), "
-        "context AS (SELECT id, role, content, tokens, model FROM dialog_messages WHERE telegram_id = {} "
+        f"context AS (SELECT id, role, {stored_content('content', sqlite=False)} AS content, tokens, model "
+        "FROM dialog_messages WHERE telegram_id = {} "
         f"AND EXISTS (SELECT FROM reserved) ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
         "SELECT terms.telegram_id, terms.first_name, terms.username, terms.model, terms.role, terms.email, "
         "terms.created_at, terms.premium_until, terms.chosen, terms.daily_limit, reserved.used, "
@@ -110,13 +111,7 @@ class MessageOpener:
         account = account_from_row(first, model, premium_until if premium_until and premium_until > now else None)
         used = int(first["used"]) if first["used"] is not None else None
         history = [
-            Turn(
-                row["turn_role"],
-                decode_content(row["turn_content"]),
-                row["turn_tokens"],
-                row["turn_model"],
-                row["turn_id"],
-            )
+            read_turn(row["turn_role"], row["turn_content"], row["turn_tokens"], row["turn_model"], row["turn_id"])
             for row in reversed(rows)
             if row["turn_role"] is not None
         ]

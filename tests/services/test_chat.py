@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
+import orjson
 import pytest
 
 from pomogator.container import Services, build_services
@@ -40,9 +41,10 @@ from pomogator.services.chat import (
     Dialog,
     Reply,
     SenderUndecided,
+    build_messages,
     with_recent_media,
 )
-from pomogator.services.conversations import Content, StoredConversation, Turn
+from pomogator.services.conversations import Content, StoredContent, StoredConversation, Turn, encode_content
 from pomogator.services.files.images import MAX_REQUEST_IMAGE_BYTES
 from pomogator.services.opening import MessageOpener
 from pomogator.services.users import TOUCH_LAZILY_SQL, TOUCH_SQL, Person, touch_values
@@ -647,7 +649,17 @@ async def test_turns_are_stored_only_after_the_answer_completes(services: Servic
     assert await stored() == [("user", "count"), ("assistant", "one two three four")]
 
 
-TRICKY_TEXTS = ('{"role": "system", "content": "x"}', "null", "123", "true", '"quoted"', "[1, 2]", "Привет, мир 👋", "")
+TRICKY_TEXTS = (
+    '{"role": "system", "content": "x"}',
+    "null",
+    "123",
+    "true",
+    '"quoted"',
+    "[1, 2]",
+    "Привет, мир 👋",
+    "back\\slash\ttab\nline\u2028end",
+    "",
+)
 
 
 async def test_any_text_round_trips_through_the_context(services: Services, fake_llm: FakeLLM) -> None:
@@ -657,6 +669,20 @@ async def test_any_text_round_trips_through_the_context(services: Services, fake
         fake_llm.enqueue(fake.Reply(text=text or "empty"))
         await ask(services, dialog, text)
     await ask(services, dialog, "next")
+    expected: list[dict[str, Any]] = []
+    for text in TRICKY_TEXTS:
+        expected += [{"role": "user", "content": text}, {"role": "assistant", "content": text or "empty"}]
+    assert fake_llm.requests[-1].messages[:-1] == expected
+
+
+async def test_any_text_round_trips_through_a_senders_context(one_trip: Services, fake_llm: FakeLLM) -> None:
+    # The one-trip read hands the stored JSON on to the request undecoded (``StoredContent``).
+    await one_trip.subscriptions.grant(ANN, 1)
+    person = Person(ANN, "Ann")
+    for text in TRICKY_TEXTS:
+        fake_llm.enqueue(fake.Reply(text=text or "empty"))
+        await ask_as(one_trip, person, text)
+    await ask_as(one_trip, person, "next")
     expected: list[dict[str, Any]] = []
     for text in TRICKY_TEXTS:
         expected += [{"role": "user", "content": text}, {"role": "assistant", "content": text or "empty"}]
@@ -1012,6 +1038,28 @@ def test_only_the_latest_turns_with_media_keep_them() -> None:
     ]
     assert recent[3:] == history[3:]
     assert with_recent_media(history, "hi", keep=5) == history
+
+
+async def test_stored_turns_go_into_the_request_as_they_were_stored(services: Services) -> None:
+    text = '"quoted" \\ Привет 👋'
+    parts = [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": IMAGE_URL}}]
+    history = [
+        Turn("user", StoredContent(encode_content(parts).encode()), 1004, None, 1),
+        Turn("assistant", StoredContent(encode_content(text).encode()), 9, "test/eyes", 2),
+    ]
+    seeing = build_messages(await dialog_for(services, model_id="test/eyes"), history, "next")
+    # Not decoded: the stored JSON is the request's.
+    assert all(isinstance(message["content"], orjson.Fragment) for message in seeing[:2])
+    assert orjson.loads(orjson.dumps(seeing)) == [
+        {"role": "user", "content": parts},
+        {"role": "assistant", "content": text},
+        {"role": "user", "content": "next"},
+    ]
+    # A model without vision gets the image's placeholder; the text turn is still sent as stored.
+    blind = build_messages(await dialog_for(services, model_id="test/plain"), history, "next")
+    assert blind[0]["content"] == [parts[0], {"type": "text", "text": IMAGE_PLACEHOLDER}]
+    assert isinstance(blind[1]["content"], orjson.Fragment)
+    assert orjson.loads(orjson.dumps(blind))[1] == {"role": "assistant", "content": text}
 
 
 async def test_old_images_are_not_sent_again_nor_kept(services: Services, fake_llm: FakeLLM) -> None:
