@@ -183,11 +183,12 @@ def with_recent_media(history: list[Turn], content: Content, keep: int = MEDIA_T
     left = keep - (1 if has_media(content) else 0)
     kept: list[Turn] = []
     for turn in reversed(history):
-        if not turn.is_text and has_media(turn.decoded()):
+        decoded = None if turn.is_text else turn.decoded()
+        if decoded is not None and has_media(decoded):
             if left > 0:
                 left -= 1
             else:
-                stripped = without_media(turn.decoded())
+                stripped = without_media(decoded)
                 turn = replace(turn, content=stripped, tokens=estimate_content(stripped))
         kept.append(turn)
     kept.reverse()

@@ -19,52 +19,24 @@ Content = str | list[dict[str, Any]]
 HISTORY_LIMIT = 200
 
 
-class StoredContent:
-    """A turn's content as the JSON it is stored as (UTF-8 bytes, read as such), decoded only when looked into.
+StoredJSON = bytes
+"""A turn's content as read from the database: the JSON it is stored as, in UTF-8, decoded only when looked into.
 
-    A request sends the context's turns on as they were stored (``fragment``): decoding a long dialog's 200 turns
-    (~170 k characters) and encoding them again cost the bot ~1.5 ms of CPU per message, a sixth of all it spent
-    on such a message. Text turns, nearly all of them, are never decoded; turns with images or files are, to find
-    and drop old media (``pomogator.services.chat.with_recent_media``).
-    """
-
-    __slots__ = ("_decoded", "json")
-
-    def __init__(self, json: bytes) -> None:
-        self.json = json
-        self._decoded: Content | None = None
-
-    @property
-    def is_text(self) -> bool:
-        """Plain text (a JSON string), as opposed to a list of parts."""
-        return self.json[:1] == b'"'
-
-    def decoded(self) -> Content:
-        if self._decoded is None:
-            self._decoded = cast(Content, orjson.loads(self.json))
-        return self._decoded
-
-    def fragment(self) -> orjson.Fragment:
-        """The stored JSON, put into a request body as it is."""
-        return orjson.Fragment(self.json)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, StoredContent) and other.json == self.json
-
-    def __hash__(self) -> int:
-        return hash(self.json)
-
-    def __repr__(self) -> str:
-        return f"StoredContent({self.json[:40]!r}{'...' if len(self.json) > 40 else ''})"
+A request sends the context's turns on as they were stored (``Turn.for_request``): decoding a long dialog's 200 turns
+(~170 k characters) and encoding them again cost the bot ~1.5 ms of CPU per message, a sixth of all it spent on such
+a message. Text turns, nearly all of them, are never decoded; turns with images or files are, to find and drop old
+media (``pomogator.services.chat.with_recent_media``). Plain bytes, not an object of its own: under load every
+object the collector tracks makes its young collections come sooner, and a long context has 200 of them.
+"""
 
 
 @dataclass(frozen=True, slots=True)
 class Turn:
     """One message of the context; ``id`` is its row's when it was read from the database, and then ``content`` is
-    the JSON stored (``StoredContent``)."""
+    the JSON stored (``StoredJSON``)."""
 
     role: str
-    content: Content | StoredContent
+    content: Content | StoredJSON
     tokens: int
     model: str | None = None
     id: int | None = None
@@ -73,27 +45,27 @@ class Turn:
     def is_text(self) -> bool:
         """Plain text, known without decoding a stored turn."""
         content = self.content
-        return content.is_text if isinstance(content, StoredContent) else isinstance(content, str)
+        return content[:1] == b'"' if isinstance(content, bytes) else isinstance(content, str)
 
     def decoded(self) -> Content:
         content = self.content
-        return content.decoded() if isinstance(content, StoredContent) else content
+        return cast(Content, orjson.loads(content)) if isinstance(content, bytes) else content
 
     def for_request(self) -> Content | orjson.Fragment:
         """The content as a request body carries it: a stored turn's JSON goes in as it is."""
         content = self.content
-        return content.fragment() if isinstance(content, StoredContent) else content
+        return orjson.Fragment(content) if isinstance(content, bytes) else content
 
 
-def encode_content(content: Content | StoredContent) -> str:
+def encode_content(content: Content | StoredJSON) -> str:
     """A turn's content as stored: Piccolo takes a str as already-encoded JSON, so every value is encoded here."""
-    if isinstance(content, StoredContent):
-        return content.json.decode()
+    if isinstance(content, bytes):
+        return content.decode()
     return json.dumps(content, ensure_ascii=False)
 
 
 def stored_content(column: str, *, sqlite: bool) -> str:
-    """SQL that reads the JSON ``column`` of a turn as its UTF-8 bytes (``StoredContent``): read as text, it would be
+    """SQL that reads the JSON ``column`` of a turn as its UTF-8 bytes (``StoredJSON``): read as text, it would be
     decoded into a str first (~0.5 ms for a long dialog)."""
     if sqlite:
         return f"CAST({column} AS BLOB)"
@@ -102,7 +74,7 @@ def stored_content(column: str, *, sqlite: bool) -> str:
 
 def read_turn(role: str, stored: bytes, tokens: int, model: str | None, turn_id: int) -> Turn:
     """A turn read from the database, its content selected with ``stored_content``."""
-    return Turn(role, StoredContent(stored), tokens, model, turn_id)
+    return Turn(role, stored, tokens, model, turn_id)
 
 
 class Conversation(Protocol):

@@ -44,7 +44,7 @@ from pomogator.services.chat import (
     build_messages,
     with_recent_media,
 )
-from pomogator.services.conversations import Content, StoredContent, StoredConversation, Turn, encode_content
+from pomogator.services.conversations import Content, StoredConversation, Turn, encode_content
 from pomogator.services.files.images import MAX_REQUEST_IMAGE_BYTES
 from pomogator.services.opening import MessageOpener
 from pomogator.services.users import TOUCH_LAZILY_SQL, TOUCH_SQL, Person, touch_values
@@ -676,7 +676,7 @@ async def test_any_text_round_trips_through_the_context(services: Services, fake
 
 
 async def test_any_text_round_trips_through_a_senders_context(one_trip: Services, fake_llm: FakeLLM) -> None:
-    # The one-trip read hands the stored JSON on to the request undecoded (``StoredContent``).
+    # The one-trip read hands the stored JSON on to the request undecoded (``StoredJSON``).
     await one_trip.subscriptions.grant(ANN, 1)
     person = Person(ANN, "Ann")
     for text in TRICKY_TEXTS:
@@ -1044,8 +1044,8 @@ async def test_stored_turns_go_into_the_request_as_they_were_stored(services: Se
     text = '"quoted" \\ Привет 👋'
     parts = [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": IMAGE_URL}}]
     history = [
-        Turn("user", StoredContent(encode_content(parts).encode()), 1004, None, 1),
-        Turn("assistant", StoredContent(encode_content(text).encode()), 9, "test/eyes", 2),
+        Turn("user", encode_content(parts).encode(), 1004, None, 1),
+        Turn("assistant", encode_content(text).encode(), 9, "test/eyes", 2),
     ]
     seeing = build_messages(await dialog_for(services, model_id="test/eyes"), history, "next")
     # Not decoded: the stored JSON is the request's.
