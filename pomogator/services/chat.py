@@ -16,15 +16,14 @@ from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, TextComplete, Usage
 from pomogator.llm.tokens import estimate_content
 from pomogator.services.conversations import (
-    HISTORY_LIMIT,
     Content,
     Conversation,
     MemoryConversation,
     StoredConversation,
     Turn,
     encode_content,
-    read_turn,
-    stored_content,
+    latest_turns_sql,
+    turns_of,
 )
 from pomogator.services.files.images import check_images_total
 from pomogator.services.files.prompt import safe_filename
@@ -70,16 +69,14 @@ STORE_SQL = (
 )
 
 # On PostgreSQL the quota reservation and the context read share a round trip: the reservation (``RESERVE_SQL``)
-# yields no row when the quota is used up, so neither does the whole statement; otherwise its row is joined with each
-# turn of the context, or with one row of NULLs when there is none.
+# yields no row when the quota is used up, so neither does the whole statement; otherwise one row, with the context
+# (``latest_turns_sql``).
 RESERVE_AND_READ_SQL = (
     f"WITH {ASYNC_COMMIT_CTE}, reserved AS ("
     + RESERVE_SQL
-    + f"), context AS (SELECT id, role, {stored_content('content', sqlite=False)} AS content, tokens, model "
-    + "FROM dialog_messages WHERE telegram_id = {} "
-    + f"ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
-    + "SELECT reserved.used, context.id, context.role, context.content, context.tokens, context.model "
-    + "FROM reserved CROSS JOIN async_commit LEFT JOIN context ON TRUE ORDER BY context.id DESC"
+    + "), context AS ("
+    + latest_turns_sql("telegram_id = {}")
+    + ") SELECT reserved.used, context.* FROM reserved CROSS JOIN async_commit CROSS JOIN context"
 )
 
 # SQLite's statements of ``STORE_SQL``, with the same conditions.
@@ -383,12 +380,7 @@ class ChatService:
     async def reserve_and_read(self, telegram_id: int, model: Model, premium: bool) -> tuple[Reservation, list[Turn]]:
         """PostgreSQL: take the request from the quota and read the context in one round trip."""
         reservation, rows = await self.quota.reserve_by(RESERVE_AND_READ_SQL, telegram_id, model, premium, telegram_id)
-        history = [
-            read_turn(row["role"], row["content"], row["tokens"], row["model"], row["id"])
-            for row in reversed(rows)
-            if row["role"] is not None
-        ]
-        return reservation, history
+        return reservation, turns_of(rows[0])
 
     async def _store(self, dialog: Dialog, content: Content, reply: Reply, started: datetime) -> None:
         turns = [

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from pomogator.llm.catalog import Catalog
-from pomogator.services.conversations import HISTORY_LIMIT, Turn, read_turn, stored_content
+from pomogator.services.conversations import Turn, latest_turns_sql, turns_of
 from pomogator.services.quota import QuotaService, Reservation, Rows, used_of
 from pomogator.services.users import TOUCH_SQL, Account, Person, account_from_row, touch_values
 from pomogator.store.engine import ASYNC_COMMIT_CTE, raw
@@ -31,8 +31,8 @@ def open_sql(models: int) -> str:
     look up the array types on every new connection, three round trips); ``sender`` the upsert of ``TOUCH_SQL``;
     ``terms`` adds the model the request is for and the sender's limit for it today (0: not decided here);
     ``reserved`` is ``RESERVE_SQL`` for that model and limit. The context is read only when a request was taken. The
-    result is the sender's row joined with each turn of the context, newest first, or with one row of NULLs. It
-    commits without waiting for the disk (``ASYNC_COMMIT_CTE``).
+    result is one row: the sender's, with the context (``latest_turns_sql``). It commits without waiting for the disk
+    (``ASYNC_COMMIT_CTE``).
     """
     values = ", ".join(["({}::text, {}::int, {}::int)"] * models)
     return (
@@ -45,15 +45,10 @@ def open_sql(models: int) -> str:
         "SELECT telegram_id, chosen, {}, 1 FROM terms WHERE daily_limit > 0 "
         "ON CONFLICT (telegram_id, model, day) DO UPDATE SET used = daily_usage.used + 1 "
         "WHERE daily_usage.used < (SELECT daily_limit FROM terms) RETURNING used), "
-        f"context AS (SELECT id, role, {stored_content('content', sqlite=False)} AS content, tokens, model "
-        "FROM dialog_messages WHERE telegram_id = {} "
-        f"AND EXISTS (SELECT FROM reserved) ORDER BY id DESC LIMIT {HISTORY_LIMIT}) "
+        "context AS (" + latest_turns_sql("telegram_id = {} AND EXISTS (SELECT FROM reserved)") + ") "
         "SELECT terms.telegram_id, terms.first_name, terms.username, terms.model, terms.role, terms.email, "
-        "terms.created_at, terms.premium_until, terms.chosen, terms.daily_limit, reserved.used, "
-        "context.id AS turn_id, context.role AS turn_role, context.content AS turn_content, "
-        "context.tokens AS turn_tokens, context.model AS turn_model "
-        "FROM terms CROSS JOIN async_commit LEFT JOIN reserved ON TRUE LEFT JOIN context ON TRUE "
-        "ORDER BY context.id DESC"
+        "terms.created_at, terms.premium_until, terms.chosen, terms.daily_limit, reserved.used, context.* "
+        "FROM terms CROSS JOIN async_commit LEFT JOIN reserved ON TRUE CROSS JOIN context"
     )
 
 
@@ -110,9 +105,4 @@ class MessageOpener:
         premium_until = as_utc(first["premium_until"]) if first["premium_until"] is not None else None
         account = account_from_row(first, model, premium_until if premium_until and premium_until > now else None)
         used = int(first["used"]) if first["used"] is not None else None
-        history = [
-            read_turn(row["turn_role"], row["turn_content"], row["turn_tokens"], row["turn_model"], row["turn_id"])
-            for row in reversed(rows)
-            if row["turn_role"] is not None
-        ]
-        return Opened(account, day, used, limit, history)
+        return Opened(account, day, used, limit, turns_of(first))

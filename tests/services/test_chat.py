@@ -657,7 +657,7 @@ TRICKY_TEXTS = (
     '"quoted"',
     "[1, 2]",
     "Привет, мир 👋",
-    "back\\slash\ttab\nline\u2028end",
+    "back\\slash\ttab\nline\u2028record\x1eseparator",
     "",
 )
 
