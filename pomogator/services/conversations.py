@@ -123,18 +123,24 @@ class Conversation(Protocol):
     async def clear(self) -> int: ...
 
 
+_LATEST = f"FROM dialog_messages WHERE telegram_id = {{}} ORDER BY dialog_messages.id DESC LIMIT {HISTORY_LIMIT}"
+HISTORY_SQL = {
+    False: f"SELECT id, role, {stored_content('content', sqlite=False)} AS content, tokens, model {_LATEST}",
+    # The integers are cast: a column of a declared INTEGER type goes through Piccolo's converter (a Decimal made of
+    # each value), ~0.4 ms for 200 turns.
+    True: f"SELECT CAST(id AS INTEGER) AS id, role, {stored_content('content', sqlite=True)} AS content, "
+    f"CAST(tokens AS INTEGER) AS tokens, model {_LATEST}",
+}
+"""``StoredConversation.history``'s statement on PostgreSQL (False) and SQLite (True)."""
+
+
 class StoredConversation:
     def __init__(self, telegram_id: int) -> None:
         self.telegram_id = telegram_id
 
     async def history(self) -> list[Turn]:
-        content = stored_content("content", sqlite=isinstance(DialogMessage._meta.db, SQLiteEngine))
-        rows = await raw(
-            DialogMessage,
-            f"SELECT id, role, {content} AS content, tokens, model FROM dialog_messages WHERE telegram_id = {{}} "
-            f"ORDER BY id DESC LIMIT {HISTORY_LIMIT}",
-            self.telegram_id,
-        )
+        sqlite = isinstance(DialogMessage._meta.db, SQLiteEngine)
+        rows = await raw(DialogMessage, HISTORY_SQL[sqlite], self.telegram_id)
         return [read_turn(r["role"], r["content"], r["tokens"], r["model"], r["id"]) for r in reversed(rows)]
 
     async def append(self, turns: list[Turn]) -> None:
