@@ -1042,7 +1042,10 @@ def test_only_the_latest_turns_with_media_keep_them() -> None:
 
 async def test_stored_turns_go_into_the_request_as_they_were_stored(services: Services) -> None:
     text = '"quoted" \\ Привет 👋'
-    parts = [{"type": "text", "text": "look"}, {"type": "image_url", "image_url": {"url": IMAGE_URL}}]
+    parts: list[dict[str, Any]] = [
+        {"type": "text", "text": "look"},
+        {"type": "image_url", "image_url": {"url": IMAGE_URL}},
+    ]
     history = [
         Turn("user", encode_content(parts).encode(), 1004, None, 1),
         Turn("assistant", encode_content(text).encode(), 9, "test/eyes", 2),
