@@ -68,6 +68,10 @@ context_length = 128000
 max_output_tokens = 4096
 """
 
+# The bot gives freed memory back every minute by default; here every few seconds, so that "idle after the load" is
+# read, a few seconds after the load, as a minute of idleness leaves it.
+TRIM_SECONDS = 5
+
 # What `pomogator run web` needs besides the bot's settings. Nothing listens at the API URL: the web app never calls
 # YooKassa unless a notification arrives.
 WEB_APP_ENV = {
@@ -469,6 +473,7 @@ class Bench:
                 "POMOGATOR_MODELS_FILE": str(self.models_file),
                 "POMOGATOR_FLOOD_MESSAGES_PER_MINUTE": "1000000",
                 "POMOGATOR_SHUTDOWN_GRACE_SECONDS": "5",
+                "POMOGATOR_MEMORY_TRIM_SECONDS": str(TRIM_SECONDS),
             }
         )
         env.update(self.mode.env(self.workdir))
@@ -775,6 +780,15 @@ class Bench:
             results.append(spent / max(answered, 1))
         return results[0], results[1]
 
+    def memory_after_contexts(self, figures: Figures, bot: Child) -> None:
+        after = proc.memory_mib(bot.pid)
+        figures.add(
+            "bot RSS after the long-context load: peak (VmHWM) / idle (MiB)",
+            f"{after['VmHWM']:.1f} / {after['VmRSS']:.1f}",
+            "bot_rss_context",
+            {"peak": after["VmHWM"], "after": after["VmRSS"]},
+        )
+
     async def memory_and_user_show(self, figures: Figures, url: str, bot: Child, idle: dict[str, float]) -> None:
         after = proc.memory_mib(bot.pid)
         figures.add(
@@ -821,11 +835,14 @@ class Bench:
                         await self.added_latency(figures, telegram_url, bot)
                     if "throughput" in only:
                         await self.throughput(figures, telegram_url, bot)
+                    if "memory" in only:
+                        await asyncio.sleep(self.plan.settle + TRIM_SECONDS)
+                        await self.memory_and_user_show(figures, url, bot, idle)
                     if "context" in only:
                         await self.context_throughput(figures, url, telegram_url, bot)
-                    if "memory" in only:
-                        await asyncio.sleep(self.plan.settle)
-                        await self.memory_and_user_show(figures, url, bot, idle)
+                        if "memory" in only:
+                            await asyncio.sleep(self.plan.settle + TRIM_SECONDS)
+                            self.memory_after_contexts(figures, bot)
             if "streaming" in only:
                 await self.streaming(figures, url)
             if "roundtrips" in only:

@@ -182,6 +182,8 @@ class Settings(BaseModel):
     log_db_level: str = "INFO"
 
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    # How often the servers give memory freed after a burst of work back to the system (``pomogator.memory``); 0: never.
+    memory_trim_seconds: float = Field(default=60.0, ge=0)
 
     @field_validator("timezone")
     @classmethod

@@ -32,6 +32,7 @@ from pomogator.errors import (
     PomogatorError,
 )
 from pomogator.heartbeat import keep_heartbeat
+from pomogator.memory import keep_trimming
 from pomogator.services.billing import waiting_payments
 from pomogator.store.outage import outage_of
 from pomogator.web.network import client_address, in_networks
@@ -266,6 +267,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
                 return True
 
             tasks.append(asyncio.create_task(keep_heartbeat(database_answers)))
+            tasks.append(asyncio.create_task(keep_trimming(settings.memory_trim_seconds)))
             if settings.reminder_interval_seconds > 0 and opened.reminders is not None:
                 tasks.append(
                     asyncio.create_task(

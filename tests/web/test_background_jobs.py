@@ -1,4 +1,5 @@
-"""The web app's background jobs (reminders, payment checks): a failure is logged and the next round goes on."""
+"""The web app's background jobs (reminders, payment checks, giving memory back): a failure is logged and the next
+round goes on."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import asyncio
 import contextlib
 
 import asyncpg
+import pytest
 from loguru import logger
 
+from pomogator.web import app as app_module
 from pomogator.web.app import every
+from tests.web.conftest import AppFactory
 
 
 async def rounds_of(job_error: Exception, rounds: int = 3) -> tuple[int, list[str]]:
@@ -49,3 +53,17 @@ async def test_a_job_the_database_outage_stopped_is_one_line_and_tried_again() -
     assert calls >= 3
     assert lines[0].startswith("WARNING Premium reminders skipped, the database is unavailable")
     assert "Traceback" not in "".join(lines)
+
+
+async def test_the_web_app_keeps_trimming(web_app: AppFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    started = asyncio.Event()
+    intervals: list[float] = []
+
+    async def recorded(interval: float) -> None:
+        intervals.append(interval)
+        started.set()
+
+    monkeypatch.setattr(app_module, "keep_trimming", recorded)
+    async with web_app(memory_trim_seconds=7):
+        await asyncio.wait_for(started.wait(), 5)
+    assert intervals == [7]

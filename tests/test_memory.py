@@ -1,0 +1,97 @@
+"""Free heap memory goes back to the system (``pomogator.memory``), and the servers keep doing it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from loguru import logger
+
+from pomogator import memory
+
+# In a process of its own: a heap fragmented the way a burst of long contexts leaves it, trimmed once.
+FRAGMENTED_HEAP = textwrap.dedent(
+    """
+    from pomogator.memory import malloc_trim
+
+    def rss_mib():
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmRSS")
+
+    freed = bytes(16 << 20)  # freeing a 16 MiB block raises glibc's mmap threshold: what follows lives in the heap
+    del freed
+    chunks = [bytes(256 << 10) for _ in range(400)]  # 100 MiB
+    kept = [*chunks[::20], chunks[-1]]  # the last one pins the top of the heap: nothing goes back on its own
+    del chunks
+    before = rss_mib()
+    malloc_trim()(0)
+    print(before, rss_mib())
+    """
+)
+
+
+@pytest.mark.skipif(memory.malloc_trim() is None, reason="the C library has no malloc_trim (not glibc)")
+def test_free_pages_inside_a_fragmented_heap_go_back() -> None:
+    done = subprocess.run([sys.executable, "-c", FRAGMENTED_HEAP], capture_output=True, text=True, check=True)
+    before, after = map(float, done.stdout.split())
+    assert before - after > 30, (before, after)
+
+
+async def test_the_trimmer_runs_every_interval_until_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    enough = asyncio.Event()
+
+    def trim(pad: int) -> int:
+        calls.append(pad)
+        if len(calls) >= 3:
+            enough.set()
+        return 1
+
+    monkeypatch.setattr(memory, "malloc_trim", lambda: trim)
+    task = asyncio.create_task(memory.keep_trimming(0.01))
+    await asyncio.wait_for(enough.wait(), 5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert calls[:3] == [0, 0, 0]
+
+
+async def test_no_trimming_when_turned_off_or_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    called: list[int] = []
+    monkeypatch.setattr(memory, "malloc_trim", lambda: called.append)
+    await asyncio.wait_for(memory.keep_trimming(0), 1)  # returns at once
+    monkeypatch.setattr(memory, "malloc_trim", lambda: None)
+    await asyncio.wait_for(memory.keep_trimming(0.01), 1)
+    assert called == []
+
+
+async def test_a_failed_trim_is_logged_and_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = 0
+    enough = asyncio.Event()
+
+    def trim(pad: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls >= 2:
+            enough.set()
+        raise OSError("no")
+
+    monkeypatch.setattr(memory, "malloc_trim", lambda: trim)
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{level} {message}", level="WARNING")
+    try:
+        task = asyncio.create_task(memory.keep_trimming(0.01))
+        await asyncio.wait_for(enough.wait(), 5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        logger.remove(sink)
+    assert lines[0].startswith("WARNING Could not give free memory back to the system")
