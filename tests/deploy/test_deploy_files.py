@@ -63,6 +63,7 @@ def test_env_example_documents_every_setting() -> None:
             "FLOOD_MESSAGES_PER_MINUTE",
             "MAX_OUTPUT_TOKENS",
             "SHUTDOWN_GRACE_SECONDS",
+            "MEMORY_TRIM_SECONDS",
         )
     }
     missing = expected - documented - optional
