@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 
 import pytest
-from loguru import logger
 
 from pomogator import memory
+from tests.background import run_until
 
 # In a process of its own: a heap fragmented the way a burst of long contexts leaves it, trimmed once.
 FRAGMENTED_HEAP = textwrap.dedent(
@@ -44,23 +44,32 @@ def test_free_pages_inside_a_fragmented_heap_go_back() -> None:
     assert before - after > 30, (before, after)
 
 
-async def test_the_trimmer_runs_every_interval_until_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[int] = []
+async def trimmed(trim: Callable[[int], int], rounds: int, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Run the trimmer every 10 ms with ``trim`` for glibc's until ``trim`` has run ``rounds`` times; its log lines."""
+    calls = 0
     enough = asyncio.Event()
 
-    def trim(pad: int) -> int:
-        calls.append(pad)
-        if len(calls) >= 3:
+    def counted(pad: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls >= rounds:
             enough.set()
+        return trim(pad)
+
+    monkeypatch.setattr(memory, "malloc_trim", lambda: counted)
+    return await run_until(memory.keep_trimming(0.01), enough, level="WARNING")
+
+
+async def test_the_trimmer_runs_every_interval_until_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    pads: list[int] = []
+
+    def trim(pad: int) -> int:
+        pads.append(pad)
         return 1
 
-    monkeypatch.setattr(memory, "malloc_trim", lambda: trim)
-    task = asyncio.create_task(memory.keep_trimming(0.01))
-    await asyncio.wait_for(enough.wait(), 5)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    assert calls[:3] == [0, 0, 0]
+    lines = await trimmed(trim, 3, monkeypatch)
+    assert pads[:3] == [0, 0, 0]
+    assert lines == []
 
 
 async def test_no_trimming_when_turned_off_or_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,25 +82,9 @@ async def test_no_trimming_when_turned_off_or_without_glibc(monkeypatch: pytest.
 
 
 async def test_a_failed_trim_is_logged_and_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = 0
-    enough = asyncio.Event()
-
-    def trim(pad: int) -> int:
-        nonlocal calls
-        calls += 1
-        if calls >= 2:
-            enough.set()
+    def failing(pad: int) -> int:
         raise OSError("no")
 
-    monkeypatch.setattr(memory, "malloc_trim", lambda: trim)
-    lines: list[str] = []
-    sink = logger.add(lines.append, format="{level} {message}", level="WARNING")
-    try:
-        task = asyncio.create_task(memory.keep_trimming(0.01))
-        await asyncio.wait_for(enough.wait(), 5)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    finally:
-        logger.remove(sink)
+    lines = await trimmed(failing, 2, monkeypatch)
+    # Called twice: the failure did not end the trimmer.
     assert lines[0].startswith("WARNING Could not give free memory back to the system")

@@ -4,21 +4,19 @@ round goes on."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import asyncpg
 import pytest
-from loguru import logger
 
 from pomogator.web import app as app_module
 from pomogator.web.app import every
+from tests.background import run_until
 from tests.web.conftest import AppFactory
 
 
 async def rounds_of(job_error: Exception, rounds: int = 3) -> tuple[int, list[str]]:
     calls = 0
     enough = asyncio.Event()
-    lines: list[str] = []
 
     async def job() -> None:
         nonlocal calls
@@ -27,15 +25,7 @@ async def rounds_of(job_error: Exception, rounds: int = 3) -> tuple[int, list[st
             enough.set()
         raise job_error
 
-    sink = logger.add(lines.append, format="{level} {message}{exception}", level="INFO")
-    try:
-        task = asyncio.create_task(every(0.01, job, "Premium reminders"))
-        await asyncio.wait_for(enough.wait(), 5)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    finally:
-        logger.remove(sink)
+    lines = await run_until(every(0.01, job, "Premium reminders"), enough)
     return calls, lines
 
 
