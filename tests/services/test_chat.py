@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import sqlite3
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -662,31 +662,28 @@ TRICKY_TEXTS = (
 )
 
 
-async def test_any_text_round_trips_through_the_context(services: Services, fake_llm: FakeLLM) -> None:
-    await services.subscriptions.grant(ANN, 1)  # premium's limit covers every request below
-    dialog = await dialog_for(services)
+async def tricky_texts_round_trip(fake_llm: FakeLLM, send: Callable[[str], Awaitable[object]]) -> None:
+    """Each of ``TRICKY_TEXTS`` sent and echoed; the next request's context is all of them, as they were."""
     for text in TRICKY_TEXTS:
         fake_llm.enqueue(fake.Reply(text=text or "empty"))
-        await ask(services, dialog, text)
-    await ask(services, dialog, "next")
+        await send(text)
+    await send("next")
     expected: list[dict[str, Any]] = []
     for text in TRICKY_TEXTS:
         expected += [{"role": "user", "content": text}, {"role": "assistant", "content": text or "empty"}]
     assert fake_llm.requests[-1].messages[:-1] == expected
+
+
+async def test_any_text_round_trips_through_the_context(services: Services, fake_llm: FakeLLM) -> None:
+    await services.subscriptions.grant(ANN, 1)  # premium's limit covers every request below
+    dialog = await dialog_for(services)
+    await tricky_texts_round_trip(fake_llm, lambda text: ask(services, dialog, text))
 
 
 async def test_any_text_round_trips_through_a_senders_context(one_trip: Services, fake_llm: FakeLLM) -> None:
     # The one-trip read hands the stored JSON on to the request undecoded (``StoredJSON``).
     await one_trip.subscriptions.grant(ANN, 1)
-    person = Person(ANN, "Ann")
-    for text in TRICKY_TEXTS:
-        fake_llm.enqueue(fake.Reply(text=text or "empty"))
-        await ask_as(one_trip, person, text)
-    await ask_as(one_trip, person, "next")
-    expected: list[dict[str, Any]] = []
-    for text in TRICKY_TEXTS:
-        expected += [{"role": "user", "content": text}, {"role": "assistant", "content": text or "empty"}]
-    assert fake_llm.requests[-1].messages[:-1] == expected
+    await tricky_texts_round_trip(fake_llm, lambda text: ask_as(one_trip, Person(ANN, "Ann"), text))
 
 
 # --- a sender not yet touched: one round trip on PostgreSQL ---------------------------------------------
