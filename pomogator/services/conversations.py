@@ -110,11 +110,6 @@ def turns_of(row: Mapping[str, Any]) -> list[Turn]:
     ]
 
 
-def read_turn(role: str, stored: bytes, tokens: int, model: str | None, turn_id: int) -> Turn:
-    """A turn read from the database, its content selected with ``stored_content``."""
-    return Turn(role, stored, tokens, model, turn_id)
-
-
 class Conversation(Protocol):
     async def history(self) -> list[Turn]: ...
 
@@ -141,7 +136,7 @@ class StoredConversation:
     async def history(self) -> list[Turn]:
         sqlite = isinstance(DialogMessage._meta.db, SQLiteEngine)
         rows = await raw(DialogMessage, HISTORY_SQL[sqlite], self.telegram_id)
-        return [read_turn(r["role"], r["content"], r["tokens"], r["model"], r["id"]) for r in reversed(rows)]
+        return [Turn(r["role"], r["content"], r["tokens"], r["model"], r["id"]) for r in reversed(rows)]
 
     async def append(self, turns: list[Turn]) -> None:
         now = utcnow()
