@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from pomogator import memory
+from pomogator.bot import runner
+from pomogator.container import build_services
 from tests.background import run_until
+from tests.conftest import make_settings
+from tests.fakes.telegram_server import FakeTelegram
 
 # In a process of its own: a heap fragmented the way a burst of long contexts leaves it, trimmed once.
 FRAGMENTED_HEAP = textwrap.dedent(
@@ -88,3 +94,32 @@ async def test_a_failed_trim_is_logged_and_tried_again(monkeypatch: pytest.Monke
     lines = await trimmed(failing, 2, monkeypatch)
     # Called twice: the failure did not end the trimmer.
     assert lines[0].startswith("WARNING Could not give free memory back to the system")
+
+
+async def test_the_polling_bot_keeps_trimming(
+    tmp_path: Path, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(
+        database_url=f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+        bot_token=tg.token,
+        telegram_api_url=tg.base_url,
+        memory_trim_seconds=7,
+    )
+    async with build_services(settings, migrate=True):
+        pass
+    started = asyncio.Event()
+    intervals: list[float] = []
+
+    async def recorded(interval: float) -> None:
+        intervals.append(interval)
+        started.set()
+
+    monkeypatch.setattr(runner, "keep_trimming", recorded)
+    polling = asyncio.create_task(runner.run_polling(settings))
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+    finally:
+        polling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await polling
+    assert intervals == [7]
