@@ -131,7 +131,7 @@ def refund(
 ) -> None:
     """Refund a succeeded payment (in full or in part) and shorten the user's premium by the refunded share."""
     from pomogator.cli import with_services
-    from pomogator.errors import RefundEmailRequired
+    from pomogator.errors import PaymentProviderUnavailable, PaymentRejected, RefundEmailRequired
 
     value = _amount(amount)
     if not yes:
@@ -148,6 +148,13 @@ def refund(
         outcome, until = with_services(fn, "yookassa_shop_id", "yookassa_secret_key")
     except RefundEmailRequired as exc:
         raise RefundEmailRequired(f"{exc} Pass it with --email.") from None
+    except PaymentRejected:
+        raise
+    except PaymentProviderUnavailable as exc:
+        raise PaymentProviderUnavailable(
+            f"{exc} The refund may have been made: run the same command again once YooKassa answers (a refund "
+            "already asked for is not made twice)."
+        ) from None
     if outcome.status != "succeeded":
         cli_output.notice(
             f"Refund {outcome.refund_id} of {outcome.amount} RUB is {outcome.status}; it is recorded when YooKassa "

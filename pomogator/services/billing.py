@@ -67,8 +67,10 @@ REUSE_WINDOW = timedelta(minutes=15)
 # YooKassa cancels an unpaid one within hours, so after two days none is left to ask about.
 CHECK_AFTER = timedelta(minutes=10)
 CHECK_UNTIL = timedelta(days=2)
-# Refund idempotence keys are derived from what was refunded before, so a retried command reuses its key.
-REFUND_KEYS = uuid.UUID("6f0f3c2e-7b1e-4a57-9d0e-2b8f5a3c9e41")
+# A refund whose answer was lost keeps its idempotence key (``Payment.refund_key``) for as long as YooKassa keeps
+# keys: asked again within that time, it is made at most once. After it, what was made shows in the payment's
+# refunded amount.
+REFUND_KEY_LIFETIME = timedelta(hours=24)
 
 
 class Notifier(Protocol):
@@ -129,6 +131,20 @@ class PaymentRecord:
     cancellation_reason: str | None
     created_at: datetime
     updated_at: datetime
+
+
+def _unanswered_refund(row: Mapping[str, Any]) -> tuple[str, Decimal, datetime] | None:
+    """The key, amount and time of the payment's refund whose answer was lost, while YooKassa still knows the key."""
+    key, asked_at = row["refund_key"], row["refund_key_at"]
+    if key is None or asked_at is None or as_utc(asked_at) <= utcnow() - REFUND_KEY_LIFETIME:
+        return None
+    return key, _decimal(row["refund_key_amount"]), as_utc(asked_at)
+
+
+async def _forget_refund_key(payment_id: int, key: str) -> None:
+    await Payment.update(
+        {Payment.refund_key: None, Payment.refund_key_amount: None, Payment.refund_key_at: None}
+    ).where((payment_pk == payment_id) & (Payment.refund_key == key))
 
 
 def _decimal(value: Any) -> Decimal:
@@ -537,14 +553,29 @@ class BillingService:
         if remote.status != SUCCEEDED:
             raise BillingError(f"Payment {payment_id} is {remote.status}; only succeeded payments can be refunded.")
         await self._apply(row, remote)
-        refundable = remote.amount - remote.refunded_amount
-        if refundable <= 0:
-            raise BillingError(
-                f"Payment {payment_id} is already fully refunded ({money(remote.refunded_amount)} {remote.currency})."
-            )
-        value = refundable if amount is None else amount.quantize(CENT)
-        if value <= 0 or value > refundable:
-            raise BillingError(f"The refund must be between 0.01 and {money(refundable)} {remote.currency}.")
+        unanswered = _unanswered_refund(row)
+        if unanswered is not None:
+            # Asked before, and YooKassa's answer was lost: the same key again, whatever was refunded since (a
+            # refund it made then is in that figure now, and must not be made a second time).
+            key, value, asked_at = unanswered
+            if amount is not None and amount.quantize(CENT) != value:
+                when = asked_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
+                raise BillingError(
+                    f"A refund of {money(value)} {remote.currency} of payment {payment_id} asked at {when} got no "
+                    f"answer from YooKassa and may have been made. Ask for {money(value)} again to finish it "
+                    "(YooKassa does not make it twice), then refund more if needed."
+                )
+        else:
+            refundable = remote.amount - remote.refunded_amount
+            if refundable <= 0:
+                raise BillingError(
+                    f"Payment {payment_id} is already fully refunded ({money(remote.refunded_amount)} "
+                    f"{remote.currency})."
+                )
+            value = refundable if amount is None else amount.quantize(CENT)
+            if value <= 0 or value > refundable:
+                raise BillingError(f"The refund must be between 0.01 and {money(refundable)} {remote.currency}.")
+            key = str(uuid.uuid4())
         if not self.settings.receipt_enabled:
             email = None
         elif email is not None:
@@ -565,15 +596,24 @@ class BillingService:
             receipt = ReceiptSpec(
                 email, description, self.settings.receipt_vat_code, self.settings.receipt_tax_system_code
             )
-        key = uuid.uuid5(REFUND_KEYS, f"{payment_id}:{money(remote.refunded_amount)}:{money(value)}")
-        refund = await self.kassa.create_refund(
-            payment_id=payment_id,
-            amount=value,
-            currency=remote.currency,
-            idempotence_key=str(key),
-            description="Возврат за премиум «Помогатора»",
-            receipt=receipt,
-        )
+        if unanswered is None:
+            # Kept before asking: if the answer is lost, asking again reuses it.
+            await Payment.update(
+                {Payment.refund_key: key, Payment.refund_key_amount: value, Payment.refund_key_at: utcnow()}
+            ).where(payment_pk == row["id"])
+        try:
+            refund = await self.kassa.create_refund(
+                payment_id=payment_id,
+                amount=value,
+                currency=remote.currency,
+                idempotence_key=key,
+                description="Возврат за премиум «Помогатора»",
+                receipt=receipt,
+            )
+        except (PaymentRejected, PaymentNotFound):
+            await _forget_refund_key(row["id"], key)  # YooKassa answered: nothing was made
+            raise
+        await _forget_refund_key(row["id"], key)
         logger.bind(user_id=row["telegram_id"]).info(
             "Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status
         )

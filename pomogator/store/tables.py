@@ -92,6 +92,12 @@ class Payment(Table, tablename="payments"):
     days = Integer(null=True, default=None)
     cancellation_reason = Varchar(length=64, null=True, default=None)
     raw_object = JSON(null=True, default=None)
+    # A refund asked of YooKassa whose answer never came (it may have been made): its idempotence key, amount and
+    # time. Asking for the same refund again reuses the key, so YooKassa makes it at most once; cleared once
+    # YooKassa answers.
+    refund_key = Varchar(length=64, null=True, default=None)
+    refund_key_amount = Numeric(digits=(12, 2), null=True, default=None)
+    refund_key_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
 

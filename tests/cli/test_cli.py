@@ -68,7 +68,7 @@ async def _db_status(tmp_path: Path) -> None:
     assert (await run_cli("db", "migrate", cwd=tmp_path, env=env)).code == 0
     applied = await run_cli("db", "status", cwd=tmp_path, env=env)
     assert applied.code == 0, applied.stderr
-    assert "pending" not in applied.stdout and "pomogator_0005_requests_created_at\tapplied" in applied.stdout
+    assert "pending" not in applied.stdout and "pomogator_0006_open_refund\tapplied" in applied.stdout
 
 
 async def test_user_lifecycle(tmp_path: Path, env: dict[str, str]) -> None:

@@ -102,6 +102,29 @@ async def test_refund_in_part_then_in_full(
     assert len([t for t in tg.sent_texts(ADMIN_ID) if "Возврат" in t]) == 2
 
 
+async def test_a_refund_whose_answer_was_lost_is_safe_to_run_again(
+    services: Services, kassa: FakeYooKassa, tmp_path: Path
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    env = billing_env(services.settings, POMOGATOR_YOOKASSA_TIMEOUT="0.5")
+    args = ("payments", "refund", checkout.payment_id, "--amount", "100", "--yes")
+
+    kassa.hold_answers = True  # made, and its answer lost on the way back
+    lost = await run_cli(*args, cwd=tmp_path, env=env)
+    kassa.hold_answers = False
+    assert lost.code == 1 and "Traceback" not in lost.stderr
+    assert "The refund may have been made: run the same command again" in lost.stderr
+    other = await run_cli(*args[:-2], "50", "--yes", cwd=tmp_path, env=env)
+    assert other.code == 1 and "Ask for 100.00 again to finish it" in other.stderr
+
+    again = await run_cli(*args, cwd=tmp_path, env=env)
+    assert again.code == 0, again.stderr
+    assert "refunded in total: 100.00 RUB" in again.stderr
+    assert len(kassa.refunds) == 1
+
+
 async def test_refund_refuses_bad_amounts_and_unpaid_payments(
     services: Services, kassa: FakeYooKassa, tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ from yookassa import Refund as SdkRefund
 from pomogator.billing.yookassa import YooKassaClient, YooKassaConfig
 from pomogator.container import Services, build_services
 from pomogator.errors import (
+    BillingError,
     EmailRequired,
     InvalidEmail,
     PaymentNotFound,
@@ -452,6 +453,98 @@ async def test_refund_rejects_unpaid_payments_and_bad_amounts(services: Services
     with pytest.raises(Exception, match="between"):
         await services.billing.refund(checkout.payment_id, Decimal(600))
     assert kassa.refund_requests == []
+
+
+async def lost_refund(services: Services, kassa: FakeYooKassa, payment_id: str, amount: str) -> None:
+    """Ask for a refund that YooKassa makes and whose answer is lost on the way back."""
+    kassa.hold_answers = True
+    with pytest.raises(PaymentProviderUnavailable):
+        await services.billing.refund(payment_id, Decimal(amount))
+    kassa.hold_answers = False
+    assert len(kassa.refunds) == 1
+
+
+@pytest.fixture
+async def impatient_services(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncIterator[Services]:
+    async with build_services(billing_settings(db_url, kassa, tg, yookassa_timeout=0.3), migrate=True) as built:
+        await add_user(built, tg)
+        yield built
+
+
+async def test_a_refund_whose_answer_was_lost_is_made_once_when_asked_again(
+    impatient_services: Services, kassa: FakeYooKassa
+) -> None:
+    services = impatient_services
+    payment_id = await paid(services, kassa)
+    await lost_refund(services, kassa, payment_id, "100.00")
+
+    again = await services.billing.refund(payment_id, Decimal("100.00"))
+    assert again.changed and again.refunded_total == Decimal("100.00")
+    assert len(kassa.refunds) == 1
+    keys = {r.idempotence_key for r in kassa.refund_requests}
+    assert len(kassa.refund_requests) == 2 and len(keys) == 1
+    row = await payment_row(payment_id)
+    assert Decimal(str(row["refunded_amount"])) == Decimal("100.00") and row["refund_key"] is None
+
+    # Answered now: another refund of the same amount is a new one.
+    await services.billing.refund(payment_id, Decimal("100.00"))
+    assert len(kassa.refunds) == 2
+    assert Decimal(str((await payment_row(payment_id))["refunded_amount"])) == Decimal("200.00")
+
+
+async def test_a_lost_refund_recorded_from_its_notification_is_not_made_again(
+    impatient_services: Services, kassa: FakeYooKassa
+) -> None:
+    services = impatient_services
+    payment_id = await paid(services, kassa)
+    await lost_refund(services, kassa, payment_id, "100.00")
+    [refund_id] = kassa.refunds
+    recorded = await services.billing.handle_notification("refund.succeeded", refund_id)
+    assert recorded is not None and recorded.changed
+
+    # The operator, told the refund may have been made, runs the command again, in full by default.
+    again = await services.billing.refund(payment_id)
+    assert not again.changed and again.refund_id == refund_id
+    assert len(kassa.refunds) == 1
+    assert Decimal(str((await payment_row(payment_id))["refunded_amount"])) == Decimal("100.00")
+
+
+async def test_another_amount_waits_until_the_lost_refund_is_asked_again(
+    impatient_services: Services, kassa: FakeYooKassa
+) -> None:
+    services = impatient_services
+    payment_id = await paid(services, kassa)
+    await lost_refund(services, kassa, payment_id, "100.00")
+    with pytest.raises(BillingError, match=r"100\.00 RUB .* got no answer from YooKassa and may have been made"):
+        await services.billing.refund(payment_id, Decimal("50.00"))
+    assert len(kassa.refund_requests) == 1
+
+    # Past the day YooKassa keeps keys, the refunded total tells what was made.
+    await Payment.update({Payment.refund_key_at: utcnow() - timedelta(hours=25)}).where(
+        Payment.yookassa_id == payment_id
+    )
+    rest = await services.billing.refund(payment_id)
+    assert kassa.refund_requests[-1].json["amount"]["value"] == "499.00"
+    assert rest.refunded_total == Decimal("599.00") and len(kassa.refunds) == 2
+
+
+async def test_a_refused_refund_forgets_its_key(services: Services, kassa: FakeYooKassa) -> None:
+    payment_id = await paid(services, kassa)
+    # Asked and lost before it reached YooKassa; since then 550 was refunded in YooKassa's dashboard.
+    await Payment.update(
+        {Payment.refund_key: "never-arrived", Payment.refund_key_amount: Decimal(100), Payment.refund_key_at: utcnow()}
+    ).where(Payment.yookassa_id == payment_id)
+    Configuration.configure(kassa.shop_id, kassa.secret_key, api_url=kassa.api_url)
+    await asyncio.to_thread(
+        SdkRefund.create, {"payment_id": payment_id, "amount": {"value": "550.00", "currency": "RUB"}}, "r-1"
+    )
+    with pytest.raises(PaymentRejected):
+        await services.billing.refund(payment_id, Decimal("100.00"))
+    assert kassa.refund_requests[-1].idempotence_key == "never-arrived"
+    assert (await payment_row(payment_id))["refund_key"] is None  # refused: nothing was made
+    rest = await services.billing.refund(payment_id)
+    assert kassa.refund_requests[-1].json["amount"]["value"] == "49.00"
+    assert rest.refunded_total == Decimal("599.00")
 
 
 # --- listing -----------------------------------------------------------------------------------------------
