@@ -41,7 +41,9 @@ class ReminderService:
         if self.notifier is None:
             return 0
         now = now or utcnow()
-        due = await Subscription.select(subscription_pk, Subscription.telegram_id, Subscription.ends_at).where(
+        due = await Subscription.select(
+            subscription_pk, Subscription.telegram_id, Subscription.starts_at, Subscription.ends_at
+        ).where(
             (Subscription.ends_at > now)
             & (Subscription.ends_at <= now + self.before)
             & Subscription.reminded_at.is_null()
@@ -49,9 +51,16 @@ class ReminderService:
         sent = 0
         for row in due:
             ends = as_utc(row["ends_at"])
-            # Premium does not end here when a later subscription (a renewal) follows this one.
+            if ends <= as_utc(row["starts_at"]):
+                continue  # a renewal refunded before it began: no time of its own, nothing of it ends
+            # Premium does not end here when a later subscription (a renewal) follows this one, and the person was
+            # told already when another one ending at the same moment was reminded.
             if await Subscription.exists().where(
-                (Subscription.telegram_id == row["telegram_id"]) & (Subscription.ends_at > ends)
+                (Subscription.telegram_id == row["telegram_id"])
+                & (
+                    (Subscription.ends_at > ends)
+                    | ((Subscription.ends_at == ends) & Subscription.reminded_at.is_not_null())
+                )
             ):
                 continue
             claimed = (

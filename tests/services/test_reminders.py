@@ -80,3 +80,18 @@ async def test_a_reminder_cancelled_while_sending_is_given_back(reminders: Remin
     tg.release("sendMessage")
     assert not await reminded()
     assert await reminders.send_due() == 1
+
+
+@pytest.mark.parametrize("reminded_first", [True, False], ids=["reminded-before", "not-yet"])
+async def test_a_renewal_refunded_before_it_began_is_not_a_second_reminder(
+    services: Services, reminders: ReminderService, kassa: FakeYooKassa, tg: FakeTelegram, reminded_first: bool
+) -> None:
+    if reminded_first:
+        assert await reminders.send_due() == 1
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    await services.billing.refund(checkout.payment_id)  # in full: the renewal ends where it would have begun
+    assert await reminders.send_due() == (0 if reminded_first else 1)
+    assert await reminders.send_due() == 0
+    assert len([t for t in tg.sent_texts(USER_ID) if ENDING in t]) == 1
