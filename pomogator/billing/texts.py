@@ -185,5 +185,12 @@ def admin_refund(payment_id: str, telegram_id: int | None, amount: Decimal, tota
     return f"↩️ Возврат {rubles(amount)} по платежу {payment_id} {who} (всего возвращено {rubles(total)})."
 
 
+def admin_unknown_payment(payment_id: str) -> str:
+    return (
+        f"⚠️ YooKassa не знает платёж {payment_id} (создан с ключами другого магазина?). Он отмечен как неудачный "
+        "и больше не проверяется; премиум по нему не выдан."
+    )
+
+
 def admin_not_verified(payment_id: str, problem: str) -> str:
     return f"⚠️ Уведомление YooKassa о платеже {payment_id} не подтвердилось: {problem}. Премиум не выдан."

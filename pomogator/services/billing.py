@@ -423,12 +423,26 @@ class BillingService:
                 changed += (await self.sync_payment(payment_id)).changed
             except PaymentNotVerified:
                 continue  # admins are told
+            except PaymentNotFound:
+                # Not this shop's (made with other keys, say): it never settles, and would be asked about every
+                # round before the ones after it.
+                await self._unknown_to_yookassa(payment_id)
             except PaymentProviderUnavailable as exc:
                 logger.warning("Checking waiting payments stopped: {}", exc.user_message)
                 break
         if changed:
             logger.info("Checked {} waiting payments: {} settled without a notification", len(payment_ids), changed)
         return changed
+
+    async def _unknown_to_yookassa(self, payment_id: str) -> None:
+        failed = (
+            await Payment.update({Payment.status: FAILED, Payment.updated_at: utcnow()})
+            .where((Payment.yookassa_id == payment_id) & (Payment.status == PENDING))
+            .returning(payment_pk)
+        )
+        if failed:
+            logger.warning("YooKassa does not know payment {}: marked failed, not asked about again", payment_id)
+            await self._tell_admins(texts.admin_unknown_payment(payment_id))
 
     async def _row(self, payment_id: str) -> dict[str, Any]:
         row = await Payment.select().where(Payment.yookassa_id == payment_id).first()

@@ -28,7 +28,7 @@ from pomogator.errors import (
     RefundEmailRequired,
 )
 from pomogator.logs.records import telegram_id_of
-from pomogator.services.billing import PaymentOutcome, list_payments
+from pomogator.services.billing import PaymentOutcome, list_payments, waiting_payments
 from pomogator.store.tables import Payment, Subscription
 from pomogator.timeutil import as_utc, utcnow
 from tests.fakes.telegram_server import FakeTelegram
@@ -545,6 +545,24 @@ async def test_a_refused_refund_forgets_its_key(services: Services, kassa: FakeY
     rest = await services.billing.refund(payment_id)
     assert kassa.refund_requests[-1].json["amount"]["value"] == "49.00"
     assert rest.refunded_total == Decimal("599.00")
+
+
+async def test_a_payment_yookassa_does_not_know_does_not_hold_up_the_check(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    unknown = await services.billing.start_payment(USER_ID, "year")  # made with another shop's keys, say
+    lost = await services.billing.start_payment(USER_ID, "month")
+    await Payment.update({Payment.created_at: utcnow() - timedelta(minutes=11)}, force=True)
+    del kassa.payments[unknown.payment_id]
+    kassa.succeed(lost.payment_id)
+
+    assert set(await waiting_payments()) == {unknown.payment_id, lost.payment_id}
+    assert await services.billing.check_waiting([unknown.payment_id, lost.payment_id]) == 1
+    assert (await payment_row(lost.payment_id))["status"] == "succeeded"
+    assert (await payment_row(unknown.payment_id))["status"] == "failed"
+    assert await waiting_payments() == []
+    [told] = [t for t in tg.sent_texts(ADMIN_ID) if "не знает платёж" in t]
+    assert unknown.payment_id in told
 
 
 # --- listing -----------------------------------------------------------------------------------------------
