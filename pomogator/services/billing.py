@@ -50,6 +50,8 @@ from pomogator.store.tables import Payment
 from pomogator.timeutil import as_utc, utcnow
 
 if TYPE_CHECKING:
+    from piccolo.columns import Column
+
     from pomogator.billing.yookassa import YooKassaClient
 
 NEW = "new"
@@ -488,11 +490,19 @@ class BillingService:
         telegram_id = int(remote.metadata["telegram_id"])
         amount = _decimal(row["amount"])
         until: datetime | None = None
+        # Paid after the person erased their data (a link opened before): paying is theirs to do, so the payment is
+        # theirs again, for the admin commands and for a later erasure to find.
+        relink: dict[Column | str, Any] = {Payment.telegram_id: telegram_id} if row["telegram_id"] is None else {}
         async with self.database.transaction():
             # Exactly once: of any number of replays, concurrent or not, one flips the status and grants.
             claimed = (
                 await Payment.update(
-                    {Payment.status: SUCCEEDED, Payment.raw_object: remote.raw, Payment.updated_at: utcnow()}
+                    {
+                        Payment.status: SUCCEEDED,
+                        Payment.raw_object: remote.raw,
+                        Payment.updated_at: utcnow(),
+                        **relink,
+                    }
                 )
                 .where((payment_pk == row["id"]) & (Payment.status != SUCCEEDED))
                 .returning(Payment.refunded_amount)
@@ -506,6 +516,8 @@ class BillingService:
                     until = await self.subscriptions.shorten(remote.id, float(min(refunded / amount, Decimal(1))))
         if not claimed:
             return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=False)
+        if relink:
+            await self.users.ensure(telegram_id)
         logger.bind(user_id=telegram_id).info(
             "Payment {} succeeded: premium for {} until {}", remote.id, telegram_id, until
         )
@@ -520,7 +532,8 @@ class BillingService:
                 {
                     Payment.status: CANCELED,
                     Payment.cancellation_reason: (remote.cancellation_reason or "")[:64] or None,
-                    Payment.raw_object: remote.raw,
+                    # Not kept for a person who erased their data: its metadata names them.
+                    Payment.raw_object: remote.raw if row["telegram_id"] is not None else None,
                     Payment.updated_at: utcnow(),
                 }
             )

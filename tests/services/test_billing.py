@@ -224,6 +224,34 @@ async def test_receipts_need_an_email_and_carry_one_service_item(db_url: str, tg
             assert checkout.payment_id in kassa.payments
 
 
+async def test_a_payment_made_after_the_person_erased_their_data_is_theirs_again(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    dropped = await services.billing.start_payment(USER_ID, "year")
+    assert await services.users.delete(USER_ID)
+    assert (await payment_row(checkout.payment_id))["telegram_id"] is None
+
+    # The link sent before is paid: premium, the payment linked again, and an account the admin commands find.
+    kassa.succeed(checkout.payment_id)
+    outcome = await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert outcome is not None and outcome.changed
+    assert (await payment_row(checkout.payment_id))["telegram_id"] == USER_ID
+    assert (await services.users.get(USER_ID)).premium
+    assert [p.payment_id for p in await list_payments(telegram_id=USER_ID)] == [checkout.payment_id]
+    # The other one is canceled: nothing that names the person is stored for it.
+    kassa.cancel(dropped.payment_id)
+    await services.billing.handle_notification("payment.canceled", dropped.payment_id)
+    dropped_row = await payment_row(dropped.payment_id)
+    assert dropped_row["status"] == "canceled" and dropped_row["raw_object"] is None
+
+    # Erasing again takes it all, the payment's stored copy of YooKassa's object included.
+    assert await services.users.delete(USER_ID)
+    row = await payment_row(checkout.payment_id)
+    assert row["telegram_id"] is None and row["raw_object"] is None
+    assert await services.subscriptions.premium_until(USER_ID) is None
+
+
 async def test_a_refund_has_a_receipt_even_for_a_person_who_erased_their_data(db_url: str, tg: FakeTelegram) -> None:
     async with FakeYooKassa(require_receipt=True) as kassa:
         settings = billing_settings(db_url, kassa, tg, receipt_enabled=True)
