@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -555,6 +556,27 @@ async def test_an_album_of_photos_and_a_video_answers_the_photos(harness: BotHar
     notice = h.tg.sent_messages(chat)[0].text or ""
     assert notice.startswith("🎬 Видео из альбома я пропустил") and "Отвечаю на остальное" in notice
     assert await used_today(h, chat) == 1
+
+
+@e2e
+async def test_typing_is_shown_all_the_while_a_file_downloads(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+
+    def typing() -> int:
+        return sum(1 for call in h.tg.calls_of("sendChatAction") if str(call.params.get("chat_id")) == str(chat))
+
+    h.tg.hold("getFile")  # a big file: Telegram takes its time to hand it out
+    try:
+        h.tg.user_document(chat, b"quarterly report", "report.txt", "text/plain", caption="Кратко?")
+        # Telegram shows a chat action for about five seconds: it is sent again before that runs out.
+        await h.tg.wait_until(lambda: typing() >= 2, 7, "typing sent again during the download")
+    finally:
+        h.tg.release("getFile")
+    assert (await answered(h, chat)).last_user_text.endswith("Кратко?")
+    shown = typing()
+    await asyncio.sleep(5)  # once the answer is there, the indicator stops
+    assert typing() == shown
 
 
 def test_documents_are_capped_whatever_the_context() -> None:

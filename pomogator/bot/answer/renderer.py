@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from aiogram.exceptions import TelegramAPIError, TelegramRetryAfter
 from aiogram.types import InlineKeyboardMarkup
@@ -36,6 +37,27 @@ TYPING_AFTER = 0.3
 # Once the model has written its whole text, the answer's message follows as soon as the stream ends and the answer
 # is stored; a draft would only flash before it. The draft is shown anyway if that end takes longer than this.
 END_GRACE = 0.5
+
+
+async def keep_typing(out: ChatOutput, every: float = TYPING_EVERY) -> None:
+    """Show "typing…" every ``every`` seconds (Telegram shows it about five) until cancelled or the chat is gone."""
+    while True:
+        try:
+            await out.typing()
+        except ChatGone:
+            return
+        await asyncio.sleep(every)
+
+
+@asynccontextmanager
+async def typing_shown(out: ChatOutput, every: float = TYPING_EVERY) -> AsyncIterator[None]:
+    """Keep "typing…" on while the block runs: work before an answer that may take minutes (downloading and
+    reading a file). The wait for the model's first words is ``AnswerRenderer``'s own."""
+    task = asyncio.create_task(keep_typing(out, every))
+    try:
+        yield
+    finally:
+        task.cancel()
 
 
 class AnswerRenderer:
@@ -145,19 +167,11 @@ class AnswerRenderer:
             await self.chain.discard()
 
     def _start_typing(self) -> None:
-        self._typing = asyncio.create_task(self._keep_typing())
+        self._typing = asyncio.create_task(keep_typing(self.out, self._typing_every))
 
     def _stop_typing(self) -> None:
         if self._typing is not None:
             self._typing.cancel()
-
-    async def _keep_typing(self) -> None:
-        while True:
-            try:
-                await self.out.typing()
-            except ChatGone:
-                return
-            await asyncio.sleep(self._typing_every)
 
     async def _present(self) -> None:
         while True:

@@ -9,11 +9,12 @@ middleware.
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
-from aiogram.enums import ChatAction
 from aiogram.types import Message
 
 from pomogator.bot import files_texts
 from pomogator.bot.answer import Answerer
+from pomogator.bot.answer.output import ChatOutput
+from pomogator.bot.answer.renderer import typing_shown
 from pomogator.bot.attachments import AttachmentRequest
 from pomogator.errors import QuotaExceeded
 from pomogator.llm.catalog import Catalog
@@ -36,8 +37,9 @@ async def on_files(
 ) -> None:
     request = AttachmentRequest(album or [message], account.model, account.role, catalog)
     await ensure_quota_left(chat.quota, account)
-    await bot.send_chat_action(message.chat.id, ChatAction.TYPING)
-    prepared = await request.read(bot)
+    # A download may take two minutes and reading a document one more; "typing…" lasts five seconds.
+    async with typing_shown(ChatOutput(bot, message.chat.id)):
+        prepared = await request.read(bot)
     if prepared.skipped:
         await message.answer(files_texts.skipped_parts(prepared.skipped))
     if prepared.unreadable:
