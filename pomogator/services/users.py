@@ -16,6 +16,11 @@ from pomogator.store.engine import ASYNC_COMMIT_CTE, Database, raw
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
 from pomogator.timeutil import as_utc, utcnow
 
+# The request counts of people who erased their data, from the days before today (the argument).
+FORGET_ERASED_USAGE_SQL = (
+    "DELETE FROM daily_usage WHERE day <> {} "
+    "AND NOT EXISTS (SELECT 1 FROM users WHERE users.telegram_id = daily_usage.telegram_id)"
+)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -219,8 +224,13 @@ class UserService:
         )
         return Profile(account=account, requests_today=sum(used.values()), allowances=allowances)
 
+    async def forget_erased_usage(self) -> None:
+        """Delete the request counts an erasure kept for its day (see ``delete``) once that day is over."""
+        await DailyUsage.raw(FORGET_ERASED_USAGE_SQL, self.quota.today())
+
     async def delete(self, telegram_id: int) -> bool:
-        """Erase the person: dialogs, usage, subscriptions, logs. Payments stay for accounting, unlinked.
+        """Erase the person: dialogs, usage, subscriptions, logs. Payments stay for accounting, unlinked. Today's
+        request counts stay until the day is over, then ``forget_erased_usage`` takes them.
 
         An answer streaming meanwhile stores nothing afterwards (``ChatService`` stores only for an existing row).
         """
@@ -228,8 +238,13 @@ class UserService:
             # The row goes first: on PostgreSQL this waits for an answer being stored (it holds the row), so the
             # DELETEs below see its turns and usage; an answer stored later finds no row.
             erased = await User.delete().where(User.telegram_id == telegram_id).returning(User.telegram_id)
-            for table in (DialogMessage, DailyUsage, LLMRequest, Subscription, LogRecord):
+            for table in (DialogMessage, LLMRequest, Subscription, LogRecord):
                 await table.delete().where(table.telegram_id == telegram_id)
+            # Today's request counts stay until the day is over (``forget_erased_usage``): an erasure must not give
+            # the day's requests back.
+            await DailyUsage.delete().where(
+                (DailyUsage.telegram_id == telegram_id) & (DailyUsage.day != self.quota.today())
+            )
             await Payment.update({Payment.telegram_id: None, Payment.raw_object: None}).where(
                 Payment.telegram_id == telegram_id
             )

@@ -212,8 +212,16 @@ class OneLineStartupFailure:
 # --- the app ------------------------------------------------------------------------------------------------
 
 
-async def every(interval: float, job: Callable[[], Awaitable[object]], what: str) -> None:
-    """Run ``job`` every ``interval`` seconds until cancelled; a failure is logged and the next round tries again."""
+# How often what is kept only for a while is deleted: the request counts of people who erased their data, kept for
+# the rest of their day.
+HOUSEKEEPING_SECONDS = 3600.0
+
+
+async def every(interval: float, job: Callable[[], Awaitable[object]], what: str, *, wait_first: bool = False) -> None:
+    """Run ``job`` every ``interval`` seconds until cancelled (the first time at once, or after ``interval`` with
+    ``wait_first``); a failure is logged and the next round tries again."""
+    if wait_first:
+        await asyncio.sleep(interval)
     while True:
         try:
             await job()
@@ -284,6 +292,16 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
                         )
                     )
                 )
+            tasks.append(
+                asyncio.create_task(
+                    every(
+                        HOUSEKEEPING_SECONDS,
+                        opened.users.forget_erased_usage,
+                        "Forgetting erased people's request counts",
+                        wait_first=True,
+                    )
+                )
+            )
             try:
                 yield {"services": opened, "telegram": telegram}
             finally:

@@ -272,6 +272,7 @@ async def add_everything(services: Services, telegram_id: int, payment_key: str)
     await services.users.touch(Person(telegram_id, "Someone"))
     await StoredConversation(telegram_id).append([Turn("user", "hello", 2, "m"), Turn("assistant", "hi", 1, "m")])
     await services.quota.reserve(telegram_id, services.catalog.default, premium=False)
+    await DailyUsage.insert(DailyUsage(telegram_id=telegram_id, model="m", day="2026-01-01", used=3))
     await LLMRequest.insert(LLMRequest(telegram_id=telegram_id, model="m", cost=Decimal("0.01"), created_at=now))
     await services.subscriptions.grant(telegram_id, 30, plan="month", payment_id=payment_key)
     await LogRecord.insert(
@@ -306,9 +307,13 @@ async def test_delete_erases_everything_but_payments(services: Services) -> None
 
     assert await services.users.delete(ANN) is True
 
-    for table in (User, DialogMessage, DailyUsage, LLMRequest, Subscription, LogRecord, Payment):
+    for table in (User, DialogMessage, LLMRequest, Subscription, LogRecord, Payment):
         assert await table.count().where(table.telegram_id == ANN) == 0, table.__name__
         assert await table.count().where(table.telegram_id == BOB) >= 1, table.__name__
+    # Only today's request count stays, until the day is over: erasing does not give the day's requests back.
+    kept_usage = await DailyUsage.select(DailyUsage.day, DailyUsage.used).where(DailyUsage.telegram_id == ANN)
+    assert kept_usage == [{"day": services.quota.today(), "used": 1}]
+    assert await DailyUsage.count().where(DailyUsage.telegram_id == BOB) == 2
     kept = await Payment.select().where(Payment.idempotence_key == "key-ann").first()
     assert kept is not None
     assert kept["telegram_id"] is None
@@ -324,6 +329,19 @@ async def test_delete_erases_everything_but_payments(services: Services) -> None
     assert bob_payment["telegram_id"] == BOB
 
 
+async def test_request_counts_kept_by_an_erasure_go_once_their_day_is_over(services: Services) -> None:
+    await add_everything(services, ANN, "key-ann")
+    await add_everything(services, BOB, "key-bob")
+    await services.users.delete(ANN)
+    await services.users.forget_erased_usage()
+    assert await DailyUsage.count().where(DailyUsage.telegram_id == ANN) == 1  # today's: still today
+
+    await DailyUsage.update({DailyUsage.day: "2026-01-02"}).where(DailyUsage.telegram_id == ANN)
+    await services.users.forget_erased_usage()
+    assert await DailyUsage.count().where(DailyUsage.telegram_id == ANN) == 0
+    assert await DailyUsage.count().where(DailyUsage.telegram_id == BOB) == 2  # not erased: kept
+
+
 async def test_delete_unknown_person_is_false(services: Services) -> None:
     assert await services.users.delete(ANN) is False
 
@@ -334,5 +352,5 @@ async def test_deleted_person_starts_afresh(services: Services) -> None:
     account = await services.users.touch(Person(ANN, "Ann"))
     assert not account.premium
     assert account.created_at > datetime.now(UTC) - timedelta(minutes=5)
-    assert (await services.users.profile(ANN)).requests_today == 0
+    assert (await services.users.profile(ANN)).requests_today == 1  # the day's count is not given back
     assert await StoredConversation(ANN).history() == []

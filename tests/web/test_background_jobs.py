@@ -4,14 +4,20 @@ round goes on."""
 from __future__ import annotations
 
 import asyncio
+from datetime import date, timedelta
 
 import asyncpg
 import pytest
 
+from pomogator.container import Services
+from pomogator.store.tables import DailyUsage
 from pomogator.web import app as app_module
 from pomogator.web.app import every
 from tests.background import run_until
 from tests.web.conftest import AppFactory
+from tests.web.support import USER_ID
+
+ERASED = 777
 
 
 async def rounds_of(job_error: Exception, rounds: int = 3) -> tuple[int, list[str]]:
@@ -57,3 +63,23 @@ async def test_the_web_app_keeps_trimming(web_app: AppFactory, monkeypatch: pyte
     async with web_app(memory_trim_seconds=7):
         await asyncio.wait_for(started.wait(), 5)
     assert intervals == [7]
+
+
+async def test_the_web_app_forgets_erased_peoples_request_counts(
+    web_app: AppFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app_module, "HOUSEKEEPING_SECONDS", 0.05)
+    async with web_app() as (_, services):
+        await DailyUsage.insert(DailyUsage(telegram_id=USER_ID, model="m", day=yesterday(services), used=2))
+        # An erasure yesterday kept that day's count; the person has not come back.
+        await DailyUsage.insert(DailyUsage(telegram_id=ERASED, model="m", day=yesterday(services), used=5))
+        for _ in range(500):
+            if not await DailyUsage.count().where(DailyUsage.telegram_id == ERASED):
+                break
+            await asyncio.sleep(0.01)
+        assert await DailyUsage.count().where(DailyUsage.telegram_id == ERASED) == 0
+        assert await DailyUsage.count().where(DailyUsage.telegram_id == USER_ID) == 1  # not erased: kept
+
+
+def yesterday(services: Services) -> str:
+    return (date.fromisoformat(services.quota.today()) - timedelta(days=1)).isoformat()
