@@ -7,6 +7,7 @@ What the bot says about photos and files is in ``pomogator.bot.files_texts``.
 from __future__ import annotations
 
 import html
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 # Dates and times are shown as /billing shows them: in the configured zone, with its label ("MSK").
@@ -96,7 +97,12 @@ def start(first_name: str, model: Model, offer_url: str = "", privacy_url: str =
     )
 
 
-def help_text(support: str, timezone: str) -> str:
+def zone_label(tz: ZoneInfo) -> str:
+    """The zone as ``when`` shows it and people read it: "MSK", not "Europe/Moscow"."""
+    return f"{datetime.now(tz):%Z}"
+
+
+def help_text(support: str, tz: ZoneInfo) -> str:
     return (
         "<b>Как пользоваться Помогатором</b>\n\n"
         "Напишите сообщение — его получит выбранная модель вместе с ролью и историей беседы. "
@@ -118,7 +124,7 @@ def help_text(support: str, timezone: str) -> str:
         "/delete_context — очистить контекст: следующий вопрос модель получит без истории\n"
         "/delete_me — удалить все мои данные\n"
         "/help — эта справка\n\n"
-        f"Лимиты запросов обновляются каждый день в полночь ({esc(timezone)}). "
+        f"Лимиты запросов обновляются каждый день в полночь ({esc(zone_label(tz))}). "
         "Если модель не смогла ответить, запрос не засчитывается.\n\n"
         f"Поддержка: {esc(support)}"
     )

@@ -98,6 +98,21 @@ async def test_help_explains_every_command_and_the_support_contact(harness: BotH
     for command, _ in texts.COMMANDS:
         assert f"/{command}" in (reply.text or "")
     assert SUPPORT in (reply.text or "")
+    # The zone as every other message shows it, not the setting's name.
+    zone = h.settings().tz
+    assert f"в полночь ({texts.zone_label(zone)})" in (reply.text or "")
+    assert zone.key not in (reply.text or "")
+
+
+async def test_commands_are_known_whatever_their_case(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    start = await command_reply(h, chat, "/Start")
+    assert start.button_texts[0] == texts.MENU_MODEL
+    help_reply = await command_reply(h, chat, "/HELP")
+    assert "/delete_me" in (help_reply.text or "")
+    await command_reply(h, chat, "/Role")
+    assert (await command_reply(h, chat, "/Cancel")).text == texts.ROLE_UNCHANGED
 
 
 async def test_model_menu_lists_limits_and_marks_current_and_locked(harness: BotHarness) -> None:
@@ -321,6 +336,19 @@ async def test_unknown_commands_and_other_messages_get_a_hint(harness: BotHarnes
     reply = await h.tg.wait_for_message(chat)
     assert reply.text == texts.NOT_TEXT
     assert h.llm.request_count == requests
+
+
+async def test_a_text_that_merely_starts_with_a_slash_is_a_question(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    requests = h.llm.request_count
+    for question in ("/etc/hosts — что это за файл в Linux?", "/r/python — что там обсуждают?"):
+        reply = await command_reply(h, chat, question)
+        assert reply.text == f"Echo: {question}"
+    assert h.llm.request_count == requests + 2
+    # What Telegram marks as a command stays one, known or not.
+    assert (await command_reply(h, chat, "/etc — что это за папка?")).text == texts.UNKNOWN_COMMAND
+    assert h.llm.request_count == requests + 2
 
 
 async def test_a_stale_button_is_still_answered(harness: BotHarness) -> None:

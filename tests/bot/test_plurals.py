@@ -112,7 +112,7 @@ def test_dates_carry_the_time_zone_billing_shows() -> None:
 def test_help_does_not_promise_a_stop_button() -> None:
     # Private chats stream drafts with Telegram's own stop control; the bot's button only replaces it where drafts
     # are refused.
-    help_text = check_message(texts.help_text("@support", "Europe/Moscow"), "HTML")
+    help_text = check_message(texts.help_text("@support", MSK), "HTML")
     assert texts.STOP_BUTTON not in help_text and "Стоп" not in help_text
     assert "остановить" in help_text
 

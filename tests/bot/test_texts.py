@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from pomogator.bot import texts
 from pomogator.llm.catalog import load_catalog
 from tests.fakes.telegram_html import check_message, parse_html
@@ -25,7 +27,14 @@ def test_start_without_links() -> None:
 
 
 def test_help_is_valid_and_names_every_command() -> None:
-    plain = check_message(texts.help_text("@support", "Europe/Moscow"), "HTML")
+    plain = check_message(texts.help_text("@support", ZoneInfo("Europe/Moscow")), "HTML")
     for command in ("/start", "/model", "/role", "/profile", "/billing", "/delete_context", "/delete_me", "/help"):
         assert command in plain
     assert "@support" in plain
+
+
+def test_help_shows_the_zone_as_people_read_it() -> None:
+    moscow = check_message(texts.help_text("@support", ZoneInfo("Europe/Moscow")), "HTML")
+    assert "в полночь (MSK)" in moscow
+    assert "Europe/Moscow" not in moscow
+    assert "в полночь (UTC)" in check_message(texts.help_text("@support", ZoneInfo("UTC")), "HTML")

@@ -59,6 +59,12 @@ NOT_MODIFIED = (
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
 BLOCKED = "Forbidden: bot was blocked by the user"
 
+# Where Telegram marks a command in a text (TDLib's match_bot_commands): a "/" after no word character, "/", "<"
+# or ">"; 1-64 ASCII letters, digits or underscores; perhaps "@" and a username; then no word character, "/", "<"
+# or ">". "/Start", "/model@pomogator_bot" and the "/etc" of "/etc — ..." are commands; "/etc/hosts" and "/r/python"
+# hold none.
+BOT_COMMAND = re.compile(r"(?<![\w/<>])/[A-Za-z0-9_]{1,64}(?:@[A-Za-z0-9_]{3,32}(?![\w/<>])|(?![\w/<>@]))")
+
 CHAT_ACTIONS = frozenset(
     {
         "typing",
@@ -155,6 +161,15 @@ class ApiError(Exception):
         if self.retry_after is not None:
             body["parameters"] = {"retry_after": self.retry_after}
         return body
+
+
+def bot_command_entities(text: str) -> list[JsonDict] | None:
+    """The ``bot_command`` entities Telegram gives a user's ``text``."""
+    entities = [
+        {"type": "bot_command", "offset": utf16_len(text[: match.start()]), "length": utf16_len(match.group())}
+        for match in BOT_COMMAND.finditer(text)
+    ]
+    return entities or None
 
 
 def bad_request(reason: str) -> ApiError:
@@ -1382,10 +1397,7 @@ class FakeTelegram:
         reply_to_message_id: int | None = None,
     ) -> int:
         chat = self.add_chat(chat_id, chat_type, first_name=first_name, title=title)
-        entities: list[JsonDict] | None = None
-        if text and kind == "text" and text.startswith("/"):
-            command = text.split(maxsplit=1)[0]
-            entities = [{"type": "bot_command", "offset": 0, "length": utf16_len(command)}]
+        entities = bot_command_entities(text) if text and kind == "text" else None
         message = SentMessage(
             chat_id=chat_id,
             message_id=self._next_message_id(chat),

@@ -118,7 +118,7 @@ async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services
     )
 
 
-@router.message(Command("billing"))
+@router.message(Command("billing", ignore_case=True))
 async def on_billing(message: Message, bot: Bot, account: Account, services: Services) -> None:
     await show_billing(bot, message.chat.id, account, services)
 
@@ -167,7 +167,7 @@ async def on_cancel_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> 
         await bot.send_message(chat_id, texts.EMAIL_CANCELED, parse_mode=None)
 
 
-@router.message(StateFilter(EmailForm.waiting), Command("cancel"))
+@router.message(StateFilter(EmailForm.waiting), Command("cancel", ignore_case=True))
 async def on_cancel_email_command(message: Message, state: FSMContext) -> None:
     await state.clear()
     await message.answer(texts.EMAIL_CANCELED, parse_mode=None)

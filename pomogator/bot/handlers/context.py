@@ -20,7 +20,7 @@ async def clear_context(bot: Bot, chat_id: int, account: Account, chat: ChatServ
     await bot.send_message(chat_id, texts.CONTEXT_CLEARED)
 
 
-@router.message(Command("delete_context"))
+@router.message(Command("delete_context", ignore_case=True))
 async def on_delete_context(message: Message, bot: Bot, account: Account, chat: ChatService) -> None:
     await clear_context(bot, message.chat.id, account, chat)
 

@@ -17,7 +17,7 @@ from pomogator.services.users import Account, UserService
 router = Router(name="delete_me")
 
 
-@router.message(Command("delete_me"))
+@router.message(Command("delete_me", ignore_case=True))
 async def on_delete_me(message: Message) -> None:
     await message.answer(texts.DELETE_ME_PROMPT, reply_markup=make_delete_me_keyboard())
 

@@ -26,7 +26,7 @@ async def send_model_menu(bot: Bot, chat_id: int, account: Account, catalog: Cat
     )
 
 
-@router.message(Command("model"))
+@router.message(Command("model", ignore_case=True))
 async def on_model(message: Message, bot: Bot, account: Account, catalog: Catalog) -> None:
     await send_model_menu(bot, message.chat.id, account, catalog)
 

@@ -20,7 +20,7 @@ async def send_profile(bot: Bot, chat_id: int, account: Account, users: UserServ
     await bot.send_message(chat_id, texts.profile(profile, settings.tz))
 
 
-@router.message(Command("profile"))
+@router.message(Command("profile", ignore_case=True))
 async def on_profile(message: Message, bot: Bot, account: Account, users: UserService, settings: Settings) -> None:
     await send_profile(bot, message.chat.id, account, users, settings)
 

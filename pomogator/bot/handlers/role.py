@@ -31,7 +31,7 @@ async def ask_for_role(bot: Bot, chat_id: int, account: Account, state: FSMConte
     )
 
 
-@router.message(Command("role"))
+@router.message(Command("role", ignore_case=True))
 async def on_role(message: Message, bot: Bot, account: Account, state: FSMContext, settings: Settings) -> None:
     await ask_for_role(bot, message.chat.id, account, state, settings)
 
@@ -58,7 +58,7 @@ async def on_role_not_text(message: Message) -> None:
     await message.answer(texts.ROLE_NOT_TEXT)
 
 
-@router.message(RoleForm.waiting, Command("cancel"))
+@router.message(RoleForm.waiting, Command("cancel", ignore_case=True))
 async def on_cancel_command(message: Message, state: FSMContext) -> None:
     await state.clear()
     await message.answer(texts.ROLE_UNCHANGED)

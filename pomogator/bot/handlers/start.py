@@ -17,16 +17,16 @@ router = Router(name="start")
 
 
 async def send_help(bot: Bot, chat_id: int, settings: Settings) -> None:
-    await bot.send_message(chat_id, texts.help_text(settings.support_contact, settings.timezone))
+    await bot.send_message(chat_id, texts.help_text(settings.support_contact, settings.tz))
 
 
-@router.message(CommandStart())
+@router.message(CommandStart(ignore_case=True))
 async def on_start(message: Message, account: Account, settings: Settings) -> None:
     text = texts.start(account.first_name, account.model, settings.offer_url, settings.privacy_url)
     await message.answer(text, reply_markup=make_start_keyboard())
 
 
-@router.message(Command("help"))
+@router.message(Command("help", ignore_case=True))
 async def on_help(message: Message, bot: Bot, settings: Settings) -> None:
     await send_help(bot, message.chat.id, settings)
 
