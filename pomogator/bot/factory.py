@@ -12,8 +12,9 @@ The order in which an update meets the policy (after aiogram's own error and use
 8. ``ErrorMiddleware`` — domain errors become friendly messages, in the chat's turn;
 9. aiogram's FSM middleware — the conversation state is read in the chat's turn, too.
 
-Then per event: callback queries are answered exactly once (``CallbackAnswerMiddleware``), a pending form ends
-when the user turns to something else (``FormMiddleware``), and handlers get ``account`` (``AccountMiddleware``;
+Then per event: callback queries are answered exactly once (``CallbackAnswerMiddleware``), a message sent before a
+pending form's prompt does not see the form (``EarlierMessagesMiddleware``), a pending form ends when the user turns
+to something else (``FormMiddleware``), and handlers get ``account`` (``AccountMiddleware``;
 plain text for the model gets ``sender``, on PostgreSQL touched in the round trip that takes the request).
 Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat`` (the ChatService), ``answerer`` and
 ``stops`` from the dispatcher's workflow data.
@@ -47,7 +48,7 @@ from pomogator.bot.middlewares import (
     PrivateChatsOnly,
     UpdateTracker,
 )
-from pomogator.bot.middlewares.forms import FormMiddleware
+from pomogator.bot.middlewares.forms import EarlierMessagesMiddleware, FormMiddleware
 from pomogator.bot.session import JsonBodySession
 from pomogator.config import Settings
 from pomogator.container import Services
@@ -117,6 +118,7 @@ def create_dispatcher(
     outer.register(dispatcher.fsm)
 
     dispatcher.callback_query.outer_middleware.register(CallbackAnswerMiddleware())
+    dispatcher.message.outer_middleware.register(EarlierMessagesMiddleware())
     forms = FormMiddleware()
     dispatcher.message.middleware.register(forms)
     dispatcher.callback_query.middleware.register(forms)

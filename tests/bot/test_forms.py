@@ -24,9 +24,10 @@ from pomogator.billing import texts as billing_texts
 from pomogator.bot import texts
 from pomogator.bot.callbacks import StopCallback
 from pomogator.bot.fsm_memory import SparseMemoryStorage
-from pomogator.bot.middlewares.forms import FORM, FORM_TTL_S, FormMiddleware, open_form
+from pomogator.bot.middlewares.forms import FORM, FORM_TTL_S, EarlierMessagesMiddleware, FormMiddleware, open_form
 from pomogator.llm.catalog import load_catalog
 from tests.bot.harness import BotHarness
+from tests.fakes.openai_server import Reply
 from tests.fakes.telegram_server import SentMessage
 from tests.fakes.yookassa_server import FakeYooKassa
 
@@ -73,6 +74,19 @@ async def asks_for_email(h: BotHarness, chat: int) -> None:
     screen = await reply_to(h, chat, "/billing")
     await press(h, chat, screen, "Месяц")
     assert h.tg.sent_texts(chat)[-1] == billing_texts.EMAIL_PROMPT
+
+
+async def queue_question_behind_an_answer(h: BotHarness, chat: int) -> None:
+    """The user asks something and, while the answer streams, sends ``QUESTION``: it waits in the chat's queue."""
+    h.llm.enqueue(Reply.slow(20, 2.0))
+    h.tg.user_message(chat, "Расскажи про Рим")
+    await h.tg.wait_until(lambda: h.tg.drafts(chat).count >= 1, 15, "the first answer's draft")
+    h.tg.user_message(chat, QUESTION)
+
+
+async def answered(h: BotHarness, chat: int) -> None:
+    await h.tg.wait_for_message(chat, lambda m: m.text == ANSWER, timeout=20, after_message_id=0)
+    await h.settle(quiet=0.3)
 
 
 # --- end to end ----------------------------------------------------------------------------------------------
@@ -159,6 +173,34 @@ async def test_the_role_prompt_still_takes_its_answer(bot: BotHarness) -> None:
 
 
 @pytest.mark.slow
+async def test_a_question_sent_before_the_role_prompt_is_answered_not_taken_as_the_role(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    menu = await reply_to(h, chat, "/start")
+    await queue_question_behind_an_answer(h, chat)
+    # Buttons do not queue: the prompt opens while the question still waits for its turn.
+    await h.press(chat, menu, texts.MENU_ROLE)
+    await answered(h, chat)
+    assert texts.ROLE_SAVED not in h.tg.sent_texts(chat)
+    assert await stored_role(h, chat) is None
+    # The prompt still waits for the role the user sends after it.
+    assert (await reply_to(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    assert await stored_role(h, chat) == "Будь краток"
+
+
+@pytest.mark.slow
+async def test_a_question_sent_before_the_email_prompt_is_answered_not_refused(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    screen = await reply_to(h, chat, "/billing")
+    await queue_question_behind_an_answer(h, chat)
+    await h.press(chat, screen, "Месяц")
+    await answered(h, chat)
+    assert billing_texts.EMAIL_INVALID not in h.tg.sent_texts(chat)
+    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.EMAIL_CANCELED
+
+
+@pytest.mark.slow
 async def test_other_commands_and_buttons_end_the_email_prompt(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
@@ -211,7 +253,8 @@ async def dispatcher() -> AsyncIterator[tuple[Dispatcher, Bot, Clock, list[str]]
 
     @router.message(Command("form"))
     async def on_form(message: Message, state: FSMContext) -> None:
-        await open_form(state, Form.waiting, plan="month")
+        # The bot's prompt would come right after the command.
+        await open_form(state, Form.waiting, prompt_id=message.message_id + 1, plan="month")
 
     @router.message(StateFilter(Form.waiting), F.text, ~F.text.startswith("/"), flags={FORM: True})
     async def on_answer(message: Message) -> None:
@@ -230,6 +273,7 @@ async def dispatcher() -> AsyncIterator[tuple[Dispatcher, Bot, Clock, list[str]]
         seen.append(f"button: {query.data}")
 
     dp = Dispatcher(storage=SparseMemoryStorage())
+    dp.message.outer_middleware.register(EarlierMessagesMiddleware())
     forms = FormMiddleware(clock=clock)
     dp.message.middleware.register(forms)
     dp.callback_query.middleware.register(forms)
@@ -241,10 +285,16 @@ async def dispatcher() -> AsyncIterator[tuple[Dispatcher, Bot, Clock, list[str]]
         await bot.session.close()
 
 
-def update(bot: Bot, update_id: int, **event: Any) -> Update:
+def update(bot: Bot, update_id: int, message_id: int | None = None, **event: Any) -> Update:
     user = {"id": CHAT, "is_bot": False, "first_name": "Test"}
     chat = {"id": CHAT, "type": "private"}
-    message = {"message_id": update_id, "date": int(time.time()), "chat": chat, "from": user, "text": "answer"}
+    message = {
+        "message_id": update_id * 2 if message_id is None else message_id,
+        "date": int(time.time()),
+        "chat": chat,
+        "from": user,
+        "text": "answer",
+    }
     if "text" in event:
         payload = {"message": {**message, **event}}
     else:
@@ -297,3 +347,17 @@ async def test_a_command_ends_a_form(dispatcher: tuple[Dispatcher, Bot, Clock, l
     assert await form_state(dp) is None
     await dp.feed_update(bot, update(bot, 3, text="hello"))
     assert seen == ["question: /other", "question: hello"]
+
+
+async def test_a_message_sent_before_the_prompt_does_not_see_the_form(
+    dispatcher: tuple[Dispatcher, Bot, Clock, list[str]],
+) -> None:
+    dp, bot, _, seen = dispatcher
+    await dp.feed_update(bot, update(bot, 2, text="/form"))  # message 4, the prompt 5
+    # Sent before the prompt (it waited in the chat's queue): a question, and the form waits on.
+    await dp.feed_update(bot, update(bot, 3, message_id=3, text="what is 2+2?"))
+    await dp.feed_update(bot, update(bot, 4, message_id=2, text="/other"))
+    assert seen == ["question: what is 2+2?", "question: /other"]
+    assert await form_state(dp) == Form.waiting.state
+    await dp.feed_update(bot, update(bot, 5, text="me@example.ru"))
+    assert seen[2:] == ["form: me@example.ru"]

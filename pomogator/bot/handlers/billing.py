@@ -103,8 +103,8 @@ async def show_billing(bot: Bot, chat_id: int, account: Account, services: Servi
 
 
 async def ask_for_email(bot: Bot, chat_id: int, state: FSMContext, plan: str | None) -> None:
-    await open_form(state, EmailForm.waiting, plan=plan)
-    await bot.send_message(chat_id, texts.EMAIL_PROMPT, reply_markup=make_email_keyboard(), parse_mode=None)
+    prompt = await bot.send_message(chat_id, texts.EMAIL_PROMPT, reply_markup=make_email_keyboard(), parse_mode=None)
+    await open_form(state, EmailForm.waiting, prompt_id=prompt.message_id, plan=plan)
 
 
 async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services: Services) -> None:

@@ -25,10 +25,10 @@ router = Router(name="role")
 
 
 async def ask_for_role(bot: Bot, chat_id: int, account: Account, state: FSMContext, settings: Settings) -> None:
-    await open_form(state, RoleForm.waiting)
-    await bot.send_message(
+    prompt = await bot.send_message(
         chat_id, texts.role_prompt(account.role, settings.role_max_chars), reply_markup=make_role_keyboard()
     )
+    await open_form(state, RoleForm.waiting, prompt_id=prompt.message_id)
 
 
 @router.message(Command("role", ignore_case=True))

@@ -13,6 +13,13 @@ A form also ends when it was left alone for ``FORM_TTL_S`` (forms are opened wit
 time). Typing a role or an e-mail takes minutes; a message that comes an hour later, with the prompt long out of
 sight, is almost surely a question. The form's input handler then steps aside (``SkipHandler``) and the message goes
 on to the handlers after it, as if no form waited: text to the model, a photo to the files handler.
+
+Only a message sent after the prompt answers it. A message can be handled after a form opened although the user
+sent it before: it waits in the chat's queue while an answer streams, and a button that opens a form does not queue.
+Taking it as the answer would lose a question the user asked before they saw the prompt. So ``open_form`` notes the
+prompt's message id; in a private chat the user's and the bot's messages share one increasing sequence of ids, so a
+message with a smaller id was sent before the prompt. ``EarlierMessagesMiddleware`` hides the form from such a
+message: it goes on as if no form waited (a question, a command), and the form keeps waiting for its answer.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.dispatcher.flags import get_flag
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
-from aiogram.types import TelegramObject
+from aiogram.types import Message, TelegramObject
 
 from pomogator.bot.callbacks import StopCallback
 
@@ -35,12 +42,33 @@ FORM = "form"
 
 FORM_TTL_S = 3600.0
 _OPENED = "form_opened"
+_PROMPT = "form_prompt"
 
 
-async def open_form(state: FSMContext, form: State, **data: Any) -> None:
-    """Wait for ``form``'s answer, with ``data`` (it replaces whatever an earlier form left)."""
+async def open_form(state: FSMContext, form: State, *, prompt_id: int, **data: Any) -> None:
+    """Wait for ``form``'s answer to the prompt ``prompt_id`` (already sent), with ``data`` (it replaces whatever an
+    earlier form left)."""
     await state.set_state(form)
-    await state.set_data({**data, _OPENED: time.time()})
+    await state.set_data({**data, _OPENED: time.time(), _PROMPT: prompt_id})
+
+
+class EarlierMessagesMiddleware(BaseMiddleware):
+    """Outer middleware on messages: a message sent before the form's prompt does not see the form (see the module
+    docstring). It runs before the handlers' state filters, so no form handler matches such a message."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        state: FSMContext | None = data.get("state")
+        if data.get("raw_state") is not None and state is not None and isinstance(event, Message):
+            prompt = (await state.get_data()).get(_PROMPT)
+            # A form opened by an older version has no prompt id: every message may answer it.
+            if isinstance(prompt, int) and event.message_id < prompt:
+                data["raw_state"] = None
+        return await handler(event, data)
 
 
 class FormMiddleware(BaseMiddleware):
