@@ -87,7 +87,8 @@ SQLITE_TURN_SQL = (
 )
 # The usage of a request whose turns are not stored (the terminal chat's).
 REQUEST_SQL = INSERT_REQUEST + "VALUES ({}, {}, {}, {}, {}, {}, {})"
-SQLITE_REQUEST_SQL = (
+# A request's usage row, only while the person exists.
+PERSON_REQUEST_SQL = (
     INSERT_REQUEST + "SELECT {}, {}, {}, {}, {}, {}, {} WHERE EXISTS (SELECT 1 FROM users WHERE telegram_id = {})"
 )
 
@@ -341,10 +342,13 @@ class ChatService:
                 # Not an answer: stored, the blank turn would go out with every later request (providers refuse it).
                 detail = f"empty answer, finish_reason={reply.finish_reason}"
                 raise LLMModerated(detail) if reply.finish_reason == "content_filter" else LLMUnavailable(detail)
-        except BaseException:
-            # Failed, cancelled or abandoned by the consumer: the request costs nothing.
+        except BaseException as exc:
+            # Failed, cancelled or abandoned by the consumer: the request costs the person nothing.
             if reply.reservation is not None:
                 await asyncio.shield(self.quota.refund(reply.reservation))
+            if reply.text and isinstance(exc, GeneratorExit | asyncio.CancelledError):
+                # Cut off mid-way (Ctrl-C in the terminal chat, a shutdown): the model was paid for what it wrote.
+                await asyncio.shield(_record_usage(_request_row(dialog, reply, "stopped")))
             raise
         reply.stopped = not finished
         if reply.stopped and reply.blank:
@@ -387,22 +391,12 @@ class ChatService:
             Turn("user", content, estimate_content(content), dialog.model.id),
             Turn("assistant", reply.text, estimate_content(reply.text), dialog.model.id),
         ]
-        now = utcnow()
-        person = dialog.telegram_id
         status = "stopped" if reply.stopped else "ok"
-        usage = reply.usage
-        request = (
-            person,
-            dialog.model.id,
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            usage.cost,
-            status,
-            now,
-        )
+        request = _request_row(dialog, reply, status)
+        person, now, usage = dialog.telegram_id, request[-1], reply.usage
         if isinstance(dialog.conversation, MemoryConversation):
             await dialog.conversation.append(turns)
-            await _record_unstored(request)
+            await _record_usage(request)
             return
         if isinstance(dialog.conversation, StoredConversation):
             rows = [(person, turn.role, encode_content(turn.content), turn.tokens, turn.model, now) for turn in turns]
@@ -412,7 +406,7 @@ class ChatService:
             await self._store_on_sqlite(
                 [
                     *((SQLITE_TURN_SQL, (*row, person, started)) for row in rows),
-                    (SQLITE_REQUEST_SQL, (*request, person)),
+                    (PERSON_REQUEST_SQL, (*request, person)),
                 ]
             )
             return
@@ -443,11 +437,30 @@ class ChatService:
                 await raw(LLMRequest, sql, *args)
 
 
-async def _record_unstored(request: tuple[Any, ...]) -> None:
-    """Keep the usage of a request whose turns are not stored (the terminal chat's): it is paid for like any other.
-    The answer is already in the chat's memory, so a database that cannot take the row costs only the row."""
+def _request_row(dialog: Dialog, reply: Reply, status: str) -> tuple[Any, ...]:
+    """The ``llm_requests`` row of ``reply``, in ``INSERT_REQUEST``'s order."""
+    usage = reply.usage
+    return (
+        dialog.telegram_id,
+        dialog.model.id,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        usage.cost,
+        status,
+        utcnow(),
+    )
+
+
+async def _record_usage(request: tuple[Any, ...]) -> None:
+    """Keep the usage of a request whose turns are not stored (the terminal chat's, or one cut off mid-way): it is
+    paid for like any other. A person's only while they exist (an erasure may be what cut it off). The answer is
+    shown already, so a database that cannot take the row costs only the row."""
+    person = request[0]
     try:
-        await raw(LLMRequest, REQUEST_SQL, *request)
+        if person is None:
+            await raw(LLMRequest, REQUEST_SQL, *request)
+        else:
+            await raw(LLMRequest, PERSON_REQUEST_SQL, *request, person)
     except Exception as exc:
         outage = outage_of(exc)
         if outage is None:

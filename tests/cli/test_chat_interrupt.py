@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 from tests.cli.helpers import clean_env
@@ -29,3 +31,6 @@ async def test_ctrl_c_during_an_answer_ends_the_chat(tmp_path: Path, fake_llm: F
     await terminal.wait_for(b"tok1")
     assert await terminal.interrupt() == 130
     assert b"Traceback" not in terminal.output
+    # The model was paid for what it wrote: the request is in `pomogator usage`, as stopped.
+    with contextlib.closing(sqlite3.connect(tmp_path / "pomogator.sqlite3")) as db:
+        assert db.execute("SELECT telegram_id, status FROM llm_requests").fetchall() == [(None, "stopped")]

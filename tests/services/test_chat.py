@@ -599,6 +599,21 @@ async def test_consumer_that_abandons_the_stream_gets_a_refund(services: Service
     await stream.aclose()
     assert await used(services) == 0
     assert await stored() == []
+    # The model was paid for what it wrote: the request is in the usage figures, as stopped.
+    assert await LLMRequest.select(LLMRequest.telegram_id, LLMRequest.status) == [
+        {"telegram_id": dialog.telegram_id, "status": "stopped"}
+    ]
+    await fake_llm.wait_for_cancelled_streams(1)
+
+
+async def test_an_answer_abandoned_by_an_erasure_leaves_no_usage(services: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply.slow(200, 20.0))
+    dialog = await dialog_for(services)
+    stream = services.chat.stream_reply(dialog, "tell me a long story")
+    async for _ in stream:
+        break
+    assert dialog.telegram_id is not None and await services.users.delete(dialog.telegram_id)
+    await stream.aclose()
     assert await LLMRequest.count() == 0
     await fake_llm.wait_for_cancelled_streams(1)
 
@@ -636,6 +651,7 @@ async def test_cancelled_consumer_gets_a_refund(services: Services, fake_llm: Fa
         await task
     assert await used(services) == 0
     assert await stored() == []
+    assert await LLMRequest.select(LLMRequest.status) == [{"status": "stopped"}]
     await fake_llm.wait_for_cancelled_streams(1)
 
 
