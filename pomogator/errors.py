@@ -132,6 +132,15 @@ class FileTooLarge(FileError):
         super().__init__(f"The file is {size} bytes; the limit is {limit}.")
 
 
+class TooManyFiles(FileError):
+    """One request carries more photos and files than ``limit`` (messages forwarded together may)."""
+
+    def __init__(self, count: int, limit: int) -> None:
+        self.count = count
+        self.limit = limit
+        super().__init__(f"{count} photos and files in one request; the limit is {limit}.")
+
+
 class UnsupportedFile(FileError):
     def __init__(self, filename: str, kind: str | None = None) -> None:
         self.filename = filename
@@ -230,7 +239,8 @@ class ImageTooLarge(FileError):
 
 
 class ImagesTooLarge(FileTooLarge):
-    """The images of one request (an album) take more than ``limit`` bytes together, even after shrinking."""
+    """The images of one request (an album, messages forwarded together) take more than ``limit`` bytes together,
+    even after shrinking."""
 
     def __init__(self, size: int, limit: int, count: int) -> None:
         self.count = count

@@ -1,13 +1,13 @@
-"""The photos and files of one request (a message or an album) as model input.
+"""The photos and files of one request (a message, an album or messages forwarded together) as model input.
 
 Everything that can be refused without the bytes is refused first — parts that are not photos or documents,
-files over Telegram's download limit, images over the image limit, images for a model that cannot see — so a
-refusal downloads nothing and counts nothing. An album keeps its photos and documents when it also carries a
-video: the video is left out with a notice. Then each file is downloaded and read: documents in a child process
-with time and memory limits (``pomogator.services.files.read_document``), images on threads of their own
-(``in_image_workers``); a file of an album that cannot be read is left out with a notice while the others can be
-answered. They become one user message: the documents wrapped with their names, the caption as the question, then
-the images.
+more files than an album holds, files over Telegram's download limit, images over the image limit, images for a
+model that cannot see — so a refusal downloads nothing and counts nothing. An album keeps its photos and documents
+when it also carries a video: the video is left out with a notice. Then each file is downloaded and read: documents
+in a child process with time and memory limits (``pomogator.services.files.read_document``), images on threads of
+their own (``in_image_workers``); a file of an album that cannot be read is left out with a notice while the others
+can be answered. They become one user message: the documents wrapped with their names, the caption as the
+question, then the images.
 """
 
 from __future__ import annotations
@@ -21,7 +21,14 @@ from aiogram.types import Message
 
 from pomogator.bot import files_texts
 from pomogator.bot.replies import replied_text
-from pomogator.errors import FileError, FileTooLarge, ScanTooLong, UnsupportedFile, VisionUnsupported
+from pomogator.errors import (
+    FileError,
+    FileTooLarge,
+    ScanTooLong,
+    TooManyFiles,
+    UnsupportedFile,
+    VisionUnsupported,
+)
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.tokens import (
     CHARS_PER_TOKEN,
@@ -60,6 +67,10 @@ MAX_DOCUMENTS_CHARS = 400_000
 """The text of one request's documents together, whatever the model's context (about 130k tokens, a 250-page
 book). The text stays in the conversation and goes to the model again with every follow-up question, while the
 quota counts requests, not tokens: on a million-token model one document could cost dollars per question."""
+
+MAX_ATTACHMENTS = 10
+"""Photos and files of one request: as many as an album holds. Messages forwarded together may carry more; each is
+downloaded and read, and goes to the model with every follow-up question."""
 
 DOWNLOAD_TIMEOUT = 120
 
@@ -145,7 +156,7 @@ class AttachmentRequest:
     """Photos and documents checked against the model before anything is downloaded."""
 
     def __init__(self, messages: list[Message], model: Model, role: str | None, catalog: Catalog) -> None:
-        """Raises UnsupportedFile, FileTooLarge and VisionUnsupported."""
+        """Raises UnsupportedFile, TooManyFiles, FileTooLarge and VisionUnsupported."""
         self.attachments: list[Attachment] = []
         self.skipped: list[UnsupportedFile] = []
         for message in messages:
@@ -157,6 +168,8 @@ class AttachmentRequest:
                 self.skipped.append(exc)  # a video in an album of photos: the photos are still answered
         if not self.attachments:
             raise self.skipped[0]
+        if len(self.attachments) > MAX_ATTACHMENTS:
+            raise TooManyFiles(len(self.attachments), MAX_ATTACHMENTS)
         for attachment in self.attachments:
             check_size(attachment.size, MAX_DOWNLOAD_BYTES)
             if attachment.image and not attachment.photo:

@@ -18,6 +18,7 @@ from pomogator.errors import (
     ImagesTooLarge,
     ImageTooLarge,
     ScanTooLong,
+    TooManyFiles,
     UnsupportedFile,
 )
 from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, ExtractedDocument
@@ -115,10 +116,7 @@ _UNSUPPORTED: dict[str, str] = {
 def file_too_large(exc: FileTooLarge) -> str:
     size, limit = size_and_limit(exc.size, exc.limit)
     if isinstance(exc, ImagesTooLarge):
-        return (
-            f"🖼 Картинки этого альбома вместе слишком большие ({size}), а за раз можно не больше {limit}. "
-            "Пришлите их частями."
-        )
+        return f"🖼 Эти картинки вместе слишком большие ({size}), а за раз можно не больше {limit}. Пришлите их частями."
     if exc.limit == MAX_DOWNLOAD_BYTES:
         shown = f" ({size})" if exc.size > exc.limit else ""
         return (
@@ -178,6 +176,11 @@ def file_error(exc: FileError, *, accepted: bool = True) -> str:
         return file_too_large(exc)
     if isinstance(exc, ImageTooLarge):
         return image_too_large(exc)
+    if isinstance(exc, TooManyFiles):
+        return (
+            f"📎 За один раз я читаю не больше {number(exc.limit)} фото и файлов, а здесь их {number(exc.count)}. "
+            "Пришлите их частями."
+        )
     if isinstance(exc, ScanTooLong):
         return scan_too_long(exc)
     if isinstance(exc, FileTooComplex):

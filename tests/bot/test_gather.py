@@ -15,6 +15,7 @@ import pytest_asyncio
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.types import Message, Update
 
+from pomogator.bot.attachments import MAX_ATTACHMENTS
 from pomogator.bot.middlewares import ChatOrderMiddleware, Gatherer, MemoryChatLocks
 from pomogator.bot.middlewares.gather import SPLIT_TEXT_MIN, join_text, origin_name
 from tests.bot.harness import BotHarness
@@ -73,6 +74,21 @@ class Rig:
         if caption is not None:
             fields["caption"] = caption
         return self.update(**fields)
+
+    def forwarded_photo(self, origin: dict[str, Any], caption: str | None = None, group: str | None = None) -> Update:
+        fields: dict[str, Any] = {
+            "photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}],
+            "forward_origin": origin,
+        }
+        if caption is not None:
+            fields["caption"] = caption
+        if group is not None:
+            fields["media_group_id"] = group
+        return self.update(**fields)
+
+    def forwarded_document(self, origin: dict[str, Any]) -> Update:
+        document = {"file_id": "d", "file_unique_id": "d", "file_name": "a.txt", "mime_type": "text/plain"}
+        return self.update(document=document, forward_origin=origin)
 
     async def feed(self, *updates: Update, expected: int) -> list[tuple[str, list[int]]]:
         """Hand the updates to the dispatcher as polling does (a task each, in order); wait for ``expected`` calls."""
@@ -206,6 +222,47 @@ async def test_a_forward_is_its_own_request_beside_typed_messages(rig: Rig) -> N
     assert [text for text, _ in calls] == ["комментарий", "пересланное", "вопрос", long_piece(1), "не продолжение"]
 
 
+async def test_forwarded_texts_photos_and_files_are_one_album_whose_caption_holds_the_texts(rig: Rig) -> None:
+    anna, boris = from_user("Анна", 901), from_user("Борис", 902)
+    calls = await rig.feed(
+        rig.forward("Смотри, что я нашла:", anna),
+        rig.forwarded_photo(anna, "Вот этот диван"),
+        rig.forwarded_document(anna),
+        rig.forward("Брать?", boris),
+        expected=1,
+    )
+    await asyncio.sleep(WINDOW * 2)
+    assert calls == [("Анна:\nСмотри, что я нашла:\n\nАнна:\nВот этот диван\n\nБорис:\nБрать?", [2, 3])]
+    assert len(rig.gatherer) == 0
+
+
+async def test_a_forwarded_album_joins_the_texts_forwarded_with_it(rig: Rig) -> None:
+    anna = from_user("Анна")
+    calls = await rig.feed(
+        rig.forwarded_photo(anna, "Три варианта", group="fwd-1"),
+        rig.forwarded_photo(anna, group="fwd-1"),
+        rig.forwarded_photo(anna, group="fwd-1"),
+        rig.forward("Какой лучше?", anna),
+        expected=1,
+    )
+    await asyncio.sleep(WINDOW * 2)
+    assert calls == [("Три варианта\n\nКакой лучше?", [1, 2, 3])]
+
+
+async def test_forwarded_photos_without_text_have_no_caption(rig: Rig) -> None:
+    anna = from_user("Анна")
+    calls = await rig.feed(rig.forwarded_photo(anna), rig.forwarded_photo(anna), expected=1)
+    assert calls == [("", [1, 2])]
+
+
+async def test_a_typed_message_ends_a_forward_of_photos(rig: Rig) -> None:
+    anna = from_user("Анна")
+    calls = await rig.feed(
+        rig.forward("пересланное", anna), rig.text("вопрос"), rig.forwarded_photo(anna, "фото"), expected=3
+    )
+    assert calls == [("пересланное", [1]), ("вопрос", [2]), ("фото", [3])]
+
+
 def test_the_sender_of_a_forward_is_named_as_telegram_shows_it() -> None:
     def forwarded(origin: dict[str, Any]) -> Message:
         data = {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}, "text": "x", "forward_origin": origin}
@@ -321,3 +378,91 @@ async def test_messages_around_an_album_are_answered_in_arrival_order(harness: B
     assert [r.last_user_text for r in requests] == ["первый вопрос", "альбом", "последний вопрос"]
     assert [len(r.image_urls) for r in requests] == [0, 2, 2]  # the album stays in the context of the last one
     assert await used_today(h, chat) == 3
+
+
+def forwarded_photo(h: BotHarness, chat: int, data: bytes, origin: dict[str, Any], caption: str | None = None) -> int:
+    """A user forwards a photo (the fake sends user photos with no other fields)."""
+    stored = h.tg._store_file(data, "photos", ".jpg")
+    return h.tg._user_message(
+        chat,
+        user_id=None,
+        first_name="Test",
+        chat_type="private",
+        text=caption,
+        kind="photo",
+        media={"photo": h.tg._photo_sizes(stored), "forward_origin": origin},
+    )
+
+
+def hidden_user(name: str) -> dict[str, Any]:
+    return {"type": "hidden_user", "date": 1_700_000_000, "sender_user_name": name}
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_texts_and_a_photo_forwarded_together_are_one_request(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    anna = hidden_user("Анна")
+    h.tg.user_message(chat, "Смотри, что я нашла:", extra={"forward_origin": anna})
+    forwarded_photo(h, chat, make_png(), anna, caption="Вот этот диван")
+    h.tg.user_message(chat, "Брать?", extra={"forward_origin": anna})
+    await answer_done(h, chat, before + 1)
+    await h.settle(quiet=1.0)
+    assert h.llm.request_count == before + 1
+    request = h.llm.requests[-1]
+    assert len(request.image_urls) == 1
+    assert request.last_user_text == "Смотри, что я нашла:\n\nВот этот диван\n\nБрать?"
+    assert len(h.tg.sent_messages(chat)) == 1
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_file_forwarded_with_texts_is_read_with_them(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    h.tg.user_message(chat, "Вот отчёт", extra={"forward_origin": hidden_user("Анна")})
+    stored = h.tg._store_file("Выручка выросла на 12%".encode(), "documents", ".txt")
+    document = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_name": "отчёт.txt"}
+    h.tg._user_message(
+        chat,
+        user_id=None,
+        first_name="Test",
+        chat_type="private",
+        kind="document",
+        media={"document": {**document, "mime_type": "text/plain"}, "forward_origin": hidden_user("Анна")},
+    )
+    h.tg.user_message(chat, "Что скажешь?", extra={"forward_origin": hidden_user("Борис")})
+    await answer_done(h, chat, before + 1)
+    await h.settle(quiet=1.0)
+    assert h.llm.request_count == before + 1
+    text = h.llm.requests[-1].last_user_text
+    assert 'name="отчёт.txt"' in text and "Выручка выросла на 12%" in text
+    assert text.endswith("Анна:\nВот отчёт\n\nБорис:\nЧто скажешь?")
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_forward_of_more_files_than_a_request_takes_is_refused_before_downloading(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    before, downloads = h.llm.request_count, len(h.tg.calls_of("getFile"))
+    anna = hidden_user("Анна")
+    for index in range(MAX_ATTACHMENTS + 1):
+        forwarded_photo(h, chat, JPEG, anna, caption=f"фото {index}")
+    reply = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle(quiet=1.0)
+    assert reply.text == (
+        f"📎 За один раз я читаю не больше {MAX_ATTACHMENTS} фото и файлов, а здесь их {MAX_ATTACHMENTS + 1}. "
+        "Пришлите их частями."
+    )
+    assert len(h.tg.sent_messages(chat)) == 1
+    assert h.llm.request_count == before
+    assert len(h.tg.calls_of("getFile")) == downloads
+    assert await used_today(h, chat) == 0

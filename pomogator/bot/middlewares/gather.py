@@ -8,12 +8,14 @@ by two middlewares that share a ``Gatherer``:
 * ``gatherer.arrivals`` sits before the flood guard and the per-chat queue. A message that continues a batch in
   progress joins it and is finished: it never queues for the chat, so it cannot wait behind the batch it belongs
   to. A message that may start a batch (one with a ``media_group_id``, a text at or near the length limit, a
-  forwarded text) opens one and goes on alone, taking its place in the chat's queue in arrival order.
+  forwarded text, photo or file) opens one and goes on alone, taking its place in the chat's queue in arrival order.
 * ``gatherer.completion`` sits right after the per-chat queue. In the chat's turn, the first message of a batch
   waits until no part has come for ``window`` seconds (a split text ends sooner, at its first short piece), then
   goes on for all of them: an album's messages are handed to the handler as ``album``; a split text, or the
   forwarded texts, become one message with the whole text, so every handler (the role input too) sees it whole.
   Forwarded texts from several senders are each headed with their sender's name, for the model to tell them apart.
+  Forwards that carry photos or files (albums among them) go on as an album of those, whose caption (the question,
+  as a photo's caption is) holds the forwarded texts and captions, joined the same way.
 
 A comment the user adds to a forward is sent by the client before the forwarded messages: it is answered on its own
 (waiting to see whether forwards follow would hold up every short message).
@@ -94,8 +96,19 @@ def _is_plain_text(message: Message) -> bool:
     return message.text is not None and message.media_group_id is None and message.forward_origin is None
 
 
-def _is_forwarded_text(message: Message) -> bool:
-    return message.text is not None and message.forward_origin is not None
+def _has_files(message: Message) -> bool:
+    """A photo, a document or an album's part: what the files handler takes (an animation carries a document, and
+    is refused as a video: forwarded alone, it is answered on its own)."""
+    return (
+        bool(message.photo)
+        or (message.document is not None and message.animation is None)
+        or message.media_group_id is not None
+    )
+
+
+def _is_gathered_forward(message: Message) -> bool:
+    """A forwarded message that can be part of one request with others: a text, a photo or a file."""
+    return message.forward_origin is not None and (message.text is not None or _has_files(message))
 
 
 def _same_sender(previous: Message, message: Message) -> bool:
@@ -145,14 +158,25 @@ def origin_name(message: Message) -> str | None:
 
 
 def join_forwards(messages: list[Message]) -> str:
-    """Forwarded texts as one: each headed with its sender when they come from more than one."""
-    names = [origin_name(message) for message in messages]
-    if len(set(names)) <= 1:
-        return "\n\n".join(message.text or "" for message in messages)
+    """The texts and captions of forwarded messages as one: each headed with its sender when they come from more
+    than one."""
+    worded = [message for message in messages if message.text or message.caption]
+    names = [origin_name(message) for message in worded]
+    heads = [f"{name}:\n" if name and len(set(names)) > 1 else "" for name in names]
     return "\n\n".join(
-        f"{name}:\n{message.text or ''}" if name else message.text or ""
-        for name, message in zip(names, messages, strict=True)
+        head + (message.text or message.caption or "") for head, message in zip(heads, worded, strict=True)
     )
+
+
+def as_album(forwards: list[Message]) -> list[Message]:
+    """Forwards that carry photos or files as an album of those: its caption, on the first, is every forwarded text
+    and caption (``join_forwards``)."""
+    files = [message for message in forwards if _has_files(message)]
+    caption = join_forwards(forwards) or None
+    return [
+        message.model_copy(update={"caption": caption if index == 0 else None, "caption_entities": None})
+        for index, message in enumerate(files)
+    ]
 
 
 class Gatherer:
@@ -172,12 +196,7 @@ class Gatherer:
         """Add ``message`` to the open batch it continues; False when it continues none."""
         now = time.monotonic()
         batches = self._open.get(message.chat.id, [])
-        if message.media_group_id is not None:
-            for batch in batches:
-                if batch.open and batch.media_group_id == message.media_group_id:
-                    batch.add(message, now)
-                    return True
-        elif batches:
+        if batches:
             latest = batches[-1]
             previous = latest.messages[-1]
             if (
@@ -185,11 +204,17 @@ class Gatherer:
                 and now - latest.last_arrival <= self.window
                 and (
                     (latest.kind == "split text" and _continues(previous, message))
-                    or (latest.kind == "forwards" and _is_forwarded_text(message) and _same_sender(previous, message))
+                    or (latest.kind == "forwards" and _is_gathered_forward(message) and _same_sender(previous, message))
                 )
             ):
                 latest.add(message, now)
                 return True
+        if message.media_group_id is not None:
+            # An album's batch, or forwards that began with the album's first part.
+            for batch in batches:
+                if batch.open and batch.media_group_id == message.media_group_id:
+                    batch.add(message, now)
+                    return True
         # Anything else in between means the text before it was not split, or the forward is over.
         for batch in batches:
             if batch.kind != "album":
@@ -200,10 +225,10 @@ class Gatherer:
         """Open a batch with ``message`` first when it may be the start of one."""
         text = message.text or ""
         kind: BatchKind
-        if message.media_group_id is not None:
-            kind = "album"
-        elif _is_forwarded_text(message):
+        if _is_gathered_forward(message):
             kind = "forwards"
+        elif message.media_group_id is not None:
+            kind = "album"
         elif _is_plain_text(message) and not text.startswith("/") and utf16_len(text) >= SPLIT_TEXT_MIN:
             kind = "split text"
         else:
@@ -272,8 +297,13 @@ class _Completion(BaseMiddleware):
             logger.info("{} messages gathered into one request", len(messages))
         if batch.kind == "album":
             data[ALBUM_KEY] = messages
-        elif len(messages) > 1:
-            text = join_text(messages) if batch.kind == "split text" else join_forwards(messages)
-            whole = event.message.model_copy(update={"text": text, "entities": None})
-            event = event.model_copy(update={"message": whole})
-        return await handler(event, data)
+            return await handler(event, data)
+        if len(messages) == 1:
+            return await handler(event, data)
+        if batch.kind == "forwards" and any(_has_files(m) for m in messages):
+            album = as_album(messages)
+            data[ALBUM_KEY] = album
+            return await handler(event.model_copy(update={"message": album[0]}), data)
+        text = join_text(messages) if batch.kind == "split text" else join_forwards(messages)
+        whole = event.message.model_copy(update={"text": text, "entities": None})
+        return await handler(event.model_copy(update={"message": whole}), data)
