@@ -298,9 +298,12 @@ async def test_delete_me_asks_first_and_erases_on_confirmation(harness: BotHarne
     assert h.tg.message(chat, prompt.message_id).text == texts.DELETE_ME_DONE
     async with h.services() as services:
         assert not await services.users.exists(chat)
-        assert await services.quota.used_today(chat) == {}
+        # Today's count stays until midnight: erasing does not give the day's requests back.
+        assert sum((await services.quota.used_today(chat)).values()) == 1
     await command_reply(h, chat, "hello again")
     assert [m["content"] for m in h.llm.requests[-1].messages] == ["hello again"]
+    async with h.services() as services:
+        assert sum((await services.quota.used_today(chat)).values()) == 2
 
 
 async def test_billing_says_premium_is_coming(harness: BotHarness) -> None:
