@@ -35,6 +35,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
 # A bot token as @BotFather gives it: the bot's id, a colon, the key.
 BOT_TOKEN_RE = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
+# A user's id, or a group's (negative).
+TELEGRAM_ID_RE = re.compile(r"-?[0-9]+")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # A URL's authority ("user:password@host:port") ends at the first of these, as every URL parser reads it.
 AUTHORITY_END = re.compile(r"[/?#]")
@@ -107,15 +109,15 @@ def parse_networks(value: str) -> tuple[IPNetwork, ...]:
 
 
 def parse_ids(value: str) -> tuple[int, ...]:
+    """Parse comma-separated Telegram ids."""
     ids: list[int] = []
     for raw in value.split(","):
         item = raw.strip()
         if not item:
             continue
-        try:
-            ids.append(int(item))
-        except ValueError:
-            raise ConfigError(f"{item!r} is not a Telegram id") from None
+        if not TELEGRAM_ID_RE.fullmatch(item):
+            raise ConfigError(f"{item!r} is not a Telegram id: give numeric ids separated by commas")
+        ids.append(int(item))
     return tuple(ids)
 
 
@@ -202,6 +204,17 @@ class Settings(BaseModel):
             parse_networks(value)
         except ConfigError as exc:
             raise PydanticCustomError("networks", "{reason}", {"reason": str(exc)}) from None
+        return value
+
+    @field_validator("admin_ids")
+    @classmethod
+    def _valid_admin_ids(cls, value: str) -> str:
+        # Read at start whether or not a bot token is set: otherwise a typo shows up only once the token is added,
+        # as every command failing without naming the setting.
+        try:
+            parse_ids(value)
+        except ConfigError as exc:
+            raise PydanticCustomError("admin_ids", "{reason}", {"reason": str(exc)}) from None
         return value
 
     # These raise PydanticCustomError: its message is shown as it is, without pydantic's "Value error, ".

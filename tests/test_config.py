@@ -88,6 +88,10 @@ def test_a_bad_value_is_one_line_naming_the_variable(env_file: Path, monkeypatch
         ("WEB_PORT", "99999", "less than or equal to 65535"),
         ("TIMEZONE", "Bad/Zone", "unknown time zone 'Bad/Zone'"),
         ("TELEGRAM_WEBHOOK_SECRET", "a b", "use 1-256 characters"),
+        # Checked whether or not a bot token is set, so a typo does not wait for the token to show up.
+        ("ADMIN_IDS", "123456789; 987654321", "'123456789; 987654321' is not a Telegram id"),
+        ("ADMIN_IDS", "@admin", "'@admin' is not a Telegram id"),
+        ("ADMIN_IDS", "12, abc", "'abc' is not a Telegram id"),
     ],
 )
 def test_bad_values_are_refused_at_load_with_plain_messages(
@@ -99,6 +103,11 @@ def test_bad_values_are_refused_at_load_with_plain_messages(
     message = str(failed.value)
     assert message.startswith(f"POMOGATOR_{name}: ") and expected in message
     assert "Value error" not in message
+
+
+def test_admin_ids_are_read(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POMOGATOR_ADMIN_IDS", " 123456789, -1001234567890,")
+    assert load_settings().admin_id_list == (123456789, -1001234567890)
 
 
 def test_database_and_redis_passwords_are_secret_values(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

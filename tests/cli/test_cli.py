@@ -137,6 +137,19 @@ async def test_missing_key_names_the_variable(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+async def test_bad_admin_ids_name_the_variable_for_every_command(tmp_path: Path) -> None:
+    token = "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghi"
+    for args, extra in [
+        (("user", "list"), {}),
+        (("user", "list"), {"POMOGATOR_BOT_TOKEN": token}),
+        (("run", "web"), {"POMOGATOR_BOT_TOKEN": token}),
+    ]:
+        result = await run_cli(*args, cwd=tmp_path, env=clean_env(POMOGATOR_ADMIN_IDS="12, @admin", **extra))
+        assert result.code == 1, (args, result.stderr)
+        assert "POMOGATOR_ADMIN_IDS: '@admin' is not a Telegram id" in result.stderr, args
+        assert "Traceback" not in result.stderr
+
+
 async def test_piped_chat_in_an_empty_folder(tmp_path: Path, fake_llm: FakeLLM) -> None:
     """`printf 'hi\\n' | pomogator chat` works with nothing but an API key: SQLite is created and migrated."""
     fake_llm.enqueue(Reply(text="Hello **there**"), Reply(text="Second answer"))
