@@ -138,8 +138,8 @@ class Settings(BaseModel):
     telegram_webhook_secret: SecretStr | None = None
     openrouter_api_key: SecretStr | None = None
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
-    openrouter_timeout: float = 120.0
-    openrouter_max_retries: int = 1
+    openrouter_timeout: float = Field(default=120.0, gt=0)
+    openrouter_max_retries: int = Field(default=1, ge=0)
     app_url: str = "https://t.me/pomogator_bot"
     app_title: str = "Pomogator"
     models_file: Path | None = None
@@ -153,20 +153,21 @@ class Settings(BaseModel):
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=8080, ge=0, le=65535)
     web_trusted_proxies: str = ""
-    role_max_chars: int = 2000
-    flood_messages_per_minute: int = 20
-    max_output_tokens: int = 4096
+    role_max_chars: int = Field(default=2000, gt=0)
+    flood_messages_per_minute: int = Field(default=20, gt=0)
+    max_output_tokens: int = Field(default=4096, gt=0)
 
     yookassa_shop_id: str | None = None
     yookassa_secret_key: SecretStr | None = None
     yookassa_api_url: str = "https://api.yookassa.ru/v3"
-    yookassa_timeout: float = 15.0
+    yookassa_timeout: float = Field(default=15.0, gt=0)
     yookassa_trusted_networks: str = DEFAULT_YOOKASSA_NETWORKS
     payment_return_url: str = "https://t.me/pomogator_bot"
-    price_month_rub: Decimal = Decimal(599)
-    price_year_rub: Decimal = Decimal(1999)
-    month_days: int = 30
-    year_days: int = 365
+    # Kopecks at most: YooKassa takes amounts to two decimal places.
+    price_month_rub: Decimal = Field(default=Decimal(599), gt=0, decimal_places=2)
+    price_year_rub: Decimal = Field(default=Decimal(1999), gt=0, decimal_places=2)
+    month_days: int = Field(default=30, gt=0)
+    year_days: int = Field(default=365, gt=0)
     offer_url: str = ""
     privacy_url: str = ""
     admin_ids: str = ""
