@@ -172,6 +172,15 @@ async def test_the_role_prompt_still_takes_its_answer(bot: BotHarness) -> None:
     assert await stored_role(h, chat) == "Будь краток"
 
 
+async def test_a_role_that_starts_with_a_path_is_a_role_not_a_command(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    await reply_to(h, chat, "/role")
+    role = "/srv/app — корень проекта, отвечай про него"
+    assert (await reply_to(h, chat, role)).text == texts.ROLE_SAVED
+    assert await stored_role(h, chat) == role
+
+
 @pytest.mark.slow
 async def test_a_question_sent_before_the_role_prompt_is_answered_not_taken_as_the_role(bot: BotHarness) -> None:
     h = bot

@@ -19,6 +19,7 @@ from pomogator.bot.attachments import MAX_ATTACHMENTS
 from pomogator.bot.middlewares import ChatOrderMiddleware, Gatherer, MemoryChatLocks
 from pomogator.bot.middlewares.gather import SPLIT_TEXT_MIN, join_text, origin_name
 from tests.bot.harness import BotHarness
+from tests.fakes.telegram_server import bot_command_entities
 from tests.services.test_files import JPEG, make_png
 
 CHAT = 7001
@@ -62,7 +63,8 @@ class Rig:
         return Update.model_validate({"update_id": message_id, "message": message}, context={"bot": self.bot})
 
     def text(self, text: str, chat_id: int = CHAT) -> Update:
-        return self.update(chat_id, text=text)
+        # Marked as Telegram marks it: "/help" is a command, "/etc/hosts" is not.
+        return self.update(chat_id, text=text, entities=bot_command_entities(text))
 
     def forward(self, text: str, origin: dict[str, Any]) -> Update:
         return self.update(text=text, forward_origin=origin)
@@ -162,6 +164,13 @@ async def test_arrival_order_is_kept_around_an_album(rig: Rig) -> None:
 async def test_short_texts_and_commands_are_not_joined(rig: Rig) -> None:
     calls = await rig.feed(rig.text("one"), rig.text("two"), rig.text(long_piece(1)), rig.text("/help"), expected=4)
     assert [text for text, _ in calls] == ["one", "two", long_piece(1), "/help"]
+
+
+async def test_a_split_text_that_starts_with_a_path_is_one_message(rig: Rig) -> None:
+    """Only what Telegram marks as a command is answered on its own; "/etc/hosts" is not one."""
+    pieces = ["/etc/hosts " + long_piece(1), "/var/log " + long_piece(2), "the end"]
+    calls = await rig.feed(*(rig.text(p) for p in pieces), expected=1)
+    assert calls == [(" ".join(pieces), [1])]
 
 
 async def test_a_message_in_between_ends_a_split_text(rig: Rig) -> None:

@@ -22,6 +22,7 @@ from aiogram.utils.keyboard import InlineKeyboardBuilder
 from pomogator.billing import texts
 from pomogator.bot import texts as bot_texts
 from pomogator.bot.callbacks import MenuAction, MenuCallback
+from pomogator.bot.filters import is_command
 from pomogator.bot.middlewares.forms import FORM, open_form
 from pomogator.bot.replies import chat_id_of
 from pomogator.config import Settings
@@ -173,7 +174,7 @@ async def on_cancel_email_command(message: Message, state: FSMContext) -> None:
     await message.answer(texts.EMAIL_CANCELED, parse_mode=None)
 
 
-@router.message(StateFilter(EmailForm.waiting), F.text, ~F.text.startswith("/"), flags={FORM: True})
+@router.message(StateFilter(EmailForm.waiting), F.text, ~F.func(is_command), flags={FORM: True})
 async def on_email(message: Message, bot: Bot, account: Account, services: Services, state: FSMContext) -> None:
     try:
         email = await services.users.set_email(account.telegram_id, message.text or "")

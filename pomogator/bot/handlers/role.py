@@ -13,6 +13,7 @@ from aiogram.types import CallbackQuery, Message
 
 from pomogator.bot import texts
 from pomogator.bot.callbacks import MenuAction, MenuCallback, RoleAction, RoleCallback
+from pomogator.bot.filters import is_command
 from pomogator.bot.handlers.fallback import SERVICE_CONTENT_TYPES
 from pomogator.bot.keyboards import make_role_keyboard
 from pomogator.bot.middlewares.forms import FORM, open_form
@@ -45,7 +46,7 @@ async def on_role_button(
         await ask_for_role(bot, chat_id, account, state, settings)
 
 
-@router.message(RoleForm.waiting, F.text, ~F.text.startswith("/"), flags={FORM: True})
+@router.message(RoleForm.waiting, F.text, ~F.func(is_command), flags={FORM: True})
 async def on_role_text(message: Message, account: Account, users: UserService, state: FSMContext) -> None:
     # RoleTooLong keeps the state: the user can send a shorter role or press Cancel.
     await users.set_role(account.telegram_id, message.text)

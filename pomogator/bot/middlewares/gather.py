@@ -46,6 +46,7 @@ from aiogram.types import (
 )
 from loguru import logger
 
+from pomogator.bot.filters import is_command
 from pomogator.services.formatting import utf16_len
 
 WINDOW = 0.8
@@ -120,9 +121,9 @@ def _same_sender(previous: Message, message: Message) -> bool:
 def _continues(previous: Message, message: Message) -> bool:
     """Whether ``message`` can be the next piece of a text that ends with ``previous``.
 
-    A command is taken for what it looks like: a piece that happens to start with "/" is answered on its own.
+    A command is taken for what Telegram marks it as: a piece that starts with one is answered on its own.
     """
-    if not _is_plain_text(message) or (message.text or "").startswith("/"):
+    if not _is_plain_text(message) or is_command(message):
         return False
     return _same_sender(previous, message) and abs(message.date - previous.date) <= SPLIT_MAX_DATE_GAP
 
@@ -229,7 +230,7 @@ class Gatherer:
             kind = "forwards"
         elif message.media_group_id is not None:
             kind = "album"
-        elif _is_plain_text(message) and not text.startswith("/") and utf16_len(text) >= SPLIT_TEXT_MIN:
+        elif _is_plain_text(message) and not is_command(message) and utf16_len(text) >= SPLIT_TEXT_MIN:
             kind = "split text"
         else:
             return None
