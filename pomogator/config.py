@@ -41,11 +41,14 @@ POSTGRES_SCHEMES = ("postgresql", "postgres")
 # A URL's authority ("user:password@host:port") ends at the first of these, as every URL parser reads it.
 AUTHORITY_END = re.compile(r"[/?#]")
 PORT_RE = re.compile(r"[0-9]{1,5}")
+# What a URL's user info may hold as it is (RFC 3986); anything else should have been percent-encoded.
+USERINFO_RE = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})*")
 PASSWORD_PARAMETER = re.compile(r"[?&]password=([^&#]*)")
 UNENCODED_URL = (
     "cannot be read as a URL: percent-encode special characters in the user name and password "
     "(/ as %2F, @ as %40, # as %23, ? as %3F, : as %3A, % as %25)"
 )
+BAD_PORT = "the port must be a number from 1 to 65535"
 
 
 def url_authority(url: str) -> tuple[str, str, str]:
@@ -65,7 +68,8 @@ def url_authority(url: str) -> tuple[str, str, str]:
 def check_url(url: str) -> None:
     """Raise ValueError when ``url`` would be read differently from what was meant, which happens when a password
     holds ``/``, ``?``, ``#`` or ``@`` not percent-encoded: its pieces would become the port, the database name or
-    a fragment, and drivers quote them in their errors. The message never quotes the URL."""
+    a fragment, and drivers quote them in their errors. Also when a port is not one. The message never quotes the
+    URL."""
     userinfo, hosts, rest = url_authority(url)
     if "@" in userinfo or "@" in rest or "#" in rest:
         raise ValueError(UNENCODED_URL)
@@ -73,8 +77,10 @@ def check_url(url: str) -> None:
         # "[::1]:5432", "db:5432", "db": what follows the host (its closing bracket, for IPv6) is ":port".
         after_host = host.rpartition("]")[2] if host.startswith("[") else host
         _, colon, port = after_host.partition(":")
-        if colon and not (PORT_RE.fullmatch(port) and int(port) <= 65535):
-            raise ValueError(UNENCODED_URL)
+        if colon and not (PORT_RE.fullmatch(port) and 1 <= int(port) <= 65535):
+            # A port typo (":65536", ":5432x") is just that, unless the user info holds characters that should
+            # have been percent-encoded.
+            raise ValueError(BAD_PORT if USERINFO_RE.fullmatch(userinfo) else UNENCODED_URL)
 
 
 def _check_url_setting(url: str) -> None:

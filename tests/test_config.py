@@ -177,7 +177,7 @@ def test_a_password_given_as_a_query_parameter_is_a_secret_value() -> None:
         "postgres://postgres:abSECRETPW?x@127.0.0.1/postgres",
         "postgresql://postgres:ab@SECRETPW@127.0.0.1/postgres",
         "postgresql://postgres:1234/SECRETPW@db/postgres",
-        "postgresql://postgres@db:SECRETPW/postgres",
+        "postgresql://postgres:ab cd[SECRETPW]@db:x/postgres",
     ],
 )
 def test_a_database_url_that_does_not_read_back_is_refused_without_quoting_it(
@@ -190,6 +190,29 @@ def test_a_database_url_that_does_not_read_back_is_refused_without_quoting_it(
     assert message.startswith("POMOGATOR_DATABASE_URL:")
     assert "percent-encode" in message
     assert "SECRETPW" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("DATABASE_URL", "postgresql://postgres@127.0.0.1:65536/x"),
+        ("DATABASE_URL", "postgresql://postgres@127.0.0.1:abc/x"),
+        ("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432x/x"),
+        ("DATABASE_URL", "postgresql://postgres@127.0.0.1:0/x"),
+        ("DATABASE_URL", "postgres://127.0.0.1:/x"),
+        ("DATABASE_URL", "postgresql://app:pa%2Fss@db1:5432,db2:70000/app"),
+        ("DATABASE_URL", "postgresql://app@[::1]:99999/app"),
+        # Whatever stands in the port's place is not quoted.
+        ("DATABASE_URL", "postgresql://postgres@db:SECRETPW/postgres"),
+        ("REDIS_URL", "redis://redis:123456/0"),
+        ("REDIS_URL", "redis://:Secret1@redis:6379x/0"),
+    ],
+)
+def test_a_bad_port_is_named_as_such(env_file: Path, monkeypatch: pytest.MonkeyPatch, name: str, url: str) -> None:
+    monkeypatch.setenv(f"POMOGATOR_{name}", url)
+    with pytest.raises(ConfigError) as failed:
+        load_settings()
+    assert str(failed.value) == f"POMOGATOR_{name}: the port must be a number from 1 to 65535"
 
 
 def test_a_redis_url_that_does_not_read_back_is_refused(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -284,7 +284,7 @@ def engine_from_url(url: str) -> Engine[Any]:
         try:
             check_url(url)
         except ValueError as exc:
-            raise ConfigError(f"POMOGATOR_DATABASE_URL {exc}") from None
+            raise ConfigError(f"POMOGATOR_DATABASE_URL: {exc}") from None
         return QuietPostgresEngine(config={"dsn": url, "timeout": POSTGRES_CONNECT_TIMEOUT_S})
     raise ConfigError("POMOGATOR_DATABASE_URL must start with sqlite:///, postgresql:// or postgres://")
 
