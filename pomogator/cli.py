@@ -76,7 +76,7 @@ def require_database_file(url: str) -> None:
 @db_app.command("migrate")
 def db_migrate() -> None:
     """Apply pending database migrations (safe to run again)."""
-    from pomogator.store.engine import open_database
+    from pomogator.store.engine import open_database, shipped_migrations
 
     settings = settings_for()
 
@@ -84,8 +84,20 @@ def db_migrate() -> None:
         async with open_database(settings.database_url, migrate=False) as database:
             return await database.migrate()
 
-    for line in asyncio.run(main()):
-        cli_output.notice(line)
+    cli_output.notice(migration_summary(shipped_migrations(), asyncio.run(main())))
+
+
+def migration_summary(shipped: dict[str, str], applied_now: list[str]) -> str:
+    """What `db migrate` did, from this version's migrations (``{ID: name}``) and the IDs it applied."""
+
+    def count(n: int) -> str:
+        return f"{n} migration{'' if n == 1 else 's'}"
+
+    if not applied_now:
+        return f"Nothing to do: all {count(len(shipped))} of this version are applied."
+    names = ", ".join(shipped.get(migration, migration) for migration in applied_now)
+    before = len(shipped) - len(applied_now)
+    return f"{count(before)} applied before, {len(applied_now)} applied now: {names}."
 
 
 @db_app.command("status")

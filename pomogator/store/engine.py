@@ -39,7 +39,6 @@ POSTGRES_CONNECT_TIMEOUT_S = 10.0
 PROBE_EVERY_S = 1.0
 APP_NAME = "pomogator"
 MIGRATION_ID = re.compile(r"""^ID = ["']([^"']+)["']""", re.MULTILINE)
-UP_TO_DATE = "No migrations need to be run"
 PICCOLO_CONF = "pomogator.store.piccolo_conf"
 # What opening a database raises when it cannot be reached or used: the server is down or unknown, refuses the user
 # or has no such database, the SQLite file is a folder or not a database.
@@ -422,23 +421,28 @@ class Database:
         self._connect.up()
 
     async def migrate(self) -> list[str]:
-        """Apply pending migrations; idempotent. Returns Piccolo's report lines (never printed to stdout)."""
+        """Apply pending migrations; idempotent. Returns the IDs of the migrations applied now, in order.
+
+        Piccolo's report is only quoted when a migration fails: it counts every shipped migration as "already
+        complete", even on a new database."""
         buffer = io.StringIO()
         with self._migration_lock(), contextlib.redirect_stdout(buffer):
-            if not await self.pending_migrations():
+            pending = await self.pending_migrations()
+            if not pending:
                 # Piccolo's migration machinery imports black and its dependencies (~9 MiB that a server keeps for
                 # its lifetime); a restart with nothing to apply does not load it.
-                return [UP_TO_DATE]
+                return []
             from piccolo.apps.migrations.commands.forwards import run_forwards
 
             from pomogator.store import piccolo_conf
 
             piccolo_conf.DB = self.engine
             result = await run_forwards(app_name=APP_NAME, migration_id="all")
+            if result.success:
+                left = set(await self.pending_migrations())
+                return [migration for migration in pending if migration not in left]
         lines = [line for line in buffer.getvalue().splitlines() if line.strip()]
-        if not result.success:
-            raise ConfigError(f"Database migration failed: {result.message or '; '.join(lines[-3:])}")
-        return lines
+        raise ConfigError(f"Database migration failed: {result.message or '; '.join(lines[-3:])}")
 
     async def require_migrated(self) -> None:
         """Raises ConfigError when the database lacks migrations of this version: new code would fail on the

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from pomogator.servers import YOUNG_GENERATION_THRESHOLD, freeze_start_up_objects
-from pomogator.store.engine import open_database
+from pomogator.store.engine import open_database, shipped_migrations
 from tests.cli.helpers import clean_env, run_cli
 from tests.conftest import TEST_API_KEY
 from tests.fakes.openai_server import FakeLLM, Reply
+from tests.store.support import migrate_up_to
 
 
 async def migrated(db_url: str) -> str:
@@ -40,8 +41,26 @@ async def test_migrate_is_idempotent(tmp_path: Path, env: dict[str, str]) -> Non
     second = await run_cli("db", "migrate", cwd=tmp_path, env=env)
     assert first.code == 0, first.stderr
     assert second.code == 0, second.stderr
-    assert "No migrations need to be run" in second.stderr
+    assert "Nothing to do: all " in second.stderr
     assert second.stdout == ""
+
+
+async def test_migrate_says_what_it_applied_on_a_new_and_on_an_older_database(tmp_path: Path) -> None:
+    shipped = shipped_migrations()
+    names = list(shipped.values())
+    new = await run_cli("db", "migrate", cwd=tmp_path, env=clean_env(POMOGATOR_DATABASE_URL="sqlite:///new.db"))
+    assert new.code == 0, new.stderr
+    assert new.stderr.strip() == f"0 migrations applied before, {len(names)} applied now: {', '.join(names)}."
+
+    older = f"sqlite:///{tmp_path / 'older.db'}"
+    await migrate_up_to(older, list(shipped)[2])
+    upgraded = await run_cli("db", "migrate", cwd=tmp_path, env=clean_env(POMOGATOR_DATABASE_URL=older))
+    assert upgraded.code == 0, upgraded.stderr
+    assert upgraded.stderr.strip() == (
+        f"3 migrations applied before, {len(names) - 3} applied now: {', '.join(names[3:])}."
+    )
+    again = await run_cli("db", "migrate", cwd=tmp_path, env=clean_env(POMOGATOR_DATABASE_URL=older))
+    assert again.stderr.strip() == f"Nothing to do: all {len(names)} migrations of this version are applied."
 
 
 async def test_admin_commands_do_not_make_a_database_that_is_not_there(tmp_path: Path) -> None:

@@ -26,10 +26,12 @@ from pomogator.store.engine import (
     engine_from_url,
     open_database,
     raw,
+    shipped_migration_ids,
     sqlite_path,
 )
 from pomogator.store.tables import TABLES, DailyUsage, User
 from tests.conftest import POSTGRES_URL, make_settings
+from tests.store.support import migrate_up_to
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MIGRATION_COUNT = len([p for p in Path(piccolo_migrations.__file__).parent.glob("*.py") if p.name != "__init__.py"])
@@ -275,9 +277,19 @@ async def test_pending_migrations(db_url: str) -> None:
         assert len(pending) in (0, MIGRATION_COUNT)
         await database.migrate()
         assert await database.pending_migrations() == []
-        assert await database.migrate() == ["No migrations need to be run"]
+        assert await database.migrate() == []
     finally:
         await database.close()
+
+
+async def test_migrate_returns_the_migrations_it_applied(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'upgraded.sqlite3'}"
+    shipped = shipped_migration_ids()
+    await migrate_up_to(url, shipped[2])
+    async with open_database(url, migrate=False) as database:
+        assert await database.pending_migrations() == shipped[3:]
+        assert await database.migrate() == shipped[3:]
+        assert await database.migrate() == []
 
 
 RESTART = textwrap.dedent(
