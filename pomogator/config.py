@@ -161,7 +161,6 @@ class Settings(BaseModel):
     web_trusted_proxies: str = ""
     role_max_chars: int = Field(default=2000, gt=0)
     flood_messages_per_minute: int = Field(default=20, gt=0)
-    max_output_tokens: int = Field(default=4096, gt=0)
 
     yookassa_shop_id: str | None = None
     yookassa_secret_key: SecretStr | None = None

@@ -81,7 +81,6 @@ def test_the_database_pool_size_is_read_and_checked(env_file: Path, monkeypatch:
         ("YOOKASSA_TIMEOUT", "0", "greater than 0"),
         ("ROLE_MAX_CHARS", "-5", "greater than 0"),
         ("FLOOD_MESSAGES_PER_MINUTE", "0", "greater than 0"),
-        ("MAX_OUTPUT_TOKENS", "0", "greater than 0"),
         ("PRICE_MONTH_RUB", "-1", "greater than 0"),
         ("PRICE_YEAR_RUB", "0", "greater than 0"),
         ("PRICE_MONTH_RUB", "599.999", "no more than 2 decimal places"),

@@ -61,7 +61,6 @@ def test_env_example_documents_every_setting() -> None:
             "YEAR_DAYS",
             "ROLE_MAX_CHARS",
             "FLOOD_MESSAGES_PER_MINUTE",
-            "MAX_OUTPUT_TOKENS",
             "SHUTDOWN_GRACE_SECONDS",
             "MEMORY_TRIM_SECONDS",
         )
