@@ -493,18 +493,19 @@ async def lost_refund(services: Services, kassa: FakeYooKassa, payment_id: str, 
 
 
 @pytest.fixture
-async def impatient_services(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncIterator[Services]:
+async def lost(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncIterator[tuple[Services, str]]:
+    """Services that wait 0.3 s for YooKassa, and a paid payment whose refund of 100.00 was made, its answer lost."""
     async with build_services(billing_settings(db_url, kassa, tg, yookassa_timeout=0.3), migrate=True) as built:
         await add_user(built, tg)
-        yield built
+        payment_id = await paid(built, kassa)
+        await lost_refund(built, kassa, payment_id, "100.00")
+        yield built, payment_id
 
 
 async def test_a_refund_whose_answer_was_lost_is_made_once_when_asked_again(
-    impatient_services: Services, kassa: FakeYooKassa
+    lost: tuple[Services, str], kassa: FakeYooKassa
 ) -> None:
-    services = impatient_services
-    payment_id = await paid(services, kassa)
-    await lost_refund(services, kassa, payment_id, "100.00")
+    services, payment_id = lost
 
     again = await services.billing.refund(payment_id, Decimal("100.00"))
     assert again.changed and again.refunded_total == Decimal("100.00")
@@ -521,11 +522,9 @@ async def test_a_refund_whose_answer_was_lost_is_made_once_when_asked_again(
 
 
 async def test_a_lost_refund_recorded_from_its_notification_is_not_made_again(
-    impatient_services: Services, kassa: FakeYooKassa
+    lost: tuple[Services, str], kassa: FakeYooKassa
 ) -> None:
-    services = impatient_services
-    payment_id = await paid(services, kassa)
-    await lost_refund(services, kassa, payment_id, "100.00")
+    services, payment_id = lost
     [refund_id] = kassa.refunds
     recorded = await services.billing.handle_notification("refund.succeeded", refund_id)
     assert recorded is not None and recorded.changed
@@ -538,11 +537,9 @@ async def test_a_lost_refund_recorded_from_its_notification_is_not_made_again(
 
 
 async def test_another_amount_waits_until_the_lost_refund_is_asked_again(
-    impatient_services: Services, kassa: FakeYooKassa
+    lost: tuple[Services, str], kassa: FakeYooKassa
 ) -> None:
-    services = impatient_services
-    payment_id = await paid(services, kassa)
-    await lost_refund(services, kassa, payment_id, "100.00")
+    services, payment_id = lost
     with pytest.raises(BillingError, match=r"100\.00 RUB .* got no answer from YooKassa and may have been made"):
         await services.billing.refund(payment_id, Decimal("50.00"))
     assert len(kassa.refund_requests) == 1
