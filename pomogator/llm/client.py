@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -159,22 +160,34 @@ def _usage_from(raw: Any) -> Usage:
     )
 
 
-async def _sse_data(chunks: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+async def _sse_data(chunks: AsyncGenerator[bytes, None], silence: float) -> AsyncGenerator[bytes, None]:
     """The data of each server-sent event in a byte stream; comments (OpenRouter's keep-alives), ``event:`` and
     ``id:`` lines are skipped. Lines end with LF, CRLF or CR, as the SSE format allows.
+
+    Raises LLMTimeout once ``silence`` seconds of waiting bring nothing but keep-alives: they reset the connection's
+    read timeout, so a model stuck before its first word (or in the middle) would otherwise be waited for as long as
+    OpenRouter keeps the request open. Time the consumer spends between events does not count.
 
     ``chunks`` is closed with this generator: left to the garbage collector, an unfinished async generator is
     closed by a task the event loop schedules through its self-pipe (a wake-up and a task per answer).
     """
     pending = b""
     data: list[bytes] = []
+    clock = asyncio.get_running_loop().time
+    waiting_since = clock()
     async with contextlib.aclosing(chunks):
         async for chunk in chunks:
             lines = (pending + chunk).splitlines(keepends=True)
             # An unterminated last line waits for the rest; so does a lone CR, which an LF may follow next.
             pending = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
-            for event in _events(lines, data):
+            events = _events(lines, data)
+            if not events:
+                if clock() - waiting_since > silence:
+                    raise LLMTimeout(f"nothing but keep-alives for {silence:g} s")
+                continue
+            for event in events:
                 yield event
+            waiting_since = clock()
     # The stream's end ends its last line and its last event.
     for event in _events([pending, b""], data):
         yield event
@@ -226,6 +239,7 @@ class LLMClient:
             default_headers={"HTTP-Referer": app_url, "X-Title": app_title},
             http_client=openai.DefaultAsyncHttpxClient(transport=transport, timeout=timeout),
         )
+        self._silence = timeout
         # Absolute, so the SDK does not parse and join it with its base URL on every request (~30 µs).
         self._completions_url = str(self._client.base_url).rstrip("/") + "/chat/completions"
 
@@ -246,7 +260,7 @@ class LLMClient:
 
         usage = Usage()
         finish_reason: str | None = None
-        received = complete = False
+        received = complete = done = False
         body = {
             "model": model,
             "messages": messages,
@@ -286,10 +300,11 @@ class LLMClient:
             )
             async with (
                 contextlib.aclosing(response) as response,
-                contextlib.aclosing(_sse_data(response.aiter_bytes())) as events,
+                contextlib.aclosing(_sse_data(response.aiter_bytes(), self._silence)) as events,
             ):
                 async for data in events:
                     if data.startswith(b"[DONE]"):
+                        done = True
                         break
                     chunk = orjson.loads(data)
                     if not isinstance(chunk, dict):
@@ -318,4 +333,7 @@ class LLMClient:
         if not received and finish_reason is None:
             # A 200 response carrying an error object instead of a stream ends here with nothing in it.
             raise LLMUnavailable("empty response")
+        if finish_reason is None and not done:
+            # Closed mid-answer without an error (a proxy or provider giving up): not an answer to keep or charge.
+            raise LLMUnavailable("the stream ended before the answer did")
         yield Finished(usage=usage, finish_reason=finish_reason)

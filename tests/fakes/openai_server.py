@@ -177,9 +177,11 @@ class Moderation:
 
 @dataclass(frozen=True)
 class Drop:
-    """Stream ``after_text`` (possibly nothing), then abort the TCP connection without finishing."""
+    """Stream ``after_text`` (possibly nothing), then abort the TCP connection without finishing; with
+    ``cleanly``, end the response as if it were complete instead (no final chunk, no [DONE]: a proxy giving up)."""
 
     after_text: str = ""
+    cleanly: bool = False
 
 
 Action = Reply | Error | MidStreamError | ErrorBody200 | Hang | Moderation | Drop
@@ -578,6 +580,9 @@ class FakeLLM(AppServer):
                     stream = await self._open_stream(request)
                     chunk = self._chunk(record, model, {"role": "assistant", "content": action.after_text})
                     await stream.write(_sse(chunk))
+                    if action.cleanly:
+                        await stream.write_eof()
+                        return stream
                 assert request.transport is not None
                 request.transport.abort()
                 raise _DroppedError

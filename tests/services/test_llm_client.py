@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -132,6 +133,8 @@ async def test_empty_answer_finishes_without_deltas(client: LLMClient, fake_llm:
         pytest.param(fake.ErrorBody200(code="oops"), LLMUnavailable, id="200-error-body-no-status"),
         pytest.param(fake.Drop(), LLMUnavailable, id="dropped"),
         pytest.param(fake.Drop(after_text="half"), LLMUnavailable, id="dropped-mid-stream"),
+        # Ended like a complete response, but without a finish_reason or [DONE]: half an answer, not an answer.
+        pytest.param(fake.Drop(after_text="half", cleanly=True), LLMUnavailable, id="ended-mid-stream"),
     ],
 )
 async def test_failures_become_domain_errors(
@@ -159,6 +162,25 @@ async def test_timeout_is_llm_timeout(fake_llm: FakeLLM, send_headers: bool) -> 
         fake_llm.enqueue(fake.Hang(send_headers=send_headers))
         with pytest.raises(LLMTimeout):
             await collect(client)
+    finally:
+        await client.close()
+
+
+async def test_keep_alives_alone_do_not_hold_a_request_past_the_timeout(fake_llm: FakeLLM) -> None:
+    """OpenRouter's keep-alive comments reset the connection's read timeout: a model stuck before its first word was
+    waited for as long as they came."""
+    client = make_client(fake_llm, timeout=0.5)
+    try:
+        fake_llm.enqueue(fake.Reply(text="late", ttft=5.0, keepalive_interval=0.1))
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(LLMTimeout) as caught:
+            await collect(client)
+        assert "nothing but keep-alives" in caught.value.detail
+        assert asyncio.get_running_loop().time() - started < 3.0
+        # Keep-alives, then words within the timeout: an answer as usual.
+        fake_llm.enqueue(fake.Reply(text="on time", ttft=0.3, keepalive_interval=0.1))
+        events = await collect(client)
+        assert "".join(e.text for e in events if isinstance(e, Delta)) == "on time"
     finally:
         await client.close()
 
@@ -294,7 +316,7 @@ async def _chunks(*parts: bytes) -> AsyncGenerator[bytes, None]:
 
 
 async def sse_data(*parts: bytes) -> list[bytes]:
-    return [data async for data in _sse_data(_chunks(*parts))]
+    return [data async for data in _sse_data(_chunks(*parts), 60.0)]
 
 
 async def test_server_sent_events_are_read_across_chunks_and_line_endings() -> None:
