@@ -118,6 +118,13 @@ class LLMBadRequest(LLMError):
     user_message = "The model could not process this request."
 
 
+class LLMModelGone(LLMError):
+    """OpenRouter no longer serves the model (withdrawn, renamed): users are sent to /model, admins alerted to
+    change the catalog."""
+
+    user_message = "This model is no longer available. Choose another one."
+
+
 # --- Files -----------------------------------------------------------------------------------------------
 
 

@@ -20,6 +20,7 @@ from pomogator.errors import (
     LLMAccountProblem,
     LLMBadRequest,
     LLMError,
+    LLMModelGone,
     LLMModerated,
     LLMRateLimited,
     LLMTimeout,
@@ -331,6 +332,7 @@ LLM_BAD_REQUEST = (
     "Модель не смогла обработать этот запрос — возможно, он или история беседы слишком длинные. "
     f"Попробуйте короче или очистите контекст: /delete_context. {NOT_COUNTED}"
 )
+LLM_MODEL_GONE = f"😔 Эта модель больше недоступна у провайдера. Выберите другую: /model. {NOT_COUNTED}"
 LLM_FAILED = f"Модель не смогла ответить. Попробуйте ещё раз. {NOT_COUNTED}"
 UNKNOWN_MODEL = "Этой модели больше нет в списке. Откройте /model заново."
 BILLING_UNAVAILABLE = "Оплата сейчас недоступна. Попробуйте чуть позже."
@@ -355,6 +357,8 @@ def llm_error(exc: LLMError) -> str:
         return LLM_MODERATED
     if isinstance(exc, LLMBadRequest):
         return LLM_BAD_REQUEST
+    if isinstance(exc, LLMModelGone):
+        return LLM_MODEL_GONE
     return LLM_FAILED
 
 

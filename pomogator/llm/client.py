@@ -15,6 +15,7 @@ from pomogator.errors import (
     LLMAccountProblem,
     LLMBadRequest,
     LLMError,
+    LLMModelGone,
     LLMModerated,
     LLMRateLimited,
     LLMTimeout,
@@ -59,6 +60,11 @@ class Finished:
 StreamEvent = Delta | TextComplete | Finished
 
 
+# What OpenRouter says of a model it no longer serves: 400 "<id> is not a valid model ID", 404 "No endpoints found for
+# <id>".
+MODEL_GONE_SIGNS = ("is not a valid model id", "no endpoints found")
+
+
 def error_for_status(status: int | None, message: str) -> LLMError:
     """Map an HTTP-like status from OpenRouter to the domain error users are told about."""
     if status in (401, 402):
@@ -69,6 +75,8 @@ def error_for_status(status: int | None, message: str) -> LLMError:
         return LLMTimeout(message)
     if status == 429:
         return LLMRateLimited(message)
+    if status in (400, 404) and any(sign in message.lower() for sign in MODEL_GONE_SIGNS):
+        return LLMModelGone(message)
     if status in (400, 413, 422):
         return LLMBadRequest(message)
     return LLMUnavailable(message)

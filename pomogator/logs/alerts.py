@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 ALERT_KEY = "alert"
 ERRORS = "errors"
 LLM_ACCOUNT = "llm_account"
+MODEL_GONE = "model_gone"
 PAYMENT = "payment"
 
 COOLDOWN_S = 300.0

@@ -372,8 +372,9 @@ async def test_parallel_messages_are_answered_in_order_and_the_quota_decides(har
         (Moderation(), texts.LLM_MODERATED),
         (Hang(seconds=30), texts.LLM_TIMEOUT),
         (MidStreamError(after_text="половина ответа"), texts.LLM_UNAVAILABLE),
+        (Error(status=400, message="meta-llama/x:free is not a valid model ID"), texts.LLM_MODEL_GONE),
     ],
-    ids=["429", "500", "502", "401", "402", "403-moderation", "timeout", "mid-stream"],
+    ids=["429", "500", "502", "401", "402", "403-moderation", "timeout", "mid-stream", "400-model-gone"],
 )
 async def test_model_errors_get_their_own_message_and_cost_nothing(
     harness: BotHarness, action: object, expected: str

@@ -13,6 +13,7 @@ from pomogator.errors import (
     LLMAccountProblem,
     LLMBadRequest,
     LLMError,
+    LLMModelGone,
     LLMModerated,
     LLMRateLimited,
     LLMTimeout,
@@ -124,6 +125,13 @@ async def test_empty_answer_finishes_without_deltas(client: LLMClient, fake_llm:
         pytest.param(fake.Moderation(), LLMModerated, id="403"),
         pytest.param(fake.Error(status=408), LLMTimeout, id="408"),
         pytest.param(fake.Error(status=413), LLMBadRequest, id="413"),
+        pytest.param(fake.Error(status=400, message="Context too long"), LLMBadRequest, id="400"),
+        # A model OpenRouter withdrew: what helps is another model, not a shorter message.
+        pytest.param(
+            fake.Error(status=400, message="meta-llama/x:free is not a valid model ID"), LLMModelGone, id="400-gone"
+        ),
+        pytest.param(fake.Error(status=404, message="No endpoints found for x/y."), LLMModelGone, id="404-gone"),
+        pytest.param(fake.Error(status=404, message="Not Found"), LLMUnavailable, id="404"),
         pytest.param(fake.Error(status=429), LLMRateLimited, id="429"),
         pytest.param(fake.Error(status=500), LLMUnavailable, id="500"),
         pytest.param(fake.Error(status=502), LLMUnavailable, id="502"),

@@ -17,7 +17,7 @@ from pomogator.bot import texts
 from pomogator.bot.answer.output import ChatGone, is_chat_gone
 from pomogator.bot.flood_wait import FloodWaitTooLong
 from pomogator.config import Settings
-from pomogator.errors import DatabaseUnavailable, LLMAccountProblem, LLMError, PomogatorError
+from pomogator.errors import DatabaseUnavailable, LLMAccountProblem, LLMError, LLMModelGone, PomogatorError
 from pomogator.llm.catalog import Catalog
 from pomogator.logs import alerts
 from pomogator.store.outage import outage_of
@@ -64,6 +64,8 @@ class ErrorMiddleware(BaseMiddleware):
     def _log_domain_error(exc: PomogatorError) -> None:
         if isinstance(exc, LLMAccountProblem):
             alerts.notify(alerts.LLM_ACCOUNT, f"OpenRouter refused our key or credit: {exc.detail}")
+        elif isinstance(exc, LLMModelGone):
+            alerts.notify(alerts.MODEL_GONE, f"OpenRouter no longer serves a model of the catalog: {exc.detail}")
         elif isinstance(exc, LLMError):
             logger.warning("Model request failed ({}): {}", type(exc).__name__, exc.detail)
         elif isinstance(exc, DatabaseUnavailable):
