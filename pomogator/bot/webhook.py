@@ -13,15 +13,19 @@ from collections.abc import AsyncIterator
 
 from aiogram import Bot, Dispatcher
 from aiogram.methods.base import TelegramMethod
-from aiogram.types import Update
+from aiogram.types import ReplyParameters, Update
 from loguru import logger
 from pydantic import ValidationError
 
+from pomogator.bot import texts
 from pomogator.bot.bot_profile import sync_bot_profile
 from pomogator.bot.factory import create_bot, create_dispatcher
 from pomogator.bot.shared import SharedState, open_shared_state
 from pomogator.config import Settings
 from pomogator.container import Services
+
+# How long the "send it again" notice to a person whose update a shutdown cut off may take.
+NOTICE_TIMEOUT_S = 5.0
 
 
 class NotAnUpdate(Exception):
@@ -34,7 +38,7 @@ class WebhookUpdates:
         self.dispatcher = dispatcher
         self.shared = shared
         self.accepting = True
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], Update] = {}
 
     @property
     def in_progress(self) -> int:
@@ -53,8 +57,11 @@ class WebhookUpdates:
         if update.message is not None:
             await self.shared.arrived(update.message.chat.id, update.update_id)
         task = asyncio.create_task(self._handle(update), name=f"update-{update.update_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = update
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     async def _handle(self, update: Update) -> None:
         try:
@@ -78,10 +85,27 @@ class WebhookUpdates:
         if not pending:
             return True
         logger.warning("{} update(s) still in progress at shutdown were cut off", len(pending))
+        cut_off = [self._tasks[task] for task in pending if task in self._tasks]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        # Telegram was told they arrived and will not send them again: their people are asked to.
+        await asyncio.gather(*(self._ask_again(update) for update in cut_off))
         return False
+
+    async def _ask_again(self, update: Update) -> None:
+        message = update.message
+        if message is None:
+            return
+        try:
+            async with asyncio.timeout(NOTICE_TIMEOUT_S):
+                await self.bot.send_message(
+                    message.chat.id,
+                    texts.CUT_OFF_BY_RESTART,
+                    reply_parameters=ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True),
+                )
+        except Exception as exc:  # the notice is best effort: the process is stopping
+            logger.warning("Could not ask chat {} to send again: {}", message.chat.id, type(exc).__name__)
 
 
 @contextlib.asynccontextmanager
