@@ -16,6 +16,7 @@ from aiogram.exceptions import (
 from loguru import logger
 
 from pomogator.bot.bot_profile import sync_bot_profile
+from pomogator.bot.cut_off import ask_to_send_again
 from pomogator.bot.factory import create_bot, create_dispatcher
 from pomogator.bot.liveness import PollWatch, polling_and_database
 from pomogator.bot.middlewares import UpdateTracker
@@ -77,6 +78,8 @@ async def run_polling(settings: Settings) -> None:
                     logger.info("Letting {} update(s) in progress finish", tracker.active)
                 if not await tracker.drain(settings.shutdown_grace_seconds):
                     logger.warning("{} update(s) still in progress at shutdown were cut off", tracker.active)
+                    # Polling confirmed them to Telegram, which will not send them again.
+                    await ask_to_send_again(bot, tracker.in_progress)
         finally:
             await bot.session.close()
     logger.info("Bot stopped")

@@ -13,19 +13,16 @@ from collections.abc import AsyncIterator
 
 from aiogram import Bot, Dispatcher
 from aiogram.methods.base import TelegramMethod
-from aiogram.types import ReplyParameters, Update
+from aiogram.types import Update
 from loguru import logger
 from pydantic import ValidationError
 
-from pomogator.bot import texts
 from pomogator.bot.bot_profile import sync_bot_profile
+from pomogator.bot.cut_off import ask_to_send_again
 from pomogator.bot.factory import create_bot, create_dispatcher
 from pomogator.bot.shared import SharedState, open_shared_state
 from pomogator.config import Settings
 from pomogator.container import Services
-
-# How long the "send it again" notice to a person whose update a shutdown cut off may take.
-NOTICE_TIMEOUT_S = 5.0
 
 
 class NotAnUpdate(Exception):
@@ -90,22 +87,8 @@ class WebhookUpdates:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         # Telegram was told they arrived and will not send them again: their people are asked to.
-        await asyncio.gather(*(self._ask_again(update) for update in cut_off))
+        await ask_to_send_again(self.bot, cut_off)
         return False
-
-    async def _ask_again(self, update: Update) -> None:
-        message = update.message
-        if message is None:
-            return
-        try:
-            async with asyncio.timeout(NOTICE_TIMEOUT_S):
-                await self.bot.send_message(
-                    message.chat.id,
-                    texts.CUT_OFF_BY_RESTART,
-                    reply_parameters=ReplyParameters(message_id=message.message_id, allow_sending_without_reply=True),
-                )
-        except Exception as exc:  # the notice is best effort: the process is stopping
-            logger.warning("Could not ask chat {} to send again: {}", message.chat.id, type(exc).__name__)
 
 
 @contextlib.asynccontextmanager

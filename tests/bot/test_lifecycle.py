@@ -68,6 +68,20 @@ async def test_sigterm_lets_the_answers_in_progress_and_queued_finish(tmp_path: 
         assert "Bot stopped" in h.bot.log()
 
 
+async def test_messages_a_shutdown_cut_off_are_asked_for_again(tmp_path: Path) -> None:
+    """Polling confirmed them to Telegram, which will not send them again: silence would lose them."""
+    async with BotHarness.open(tmp_path, env={"POMOGATOR_SHUTDOWN_GRACE_SECONDS": "1"}) as h:
+        chat = h.new_chat()
+        h.llm.enqueue(Reply.slow(40, 30.0))
+        h.tg.user_message(chat, "slow one")
+        h.tg.user_message(chat, "queued one")
+        await h.tg.wait_until(lambda: h.tg.drafts(chat).count >= 1, 15, "a draft")
+        assert await h.bot.stop() == 0
+        notices = [m for m in h.tg.sent_messages(chat) if m.text == texts.CUT_OFF_BY_RESTART]
+        assert len(notices) == 2
+        assert "2 update(s) still in progress at shutdown were cut off" in h.bot.log()
+
+
 async def test_start_up_profile_calls_are_best_effort(tmp_path: Path) -> None:
     async with BotHarness.open(tmp_path, start=False) as h:
         h.tg.fail_next("getMyCommands", 429, retry_after=3600)

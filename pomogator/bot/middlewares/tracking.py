@@ -15,7 +15,7 @@ class UpdateTracker(BaseMiddleware):
     """Counts updates in progress; ``drain`` waits until none is (polling has stopped, so no new ones come)."""
 
     def __init__(self) -> None:
-        self._active: set[int] = set()
+        self._active: dict[int, Update] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -31,14 +31,19 @@ class UpdateTracker(BaseMiddleware):
     ) -> Any:
         if not isinstance(event, Update):
             return await handler(event, data)
-        self._active.add(event.update_id)
+        self._active[event.update_id] = event
         self._idle.clear()
         try:
             return await handler(event, data)
         finally:
-            self._active.discard(event.update_id)
+            self._active.pop(event.update_id, None)
             if not self._active:
                 self._idle.set()
+
+    @property
+    def in_progress(self) -> list[Update]:
+        """The updates still being handled."""
+        return list(self._active.values())
 
     async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - the grace period is a plain deadline
         """Wait up to ``timeout`` seconds for the updates in progress; True when all finished."""
