@@ -118,6 +118,12 @@ class LLMBadRequest(LLMError):
     user_message = "The model could not process this request."
 
 
+class LLMNoRoomToAnswer(LLMError):
+    """The model used its whole answer limit before writing a word (a reasoning model thinking at length)."""
+
+    user_message = "The model used up its answer limit before writing anything. Ask more narrowly or choose another."
+
+
 class LLMModelGone(LLMError):
     """OpenRouter no longer serves the model (withdrawn, renamed): users are sent to /model, admins alerted to
     change the catalog."""

@@ -78,6 +78,7 @@ async def _switch_model(services: Services, dialog: Dialog, model_id: str) -> No
 
 
 CUT_OFF = "(The answer was cut off at the model's length limit: write «continue» to get the rest.)"
+FILTERED = "(The model's content filter stopped the answer part-way.)"
 
 
 async def _answer(services: Services, dialog: Dialog, text: str, console: Console | None) -> None:
@@ -93,6 +94,8 @@ async def _answer(services: Services, dialog: Dialog, text: str, console: Consol
             await _write_plain(pieces)
     if reply.cut_off:
         cli_output.notice(CUT_OFF)
+    elif reply.filtered:
+        cli_output.notice(FILTERED)
 
 
 async def _write_plain(pieces: AsyncIterator[str]) -> None:

@@ -22,6 +22,7 @@ from pomogator.errors import (
     LLMError,
     LLMModelGone,
     LLMModerated,
+    LLMNoRoomToAnswer,
     LLMRateLimited,
     LLMTimeout,
     LLMUnavailable,
@@ -333,6 +334,10 @@ LLM_BAD_REQUEST = (
     f"Попробуйте короче или очистите контекст: /delete_context. {NOT_COUNTED}"
 )
 CUT_OFF_BY_RESTART = "⚠️ Бот перезапускался и не успел ответить на это сообщение. Пожалуйста, отправьте его ещё раз."
+LLM_NO_ROOM = (
+    "🤔 Модель потратила весь лимит ответа на размышления и ничего не написала. Сузьте вопрос или выберите другую "
+    f"модель: /model. {NOT_COUNTED}"
+)
 LLM_MODEL_GONE = f"😔 Эта модель больше недоступна у провайдера. Выберите другую: /model. {NOT_COUNTED}"
 LLM_FAILED = f"Модель не смогла ответить. Попробуйте ещё раз. {NOT_COUNTED}"
 UNKNOWN_MODEL = "Этой модели больше нет в списке. Откройте /model заново."
@@ -360,6 +365,8 @@ def llm_error(exc: LLMError) -> str:
         return LLM_BAD_REQUEST
     if isinstance(exc, LLMModelGone):
         return LLM_MODEL_GONE
+    if isinstance(exc, LLMNoRoomToAnswer):
+        return LLM_NO_ROOM
     return LLM_FAILED
 
 
@@ -393,6 +400,7 @@ EDITS_NOT_SEEN = (
 )
 
 # The end of an answer the model's length limit cut off.
+FILTERED_MARK = "🚫 <i>Ответ прерван: его остановил фильтр содержимого модели.</i>"
 CUT_OFF_MARK = "✂️ <i>Ответ оборван: модель упёрлась в лимит длины. Напишите «продолжай», и она допишет.</i>"
 
 # The database could not be reached while handling a message (pomogator.store.outage), or after an answer.

@@ -11,7 +11,7 @@ from typing import Any
 
 from loguru import logger
 
-from pomogator.errors import LLMBadRequest, LLMModerated, LLMUnavailable, VisionUnsupported
+from pomogator.errors import LLMBadRequest, LLMModerated, LLMNoRoomToAnswer, LLMUnavailable, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, TextComplete, Usage
 from pomogator.llm.tokens import estimate_content
@@ -134,6 +134,11 @@ class Reply:
     def cut_off(self) -> bool:
         """The model ran into its output limit: the answer ends mid-way."""
         return self.finish_reason == "length"
+
+    @property
+    def filtered(self) -> bool:
+        """The provider's content filter stopped the answer part-way."""
+        return self.finish_reason == "content_filter"
 
     @property
     def blank(self) -> bool:
@@ -341,7 +346,10 @@ class ChatService:
             if finished and reply.blank:
                 # Not an answer: stored, the blank turn would go out with every later request (providers refuse it).
                 detail = f"empty answer, finish_reason={reply.finish_reason}"
-                raise LLMModerated(detail) if reply.finish_reason == "content_filter" else LLMUnavailable(detail)
+                if reply.filtered:
+                    raise LLMModerated(detail)
+                # A reasoning model can spend its whole answer limit thinking: trying again gives the same.
+                raise LLMNoRoomToAnswer(detail) if reply.cut_off else LLMUnavailable(detail)
         except BaseException as exc:
             # Failed, cancelled or abandoned by the consumer: the request costs the person nothing.
             if reply.reservation is not None:

@@ -120,6 +120,17 @@ async def test_an_answer_cut_off_by_the_length_limit_says_how_to_get_the_rest(ha
     await h.settle()
     assert h.tg.sent_texts(chat) == [f"This is cut mid\n\n{CUT_OFF_NOTE}"]
     assert "продолжай" in CUT_OFF_NOTE
+
+
+async def test_an_answer_the_content_filter_ended_says_so(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.llm.enqueue(Reply(text="Начало ответа", finish_reason="content_filter"))
+    h.tg.user_message(chat, "hello")
+    note = html_to_text(texts.FILTERED_MARK)
+    await h.tg.wait_until(lambda: any(note in t for t in h.tg.sent_texts(chat)), 15, "the filtered answer")
+    await h.settle()
+    assert h.tg.sent_texts(chat) == [f"Начало ответа\n\n{note}"]
     assert (await h.ask(chat, "ok")).text == "Echo: ok"  # a complete answer has no note
 
 

@@ -197,6 +197,14 @@ async def test_a_stopped_answer_says_so_and_an_empty_one_too() -> None:
     assert [m.html for m in out.visible()] == [texts.STOPPED_EMPTY]
 
 
+async def test_an_answer_the_content_filter_ended_says_so() -> None:
+    out = FakeOutput()
+    r = renderer(out)
+    await r.stream(Stream(["Начало ответа"])())
+    await r.finish("Начало ответа", stopped=False, charged=True, filtered=True)
+    assert [m.html for m in out.visible()] == ["Начало ответа\n\n" + texts.FILTERED_MARK]
+
+
 async def test_an_unsaved_long_answer_says_so_after_its_other_ending_within_the_limit() -> None:
     out = FakeOutput()
     text = "слово " * 682  # one message's worth: with the endings it needs two

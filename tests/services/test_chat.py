@@ -24,6 +24,7 @@ from pomogator.errors import (
     LLMBadRequest,
     LLMError,
     LLMModerated,
+    LLMNoRoomToAnswer,
     LLMRateLimited,
     LLMTimeout,
     LLMUnavailable,
@@ -492,6 +493,8 @@ async def test_wrong_api_key_is_an_account_problem(make_services: ServicesFactor
     [
         pytest.param(fake.Reply(text=""), LLMUnavailable, id="empty"),
         pytest.param(fake.Reply(text="", finish_reason="content_filter"), LLMModerated, id="filtered"),
+        # A reasoning model that thought through its whole limit: asking again the same way gives the same.
+        pytest.param(fake.Reply(text="", finish_reason="length"), LLMNoRoomToAnswer, id="no-room"),
     ],
 )
 async def test_empty_answer_is_an_error_not_a_turn(

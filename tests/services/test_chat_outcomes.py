@@ -281,6 +281,13 @@ async def test_an_answer_cut_off_by_the_length_limit_says_so_and_is_kept(service
     assert await stored() == [("user", "hi"), ("assistant", "This is cut mid")]
 
 
+async def test_an_answer_the_content_filter_ended_is_marked_as_such(services: Services, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(fake.Reply(text="Начало ответа", finish_reason="content_filter"))
+    reply = Reply()
+    await drain(services.chat.stream_reply(await dialog_for(services), "hi", reply=reply))
+    assert reply.filtered and not reply.cut_off and not reply.stopped
+
+
 async def test_a_complete_answer_is_not_cut_off(services: Services, fake_llm: FakeLLM) -> None:
     fake_llm.enqueue(fake.Reply(text="Whole."))
     reply = Reply()

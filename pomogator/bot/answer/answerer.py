@@ -80,7 +80,12 @@ class Answerer:
             )
             await renderer.stream(pieces(stop, reply))
         await renderer.finish(
-            reply.text, stopped=reply.stopped, charged=reply.charged, cut_off=reply.cut_off, unsaved=reply.unsaved
+            reply.text,
+            stopped=reply.stopped,
+            charged=reply.charged,
+            cut_off=reply.cut_off,
+            filtered=reply.filtered,
+            unsaved=reply.unsaved,
         )
         return reply
 

@@ -137,12 +137,21 @@ class AnswerRenderer:
         return self._text
 
     async def finish(
-        self, text: str, *, stopped: bool, charged: bool = False, cut_off: bool = False, unsaved: bool = False
+        self,
+        text: str,
+        *,
+        stopped: bool,
+        charged: bool = False,
+        cut_off: bool = False,
+        filtered: bool = False,
+        unsaved: bool = False,
     ) -> None:
         """Show the final answer: formatted messages, no buttons. A stopped answer says so at its end, and that it
         was not counted when it shows nothing and was not ``charged``; an answer ``cut_off`` by the model's length
-        limit says how to get the rest; an ``unsaved`` one that later messages will not have it in their context."""
-        marks = [texts.STOPPED_MARK if stopped else texts.CUT_OFF_MARK if cut_off else None]
+        limit says how to get the rest, one the model's content filter ended (``filtered``) says so; an ``unsaved``
+        one that later messages will not have it in their context."""
+        ended = texts.CUT_OFF_MARK if cut_off else texts.FILTERED_MARK if filtered else None
+        marks = [texts.STOPPED_MARK if stopped else ended]
         marks.append(texts.UNSAVED_MARK if unsaved else None)
         ending = "\n\n".join(mark for mark in marks if mark is not None)
         if ending:
