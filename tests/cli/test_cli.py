@@ -184,12 +184,17 @@ async def test_piped_chat_in_an_empty_folder(tmp_path: Path, fake_llm: FakeLLM) 
 
 
 async def test_piped_chat_says_when_an_answer_was_cut_off(tmp_path: Path, fake_llm: FakeLLM) -> None:
-    fake_llm.enqueue(Reply(text="The first half", finish_reason="length"), Reply(text="Whole"))
+    fake_llm.enqueue(
+        Reply(text="The first half", finish_reason="length"),
+        Reply(text="Whole"),
+        Reply(text="Filtered from here", finish_reason="content_filter"),
+    )
     env = clean_env(POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY, POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url)
-    result = await run_cli("chat", cwd=tmp_path, env=env, stdin="long one\nshort one\n")
+    result = await run_cli("chat", cwd=tmp_path, env=env, stdin="long one\nshort one\nrisky one\n")
     assert result.code == 0, result.stderr
-    assert result.stdout == "The first half\nWhole\n"
+    assert result.stdout == "The first half\nWhole\nFiltered from here\n"
     assert result.stderr.count("cut off at the model's length limit") == 1
+    assert result.stderr.count("content filter stopped the answer part-way") == 1
 
 
 async def test_chat_unknown_model_lists_valid_ids(tmp_path: Path) -> None:
