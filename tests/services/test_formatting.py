@@ -140,6 +140,19 @@ def test_headings_lists_quotes_rules() -> None:
     assert types == ["bold", "blockquote"]
 
 
+def test_an_items_later_lines_stay_under_its_text() -> None:
+    md = (
+        "- **Шаг 1.** Установите пакет:\n  это займёт минуту\n  - вложенный пункт\n    со второй строкой\n"
+        "- Шаг 2\n\n  второй абзац\n  в две строки\n\n  ```\n  код\n  без отступа\n  ```"
+    )
+    out = markdown_to_html(md)
+    check_message(out, "HTML")
+    assert html_to_text(out) == (
+        "• Шаг 1. Установите пакет:\n   это займёт минуту\n   ◦ вложенный пункт\n      со второй строкой\n"
+        "• Шаг 2\n   второй абзац\n   в две строки\n   код\nбез отступа"
+    )
+
+
 def test_small_table_is_monospaced() -> None:
     out = markdown_to_html("| a | b |\n|---|---|\n| 1 | <x> |\n| 22 | 3 |")
     assert out == "<pre>a  | b\n---+----\n1  | &lt;x&gt;\n22 | 3</pre>"

@@ -42,6 +42,14 @@ def _display_width(s: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
 
 
+def _continued(block: str, indent: str) -> str:
+    """``block``'s later lines start under the item's text, not under its marker; a code block's lines stay as
+    they are (they are its content)."""
+    if "\n" not in block or "<pre>" in block:
+        return block
+    return block.replace("\n", "\n" + indent)
+
+
 class _Renderer:
     def __init__(self) -> None:
         self.in_quote = False
@@ -84,10 +92,11 @@ class _Renderer:
             rendered = [(child, self.block(child, depth + 1)) for child in item.children]
             rendered = [(child, part) for child, part in rendered if part]
             head = rendered.pop(0)[1] if rendered and rendered[0][0].type == "paragraph" else ""
-            lines.append(f"{_INDENT * depth}{marker} {head}".rstrip())
+            inner = _INDENT * (depth + 1)
+            lines.append(f"{_INDENT * depth}{marker} {_continued(head, inner)}".rstrip())
             for child, part in rendered:
                 nested = child.type in ("bullet_list", "ordered_list")
-                lines.append(part if nested else f"{_INDENT * (depth + 1)}{part}")
+                lines.append(part if nested else f"{inner}{_continued(part, inner)}")
         return "\n".join(lines)
 
     def blockquote(self, node: SyntaxTreeNode, depth: int) -> str:
