@@ -22,14 +22,16 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
 
+from pomogator.services.formatting.math import math_plugin
+
 REFRESH_PER_SECOND = 8
 
 # C0 controls but \t and \n, DEL, and the C1 controls (U+0080-U+009F; some terminals read U+009B as CSI).
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 # rich's own rules (CommonMark, strikethrough, tables) without HTML: rich shows no HTML, so with these rules on,
-# "Vec<String>" lost "<String>" and a "<div>" line disappeared.
-PARSER = MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"])
+# "Vec<String>" lost "<String>" and a "<div>" line disappeared. Formulas become code, as in the bot.
+PARSER = MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"]).use(math_plugin)
 LISTS = ("bullet_list_open", "ordered_list_open")
 
 

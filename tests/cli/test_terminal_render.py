@@ -67,6 +67,12 @@ def whole(text: str) -> str:
     return output(console)
 
 
+def test_formulas_are_shown_as_written() -> None:
+    shown = whole("Корни $x^*$ и $y^*$:\n\n$$\n\\{ a \\} \\\\ b\n$$\n")
+    assert "Корни x^* и y^*:" in shown
+    assert "\\{ a \\} \\\\ b" in shown
+
+
 @pytest.mark.parametrize("size", [1, 2, 5, 16, len(ANSWER)])
 async def test_a_streamed_answer_shows_as_the_whole_answer_rendered_once(size: int) -> None:
     console = plain_console()

@@ -153,6 +153,55 @@ def test_an_items_later_lines_stay_under_its_text() -> None:
     )
 
 
+LATEX_BLOCK = '<pre><code class="language-latex">{}</code></pre>'
+
+
+@pytest.mark.parametrize(
+    ("md", "out"),
+    [
+        # Markdown would make "x^* и y^" italic and drop the backslashes of "\{" and "\\".
+        ("где $x^*$ и $y^*$", "где <code>x^*</code> и <code>y^*</code>"),
+        (r"$x_{1,2} = \frac{-b \pm \sqrt{D}}{2a}$", r"<code>x_{1,2} = \frac{-b \pm \sqrt{D}}{2a}</code>"),
+        (r"Так: \(a*b*c\) и \[a_1 \\ b_1\]", r"Так: <code>a*b*c</code> и <code>a_1 \\ b_1</code>"),
+        ("сумма $$a+b$$ тут", "сумма <code>a+b</code> тут"),
+        ("$$x$$ (1)", "<code>x</code> (1)"),
+        ("**$a*b$**", "<b><code>a*b</code></b>"),
+        ("$$\n\\{ a \\} \\\\ b\n$$", LATEX_BLOCK.format(r"\{ a \} \\ b")),
+        ("$$ E = mc^2 $$", LATEX_BLOCK.format("E = mc^2")),
+        # A formula on lines of its own ends the paragraph before it, without a blank line.
+        (
+            "Формула:\n\\[\n  \\int_0^1 x^2 dx\n  = \\frac13\n\\]\nдальше",
+            "Формула:\n\n" + LATEX_BLOCK.format("\\int_0^1 x^2 dx\n= \\frac13") + "\n\nдальше",
+        ),
+        ("- пункт:\n  $$\n  x_1\n  $$", "• пункт:\n   " + LATEX_BLOCK.format("x_1")),
+        ("> $$\n> a_1\n> $$", "<blockquote>" + LATEX_BLOCK.format("a_1") + "</blockquote>"),
+        # While it streams, an unclosed formula block shows as one, as an unclosed code fence does.
+        ("$$\nx^2", LATEX_BLOCK.format("x^2")),
+    ],
+)
+def test_formulas_are_kept_as_code(md: str, out: str) -> None:
+    assert markdown_to_html(md) == out
+    check_message(out, "HTML")
+
+
+@pytest.mark.parametrize(
+    ("md", "out"),
+    [
+        ("с $5 до $10", "с $5 до $10"),
+        ("Стоит $5, а $x$ больше", "Стоит $5, а <code>x</code> больше"),
+        ("Итог: 10$ и 20$.", "Итог: 10$ и 20$."),
+        ("from $x$5 to $ y $", "from $x$5 to $ y $"),
+        (r"\$5 и \(", "$5 и ("),
+        ("`$x$`", "<code>$x$</code>"),
+        ("a $$ b", "a $$ b"),
+        # LaTeX allows no blank line in a formula: this is text.
+        ("$$\nx\n\n*текст*", "$$\nx\n\n<i>текст</i>"),
+    ],
+)
+def test_dollars_that_are_no_formula_stay_text(md: str, out: str) -> None:
+    assert markdown_to_html(md) == out
+
+
 def test_small_table_is_monospaced() -> None:
     out = markdown_to_html("| a | b |\n|---|---|\n| 1 | <x> |\n| 22 | 3 |")
     assert out == "<pre>a  | b\n---+----\n1  | &lt;x&gt;\n22 | 3</pre>"
@@ -316,6 +365,13 @@ _MD_PIECES = st.sampled_from(
         "![",
         "<https://x.io>",
         "---\n",
+        "$",
+        "$$",
+        "$$\n",
+        "\\(",
+        "\\)",
+        "\\[",
+        "\\]",
     ]
 )
 _WORDS = st.text(alphabet=st.characters(codec="utf-8", categories=["L", "N", "So", "Zs"]), min_size=1, max_size=12)

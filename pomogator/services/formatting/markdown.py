@@ -2,7 +2,7 @@
 
 markdown-it-py does the parsing, so half-written Markdown from a stream degrades the CommonMark way:
 an unclosed fence is a code block up to the end, an unclosed ``**`` or ``[link](`` stays literal text.
-Raw HTML in the Markdown is never passed through; it is shown as text.
+Raw HTML in the Markdown is never passed through; it is shown as text. LaTeX formulas become code (see ``math``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections import Counter
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
+from pomogator.services.formatting.math import math_plugin
 from pomogator.services.formatting.text import escape_attr, escape_text, html_to_text
 
 _ALLOWED_SCHEMES = ("http://", "https://", "tg://", "mailto:")
@@ -25,7 +26,7 @@ _STYLE_TAGS = {"strong": "b", "em": "i", "s": "s"}
 # Wider tables become "header: value" records: a wide <pre> wraps on phones and loses its alignment.
 _MAX_TABLE_WIDTH = 40
 
-_PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])
+_PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).use(math_plugin)
 
 
 def markdown_to_html(md: str) -> str:

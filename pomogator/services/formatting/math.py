@@ -1,0 +1,148 @@
+"""LaTeX formulas in LLM Markdown, kept as they were written.
+
+Telegram cannot draw formulas, and Markdown mangles them: ``\\{`` and ``\\\\`` lose their backslashes, and
+``$x^*$ и $y^*$`` turns italic. This markdown-it plugin takes formulas out before Markdown sees them and turns them
+into code: inline ``$…$``, ``$$…$$``, ``\\(…\\)`` and ``\\[…\\]`` become a code span, and a formula on lines of its
+own (``$$`` or ``\\[`` opening a line, the closing mark ending one) a code block marked ``latex``. The source stays
+exact, readable and copyable.
+
+Dollars follow Pandoc's rule so that prices stay text: the opening ``$`` has no space after it, the closing one no
+space before it and no digit after it ("с $5 до $10" is no formula).
+"""
+
+from __future__ import annotations
+
+from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
+from markdown_it.rules_inline import StateInline
+
+LANGUAGE = "latex"
+_BRACKETS = {"\\(": "\\)", "\\[": "\\]"}
+_BLOCK_OPENERS = {"$$": "$$", "\\[": "\\]"}
+
+
+def math_plugin(md: MarkdownIt) -> None:
+    """Adds the formula rules to ``md``."""
+    md.block.ruler.before("fence", "math_block", _math_block, {"alt": ["paragraph", "reference", "blockquote", "list"]})
+    # Before "escape", which would read "\(" as an escaped "(".
+    md.inline.ruler.before("escape", "math_brackets", _math_brackets)
+    md.inline.ruler.before("escape", "math_dollars", _math_dollars)
+
+
+def _push_code(state: StateInline, content: str, markup: str) -> None:
+    token = state.push("code_inline", "code", 0)
+    token.markup = markup
+    token.content = " ".join(content.split("\n")).strip()
+
+
+def _math_brackets(state: StateInline, silent: bool) -> bool:
+    opener = state.src[state.pos : state.pos + 2]
+    closer = _BRACKETS.get(opener)
+    if closer is None:
+        return False
+    start = state.pos + 2
+    end = state.src.find(closer, start, state.posMax)
+    if end < 0 or not state.src[start:end].strip():
+        return False
+    if not silent:
+        _push_code(state, state.src[start:end], opener)
+    state.pos = end + 2
+    return True
+
+
+def _math_dollars(state: StateInline, silent: bool) -> bool:
+    src, pos, maximum = state.src, state.pos, state.posMax
+    if src[pos] != "$":
+        return False
+    double = src.startswith("$$", pos)
+    start = pos + (2 if double else 1)
+    if start >= maximum or src[start].isspace() or (not double and src[start] == "$"):
+        return False
+    end = _closing_dollars(src, start, maximum, double)
+    if end is None:
+        return False
+    if not silent:
+        _push_code(state, src[start:end], "$$" if double else "$")
+    state.pos = end + (2 if double else 1)
+    return True
+
+
+def _closing_dollars(src: str, start: int, maximum: int, double: bool) -> int | None:
+    """Where the formula opened just before ``start`` ends: the next unescaped ``$`` (``$$``), if it has no space
+    before it and (for a single ``$``) no digit after it. Only the next one: in "с $5, а $x$" the dollar of
+    "$x" cannot close "$5", and "$x$" is the formula."""
+    pos = start
+    while pos < maximum:
+        char = src[pos]
+        if char == "\\":
+            pos += 2
+            continue
+        if char == "$":
+            if src[pos - 1].isspace():
+                return None
+            if double:
+                return pos if src.startswith("$$", pos) and pos + 2 <= maximum else None
+            after = src[pos + 1] if pos + 1 < maximum else ""
+            return None if after.isdigit() else pos
+        pos += 1
+    return None
+
+
+def _math_block(state: StateBlock, start_line: int, end_line: int, silent: bool) -> bool:
+    if state.is_code_block(start_line):
+        return False
+    begin = state.bMarks[start_line] + state.tShift[start_line]
+    opener = state.src[begin : begin + 2]
+    closer = _BLOCK_OPENERS.get(opener)
+    if closer is None:
+        return False
+    first = state.src[begin + 2 : state.eMarks[start_line]]
+    lines: list[str] = []
+    line = start_line
+    text = first
+    closed = False
+    while True:
+        stripped = text.rstrip()
+        at = stripped.find(closer) if line > start_line else _find_closer_after_content(stripped, closer)
+        if at >= 0:
+            if stripped[at + len(closer) :].strip():
+                # Text after the closing mark: a formula inside a paragraph, for the inline rules.
+                return False
+            lines.append(stripped[:at])
+            closed = True
+            break
+        lines.append(text)
+        line += 1
+        if line >= end_line:
+            break  # unclosed: the end of the answer (or of the list item) closes it, as it does a code fence
+        line_start = state.bMarks[line] + state.tShift[line]
+        if line_start >= state.eMarks[line]:
+            return False  # a blank line: LaTeX allows none inside a formula
+        if state.sCount[line] < state.blkIndent:
+            return False
+        text = state.src[state.bMarks[line] : state.eMarks[line]]
+    content = "\n".join(lines).strip("\n")
+    if not content.strip():
+        return False
+    if silent:
+        return True
+    state.line = line + 1 if closed else line
+    token = state.push("fence", "code", 0)
+    token.info = LANGUAGE
+    token.markup = opener
+    token.content = _dedent(content) + "\n"
+    token.map = [start_line, state.line]
+    return True
+
+
+def _find_closer_after_content(text: str, closer: str) -> int:
+    """The closing mark on the opening line, which must come after something ("$$" alone only opens)."""
+    at = text.find(closer)
+    return at if at >= 0 and text[:at].strip() else -1
+
+
+def _dedent(content: str) -> str:
+    lines = content.split("\n")
+    indents = [len(line) - len(line.lstrip()) for line in lines if line.strip()]
+    cut = min(indents, default=0)
+    return "\n".join(line[cut:].rstrip() for line in lines)
