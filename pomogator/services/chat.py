@@ -481,7 +481,9 @@ async def _until_stopped(events: AsyncIterator[StreamEvent], stop: asyncio.Event
 
     Events are read in the consumer's own task, so events that have already arrived pass without a trip through the
     event loop (an answer that arrives at once is read at once). When ``stop`` is set while a read waits, that read
-    is cancelled; a cancellation of the task from elsewhere still propagates.
+    is cancelled; a cancellation of the task from elsewhere still propagates. Once the text is whole
+    (``TextComplete``) ``stop`` is no longer watched: only the usage and the stream's end follow, and stopping then
+    would lose the usage and mark a whole answer stopped.
     """
     iterator = aiter(events)
     task = asyncio.current_task()
@@ -510,6 +512,9 @@ async def _until_stopped(events: AsyncIterator[StreamEvent], stop: asyncio.Event
             finally:
                 state["reading"] = False
             yield event
+            if isinstance(event, TextComplete) and watcher is not None:
+                watcher.remove_done_callback(on_stop)
+                state["stopped"] = False
     finally:
         if watcher is not None:
             watcher.remove_done_callback(on_stop)

@@ -99,6 +99,8 @@ class Reply:
     cost: float | None = None
     # Emit OpenRouter's ": OPENROUTER PROCESSING" SSE comments this often while waiting for the first token.
     keepalive_interval: float | None = None
+    # Seconds between the chunk with finish_reason and the usage chunk (OpenRouter works out the cost meanwhile).
+    usage_delay: float = 0.0
 
     @classmethod
     def slow(cls, tokens: int, seconds: float, *, ttft: float = 0.0, word: str = "tok") -> Reply:
@@ -699,6 +701,7 @@ class FakeLLM(AppServer):
         await asyncio.sleep(max(0.0, due(0) - loop.time()))  # an empty reply still honours ttft
         final = self._chunk(record, model, {"role": "assistant", "content": ""}, finish_reason, generation_id)
         await stream.write(_sse(final))
+        await asyncio.sleep(reply.usage_delay)
         if self.always_usage or record.wants_usage:
             usage_chunk = self._chunk(record, model, {}, None, generation_id)
             usage_chunk["choices"] = []

@@ -32,6 +32,7 @@ from pomogator.errors import (
     QuotaExceeded,
     VisionUnsupported,
 )
+from pomogator.llm.client import StreamEvent, TextComplete
 from pomogator.llm.tokens import estimate_content
 from pomogator.services import users as users_module
 from pomogator.services.chat import (
@@ -571,6 +572,34 @@ async def test_stop_keeps_the_partial_answer(services: Services, fake_llm: FakeL
     assert row["status"] == "stopped"
     # The HTTP stream was really closed, so OpenRouter stops generating (and billing).
     await fake_llm.wait_for_cancelled_streams(1)
+
+
+async def test_a_stop_after_the_whole_text_keeps_the_answer_complete(
+    services: Services, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The text is whole once finish_reason arrives; a stop pressed while the usage chunk is on its way is too late
+    # to stop anything, and must not lose the usage or mark the answer stopped.
+    fake_llm.enqueue(fake.Reply(text="one two three", usage_delay=1.0))
+    dialog = await dialog_for(services)
+    stop = asyncio.Event()
+    reply = Reply()
+    stream = services.chat.llm.stream
+
+    async def stream_and_press_stop_once_complete(*args: Any) -> AsyncIterator[StreamEvent]:
+        async for event in stream(*args):
+            yield event
+            if isinstance(event, TextComplete):
+                stop.set()
+
+    monkeypatch.setattr(services.chat.llm, "stream", stream_and_press_stop_once_complete)
+    assert await ask(services, dialog, "hi", stop=stop, reply=reply) == "one two three"
+    assert stop.is_set()
+    assert not reply.stopped
+    assert reply.finish_reason == "stop"
+    assert reply.usage.completion_tokens > 0
+    row = await LLMRequest.select().where(LLMRequest.telegram_id == ANN).first()
+    assert row is not None
+    assert (row["status"], row["completion_tokens"]) == ("ok", reply.usage.completion_tokens)
 
 
 async def test_stop_before_the_first_token_costs_nothing(services: Services, fake_llm: FakeLLM) -> None:
