@@ -155,18 +155,21 @@ def fit_tokens(doc: ExtractedDocument, max_tokens: int) -> ExtractedDocument:
 class AttachmentRequest:
     """Photos and documents checked against the model before anything is downloaded."""
 
-    def __init__(self, messages: list[Message], model: Model, role: str | None, catalog: Catalog) -> None:
-        """Raises UnsupportedFile, TooManyFiles, FileTooLarge and VisionUnsupported."""
+    def __init__(
+        self, messages: list[Message], model: Model, role: str | None, catalog: Catalog, *, with_texts: bool = False
+    ) -> None:
+        """Raises UnsupportedFile, TooManyFiles, FileTooLarge and VisionUnsupported. ``with_texts``: the caption
+        holds forwarded texts, which are answered alone when no part can be read (videos forwarded with them)."""
         self.attachments: list[Attachment] = []
         self.skipped: list[UnsupportedFile] = []
         for message in messages:
             try:
                 self.attachments.append(attachment_of(message))
             except UnsupportedFile as exc:
-                if len(messages) == 1:
+                if len(messages) == 1 and not with_texts:
                     raise
                 self.skipped.append(exc)  # a video in an album of photos: the photos are still answered
-        if not self.attachments:
+        if not self.attachments and not with_texts:
             raise self.skipped[0]
         if len(self.attachments) > MAX_ATTACHMENTS:
             raise TooManyFiles(len(self.attachments), MAX_ATTACHMENTS)
@@ -207,6 +210,10 @@ class AttachmentRequest:
             else:
                 images.append(read)
         check_images_total(images)
+        if not self.attachments:
+            return Prepared(
+                content=with_quote(self.question or "", self.quoted), cut=[], skipped=[e.kind for e in self.skipped]
+            )
         question = with_quote(self.question or files_texts.default_question(len(documents), len(images)), self.quoted)
         blocks = [document_prompt(doc, None, default_question="").rstrip() for doc, _ in documents]
         parts: list[dict[str, Any]] = [{"type": "text", "text": "\n\n".join([*blocks, question])}]

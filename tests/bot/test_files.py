@@ -638,6 +638,10 @@ def test_an_album_leaves_out_what_the_bot_cannot_read() -> None:
     with pytest.raises(UnsupportedFile) as caught:
         AttachmentRequest([message(media_group_id="g", **VIDEO)] * 2, catalog.default, None, catalog)
     assert caught.value.kind == "video"
+    # Forwarded with texts, the videos are left out and the texts go on alone.
+    videos = [message(media_group_id="g", caption="Тексты", **VIDEO), message(media_group_id="g", **VIDEO)]
+    request = AttachmentRequest(videos, catalog.default, None, catalog, with_texts=True)
+    assert (request.attachments, [exc.kind for exc in request.skipped]) == ([], ["video", "video"])
 
 
 def test_file_messages_say_what_happened() -> None:

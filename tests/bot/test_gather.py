@@ -456,6 +456,35 @@ async def test_a_file_forwarded_with_texts_is_read_with_them(harness: BotHarness
 
 @pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="module")
+async def test_texts_forwarded_with_an_album_of_videos_are_answered_without_the_videos(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    anna = hidden_user("Анна")
+    h.tg.user_message(chat, "Смотри, как мы съездили", extra={"forward_origin": anna})
+    for index in range(2):
+        video = {"file_id": f"v{index}", "file_unique_id": f"v{index}", "width": 640, "height": 480, "duration": 3}
+        h.tg._user_message(
+            chat,
+            user_id=None,
+            first_name="Test",
+            chat_type="private",
+            kind="video",
+            media={"video": video, "forward_origin": anna},
+            media_group_id="fwd-videos",
+        )
+    h.tg.user_message(chat, "Куда поедем в следующий раз?", extra={"forward_origin": anna})
+    await answer_done(h, chat, before + 1)
+    await h.settle(quiet=1.0)
+    assert h.llm.request_count == before + 1
+    assert h.llm.requests[-1].last_user_text == "Смотри, как мы съездили\n\nКуда поедем в следующий раз?"
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice.startswith("🎬 Видео из альбома я пропустил")
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
 async def test_a_forward_of_more_files_than_a_request_takes_is_refused_before_downloading(
     harness: BotHarness,
 ) -> None:

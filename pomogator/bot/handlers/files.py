@@ -1,7 +1,8 @@
 """Photos, documents and albums go to the chosen model; the caption is the question.
 
 An album arrives here once, with all its messages in ``album`` (see ``pomogator.bot.middlewares.gather``);
-so do photos and files forwarded together, with the forwarded texts in the first one's caption.
+so do photos and files forwarded together, with the forwarded texts in the first one's caption (``with_texts``: the
+texts are answered alone when none of the files can be).
 Refusals (a file too big, of a kind the bot does not read, a photo for a model that cannot see, no requests left
 today) are raised as domain errors before anything is downloaded or counted, and become messages in the error
 middleware.
@@ -35,8 +36,9 @@ async def on_files(
     catalog: Catalog,
     chat: ChatService,
     album: list[Message] | None = None,
+    with_texts: bool = False,
 ) -> None:
-    request = AttachmentRequest(album or [message], account.model, account.role, catalog)
+    request = AttachmentRequest(album or [message], account.model, account.role, catalog, with_texts=with_texts)
     await ensure_quota_left(chat.quota, account)
     # A download may take two minutes and reading a document one more; "typing…" lasts five seconds.
     async with typing_shown(ChatOutput(bot, message.chat.id)):

@@ -15,7 +15,8 @@ by two middlewares that share a ``Gatherer``:
   forwarded texts, become one message with the whole text, so every handler (the role input too) sees it whole.
   Forwarded texts from several senders are each headed with their sender's name, for the model to tell them apart.
   Forwards that carry photos or files (albums among them) go on as an album of those, whose caption (the question,
-  as a photo's caption is) holds the forwarded texts and captions, joined the same way.
+  as a photo's caption is) holds the forwarded texts and captions, joined the same way; if none of its files can
+  be read (an album of videos), the texts are answered alone.
 
 A comment the user adds to a forward is sent by the client before the forwarded messages: it is answered on its own
 (waiting to see whether forwards follow would hold up every short message).
@@ -62,6 +63,8 @@ messages that were written minutes apart but arrive together (the bot was down).
 
 BATCH_KEY = "gather_batch"
 ALBUM_KEY = "album"
+WITH_TEXTS_KEY = "with_texts"
+"""True for an album made of forwards that had texts among them: the texts can be answered without the files."""
 
 
 BatchKind = Literal["album", "split text", "forwards"]
@@ -304,6 +307,7 @@ class _Completion(BaseMiddleware):
         if batch.kind == "forwards" and any(_has_files(m) for m in messages):
             album = as_album(messages)
             data[ALBUM_KEY] = album
+            data[WITH_TEXTS_KEY] = any(m.text for m in messages)
             return await handler(event.model_copy(update={"message": album[0]}), data)
         text = join_text(messages) if batch.kind == "split text" else join_forwards(messages)
         whole = event.message.model_copy(update={"text": text, "entities": None})
