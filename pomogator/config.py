@@ -177,8 +177,9 @@ class Settings(BaseModel):
     privacy_url: str = ""
     admin_ids: str = ""
     receipt_enabled: bool = False
-    receipt_vat_code: int = 1
-    receipt_tax_system_code: int | None = None
+    # YooKassa's code lists: VAT rates 1-12 (11 and 12 are 2026's 22 %), tax systems 1-6.
+    receipt_vat_code: int = Field(default=1, ge=1, le=12)
+    receipt_tax_system_code: int | None = Field(default=None, ge=1, le=6)
     # How often the web app looks for premium ending within three days to remind about it; 0 turns it off.
     reminder_interval_seconds: float = Field(default=3600.0, ge=0)
     # How often the web app asks YooKassa about payments left pending over 10 minutes, in case their notification

@@ -117,6 +117,10 @@ def test_a_bad_value_is_one_line_naming_the_variable(env_file: Path, monkeypatch
         ("MONTH_DAYS", "0", "greater than 0"),
         ("YEAR_DAYS", "-365", "greater than 0"),
         ("REMINDER_INTERVAL_SECONDS", "-1", "greater than or equal to 0"),
+        # YooKassa refuses a payment whose receipt has a code off its lists, so every purchase would fail.
+        ("RECEIPT_VAT_CODE", "13", "less than or equal to 12"),
+        ("RECEIPT_VAT_CODE", "0", "greater than or equal to 1"),
+        ("RECEIPT_TAX_SYSTEM_CODE", "7", "less than or equal to 6"),
     ],
 )
 def test_bad_values_are_refused_at_load_with_plain_messages(
