@@ -166,6 +166,7 @@ LATEX_BLOCK = '<pre><code class="language-latex">{}</code></pre>'
         ("сумма $$a+b$$ тут", "сумма <code>a+b</code> тут"),
         ("$$x$$ (1)", "<code>x</code> (1)"),
         ("**$a*b$**", "<b><code>a*b</code></b>"),
+        (r"($x$) и \(\alpha\)", r"(<code>x</code>) и <code>\alpha</code>"),
         ("$$\n\\{ a \\} \\\\ b\n$$", LATEX_BLOCK.format(r"\{ a \} \\ b")),
         ("$$ E = mc^2 $$", LATEX_BLOCK.format("E = mc^2")),
         # A formula on lines of its own ends the paragraph before it, without a blank line.
@@ -190,6 +191,13 @@ def test_formulas_are_kept_as_code(md: str, out: str) -> None:
         ("с $5 до $10", "с $5 до $10"),
         ("Стоит $5, а $x$ больше", "Стоит $5, а <code>x</code> больше"),
         ("Итог: 10$ и 20$.", "Итог: 10$ и 20$."),
+        # Russian writes the dollar after the number; a formula opens after a space or a mark only.
+        ("Стоимость 5$, а годовая — 50$.", "Стоимость 5$, а годовая — 50$."),
+        ("5$/1M токенов, Claude — 3$/1M", "5$/1M токенов, Claude — 3$/1M"),
+        ("(5$) или (10$)", "(5$) или (10$)"),
+        ("$5-$10", "$5-$10"),
+        ("export PATH=$HOME/bin:$PATH", "export PATH=$HOME/bin:$PATH"),
+        (r"скобки \( и \) экранируют", "скобки ( и ) экранируют"),
         ("from $x$5 to $ y $", "from $x$5 to $ y $"),
         (r"\$5 и \(", "$5 и ("),
         ("`$x$`", "<code>$x$</code>"),

@@ -6,11 +6,14 @@ into code: inline ``$…$``, ``$$…$$``, ``\\(…\\)`` and ``\\[…\\]`` become
 own (``$$`` or ``\\[`` opening a line, the closing mark ending one) a code block marked ``latex``. The source stays
 exact, readable and copyable.
 
-Dollars follow Pandoc's rule so that prices stay text: the opening ``$`` has no space after it, the closing one no
-space before it and no digit after it ("с $5 до $10" is no formula).
+Dollars follow Pandoc's rule, made stricter so that prices and shell variables stay text: the opening ``$`` has no
+space after it and no letter or digit before it, the closing one no space before it and no letter or digit after it
+("с $5 до $10", "5$ и 50$", "PATH=$HOME/bin:$PATH" are no formulas).
 """
 
 from __future__ import annotations
+
+import re
 
 from markdown_it import MarkdownIt
 from markdown_it.rules_block import StateBlock
@@ -19,6 +22,7 @@ from markdown_it.rules_inline import StateInline
 LANGUAGE = "latex"
 _BRACKETS = {"\\(": "\\)", "\\[": "\\]"}
 _BLOCK_OPENERS = {"$$": "$$", "\\[": "\\]"}
+_FORMULA_MARK = re.compile(r"[A-Za-z0-9\\^_={}+\-*/<>|]")
 
 
 def math_plugin(md: MarkdownIt) -> None:
@@ -35,6 +39,12 @@ def _push_code(state: StateInline, content: str, markup: str) -> None:
     token.content = " ".join(content.split("\n")).strip()
 
 
+def _formula_like(content: str) -> bool:
+    """Whether ``content`` can be a formula: it has a Latin letter, a digit or a mark of one (prose about escaping
+    brackets, "скобки \\( и \\)", has none)."""
+    return _FORMULA_MARK.search(content) is not None
+
+
 def _math_brackets(state: StateInline, silent: bool) -> bool:
     opener = state.src[state.pos : state.pos + 2]
     closer = _BRACKETS.get(opener)
@@ -42,7 +52,7 @@ def _math_brackets(state: StateInline, silent: bool) -> bool:
         return False
     start = state.pos + 2
     end = state.src.find(closer, start, state.posMax)
-    if end < 0 or not state.src[start:end].strip():
+    if end < 0 or not _formula_like(state.src[start:end]):
         return False
     if not silent:
         _push_code(state, state.src[start:end], opener)
@@ -52,7 +62,8 @@ def _math_brackets(state: StateInline, silent: bool) -> bool:
 
 def _math_dollars(state: StateInline, silent: bool) -> bool:
     src, pos, maximum = state.src, state.pos, state.posMax
-    if src[pos] != "$":
+    if src[pos] != "$" or (pos > 0 and src[pos - 1].isalnum()):
+        # "5$" is a price, "PATH=$HOME" a variable: a formula opens after a space or a mark.
         return False
     double = src.startswith("$$", pos)
     start = pos + (2 if double else 1)
@@ -69,7 +80,7 @@ def _math_dollars(state: StateInline, silent: bool) -> bool:
 
 def _closing_dollars(src: str, start: int, maximum: int, double: bool) -> int | None:
     """Where the formula opened just before ``start`` ends: the next unescaped ``$`` (``$$``), if it has no space
-    before it and (for a single ``$``) no digit after it. Only the next one: in "с $5, а $x$" the dollar of
+    before it and (for a single ``$``) no letter or digit after it. Only the next one: in "с $5, а $x$" the dollar of
     "$x" cannot close "$5", and "$x$" is the formula."""
     pos = start
     while pos < maximum:
@@ -83,7 +94,7 @@ def _closing_dollars(src: str, start: int, maximum: int, double: bool) -> int | 
             if double:
                 return pos if src.startswith("$$", pos) and pos + 2 <= maximum else None
             after = src[pos + 1] if pos + 1 < maximum else ""
-            return None if after.isdigit() else pos
+            return None if after.isalnum() else pos
         pos += 1
     return None
 
