@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
@@ -411,6 +411,8 @@ class BillingService:
         row = await self._row(payment_id)
         remote = await self.kassa.get_payment(payment_id)
         outcome = await self._apply(row, remote)
+        if await self._catch_up_refunds(row, remote):
+            outcome = replace(outcome, changed=True, premium_until=None)
         if claimed_status is not None and remote.status != claimed_status:
             claim = f"the notification says {claimed_status}, the API says {remote.status}"
             await self._not_verified(payment_id, claim)
@@ -595,6 +597,7 @@ class BillingService:
         else:
             refundable = remote.amount - remote.refunded_amount
             if refundable <= 0:
+                await self._catch_up_refunds(row, remote)
                 raise BillingError(
                     f"Payment {payment_id} is already fully refunded ({money(remote.refunded_amount)} "
                     f"{remote.currency})."
@@ -648,6 +651,13 @@ class BillingService:
             # Recorded when YooKassa's refund.succeeded notification arrives (or on the next check).
             return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
         return await self._record_refund(row, await self.kassa.get_payment(payment_id), refund)
+
+    async def _catch_up_refunds(self, row: Mapping[str, Any], remote: RemotePayment) -> bool:
+        """Record refunds of a succeeded payment that YooKassa has made and we have not heard of (a refund made in
+        its dashboard, or one whose notification was lost); True when there were any."""
+        if remote.status != SUCCEEDED or remote.refunded_amount <= _decimal(row["refunded_amount"]):
+            return False
+        return (await self._record_refund(row, remote, None)).changed
 
     async def _record_refund(
         self, row: Mapping[str, Any], remote: RemotePayment, refund: RemoteRefund | None

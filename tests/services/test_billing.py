@@ -473,6 +473,32 @@ async def test_a_refund_made_in_the_dashboard_is_recorded_once_from_its_notifica
     assert await services.subscriptions.premium_until(USER_ID) is None
 
 
+async def test_a_refund_whose_notification_was_lost_is_recorded_by_a_check_or_a_refund(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    # Made in the dashboard, and its notification never came: `payments check` records it...
+    payment_id = await paid(services, kassa, "year")
+    Configuration.configure(kassa.shop_id, kassa.secret_key, api_url=kassa.api_url)
+    await asyncio.to_thread(
+        SdkRefund.create, {"payment_id": payment_id, "amount": {"value": "1999.00", "currency": "RUB"}}, "r-lost"
+    )
+    checked = await services.billing.sync_payment(payment_id)
+    assert checked.changed
+    assert Decimal(str((await payment_row(payment_id))["refunded_amount"])) == Decimal(1999)
+    assert await services.subscriptions.premium_until(USER_ID) is None
+    assert any("возврат" in text.lower() for text in tg.sent_texts(USER_ID))
+    assert not (await services.billing.sync_payment(payment_id)).changed
+
+    # ...and so does a refund asked for after it, before saying there is nothing left to refund.
+    other = await paid(services, kassa, "month")
+    await asyncio.to_thread(
+        SdkRefund.create, {"payment_id": other, "amount": {"value": "599.00", "currency": "RUB"}}, "r-lost-2"
+    )
+    with pytest.raises(BillingError, match="already fully refunded"):
+        await services.billing.refund(other)
+    assert Decimal(str((await payment_row(other))["refunded_amount"])) == Decimal(599)
+
+
 async def test_refund_rejects_unpaid_payments_and_bad_amounts(services: Services, kassa: FakeYooKassa) -> None:
     checkout = await services.billing.start_payment(USER_ID, "month")
     with pytest.raises(Exception, match="only succeeded"):
