@@ -61,6 +61,8 @@ UNVERIFIED = "unverified"
 STATUSES = (NEW, ERROR, FAILED, PENDING, SUCCEEDED, CANCELED, UNVERIFIED)
 
 CURRENCY = "RUB"
+# YooKassa's cancellation reason for a payment whose page was left without paying until it expired.
+ABANDONED = "expired_on_confirmation"
 # Piccolo adds the `id` column itself, invisibly to the type checker.
 payment_pk = Payment._meta.primary_key
 REUSE_WINDOW = timedelta(minutes=15)
@@ -545,7 +547,9 @@ class BillingService:
         telegram_id: int | None = row["telegram_id"]
         if changed:
             logger.bind(user_id=telegram_id).info("Payment {} canceled: {}", remote.id, remote.cancellation_reason)
-            if telegram_id is not None:
+            # A link left unpaid until it expired is not news: pressing a plan button makes one, and the person may
+            # have paid with another since. A payment that was tried and failed is.
+            if telegram_id is not None and remote.cancellation_reason != ABANDONED:
                 await self._tell(
                     telegram_id, texts.payment_canceled(_decimal(row["amount"]), remote.cancellation_reason)
                 )
