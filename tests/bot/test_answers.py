@@ -12,7 +12,7 @@ import pytest_asyncio
 
 from pomogator.bot import texts
 from pomogator.llm.catalog import load_catalog
-from pomogator.services.formatting import markdown_to_html, utf16_len
+from pomogator.services.formatting import html_to_text, markdown_to_html, utf16_len
 from tests.bot.harness import BotHarness
 from tests.fakes.openai_server import Error, Hang, MidStreamError, Moderation, Reply
 from tests.fakes.telegram_server import SentMessage
@@ -371,10 +371,9 @@ async def test_parallel_messages_are_answered_in_order_and_the_quota_decides(har
         (Error(status=402, message="Insufficient credits"), texts.LLM_UNAVAILABLE),
         (Moderation(), texts.LLM_MODERATED),
         (Hang(seconds=30), texts.LLM_TIMEOUT),
-        (MidStreamError(after_text="половина ответа"), texts.LLM_UNAVAILABLE),
         (Error(status=400, message="meta-llama/x:free is not a valid model ID"), texts.LLM_MODEL_GONE),
     ],
-    ids=["429", "500", "502", "401", "402", "403-moderation", "timeout", "mid-stream", "400-model-gone"],
+    ids=["429", "500", "502", "401", "402", "403-moderation", "timeout", "400-model-gone"],
 )
 async def test_model_errors_get_their_own_message_and_cost_nothing(
     harness: BotHarness, action: object, expected: str
@@ -388,6 +387,23 @@ async def test_model_errors_get_their_own_message_and_cost_nothing(
     await h.settle()
     assert [m.message_id for m in h.messages_after(chat, after)] == [reply.message_id]
     assert "оплат" not in (reply.text or "").lower()
+    assert await used_today(h, chat) == 0
+    async with h.services() as services:
+        assert await services.chat.clear_context(chat) == 0
+    assert "Traceback" not in h.bot.log()
+
+
+async def test_an_answer_the_model_broke_off_keeps_its_text_and_costs_nothing(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.llm.enqueue(MidStreamError(after_text="половина ответа"))
+    h.tg.user_message(chat, "вопрос")
+    after = h.tg.last_user_message_id(chat)
+    reply = await h.tg.wait_for_message(chat, lambda m: m.text == texts.LLM_UNAVAILABLE, timeout=15)
+    await h.settle()
+    kept, notice = h.messages_after(chat, after)
+    assert kept.text == "половина ответа\n\n" + html_to_text(texts.BROKEN_OFF_MARK)
+    assert notice.message_id == reply.message_id
     assert await used_today(h, chat) == 0
     async with h.services() as services:
         assert await services.chat.clear_context(chat) == 0

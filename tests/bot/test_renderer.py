@@ -237,11 +237,26 @@ async def test_a_gone_chat_ends_the_stream_early() -> None:
     assert stream.closed_early
 
 
-async def test_a_failed_answer_removes_what_was_shown() -> None:
+@pytest.mark.parametrize("drafts", [True, False])
+async def test_an_answer_the_model_broke_off_keeps_what_it_wrote_and_says_so(drafts: bool) -> None:
+    # Long enough for two messages: the first was already final when the model failed.
+    out = FakeOutput()
+    r = renderer(out, drafts=drafts)
+    pieces = words(700)
+    with pytest.raises(LLMUnavailable):
+        await r.stream(Stream(pieces, delay=0.0005, fail=LLMUnavailable("mid-stream"))())
+    visible = out.visible()
+    assert len(visible) == 2 and all(m.markup is None for m in visible)
+    shown = html_to_text("\n\n".join(m.html for m in visible))
+    assert shown.startswith("слово0 ") and "слово699" in shown
+    assert visible[-1].html.endswith(texts.BROKEN_OFF_MARK)
+
+
+async def test_a_failure_that_is_not_the_models_removes_what_was_shown() -> None:
     out = FakeOutput(refuse_drafts=True)
     r = renderer(out)
-    with pytest.raises(LLMUnavailable):
-        await r.stream(Stream(words(20), delay=0.002, fail=LLMUnavailable("mid-stream"))())
+    with pytest.raises(RuntimeError):
+        await r.stream(Stream(words(20), delay=0.002, fail=RuntimeError("the database went away"))())
     assert out.messages and not out.visible()
 
 

@@ -25,6 +25,7 @@ from pomogator.bot.answer.messages import MessageChain
 from pomogator.bot.answer.output import ChatGone, ChatOutput, DraftsUnavailable
 from pomogator.bot.answer.throttle import Throttle
 from pomogator.bot.keyboards import make_stop_keyboard
+from pomogator.errors import LLMError
 from pomogator.services.formatting import html_to_text, render_answer, utf16_len
 
 MESSAGE_LIMIT = 4096
@@ -100,7 +101,9 @@ class AnswerRenderer:
     async def stream(self, pieces: AsyncIterator[str]) -> str:
         """Show ``pieces`` live as they arrive; returns the whole text.
 
-        On any failure the live messages are removed (the answer is not kept) and the exception propagates.
+        When the model fails part-way, what it wrote stays, as messages with a mark that it broke off and is not in
+        the context (the request is not counted, and the user may want what was there). On any other failure the
+        live messages are removed. The exception propagates.
         """
         # "typing…" is a timer until it is due; its task is started only then (most answers start before).
         typing = asyncio.get_running_loop().call_later(self._typing_after, self._start_typing)
@@ -123,12 +126,15 @@ class AnswerRenderer:
                 aclose = getattr(pieces, "aclose", None)
                 if aclose is not None:
                     await aclose()
-        except BaseException:
+        except BaseException as exc:
             if presenter is not None:
                 presenter.cancel()
                 with contextlib.suppress(BaseException):
                     await presenter
-            await self._discard()
+            if isinstance(exc, LLMError) and render_answer(self._text):
+                await self._keep_broken_off()
+            else:
+                await self._discard()
             raise
         if presenter is not None:
             self._finished.set()
@@ -170,6 +176,19 @@ class AnswerRenderer:
             # permanent, and goes at once.
             await asyncio.sleep(self._throttle.delay())
         await self.chain.sync(chunks)
+
+    async def _keep_broken_off(self) -> None:
+        mark = texts.BROKEN_OFF_MARK
+        chunks = render_answer(self._text, MESSAGE_LIMIT - utf16_len(html_to_text(mark)) - 2)
+        chunks[-1] += "\n\n" + mark
+        try:
+            await asyncio.sleep(self._throttle.delay())
+            await self.chain.sync(chunks)
+        except ChatGone:
+            pass
+        except TelegramAPIError as exc:
+            logger.warning("The broken-off answer could not be kept: {}", exc.message)
+            await self._discard()
 
     async def _discard(self) -> None:
         with contextlib.suppress(ChatGone):
