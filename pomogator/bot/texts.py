@@ -318,8 +318,11 @@ def premium_required(exc: PremiumRequired, catalog: Catalog) -> str:
 def vision_unsupported(exc: VisionUnsupported, catalog: Catalog) -> str:
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
-    able = ", ".join(esc(m.title) for m in catalog.vision_models())
-    return f"Модель <b>{esc(title)}</b> не видит изображения. Их понимают: {able}. Сменить модель: /model"
+    # Free models first: a free user who picks a premium-only one would only be refused again.
+    able = sorted(catalog.vision_models(), key=lambda m: m.premium_only)
+    names = ", ".join(esc(m.title) + (f" {MODEL_LOCKED_MARK}" if m.premium_only else "") for m in able)
+    locked = f" ({MODEL_LOCKED_MARK} — только с премиумом)" if any(m.premium_only for m in able) else ""
+    return f"Модель <b>{esc(title)}</b> не видит изображения. Их понимают: {names}{locked}. Сменить модель: /model"
 
 
 LLM_UNAVAILABLE = f"😔 Модель сейчас недоступна. Попробуйте чуть позже или выберите другую: /model. {NOT_COUNTED}"

@@ -346,6 +346,17 @@ async def test_a_photo_for_a_model_without_vision_is_refused(harness: BotHarness
     assert len(h.tg.calls_of("getFile")) == downloads
 
 
+def test_a_photo_refusal_names_the_free_models_that_see_first() -> None:
+    catalog = load_catalog(None)
+    blind = next(m for m in catalog.models if not m.vision)
+    text = texts.vision_unsupported(VisionUnsupported(blind.id, []), catalog)
+    free = [m.title for m in catalog.vision_models() if not m.premium_only]
+    premium = [m.title for m in catalog.vision_models() if m.premium_only]
+    assert free and premium
+    assert max(text.index(title) for title in free) < min(text.index(title) for title in premium)
+    assert all(f"{title} 🔒" in text for title in premium) and "🔒 — только с премиумом" in text
+
+
 # --- refusals ---------------------------------------------------------------------------------------------------
 
 
