@@ -13,3 +13,12 @@ def is_command(message: Message) -> bool:
     such as a path ("/etc/hosts") or "/r/python": that is a question like any other.
     """
     return any(entity.type == MessageEntityType.BOT_COMMAND and entity.offset == 0 for entity in message.entities or ())
+
+
+CANCEL_WORDS = frozenset({"отмена", "отменить", "отмени", "не надо", "cancel"})
+
+
+def is_cancel_word(message: Message) -> bool:
+    """Whether ``message`` is just "Отмена" (or the like) typed instead of pressing the form's Cancel button: a form
+    that takes any text (the role) must not take it as its answer."""
+    return (message.text or "").strip().strip(".!").strip().lower() in CANCEL_WORDS

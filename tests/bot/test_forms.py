@@ -124,6 +124,10 @@ async def test_cancel_command_cancels_the_role_prompt_like_its_button(bot: BotHa
     assert (await reply_to(h, chat, "/cancel")).text == texts.ROLE_UNCHANGED
     assert (await reply_to(h, chat, QUESTION)).text == ANSWER
     assert await stored_role(h, chat) is None
+    # Typed instead of pressed, the button's word cancels too: it is no role.
+    await reply_to(h, chat, "/role")
+    assert (await reply_to(h, chat, "Отмена")).text == texts.ROLE_UNCHANGED
+    assert await stored_role(h, chat) is None
     # Nothing waits any more: /cancel is then just an unknown command.
     assert (await reply_to(h, chat, "/cancel")).text == texts.UNKNOWN_COMMAND
 

@@ -1,7 +1,7 @@
 """/role: the next text message becomes the model's role (system prompt).
 
 The prompt is a form: any other command or button ends it (``pomogator.bot.middlewares.forms``), and so do its
-Cancel button and /cancel.
+Cancel button, /cancel and a typed "Отмена".
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, Message
 
 from pomogator.bot import texts
 from pomogator.bot.callbacks import MenuAction, MenuCallback, RoleAction, RoleCallback
-from pomogator.bot.filters import is_command
+from pomogator.bot.filters import is_cancel_word, is_command
 from pomogator.bot.handlers.fallback import SERVICE_CONTENT_TYPES
 from pomogator.bot.keyboards import make_role_keyboard
 from pomogator.bot.middlewares.forms import FORM, open_form
@@ -46,7 +46,7 @@ async def on_role_button(
         await ask_for_role(bot, chat_id, account, state, settings)
 
 
-@router.message(RoleForm.waiting, F.text, ~F.func(is_command), flags={FORM: True})
+@router.message(RoleForm.waiting, F.text, ~F.func(is_command), ~F.func(is_cancel_word), flags={FORM: True})
 async def on_role_text(message: Message, account: Account, users: UserService, state: FSMContext) -> None:
     # RoleTooLong keeps the state: the user can send a shorter role or press Cancel.
     await users.set_role(account.telegram_id, message.text)
@@ -60,6 +60,7 @@ async def on_role_not_text(message: Message) -> None:
 
 
 @router.message(RoleForm.waiting, Command("cancel", ignore_case=True))
+@router.message(RoleForm.waiting, F.func(is_cancel_word), flags={FORM: True})
 async def on_cancel_command(message: Message, state: FSMContext) -> None:
     await state.clear()
     await message.answer(texts.ROLE_UNCHANGED)
