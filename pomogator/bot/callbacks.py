@@ -33,8 +33,8 @@ class ModelAction(StrEnum):
 
 class ModelCallback(CallbackData, prefix="mdl"):
     action: ModelAction
-    index: int = 0
-    """``Model.index`` in the catalog."""
+    key: str = ""
+    """``Model.key``: stable when the catalog changes, so an old menu's button picks the model it names."""
 
 
 class RoleAction(StrEnum):

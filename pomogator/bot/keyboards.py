@@ -44,7 +44,7 @@ def make_model_keyboard(catalog: Catalog, account: Account) -> InlineKeyboardMar
         text = texts.model_button(
             model, current=model.id == account.model.id, locked=model.premium_only and not account.premium
         )
-        builder.button(text=text, callback_data=ModelCallback(action=ModelAction.pick, index=model.index))
+        builder.button(text=text, callback_data=ModelCallback(action=ModelAction.pick, key=model.key))
     builder.button(text=texts.MODEL_EXIT, callback_data=ModelCallback(action=ModelAction.exit))
     builder.adjust(1)
     return builder.as_markup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -22,7 +23,12 @@ class Model:
     vision: bool
     context_length: int
     max_output_tokens: int
-    index: int
+
+    @property
+    def key(self) -> str:
+        """A short stable name for menus' buttons (Telegram allows 64 bytes of data per button): derived from the id,
+        so a menu sent before the catalog changed still picks the model its button names."""
+        return hashlib.blake2s(self.id.encode(), digest_size=6).hexdigest()
 
     @property
     def premium_only(self) -> bool:
@@ -54,10 +60,12 @@ class Catalog:
     def find(self, model_id: str | None) -> Model | None:
         return next((m for m in self.models if m.id == model_id), None)
 
-    def by_index(self, index: int) -> Model:
-        if not 0 <= index < len(self.models):
-            raise UnknownModel(str(index), self.ids)
-        return self.models[index]
+    def by_key(self, key: str) -> Model:
+        """The model whose ``Model.key`` is ``key``; raises UnknownModel (a menu older than a catalog without it)."""
+        for model in self.models:
+            if model.key == key:
+                return model
+        raise UnknownModel(key, self.ids)
 
     def vision_models(self) -> list[Model]:
         return [m for m in self.models if m.vision]
@@ -100,7 +108,6 @@ def parse_catalog(data: dict[str, Any], source: str) -> Catalog:
             vision=_field(raw, "vision", bool, where, default=False),
             context_length=_field(raw, "context_length", int, where),
             max_output_tokens=_field(raw, "max_output_tokens", int, where, default=DEFAULT_MAX_OUTPUT_TOKENS),
-            index=index,
         )
         for key in ("free_daily", "premium_daily"):
             if getattr(model, key) < 0:

@@ -124,10 +124,10 @@ async def test_model_menu_lists_limits_and_marks_current_and_locked(harness: Bot
         free = "только премиум" if model.premium_only else str(model.free_daily)
         assert f"{model.title}{' 🔒' if model.premium_only else ''} — {free} / {model.premium_daily}" in text
     buttons = menu.button_texts
-    assert buttons[DEFAULT.index] == f"✅ {DEFAULT.title}"
+    assert buttons[CATALOG.models.index(DEFAULT)] == f"✅ {DEFAULT.title}"
     for model in CATALOG.models:
         if model.premium_only:
-            assert buttons[model.index] == f"🔒 {model.title}"
+            assert buttons[CATALOG.models.index(model)] == f"🔒 {model.title}"
     assert buttons[-1] == texts.MODEL_EXIT
     # Buttons carry catalog indexes, never OpenRouter ids (which contain ':').
     for data in menu.callback_data:
@@ -142,8 +142,8 @@ async def test_choosing_a_free_model_marks_it_and_is_stored(harness: BotHarness)
     answer = await press(h, chat, menu, OTHER_FREE.title)
     assert OTHER_FREE.title in str(answer.get("text"))
     edited = h.tg.message(chat, menu.message_id)
-    assert edited.button_texts[OTHER_FREE.index] == f"✅ {OTHER_FREE.title}"
-    assert edited.button_texts[DEFAULT.index] == DEFAULT.title
+    assert edited.button_texts[CATALOG.models.index(OTHER_FREE)] == f"✅ {OTHER_FREE.title}"
+    assert edited.button_texts[CATALOG.models.index(DEFAULT)] == DEFAULT.title
     async with h.services() as services:
         assert (await services.users.get(chat)).model.id == OTHER_FREE.id
     reply = await command_reply(h, chat, "hello")
@@ -161,7 +161,7 @@ async def test_a_locked_model_is_refused_for_a_free_user(harness: BotHarness) ->
     refusal = h.messages_after(chat, last)
     assert len(refusal) == 1
     assert LOCKED.title in (refusal[0].text or "") and "/billing" in (refusal[0].text or "")
-    assert h.tg.message(chat, menu.message_id).button_texts[DEFAULT.index] == f"✅ {DEFAULT.title}"
+    assert h.tg.message(chat, menu.message_id).button_texts[CATALOG.models.index(DEFAULT)] == f"✅ {DEFAULT.title}"
     async with h.services() as services:
         assert (await services.users.get(chat)).model.id == DEFAULT.id
 
@@ -175,7 +175,7 @@ async def test_a_premium_user_can_choose_a_premium_model(harness: BotHarness) ->
     menu = await command_reply(h, chat, "/model")
     assert not any(text.startswith("🔒") for text in menu.button_texts)
     await press(h, chat, menu, LOCKED.title)
-    assert h.tg.message(chat, menu.message_id).button_texts[LOCKED.index] == f"✅ {LOCKED.title}"
+    assert h.tg.message(chat, menu.message_id).button_texts[CATALOG.models.index(LOCKED)] == f"✅ {LOCKED.title}"
     reply = await command_reply(h, chat, "/profile")
     assert "активен до" in (reply.text or "")
     assert LOCKED.title in (reply.text or "")

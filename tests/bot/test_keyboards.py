@@ -72,8 +72,26 @@ def test_model_buttons_fit_telegram_and_point_at_their_model(catalog: Catalog) -
         assert len(packed.encode()) <= TELEGRAM_CALLBACK_LIMIT
         unpacked = ModelCallback.unpack(packed)
         assert unpacked.action is ModelAction.pick
-        assert catalog.by_index(unpacked.index) is catalog.models[index]
+        assert catalog.by_key(unpacked.key) is catalog.models[index]
     assert ModelCallback.unpack(data[-1]).action is ModelAction.exit
+
+
+def test_a_menu_sent_before_the_catalog_changed_still_picks_the_model_its_button_names() -> None:
+    old = big_catalog(5)
+    button = all_callback_data(make_model_keyboard(old, account(old)))[3]
+    # The operator took a model out: every model after it moved up one place.
+    changed = parse_catalog(
+        {
+            "models": [
+                {"id": m.id, "free_daily": 1, "premium_daily": 1, "context_length": 1000, "max_output_tokens": 100}
+                for m in old.models
+                if m is not old.models[1]
+            ],
+            "default": old.models[0].id,
+        },
+        "test",
+    )
+    assert changed.by_key(ModelCallback.unpack(button).key).id == old.models[3].id
 
 
 def test_model_buttons_mark_the_current_model_and_lock_premium_ones_for_free_users() -> None:
@@ -81,13 +99,13 @@ def test_model_buttons_mark_the_current_model_and_lock_premium_ones_for_free_use
     locked = next(m for m in catalog.models if m.premium_only)
     free_user = make_model_keyboard(catalog, account(catalog))
     labels = [button.text for row in free_user.inline_keyboard for button in row]
-    assert labels[catalog.default.index] == f"{texts.MODEL_CURRENT_MARK} {catalog.default.title}"
-    assert labels[locked.index] == f"{texts.MODEL_LOCKED_MARK} {locked.title}"
+    assert labels[catalog.models.index(catalog.default)] == f"{texts.MODEL_CURRENT_MARK} {catalog.default.title}"
+    assert labels[catalog.models.index(locked)] == f"{texts.MODEL_LOCKED_MARK} {locked.title}"
     assert labels[-1] == texts.MODEL_EXIT
 
     premium_user = make_model_keyboard(catalog, account(catalog, locked.id, premium=True))
     labels = [button.text for row in premium_user.inline_keyboard for button in row]
-    assert labels[locked.index] == f"{texts.MODEL_CURRENT_MARK} {locked.title}"
+    assert labels[catalog.models.index(locked)] == f"{texts.MODEL_CURRENT_MARK} {locked.title}"
     assert not any(label.startswith(texts.MODEL_LOCKED_MARK) for label in labels)
 
 

@@ -45,11 +45,11 @@ def test_builtin_catalog_is_valid() -> None:
     assert not catalog.default.premium_only
     assert any(m.premium_only for m in catalog.models)
     assert catalog.vision_models()
-    for index, model in enumerate(catalog.models):
-        assert model.index == index
-        assert catalog.by_index(index) is model
+    for model in catalog.models:
+        assert catalog.by_key(model.key) is model
         assert 0 <= model.free_daily <= model.premium_daily
         assert 0 < model.max_output_tokens < model.context_length
+    assert len({model.key for model in catalog.models}) == len(catalog.models)
 
 
 def test_models_file_replaces_builtin_catalog(tmp_path: Path) -> None:
@@ -90,7 +90,7 @@ def test_unknown_model_lists_valid_ids() -> None:
     for model_id in catalog.ids:
         assert model_id in str(caught.value)
     with pytest.raises(UnknownModel):
-        catalog.by_index(len(catalog.models))
+        catalog.by_key("0" * 12)
     assert catalog.find("nobody/nothing") is None
 
 

@@ -32,7 +32,6 @@ def make_model(free: int = 3, premium: int = 5, model_id: str = "test/model") ->
         vision=False,
         context_length=8000,
         max_output_tokens=1000,
-        index=0,
     )
 
 
@@ -223,7 +222,7 @@ WORKER = textwrap.dedent(
         database = Database(url)
         await database.start(migrate=False)
         quota = QuotaService(ZoneInfo("Europe/Moscow"))
-        model = Model("test/shared", "Shared", limit, limit, False, 8000, 1000, 0)
+        model = Model("test/shared", "Shared", limit, limit, False, 8000, 1000)
         print("ready", flush=True)
         deadline = time.monotonic() + 30
         while not go.exists() and time.monotonic() < deadline:

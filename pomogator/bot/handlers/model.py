@@ -49,7 +49,7 @@ async def on_pick(
     callback_reply: CallbackReply,
 ) -> None:
     # PremiumRequired leaves the choice as it was; the error middleware explains and points to /billing.
-    model = await users.set_model(account.telegram_id, catalog.by_index(callback_data.index).id)
+    model = await users.set_model(account.telegram_id, catalog.by_key(callback_data.key).id)
     callback_reply.text = texts.model_chosen(model)
     chosen = dataclasses.replace(account, model=model)
     await replace_text(bot, query, texts.model_menu(catalog, chosen), make_model_keyboard(catalog, chosen))
