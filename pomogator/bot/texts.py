@@ -11,6 +11,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 # Dates and times are shown as /billing shows them: in the configured zone, with its label ("MSK").
+from pomogator.billing import texts as billing_texts
 from pomogator.billing.texts import when
 from pomogator.bot import files_texts
 from pomogator.errors import (
@@ -26,6 +27,8 @@ from pomogator.errors import (
     LLMRateLimited,
     LLMTimeout,
     LLMUnavailable,
+    PaymentProviderUnavailable,
+    PaymentRejected,
     PomogatorError,
     PremiumRequired,
     QuotaExceeded,
@@ -390,6 +393,10 @@ def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str) -> 
         return files_texts.file_error(exc)
     if isinstance(exc, UnknownModel):
         return UNKNOWN_MODEL
+    if isinstance(exc, PaymentRejected):
+        return billing_texts.PAYMENT_REJECTED  # admins are alerted
+    if isinstance(exc, PaymentProviderUnavailable):
+        return billing_texts.PROVIDER_UNAVAILABLE
     if isinstance(exc, BillingError):
         return BILLING_UNAVAILABLE
     if isinstance(exc, DatabaseUnavailable):

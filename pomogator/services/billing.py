@@ -43,6 +43,7 @@ from pomogator.errors import (
     PaymentRejected,
     RefundEmailRequired,
 )
+from pomogator.logs import alerts
 from pomogator.services.subscriptions import SubscriptionService, lock_person
 from pomogator.services.users import UserService, checked_email
 from pomogator.store.engine import Database, write_transaction
@@ -349,9 +350,9 @@ class BillingService:
             )
         except PaymentRejected as exc:
             await self._set_status(row_id, FAILED)
-            logger.bind(user_id=telegram_id).warning(
-                "Payment {} for {} refused by YooKassa: {}", row_id, telegram_id, exc.user_message
-            )
+            # Not the person's doing: the shop's keys or settings (receipts required, say). Every purchase fails
+            # until an admin acts, so they are told (at most once per alert cooldown).
+            alerts.notify(alerts.PAYMENT, f"YooKassa refused to create payment {row_id}: {exc.user_message}")
             raise
         except PaymentProviderUnavailable as exc:
             await self._set_status(row_id, ERROR)

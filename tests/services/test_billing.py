@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from loguru import logger
@@ -196,9 +196,16 @@ async def test_a_rejected_request_is_marked_failed_and_a_new_press_starts_over(
     services: Services, kassa: FakeYooKassa
 ) -> None:
     kassa.secret_key = "rotated"
-    with pytest.raises(PaymentRejected):
-        await services.billing.start_payment(USER_ID, "month")
+    alerts: list[dict[str, Any]] = []
+    sink = logger.add(lambda m: alerts.append(m.record["extra"]), filter=lambda r: "alert" in r["extra"])
+    try:
+        with pytest.raises(PaymentRejected):
+            await services.billing.start_payment(USER_ID, "month")
+    finally:
+        logger.remove(sink)
     assert [r["status"] for r in await Payment.select(Payment.status)] == ["failed"]
+    # Every purchase fails until the shop's keys or settings are fixed: the admins are alerted.
+    assert [extra["alert"] for extra in alerts] == ["payment"]
     kassa.secret_key = services.settings.yookassa_secret_key.get_secret_value()  # type: ignore[union-attr]
     checkout = await services.billing.start_payment(USER_ID, "month")
     assert checkout.payment_id in kassa.payments

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from pomogator.billing import texts as billing_texts
 from tests.bot.harness import BotHarness
 from tests.fakes.telegram_server import SentMessage
 from tests.fakes.yookassa_server import FakeYooKassa
@@ -105,8 +106,8 @@ async def test_receipt_email_is_asked_once_and_the_api_down_is_explained(kassa: 
         kassa.down = True
         saved = await h.ask(chat, "ann@example.ru")
         assert "сохранён: ann@example.ru" in (saved.text or "")
-        refused = await h.tg.wait_for_message(chat, lambda m: "недоступна" in (m.text or ""), after_message_id=0)
-        assert "Оплата сейчас недоступна" in (refused.text or "")
+        refused = await h.tg.wait_for_message(chat, lambda m: "не отвечает" in (m.text or ""), after_message_id=0)
+        assert refused.text == billing_texts.PROVIDER_UNAVAILABLE
         async with h.services() as services:
             assert (await services.users.get(chat)).email == "ann@example.ru"
 
