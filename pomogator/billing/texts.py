@@ -101,13 +101,11 @@ def billing_screen(
     ]
     if receipts:
         lines.append(f"Чек придёт на {email}." if email else "Для чека понадобится e-mail.")
-    documents = []
-    if offer_url:
-        documents.append(f"Оферта: {offer_url}")
+    documents = ["Оплачивая, вы принимаете условия оферты.", f"Оферта: {offer_url}"] if offer_url else []
     if privacy_url:
         documents.append(f"Политика конфиденциальности: {privacy_url}")
     if documents:
-        lines += ["", "Оплачивая, вы принимаете условия оферты.", *documents]
+        lines += ["", *documents]
     return "\n".join(lines)
 
 
@@ -130,8 +128,10 @@ EMAIL_PROMPT = (
     "Для оплаты нужен e-mail: по закону на него придёт кассовый чек. Напишите адрес одним сообщением "
     "(или /cancel, чтобы отменить)."
 )
+EMAIL_CHANGE_PROMPT = "Напишите новый e-mail для кассовых чеков одним сообщением (или /cancel, чтобы оставить прежний)."
 EMAIL_INVALID = "Это не похоже на e-mail. Напишите адрес вида name@example.ru или /cancel."
 EMAIL_CANCELED = "Хорошо, e-mail не изменён."
+PURCHASE_CANCELED = "Оплата отменена, деньги не списаны. Вернуться к тарифам: /billing"
 
 
 def email_saved(email: str, *, paying: bool) -> str:

@@ -210,7 +210,7 @@ async def test_a_question_sent_before_the_email_prompt_is_answered_not_refused(b
     await h.press(chat, screen, "Месяц")
     await answered(h, chat)
     assert billing_texts.EMAIL_INVALID not in h.tg.sent_texts(chat)
-    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.EMAIL_CANCELED
+    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.PURCHASE_CANCELED
 
 
 @pytest.mark.slow
@@ -235,8 +235,17 @@ async def test_the_email_prompt_still_takes_its_answer_and_cancel(bot: BotHarnes
     chat = h.new_chat()
     await asks_for_email(h, chat)
     assert (await reply_to(h, chat, "not an email")).text == billing_texts.EMAIL_INVALID
-    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.EMAIL_CANCELED
+    # Asked for on the way to paying, the form's cancel is the purchase's.
+    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.PURCHASE_CANCELED
     assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+
+    # Asked for to change a stored one, it keeps the e-mail as it was.
+    async with h.services() as services:
+        await services.users.set_email(chat, "ann@example.ru")
+    screen = await reply_to(h, chat, "/billing")
+    await press(h, chat, screen, billing_texts.CHANGE_EMAIL_BUTTON)
+    assert h.tg.sent_texts(chat)[-1] == billing_texts.EMAIL_CHANGE_PROMPT
+    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.EMAIL_CANCELED
 
 
 # --- FormMiddleware under a dispatcher of its own --------------------------------------------------------------

@@ -231,3 +231,22 @@ async def test_the_role_limit_is_told_with_the_right_forms(bot: BotHarness) -> N
     await h.settle(quiet=0.3)
     refusal = await h.ask(chat, "я" * 22)
     assert "Роль слишком длинная: 22 символа, а можно не больше 21." in (refusal.text or "")
+
+
+def test_the_offer_is_accepted_only_where_there_is_one() -> None:
+    def screen(offer_url: str, privacy_url: str) -> str:
+        return billing_texts.billing_screen(
+            premium_until=None,
+            plans=[],
+            tz=MSK,
+            offer_url=offer_url,
+            privacy_url=privacy_url,
+            email=None,
+            receipts=False,
+        )
+
+    only_privacy = screen("", "https://example.ru/privacy")
+    assert "Политика конфиденциальности: https://example.ru/privacy" in only_privacy
+    assert "оферт" not in only_privacy
+    both = screen("https://example.ru/offer", "https://example.ru/privacy")
+    assert "Оплачивая, вы принимаете условия оферты.\nОферта: https://example.ru/offer" in both

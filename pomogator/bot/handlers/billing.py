@@ -104,7 +104,8 @@ async def show_billing(bot: Bot, chat_id: int, account: Account, services: Servi
 
 
 async def ask_for_email(bot: Bot, chat_id: int, state: FSMContext, plan: str | None) -> None:
-    prompt = await bot.send_message(chat_id, texts.EMAIL_PROMPT, reply_markup=make_email_keyboard(), parse_mode=None)
+    text = texts.EMAIL_PROMPT if plan else texts.EMAIL_CHANGE_PROMPT
+    prompt = await bot.send_message(chat_id, text, reply_markup=make_email_keyboard(), parse_mode=None)
     await open_form(state, EmailForm.waiting, prompt_id=prompt.message_id, plan=plan)
 
 
@@ -160,18 +161,25 @@ async def on_change_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> 
         await ask_for_email(bot, chat_id, state, None)
 
 
-@router.callback_query(BillingCallback.filter(F.action == BillingAction.cancel_email))
-async def on_cancel_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> None:
+async def cancel_email(state: FSMContext) -> str:
+    """Close the e-mail form; what to say: the purchase it was asked for is off, or the e-mail stays as it was."""
+    plan = (await state.get_data()).get("plan")
     await state.clear()
+    return texts.PURCHASE_CANCELED if plan else texts.EMAIL_CANCELED
+
+
+# Form handlers (FORM): they read what the form was opened for before closing it.
+@router.callback_query(BillingCallback.filter(F.action == BillingAction.cancel_email), flags={FORM: True})
+async def on_cancel_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> None:
+    said = await cancel_email(state)
     chat_id = chat_id_of(query)
     if chat_id is not None:
-        await bot.send_message(chat_id, texts.EMAIL_CANCELED, parse_mode=None)
+        await bot.send_message(chat_id, said, parse_mode=None)
 
 
-@router.message(StateFilter(EmailForm.waiting), Command("cancel", ignore_case=True))
+@router.message(StateFilter(EmailForm.waiting), Command("cancel", ignore_case=True), flags={FORM: True})
 async def on_cancel_email_command(message: Message, state: FSMContext) -> None:
-    await state.clear()
-    await message.answer(texts.EMAIL_CANCELED, parse_mode=None)
+    await message.answer(await cancel_email(state), parse_mode=None)
 
 
 @router.message(StateFilter(EmailForm.waiting), F.text, ~F.func(is_command), flags={FORM: True})
