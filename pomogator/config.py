@@ -167,7 +167,8 @@ class Settings(BaseModel):
     yookassa_api_url: str = "https://api.yookassa.ru/v3"
     yookassa_timeout: float = Field(default=15.0, gt=0)
     yookassa_trusted_networks: str = DEFAULT_YOOKASSA_NETWORKS
-    payment_return_url: str = "https://t.me/pomogator_bot"
+    # Where the payer returns from YooKassa's page; empty: the bot's own t.me link.
+    payment_return_url: str = ""
     # Kopecks at most: YooKassa takes amounts to two decimal places.
     price_month_rub: Decimal = Field(default=Decimal(599), gt=0, decimal_places=2)
     price_year_rub: Decimal = Field(default=Decimal(1999), gt=0, decimal_places=2)

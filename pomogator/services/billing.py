@@ -233,8 +233,9 @@ class BillingService:
 
     # --- checkout ---------------------------------------------------------------------------------------------
 
-    async def start_payment(self, telegram_id: int, plan_name: str) -> Checkout:
+    async def start_payment(self, telegram_id: int, plan_name: str, *, bot_link: str = "") -> Checkout:
         """A payment link for ``plan_name``: a pending one for the same plan made in the last 15 minutes is reused.
+        The payer comes back to ``POMOGATOR_PAYMENT_RETURN_URL``, by default to ``bot_link`` (the bot's t.me link).
 
         Raises EmailRequired (receipts are on and no email is stored), PaymentProviderUnavailable (nothing was
         charged; pressing again retries with the same idempotence key), PaymentRejected, UserNotFound.
@@ -243,17 +244,24 @@ class BillingService:
         account = await self.users.get(telegram_id)
         if self.settings.receipt_enabled and not account.email:
             raise EmailRequired()
+        return_url = self.settings.payment_return_url or bot_link
         passed: int | None = None
         for _ in range(3):
             row, fresh = await self._open_payment(telegram_id, plan, passed)
             if fresh:
                 checkout = await self._submit(
-                    row["id"], row["idempotence_key"], telegram_id, plan, plan.price, account.email
+                    row["id"],
+                    row["idempotence_key"],
+                    telegram_id,
+                    plan,
+                    plan.price,
+                    account.email,
+                    return_url,
                 )
                 if checkout is None:
                     raise PaymentProviderUnavailable("YooKassa did not return a payment link.")
                 return checkout
-            checkout = await self._reuse(row, account.email)
+            checkout = await self._reuse(row, account.email, return_url)
             if checkout is not None:
                 return checkout
             passed = row["id"]
@@ -297,7 +305,7 @@ class BillingService:
             rows = await Payment.insert(row).returning(*Payment.all_columns())
             return rows[0], True
 
-    async def _reuse(self, row: Mapping[str, Any], email: str | None) -> Checkout | None:
+    async def _reuse(self, row: Mapping[str, Any], email: str | None, return_url: str) -> Checkout | None:
         status = row["status"]
         if status in (NEW, ERROR):
             # The create call never answered: ask again with the same key, so YooKassa makes at most one payment.
@@ -307,7 +315,7 @@ class BillingService:
             offer = self._offer(row, plan)
             try:
                 return await self._submit(
-                    row["id"], row["idempotence_key"], row["telegram_id"], offer, offer.price, email
+                    row["id"], row["idempotence_key"], row["telegram_id"], offer, offer.price, email, return_url
                 )
             except PaymentRejected:
                 return None
@@ -336,14 +344,21 @@ class BillingService:
         return f"Премиум «Помогатора» на {plan.days} дн."
 
     async def _submit(
-        self, row_id: int, key: str, telegram_id: int, plan: Plan, amount: Decimal, email: str | None
+        self,
+        row_id: int,
+        key: str,
+        telegram_id: int,
+        plan: Plan,
+        amount: Decimal,
+        email: str | None,
+        return_url: str,
     ) -> Checkout | None:
         try:
             remote = await self.kassa.create_payment(
                 amount=amount,
                 currency=CURRENCY,
                 description=self._description(plan),
-                return_url=self.settings.payment_return_url,
+                return_url=return_url,
                 metadata={"telegram_id": str(telegram_id), "plan": plan.name},
                 idempotence_key=key,
                 receipt=self._receipt(plan, email),

@@ -41,6 +41,7 @@ def billing_settings(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram, **overr
         "admin_ids": str(ADMIN_ID),
         "offer_url": "https://example.ru/offer",
         "privacy_url": "https://example.ru/privacy",
+        "payment_return_url": "https://example.ru/paid",
         "reminder_interval_seconds": 0,
         "payment_check_interval_seconds": 0,
     }

@@ -70,6 +70,8 @@ async def test_from_billing_to_the_confirmation(kassa: FakeYooKassa, tmp_path: P
             request = kassa.created_requests[-1].json
             assert request["metadata"]["telegram_id"] == str(chat)
             assert request["amount"] == {"value": "599.00", "currency": "RUB"}
+            # No POMOGATOR_PAYMENT_RETURN_URL: the payer comes back to this bot.
+            assert request["confirmation"]["return_url"] == f"https://t.me/{h.tg.bot_username}"
 
             # Pressing again within 15 minutes shows the same link.
             again = await press_plan(h, chat, screen, "Месяц")

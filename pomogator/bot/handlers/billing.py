@@ -111,7 +111,8 @@ async def ask_for_email(bot: Bot, chat_id: int, state: FSMContext, plan: str | N
 
 async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services: Services) -> None:
     """Create (or reuse) the payment and send its link, in the text and as a button."""
-    result = await services.billing.start_payment(account.telegram_id, plan)
+    me = await bot.me()  # asked once per process, then kept by aiogram
+    result = await services.billing.start_payment(account.telegram_id, plan, bot_link=f"https://t.me/{me.username}")
     await bot.send_message(
         chat_id,
         texts.checkout(result.plan, result.amount, result.confirmation_url, reused=result.reused),
