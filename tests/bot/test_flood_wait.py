@@ -84,6 +84,9 @@ async def test_a_long_flood_limit_tells_the_user_and_frees_the_chat(harness: Bot
     assert notice.text == check_message(texts.FLOOD_LIMITED, "HTML")
     reply = await h.ask(chat, "второй вопрос", timeout=20)
     assert reply.text == "Echo: второй вопрос"
+    # The answer that never arrived is given back: only the second counts.
+    async with h.services() as services:
+        assert sum((await services.quota.used_today(chat)).values()) == 1
     log = h.bot.log_since(offset)
     assert re.search(r"Update given up on a Telegram flood limit: .*Retry in 3600 seconds", log)
     assert "Traceback" not in log

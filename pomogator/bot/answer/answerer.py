@@ -13,6 +13,7 @@ from aiogram.types import Chat
 from pomogator.bot.answer.output import ChatOutput
 from pomogator.bot.answer.renderer import UPDATE_INTERVAL, AnswerRenderer
 from pomogator.bot.answer.stops import StopRegistry
+from pomogator.bot.flood_wait import FloodWaitTooLong
 from pomogator.bot.replies import tell_if_model_reset
 from pomogator.services.chat import ChatService, Reply, SenderUndecided
 from pomogator.services.conversations import Content
@@ -79,14 +80,21 @@ class Answerer:
                 complete=lambda: reply.complete,
             )
             await renderer.stream(pieces(stop, reply))
-        await renderer.finish(
-            reply.text,
-            stopped=reply.stopped,
-            charged=reply.charged,
-            cut_off=reply.cut_off,
-            filtered=reply.filtered,
-            unsaved=reply.unsaved,
-        )
+        try:
+            await renderer.finish(
+                reply.text,
+                stopped=reply.stopped,
+                charged=reply.charged,
+                cut_off=reply.cut_off,
+                filtered=reply.filtered,
+                unsaved=reply.unsaved,
+            )
+        except FloodWaitTooLong:
+            # Telegram holds the whole answer back for longer than a call waits: the person gets nothing, is asked
+            # to try again, and the request is given back.
+            if reply.charged and reply.reservation is not None:
+                await self.chat.quota.refund(reply.reservation)
+            raise
         return reply
 
     def _remember_no_drafts(self, chat_id: int) -> None:
