@@ -42,6 +42,8 @@ ERRORS = "errors"
 LLM_ACCOUNT = "llm_account"
 MODEL_GONE = "model_gone"
 PAYMENT = "payment"
+DATABASE_DOWN = "database_down"
+DATABASE_BACK = "database_back"
 
 COOLDOWN_S = 300.0
 SPIKE_THRESHOLD = 10

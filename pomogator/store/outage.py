@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from pomogator.errors import DatabaseUnavailable
+from pomogator.logs import alerts
 
 # How long requests wait for a PostgreSQL server that refuses connections (restarting, failing over, starting up)
 # before they are refused: a restart takes a few seconds, and a user who sees "typing…" that long loses nothing.
@@ -73,6 +74,7 @@ class PatientConnect:
         self.wait = wait
         self.serving = False
         self._down_since: float | None = None
+        self._alerted = False
 
     @property
     def gave_up(self) -> bool:
@@ -86,10 +88,24 @@ class PatientConnect:
         the wait, start now if they have not already."""
         if self._down_since is None:
             self._down_since = asyncio.get_running_loop().time()
+        self._alert_if_given_up()
 
     def up(self) -> None:
         """The database answered: no outage, whether or not a connection had to be opened for it."""
         self._down_since = None
+        if self._alerted:
+            self._alerted = False
+            alerts.notify(alerts.DATABASE_BACK, "PostgreSQL answers again: requests are served.", level="WARNING")
+
+    def _alert_if_given_up(self) -> None:
+        """Admins hear of an outage once it lasts past the wait (users are being refused), once per outage."""
+        if self.gave_up and not self._alerted:
+            self._alerted = True
+            alerts.notify(
+                alerts.DATABASE_DOWN,
+                f"PostgreSQL has not answered for {self.wait:g} s or more: messages and payments are refused "
+                "until it is back.",
+            )
 
     async def __call__(self, *args: Any, **kwargs: Any) -> asyncpg.Connection:
         loop = asyncio.get_running_loop()
@@ -111,6 +127,7 @@ class PatientConnect:
                     self._down_since = started
                 left = self._down_since + self.wait - now
                 if left <= 0 or not _patient.get():
+                    self._alert_if_given_up()
                     raise DatabaseUnavailable(f"cannot connect: {type(exc).__name__}") from exc
                 await asyncio.sleep(min(pause, left))
                 pause = min(pause * 2, LONGEST_RETRY_S)

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from loguru import logger
 
 from pomogator.errors import DatabaseUnavailable
 from pomogator.store.engine import Database
@@ -81,6 +82,29 @@ async def test_while_serving_a_refusing_server_is_asked_again_until_the_wait_end
     with pytest.raises(DatabaseUnavailable):
         await connect(dsn(refusing.port))
     assert refusing.attempts == attempts + 1
+
+
+async def test_admins_hear_once_of_an_outage_that_outlasts_the_wait_and_of_its_end(refusing: RefusingServer) -> None:
+    told: list[tuple[str, str]] = []
+    sink = logger.add(
+        lambda m: told.append((m.record["extra"]["alert"], m.record["message"])),
+        filter=lambda r: "alert" in r["extra"],
+    )
+    try:
+        connect = PatientConnect(wait=0.5)
+        connect.serving = True
+        with pytest.raises(DatabaseUnavailable):
+            await connect(dsn(refusing.port))
+        for _ in range(3):  # requests refused at once after it: no more alerts
+            with pytest.raises(DatabaseUnavailable):
+                await connect(dsn(refusing.port))
+        assert [kind for kind, _ in told] == ["database_down"]
+        assert "for 0.5 s or more" in told[0][1] and "refused" in told[0][1]
+        connect.up()
+        connect.up()
+        assert [kind for kind, _ in told] == ["database_down", "database_back"]
+    finally:
+        logger.remove(sink)
 
 
 async def test_a_server_that_never_answers_is_given_up_on_when_the_wait_ends() -> None:
