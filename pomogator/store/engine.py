@@ -38,6 +38,8 @@ POSTGRES_CONNECT_TIMEOUT_S = 10.0
 # While PostgreSQL is known to be away, how often ``Database.reachable`` tries it again.
 PROBE_EVERY_S = 1.0
 APP_NAME = "pomogator"
+# The PostgreSQL advisory lock that one migrating process holds ("pomog" in ASCII).
+MIGRATION_LOCK_KEY = 0x706F6D6F67
 MIGRATION_ID = re.compile(r"""^ID = ["']([^"']+)["']""", re.MULTILINE)
 PICCOLO_CONF = "pomogator.store.piccolo_conf"
 # What opening a database raises when it cannot be reached or used: the server is down or unknown, refuses the user
@@ -371,7 +373,7 @@ class Database:
                 raise ConfigError(message) from None
             # Switching a new file to WAL fails at once (no busy wait) while another process switches it too: the
             # processes starting together take turns under the migration lock.
-            with self._migration_lock():
+            with self._file_lock():
                 await self.engine.run_ddl("PRAGMA journal_mode=WAL")
         if migrate if migrate is not None else self.is_sqlite:
             await self.migrate()
@@ -421,26 +423,28 @@ class Database:
         self._connect.up()
 
     async def migrate(self) -> list[str]:
-        """Apply pending migrations; idempotent. Returns the IDs of the migrations applied now, in order.
+        """Apply pending migrations; idempotent, and safe to run from several processes at once (one migrates, the
+        others wait and find nothing left). Returns the IDs of the migrations applied now, in order.
 
         Piccolo's report is only quoted when a migration fails: it counts every shipped migration as "already
         complete", even on a new database."""
         buffer = io.StringIO()
-        with self._migration_lock(), contextlib.redirect_stdout(buffer):
-            pending = await self.pending_migrations()
-            if not pending:
-                # Piccolo's migration machinery imports black and its dependencies (~9 MiB that a server keeps for
-                # its lifetime); a restart with nothing to apply does not load it.
-                return []
-            from piccolo.apps.migrations.commands.forwards import run_forwards
+        async with self._migration_lock():
+            with contextlib.redirect_stdout(buffer):
+                pending = await self.pending_migrations()
+                if not pending:
+                    # Piccolo's migration machinery imports black and its dependencies (~9 MiB that a server keeps
+                    # for its lifetime); a restart with nothing to apply does not load it.
+                    return []
+                from piccolo.apps.migrations.commands.forwards import run_forwards
 
-            from pomogator.store import piccolo_conf
+                from pomogator.store import piccolo_conf
 
-            piccolo_conf.DB = self.engine
-            result = await run_forwards(app_name=APP_NAME, migration_id="all")
-            if result.success:
-                left = set(await self.pending_migrations())
-                return [migration for migration in pending if migration not in left]
+                piccolo_conf.DB = self.engine
+                result = await run_forwards(app_name=APP_NAME, migration_id="all")
+                if result.success:
+                    left = set(await self.pending_migrations())
+                    return [migration for migration in pending if migration not in left]
         lines = [line for line in buffer.getvalue().splitlines() if line.strip()]
         raise ConfigError(f"Database migration failed: {result.message or '; '.join(lines[-3:])}")
 
@@ -466,9 +470,24 @@ class Database:
         applied = set(rows)
         return [migration for migration in shipped if migration not in applied]
 
+    @contextlib.asynccontextmanager
+    async def _migration_lock(self) -> AsyncIterator[None]:
+        """Bot, web and CLI may start together (compose, several hosts): one of them migrates, the others wait."""
+        if not isinstance(self.engine, PostgresEngine):
+            with self._file_lock():
+                yield
+            return
+        # A session lock on a connection of its own: Piccolo runs the migrations on connections it opens.
+        connection = await asyncpg.connect(**self.engine.config)
+        try:
+            await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+            yield
+        finally:
+            await connection.close()  # the lock goes with the session
+
     @contextlib.contextmanager
-    def _migration_lock(self) -> Iterator[None]:
-        # Bot, web and CLI may start together on one SQLite file: one of them migrates, the others wait.
+    def _file_lock(self) -> Iterator[None]:
+        """SQLite's migration lock: a lock file beside the database."""
         if self.path is None:
             yield
             return

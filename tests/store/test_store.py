@@ -31,6 +31,7 @@ from pomogator.store.engine import (
 )
 from pomogator.store.tables import TABLES, DailyUsage, User
 from tests.conftest import POSTGRES_URL, make_settings
+from tests.databases import throwaway_postgres
 from tests.store.support import migrate_up_to
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -401,7 +402,7 @@ OPENER = textwrap.dedent(
         deadline = time.monotonic() + 30
         while not go.exists() and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
-        async with open_database(url):
+        async with open_database(url, migrate=True):
             await User.insert(User(telegram_id=telegram_id, first_name="proc"))
 
     asyncio.run(main(sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])))
@@ -409,9 +410,8 @@ OPENER = textwrap.dedent(
 )
 
 
-async def test_processes_can_migrate_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
-    """Bot, web app and CLI may start together on a new file: one migrates, the others wait for it."""
-    url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+async def migrate_at_once(url: str, tmp_path: Path) -> None:
+    """Three processes (bot, web app, CLI) open a new database at once, each migrating it."""
     go = tmp_path / "go"
     processes = [
         await asyncio.create_subprocess_exec(
@@ -443,3 +443,16 @@ async def test_processes_can_migrate_a_fresh_sqlite_file_at_once(tmp_path: Path)
     async with open_database(url):
         assert await Migration.count().where(Migration.app_name == "pomogator") == MIGRATION_COUNT
         assert sorted(await User.select(User.telegram_id).output(as_list=True)) == [0, 1, 2]
+
+
+async def test_processes_can_migrate_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
+    """Bot, web app and CLI may start together on a new file: one migrates, the others wait for it."""
+    await migrate_at_once(f"sqlite:///{tmp_path / 'fresh.sqlite3'}", tmp_path)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="POMOGATOR_TEST_POSTGRES_URL is not set")
+async def test_processes_can_migrate_a_fresh_postgres_database_at_once(tmp_path: Path) -> None:
+    """`db migrate` from a deploy job beside compose's migrate service, or on two hosts: one migrates, the others
+    wait for it and find nothing left (without the lock, one failed with "relation already exists")."""
+    async with throwaway_postgres(POSTGRES_URL, "pomogator_migrate", migrate=False) as url:
+        await migrate_at_once(url, tmp_path)
