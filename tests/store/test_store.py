@@ -454,5 +454,6 @@ async def test_processes_can_migrate_a_fresh_sqlite_file_at_once(tmp_path: Path)
 async def test_processes_can_migrate_a_fresh_postgres_database_at_once(tmp_path: Path) -> None:
     """`db migrate` from a deploy job beside compose's migrate service, or on two hosts: one migrates, the others
     wait for it and find nothing left (without the lock, one failed with "relation already exists")."""
+    assert POSTGRES_URL is not None
     async with throwaway_postgres(POSTGRES_URL, "pomogator_migrate", migrate=False) as url:
         await migrate_at_once(url, tmp_path)
