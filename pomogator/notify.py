@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from pomogator.logs.records import about
+
 if TYPE_CHECKING:
     import httpx
 
@@ -75,5 +77,5 @@ class TelegramNotifier:
                 await asyncio.sleep(min(float(retry_after), MAX_FLOOD_WAIT_S))
                 continue
             break
-        logger.bind(user_id=chat_id).warning("Telegram notice to {} not delivered: {}", chat_id, description)
+        logger.bind(**about(chat_id)).warning("Telegram notice to {} not delivered: {}", chat_id, description)
         return SendResult(False, description, error_code)

@@ -26,6 +26,13 @@ def context_of(record: Record) -> dict[str, Any]:
     return {key: value for key, value in record["extra"].items() if key != PROCESS_KEY}
 
 
+def about(telegram_id: int) -> dict[str, int]:
+    """``logger.bind(**about(id))``: a record about this person only (a notice sent to them), filed under them and
+    naming no one else, even inside the handling of another person's update (whose ids would otherwise stay in the
+    record's context, out of reach of that person's erasure)."""
+    return {"user_id": telegram_id, "chat_id": telegram_id}
+
+
 def telegram_id_of(record: Record) -> int | None:
     """The Telegram user the record is about, from the ``user_id`` (or ``telegram_id``) the frontends bind."""
     for key in USER_KEYS:

@@ -44,6 +44,7 @@ from pomogator.errors import (
     RefundEmailRequired,
 )
 from pomogator.logs import alerts
+from pomogator.logs.records import about
 from pomogator.services.subscriptions import SubscriptionService, lock_person
 from pomogator.services.users import UserService, checked_email
 from pomogator.store.engine import Database, write_transaction
@@ -719,13 +720,13 @@ class BillingService:
     async def _tell(self, chat_id: int, text: str) -> None:
         # A notice that cannot be delivered never undoes what was recorded.
         if self.notifier is None:
-            logger.bind(user_id=chat_id).warning("No bot token: notice to {} not sent", chat_id)
+            logger.bind(**about(chat_id)).warning("No bot token: notice to {} not sent", chat_id)
             return
         try:
             await self.notifier.send(chat_id, text)
         except Exception as exc:
             # Only the type: an HTTP error's text may carry the Bot API URL, which holds the token.
-            logger.bind(user_id=chat_id).warning("Notice to {} failed: {}", chat_id, type(exc).__name__)
+            logger.bind(**about(chat_id)).warning("Notice to {} failed: {}", chat_id, type(exc).__name__)
 
     async def _tell_admins(self, text: str) -> None:
         for admin_id in self.settings.admin_id_list:

@@ -145,6 +145,23 @@ async def test_an_unreachable_admin_does_not_loop_or_raise(
     assert "Telegram notice to 999 not delivered: Bad Request: chat not found" in stderr_text()
 
 
+async def test_a_notice_that_failed_is_filed_under_its_recipient_and_names_no_one_else(
+    alert_settings: Settings, telegram: FakeTelegram
+) -> None:
+    # Raised while person 43's message was handled: the record is about the admin it failed to reach, and must not
+    # keep 43's id where erasing 43 would not find it.
+    settings = alert_settings.model_copy(update={"admin_ids": "999"})
+    async with logging_to_database(settings) as sinks:
+        with logger.contextualize(user_id=43, chat_id=43, update_id=700):
+            alerts.notify(alerts.LLM_ACCOUNT, "402")
+            await delivered(sinks.alerts)
+        assert await db_sink(sinks).flush()
+        rows = await stored()
+    (failed,) = [row for row in rows if "not delivered" in row["message"]]
+    assert failed["telegram_id"] == 999
+    assert 43 not in failed["context"].values()
+
+
 @pytest.mark.parametrize("overrides", [{"bot_token": None}, {"admin_ids": ""}])
 async def test_no_alerts_without_a_bot_token_or_admins(log_settings: Settings, overrides: dict[str, object]) -> None:
     settings = log_settings.model_copy(update=overrides)
