@@ -124,8 +124,8 @@ def tail(
     try:
         with_services(fn)
     except KeyboardInterrupt:
-        # Ctrl-C is how --follow ends.
-        return
+        # Ctrl-C is how --follow ends: quietly, with the exit code every command gives it (as `tail -f` does).
+        raise typer.Exit(130) from None
 
 
 @app.command("prune")
