@@ -189,8 +189,9 @@ class InternalErrors:
 
 
 class OneLineStartupFailure:
-    """A start-up that fails for a reason of ours (the database cannot be reached, a setting is missing) is
-    reported by uvicorn as the error's message, not as Starlette's formatted traceback."""
+    """A start-up that fails for a reason of ours (the database cannot be reached, a setting is missing) is not
+    reported by uvicorn as Starlette's formatted traceback: ``serve`` reports it as every command does, in one line
+    with exit code 1 (see ``STARTUP_FAILURES``)."""
 
     def __init__(self, app: ASGIApp, failures: list[PomogatorError]) -> None:
         self.app = app
@@ -203,7 +204,7 @@ class OneLineStartupFailure:
 
         async def one_line_send(message: Message) -> None:
             if message["type"] == "lifespan.startup.failed" and self.failures:
-                message = {**message, "message": f"Start-up failed: {self.failures[-1].user_message}"}
+                message = {**message, "message": ""}
             await send(message)
 
         await self.app(scope, receive, one_line_send)
@@ -317,7 +318,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
     ]
     if settings.webhook_mode:
         routes.append(Route("/webhooks/telegram", telegram_webhook, methods=["POST"]))
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(OneLineStartupFailure, failures=startup_failures), Middleware(InternalErrors)],
         exception_handlers={
@@ -329,3 +330,5 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         },
         lifespan=lifespan,
     )
+    app.state.startup_failures = startup_failures
+    return app

@@ -23,11 +23,13 @@ def serve(settings: Settings) -> None:
     webhook_needs = ("openrouter_api_key",) if settings.webhook_mode else ()
     settings.require("yookassa_shop_id", "yookassa_secret_key", "bot_token", *webhook_needs)
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from pomogator.web.app import create_app
 
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.web_host,
         port=settings.web_port,
         log_config=None,
@@ -41,4 +43,11 @@ def serve(settings: Settings) -> None:
         ws="none",
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
-    uvicorn.Server(config).run()
+    try:
+        uvicorn.Server(config).run()
+    except SystemExit as exited:
+        failures = app.state.startup_failures
+        if exited.code == STARTUP_FAILURE and failures:
+            # uvicorn exits with 3 when start-up fails; a failure of ours is reported like any command's.
+            raise failures[-1] from None
+        raise
