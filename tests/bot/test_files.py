@@ -551,17 +551,7 @@ async def test_an_album_of_photos_and_a_video_answers_the_photos(harness: BotHar
     h = harness
     chat = h.new_chat()
     h.tg.user_photo(chat, JPEG, caption="Сравни", media_group_id="mixed-1")
-    # The fake has no sender for a video in an album: its generic message builder makes one.
-    video = {"file_id": "v1", "file_unique_id": "v1", "width": 640, "height": 480, "duration": 3}
-    h.tg._user_message(
-        chat,
-        user_id=None,
-        first_name="Test",
-        chat_type="private",
-        kind="video",
-        media={"video": video},
-        media_group_id="mixed-1",
-    )
+    h.tg.user_video(chat, "v1", media_group_id="mixed-1")
     request = await answered(h, chat)
     assert len(request.image_urls) == 1 and request.last_user_text == "Сравни"
     notice = h.tg.sent_messages(chat)[0].text or ""

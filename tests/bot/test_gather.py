@@ -463,16 +463,7 @@ async def test_texts_forwarded_with_an_album_of_videos_are_answered_without_the_
     anna = hidden_user("Анна")
     h.tg.user_message(chat, "Смотри, как мы съездили", extra={"forward_origin": anna})
     for index in range(2):
-        video = {"file_id": f"v{index}", "file_unique_id": f"v{index}", "width": 640, "height": 480, "duration": 3}
-        h.tg._user_message(
-            chat,
-            user_id=None,
-            first_name="Test",
-            chat_type="private",
-            kind="video",
-            media={"video": video, "forward_origin": anna},
-            media_group_id="fwd-videos",
-        )
+        h.tg.user_video(chat, f"v{index}", media_group_id="fwd-videos", forward_origin=anna)
     h.tg.user_message(chat, "Куда поедем в следующий раз?", extra={"forward_origin": anna})
     await answer_done(h, chat, before + 1)
     await h.settle(quiet=1.0)

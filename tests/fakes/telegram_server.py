@@ -1616,6 +1616,24 @@ class FakeTelegram:
             media_group_id=media_group_id,
         )
 
+    def user_video(
+        self, chat_id: int, file_id: str, media_group_id: str | None = None, forward_origin: JsonDict | None = None
+    ) -> int:
+        """A user sends (or forwards, from ``forward_origin``) a video, alone or as part of an album."""
+        video = {"file_id": file_id, "file_unique_id": file_id, "width": 640, "height": 480, "duration": 3}
+        media: JsonDict = {"video": video}
+        if forward_origin is not None:
+            media["forward_origin"] = forward_origin
+        return self._user_message(
+            chat_id,
+            user_id=None,
+            first_name="Test",
+            chat_type=self._chat_type(chat_id),
+            kind="video",
+            media=media,
+            media_group_id=media_group_id,
+        )
+
     def user_sticker(self, chat_id: int, emoji: str = "👍") -> int:
         stored = self._store_file(b"RIFF....WEBP", "stickers", ".webp")
         sticker = {
