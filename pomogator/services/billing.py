@@ -139,6 +139,13 @@ class PaymentRecord:
     updated_at: datetime
 
 
+def _reusable(row: Mapping[str, Any], plan: Plan) -> bool:
+    """Whether ``_open_payment`` offers ``row`` again rather than a new payment (see there)."""
+    if row["status"] == PENDING:
+        return _decimal(row["amount"]) == plan.price
+    return row["status"] in (NEW, ERROR) and as_utc(row["created_at"]) >= utcnow() - REUSE_WINDOW
+
+
 def _unanswered_refund(row: Mapping[str, Any]) -> tuple[str, Decimal, datetime] | None:
     """The key, amount and time of the payment's refund whose answer was lost, while YooKassa still knows the key."""
     key, asked_at = row["refund_key"], row["refund_key_at"]
@@ -235,7 +242,8 @@ class BillingService:
     # --- checkout ---------------------------------------------------------------------------------------------
 
     async def start_payment(self, telegram_id: int, plan_name: str, *, bot_link: str = "") -> Checkout:
-        """A payment link for ``plan_name``: a pending one for the same plan made in the last 15 minutes is reused.
+        """A payment link for ``plan_name``: one for the same plan that can still be paid is offered again
+        (``_open_payment``).
         The payer comes back to ``POMOGATOR_PAYMENT_RETURN_URL``, by default to ``bot_link`` (the bot's t.me link).
 
         Raises EmailRequired (receipts are on and no email is stored), PaymentProviderUnavailable (nothing was
@@ -269,8 +277,11 @@ class BillingService:
         raise PaymentProviderUnavailable("YooKassa did not return a payment link.")
 
     async def _open_payment(self, telegram_id: int, plan: Plan, passed: int | None) -> tuple[dict[str, Any], bool]:
-        """The person's newest unfinished payment for ``plan`` from the last 15 minutes (not ``passed``, which
-        turned out not to be reusable), or a new row with a new idempotence key: ``(row, created)``.
+        """The person's newest payment for ``plan`` if it may still be paid (not ``passed``, which turned out not to
+        be reusable), or a new row with a new idempotence key: ``(row, created)``. One YooKassa has not answered
+        about is asked again for 15 minutes; a pending one is offered again for as long as YooKassa keeps it
+        payable (``_reuse`` asks), at the price it was made for if that is still the plan's: two live links for one
+        plan could both be paid.
 
         Looking and creating happen under the person's lock, so two presses at once get one payment: the second
         finds the first's row and asks YooKassa with the same key. The row and its key exist before YooKassa is
@@ -284,12 +295,12 @@ class BillingService:
                 .where(
                     (Payment.telegram_id == telegram_id)
                     & (Payment.plan == plan.name)
-                    & (Payment.created_at >= utcnow() - REUSE_WINDOW)
+                    & (Payment.created_at >= utcnow() - CHECK_UNTIL)
                 )
                 .order_by(Payment.created_at, ascending=False)
                 .first()
             )
-            if recent is not None and recent["id"] != passed and recent["status"] in (NEW, ERROR, PENDING):
+            if recent is not None and recent["id"] != passed and _reusable(recent, plan):
                 return recent, False
             now = utcnow()
             row = Payment(

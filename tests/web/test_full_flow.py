@@ -73,7 +73,7 @@ async def test_from_billing_to_the_confirmation(kassa: FakeYooKassa, tmp_path: P
             # No POMOGATOR_PAYMENT_RETURN_URL: the payer comes back to this bot.
             assert request["confirmation"]["return_url"] == f"https://t.me/{h.tg.bot_username}"
 
-            # Pressing again within 15 minutes shows the same link.
+            # Pressing again while the link can still be paid shows the same link.
             again = await press_plan(h, chat, screen, "Месяц")
             assert payment_id_of(again) == payment_id
             assert len(kassa.payments) == 1
