@@ -186,7 +186,7 @@ async def test_the_model_falls_back_once_when_premium_ends(harness: BotHarness) 
     chat = h.new_chat()
     await command_reply(h, chat, "/start")
     texts_after = await h.ask_after_premium_ended(chat, LOCKED.id, "still there?")
-    assert texts_after[0].startswith("ℹ️ Премиум-подписка закончилась") and DEFAULT.title in texts_after[0]
+    assert texts_after[0].startswith("ℹ️ Премиум закончился") and DEFAULT.title in texts_after[0]
     assert texts_after[1] == "Echo: still there?"
     assert h.llm.requests[-1].model == DEFAULT.id
     reply = await command_reply(h, chat, "again")

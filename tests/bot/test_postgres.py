@@ -92,7 +92,7 @@ async def test_the_model_falls_back_once_when_premium_ends_on_postgres(harness: 
     await h.ask(chat, "/start")
     await h.settle(quiet=0.3)
     texts_after = await h.ask_after_premium_ended(chat, locked.id, "still there?")
-    assert texts_after[0].startswith("ℹ️ Премиум-подписка закончилась") and DEFAULT.title in texts_after[0]
+    assert texts_after[0].startswith("ℹ️ Премиум закончился") and DEFAULT.title in texts_after[0]
     assert texts_after[1] == "Echo: still there?"
     assert h.llm.requests[-1].model == DEFAULT.id
     assert (await h.ask(chat, "again")).text == "Echo: again"
