@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -107,6 +108,28 @@ async def test_a_long_document_is_cut_in_the_child_too() -> None:
     doc = await read_document(whole.encode(), "long.txt", None, 100)
     assert isinstance(doc, ExtractedDocument)
     assert doc.truncated and len(doc.text) <= 100 and doc.total_chars == len(whole)
+
+
+async def test_the_child_gets_no_secret_of_the_bot_and_another_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The child parses hostile files: what it could leak must not include the bot's token, keys or passwords."""
+    for name in ("POMOGATOR_BOT_TOKEN", "POMOGATOR_YOOKASSA_SECRET_KEY", "PGPASSWORD", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "secret-value")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.chdir(tmp_path)
+    document = await read_document(b"plain text", "note.txt", "text/plain", 1000)
+    assert document.text == "plain text"  # the real child still reads with that environment
+    script = "import json, os; print(json.dumps({'env': dict(os.environ), 'cwd': os.getcwd()}))"
+    monkeypatch.setattr(isolated, "_CHILD", (sys.executable, "-c", script))
+    process = await isolated.spawn()
+    out, _ = await process.communicate(b"")
+    seen = json.loads(out)
+    assert "secret-value" not in json.dumps(seen["env"])
+    assert seen["env"]["LC_ALL"] == "C.UTF-8"
+    assert seen["env"]["PATH"] == os.environ["PATH"]
+    assert seen["env"]["PYTHONPATH"].split(os.pathsep)[0] == isolated._SOURCE_ROOT
+    assert seen["cwd"] == "/"
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,10 @@ well under a second and a few hundred megabytes, so a few crafted PDFs cannot ho
 # The directory that holds the ``pomogator`` package, so the child imports the same code as this process.
 _SOURCE_ROOT = str(Path(__file__).resolve().parents[3])
 _CHILD = (sys.executable, "-c", "from pomogator.services.files.extract import serve; serve()")
+# What the child keeps of this process's environment: what its interpreter and locale need. It parses hostile files,
+# so the bot token, the API keys and the database's password stay out of its reach.
+_CHILD_VARIABLES = frozenset({"PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR"})
+_CHILD_PREFIXES = ("LC_", "PYTHON")
 _TOO_COMPLEX_SIGNALS = (-signal.SIGKILL, -signal.SIGXCPU)  # the CPU limit, or the kernel's OOM killer
 
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
@@ -103,16 +107,25 @@ async def read_document(
     return decode_outcome(out)
 
 
+def child_environment() -> dict[str, str]:
+    """The child's environment: the interpreter's and the locale's variables of this process, no secrets."""
+    kept = (key for key in os.environ if key in _CHILD_VARIABLES or key.startswith(_CHILD_PREFIXES))
+    env = {key: os.environ[key] for key in kept}
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = _SOURCE_ROOT + (os.pathsep + path if path else "")
+    return env
+
+
 async def spawn() -> asyncio.subprocess.Process:
     """Start a child that reads one document (``extract.serve``)."""
-    path = os.environ.get("PYTHONPATH")
-    env = {**os.environ, "PYTHONPATH": _SOURCE_ROOT + (os.pathsep + path if path else "")}
     return await asyncio.create_subprocess_exec(
         *_CHILD,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=env,
+        env=child_environment(),
+        # Not the bot's working directory, which may hold its .env file: the child has nothing to read there.
+        cwd="/",
         # Its own session: a Ctrl-C in the terminal reaches the bot, which ends the child itself.
         start_new_session=True,
     )
