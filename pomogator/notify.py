@@ -38,9 +38,10 @@ class SendResult:
 
 
 class TelegramNotifier:
-    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, api_url: str, token: str, *, timeout: float = 10.0, pause: float = 1.0) -> None:
         self._url = f"{api_url.rstrip('/')}/bot{token}/sendMessage"
         self._timeout = timeout
+        self._pause = pause  # between attempts after a failed request
         self._client: httpx.AsyncClient | None = None
 
     async def close(self) -> None:
@@ -65,14 +66,20 @@ class TelegramNotifier:
                 body = response.json()
             except (httpx.HTTPError, ValueError) as exc:
                 description = type(exc).__name__
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(self._pause)
+                continue
+            if not isinstance(body, dict):
+                # Not the Bot API's answer (a proxy's error page in JSON, say): tried again like a failed request.
+                description = f"HTTP {response.status_code}, not a Bot API answer"
+                await asyncio.sleep(self._pause)
                 continue
             if body.get("ok"):
                 return SendResult(True)
             description = str(body.get("description", response.status_code))
             code = body.get("error_code", response.status_code)
             error_code = code if isinstance(code, int) else response.status_code
-            retry_after = (body.get("parameters") or {}).get("retry_after")
+            parameters = body.get("parameters")
+            retry_after = parameters.get("retry_after") if isinstance(parameters, dict) else None
             if response.status_code == 429 and isinstance(retry_after, int | float):
                 await asyncio.sleep(min(float(retry_after), MAX_FLOOD_WAIT_S))
                 continue
