@@ -39,7 +39,7 @@ from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
 from tests.fakes.openai_server import RecordedRequest
 from tests.fakes.telegram_server import SentMessage
-from tests.services.test_files import JPEG, blank_pdf, encrypt_pdf, make_pdf, make_png, make_zip
+from tests.services.test_files import ENCRYPTED_DOCX, JPEG, blank_pdf, encrypt_pdf, make_pdf, make_png, make_zip
 from tests.services.test_files_isolated import HUGE_STREAM, shared_stream_pdf
 
 
@@ -387,10 +387,11 @@ async def test_get_file_saying_too_big_is_the_same_refusal(harness: BotHarness) 
     [
         (b"%PDF-1.4\nthis is not really a pdf", "broken.pdf", "application/pdf", "повреждён"),
         (encrypt_pdf(make_pdf(["secret"]), "password", "owner"), "locked.pdf", "application/pdf", "паролем"),
+        (ENCRYPTED_DOCX, "report.docx", DOCX, "паролем"),
         (make_zip({"a.txt": b"inside"}), "files.zip", "application/zip", "Архивы"),
         (b"\x7fELF\x02\x01\x01" + b"\x00" * 64, "tool", "application/octet-stream", "исполняемые"),
     ],
-    ids=["corrupt-pdf", "encrypted-pdf", "zip", "executable"],
+    ids=["corrupt-pdf", "encrypted-pdf", "encrypted-docx", "zip", "executable"],
 )
 async def test_files_the_bot_cannot_read_get_a_clear_message(
     harness: BotHarness, data: bytes, name: str, mime: str, expected: str
@@ -655,3 +656,6 @@ def test_file_messages_say_what_happened() -> None:
     complex_file = files_texts.file_error(FileTooComplex("bomb.pdf"))
     assert "«bomb.pdf» слишком сложный" in complex_file
     assert files_texts.skipped_parts(["video", "video", "audio"]).count("пропустил") == 2
+    # An old spreadsheet is not told to become a DOCX.
+    legacy = files_texts.file_error(UnsupportedFile("prices.xls", "legacy-office"))
+    assert "таблицу — как CSV" in legacy and "Сохраните документ как DOCX" not in legacy

@@ -126,6 +126,48 @@ def make_png() -> bytes:
 
 
 OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64
+
+
+def ole2_container(*streams: str) -> bytes:
+    """An OLE2 (compound file) container whose directory holds empty ``streams``: the header, one FAT sector and
+    one directory sector, as the old Office formats and password-protected new ones are stored."""
+    free, end, fat_sector = 0xFFFFFFFF, 0xFFFFFFFE, 0xFFFFFFFD
+    header = struct.pack(
+        "<8s16sHHHHH6sIIIIIIIII",
+        OLE2[:8],
+        b"\x00" * 16,
+        0x3E,
+        3,
+        0xFFFE,
+        9,
+        6,
+        b"\x00" * 6,
+        0,
+        1,
+        1,
+        0,
+        4096,
+        end,
+        0,
+        end,
+        0,
+    )
+    header += struct.pack("<I", 0) + struct.pack("<I", free) * 108
+    fat = struct.pack("<II", fat_sector, end) + struct.pack("<I", free) * 126
+
+    def entry(name: str, kind: int, child: int = free, right: int = free) -> bytes:
+        encoded = (name + "\x00").encode("utf-16-le")
+        return struct.pack(
+            "<64sHBBIII16sIQQIQ", encoded, len(encoded), kind, 1, free, right, child, b"\x00" * 16, 0, 0, 0, end, 0
+        )
+
+    entries = [entry("Root Entry", 5, child=1 if streams else free)]
+    entries += [entry(name, 2, right=n + 2 if n + 1 < len(streams) else free) for n, name in enumerate(streams)]
+    directory = b"".join(entries).ljust(512, b"\x00")
+    return header + fat + directory
+
+
+ENCRYPTED_DOCX = ole2_container("EncryptionInfo", "EncryptedPackage")
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9"
 
 
@@ -317,6 +359,26 @@ def test_unsupported_files_are_refused_with_their_kind(data: bytes, filename: st
         extract_document(data, filename, mime, 1000)
     assert info.value.kind == kind
     assert info.value.filename == filename
+
+
+@pytest.mark.parametrize(
+    ("name", "mime"),
+    [
+        ("report.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        ("prices.xlsx", None),
+        ("deck.pptx", None),
+        ("renamed.doc", "application/msword"),
+    ],
+)
+def test_a_password_protected_office_file_is_encrypted_not_old(name: str, mime: str | None) -> None:
+    # Office keeps a protected DOCX, XLSX or PPTX in the container of the old formats (MS-OFFCRYPTO).
+    with pytest.raises(EncryptedFile) as info:
+        extract_document(ENCRYPTED_DOCX, name, mime, 1000)
+    assert info.value.filename == name
+    # An old document with streams of its own, even one renamed to .docx, is still an old format.
+    with pytest.raises(UnsupportedFile) as old:
+        extract_document(ole2_container("WordDocument", "1Table"), "renamed.docx", None, 1000)
+    assert old.value.kind == "legacy-office"
 
 
 def test_detect_kind_prefers_content_over_name() -> None:

@@ -125,6 +125,9 @@ _MIME_TYPES: dict[str, FileKind] = {
 _MIME_PREFIXES: dict[str, FileKind] = {"audio/": "audio", "video/": "video", "image/": "image"}
 
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# Office keeps a password-protected DOCX, XLSX or PPTX in an OLE2 container as a stream of this name (MS-OFFCRYPTO);
+# the container's directory stores names in UTF-16.
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
 
 
 def check_size(size: int | None, limit: int = MAX_DOWNLOAD_BYTES) -> None:
@@ -219,6 +222,12 @@ def sniff_signature(data: bytes) -> FileKind | None:
     if data.startswith((b"\x1a\x45\xdf\xa3", b"FLV\x01")) or (data[:4] == b"RIFF" and data[8:12] == b"AVI "):
         return "video"
     return None
+
+
+def encrypted_office(data: bytes) -> bool:
+    """Whether ``data`` is a password-protected DOCX, XLSX or PPTX: an OLE2 container, like the old formats, but
+    one that holds the encrypted package of a new one."""
+    return data.startswith(_OLE2) and _ENCRYPTED_PACKAGE in data
 
 
 def _zip_kind(data: bytes, by_name: FileKind | None) -> FileKind:

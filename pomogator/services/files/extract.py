@@ -17,7 +17,7 @@ import orjson
 
 from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooComplex, FileTooLarge, UnsupportedFile
 
-from .detect import _EXTENSIONS, FileKind, _mime_kind, check_size, detect_kind, extension
+from .detect import _EXTENSIONS, FileKind, _mime_kind, check_size, detect_kind, encrypted_office, extension
 from .document import ExtractedDocument
 from .docx import extract_docx
 from .pdf import TIME_BUDGET_S, extract_pdf
@@ -39,7 +39,8 @@ def extract_document(
 
     Raises ``FileTooLarge`` over Telegram's download limit, ``UnsupportedFile`` (with ``kind``: "image",
     "archive", "executable", "audio", "video", "legacy-office", "spreadsheet", "presentation",
-    "other-document", "rtf", "binary") for files it does not read, ``CorruptFile``, ``EncryptedFile`` and
+    "other-document", "rtf", "binary") for files it does not read, ``CorruptFile``, ``EncryptedFile`` (also for a
+    password-protected DOCX, XLSX or PPTX, which Office keeps in an old-format container) and
     ``FileTooComplex`` (a PDF whose pages take longer than ``pdf_time_budget`` before any text turns up).
     An image yields ``UnsupportedFile(kind="image")``: send it with ``image_part`` instead.
     This is CPU-bound work on untrusted input: the bot runs it in a child process (``isolated.read_document``).
@@ -54,6 +55,8 @@ def extract_document(
         return extract_docx(data, filename, max_chars)
     if kind in ("text", "markdown", "csv", "json", "code"):
         return extract_text(data, filename, kind, max_chars)
+    if kind == "legacy-office" and encrypted_office(data):
+        raise EncryptedFile(filename)
     raise UnsupportedFile(filename, kind)
 
 
