@@ -522,10 +522,16 @@ class BillingService:
         telegram_id = int(remote.metadata["telegram_id"])
         amount = _decimal(row["amount"])
         until: datetime | None = None
-        # Paid after the person erased their data (a link opened before): paying is theirs to do, so the payment is
-        # theirs again, for the admin commands and for a later erasure to find.
-        relink: dict[Column | str, Any] = {Payment.telegram_id: telegram_id} if row["telegram_id"] is None else {}
         async with self.database.transaction():
+            # An erasure takes the person's lock too: it happens wholly before this or wholly after, and the row is
+            # read again under the lock, as it may have been unlinked while YooKassa was asked.
+            await lock_person(telegram_id)
+            now = await Payment.select(Payment.telegram_id).where(payment_pk == row["id"]).first()
+            # Paid after the person erased their data (a link opened before): paying is theirs to do, so the payment
+            # is theirs again, for the admin commands and for a later erasure to find.
+            relink: dict[Column | str, Any] = (
+                {Payment.telegram_id: telegram_id} if now is None or now["telegram_id"] is None else {}
+            )
             # Exactly once: of any number of replays, concurrent or not, one flips the status and grants.
             claimed = (
                 await Payment.update(

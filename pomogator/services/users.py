@@ -11,7 +11,7 @@ from typing import Any
 from pomogator.errors import InvalidEmail, PremiumRequired, RoleTooLong, UserNotFound
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.services.quota import QuotaService
-from pomogator.services.subscriptions import SubscriptionService, running_until
+from pomogator.services.subscriptions import SubscriptionService, lock_person, running_until
 from pomogator.store.engine import ASYNC_COMMIT_CTE, Database, raw
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
 from pomogator.timeutil import as_utc, utcnow
@@ -235,6 +235,9 @@ class UserService:
         An answer streaming meanwhile stores nothing afterwards (``ChatService`` stores only for an existing row).
         """
         async with self.database.transaction():
+            # One change to the person's premium at a time: a payment being applied now is applied wholly before the
+            # erasure (which then takes it) or wholly after (as a payment made after an erasure).
+            await lock_person(telegram_id)
             # The row goes first: on PostgreSQL this waits for an answer being stored (it holds the row), so the
             # DELETEs below see its turns and usage; an answer stored later finds no row.
             erased = await User.delete().where(User.telegram_id == telegram_id).returning(User.telegram_id)

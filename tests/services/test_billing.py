@@ -278,6 +278,28 @@ async def test_a_payment_made_after_the_person_erased_their_data_is_theirs_again
     assert await services.subscriptions.premium_until(USER_ID) is None
 
 
+async def test_an_erasure_while_a_payment_is_being_verified_leaves_it_one_of_the_two_orders(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    """The person erases their data while the notification of their payment is being checked with YooKassa: the
+    outcome is the one of "paid after the erasure", never a mix (premium, a payment naming them, no account)."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    kassa.hang = True
+    asked = len(kassa.requests)
+    checking = asyncio.create_task(services.billing.handle_notification("payment.succeeded", checkout.payment_id))
+    *_, held = await kassa.wait_for_requests(asked + 1)
+    assert held.method == "GET" and checkout.payment_id in held.path
+    assert await services.users.delete(USER_ID)
+    kassa.hang = False
+    outcome = await checking
+    assert outcome is not None and outcome.changed
+    row = await payment_row(checkout.payment_id)
+    assert row["telegram_id"] == USER_ID and row["status"] == "succeeded"
+    assert (await services.users.get(USER_ID)).premium
+    assert [p.payment_id for p in await list_payments(telegram_id=USER_ID)] == [checkout.payment_id]
+
+
 async def test_a_refund_has_a_receipt_even_for_a_person_who_erased_their_data(db_url: str, tg: FakeTelegram) -> None:
     async with FakeYooKassa(require_receipt=True) as kassa:
         settings = billing_settings(db_url, kassa, tg, receipt_enabled=True)
