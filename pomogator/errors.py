@@ -192,6 +192,19 @@ class ScanTooLong(FileError):
         super().__init__(f"The scan {filename!r} has {pages} pages; the model's context holds {max_pages}.")
 
 
+class NamedFileTooLarge(FileTooLarge):
+    """FileTooLarge of one file whose name is known (one of several in an album, say)."""
+
+    def __init__(self, filename: str, size: int, limit: int) -> None:
+        self.filename = filename
+        super().__init__(size, limit)
+
+
+class UnpackedTooLarge(NamedFileTooLarge):
+    """A DOCX whose parts that are read whole (styles, relationships, page headers) unpack to more than ``limit``
+    bytes; the file itself may be small."""
+
+
 class VisionUnsupported(PomogatorError):
     def __init__(self, model_id: str, vision_models: list[str]) -> None:
         self.model_id = model_id

@@ -19,6 +19,7 @@ from pomogator.errors import (
     ImageTooLarge,
     ScanTooLong,
     TooManyFiles,
+    UnpackedTooLarge,
     UnsupportedFile,
 )
 from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, ExtractedDocument
@@ -118,6 +119,12 @@ _UNSUPPORTED: dict[str, str] = {
 
 def file_too_large(exc: FileTooLarge) -> str:
     size, limit = size_and_limit(exc.size, exc.limit)
+    if isinstance(exc, UnpackedTooLarge):
+        return (
+            f"📦 «{esc(exc.filename)}» в распакованном виде слишком большой: служебные части документа (стили, "
+            f"колонтитулы) занимают {size}, а можно не больше {limit}. "
+            "Сохраните его как PDF или пришлите нужный текст файлом TXT."
+        )
     if isinstance(exc, ImagesTooLarge):
         return f"🖼 Эти картинки вместе слишком большие ({size}), а за раз можно не больше {limit}. Пришлите их частями."
     if exc.limit == MAX_DOWNLOAD_BYTES:

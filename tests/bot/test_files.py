@@ -29,6 +29,7 @@ from pomogator.errors import (
     FileTooComplex,
     FileTooLarge,
     ScanTooLong,
+    UnpackedTooLarge,
     UnsupportedFile,
     VisionUnsupported,
 )
@@ -656,6 +657,8 @@ def test_file_messages_say_what_happened() -> None:
     complex_file = files_texts.file_error(FileTooComplex("bomb.pdf"))
     assert "«bomb.pdf» слишком сложный" in complex_file
     assert files_texts.skipped_parts(["video", "video", "audio"]).count("пропустил") == 2
+    unpacked = files_texts.file_error(UnpackedTooLarge("<b>.docx", 60 << 20, 50 << 20))
+    assert unpacked.startswith("📦 «&lt;b&gt;.docx» в распакованном виде слишком большой") and "60 МБ" in unpacked
     # An old spreadsheet is not told to become a DOCX.
     legacy = files_texts.file_error(UnsupportedFile("prices.xls", "legacy-office"))
     assert "таблицу — как CSV" in legacy and "Сохраните документ как DOCX" not in legacy

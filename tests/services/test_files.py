@@ -17,10 +17,11 @@ import pytest
 from docx import Document
 from pypdf import PageObject, PdfReader, PdfWriter
 
-from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooLarge, UnsupportedFile
+from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooLarge, UnpackedTooLarge, UnsupportedFile
 from pomogator.services import files
 from pomogator.services.files import (
     MAX_DOWNLOAD_BYTES,
+    MAX_UNCOMPRESSED_BYTES,
     ExtractedDocument,
     check_size,
     check_zip_bounds,
@@ -32,7 +33,10 @@ from pomogator.services.files import (
     image_part,
     pdf_file_part,
 )
+from pomogator.services.files.docx import MAX_COMPRESSION_RATIO
+from tests.services.test_docx import cell, docx_with_body, para, run, table
 
+DOCX_MIME = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 RUSSIAN = "Привет, мир! Съешь же ещё этих мягких французских булок, да выпей чаю.\nВторая строка — ёлка.\n"
 
 # --- builders ---------------------------------------------------------------------------------------------
@@ -555,11 +559,40 @@ def test_zip_with_forged_sizes_is_refused() -> None:
 
 
 def test_zip_bounds_total_size() -> None:
-    data = make_zip({f"part{n}.bin": bytes(range(256)) * 40 for n in range(3)})
+    data = make_zip({f"word/part{n}.xml": bytes(range(256)) * 40 for n in range(3)})
     check_zip_bounds(data, "ok.docx")
-    with pytest.raises(FileTooLarge) as info:
+    with pytest.raises(UnpackedTooLarge) as info:
         check_zip_bounds(data, "big.docx", max_uncompressed=20_000)
     assert info.value.size == 3 * 256 * 40
+    assert info.value.filename == "big.docx"
+
+
+def test_a_long_docx_is_cut_to_fit_whatever_its_body_unpacks_to() -> None:
+    # A book: its body unpacks to more than the parts read whole may, yet it is read as far as the context holds.
+    words = " ".join(f"слово{n}" for n in range(40))
+    body = "".join(para(run(f"Абзац {n}: {words}")) for n in range(140_000))
+    data = docx_with_body(body)
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert archive.getinfo("word/document.xml").file_size > MAX_UNCOMPRESSED_BYTES
+    doc = extract_document(data, "book.docx", DOCX_MIME, 400_000)
+    assert doc.truncated and doc.total_chars is None
+    assert doc.text.startswith("Абзац 0: слово0") and 390_000 < len(doc.text) <= 400_000
+
+
+def test_generated_tables_are_not_taken_for_a_bomb() -> None:
+    # Report generators write every empty cell with its borders: such a body shrinks 120-160 times.
+    borders = "".join(f'<w:{side} w:val="single" w:sz="4" w:color="000000"/>' for side in ("top", "left", "bottom"))
+    empty = f"<w:tc><w:tcPr><w:tcBorders>{borders}</w:tcBorders></w:tcPr>{para()}</w:tc>"
+    rows = [cell(para(run(f"строка {n}"))) + empty * 4 for n in range(4000)]
+    data = docx_with_body(table(*rows))
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        body = archive.getinfo("word/document.xml")
+    assert body.file_size > MAX_COMPRESSION_RATIO * body.compress_size and body.file_size > 1024 * 1024
+    doc = extract_document(data, "report.docx", DOCX_MIME, 10_000)
+    assert doc.text.startswith("| строка 0 |  |  |  |  |")
+    # A body of empty paragraphs shrinks far more: that is a bomb, refused before it is parsed.
+    with pytest.raises(CorruptFile):
+        extract_document(docx_with_body("<w:p/>" * 1_000_000), "bomb.docx", DOCX_MIME, 10_000)
 
 
 def test_real_docx_passes_zip_bounds() -> None:
@@ -662,10 +695,10 @@ def test_error_types_share_a_base() -> None:
         assert isinstance(error, FileError)
 
 
-def test_highly_compressible_picture_counts_only_towards_the_total() -> None:
+def test_a_highly_compressible_picture_is_not_checked() -> None:
+    # Pictures are never unpacked: neither their ratio nor their size matters.
     members = {"word/media/image1.bmp": b"BM" + b"\xff" * (2 * 1024 * 1024)}
     check_zip_bounds(make_zip(members), "screenshot.docx")
-    with pytest.raises(FileTooLarge):
-        check_zip_bounds(make_zip(members), "screenshot.docx", max_uncompressed=1024 * 1024)
+    check_zip_bounds(make_zip(members), "screenshot.docx", max_uncompressed=1024 * 1024)
     with pytest.raises(CorruptFile):
         check_zip_bounds(make_zip({"word/styles.xml": b" " * (2 * 1024 * 1024)}), "bomb.docx")

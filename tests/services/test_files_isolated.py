@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pomogator.errors import CorruptFile, EncryptedFile, FileTooComplex, UnsupportedFile
+from pomogator.errors import CorruptFile, EncryptedFile, FileTooComplex, UnpackedTooLarge, UnsupportedFile
 from pomogator.services.files import ExtractedDocument, ReadLimits, extract_document, isolated, pdf, read_document
 from tests.services.test_files import blank_pdf, encrypt_pdf, make_docx, make_pdf, make_png, make_zip
 
@@ -150,6 +150,14 @@ async def test_refusals_come_back_from_the_child_as_they_were_raised(
         await read_document(data, name, None, 1000)
     assert getattr(caught.value, "filename", None) == name
     assert getattr(caught.value, "kind", None) == kind
+
+
+async def test_a_docx_too_large_unpacked_comes_back_from_the_child_with_its_name_and_size() -> None:
+    styles = "".join(f'<w:style w:styleId="s{n}"/>' for n in range(2_000_000)).encode()
+    data = make_zip({"word/document.xml": b"<w:document/>", "word/styles.xml": styles})
+    with pytest.raises(UnpackedTooLarge) as caught:
+        await read_document(data, "styles.docx", None, 1000)
+    assert (caught.value.filename, caught.value.size) == ("styles.docx", len(styles))
 
 
 async def test_text_the_child_cannot_send_as_json_is_repaired() -> None:

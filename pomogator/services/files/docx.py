@@ -16,15 +16,23 @@ import zipfile
 from collections.abc import Collection, Iterator
 from typing import IO, Protocol
 
-from pomogator.errors import CorruptFile, FileError, FileTooLarge
+from pomogator.errors import CorruptFile, FileError, UnpackedTooLarge
 
 from .document import ExtractedDocument, cut_to_fit
 
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
-"""The most a DOCX may unpack to: a bound on the XML parsed when a document is read to its end."""
+"""The most the XML parts other than the body and the notes may unpack to together: relationships, styles, page
+headers and footers are parsed whole. The body and the notes are read as a stream and only as far as the model's
+context holds (``READ_AHEAD_CHARS``), so their size is not bounded here: a long document is cut, as a PDF is."""
 
 MAX_COMPRESSION_RATIO = 100
-"""Word's XML compresses about 5-20 times; a member that shrank far more is a decompression bomb."""
+"""Word's XML compresses about 5-20 times; a part read whole that shrank far more is a decompression bomb."""
+
+MAX_STREAMED_RATIO = 400
+"""The same for the body and the notes. Generated tables of empty bordered cells shrink about 160 times; XML of empty
+paragraphs, the cheapest bomb, 700 and more. What passes is parsed within the reader process's time and memory."""
+
+STREAMED_PARTS = frozenset({"word/document.xml", "word/footnotes.xml", "word/endnotes.xml"})
 
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
 """Small members are not checked for the ratio: a few kilobytes of repeated XML are harmless."""
@@ -54,8 +62,9 @@ def check_zip_bounds(
     """Refuse a zip container before anything in it is decompressed.
 
     Only the central directory is read. The declared sizes are a real bound: ``zipfile`` never returns more
-    than a member's declared size. A member with a suspicious compression ratio makes the file ``CorruptFile``;
-    a package that unpacks to more than ``max_uncompressed`` bytes makes it ``FileTooLarge``.
+    than a member's declared size. A member with a suspicious compression ratio (``max_ratio``, or
+    ``MAX_STREAMED_RATIO`` for the body and the notes) makes the file ``CorruptFile``; XML parts other than the body
+    and the notes that unpack to more than ``max_uncompressed`` bytes together make it ``UnpackedTooLarge``.
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -68,18 +77,20 @@ def check_zip_bounds(
     for member in members:
         if member.file_size < 0 or member.compress_size < 0:
             raise CorruptFile(filename)
+        streamed = member.filename in STREAMED_PARTS
         # Embedded pictures are exempt: an uncompressed bitmap of a plain screenshot legitimately shrinks
-        # a thousand times, and the total bound below still applies to them.
+        # a thousand times, and they are never unpacked.
         suspicious = (
             member.file_size > RATIO_CHECK_MIN_BYTES
-            and member.file_size > max_ratio * max(member.compress_size, 1)
+            and member.file_size > (MAX_STREAMED_RATIO if streamed else max_ratio) * max(member.compress_size, 1)
             and not member.filename.startswith("word/media/")
         )
         if suspicious:
             raise CorruptFile(filename)
-        total += member.file_size
+        if not streamed and member.filename.endswith((".xml", ".rels")):
+            total += member.file_size
     if total > max_uncompressed:
-        raise FileTooLarge(total, max_uncompressed)
+        raise UnpackedTooLarge(filename, total, max_uncompressed)
 
 
 # --- XML --------------------------------------------------------------------------------------------------
@@ -498,7 +509,8 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
 
     Reading stops ``READ_AHEAD_CHARS`` past ``max_chars``; the result is then ``truncated`` with
     ``total_chars=None``.
-    Raises ``CorruptFile`` for a damaged file and ``FileTooLarge`` for one that unpacks to too much.
+    Raises ``CorruptFile`` for a damaged file and ``UnpackedTooLarge`` for one whose parts read whole unpack to too
+    much.
     """
     if max_chars <= 0:
         raise ValueError("max_chars must be positive")

@@ -15,7 +15,15 @@ from typing import Any
 
 import orjson
 
-from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooComplex, FileTooLarge, UnsupportedFile
+from pomogator.errors import (
+    CorruptFile,
+    EncryptedFile,
+    FileError,
+    FileTooComplex,
+    FileTooLarge,
+    UnpackedTooLarge,
+    UnsupportedFile,
+)
 
 from .detect import _EXTENSIONS, FileKind, _mime_kind, check_size, detect_kind, encrypted_office, extension
 from .document import ExtractedDocument
@@ -156,6 +164,8 @@ def _clean(text: str) -> str:
 
 
 def _error_fields(exc: FileError) -> dict[str, Any]:
+    if isinstance(exc, UnpackedTooLarge):
+        return {"type": "UnpackedTooLarge", "filename": exc.filename, "size": exc.size, "limit": exc.limit}
     if isinstance(exc, FileTooLarge):
         return {"type": "FileTooLarge", "size": exc.size, "limit": exc.limit}
     if isinstance(exc, UnsupportedFile):
@@ -179,6 +189,8 @@ def decode_outcome(raw: bytes) -> ExtractedDocument:
         return ExtractedDocument(**outcome["document"])
     error = outcome["error"]
     kind = error["type"]
+    if kind == "UnpackedTooLarge":
+        raise UnpackedTooLarge(str(error["filename"]), int(error["size"]), int(error["limit"]))
     if kind == "FileTooLarge":
         raise FileTooLarge(int(error["size"]), int(error["limit"]))
     if kind == "UnsupportedFile":
