@@ -24,7 +24,7 @@ from pomogator.errors import ConfigError
 ENV_PREFIX = "POMOGATOR_"
 ENV_FILE = Path(".env")
 
-# What taking payments needs (``Settings.require``).
+# What taking payments needs (``Settings.billing_configured``, ``Settings.require``).
 YOOKASSA_SETTINGS = ("yookassa_shop_id", "yookassa_secret_key")
 DEFAULT_YOOKASSA_NETWORKS = (
     "185.71.76.0/27,185.71.77.0/27,77.75.153.0/25,77.75.156.11,77.75.156.35,77.75.154.128/25,2a02:5180::/32"
@@ -263,6 +263,12 @@ class Settings(BaseModel):
         """Telegram delivers updates to the web app (``POST /webhooks/telegram``); nothing polls."""
         secret = self.telegram_webhook_secret
         return secret is not None and bool(secret.get_secret_value())
+
+    @property
+    def billing_configured(self) -> bool:
+        """Payments are taken: the YooKassa shop id and secret key are both set. Without them the bot answers that
+        premium cannot be bought yet and the web app serves no YooKassa webhook and checks no payments."""
+        return not any(_unset(getattr(self, name)) for name in YOOKASSA_SETTINGS)
 
     @cached_property
     def tz(self) -> ZoneInfo:

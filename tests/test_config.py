@@ -267,3 +267,14 @@ def test_compose_gives_the_database_password_outside_the_url(monkeypatch: pytest
         settings = Settings(database_url=environment["POMOGATOR_DATABASE_URL"])
         assert password in settings.secret_values()
         assert not url_passwords(settings.database_url)
+
+
+@pytest.mark.parametrize(
+    ("shop_id", "secret_key", "configured"),
+    [("123", "s", True), ("123", "", False), ("", "s", False), (None, None, False)],
+)
+def test_billing_is_configured_only_with_both_yookassa_credentials(
+    shop_id: str | None, secret_key: str | None, configured: bool
+) -> None:
+    settings = Settings(yookassa_shop_id=shop_id, yookassa_secret_key=secret_key)
+    assert settings.billing_configured is configured

@@ -1,5 +1,5 @@
-"""The Starlette app: ``POST /webhooks/yookassa``, ``GET /healthz`` and, in webhook mode, ``POST /webhooks/telegram``
-(see :mod:`pomogator.web.telegram_webhook`).
+"""The Starlette app: ``GET /healthz``, ``POST /webhooks/yookassa`` when YooKassa is configured and, in webhook mode,
+``POST /webhooks/telegram`` (see :mod:`pomogator.web.telegram_webhook`); and the background jobs.
 
 Response codes are what YooKassa acts on: 200 stops its retries (done, or nothing we will ever act on), 5xx makes it
 retry (our own failure, or the payment API is unreachable for the check), 403 for a sender outside YooKassa's
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pomogator.config import YOOKASSA_SETTINGS, Settings
+from pomogator.config import Settings
 from pomogator.container import Services, build_services
 from pomogator.errors import (
     DatabaseUnavailable,
@@ -243,11 +243,13 @@ async def check_waiting_payments(services: Services) -> None:
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
-    """The web app. Its lifespan opens the services (or uses ``services``, owned by the caller), checks that
-    YooKassa is configured, and runs the premium reminders, the check of payments whose notification has not come
-    and the container heartbeat in the background.
+    """The web app. Its lifespan opens the services (or uses ``services``, owned by the caller) and runs in the
+    background: the container heartbeat, the premium reminders (with a bot token), the check of payments whose
+    notification has not come (with YooKassa) and the housekeeping.
 
-    In webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` set) it also runs the bot: aiogram is imported only then.
+    Without YooKassa (``Settings.billing_configured``) payments are off: ``/webhooks/yookassa`` is not served (404)
+    and no payment is checked; that is logged once at start. In webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET``
+    set) it also runs the bot: aiogram is imported only then.
     """
 
     startup_failures: list[PomogatorError] = []
@@ -257,9 +259,6 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
         async with contextlib.AsyncExitStack() as stack:
             try:
                 opened = services if services is not None else await stack.enter_async_context(build_services(settings))
-                # Fail at start, not at the first payment, when YooKassa is not configured. The billing service (and
-                # the yookassa SDK with requests under it, ~9 MiB) is built by the first notification, as in the bot.
-                settings.require(*YOOKASSA_SETTINGS)
                 telegram: WebhookUpdates | None = None
                 if settings.webhook_mode:
                     from pomogator.bot.webhook import open_webhook
@@ -278,12 +277,19 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
             tasks.append(asyncio.create_task(keep_heartbeat(database_answers)))
             tasks.append(asyncio.create_task(keep_trimming(settings.memory_trim_seconds)))
             if settings.reminder_interval_seconds > 0 and opened.reminders is not None:
-                tasks.append(
-                    asyncio.create_task(
-                        every(settings.reminder_interval_seconds, opened.reminders.send_due, "Premium reminders")
+                if opened.notifier is None:
+                    logger.warning("POMOGATOR_BOT_TOKEN is not set: premium reminders are off")
+                else:
+                    tasks.append(
+                        asyncio.create_task(
+                            every(settings.reminder_interval_seconds, opened.reminders.send_due, "Premium reminders")
+                        )
                     )
-                )
-            if settings.payment_check_interval_seconds > 0:
+            # The billing service (and the yookassa SDK with requests under it, ~9 MiB) is built by the first
+            # notification or waiting payment, as in the bot.
+            if not settings.billing_configured:
+                logger.warning("YooKassa is not configured: payments are off")
+            elif settings.payment_check_interval_seconds > 0:
                 tasks.append(
                     asyncio.create_task(
                         every(
@@ -312,10 +318,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
-    routes = [
-        Route("/webhooks/yookassa", yookassa_webhook, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-    ]
+    routes = [Route("/healthz", healthz, methods=["GET"])]
+    if settings.billing_configured:
+        routes.append(Route("/webhooks/yookassa", yookassa_webhook, methods=["POST"]))
     if settings.webhook_mode:
         routes.append(Route("/webhooks/telegram", telegram_webhook, methods=["POST"]))
     app = Starlette(

@@ -11,17 +11,28 @@ from pomogator.config import Settings
 KEEP_ALIVE_SECONDS = 130
 
 
+def web_needs(settings: Settings) -> tuple[str, ...]:
+    """The settings ``run web`` cannot start without. YooKassa is not among them: without a shop payments are off
+    and the other jobs run. The bot token is, when the app takes payments (payers are told theirs went through) or
+    serves the bot (webhook mode, which also needs the OpenRouter key); otherwise it only sends the premium
+    reminders, which are off without it."""
+    needs: list[str] = []
+    if settings.billing_configured or settings.webhook_mode:
+        needs.append("bot_token")
+    if settings.webhook_mode:
+        needs.append("openrouter_api_key")
+    return tuple(needs)
+
+
 def serve(settings: Settings) -> None:
-    """Run the web app until SIGINT/SIGTERM. Raises ConfigError when YooKassa or the bot token is not configured
-    (and, in webhook mode, the OpenRouter key).
+    """Run the web app until SIGINT/SIGTERM. Raises ConfigError when a setting of ``web_needs`` is missing.
 
     uvicorn is given no logging configuration (records reach loguru through the stdlib interception) and no proxy
     handling: its default would believe ``X-Forwarded-For`` from 127.0.0.1, letting any local process pick the
     address YooKassa's notifications are checked against. Forwarded addresses are read by the app itself, only from
     ``POMOGATOR_WEB_TRUSTED_PROXIES`` (see :mod:`pomogator.web.network`).
     """
-    webhook_needs = ("openrouter_api_key",) if settings.webhook_mode else ()
-    settings.require("yookassa_shop_id", "yookassa_secret_key", "bot_token", *webhook_needs)
+    settings.require(*web_needs(settings))
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 

@@ -171,13 +171,34 @@ async def test_a_notification_sent_while_postgresql_restarts_is_applied_at_once(
             proxy.close()
 
 
-async def test_the_web_process_refuses_to_start_without_yookassa(tmp_path: Path) -> None:
+async def test_the_web_process_starts_without_yookassa_and_a_bot_token(
+    tmp_path: Path, processes: list[WebProcess]
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("POMOGATOR_")}
-    env.update(POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}", POMOGATOR_BOT_TOKEN="1:x")
+    env.update(POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}")
+    web = await WebProcess(env, tmp_path).start(timeout=20)
+    processes.append(web)
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(web.url + "/healthz")).status_code == 200
+        assert (await client.post(web.url + WEBHOOK, json={"type": "notification"})).status_code == 404
+    await web.stop()
+    log = web.log()
+    assert log.count("YooKassa is not configured: payments are off") == 1
+    assert "POMOGATOR_BOT_TOKEN is not set: premium reminders are off" in log
+
+
+async def test_the_web_process_taking_payments_needs_the_bot_token(tmp_path: Path) -> None:
+    """Payers are told by the bot that their payment went through: a shop without a bot token is refused."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POMOGATOR_")}
+    env.update(
+        POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'x.sqlite3'}",
+        POMOGATOR_YOOKASSA_SHOP_ID="1",
+        POMOGATOR_YOOKASSA_SECRET_KEY="s",
+    )
     web = WebProcess(env, tmp_path)
     with pytest.raises(RuntimeError) as failed:
         await web.start(timeout=20)
-    assert "POMOGATOR_YOOKASSA_SHOP_ID and POMOGATOR_YOOKASSA_SECRET_KEY are not set." in str(failed.value)
+    assert "POMOGATOR_BOT_TOKEN is not set." in str(failed.value)
     assert "Traceback" not in str(failed.value)
 
 

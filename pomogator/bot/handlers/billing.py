@@ -77,7 +77,7 @@ def make_email_keyboard() -> InlineKeyboardMarkup:
 
 
 def billing_enabled(settings: Settings) -> bool:
-    return bool(settings.yookassa_shop_id and settings.yookassa_secret_key)
+    return settings.billing_configured
 
 
 async def show_billing(bot: Bot, chat_id: int, account: Account, services: Services) -> None:
