@@ -149,7 +149,7 @@ def fit_tokens(doc: ExtractedDocument, max_tokens: int) -> ExtractedDocument:
     if tokens <= max_tokens:
         return doc
     text, _ = cut_to_fit(doc.text, max(MIN_DOCUMENT_CHARS, len(doc.text) * max_tokens // tokens))
-    return replace(doc, text=text, truncated=True)
+    return replace(doc, text=text, truncated=True, stopped_by="context")
 
 
 class AttachmentRequest:

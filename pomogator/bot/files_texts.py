@@ -208,7 +208,8 @@ def file_error(exc: FileError, *, accepted: bool = True) -> str:
 
 
 def document_cut(doc: ExtractedDocument) -> str:
-    """Told before the answer when a document was too long for the model's context."""
+    """Told before the answer when only part of a document goes to the model: it was too long for the model's
+    context, or the reading of a PDF stopped (the page cap, the time it took, pages that could not be read)."""
     name = esc(doc.filename)
     read = len(doc.text)
     if doc.total_chars is None and doc.pages_read is not None and doc.pages_total is not None:
@@ -218,6 +219,13 @@ def document_cut(doc: ExtractedDocument) -> str:
         part = f"первые {number(read)} {of_total(doc.total_chars, 'символа', 'символов')}"
     else:
         part = f"первые {chars(read)}"
+    why = {
+        "pages": f"больше {pages(doc.pages_read or 0)} за раз я не читаю",
+        "time": "чтение заняло слишком много времени",
+        "unreadable": "многие страницы прочитать не получилось",
+    }.get(doc.stopped_by or "")
+    if why:
+        return f"✂️ «{name}» я прочитал не целиком: {why}. Модель прочитает {part}."
     return f"✂️ «{name}» не помещается в контекст модели целиком: она прочитает {part}."
 
 

@@ -291,6 +291,20 @@ async def test_a_long_file_is_cut_to_the_model_context_with_a_note(harness: BotH
 
 
 @e2e
+async def test_a_pdf_over_the_page_cap_is_not_said_to_be_too_long_for_the_model(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    slides = make_pdf([f"Slide {n}" for n in range(1, 601)])
+    h.tg.user_document(chat, slides, "slides.pdf", "application/pdf")
+    text = (await answered(h, chat)).last_user_text
+    assert "Slide 500" in text and "Slide 501" not in text
+    assert "cut to fit the model's context" not in text and "the reader's page limit" in text
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice.startswith("✂️ «slides.pdf» я прочитал не целиком: больше 500 страниц за раз я не читаю.")
+    assert "с первых 500 из 600 страниц" in notice and "контекст" not in notice
+
+
+@e2e
 async def test_file_names_are_escaped_in_messages(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

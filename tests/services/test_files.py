@@ -32,6 +32,7 @@ from pomogator.services.files import (
     extract_document,
     image_part,
     pdf_file_part,
+    truncation_note,
 )
 from pomogator.services.files.docx import MAX_COMPRESSION_RATIO
 from tests.services.test_docx import cell, docx_with_body, para, run, table
@@ -437,6 +438,41 @@ def test_long_pdf_is_read_only_as_far_as_the_limit(monkeypatch: pytest.MonkeyPat
     assert "Page 20 " not in doc.text
     prompt = document_prompt(doc, None)
     assert f"from the first {doc.pages_read} of 300 pages]" in prompt
+
+
+def test_a_pdf_over_the_page_cap_is_not_said_to_be_cut_for_the_context() -> None:
+    doc = extract_document(make_pdf([f"Slide {n}" for n in range(1, 601)]), "slides.pdf", None, 300_000)
+    assert (doc.truncated, doc.stopped_by, doc.pages_read, doc.pages_total) == (True, "pages", 500, 600)
+    assert len(doc.text) < 300_000 // 10
+    note = truncation_note(doc)
+    assert note is not None and "context" not in note.replace("not the model's context", "")
+    assert note.startswith("[Only the first pages of the file were read") and "first 500 of 600 pages" in note
+
+
+def test_a_pdf_stopped_by_time_or_by_unreadable_pages_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_pdf([f"Page {n}" for n in range(1, 31)])
+    slow = extract_document(data, "slow.pdf", None, 300_000, pdf_time_budget=0)
+    assert (slow.truncated, slow.stopped_by, slow.pages_read) == (True, "time", 1)
+    assert (truncation_note(slow) or "").startswith("[Reading the file stopped early: it took too long")
+    # Cut for the context, a PDF says so, as before.
+    long = extract_document(data, "long.pdf", None, 100)
+    assert long.stopped_by == "context"
+    assert (truncation_note(long) or "").startswith("[The file was cut to fit the model's context")
+    original = PageObject.extract_text
+    calls = 0
+
+    def failing_after_the_first(self: PageObject, *args: Any, **kwargs: Any) -> str:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise ValueError("a broken content stream")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PageObject, "extract_text", failing_after_the_first)
+    broken = extract_document(data, "broken.pdf", None, 300_000)
+    assert (broken.truncated, broken.stopped_by) == (True, "unreadable")
+    assert broken.pages_read is not None and broken.pages_read < 30
+    assert "too many of its pages could not be read" in (truncation_note(broken) or "")
 
 
 def test_encrypted_pdf_is_refused() -> None:

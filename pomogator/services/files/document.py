@@ -7,6 +7,10 @@ from typing import Literal
 
 DocumentKind = Literal["text", "markdown", "csv", "json", "code", "pdf", "docx"]
 
+StopReason = Literal["context", "pages", "time", "unreadable"]
+"""Why a document was not read whole: its text is longer than the model's context holds, or a PDF's reading stopped
+at the page cap, at the time budget or after too many pages that could not be read."""
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ExtractedDocument:
@@ -15,7 +19,8 @@ class ExtractedDocument:
     ``total_chars`` is the length of the whole text before it was cut; it is ``None`` when the text was not
     read to the end (a long PDF is read only page by page until the limit is reached). ``pages_read`` and
     ``pages_total`` are set for PDFs only. ``needs_file_part`` means the text layer is empty (a scanned PDF)
-    and the original file should be sent to the model as a file part instead.
+    and the original file should be sent to the model as a file part instead. ``stopped_by`` says why a ``truncated``
+    document was not read whole.
     """
 
     filename: str
@@ -27,6 +32,7 @@ class ExtractedDocument:
     pages_total: int | None = None
     needs_file_part: bool = False
     encoding: str | None = None
+    stopped_by: StopReason | None = None
 
 
 def cut_to_fit(text: str, max_chars: int) -> tuple[str, bool]:

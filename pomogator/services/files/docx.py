@@ -541,4 +541,5 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
         text=cut,
         truncated=truncated or not read_all,
         total_chars=len(text) if read_all else None,
+        stopped_by="context" if truncated or not read_all else None,
     )

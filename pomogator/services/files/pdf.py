@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooComplex
 
-from .document import ExtractedDocument, cut_to_fit
+from .document import ExtractedDocument, StopReason, cut_to_fit
 
 if TYPE_CHECKING:
     from pypdf import PdfReader
@@ -89,8 +89,9 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
     Pages are marked ``--- page N ---`` when the file has more than one. A page that cannot be parsed is
     marked as unreadable and skipped. A PDF without any text becomes ``needs_file_part=True`` with empty text.
     Reading also stops after ``MAX_PAGES`` pages, after ``MAX_UNREADABLE_PAGES`` failed ones, and between pages
-    once ``time_budget`` seconds have passed: what was read goes on, cut. Raises ``FileTooComplex`` when the
-    time ran out, or pages hit pypdf's limits, before any text was found; ``EncryptedFile`` and ``CorruptFile``.
+    once ``time_budget`` seconds have passed: what was read goes on, cut, and ``stopped_by`` says why. Raises
+    ``FileTooComplex`` when the time ran out, or pages hit pypdf's limits, before any text was found;
+    ``EncryptedFile`` and ``CorruptFile``.
     """
     if max_chars <= 0:
         raise ValueError("max_chars must be positive")
@@ -108,14 +109,17 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
         unreadable = 0
         over_limits = False
         seen_text = False
+        stopped_by: StopReason | None = "pages" if total > MAX_PAGES else None
         for number in range(min(total, MAX_PAGES)):
             if not seen_text and number >= MAX_BLANK_PAGES:
                 break
             if unreadable >= MAX_UNREADABLE_PAGES and unreadable * 2 > pages_read:
+                stopped_by = "unreadable"
                 break
             if number and time.monotonic() >= deadline:
                 if not seen_text:
                     raise FileTooComplex(filename)
+                stopped_by = "time"
                 break
             try:
                 page_text = reader.pages[number].extract_text() or ""
@@ -132,6 +136,7 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
             parts.append(chunk)
             length += len(chunk) + len(PAGE_SEPARATOR)
             if length > max_chars:
+                stopped_by = "context"
                 break
     if not seen_text and over_limits:
         # Not a scan: pages that hit the limits above would only make the model's provider do the same work.
@@ -148,6 +153,8 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
     text = PAGE_SEPARATOR.join(parts)
     cut, truncated = cut_to_fit(text, max_chars)
     read_all = pages_read == total
+    if truncated:
+        stopped_by = "context"
     return ExtractedDocument(
         filename=filename,
         kind="pdf",
@@ -156,6 +163,7 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
         total_chars=len(text) if read_all else None,
         pages_read=pages_read,
         pages_total=total,
+        stopped_by=(stopped_by or "context") if truncated or not read_all else None,
     )
 
 

@@ -25,18 +25,23 @@ def safe_filename(filename: str) -> str:
     return html.escape(name, quote=True)
 
 
+_STOPPED = {
+    "pages": "Only the first pages of the file were read (the reader's page limit, not the model's context)",
+    "time": "Reading the file stopped early: it took too long",
+    "unreadable": "Reading the file stopped early: too many of its pages could not be read",
+}
+
+
 def truncation_note(doc: ExtractedDocument) -> str | None:
-    """The note telling the model (and the user) that only part of the file is in the prompt."""
+    """The note telling the model (and the user) that only part of the file is in the prompt, and why."""
     if not doc.truncated:
         return None
+    reason = _STOPPED.get(doc.stopped_by or "", "The file was cut to fit the model's context")
     if doc.total_chars is not None:
-        return f"[The file was cut to fit the model's context: {len(doc.text)} of {doc.total_chars} characters]"
+        return f"[{reason}: {len(doc.text)} of {doc.total_chars} characters]"
     if doc.pages_read is not None and doc.pages_total is not None:
-        return (
-            f"[The file was cut to fit the model's context: {len(doc.text)} characters"
-            f" from the first {doc.pages_read} of {doc.pages_total} pages]"
-        )
-    return f"[The file was cut to fit the model's context: {len(doc.text)} characters]"
+        return f"[{reason}: {len(doc.text)} characters from the first {doc.pages_read} of {doc.pages_total} pages]"
+    return f"[{reason}: {len(doc.text)} characters]"
 
 
 def document_prompt(

@@ -79,4 +79,5 @@ def extract_text(data: bytes, filename: str, kind: DocumentKind, max_chars: int)
         truncated=truncated,
         total_chars=len(text),
         encoding=encoding,
+        stopped_by="context" if truncated else None,
     )
