@@ -151,6 +151,23 @@ async def test_choosing_a_free_model_marks_it_and_is_stored(harness: BotHarness)
     assert h.llm.requests[-1].model == OTHER_FREE.id
 
 
+async def test_too_many_button_presses_get_one_notice_and_the_rest_are_not_handled(harness: BotHarness) -> None:
+    """A client that sends presses itself is held to a limit (twice the messages' 20 a minute), like messages."""
+    h = harness
+    chat = h.new_chat()
+    menu = await command_reply(h, chat, "/model")
+    data = str(menu.button(OTHER_FREE.title)["callback_data"])
+    queries = [h.tg.press_button(chat, menu.message_id, data, strict=False) for _ in range(45)]
+    await h.tg.wait_until(lambda: sum(h.tg.callback_answer(q) is not None for q in queries) >= 41, 30, "answers")
+    await h.settle(quiet=0.5)
+    answers = [h.tg.callback_answer(q) for q in queries]
+    assert sum(a is not None for a in answers) == 41
+    notices = [a for a in answers if a is not None and a.get("text") == texts.PRESSES_FLOOD]
+    assert len(notices) == 1
+    # The presses refused were not handled: 40 answers name the model chosen, no more.
+    assert sum(OTHER_FREE.title in str(a.get("text")) for a in answers if a is not None) == 40
+
+
 async def test_a_locked_model_is_refused_for_a_free_user(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

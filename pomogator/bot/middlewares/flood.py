@@ -1,4 +1,5 @@
-"""Per-user flood protection: beyond N messages a minute one notice, then silence until the minute passes."""
+"""Per-user flood protection: beyond N messages a minute one notice, then silence until the minute passes; the
+same for presses of inline buttons, with a limit of their own."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from loguru import logger
 from pomogator.bot import texts
 
 WINDOW_SECONDS = 60.0
+# Button presses allowed a minute, per message allowed: paging through a menu is quicker than writing. Without a
+# limit a client that sends presses itself could make the bot call YooKassa (a plan button) as often as it likes.
+PRESSES_PER_MESSAGE = 2
 # Forget users idle for a window, checked every this many messages.
 SWEEP_EVERY = 1000
 
@@ -71,10 +75,12 @@ class FloodGuard:
 
 
 class FloodMiddleware(BaseMiddleware):
-    """Applies a FloodGuard to incoming messages, before they queue for their chat."""
+    """Applies a FloodGuard to incoming messages, and another to button presses, before they queue for their
+    chat."""
 
-    def __init__(self, guard: FloodGuard) -> None:
+    def __init__(self, guard: FloodGuard, presses: FloodGuard | None = None) -> None:
         self.guard = guard
+        self.presses = presses if presses is not None else FloodGuard(guard.limit * PRESSES_PER_MESSAGE, guard.window)
 
     async def __call__(
         self,
@@ -83,17 +89,29 @@ class FloodMiddleware(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         user: User | None = data.get("event_from_user")
-        if not isinstance(event, Update) or event.message is None or user is None:
+        if not isinstance(event, Update) or user is None:
             return await handler(event, data)
-        verdict = self.guard.check(user.id)
+        bot: Bot = data["bot"]
+        if event.callback_query is not None:
+            verdict = self.presses.check(user.id)
+            if verdict is Verdict.warn:
+                logger.info("Button press limit reached; ignoring this user's presses for a while")
+                # A press left unanswered spins until the client gives up; the first refused one says why.
+                try:
+                    await bot.answer_callback_query(event.callback_query.id, text=texts.PRESSES_FLOOD)
+                except TelegramAPIError as exc:
+                    logger.info("Press limit notice not delivered: {}", exc.message)
+        elif event.message is not None:
+            verdict = self.guard.check(user.id)
+            if verdict is Verdict.warn:
+                logger.info("Flood limit reached; ignoring this user's messages for a while")
+                chat: Chat = event.message.chat
+                try:
+                    await bot.send_message(chat.id, texts.FLOOD)
+                except TelegramAPIError as exc:
+                    logger.info("Flood notice not delivered: {}", exc.message)
+        else:
+            return await handler(event, data)
         if verdict is Verdict.allow:
             return await handler(event, data)
-        if verdict is Verdict.warn:
-            logger.info("Flood limit reached; ignoring this user's messages for a while")
-            chat: Chat = event.message.chat
-            bot: Bot = data["bot"]
-            try:
-                await bot.send_message(chat.id, texts.FLOOD)
-            except TelegramAPIError as exc:
-                logger.info("Flood notice not delivered: {}", exc.message)
         return None
