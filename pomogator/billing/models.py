@@ -10,7 +10,6 @@ from typing import Any
 SUCCEEDED = "succeeded"
 CANCELED = "canceled"
 PENDING = "pending"
-WAITING_FOR_CAPTURE = "waiting_for_capture"
 
 CENT = Decimal("0.01")
 

@@ -1,8 +1,7 @@
-"""Premium subscriptions: grant, extend, revoke, status."""
+"""Premium subscriptions: grant, extend, shorten, revoke, and until when premium runs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from piccolo.engine.sqlite import SQLiteEngine
@@ -11,15 +10,6 @@ from piccolo.query.functions.aggregate import Max
 from pomogator.store.engine import write_transaction
 from pomogator.store.tables import Subscription
 from pomogator.timeutil import as_utc, utcnow
-
-
-@dataclass(frozen=True, slots=True)
-class PremiumStatus:
-    until: datetime | None
-
-    @property
-    def active(self) -> bool:
-        return self.until is not None and self.until > utcnow()
 
 
 def running_until(latest_end: datetime | str | None) -> datetime | None:
@@ -37,9 +27,6 @@ class SubscriptionService:
             Subscription.telegram_id == telegram_id
         )
         return running_until(rows[0]["until"] if rows else None)
-
-    async def status(self, telegram_id: int) -> PremiumStatus:
-        return PremiumStatus(await self.premium_until(telegram_id))
 
     async def grant(
         self, telegram_id: int, days: int, *, plan: str = "manual", payment_id: str | None = None
