@@ -192,6 +192,14 @@ class ScanTooLong(FileError):
         super().__init__(f"The scan {filename!r} has {pages} pages; the model's context holds {max_pages}.")
 
 
+class EmptyFile(FileError):
+    """A file with no text in it (blank, or a PDF without pages): nothing to ask the model about."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        super().__init__(f"The file {filename!r} is empty.")
+
+
 class NamedFileTooLarge(FileTooLarge):
     """FileTooLarge of one file whose name is known (one of several in an album, say)."""
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from pomogator.errors import (
     CorruptFile,
+    EmptyFile,
     EncryptedFile,
     FileError,
     FileTooComplex,
@@ -197,6 +198,8 @@ def file_error(exc: FileError, *, accepted: bool = True) -> str:
         return file_too_complex(exc)
     if isinstance(exc, UnsupportedFile):
         return unsupported_file(exc, accepted=accepted)
+    if isinstance(exc, EmptyFile):
+        return f"📭 Файл «{esc(exc.filename)}» пустой — в нём нет текста."
     if isinstance(exc, EncryptedFile):
         return f"🔒 Файл «{esc(exc.filename)}» защищён паролем. Снимите защиту и пришлите его снова."
     if isinstance(exc, CorruptFile):

@@ -305,6 +305,30 @@ async def test_a_pdf_over_the_page_cap_is_not_said_to_be_too_long_for_the_model(
 
 
 @e2e
+async def test_an_empty_file_is_refused_before_the_model_is_asked(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"  \n\r\n \t\n", "notes.txt", "text/plain", caption="Что тут?")
+    assert (await refused(h, chat)).text == "📭 Файл «notes.txt» пустой — в нём нет текста."
+    other = h.new_chat()
+    h.tg.user_document(other, blank_pdf(0), "nothing.pdf", "application/pdf")
+    assert (await refused(h, other)).text == "📭 Файл «nothing.pdf» пустой — в нём нет текста."
+
+
+@e2e
+async def test_an_album_is_answered_without_its_empty_file(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"alpha text", "a.txt", "text/plain", caption="Сравни", media_group_id="docs-empty")
+    h.tg.user_document(chat, b"\n\n", "blank.txt", "text/plain", media_group_id="docs-empty")
+    text = (await answered(h, chat)).last_user_text
+    assert "alpha text" in text and "blank.txt" not in text
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice.startswith("📭 Файл «blank.txt» пустой") and notice.endswith("Отвечаю на остальное.")
+    assert await used_today(h, chat) == 1
+
+
+@e2e
 async def test_file_names_are_escaped_in_messages(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

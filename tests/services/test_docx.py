@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from docx import Document
 
-from pomogator.errors import CorruptFile
+from pomogator.errors import CorruptFile, EmptyFile
 from pomogator.services.files import extract_document
 from pomogator.services.files.docx import READ_AHEAD_CHARS
 
@@ -352,7 +352,5 @@ def test_docx_without_a_body_is_corrupt() -> None:
 
 
 def test_docx_with_an_empty_body_is_empty() -> None:
-    doc = extract_document(docx_with_body(""), "empty.docx", None, 1000)
-    assert doc.text == ""
-    assert not doc.truncated
-    assert doc.total_chars == 0
+    with pytest.raises(EmptyFile):
+        extract_document(docx_with_body(""), "empty.docx", None, 1000)

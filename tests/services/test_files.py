@@ -17,7 +17,15 @@ import pytest
 from docx import Document
 from pypdf import PageObject, PdfReader, PdfWriter
 
-from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooLarge, UnpackedTooLarge, UnsupportedFile
+from pomogator.errors import (
+    CorruptFile,
+    EmptyFile,
+    EncryptedFile,
+    FileError,
+    FileTooLarge,
+    UnpackedTooLarge,
+    UnsupportedFile,
+)
 from pomogator.services import files
 from pomogator.services.files import (
     MAX_DOWNLOAD_BYTES,
@@ -473,6 +481,22 @@ def test_a_pdf_stopped_by_time_or_by_unreadable_pages_says_so(monkeypatch: pytes
     assert (broken.truncated, broken.stopped_by) == (True, "unreadable")
     assert broken.pages_read is not None and broken.pages_read < 30
     assert "too many of its pages could not be read" in (truncation_note(broken) or "")
+
+
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (b"  \n\r\n \t\n", "notes.txt"),
+        (codecs.BOM_UTF8 + b"\n", "bom.md"),
+        (b"", "nothing.csv"),
+        (blank_pdf(0), "no-pages.pdf"),
+        (docx_with_body(para(run("   "))), "blank.docx"),
+    ],
+)
+def test_a_file_without_text_is_empty(data: bytes, name: str) -> None:
+    with pytest.raises(EmptyFile) as info:
+        extract_document(data, name, None, 1000)
+    assert info.value.filename == name
 
 
 def test_encrypted_pdf_is_refused() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pomogator.errors import CorruptFile, EncryptedFile, FileTooComplex, UnpackedTooLarge, UnsupportedFile
+from pomogator.errors import CorruptFile, EmptyFile, EncryptedFile, FileTooComplex, UnpackedTooLarge, UnsupportedFile
 from pomogator.services.files import ExtractedDocument, ReadLimits, extract_document, isolated, pdf, read_document
 from tests.services.test_files import blank_pdf, encrypt_pdf, make_docx, make_pdf, make_png, make_zip
 
@@ -140,8 +140,9 @@ async def test_the_child_gets_no_secret_of_the_bot_and_another_working_directory
         (make_zip({"a.txt": b"inside"}), "files.zip", UnsupportedFile, "archive"),
         (make_png(), "chart.png", UnsupportedFile, "image"),
         (b"\x00\x01\x02binary" * 100, "data.txt", UnsupportedFile, "binary"),
+        (b" \n\t\n", "notes.txt", EmptyFile, None),
     ],
-    ids=["corrupt", "encrypted", "archive", "image", "binary"],
+    ids=["corrupt", "encrypted", "archive", "image", "binary", "empty"],
 )
 async def test_refusals_come_back_from_the_child_as_they_were_raised(
     data: bytes, name: str, error: type[Exception], kind: str | None

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Collection, Iterator
 from typing import IO, Protocol
 
-from pomogator.errors import CorruptFile, FileError, UnpackedTooLarge
+from pomogator.errors import CorruptFile, EmptyFile, FileError, UnpackedTooLarge
 
 from .document import ExtractedDocument, cut_to_fit
 
@@ -509,8 +509,8 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
 
     Reading stops ``READ_AHEAD_CHARS`` past ``max_chars``; the result is then ``truncated`` with
     ``total_chars=None``.
-    Raises ``CorruptFile`` for a damaged file and ``UnpackedTooLarge`` for one whose parts read whole unpack to too
-    much.
+    Raises ``EmptyFile`` when there is no text, ``CorruptFile`` for a damaged file and ``UnpackedTooLarge`` for one
+    whose parts read whole unpack to too much.
     """
     if max_chars <= 0:
         raise ValueError("max_chars must be positive")
@@ -534,6 +534,8 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
     except Exception as exc:  # zipfile, zlib and lxml raise many kinds of errors on damaged input
         raise CorruptFile(filename) from exc
     text = BLOCK_SEPARATOR.join(blocks)
+    if not text.strip():
+        raise EmptyFile(filename)
     cut, truncated = cut_to_fit(text, max_chars)
     return ExtractedDocument(
         filename=filename,

@@ -17,6 +17,7 @@ import orjson
 
 from pomogator.errors import (
     CorruptFile,
+    EmptyFile,
     EncryptedFile,
     FileError,
     FileTooComplex,
@@ -48,8 +49,9 @@ def extract_document(
     Raises ``FileTooLarge`` over Telegram's download limit, ``UnsupportedFile`` (with ``kind``: "image",
     "archive", "executable", "audio", "video", "legacy-office", "spreadsheet", "presentation",
     "other-document", "rtf", "binary") for files it does not read, ``CorruptFile``, ``EncryptedFile`` (also for a
-    password-protected DOCX, XLSX or PPTX, which Office keeps in an old-format container) and
-    ``FileTooComplex`` (a PDF whose pages take longer than ``pdf_time_budget`` before any text turns up).
+    password-protected DOCX, XLSX or PPTX, which Office keeps in an old-format container), ``EmptyFile`` (no text:
+    blank, or a PDF without pages), and ``FileTooComplex`` (a PDF whose pages take longer than ``pdf_time_budget``
+    before any text turns up).
     An image yields ``UnsupportedFile(kind="image")``: send it with ``image_part`` instead.
     This is CPU-bound work on untrusted input: the bot runs it in a child process (``isolated.read_document``).
     """
@@ -170,13 +172,14 @@ def _error_fields(exc: FileError) -> dict[str, Any]:
         return {"type": "FileTooLarge", "size": exc.size, "limit": exc.limit}
     if isinstance(exc, UnsupportedFile):
         return {"type": "UnsupportedFile", "filename": exc.filename, "kind": exc.kind}
-    if isinstance(exc, CorruptFile | EncryptedFile | FileTooComplex):
+    if isinstance(exc, CorruptFile | EmptyFile | EncryptedFile | FileTooComplex):
         return {"type": type(exc).__name__, "filename": exc.filename}
     return {"type": "FileError", "detail": str(exc)}
 
 
-_BY_NAME: dict[str, type[CorruptFile | EncryptedFile | FileTooComplex]] = {
+_BY_NAME: dict[str, type[CorruptFile | EmptyFile | EncryptedFile | FileTooComplex]] = {
     "CorruptFile": CorruptFile,
+    "EmptyFile": EmptyFile,
     "EncryptedFile": EncryptedFile,
     "FileTooComplex": FileTooComplex,
 }

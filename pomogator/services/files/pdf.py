@@ -13,7 +13,7 @@ import time
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
-from pomogator.errors import CorruptFile, EncryptedFile, FileError, FileTooComplex
+from pomogator.errors import CorruptFile, EmptyFile, EncryptedFile, FileError, FileTooComplex
 
 from .document import ExtractedDocument, StopReason, cut_to_fit
 
@@ -91,7 +91,7 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
     Reading also stops after ``MAX_PAGES`` pages, after ``MAX_UNREADABLE_PAGES`` failed ones, and between pages
     once ``time_budget`` seconds have passed: what was read goes on, cut, and ``stopped_by`` says why. Raises
     ``FileTooComplex`` when the time ran out, or pages hit pypdf's limits, before any text was found;
-    ``EncryptedFile`` and ``CorruptFile``.
+    ``EmptyFile`` for a PDF without pages, ``EncryptedFile`` and ``CorruptFile``.
     """
     if max_chars <= 0:
         raise ValueError("max_chars must be positive")
@@ -103,6 +103,8 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
     with _limits():
         reader = _open(data, filename)
         total = len(reader.pages)
+        if total == 0:
+            raise EmptyFile(filename)
         parts: list[str] = []
         length = 0
         pages_read = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 
-from pomogator.errors import UnsupportedFile
+from pomogator.errors import EmptyFile, UnsupportedFile
 
 from .document import DocumentKind, ExtractedDocument, cut_to_fit
 
@@ -69,8 +69,11 @@ def _checked(text: str, filename: str) -> str:
 
 
 def extract_text(data: bytes, filename: str, kind: DocumentKind, max_chars: int) -> ExtractedDocument:
-    """Read a text-like file; text over ``max_chars`` is cut at a line boundary."""
+    """Read a text-like file; text over ``max_chars`` is cut at a line boundary. Raises ``EmptyFile`` for a file of
+    nothing but whitespace."""
     text, encoding = decode_text(data, filename)
+    if not text.strip():
+        raise EmptyFile(filename)
     cut, truncated = cut_to_fit(text, max_chars)
     return ExtractedDocument(
         filename=filename,
