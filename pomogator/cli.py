@@ -279,16 +279,24 @@ def chat(
 ) -> None:
     """Chat with a model in the terminal. Reads lines from stdin; /clear resets the context, /model switches.
 
-    Without --user this is a local operator session: any model, no quota, a context of its own.
+    Without --user this is a local operator session: any model, no quota, a context of its own. Log records below
+    WARNING are not shown unless POMOGATOR_LOG_LEVEL is set.
     """
-    from pomogator.container import Services
+    from pomogator.container import build_services
+    from pomogator.logging import setup_logging
     from pomogator.terminal_chat import run_terminal_chat
 
-    async def fn(services: Services) -> None:
-        await run_terminal_chat(services, model_id=model, telegram_id=user)
+    settings = settings_for("openrouter_api_key")
+    if "log_level" not in settings.model_fields_set:
+        # The libraries' INFO records (the SDK's "Retrying request…") would break into the conversation.
+        setup_logging(settings.model_copy(update={"log_level": "WARNING"}), "cli")
 
-    # A first try of a new checkout: the local session may start on a new SQLite file.
-    with_services(fn, "openrouter_api_key", create=True)
+    async def main() -> None:
+        # A first try of a new checkout: the local session may start on a new SQLite file.
+        async with build_services(settings) as services:
+            await run_terminal_chat(services, model_id=model, telegram_id=user)
+
+    asyncio.run(main())
 
 
 # --- run ---------------------------------------------------------------------------------------------------
