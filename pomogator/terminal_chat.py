@@ -13,7 +13,7 @@ from rich.console import Console
 
 from pomogator import cli_output
 from pomogator.container import Services
-from pomogator.errors import LLMAccountProblem, LLMError, PomogatorError
+from pomogator.errors import LLMAccountProblem, LLMError, LLMModelGone, PomogatorError
 from pomogator.llm.catalog import Model
 from pomogator.logs.redact import Redactor
 from pomogator.services.chat import Dialog, Reply
@@ -129,7 +129,10 @@ def _failure_message(exc: PomogatorError, base_url: str) -> str:
         first = f"{type(root).__name__}: {_first_line(root)}"
         reason = first if reason == type(root).__name__ else f"{reason} ({first})"
     message = f"{exc.user_message} [{type(exc).__name__} from {base_url}: {reason}]"
-    if isinstance(exc, LLMAccountProblem):
+    if isinstance(exc, LLMModelGone):
+        # Found at the base URL, which is right: the models file names a model the provider no longer serves.
+        message += " Switch with /model ID, or replace the model in POMOGATOR_MODELS_FILE."
+    elif isinstance(exc, LLMAccountProblem):
         message += " Check POMOGATOR_OPENROUTER_API_KEY and the account's credit."
     elif status in (404, 405) or exc.detail.startswith("connection:"):
         message += " Check POMOGATOR_OPENROUTER_BASE_URL."

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.cli.helpers import Result, clean_env, run_cli
 from tests.conftest import TEST_API_KEY
 from tests.fakes.openai_server import Error, FakeLLM, MidStreamError, Reply
@@ -56,6 +58,22 @@ async def test_a_wrong_base_url_is_named(tmp_path: Path, fake_llm: FakeLLM) -> N
     assert result.code == 1
     line = error_line(result)
     assert f"from {url}: HTTP 404" in line and "POMOGATOR_OPENROUTER_BASE_URL" in line
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [(404, "No endpoints found for openai/gpt-4o-mini."), (400, "openai/gpt-4o-mini is not a valid model ID")],
+)
+async def test_a_withdrawn_model_points_to_the_models_not_the_url(
+    tmp_path: Path, fake_llm: FakeLLM, status: int, message: str
+) -> None:
+    fake_llm.enqueue(Error(status=status, message=message))
+    result = await run_cli("chat", cwd=tmp_path, env=chat_env(fake_llm.base_url), stdin="hi\n")
+    assert result.code == 1
+    line = error_line(result)
+    assert f"LLMModelGone from {fake_llm.base_url}: HTTP {status}: {message}" in line
+    assert line.endswith("Switch with /model ID, or replace the model in POMOGATOR_MODELS_FILE.")
+    assert "BASE_URL" not in line
 
 
 async def test_an_unreachable_host_is_named(tmp_path: Path) -> None:
