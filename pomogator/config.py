@@ -190,6 +190,8 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     log_json: bool = False
     log_db_level: str = "INFO"
+    # The web app deletes stored log records older than this many days, once an hour; 0 keeps them all.
+    log_db_retention_days: int = Field(default=30, ge=0)
 
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     # How often the servers give memory freed after a burst of work back to the system (``pomogator.memory``); 0: never.

@@ -3,7 +3,8 @@
 
 Response codes are what YooKassa acts on: 200 stops its retries (done, or nothing we will ever act on), 5xx makes it
 retry (our own failure, or the payment API is unreachable for the check), 403 for a sender outside YooKassa's
-networks, 400 for a body that is not a notification or a claim the payment API does not confirm.
+networks (logged rate-limited: anyone can send those as often as they like), 400 for a body that is not a
+notification or a claim the payment API does not confirm.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from loguru import logger
@@ -32,9 +35,12 @@ from pomogator.errors import (
     PomogatorError,
 )
 from pomogator.heartbeat import keep_heartbeat
+from pomogator.logs.ratelimit import RefusalLog
+from pomogator.logs.store import prune_logs
 from pomogator.memory import keep_trimming
 from pomogator.services.billing import waiting_payments
 from pomogator.store.outage import outage_of
+from pomogator.timeutil import utcnow
 from pomogator.web.network import client_address, in_networks
 from pomogator.web.telegram_webhook import RETRY_AFTER_S, telegram_webhook
 
@@ -45,10 +51,23 @@ MAX_BODY_BYTES = 256 * 1024
 HEALTH_TIMEOUT_S = 5.0
 
 
+@dataclass(slots=True)
+class Refusals:
+    """The refused webhook calls, logged rate-limited: anyone can send them as often as they like."""
+
+    yookassa: RefusalLog = field(default_factory=lambda: RefusalLog("YooKassa notifications from untrusted addresses"))
+    telegram: RefusalLog = field(default_factory=lambda: RefusalLog("Telegram webhook calls without the right secret"))
+
+    def flush(self) -> None:
+        self.yookassa.flush()
+        self.telegram.flush()
+
+
 class AppState(TypedDict):
     services: Services
     # Telegram's updates in webhook mode; None otherwise.
     telegram: WebhookUpdates | None
+    refusals: Refusals
 
 
 class BodyTooLarge(Exception):
@@ -94,7 +113,9 @@ async def yookassa_webhook(request: Request[AppState]) -> Response:
         settings.trusted_proxies,
     )
     if sender is None or not in_networks(sender, settings.yookassa_networks):
-        logger.warning("YooKassa notification from untrusted address {} refused", sender or "unknown")
+        request.state["refusals"].yookassa.refused(
+            "YooKassa notification from untrusted address {} refused", sender or "unknown"
+        )
         return JSONResponse({"status": "forbidden"}, status_code=403)
     try:
         parsed = _parse_notification(await _read_body(request))
@@ -214,7 +235,7 @@ class OneLineStartupFailure:
 
 
 # How often what is kept only for a while is deleted: the request counts of people who erased their data, kept for
-# the rest of their day.
+# the rest of their day, and the stored log records older than POMOGATOR_LOG_DB_RETENTION_DAYS.
 HOUSEKEEPING_SECONDS = 3600.0
 
 
@@ -242,10 +263,19 @@ async def check_waiting_payments(services: Services) -> None:
         await services.billing.check_waiting(waiting)
 
 
+async def delete_old_logs(services: Services) -> None:
+    """Delete the stored log records older than ``POMOGATOR_LOG_DB_RETENTION_DAYS``, as ``pomogator logs prune``."""
+    days = services.settings.log_db_retention_days
+    deleted = await prune_logs(services.database, utcnow() - timedelta(days=days))
+    if deleted:
+        logger.info("Deleted {} stored log records older than {} days", deleted, days)
+
+
 def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
     """The web app. Its lifespan opens the services (or uses ``services``, owned by the caller) and runs in the
     background: the container heartbeat, the premium reminders (with a bot token), the check of payments whose
-    notification has not come (with YooKassa) and the housekeeping.
+    notification has not come (with YooKassa) and the housekeeping (erased people's request counts, old log
+    records).
 
     Without YooKassa (``Settings.billing_configured``) payments are off: ``/webhooks/yookassa`` is not served (404)
     and no payment is checked; that is logged once at start. In webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET``
@@ -309,14 +339,23 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
                     )
                 )
             )
+            if settings.log_db_retention_days > 0:
+                # At once too: a process restarted more often than hourly would otherwise never get to it.
+                tasks.append(
+                    asyncio.create_task(
+                        every(HOUSEKEEPING_SECONDS, lambda: delete_old_logs(opened), "Deleting old log records")
+                    )
+                )
+            refusals = Refusals()
             try:
-                yield {"services": opened, "telegram": telegram}
+                yield {"services": opened, "telegram": telegram, "refusals": refusals}
             finally:
                 for task in tasks:
                     task.cancel()
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+                refusals.flush()
 
     routes = [Route("/healthz", healthz, methods=["GET"])]
     if settings.billing_configured:

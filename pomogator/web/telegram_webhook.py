@@ -1,9 +1,10 @@
 """``POST /webhooks/telegram``: Telegram's updates in webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` set).
 
 Telegram sends the secret given to ``setWebhook`` in ``X-Telegram-Bot-Api-Secret-Token``; anything without it is
-refused with 403. A valid update is answered 200 at once and handled in the background; while the app shuts down,
-and while the database has been unreachable for longer than the reconnect wait, updates are refused with 503, so
-Telegram delivers them again (to another instance, after the restart, once the database is back).
+refused with 403, and logged rate-limited (:mod:`pomogator.logs.ratelimit`). A valid update is answered 200 at once
+and handled in the background; while the app shuts down, and while the database has been unreachable for longer than
+the reconnect wait, updates are refused with 503, so Telegram delivers them again (to another instance, after the
+restart, once the database is back).
 This module does not import aiogram; ``pomogator.bot.webhook`` does, and the app loads it only in webhook mode.
 """
 
@@ -44,7 +45,9 @@ async def telegram_webhook(request: Request[AppState]) -> Response:
             request.headers.getlist("x-forwarded-for"),
             services.settings.trusted_proxies,
         )
-        logger.warning("Telegram webhook call without the right secret from {} refused", sender or "unknown")
+        request.state["refusals"].telegram.refused(
+            "Telegram webhook call without the right secret from {} refused", sender or "unknown"
+        )
         return JSONResponse({"status": "forbidden"}, status_code=403)
     if not updates.accepting:
         return JSONResponse({"status": "shutting down"}, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
