@@ -7,9 +7,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+# A payment's status as stored: YooKassa's (pending, succeeded, canceled) and our own.
 SUCCEEDED = "succeeded"
 CANCELED = "canceled"
 PENDING = "pending"
+NEW = "new"
+ERROR = "error"
+FAILED = "failed"
+UNVERIFIED = "unverified"
+STATUSES = (NEW, ERROR, FAILED, PENDING, SUCCEEDED, CANCELED, UNVERIFIED)
 
 CENT = Decimal("0.01")
 

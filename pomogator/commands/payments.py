@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pomogator import cli_output
+from pomogator.billing.models import STATUSES, SUCCEEDED
 from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, confirm
 
 if TYPE_CHECKING:
@@ -16,9 +17,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="YooKassa payments.", no_args_is_help=True)
 
-CENT = Decimal("0.01")
 PaymentId = Annotated[str, typer.Argument(help="The YooKassa payment id (see `pomogator payments list`).")]
-STATUSES = ("new", "error", "failed", "pending", "succeeded", "canceled", "unverified")
 
 
 @app.command("list")
@@ -88,24 +87,17 @@ def check(payment_id: PaymentId) -> None:
 
 
 def _amount(value: str | None) -> Decimal | None:
+    from pomogator.errors import BillingError
+    from pomogator.services.billing import checked_refund_amount
+
     if value is None:
         return None
     try:
-        amount = Decimal(value.replace(",", "."))
+        return checked_refund_amount(Decimal(value.replace(",", ".")))
     except InvalidOperation:
         raise typer.BadParameter(f"{value!r} is not an amount, e.g. 299.50", param_hint="--amount") from None
-    if not amount.is_finite() or amount <= 0:
-        raise typer.BadParameter("the amount must be more than zero", param_hint="--amount")
-    try:
-        kopecks = amount.quantize(CENT)
-    except InvalidOperation:
-        raise typer.BadParameter(f"{value!r} is too large an amount", param_hint="--amount") from None
-    if kopecks != amount:
-        # Rounding would refund another sum than the one asked for.
-        raise typer.BadParameter(
-            f"{value!r} has more than 2 decimal places; give rubles and kopecks, e.g. 299.50", param_hint="--amount"
-        )
-    return kopecks
+    except BillingError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--amount") from None
 
 
 @app.command("refund")
@@ -155,7 +147,7 @@ def refund(
             f"{exc} The refund may have been made: run the same command again once YooKassa answers (a refund "
             "already asked for is not made twice)."
         ) from None
-    if outcome.status != "succeeded":
+    if outcome.status != SUCCEEDED:
         cli_output.notice(
             f"Refund {outcome.refund_id} of {outcome.amount} RUB is {outcome.status}; it is recorded when YooKassa "
             "reports it succeeded."

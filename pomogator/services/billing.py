@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from loguru import logger
@@ -26,8 +26,12 @@ from pomogator.billing import texts
 from pomogator.billing.models import (
     CANCELED,
     CENT,
+    ERROR,
+    FAILED,
+    NEW,
     PENDING,
     SUCCEEDED,
+    UNVERIFIED,
     ReceiptSpec,
     RemotePayment,
     RemoteRefund,
@@ -55,12 +59,6 @@ if TYPE_CHECKING:
     from piccolo.columns import Column
 
     from pomogator.billing.yookassa import YooKassaClient
-
-NEW = "new"
-ERROR = "error"
-FAILED = "failed"
-UNVERIFIED = "unverified"
-STATUSES = (NEW, ERROR, FAILED, PENDING, SUCCEEDED, CANCELED, UNVERIFIED)
 
 CURRENCY = "RUB"
 # YooKassa's cancellation reason for a payment whose page was left without paying until it expired.
@@ -158,6 +156,20 @@ async def _forget_refund_key(payment_id: int, key: str) -> None:
     await Payment.update(
         {Payment.refund_key: None, Payment.refund_key_amount: None, Payment.refund_key_at: None}
     ).where((payment_pk == payment_id) & (Payment.refund_key == key))
+
+
+def checked_refund_amount(amount: Decimal) -> Decimal:
+    """``amount`` as a refund may ask for it: more than zero and in whole kopecks (rounding would refund another
+    sum than the one asked for). Raises BillingError."""
+    if not amount.is_finite() or amount <= 0:
+        raise BillingError("The refund amount must be more than zero.")
+    try:
+        kopecks = amount.quantize(CENT)
+    except InvalidOperation:
+        raise BillingError(f"{amount} is too large an amount.") from None
+    if kopecks != amount:
+        raise BillingError(f"{amount} has more than 2 decimal places; give rubles and kopecks, e.g. 299.50.")
+    return kopecks
 
 
 def _decimal(value: Any) -> Decimal:
@@ -615,6 +627,8 @@ class BillingService:
         Raises PaymentNotFound, BillingError (not refundable, bad amount, no email for the receipt), InvalidEmail,
         PaymentProviderUnavailable.
         """
+        if amount is not None:
+            amount = checked_refund_amount(amount)
         row = await self._row(payment_id)
         remote = await self.kassa.get_payment(payment_id)
         if remote.status != SUCCEEDED:
@@ -625,7 +639,7 @@ class BillingService:
             # Asked before, and YooKassa's answer was lost: the same key again, whatever was refunded since (a
             # refund it made then is in that figure now, and must not be made a second time).
             key, value, asked_at = unanswered
-            if amount is not None and amount.quantize(CENT) != value:
+            if amount is not None and amount != value:
                 when = asked_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
                 raise BillingError(
                     f"A refund of {money(value)} {remote.currency} of payment {payment_id} asked at {when} got no "
@@ -640,8 +654,8 @@ class BillingService:
                     f"Payment {payment_id} is already fully refunded ({money(remote.refunded_amount)} "
                     f"{remote.currency})."
                 )
-            value = refundable if amount is None else amount.quantize(CENT)
-            if value <= 0 or value > refundable:
+            value = refundable if amount is None else amount
+            if value > refundable:
                 raise BillingError(f"The refund must be between 0.01 and {money(refundable)} {remote.currency}.")
             key = str(uuid.uuid4())
         if not self.settings.receipt_enabled:

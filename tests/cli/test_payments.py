@@ -147,7 +147,7 @@ async def test_refund_refuses_amounts_it_would_round(
     await services.billing.sync_payment(checkout.payment_id)
     result = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", amount, "--yes")
     assert result.code == 2
-    assert f"'{amount}' has more than 2 decimal places" in result.stderr or "too large" in result.stderr
+    assert "has more than 2 decimal places" in result.stderr or "too large" in result.stderr
     assert "Traceback" not in result.stderr
     assert kassa.refund_requests == []
 

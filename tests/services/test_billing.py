@@ -554,6 +554,10 @@ async def test_refund_rejects_unpaid_payments_and_bad_amounts(services: Services
     kassa.succeed(checkout.payment_id)
     with pytest.raises(Exception, match="between"):
         await services.billing.refund(checkout.payment_id, Decimal(600))
+    # Rounding would refund another sum than the one asked for (100.555 went out as 100.56), whoever asks.
+    for amount, problem in (("100.555", "more than 2 decimal places"), ("0", "more than zero"), ("1e999", "too large")):
+        with pytest.raises(BillingError, match=problem):
+            await services.billing.refund(checkout.payment_id, Decimal(amount))
     assert kassa.refund_requests == []
 
 
