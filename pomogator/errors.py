@@ -200,6 +200,14 @@ class EmptyFile(FileError):
         super().__init__(f"The file {filename!r} is empty.")
 
 
+class DownloadFailed(FileError):
+    """The file could not be downloaded from Telegram (a network error or a timeout): sending it again may work."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        super().__init__(f"The file {filename!r} could not be downloaded.")
+
+
 class NamedFileTooLarge(FileTooLarge):
     """FileTooLarge of one file whose name is known (one of several in an album, say)."""
 

@@ -3,9 +3,11 @@
 Everything that can be refused without the bytes is refused first — parts that are not photos or documents,
 more files than an album holds, files over Telegram's download limit, images over the image limit, images for a
 model that cannot see — so a refusal downloads nothing and counts nothing. An album keeps its photos and documents
-when it also carries a video: the video is left out with a notice. Then each file is downloaded and read: documents
-in a child process with time and memory limits (``pomogator.services.files.read_document``), images on threads of
-their own (``in_image_workers``); a file of an album that cannot be read is left out with a notice while the others
+when it also carries a video: the video is left out with a notice. Forwarded together with texts, any part that
+would be refused (a video, a file over the limit, a photo for a model that cannot see) is left out with a notice and
+the texts are answered. Then each file is downloaded and read: documents in a child process with time and memory
+limits (``pomogator.services.files.read_document``), images on threads of their own (``in_image_workers``); a file
+of an album that cannot be read or downloaded is left out with a notice while the others (or the forwarded texts)
 can be answered. They become one user message: the documents wrapped with their names, the caption as the
 question, then the images.
 """
@@ -16,14 +18,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramServerError
 from aiogram.types import Message
+from aiohttp import ClientError
+from loguru import logger
 
 from pomogator.bot import files_texts
 from pomogator.bot.replies import replied_text
 from pomogator.errors import (
+    DownloadFailed,
     FileError,
     FileTooLarge,
+    NamedFileTooLarge,
     ScanTooLong,
     TooManyFiles,
     UnsupportedFile,
@@ -44,7 +50,6 @@ from pomogator.services.files import (
     MAX_IMAGE_BYTES,
     ExtractedDocument,
     check_images_total,
-    check_size,
     cut_to_fit,
     declared_kind,
     document_prompt,
@@ -94,7 +99,8 @@ class Attachment:
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """The user message for the model, the documents that had to be cut to fit, the kinds of the album's parts
-    that were left out and why its files that could not be read were not (to tell the user)."""
+    that were left out (``"vision"``: images the model cannot see, forwarded with texts) and why its files that could
+    not be read were not (to tell the user)."""
 
     content: Content
     cut: list[ExtractedDocument]
@@ -152,6 +158,12 @@ def fit_tokens(doc: ExtractedDocument, max_tokens: int) -> ExtractedDocument:
     return replace(doc, text=text, truncated=True, stopped_by="context")
 
 
+def check_size(attachment: Attachment, limit: int) -> None:
+    """Raise NamedFileTooLarge when Telegram says the file is over ``limit``; an unknown size passes."""
+    if attachment.size is not None and attachment.size > limit:
+        raise NamedFileTooLarge(attachment.name, attachment.size, limit)
+
+
 class AttachmentRequest:
     """Photos and documents checked against the model before anything is downloaded."""
 
@@ -159,9 +171,14 @@ class AttachmentRequest:
         self, messages: list[Message], model: Model, role: str | None, catalog: Catalog, *, with_texts: bool = False
     ) -> None:
         """Raises UnsupportedFile, TooManyFiles, FileTooLarge and VisionUnsupported. ``with_texts``: the caption
-        holds forwarded texts, which are answered alone when no part can be read (videos forwarded with them)."""
+        holds forwarded texts, which are answered alone when no part can be read: the parts refused here (a video,
+        a file over the download limit, images for a model that cannot see) are then left out with a notice."""
+        self.with_texts = with_texts
         self.attachments: list[Attachment] = []
         self.skipped: list[UnsupportedFile] = []
+        self.refused: list[FileError] = []
+        """Files forwarded with texts left out before the download: told with those that cannot be read."""
+        self.unseen_images = 0
         for message in messages:
             try:
                 self.attachments.append(attachment_of(message))
@@ -173,13 +190,22 @@ class AttachmentRequest:
             raise self.skipped[0]
         if len(self.attachments) > MAX_ATTACHMENTS:
             raise TooManyFiles(len(self.attachments), MAX_ATTACHMENTS)
-        for attachment in self.attachments:
-            check_size(attachment.size, MAX_DOWNLOAD_BYTES)
-            if attachment.image and not attachment.photo:
-                check_size(attachment.size, MAX_IMAGE_BYTES)
+        for attachment in list(self.attachments):
+            try:
+                check_size(attachment, MAX_DOWNLOAD_BYTES)
+                if attachment.image and not attachment.photo:
+                    check_size(attachment, MAX_IMAGE_BYTES)
+            except FileTooLarge as exc:
+                if not with_texts:
+                    raise
+                self.refused.append(exc)
+                self.attachments.remove(attachment)
         images = sum(1 for a in self.attachments if a.image)
         if images and not model.vision:
-            raise VisionUnsupported(model.id, [m.id for m in catalog.vision_models()])
+            if not with_texts:
+                raise VisionUnsupported(model.id, [m.id for m in catalog.vision_models()])
+            self.attachments = [a for a in self.attachments if not a.image]
+            self.unseen_images, images = images, 0
         self.question = question_of(messages)
         # A caption that replies to or quotes a message goes with that text, as a text message does.
         self.quoted = replied_text(messages[0])
@@ -189,19 +215,26 @@ class AttachmentRequest:
         self.document_tokens = document_tokens(model, role, documents=documents, images=images)
         self.max_chars = max_document_chars(model, role, documents=documents, images=images)
 
+    @property
+    def skipped_kinds(self) -> list[str | None]:
+        return [exc.kind for exc in self.skipped] + (["vision"] if self.unseen_images else [])
+
     async def read(self, bot: Bot) -> Prepared:
         """Download and read every file. Raises the FileError subclasses of ``pomogator.services.files`` (among
-        them FileTooComplex for a file that hit the reader's limits) and ScanTooLong. A file of an album that cannot
-        be read (damaged, protected, not what its name says) is left out while others can be: ``unreadable``."""
+        them FileTooComplex for a file that hit the reader's limits), DownloadFailed and ScanTooLong. A file of an
+        album that cannot be read (damaged, protected, empty, not what its name says, not downloaded) is left out
+        while others can be, or while forwarded texts can be answered: ``unreadable``."""
         documents: list[tuple[ExtractedDocument, bytes]] = []
         images: list[dict[str, Any]] = []
-        unreadable: list[FileError] = []
+        unreadable: list[FileError] = list(self.refused)
         for attachment in self.attachments:
             try:
                 data = await download(bot, attachment)
                 read = await read_attachment(attachment, data, self.max_chars)
             except FileError as exc:
-                if len(unreadable) + 1 == len(self.attachments):
+                if isinstance(exc, FileTooLarge) and not isinstance(exc, NamedFileTooLarge):
+                    exc = NamedFileTooLarge(attachment.name, exc.size, exc.limit)
+                if not self.with_texts and len(unreadable) + 1 == len(self.attachments):
                     raise (unreadable[0] if unreadable else exc) from None
                 unreadable.append(exc)
                 continue
@@ -210,9 +243,12 @@ class AttachmentRequest:
             else:
                 images.append(read)
         check_images_total(images)
-        if not self.attachments:
+        if not documents and not images:  # forwarded texts whose files all were left out
             return Prepared(
-                content=with_quote(self.question or "", self.quoted), cut=[], skipped=[e.kind for e in self.skipped]
+                content=with_quote(self.question or "", self.quoted),
+                cut=[],
+                skipped=self.skipped_kinds,
+                unreadable=unreadable,
             )
         question = with_quote(self.question or files_texts.default_question(len(documents), len(images)), self.quoted)
         blocks = [document_prompt(doc, None, default_question="").rstrip() for doc, _ in documents]
@@ -224,7 +260,7 @@ class AttachmentRequest:
         return Prepared(
             content=[*parts, *images],
             cut=[doc for doc, _ in documents if doc.truncated],
-            skipped=[exc.kind for exc in self.skipped],
+            skipped=self.skipped_kinds,
             unreadable=unreadable,
         )
 
@@ -253,13 +289,18 @@ def scan_parts(scans: list[tuple[ExtractedDocument, bytes]]) -> list[dict[str, A
 
 
 async def download(bot: Bot, attachment: Attachment) -> bytes:
-    """The file's bytes; getFile's "file is too big" (the size was not reported up front) is FileTooLarge."""
+    """The file's bytes; getFile's "file is too big" (the size was not reported up front) is FileTooLarge, a network
+    error, a timeout or a failure on Telegram's side is DownloadFailed."""
     try:
         buffer = await bot.download(attachment.file_id, timeout=DOWNLOAD_TIMEOUT)
     except TelegramBadRequest as exc:
         if "file is too big" in exc.message.lower():
-            raise FileTooLarge(attachment.size or 0, MAX_DOWNLOAD_BYTES) from None
+            raise NamedFileTooLarge(attachment.name, attachment.size or 0, MAX_DOWNLOAD_BYTES) from None
         raise
+    except (TelegramNetworkError, TelegramServerError, ClientError, TimeoutError) as exc:
+        # aiogram hands the file server's errors on as they are (aiohttp's, or a timeout): sending again may work.
+        logger.warning("Downloading a file failed: {!r}", exc)
+        raise DownloadFailed(attachment.name) from exc
     if buffer is None:  # only when a destination is given
         raise RuntimeError("the download returned nothing")
     return buffer.read()

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from pomogator.errors import (
     CorruptFile,
+    DownloadFailed,
     EmptyFile,
     EncryptedFile,
     FileError,
@@ -18,6 +19,7 @@ from pomogator.errors import (
     FileTooLarge,
     ImagesTooLarge,
     ImageTooLarge,
+    NamedFileTooLarge,
     ScanTooLong,
     TooManyFiles,
     UnpackedTooLarge,
@@ -128,10 +130,11 @@ def file_too_large(exc: FileTooLarge) -> str:
         )
     if isinstance(exc, ImagesTooLarge):
         return f"🖼 Эти картинки вместе слишком большие ({size}), а за раз можно не больше {limit}. Пришлите их частями."
+    name = f" «{esc(exc.filename)}»" if isinstance(exc, NamedFileTooLarge) else ""
     if exc.limit == MAX_DOWNLOAD_BYTES:
         shown = f" ({size})" if exc.size > exc.limit else ""
         return (
-            f"📦 Файл слишком большой{shown}: Telegram даёт ботам скачивать файлы не больше "
+            f"📦 Файл{name} слишком большой{shown}: Telegram даёт ботам скачивать файлы не больше "
             f"{megabytes(MAX_DOWNLOAD_BYTES)}. Сожмите его или пришлите частями."
         )
     if exc.limit == MAX_IMAGE_BYTES:
@@ -139,7 +142,7 @@ def file_too_large(exc: FileTooLarge) -> str:
             f"🖼 Картинка слишком большая ({size}): можно не больше {limit}. "
             "Пришлите её как фото — Telegram сам уменьшит."
         )
-    return f"📦 Файл слишком большой: {size}, а можно не больше {limit}."
+    return f"📦 Файл{name} слишком большой: {size}, а можно не больше {limit}."
 
 
 def image_too_large(exc: ImageTooLarge) -> str:
@@ -176,7 +179,8 @@ def unsupported_file(exc: UnsupportedFile, *, accepted: bool = True) -> str:
 
 
 def unreadable_parts(errors: Iterable[FileError]) -> str:
-    """Told before the answer when files of an album could not be read and the rest goes on."""
+    """Told before the answer when files of an album (or forwarded with texts) could not be read and the rest goes
+    on; each text names its file."""
     return "\n\n".join([*(file_error(exc, accepted=False) for exc in errors), "Отвечаю на остальное."])
 
 
@@ -198,6 +202,8 @@ def file_error(exc: FileError, *, accepted: bool = True) -> str:
         return file_too_complex(exc)
     if isinstance(exc, UnsupportedFile):
         return unsupported_file(exc, accepted=accepted)
+    if isinstance(exc, DownloadFailed):
+        return f"📥 Не удалось скачать «{esc(exc.filename)}» из Telegram — пришлите его ещё раз."
     if isinstance(exc, EmptyFile):
         return f"📭 Файл «{esc(exc.filename)}» пустой — в нём нет текста."
     if isinstance(exc, EncryptedFile):
@@ -233,14 +239,17 @@ def document_cut(doc: ExtractedDocument) -> str:
 
 
 _SKIPPED: dict[str, str] = {
-    "video": "🎬 Видео из альбома я пропустил: видео я пока не смотрю.",
-    "audio": "🎧 Аудио из альбома я пропустил: аудио я пока не слушаю.",
+    "video": "🎬 Видео из присланного я пропустил: видео я пока не смотрю.",
+    "audio": "🎧 Аудио из присланного я пропустил: аудио я пока не слушаю.",
+    "vision": "🖼 Картинки из присланного я пропустил: выбранная модель изображений не видит. Сменить модель: /model.",
 }
 
 
 def skipped_parts(kinds: Iterable[str | None]) -> str:
-    """Told before the answer when parts of an album (videos, mostly) were left out and the rest goes on."""
+    """Told before the answer when parts of an album or of messages forwarded together (videos, mostly) were left
+    out and the rest goes on."""
     lines = [
-        _SKIPPED.get(kind or "", "Часть альбома я пропустил: такие файлы я не читаю.") for kind in dict.fromkeys(kinds)
+        _SKIPPED.get(kind or "", "Часть присланного я пропустил: такие файлы я не читаю.")
+        for kind in dict.fromkeys(kinds)
     ]
     return "\n".join(lines) + "\nОтвечаю на остальное."

@@ -7,10 +7,11 @@ import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import pytest_asyncio
+from aiogram import Bot
 from aiogram.types import Message
 from docx import Document
 
@@ -18,16 +19,20 @@ from pomogator.bot import files_texts, texts
 from pomogator.bot.attachments import (
     MAX_DOCUMENTS_CHARS,
     MIN_DOCUMENT_CHARS,
+    Attachment,
     AttachmentRequest,
     attachment_of,
+    download,
     fit_tokens,
     max_document_chars,
 )
 from pomogator.bot.files_texts import FILE_QUESTION, IMAGE_QUESTION
 from pomogator.container import build_services
 from pomogator.errors import (
+    DownloadFailed,
     FileTooComplex,
     FileTooLarge,
+    NamedFileTooLarge,
     ScanTooLong,
     UnpackedTooLarge,
     UnsupportedFile,
@@ -458,6 +463,113 @@ async def test_other_messages_are_told_what_the_bot_accepts(harness: BotHarness,
     assert "фотографии и файлы" in (reply.text or "")
 
 
+# --- texts forwarded with files ----------------------------------------------------------------------------------
+
+
+def anna() -> dict[str, Any]:
+    return {"type": "hidden_user", "date": 1_700_000_000, "sender_user_name": "Анна"}
+
+
+def forward_document(h: BotHarness, chat: int, data: bytes, name: str, mime: str) -> None:
+    stored = h.tg._store_file(data, "documents", "." + name.rsplit(".", 1)[-1])
+    document = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_name": name}
+    h.tg._user_message(
+        chat,
+        user_id=None,
+        first_name="Test",
+        chat_type="private",
+        kind="document",
+        media={"document": {**document, "mime_type": mime}, "forward_origin": anna()},
+    )
+
+
+def forward_photo(h: BotHarness, chat: int, data: bytes) -> None:
+    stored = h.tg._store_file(data, "photos", ".jpg")
+    media = {"photo": h.tg._photo_sizes(stored), "forward_origin": anna()}
+    h.tg._user_message(chat, user_id=None, first_name="Test", chat_type="private", kind="photo", media=media)
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@e2e
+async def test_texts_forwarded_with_a_file_the_bot_cannot_read_are_answered(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_message(chat, "Вот цены на этот год", extra={"forward_origin": anna()})
+    forward_document(h, chat, make_zip({"xl/workbook.xml": b"<workbook/>"}), "prices.xlsx", XLSX)
+    h.tg.user_message(chat, "Дорого, как думаешь?", extra={"forward_origin": anna()})
+    request = await answered(h, chat)
+    assert request.last_user_text == "Вот цены на этот год\n\nДорого, как думаешь?"
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice.startswith("Не могу прочитать «prices.xlsx». Таблицы Excel я пока не читаю")
+    assert notice.endswith("Отвечаю на остальное.")
+    assert await used_today(h, chat) == 1
+
+
+@e2e
+async def test_texts_forwarded_with_a_photo_are_answered_by_a_model_that_cannot_see(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await choose_model(h, chat, "test/blind")
+    downloads = len(h.tg.calls_of("getFile"))
+    h.tg.user_message(chat, "Смотри, что я нашла", extra={"forward_origin": anna()})
+    forward_photo(h, chat, JPEG)
+    h.tg.user_message(chat, "Брать?", extra={"forward_origin": anna()})
+    request = await answered(h, chat)
+    assert request.model == "test/blind" and not request.image_urls
+    assert request.last_user_text == "Смотри, что я нашла\n\nБрать?"
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice.startswith("🖼 Картинки из присланного я пропустил: выбранная модель изображений не видит.")
+    assert len(h.tg.calls_of("getFile")) == downloads
+    assert await used_today(h, chat) == 1
+
+
+# --- downloads that fail -----------------------------------------------------------------------------------------
+
+
+def lose_file(h: BotHarness, data: bytes) -> None:
+    """Telegram's file server stops handing out the file holding ``data`` (it answers 404)."""
+    stored = next(stored for stored in h.tg.files.values() if stored.data == data)
+    del h.tg.files_by_path[stored.file_path]
+
+
+@e2e
+async def test_a_file_that_cannot_be_downloaded_is_asked_for_again(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"lost notes 1", "notes.txt", "text/plain")
+    lose_file(h, b"lost notes 1")
+    reply = await refused(h, chat)
+    assert reply.text == "📥 Не удалось скачать «notes.txt» из Telegram — пришлите его ещё раз."
+
+
+@e2e
+async def test_an_album_is_answered_without_the_file_that_could_not_be_downloaded(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"alpha text", "a.txt", "text/plain", caption="Сравни", media_group_id="docs-lost")
+    h.tg.user_document(chat, b"lost beta 2", "b.txt", "text/plain", media_group_id="docs-lost")
+    lose_file(h, b"lost beta 2")
+    text = (await answered(h, chat)).last_user_text
+    assert "alpha text" in text and 'name="b.txt"' not in text
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice == "📥 Не удалось скачать «b.txt» из Telegram — пришлите его ещё раз.\n\nОтвечаю на остальное."
+    assert await used_today(h, chat) == 1
+
+
+class TimingOutBot:
+    async def download(self, file_id: str, timeout: int) -> None:  # noqa: ASYNC109 - aiogram's signature
+        raise TimeoutError
+
+
+async def test_a_download_that_times_out_is_download_failed() -> None:
+    attachment = Attachment("f", "report.pdf", 1000, "application/pdf", photo=False)
+    with pytest.raises(DownloadFailed) as caught:
+        await download(cast(Bot, TimingOutBot()), attachment)
+    assert caught.value.filename == "report.pdf"
+
+
 # --- the checks made before anything is downloaded ----------------------------------------------------------------
 
 
@@ -595,7 +707,7 @@ async def test_an_album_of_photos_and_a_video_answers_the_photos(harness: BotHar
     request = await answered(h, chat)
     assert len(request.image_urls) == 1 and request.last_user_text == "Сравни"
     notice = h.tg.sent_messages(chat)[0].text or ""
-    assert notice.startswith("🎬 Видео из альбома я пропустил") and "Отвечаю на остальное" in notice
+    assert notice.startswith("🎬 Видео из присланного я пропустил") and "Отвечаю на остальное" in notice
     assert await used_today(h, chat) == 1
 
 
@@ -685,6 +797,17 @@ def test_an_album_leaves_out_what_the_bot_cannot_read() -> None:
     assert (request.attachments, [exc.kind for exc in request.skipped]) == ([], ["video", "video"])
 
 
+def test_a_file_over_the_limit_forwarded_with_texts_is_left_out_by_name() -> None:
+    catalog = load_catalog(None)
+    huge = {"file_id": "d", "file_unique_id": "d", "file_name": "video.mov.pdf", "file_size": 21 << 20}
+    forwarded = [message(caption="Тексты", document=huge), message(**PHOTO)]
+    request = AttachmentRequest(forwarded, catalog.default, None, catalog, with_texts=True)
+    assert [a.file_id for a in request.attachments] == ["p"]
+    assert [getattr(exc, "filename", None) for exc in request.refused] == ["video.mov.pdf"]
+    with pytest.raises(FileTooLarge):
+        AttachmentRequest(forwarded, catalog.default, None, catalog)
+
+
 def test_file_messages_say_what_happened() -> None:
     scan = files_texts.file_error(FileTooLarge(300_433, 278_784))
     assert "293 КБ" in scan and "272 КБ" in scan
@@ -695,6 +818,8 @@ def test_file_messages_say_what_happened() -> None:
     complex_file = files_texts.file_error(FileTooComplex("bomb.pdf"))
     assert "«bomb.pdf» слишком сложный" in complex_file
     assert files_texts.skipped_parts(["video", "video", "audio"]).count("пропустил") == 2
+    over = files_texts.unreadable_parts([NamedFileTooLarge("big.pdf", 25 << 20, MAX_DOWNLOAD_BYTES)])
+    assert over.startswith("📦 Файл «big.pdf» слишком большой (25 МБ)")
     unpacked = files_texts.file_error(UnpackedTooLarge("<b>.docx", 60 << 20, 50 << 20))
     assert unpacked.startswith("📦 «&lt;b&gt;.docx» в распакованном виде слишком большой") and "60 МБ" in unpacked
     # An old spreadsheet is not told to become a DOCX.

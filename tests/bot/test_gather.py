@@ -470,7 +470,7 @@ async def test_texts_forwarded_with_an_album_of_videos_are_answered_without_the_
     assert h.llm.request_count == before + 1
     assert h.llm.requests[-1].last_user_text == "Смотри, как мы съездили\n\nКуда поедем в следующий раз?"
     notice = h.tg.sent_messages(chat)[0].text or ""
-    assert notice.startswith("🎬 Видео из альбома я пропустил")
+    assert notice.startswith("🎬 Видео из присланного я пропустил")
     assert await used_today(h, chat) == 1
 
 
