@@ -277,7 +277,10 @@ def chat(
         ),
     ] = None,
 ) -> None:
-    """Chat with a model in the terminal. Reads lines from stdin; /clear resets the context, /model switches.
+    """Chat with a model in the terminal. Each line read from stdin is a message; a line ending in \\ goes on in
+    the next one, and lines pasted at a terminal at once are one message. /clear resets the context, /model
+    switches, /help lists the commands; a line that only starts with a slash ("/etc/hosts?") is a message.
+    At a terminal Ctrl-C stops an answer and keeps what it wrote; at the prompt Ctrl-C or Ctrl-D quits.
 
     Without --user this is a local operator session: any model, no quota, a context of its own. Log records below
     WARNING are not shown unless POMOGATOR_LOG_LEVEL is set.

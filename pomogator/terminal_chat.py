@@ -4,36 +4,71 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import select
+import signal
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from types import FrameType
 
 import typer
 from rich.console import Console
 
 from pomogator import cli_output
 from pomogator.container import Services
-from pomogator.errors import LLMAccountProblem, LLMError, LLMModelGone, PomogatorError
+from pomogator.errors import DatabaseUnavailable, LLMAccountProblem, LLMError, LLMModelGone, PomogatorError
 from pomogator.llm.catalog import Model
 from pomogator.logs.redact import Redactor
 from pomogator.services.chat import Dialog, Reply
+from pomogator.store.outage import outage_of
 from pomogator.terminal_render import AnswerView, answer_console, clean
 
-HELP = "Commands: /clear resets the context, /model [ID] shows or switches the model, /exit quits."
+HELP = (
+    "Commands: /clear resets the context, /model [ID] shows or switches the model, /help shows this, /exit quits. "
+    "A line ending in \\ goes on in the next one; lines pasted at once are one message."
+)
+INTERACTIVE_HELP = "Ctrl-C stops an answer; at the prompt Ctrl-C or Ctrl-D quits."
+
+COMMANDS = ("/exit", "/quit", "/clear", "/model", "/help")
+# What Telegram marks as a command (letters, digits, "_"): "/xyz" is one, "/etc/hosts" is not.
+COMMAND_WORD = re.compile(r"/[A-Za-z0-9_]{1,32}")
+
+# Lines that reach the terminal within this time of each other came in one paste: a terminal may hand a long paste
+# over in parts, and nobody types a line that fast.
+PASTE_GAP_S = 0.02
 
 
-async def _read_line(prompt: str, interactive: bool) -> str | None:
+async def _read_message(interactive: bool) -> str | None:
+    """The next message, None at the end of the input: a line, with the lines pasted together with it (at a
+    terminal) and the lines that a backslash at the end of a line continues it with."""
+    parts: list[str] = []
+    prompt = "you> "
+    while chunk := await _read_lines(prompt, interactive):
+        body = chunk.rstrip("\r\n")
+        if not body.endswith("\\"):
+            return "".join(parts) + chunk
+        parts.append(body[:-1] + "\n")
+        prompt = "...> "
+    if interactive:
+        # Ctrl-D: the shell's prompt goes on a line of its own, not after ours.
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+    return "".join(parts) or None
+
+
+async def _read_lines(prompt: str, interactive: bool) -> str:
     if interactive:
         sys.stderr.write(prompt)
         sys.stderr.flush()
-    line = await _readline()
-    return line if line else None
+    return await _readline(interactive)
 
 
-def _readline() -> asyncio.Future[str]:
-    """``sys.stdin.readline()`` on a daemon thread. Not ``asyncio.to_thread``: on Ctrl-C at the prompt, leaving
-    ``asyncio.run`` waits for the default executor's threads, and this one waits for a line that is not coming, so
-    the chat hung until Enter."""
+def _readline(interactive: bool) -> asyncio.Future[str]:
+    """``sys.stdin.readline()`` on a daemon thread, with the lines the terminal has already received after it when
+    ``interactive`` (a paste), "" at the end of the input. Not ``asyncio.to_thread``: on Ctrl-C at the prompt,
+    leaving ``asyncio.run`` waits for the default executor's threads, and this one waits for a line that is not
+    coming, so the chat hung until Enter."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[str] = loop.create_future()
 
@@ -43,7 +78,10 @@ def _readline() -> asyncio.Future[str]:
 
     def read() -> None:
         try:
-            line = sys.stdin.readline()
+            lines = [sys.stdin.readline()]
+            while interactive and lines[-1].endswith("\n") and _more_input():
+                lines.append(sys.stdin.readline())
+            line = "".join(lines)
         except (OSError, ValueError):
             line = ""
         with contextlib.suppress(RuntimeError):  # the loop is closed: the chat is over
@@ -51,6 +89,15 @@ def _readline() -> asyncio.Future[str]:
 
     threading.Thread(target=read, name="stdin", daemon=True).start()
     return future
+
+
+def _more_input() -> bool:
+    """Whether a whole line more is waiting on the terminal (a terminal hands over complete lines only)."""
+    try:
+        ready, _, _ = select.select([sys.stdin], [], [], PASTE_GAP_S)
+    except (OSError, ValueError):
+        return False
+    return bool(ready)
 
 
 async def _make_dialog(services: Services, model_id: str | None, telegram_id: int | None) -> Dialog:
@@ -79,23 +126,57 @@ async def _switch_model(services: Services, dialog: Dialog, model_id: str) -> No
 
 CUT_OFF = "(The answer was cut off at the model's length limit: write «continue» to get the rest.)"
 FILTERED = "(The model's content filter stopped the answer part-way.)"
+STOPPED = "(Answer stopped: what it wrote stays in the context.)"
+STOPPED_EMPTY = "(Answer stopped before the model wrote anything.)"
+UNSAVED = "(This answer was not stored, the database is unavailable: the model will not see it in the next messages.)"
 
 
-async def _answer(services: Services, dialog: Dialog, text: str, console: Console | None) -> None:
-    """Stream the answer to ``text``: rendered as Markdown on ``console``, or as plain text without one."""
+async def _answer(services: Services, dialog: Dialog, text: str, console: Console | None, interactive: bool) -> None:
+    """Stream the answer to ``text``: rendered as Markdown on ``console``, or as plain text without one. At a
+    terminal (``interactive``) Ctrl-C stops the answer as the bot's Stop button does."""
     reply = Reply()
-    # Closed at once when the answer is interrupted: the service gives the request back then.
-    async with contextlib.aclosing(services.chat.stream_reply(dialog, text, reply=reply)) as pieces:
-        if console is not None:
-            with AnswerView(console) as view:
-                async for piece in pieces:
-                    view.add(piece)
-        else:
-            await _write_plain(pieces)
-    if reply.cut_off:
+    stop = asyncio.Event()
+    with _ctrl_c_stops(stop) if interactive else contextlib.nullcontext():
+        # Closed at once when the answer is interrupted: the service gives the request back then.
+        async with contextlib.aclosing(services.chat.stream_reply(dialog, text, stop=stop, reply=reply)) as pieces:
+            if console is not None:
+                with AnswerView(console) as view:
+                    async for piece in pieces:
+                        view.add(piece)
+            else:
+                await _write_plain(pieces)
+    if reply.stopped:
+        cli_output.notice(STOPPED_EMPTY if reply.blank else STOPPED)
+    elif reply.cut_off:
         cli_output.notice(CUT_OFF)
     elif reply.filtered:
         cli_output.notice(FILTERED)
+    if reply.unsaved:
+        cli_output.notice(UNSAVED)
+
+
+@contextlib.contextmanager
+def _ctrl_c_stops(stop: asyncio.Event) -> Iterator[None]:
+    """Inside, the first Ctrl-C sets ``stop``; another one does what Ctrl-C does outside (it ends the chat)."""
+    loop = asyncio.get_running_loop()
+    outside = signal.getsignal(signal.SIGINT)
+    pressed = False
+
+    def on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+        nonlocal pressed
+        if not pressed:
+            pressed = True
+            loop.call_soon_threadsafe(stop.set)
+        elif callable(outside):
+            outside(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, outside)
 
 
 async def _write_plain(pieces: AsyncIterator[str]) -> None:
@@ -117,6 +198,8 @@ async def _write_plain(pieces: AsyncIterator[str]) -> None:
 def _failure_message(exc: PomogatorError, base_url: str) -> str:
     """What the operator is told about a failed message. For the model's failures, users' text says only
     "unavailable"; the operator also gets what went wrong, where, and which setting to check."""
+    if isinstance(exc, DatabaseUnavailable) and exc.detail:
+        return f"{exc.user_message} [{exc.detail}]"
     if not isinstance(exc, LLMError):
         return exc.user_message
     status = _status_code(exc)
@@ -168,27 +251,42 @@ def _first_line(exc: BaseException) -> str:
     return lines[0] if lines else "no details"
 
 
-async def _command(services: Services, dialog: Dialog, line: str) -> bool:
-    """Handle a /command; returns False when the session should end."""
-    name, _, arg = line.partition(" ")
+def _command(text: str) -> tuple[str, str] | None:
+    """``text`` as a command name and its argument; None for a message to the model. Only the chat's commands are
+    commands, as in the bot: a text that merely starts with a slash ("/etc/hosts — что это?") is a question, and
+    so is one of several lines. A lone unknown "/word" is a command, answered with the list of them."""
+    if "\n" in text:
+        return None
+    name, _, arg = text.partition(" ")
+    name = name.lower()
+    if name in COMMANDS or (not arg and COMMAND_WORD.fullmatch(name)):
+        return name, arg.strip()
+    return None
+
+
+async def _run_command(services: Services, dialog: Dialog, name: str, arg: str) -> bool:
+    """Carry out a command; returns False when the session should end."""
     if name in ("/exit", "/quit"):
         return False
     if name == "/clear":
         await dialog.conversation.clear()
         cli_output.notice("Context cleared.")
-    elif name == "/model" and arg.strip():
-        await _switch_model(services, dialog, arg.strip())
+    elif name == "/model" and arg:
+        await _switch_model(services, dialog, arg)
     elif name == "/model":
         cli_output.notice(f"Model: {dialog.model.id}. Available: {', '.join(services.catalog.ids)}")
-    else:
+    elif name == "/help":
         cli_output.notice(HELP)
+    else:
+        cli_output.notice(f"Unknown command {name}. {HELP}")
     return True
 
 
 async def run_terminal_chat(services: Services, *, model_id: str | None, telegram_id: int | None) -> None:
     """Raises UnknownModel (listing valid ids), UserNotFound, PremiumRequired before the session starts.
 
-    A session whose input is not a terminal (a script) ends with ``typer.Exit(1)`` when any message failed.
+    A session whose input is not a terminal (a script) ends with ``typer.Exit(1)`` when any message failed. A
+    database outage during a message fails that message only.
     """
     dialog = await _make_dialog(services, model_id, telegram_id)
     interactive = sys.stdin.isatty()
@@ -197,22 +295,25 @@ async def run_terminal_chat(services: Services, *, model_id: str | None, telegra
     redactor = Redactor.from_settings(services.settings)
     failed = False
     if interactive:
-        cli_output.notice(f"Pomogator chat · model {dialog.model.id}. {HELP} Ctrl-D quits.")
+        cli_output.notice(f"Pomogator chat · model {dialog.model.id}. {HELP} {INTERACTIVE_HELP}")
     try:
-        while (line := await _read_line("you> ", interactive)) is not None:
-            text = line.strip()
+        while (message := await _read_message(interactive)) is not None:
+            text = message.strip()
             if not text:
                 continue
             try:
-                if text.startswith("/"):
-                    if not await _command(services, dialog, text):
+                if (command := _command(text)) is not None:
+                    if not await _run_command(services, dialog, *command):
                         break
                     continue
-                await _answer(services, dialog, text, console)
-            except PomogatorError as exc:
+                await _answer(services, dialog, text, console, interactive)
+            except Exception as exc:
+                failure = exc if isinstance(exc, PomogatorError) else outage_of(exc)
+                if failure is None:
+                    raise
                 failed = True
-                message = _failure_message(exc, services.settings.openrouter_base_url)
-                cli_output.error(clean(redactor.text(message)))
+                told = _failure_message(failure, services.settings.openrouter_base_url)
+                cli_output.error(clean(redactor.text(told)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Ctrl-C: end the prompt's line, then let the interruption end the command (exit code 130).
         sys.stderr.write("\n")

@@ -119,4 +119,7 @@ class ChatTerminal:
             if self.process.returncode is None:
                 self.process.kill()
                 await self.process.wait()
+            # What the chat wrote last, until the terminal reports that nobody holds it any more.
+            os.set_blocking(self.master, True)
+            self.output += _read_until_closed(self.master)
             os.close(self.master)

@@ -1,8 +1,10 @@
-"""``pomogator chat`` at a terminal: Ctrl-C ends it at once, at the prompt or during an answer, with exit code 130."""
+"""``pomogator chat`` at a terminal: Ctrl-C during an answer stops that answer and the chat goes on with what it
+wrote; Ctrl-C at the prompt ends the chat with exit code 130, Ctrl-D with 0 and the prompt's line ended."""
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import sqlite3
 from pathlib import Path
 
@@ -16,6 +18,11 @@ def chat_env(fake_llm: FakeLLM) -> dict[str, str]:
     return clean_env(POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY, POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url)
 
 
+def request_rows(folder: Path) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(folder / "pomogator.sqlite3")) as db:
+        return db.execute("SELECT telegram_id, status FROM llm_requests ORDER BY id").fetchall()
+
+
 async def test_ctrl_c_at_the_prompt_ends_the_chat(tmp_path: Path, fake_llm: FakeLLM) -> None:
     terminal = await ChatTerminal.start(tmp_path, chat_env(fake_llm))
     await terminal.wait_for(b"you> ")
@@ -23,14 +30,34 @@ async def test_ctrl_c_at_the_prompt_ends_the_chat(tmp_path: Path, fake_llm: Fake
     assert b"Traceback" not in terminal.output
 
 
-async def test_ctrl_c_during_an_answer_ends_the_chat(tmp_path: Path, fake_llm: FakeLLM) -> None:
-    fake_llm.enqueue(Reply.slow(50, 20.0))
+async def test_ctrl_c_during_an_answer_stops_it_and_the_chat_goes_on(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    fake_llm.enqueue(Reply.slow(50, 20.0), Reply(text="Second answer"))
     terminal = await ChatTerminal.start(tmp_path, chat_env(fake_llm))
     await terminal.wait_for(b"you> ")
     terminal.type(b"hello\n")
     await terminal.wait_for(b"tok1")
+    terminal.process.send_signal(signal.SIGINT)
+    await terminal.wait_for(b"Answer stopped: what it wrote stays in the context.")
+    await terminal.wait_for(b"you> ", count=2)
+    assert terminal.process.returncode is None
+
+    terminal.type(b"go on\n")
+    await terminal.wait_for(b"Second answer")
+    await terminal.wait_for(b"you> ", count=3)
+    # The next question carries the stopped answer's text in its context, as in the bot after Stop.
+    context = fake_llm.requests[1].messages
+    assert [m["role"] for m in context] == ["user", "assistant", "user"]
+    partial = context[1]["content"]
+    assert partial.startswith("tok0 tok1") and "tok49" not in partial
     assert await terminal.interrupt() == 130
     assert b"Traceback" not in terminal.output
-    # The model was paid for what it wrote: the request is in `pomogator usage`, as stopped.
-    with contextlib.closing(sqlite3.connect(tmp_path / "pomogator.sqlite3")) as db:
-        assert db.execute("SELECT telegram_id, status FROM llm_requests").fetchall() == [(None, "stopped")]
+    # The model was paid for what it wrote: the stopped request is in `pomogator usage`.
+    assert request_rows(tmp_path) == [(None, "stopped"), (None, "ok")]
+
+
+async def test_ctrl_d_at_the_prompt_ends_the_chat_on_a_line_of_its_own(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    terminal = await ChatTerminal.start(tmp_path, chat_env(fake_llm))
+    await terminal.wait_for(b"you> ")
+    assert await terminal.end() == 0
+    # The shell's prompt that follows starts a line instead of following "you> ".
+    assert terminal.output.endswith(b"you> \r\n")

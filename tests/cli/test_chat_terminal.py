@@ -29,3 +29,18 @@ async def test_an_answer_shows_whole_at_the_terminal_width(tmp_path: Path, fake_
     assert b"RED" in shown
     for sequence in (b"\x1b[31mRED", b"\x1b]0;", b"\x07"):
         assert sequence not in shown
+
+
+async def test_lines_pasted_at_once_are_one_message(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    env = clean_env(POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY, POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url)
+    terminal = await ChatTerminal.start(tmp_path, env)
+    await terminal.wait_for(b"you> ")
+    terminal.type(b"Fix this:\ndef f(x):\n    return x +\n")  # a paste: the terminal gets the lines at once
+    await terminal.wait_for(b"you> ", count=2)
+    terminal.type(b"and explain\n")  # typed after the answer: a message of its own
+    await terminal.wait_for(b"you> ", count=3)
+    assert await terminal.end() == 0
+    assert [request.messages[-1]["content"] for request in fake_llm.requests] == [
+        "Fix this:\ndef f(x):\n    return x +",
+        "and explain",
+    ]
