@@ -149,12 +149,10 @@ def translate(exc: Exception) -> LLMError:
 
 
 def _transport_errors() -> tuple[type[Exception], type[Exception]]:
-    """Timeouts and other request errors of the HTTP client the openai SDK uses (httpx2; httpx before it)."""
-    try:
-        import httpx2 as http
-    except ImportError:  # pragma: no cover - older SDKs
-        import httpx as http  # type: ignore[no-redef]
-    return http.TimeoutException, http.RequestError
+    """Timeouts and other request errors of the HTTP client the openai SDK uses."""
+    import httpx2
+
+    return httpx2.TimeoutException, httpx2.RequestError
 
 
 def _usage_from(raw: Any) -> Usage:
