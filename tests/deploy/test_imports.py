@@ -1,4 +1,5 @@
-"""What the package imports, read from its source (ast): every library it imports is declared in pyproject.toml."""
+"""What the package imports, read from its source (ast): every library it imports is declared in pyproject.toml, and
+the layers under the frontends import none of their frameworks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "pomogator"
+# The layers every frontend (bot, web app, CLI) calls, and the frameworks of those frontends.
+CORE_LAYERS = ("services", "store", "llm", "billing")
+FRONTEND_FRAMEWORKS = frozenset({"aiogram", "starlette", "typer", "click", "uvicorn"})
 
 
 def imported_modules(path: Path) -> Iterator[tuple[str, int]]:
@@ -49,3 +53,27 @@ def test_every_library_the_package_imports_is_declared() -> None:
             if not providers & declared:
                 undeclared.setdefault(top, f"{path.relative_to(ROOT)}:{line}")
     assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"
+
+
+def test_the_core_layers_import_no_frontend_framework() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for layer in CORE_LAYERS
+        for path in sorted((PACKAGE / layer).rglob("*.py"))
+        for module, line in imported_modules(path)
+        if module.split(".")[0] in FRONTEND_FRAMEWORKS
+    ]
+    assert not found, found
+
+
+def test_the_import_reader_sees_imports_inside_functions_and_type_checking(tmp_path: Path) -> None:
+    source = tmp_path / "module.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from aiogram.types import Message\n"
+        "def f() -> None:\n"
+        "    import starlette.requests\n"
+        "from . import sibling\n"
+    )
+    assert sorted(imported_modules(source)) == [("aiogram.types", 3), ("starlette.requests", 5), ("typing", 1)]
