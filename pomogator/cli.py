@@ -282,8 +282,9 @@ def chat(
     switches, /help lists the commands; a line that only starts with a slash ("/etc/hosts?") is a message.
     At a terminal Ctrl-C stops an answer and keeps what it wrote; at the prompt Ctrl-C or Ctrl-D quits.
 
-    Without --user this is a local operator session: any model, no quota, a context of its own. Log records below
-    WARNING are not shown unless POMOGATOR_LOG_LEVEL is set.
+    Without --user this is a local operator session: any model, no quota, a context of its own.
+
+    Log records below WARNING are shown only when POMOGATOR_LOG_LEVEL is set.
     """
     from pomogator.container import build_services
     from pomogator.logging import setup_logging
