@@ -120,6 +120,15 @@ class QuotaService:
             raise QuotaExceeded(model.id, limit, self.resets_at())
         return reservation
 
+    async def ensure_left(self, telegram_id: int, model: Model, premium: bool) -> None:
+        """Raise QuotaExceeded (or PremiumRequired) when no request of ``model`` is left today; takes nothing. For
+        work refused before it starts (a file's download and reading), the request being taken as the answer
+        starts: the limit is the one ``reserve`` applies."""
+        _, limit = self.reservation_terms(model, premium)
+        used = (await self.used_today(telegram_id)).get(model.id, 0)
+        if used >= limit:
+            raise QuotaExceeded(model.id, limit, self.resets_at())
+
     async def refund(self, reservation: Reservation) -> None:
         """Give a reserved request back (the model failed, so the request costs nothing)."""
         await raw(DailyUsage, REFUND_SQL, reservation.telegram_id, reservation.model_id, reservation.day)

@@ -100,6 +100,20 @@ async def test_reserve_counts_up_to_the_free_limit(services: Services) -> None:
     assert await quota.used_today(USER) == {model.id: 3}
 
 
+async def test_ensure_left_refuses_as_reserve_would_and_takes_nothing(services: Services) -> None:
+    quota, model = services.quota, make_model(free=2, premium=4)
+    await quota.ensure_left(USER, model, premium=False)
+    for _ in range(2):
+        await quota.reserve(USER, model, premium=False)
+    with pytest.raises(QuotaExceeded) as caught:
+        await quota.ensure_left(USER, model, premium=False)
+    assert (caught.value.model_id, caught.value.limit) == (model.id, 2)
+    await quota.ensure_left(USER, model, premium=True)
+    with pytest.raises(PremiumRequired):
+        await quota.ensure_left(USER, make_model(free=0, premium=4, model_id="test/paid"), premium=False)
+    assert await quota.used_today(USER) == {model.id: 2}
+
+
 async def test_premium_limit_applies_with_premium(services: Services) -> None:
     quota, model = services.quota, make_model(free=2, premium=4)
     for _ in range(2):

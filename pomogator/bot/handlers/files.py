@@ -18,10 +18,8 @@ from pomogator.bot.answer import Answerer
 from pomogator.bot.answer.output import ChatOutput
 from pomogator.bot.answer.renderer import typing_shown
 from pomogator.bot.attachments import AttachmentRequest
-from pomogator.errors import QuotaExceeded
 from pomogator.llm.catalog import Catalog
 from pomogator.services.chat import ChatService
-from pomogator.services.quota import QuotaService
 from pomogator.services.users import Account
 
 router = Router(name="files")
@@ -39,7 +37,8 @@ async def on_files(
     with_texts: bool = False,
 ) -> None:
     request = AttachmentRequest(album or [message], account.model, account.role, catalog, with_texts=with_texts)
-    await ensure_quota_left(chat.quota, account)
+    # Refused before the files are downloaded and read when no request is left today.
+    await chat.quota.ensure_left(account.telegram_id, account.model, account.premium)
     # A download may take two minutes and reading a document one more; "typing…" lasts five seconds.
     async with typing_shown(ChatOutput(bot, message.chat.id)):
         prepared = await request.read(bot)
@@ -50,12 +49,3 @@ async def on_files(
     for document in prepared.cut:
         await message.answer(files_texts.document_cut(document))
     await answerer.reply(bot, message.chat, account, prepared.content)
-
-
-async def ensure_quota_left(quota: QuotaService, account: Account) -> None:
-    """Raise QuotaExceeded (or PremiumRequired) when no request is left today, before the files are downloaded and
-    read. Only a read: the request is taken when the answer starts, as for text."""
-    _, limit = quota.reservation_terms(account.model, account.premium)
-    used = (await quota.used_today(account.telegram_id)).get(account.model.id, 0)
-    if used >= limit:
-        raise QuotaExceeded(account.model.id, limit, quota.resets_at())
