@@ -146,7 +146,8 @@ class Settings(BaseModel):
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     openrouter_timeout: float = Field(default=120.0, gt=0)
     openrouter_max_retries: int = Field(default=1, ge=0)
-    app_url: str = "https://t.me/pomogator_bot"
+    # Sent to OpenRouter as HTTP-Referer, to attribute requests to this app; empty: no such header.
+    app_url: str = ""
     app_title: str = "Pomogator"
     models_file: Path | None = None
     timezone: str = "Europe/Moscow"

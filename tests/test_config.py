@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from pomogator.config import Settings, load_settings, url_passwords
+from pomogator.container import make_llm_client
 from pomogator.errors import ConfigError
+from tests.conftest import TEST_API_KEY
+from tests.fakes.openai_server import FakeLLM, Reply
 
 
 @pytest.fixture
@@ -278,3 +281,20 @@ def test_billing_is_configured_only_with_both_yookassa_credentials(
 ) -> None:
     settings = Settings(yookassa_shop_id=shop_id, yookassa_secret_key=secret_key)
     assert settings.billing_configured is configured
+
+
+async def test_without_an_app_url_openrouter_gets_no_referer(fake_llm: FakeLLM) -> None:
+    """The default used to be another bot's link, sent by every deployment that did not set its own."""
+    assert Settings().app_url == ""
+    for app_url, referer in (("", None), ("https://t.me/our_bot", "https://t.me/our_bot")):
+        settings = Settings(openrouter_api_key=TEST_API_KEY, openrouter_base_url=fake_llm.base_url, app_url=app_url)
+        llm = make_llm_client(settings)
+        assert llm is not None
+        fake_llm.enqueue(Reply(text="hi"))
+        try:
+            [event async for event in llm.stream("m", [{"role": "user", "content": "hi"}], 10)]
+        finally:
+            await llm.close()
+        headers = fake_llm.requests[-1].headers
+        assert headers.get("HTTP-Referer") == referer
+        assert headers["X-Title"] == "Pomogator"

@@ -242,7 +242,8 @@ class LLMClient:
             api_key=api_key,
             max_retries=max_retries,
             timeout=timeout,
-            default_headers={"HTTP-Referer": app_url, "X-Title": app_title},
+            # OpenRouter's app attribution; without an app URL the app is not attributed by it.
+            default_headers={"HTTP-Referer": app_url, "X-Title": app_title} if app_url else {"X-Title": app_title},
             http_client=openai.DefaultAsyncHttpxClient(transport=transport, timeout=timeout),
         )
         self._silence = timeout
