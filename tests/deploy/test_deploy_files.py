@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pomogator.config import ENV_PREFIX, Settings
-from pomogator.heartbeat import STALE_AFTER_S, is_healthy
+from pomogator.console import DEBUG_ENV
+from pomogator.heartbeat import HEARTBEAT_ENV, STALE_AFTER_S, is_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +33,7 @@ def test_dockerfile_runs_as_non_root_with_entrypoint_and_healthcheck() -> None:
     assert text.count("FROM ") >= 2  # multi-stage
     assert re.search(r"^USER 10001", text, re.M)
     assert 'ENTRYPOINT ["pomogator"]' in text
-    assert "HEALTHCHECK" in text and '"pomogator", "healthcheck"' in text
+    assert image_healthcheck() == HEARTBEAT_COMMAND
     assert "SECRET" not in text and "TOKEN" not in text
 
 
@@ -47,6 +50,23 @@ def test_constraints_pin_every_runtime_dependency_as_installed() -> None:
     assert "constraints.txt" in text and "pip install -c constraints.txt" in text
 
 
+def readme_settings() -> set[str]:
+    """The variables named in the first column of README's configuration table."""
+    section = (ROOT / "README.md").read_text().split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {name for row in rows for name in re.findall(rf"{ENV_PREFIX}[A-Z0-9_]+", row)}
+
+
+def test_readme_documents_every_setting() -> None:
+    documented = readme_settings()
+    expected = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    missing = expected - documented
+    assert not missing, f"README's configuration table lacks {sorted(missing)}"
+    # Besides the settings, two variables read from the environment directly.
+    unknown = documented - expected - {HEARTBEAT_ENV, DEBUG_ENV}
+    assert not unknown, f"README's configuration table names unknown settings {sorted(unknown)}"
+
+
 def test_env_example_documents_every_setting() -> None:
     example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(rf"^#?\s*({ENV_PREFIX}[A-Z0-9_]+)=", example, re.M))
@@ -56,7 +76,6 @@ def test_env_example_documents_every_setting() -> None:
         ENV_PREFIX + n
         for n in (
             "OPENROUTER_MAX_RETRIES",
-            "YOOKASSA_TIMEOUT",
             "MONTH_DAYS",
             "YEAR_DAYS",
             "ROLE_MAX_CHARS",
@@ -71,18 +90,55 @@ def test_env_example_documents_every_setting() -> None:
     assert not unknown, f".env.example names unknown settings {sorted(unknown)}"
 
 
-def test_compose_services_and_healthchecks() -> None:
+HEARTBEAT_COMMAND = ["pomogator", "healthcheck"]
+
+
+def image_healthcheck() -> list[str]:
+    """The command of the Dockerfile's HEALTHCHECK (its exec form)."""
+    found = re.search(r"^HEALTHCHECK .*?CMD (\[.*\])\s*$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert found, "the Dockerfile has no HEALTHCHECK in exec form"
+    command: list[str] = json.loads(found.group(1))
+    return command
+
+
+def compose_file(name: str = "docker-compose.yml") -> dict[str, Any]:
     yaml = pytest.importorskip("yaml")
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    loaded: dict[str, Any] = yaml.safe_load((ROOT / name).read_text())
+    return loaded
+
+
+def test_compose_services_and_healthchecks() -> None:
+    compose = compose_file()
     services = compose["services"]
     assert {"postgres", "redis", "migrate", "bot", "web"} <= set(services)
     assert services["migrate"]["command"] == ["db", "migrate"]
     assert services["migrate"]["healthcheck"] == {"disable": True}
     for name in ("bot", "web"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-        assert "healthcheck" in services[name]
-    assert services["web"]["environment"]["POMOGATOR_WEB_HOST"] == "0.0.0.0"
     assert "healthcheck" in services["postgres"]
+    # The bot is healthy while its heartbeat is fresh: the image's HEALTHCHECK, unless compose replaces it with the
+    # same command.
+    assert image_healthcheck() == HEARTBEAT_COMMAND
+    bot_check = services["bot"].get("healthcheck", {"test": ["CMD", *HEARTBEAT_COMMAND]})
+    assert bot_check["test"] == ["CMD", *HEARTBEAT_COMMAND]
+    # The web app's healthcheck asks /healthz on the port the app listens on, which is the one published.
+    web = services["web"]
+    port = web["environment"]["POMOGATOR_WEB_PORT"]
+    assert web["environment"]["POMOGATOR_WEB_HOST"] == "0.0.0.0"
+    assert all(mapping.endswith(f":{port}") for mapping in web["ports"])
+    check = " ".join(web["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{port}/healthz" in check
+
+
+def test_every_pomogator_service_gets_the_shared_environment() -> None:
+    """A service's own ``environment:`` replaces the one it merged from the anchor (YAML merges the top level only):
+    the shared mapping must be merged into it."""
+    compose = compose_file()
+    shared = compose["x-env"]
+    assert {"POMOGATOR_DATABASE_URL", "PGPASSWORD", "POMOGATOR_REDIS_URL"} <= set(shared)
+    for name in ("migrate", "bot", "web"):
+        environment = compose["services"][name]["environment"]
+        assert shared.items() <= environment.items(), name
 
 
 def test_heartbeat(tmp_path: Path) -> None:
