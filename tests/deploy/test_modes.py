@@ -72,7 +72,7 @@ async def test_the_web_app_loads_aiogram_only_in_webhook_mode(tmp_path: Path, we
 
 
 async def test_the_web_app_starts_without_the_payment_sdk(tmp_path: Path) -> None:
-    # Configured, so the start-up check passes; the yookassa SDK (and requests) wait for the first payment.
+    # Taking payments; still the yookassa SDK (and requests under it) wait for the first payment.
     env = clean_env(
         POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         POMOGATOR_YOOKASSA_SHOP_ID="1",
