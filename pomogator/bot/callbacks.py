@@ -54,3 +54,14 @@ class StopCallback(CallbackData, prefix="stop"):
     """The Stop button under a streaming answer."""
 
     answer: int
+
+
+class BillingAction(StrEnum):
+    buy = "buy"
+    email = "email"
+    cancel_email = "noemail"
+
+
+class BillingCallback(CallbackData, prefix="bill"):
+    action: BillingAction
+    plan: str = ""

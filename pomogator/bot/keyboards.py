@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from pomogator.billing import texts as billing_texts
 from pomogator.bot import texts
 from pomogator.bot.callbacks import (
+    BillingAction,
+    BillingCallback,
     DeleteMeCallback,
     MenuAction,
     MenuCallback,
@@ -17,6 +22,7 @@ from pomogator.bot.callbacks import (
     StopCallback,
 )
 from pomogator.llm.catalog import Catalog
+from pomogator.services.billing import Checkout, Plan
 from pomogator.services.users import Account
 
 _MENU: tuple[tuple[str, MenuAction], ...] = (
@@ -72,3 +78,31 @@ def make_stop_keyboard(answer_id: int) -> InlineKeyboardMarkup:
             [InlineKeyboardButton(text=texts.STOP_BUTTON, callback_data=StopCallback(answer=answer_id).pack())]
         ]
     )
+
+
+def make_billing_keyboard(plans: Iterable[Plan], *, receipts: bool) -> InlineKeyboardMarkup:
+    """A button per plan, and with receipts on one to change the receipt e-mail."""
+    builder = InlineKeyboardBuilder()
+    for plan in plans:
+        builder.button(
+            text=billing_texts.plan_button(plan.name, plan.price),
+            callback_data=BillingCallback(action=BillingAction.buy, plan=plan.name),
+        )
+    if receipts:
+        builder.button(
+            text=billing_texts.CHANGE_EMAIL_BUTTON, callback_data=BillingCallback(action=BillingAction.email)
+        )
+    builder.adjust(2, 1)
+    return builder.as_markup()
+
+
+def make_pay_keyboard(checkout: Checkout) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=billing_texts.pay_button(checkout.amount), url=checkout.confirmation_url)
+    return builder.as_markup()
+
+
+def make_email_keyboard() -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text="Отмена", callback_data=BillingCallback(action=BillingAction.cancel_email))
+    return builder.as_markup()

@@ -9,3 +9,9 @@ class RoleForm(StatesGroup):
     """After /role the next text message becomes the role."""
 
     waiting = State()
+
+
+class EmailForm(StatesGroup):
+    """The next text message is the receipt email; ``plan`` in the state data is bought right after it."""
+
+    waiting = State()

@@ -9,80 +9,30 @@ The email form ends with /cancel, its Cancel button, or any other command or but
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, StateFilter
-from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
-from aiogram.fsm.state import State, StatesGroup
-from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
-from aiogram.utils.keyboard import InlineKeyboardBuilder
+from aiogram.types import CallbackQuery, Message
 
 from pomogator.billing import texts
 from pomogator.bot import texts as bot_texts
-from pomogator.bot.callbacks import MenuAction, MenuCallback
+from pomogator.bot.callbacks import BillingAction, BillingCallback, MenuAction, MenuCallback
 from pomogator.bot.filters import is_command
+from pomogator.bot.keyboards import make_billing_keyboard, make_email_keyboard, make_pay_keyboard
 from pomogator.bot.middlewares.forms import FORM, open_form
 from pomogator.bot.replies import chat_id_of
+from pomogator.bot.states import EmailForm
 from pomogator.config import Settings
 from pomogator.container import Services
 from pomogator.errors import InvalidEmail
-from pomogator.services.billing import Checkout
 from pomogator.services.users import Account
 
 router = Router(name="billing")
 
 
-class BillingAction(StrEnum):
-    buy = "buy"
-    email = "email"
-    cancel_email = "noemail"
-
-
-class BillingCallback(CallbackData, prefix="bill"):
-    action: BillingAction
-    plan: str = ""
-
-
-class EmailForm(StatesGroup):
-    """The next text message is the receipt email; ``plan`` in the state data is bought right after it."""
-
-    waiting = State()
-
-
-def make_billing_keyboard(services: Services) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    for plan in services.billing.plans.values():
-        builder.button(
-            text=texts.plan_button(plan.name, plan.price),
-            callback_data=BillingCallback(action=BillingAction.buy, plan=plan.name),
-        )
-    if services.settings.receipt_enabled:
-        builder.button(text=texts.CHANGE_EMAIL_BUTTON, callback_data=BillingCallback(action=BillingAction.email))
-    builder.adjust(2, 1)
-    return builder.as_markup()
-
-
-def make_pay_keyboard(checkout: Checkout) -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text=texts.pay_button(checkout.amount), url=checkout.confirmation_url)
-    return builder.as_markup()
-
-
-def make_email_keyboard() -> InlineKeyboardMarkup:
-    builder = InlineKeyboardBuilder()
-    builder.button(text="Отмена", callback_data=BillingCallback(action=BillingAction.cancel_email))
-    return builder.as_markup()
-
-
-def billing_enabled(settings: Settings) -> bool:
-    return settings.billing_configured
-
-
 async def show_billing(bot: Bot, chat_id: int, account: Account, services: Services) -> None:
     settings = services.settings
-    if not billing_enabled(settings):
+    if not settings.billing_configured:
         # No shop configured: premium cannot be bought here yet.
         await bot.send_message(chat_id, bot_texts.billing_soon(settings.support_contact))
         return
@@ -98,7 +48,7 @@ async def show_billing(bot: Bot, chat_id: int, account: Account, services: Servi
             email=account.email,
             receipts=settings.receipt_enabled,
         ),
-        reply_markup=make_billing_keyboard(services),
+        reply_markup=make_billing_keyboard(services.billing.plans.values(), receipts=settings.receipt_enabled),
         parse_mode=None,
     )
 
@@ -146,7 +96,7 @@ async def on_plan(
     chat_id = chat_id_of(query)
     if chat_id is None:
         return
-    if not billing_enabled(settings):
+    if not settings.billing_configured:
         await bot.send_message(chat_id, bot_texts.billing_soon(settings.support_contact))
         return
     if settings.receipt_enabled and not account.email:

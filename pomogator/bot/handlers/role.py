@@ -13,8 +13,7 @@ from aiogram.types import CallbackQuery, Message
 
 from pomogator.bot import texts
 from pomogator.bot.callbacks import MenuAction, MenuCallback, RoleAction, RoleCallback
-from pomogator.bot.filters import is_cancel_word, is_command
-from pomogator.bot.handlers.fallback import SERVICE_CONTENT_TYPES
+from pomogator.bot.filters import SERVICE_CONTENT_TYPES, is_cancel_word, is_command
 from pomogator.bot.keyboards import make_role_keyboard
 from pomogator.bot.middlewares.forms import FORM, open_form
 from pomogator.bot.replies import chat_id_of, replace_text
