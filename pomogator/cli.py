@@ -189,13 +189,9 @@ def user_grant_premium(
     from pomogator.container import Services
 
     async def fn(services: Services) -> None:
-        existed = await services.users.exists(telegram_id)
-        await services.users.ensure(telegram_id)
-        async with services.database.transaction():
-            until = await services.subscriptions.grant(telegram_id, days, plan="manual")
+        until, created = await services.users.grant_premium(telegram_id, days)
         local = until.astimezone(services.settings.tz)
-        if not existed:
-            # A mistyped id would otherwise look like a success for someone else.
+        if created:
             cli_output.notice(f"User {telegram_id} had never written to the bot: created.")
         cli_output.notice(f"User {telegram_id} has premium until {local:%Y-%m-%d %H:%M %Z}.")
 

@@ -165,6 +165,14 @@ class UserService:
             return await self.touch(Person(telegram_id))
         return await self._account(row)
 
+    async def grant_premium(self, telegram_id: int, days: int) -> tuple[datetime, bool]:
+        """Premium for ``days`` more days, given by an admin (it extends a running subscription); the account is
+        created when the person never wrote to the bot. Returns the premium's new end and whether the account was
+        created (a mistyped id would otherwise look like a success for someone else)."""
+        created = not await self.exists(telegram_id)
+        await self.ensure(telegram_id)
+        return await self.subscriptions.grant(telegram_id, days, plan="manual"), created
+
     async def get(self, telegram_id: int) -> Account:
         """Raises UserNotFound."""
         row = await User.select().where(User.telegram_id == telegram_id).first()

@@ -56,6 +56,17 @@ async def test_touch_creates_then_updates_names(services: Services) -> None:
     assert rows[0]["last_seen_at"] >= first_row["last_seen_at"]
 
 
+async def test_an_admin_grant_creates_the_account_once_and_stacks(services: Services) -> None:
+    users = services.users
+    first, created = await users.grant_premium(4321, 30)
+    assert created
+    assert (await users.get(4321)).premium_until == first
+    second, created = await users.grant_premium(4321, 7)
+    assert not created
+    assert second == first + timedelta(days=7)
+    assert (await users.get(4321)).premium_until == second
+
+
 async def test_touch_keeps_choices(services: Services) -> None:
     users = services.users
     await users.touch(Person(ANN, "Ann"))
