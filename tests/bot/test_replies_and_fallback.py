@@ -14,7 +14,8 @@ from aiogram.enums import ContentType
 from aiogram.types import Message
 
 from pomogator.bot import texts
-from pomogator.bot.handlers.fallback import CONTENT_TYPES, SERVICE_CONTENT_TYPES, EditNotices
+from pomogator.bot.filters import SERVICE_CONTENT_TYPES
+from pomogator.bot.handlers.fallback import CONTENT_TYPES, EditNotices
 from pomogator.bot.replies import replied_text
 from pomogator.services.formatting import utf16_len
 from tests.bot.harness import BotHarness
