@@ -105,6 +105,12 @@ def _records(title: str, columns: Sequence[str], cells: Sequence[Sequence[Text]]
     return table
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for an error told in one line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else "no details"
+
+
 def error(message: str) -> None:
     """Print ``Error: message`` on stderr; the message may quote input ("Unknown model 'x[/y]'") and is shown as
     it is."""

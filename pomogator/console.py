@@ -74,7 +74,7 @@ def failure_message(exc: Exception) -> str | None:
     if (sqlite3 is not None and isinstance(exc, sqlite3.Error)) or (
         asyncpg is not None and isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError)
     ):
-        message = f"database error: {_first_line(exc)} ({type(exc).__name__})"
+        message = f"database error: {cli_output.first_line(exc)} ({type(exc).__name__})"
         # A table or a column is missing: PostgreSQL is migrated by `db migrate` only (an SQLite file by every
         # process), so new code on a database not migrated yet meets its missing parts.
         missing = ("UndefinedTableError", "UndefinedColumnError")
@@ -83,18 +83,13 @@ def failure_message(exc: Exception) -> str | None:
         return message
     redis = sys.modules.get("redis.exceptions")
     if redis is not None and isinstance(exc, redis.RedisError):
-        return f"Redis error: {_first_line(exc)} ({type(exc).__name__})"
+        return f"Redis error: {cli_output.first_line(exc)} ({type(exc).__name__})"
     if isinstance(exc, OSError):
-        reason = exc.strerror or _first_line(exc)
+        reason = exc.strerror or cli_output.first_line(exc)
         if exc.filename is not None:
             reason += f": {exc.filename}"
         return f"{reason} ({type(exc).__name__})"
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else "no details"
 
 
 def _redactor() -> Redactor:

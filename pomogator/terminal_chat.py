@@ -209,7 +209,7 @@ def _failure_message(exc: PomogatorError, base_url: str) -> str:
         reason = f"HTTP {status}: {reason}"
     elif root is not None:
         # The first failure names what went wrong: a refused connection, a name not resolved, a bad URL.
-        first = f"{type(root).__name__}: {_first_line(root)}"
+        first = f"{type(root).__name__}: {cli_output.first_line(root)}"
         reason = first if reason == type(root).__name__ else f"{reason} ({first})"
     message = f"{exc.user_message} [{type(exc).__name__} from {base_url}: {reason}]"
     if isinstance(exc, LLMModelGone):
@@ -244,11 +244,6 @@ def _status_code(exc: LLMError) -> int | None:
 def _root_cause(exc: LLMError) -> BaseException | None:
     causes = _causes(exc)
     return causes[-1] if causes else None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else "no details"
 
 
 def _command(text: str) -> tuple[str, str] | None:

@@ -99,7 +99,7 @@ def tail(
 ) -> None:
     """Show the newest stored log records, oldest first; with --follow, keep polling for new ones."""
     from pomogator.cli import with_services
-    from pomogator.logs.store import latest_log_id, levels_from, recent_logs
+    from pomogator.logs.store import FOLLOW_BATCH, latest_log_id, levels_from, recent_logs
 
     if level is not None:
         try:
@@ -116,7 +116,7 @@ def tail(
         last = records[-1].id if records else await latest_log_id()
         while True:
             await asyncio.sleep(interval)
-            new = await recent_logs(1000, level=level, telegram_id=user, after_id=last)
+            new = await recent_logs(FOLLOW_BATCH, level=level, telegram_id=user, after_id=last)
             if new:
                 _show(new, tz, as_json=as_json, title="New log records", continued=True)
                 last = new[-1].id

@@ -70,8 +70,6 @@ ANY_PATTERN = re.compile("|".join(_scoped(pattern) for pattern, _ in PATTERNS))
 # Mapping keys whose values are secrets whatever they look like (``bot_token``, ``X-Telegram-Bot-Api-Secret-Token``).
 SECRET_KEY = re.compile(rf"(?i)(?:.*[_-])?{SECRET_WORDS}")
 
-Primitive = str | int | float | bool | None
-
 
 class Redactor:
     """Replaces secrets in text and in nested values; safe to share between threads (it is immutable)."""

@@ -41,6 +41,7 @@ from pomogator.memory import keep_trimming
 from pomogator.services.billing import waiting_payments
 from pomogator.store.outage import outage_of
 from pomogator.timeutil import utcnow
+from pomogator.web.bodies import BodyTooLarge, read_body
 from pomogator.web.network import client_address, in_networks
 from pomogator.web.telegram_webhook import RETRY_AFTER_S, telegram_webhook
 
@@ -70,21 +71,8 @@ class AppState(TypedDict):
     refusals: Refusals
 
 
-class BodyTooLarge(Exception):
-    pass
-
-
 def _services(request: Request[AppState]) -> Services:
     return request.state["services"]
-
-
-async def _read_body(request: Request[AppState]) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise BodyTooLarge()
-    return bytes(body)
 
 
 def _parse_notification(body: bytes) -> tuple[str, str] | None:
@@ -118,7 +106,7 @@ async def yookassa_webhook(request: Request[AppState]) -> Response:
         )
         return JSONResponse({"status": "forbidden"}, status_code=403)
     try:
-        parsed = _parse_notification(await _read_body(request))
+        parsed = _parse_notification(await read_body(request, MAX_BODY_BYTES))
     except BodyTooLarge:
         return JSONResponse({"status": "too large"}, status_code=413)
     if parsed is None:

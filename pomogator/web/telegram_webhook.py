@@ -17,6 +17,7 @@ from loguru import logger
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from pomogator.web.bodies import BodyTooLarge, read_body
 from pomogator.web.network import client_address
 
 if TYPE_CHECKING:
@@ -56,16 +57,15 @@ async def telegram_webhook(request: Request[AppState]) -> Response:
         # delivers it again, to be answered once the database is back.
         logger.warning("Telegram update refused for now, the database is unavailable")
         return JSONResponse({"status": "retry later"}, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_UPDATE_BYTES:
-            return JSONResponse({"status": "too large"}, status_code=413)
+    try:
+        body = await read_body(request, MAX_UPDATE_BYTES)
+    except BodyTooLarge:
+        return JSONResponse({"status": "too large"}, status_code=413)
 
     from pomogator.bot.webhook import NotAnUpdate  # loaded already: the app opened WebhookUpdates at start
 
     try:
-        await updates.accept(bytes(body))
+        await updates.accept(body)
     except NotAnUpdate:
         logger.warning("Telegram webhook call with a body that is not an update")
         return JSONResponse({"status": "malformed"}, status_code=400)
