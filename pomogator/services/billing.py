@@ -13,6 +13,7 @@ admins are told).
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -61,6 +62,9 @@ if TYPE_CHECKING:
     from pomogator.billing.yookassa import YooKassaClient
 
 CURRENCY = "RUB"
+# An unverified payment's problem is told to the admins again after a day at the soonest; so many are remembered.
+RETOLD_AFTER_S = 24 * 3600.0
+TOLD_MEMORY = 1000
 # YooKassa's cancellation reason for a payment whose page was left without paying until it expired.
 ABANDONED = "expired_on_confirmation"
 # Piccolo adds the `id` column itself, invisibly to the type checker.
@@ -239,6 +243,8 @@ class BillingService:
             "month": Plan("month", settings.price_month_rub, settings.month_days),
             "year": Plan("year", settings.price_year_rub, settings.year_days),
         }
+        # When each unverified payment's problem was last told to the admins (``_not_verified``).
+        self._told: dict[tuple[str, str], float] = {}
 
     @staticmethod
     def _offer(row: Mapping[str, Any], plan: Plan) -> Plan:
@@ -497,8 +503,16 @@ class BillingService:
         return row
 
     async def _not_verified(self, payment_id: str, problem: str) -> NoReturn:
+        """Refuse the payment's notification (or check). The admins hear of it once a day per payment and problem:
+        YooKassa delivers a refused notification again and again for a day, the ten-minute check asks again."""
         logger.warning("YooKassa payment {} not verified: {}", payment_id, problem)
-        await self._tell_admins(texts.admin_not_verified(payment_id, problem))
+        now = time.monotonic()
+        told = self._told.get((payment_id, problem))
+        if told is None or now - told >= RETOLD_AFTER_S:
+            if len(self._told) >= TOLD_MEMORY:
+                self._told.clear()
+            self._told[(payment_id, problem)] = now
+            await self._tell_admins(texts.admin_not_verified(payment_id, problem))
         raise PaymentNotVerified(f"Payment {payment_id} not verified: {problem}.")
 
     async def _apply(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
