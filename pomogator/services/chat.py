@@ -129,6 +129,8 @@ class Reply:
     usage: Usage = field(default_factory=Usage)
     reservation: Reservation | None = None
     account: Account | None = None
+    # The person and the time the question and answer were stored under, in a stored conversation.
+    stored: tuple[int, datetime] | None = None
 
     @property
     def cut_off(self) -> bool:
@@ -389,6 +391,18 @@ class ChatService:
         except Exception:
             logger.opt(exception=True).warning("Could not drop old images from the stored context")
 
+    async def take_back(self, reply: Reply) -> None:
+        """An answer that never reached the person (Telegram held it back longer than a call waits): its request is
+        given back and its question and answer leave the context, so that asking again does not find them there.
+        What the model was paid for stays in the usage records."""
+        if reply.charged and reply.reservation is not None:
+            await self.quota.refund(reply.reservation)
+            reply.charged = False
+        if reply.stored is not None:
+            telegram_id, created_at = reply.stored
+            await StoredConversation(telegram_id).forget_stored_at(created_at)
+            reply.stored = None
+
     async def reserve_and_read(self, telegram_id: int, model: Model, premium: bool) -> tuple[Reservation, list[Turn]]:
         """PostgreSQL: take the request from the quota and read the context in one round trip."""
         reservation, rows = await self.quota.reserve_by(RESERVE_AND_READ_SQL, telegram_id, model, premium, telegram_id)
@@ -410,13 +424,14 @@ class ChatService:
             rows = [(person, turn.role, encode_content(turn.content), turn.tokens, turn.model, now) for turn in turns]
             if not self.database.is_sqlite:
                 await raw(LLMRequest, STORE_SQL, person, *(v for row in rows for v in row), started, *request)
-                return
-            await self._store_on_sqlite(
-                [
-                    *((SQLITE_TURN_SQL, (*row, person, started)) for row in rows),
-                    (PERSON_REQUEST_SQL, (*request, person)),
-                ]
-            )
+            else:
+                await self._store_on_sqlite(
+                    [
+                        *((SQLITE_TURN_SQL, (*row, person, started)) for row in rows),
+                        (PERSON_REQUEST_SQL, (*request, person)),
+                    ]
+                )
+            reply.stored = (dialog.conversation.telegram_id, now)
             return
         async with self.database.transaction():
             await dialog.conversation.append(turns)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, cast
 
 import orjson
@@ -119,6 +120,8 @@ class Conversation(Protocol):
 
 
 _LATEST = f"FROM dialog_messages WHERE telegram_id = {{}} ORDER BY dialog_messages.id DESC LIMIT {HISTORY_LIMIT}"
+# One request's two turns share their ``created_at`` (``ChatService`` stores them with one statement).
+FORGET_SQL = "DELETE FROM dialog_messages WHERE telegram_id = {} AND created_at = {}"
 HISTORY_SQL = {
     False: f"SELECT id, role, {stored_content('content', sqlite=False)} AS content, tokens, model {_LATEST}",
     # The integers are cast: a column of a declared INTEGER type goes through Piccolo's converter (a Decimal made of
@@ -163,6 +166,10 @@ class StoredConversation:
             await DialogMessage.update(
                 {DialogMessage.content: encode_content(turn.content), DialogMessage.tokens: turn.tokens}
             ).where((DialogMessage.id == turn.id) & (DialogMessage.telegram_id == self.telegram_id))
+
+    async def forget_stored_at(self, created_at: datetime) -> None:
+        """Forget the turns stored at ``created_at``: one request's question and answer, stored together."""
+        await raw(DialogMessage, FORGET_SQL, self.telegram_id, created_at)
 
     async def clear(self) -> int:
         """Forget the context; returns how many turns were forgotten. An answer whose request started before this

@@ -4,6 +4,7 @@ the user is told, and the chat's next message is answered."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from pomogator.bot import texts
 from pomogator.bot.factory import create_bot
 from pomogator.bot.flood_wait import MAX_WAIT_S, FloodWaitTooLong, RetryAfterMiddleware
+from pomogator.services.conversations import StoredConversation
 from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
 from tests.fakes.telegram_html import check_message
@@ -84,9 +86,13 @@ async def test_a_long_flood_limit_tells_the_user_and_frees_the_chat(harness: Bot
     assert notice.text == check_message(texts.FLOOD_LIMITED, "HTML")
     reply = await h.ask(chat, "второй вопрос", timeout=20)
     assert reply.text == "Echo: второй вопрос"
-    # The answer that never arrived is given back: only the second counts.
+    # The answer that never arrived is given back: only the second counts, and it is not in the context.
     async with h.services() as services:
         assert sum((await services.quota.used_today(chat)).values()) == 1
+        history = await StoredConversation(chat).history()
+    stored = [turn.content for turn in history]
+    assert [json.loads(c) for c in stored if isinstance(c, str | bytes)] == ["второй вопрос", "Echo: второй вопрос"]
+    assert "первый вопрос" not in json.dumps(h.llm.requests[-1].messages, ensure_ascii=False)
     log = h.bot.log_since(offset)
     assert re.search(r"Update given up on a Telegram flood limit: .*Retry in 3600 seconds", log)
     assert "Traceback" not in log

@@ -244,6 +244,22 @@ async def test_answer_stores_both_turns_and_counts_one_request(services: Service
     assert await LLMRequest.count().where(LLMRequest.telegram_id == ANN) == 1
 
 
+async def test_an_answer_taken_back_leaves_the_context_and_the_quota_but_not_the_usage(services: Services) -> None:
+    """An answer Telegram never delivered: asking again must not find it in the context, nor pay for it twice."""
+    dialog = await dialog_for(services)
+    await ask(services, dialog, "first")
+    reply = Reply()
+    await ask(services, dialog, "lost", reply=reply)
+    assert reply.charged and reply.stored is not None
+    await services.chat.take_back(reply)
+    assert await stored() == [("user", "first"), ("assistant", "Echo: first")]
+    assert await used(services) == 1
+    assert await LLMRequest.count().where(LLMRequest.telegram_id == ANN) == 2
+    # Taking back twice gives nothing back twice.
+    await services.chat.take_back(reply)
+    assert await used(services) == 1
+
+
 async def test_image_content_is_stored_as_parts(services: Services, fake_llm: FakeLLM) -> None:
     dialog = await dialog_for(services, model_id="test/eyes")
     assert await ask(services, dialog, image_message("what is it")) == "Echo: what is it [images: 1]"

@@ -90,10 +90,9 @@ class Answerer:
                 unsaved=reply.unsaved,
             )
         except FloodWaitTooLong:
-            # Telegram holds the whole answer back for longer than a call waits: the person gets nothing, is asked
-            # to try again, and the request is given back.
-            if reply.charged and reply.reservation is not None:
-                await self.chat.quota.refund(reply.reservation)
+            # Telegram holds the whole answer back for longer than a call waits: the person gets nothing and is
+            # asked to try again; the request is given back and the answer leaves the context.
+            await self.chat.take_back(reply)
             raise
         return reply
 
