@@ -293,6 +293,11 @@ class Fakes:
         result: dict[str, Any] = await self.post(f"{telegram_url}/_bench/load", spec)
         return result
 
+    async def llm_lag(self) -> dict[str, float]:
+        """How late the fake model's event loop ran since the last call (p99 and max, ms)."""
+        stats: dict[str, float] = await self.get(f"{self.llm_root}/_bench/stats")
+        return {"lag_p99_ms": stats["lag_p99_ms"], "lag_max_ms": stats["lag_max_ms"]}
+
     async def polls(self, telegram_url: str) -> int:
         return int((await self.get(f"{telegram_url}/_bench/state"))["get_updates"])
 
@@ -435,11 +440,12 @@ class Figures:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, workdir: Path, fakes: Fakes) -> None:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.plan = Plan.quick() if args.quick else Plan.full()
         self.workdir = workdir
-        self.fakes = fakes
+        self.fakes: Fakes
+        """The fake servers of the column in progress (``run``)."""
         self.mode = MODES["polling"]
         """The mode of the run in progress (``run``)."""
         default = self.plan.latency_model
@@ -513,6 +519,7 @@ class Bench:
             messages = plan.latency_messages[chats]
             # Chats start spread over one cycle, so they do not all write in the same instant.
             cpu_before = proc.cpu_seconds(bot.pid)
+            await self.fakes.llm_lag()  # forget what came before
             result = await self.fakes.load(
                 telegram_url,
                 chats=chats,
@@ -524,6 +531,7 @@ class Bench:
                 duration=model.cycle * messages + 30.0,
             )
             cpu = proc.cpu_seconds(bot.pid) - cpu_before
+            llm_lag = await self.fakes.llm_lag()
             timings = await self.fakes.llm_timings()
             added: list[float] = []
             missing = 0
@@ -539,12 +547,19 @@ class Bench:
             offered = len(samples) / span if span > 0 else 0.0
             if missing:
                 figures.failures.append(f"latency at {chats} chats: {missing} message(s) not answered")
+            # How late the fakes' own event loops ran (p99 / max): a saturated or paused fake delays what is measured
+            # here.
+            lag = (
+                f"{result['lag_p99_ms']:.0f} / {result['lag_max_ms']:.0f} ms Bot API, "
+                f"{llm_lag['lag_p99_ms']:.0f} / {llm_lag['lag_max_ms']:.0f} model"
+            )
             figures.add(
                 f"added latency, {chats} chat{'s' if chats > 1 else ''} (p50 / p95 / p99 / max, ms)",
                 f"{percentile(added, 50):.1f} / {percentile(added, 95):.1f} / {percentile(added, 99):.1f} / "
                 f"{max(added, default=float('nan')):.1f}; n={len(added)}"
                 + (f" ({offered:.0f} msg/s)" if chats > 1 else "")
                 + f"; bot CPU {cpu / max(len(added), 1) * 1000:.1f} ms/answer"
+                + f"; the fakes' loop lag (p99 / max) {lag}"
                 + (f", {missing} unanswered" if missing else ""),
                 f"latency_{chats}",
                 {
@@ -557,6 +572,9 @@ class Bench:
                     "messages_per_second": offered,
                     "cpu_ms_per_answer": cpu / max(len(added), 1) * 1000,
                     "fake_telegram_lag_p99_ms": result["lag_p99_ms"],
+                    "fake_telegram_lag_max_ms": result["lag_max_ms"],
+                    "fake_llm_lag_p99_ms": llm_lag["lag_p99_ms"],
+                    "fake_llm_lag_max_ms": llm_lag["lag_max_ms"],
                 },
             )
 
@@ -817,9 +835,10 @@ class Bench:
             seconds,
         )
 
-    async def run(self, kind: str, mode: BotMode) -> Figures:
-        """Every scenario on a fresh database of ``kind`` with the bot started in ``mode``."""
+    async def run(self, kind: str, mode: BotMode, fakes: Fakes) -> Figures:
+        """Every scenario on a fresh database of ``kind`` with the bot started in ``mode``, against ``fakes``."""
         self.mode = mode
+        self.fakes = fakes
         figures = Figures(f"{kind} {mode.name}")
         print(f"\n== {figures.column} ==", flush=True)
         figures.add("bot process", mode.description)
@@ -1021,16 +1040,18 @@ async def main_async(args: argparse.Namespace) -> int:
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
     compile_project()
     with work_directory(args.keep) as workdir:
-        async with Fakes(workdir) as fakes:
-            bench = Bench(args, workdir, fakes)
-            results: list[Figures] = []
-            common = Figures("both")
-            if "probes" in args.only:
-                print("\n== start-up probes ==", flush=True)
-                await probes(bench.plan, workdir, common)
-            for kind in kinds:
-                for bot_mode in modes:
-                    results.append(await bench.run(kind, bot_mode))
+        bench = Bench(args, workdir)
+        results: list[Figures] = []
+        common = Figures("both")
+        if "probes" in args.only:
+            print("\n== start-up probes ==", flush=True)
+            await probes(bench.plan, workdir, common)
+        for kind in kinds:
+            for bot_mode in modes:
+                # New fake servers for every column: the fakes keep every call and request they were sent (the fake
+                # model 1.6 GB by the last column of a full run), and a column is measured beside its own only.
+                async with Fakes(workdir) as fakes:
+                    results.append(await bench.run(kind, bot_mode, fakes))
     for figures in results:
         figures.rows.extend(common.rows)
     elapsed = time.monotonic() - started
