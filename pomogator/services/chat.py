@@ -85,6 +85,10 @@ SQLITE_TURN_SQL = (
     "WHERE EXISTS (SELECT 1 FROM users WHERE telegram_id = {} "
     "AND (context_cleared_at IS NULL OR context_cleared_at < {}))"
 )
+GIVE_BACK_RETRIES_S = (5.0, 30.0, 120.0, 600.0)
+"""When a request that could not be given back (the database was unreachable) is tried again, in seconds after the
+failure and then after each further try. After the last one it stays counted, and an error is logged."""
+
 # The usage of a request whose turns are not stored (the terminal chat's).
 REQUEST_SQL = INSERT_REQUEST + "VALUES ({}, {}, {}, {}, {}, {}, {})"
 # A request's usage row, only while the person exists.
@@ -234,6 +238,8 @@ class ChatService:
         self.quota = quota
         self.catalog = catalog
         self._opener = None if database.is_sqlite else MessageOpener(catalog, quota)
+        # Give-backs waiting for the database to come back (``_give_back``).
+        self._retries: set[asyncio.Task[None]] = set()
 
     def dialog_for(self, account: Account) -> Dialog:
         return Dialog(
@@ -261,7 +267,8 @@ class ChatService:
         """Yield the answer's text pieces as they arrive.
 
         Raises VisionUnsupported and ImagesTooLarge (before anything is taken), QuotaExceeded (before any LLM call)
-        and LLMError subclasses, an empty or blank answer included (the reserved request is refunded). Setting
+        and LLMError subclasses, an empty or blank answer included (the reserved request is refunded; a refund that
+        fails is tried again later and never replaces the error). Setting
         ``stop`` ends the stream early: what was generated is kept, stored and counted as one request (nothing but
         whitespace is given back). Both turns are stored only when the answer completes or is stopped, and only
         while the person exists and has not cleared the context since the request started.
@@ -355,7 +362,7 @@ class ChatService:
         except BaseException as exc:
             # Failed, cancelled or abandoned by the consumer: the request costs the person nothing.
             if reply.reservation is not None:
-                await asyncio.shield(self.quota.refund(reply.reservation))
+                await self._give_back(reply.reservation)
             if reply.text and isinstance(exc, GeneratorExit | asyncio.CancelledError):
                 # Cut off mid-way (Ctrl-C in the terminal chat, a shutdown): the model was paid for what it wrote.
                 await asyncio.shield(_record_usage(_request_row(dialog, reply, "stopped")))
@@ -363,7 +370,7 @@ class ChatService:
         reply.stopped = not finished
         if reply.stopped and reply.blank:
             if reply.reservation is not None:
-                await self.quota.refund(reply.reservation)
+                await self._give_back(reply.reservation)
             return
         try:
             await self._store(dialog, content, reply, started)
@@ -377,6 +384,52 @@ class ChatService:
         reply.charged = reply.reservation is not None
         if not reply.unsaved and isinstance(dialog.conversation, StoredConversation):
             await self._forget_old_media(dialog.conversation, history, recent)
+
+    async def _give_back(self, reservation: Reservation) -> None:
+        """Give ``reservation`` back to the quota, to the end even if the caller is cancelled meanwhile. A give-back
+        that fails does not replace what led to it (the model's error, a stop): it is logged and, when the database
+        was unreachable, tried again later (``GIVE_BACK_RETRIES_S``) in the background."""
+        await asyncio.shield(asyncio.ensure_future(self._try_give_back(reservation)))
+
+    async def _try_give_back(self, reservation: Reservation) -> None:
+        try:
+            await self.quota.refund(reservation)
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                logger.opt(exception=exc).error("A request of {} could not be given back", reservation.telegram_id)
+                return
+            logger.warning(
+                "A request of {} could not be given back, the database is unavailable ({}): trying again later",
+                reservation.telegram_id,
+                outage.detail,
+            )
+            task = asyncio.create_task(self._give_back_later(reservation))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+
+    async def _give_back_later(self, reservation: Reservation) -> None:
+        detail = ""
+        for delay in GIVE_BACK_RETRIES_S:
+            await asyncio.sleep(delay)
+            try:
+                await self.quota.refund(reservation)
+            except Exception as exc:
+                outage = outage_of(exc)
+                if outage is None:
+                    logger.opt(exception=exc).error("A request of {} could not be given back", reservation.telegram_id)
+                    return
+                detail = outage.detail
+                continue
+            logger.info("A request of {} was given back on a later try", reservation.telegram_id)
+            return
+        logger.error(
+            "A request of {} for {} on {} could not be given back, it stays counted: {}",
+            reservation.telegram_id,
+            reservation.model_id,
+            reservation.day,
+            detail,
+        )
 
     async def _forget_old_media(
         self, conversation: StoredConversation, history: list[Turn], recent: list[Turn]

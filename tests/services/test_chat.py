@@ -19,6 +19,7 @@ import pytest
 
 from pomogator.container import Services, build_services
 from pomogator.errors import (
+    DatabaseUnavailable,
     ImagesTooLarge,
     LLMAccountProblem,
     LLMBadRequest,
@@ -34,6 +35,7 @@ from pomogator.errors import (
 )
 from pomogator.llm.client import StreamEvent, TextComplete
 from pomogator.llm.tokens import estimate_content
+from pomogator.services import chat as chat_module
 from pomogator.services import users as users_module
 from pomogator.services.chat import (
     IMAGE_PLACEHOLDER,
@@ -49,6 +51,7 @@ from pomogator.services.chat import (
 from pomogator.services.conversations import Content, StoredConversation, Turn, encode_content
 from pomogator.services.files.images import MAX_REQUEST_IMAGE_BYTES
 from pomogator.services.opening import MessageOpener
+from pomogator.services.quota import Reservation
 from pomogator.services.users import TOUCH_LAZILY_SQL, TOUCH_SQL, Person, touch_values
 from pomogator.store.engine import SharedConnectionSQLiteEngine, raw
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, User
@@ -494,6 +497,75 @@ async def test_llm_error_refunds_and_stores_nothing(
     # The same request can be repeated and succeeds.
     assert await ask(services, dialog, "now") == "Echo: now"
     assert await used(services) == 2
+
+
+class FlakyRefund:
+    """``QuotaService.refund`` whose first call fails as when the database is briefly unreachable."""
+
+    def __init__(self, refund: Callable[[Reservation], Awaitable[None]]) -> None:
+        self.refund = refund
+        self.tries: list[str] = []
+        self.given_back = asyncio.Event()
+
+    async def __call__(self, reservation: Reservation) -> None:
+        if not self.tries:
+            self.tries.append("failed")
+            raise DatabaseUnavailable("connection refused")
+        await self.refund(reservation)
+        self.tries.append("given back")
+        self.given_back.set()
+
+    async def later(self) -> None:
+        """Wait for the give-back that failed to be tried again, and to work."""
+        async with asyncio.timeout(5):
+            await self.given_back.wait()
+        assert self.tries == ["failed", "given back"]
+
+
+@pytest.fixture
+def refunds_fail_once(services: Services, monkeypatch: pytest.MonkeyPatch) -> FlakyRefund:
+    """The first give-back of a request fails; it is tried again at once."""
+    flaky = FlakyRefund(services.quota.refund)
+    monkeypatch.setattr(services.quota, "refund", flaky)
+    monkeypatch.setattr(chat_module, "GIVE_BACK_RETRIES_S", (0.0,))
+    return flaky
+
+
+async def test_a_failed_give_back_leaves_the_models_error_and_the_partial_answer(
+    services: Services, fake_llm: FakeLLM, refunds_fail_once: FlakyRefund
+) -> None:
+    dialog = await dialog_for(services)
+    fake_llm.enqueue(fake.MidStreamError(after_text="half an answer"))
+    reply = Reply()
+    pieces: list[str] = []
+    with pytest.raises(LLMUnavailable):
+        async for piece in services.chat.stream_reply(dialog, "now", reply=reply):
+            pieces.append(piece)
+    assert reply.text == "".join(pieces) == "half an answer"
+    # Tried again later, it is given back after all.
+    await refunds_fail_once.later()
+    assert await used(services) == 0
+    assert await stored() == []
+
+
+async def test_a_failed_give_back_of_a_blank_stopped_answer_is_tried_again(
+    services: Services, fake_llm: FakeLLM, refunds_fail_once: FlakyRefund
+) -> None:
+    fake_llm.enqueue(fake.Reply(text="late", ttft=30.0))
+    dialog = await dialog_for(services)
+    stop = asyncio.Event()
+    reply = Reply()
+
+    async def press_stop() -> None:
+        await fake_llm.wait_for_requests(1)
+        stop.set()
+
+    presser = asyncio.create_task(press_stop())
+    assert await ask(services, dialog, "hi", stop=stop, reply=reply) == ""
+    await presser
+    assert reply.stopped and not reply.charged
+    await refunds_fail_once.later()
+    assert await used(services) == 0
 
 
 async def test_wrong_api_key_is_an_account_problem(make_services: ServicesFactory, fake_llm: FakeLLM) -> None:
