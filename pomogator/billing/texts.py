@@ -109,13 +109,26 @@ def billing_screen(
     return "\n".join(lines)
 
 
-def checkout(plan: str, amount: Decimal, url: str, *, reused: bool) -> str:
+def checkout(plan: str, amount: Decimal, url: str, *, reused: bool, also_pending: Sequence[str] = ()) -> str:
     first = "Счёт уже создан" if reused else "Счёт создан"
-    return (
+    text = (
         f"{first}: премиум на {PLAN_GENITIVE.get(plan, plan)}, {rubles(amount)}.\n\n"
         f"Оплатить: {url}\n\n"
         "Ссылка действует ограниченное время. Когда оплата пройдёт, я пришлю подтверждение."
     )
+    others = [PLAN_GENITIVE.get(other, other) for other in also_pending]
+    if others:
+        which = " и на ".join(others)
+        text += (
+            f"\n\n⚠️ Выставленный раньше счёт на {which} тоже действует. Оплатите только один, "
+            "если не хотите купить оба срока: оплаченные сроки складываются."
+        )
+    return text
+
+
+def already_paid(premium_until: datetime | None, tz: ZoneInfo) -> str:
+    text = "✅ Этот счёт уже оплачен, оплата получена — новый счёт не нужен."
+    return f"{text} Премиум активен до {when(premium_until, tz)}." if premium_until else text
 
 
 def pay_button(amount: Decimal) -> str:
@@ -131,6 +144,17 @@ EMAIL_PROMPT = (
 EMAIL_CHANGE_PROMPT = "Напишите новый e-mail для кассовых чеков одним сообщением (или /cancel, чтобы оставить прежний)."
 EMAIL_INVALID = "Это не похоже на e-mail. Напишите адрес вида name@example.ru или /cancel."
 EMAIL_CANCELED = "Хорошо, e-mail не изменён."
+EMAIL_FORM_CLOSED = "Этот запрос e-mail уже закрыт, отменять нечего. Тарифы и e-mail для чеков: /billing"
+
+
+def email_refused(email: str) -> str:
+    address = f"e-mail {email}" if email else "e-mail"
+    return (
+        f"Платёжная система не приняла {address} для кассового чека — возможно, в адресе опечатка. Деньги не "
+        "списаны. Напишите адрес ещё раз одним сообщением (или /cancel, чтобы отменить)."
+    )
+
+
 PURCHASE_CANCELED = "Оплата отменена, деньги не списаны. Вернуться к тарифам: /billing"
 
 
@@ -183,6 +207,13 @@ def admin_payment(payment_id: str, telegram_id: int, plan: str, amount: Decimal,
 def admin_refund(payment_id: str, telegram_id: int | None, amount: Decimal, total: Decimal) -> str:
     who = f"пользователя {telegram_id}" if telegram_id is not None else "удалённого пользователя"
     return f"↩️ Возврат {rubles(amount)} по платежу {payment_id} {who} (всего возвращено {rubles(total)})."
+
+
+def admin_refund_not_made(refund_id: str, payment_id: str, amount: Decimal) -> str:
+    return (
+        f"⚠️ Возврат {refund_id} на {rubles(amount)} по платежу {payment_id} отменён YooKassa: деньги не вернулись, "
+        "премиум не сокращён."
+    )
 
 
 def admin_unknown_payment(payment_id: str) -> str:

@@ -8,7 +8,8 @@ headers (the shop's Basic ``Authorization``). So:
 * every call runs off the event loop (``asyncio.to_thread``) under a deadline;
 * the SDK's ``ApiClient`` is replaced by a subclass whose ``requests`` session has a real timeout and whose errors
   become our domain exceptions (:class:`PaymentProviderUnavailable`, :class:`PaymentRejected`,
-  :class:`PaymentNotFound`) carrying YooKassa's error code and description, never the request;
+  :class:`PaymentNotFound`, and :class:`InvalidEmail` for a receipt address YooKassa refuses) carrying YooKassa's
+  error code and description, never the request;
 * answers become typed :mod:`pomogator.billing.models` objects.
 """
 
@@ -33,13 +34,16 @@ from yookassa.domain.common import RequestObject
 
 from pomogator.billing.models import ReceiptSpec, RemotePayment, RemoteRefund, money
 from pomogator.config import YOOKASSA_SETTINGS, Settings
-from pomogator.errors import PaymentNotFound, PaymentProviderUnavailable, PaymentRejected
+from pomogator.errors import InvalidEmail, PaymentNotFound, PaymentProviderUnavailable, PaymentRejected
 
 T = TypeVar("T")
 
 # YooKassa object ids are UUID-like; anything else must never reach a URL path ("../me" would).
 OBJECT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 REJECTED_STATUSES = frozenset({400, 401, 403, 405, 410, 415})
+# The ``parameter`` of YooKassa's 400 answer to a receipt whose address it does not take: the person's typo, not
+# the shop's settings.
+RECEIPT_EMAIL_PARAMETERS = frozenset({"receipt.customer.email", "receipt.email"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +94,17 @@ class _TimeoutSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def _error_detail(response: requests.Response) -> str:
+def _error_body(response: requests.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
-        return f"HTTP {response.status_code}"
-    if not isinstance(body, dict):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_detail(response: requests.Response) -> str:
+    body = _error_body(response)
+    if not body:
         return f"HTTP {response.status_code}"
     parts = [str(body.get(key)) for key in ("code", "description", "parameter") if body.get(key)]
     return f"HTTP {response.status_code}: " + (" — ".join(parts) if parts else "no details")
@@ -149,6 +158,8 @@ class _ApiClient(ApiClient):  # type: ignore[misc]
                 raise PaymentProviderUnavailable(f"YooKassa did not answer ({type(exc).__name__}).") from None
         if response.status_code == 404:
             raise PaymentNotFound(f"YooKassa does not know this object ({_error_detail(response)}).")
+        if response.status_code == 400 and _error_body(response).get("parameter") in RECEIPT_EMAIL_PARAMETERS:
+            raise InvalidEmail(f"YooKassa refused the receipt's email ({_error_detail(response)}).")
         if response.status_code in REJECTED_STATUSES:
             raise PaymentRejected(f"YooKassa refused the request ({_error_detail(response)}).")
         if response.status_code != 200:
@@ -259,7 +270,8 @@ def _check_id(object_id: str) -> str:
 
 class YooKassaClient:
     """Async access to the YooKassa API through the SDK. Raises PaymentProviderUnavailable (and its subclass
-    PaymentRejected) and PaymentNotFound; never anything from ``requests`` or the SDK."""
+    PaymentRejected), PaymentNotFound and InvalidEmail (a receipt's address refused); never anything from
+    ``requests`` or the SDK."""
 
     def __init__(self, config: YooKassaConfig) -> None:
         self.config = config

@@ -12,7 +12,6 @@ admins are told).
 
 from __future__ import annotations
 
-import contextlib
 import time
 import uuid
 from collections.abc import Mapping
@@ -42,6 +41,7 @@ from pomogator.config import Settings
 from pomogator.errors import (
     BillingError,
     EmailRequired,
+    InvalidEmail,
     PaymentNotFound,
     PaymentNotVerified,
     PaymentProviderUnavailable,
@@ -50,6 +50,7 @@ from pomogator.errors import (
 )
 from pomogator.logs import alerts
 from pomogator.logs.records import about
+from pomogator.notify import SendResult
 from pomogator.services.subscriptions import SubscriptionService, lock_person
 from pomogator.services.users import UserService, checked_email
 from pomogator.store.engine import Database, write_transaction
@@ -79,12 +80,16 @@ CHECK_UNTIL = timedelta(days=2)
 # keys: asked again within that time, it is made at most once. After it, what was made shows in the payment's
 # refunded amount.
 REFUND_KEY_LIFETIME = timedelta(hours=24)
+# A payer's notice that did not go out (the process stopped between recording the payment and telling them, or
+# Telegram failed) is sent again by a later check or notification, from this long after the payment was recorded:
+# sooner, the one recording it may still be telling them.
+NOTICE_GRACE = timedelta(minutes=1)
 
 
 class Notifier(Protocol):
     """Sends a plain message to a Telegram chat; never raises (pomogator.notify.TelegramNotifier)."""
 
-    async def send(self, chat_id: int, text: str) -> object: ...
+    async def send(self, chat_id: int, text: str) -> SendResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,20 @@ class Checkout:
     amount: Decimal
     confirmation_url: str
     reused: bool
+    # Plans of the person's other payments that can still be paid too (a month asked for, then a year).
+    also_pending: tuple[str, ...] = ()
+
+
+class PaymentAlreadyMade(BillingError):
+    """The payment a plan button would offer again has been paid meanwhile (its notification had not come yet):
+    premium is active, and a new payment would charge the person a second time."""
+
+    user_message = "This payment is already made."
+
+    def __init__(self, payment_id: str, premium_until: datetime | None) -> None:
+        self.payment_id = payment_id
+        self.premium_until = premium_until
+        super().__init__(f"Payment {payment_id} is already made.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,16 +201,40 @@ def _decimal(value: Any) -> Decimal:
 
 
 async def waiting_payments(now: datetime | None = None) -> list[str]:
-    """Our payments YooKassa has not settled yet, old enough to ask about (see ``CHECK_AFTER``). A plain query:
-    the web app asks it before building the billing service, which imports the YooKassa SDK."""
+    """Our payments something is still owed for, to ask YooKassa about (``BillingService.check_waiting``): ones it
+    has not settled, old enough (see ``CHECK_AFTER``); succeeded ones whose payer was not told (see
+    ``NOTICE_GRACE``); and ones with a refund it answered as pending. A plain query: the web app asks it before
+    building the billing service, which imports the YooKassa SDK."""
     now = now or utcnow()
-    rows = await Payment.select(Payment.yookassa_id).where(
+    unsettled = (
         (Payment.status == PENDING)
-        & Payment.yookassa_id.is_not_null()
         & (Payment.created_at <= now - CHECK_AFTER)
         & (Payment.created_at > now - CHECK_UNTIL)
     )
+    untold = (
+        (Payment.status == SUCCEEDED)
+        & Payment.notified_at.is_null()
+        & Payment.telegram_id.is_not_null()
+        & (Payment.updated_at <= now - NOTICE_GRACE)
+        & (Payment.updated_at > now - CHECK_UNTIL)
+    )
+    refunding = (Payment.status == SUCCEEDED) & Payment.refund_waiting_id.is_not_null()
+    rows = await Payment.select(Payment.yookassa_id).where(
+        Payment.yookassa_id.is_not_null() & (unsettled | untold | refunding)
+    )
     return [row["yookassa_id"] for row in rows]
+
+
+async def _mark_told(payment_id: int) -> None:
+    await Payment.update({Payment.notified_at: utcnow()}).where(
+        (payment_pk == payment_id) & Payment.notified_at.is_null()
+    )
+
+
+async def _forget_waiting_refund(payment_id: int, refund_id: str) -> None:
+    await Payment.update({Payment.refund_waiting_id: None}).where(
+        (payment_pk == payment_id) & (Payment.refund_waiting_id == refund_id)
+    )
 
 
 async def list_payments(
@@ -264,8 +307,10 @@ class BillingService:
         (``_open_payment``).
         The payer comes back to ``POMOGATOR_PAYMENT_RETURN_URL``, by default to ``bot_link`` (the bot's t.me link).
 
-        Raises EmailRequired (receipts are on and no email is stored), PaymentProviderUnavailable (nothing was
-        charged; pressing again retries with the same idempotence key), PaymentRejected, UserNotFound.
+        Raises EmailRequired (receipts are on and no email is stored), InvalidEmail (YooKassa refused the stored
+        one for the receipt), PaymentAlreadyMade (the payment it would offer again was paid meanwhile),
+        PaymentProviderUnavailable (nothing was charged; pressing again retries with the same idempotence key),
+        PaymentRejected, UserNotFound.
         """
         plan = self.plan(plan_name)
         account = await self.users.get(telegram_id)
@@ -287,10 +332,10 @@ class BillingService:
                 )
                 if checkout is None:
                     raise PaymentProviderUnavailable("YooKassa did not return a payment link.")
-                return checkout
+                return await self._with_others(checkout, telegram_id)
             checkout = await self._reuse(row, account.email, return_url)
             if checkout is not None:
-                return checkout
+                return await self._with_others(checkout, telegram_id)
             passed = row["id"]
         raise PaymentProviderUnavailable("YooKassa did not return a payment link.")
 
@@ -354,9 +399,26 @@ class BillingService:
         remote = await self.kassa.get_payment(row["yookassa_id"])
         if remote.status == PENDING and remote.confirmation_url:
             return Checkout(remote.id, row["plan"], _decimal(row["amount"]), remote.confirmation_url, reused=True)
-        with contextlib.suppress(PaymentNotVerified):  # admins are told; the user still gets a fresh payment
+        try:
             await self._apply(row, remote)
+        except PaymentNotVerified:
+            return None  # admins are told; the user gets a fresh payment
+        if remote.status == SUCCEEDED:
+            # Paid, its notification not here yet: premium is on now, and a second link could be paid as well.
+            raise PaymentAlreadyMade(remote.id, await self.subscriptions.premium_until(row["telegram_id"]))
         return None
+
+    async def _with_others(self, checkout: Checkout, telegram_id: int) -> Checkout:
+        """``checkout`` naming the plans of the person's other payments that can still be paid: YooKassa cannot
+        cancel a pending payment, so the person is told that paying both buys both."""
+        rows = await Payment.select(Payment.plan).where(
+            (Payment.telegram_id == telegram_id)
+            & (Payment.status == PENDING)
+            & (Payment.yookassa_id != checkout.payment_id)
+            & (Payment.created_at >= utcnow() - CHECK_UNTIL)
+        )
+        others = tuple(dict.fromkeys(row["plan"] for row in rows))
+        return replace(checkout, also_pending=others) if others else checkout
 
     def _receipt(self, plan: Plan, email: str | None) -> ReceiptSpec | None:
         if not self.settings.receipt_enabled:
@@ -393,6 +455,13 @@ class BillingService:
                 idempotence_key=key,
                 receipt=self._receipt(plan, email),
             )
+        except InvalidEmail:
+            # The person's address, not the shop's settings: they are asked for it again; the admins need not act.
+            await self._set_status(row_id, FAILED)
+            logger.bind(user_id=telegram_id).info(
+                "Payment {} for {}: YooKassa refused the receipt's email", row_id, telegram_id
+            )
+            raise
         except PaymentRejected as exc:
             await self._set_status(row_id, FAILED)
             # Not the person's doing: the shop's keys or settings (receipts required, say). Every purchase fails
@@ -461,14 +530,17 @@ class BillingService:
         outcome = await self._apply(row, remote)
         if await self._catch_up_refunds(row, remote):
             outcome = replace(outcome, changed=True, premium_until=None)
+        if row["refund_waiting_id"] is not None and await self._settle_waiting_refund(row, row["refund_waiting_id"]):
+            outcome = replace(outcome, changed=True, premium_until=None)
         if claimed_status is not None and remote.status != claimed_status:
             claim = f"the notification says {claimed_status}, the API says {remote.status}"
             await self._not_verified(payment_id, claim)
         return outcome
 
     async def check_waiting(self, payment_ids: list[str]) -> int:
-        """Apply what YooKassa says about payments whose notification has not come (``waiting_payments``);
-        returns how many changed. Stops at the first sign YooKassa is down: the next round asks again."""
+        """Apply what YooKassa says about payments something is still owed for (``waiting_payments``): their
+        notification has not come, their payer's notice did not go out, a refund of theirs was pending; returns how
+        many changed our records. Stops at the first sign YooKassa is down: the next round asks again."""
         changed = 0
         for payment_id in payment_ids:
             try:
@@ -579,16 +651,39 @@ class BillingService:
                     await Payment.update({Payment.refunded_amount: refunded}).where(payment_pk == row["id"])
                     until = await self.subscriptions.shorten(remote.id, float(min(refunded / amount, Decimal(1))))
         if not claimed:
+            await self._tell_late(row["id"], plan, amount)
             return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=False)
         if relink:
             await self.users.ensure(telegram_id)
         logger.bind(user_id=telegram_id).info(
             "Payment {} succeeded: premium for {} until {}", remote.id, telegram_id, until
         )
+        # Refunded in full before we heard it succeeded: no premium to tell of.
+        told = until is None or await self._tell(
+            telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz)
+        )
+        if told:
+            await _mark_told(row["id"])
         if until is not None:
-            await self._tell(telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz))
             await self._tell_admins(texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz))
         return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until)
+
+    async def _tell_late(self, row_id: int, plan: Plan, amount: Decimal) -> None:
+        """Tell the payer of a payment recorded before whose notice did not go out (see ``NOTICE_GRACE``)."""
+        row = (
+            await Payment.select(Payment.status, Payment.telegram_id, Payment.notified_at, Payment.updated_at)
+            .where(payment_pk == row_id)
+            .first()
+        )
+        if row is None or row["status"] != SUCCEEDED or row["notified_at"] is not None or row["telegram_id"] is None:
+            return
+        if as_utc(row["updated_at"]) > utcnow() - NOTICE_GRACE:
+            return
+        until = await self.subscriptions.premium_until(row["telegram_id"])
+        if until is None or await self._tell(
+            row["telegram_id"], texts.payment_succeeded(plan.name, amount, until, self.tz)
+        ):
+            await _mark_told(row_id)
 
     async def _cancel(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
         changed = (
@@ -706,7 +801,7 @@ class BillingService:
                 description="Возврат за премиум «Помогатора»",
                 receipt=receipt,
             )
-        except (PaymentRejected, PaymentNotFound):
+        except (PaymentRejected, PaymentNotFound, InvalidEmail):
             await _forget_refund_key(row["id"], key)  # YooKassa answered: nothing was made
             raise
         await _forget_refund_key(row["id"], key)
@@ -714,7 +809,10 @@ class BillingService:
             "Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status
         )
         if refund.status != SUCCEEDED:
-            # Recorded when YooKassa's refund.succeeded notification arrives (or on the next check).
+            if refund.status == PENDING:
+                # Recorded when YooKassa's refund.succeeded notification arrives, or by the periodic check, which
+                # asks about it until it is settled (``waiting_payments``).
+                await Payment.update({Payment.refund_waiting_id: refund.id}).where(payment_pk == row["id"])
             return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
         return await self._record_refund(row, await self.kassa.get_payment(payment_id), refund)
 
@@ -725,12 +823,34 @@ class BillingService:
             return False
         return (await self._record_refund(row, remote, None)).changed
 
+    async def _settle_waiting_refund(self, row: Mapping[str, Any], refund_id: str) -> bool:
+        """Ask about a refund YooKassa answered as pending (``refund``): recorded once it succeeded, forgotten once
+        canceled (the admins are told: nothing was refunded). True when our records changed."""
+        refund = await self.kassa.get_refund(refund_id)
+        if refund.status == PENDING:
+            return False
+        if refund.status == SUCCEEDED:
+            return (await self._record_refund(row, await self.kassa.get_payment(refund.payment_id), refund)).changed
+        logger.bind(user_id=row["telegram_id"]).warning(
+            "Refund {} of payment {} is {}: nothing was refunded", refund.id, refund.payment_id, refund.status
+        )
+        await _forget_waiting_refund(row["id"], refund_id)
+        await self._tell_admins(texts.admin_refund_not_made(refund.id, refund.payment_id, refund.amount))
+        return False
+
     async def _record_refund(
         self, row: Mapping[str, Any], remote: RemotePayment, refund: RemoteRefund | None
     ) -> RefundOutcome:
         total = remote.refunded_amount
         until: datetime | None = None
         async with self.database.transaction():
+            # The person's lock before the payment's row, as ``_activate`` and an erasure take them: the other order
+            # (the row here, then the lock in ``shorten``) deadlocks with an erasure on PostgreSQL.
+            owner = await Payment.select(Payment.telegram_id).where(payment_pk == row["id"]).first()
+            if owner is not None and owner["telegram_id"] is not None:
+                await lock_person(owner["telegram_id"])
+            if refund is not None and refund.status == SUCCEEDED:
+                await _forget_waiting_refund(row["id"], refund.id)  # recorded now: not asked about again
             query = Payment.select(Payment.status, Payment.amount, Payment.refunded_amount).where(
                 payment_pk == row["id"]
             )
@@ -762,16 +882,19 @@ class BillingService:
 
     # --- telling people ---------------------------------------------------------------------------------------
 
-    async def _tell(self, chat_id: int, text: str) -> None:
-        # A notice that cannot be delivered never undoes what was recorded.
+    async def _tell(self, chat_id: int, text: str) -> bool:
+        """Send a notice; False when it failed in a way that sending it again may mend. A notice that cannot be
+        delivered never undoes what was recorded."""
         if self.notifier is None:
             logger.bind(**about(chat_id)).warning("No bot token: notice to {} not sent", chat_id)
-            return
+            return True
         try:
-            await self.notifier.send(chat_id, text)
+            result = await self.notifier.send(chat_id, text)
         except Exception as exc:
             # Only the type: an HTTP error's text may carry the Bot API URL, which holds the token.
             logger.bind(**about(chat_id)).warning("Notice to {} failed: {}", chat_id, type(exc).__name__)
+            return False
+        return result.ok or result.blocked
 
     async def _tell_admins(self, text: str) -> None:
         for admin_id in self.settings.admin_id_list:

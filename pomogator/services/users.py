@@ -21,12 +21,30 @@ FORGET_ERASED_USAGE_SQL = (
     "DELETE FROM daily_usage WHERE day <> {} "
     "AND NOT EXISTS (SELECT 1 FROM users WHERE users.telegram_id = daily_usage.telegram_id)"
 )
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# An address a receipt can go to: no dot at either end of the local part or twice in a row; a domain of labels that
+# begin and end with a letter or digit, ending in a top-level domain of two letters or more (or punycode).
+EMAIL_RE = re.compile(
+    r"^(?![.])(?!.*[.][.])[^@\s<>()\[\],;:\"«»]+(?<![.])"
+    r"@(?:[^\W_](?:(?:[^\W_]|-)*[^\W_])?[.])+(?:[^\W\d_]{2,}|xn--[a-z0-9-]+)$",
+    re.IGNORECASE,
+)
+# What people type around an address: "Иван <ivan@mail.ru>", quotes, a sentence's final period or comma.
+NAMED_RE = re.compile(r"^[^<>@]*<([^<>]+)>$")
+WRAPPING = " \t\r\n<>\"'«»()[]"
+TRAILING = ".,;:!?"
 
 
 def checked_email(email: str) -> str:
-    """``email`` trimmed, when it looks like an address receipts can go to; raises InvalidEmail."""
+    """``email`` without what is typed around an address (spaces, angle brackets, quotes, a final period), when
+    it is an address receipts can go to; raises InvalidEmail."""
     value = email.strip()
+    named = NAMED_RE.match(value)
+    if named:
+        value = named.group(1)
+    if value.lower().startswith("mailto:"):
+        value = value[len("mailto:") :]
+    while (trimmed := value.strip(WRAPPING).rstrip(TRAILING)) != value:
+        value = trimmed
     if len(value) > 254 or not EMAIL_RE.match(value):
         raise InvalidEmail()
     return value

@@ -98,6 +98,11 @@ class Payment(Table, tablename="payments"):
     refund_key = Varchar(length=64, null=True, default=None)
     refund_key_amount = Numeric(digits=(12, 2), null=True, default=None)
     refund_key_at = Timestamptz(null=True, default=None)
+    # When the payer was told the payment went through; NULL until a notice was delivered, so the periodic check
+    # sends it again after a crash between recording the payment and telling them.
+    notified_at = Timestamptz(null=True, default=None)
+    # A refund YooKassa answered as pending: the periodic check asks about it until it succeeds or is canceled.
+    refund_waiting_id = Varchar(length=64, null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()
 

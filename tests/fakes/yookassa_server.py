@@ -53,6 +53,9 @@ _CURRENCIES = frozenset({"RUB", "USD", "EUR", "BYN", "KZT", "UAH", "UZS", "CNY"}
 _CONFIRMATION_TYPES = frozenset({"redirect", "embedded", "external", "qr", "mobile_application"})
 _AMOUNT_RE = re.compile(r"^\d+(\.\d{1,2})?$")
 _QUANTITY_RE = re.compile(r"^\d+(\.\d{1,3})?$")
+# Roughly what YooKassa takes as a receipt's address; ``FakeYooKassa.refused_emails`` adds ones it refuses although
+# they look right (the real check is YooKassa's own).
+_EMAIL_RE = re.compile(r"^[^@\s.][^@\s]*@[^@\s.]+(\.[^@\s.]+)*\.[^@\s.]{2,}$")
 _EVENTS = frozenset({"payment.succeeded", "payment.canceled", "payment.waiting_for_capture", "refund.succeeded"})
 # Who cancels a payment for a given reason, as YooKassa reports it in cancellation_details.party.
 _MERCHANT_REASONS = frozenset({"canceled_by_merchant", "expired_on_capture"})
@@ -157,7 +160,7 @@ def _parse_metadata(raw: Any) -> dict[str, str]:
     return result
 
 
-def _validate_receipt(raw: Any, amount: Decimal, currency: str) -> None:
+def _validate_receipt(raw: Any, amount: Decimal, currency: str, refused_emails: frozenset[str] = frozenset()) -> None:
     if not isinstance(raw, dict):
         raise _invalid("receipt must be an object", "receipt")
     customer = raw.get("customer")
@@ -193,6 +196,9 @@ def _validate_receipt(raw: Any, amount: Decimal, currency: str) -> None:
             f"The sum of the receipt items ({_money(total)}) doesn't match the payment amount ({_money(amount)})",
             "receipt",
         )
+    email = customer.get("email") if isinstance(customer, dict) else None
+    if email is not None and (not isinstance(email, str) or not _EMAIL_RE.match(email) or email in refused_emails):
+        raise _invalid("Invalid receipt.customer.email value", "receipt.customer.email")
 
 
 class FakeYooKassa(AppServer):
@@ -218,6 +224,10 @@ class FakeYooKassa(AppServer):
         self.secret_key = secret_key
         # Shops under 54-FZ must send a receipt with every payment; YooKassa then rejects payments without.
         self.require_receipt = require_receipt
+        # Receipt addresses answered as invalid (HTTP 400, parameter receipt.customer.email) besides malformed ones.
+        self.refused_emails: set[str] = set()
+        # The status new refunds get: "pending" leaves them to ``settle_refund`` (the bank has not confirmed yet).
+        self.refund_status = "succeeded"
         self.host = host
         self.port = port
         self.payments: dict[str, dict[str, Any]] = {}
@@ -342,6 +352,25 @@ class FakeYooKassa(AppServer):
         payment.pop("expires_at", None)
         payment["cancellation_details"] = {"party": party, "reason": reason}
         return copy.deepcopy(payment)
+
+    def settle_refund(self, refund_id: str, status: str = "succeeded") -> dict[str, Any]:
+        """A pending refund is made (``succeeded``: the payment's refunded amount grows) or ``canceled``."""
+        refund = self._refund(refund_id)
+        if refund["status"] != "pending":
+            raise ValueError(f"refund {refund_id} is {refund['status']}, not pending")
+        refund["status"] = status
+        if status == "succeeded":
+            payment = self._payment(refund["payment_id"])
+            self._add_refunded(payment, Decimal(refund["amount"]["value"]))
+        else:
+            refund["cancellation_details"] = {"party": "refund_network", "reason": "rejected_by_payee"}
+        return copy.deepcopy(refund)
+
+    def _add_refunded(self, payment: dict[str, Any], amount: Decimal) -> None:
+        currency = payment["amount"]["currency"]
+        refunded = Decimal(payment.get("refunded_amount", {}).get("value", "0")) + amount
+        payment["refunded_amount"] = {"value": _money(refunded), "currency": currency}
+        payment["refundable"] = refunded < Decimal(payment["amount"]["value"])
 
     def notification(self, event: str, object_id: str) -> dict[str, Any]:
         """The webhook body YooKassa POSTs for ``event`` about the payment or refund ``object_id``.
@@ -492,7 +521,7 @@ class FakeYooKassa(AppServer):
         metadata = _parse_metadata(body.get("metadata"))
         receipt = body.get("receipt")
         if receipt is not None:
-            _validate_receipt(receipt, amount, currency)
+            _validate_receipt(receipt, amount, currency, frozenset(self.refused_emails))
         elif self.require_receipt:
             raise _invalid("Receipt is missing or illegal", "receipt")
         capture = body.get("capture", False)
@@ -628,7 +657,7 @@ class FakeYooKassa(AppServer):
             raise _invalid(message, "amount.value")
         receipt = body.get("receipt")
         if receipt is not None:
-            _validate_receipt(receipt, amount, currency)
+            _validate_receipt(receipt, amount, currency, frozenset(self.refused_emails))
         elif self.require_receipt and "receipt_registration" in payment:
             # A payment that had a receipt is refunded with a receipt of the refund.
             raise _invalid("Receipt is missing or illegal", "receipt")
@@ -639,7 +668,7 @@ class FakeYooKassa(AppServer):
         refund: dict[str, Any] = {
             "id": _object_id("0015"),
             "payment_id": payment_id,
-            "status": "succeeded",
+            "status": self.refund_status,
             "created_at": _now(),
             "amount": {"value": _money(amount), "currency": currency},
         }
@@ -650,8 +679,8 @@ class FakeYooKassa(AppServer):
         if receipt is not None:
             refund["receipt_registration"] = "succeeded"
         self.refunds[refund["id"]] = refund
-        payment["refunded_amount"] = {"value": _money(refunded + amount), "currency": currency}
-        payment["refundable"] = amount < remaining
+        if refund["status"] == "succeeded":
+            self._add_refunded(payment, amount)
         return web.json_response(refund)
 
     async def _get_refund(self, request: web.Request) -> web.Response:

@@ -1,0 +1,261 @@
+"""BillingService: what settles a payment besides its first notification — a plan pressed after paying, the periodic
+check (notices that did not go out, refunds YooKassa made later), and the lock order shared with erasure."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from piccolo_migrations.pomogator_0006_open_refund import ID as OPEN_REFUND_ID
+from pomogator.billing import texts
+from pomogator.container import Services, build_services
+from pomogator.services.billing import BillingService, PaymentAlreadyMade, waiting_payments
+from pomogator.services.subscriptions import SubscriptionService
+from pomogator.store.engine import open_database, raw, shipped_migration_ids
+from pomogator.store.tables import Payment, Subscription
+from pomogator.timeutil import as_utc, utcnow
+from tests.databases import throwaway_postgres
+from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.yookassa_server import FakeYooKassa
+from tests.store.support import migrate_up_to
+from tests.web.support import ADMIN_ID, USER_ID, add_user, billing_settings
+
+
+@pytest.fixture
+async def services(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncIterator[Services]:
+    async with build_services(billing_settings(db_url, kassa, tg), migrate=True) as built:
+        await add_user(built, tg)
+        yield built
+
+
+def close_to(actual: datetime | None, expected: datetime) -> bool:
+    return actual is not None and abs(as_utc(actual) - expected) < timedelta(minutes=1)
+
+
+async def payment_row(payment_id: str) -> dict[str, Any]:
+    row = await Payment.select().where(Payment.yookassa_id == payment_id).first()
+    assert row is not None
+    return row
+
+
+async def paid(services: Services, kassa: FakeYooKassa, plan: str = "month") -> str:
+    checkout = await services.billing.start_payment(USER_ID, plan)
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    return checkout.payment_id
+
+
+# --- locks -------------------------------------------------------------------------------------------------
+
+
+async def test_a_refund_recorded_while_the_person_erases_their_data_does_not_deadlock(
+    services: Services, kassa: FakeYooKassa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording a refund and erasing the person both take the person's lock and the payment's row: in one order,
+    or PostgreSQL kills one of them as a deadlock."""
+    payment_id = await paid(services, kassa)
+    shortening = asyncio.Event()
+    shorten = SubscriptionService.shorten
+
+    async def slow_shorten(self: SubscriptionService, payment: str, fraction: float) -> datetime | None:
+        shortening.set()
+        await asyncio.sleep(0.5)  # the erasure starts meanwhile
+        return await shorten(self, payment, fraction)
+
+    monkeypatch.setattr(SubscriptionService, "shorten", slow_shorten)
+    refunding = asyncio.create_task(services.billing.refund(payment_id, Decimal("100.00")))
+    await asyncio.wait_for(shortening.wait(), 10)
+    erased = await services.users.delete(USER_ID)
+    refund = await refunding
+    assert erased and refund.changed and refund.refunded_total == Decimal("100.00")
+    assert await Subscription.count() == 0
+    row = await Payment.select().where(Payment.yookassa_id == payment_id).first()
+    assert row is not None and row["telegram_id"] is None
+
+
+# --- a plan pressed again ----------------------------------------------------------------------------------
+
+
+async def test_a_plan_pressed_after_paying_says_it_is_paid_instead_of_making_a_second_payment(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)  # paid; the notification has not come yet
+    with pytest.raises(PaymentAlreadyMade) as made:
+        await services.billing.start_payment(USER_ID, "month")
+    assert made.value.payment_id == checkout.payment_id
+    assert close_to(made.value.premium_until, utcnow() + timedelta(days=30))
+    assert len(kassa.created_requests) == 1 and list(kassa.payments) == [checkout.payment_id]
+    assert len([t for t in tg.sent_texts(USER_ID) if "Оплата 599 ₽ получена" in t]) == 1
+    # Now that it is recorded, a press buys another month.
+    another = await services.billing.start_payment(USER_ID, "month")
+    assert another.payment_id != checkout.payment_id and not another.reused
+
+
+async def test_a_checkout_names_the_other_plans_payment_that_can_still_be_paid(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    month = await services.billing.start_payment(USER_ID, "month")
+    assert month.also_pending == ()
+    year = await services.billing.start_payment(USER_ID, "year")
+    assert year.also_pending == ("month",)
+    assert (await services.billing.start_payment(USER_ID, "month")).also_pending == ("year",)
+    text = texts.checkout(year.plan, year.amount, year.confirmation_url, reused=False, also_pending=year.also_pending)
+    assert "счёт на месяц тоже действует" in text and "Оплатите только один" in text
+    kassa.cancel(month.payment_id)
+    await services.billing.sync_payment(month.payment_id)
+    assert (await services.billing.start_payment(USER_ID, "year")).also_pending == ()
+
+
+# --- the payer's notice ------------------------------------------------------------------------------------
+
+
+def confirmations(tg: FakeTelegram) -> list[str]:
+    return [t for t in tg.sent_texts(USER_ID) if "Оплата 599 ₽ получена" in t]
+
+
+async def recorded_a_while_ago(payment_id: str) -> None:
+    await Payment.update({Payment.updated_at: utcnow() - timedelta(minutes=2)}).where(Payment.yookassa_id == payment_id)
+
+
+async def test_a_payers_notice_that_did_not_go_out_is_sent_by_the_next_check(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    tg.fail_next("sendMessage", 500, chat_id=USER_ID)
+    assert (await services.billing.sync_payment(checkout.payment_id)).changed
+    assert confirmations(tg) == []
+    assert (await payment_row(checkout.payment_id))["notified_at"] is None
+    # Just recorded: whoever recorded it may be telling the payer right now.
+    assert await waiting_payments() == []
+    replay = await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert replay is not None and not replay.changed
+    assert confirmations(tg) == []
+
+    await recorded_a_while_ago(checkout.payment_id)
+    assert await waiting_payments() == [checkout.payment_id]
+    assert await services.billing.check_waiting(await waiting_payments()) == 0
+    [told] = confirmations(tg)
+    assert "активен до" in told
+    assert (await payment_row(checkout.payment_id))["notified_at"] is not None
+    assert await waiting_payments() == []
+    await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert len(confirmations(tg)) == 1
+    assert await Subscription.count() == 1
+
+
+async def test_a_notification_delivered_again_after_a_crash_tells_the_payer(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process stops between recording the payment and telling the payer: YooKassa, unanswered, delivers the
+    notification again, and that tells them."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+
+    async def killed(self: BillingService, chat_id: int, text: str) -> bool:
+        raise asyncio.CancelledError
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BillingService, "_tell", killed)
+        with pytest.raises(asyncio.CancelledError):
+            await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert await services.subscriptions.premium_until(USER_ID) is not None
+    assert confirmations(tg) == []
+    await recorded_a_while_ago(checkout.payment_id)
+    again = await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert again is not None and not again.changed
+    assert len(confirmations(tg)) == 1
+    await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert len(confirmations(tg)) == 1
+
+
+async def test_a_told_payment_is_not_asked_about_again(services: Services, kassa: FakeYooKassa) -> None:
+    payment_id = await paid(services, kassa)
+    assert (await payment_row(payment_id))["notified_at"] is not None
+    await recorded_a_while_ago(payment_id)
+    assert await waiting_payments() == []
+
+
+# --- refunds YooKassa makes later --------------------------------------------------------------------------
+
+
+async def test_a_pending_refund_is_recorded_by_the_check_once_it_succeeds(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    payment_id = await paid(services, kassa)
+    kassa.refund_status = "pending"
+    asked = await services.billing.refund(payment_id, Decimal("299.50"))
+    assert asked.status == "pending" and not asked.changed and asked.refund_id is not None
+    assert (await payment_row(payment_id))["refund_waiting_id"] == asked.refund_id
+    assert await waiting_payments() == [payment_id]
+    assert await services.billing.check_waiting([payment_id]) == 0  # still pending: asked about again next time
+    assert await waiting_payments() == [payment_id]
+
+    kassa.settle_refund(asked.refund_id)
+    assert await services.billing.check_waiting(await waiting_payments()) == 1
+    row = await payment_row(payment_id)
+    assert Decimal(str(row["refunded_amount"])) == Decimal("299.50") and row["refund_waiting_id"] is None
+    assert close_to(await services.subscriptions.premium_until(USER_ID), utcnow() + timedelta(days=15))
+    assert len([t for t in tg.sent_texts(USER_ID) if "возврат" in t.lower()]) == 1
+    assert await waiting_payments() == []
+    # Its notification, come late, finds it recorded.
+    late = await services.billing.handle_notification("refund.succeeded", asked.refund_id)
+    assert late is not None and not late.changed
+
+
+async def test_a_pending_refund_that_is_canceled_is_forgotten_and_the_admins_hear_of_it(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    payment_id = await paid(services, kassa)
+    kassa.refund_status = "pending"
+    asked = await services.billing.refund(payment_id, Decimal("100.00"))
+    assert asked.refund_id is not None
+    kassa.settle_refund(asked.refund_id, "canceled")
+    assert await services.billing.check_waiting(await waiting_payments()) == 0
+    row = await payment_row(payment_id)
+    assert Decimal(str(row["refunded_amount"])) == 0 and row["refund_waiting_id"] is None
+    assert await waiting_payments() == []
+    assert close_to(await services.subscriptions.premium_until(USER_ID), utcnow() + timedelta(days=30))
+    assert any(asked.refund_id in t and "отменён" in t for t in tg.sent_texts(ADMIN_ID))
+
+
+# --- the migration -----------------------------------------------------------------------------------------
+
+OLD_PAYMENT_SQL = (
+    "INSERT INTO payments (yookassa_id, telegram_id, plan, amount, currency, status, idempotence_key, "
+    "refunded_amount, created_at, updated_at) VALUES ({}, {}, 'month', 599, 'RUB', {}, {}, 0, {}, {})"
+)
+
+
+@contextlib.asynccontextmanager
+async def database_of_its_own(db_url: str) -> AsyncIterator[str]:
+    if db_url.startswith("sqlite"):
+        yield db_url
+        return
+    async with throwaway_postgres(db_url, "pomogator_notified", migrate=False) as url:
+        yield url
+
+
+async def test_payments_that_succeeded_before_the_upgrade_are_not_told_again(db_url: str) -> None:
+    shipped = shipped_migration_ids()
+    async with database_of_its_own(db_url) as url:
+        await migrate_up_to(url, shipped[shipped.index(OPEN_REFUND_ID)])
+        async with open_database(url, migrate=False) as database:
+            then = utcnow() - timedelta(minutes=30)
+            for payment_id, status in (("old-paid", "succeeded"), ("old-waiting", "pending")):
+                await raw(Payment, OLD_PAYMENT_SQL, payment_id, USER_ID, status, f"key-{payment_id}", then, then)
+            await database.migrate()
+            rows = {
+                row["yookassa_id"]: row
+                for row in await Payment.select(Payment.yookassa_id, Payment.notified_at, Payment.updated_at)
+            }
+            assert close_to(rows["old-paid"]["notified_at"], then)
+            assert rows["old-waiting"]["notified_at"] is None
+            assert await waiting_payments() == ["old-waiting"]
