@@ -2,32 +2,39 @@
 
 Texts come from :mod:`pomogator.billing.texts` (shared with the web process, which must not import aiogram) and are
 plain, so they are sent with ``parse_mode=None`` whatever the bot's default is. Errors of the billing service are
-translated by the bot's ``ErrorMiddleware``; only a mistyped email is answered here, as the email form's own loop.
-The email form ends with /cancel, its Cancel button, or any other command or button
-(``pomogator.bot.middlewares.forms``).
+translated by the bot's ``ErrorMiddleware``; a mistyped email is answered here, as the email form's own loop, and
+so is one YooKassa refuses for the receipt (the form opens again). The email form ends with /cancel, a typed
+"Отмена", its Cancel button, or any other command or button (``pomogator.bot.middlewares.forms``); its prompt loses
+the Cancel button then, and a Cancel pressed on a prompt whose form is already over says so in place.
 """
 
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
+from loguru import logger
 
 from pomogator.billing import texts
 from pomogator.bot import texts as bot_texts
 from pomogator.bot.callbacks import BillingAction, BillingCallback, MenuAction, MenuCallback
-from pomogator.bot.filters import is_command
+from pomogator.bot.filters import is_cancel_word, is_command
 from pomogator.bot.keyboards import make_billing_keyboard, make_email_keyboard, make_pay_keyboard
 from pomogator.bot.middlewares.forms import FORM, open_form
-from pomogator.bot.replies import chat_id_of
+from pomogator.bot.replies import chat_id_of, replace_text
 from pomogator.bot.states import EmailForm
 from pomogator.config import Settings
 from pomogator.container import Services
 from pomogator.errors import InvalidEmail
+from pomogator.services.billing import PaymentAlreadyMade
 from pomogator.services.users import Account
 
 router = Router(name="billing")
+
+# The e-mail prompt's message id in the form's data: its Cancel button comes off when the form is over.
+PROMPT = "email_prompt"
 
 
 async def show_billing(bot: Bot, chat_id: int, account: Account, services: Services) -> None:
@@ -53,19 +60,30 @@ async def show_billing(bot: Bot, chat_id: int, account: Account, services: Servi
     )
 
 
-async def ask_for_email(bot: Bot, chat_id: int, state: FSMContext, plan: str | None) -> None:
-    text = texts.EMAIL_PROMPT if plan else texts.EMAIL_CHANGE_PROMPT
+async def ask_for_email(bot: Bot, chat_id: int, state: FSMContext, plan: str | None, text: str | None = None) -> None:
+    text = text or (texts.EMAIL_PROMPT if plan else texts.EMAIL_CHANGE_PROMPT)
     prompt = await bot.send_message(chat_id, text, reply_markup=make_email_keyboard(), parse_mode=None)
-    await open_form(state, EmailForm.waiting, prompt_id=prompt.message_id, plan=plan)
+    await open_form(state, EmailForm.waiting, prompt_id=prompt.message_id, plan=plan, **{PROMPT: prompt.message_id})
 
 
-async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services: Services) -> None:
+async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services: Services, state: FSMContext) -> None:
     """Create (or reuse) the payment and send its link, in the text and as a button."""
     me = await bot.me()  # asked once per process, then kept by aiogram
-    result = await services.billing.start_payment(account.telegram_id, plan, bot_link=f"https://t.me/{me.username}")
+    try:
+        result = await services.billing.start_payment(account.telegram_id, plan, bot_link=f"https://t.me/{me.username}")
+    except PaymentAlreadyMade as paid:
+        await bot.send_message(chat_id, texts.already_paid(paid.premium_until, services.settings.tz), parse_mode=None)
+        return
+    except InvalidEmail:
+        # YooKassa refused the stored address for the receipt: a typo of the person's, asked for again.
+        email = (await services.users.get(account.telegram_id)).email or ""
+        await ask_for_email(bot, chat_id, state, plan, texts.email_refused(email))
+        return
     await bot.send_message(
         chat_id,
-        texts.checkout(result.plan, result.amount, result.confirmation_url, reused=result.reused),
+        texts.checkout(
+            result.plan, result.amount, result.confirmation_url, reused=result.reused, also_pending=result.also_pending
+        ),
         reply_markup=make_pay_keyboard(result),
         parse_mode=None,
     )
@@ -102,7 +120,7 @@ async def on_plan(
     if settings.receipt_enabled and not account.email:
         await ask_for_email(bot, chat_id, state, callback_data.plan)
         return
-    await checkout(bot, chat_id, account, callback_data.plan, services)
+    await checkout(bot, chat_id, account, callback_data.plan, services, state)
 
 
 @router.callback_query(BillingCallback.filter(F.action == BillingAction.email))
@@ -112,37 +130,69 @@ async def on_change_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> 
         await ask_for_email(bot, chat_id, state, None)
 
 
-async def cancel_email(state: FSMContext) -> str:
-    """Close the e-mail form; what to say: the purchase it was asked for is off, or the e-mail stays as it was."""
-    plan = (await state.get_data()).get("plan")
+async def close_prompt(bot: Bot, chat_id: int, prompt_id: object) -> None:
+    """Take the Cancel button off the form's prompt: the form is over, the button would say something untrue."""
+    if not isinstance(prompt_id, int):
+        return
+    try:
+        await bot.edit_message_reply_markup(chat_id=chat_id, message_id=prompt_id, reply_markup=None)
+    except TelegramAPIError as exc:
+        logger.debug("E-mail prompt {} not edited: {}", prompt_id, exc.message)
+
+
+async def cancel_email(state: FSMContext) -> tuple[str, object]:
+    """Close the e-mail form: what to say (the purchase it was asked for is off, or the e-mail stays as it was),
+    and its prompt's message id."""
+    data = await state.get_data()
     await state.clear()
-    return texts.PURCHASE_CANCELED if plan else texts.EMAIL_CANCELED
+    return (texts.PURCHASE_CANCELED if data.get("plan") else texts.EMAIL_CANCELED), data.get(PROMPT)
 
 
 # Form handlers (FORM): they read what the form was opened for before closing it.
-@router.callback_query(BillingCallback.filter(F.action == BillingAction.cancel_email), flags={FORM: True})
+@router.callback_query(
+    StateFilter(EmailForm.waiting), BillingCallback.filter(F.action == BillingAction.cancel_email), flags={FORM: True}
+)
 async def on_cancel_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> None:
-    said = await cancel_email(state)
     chat_id = chat_id_of(query)
-    if chat_id is not None:
-        await bot.send_message(chat_id, said, parse_mode=None)
+    if chat_id is None:
+        return
+    pressed = query.message.message_id if query.message is not None else None
+    prompt = (await state.get_data()).get(PROMPT)
+    if prompt is not None and pressed != prompt:
+        await close_prompt(bot, chat_id, pressed)  # an earlier prompt's: the form waits for the newer one's answer
+        return
+    said, _ = await cancel_email(state)
+    await replace_text(bot, query, said)
+
+
+@router.callback_query(BillingCallback.filter(F.action == BillingAction.cancel_email))
+async def on_closed_email_prompt(query: CallbackQuery, bot: Bot) -> None:
+    """Cancel on a prompt whose form is over: left for an hour (``FORM_TTL_S``), or ended by another command."""
+    await replace_text(bot, query, texts.EMAIL_FORM_CLOSED)
 
 
 @router.message(StateFilter(EmailForm.waiting), Command("cancel", ignore_case=True), flags={FORM: True})
-async def on_cancel_email_command(message: Message, state: FSMContext) -> None:
-    await message.answer(await cancel_email(state), parse_mode=None)
+@router.message(StateFilter(EmailForm.waiting), F.text, F.func(is_cancel_word), flags={FORM: True})
+async def on_cancel_email_command(message: Message, bot: Bot, state: FSMContext) -> None:
+    said, prompt = await cancel_email(state)
+    await close_prompt(bot, message.chat.id, prompt)
+    await message.answer(said, parse_mode=None)
 
 
-@router.message(StateFilter(EmailForm.waiting), F.text, ~F.func(is_command), flags={FORM: True})
+@router.message(
+    StateFilter(EmailForm.waiting), F.text, ~F.func(is_command), ~F.func(is_cancel_word), flags={FORM: True}
+)
 async def on_email(message: Message, bot: Bot, account: Account, services: Services, state: FSMContext) -> None:
     try:
         email = await services.users.set_email(account.telegram_id, message.text or "")
     except InvalidEmail:
         await message.answer(texts.EMAIL_INVALID, parse_mode=None)  # the form stays open
         return
-    plan = (await state.get_data()).get("plan")
+    data = await state.get_data()
     await state.clear()
+    await close_prompt(bot, message.chat.id, data.get(PROMPT))
+    plan = data.get("plan")
     paying = isinstance(plan, str) and bool(plan)
     await message.answer(texts.email_saved(email, paying=paying), parse_mode=None)
     if paying:
-        await checkout(bot, message.chat.id, account, str(plan), services)
+        await checkout(bot, message.chat.id, account, str(plan), services, state)

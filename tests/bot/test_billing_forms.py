@@ -1,0 +1,185 @@
+"""/billing in the running bot: the receipt e-mail form (cancel words, its Cancel button in place, an address
+YooKassa refuses), a plan pressed after paying, and two plans' invoices at once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from aiogram.fsm.storage.base import StorageKey
+
+from pomogator.billing import texts
+from pomogator.bot.callbacks import BillingAction, BillingCallback
+from pomogator.bot.factory import create_bot, create_dispatcher
+from pomogator.bot.handlers.billing import ask_for_email
+from pomogator.bot.middlewares.forms import _OPENED, FORM_TTL_S
+from pomogator.container import build_services
+from tests.bot.harness import BotHarness
+from tests.fakes.telegram_server import FakeTelegram, SentMessage
+from tests.fakes.yookassa_server import FakeYooKassa
+from tests.web.support import billing_settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CANCEL = BillingCallback(action=BillingAction.cancel_email).pack()
+REFUSED = "bad@example.ru"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[BotHarness, FakeYooKassa]]:
+    """One running bot that sells premium with receipts, so a plan asks for an e-mail first."""
+    async with FakeYooKassa(require_receipt=True) as kassa:
+        kassa.refused_emails.add(REFUSED)
+        env = {
+            "POMOGATOR_YOOKASSA_SHOP_ID": kassa.shop_id,
+            "POMOGATOR_YOOKASSA_SECRET_KEY": kassa.secret_key,
+            "POMOGATOR_YOOKASSA_API_URL": kassa.api_url,
+            "POMOGATOR_YOOKASSA_TIMEOUT": "2",
+            "POMOGATOR_RECEIPT_ENABLED": "1",
+        }
+        async with BotHarness.open(tmp_path_factory.mktemp("billing_forms"), env=env) as h:
+            yield h, kassa
+
+
+async def reply_to(h: BotHarness, chat: int, text: str) -> SentMessage:
+    reply = await h.ask(chat, text)
+    await h.settle(quiet=0.3)
+    return reply
+
+
+async def press(h: BotHarness, chat: int, message: SentMessage, text_part: str) -> None:
+    await h.press(chat, message, text_part)
+    await h.settle(quiet=0.3)
+
+
+async def email_prompt(h: BotHarness, chat: int, plan: str = "Месяц") -> SentMessage:
+    screen = await reply_to(h, chat, "/billing")
+    await press(h, chat, screen, plan)
+    prompt = h.tg.sent_messages(chat)[-1]
+    assert prompt.text == texts.EMAIL_PROMPT and prompt.buttons
+    return prompt
+
+
+def current(h: BotHarness, message: SentMessage) -> SentMessage:
+    return h.tg.message(message.chat_id, message.message_id)
+
+
+@pytest.mark.slow
+async def test_a_typed_cancel_word_and_the_cancel_button_end_the_email_form(
+    running: tuple[BotHarness, FakeYooKassa],
+) -> None:
+    h, _ = running
+    chat = h.new_chat()
+    prompt = await email_prompt(h, chat)
+    assert (await reply_to(h, chat, "Отмена")).text == texts.PURCHASE_CANCELED
+    assert current(h, prompt).buttons == []  # no Cancel left to press on a form that is over
+
+    # The button answers in place and goes: pressed once, nothing is left to contradict it.
+    prompt = await email_prompt(h, chat)
+    await press(h, chat, prompt, "Отмена")
+    assert current(h, prompt).text == texts.PURCHASE_CANCELED and current(h, prompt).buttons == []
+    assert h.messages_after(chat, prompt.message_id) == []
+    async with h.services() as services:
+        assert (await services.users.get(chat)).email is None
+
+
+@pytest.mark.slow
+async def test_an_earlier_prompts_cancel_leaves_the_newer_form_and_a_saved_email_clears_the_button(
+    running: tuple[BotHarness, FakeYooKassa],
+) -> None:
+    h, _ = running
+    chat = h.new_chat()
+    earlier = await email_prompt(h, chat)
+    newer = await email_prompt(h, chat, "Год")
+    await press(h, chat, earlier, "Отмена")
+    assert current(h, earlier).buttons == [] and current(h, newer).buttons
+    await reply_to(h, chat, "ann@example.ru.")
+    texts_after = [m.text or "" for m in h.messages_after(chat, newer.message_id)]
+    assert texts_after[0] == texts.email_saved("ann@example.ru", paying=True)
+    assert texts_after[-1].startswith("Счёт создан: премиум на год")
+    assert current(h, newer).buttons == []
+
+
+@pytest.mark.slow
+async def test_an_address_yookassa_refuses_is_asked_for_again(running: tuple[BotHarness, FakeYooKassa]) -> None:
+    h, _ = running
+    chat = h.new_chat()
+    prompt = await email_prompt(h, chat)
+    await reply_to(h, chat, REFUSED)
+    asked = h.tg.sent_messages(chat)[-1]
+    assert asked.text == texts.email_refused(REFUSED) and asked.buttons
+    assert texts.PAYMENT_REJECTED not in h.tg.sent_texts(chat)
+    assert current(h, prompt).buttons == []
+    await reply_to(h, chat, "good@example.ru")
+    assert h.tg.sent_texts(chat)[-1].startswith("Счёт создан: премиум на месяц")
+    assert current(h, asked).buttons == []
+
+
+@pytest.mark.slow
+async def test_a_plan_pressed_after_paying_and_another_plans_invoice(running: tuple[BotHarness, FakeYooKassa]) -> None:
+    h, kassa = running
+    chat = h.new_chat()
+    screen = await reply_to(h, chat, "/billing")
+    async with h.services() as services:
+        await services.users.set_email(chat, "ann@example.ru")
+    await press(h, chat, screen, "Месяц")
+    assert h.tg.sent_texts(chat)[-1].startswith("Счёт создан: премиум на месяц")
+    await press(h, chat, screen, "Год")
+    year = h.tg.sent_texts(chat)[-1]
+    assert year.startswith("Счёт создан: премиум на год") and "счёт на месяц тоже действует" in year
+
+    [month_id] = [p["id"] for p in kassa.payments.values() if p["metadata"].get("telegram_id") == str(chat)][:1]
+    kassa.succeed(month_id)  # paid; its notification has not come
+    made = len(kassa.payments)
+    await press(h, chat, screen, "Месяц")
+    await h.tg.wait_until(lambda: any("Этот счёт уже оплачен" in t for t in h.tg.sent_texts(chat)), what="reply")
+    assert any("Оплата 599 ₽ получена" in t for t in h.tg.sent_texts(chat))
+    assert len(kassa.payments) == made
+
+
+# --- a form past its time, in a dispatcher of this process ---------------------------------------------------
+
+
+async def test_the_cancel_button_of_a_form_left_for_an_hour_still_answers_in_place(tmp_path: Path) -> None:
+    chat = 5005
+    async with FakeTelegram() as tg, FakeYooKassa() as kassa:
+        settings = billing_settings(f"sqlite:///{tmp_path / 'bot.sqlite3'}", kassa, tg, receipt_enabled=True)
+        async with build_services(settings, migrate=True) as services:
+            bot = create_bot(settings)
+            dispatcher = create_dispatcher(services)
+            try:
+                tg.add_chat(chat)
+                state = dispatcher.fsm.get_context(bot, chat_id=chat, user_id=chat)
+                offset = 0
+
+                async def press_cancel(prompt_id: int) -> None:
+                    nonlocal offset
+                    query = tg.press_button(chat, prompt_id, CANCEL)
+                    for update in await bot.get_updates(offset=offset, timeout=0):
+                        offset = update.update_id + 1
+                        await dispatcher.feed_update(bot, update)
+                    assert tg.callback_answer(query) is not None
+
+                await ask_for_email(bot, chat, state, "month")
+                fresh = tg.sent_messages(chat)[-1]
+                await press_cancel(fresh.message_id)
+                assert current_text(tg, fresh) == (texts.PURCHASE_CANCELED, [])
+
+                await ask_for_email(bot, chat, state, "month")
+                left = tg.sent_messages(chat)[-1]
+                await state.update_data({_OPENED: (await state.get_data())[_OPENED] - FORM_TTL_S - 1})
+                await press_cancel(left.message_id)
+                assert current_text(tg, left) == (texts.EMAIL_FORM_CLOSED, [])
+                assert await dispatcher.fsm.storage.get_state(StorageKey(bot.id, chat, chat)) is None
+            finally:
+                # The handler routers are module-level: detached, another dispatcher of this process can have them.
+                for router in dispatcher.sub_routers:
+                    router._parent_router = None
+                await bot.session.close()
+
+
+def current_text(tg: FakeTelegram, message: SentMessage) -> tuple[str | None, list[object]]:
+    now = tg.message(message.chat_id, message.message_id)
+    return now.text, list(now.buttons)
