@@ -252,14 +252,28 @@ def profile(data: Profile, tz: ZoneInfo) -> str:
 
 CONTEXT_CLEARED = "🧹 Контекст очищен. Следующее сообщение модель получит без истории беседы."
 
-DELETE_ME_PROMPT = (
-    "Удалить все ваши данные: историю бесед, роль, выбранную модель, статистику запросов и премиум?\n\n"
-    "Это нельзя отменить. Лимиты запросов на сегодня не обнулятся: счётчик за сегодня удалится в полночь."
-)
+
+def delete_me_prompt(premium_until: datetime | None, tz: ZoneInfo) -> str:
+    premium = (
+        f"⚠️ Ваш премиум до {premium_until.astimezone(tz):%d.%m.%Y} пропадёт, "
+        "а оплаченные дни не возвращаются: деньги за них не возмещаются.\n\n"
+        if premium_until is not None
+        else ""
+    )
+    return (
+        "Удалить все ваши данные: историю бесед, роль, выбранную модель, статистику запросов и премиум?\n\n"
+        f"{premium}"
+        "Это нельзя отменить. Лимиты запросов на сегодня не обнулятся: счётчик за сегодня удалится в полночь."
+    )
+
+
 DELETE_ME_CONFIRM = "Да, удалить всё"
 DELETE_ME_CANCEL = "Отмена"
 DELETE_ME_DONE = "Ваши данные удалены. Чтобы начать заново, отправьте /start."
-DELETE_ME_CANCELLED = "Удаление отменено, данные на месте."
+# True whatever another prompt did meanwhile: this press erased nothing.
+DELETE_ME_CANCELLED = "Хорошо, ничего не удаляю."
+DELETE_ME_EXPIRED = "Этот запрос на удаление устарел. Подтвердите, пожалуйста, ещё раз — ниже."
+DELETE_ME_OUTDATED = "Этот запрос на удаление устарел: данные уже удалены. Чтобы начать заново, отправьте /start."
 
 
 def billing_soon(support: str) -> str:
