@@ -78,6 +78,21 @@ class DatabaseUnavailable(PomogatorError):
         self.detail = detail
 
 
+class MessageTooLong(PomogatorError):
+    """The new message (with the role) alone takes more of the model's context than it has for a request: no
+    history is left to drop, so only a shorter message or a model with a larger context helps. Nothing is sent to
+    the model and no request is spent. ``tokens`` is the estimate, ``budget`` what the model takes."""
+
+    def __init__(self, model_id: str, tokens: int, budget: int) -> None:
+        self.model_id = model_id
+        self.tokens = tokens
+        self.budget = budget
+        super().__init__(
+            f"The message is too long for {model_id}: about {tokens} tokens, and the model takes at most {budget}. "
+            "Shorten it or switch to a model with a larger context."
+        )
+
+
 # --- LLM -------------------------------------------------------------------------------------------------
 
 

@@ -17,7 +17,14 @@ from rich.console import Console
 
 from pomogator import cli_output
 from pomogator.container import Services
-from pomogator.errors import DatabaseUnavailable, LLMAccountProblem, LLMError, LLMModelGone, PomogatorError
+from pomogator.errors import (
+    DatabaseUnavailable,
+    LLMAccountProblem,
+    LLMError,
+    LLMModelGone,
+    MessageTooLong,
+    PomogatorError,
+)
 from pomogator.llm.catalog import Model
 from pomogator.logs.redact import Redactor
 from pomogator.services.chat import Dialog, Reply
@@ -200,6 +207,9 @@ def _failure_message(exc: PomogatorError, base_url: str) -> str:
     "unavailable"; the operator also gets what went wrong, where, and which setting to check."""
     if isinstance(exc, DatabaseUnavailable) and exc.detail:
         return f"{exc.user_message} [{exc.detail}]"
+    if isinstance(exc, MessageTooLong):
+        # Refused before anything was sent: not the provider's failure, so no base URL or HTTP status to name.
+        return f"{exc.user_message} Models: /model; switch with /model ID."
     if not isinstance(exc, LLMError):
         return exc.user_message
     status = _status_code(exc)

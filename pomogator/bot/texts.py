@@ -27,6 +27,7 @@ from pomogator.errors import (
     LLMRateLimited,
     LLMTimeout,
     LLMUnavailable,
+    MessageTooLong,
     PaymentProviderUnavailable,
     PaymentRejected,
     PomogatorError,
@@ -154,7 +155,7 @@ def _limits(model: Model) -> str:
     return f"{free} / {model.premium_daily}"
 
 
-def model_menu(catalog: Catalog, account: Account) -> str:
+def model_menu(catalog: Catalog, account: Account, *, premium_on_sale: bool) -> str:
     lines = [
         "<b>Выберите модель</b>",
         "",
@@ -166,7 +167,8 @@ def model_menu(catalog: Catalog, account: Account) -> str:
         mark = f" {MODEL_LOCKED_MARK}" if model.premium_only else ""
         lines.append(f"• {esc(model.title)}{mark} — {_limits(model)}")
     if not account.premium and any(m.premium_only for m in catalog.models):
-        lines += ["", f"{MODEL_LOCKED_MARK} — только с премиумом: /billing"]
+        where = ": /billing" if premium_on_sale else "; он скоро появится"
+        lines += ["", f"{MODEL_LOCKED_MARK} — только с премиумом{where}"]
     return "\n".join(lines)
 
 
@@ -185,11 +187,9 @@ def model_chosen(model: Model) -> str:
 MODEL_MENU_CLOSED = "Меню закрыто"
 
 
-def model_reset(default: Model) -> str:
-    return (
-        "ℹ️ Премиум закончился, поэтому модель переключена на "
-        f"<b>{esc(default.title)}</b>. Вернуть премиум-модели: /billing"
-    )
+def model_reset(default: Model, *, premium_on_sale: bool = True) -> str:
+    again = " Вернуть премиум-модели: /billing" if premium_on_sale else ""
+    return f"ℹ️ Премиум закончился, поэтому модель переключена на <b>{esc(default.title)}</b>.{again}"
 
 
 # --- /role -----------------------------------------------------------------------------------------------------
@@ -226,7 +226,7 @@ def role_too_long(length: int, limit: int) -> str:
 # --- /profile --------------------------------------------------------------------------------------------------
 
 
-def profile(data: Profile, tz: ZoneInfo) -> str:
+def profile(data: Profile, tz: ZoneInfo, *, premium_on_sale: bool) -> str:
     account = data.account
     if account.role:
         role = account.role if len(account.role) <= ROLE_PREVIEW_CHARS else account.role[:ROLE_PREVIEW_CHARS] + "…"
@@ -237,7 +237,7 @@ def profile(data: Profile, tz: ZoneInfo) -> str:
     if account.premium_until is not None:
         premium = f"активен до {when(account.premium_until, tz)}"
     else:
-        premium = "нет — оформить: /billing"
+        premium = "нет — оформить: /billing" if premium_on_sale else "нет"
     return (
         "<b>👤 Профиль</b>\n\n"
         f"Модель: <b>{esc(account.model.title)}</b> (/model)\n"
@@ -309,13 +309,13 @@ def private_only(bot_username: str | None) -> str:
 NOT_COUNTED = "Запрос не засчитан."
 
 
-def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo) -> str:
+def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo, *, premium_on_sale: bool = True) -> str:
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
     requests = plural(exc.limit, "запрос", "запроса", "запросов")
     # Premium is offered only when it raises this limit: never to a premium user (whose limit is already the
-    # premium one), nor for a model whose premium limit is no higher.
-    premium_helps = model is not None and model.premium_daily > exc.limit
+    # premium one), nor for a model whose premium limit is no higher, nor while it cannot be bought.
+    premium_helps = premium_on_sale and model is not None and model.premium_daily > exc.limit
     further = " — или оформить премиум с большими лимитами — /billing" if premium_helps else "."
     return (
         f"⏳ Дневной лимит для модели <b>{esc(title)}</b> исчерпан: {exc.limit} {requests} в день. "
@@ -324,12 +324,13 @@ def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo) -> str:
     )
 
 
-def premium_required(exc: PremiumRequired, catalog: Catalog) -> str:
+def premium_required(exc: PremiumRequired, catalog: Catalog, *, premium_on_sale: bool = True) -> str:
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
+    further = "Оформить премиум: /billing" if premium_on_sale else "Премиум скоро появится."
     return (
         f"{MODEL_LOCKED_MARK} Модель <b>{esc(title)}</b> доступна только с премиумом, "
-        "поэтому выбор не изменился.\n\nОформить премиум: /billing"
+        f"поэтому выбор не изменился.\n\n{further}"
     )
 
 
@@ -355,6 +356,17 @@ LLM_BAD_REQUEST = (
     "Модель не смогла обработать этот запрос — возможно, он или история беседы слишком длинные. "
     f"Попробуйте короче или очистите контекст: /delete_context. {NOT_COUNTED}"
 )
+
+
+def message_too_long(exc: MessageTooLong, catalog: Catalog) -> str:
+    model = catalog.find(exc.model_id)
+    title = model.title if model else exc.model_id
+    return (
+        f"📏 Сообщение слишком длинное для модели <b>{esc(title)}</b>: она не сможет прочитать его целиком. "
+        f"Сократите его или выберите модель с большим контекстом: /model. {NOT_COUNTED}"
+    )
+
+
 CUT_OFF_BY_RESTART = "⚠️ Бот перезапускался и не успел ответить на это сообщение. Пожалуйста, отправьте его ещё раз."
 LLM_NO_ROOM = (
     "🤔 Модель потратила весь лимит ответа на размышления и ничего не написала. Сузьте вопрос или выберите другую "
@@ -392,12 +404,15 @@ def llm_error(exc: LLMError) -> str:
     return LLM_FAILED
 
 
-def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str) -> str:
-    """The message a user gets for a domain error."""
+def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str, *, premium_on_sale: bool = True) -> str:
+    """The message a user gets for a domain error. ``premium_on_sale``: premium can be bought (payments are
+    configured), so refusals that premium would lift point to /billing."""
     if isinstance(exc, QuotaExceeded):
-        return quota_exceeded(exc, catalog, tz)
+        return quota_exceeded(exc, catalog, tz, premium_on_sale=premium_on_sale)
     if isinstance(exc, PremiumRequired):
-        return premium_required(exc, catalog)
+        return premium_required(exc, catalog, premium_on_sale=premium_on_sale)
+    if isinstance(exc, MessageTooLong):
+        return message_too_long(exc, catalog)
     if isinstance(exc, RoleTooLong):
         return role_too_long(exc.length, exc.limit)
     if isinstance(exc, VisionUnsupported):

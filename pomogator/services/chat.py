@@ -11,7 +11,7 @@ from typing import Any
 
 from loguru import logger
 
-from pomogator.errors import LLMBadRequest, LLMModerated, LLMNoRoomToAnswer, LLMUnavailable, VisionUnsupported
+from pomogator.errors import LLMModerated, LLMNoRoomToAnswer, LLMUnavailable, MessageTooLong, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, TextComplete, Usage
 from pomogator.llm.tokens import estimate_content
@@ -205,7 +205,8 @@ def with_recent_media(history: list[Turn], content: Content, keep: int = MEDIA_T
 
 
 def build_messages(dialog: Dialog, history: list[Turn], content: Content) -> list[Message]:
-    """System role + as much recent context as fits + the new message; raises LLMBadRequest if that cannot fit.
+    """System role + as much recent context as fits + the new message; raises MessageTooLong when the message and
+    the role alone do not fit.
     Only the latest turns with images or files send them again (``with_recent_media``)."""
     history = with_recent_media(history, content)
     model = dialog.model
@@ -215,7 +216,7 @@ def build_messages(dialog: Dialog, history: list[Turn], content: Content) -> lis
         head.append({"role": "system", "content": dialog.role})
     fixed = sum(estimate_content(m["content"]) for m in head) + estimate_content(content)
     if fixed > budget:
-        raise LLMBadRequest(f"message needs ~{fixed} tokens, budget {budget}")
+        raise MessageTooLong(model.id, fixed, budget)
     kept: list[Message] = []
     used = fixed
     for turn in reversed(history):
@@ -266,9 +267,9 @@ class ChatService:
     ) -> AsyncGenerator[str, None]:
         """Yield the answer's text pieces as they arrive.
 
-        Raises VisionUnsupported and ImagesTooLarge (before anything is taken), QuotaExceeded (before any LLM call)
-        and LLMError subclasses, an empty or blank answer included (the reserved request is refunded; a refund that
-        fails is tried again later and never replaces the error). Setting
+        Raises VisionUnsupported and ImagesTooLarge (before anything is taken), QuotaExceeded (before any LLM call),
+        MessageTooLong (no LLM call) and LLMError subclasses, an empty or blank answer included (the reserved
+        request is refunded; a refund that fails is tried again later and never replaces the error). Setting
         ``stop`` ends the stream early: what was generated is kept, stored and counted as one request (nothing but
         whitespace is given back). Both turns are stored only when the answer completes or is stopped, and only
         while the person exists and has not cleared the context since the request started.

@@ -134,7 +134,9 @@ def test_model_menu_lists_limits_and_escapes_titles() -> None:
         },
         "test",
     )
-    text = texts.model_menu(catalog, account(catalog))
+    text = texts.model_menu(catalog, account(catalog), premium_on_sale=True)
     assert "A &lt;b&gt; &amp; co — 3 / 30" in text
     assert "Locked 🔒 — только премиум / 7" in text
     assert "/billing" in text
+    soon = texts.model_menu(catalog, account(catalog), premium_on_sale=False)
+    assert "/billing" not in soon and "скоро" in soon

@@ -101,7 +101,9 @@ def test_dates_carry_the_time_zone_billing_shows() -> None:
         premium_until=MOMENT,
         created_at=MOMENT,
     )
-    shown = texts.profile(Profile(account, 0, (ModelAllowance(MODEL, 0, MODEL.premium_daily),)), MSK)
+    shown = texts.profile(
+        Profile(account, 0, (ModelAllowance(MODEL, 0, MODEL.premium_daily),)), MSK, premium_on_sale=True
+    )
     assert "Премиум: активен до 05.01.2025 05:49 MSK" in shown
     billing = billing_texts.billing_screen(
         premium_until=MOMENT, plans=[], tz=MSK, offer_url="", privacy_url="", email=None, receipts=False

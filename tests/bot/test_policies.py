@@ -19,6 +19,8 @@ from pomogator.errors import (
     LLMRateLimited,
     LLMTimeout,
     LLMUnavailable,
+    MessageTooLong,
+    PremiumRequired,
     QuotaExceeded,
     RoleTooLong,
 )
@@ -166,3 +168,24 @@ def test_quota_and_role_refusals_say_what_and_when() -> None:
     assert catalog.default.title in text and "20 запросов" in text
     assert "02.03.2025 00:00" in text and "/billing" in text
     assert "2500" in texts.error(RoleTooLong(2500, 2000), catalog, tz, "@s")
+
+
+def test_refusals_premium_would_lift_point_to_billing_only_while_it_is_for_sale() -> None:
+    catalog = load_catalog()
+    tz = ZoneInfo("Europe/Moscow")
+    locked = next(m for m in catalog.models if m.premium_only)
+    quota = QuotaExceeded(catalog.default.id, 20, datetime(2025, 3, 1, 21, 0, tzinfo=UTC))
+    for exc in (quota, PremiumRequired(locked.id)):
+        assert "/billing" in texts.error(exc, catalog, tz, "@s", premium_on_sale=True)
+        assert "/billing" not in texts.error(exc, catalog, tz, "@s", premium_on_sale=False)
+    assert texts.error(quota, catalog, tz, "@s", premium_on_sale=False).endswith("/model.")
+    assert "скоро" in texts.error(PremiumRequired(locked.id), catalog, tz, "@s", premium_on_sale=False)
+    assert "/billing" in texts.model_reset(catalog.default, premium_on_sale=True)
+    assert "/billing" not in texts.model_reset(catalog.default, premium_on_sale=False)
+
+
+def test_a_message_too_long_names_the_model_and_what_helps() -> None:
+    catalog = load_catalog()
+    text = texts.error(MessageTooLong(catalog.default.id, 70_000, 61_000), catalog, ZoneInfo("Europe/Moscow"), "@s")
+    assert catalog.default.title in text and "/model" in text
+    assert "/delete_context" not in text and text != texts.LLM_BAD_REQUEST

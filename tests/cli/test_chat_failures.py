@@ -128,3 +128,20 @@ async def test_a_premium_only_model_is_refused_to_a_free_user_before_the_session
     assert "premium only" in error_line(switched)
     assert switched.code == 1
     assert [request.model for request in fake_llm.requests] == ["openai/gpt-4o-mini"]
+
+
+async def test_a_message_too_long_for_the_model_says_what_helps(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    models = tmp_path / "models.toml"
+    models.write_text(
+        'default = "test/short"\n\n[[models]]\nid = "test/short"\nfree_daily = 5\npremium_daily = 10\n'
+        "context_length = 700\nmax_output_tokens = 100\n",
+        "utf-8",
+    )
+    env = chat_env(fake_llm.base_url, POMOGATOR_MODELS_FILE=str(models))
+    result = await run_cli("chat", cwd=tmp_path, env=env, stdin="word " * 600 + "\n")
+    assert result.code == 1
+    line = error_line(result)
+    assert "too long for test/short" in line and line.endswith("switch with /model ID.")
+    # Refused before anything was sent: nothing names the provider.
+    assert fake_llm.base_url not in line and "HTTP" not in line
+    assert fake_llm.request_count == 0

@@ -29,6 +29,7 @@ from pomogator.errors import (
     LLMRateLimited,
     LLMTimeout,
     LLMUnavailable,
+    MessageTooLong,
     PremiumRequired,
     QuotaExceeded,
     VisionUnsupported,
@@ -314,8 +315,12 @@ async def test_role_counts_against_the_context(services: Services, fake_llm: Fak
 
 async def test_message_too_long_for_the_model_is_refused_and_refunded(services: Services, fake_llm: FakeLLM) -> None:
     dialog = await dialog_for(services, model_id="test/tiny")
-    with pytest.raises(LLMBadRequest):
+    with pytest.raises(MessageTooLong) as caught:
         await ask(services, dialog, "x" * 1000)
+    # Not the provider's refusal: the message alone is over what the model takes, whatever the context.
+    assert not isinstance(caught.value, LLMError)
+    assert (caught.value.model_id, caught.value.budget) == ("test/tiny", 200)
+    assert caught.value.tokens == estimate_content("x" * 1000)
     assert fake_llm.request_count == 0
     assert await used(services) == 0
     assert await stored() == []

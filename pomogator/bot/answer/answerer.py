@@ -39,8 +39,8 @@ class Answerer:
 
         Uses the sender's model, role and stored context. A sender not yet touched (a ``Person``: text on
         PostgreSQL) is touched in the round trip that takes the request. Raises what ``ChatService.stream_reply``
-        raises (QuotaExceeded before any model call, VisionUnsupported, LLMError subclasses with the request
-        refunded) and ``ChatGone`` when the chat cannot receive the answer.
+        raises (QuotaExceeded before any model call, VisionUnsupported, MessageTooLong and LLMError subclasses with
+        the request refunded) and ``ChatGone`` when the chat cannot receive the answer.
         """
         if isinstance(sender, Person):
             if isinstance(content, str) and self.chat.opens_in_one_trip:

@@ -14,28 +14,33 @@ from pomogator.bot.callbacks import MenuAction, MenuCallback, ModelAction, Model
 from pomogator.bot.keyboards import make_model_keyboard
 from pomogator.bot.middlewares import CallbackReply
 from pomogator.bot.replies import chat_id_of, replace_text
+from pomogator.config import Settings
 from pomogator.llm.catalog import Catalog
 from pomogator.services.users import Account, UserService
 
 router = Router(name="model")
 
 
-async def send_model_menu(bot: Bot, chat_id: int, account: Account, catalog: Catalog) -> None:
+async def send_model_menu(bot: Bot, chat_id: int, account: Account, catalog: Catalog, settings: Settings) -> None:
     await bot.send_message(
-        chat_id, texts.model_menu(catalog, account), reply_markup=make_model_keyboard(catalog, account)
+        chat_id,
+        texts.model_menu(catalog, account, premium_on_sale=settings.billing_configured),
+        reply_markup=make_model_keyboard(catalog, account),
     )
 
 
 @router.message(Command("model", ignore_case=True))
-async def on_model(message: Message, bot: Bot, account: Account, catalog: Catalog) -> None:
-    await send_model_menu(bot, message.chat.id, account, catalog)
+async def on_model(message: Message, bot: Bot, account: Account, catalog: Catalog, settings: Settings) -> None:
+    await send_model_menu(bot, message.chat.id, account, catalog, settings)
 
 
 @router.callback_query(MenuCallback.filter(F.action == MenuAction.model))
-async def on_model_button(query: CallbackQuery, bot: Bot, account: Account, catalog: Catalog) -> None:
+async def on_model_button(
+    query: CallbackQuery, bot: Bot, account: Account, catalog: Catalog, settings: Settings
+) -> None:
     chat_id = chat_id_of(query)
     if chat_id is not None:
-        await send_model_menu(bot, chat_id, account, catalog)
+        await send_model_menu(bot, chat_id, account, catalog, settings)
 
 
 @router.callback_query(ModelCallback.filter(F.action == ModelAction.pick))
@@ -46,13 +51,15 @@ async def on_pick(
     account: Account,
     users: UserService,
     catalog: Catalog,
+    settings: Settings,
     callback_reply: CallbackReply,
 ) -> None:
-    # PremiumRequired leaves the choice as it was; the error middleware explains and points to /billing.
+    # PremiumRequired leaves the choice as it was; the error middleware explains.
     model = await users.set_model(account.telegram_id, catalog.by_key(callback_data.key).id)
     callback_reply.text = texts.model_chosen(model)
     chosen = dataclasses.replace(account, model=model)
-    await replace_text(bot, query, texts.model_menu(catalog, chosen), make_model_keyboard(catalog, chosen))
+    menu = texts.model_menu(catalog, chosen, premium_on_sale=settings.billing_configured)
+    await replace_text(bot, query, menu, make_model_keyboard(catalog, chosen))
 
 
 @router.callback_query(ModelCallback.filter(F.action == ModelAction.exit))

@@ -17,7 +17,7 @@ router = Router(name="profile")
 
 async def send_profile(bot: Bot, chat_id: int, account: Account, users: UserService, settings: Settings) -> None:
     profile = await users.profile(account.telegram_id)
-    await bot.send_message(chat_id, texts.profile(profile, settings.tz))
+    await bot.send_message(chat_id, texts.profile(profile, settings.tz, premium_on_sale=settings.billing_configured))
 
 
 @router.message(Command("profile", ignore_case=True))
