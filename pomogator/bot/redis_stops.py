@@ -61,12 +61,20 @@ class RedisStopRegistry(StopRegistry):
             return False
         return True
 
-    async def request_stop_chat(self, chat_id: int) -> None:
-        self.stop_chat(chat_id)
+    async def request_stop_chat(self, chat_id: int) -> bool:
+        stopped = self.stop_chat(chat_id) > 0
         try:
+            # /stop is rare: scanning for the chat's marks costs less than keeping a set per chat at every answer.
+            pattern = f"{_glob_escape(self._prefix)}:streaming:{chat_id}:*"
+            marks = [mark async for mark in self._redis.scan_iter(match=pattern, count=1000)]
+            # Claimed as a Stop press claims them, so a second /stop finds nothing to stop.
+            claimed = await self._redis.delete(*marks) if marks else 0
+            # Published even without marks: an answer whose mark Redis missed stops too.
             await self._redis.publish(self._channel, f"{chat_id}:{EVERY_ANSWER}")
         except RedisError as exc:
             logger.warning("Could not pass a chat's stop on through Redis: {}", exc)
+            return stopped
+        return stopped or claimed > 0
 
     def _on_stop(self, data: str) -> None:
         chat, _, answer = data.partition(":")
@@ -75,3 +83,8 @@ class RedisStopRegistry(StopRegistry):
                 self.stop_chat(int(chat))
             else:
                 self.stop(int(chat), int(answer))
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)

@@ -239,6 +239,20 @@ async def test_a_chat_wide_stop_reaches_every_answer_of_the_chat_on_every_instan
         assert not other_chat.is_set()
 
 
+async def test_a_chat_wide_stop_tells_whether_an_answer_was_streaming_anywhere(settings: Settings) -> None:
+    async with two_instances(settings) as (a, b):
+        assert not await b.stops.request_stop_chat(5)
+        async with a.stops.streaming(5, 1) as streaming, a.stops.streaming(6, 2):
+            assert await b.stops.request_stop_chat(5)  # streamed by the other instance
+            async with asyncio.timeout(5):
+                await streaming.wait()
+            # Stopping already: asked again, on either instance, there is nothing left to stop.
+            assert not await b.stops.request_stop_chat(5)
+            assert not await a.stops.request_stop_chat(5)
+        async with b.stops.streaming(5, 3):
+            assert await b.stops.request_stop_chat(5)  # streamed here
+
+
 async def test_group_notice_update_delivery_and_conversation_state_are_shared(settings: Settings) -> None:
     async with two_instances(settings) as (a, b):
         assert a.claim_group_notice is not None and b.claim_group_notice is not None

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 
 class StopRegistry:
-    """The Stop button (or a stopped draft) sets the event of the answer it belongs to."""
+    """The Stop button (or a stopped draft) sets the event of the answer it belongs to; /stop those of the chat."""
 
     def __init__(self) -> None:
         self._events: dict[tuple[int, int], asyncio.Event] = {}
@@ -52,9 +52,10 @@ class StopRegistry:
             event.set()
         return len(events)
 
-    async def request_stop_chat(self, chat_id: int) -> None:
-        """Stop every answer of the chat wherever it streams (the person erased their data)."""
-        self.stop_chat(chat_id)
+    async def request_stop_chat(self, chat_id: int) -> bool:
+        """Stop every answer of the chat wherever it streams (/stop, or the person erased their data); False when
+        none was streaming."""
+        return self.stop_chat(chat_id) > 0
 
     def __len__(self) -> int:
         return len(self._events)
