@@ -56,10 +56,12 @@ def make_model_keyboard(catalog: Catalog, account: Account) -> InlineKeyboardMar
     return builder.as_markup()
 
 
-def make_role_keyboard() -> InlineKeyboardMarkup:
+def make_role_keyboard(*, has_role: bool) -> InlineKeyboardMarkup:
+    """Cancel, and Delete only when there is a role to delete."""
     builder = InlineKeyboardBuilder()
     builder.button(text=texts.ROLE_CANCEL, callback_data=RoleCallback(action=RoleAction.cancel))
-    builder.button(text=texts.ROLE_DELETE, callback_data=RoleCallback(action=RoleAction.delete))
+    if has_role:
+        builder.button(text=texts.ROLE_DELETE, callback_data=RoleCallback(action=RoleAction.delete))
     builder.adjust(2)
     return builder.as_markup()
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from pomogator.bot import texts
 from pomogator.bot.callbacks import ModelAction, ModelCallback
 from pomogator.llm.catalog import load_catalog
 from tests.bot.harness import BotHarness
+from tests.fakes.openai_server import Reply
 from tests.fakes.telegram_server import SentMessage
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -44,6 +47,7 @@ async def test_bot_profile_is_set_at_start_within_telegram_limits(harness: BotHa
     await h.tg.wait_until(lambda: bool(h.tg.short_descriptions), what="profile set")
     commands = next(iter(h.tg.commands.values()))
     assert [c["command"] for c in commands] == [name for name, _ in texts.COMMANDS]
+    assert "stop" in [c["command"] for c in commands]
     description = h.tg.descriptions[""]
     short = h.tg.short_descriptions[""]
     assert len(description) <= 512 and SUPPORT in description
@@ -223,10 +227,11 @@ async def test_role_is_set_by_the_next_message_and_sent_as_system_prompt(harness
     chat = h.new_chat()
     prompt = await command_reply(h, chat, "/role")
     assert "не задана" in (prompt.text or "")
-    assert prompt.button_texts == [texts.ROLE_CANCEL, texts.ROLE_DELETE]
+    assert prompt.button_texts == [texts.ROLE_CANCEL]  # no role to delete
     role = "Ты — <пират> & говоришь «арр»"
     saved = await command_reply(h, chat, role)
     assert saved.text == texts.ROLE_SAVED
+    assert h.tg.message(chat, prompt.message_id).buttons == []  # the form is over: nothing left to press
     reply = await command_reply(h, chat, "кто ты?")
     assert reply.text == "Echo: кто ты?"
     assert h.llm.requests[-1].system_prompt == role
@@ -267,10 +272,98 @@ async def test_a_too_long_role_is_refused_and_the_old_one_kept(harness: BotHarne
     assert "2001" in (refusal.text or "") and "2000" in (refusal.text or "")
     async with h.services() as services:
         assert (await services.users.get(chat)).role == "Старая роль"
+    assert prompt.button_texts == [texts.ROLE_CANCEL, texts.ROLE_DELETE]
     # Still waiting for a role: a shorter one is accepted.
     saved = await command_reply(h, chat, "я" * 2000)
     assert saved.text == texts.ROLE_SAVED
+
+
+async def test_a_role_given_with_the_command_is_saved_at_once(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    assert (await command_reply(h, chat, "/role Ты — опытный юрист,\nотвечай кратко")).text == texts.ROLE_SAVED
+    # No prompt waits: the next message is a question, asked with the new role.
+    assert (await command_reply(h, chat, "Сколько будет 2+2?")).text == "Echo: Сколько будет 2+2?"
+    assert h.llm.requests[-1].system_prompt == "Ты — опытный юрист,\nотвечай кратко"
+    # Too long: refused, and the prompt opens for a shorter one (or Cancel), as the refusal says.
+    last = h.tg.sent_messages(chat)[-1].message_id
+    h.tg.user_message(chat, "/role " + "я" * 2001)
+    await h.tg.wait_until(lambda: len(h.messages_after(chat, last)) >= 2, what="the prompt and the refusal")
+    await h.settle(quiet=0.3)
+    prompt, refusal = h.messages_after(chat, last)
     assert prompt.button_texts == [texts.ROLE_CANCEL, texts.ROLE_DELETE]
+    assert "2001" in (refusal.text or "")
+    assert (await command_reply(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    async with h.services() as services:
+        assert (await services.users.get(chat)).role == "Будь краток"
+
+
+async def stale_press(h: BotHarness, chat: int, prompt: SentMessage, text_part: str) -> dict[str, object]:
+    """Press a button of ``prompt`` as it was sent, whether or not the prompt still shows it."""
+    query_id = h.tg.press_button(chat, prompt.message_id, str(prompt.button(text_part)["callback_data"]), strict=False)
+    answer = await h.wait_callback_answer(query_id)
+    await h.settle(quiet=0.3)
+    return answer
+
+
+async def test_a_role_prompt_that_no_longer_waits_changes_nothing(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await command_reply(h, chat, "/role Старая роль")
+    # Answered by text: the prompt loses its buttons, and a press left in flight changes nothing.
+    prompt = copy.deepcopy(await command_reply(h, chat, "/role"))
+    await command_reply(h, chat, "Ты пират")
+    assert h.tg.message(chat, prompt.message_id).buttons == []
+    for button in (texts.ROLE_CANCEL, texts.ROLE_DELETE):
+        assert (await stale_press(h, chat, prompt, button)).get("text") == texts.ROLE_PROMPT_OUTDATED
+    assert h.tg.message(chat, prompt.message_id).text == prompt.text
+    async with h.services() as services:
+        assert (await services.users.get(chat)).role == "Ты пират"
+
+    # Cancelled by /cancel or a typed "Отмена": the same.
+    for cancel in ("/cancel", "Отмена"):
+        prompt = await command_reply(h, chat, "/role")
+        assert (await command_reply(h, chat, cancel)).text == texts.ROLE_UNCHANGED
+        assert h.tg.message(chat, prompt.message_id).buttons == []
+
+    # Ended by another command, or replaced by a newer prompt: its buttons stay, but do nothing.
+    ended = await command_reply(h, chat, "/role")
+    await command_reply(h, chat, "/help")
+    replaced = await command_reply(h, chat, "/role")
+    await command_reply(h, chat, "/role")
+    for prompt in (ended, replaced):
+        shown = prompt.text
+        answer = await press(h, chat, prompt, texts.ROLE_DELETE)
+        assert answer.get("text") == texts.ROLE_PROMPT_OUTDATED
+        assert prompt.text == shown and prompt.buttons  # the fake's messages are live
+    async with h.services() as services:
+        assert (await services.users.get(chat)).role == "Ты пират"
+    # The newest prompt still waits.
+    assert (await command_reply(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+
+
+async def test_stop_stops_the_answer_at_once_and_says_when_nothing_is_written(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    assert (await command_reply(h, chat, "/stop")).text == texts.NOTHING_TO_STOP
+    h.llm.enqueue(Reply.slow(400, 40.0))
+    h.tg.user_message(chat, "long story")
+    await h.tg.wait_until(lambda: (h.tg.drafts(chat).latest_text or "").count("tok") >= 3, 15, "a draft")
+    # Not queued behind the answer it stops: the answer ends long before its 40 seconds.
+    h.tg.user_message(chat, "/Stop")
+    answer = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+    assert (answer.text or "").startswith("tok0 tok1") and (answer.text or "").endswith("Ответ остановлен")
+    assert h.messages_after(chat, answer.message_id) == []  # the stop mark is the only reply
+    # A pending form keeps waiting: /stop is not turning away from it.
+    await command_reply(h, chat, "/role")
+    assert (await command_reply(h, chat, "/stop")).text == texts.NOTHING_TO_STOP
+    assert (await command_reply(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+
+
+async def test_cancel_with_nothing_to_cancel_says_so(harness: BotHarness) -> None:
+    h = harness
+    assert (await command_reply(h, h.new_chat(), "/cancel")).text == texts.NOTHING_TO_CANCEL
 
 
 async def test_profile_shows_model_role_usage_and_premium(harness: BotHarness) -> None:

@@ -24,7 +24,14 @@ from pomogator.billing import texts as billing_texts
 from pomogator.bot import texts
 from pomogator.bot.callbacks import StopCallback
 from pomogator.bot.fsm_memory import SparseMemoryStorage
-from pomogator.bot.middlewares.forms import FORM, FORM_TTL_S, EarlierMessagesMiddleware, FormMiddleware, open_form
+from pomogator.bot.middlewares.forms import (
+    BESIDE_FORM,
+    FORM,
+    FORM_TTL_S,
+    EarlierMessagesMiddleware,
+    FormMiddleware,
+    open_form,
+)
 from pomogator.llm.catalog import load_catalog
 from tests.bot.harness import BotHarness
 from tests.fakes.openai_server import Reply
@@ -128,8 +135,8 @@ async def test_cancel_command_cancels_the_role_prompt_like_its_button(bot: BotHa
     await reply_to(h, chat, "/role")
     assert (await reply_to(h, chat, "Отмена")).text == texts.ROLE_UNCHANGED
     assert await stored_role(h, chat) is None
-    # Nothing waits any more: /cancel is then just an unknown command.
-    assert (await reply_to(h, chat, "/cancel")).text == texts.UNKNOWN_COMMAND
+    # Nothing waits any more: /cancel says there is nothing to cancel.
+    assert (await reply_to(h, chat, "/cancel")).text == texts.NOTHING_TO_CANCEL
 
 
 @pytest.mark.slow
@@ -286,7 +293,7 @@ async def dispatcher() -> AsyncIterator[tuple[Dispatcher, Bot, Clock, list[str]]
     async def on_text(message: Message) -> None:
         seen.append(f"question: {message.text}")
 
-    @router.callback_query(StopCallback.filter())
+    @router.callback_query(StopCallback.filter(), flags={BESIDE_FORM: True})
     async def on_stop(query: CallbackQuery) -> None:
         seen.append("stop")
 

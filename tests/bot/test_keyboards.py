@@ -115,8 +115,11 @@ def test_start_keyboard_has_one_button_per_menu_action() -> None:
 
 
 def test_other_keyboards_round_trip_and_fit() -> None:
-    role = [RoleCallback.unpack(d).action for d in all_callback_data(make_role_keyboard())]
+    role = [RoleCallback.unpack(d).action for d in all_callback_data(make_role_keyboard(has_role=True))]
     assert role == [RoleAction.cancel, RoleAction.delete]
+    # Without a role there is nothing to delete.
+    role = [RoleCallback.unpack(d).action for d in all_callback_data(make_role_keyboard(has_role=False))]
+    assert role == [RoleAction.cancel]
     confirm = [DeleteMeCallback.unpack(d).confirm for d in all_callback_data(make_delete_me_keyboard())]
     assert confirm == [True, False]
     stop = all_callback_data(make_stop_keyboard(DRAFT_ID_LIMIT))

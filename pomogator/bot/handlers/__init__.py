@@ -6,6 +6,7 @@
   against every command; ``chat.late_router`` answers unknown commands after the command routers had their turn;
 * the role input (a state handler) comes before ``chat.late_router``, so the text after /role becomes the role;
 * ``billing`` answers both /billing and the /start menu's premium button (``MenuAction.billing``);
+* ``cancel`` answers /cancel when no form waits, so it comes after the forms' own /cancel handlers (role, billing);
 * ``files`` (photos, documents, albums) goes right before ``fallback``, which answers every other kind of message
   (service messages excepted) and edited messages, so it must stay last.
 
@@ -19,6 +20,7 @@ from aiogram import Router
 
 from pomogator.bot.handlers import (
     billing,
+    cancel,
     chat,
     context,
     delete_me,
@@ -44,6 +46,7 @@ def get_routers() -> list[Router]:
         delete_me.router,
         billing.router,
         stop.router,
+        cancel.router,
         chat.late_router,
         files.router,
         fallback.router,

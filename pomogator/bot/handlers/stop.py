@@ -1,20 +1,34 @@
-"""Stopping a streaming answer: the Stop button (edited messages) or Telegram's own button on a draft."""
+"""Stopping a streaming answer: /stop, the Stop button (edited messages) or Telegram's own button on a draft.
+
+They act beside a pending form (``BESIDE_FORM``): stopping an answer is not turning away from the form. /stop does
+not wait for the chat's turn (``pomogator.bot.middlewares.chat_order.UNQUEUED_COMMANDS``).
+"""
 
 from __future__ import annotations
 
 from aiogram import Router
-from aiogram.types import CallbackQuery, MessageGenerationStopped
+from aiogram.filters import Command
+from aiogram.types import CallbackQuery, Message, MessageGenerationStopped
 
 from pomogator.bot import texts
 from pomogator.bot.answer import StopRegistry
 from pomogator.bot.callbacks import StopCallback
 from pomogator.bot.middlewares import CallbackReply
+from pomogator.bot.middlewares.chat_order import STOP_COMMAND
+from pomogator.bot.middlewares.forms import BESIDE_FORM
 from pomogator.bot.replies import chat_id_of
 
 router = Router(name="stop")
 
 
-@router.callback_query(StopCallback.filter(), flags={"account": False})
+@router.message(Command(STOP_COMMAND, ignore_case=True), flags={"account": False, BESIDE_FORM: True})
+async def on_stop_command(message: Message, stops: StopRegistry) -> None:
+    # A stopped answer ends with its own mark ("Ответ остановлен"): a reply here would only come before it.
+    if not await stops.request_stop_chat(message.chat.id):
+        await message.answer(texts.NOTHING_TO_STOP)
+
+
+@router.callback_query(StopCallback.filter(), flags={"account": False, BESIDE_FORM: True})
 async def on_stop_button(
     query: CallbackQuery, callback_data: StopCallback, stops: StopRegistry, callback_reply: CallbackReply
 ) -> None:

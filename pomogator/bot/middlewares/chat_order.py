@@ -1,9 +1,9 @@
 """One message at a time per chat, in arrival order.
 
 aiogram handles updates concurrently, so without this two messages from one chat could be answered at once and
-their answers interleave. Only the message path queues: button presses (the Stop button above all) go straight
-through. The lock is pluggable: several bot instances behind a webhook share ``RedisChatLocks``
-(``pomogator.bot.redis_locks``), which orders waiting messages by update id.
+their answers interleave. Only the message path queues: button presses (the Stop button above all) and /stop
+(``UNQUEUED_COMMANDS``) go straight through. The lock is pluggable: several bot instances behind a webhook share
+``RedisChatLocks`` (``pomogator.bot.redis_locks``), which orders waiting messages by update id.
 """
 
 from __future__ import annotations
@@ -15,7 +15,24 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from aiogram import BaseMiddleware
-from aiogram.types import Chat, TelegramObject, Update
+from aiogram.types import Chat, Message, TelegramObject, Update
+
+from pomogator.bot.filters import is_command
+
+STOP_COMMAND = "stop"
+
+UNQUEUED_COMMANDS = frozenset({STOP_COMMAND})
+"""Commands handled at once, not in the chat's turn.
+
+/stop acts on the answer streaming meanwhile: queued, it would run only once that answer is complete. It reads and
+writes nothing else, its handler keeps a pending form (``BESIDE_FORM``), and it says something only when no answer
+streams, so running out of turn changes no outcome.
+
+Read-only commands (/help, /profile, /model's menu) keep their turn. Out of turn, their replies would land above the
+answers to messages sent before them, and /profile would show the state before those messages did their work
+("/role Ты юрист", then /profile, must show the new role). Any command also ends a pending form: run ahead of a
+queued /role it would end nothing, and the form it should have ended would take the user's next question.
+"""
 
 
 class ChatLocks(Protocol):
@@ -83,9 +100,17 @@ class MemoryChatLocks:
             del self._entries[chat_id]
 
 
+def command_name(message: Message) -> str | None:
+    """The command ``message`` is (lowercase, without "@bot"), or None for any other message."""
+    if not is_command(message) or not message.text:
+        return None
+    return message.text.split(maxsplit=1)[0][1:].partition("@")[0].lower()
+
+
 class ChatOrderMiddleware(BaseMiddleware):
-    def __init__(self, locks: ChatLocks) -> None:
+    def __init__(self, locks: ChatLocks, unqueued: frozenset[str] = UNQUEUED_COMMANDS) -> None:
         self.locks = locks
+        self.unqueued = unqueued
 
     async def __call__(
         self,
@@ -95,6 +120,8 @@ class ChatOrderMiddleware(BaseMiddleware):
     ) -> Any:
         chat: Chat | None = data.get("event_chat")
         if not isinstance(event, Update) or event.message is None or chat is None:
+            return await handler(event, data)
+        if self.unqueued and command_name(event.message) in self.unqueued:
             return await handler(event, data)
         async with self.locks.hold(chat.id, event.update_id):
             return await handler(event, data)

@@ -5,9 +5,11 @@ their next message as a question, and taking it as a role (or refusing it as an 
 handler of a message or a button press ends a pending form before it runs, except:
 
 * the form's own input handlers, flagged ``flags={FORM: True}``;
-* the Stop button, which acts on an answer streaming meanwhile, not on the form.
+* the Stop button and /stop, which act on an answer streaming meanwhile, not on the form: ``flags={BESIDE_FORM: True}``.
 
-Handlers that end a form themselves (its Cancel button, /cancel) need no flag: the form is over for them either way.
+Handlers that end a form themselves (its Cancel button, /cancel) are flagged too when they need what the form
+noted (``close_form`` takes the buttons off the prompt, a button checks ``is_prompt_of``): unflagged, the form is over
+before they run.
 
 A form also ends when it was left alone for ``FORM_TTL_S`` (forms are opened with ``open_form``, which notes the
 time). Typing a role or an e-mail takes minutes; a message that comes an hour later, with the prompt long out of
@@ -28,17 +30,20 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Bot
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.dispatcher.flags import get_flag
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
 from aiogram.types import Message, TelegramObject
-
-from pomogator.bot.callbacks import StopCallback
+from loguru import logger
 
 FORM = "form"
 """The flag of a handler that takes a pending form's answer: ``flags={FORM: True}``."""
+
+BESIDE_FORM = "beside_form"
+"""The flag of a handler that leaves a pending form waiting (it acts on something else): ``{BESIDE_FORM: True}``."""
 
 FORM_TTL_S = 3600.0
 _OPENED = "form_opened"
@@ -50,6 +55,29 @@ async def open_form(state: FSMContext, form: State, *, prompt_id: int, **data: A
     earlier form left)."""
     await state.set_state(form)
     await state.set_data({**data, _OPENED: time.time(), _PROMPT: prompt_id})
+
+
+async def is_prompt_of(state: FSMContext, form: State, message_id: int) -> bool:
+    """Whether ``form`` waits and ``message_id`` is its prompt: a button on any other prompt is outdated."""
+    if await state.get_state() != form.state:
+        return False
+    prompt = (await state.get_data()).get(_PROMPT)
+    # A form opened by an older version has no prompt id: its prompt may be any.
+    return not isinstance(prompt, int) or prompt == message_id
+
+
+async def close_form(state: FSMContext, bot: Bot, chat_id: int) -> None:
+    """End the form answered or cancelled by a message, and take the buttons off its prompt: a Cancel left there
+    would say later that nothing changed."""
+    prompt = (await state.get_data()).get(_PROMPT)
+    await state.clear()
+    if not isinstance(prompt, int):
+        return
+    try:
+        await bot.edit_message_reply_markup(chat_id=chat_id, message_id=prompt, reply_markup=None)
+    except TelegramBadRequest as exc:
+        # Deleted by the user, or without buttons already: nothing is left to press.
+        logger.debug("The form's prompt keeps its buttons: {}", exc.message)
 
 
 class EarlierMessagesMiddleware(BaseMiddleware):
@@ -92,7 +120,7 @@ class FormMiddleware(BaseMiddleware):
                 return await handler(event, data)
             await self._end(state, data)
             raise SkipHandler
-        if not isinstance(data.get("callback_data"), StopCallback):
+        if not get_flag(data, BESIDE_FORM):
             await self._end(state, data)
         return await handler(event, data)
 
