@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,8 +24,10 @@ from aiogram.types import CallbackQuery, Message, Update
 from pomogator.billing import texts as billing_texts
 from pomogator.bot import texts
 from pomogator.bot.callbacks import StopCallback
+from pomogator.bot.factory import create_bot, create_dispatcher
 from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.middlewares.forms import (
+    _OPENED,
     BESIDE_FORM,
     FORM,
     FORM_TTL_S,
@@ -32,10 +35,12 @@ from pomogator.bot.middlewares.forms import (
     FormMiddleware,
     open_form,
 )
+from pomogator.container import build_services
 from pomogator.llm.catalog import load_catalog
-from tests.bot.harness import BotHarness
+from tests.bot.harness import TOKEN, BotHarness
+from tests.conftest import make_settings
 from tests.fakes.openai_server import Reply
-from tests.fakes.telegram_server import SentMessage
+from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.fakes.yookassa_server import FakeYooKassa
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -390,3 +395,47 @@ async def test_a_message_sent_before_the_prompt_does_not_see_the_form(
     assert await form_state(dp) == Form.waiting.state
     await dp.feed_update(bot, update(bot, 5, text="me@example.ru"))
     assert seen[2:] == ["form: me@example.ru"]
+
+
+# --- the role prompt past its time, in a dispatcher of this process ---------------------------------------------
+
+
+async def test_the_buttons_of_a_role_prompt_left_for_an_hour_change_nothing(tmp_path: Path) -> None:
+    chat = 5006
+    async with FakeTelegram(token=TOKEN) as tg:
+        settings = make_settings(
+            database_url=f"sqlite:///{tmp_path / 'bot.sqlite3'}", bot_token=TOKEN, telegram_api_url=tg.base_url
+        )
+        async with build_services(settings, migrate=True) as services:
+            bot = create_bot(settings)
+            dispatcher = create_dispatcher(services)
+            try:
+                offset = 0
+
+                async def handle_updates() -> None:
+                    nonlocal offset
+                    for event in await bot.get_updates(offset=offset, timeout=0):
+                        offset = event.update_id + 1
+                        await dispatcher.feed_update(bot, event)
+
+                tg.user_message(chat, "/role Старая роль")
+                tg.user_message(chat, "/role")
+                await handle_updates()
+                prompt = tg.sent_messages(chat)[-1]
+                assert prompt.button_texts == [texts.ROLE_CANCEL, texts.ROLE_DELETE]
+                state = dispatcher.fsm.get_context(bot, chat_id=chat, user_id=chat)
+                await state.update_data({_OPENED: (await state.get_data())[_OPENED] - FORM_TTL_S - 1})
+
+                shown = prompt.text
+                for data in prompt.callback_data:
+                    query = tg.press_button(chat, prompt.message_id, data)
+                    await handle_updates()
+                    assert (tg.callback_answer(query) or {}).get("text") == texts.ROLE_PROMPT_OUTDATED
+                assert prompt.text == shown  # the fake's messages are live
+                assert (await services.users.get(chat)).role == "Старая роль"
+                assert await state.get_state() is None
+            finally:
+                # The handler routers are module-level: detached, another dispatcher of this process can have them.
+                for router in dispatcher.sub_routers:
+                    router._parent_router = None
+                await bot.session.close()
