@@ -184,8 +184,9 @@ class Settings(BaseModel):
     receipt_tax_system_code: int | None = Field(default=None, ge=1, le=6)
     # How often the web app looks for premium ending within three days to remind about it; 0 turns it off.
     reminder_interval_seconds: float = Field(default=3600.0, ge=0)
-    # How often the web app asks YooKassa about payments left pending over 10 minutes, in case their notification
-    # was lost; 0 turns it off.
+    # How often the web app asks YooKassa about payments left pending over 10 minutes (in case their notification
+    # was lost) and about refunds it answered as pending, and sends a payer's notice that did not go out again; 0
+    # turns it off.
     payment_check_interval_seconds: float = Field(default=600.0, ge=0)
 
     log_level: str = "INFO"

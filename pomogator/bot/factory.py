@@ -7,7 +7,8 @@ The order in which an update meets the policy (after aiogram's own error and use
 3. ``PrivateChatsOnly`` — in a group: one notice per chat, nothing else;
 4. ``Gatherer.arrivals`` — the later parts of an album or of a split long text join the first one and stop here;
 5. ``FloodMiddleware`` — over N messages a minute: one notice, then ignored (decided on arrival);
-6. ``ChatOrderMiddleware`` — messages of a chat are handled one at a time, in arrival order;
+6. ``ChatOrderMiddleware`` — messages of a chat are handled one at a time, in arrival order (``/stop`` excepted: it
+   stops the answer the others wait behind);
 7. ``Gatherer.completion`` — in its turn, the first part waits for the rest and goes on as one request;
 8. ``ErrorMiddleware`` — domain errors become friendly messages, in the chat's turn;
 9. aiogram's FSM middleware — the conversation state is read in the chat's turn, too.
@@ -99,7 +100,7 @@ def create_dispatcher(
         catalog=services.catalog,
         users=services.users,
         chat=services.chat,
-        answerer=Answerer(services.chat, stops, services.users),
+        answerer=Answerer(services.chat, stops, services.users, premium_on_sale=settings.billing_configured),
         stops=stops,
         tracker=tracker,
     )
@@ -122,7 +123,9 @@ def create_dispatcher(
     forms = FormMiddleware()
     dispatcher.message.middleware.register(forms)
     dispatcher.callback_query.middleware.register(forms)
-    accounts = AccountMiddleware(services.users, defer=services.chat.opens_in_one_trip)
+    accounts = AccountMiddleware(
+        services.users, defer=services.chat.opens_in_one_trip, premium_on_sale=settings.billing_configured
+    )
     dispatcher.message.middleware.register(accounts)
     dispatcher.callback_query.middleware.register(accounts)
 

@@ -189,7 +189,7 @@ def model_chosen(model: Model) -> str:
 MODEL_MENU_CLOSED = "Меню закрыто"
 
 
-def model_reset(default: Model, *, premium_on_sale: bool = True) -> str:
+def model_reset(default: Model, *, premium_on_sale: bool) -> str:
     again = " Вернуть премиум-модели: /billing" if premium_on_sale else ""
     return f"ℹ️ Премиум закончился, поэтому модель переключена на <b>{esc(default.title)}</b>.{again}"
 
@@ -314,7 +314,7 @@ def private_only(bot_username: str | None) -> str:
 NOT_COUNTED = "Запрос не засчитан."
 
 
-def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo, *, premium_on_sale: bool = True) -> str:
+def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo, *, premium_on_sale: bool) -> str:
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
     requests = plural(exc.limit, "запрос", "запроса", "запросов")
@@ -329,7 +329,7 @@ def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo, *, premiu
     )
 
 
-def premium_required(exc: PremiumRequired, catalog: Catalog, *, premium_on_sale: bool = True) -> str:
+def premium_required(exc: PremiumRequired, catalog: Catalog, *, premium_on_sale: bool) -> str:
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
     further = "Оформить премиум: /billing" if premium_on_sale else "Премиум скоро появится."
@@ -409,7 +409,7 @@ def llm_error(exc: LLMError) -> str:
     return LLM_FAILED
 
 
-def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str, *, premium_on_sale: bool = True) -> str:
+def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str, *, premium_on_sale: bool) -> str:
     """The message a user gets for a domain error. ``premium_on_sale``: premium can be bought (payments are
     configured), so refusals that premium would lift point to /billing."""
     if isinstance(exc, QuotaExceeded):

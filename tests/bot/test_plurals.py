@@ -67,7 +67,7 @@ def test_role_texts_agree_with_their_numbers() -> None:
 
 def quota(limit: int, model: Model = MODEL, catalog: Catalog = CATALOG) -> str:
     """The notice for ``limit`` requests of ``model`` used up (``texts.error``, as the error middleware asks)."""
-    return texts.error(QuotaExceeded(model.id, limit, MOMENT), catalog, MSK, "@support")
+    return texts.error(QuotaExceeded(model.id, limit, MOMENT), catalog, MSK, "@support", premium_on_sale=True)
 
 
 def test_quota_notice_agrees_with_the_limit() -> None:
@@ -182,7 +182,14 @@ async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarn
     workdir = tmp_path_factory.mktemp("plurals")
     models = workdir / "models.toml"
     models.write_text(TINY_CATALOG, "utf-8")
-    env = {"POMOGATOR_MODELS_FILE": str(models), "POMOGATOR_ROLE_MAX_CHARS": "21"}
+    env = {
+        "POMOGATOR_MODELS_FILE": str(models),
+        "POMOGATOR_ROLE_MAX_CHARS": "21",
+        # Payments configured, so premium is offered where it helps (no payment is made here).
+        "POMOGATOR_YOOKASSA_SHOP_ID": "123456",
+        "POMOGATOR_YOOKASSA_SECRET_KEY": "test_secret",
+        "POMOGATOR_YOOKASSA_API_URL": "http://127.0.0.1:9/v3",
+    }
     async with BotHarness.open(workdir, env=env) as h:
         yield h
 

@@ -151,11 +151,14 @@ def test_each_model_failure_has_its_own_message_and_none_mentions_payment() -> N
     catalog = load_catalog()
     tz = ZoneInfo("Europe/Moscow")
     messages = {
-        kind: texts.error(kind("detail"), catalog, tz, "@support")
+        kind: texts.error(kind("detail"), catalog, tz, "@support", premium_on_sale=True)
         for kind in (LLMUnavailable, LLMRateLimited, LLMTimeout, LLMModerated, LLMBadRequest)
     }
     assert len(set(messages.values())) == len(messages)
-    assert texts.error(LLMAccountProblem("402 credits"), catalog, tz, "@s") == messages[LLMUnavailable]
+    assert (
+        texts.error(LLMAccountProblem("402 credits"), catalog, tz, "@s", premium_on_sale=True)
+        == messages[LLMUnavailable]
+    )
     for message in messages.values():
         assert "оплат" not in message.lower() and "detail" not in message
 
@@ -164,10 +167,10 @@ def test_quota_and_role_refusals_say_what_and_when() -> None:
     catalog = load_catalog()
     tz = ZoneInfo("Europe/Moscow")
     exc = QuotaExceeded(catalog.default.id, 20, datetime(2025, 3, 1, 21, 0, tzinfo=UTC))
-    text = texts.error(exc, catalog, tz, "@s")
+    text = texts.error(exc, catalog, tz, "@s", premium_on_sale=True)
     assert catalog.default.title in text and "20 запросов" in text
     assert "02.03.2025 00:00" in text and "/billing" in text
-    assert "2500" in texts.error(RoleTooLong(2500, 2000), catalog, tz, "@s")
+    assert "2500" in texts.error(RoleTooLong(2500, 2000), catalog, tz, "@s", premium_on_sale=True)
 
 
 def test_refusals_premium_would_lift_point_to_billing_only_while_it_is_for_sale() -> None:
@@ -186,6 +189,7 @@ def test_refusals_premium_would_lift_point_to_billing_only_while_it_is_for_sale(
 
 def test_a_message_too_long_names_the_model_and_what_helps() -> None:
     catalog = load_catalog()
-    text = texts.error(MessageTooLong(catalog.default.id, 70_000, 61_000), catalog, ZoneInfo("Europe/Moscow"), "@s")
+    too_long = MessageTooLong(catalog.default.id, 70_000, 61_000)
+    text = texts.error(too_long, catalog, ZoneInfo("Europe/Moscow"), "@s", premium_on_sale=True)
     assert catalog.default.title in text and "/model" in text
     assert "/delete_context" not in text and text != texts.LLM_BAD_REQUEST

@@ -77,6 +77,19 @@ async def test_without_payments_the_menu_and_the_profile_do_not_point_to_billing
     assert profile.endswith("Премиум: нет") and "/billing" not in profile
 
 
+async def test_without_payments_the_quota_refusal_does_not_point_to_billing(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    settings = make_settings(database_url=h.database_url, models_file=h.workdir / "models.toml")
+    async with build_services(settings, migrate=False) as services:
+        await services.users.ensure(chat)
+        model = services.catalog.default
+        for _ in range(model.free_daily):
+            await services.quota.reserve(chat, model, premium=False)
+    refusal = (await command_reply(h, chat, "ещё вопрос")).text or ""
+    assert "5 запросов" in refusal and "/billing" not in refusal and "прем" not in refusal.lower()
+
+
 async def test_a_message_too_long_for_the_model_says_so_and_costs_nothing(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

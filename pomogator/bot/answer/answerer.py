@@ -26,12 +26,19 @@ DRAFT_ID_LIMIT = 2**31 - 1
 
 class Answerer:
     def __init__(
-        self, chat: ChatService, stops: StopRegistry, users: UserService, *, interval: float = UPDATE_INTERVAL
+        self,
+        chat: ChatService,
+        stops: StopRegistry,
+        users: UserService,
+        *,
+        premium_on_sale: bool,
+        interval: float = UPDATE_INTERVAL,
     ) -> None:
         self.chat = chat
         self.stops = stops
         self.users = users
         self.interval = interval
+        self.premium_on_sale = premium_on_sale
         self._no_drafts: set[int] = set()
 
     async def reply(self, bot: Bot, chat: Chat, sender: Account | Person, content: Content) -> Reply:
@@ -53,7 +60,7 @@ class Answerer:
                 except SenderUndecided:
                     pass  # the stored model needs the reset ``touch`` makes; nothing was taken
             account = await self.users.touch(sender)
-            await tell_if_model_reset(bot, chat.id, account)
+            await tell_if_model_reset(bot, chat.id, account, premium_on_sale=self.premium_on_sale)
         else:
             account = sender
         dialog = self.chat.dialog_for(account)

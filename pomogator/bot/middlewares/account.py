@@ -26,9 +26,10 @@ class AccountMiddleware(BaseMiddleware):
     before the handler runs.
     """
 
-    def __init__(self, users: UserService, *, defer: bool = False) -> None:
+    def __init__(self, users: UserService, *, premium_on_sale: bool, defer: bool = False) -> None:
         self.users = users
         self.defer = defer
+        self.premium_on_sale = premium_on_sale
 
     async def __call__(
         self,
@@ -54,5 +55,5 @@ class AccountMiddleware(BaseMiddleware):
         data["sender" if flag == SENDER else "account"] = account
         chat: Chat | None = data.get("event_chat")
         if chat is not None:
-            await tell_if_model_reset(data["bot"], chat.id, account)
+            await tell_if_model_reset(data["bot"], chat.id, account, premium_on_sale=self.premium_on_sale)
         return await handler(event, data)

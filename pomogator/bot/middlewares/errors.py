@@ -38,7 +38,11 @@ class ErrorMiddleware(BaseMiddleware):
             return await handler(event, data)
         except PomogatorError as exc:
             self._log_domain_error(exc)
-            await self._tell(data, texts.error(exc, self.catalog, self.settings.tz, self.settings.support_contact))
+            on_sale = self.settings.billing_configured
+            text = texts.error(
+                exc, self.catalog, self.settings.tz, self.settings.support_contact, premium_on_sale=on_sale
+            )
+            await self._tell(data, text)
         except (ChatGone, TelegramForbiddenError) as exc:
             logger.info("Chat unavailable, nothing delivered: {}", exc)
         except FloodWaitTooLong as exc:
