@@ -280,6 +280,18 @@ class InvalidEmail(BillingError):
     user_message = "This does not look like an email address."
 
 
+class PaymentAlreadyMade(BillingError):
+    """The payment a plan button would offer again has been paid meanwhile (its notification had not come yet):
+    premium is active, and a new payment would charge the person a second time."""
+
+    user_message = "This payment is already made."
+
+    def __init__(self, payment_id: str, premium_until: datetime | None) -> None:
+        self.payment_id = payment_id
+        self.premium_until = premium_until
+        super().__init__(f"Payment {payment_id} is already made.")
+
+
 # --- Images ----------------------------------------------------------------------------------------------
 
 

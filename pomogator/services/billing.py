@@ -42,6 +42,7 @@ from pomogator.errors import (
     BillingError,
     EmailRequired,
     InvalidEmail,
+    PaymentAlreadyMade,
     PaymentNotFound,
     PaymentNotVerified,
     PaymentProviderUnavailable,
@@ -110,18 +111,6 @@ class Checkout:
     reused: bool
     # Plans of the person's other payments that can still be paid too (a month asked for, then a year).
     also_pending: tuple[str, ...] = ()
-
-
-class PaymentAlreadyMade(BillingError):
-    """The payment a plan button would offer again has been paid meanwhile (its notification had not come yet):
-    premium is active, and a new payment would charge the person a second time."""
-
-    user_message = "This payment is already made."
-
-    def __init__(self, payment_id: str, premium_until: datetime | None) -> None:
-        self.payment_id = payment_id
-        self.premium_until = premium_until
-        super().__init__(f"Payment {payment_id} is already made.")
 
 
 @dataclass(frozen=True, slots=True)

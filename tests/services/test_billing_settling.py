@@ -15,7 +15,8 @@ import pytest
 from piccolo_migrations.pomogator_0006_open_refund import ID as OPEN_REFUND_ID
 from pomogator.billing import texts
 from pomogator.container import Services, build_services
-from pomogator.services.billing import BillingService, PaymentAlreadyMade, waiting_payments
+from pomogator.errors import PaymentAlreadyMade
+from pomogator.services.billing import BillingService, waiting_payments
 from pomogator.services.subscriptions import SubscriptionService
 from pomogator.store.engine import open_database, raw, shipped_migration_ids
 from pomogator.store.tables import Payment, Subscription

@@ -11,30 +11,24 @@ the Cancel button then, and a Cancel pressed on a prompt whose form is already o
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, Message
-from loguru import logger
 
 from pomogator.billing import texts
 from pomogator.bot import texts as bot_texts
 from pomogator.bot.callbacks import BillingAction, BillingCallback, MenuAction, MenuCallback
 from pomogator.bot.filters import is_cancel_word, is_command
 from pomogator.bot.keyboards import make_billing_keyboard, make_email_keyboard, make_pay_keyboard
-from pomogator.bot.middlewares.forms import FORM, open_form
+from pomogator.bot.middlewares.forms import FORM, close_form, is_prompt_of, open_form, remove_buttons
 from pomogator.bot.replies import chat_id_of, replace_text
 from pomogator.bot.states import EmailForm
 from pomogator.config import Settings
 from pomogator.container import Services
-from pomogator.errors import InvalidEmail
-from pomogator.services.billing import PaymentAlreadyMade
+from pomogator.errors import InvalidEmail, PaymentAlreadyMade
 from pomogator.services.users import Account
 
 router = Router(name="billing")
-
-# The e-mail prompt's message id in the form's data: its Cancel button comes off when the form is over.
-PROMPT = "email_prompt"
 
 
 async def show_billing(bot: Bot, chat_id: int, account: Account, services: Services) -> None:
@@ -63,7 +57,7 @@ async def show_billing(bot: Bot, chat_id: int, account: Account, services: Servi
 async def ask_for_email(bot: Bot, chat_id: int, state: FSMContext, plan: str | None, text: str | None = None) -> None:
     text = text or (texts.EMAIL_PROMPT if plan else texts.EMAIL_CHANGE_PROMPT)
     prompt = await bot.send_message(chat_id, text, reply_markup=make_email_keyboard(), parse_mode=None)
-    await open_form(state, EmailForm.waiting, prompt_id=prompt.message_id, plan=plan, **{PROMPT: prompt.message_id})
+    await open_form(state, EmailForm.waiting, prompt_id=prompt.message_id, plan=plan)
 
 
 async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services: Services, state: FSMContext) -> None:
@@ -130,22 +124,10 @@ async def on_change_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> 
         await ask_for_email(bot, chat_id, state, None)
 
 
-async def close_prompt(bot: Bot, chat_id: int, prompt_id: object) -> None:
-    """Take the Cancel button off the form's prompt: the form is over, the button would say something untrue."""
-    if not isinstance(prompt_id, int):
-        return
-    try:
-        await bot.edit_message_reply_markup(chat_id=chat_id, message_id=prompt_id, reply_markup=None)
-    except TelegramAPIError as exc:
-        logger.debug("E-mail prompt {} not edited: {}", prompt_id, exc.message)
-
-
-async def cancel_email(state: FSMContext) -> tuple[str, object]:
-    """Close the e-mail form: what to say (the purchase it was asked for is off, or the e-mail stays as it was),
-    and its prompt's message id."""
-    data = await state.get_data()
-    await state.clear()
-    return (texts.PURCHASE_CANCELED if data.get("plan") else texts.EMAIL_CANCELED), data.get(PROMPT)
+async def cancel_email(state: FSMContext) -> str:
+    """What to say when the e-mail form is cancelled: the purchase it was asked for is off, or the e-mail stays as
+    it was."""
+    return texts.PURCHASE_CANCELED if (await state.get_data()).get("plan") else texts.EMAIL_CANCELED
 
 
 # Form handlers (FORM): they read what the form was opened for before closing it.
@@ -157,12 +139,12 @@ async def on_cancel_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> 
     if chat_id is None:
         return
     pressed = query.message.message_id if query.message is not None else None
-    prompt = (await state.get_data()).get(PROMPT)
-    if prompt is not None and pressed != prompt:
-        await close_prompt(bot, chat_id, pressed)  # an earlier prompt's: the form waits for the newer one's answer
+    if pressed is not None and not await is_prompt_of(state, EmailForm.waiting, pressed):
+        await remove_buttons(bot, chat_id, pressed)  # an earlier prompt's: the form waits for the newer one's answer
         return
-    said, _ = await cancel_email(state)
-    await replace_text(bot, query, said)
+    said = await cancel_email(state)
+    await state.clear()
+    await replace_text(bot, query, said)  # the prompt itself says it, without its button
 
 
 @router.callback_query(BillingCallback.filter(F.action == BillingAction.cancel_email))
@@ -174,8 +156,8 @@ async def on_closed_email_prompt(query: CallbackQuery, bot: Bot) -> None:
 @router.message(StateFilter(EmailForm.waiting), Command("cancel", ignore_case=True), flags={FORM: True})
 @router.message(StateFilter(EmailForm.waiting), F.text, F.func(is_cancel_word), flags={FORM: True})
 async def on_cancel_email_command(message: Message, bot: Bot, state: FSMContext) -> None:
-    said, prompt = await cancel_email(state)
-    await close_prompt(bot, message.chat.id, prompt)
+    said = await cancel_email(state)
+    await close_form(state, bot, message.chat.id)
     await message.answer(said, parse_mode=None)
 
 
@@ -188,10 +170,8 @@ async def on_email(message: Message, bot: Bot, account: Account, services: Servi
     except InvalidEmail:
         await message.answer(texts.EMAIL_INVALID, parse_mode=None)  # the form stays open
         return
-    data = await state.get_data()
-    await state.clear()
-    await close_prompt(bot, message.chat.id, data.get(PROMPT))
-    plan = data.get("plan")
+    plan = (await state.get_data()).get("plan")
+    await close_form(state, bot, message.chat.id)
     paying = isinstance(plan, str) and bool(plan)
     await message.answer(texts.email_saved(email, paying=paying), parse_mode=None)
     if paying:

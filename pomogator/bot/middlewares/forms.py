@@ -71,10 +71,14 @@ async def close_form(state: FSMContext, bot: Bot, chat_id: int) -> None:
     would say later that nothing changed."""
     prompt = (await state.get_data()).get(_PROMPT)
     await state.clear()
-    if not isinstance(prompt, int):
-        return
+    if isinstance(prompt, int):
+        await remove_buttons(bot, chat_id, prompt)
+
+
+async def remove_buttons(bot: Bot, chat_id: int, message_id: int) -> None:
+    """Take the buttons off a prompt whose form is over."""
     try:
-        await bot.edit_message_reply_markup(chat_id=chat_id, message_id=prompt, reply_markup=None)
+        await bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id, reply_markup=None)
     except TelegramBadRequest as exc:
         # Deleted by the user, or without buttons already: nothing is left to press.
         logger.debug("The form's prompt keeps its buttons: {}", exc.message)
