@@ -393,44 +393,47 @@ class ChatService:
         await asyncio.shield(asyncio.ensure_future(self._try_give_back(reservation)))
 
     async def _try_give_back(self, reservation: Reservation) -> None:
-        try:
-            await self.quota.refund(reservation)
-        except Exception as exc:
-            outage = outage_of(exc)
-            if outage is None:
-                logger.opt(exception=exc).error("A request of {} could not be given back", reservation.telegram_id)
-                return
-            logger.warning(
-                "A request of {} could not be given back, the database is unavailable ({}): trying again later",
-                reservation.telegram_id,
-                outage.detail,
-            )
-            task = asyncio.create_task(self._give_back_later(reservation))
-            self._retries.add(task)
-            task.add_done_callback(self._retries.discard)
+        outage = await self._refund_unless_outage(reservation, again=False)
+        if outage is None:
+            return
+        logger.warning(
+            "A request of {} could not be given back, the database is unavailable ({}): trying again later",
+            reservation.telegram_id,
+            outage,
+        )
+        task = asyncio.create_task(self._give_back_later(reservation))
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
 
     async def _give_back_later(self, reservation: Reservation) -> None:
-        detail = ""
+        outage: str | None = ""
         for delay in GIVE_BACK_RETRIES_S:
             await asyncio.sleep(delay)
-            try:
-                await self.quota.refund(reservation)
-            except Exception as exc:
-                outage = outage_of(exc)
-                if outage is None:
-                    logger.opt(exception=exc).error("A request of {} could not be given back", reservation.telegram_id)
-                    return
-                detail = outage.detail
-                continue
-            logger.info("A request of {} was given back on a later try", reservation.telegram_id)
-            return
+            outage = await self._refund_unless_outage(reservation, again=True)
+            if outage is None:
+                return
         logger.error(
             "A request of {} for {} on {} could not be given back, it stays counted: {}",
             reservation.telegram_id,
             reservation.model_id,
             reservation.day,
-            detail,
+            outage,
         )
+
+    async def _refund_unless_outage(self, reservation: Reservation, *, again: bool) -> str | None:
+        """Give ``reservation`` back (``again``: on a later try); the database outage that prevented it (to try
+        again), else None: given back, or failed for another reason (logged; trying again would not help)."""
+        try:
+            await self.quota.refund(reservation)
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is not None:
+                return outage.detail
+            logger.opt(exception=exc).error("A request of {} could not be given back", reservation.telegram_id)
+            return None
+        if again:
+            logger.info("A request of {} was given back on a later try", reservation.telegram_id)
+        return None
 
     async def _forget_old_media(
         self, conversation: StoredConversation, history: list[Turn], recent: list[Turn]
