@@ -1,5 +1,6 @@
-"""payments.notified_at and payments.refund_waiting_id: what the periodic check still owes a payment after it was
-recorded — the payer's notice, if it did not go out, and a refund YooKassa answered as pending."""
+"""payments.notified_at, payments.notice_claimed_at and payments.refund_waiting_id: what the periodic check still
+owes a payment after it was recorded — the payer's notice, if it did not go out, and a refund YooKassa answered as
+pending. Payments recorded before have no claim, so none of them is told again."""
 
 from typing import Any
 
@@ -10,10 +11,11 @@ from piccolo.columns.indexes import IndexMethod
 
 ID = "2026-11-28T01:30:00:000000"
 VERSION = "1.38.0"
-DESCRIPTION = "When the payer was told of each payment, and the refund of it still pending at YooKassa"
+DESCRIPTION = "When the payer was told of each payment (and claimed to be told), and its refund pending at YooKassa"
 
 COLUMNS: tuple[tuple[str, type[Column], dict[str, Any]], ...] = (
     ("notified_at", Timestamptz, {}),
+    ("notice_claimed_at", Timestamptz, {}),
     ("refund_waiting_id", Varchar, {"length": 64}),
 )
 

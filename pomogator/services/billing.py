@@ -81,10 +81,12 @@ CHECK_UNTIL = timedelta(days=2)
 # keys: asked again within that time, it is made at most once. After it, what was made shows in the payment's
 # refunded amount.
 REFUND_KEY_LIFETIME = timedelta(hours=24)
-# A payer's notice that did not go out (the process stopped between recording the payment and telling them, or
-# Telegram failed) is sent again by a later check or notification, from this long after the payment was recorded:
-# sooner, the one recording it may still be telling them.
-NOTICE_GRACE = timedelta(minutes=1)
+# The payer's notice is claimed by the process that sends it (``Payment.notice_claimed_at``, first in the transaction
+# that records the payment) and marked sent once delivered. One that did not go out (the process stopped before
+# telling them, or Telegram failed) is claimed again by a later check or notification once this has passed since the
+# last claim: longer than a send takes at the worst (three tries, each waiting out at most 30 s of flood control),
+# so two processes never send it at once.
+NOTICE_LEASE = timedelta(minutes=5)
 
 
 class Notifier(Protocol):
@@ -192,7 +194,7 @@ def _decimal(value: Any) -> Decimal:
 async def waiting_payments(now: datetime | None = None) -> list[str]:
     """Our payments something is still owed for, to ask YooKassa about (``BillingService.check_waiting``): ones it
     has not settled, old enough (see ``CHECK_AFTER``); succeeded ones whose payer was not told (see
-    ``NOTICE_GRACE``); and ones with a refund it answered as pending. A plain query: the web app asks it before
+    ``NOTICE_LEASE``); and ones with a refund it answered as pending. A plain query: the web app asks it before
     building the billing service, which imports the YooKassa SDK."""
     now = now or utcnow()
     unsettled = (
@@ -204,7 +206,7 @@ async def waiting_payments(now: datetime | None = None) -> list[str]:
         (Payment.status == SUCCEEDED)
         & Payment.notified_at.is_null()
         & Payment.telegram_id.is_not_null()
-        & (Payment.updated_at <= now - NOTICE_GRACE)
+        & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
         & (Payment.updated_at > now - CHECK_UNTIL)
     )
     refunding = (Payment.status == SUCCEEDED) & Payment.refund_waiting_id.is_not_null()
@@ -626,6 +628,8 @@ class BillingService:
                         Payment.status: SUCCEEDED,
                         Payment.raw_object: remote.raw,
                         Payment.updated_at: utcnow(),
+                        # This process tells the payer; another only once the claim lapses (``NOTICE_LEASE``).
+                        Payment.notice_claimed_at: utcnow(),
                         **relink,
                     }
                 )
@@ -640,38 +644,48 @@ class BillingService:
                     await Payment.update({Payment.refunded_amount: refunded}).where(payment_pk == row["id"])
                     until = await self.subscriptions.shorten(remote.id, float(min(refunded / amount, Decimal(1))))
         if not claimed:
-            await self._tell_late(row["id"], plan, amount)
+            await self._tell_owed(row["id"], plan, amount)
             return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=False)
         if relink:
             await self.users.ensure(telegram_id)
         logger.bind(user_id=telegram_id).info(
             "Payment {} succeeded: premium for {} until {}", remote.id, telegram_id, until
         )
-        # Refunded in full before we heard it succeeded: no premium to tell of.
-        told = until is None or await self._tell(
-            telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz)
-        )
-        if told:
-            await _mark_told(row["id"])
+        if until is None:
+            await _mark_told(row["id"])  # refunded in full before we heard it succeeded: no premium to tell of
+        else:
+            await self._tell_payer(row["id"], telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz))
         if until is not None:
             await self._tell_admins(texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz))
         return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until)
 
-    async def _tell_late(self, row_id: int, plan: Plan, amount: Decimal) -> None:
-        """Tell the payer of a payment recorded before whose notice did not go out (see ``NOTICE_GRACE``)."""
-        row = (
-            await Payment.select(Payment.status, Payment.telegram_id, Payment.notified_at, Payment.updated_at)
-            .where(payment_pk == row_id)
-            .first()
+    async def _tell_owed(self, row_id: int, plan: Plan, amount: Decimal) -> None:
+        """Tell the payer of a payment recorded before whose notice did not go out, once its last claim has lapsed
+        (``NOTICE_LEASE``): the claim taken here makes this process the one that sends it."""
+        now = utcnow()
+        claimed = (
+            await Payment.update({Payment.notice_claimed_at: now})
+            .where(
+                (payment_pk == row_id)
+                & (Payment.status == SUCCEEDED)
+                & Payment.notified_at.is_null()
+                & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
+            )
+            .returning(Payment.telegram_id)
         )
-        if row is None or row["status"] != SUCCEEDED or row["notified_at"] is not None or row["telegram_id"] is None:
+        if not claimed or claimed[0]["telegram_id"] is None:
             return
-        if as_utc(row["updated_at"]) > utcnow() - NOTICE_GRACE:
+        telegram_id: int = claimed[0]["telegram_id"]
+        until = await self.subscriptions.premium_until(telegram_id)
+        if until is None:
+            await _mark_told(row_id)  # refunded or revoked since: nothing to tell of
             return
-        until = await self.subscriptions.premium_until(row["telegram_id"])
-        if until is None or await self._tell(
-            row["telegram_id"], texts.payment_succeeded(plan.name, amount, until, self.tz)
-        ):
+        await self._tell_payer(row_id, telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz))
+
+    async def _tell_payer(self, row_id: int, telegram_id: int, text: str) -> None:
+        """Send the payer's notice this process has claimed; marked sent once delivered. Otherwise the claim lapses
+        and a later check sends it (``NOTICE_LEASE``)."""
+        if await self._tell(telegram_id, text):
             await _mark_told(row_id)
 
     async def _cancel(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
@@ -732,6 +746,17 @@ class BillingService:
         if remote.status != SUCCEEDED:
             raise BillingError(f"Payment {payment_id} is {remote.status}; only succeeded payments can be refunded.")
         await self._apply(row, remote)
+        if row["refund_waiting_id"] is not None:
+            # One refund followed up at a time (``refund_waiting_id``): the one YooKassa answered as pending settles
+            # first, or a second would take its place and it would never be recorded.
+            await self._settle_waiting_refund(row, row["refund_waiting_id"])
+            row = await self._row(payment_id)
+            if row["refund_waiting_id"] is not None:
+                raise BillingError(
+                    f"Refund {row['refund_waiting_id']} of payment {payment_id} is still pending at YooKassa; ask "
+                    "for another once it has settled (`pomogator payments check` records it then)."
+                )
+            remote = await self.kassa.get_payment(payment_id)
         unanswered = _unanswered_refund(row)
         if unanswered is not None:
             # Asked before, and YooKassa's answer was lost: the same key again, whatever was refunded since (a

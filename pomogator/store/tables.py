@@ -101,6 +101,9 @@ class Payment(Table, tablename="payments"):
     # When the payer was told the payment went through; NULL until a notice was delivered, so the periodic check
     # sends it again after a crash between recording the payment and telling them.
     notified_at = Timestamptz(null=True, default=None)
+    # When a process took it on itself to tell the payer (see ``pomogator.services.billing.NOTICE_LEASE``); set in
+    # the transaction that records the payment, so a payment recorded before this column existed is never owed.
+    notice_claimed_at = Timestamptz(null=True, default=None)
     # A refund YooKassa answered as pending: the periodic check asks about it until it succeeds or is canceled.
     refund_waiting_id = Varchar(length=64, null=True, default=None)
     created_at = Timestamptz()

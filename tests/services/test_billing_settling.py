@@ -15,8 +15,9 @@ import pytest
 from piccolo_migrations.pomogator_0006_open_refund import ID as OPEN_REFUND_ID
 from pomogator.billing import texts
 from pomogator.container import Services, build_services
-from pomogator.errors import PaymentAlreadyMade
-from pomogator.services.billing import BillingService, waiting_payments
+from pomogator.errors import BillingError, PaymentAlreadyMade
+from pomogator.notify import SendResult, TelegramNotifier
+from pomogator.services.billing import NOTICE_LEASE, BillingService, waiting_payments
 from pomogator.services.subscriptions import SubscriptionService
 from pomogator.store.engine import open_database, raw, shipped_migration_ids
 from pomogator.store.tables import Payment, Subscription
@@ -122,7 +123,11 @@ def confirmations(tg: FakeTelegram) -> list[str]:
 
 
 async def recorded_a_while_ago(payment_id: str) -> None:
-    await Payment.update({Payment.updated_at: utcnow() - timedelta(minutes=2)}).where(Payment.yookassa_id == payment_id)
+    """As if the last claim to tell the payer was taken longer ago than it lasts."""
+    lapsed = utcnow() - NOTICE_LEASE - timedelta(seconds=1)
+    await Payment.update({Payment.notice_claimed_at: lapsed}).where(
+        (Payment.yookassa_id == payment_id) & Payment.notice_claimed_at.is_not_null()
+    )
 
 
 async def test_a_payers_notice_that_did_not_go_out_is_sent_by_the_next_check(
@@ -177,6 +182,30 @@ async def test_a_notification_delivered_again_after_a_crash_tells_the_payer(
     assert len(confirmations(tg)) == 1
 
 
+async def test_two_processes_owing_the_payer_the_notice_at_once_send_it_once(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The periodic check of one web process and a notification delivered again to another, at once."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    tg.fail_next("sendMessage", 500, chat_id=USER_ID)
+    await services.billing.sync_payment(checkout.payment_id)
+    await recorded_a_while_ago(checkout.payment_id)
+    send = TelegramNotifier.send
+
+    async def slow_send(self: TelegramNotifier, chat_id: int, text: str) -> SendResult:
+        await asyncio.sleep(0.3)  # both are past their checks before either has sent
+        return await send(self, chat_id, text)
+
+    monkeypatch.setattr(TelegramNotifier, "send", slow_send)
+    await asyncio.gather(
+        services.billing.check_waiting(await waiting_payments()),
+        services.billing.handle_notification("payment.succeeded", checkout.payment_id),
+    )
+    assert len(confirmations(tg)) == 1
+    assert (await payment_row(checkout.payment_id))["notified_at"] is not None
+
+
 async def test_a_told_payment_is_not_asked_about_again(services: Services, kassa: FakeYooKassa) -> None:
     payment_id = await paid(services, kassa)
     assert (await payment_row(payment_id))["notified_at"] is not None
@@ -198,6 +227,10 @@ async def test_a_pending_refund_is_recorded_by_the_check_once_it_succeeds(
     assert await waiting_payments() == [payment_id]
     assert await services.billing.check_waiting([payment_id]) == 0  # still pending: asked about again next time
     assert await waiting_payments() == [payment_id]
+
+    with pytest.raises(BillingError, match="still pending"):
+        await services.billing.refund(payment_id, Decimal("100.00"))  # it would take the first one's place
+    assert (await payment_row(payment_id))["refund_waiting_id"] == asked.refund_id
 
     kassa.settle_refund(asked.refund_id)
     assert await services.billing.check_waiting(await waiting_payments()) == 1
@@ -253,10 +286,5 @@ async def test_payments_that_succeeded_before_the_upgrade_are_not_told_again(db_
             for payment_id, status in (("old-paid", "succeeded"), ("old-waiting", "pending")):
                 await raw(Payment, OLD_PAYMENT_SQL, payment_id, USER_ID, status, f"key-{payment_id}", then, then)
             await database.migrate()
-            rows = {
-                row["yookassa_id"]: row
-                for row in await Payment.select(Payment.yookassa_id, Payment.notified_at, Payment.updated_at)
-            }
-            assert close_to(rows["old-paid"]["notified_at"], then)
-            assert rows["old-waiting"]["notified_at"] is None
+            # Recorded and told by the code before: no claim to tell the payer, so nothing is owed.
             assert await waiting_payments() == ["old-waiting"]
