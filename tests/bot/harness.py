@@ -270,6 +270,17 @@ class BotHarness:
         self.tg.user_message(chat_id, text)
         return await self.tg.wait_for_message(chat_id, timeout=timeout)
 
+    async def reply_settled(self, chat_id: int, text: str) -> SentMessage:
+        """Send ``text`` as the user and return the bot's first reply, once the bot has done all it causes."""
+        reply = await self.ask(chat_id, text)
+        await self.settle(quiet=0.3)
+        return reply
+
+    async def press_settled(self, chat_id: int, message: SentMessage, text_part: str) -> None:
+        """Press a button (its press is answered) and wait for everything it causes."""
+        await self.press(chat_id, message, text_part)
+        await self.settle(quiet=0.3)
+
     async def settle(self, quiet: float = 0.4, timeout: float = 20.0) -> None:  # noqa: ASYNC109
         """Wait until the bot has taken every update and made no call for ``quiet`` seconds."""
         await self.tg.wait_idle(quiet=quiet, timeout=timeout)

@@ -32,31 +32,14 @@ async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tup
     """One running bot that sells premium with receipts, so a plan asks for an e-mail first."""
     async with FakeYooKassa(require_receipt=True) as kassa:
         kassa.refused_emails.add(REFUSED)
-        env = {
-            "POMOGATOR_YOOKASSA_SHOP_ID": kassa.shop_id,
-            "POMOGATOR_YOOKASSA_SECRET_KEY": kassa.secret_key,
-            "POMOGATOR_YOOKASSA_API_URL": kassa.api_url,
-            "POMOGATOR_YOOKASSA_TIMEOUT": "2",
-            "POMOGATOR_RECEIPT_ENABLED": "1",
-        }
+        env = kassa.client_env() | {"POMOGATOR_RECEIPT_ENABLED": "1"}
         async with BotHarness.open(tmp_path_factory.mktemp("billing_forms"), env=env) as h:
             yield h, kassa
 
 
-async def reply_to(h: BotHarness, chat: int, text: str) -> SentMessage:
-    reply = await h.ask(chat, text)
-    await h.settle(quiet=0.3)
-    return reply
-
-
-async def press(h: BotHarness, chat: int, message: SentMessage, text_part: str) -> None:
-    await h.press(chat, message, text_part)
-    await h.settle(quiet=0.3)
-
-
 async def email_prompt(h: BotHarness, chat: int, plan: str = "Месяц") -> SentMessage:
-    screen = await reply_to(h, chat, "/billing")
-    await press(h, chat, screen, plan)
+    screen = await h.reply_settled(chat, "/billing")
+    await h.press_settled(chat, screen, plan)
     prompt = h.tg.sent_messages(chat)[-1]
     assert prompt.text == texts.EMAIL_PROMPT and prompt.buttons
     return prompt
@@ -73,12 +56,12 @@ async def test_a_typed_cancel_word_and_the_cancel_button_end_the_email_form(
     h, _ = running
     chat = h.new_chat()
     prompt = await email_prompt(h, chat)
-    assert (await reply_to(h, chat, "Отмена")).text == texts.PURCHASE_CANCELED
+    assert (await h.reply_settled(chat, "Отмена")).text == texts.PURCHASE_CANCELED
     assert current(h, prompt).buttons == []  # no Cancel left to press on a form that is over
 
     # The button answers in place and goes: pressed once, nothing is left to contradict it.
     prompt = await email_prompt(h, chat)
-    await press(h, chat, prompt, "Отмена")
+    await h.press_settled(chat, prompt, "Отмена")
     assert current(h, prompt).text == texts.PURCHASE_CANCELED and current(h, prompt).buttons == []
     assert h.messages_after(chat, prompt.message_id) == []
     async with h.services() as services:
@@ -93,9 +76,9 @@ async def test_an_earlier_prompts_cancel_leaves_the_newer_form_and_a_saved_email
     chat = h.new_chat()
     earlier = await email_prompt(h, chat)
     newer = await email_prompt(h, chat, "Год")
-    await press(h, chat, earlier, "Отмена")
+    await h.press_settled(chat, earlier, "Отмена")
     assert current(h, earlier).buttons == [] and current(h, newer).buttons
-    await reply_to(h, chat, "ann@example.ru.")
+    await h.reply_settled(chat, "ann@example.ru.")
     texts_after = [m.text or "" for m in h.messages_after(chat, newer.message_id)]
     assert texts_after[0] == texts.email_saved("ann@example.ru", paying=True)
     assert texts_after[-1].startswith("Счёт создан: премиум на год")
@@ -107,12 +90,12 @@ async def test_an_address_yookassa_refuses_is_asked_for_again(running: tuple[Bot
     h, _ = running
     chat = h.new_chat()
     prompt = await email_prompt(h, chat)
-    await reply_to(h, chat, REFUSED)
+    await h.reply_settled(chat, REFUSED)
     asked = h.tg.sent_messages(chat)[-1]
     assert asked.text == texts.email_refused(REFUSED) and asked.buttons
     assert texts.PAYMENT_REJECTED not in h.tg.sent_texts(chat)
     assert current(h, prompt).buttons == []
-    await reply_to(h, chat, "good@example.ru")
+    await h.reply_settled(chat, "good@example.ru")
     assert h.tg.sent_texts(chat)[-1].startswith("Счёт создан: премиум на месяц")
     assert current(h, asked).buttons == []
 
@@ -121,19 +104,19 @@ async def test_an_address_yookassa_refuses_is_asked_for_again(running: tuple[Bot
 async def test_a_plan_pressed_after_paying_and_another_plans_invoice(running: tuple[BotHarness, FakeYooKassa]) -> None:
     h, kassa = running
     chat = h.new_chat()
-    screen = await reply_to(h, chat, "/billing")
+    screen = await h.reply_settled(chat, "/billing")
     async with h.services() as services:
         await services.users.set_email(chat, "ann@example.ru")
-    await press(h, chat, screen, "Месяц")
+    await h.press_settled(chat, screen, "Месяц")
     assert h.tg.sent_texts(chat)[-1].startswith("Счёт создан: премиум на месяц")
-    await press(h, chat, screen, "Год")
+    await h.press_settled(chat, screen, "Год")
     year = h.tg.sent_texts(chat)[-1]
     assert year.startswith("Счёт создан: премиум на год") and "счёт на месяц тоже действует" in year
 
     [month_id] = [p["id"] for p in kassa.payments.values() if p["metadata"].get("telegram_id") == str(chat)][:1]
     kassa.succeed(month_id)  # paid; its notification has not come
     made = len(kassa.payments)
-    await press(h, chat, screen, "Месяц")
+    await h.press_settled(chat, screen, "Месяц")
     await h.tg.wait_until(lambda: any("Этот счёт уже оплачен" in t for t in h.tg.sent_texts(chat)), what="reply")
     assert any("Оплата 599 ₽ получена" in t for t in h.tg.sent_texts(chat))
     assert len(kassa.payments) == made

@@ -36,12 +36,6 @@ async def press(h: BotHarness, chat: int, message: SentMessage, text_part: str) 
     return answer
 
 
-async def command_reply(h: BotHarness, chat: int, command: str) -> SentMessage:
-    reply = await h.ask(chat, command)
-    await h.settle(quiet=0.3)
-    return reply
-
-
 async def test_bot_profile_is_set_at_start_within_telegram_limits(harness: BotHarness) -> None:
     h = harness
     await h.tg.wait_until(lambda: bool(h.tg.short_descriptions), what="profile set")
@@ -57,7 +51,7 @@ async def test_bot_profile_is_set_at_start_within_telegram_limits(harness: BotHa
 async def test_start_creates_the_user_and_shows_the_menu(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    reply = await command_reply(h, chat, "/start")
+    reply = await h.reply_settled(chat, "/start")
     assert "Помогатор" in (reply.text or "")
     assert DEFAULT.title in (reply.text or "")
     assert reply.button_texts == [
@@ -75,7 +69,7 @@ async def test_start_creates_the_user_and_shows_the_menu(harness: BotHarness) ->
 async def test_every_start_button_does_what_its_command_does(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    menu = await command_reply(h, chat, "/start")
+    menu = await h.reply_settled(chat, "/start")
     for button, command in (
         (texts.MENU_HELP, "/help"),
         (texts.MENU_MODEL, "/model"),
@@ -84,7 +78,7 @@ async def test_every_start_button_does_what_its_command_does(harness: BotHarness
         (texts.MENU_DELETE_CONTEXT, "/delete_context"),
         (texts.MENU_ROLE, "/role"),
     ):
-        by_command = await command_reply(h, chat, command)
+        by_command = await h.reply_settled(chat, command)
         last = h.tg.sent_messages(chat)[-1].message_id
         await press(h, chat, menu, button)
         by_button = h.messages_after(chat, last)
@@ -92,13 +86,13 @@ async def test_every_start_button_does_what_its_command_does(harness: BotHarness
         assert by_button[0].html == by_command.html, button
         assert by_button[0].reply_markup == by_command.reply_markup, button
     # The role button also waits for the role, like /role does.
-    reply = await command_reply(h, chat, "Ты — вежливый помощник")
+    reply = await h.reply_settled(chat, "Ты — вежливый помощник")
     assert reply.text == texts.ROLE_SAVED
 
 
 async def test_help_explains_every_command_and_the_support_contact(harness: BotHarness) -> None:
     h = harness
-    reply = await command_reply(h, h.new_chat(), "/help")
+    reply = await h.reply_settled(h.new_chat(), "/help")
     for command, _ in texts.COMMANDS:
         assert f"/{command}" in (reply.text or "")
     assert SUPPORT in (reply.text or "")
@@ -111,17 +105,17 @@ async def test_help_explains_every_command_and_the_support_contact(harness: BotH
 async def test_commands_are_known_whatever_their_case(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    start = await command_reply(h, chat, "/Start")
+    start = await h.reply_settled(chat, "/Start")
     assert start.button_texts[0] == texts.MENU_MODEL
-    help_reply = await command_reply(h, chat, "/HELP")
+    help_reply = await h.reply_settled(chat, "/HELP")
     assert "/delete_me" in (help_reply.text or "")
-    await command_reply(h, chat, "/Role")
-    assert (await command_reply(h, chat, "/Cancel")).text == texts.ROLE_UNCHANGED
+    await h.reply_settled(chat, "/Role")
+    assert (await h.reply_settled(chat, "/Cancel")).text == texts.ROLE_UNCHANGED
 
 
 async def test_model_menu_lists_limits_and_marks_current_and_locked(harness: BotHarness) -> None:
     h = harness
-    menu = await command_reply(h, h.new_chat(), "/model")
+    menu = await h.reply_settled(h.new_chat(), "/model")
     text = menu.text or ""
     for model in CATALOG.models:
         assert model.title in text
@@ -142,7 +136,7 @@ async def test_model_menu_lists_limits_and_marks_current_and_locked(harness: Bot
 async def test_choosing_a_free_model_marks_it_and_is_stored(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    menu = await command_reply(h, chat, "/model")
+    menu = await h.reply_settled(chat, "/model")
     answer = await press(h, chat, menu, OTHER_FREE.title)
     assert OTHER_FREE.title in str(answer.get("text"))
     edited = h.tg.message(chat, menu.message_id)
@@ -150,7 +144,7 @@ async def test_choosing_a_free_model_marks_it_and_is_stored(harness: BotHarness)
     assert edited.button_texts[CATALOG.models.index(DEFAULT)] == DEFAULT.title
     async with h.services() as services:
         assert (await services.users.get(chat)).model.id == OTHER_FREE.id
-    reply = await command_reply(h, chat, "hello")
+    reply = await h.reply_settled(chat, "hello")
     assert reply.text == "Echo: hello"
     assert h.llm.requests[-1].model == OTHER_FREE.id
 
@@ -159,7 +153,7 @@ async def test_too_many_button_presses_get_one_notice_and_the_rest_are_not_handl
     """A client that sends presses itself is held to a limit (twice the messages' 20 a minute), like messages."""
     h = harness
     chat = h.new_chat()
-    menu = await command_reply(h, chat, "/model")
+    menu = await h.reply_settled(chat, "/model")
     data = str(menu.button(OTHER_FREE.title)["callback_data"])
     queries = [h.tg.press_button(chat, menu.message_id, data, strict=False) for _ in range(45)]
     await h.tg.wait_until(lambda: sum(h.tg.callback_answer(q) is not None for q in queries) >= 41, 30, "answers")
@@ -175,7 +169,7 @@ async def test_too_many_button_presses_get_one_notice_and_the_rest_are_not_handl
 async def test_a_locked_model_is_refused_for_a_free_user(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    menu = await command_reply(h, chat, "/model")
+    menu = await h.reply_settled(chat, "/model")
     last = h.tg.sent_messages(chat)[-1].message_id
     await press(h, chat, menu, LOCKED.title)
     await h.tg.wait_for_message(chat, after_message_id=last)
@@ -191,14 +185,14 @@ async def test_a_locked_model_is_refused_for_a_free_user(harness: BotHarness) ->
 async def test_a_premium_user_can_choose_a_premium_model(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "/start")
+    await h.reply_settled(chat, "/start")
     async with h.services() as services:
         await services.subscriptions.grant(chat, 30)
-    menu = await command_reply(h, chat, "/model")
+    menu = await h.reply_settled(chat, "/model")
     assert not any(text.startswith("🔒") for text in menu.button_texts)
     await press(h, chat, menu, LOCKED.title)
     assert h.tg.message(chat, menu.message_id).button_texts[CATALOG.models.index(LOCKED)] == f"✅ {LOCKED.title}"
-    reply = await command_reply(h, chat, "/profile")
+    reply = await h.reply_settled(chat, "/profile")
     assert "активен до" in (reply.text or "")
     assert LOCKED.title in (reply.text or "")
 
@@ -206,19 +200,19 @@ async def test_a_premium_user_can_choose_a_premium_model(harness: BotHarness) ->
 async def test_the_model_falls_back_once_when_premium_ends(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "/start")
+    await h.reply_settled(chat, "/start")
     texts_after = await h.ask_after_premium_ended(chat, LOCKED.id, "still there?")
     assert texts_after[0].startswith("ℹ️ Премиум закончился") and DEFAULT.title in texts_after[0]
     assert texts_after[1] == "Echo: still there?"
     assert h.llm.requests[-1].model == DEFAULT.id
-    reply = await command_reply(h, chat, "again")
+    reply = await h.reply_settled(chat, "again")
     assert reply.text == "Echo: again"
 
 
 async def test_exit_button_deletes_the_menu(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    menu = await command_reply(h, chat, "/model")
+    menu = await h.reply_settled(chat, "/model")
     await press(h, chat, menu, texts.MODEL_EXIT)
     assert h.tg.message(chat, menu.message_id).deleted
 
@@ -226,65 +220,65 @@ async def test_exit_button_deletes_the_menu(harness: BotHarness) -> None:
 async def test_role_is_set_by_the_next_message_and_sent_as_system_prompt(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    prompt = await command_reply(h, chat, "/role")
+    prompt = await h.reply_settled(chat, "/role")
     assert "не задана" in (prompt.text or "")
     assert prompt.button_texts == [texts.ROLE_CANCEL]  # no role to delete
     role = "Ты — <пират> & говоришь «арр»"
-    saved = await command_reply(h, chat, role)
+    saved = await h.reply_settled(chat, role)
     assert saved.text == texts.ROLE_SAVED
     assert h.tg.message(chat, prompt.message_id).buttons == []  # the form is over: nothing left to press
-    reply = await command_reply(h, chat, "кто ты?")
+    reply = await h.reply_settled(chat, "кто ты?")
     assert reply.text == "Echo: кто ты?"
     assert h.llm.requests[-1].system_prompt == role
     # Shown escaped, exactly as written.
-    prompt = await command_reply(h, chat, "/role")
+    prompt = await h.reply_settled(chat, "/role")
     assert role in (prompt.text or "")
-    profile = await command_reply(h, chat, "/profile")
+    profile = await h.reply_settled(chat, "/profile")
     assert role in (profile.text or "")
 
 
 async def test_role_cancel_keeps_the_role_and_delete_removes_it(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "/role")
-    await command_reply(h, chat, "Будь краток")
-    prompt = await command_reply(h, chat, "/role")
+    await h.reply_settled(chat, "/role")
+    await h.reply_settled(chat, "Будь краток")
+    prompt = await h.reply_settled(chat, "/role")
     await press(h, chat, prompt, texts.ROLE_CANCEL)
     assert h.tg.message(chat, prompt.message_id).text == texts.ROLE_UNCHANGED
     # The state is gone: the next text is a question, not a role.
-    reply = await command_reply(h, chat, "вопрос")
+    reply = await h.reply_settled(chat, "вопрос")
     assert reply.text == "Echo: вопрос"
     assert h.llm.requests[-1].system_prompt == "Будь краток"
 
-    prompt = await command_reply(h, chat, "/role")
+    prompt = await h.reply_settled(chat, "/role")
     await press(h, chat, prompt, texts.ROLE_DELETE)
     assert h.tg.message(chat, prompt.message_id).text == texts.ROLE_DELETED
-    await command_reply(h, chat, "ещё вопрос")
+    await h.reply_settled(chat, "ещё вопрос")
     assert h.llm.requests[-1].system_prompt is None
 
 
 async def test_a_too_long_role_is_refused_and_the_old_one_kept(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "/role")
-    await command_reply(h, chat, "Старая роль")
-    prompt = await command_reply(h, chat, "/role")
-    refusal = await command_reply(h, chat, "я" * 2001)
+    await h.reply_settled(chat, "/role")
+    await h.reply_settled(chat, "Старая роль")
+    prompt = await h.reply_settled(chat, "/role")
+    refusal = await h.reply_settled(chat, "я" * 2001)
     assert "2001" in (refusal.text or "") and "2000" in (refusal.text or "")
     async with h.services() as services:
         assert (await services.users.get(chat)).role == "Старая роль"
     assert prompt.button_texts == [texts.ROLE_CANCEL, texts.ROLE_DELETE]
     # Still waiting for a role: a shorter one is accepted.
-    saved = await command_reply(h, chat, "я" * 2000)
+    saved = await h.reply_settled(chat, "я" * 2000)
     assert saved.text == texts.ROLE_SAVED
 
 
 async def test_a_role_given_with_the_command_is_saved_at_once(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    assert (await command_reply(h, chat, "/role Ты — опытный юрист,\nотвечай кратко")).text == texts.ROLE_SAVED
+    assert (await h.reply_settled(chat, "/role Ты — опытный юрист,\nотвечай кратко")).text == texts.ROLE_SAVED
     # No prompt waits: the next message is a question, asked with the new role.
-    assert (await command_reply(h, chat, "Сколько будет 2+2?")).text == "Echo: Сколько будет 2+2?"
+    assert (await h.reply_settled(chat, "Сколько будет 2+2?")).text == "Echo: Сколько будет 2+2?"
     assert h.llm.requests[-1].system_prompt == "Ты — опытный юрист,\nотвечай кратко"
     # Too long: refused, and the prompt opens for a shorter one (or Cancel), as the refusal says.
     last = h.tg.sent_messages(chat)[-1].message_id
@@ -294,7 +288,7 @@ async def test_a_role_given_with_the_command_is_saved_at_once(harness: BotHarnes
     prompt, refusal = h.messages_after(chat, last)
     assert prompt.button_texts == [texts.ROLE_CANCEL, texts.ROLE_DELETE]
     assert "2001" in (refusal.text or "")
-    assert (await command_reply(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    assert (await h.reply_settled(chat, "Будь краток")).text == texts.ROLE_SAVED
     async with h.services() as services:
         assert (await services.users.get(chat)).role == "Будь краток"
 
@@ -310,10 +304,10 @@ async def stale_press(h: BotHarness, chat: int, prompt: SentMessage, text_part: 
 async def test_a_role_prompt_that_no_longer_waits_changes_nothing(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "/role Старая роль")
+    await h.reply_settled(chat, "/role Старая роль")
     # Answered by text: the prompt loses its buttons, and a press left in flight changes nothing.
-    prompt = copy.deepcopy(await command_reply(h, chat, "/role"))
-    await command_reply(h, chat, "Ты пират")
+    prompt = copy.deepcopy(await h.reply_settled(chat, "/role"))
+    await h.reply_settled(chat, "Ты пират")
     assert h.tg.message(chat, prompt.message_id).buttons == []
     for button in (texts.ROLE_CANCEL, texts.ROLE_DELETE):
         assert (await stale_press(h, chat, prompt, button)).get("text") == texts.ROLE_PROMPT_OUTDATED
@@ -323,15 +317,15 @@ async def test_a_role_prompt_that_no_longer_waits_changes_nothing(harness: BotHa
 
     # Cancelled by /cancel or a typed "Отмена": the same.
     for cancel in ("/cancel", "Отмена"):
-        prompt = await command_reply(h, chat, "/role")
-        assert (await command_reply(h, chat, cancel)).text == texts.ROLE_UNCHANGED
+        prompt = await h.reply_settled(chat, "/role")
+        assert (await h.reply_settled(chat, cancel)).text == texts.ROLE_UNCHANGED
         assert h.tg.message(chat, prompt.message_id).buttons == []
 
     # Ended by another command, or replaced by a newer prompt: its buttons stay, but do nothing.
-    ended = await command_reply(h, chat, "/role")
-    await command_reply(h, chat, "/help")
-    replaced = await command_reply(h, chat, "/role")
-    await command_reply(h, chat, "/role")
+    ended = await h.reply_settled(chat, "/role")
+    await h.reply_settled(chat, "/help")
+    replaced = await h.reply_settled(chat, "/role")
+    await h.reply_settled(chat, "/role")
     for prompt in (ended, replaced):
         shown = prompt.text
         answer = await press(h, chat, prompt, texts.ROLE_DELETE)
@@ -340,13 +334,13 @@ async def test_a_role_prompt_that_no_longer_waits_changes_nothing(harness: BotHa
     async with h.services() as services:
         assert (await services.users.get(chat)).role == "Ты пират"
     # The newest prompt still waits.
-    assert (await command_reply(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    assert (await h.reply_settled(chat, "Будь краток")).text == texts.ROLE_SAVED
 
 
 async def test_stop_stops_the_answer_at_once_and_says_when_nothing_is_written(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    assert (await command_reply(h, chat, "/stop")).text == texts.NOTHING_TO_STOP
+    assert (await h.reply_settled(chat, "/stop")).text == texts.NOTHING_TO_STOP
     h.llm.enqueue(Reply.slow(400, 40.0))
     h.tg.user_message(chat, "long story")
     await h.tg.wait_until(lambda: (h.tg.drafts(chat).latest_text or "").count("tok") >= 3, 15, "a draft")
@@ -357,22 +351,22 @@ async def test_stop_stops_the_answer_at_once_and_says_when_nothing_is_written(ha
     assert (answer.text or "").startswith("tok0 tok1") and (answer.text or "").endswith("Ответ остановлен")
     assert h.messages_after(chat, answer.message_id) == []  # the stop mark is the only reply
     # A pending form keeps waiting: /stop is not turning away from it.
-    await command_reply(h, chat, "/role")
-    assert (await command_reply(h, chat, "/stop")).text == texts.NOTHING_TO_STOP
-    assert (await command_reply(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    await h.reply_settled(chat, "/role")
+    assert (await h.reply_settled(chat, "/stop")).text == texts.NOTHING_TO_STOP
+    assert (await h.reply_settled(chat, "Будь краток")).text == texts.ROLE_SAVED
 
 
 async def test_cancel_with_nothing_to_cancel_says_so(harness: BotHarness) -> None:
     h = harness
-    assert (await command_reply(h, h.new_chat(), "/cancel")).text == texts.NOTHING_TO_CANCEL
+    assert (await h.reply_settled(h.new_chat(), "/cancel")).text == texts.NOTHING_TO_CANCEL
 
 
 async def test_profile_shows_model_role_usage_and_premium(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "one")
-    await command_reply(h, chat, "two")
-    profile = await command_reply(h, chat, "/profile")
+    await h.reply_settled(chat, "one")
+    await h.reply_settled(chat, "two")
+    profile = await h.reply_settled(chat, "/profile")
     text = profile.text or ""
     assert DEFAULT.title in text
     assert "Роль: не задана" in text
@@ -385,34 +379,34 @@ async def test_profile_shows_model_role_usage_and_premium(harness: BotHarness) -
 async def test_delete_context_forgets_the_conversation(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "first")
-    await command_reply(h, chat, "second")
+    await h.reply_settled(chat, "first")
+    await h.reply_settled(chat, "second")
     assert [m["role"] for m in h.llm.requests[-1].messages] == ["user", "assistant", "user"]
-    reply = await command_reply(h, chat, "/delete_context")
+    reply = await h.reply_settled(chat, "/delete_context")
     assert reply.text == texts.CONTEXT_CLEARED
-    await command_reply(h, chat, "third")
+    await h.reply_settled(chat, "third")
     assert [m["content"] for m in h.llm.requests[-1].messages] == ["third"]
 
 
 async def test_delete_me_asks_first_and_erases_on_confirmation(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "remember me")
-    prompt = await command_reply(h, chat, "/delete_me")
+    await h.reply_settled(chat, "remember me")
+    prompt = await h.reply_settled(chat, "/delete_me")
     assert prompt.button_texts == [texts.DELETE_ME_CONFIRM, texts.DELETE_ME_CANCEL]
     await press(h, chat, prompt, texts.DELETE_ME_CANCEL)
     assert h.tg.message(chat, prompt.message_id).text == texts.DELETE_ME_CANCELLED
     async with h.services() as services:
         assert await services.users.exists(chat)
 
-    prompt = await command_reply(h, chat, "/delete_me")
+    prompt = await h.reply_settled(chat, "/delete_me")
     await press(h, chat, prompt, texts.DELETE_ME_CONFIRM)
     assert h.tg.message(chat, prompt.message_id).text == texts.DELETE_ME_DONE
     async with h.services() as services:
         assert not await services.users.exists(chat)
         # Today's count stays until midnight: erasing does not give the day's requests back.
         assert sum((await services.quota.used_today(chat)).values()) == 1
-    await command_reply(h, chat, "hello again")
+    await h.reply_settled(chat, "hello again")
     assert [m["content"] for m in h.llm.requests[-1].messages] == ["hello again"]
     async with h.services() as services:
         assert sum((await services.quota.used_today(chat)).values()) == 2
@@ -420,7 +414,7 @@ async def test_delete_me_asks_first_and_erases_on_confirmation(harness: BotHarne
 
 async def test_billing_says_premium_is_coming(harness: BotHarness) -> None:
     h = harness
-    reply = await command_reply(h, h.new_chat(), "/billing")
+    reply = await h.reply_settled(h.new_chat(), "/billing")
     assert "скоро" in (reply.text or "")
     assert not reply.buttons
 
@@ -445,7 +439,7 @@ async def test_unknown_commands_and_other_messages_get_a_hint(harness: BotHarnes
     h = harness
     chat = h.new_chat()
     requests = h.llm.request_count
-    reply = await command_reply(h, chat, "/nonsense")
+    reply = await h.reply_settled(chat, "/nonsense")
     assert reply.text == texts.UNKNOWN_COMMAND
     h.tg.user_sticker(chat)
     reply = await h.tg.wait_for_message(chat)
@@ -458,18 +452,18 @@ async def test_a_text_that_merely_starts_with_a_slash_is_a_question(harness: Bot
     chat = h.new_chat()
     requests = h.llm.request_count
     for question in ("/etc/hosts — что это за файл в Linux?", "/r/python — что там обсуждают?"):
-        reply = await command_reply(h, chat, question)
+        reply = await h.reply_settled(chat, question)
         assert reply.text == f"Echo: {question}"
     assert h.llm.request_count == requests + 2
     # What Telegram marks as a command stays one, known or not.
-    assert (await command_reply(h, chat, "/etc — что это за папка?")).text == texts.UNKNOWN_COMMAND
+    assert (await h.reply_settled(chat, "/etc — что это за папка?")).text == texts.UNKNOWN_COMMAND
     assert h.llm.request_count == requests + 2
 
 
 async def test_a_stale_button_is_still_answered(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    menu = await command_reply(h, chat, "/model")
+    menu = await h.reply_settled(chat, "/model")
     await press(h, chat, menu, texts.MODEL_EXIT)
     query_id = h.tg.press_button(chat, menu.message_id, menu.callback_data[0], strict=False)
     await h.wait_callback_answer(query_id)

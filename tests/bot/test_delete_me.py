@@ -7,21 +7,8 @@ import pytest
 from pomogator.bot import texts
 from pomogator.bot.handlers.delete_me import PROMPT_LIFETIME
 from tests.bot.harness import BotHarness
-from tests.fakes.telegram_server import SentMessage
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
-
-
-async def command_reply(h: BotHarness, chat: int, command: str) -> SentMessage:
-    reply = await h.ask(chat, command)
-    await h.settle(quiet=0.3)
-    return reply
-
-
-async def press(h: BotHarness, chat: int, message: SentMessage, text_part: str) -> None:
-    """Press a button and wait for everything it causes; the press is answered."""
-    await h.press(chat, message, text_part)
-    await h.settle(quiet=0.3)
 
 
 async def exists(h: BotHarness, chat: int) -> bool:
@@ -32,13 +19,13 @@ async def exists(h: BotHarness, chat: int) -> bool:
 async def test_the_prompt_warns_that_premium_is_lost_and_not_refunded(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "/start")
+    await h.reply_settled(chat, "/start")
     async with h.services() as services:
         ends = await services.subscriptions.grant(chat, 30)
-    text = (await command_reply(h, chat, "/delete_me")).text or ""
+    text = (await h.reply_settled(chat, "/delete_me")).text or ""
     assert f"премиум до {ends.astimezone(h.settings().tz):%d.%m.%Y} пропадёт" in text
     assert "оплаченные дни не возвращаются" in text
-    free = await command_reply(h, h.new_chat(), "/delete_me")
+    free = await h.reply_settled(h.new_chat(), "/delete_me")
     assert "пропадёт" not in (free.text or "")
 
 
@@ -49,23 +36,23 @@ async def test_a_used_prompt_loses_its_buttons(harness: BotHarness) -> None:
         (texts.DELETE_ME_CANCEL, texts.DELETE_ME_CANCELLED),
         (texts.DELETE_ME_CONFIRM, texts.DELETE_ME_DONE),
     ):
-        prompt = await command_reply(h, chat, "/delete_me")
-        await press(h, chat, prompt, button)
+        prompt = await h.reply_settled(chat, "/delete_me")
+        await h.press_settled(chat, prompt, button)
         assert (prompt.text, prompt.buttons) == (told, [])  # the fake's messages are live
 
 
 async def test_a_confirmation_pressed_too_late_is_asked_for_again(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "remember me")
-    prompt = await command_reply(h, chat, "/delete_me")
+    await h.reply_settled(chat, "remember me")
+    prompt = await h.reply_settled(chat, "/delete_me")
     prompt.date -= int(PROMPT_LIFETIME.total_seconds()) + 60
-    await press(h, chat, prompt, texts.DELETE_ME_CONFIRM)
+    await h.press_settled(chat, prompt, texts.DELETE_ME_CONFIRM)
     assert (prompt.text, prompt.buttons) == (texts.DELETE_ME_EXPIRED, [])
     assert await exists(h, chat)
     [again] = h.messages_after(chat, prompt.message_id)
     assert again.button_texts == [texts.DELETE_ME_CONFIRM, texts.DELETE_ME_CANCEL]
-    await press(h, chat, again, texts.DELETE_ME_CONFIRM)
+    await h.press_settled(chat, again, texts.DELETE_ME_CONFIRM)
     assert again.text == texts.DELETE_ME_DONE
     assert not await exists(h, chat)
 
@@ -73,21 +60,21 @@ async def test_a_confirmation_pressed_too_late_is_asked_for_again(harness: BotHa
 async def test_prompts_left_open_after_an_erasure_are_outdated(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await command_reply(h, chat, "remember me")
-    first, second, third = [await command_reply(h, chat, "/delete_me") for _ in range(3)]
-    await press(h, chat, first, texts.DELETE_ME_CONFIRM)
+    await h.reply_settled(chat, "remember me")
+    first, second, third = [await h.reply_settled(chat, "/delete_me") for _ in range(3)]
+    await h.press_settled(chat, first, texts.DELETE_ME_CONFIRM)
     assert first.text == texts.DELETE_ME_DONE
 
     # Cancelling on another prompt neither claims the data is still there nor creates the person anew.
-    await press(h, chat, second, texts.DELETE_ME_CANCEL)
+    await h.press_settled(chat, second, texts.DELETE_ME_CANCEL)
     assert (second.text, second.buttons) == (texts.DELETE_ME_OUTDATED, [])
     assert not await exists(h, chat)
 
     # A confirmation on a prompt from before the erasure does not erase the account made since.
-    await command_reply(h, chat, "hello again")
+    await h.reply_settled(chat, "hello again")
     third.date -= 60  # sent a minute before the account was made anew, as a person's presses would be apart
-    await press(h, chat, third, texts.DELETE_ME_CONFIRM)
+    await h.press_settled(chat, third, texts.DELETE_ME_CONFIRM)
     assert (third.text, third.buttons) == (texts.DELETE_ME_OUTDATED, [])
     assert await exists(h, chat)
-    await command_reply(h, chat, "and now?")
+    await h.reply_settled(chat, "and now?")
     assert [m["content"] for m in h.llm.requests[-1].messages] == ["hello again", "Echo: hello again", "and now?"]

@@ -40,7 +40,7 @@ from pomogator.llm.catalog import load_catalog
 from tests.bot.harness import TOKEN, BotHarness
 from tests.conftest import make_settings
 from tests.fakes.openai_server import Reply
-from tests.fakes.telegram_server import FakeTelegram, SentMessage
+from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -55,26 +55,9 @@ ANSWER = f"Echo: {QUESTION}"
 async def bot(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
     """One running bot that sells premium with receipts, so /billing asks for an e-mail first."""
     async with FakeYooKassa() as kassa:
-        env = {
-            "POMOGATOR_YOOKASSA_SHOP_ID": kassa.shop_id,
-            "POMOGATOR_YOOKASSA_SECRET_KEY": kassa.secret_key,
-            "POMOGATOR_YOOKASSA_API_URL": kassa.api_url,
-            "POMOGATOR_YOOKASSA_TIMEOUT": "2",
-            "POMOGATOR_RECEIPT_ENABLED": "1",
-        }
+        env = kassa.client_env() | {"POMOGATOR_RECEIPT_ENABLED": "1"}
         async with BotHarness.open(tmp_path_factory.mktemp("forms"), env=env) as h:
             yield h
-
-
-async def reply_to(h: BotHarness, chat: int, text: str) -> SentMessage:
-    reply = await h.ask(chat, text)
-    await h.settle(quiet=0.3)
-    return reply
-
-
-async def press(h: BotHarness, chat: int, message: SentMessage, text_part: str) -> None:
-    await h.press(chat, message, text_part)
-    await h.settle(quiet=0.3)
 
 
 async def stored_role(h: BotHarness, chat: int) -> str | None:
@@ -83,8 +66,8 @@ async def stored_role(h: BotHarness, chat: int) -> str | None:
 
 
 async def asks_for_email(h: BotHarness, chat: int) -> None:
-    screen = await reply_to(h, chat, "/billing")
-    await press(h, chat, screen, "Месяц")
+    screen = await h.reply_settled(chat, "/billing")
+    await h.press_settled(chat, screen, "Месяц")
     assert h.tg.sent_texts(chat)[-1] == billing_texts.EMAIL_PROMPT
 
 
@@ -108,12 +91,12 @@ async def answered(h: BotHarness, chat: int) -> None:
 async def test_other_commands_end_the_role_prompt(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    await reply_to(h, chat, "/role")
-    profile = await reply_to(h, chat, "/profile")
+    await h.reply_settled(chat, "/role")
+    profile = await h.reply_settled(chat, "/profile")
     assert "Профиль" in (profile.text or "")  # the command itself works as usual
-    await reply_to(h, chat, "/model")
+    await h.reply_settled(chat, "/model")
     requests = h.llm.request_count
-    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
     assert h.llm.request_count == requests + 1
     assert await stored_role(h, chat) is None
 
@@ -122,9 +105,9 @@ async def test_other_commands_end_the_role_prompt(bot: BotHarness) -> None:
 async def test_an_unknown_command_ends_the_role_prompt_too(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    await reply_to(h, chat, "/role")
-    assert (await reply_to(h, chat, "/nonsense")).text == texts.UNKNOWN_COMMAND
-    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    await h.reply_settled(chat, "/role")
+    assert (await h.reply_settled(chat, "/nonsense")).text == texts.UNKNOWN_COMMAND
+    assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
     assert await stored_role(h, chat) is None
 
 
@@ -132,32 +115,32 @@ async def test_an_unknown_command_ends_the_role_prompt_too(bot: BotHarness) -> N
 async def test_cancel_command_cancels_the_role_prompt_like_its_button(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    await reply_to(h, chat, "/role")
-    assert (await reply_to(h, chat, "/cancel")).text == texts.ROLE_UNCHANGED
-    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    await h.reply_settled(chat, "/role")
+    assert (await h.reply_settled(chat, "/cancel")).text == texts.ROLE_UNCHANGED
+    assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
     assert await stored_role(h, chat) is None
     # Typed instead of pressed, the button's word cancels too: it is no role.
-    await reply_to(h, chat, "/role")
-    assert (await reply_to(h, chat, "Отмена")).text == texts.ROLE_UNCHANGED
+    await h.reply_settled(chat, "/role")
+    assert (await h.reply_settled(chat, "Отмена")).text == texts.ROLE_UNCHANGED
     assert await stored_role(h, chat) is None
     # Nothing waits any more: /cancel says there is nothing to cancel.
-    assert (await reply_to(h, chat, "/cancel")).text == texts.NOTHING_TO_CANCEL
+    assert (await h.reply_settled(chat, "/cancel")).text == texts.NOTHING_TO_CANCEL
 
 
 @pytest.mark.slow
 async def test_menu_and_model_buttons_end_the_role_prompt(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    menu = await reply_to(h, chat, "/start")
-    models = await reply_to(h, chat, "/model")
+    menu = await h.reply_settled(chat, "/start")
+    models = await h.reply_settled(chat, "/model")
 
-    await reply_to(h, chat, "/role")
-    await press(h, chat, menu, texts.MENU_PROFILE)
-    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    await h.reply_settled(chat, "/role")
+    await h.press_settled(chat, menu, texts.MENU_PROFILE)
+    assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
 
-    await reply_to(h, chat, "/role")
-    await press(h, chat, models, OTHER_FREE.title)
-    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    await h.reply_settled(chat, "/role")
+    await h.press_settled(chat, models, OTHER_FREE.title)
+    assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
     assert h.llm.requests[-1].model == OTHER_FREE.id
     assert await stored_role(h, chat) is None
 
@@ -166,10 +149,10 @@ async def test_menu_and_model_buttons_end_the_role_prompt(bot: BotHarness) -> No
 async def test_a_service_message_during_the_role_prompt_gets_no_reply(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    await reply_to(h, chat, "/role")
+    await h.reply_settled(chat, "/role")
     h.tg.user_content(chat, {"pinned_message": {"message_id": 1, "date": 0, "chat": {"id": chat, "type": "private"}}})
     # Messages of a chat are handled in order: the role's reply comes after whatever the pin got.
-    assert (await reply_to(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    assert (await h.reply_settled(chat, "Будь краток")).text == texts.ROLE_SAVED
     assert texts.ROLE_NOT_TEXT not in [m.text for m in h.tg.sent_messages(chat)]
 
 
@@ -177,23 +160,23 @@ async def test_a_service_message_during_the_role_prompt_gets_no_reply(bot: BotHa
 async def test_the_role_prompt_still_takes_its_answer(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    menu = await reply_to(h, chat, "/start")
-    await reply_to(h, chat, "/role")
+    menu = await h.reply_settled(chat, "/start")
+    await h.reply_settled(chat, "/role")
     # Its own menu button opens the prompt again, and it still waits.
-    await press(h, chat, menu, texts.MENU_ROLE)
+    await h.press_settled(chat, menu, texts.MENU_ROLE)
     h.tg.user_sticker(chat)
     assert (await h.tg.wait_for_message(chat)).text == texts.ROLE_NOT_TEXT
     await h.settle(quiet=0.3)
-    assert (await reply_to(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    assert (await h.reply_settled(chat, "Будь краток")).text == texts.ROLE_SAVED
     assert await stored_role(h, chat) == "Будь краток"
 
 
 async def test_a_role_that_starts_with_a_path_is_a_role_not_a_command(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    await reply_to(h, chat, "/role")
+    await h.reply_settled(chat, "/role")
     role = "/srv/app — корень проекта, отвечай про него"
-    assert (await reply_to(h, chat, role)).text == texts.ROLE_SAVED
+    assert (await h.reply_settled(chat, role)).text == texts.ROLE_SAVED
     assert await stored_role(h, chat) == role
 
 
@@ -201,7 +184,7 @@ async def test_a_role_that_starts_with_a_path_is_a_role_not_a_command(bot: BotHa
 async def test_a_question_sent_before_the_role_prompt_is_answered_not_taken_as_the_role(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    menu = await reply_to(h, chat, "/start")
+    menu = await h.reply_settled(chat, "/start")
     await queue_question_behind_an_answer(h, chat)
     # Buttons do not queue: the prompt opens while the question still waits for its turn.
     await h.press(chat, menu, texts.MENU_ROLE)
@@ -209,7 +192,7 @@ async def test_a_question_sent_before_the_role_prompt_is_answered_not_taken_as_t
     assert texts.ROLE_SAVED not in h.tg.sent_texts(chat)
     assert await stored_role(h, chat) is None
     # The prompt still waits for the role the user sends after it.
-    assert (await reply_to(h, chat, "Будь краток")).text == texts.ROLE_SAVED
+    assert (await h.reply_settled(chat, "Будь краток")).text == texts.ROLE_SAVED
     assert await stored_role(h, chat) == "Будь краток"
 
 
@@ -217,12 +200,12 @@ async def test_a_question_sent_before_the_role_prompt_is_answered_not_taken_as_t
 async def test_a_question_sent_before_the_email_prompt_is_answered_not_refused(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    screen = await reply_to(h, chat, "/billing")
+    screen = await h.reply_settled(chat, "/billing")
     await queue_question_behind_an_answer(h, chat)
     await h.press(chat, screen, "Месяц")
     await answered(h, chat)
     assert billing_texts.EMAIL_INVALID not in h.tg.sent_texts(chat)
-    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.PURCHASE_CANCELED
+    assert (await h.reply_settled(chat, "/cancel")).text == billing_texts.PURCHASE_CANCELED
 
 
 @pytest.mark.slow
@@ -230,13 +213,13 @@ async def test_other_commands_and_buttons_end_the_email_prompt(bot: BotHarness) 
     h = bot
     chat = h.new_chat()
     await asks_for_email(h, chat)
-    await reply_to(h, chat, "/help")
-    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    await h.reply_settled(chat, "/help")
+    assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
 
-    menu = await reply_to(h, chat, "/start")
+    menu = await h.reply_settled(chat, "/start")
     await asks_for_email(h, chat)
-    await press(h, chat, menu, texts.MENU_PROFILE)
-    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    await h.press_settled(chat, menu, texts.MENU_PROFILE)
+    assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
     async with h.services() as services:
         assert (await services.users.get(chat)).email is None
 
@@ -246,18 +229,18 @@ async def test_the_email_prompt_still_takes_its_answer_and_cancel(bot: BotHarnes
     h = bot
     chat = h.new_chat()
     await asks_for_email(h, chat)
-    assert (await reply_to(h, chat, "not an email")).text == billing_texts.EMAIL_INVALID
+    assert (await h.reply_settled(chat, "not an email")).text == billing_texts.EMAIL_INVALID
     # Asked for on the way to paying, the form's cancel is the purchase's.
-    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.PURCHASE_CANCELED
-    assert (await reply_to(h, chat, QUESTION)).text == ANSWER
+    assert (await h.reply_settled(chat, "/cancel")).text == billing_texts.PURCHASE_CANCELED
+    assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
 
     # Asked for to change a stored one, it keeps the e-mail as it was.
     async with h.services() as services:
         await services.users.set_email(chat, "ann@example.ru")
-    screen = await reply_to(h, chat, "/billing")
-    await press(h, chat, screen, billing_texts.CHANGE_EMAIL_BUTTON)
+    screen = await h.reply_settled(chat, "/billing")
+    await h.press_settled(chat, screen, billing_texts.CHANGE_EMAIL_BUTTON)
     assert h.tg.sent_texts(chat)[-1] == billing_texts.EMAIL_CHANGE_PROMPT
-    assert (await reply_to(h, chat, "/cancel")).text == billing_texts.EMAIL_CANCELED
+    assert (await h.reply_settled(chat, "/cancel")).text == billing_texts.EMAIL_CANCELED
 
 
 # --- FormMiddleware under a dispatcher of its own --------------------------------------------------------------

@@ -14,7 +14,6 @@ from pomogator.container import build_services
 from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
 from tests.fakes.openai_server import Error
-from tests.fakes.telegram_server import SentMessage
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -53,12 +52,6 @@ async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bot
         yield h
 
 
-async def command_reply(h: BotHarness, chat: int, command: str) -> SentMessage:
-    reply = await h.ask(chat, command)
-    await h.settle(quiet=0.3)
-    return reply
-
-
 async def choose_short_model(h: BotHarness, chat: int) -> int:
     """Choose the model with the small context; returns the requests used today."""
     settings = make_settings(database_url=h.database_url, models_file=h.workdir / "models.toml")
@@ -71,9 +64,9 @@ async def choose_short_model(h: BotHarness, chat: int) -> int:
 async def test_without_payments_the_menu_and_the_profile_do_not_point_to_billing(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    menu = (await command_reply(h, chat, "/model")).text or ""
+    menu = (await h.reply_settled(chat, "/model")).text or ""
     assert "🔒 — только с премиумом; он скоро появится" in menu and "/billing" not in menu
-    profile = (await command_reply(h, chat, "/profile")).text or ""
+    profile = (await h.reply_settled(chat, "/profile")).text or ""
     assert profile.endswith("Премиум: нет") and "/billing" not in profile
 
 
@@ -86,7 +79,7 @@ async def test_without_payments_the_quota_refusal_does_not_point_to_billing(harn
         model = services.catalog.default
         for _ in range(model.free_daily):
             await services.quota.reserve(chat, model, premium=False)
-    refusal = (await command_reply(h, chat, "ещё вопрос")).text or ""
+    refusal = (await h.reply_settled(chat, "ещё вопрос")).text or ""
     assert "5 запросов" in refusal and "/billing" not in refusal and "прем" not in refusal.lower()
 
 
@@ -95,7 +88,7 @@ async def test_a_message_too_long_for_the_model_says_so_and_costs_nothing(harnes
     chat = h.new_chat()
     assert await choose_short_model(h, chat) == 0
     before = h.llm.request_count
-    text = (await command_reply(h, chat, "слово " * 500)).text or ""
+    text = (await h.reply_settled(chat, "слово " * 500)).text or ""
     assert text.startswith("📏 Сообщение слишком длинное для модели Короткая")
     assert "Сократите его или выберите модель с большим контекстом: /model" in text
     assert "/delete_context" not in text and text.endswith(texts.NOT_COUNTED)
@@ -107,4 +100,4 @@ async def test_a_request_the_provider_refuses_keeps_its_own_advice(harness: BotH
     h = harness
     chat = h.new_chat()
     h.llm.enqueue(Error(status=400, message="Bad request"))
-    assert (await command_reply(h, chat, "hello")).text == texts.LLM_BAD_REQUEST
+    assert (await h.reply_settled(chat, "hello")).text == texts.LLM_BAD_REQUEST

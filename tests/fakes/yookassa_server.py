@@ -265,6 +265,15 @@ class FakeYooKassa(AppServer):
         """What to pass as ``Configuration.configure(..., api_url=...)``."""
         return f"{self.url}/v3"
 
+    def client_env(self) -> dict[str, str]:
+        """The settings of a Pomogator process that takes payments through this fake."""
+        return {
+            "POMOGATOR_YOOKASSA_SHOP_ID": self.shop_id,
+            "POMOGATOR_YOOKASSA_SECRET_KEY": self.secret_key,
+            "POMOGATOR_YOOKASSA_API_URL": self.api_url,
+            "POMOGATOR_YOOKASSA_TIMEOUT": "2",
+        }
+
     # ---- test controls -----------------------------------------------------------------------------
 
     @property

@@ -22,11 +22,7 @@ PRIVACY = "https://example.ru/privacy"
 
 
 def yookassa_env(kassa: FakeYooKassa, **extra: str) -> dict[str, str]:
-    return {
-        "POMOGATOR_YOOKASSA_SHOP_ID": kassa.shop_id,
-        "POMOGATOR_YOOKASSA_SECRET_KEY": kassa.secret_key,
-        "POMOGATOR_YOOKASSA_API_URL": kassa.api_url,
-        "POMOGATOR_YOOKASSA_TIMEOUT": "2",
+    return kassa.client_env() | {
         "POMOGATOR_YOOKASSA_TRUSTED_NETWORKS": "127.0.0.1",
         "POMOGATOR_ADMIN_IDS": str(ADMIN_ID),
         "POMOGATOR_OFFER_URL": OFFER,
