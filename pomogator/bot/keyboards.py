@@ -22,7 +22,8 @@ from pomogator.bot.callbacks import (
     StopCallback,
 )
 from pomogator.llm.catalog import Catalog
-from pomogator.services.billing import Checkout, Plan
+from pomogator.services.billing import Checkout
+from pomogator.services.payments import Plan
 from pomogator.services.users import Account
 
 _MENU: tuple[tuple[str, MenuAction], ...] = (

@@ -13,7 +13,8 @@ from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, confi
 
 if TYPE_CHECKING:
     from pomogator.container import Services
-    from pomogator.services.billing import PaymentOutcome, RefundOutcome
+    from pomogator.services.billing import PaymentOutcome
+    from pomogator.services.refunds import RefundOutcome
 
 app = typer.Typer(help="YooKassa payments.", no_args_is_help=True)
 
@@ -33,7 +34,7 @@ def list_payments(
 ) -> None:
     """List payments, newest first (from the database; the YooKassa keys are not needed)."""
     from pomogator.cli import with_services
-    from pomogator.services.billing import list_payments as stored_payments
+    from pomogator.services.payments import list_payments as stored_payments
 
     if status is not None and status not in STATUSES:
         raise typer.BadParameter(f"expected one of {', '.join(STATUSES)}", param_hint="--status")
@@ -88,7 +89,7 @@ def check(payment_id: PaymentId) -> None:
 
 def _amount(value: str | None) -> Decimal | None:
     from pomogator.errors import BillingError
-    from pomogator.services.billing import checked_refund_amount
+    from pomogator.services.refunds import checked_refund_amount
 
     if value is None:
         return None
@@ -131,7 +132,7 @@ def refund(
         confirm(f"Refund {how_much} payment {payment_id}?", "Not refunding")
 
     async def fn(services: Services) -> tuple[RefundOutcome, str]:
-        outcome = await services.billing.refund(payment_id, value, email=email)
+        outcome = await services.billing.refunds.refund(payment_id, value, email=email)
         until = outcome.premium_until
         shown = until.astimezone(services.settings.tz).strftime("%Y-%m-%d %H:%M %Z") if until else "no premium"
         return outcome, shown

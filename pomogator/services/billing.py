@@ -1,4 +1,4 @@
-"""Premium sold through YooKassa: checkout, applying what the payment API says, refunds.
+"""Premium sold through YooKassa: checkout and applying what the payment API says (refunds: ``RefundService``).
 
 A notification from YooKassa is only a hint: every state change is fetched back from the API by id and checked
 against the payment row we stored before asking YooKassa to create it. The bot (pressing a plan), the web app
@@ -12,20 +12,18 @@ admins are told).
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from pomogator.billing import texts
 from pomogator.billing.models import (
     CANCELED,
-    CENT,
     ERROR,
     FAILED,
     NEW,
@@ -34,7 +32,6 @@ from pomogator.billing.models import (
     UNVERIFIED,
     ReceiptSpec,
     RemotePayment,
-    RemoteRefund,
     money,
 )
 from pomogator.config import Settings
@@ -47,13 +44,24 @@ from pomogator.errors import (
     PaymentNotVerified,
     PaymentProviderUnavailable,
     PaymentRejected,
-    RefundEmailRequired,
 )
 from pomogator.logs import alerts
-from pomogator.logs.records import about
-from pomogator.notify import SendResult
+from pomogator.services.billing_notices import BillingNotices, Notifier
+from pomogator.services.payments import (
+    CHECK_UNTIL,
+    CURRENCY,
+    NOTICE_LEASE,
+    Plan,
+    mark_told,
+    offered,
+    payment_pk,
+    payment_row,
+    receipt_description,
+    stored_money,
+)
+from pomogator.services.refunds import RefundOutcome, RefundService
 from pomogator.services.subscriptions import SubscriptionService, lock_person
-from pomogator.services.users import UserService, checked_email
+from pomogator.services.users import UserService
 from pomogator.store.engine import Database, write_transaction
 from pomogator.store.tables import Payment
 from pomogator.timeutil import as_utc, utcnow
@@ -63,43 +71,9 @@ if TYPE_CHECKING:
 
     from pomogator.billing.yookassa import YooKassaClient
 
-CURRENCY = "RUB"
-# An unverified payment's problem is told to the admins again after a day at the soonest; so many are remembered.
-RETOLD_AFTER_S = 24 * 3600.0
-TOLD_MEMORY = 1000
 # YooKassa's cancellation reason for a payment whose page was left without paying until it expired.
 ABANDONED = "expired_on_confirmation"
-# Piccolo adds the `id` column itself, invisibly to the type checker.
-payment_pk = Payment._meta.primary_key
 REUSE_WINDOW = timedelta(minutes=15)
-# Payments still waiting for the person are asked about from this age on: their notification may never come (the
-# web app down for longer than YooKassa's day of retries, a proxy refusing it). Younger ones are being paid now;
-# YooKassa cancels an unpaid one within hours, so after two days none is left to ask about.
-CHECK_AFTER = timedelta(minutes=10)
-CHECK_UNTIL = timedelta(days=2)
-# A refund whose answer was lost keeps its idempotence key (``Payment.refund_key``) for as long as YooKassa keeps
-# keys: asked again within that time, it is made at most once. After it, what was made shows in the payment's
-# refunded amount.
-REFUND_KEY_LIFETIME = timedelta(hours=24)
-# The payer's notice is claimed by the process that sends it (``Payment.notice_claimed_at``, first in the transaction
-# that records the payment) and marked sent once delivered. One that did not go out (the process stopped before
-# telling them, or Telegram failed) is claimed again by a later check or notification once this has passed since the
-# last claim: longer than a send takes at the worst (three tries, each waiting out at most 30 s of flood control),
-# so two processes never send it at once.
-NOTICE_LEASE = timedelta(minutes=5)
-
-
-class Notifier(Protocol):
-    """Sends a plain message to a Telegram chat; never raises (pomogator.notify.TelegramNotifier)."""
-
-    async def send(self, chat_id: int, text: str) -> SendResult: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    name: str
-    price: Decimal
-    days: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,135 +99,11 @@ class PaymentOutcome:
     premium_until: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RefundOutcome:
-    payment_id: str
-    refund_id: str | None
-    status: str
-    amount: Decimal
-    refunded_total: Decimal
-    changed: bool
-    premium_until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PaymentRecord:
-    local_id: int
-    payment_id: str | None
-    telegram_id: int | None
-    plan: str
-    amount: Decimal
-    currency: str
-    status: str
-    refunded_amount: Decimal
-    cancellation_reason: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
 def _reusable(row: Mapping[str, Any], plan: Plan) -> bool:
     """Whether ``_open_payment`` offers ``row`` again rather than a new payment (see there)."""
     if row["status"] == PENDING:
-        return _decimal(row["amount"]) == plan.price
+        return stored_money(row["amount"]) == plan.price
     return row["status"] in (NEW, ERROR) and as_utc(row["created_at"]) >= utcnow() - REUSE_WINDOW
-
-
-def _unanswered_refund(row: Mapping[str, Any]) -> tuple[str, Decimal, datetime] | None:
-    """The key, amount and time of the payment's refund whose answer was lost, while YooKassa still knows the key."""
-    key, asked_at = row["refund_key"], row["refund_key_at"]
-    if key is None or asked_at is None or as_utc(asked_at) <= utcnow() - REFUND_KEY_LIFETIME:
-        return None
-    return key, _decimal(row["refund_key_amount"]), as_utc(asked_at)
-
-
-async def _forget_refund_key(payment_id: int, key: str) -> None:
-    await Payment.update(
-        {Payment.refund_key: None, Payment.refund_key_amount: None, Payment.refund_key_at: None}
-    ).where((payment_pk == payment_id) & (Payment.refund_key == key))
-
-
-def checked_refund_amount(amount: Decimal) -> Decimal:
-    """``amount`` as a refund may ask for it: more than zero and in whole kopecks (rounding would refund another
-    sum than the one asked for). Raises BillingError."""
-    if not amount.is_finite() or amount <= 0:
-        raise BillingError("The refund amount must be more than zero.")
-    try:
-        kopecks = amount.quantize(CENT)
-    except InvalidOperation:
-        raise BillingError(f"{amount} is too large an amount.") from None
-    if kopecks != amount:
-        raise BillingError(f"{amount} has more than 2 decimal places; give rubles and kopecks, e.g. 299.50.")
-    return kopecks
-
-
-def _decimal(value: Any) -> Decimal:
-    # SQLite hands NUMERIC back through float; two decimals are all a price ever has.
-    return Decimal(str(value if value is not None else 0)).quantize(CENT)
-
-
-async def waiting_payments(now: datetime | None = None) -> list[str]:
-    """Our payments something is still owed for, to ask YooKassa about (``BillingService.check_waiting``): ones it
-    has not settled, old enough (see ``CHECK_AFTER``); succeeded ones whose payer was not told (see
-    ``NOTICE_LEASE``); and ones with a refund it answered as pending. A plain query: the web app asks it before
-    building the billing service, which imports the YooKassa SDK."""
-    now = now or utcnow()
-    unsettled = (
-        (Payment.status == PENDING)
-        & (Payment.created_at <= now - CHECK_AFTER)
-        & (Payment.created_at > now - CHECK_UNTIL)
-    )
-    untold = (
-        (Payment.status == SUCCEEDED)
-        & Payment.notified_at.is_null()
-        & Payment.telegram_id.is_not_null()
-        & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
-        & (Payment.updated_at > now - CHECK_UNTIL)
-    )
-    refunding = (Payment.status == SUCCEEDED) & Payment.refund_waiting_id.is_not_null()
-    rows = await Payment.select(Payment.yookassa_id).where(
-        Payment.yookassa_id.is_not_null() & (unsettled | untold | refunding)
-    )
-    return [row["yookassa_id"] for row in rows]
-
-
-async def _mark_told(payment_id: int) -> None:
-    await Payment.update({Payment.notified_at: utcnow()}).where(
-        (payment_pk == payment_id) & Payment.notified_at.is_null()
-    )
-
-
-async def _forget_waiting_refund(payment_id: int, refund_id: str) -> None:
-    await Payment.update({Payment.refund_waiting_id: None}).where(
-        (payment_pk == payment_id) & (Payment.refund_waiting_id == refund_id)
-    )
-
-
-async def list_payments(
-    *, telegram_id: int | None = None, status: str | None = None, limit: int = 100
-) -> list[PaymentRecord]:
-    """Payments as stored, newest first: a plain query, no YooKassa (``pomogator payments list`` works without
-    its keys)."""
-    query = Payment.select().order_by(Payment.created_at, ascending=False).limit(limit)
-    if telegram_id is not None:
-        query = query.where(Payment.telegram_id == telegram_id)
-    if status is not None:
-        query = query.where(Payment.status == status)
-    return [
-        PaymentRecord(
-            local_id=row["id"],
-            payment_id=row["yookassa_id"],
-            telegram_id=row["telegram_id"],
-            plan=row["plan"],
-            amount=_decimal(row["amount"]),
-            currency=row["currency"],
-            status=row["status"],
-            refunded_amount=_decimal(row["refunded_amount"]),
-            cancellation_reason=row["cancellation_reason"],
-            created_at=as_utc(row["created_at"]),
-            updated_at=as_utc(row["updated_at"]),
-        )
-        for row in await query
-    ]
 
 
 class BillingService:
@@ -270,20 +120,16 @@ class BillingService:
         self.kassa = kassa
         self.users = users
         self.subscriptions = subscriptions
-        self.notifier = notifier
         self.settings = settings
         self.tz = settings.tz
         self.plans: dict[str, Plan] = {
             "month": Plan("month", settings.price_month_rub, settings.month_days),
             "year": Plan("year", settings.price_year_rub, settings.year_days),
         }
-        # When each unverified payment's problem was last told to the admins (``_not_verified``).
-        self._told: dict[tuple[str, str], float] = {}
-
-    @staticmethod
-    def _offer(row: Mapping[str, Any], plan: Plan) -> Plan:
-        """``plan`` as the payment ``row`` offered it: the price and the days it was made with."""
-        return Plan(plan.name, _decimal(row["amount"]), row["days"] or plan.days)
+        self.notices = BillingNotices(notifier, settings.admin_id_list)
+        self.refunds = RefundService(
+            database, kassa, users, subscriptions, self.notices, settings, self.plans, apply=self.apply
+        )
 
     def plan(self, name: str) -> Plan:
         try:
@@ -378,7 +224,7 @@ class BillingService:
             plan = self.plans.get(row["plan"])
             if plan is None:
                 return None
-            offer = self._offer(row, plan)
+            offer = offered(row, plan)
             try:
                 return await self._submit(
                     row["id"], row["idempotence_key"], row["telegram_id"], offer, offer.price, email, return_url
@@ -389,9 +235,9 @@ class BillingService:
             return None
         remote = await self.kassa.get_payment(row["yookassa_id"])
         if remote.status == PENDING and remote.confirmation_url:
-            return Checkout(remote.id, row["plan"], _decimal(row["amount"]), remote.confirmation_url, reused=True)
+            return Checkout(remote.id, row["plan"], stored_money(row["amount"]), remote.confirmation_url, reused=True)
         try:
-            await self._apply(row, remote)
+            await self.apply(row, remote)
         except PaymentNotVerified:
             return None  # admins are told; the user gets a fresh payment
         if remote.status == SUCCEEDED:
@@ -418,13 +264,10 @@ class BillingService:
             raise EmailRequired()
         return ReceiptSpec(
             email=email,
-            description=self._description(plan),
+            description=receipt_description(plan),
             vat_code=self.settings.receipt_vat_code,
             tax_system_code=self.settings.receipt_tax_system_code,
         )
-
-    def _description(self, plan: Plan) -> str:
-        return f"Премиум «Помогатора» на {plan.days} дн."
 
     async def _submit(
         self,
@@ -440,7 +283,7 @@ class BillingService:
             remote = await self.kassa.create_payment(
                 amount=amount,
                 currency=CURRENCY,
-                description=self._description(plan),
+                description=receipt_description(plan),
                 return_url=return_url,
                 metadata={"telegram_id": str(telegram_id), "plan": plan.name},
                 idempotence_key=key,
@@ -482,7 +325,7 @@ class BillingService:
         if remote.status != PENDING or not remote.confirmation_url:
             row = await Payment.select().where(payment_pk == row_id).first()
             if row is not None:
-                await self._apply(row, remote)
+                await self.apply(row, remote)
             return None
         return Checkout(remote.id, plan.name, amount, remote.confirmation_url, reused=False)
 
@@ -506,7 +349,7 @@ class BillingService:
         if event == "payment.waiting_for_capture":
             return await self.sync_payment(object_id)
         if event == "refund.succeeded":
-            return await self.sync_refund(object_id, claimed_status=SUCCEEDED)
+            return await self.refunds.sync(object_id, claimed_status=SUCCEEDED)
         logger.info("YooKassa notification {} for {} ignored", event, object_id)
         return None
 
@@ -516,16 +359,16 @@ class BillingService:
 
         Raises PaymentNotFound, PaymentNotVerified, PaymentProviderUnavailable.
         """
-        row = await self._row(payment_id)
+        row = await payment_row(payment_id)
         remote = await self.kassa.get_payment(payment_id)
-        outcome = await self._apply(row, remote)
-        if await self._catch_up_refunds(row, remote):
+        outcome = await self.apply(row, remote)
+        if await self.refunds.catch_up(row, remote):
             outcome = replace(outcome, changed=True, premium_until=None)
-        if row["refund_waiting_id"] is not None and await self._settle_waiting_refund(row, row["refund_waiting_id"]):
+        if row["refund_waiting_id"] is not None and await self.refunds.settle_waiting(row, row["refund_waiting_id"]):
             outcome = replace(outcome, changed=True, premium_until=None)
         if claimed_status is not None and remote.status != claimed_status:
             claim = f"the notification says {claimed_status}, the API says {remote.status}"
-            await self._not_verified(payment_id, claim)
+            await self.notices.not_verified(payment_id, claim)
         return outcome
 
     async def check_waiting(self, payment_ids: list[str]) -> int:
@@ -557,28 +400,9 @@ class BillingService:
         )
         if failed:
             logger.warning("YooKassa does not know payment {}: marked failed, not asked about again", payment_id)
-            await self._tell_admins(texts.admin_unknown_payment(payment_id))
+            await self.notices.tell_admins(texts.admin_unknown_payment(payment_id))
 
-    async def _row(self, payment_id: str) -> dict[str, Any]:
-        row = await Payment.select().where(Payment.yookassa_id == payment_id).first()
-        if row is None:
-            raise PaymentNotFound(f"Payment {payment_id[:64]} is not one of ours.")
-        return row
-
-    async def _not_verified(self, payment_id: str, problem: str) -> NoReturn:
-        """Refuse the payment's notification (or check). The admins hear of it once a day per payment and problem:
-        YooKassa delivers a refused notification again and again for a day, the ten-minute check asks again."""
-        logger.warning("YooKassa payment {} not verified: {}", payment_id, problem)
-        now = time.monotonic()
-        told = self._told.get((payment_id, problem))
-        if told is None or now - told >= RETOLD_AFTER_S:
-            if len(self._told) >= TOLD_MEMORY:
-                self._told.clear()
-            self._told[(payment_id, problem)] = now
-            await self._tell_admins(texts.admin_not_verified(payment_id, problem))
-        raise PaymentNotVerified(f"Payment {payment_id} not verified: {problem}.")
-
-    async def _apply(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
+    async def apply(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
         if remote.status == SUCCEEDED:
             return await self._activate(row, remote)
         if remote.status == CANCELED:
@@ -586,7 +410,7 @@ class BillingService:
         return PaymentOutcome(remote.id, row["telegram_id"], remote.status, changed=False)
 
     def _mismatch(self, row: Mapping[str, Any], remote: RemotePayment) -> str | None:
-        expected = _decimal(row["amount"])
+        expected = stored_money(row["amount"])
         if remote.id != row["yookassa_id"]:
             return f"the API returned payment {remote.id}"
         if remote.currency != row["currency"] or remote.amount != expected:
@@ -606,10 +430,10 @@ class BillingService:
             await Payment.update({Payment.status: UNVERIFIED, Payment.updated_at: utcnow()}).where(
                 (payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, UNVERIFIED])
             )
-            await self._not_verified(remote.id, problem)
-        plan = self._offer(row, self.plans[row["plan"]])
+            await self.notices.not_verified(remote.id, problem)
+        plan = offered(row, self.plans[row["plan"]])
         telegram_id = int(remote.metadata["telegram_id"])
-        amount = _decimal(row["amount"])
+        amount = stored_money(row["amount"])
         until: datetime | None = None
         async with self.database.transaction():
             # An erasure takes the person's lock too: it happens wholly before this or wholly after, and the row is
@@ -638,7 +462,7 @@ class BillingService:
             )
             if claimed:
                 until = await self.subscriptions.grant(telegram_id, plan.days, plan=plan.name, payment_id=remote.id)
-                refunded = max(_decimal(claimed[0]["refunded_amount"]), remote.refunded_amount)
+                refunded = max(stored_money(claimed[0]["refunded_amount"]), remote.refunded_amount)
                 if refunded > 0:
                     # Refunded before we heard it succeeded: grant, then take the refunded share back at once.
                     await Payment.update({Payment.refunded_amount: refunded}).where(payment_pk == row["id"])
@@ -652,11 +476,13 @@ class BillingService:
             "Payment {} succeeded: premium for {} until {}", remote.id, telegram_id, until
         )
         if until is None:
-            await _mark_told(row["id"])  # refunded in full before we heard it succeeded: no premium to tell of
+            await mark_told(row["id"])  # refunded in full before we heard it succeeded: no premium to tell of
         else:
             await self._tell_payer(row["id"], telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz))
         if until is not None:
-            await self._tell_admins(texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz))
+            await self.notices.tell_admins(
+                texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz)
+            )
         return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until)
 
     async def _tell_owed(self, row_id: int, plan: Plan, amount: Decimal) -> None:
@@ -678,15 +504,15 @@ class BillingService:
         telegram_id: int = claimed[0]["telegram_id"]
         until = await self.subscriptions.premium_until(telegram_id)
         if until is None:
-            await _mark_told(row_id)  # refunded or revoked since: nothing to tell of
+            await mark_told(row_id)  # refunded or revoked since: nothing to tell of
             return
         await self._tell_payer(row_id, telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz))
 
     async def _tell_payer(self, row_id: int, telegram_id: int, text: str) -> None:
         """Send the payer's notice this process has claimed; marked sent once delivered. Otherwise the claim lapses
         and a later check sends it (``NOTICE_LEASE``)."""
-        if await self._tell(telegram_id, text):
-            await _mark_told(row_id)
+        if await self.notices.tell(telegram_id, text):
+            await mark_told(row_id)
 
     async def _cancel(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
         changed = (
@@ -708,208 +534,7 @@ class BillingService:
             # A link left unpaid until it expired is not news: pressing a plan button makes one, and the person may
             # have paid with another since. A payment that was tried and failed is.
             if telegram_id is not None and remote.cancellation_reason != ABANDONED:
-                await self._tell(
-                    telegram_id, texts.payment_canceled(_decimal(row["amount"]), remote.cancellation_reason)
+                await self.notices.tell(
+                    telegram_id, texts.payment_canceled(stored_money(row["amount"]), remote.cancellation_reason)
                 )
         return PaymentOutcome(remote.id, telegram_id, CANCELED, changed=bool(changed))
-
-    # --- refunds ----------------------------------------------------------------------------------------------
-
-    async def sync_refund(self, refund_id: str, *, claimed_status: str | None = None) -> RefundOutcome:
-        """Fetch the refund and its payment from YooKassa and record the refunded total, shortening premium by
-        the refunded share. Raises PaymentNotFound, PaymentNotVerified, PaymentProviderUnavailable."""
-        refund = await self.kassa.get_refund(refund_id)
-        row = await self._row(refund.payment_id)
-        if claimed_status is not None and refund.status != claimed_status:
-            await self._not_verified(
-                refund.payment_id,
-                f"refund {refund.id}: the notification says {claimed_status}, the API says {refund.status}",
-            )
-        remote = await self.kassa.get_payment(refund.payment_id)
-        if remote.status == SUCCEEDED:
-            await self._apply(row, remote)
-        return await self._record_refund(row, remote, refund)
-
-    async def refund(
-        self, payment_id: str, amount: Decimal | None = None, *, email: str | None = None
-    ) -> RefundOutcome:
-        """Refund ``amount`` (default: all that is left) of a succeeded payment and shorten premium accordingly.
-        With receipts on, the refund's receipt goes to ``email``, by default the one the person has stored.
-
-        Raises PaymentNotFound, BillingError (not refundable, bad amount, no email for the receipt), InvalidEmail,
-        PaymentProviderUnavailable.
-        """
-        if amount is not None:
-            amount = checked_refund_amount(amount)
-        row = await self._row(payment_id)
-        remote = await self.kassa.get_payment(payment_id)
-        if remote.status != SUCCEEDED:
-            raise BillingError(f"Payment {payment_id} is {remote.status}; only succeeded payments can be refunded.")
-        await self._apply(row, remote)
-        if row["refund_waiting_id"] is not None:
-            # One refund followed up at a time (``refund_waiting_id``): the one YooKassa answered as pending settles
-            # first, or a second would take its place and it would never be recorded.
-            await self._settle_waiting_refund(row, row["refund_waiting_id"])
-            row = await self._row(payment_id)
-            if row["refund_waiting_id"] is not None:
-                raise BillingError(
-                    f"Refund {row['refund_waiting_id']} of payment {payment_id} is still pending at YooKassa; ask "
-                    "for another once it has settled (`pomogator payments check` records it then)."
-                )
-            remote = await self.kassa.get_payment(payment_id)
-        unanswered = _unanswered_refund(row)
-        if unanswered is not None:
-            # Asked before, and YooKassa's answer was lost: the same key again, whatever was refunded since (a
-            # refund it made then is in that figure now, and must not be made a second time).
-            key, value, asked_at = unanswered
-            if amount is not None and amount != value:
-                when = asked_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M %Z")
-                raise BillingError(
-                    f"A refund of {money(value)} {remote.currency} of payment {payment_id} asked at {when} got no "
-                    f"answer from YooKassa and may have been made. Ask for {money(value)} again to finish it "
-                    "(YooKassa does not make it twice), then refund more if needed."
-                )
-        else:
-            refundable = remote.amount - remote.refunded_amount
-            if refundable <= 0:
-                await self._catch_up_refunds(row, remote)
-                raise BillingError(
-                    f"Payment {payment_id} is already fully refunded ({money(remote.refunded_amount)} "
-                    f"{remote.currency})."
-                )
-            value = refundable if amount is None else amount
-            if value > refundable:
-                raise BillingError(f"The refund must be between 0.01 and {money(refundable)} {remote.currency}.")
-            key = str(uuid.uuid4())
-        if not self.settings.receipt_enabled:
-            email = None
-        elif email is not None:
-            email = checked_email(email)
-        else:
-            email = (await self.users.ensure(row["telegram_id"])).email if row["telegram_id"] is not None else None
-            if not email:
-                # A refund of a payment with a receipt needs a receipt of its own.
-                whose = "the person erased their data" if row["telegram_id"] is None else "the user has none stored"
-                raise RefundEmailRequired(
-                    f"No email for the refund's receipt: {whose}. Give the address of the payment's receipt "
-                    "(YooKassa's dashboard shows it)."
-                )
-        plan = self.plans.get(row["plan"])
-        receipt = None
-        if email and plan is not None:
-            description = self._description(self._offer(row, plan))
-            receipt = ReceiptSpec(
-                email, description, self.settings.receipt_vat_code, self.settings.receipt_tax_system_code
-            )
-        if unanswered is None:
-            # Kept before asking: if the answer is lost, asking again reuses it.
-            await Payment.update(
-                {Payment.refund_key: key, Payment.refund_key_amount: value, Payment.refund_key_at: utcnow()}
-            ).where(payment_pk == row["id"])
-        try:
-            refund = await self.kassa.create_refund(
-                payment_id=payment_id,
-                amount=value,
-                currency=remote.currency,
-                idempotence_key=key,
-                description="Возврат за премиум «Помогатора»",
-                receipt=receipt,
-            )
-        except (PaymentRejected, PaymentNotFound, InvalidEmail):
-            await _forget_refund_key(row["id"], key)  # YooKassa answered: nothing was made
-            raise
-        await _forget_refund_key(row["id"], key)
-        logger.bind(user_id=row["telegram_id"]).info(
-            "Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status
-        )
-        if refund.status != SUCCEEDED:
-            if refund.status == PENDING:
-                # Recorded when YooKassa's refund.succeeded notification arrives, or by the periodic check, which
-                # asks about it until it is settled (``waiting_payments``).
-                await Payment.update({Payment.refund_waiting_id: refund.id}).where(payment_pk == row["id"])
-            return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
-        return await self._record_refund(row, await self.kassa.get_payment(payment_id), refund)
-
-    async def _catch_up_refunds(self, row: Mapping[str, Any], remote: RemotePayment) -> bool:
-        """Record refunds of a succeeded payment that YooKassa has made and we have not heard of (a refund made in
-        its dashboard, or one whose notification was lost); True when there were any."""
-        if remote.status != SUCCEEDED or remote.refunded_amount <= _decimal(row["refunded_amount"]):
-            return False
-        return (await self._record_refund(row, remote, None)).changed
-
-    async def _settle_waiting_refund(self, row: Mapping[str, Any], refund_id: str) -> bool:
-        """Ask about a refund YooKassa answered as pending (``refund``): recorded once it succeeded, forgotten once
-        canceled (the admins are told: nothing was refunded). True when our records changed."""
-        refund = await self.kassa.get_refund(refund_id)
-        if refund.status == PENDING:
-            return False
-        if refund.status == SUCCEEDED:
-            return (await self._record_refund(row, await self.kassa.get_payment(refund.payment_id), refund)).changed
-        logger.bind(user_id=row["telegram_id"]).warning(
-            "Refund {} of payment {} is {}: nothing was refunded", refund.id, refund.payment_id, refund.status
-        )
-        await _forget_waiting_refund(row["id"], refund_id)
-        await self._tell_admins(texts.admin_refund_not_made(refund.id, refund.payment_id, refund.amount))
-        return False
-
-    async def _record_refund(
-        self, row: Mapping[str, Any], remote: RemotePayment, refund: RemoteRefund | None
-    ) -> RefundOutcome:
-        total = remote.refunded_amount
-        until: datetime | None = None
-        async with self.database.transaction():
-            # The person's lock before the payment's row, as ``_activate`` and an erasure take them: the other order
-            # (the row here, then the lock in ``shorten``) deadlocks with an erasure on PostgreSQL.
-            owner = await Payment.select(Payment.telegram_id).where(payment_pk == row["id"]).first()
-            if owner is not None and owner["telegram_id"] is not None:
-                await lock_person(owner["telegram_id"])
-            if refund is not None and refund.status == SUCCEEDED:
-                await _forget_waiting_refund(row["id"], refund.id)  # recorded now: not asked about again
-            query = Payment.select(Payment.status, Payment.amount, Payment.refunded_amount).where(
-                payment_pk == row["id"]
-            )
-            if not self.database.is_sqlite:
-                query = query.lock_rows()  # SQLite's BEGIN IMMEDIATE already serialises writers
-            current = await query.first()
-            before = _decimal(current["refunded_amount"]) if current else total
-            if current is not None and total > before:
-                await Payment.update({Payment.refunded_amount: total, Payment.updated_at: utcnow()}).where(
-                    payment_pk == row["id"]
-                )
-                if current["status"] == SUCCEEDED:
-                    left = _decimal(current["amount"]) - before
-                    share = (total - before) / left if left > 0 else Decimal(1)
-                    await self.subscriptions.shorten(remote.id, float(min(share, Decimal(1))))
-        refund_id = refund.id if refund else None
-        if total <= before:
-            return RefundOutcome(remote.id, refund_id, SUCCEEDED, Decimal(0), total, changed=False)
-        delta = total - before
-        telegram_id: int | None = row["telegram_id"]
-        logger.bind(user_id=row["telegram_id"]).info(
-            "Payment {} refunded {} (total {})", remote.id, money(delta), money(total)
-        )
-        if telegram_id is not None:
-            until = await self.subscriptions.premium_until(telegram_id)
-            await self._tell(telegram_id, texts.refund_done(delta, until, self.tz))
-        await self._tell_admins(texts.admin_refund(remote.id, telegram_id, delta, total))
-        return RefundOutcome(remote.id, refund_id, SUCCEEDED, delta, total, changed=True, premium_until=until)
-
-    # --- telling people ---------------------------------------------------------------------------------------
-
-    async def _tell(self, chat_id: int, text: str) -> bool:
-        """Send a notice; False when it failed in a way that sending it again may mend. A notice that cannot be
-        delivered never undoes what was recorded."""
-        if self.notifier is None:
-            logger.bind(**about(chat_id)).warning("No bot token: notice to {} not sent", chat_id)
-            return True
-        try:
-            result = await self.notifier.send(chat_id, text)
-        except Exception as exc:
-            # Only the type: an HTTP error's text may carry the Bot API URL, which holds the token.
-            logger.bind(**about(chat_id)).warning("Notice to {} failed: {}", chat_id, type(exc).__name__)
-            return False
-        return result.ok or result.blocked
-
-    async def _tell_admins(self, text: str) -> None:
-        for admin_id in self.settings.admin_id_list:
-            await self._tell(admin_id, text)

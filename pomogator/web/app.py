@@ -38,7 +38,7 @@ from pomogator.heartbeat import keep_heartbeat
 from pomogator.logs.ratelimit import RefusalLog
 from pomogator.logs.store import prune_logs
 from pomogator.memory import keep_trimming
-from pomogator.services.billing import waiting_payments
+from pomogator.services.payments import waiting_payments
 from pomogator.store.outage import outage_of
 from pomogator.timeutil import utcnow
 from pomogator.web.bodies import BodyTooLarge, read_body

@@ -107,11 +107,11 @@ async def test_a_refund_refused_for_the_receipts_address_forgets_its_key(
     kassa.succeed(checkout.payment_id)
     await services.billing.sync_payment(checkout.payment_id)
     with pytest.raises(InvalidEmail):
-        await services.billing.refund(checkout.payment_id, Decimal("100.00"), email=REFUSED)
+        await services.billing.refunds.refund(checkout.payment_id, Decimal("100.00"), email=REFUSED)
     assert kassa.refunds == {}
     row = await Payment.select(Payment.refund_key).where(Payment.yookassa_id == checkout.payment_id).first()
     assert row is not None and row["refund_key"] is None  # answered: nothing was made, a new refund is a new key
-    done = await services.billing.refund(checkout.payment_id, Decimal("100.00"))
+    done = await services.billing.refunds.refund(checkout.payment_id, Decimal("100.00"))
     assert done.changed
 
 

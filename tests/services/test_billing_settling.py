@@ -17,7 +17,8 @@ from pomogator.billing import texts
 from pomogator.container import Services, build_services
 from pomogator.errors import BillingError, PaymentAlreadyMade
 from pomogator.notify import SendResult, TelegramNotifier
-from pomogator.services.billing import NOTICE_LEASE, BillingService, waiting_payments
+from pomogator.services.billing_notices import BillingNotices
+from pomogator.services.payments import NOTICE_LEASE, waiting_payments
 from pomogator.services.subscriptions import SubscriptionService
 from pomogator.store.engine import open_database, raw, shipped_migration_ids
 from pomogator.store.tables import Payment, Subscription
@@ -71,7 +72,7 @@ async def test_a_refund_recorded_while_the_person_erases_their_data_does_not_dea
         return await shorten(self, payment, fraction)
 
     monkeypatch.setattr(SubscriptionService, "shorten", slow_shorten)
-    refunding = asyncio.create_task(services.billing.refund(payment_id, Decimal("100.00")))
+    refunding = asyncio.create_task(services.billing.refunds.refund(payment_id, Decimal("100.00")))
     await asyncio.wait_for(shortening.wait(), 10)
     erased = await services.users.delete(USER_ID)
     refund = await refunding
@@ -165,11 +166,11 @@ async def test_a_notification_delivered_again_after_a_crash_tells_the_payer(
     checkout = await services.billing.start_payment(USER_ID, "month")
     kassa.succeed(checkout.payment_id)
 
-    async def killed(self: BillingService, chat_id: int, text: str) -> bool:
+    async def killed(self: BillingNotices, chat_id: int, text: str) -> bool:
         raise asyncio.CancelledError
 
     with monkeypatch.context() as patch:
-        patch.setattr(BillingService, "_tell", killed)
+        patch.setattr(BillingNotices, "tell", killed)
         with pytest.raises(asyncio.CancelledError):
             await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
     assert await services.subscriptions.premium_until(USER_ID) is not None
@@ -221,7 +222,7 @@ async def test_a_pending_refund_is_recorded_by_the_check_once_it_succeeds(
 ) -> None:
     payment_id = await paid(services, kassa)
     kassa.refund_status = "pending"
-    asked = await services.billing.refund(payment_id, Decimal("299.50"))
+    asked = await services.billing.refunds.refund(payment_id, Decimal("299.50"))
     assert asked.status == "pending" and not asked.changed and asked.refund_id is not None
     assert (await payment_row(payment_id))["refund_waiting_id"] == asked.refund_id
     assert await waiting_payments() == [payment_id]
@@ -229,7 +230,7 @@ async def test_a_pending_refund_is_recorded_by_the_check_once_it_succeeds(
     assert await waiting_payments() == [payment_id]
 
     with pytest.raises(BillingError, match="still pending"):
-        await services.billing.refund(payment_id, Decimal("100.00"))  # it would take the first one's place
+        await services.billing.refunds.refund(payment_id, Decimal("100.00"))  # it would take the first one's place
     assert (await payment_row(payment_id))["refund_waiting_id"] == asked.refund_id
 
     kassa.settle_refund(asked.refund_id)
@@ -249,7 +250,7 @@ async def test_a_pending_refund_that_is_canceled_is_forgotten_and_the_admins_hea
 ) -> None:
     payment_id = await paid(services, kassa)
     kassa.refund_status = "pending"
-    asked = await services.billing.refund(payment_id, Decimal("100.00"))
+    asked = await services.billing.refunds.refund(payment_id, Decimal("100.00"))
     assert asked.refund_id is not None
     kassa.settle_refund(asked.refund_id, "canceled")
     assert await services.billing.check_waiting(await waiting_payments()) == 0

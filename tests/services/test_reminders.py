@@ -91,7 +91,7 @@ async def test_a_renewal_refunded_before_it_began_is_not_a_second_reminder(
     checkout = await services.billing.start_payment(USER_ID, "month")
     kassa.succeed(checkout.payment_id)
     await services.billing.sync_payment(checkout.payment_id)
-    await services.billing.refund(checkout.payment_id)  # in full: the renewal ends where it would have begun
+    await services.billing.refunds.refund(checkout.payment_id)  # in full: the renewal ends where it would have begun
     assert await reminders.send_due() == (0 if reminded_first else 1)
     assert await reminders.send_due() == 0
     assert len([t for t in tg.sent_texts(USER_ID) if ENDING in t]) == 1

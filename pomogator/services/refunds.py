@@ -1,0 +1,292 @@
+"""Refunds of premium payments: asking YooKassa for one, following up one it answered as pending, and recording
+what it refunded (premium shortened by the refunded share). The CLI (``payments refund``) asks for them; the web app
+(a ``refund.succeeded`` notification) and the periodic check record them, through ``BillingService``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from pomogator.billing import texts
+from pomogator.billing.models import CENT, PENDING, SUCCEEDED, ReceiptSpec, RemotePayment, RemoteRefund, money
+from pomogator.config import Settings
+from pomogator.errors import BillingError, InvalidEmail, PaymentNotFound, PaymentRejected, RefundEmailRequired
+from pomogator.services.billing_notices import BillingNotices
+from pomogator.services.payments import (
+    Plan,
+    forget_waiting_refund,
+    offered,
+    payment_pk,
+    payment_row,
+    receipt_description,
+    stored_money,
+)
+from pomogator.services.subscriptions import SubscriptionService, lock_person
+from pomogator.services.users import UserService, checked_email
+from pomogator.store.engine import Database
+from pomogator.store.tables import Payment
+from pomogator.timeutil import as_utc, utcnow
+
+if TYPE_CHECKING:
+    from pomogator.billing.yookassa import YooKassaClient
+
+# A refund whose answer was lost keeps its idempotence key (``Payment.refund_key``) for as long as YooKassa keeps
+# keys: asked again within that time, it is made at most once. After it, what was made shows in the payment's
+# refunded amount.
+REFUND_KEY_LIFETIME = timedelta(hours=24)
+
+# Records a succeeded payment YooKassa reports before it is refunded (``BillingService.apply``).
+ApplyPayment = Callable[[Mapping[str, Any], RemotePayment], Awaitable[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class RefundOutcome:
+    payment_id: str
+    refund_id: str | None
+    status: str
+    amount: Decimal
+    refunded_total: Decimal
+    changed: bool
+    premium_until: datetime | None = None
+
+
+def checked_refund_amount(amount: Decimal) -> Decimal:
+    """``amount`` as a refund may ask for it: more than zero and in whole kopecks (rounding would refund another
+    sum than the one asked for). Raises BillingError."""
+    if not amount.is_finite() or amount <= 0:
+        raise BillingError("The refund amount must be more than zero.")
+    try:
+        kopecks = amount.quantize(CENT)
+    except InvalidOperation:
+        raise BillingError(f"{amount} is too large an amount.") from None
+    if kopecks != amount:
+        raise BillingError(f"{amount} has more than 2 decimal places; give rubles and kopecks, e.g. 299.50.")
+    return kopecks
+
+
+def _unanswered_refund(row: Mapping[str, Any]) -> tuple[str, Decimal, datetime] | None:
+    """The key, amount and time of the payment's refund whose answer was lost, while YooKassa still knows the key."""
+    key, asked_at = row["refund_key"], row["refund_key_at"]
+    if key is None or asked_at is None or as_utc(asked_at) <= utcnow() - REFUND_KEY_LIFETIME:
+        return None
+    return key, stored_money(row["refund_key_amount"]), as_utc(asked_at)
+
+
+async def _forget_refund_key(row_id: int, key: str) -> None:
+    await Payment.update(
+        {Payment.refund_key: None, Payment.refund_key_amount: None, Payment.refund_key_at: None}
+    ).where((payment_pk == row_id) & (Payment.refund_key == key))
+
+
+class RefundService:
+    def __init__(
+        self,
+        database: Database,
+        kassa: YooKassaClient,
+        users: UserService,
+        subscriptions: SubscriptionService,
+        notices: BillingNotices,
+        settings: Settings,
+        plans: Mapping[str, Plan],
+        apply: ApplyPayment,
+    ) -> None:
+        self.database = database
+        self.kassa = kassa
+        self.users = users
+        self.subscriptions = subscriptions
+        self.notices = notices
+        self.settings = settings
+        self.plans = plans
+        self.apply = apply
+
+    async def sync(self, refund_id: str, *, claimed_status: str | None = None) -> RefundOutcome:
+        """Fetch the refund and its payment from YooKassa and record the refunded total, shortening premium by
+        the refunded share. Raises PaymentNotFound, PaymentNotVerified, PaymentProviderUnavailable."""
+        refund = await self.kassa.get_refund(refund_id)
+        row = await payment_row(refund.payment_id)
+        if claimed_status is not None and refund.status != claimed_status:
+            await self.notices.not_verified(
+                refund.payment_id,
+                f"refund {refund.id}: the notification says {claimed_status}, the API says {refund.status}",
+            )
+        remote = await self.kassa.get_payment(refund.payment_id)
+        if remote.status == SUCCEEDED:
+            await self.apply(row, remote)
+        return await self._record(row, remote, refund)
+
+    async def refund(
+        self, payment_id: str, amount: Decimal | None = None, *, email: str | None = None
+    ) -> RefundOutcome:
+        """Refund ``amount`` (default: all that is left) of a succeeded payment and shorten premium accordingly.
+        With receipts on, the refund's receipt goes to ``email``, by default the one the person has stored.
+
+        Raises PaymentNotFound, BillingError (not refundable, bad amount, no email for the receipt), InvalidEmail,
+        PaymentProviderUnavailable.
+        """
+        if amount is not None:
+            amount = checked_refund_amount(amount)
+        row = await payment_row(payment_id)
+        remote = await self.kassa.get_payment(payment_id)
+        if remote.status != SUCCEEDED:
+            raise BillingError(f"Payment {payment_id} is {remote.status}; only succeeded payments can be refunded.")
+        await self.apply(row, remote)
+        if row["refund_waiting_id"] is not None:
+            # One refund followed up at a time (``refund_waiting_id``): the one YooKassa answered as pending settles
+            # first, or a second would take its place and it would never be recorded.
+            await self.settle_waiting(row, row["refund_waiting_id"])
+            row = await payment_row(payment_id)
+            if row["refund_waiting_id"] is not None:
+                raise BillingError(
+                    f"Refund {row['refund_waiting_id']} of payment {payment_id} is still pending at YooKassa; ask "
+                    "for another once it has settled (`pomogator payments check` records it then)."
+                )
+            remote = await self.kassa.get_payment(payment_id)
+        unanswered = _unanswered_refund(row)
+        if unanswered is not None:
+            # Asked before, and YooKassa's answer was lost: the same key again, whatever was refunded since (a
+            # refund it made then is in that figure now, and must not be made a second time).
+            key, value, asked_at = unanswered
+            if amount is not None and amount != value:
+                when = asked_at.astimezone(self.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
+                raise BillingError(
+                    f"A refund of {money(value)} {remote.currency} of payment {payment_id} asked at {when} got no "
+                    f"answer from YooKassa and may have been made. Ask for {money(value)} again to finish it "
+                    "(YooKassa does not make it twice), then refund more if needed."
+                )
+        else:
+            refundable = remote.amount - remote.refunded_amount
+            if refundable <= 0:
+                await self.catch_up(row, remote)
+                raise BillingError(
+                    f"Payment {payment_id} is already fully refunded ({money(remote.refunded_amount)} "
+                    f"{remote.currency})."
+                )
+            value = refundable if amount is None else amount
+            if value > refundable:
+                raise BillingError(f"The refund must be between 0.01 and {money(refundable)} {remote.currency}.")
+            key = str(uuid.uuid4())
+        receipt = await self._receipt(row, email)
+        if unanswered is None:
+            # Kept before asking: if the answer is lost, asking again reuses it.
+            await Payment.update(
+                {Payment.refund_key: key, Payment.refund_key_amount: value, Payment.refund_key_at: utcnow()}
+            ).where(payment_pk == row["id"])
+        try:
+            refund = await self.kassa.create_refund(
+                payment_id=payment_id,
+                amount=value,
+                currency=remote.currency,
+                idempotence_key=key,
+                description="Возврат за премиум «Помогатора»",
+                receipt=receipt,
+            )
+        except (PaymentRejected, PaymentNotFound, InvalidEmail):
+            await _forget_refund_key(row["id"], key)  # YooKassa answered: nothing was made
+            raise
+        await _forget_refund_key(row["id"], key)
+        logger.bind(user_id=row["telegram_id"]).info(
+            "Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status
+        )
+        if refund.status != SUCCEEDED:
+            if refund.status == PENDING:
+                # Recorded when YooKassa's refund.succeeded notification arrives, or by the periodic check, which
+                # asks about it until it is settled (``waiting_payments``).
+                await Payment.update({Payment.refund_waiting_id: refund.id}).where(payment_pk == row["id"])
+            return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
+        return await self._record(row, await self.kassa.get_payment(payment_id), refund)
+
+    async def _receipt(self, row: Mapping[str, Any], email: str | None) -> ReceiptSpec | None:
+        """The refund's receipt when receipts are on: a refund of a payment with a receipt needs one of its own.
+        Raises RefundEmailRequired, InvalidEmail."""
+        if not self.settings.receipt_enabled:
+            return None
+        if email is not None:
+            email = checked_email(email)
+        elif row["telegram_id"] is not None:
+            email = (await self.users.ensure(row["telegram_id"])).email
+        if not email:
+            whose = "the person erased their data" if row["telegram_id"] is None else "the user has none stored"
+            raise RefundEmailRequired(
+                f"No email for the refund's receipt: {whose}. Give the address of the payment's receipt "
+                "(YooKassa's dashboard shows it)."
+            )
+        plan = self.plans.get(row["plan"])
+        if plan is None:
+            return None
+        return ReceiptSpec(
+            email,
+            receipt_description(offered(row, plan)),
+            self.settings.receipt_vat_code,
+            self.settings.receipt_tax_system_code,
+        )
+
+    async def catch_up(self, row: Mapping[str, Any], remote: RemotePayment) -> bool:
+        """Record refunds of a succeeded payment that YooKassa has made and we have not heard of (a refund made in
+        its dashboard, or one whose notification was lost); True when there were any."""
+        if remote.status != SUCCEEDED or remote.refunded_amount <= stored_money(row["refunded_amount"]):
+            return False
+        return (await self._record(row, remote, None)).changed
+
+    async def settle_waiting(self, row: Mapping[str, Any], refund_id: str) -> bool:
+        """Ask about a refund YooKassa answered as pending (``refund``): recorded once it succeeded, forgotten once
+        canceled (the admins are told: nothing was refunded). True when our records changed."""
+        refund = await self.kassa.get_refund(refund_id)
+        if refund.status == PENDING:
+            return False
+        if refund.status == SUCCEEDED:
+            return (await self._record(row, await self.kassa.get_payment(refund.payment_id), refund)).changed
+        logger.bind(user_id=row["telegram_id"]).warning(
+            "Refund {} of payment {} is {}: nothing was refunded", refund.id, refund.payment_id, refund.status
+        )
+        await forget_waiting_refund(row["id"], refund_id)
+        await self.notices.tell_admins(texts.admin_refund_not_made(refund.id, refund.payment_id, refund.amount))
+        return False
+
+    async def _record(
+        self, row: Mapping[str, Any], remote: RemotePayment, refund: RemoteRefund | None
+    ) -> RefundOutcome:
+        total = remote.refunded_amount
+        until: datetime | None = None
+        async with self.database.transaction():
+            # The person's lock before the payment's row, as ``BillingService`` and an erasure take them: the other
+            # order (the row here, then the lock in ``shorten``) deadlocks with an erasure on PostgreSQL.
+            owner = await Payment.select(Payment.telegram_id).where(payment_pk == row["id"]).first()
+            if owner is not None and owner["telegram_id"] is not None:
+                await lock_person(owner["telegram_id"])
+            if refund is not None and refund.status == SUCCEEDED:
+                await forget_waiting_refund(row["id"], refund.id)  # recorded now: not asked about again
+            query = Payment.select(Payment.status, Payment.amount, Payment.refunded_amount).where(
+                payment_pk == row["id"]
+            )
+            if not self.database.is_sqlite:
+                query = query.lock_rows()  # SQLite's BEGIN IMMEDIATE already serialises writers
+            current = await query.first()
+            before = stored_money(current["refunded_amount"]) if current else total
+            if current is not None and total > before:
+                await Payment.update({Payment.refunded_amount: total, Payment.updated_at: utcnow()}).where(
+                    payment_pk == row["id"]
+                )
+                if current["status"] == SUCCEEDED:
+                    left = stored_money(current["amount"]) - before
+                    share = (total - before) / left if left > 0 else Decimal(1)
+                    await self.subscriptions.shorten(remote.id, float(min(share, Decimal(1))))
+        refund_id = refund.id if refund else None
+        if total <= before:
+            return RefundOutcome(remote.id, refund_id, SUCCEEDED, Decimal(0), total, changed=False)
+        delta = total - before
+        telegram_id: int | None = row["telegram_id"]
+        logger.bind(user_id=row["telegram_id"]).info(
+            "Payment {} refunded {} (total {})", remote.id, money(delta), money(total)
+        )
+        if telegram_id is not None:
+            until = await self.subscriptions.premium_until(telegram_id)
+            await self.notices.tell(telegram_id, texts.refund_done(delta, until, self.settings.tz))
+        await self.notices.tell_admins(texts.admin_refund(remote.id, telegram_id, delta, total))
+        return RefundOutcome(remote.id, refund_id, SUCCEEDED, delta, total, changed=True, premium_until=until)
