@@ -30,17 +30,29 @@ REFUSALS = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowEr
 # SQLite's primary result codes of a file that cannot be used now: busy or locked past the busy timeout, an I/O
 # error, a full disk, a file that cannot be opened.
 SQLITE_OUTAGES = frozenset({5, 6, 10, 13, 14})
+# PostgreSQL's "operator intervention" errors (class 57) that end a session or refuse one for a while: an
+# administrator's restart (57P01 AdminShutdownError), every other session ended while the server recovers from one
+# that crashed (57P02 CrashShutdownError), "starting up / shutting down" (57P03 CannotConnectNowError) and an idle
+# session closed (57P05). A new connection works once the server is back. Not the rest of the class: a statement
+# cancelled or past its timeout (57014 QueryCanceledError) would fail again the same way, and a dropped database
+# (57P04) does not come back.
+# Not 25006 (ReadOnlySQLTransactionError, a write to a server that is now a standby) either: the pool keeps its
+# connection to that server, so trying again shortly fails again; it needs the connections replaced (or a URL that
+# names the primary), which is the operator's to fix, and it is reported as the error it is.
+SESSION_ENDED_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57P05"})
 
 _patient = contextvars.ContextVar("pomogator_patient_connect", default=True)
 
 
 def outage_of(exc: BaseException) -> DatabaseUnavailable | None:
     """``exc`` as DatabaseUnavailable when it says the database could not be reached or used (a connection lost
-    in the middle of a statement, a refused reconnect, SQLite's file busy or unusable); None for anything else,
-    an error in a statement included."""
+    in the middle of a statement, a refused reconnect, the server restarting or recovering from a crash, SQLite's
+    file busy or unusable); None for anything else, an error in a statement (a cancelled one too) included."""
     if isinstance(exc, DatabaseUnavailable):
         return exc
-    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.CannotConnectNowError | asyncpg.AdminShutdownError):
+    if isinstance(exc, asyncpg.PostgresConnectionError):
+        return DatabaseUnavailable(type(exc).__name__)
+    if isinstance(exc, asyncpg.PostgresError) and exc.sqlstate in SESSION_ENDED_SQLSTATES:
         return DatabaseUnavailable(type(exc).__name__)
     if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
         # "connection is closed", "pool is closed": a connection the server dropped, used again.

@@ -49,10 +49,21 @@ def test_connection_failures_are_outages_and_statement_errors_are_not(tmp_path: 
     starting = asyncpg.CannotConnectNowError("the database system is starting up")
     assert isinstance(outage_of(starting), DatabaseUnavailable)
     assert isinstance(outage_of(asyncpg.AdminShutdownError("terminating connection")), DatabaseUnavailable)
+    crashed = asyncpg.exceptions.CrashShutdownError("terminating connection because of crash of another server process")
+    assert isinstance(outage_of(crashed), DatabaseUnavailable)
+    assert isinstance(
+        outage_of(asyncpg.exceptions.IdleSessionTimeoutError("idle-session timeout")), DatabaseUnavailable
+    )
     assert isinstance(outage_of(asyncpg.InterfaceError("connection is closed")), DatabaseUnavailable)
     unavailable = DatabaseUnavailable("as it was")
     assert outage_of(unavailable) is unavailable
     assert outage_of(asyncpg.UniqueViolationError("duplicate key")) is None
+    # Of class 57, a cancelled statement (statement_timeout, pg_cancel_backend) and a dropped database are not.
+    assert outage_of(asyncpg.QueryCanceledError("canceling statement due to statement timeout")) is None
+    assert outage_of(asyncpg.exceptions.DatabaseDroppedError("database was dropped")) is None
+    # A write to a demoted primary: the pooled connection stays on that server, so trying again would not help.
+    read_only = asyncpg.exceptions.ReadOnlySQLTransactionError("cannot execute UPDATE in a read-only transaction")
+    assert outage_of(read_only) is None
     assert outage_of(asyncpg.InterfaceError("cannot perform operation: another operation is in progress")) is None
     assert outage_of(ValueError("nothing to do with it")) is None
     with pytest.raises(sqlite3.OperationalError) as cannot_open:
