@@ -85,9 +85,6 @@ SQLITE_TURN_SQL = (
     "WHERE EXISTS (SELECT 1 FROM users WHERE telegram_id = {} "
     "AND (context_cleared_at IS NULL OR context_cleared_at < {}))"
 )
-GIVE_BACK_RETRIES_S = (5.0, 30.0, 120.0, 600.0)
-"""When a request that could not be given back (the database was unreachable) is tried again, in seconds after the
-failure and then after each further try. After the last one it stays counted, and an error is logged."""
 
 # The usage of a request whose turns are not stored (the terminal chat's).
 REQUEST_SQL = INSERT_REQUEST + "VALUES ({}, {}, {}, {}, {}, {}, {})"
@@ -239,8 +236,6 @@ class ChatService:
         self.quota = quota
         self.catalog = catalog
         self._opener = None if database.is_sqlite else MessageOpener(catalog, quota)
-        # Give-backs waiting for the database to come back (``_give_back``).
-        self._retries: set[asyncio.Task[None]] = set()
 
     def dialog_for(self, account: Account) -> Dialog:
         return Dialog(
@@ -363,7 +358,7 @@ class ChatService:
         except BaseException as exc:
             # Failed, cancelled or abandoned by the consumer: the request costs the person nothing.
             if reply.reservation is not None:
-                await self._give_back(reply.reservation)
+                await self.quota.give_back(reply.reservation)
             if reply.text and isinstance(exc, GeneratorExit | asyncio.CancelledError):
                 # Cut off mid-way (Ctrl-C in the terminal chat, a shutdown): the model was paid for what it wrote.
                 await asyncio.shield(_record_usage(_request_row(dialog, reply, "stopped")))
@@ -371,7 +366,7 @@ class ChatService:
         reply.stopped = not finished
         if reply.stopped and reply.blank:
             if reply.reservation is not None:
-                await self._give_back(reply.reservation)
+                await self.quota.give_back(reply.reservation)
             return
         try:
             await self._store(dialog, content, reply, started)
@@ -385,55 +380,6 @@ class ChatService:
         reply.charged = reply.reservation is not None
         if not reply.unsaved and isinstance(dialog.conversation, StoredConversation):
             await self._forget_old_media(dialog.conversation, history, recent)
-
-    async def _give_back(self, reservation: Reservation) -> None:
-        """Give ``reservation`` back to the quota, to the end even if the caller is cancelled meanwhile. A give-back
-        that fails does not replace what led to it (the model's error, a stop): it is logged and, when the database
-        was unreachable, tried again later (``GIVE_BACK_RETRIES_S``) in the background."""
-        await asyncio.shield(asyncio.ensure_future(self._try_give_back(reservation)))
-
-    async def _try_give_back(self, reservation: Reservation) -> None:
-        outage = await self._refund_unless_outage(reservation, again=False)
-        if outage is None:
-            return
-        logger.warning(
-            "A request of {} could not be given back, the database is unavailable ({}): trying again later",
-            reservation.telegram_id,
-            outage,
-        )
-        task = asyncio.create_task(self._give_back_later(reservation))
-        self._retries.add(task)
-        task.add_done_callback(self._retries.discard)
-
-    async def _give_back_later(self, reservation: Reservation) -> None:
-        outage: str | None = ""
-        for delay in GIVE_BACK_RETRIES_S:
-            await asyncio.sleep(delay)
-            outage = await self._refund_unless_outage(reservation, again=True)
-            if outage is None:
-                return
-        logger.error(
-            "A request of {} for {} on {} could not be given back, it stays counted: {}",
-            reservation.telegram_id,
-            reservation.model_id,
-            reservation.day,
-            outage,
-        )
-
-    async def _refund_unless_outage(self, reservation: Reservation, *, again: bool) -> str | None:
-        """Give ``reservation`` back (``again``: on a later try); the database outage that prevented it (to try
-        again), else None: given back, or failed for another reason (logged; trying again would not help)."""
-        try:
-            await self.quota.refund(reservation)
-        except Exception as exc:
-            outage = outage_of(exc)
-            if outage is not None:
-                return outage.detail
-            logger.opt(exception=exc).error("A request of {} could not be given back", reservation.telegram_id)
-            return None
-        if again:
-            logger.info("A request of {} was given back on a later try", reservation.telegram_id)
-        return None
 
     async def _forget_old_media(
         self, conversation: StoredConversation, history: list[Turn], recent: list[Turn]

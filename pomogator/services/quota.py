@@ -14,6 +14,7 @@ from loguru import logger
 from pomogator.errors import PremiumRequired, QuotaExceeded
 from pomogator.llm.catalog import Model
 from pomogator.store.engine import raw
+from pomogator.store.outage import outage_of
 from pomogator.store.tables import DailyUsage
 from pomogator.timeutil import local_day, next_midnight, utcnow
 
@@ -25,6 +26,9 @@ RESERVE_SQL = (
     "WHERE daily_usage.used < {} RETURNING used"
 )
 REFUND_SQL = "UPDATE daily_usage SET used = used - 1 WHERE telegram_id = {} AND model = {} AND day = {} AND used > 0"
+GIVE_BACK_RETRIES_S = (5.0, 30.0, 120.0, 600.0)
+"""When a request that could not be given back (the database was unreachable) is tried again, in seconds after the
+failure and then after each further try. After the last one it stays counted, and an error is logged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,8 @@ def used_of(rows: Rows) -> int | None:
 class QuotaService:
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
+        # Give-backs waiting for the database to come back (``give_back``).
+        self._retries: set[asyncio.Task[None]] = set()
 
     def today(self, now: datetime | None = None) -> str:
         return local_day(now or utcnow(), self.tz).isoformat()
@@ -86,16 +92,18 @@ class QuotaService:
         """Await ``statement``, which takes a request from the quota, to its end even if the caller is cancelled
         meanwhile: by then the statement may have committed, and only its result (``taken``: the reservation in
         it, None when none was made) tells whether a request was taken. A cancelled caller gives it back before
-        the cancellation goes on, so a shutdown that cuts a message off at its first step costs its sender nothing.
+        the cancellation goes on, so a shutdown that cuts a message off at its first step costs its sender nothing;
+        a give-back the database refuses then is tried again later (``give_back``), and the caller still gets its
+        CancelledError.
         """
         running = asyncio.ensure_future(statement)
         try:
             return await asyncio.shield(running)
         except asyncio.CancelledError:
-            await asyncio.shield(self._give_back(running, taken))
+            await asyncio.shield(self._give_back_taken(running, taken))
             raise
 
-    async def _give_back(self, running: asyncio.Future[T], taken: Callable[[T], Reservation | None]) -> None:
+    async def _give_back_taken(self, running: asyncio.Future[T], taken: Callable[[T], Reservation | None]) -> None:
         try:
             result = await running
         except Exception as exc:
@@ -104,7 +112,56 @@ class QuotaService:
             return
         reservation = taken(result)
         if reservation is not None:
+            await self._try_give_back(reservation)
+
+    async def give_back(self, reservation: Reservation) -> None:
+        """Give ``reservation`` back, to the end even if the caller is cancelled meanwhile. Never raises: a give-back
+        that fails does not replace what led to it (the model's error, a stop, a cancellation); it is logged and,
+        when the database was unreachable, tried again later (``GIVE_BACK_RETRIES_S``) in the background."""
+        await asyncio.shield(asyncio.ensure_future(self._try_give_back(reservation)))
+
+    async def _try_give_back(self, reservation: Reservation) -> None:
+        outage = await self._refund_unless_outage(reservation, again=False)
+        if outage is None:
+            return
+        logger.warning(
+            "A request of {} could not be given back, the database is unavailable ({}): trying again later",
+            reservation.telegram_id,
+            outage,
+        )
+        task = asyncio.create_task(self._give_back_later(reservation))
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _give_back_later(self, reservation: Reservation) -> None:
+        outage: str | None = ""
+        for delay in GIVE_BACK_RETRIES_S:
+            await asyncio.sleep(delay)
+            outage = await self._refund_unless_outage(reservation, again=True)
+            if outage is None:
+                return
+        logger.error(
+            "A request of {} for {} on {} could not be given back, it stays counted: {}",
+            reservation.telegram_id,
+            reservation.model_id,
+            reservation.day,
+            outage,
+        )
+
+    async def _refund_unless_outage(self, reservation: Reservation, *, again: bool) -> str | None:
+        """Give ``reservation`` back (``again``: on a later try); the database outage that prevented it (to try
+        again), else None: given back, or failed for another reason (logged; trying again would not help)."""
+        try:
             await self.refund(reservation)
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is not None:
+                return outage.detail
+            logger.opt(exception=exc).error("A request of {} could not be given back", reservation.telegram_id)
+            return None
+        if again:
+            logger.info("A request of {} was given back on a later try", reservation.telegram_id)
+        return None
 
     def reservation_terms(self, model: Model, premium: bool) -> tuple[str, int]:
         """Today's day and the limit ``RESERVE_SQL`` takes; raises PremiumRequired when there is no allowance."""

@@ -36,7 +36,7 @@ from pomogator.errors import (
 )
 from pomogator.llm.client import StreamEvent, TextComplete
 from pomogator.llm.tokens import estimate_content
-from pomogator.services import chat as chat_module
+from pomogator.services import quota as quota_module
 from pomogator.services import users as users_module
 from pomogator.services.chat import (
     IMAGE_PLACEHOLDER,
@@ -532,7 +532,7 @@ def refunds_fail_once(services: Services, monkeypatch: pytest.MonkeyPatch) -> Fl
     """The first give-back of a request fails; it is tried again at once."""
     flaky = FlakyRefund(services.quota.refund)
     monkeypatch.setattr(services.quota, "refund", flaky)
-    monkeypatch.setattr(chat_module, "GIVE_BACK_RETRIES_S", (0.0,))
+    monkeypatch.setattr(quota_module, "GIVE_BACK_RETRIES_S", (0.0,))
     return flaky
 
 
@@ -1138,6 +1138,30 @@ async def test_a_message_cancelled_while_sqlite_is_locked_costs_nothing(
             await message
         assert await used(services) == 0
         assert fake_llm.request_count == 0
+
+
+async def test_a_cancelled_message_whose_give_back_fails_stays_cancelled_and_gets_it_back_later(
+    services: Services, refunds_fail_once: FlakyRefund
+) -> None:
+    """The database that held up the first statement may refuse the give-back too: the message is cancelled all the
+    same (the failure does not replace its CancelledError), and the request is given back on a later try."""
+    dialog = await dialog_for(services)
+    sent, answered = asyncio.Event(), asyncio.Event()
+
+    async def first_statement() -> Reservation:
+        sent.set()
+        await answered.wait()
+        return await services.quota.reserve(ANN, dialog.model, premium=False)
+
+    message = asyncio.create_task(services.quota.take(first_statement(), lambda reservation: reservation))
+    await sent.wait()
+    message.cancel()
+    await asyncio.sleep(0.05)
+    answered.set()
+    with pytest.raises(asyncio.CancelledError):
+        await message
+    await refunds_fail_once.later()
+    assert await used(services) == 0
 
 
 # --- images and files of earlier turns ----------------------------------------------------------------------
