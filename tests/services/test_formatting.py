@@ -229,6 +229,17 @@ def test_wide_table_becomes_records() -> None:
     )
 
 
+def test_a_narrow_table_with_links_becomes_records_that_keep_them() -> None:
+    """A <pre> would keep only the links' labels: the person could neither open nor see the addresses."""
+    out = markdown_to_html("| Сайт | Ссылка |\n|---|---|\n| Python | [docs](https://docs.python.org) |")
+    check_message(out, "HTML")
+    assert out == '<b>Сайт:</b> Python\n<b>Ссылка:</b> <a href="https://docs.python.org">docs</a>'
+    chunks = valid_chunks("| a | b |\n|---|---|\n| ![](https://e.com/x.png) | 1 |")
+    assert chunks == ['<b>a:</b> <a href="https://e.com/x.png">🖼</a>\n<b>b:</b> 1']
+    # A link the renderer refuses is text, and the table stays monospaced.
+    assert markdown_to_html("| a |\n|---|\n| [x](/relative) |") == "<pre>a\n-\nx</pre>"
+
+
 def test_image_becomes_link() -> None:
     out = markdown_to_html("![diagram](https://e.com/d.png) ![](https://e.com/e.png)")
     assert out == '<a href="https://e.com/d.png">diagram</a> <a href="https://e.com/e.png">🖼</a>'

@@ -25,6 +25,10 @@ _RULE = "──────────"
 _STYLE_TAGS = {"strong": "b", "em": "i", "s": "s"}
 # Wider tables become "header: value" records: a wide <pre> wraps on phones and loses its alignment.
 _MAX_TABLE_WIDTH = 40
+# So do tables with a link (or an image, drawn as one): a <pre> holds plain text, which keeps a link's label and
+# loses its address. "label (address)" in the <pre> would keep it, but not clickable, and an address rarely fits
+# the width anyway; a record keeps the link as it is.
+_LINK_TAG = "<a "
 
 _PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).use(math_plugin)
 
@@ -133,7 +137,9 @@ class _Renderer:
         cells_text = [[html_to_text(cell).strip() for cell in row] for row in cells_html]
         columns = len(header)
         widths = [max(_display_width(row[c]) if c < len(row) else 0 for row in cells_text) for c in range(columns)]
-        if sum(widths) + 3 * (columns - 1) <= _MAX_TABLE_WIDTH and any(any(row) for row in cells_text):
+        narrow = sum(widths) + 3 * (columns - 1) <= _MAX_TABLE_WIDTH
+        linked = any(_LINK_TAG in cell for row in cells_html for cell in row)
+        if narrow and not linked and any(any(row) for row in cells_text):
             return self.monospaced_table(cells_text, widths)
         if not body:
             return " | ".join(cell for cell in cells_html[0] if html_to_text(cell).strip())
