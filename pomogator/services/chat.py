@@ -27,6 +27,7 @@ from pomogator.services.conversations import (
 )
 from pomogator.services.files.images import check_images_total
 from pomogator.services.files.prompt import safe_filename
+from pomogator.services.formatting import shows_nothing
 from pomogator.services.opening import MessageOpener
 from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
 from pomogator.services.users import Account, Person
@@ -147,6 +148,11 @@ class Reply:
     def blank(self) -> bool:
         """Nothing but whitespace: not an answer (providers refuse such a turn in the context)."""
         return not self.text.strip()
+
+    def shows_nothing(self) -> bool:
+        """Blank, or Markdown that renders to nothing (only an empty code fence, ``&nbsp;``): the person sees no
+        answer, so it is not one either. Renders the text when it might be so."""
+        return self.blank or shows_nothing(self.text)
 
 
 def has_images(content: Content) -> bool:
@@ -348,8 +354,9 @@ class ChatService:
                     reply.usage = event.usage
                     reply.finish_reason = event.finish_reason
                     finished = True
-            if finished and reply.blank:
-                # Not an answer: stored, the blank turn would go out with every later request (providers refuse it).
+            if finished and reply.shows_nothing():
+                # Not an answer: the person sees none, so it costs nothing; stored, the turn would go out with every
+                # later request (providers refuse a blank one).
                 detail = f"empty answer, finish_reason={reply.finish_reason}"
                 if reply.filtered:
                     raise LLMModerated(detail)
@@ -364,7 +371,7 @@ class ChatService:
                 await asyncio.shield(_record_usage(_request_row(dialog, reply, "stopped")))
             raise
         reply.stopped = not finished
-        if reply.stopped and reply.blank:
+        if reply.stopped and reply.shows_nothing():
             if reply.reservation is not None:
                 await self.quota.give_back(reply.reservation)
             return

@@ -589,6 +589,9 @@ async def test_wrong_api_key_is_an_account_problem(make_services: ServicesFactor
         pytest.param(fake.Reply(text="", finish_reason="content_filter"), LLMModerated, id="filtered"),
         # A reasoning model that thought through its whole limit: asking again the same way gives the same.
         pytest.param(fake.Reply(text="", finish_reason="length"), LLMNoRoomToAnswer, id="no-room"),
+        # Not blank, but nothing to show once rendered: the person is told the model answered nothing.
+        pytest.param(fake.Reply(text="```\n```"), LLMUnavailable, id="empty-code-fence"),
+        pytest.param(fake.Reply(text="&nbsp;"), LLMUnavailable, id="nbsp"),
     ],
 )
 async def test_empty_answer_is_an_error_not_a_turn(
@@ -713,6 +716,20 @@ async def test_stop_before_the_first_token_costs_nothing(services: Services, fak
     assert await stored() == []
     assert await LLMRequest.count() == 0
     await fake_llm.wait_for_cancelled_streams(1)
+
+
+async def test_a_stop_before_anything_to_show_costs_nothing(services: Services, fake_llm: FakeLLM) -> None:
+    """Stopped with only a code fence opened: the person saw no answer, so it is not kept or counted."""
+    fake_llm.enqueue(fake.Reply(text="```python\n\nprint(1)", tokens_per_second=0.05))
+    dialog = await dialog_for(services)
+    stop = asyncio.Event()
+    reply = Reply()
+    async for _ in services.chat.stream_reply(dialog, "hi", stop=stop, reply=reply):
+        stop.set()
+    assert reply.text == "```python"
+    assert reply.stopped and not reply.charged
+    assert await used(services) == 0
+    assert await stored() == []
 
 
 async def test_consumer_that_abandons_the_stream_gets_a_refund(services: Services, fake_llm: FakeLLM) -> None:

@@ -15,6 +15,7 @@ from pomogator.services.formatting import (
     html_to_text,
     markdown_to_html,
     render_answer,
+    shows_nothing,
     split_html,
     utf16_len,
 )
@@ -251,6 +252,28 @@ def test_empty_and_blank_input() -> None:
     assert render_answer("```\n```") == []
 
 
+@pytest.mark.parametrize(
+    ("md", "nothing"),
+    [
+        ("", True),
+        (" \n\t", True),
+        ("```\n```", True),
+        ("```python\n\n```", True),
+        ("&nbsp;", True),
+        ("[docs]: https://docs.python.org", True),
+        ("# \n\n> ", True),
+        ("Привет", False),
+        ("```\nprint(1)\n```", False),
+        ("&amp;", False),
+        ("---", False),
+        ("[](https://e.com)", False),
+    ],
+)
+def test_shows_nothing_is_whether_the_answer_makes_no_message(md: str, nothing: bool) -> None:
+    assert shows_nothing(md) is nothing
+    assert (render_answer(md) == []) is nothing
+
+
 def test_html_to_text_unescapes() -> None:
     assert html_to_text('<b>a &lt; b</b> <a href="x">&amp;&quot;&#65;&#x42;</a>') == 'a < b &"AB'
 
@@ -437,6 +460,15 @@ def test_any_markdown_renders_valid_chunks(md: str, limit: int) -> None:
 def test_every_stream_prefix_renders_valid(md: str) -> None:
     for end in range(0, len(md) + 1, max(1, len(md) // 25)):
         valid_chunks(md[:end], 200)
+
+
+_HIDING = st.sampled_from(["```", "~~~", "~~~py\n", "[a]: https://e.com\n", "[a]:", "&nbsp;", "&#8203;", "&zwnj;"])
+
+
+@settings(max_examples=250, deadline=None)
+@given(md=st.lists(st.one_of(_MD_PIECES, _WORDS, _HIDING), max_size=30).map("".join))
+def test_shows_nothing_agrees_with_the_rendering(md: str) -> None:
+    assert shows_nothing(md) is (render_answer(md) == [])
 
 
 _TABLE = st.lists(st.lists(_WORDS.map(lambda s: s.replace("|", "")), min_size=2, max_size=4), min_size=1, max_size=4)

@@ -31,12 +31,25 @@ _MAX_TABLE_WIDTH = 40
 _LINK_TAG = "<a "
 
 _PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).use(math_plugin)
+# Markdown with a letter or digit shows something unless it holds one of these, the only ways letters and digits
+# vanish: a code fence's info string, a link reference definition, a character reference (``&nbsp;``).
+_WORD = re.compile(r"[^\W_]")
+_CAN_HIDE_WORDS = ("```", "~~~", "]:", "&")
 
 
 def markdown_to_html(md: str) -> str:
     """Converts Markdown to Telegram HTML that is valid for any input, including unfinished Markdown."""
     root = SyntaxTreeNode(_PARSER.parse(md))
     return _Renderer().blocks(root.children, depth=0).strip()
+
+
+def shows_nothing(md: str) -> bool:
+    """Whether ``md`` has nothing visible once rendered (``render_answer`` makes no message of it): blank, or only
+    markup, such as an empty code fence or ``&nbsp;``. Renders only what might be so: most answers have a word that
+    nothing can hide."""
+    if _WORD.search(md) and not any(mark in md for mark in _CAN_HIDE_WORDS):
+        return False
+    return not html_to_text(markdown_to_html(md)).strip()
 
 
 def _link_allowed(href: str) -> bool:
