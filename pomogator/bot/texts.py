@@ -277,6 +277,11 @@ DELETE_ME_DONE = "Ваши данные удалены. Чтобы начать 
 DELETE_ME_CANCELLED = "Хорошо, ничего не удаляю."
 DELETE_ME_EXPIRED = "Этот запрос на удаление устарел. Подтвердите, пожалуйста, ещё раз — ниже."
 DELETE_ME_OUTDATED = "Этот запрос на удаление устарел: данные уже удалены. Чтобы начать заново, отправьте /start."
+# A message sent before the erasure that waited for its turn meanwhile: not handled, or it would bring the account
+# and its dialog back right after DELETE_ME_DONE.
+DELETE_ME_EARLIER_MESSAGE = (
+    "Это сообщение отправлено до удаления ваших данных, поэтому оно не обработано. Если нужно, отправьте его ещё раз."
+)
 
 
 def billing_soon(support: str) -> str:
@@ -463,4 +468,8 @@ UNSAVED_MARK = (
 FLOOD_LIMITED = (
     "⏳ Telegram временно ограничил, как часто бот может отправлять сообщения, и ответ не удалось доставить. "
     "Попробуйте ещё раз через несколько минут."
+)
+# Telegram could not be reached, or answered with a server error, while the answer was sent (it costs nothing).
+TELEGRAM_UNAVAILABLE = (
+    "📡 Telegram сейчас недоступен, и ответ не удалось доставить. Подождите немного и отправьте сообщение ещё раз."
 )

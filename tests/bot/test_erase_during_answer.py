@@ -86,6 +86,32 @@ async def test_delete_me_confirmed_while_an_answer_streams_leaves_nothing(harnes
     assert await stored_rows(h, chat) == (0, 0)
 
 
+async def test_a_message_queued_behind_the_erased_answer_is_dropped_and_one_sent_after_is_answered(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    prompt = await h.ask(chat, "/delete_me")
+    await ask_slowly_and_wait_for_a_draft(h, chat, "question to be erased")
+    h.tg.user_message(chat, "queued before the erasure")  # waits for its turn behind the answer
+    await h.press(chat, prompt, texts.DELETE_ME_CONFIRM)
+    await h.tg.wait_until(
+        lambda: texts.DELETE_ME_EARLIER_MESSAGE in h.tg.sent_texts(chat), 10, "the queued message dropped"
+    )
+    await h.settle()
+    assert h.tg.message(chat, prompt.message_id).text == texts.DELETE_ME_DONE
+    # Not handled: the account is not created anew, the model never saw the message, nothing is stored.
+    assert not any("queued before the erasure" in str(r.messages) for r in h.llm.requests)
+    async with h.services() as services:
+        assert not await services.users.exists(chat)
+    assert await stored_rows(h, chat) == (0, 0)
+    # A message sent after the erasure is a new person's, answered as usual.
+    assert (await h.reply_settled(chat, "hello again")).text == "Echo: hello again"
+    async with h.services() as services:
+        assert await services.users.exists(chat)
+    assert await stored_rows(h, chat) == (2, 1)
+
+
 async def test_the_clear_button_pressed_while_an_answer_streams_forgets_that_answer_too(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

@@ -175,6 +175,26 @@ async def test_stop_pressed_on_another_instance_stops_the_answer(cluster: Cluste
     await cluster.llm.wait_for_cancelled_streams(cancelled + 1)
 
 
+async def test_a_message_queued_on_one_instance_before_an_erasure_on_another_is_dropped(cluster: Cluster) -> None:
+    chat = cluster.new_chat()
+    cluster.pinned_message(chat, "/delete_me", 0)
+    prompt = await cluster.tg.wait_for_message(chat, timeout=15)
+    cluster.llm.enqueue(Reply.slow(400, 40.0))
+    cluster.pinned_message(chat, "long story", 0)
+    await cluster.tg.wait_until(lambda: (cluster.tg.drafts(chat).latest_text or "").count("tok") >= 3, 15, "a draft")
+    cluster.pinned_message(chat, "queued before the erasure", 1)
+    cluster.tg.press_button(chat, prompt.message_id, str(prompt.button(texts.DELETE_ME_CONFIRM)["callback_data"]))
+    cluster.pin_last_update(2)
+    await cluster.tg.wait_until(
+        lambda: texts.DELETE_ME_EARLIER_MESSAGE in cluster.tg.sent_texts(chat), 20, "the queued message dropped"
+    )
+    await cluster.tg.wait_idle(quiet=0.5, timeout=20)
+    assert cluster.tg.message(chat, prompt.message_id).text == texts.DELETE_ME_DONE
+    assert not any(r.last_user_text == "queued before the erasure" for r in cluster.llm.requests)
+    async with build_services(settings_of(cluster), migrate=False) as services:
+        assert not await services.users.exists(chat)
+
+
 async def test_a_group_is_told_once_whichever_instances_see_it(cluster: Cluster) -> None:
     group = -1_000_000_000_000 - cluster.new_chat()
     for index in range(3):

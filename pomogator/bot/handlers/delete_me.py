@@ -1,7 +1,8 @@
 """/delete_me: erase the user's data after a confirmation (the same service as ``pomogator user delete``).
 
 The prompt's buttons are flagged not to touch the account: a press on a prompt whose person was erased meanwhile
-(through another prompt, say) must not create them anew. Every press takes the buttons away.
+(through another prompt, say) must not create them anew. Every press takes the buttons away. Messages sent before
+the erasure and still waiting for their turn are not handled afterwards (``pomogator.bot.erasures``).
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from datetime import datetime, timedelta
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, Message
+from aiogram.types import CallbackQuery, Message, Update
 
 from pomogator.bot import texts
 from pomogator.bot.answer import StopRegistry
 from pomogator.bot.callbacks import DeleteMeCallback
+from pomogator.bot.erasures import ErasureMarks
 from pomogator.bot.keyboards import make_delete_me_keyboard
 from pomogator.bot.replies import chat_id_of, replace_text
 from pomogator.config import Settings
@@ -42,7 +44,14 @@ async def on_delete_me(message: Message, account: Account, settings: Settings) -
 
 @router.callback_query(DeleteMeCallback.filter(F.confirm), flags={"account": False})
 async def on_confirm(
-    query: CallbackQuery, bot: Bot, users: UserService, settings: Settings, state: FSMContext, stops: StopRegistry
+    query: CallbackQuery,
+    bot: Bot,
+    users: UserService,
+    settings: Settings,
+    state: FSMContext,
+    stops: StopRegistry,
+    erasures: ErasureMarks,
+    event_update: Update,
 ) -> None:
     account = await _prompted_account(query, users)
     if account is None:
@@ -55,8 +64,13 @@ async def on_confirm(
             chat_id, texts.delete_me_prompt(account.premium_until, settings.tz), reply_markup=make_delete_me_keyboard()
         )
         return
-    # An answer streaming meanwhile stops too (whichever instance streams it); it is not stored for an erased person.
     if chat_id is not None:
+        # Marked first: the messages queued behind the answer stopped next may take their turns at once, and one
+        # that did before the erasure is done would create the account anew. Should the erasure fail, they are
+        # dropped all the same (the person is told and may send them again).
+        await erasures.mark(chat_id, event_update.update_id)
+        # An answer streaming meanwhile stops too (whichever instance streams it); it is not stored for an erased
+        # person.
         await stops.request_stop_chat(chat_id)
     erased = await users.delete(account.telegram_id)
     await state.clear()

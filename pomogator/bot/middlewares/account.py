@@ -1,4 +1,5 @@
-"""Every message and button press is made by a stored person: touch them and hand the account to the handler."""
+"""Every message and button press is made by a stored person: touch them and hand the account to the handler; a
+message sent before its person was erased is dropped instead."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from typing import Any
 
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.flags import get_flag
-from aiogram.types import Chat, TelegramObject, User
+from aiogram.types import Chat, Message, TelegramObject, Update, User
 
+from pomogator.bot import texts
+from pomogator.bot.erasures import ErasureMarks, erasure_marks
 from pomogator.bot.replies import tell_if_model_reset
+from pomogator.config import Settings
 from pomogator.services.users import Person, UserService
 
 SENDER = "sender"
@@ -24,12 +28,31 @@ class AccountMiddleware(BaseMiddleware):
     chat service touches the sender in the round trip that takes the request) the sender as Telegram describes them,
     untouched; otherwise their account. When the stored model was reset because premium ended, the user is told once,
     before the handler runs.
+
+    Every handler gets ``erasures`` (``pomogator.bot.erasures``; by default kept beside the conversation state, in
+    Redis when the instances share it): a message sent before its person was erased (/delete_me confirmed while it
+    waited for its turn) is not handled. Its sender is told so, not left to wait for an answer that never comes;
+    sent again, it is handled as a new person's.
     """
 
-    def __init__(self, users: UserService, *, premium_on_sale: bool, defer: bool = False) -> None:
+    def __init__(
+        self,
+        users: UserService,
+        *,
+        premium_on_sale: bool,
+        defer: bool = False,
+        erasures: ErasureMarks | None = None,
+    ) -> None:
         self.users = users
         self.defer = defer
         self.premium_on_sale = premium_on_sale
+        self.erasures = erasures
+
+    def _erasures(self, data: dict[str, Any]) -> ErasureMarks:
+        if self.erasures is None:
+            settings: Settings = data["settings"]
+            self.erasures = erasure_marks(data["fsm_storage"], settings.redis_key_prefix)
+        return self.erasures
 
     async def __call__(
         self,
@@ -37,10 +60,19 @@ class AccountMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
+        erasures = data["erasures"] = self._erasures(data)
         user: User | None = data.get("event_from_user")
         flag = get_flag(data, "account", default=True)
         if user is None or user.is_bot or flag is False:
             return await handler(event, data)
+        update: Update | None = data.get("event_update")
+        if (
+            isinstance(event, Message)
+            and update is not None
+            and await erasures.erased_after(event.chat.id, update.update_id)
+        ):
+            await event.answer(texts.DELETE_ME_EARLIER_MESSAGE)
+            return None
         person = Person(
             telegram_id=user.id,
             first_name=user.first_name,

@@ -1,0 +1,91 @@
+"""Which chats had their person's data erased (/delete_me) a moment ago, and by which update.
+
+A message sent before the erasure can still be waiting for its turn in the chat's queue (behind the answer the
+erasure stopped, say). Handled then, it would create the account anew and store its dialog right after «Ваши данные
+удалены». ``AccountMiddleware`` asks here and drops such a message.
+
+Telegram numbers updates in the order they happen, so "sent before the erasure" is exact: an update id below the
+confirmation's. Clocks are not compared (a message's date is Telegram's, in whole seconds).
+
+The marks are kept where the chat's conversation state is (``pomogator.bot.shared``): in Redis when the instances
+share it (any instance may handle the queued message), else in this process. They last ``ERASURE_MARK_TTL_S``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+from aiogram.fsm.storage.base import BaseStorage
+from aiogram.fsm.storage.redis import RedisStorage
+from loguru import logger
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+ERASURE_MARK_TTL_S = 600
+"""How long an erasure's mark lasts. The messages queued behind it are handled within seconds once the answer they
+waited for is stopped; the rest covers a turn held by an instance that died and an update Telegram delivers again.
+Short, as it is a note about a person who asked to be forgotten."""
+
+
+class ErasureMarks(Protocol):
+    async def mark(self, chat_id: int, update_id: int) -> None:
+        """The person of ``chat_id`` was erased by update ``update_id`` (the confirmation)."""
+
+    async def erased_after(self, chat_id: int, update_id: int) -> bool:
+        """Whether ``chat_id``'s person was erased lately by an update later than ``update_id``: a message of that
+        update was sent before the erasure."""
+
+
+class MemoryErasureMarks:
+    """One process's marks (the polling bot, or webhook instances without Redis)."""
+
+    def __init__(self, ttl: float = ERASURE_MARK_TTL_S) -> None:
+        self.ttl = ttl
+        # chat id -> (the erasing update's id, when the mark lapses on the monotonic clock)
+        self._marks: dict[int, tuple[int, float]] = {}
+
+    async def mark(self, chat_id: int, update_id: int) -> None:
+        now = time.monotonic()
+        # Erasures are rare: lapsed marks are swept as new ones come.
+        self._marks = {chat: mark for chat, mark in self._marks.items() if mark[1] > now}
+        self._marks[chat_id] = (update_id, now + self.ttl)
+
+    async def erased_after(self, chat_id: int, update_id: int) -> bool:
+        mark = self._marks.get(chat_id)
+        return mark is not None and mark[1] > time.monotonic() and update_id < mark[0]
+
+
+class RedisErasureMarks:
+    """Marks every instance sees, each a key that lapses by itself."""
+
+    def __init__(self, redis: Redis, prefix: str, ttl: int = ERASURE_MARK_TTL_S) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.ttl = ttl
+
+    def _key(self, chat_id: int) -> str:
+        return f"{self.prefix}:erased:{chat_id}"
+
+    async def mark(self, chat_id: int, update_id: int) -> None:
+        try:
+            await self.redis.set(self._key(chat_id), update_id, ex=self.ttl)
+        except RedisError as exc:
+            # The data is erased all the same; only a message already queued could bring the account back.
+            logger.warning("Redis unavailable ({}); the erasure of chat {} is not marked", exc, chat_id)
+
+    async def erased_after(self, chat_id: int, update_id: int) -> bool:
+        try:
+            value = await self.redis.get(self._key(chat_id))
+        except RedisError as exc:
+            logger.warning("Redis unavailable ({}); going on as if chat {} was not erased", exc, chat_id)
+            return False
+        return value is not None and update_id < int(value)
+
+
+def erasure_marks(storage: BaseStorage, prefix: str) -> ErasureMarks:
+    """The marks kept beside the conversation state in ``storage``: in its Redis (keys under ``prefix``) when the
+    instances share the state there, else in this process."""
+    if isinstance(storage, RedisStorage):
+        return RedisErasureMarks(storage.redis, prefix)
+    return MemoryErasureMarks()
