@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from aiogram.exceptions import TelegramRetryAfter
+from aiogram.methods import SendMessageDraft
 from aiogram.types import InlineKeyboardMarkup
 
 from pomogator.bot import texts
@@ -250,6 +252,39 @@ async def test_an_answer_the_model_broke_off_keeps_what_it_wrote_and_says_so(dra
     shown = html_to_text("\n\n".join(m.html for m in visible))
     assert shown.startswith("слово0 ") and "слово699" in shown
     assert visible[-1].html.endswith(texts.BROKEN_OFF_MARK)
+
+
+@dataclass
+class FloodedDrafts(FakeOutput):
+    """Telegram answers the first draft with a flood wait of minutes (drafts are not retried: it reaches the
+    renderer whole)."""
+
+    def __post_init__(self) -> None:
+        self.flooded = False
+
+    async def draft(self, draft_id: int, html: str) -> None:
+        if not self.flooded:
+            self.flooded = True
+            method = SendMessageDraft(chat_id=1, draft_id=draft_id, text=html)
+            raise TelegramRetryAfter(method, "Too Many Requests: retry after 300", 300)
+        await super().draft(draft_id, html)
+
+
+@pytest.mark.parametrize("broken_off", [False, True])
+async def test_a_flood_wait_on_a_draft_holds_the_final_message_one_interval_at_most(broken_off: bool) -> None:
+    # The final message's own call waits out a flood limit, or gives the answer up, within its budget.
+    out = FloodedDrafts()
+    r = renderer(out, interval=0.2)
+    fail = LLMUnavailable("mid-stream") if broken_off else None
+    async with asyncio.timeout(3):
+        try:
+            text = await r.stream(Stream(words(20), delay=0.01, fail=fail)())
+            await r.finish(text, stopped=False)
+        except LLMUnavailable:
+            assert broken_off
+    assert out.flooded and out.drafts == []
+    [message] = out.visible()
+    assert html_to_text(message.html).startswith("слово0 ")
 
 
 async def test_a_failure_that_is_not_the_models_removes_what_was_shown() -> None:

@@ -174,7 +174,7 @@ class AnswerRenderer:
             # The last draft or edit may have been shown moments ago; keep to one visible change per interval (the
             # delay is 0 when nothing was shown live). A message with exactly what the draft showed only makes it
             # permanent, and goes at once.
-            await asyncio.sleep(self._throttle.delay())
+            await asyncio.sleep(self._final_delay())
         await self.chain.sync(chunks)
 
     async def _keep_broken_off(self) -> None:
@@ -182,13 +182,19 @@ class AnswerRenderer:
         chunks = render_answer(self._text, MESSAGE_LIMIT - utf16_len(html_to_text(mark)) - 2)
         chunks[-1] += "\n\n" + mark
         try:
-            await asyncio.sleep(self._throttle.delay())
+            await asyncio.sleep(self._final_delay())
             await self.chain.sync(chunks)
         except ChatGone:
             pass
         except TelegramAPIError as exc:
             logger.warning("The broken-off answer could not be kept: {}", exc.message)
             await self._discard()
+
+    def _final_delay(self) -> float:
+        """How long the final messages wait: the live-update interval at most. A flood wait Telegram asked of a
+        draft or an edit (minutes, at times) is not slept out here, holding a kept and counted answer and the
+        chat's turn: the final calls' own flood handling waits, or gives the answer up (``FloodWaitTooLong``)."""
+        return min(self._throttle.delay(), self._throttle.interval)
 
     async def _discard(self) -> None:
         with contextlib.suppress(ChatGone):
