@@ -78,8 +78,11 @@ async def run_polling(settings: Settings) -> None:
                     logger.info("Letting {} update(s) in progress finish", tracker.active)
                 if not await tracker.drain(settings.shutdown_grace_seconds):
                     logger.warning("{} update(s) still in progress at shutdown were cut off", tracker.active)
+                    # Cancelled before the services close, as in webhook mode: an answer finishing meanwhile would be
+                    # kept and counted but never delivered, after its person was asked to send the message again.
+                    cut_off = await tracker.cut_off()
                     # Polling confirmed them to Telegram, which will not send them again.
-                    await ask_to_send_again(bot, tracker.in_progress)
+                    await ask_to_send_again(bot, cut_off)
         finally:
             await bot.session.close()
     logger.info("Bot stopped")

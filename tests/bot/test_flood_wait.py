@@ -15,11 +15,13 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 
 from pomogator.bot import texts
+from pomogator.bot.answer.output import SEND_ATTEMPTS
 from pomogator.bot.factory import create_bot
 from pomogator.bot.flood_wait import MAX_WAIT_S, FloodWaitTooLong, RetryAfterMiddleware
 from pomogator.services.conversations import StoredConversation
 from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
+from tests.fakes.openai_server import Reply
 from tests.fakes.telegram_html import check_message
 from tests.fakes.telegram_server import FakeTelegram
 
@@ -95,4 +97,43 @@ async def test_a_long_flood_limit_tells_the_user_and_frees_the_chat(harness: Bot
     assert "первый вопрос" not in json.dumps(h.llm.requests[-1].messages, ensure_ascii=False)
     log = h.bot.log_since(offset)
     assert re.search(r"Update given up on a Telegram flood limit: .*Retry in 3600 seconds", log)
+    assert "Traceback" not in log
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_long_flood_limit_on_a_draft_does_not_hold_the_answer_back(harness: BotHarness) -> None:
+    """A draft is not retried, so its flood wait reaches the renderer whole; the final message does not sleep it out
+    (holding a kept and counted answer and the chat's turn): its own call waits, or gives up, within the budget."""
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next("sendMessageDraft", 429, retry_after=HOUR, chat_id=chat)
+    h.llm.enqueue(Reply.slow(10, 1.0))
+    h.tg.user_message(chat, "go")
+    reply = await h.tg.wait_for_message(chat, timeout=10)
+    await h.settle()
+    assert reply.text == " ".join(f"tok{i}" for i in range(10))
+    assert h.tg.drafts(chat).count == 0  # the one refused; none after it
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_answer_telegram_cannot_take_is_given_back_and_the_user_told(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    # Every try of the answer's message fails (Telegram unreachable for a few seconds); the notice gets through.
+    h.tg.fail_next("sendMessage", 502, "Bad Gateway", times=SEND_ATTEMPTS, chat_id=chat)
+    offset = h.bot.log_size()
+    notice = await h.ask(chat, "первый вопрос", timeout=20)
+    assert notice.text == texts.TELEGRAM_UNAVAILABLE
+    reply = await h.ask(chat, "второй вопрос", timeout=20)
+    assert reply.text == "Echo: второй вопрос"
+    # The answer that never arrived is given back: only the second counts, and it is not in the context.
+    async with h.services() as services:
+        assert sum((await services.quota.used_today(chat)).values()) == 1
+        history = await StoredConversation(chat).history()
+    stored = [turn.content for turn in history]
+    assert [json.loads(c) for c in stored if isinstance(c, str | bytes)] == ["второй вопрос", "Echo: второй вопрос"]
+    log = h.bot.log_since(offset)
+    assert re.search(r"ERROR.*Update given up, Telegram is unavailable \(TelegramServerError\): .*Bad Gateway", log)
     assert "Traceback" not in log

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from pomogator.bot import texts
+from pomogator.services.conversations import StoredConversation
 from tests.bot.harness import TOKEN, BotHarness
 from tests.conftest import TEST_API_KEY
+from tests.databases import throwaway_postgres
 from tests.fakes.openai_server import FakeLLM, Reply
 from tests.fakes.telegram_server import FakeTelegram
 
@@ -80,6 +85,60 @@ async def test_messages_a_shutdown_cut_off_are_asked_for_again(tmp_path: Path) -
         notices = [m for m in h.tg.sent_messages(chat) if m.text == texts.CUT_OFF_BY_RESTART]
         assert len(notices) == 2
         assert "2 update(s) still in progress at shutdown were cut off" in h.bot.log()
+
+
+async def test_updates_a_shutdown_cut_off_end_before_their_people_are_asked_again(tmp_path: Path) -> None:
+    """Cancelled when the grace runs out, as in webhook mode: not left running while the bot asks their people to
+    send them again and closes its services (an answer finishing then would be kept and counted, never delivered)."""
+    async with BotHarness.open(tmp_path, env={"POMOGATOR_SHUTDOWN_GRACE_SECONDS": "1"}) as h:
+        chat = h.new_chat()
+        h.llm.enqueue(Reply.slow(10, 3.0))
+        h.tg.user_message(chat, "slow one")
+        await h.tg.wait_until(lambda: h.tg.drafts(chat).count >= 1, 15, "a draft")
+        h.tg.hold("sendMessage")  # the notice takes its time: seconds in which the model would finish
+        try:
+            assert await h.bot.stop() == 0
+        finally:
+            h.tg.release("sendMessage")
+        assert h.llm.requests[-1].cancelled  # ended when the grace ran out, not streamed to its end
+        async with h.services() as services:
+            assert sum((await services.quota.used_today(chat)).values()) == 0
+            assert await StoredConversation(chat).history() == []
+
+
+@contextlib.asynccontextmanager
+async def database_url(kind: str) -> AsyncIterator[str | None]:
+    """None for the harness's SQLite file, or a throwaway PostgreSQL database (skipped without a server)."""
+    if kind == "sqlite":
+        yield None
+        return
+    server = os.environ.get("POMOGATOR_TEST_POSTGRES_URL")
+    if not server:
+        pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
+    async with throwaway_postgres(server, "pomogator_cut_off") as url:
+        yield url
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_an_answer_cut_off_while_it_is_sent_costs_nothing_and_leaves_the_context(
+    tmp_path: Path, kind: str
+) -> None:
+    """Kept and counted, its message waiting out a flood limit when the grace runs out: the person is asked to send
+    the message again, so they must not pay for it twice nor find it answered in the context."""
+    async with (
+        database_url(kind) as url,
+        BotHarness.open(tmp_path, database_url=url, env={"POMOGATOR_SHUTDOWN_GRACE_SECONDS": "1"}) as h,
+    ):
+        chat = h.new_chat()
+        h.tg.fail_next("sendMessage", 429, retry_after=30, chat_id=chat)
+        h.tg.user_message(chat, "вопрос")
+        await h.tg.wait_until(lambda: h.tg.flood_errors == 1, 15, "the answer's message held back")
+        assert await h.bot.stop() == 0
+        assert h.tg.sent_texts(chat) == [texts.CUT_OFF_BY_RESTART]
+        async with h.services() as services:
+            assert sum((await services.quota.used_today(chat)).values()) == 0
+            assert await StoredConversation(chat).history() == []
+        assert "1 update(s) still in progress at shutdown were cut off" in h.bot.log()
 
 
 async def test_start_up_profile_calls_are_best_effort(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ from collections.abc import AsyncGenerator, Callable
 from aiogram import Bot
 from aiogram.enums import ChatType
 from aiogram.types import Chat
+from loguru import logger
 
 from pomogator.bot.answer.output import ChatOutput
 from pomogator.bot.answer.renderer import UPDATE_INTERVAL, AnswerRenderer
 from pomogator.bot.answer.stops import StopRegistry
-from pomogator.bot.flood_wait import FloodWaitTooLong
 from pomogator.bot.replies import tell_if_model_reset
 from pomogator.services.chat import ChatService, Reply, SenderUndecided
 from pomogator.services.conversations import Content
@@ -76,18 +76,18 @@ class Answerer:
     ) -> Reply:
         answer_id = secrets.randbelow(DRAFT_ID_LIMIT) + 1
         reply = Reply()
-        async with self.stops.streaming(chat.id, answer_id) as stop:
-            renderer = AnswerRenderer(
-                ChatOutput(bot, chat.id),
-                answer_id,
-                drafts=chat.type == ChatType.PRIVATE and chat.id not in self._no_drafts,
-                interval=self.interval,
-                on_drafts_refused=lambda: self._remember_no_drafts(chat.id),
-                stop=stop,
-                complete=lambda: reply.complete,
-            )
-            await renderer.stream(pieces(stop, reply))
         try:
+            async with self.stops.streaming(chat.id, answer_id) as stop:
+                renderer = AnswerRenderer(
+                    ChatOutput(bot, chat.id),
+                    answer_id,
+                    drafts=chat.type == ChatType.PRIVATE and chat.id not in self._no_drafts,
+                    interval=self.interval,
+                    on_drafts_refused=lambda: self._remember_no_drafts(chat.id),
+                    stop=stop,
+                    complete=lambda: reply.complete,
+                )
+                await renderer.stream(pieces(stop, reply))
             await renderer.finish(
                 reply.text,
                 stopped=reply.stopped,
@@ -96,12 +96,27 @@ class Answerer:
                 filtered=reply.filtered,
                 unsaved=reply.unsaved,
             )
-        except FloodWaitTooLong:
-            # Telegram holds the whole answer back for longer than a call waits: the person gets nothing and is
-            # asked to try again; the request is given back and the answer leaves the context.
-            await self.chat.take_back(reply)
+        except BaseException as exc:
+            # The answer was kept and counted but did not reach the person: Telegram held it back longer than a call
+            # waits (FloodWaitTooLong), could not be reached, or a shutdown cut the answer off. They get nothing (or
+            # its start) and are asked to send it again: the request is given back and the answer leaves the
+            # context, so asking again does not find it answered.
+            if reply.charged or reply.stored is not None:
+                await self._take_back(reply, exc)
             raise
         return reply
+
+    async def _take_back(self, reply: Reply, failure: BaseException) -> None:
+        """``ChatService.take_back``, to the end even when the answer is being cancelled (a shutdown awaits it); its
+        own failure is logged and does not replace ``failure``."""
+        try:
+            await asyncio.shield(self.chat.take_back(reply))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.opt(exception=exc).error(
+                "An undelivered answer ({}) could not be given back", type(failure).__name__
+            )
 
     def _remember_no_drafts(self, chat_id: int) -> None:
         if len(self._no_drafts) >= NO_DRAFTS_MEMORY:

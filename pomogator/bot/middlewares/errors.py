@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
-from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError
+from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramNetworkError, TelegramServerError
 from aiogram.types import Chat, TelegramObject
 from loguru import logger
 
@@ -48,6 +48,10 @@ class ErrorMiddleware(BaseMiddleware):
         except FloodWaitTooLong as exc:
             logger.warning("Update given up on a Telegram flood limit: {}", exc.message)
             await self._tell(data, texts.FLOOD_LIMITED)
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            # An outage of Telegram's, not a fault of ours: no traceback (the answer was given back).
+            logger.error("Update given up, Telegram is unavailable ({}): {}", type(exc).__name__, exc.message)
+            await self._tell(data, texts.TELEGRAM_UNAVAILABLE)
         except TelegramAPIError as exc:
             if is_chat_gone(exc):
                 logger.info("Chat unavailable, nothing delivered: {}", exc.message)

@@ -1,4 +1,4 @@
-"""Which updates are being handled, so a shutdown can let them finish."""
+"""Which updates are being handled, so a shutdown can let them finish, and cut off those that take too long."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ class UpdateTracker(BaseMiddleware):
 
     def __init__(self) -> None:
         self._active: dict[int, Update] = {}
+        self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -32,11 +33,15 @@ class UpdateTracker(BaseMiddleware):
         if not isinstance(event, Update):
             return await handler(event, data)
         self._active[event.update_id] = event
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks[event.update_id] = task
         self._idle.clear()
         try:
             return await handler(event, data)
         finally:
             self._active.pop(event.update_id, None)
+            self._tasks.pop(event.update_id, None)
             if not self._active:
                 self._idle.set()
 
@@ -52,3 +57,13 @@ class UpdateTracker(BaseMiddleware):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout)
         return not self._active
+
+    async def cut_off(self) -> list[Update]:
+        """Cancel the updates still in progress and wait until they have ended (an answer cut off gives its request
+        back while the services are still open); returns them."""
+        updates = self.in_progress
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        return updates
