@@ -1,5 +1,7 @@
 """The Stop button across instances: the instance streaming an answer marks it in Redis; a Stop pressed on any other
-instance claims that mark and publishes the stop, which the streaming instance receives through ``Broadcasts``."""
+instance claims that mark and publishes the stop, which the streaming instance receives through ``Broadcasts``.
+A chat's turn (``StopRegistry.turn``, under answer id ``TURN``) is marked alike, so /stop sent to another instance
+while a file is read there is not told that nothing is being written."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import pytest
@@ -354,6 +355,46 @@ async def test_stop_stops_the_answer_at_once_and_says_when_nothing_is_written(ha
     await h.reply_settled(chat, "/role")
     assert (await h.reply_settled(chat, "/stop")).text == texts.NOTHING_TO_STOP
     assert (await h.reply_settled(chat, "Будь краток")).text == texts.ROLE_SAVED
+
+
+async def test_stop_before_the_answer_starts_stops_it_without_asking_the_model(harness: BotHarness) -> None:
+    """A text long enough to be the first piece of a split one waits a moment for the rest: /stop then is not
+    "nothing is written" followed by the whole answer."""
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    h.tg.user_message(chat, "Перескажи: " + "очень длинный текст " * 200)
+    await asyncio.sleep(0.2)  # within the wait for the text's other pieces
+    h.tg.user_message(chat, "/stop")
+    stopped = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle()
+    assert h.tg.sent_texts(chat) == [texts.STOPPED_EMPTY] and stopped.text == texts.STOPPED_EMPTY
+    assert h.llm.request_count == before
+    async with h.services() as services:
+        assert await services.quota.used_today(chat) == {}  # nothing was even reserved
+    # The chat's next message is answered as usual.
+    assert (await h.reply_settled(chat, "ещё вопрос")).text == "Echo: ещё вопрос"
+
+
+async def test_stop_while_a_file_downloads_ends_it_before_the_model_is_asked(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    downloads = len(h.tg.calls_of("getFile"))
+    h.tg.hold("getFile")  # a big file: Telegram takes its time to hand it out
+    try:
+        h.tg.user_document(chat, b"quarterly report", "report.txt", "text/plain", caption="Кратко?")
+        await h.tg.wait_until(lambda: len(h.tg.calls_of("getFile")) > downloads, 10, "the download")
+        # Not "nothing is written" while "typing…" shows: the download ends, the answer never starts.
+        h.tg.user_message(chat, "/stop")
+        stopped = await h.tg.wait_for_message(chat, timeout=10)
+    finally:
+        h.tg.release("getFile")
+    await h.settle()
+    assert h.tg.sent_texts(chat) == [texts.STOPPED_EMPTY] and stopped.text == texts.STOPPED_EMPTY
+    assert h.llm.request_count == before
+    async with h.services() as services:
+        assert await services.quota.used_today(chat) == {}
 
 
 async def test_cancel_with_nothing_to_cancel_says_so(harness: BotHarness) -> None:

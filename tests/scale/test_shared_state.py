@@ -253,6 +253,21 @@ async def test_a_chat_wide_stop_tells_whether_an_answer_was_streaming_anywhere(s
             assert await b.stops.request_stop_chat(5)  # streamed here
 
 
+async def test_a_chat_wide_stop_reaches_a_turn_before_its_answer_streams_on_another_instance(
+    settings: Settings,
+) -> None:
+    async with two_instances(settings) as (a, b):
+        async with a.stops.turn(5) as turn:
+            # A file being read there: the answer has not started, yet there is something to stop.
+            assert await b.stops.request_stop_chat(5)
+            async with asyncio.timeout(5):
+                await turn.wait()
+            assert a.stops.turn_event(5) is turn
+            assert not await b.stops.request_stop_chat(5)  # stopping already
+        assert a.stops.turn_event(5) is None
+        assert not await b.stops.request_stop_chat(5)
+
+
 async def test_group_notice_update_delivery_and_conversation_state_are_shared(settings: Settings) -> None:
     async with two_instances(settings) as (a, b):
         assert a.claim_group_notice is not None and b.claim_group_notice is not None

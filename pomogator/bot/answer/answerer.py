@@ -76,6 +76,12 @@ class Answerer:
     ) -> Reply:
         answer_id = secrets.randbelow(DRAFT_ID_LIMIT) + 1
         reply = Reply()
+        turn = self.stops.turn_event(chat.id)
+        if turn is not None and turn.is_set():
+            # /stop came while the message waited for its other parts or its files were read: the model is not asked.
+            reply.stopped = True
+            await AnswerRenderer(ChatOutput(bot, chat.id), answer_id, drafts=False).finish("", stopped=True)
+            return reply
         try:
             async with self.stops.streaming(chat.id, answer_id) as stop:
                 renderer = AnswerRenderer(

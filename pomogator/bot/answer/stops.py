@@ -1,4 +1,8 @@
-"""Stop events of the answers being streamed in this process, keyed by chat and answer id.
+"""Stop events of the answers being streamed in this process, keyed by chat and answer id, and of the chats' turns.
+
+A chat's turn (``turn``, held by ``pomogator.bot.middlewares.chat_order``) starts before the answer streams: its
+files are downloaded and read, its other parts gathered, its request taken. /stop meanwhile stops the answer before
+the model is asked.
 
 With several instances (webhook mode) the Stop button may reach another instance than the one streaming the
 answer: ``pomogator.bot.redis_stops.RedisStopRegistry`` passes it on through Redis.
@@ -8,7 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# The id a chat's turn is registered under: answer ids start at 1.
+TURN = 0
 
 
 class StopRegistry:
@@ -41,6 +51,17 @@ class StopRegistry:
         finally:
             self.close(chat_id, answer_id)
 
+    @contextlib.asynccontextmanager
+    async def turn(self, chat_id: int) -> AsyncIterator[asyncio.Event]:
+        """The stop event of the chat's turn, registered (as the answers are, so /stop on any instance finds it)
+        for as long as one of the chat's messages is handled."""
+        async with self.streaming(chat_id, TURN) as event:
+            yield event
+
+    def turn_event(self, chat_id: int) -> asyncio.Event | None:
+        """The stop event of the chat's turn in this process, if one is being handled."""
+        return self._events.get((chat_id, TURN))
+
     async def request_stop(self, chat_id: int, answer_id: int) -> bool:
         """Stop the answer wherever it streams; False when it is not streaming (any more)."""
         return self.stop(chat_id, answer_id)
@@ -59,3 +80,24 @@ class StopRegistry:
 
     def __len__(self) -> int:
         return len(self._events)
+
+
+async def unless_stopped(work: Awaitable[T], stop: asyncio.Event | None) -> T | None:
+    """``work``'s result, or None once ``stop`` is set: ``work`` is then cancelled (and awaited, so a child process
+    reading a file is gone before this returns)."""
+    task = asyncio.ensure_future(work)
+    if stop is None:
+        return await task
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if stop.is_set():
+        if not task.cancelled():
+            task.exception()  # retrieved: what failed is moot once stopped
+        return None
+    return task.result()

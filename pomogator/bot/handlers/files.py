@@ -13,10 +13,11 @@ from __future__ import annotations
 from aiogram import Bot, F, Router
 from aiogram.types import Message
 
-from pomogator.bot import files_texts
-from pomogator.bot.answer import Answerer
+from pomogator.bot import files_texts, texts
+from pomogator.bot.answer import Answerer, StopRegistry
 from pomogator.bot.answer.output import ChatOutput
 from pomogator.bot.answer.renderer import typing_shown
+from pomogator.bot.answer.stops import unless_stopped
 from pomogator.bot.attachments import AttachmentRequest
 from pomogator.llm.catalog import Catalog
 from pomogator.services.chat import ChatService
@@ -33,6 +34,7 @@ async def on_files(
     answerer: Answerer,
     catalog: Catalog,
     chat: ChatService,
+    stops: StopRegistry,
     album: list[Message] | None = None,
     with_texts: bool = False,
 ) -> None:
@@ -41,7 +43,11 @@ async def on_files(
     await chat.quota.ensure_left(account.telegram_id, account.model, account.premium)
     # A download may take two minutes and reading a document one more; "typing…" lasts five seconds.
     async with typing_shown(ChatOutput(bot, message.chat.id)):
-        prepared = await request.read(bot)
+        # /stop meanwhile ends the reading: the model is not asked, nothing is counted.
+        prepared = await unless_stopped(request.read(bot), stops.turn_event(message.chat.id))
+    if prepared is None:
+        await message.answer(texts.STOPPED_EMPTY)
+        return
     if prepared.skipped:
         await message.answer(files_texts.skipped_parts(prepared.skipped))
     if prepared.unreadable:

@@ -23,7 +23,8 @@ router = Router(name="stop")
 
 @router.message(Command(STOP_COMMAND, ignore_case=True), flags={"account": False, BESIDE_FORM: True})
 async def on_stop_command(message: Message, stops: StopRegistry) -> None:
-    # A stopped answer ends with its own mark ("Ответ остановлен"): a reply here would only come before it.
+    # A stopped answer ends with its own mark ("Ответ остановлен"), one stopped before it started (a file being read)
+    # says so in its place: a reply here would only come before them.
     if not await stops.request_stop_chat(message.chat.id):
         await message.answer(texts.NOTHING_TO_STOP)
 

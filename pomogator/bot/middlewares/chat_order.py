@@ -4,6 +4,9 @@ aiogram handles updates concurrently, so without this two messages from one chat
 their answers interleave. Only the message path queues: button presses (the Stop button above all) and /stop
 (``UNQUEUED_COMMANDS``) go straight through. The lock is pluggable: several bot instances behind a webhook share
 ``RedisChatLocks`` (``pomogator.bot.redis_locks``), which orders waiting messages by update id.
+
+A message's turn is registered with the dispatcher's ``stops`` (``StopRegistry.turn``) while it is handled, so /stop
+during the turn stops its answer even before the answer streams.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any, Protocol
 from aiogram import BaseMiddleware
 from aiogram.types import Chat, Message, TelegramObject, Update
 
+from pomogator.bot.answer.stops import StopRegistry
 from pomogator.bot.filters import is_command
 
 STOP_COMMAND = "stop"
@@ -123,5 +127,10 @@ class ChatOrderMiddleware(BaseMiddleware):
             return await handler(event, data)
         if self.unqueued and command_name(event.message) in self.unqueued:
             return await handler(event, data)
+        stops: StopRegistry | None = data.get("stops")
         async with self.locks.hold(chat.id, event.update_id):
-            return await handler(event, data)
+            if stops is None:
+                return await handler(event, data)
+            # From here /stop stops this message's answer: before it streams too (files read, parts gathered).
+            async with stops.turn(chat.id):
+                return await handler(event, data)
