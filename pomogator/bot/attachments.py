@@ -2,14 +2,13 @@
 
 Everything that can be refused without the bytes is refused first — parts that are not photos or documents,
 more files than an album holds, files over Telegram's download limit, images over the image limit, images for a
-model that cannot see — so a refusal downloads nothing and counts nothing. An album keeps its photos and documents
-when it also carries a video: the video is left out with a notice. Forwarded together with texts, any part that
-would be refused (a video, a file over the limit, a photo for a model that cannot see) is left out with a notice and
-the texts are answered. Then each file is downloaded and read: documents in a child process with time and memory
-limits (``pomogator.services.files.read_document``), images on threads of their own (``in_image_workers``); a file
-of an album that cannot be read or downloaded is left out with a notice while the others (or the forwarded texts)
-can be answered. They become one user message: the documents wrapped with their names, the caption as the
-question, then the images.
+model that cannot see — so a refused file is never downloaded and a refusal counts nothing. Of several parts (an
+album, messages forwarded together) such a part is only left out with a notice while other parts, or the forwarded
+texts, can be answered; the request is refused only when nothing is left (too many files always are). Then each
+file is downloaded and read: documents in a child process with time and memory limits
+(``pomogator.services.files.read_document``), images on threads of their own (``in_image_workers``); a file of an
+album that cannot be read or downloaded is left out with a notice in the same way. They become one user message:
+the documents wrapped with their names, the caption as the question, then the images.
 """
 
 from __future__ import annotations
@@ -98,9 +97,9 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """The user message for the model, the documents that had to be cut to fit, the kinds of the album's parts
-    that were left out (``"vision"``: images the model cannot see, forwarded with texts) and why its files that could
-    not be read were not (to tell the user)."""
+    """The user message for the model, the documents that had to be cut to fit, the kinds of the parts that were
+    left out (``unreadable_kind``, or ``"vision"``: images the model cannot see) and why the files that could not
+    be read, or were too large to be, were not (to tell the user)."""
 
     content: Content
     cut: list[ExtractedDocument]
@@ -108,23 +107,31 @@ class Prepared:
     unreadable: list[FileError] = field(default_factory=list)
 
 
+def unreadable_kind(message: Message) -> str:
+    """What a message that is not a photo or a document is, for the notices that refuse it or leave it out:
+    ``"video"`` (an animation and a video message too), ``"audio"`` (a voice message too) or ``"other"`` (a
+    sticker, a poll, a location...)."""
+    if message.animation is not None or message.video is not None or message.video_note is not None:
+        return "video"
+    if message.audio is not None or message.voice is not None:
+        return "audio"
+    return "other"
+
+
 def attachment_of(message: Message) -> Attachment:
-    """The file of a photo or document message; other kinds (an album may mix in videos) are refused."""
+    """The file of a photo or document message; other kinds (an album may mix in videos, forwards anything) are
+    refused."""
     if message.photo:
         largest = max(message.photo, key=lambda size: (size.width * size.height, size.file_size or 0))
         return Attachment(largest.file_id, files_texts.PHOTO_NAME, largest.file_size, "image/jpeg", photo=True)
     # An animation carries a document too: it is refused as what it is.
-    video = message.animation or message.video
-    if video is not None or message.video_note is not None:
-        raise UnsupportedFile((video.file_name if video else None) or "", "video")
-    if message.audio is not None or message.voice is not None:
-        raise UnsupportedFile((message.audio.file_name if message.audio else None) or "", "audio")
-    if message.document is not None:
+    if message.document is not None and message.animation is None:
         document = message.document
         return Attachment(
             document.file_id, document.file_name or "file", document.file_size, document.mime_type, photo=False
         )
-    raise UnsupportedFile("")
+    media = message.animation or message.video or message.audio
+    raise UnsupportedFile((media.file_name if media else None) or "", unreadable_kind(message))
 
 
 def question_of(messages: list[Message]) -> str | None:
@@ -170,24 +177,21 @@ class AttachmentRequest:
     def __init__(
         self, messages: list[Message], model: Model, role: str | None, catalog: Catalog, *, with_texts: bool = False
     ) -> None:
-        """Raises UnsupportedFile, TooManyFiles, FileTooLarge and VisionUnsupported. ``with_texts``: the caption
-        holds forwarded texts, which are answered alone when no part can be read: the parts refused here (a video,
-        a file over the download limit, images for a model that cannot see) are then left out with a notice."""
+        """Raises UnsupportedFile, TooManyFiles, FileTooLarge and VisionUnsupported. Of several parts, one refused
+        here (a video, a file over the download limit, an image for a model that cannot see) is left out with a
+        notice while others can be answered, as one that cannot be read is (``read``): the refusal is raised only
+        when nothing is left. ``with_texts``: the caption holds forwarded texts, which can be answered alone."""
         self.with_texts = with_texts
         self.attachments: list[Attachment] = []
         self.skipped: list[UnsupportedFile] = []
         self.refused: list[FileError] = []
-        """Files forwarded with texts left out before the download: told with those that cannot be read."""
+        """Files too large, left out before the download: told with those that cannot be read."""
         self.unseen_images = 0
         for message in messages:
             try:
                 self.attachments.append(attachment_of(message))
             except UnsupportedFile as exc:
-                if len(messages) == 1 and not with_texts:
-                    raise
                 self.skipped.append(exc)  # a video in an album of photos: the photos are still answered
-        if not self.attachments and not with_texts:
-            raise self.skipped[0]
         if len(self.attachments) > MAX_ATTACHMENTS:
             raise TooManyFiles(len(self.attachments), MAX_ATTACHMENTS)
         for attachment in list(self.attachments):
@@ -196,16 +200,16 @@ class AttachmentRequest:
                 if attachment.image and not attachment.photo:
                     check_size(attachment, MAX_IMAGE_BYTES)
             except FileTooLarge as exc:
-                if not with_texts:
-                    raise
                 self.refused.append(exc)
                 self.attachments.remove(attachment)
         images = sum(1 for a in self.attachments if a.image)
+        vision_refusal = None
         if images and not model.vision:
-            if not with_texts:
-                raise VisionUnsupported(model.id, [m.id for m in catalog.vision_models()])
+            vision_refusal = VisionUnsupported(model.id, [m.id for m in catalog.vision_models()])
             self.attachments = [a for a in self.attachments if not a.image]
             self.unseen_images, images = images, 0
+        if not self.attachments and not with_texts:
+            raise (self.refused[0] if self.refused else vision_refusal or self.skipped[0])
         self.question = question_of(messages)
         # A caption that replies to or quotes a message goes with that text, as a text message does.
         self.quoted = replied_text(messages[0])
@@ -227,6 +231,7 @@ class AttachmentRequest:
         documents: list[tuple[ExtractedDocument, bytes]] = []
         images: list[dict[str, Any]] = []
         unreadable: list[FileError] = list(self.refused)
+        failed = 0
         for attachment in self.attachments:
             try:
                 data = await download(bot, attachment)
@@ -234,7 +239,8 @@ class AttachmentRequest:
             except FileError as exc:
                 if isinstance(exc, FileTooLarge) and not isinstance(exc, NamedFileTooLarge):
                     exc = NamedFileTooLarge(attachment.name, exc.size, exc.limit)
-                if not self.with_texts and len(unreadable) + 1 == len(self.attachments):
+                failed += 1
+                if not self.with_texts and failed == len(self.attachments):
                     raise (unreadable[0] if unreadable else exc) from None
                 unreadable.append(exc)
                 continue

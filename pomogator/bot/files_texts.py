@@ -139,7 +139,7 @@ def file_too_large(exc: FileTooLarge) -> str:
         )
     if exc.limit == MAX_IMAGE_BYTES:
         return (
-            f"🖼 Картинка слишком большая ({size}): можно не больше {limit}. "
+            f"🖼 Картинка{name} слишком большая ({size}): можно не больше {limit}. "
             "Пришлите её как фото — Telegram сам уменьшит."
         )
     return f"📦 Файл{name} слишком большой: {size}, а можно не больше {limit}."
@@ -242,12 +242,13 @@ _SKIPPED: dict[str, str] = {
     "video": "🎬 Видео из присланного я пропустил: видео я пока не смотрю.",
     "audio": "🎧 Аудио из присланного я пропустил: аудио я пока не слушаю.",
     "vision": "🖼 Картинки из присланного я пропустил: выбранная модель изображений не видит. Сменить модель: /model.",
+    "other": "🧩 Стикеры, опросы, геопозиции и другие такие сообщения из присланного я пропустил: их я не понимаю.",
 }
 
 
 def skipped_parts(kinds: Iterable[str | None]) -> str:
-    """Told before the answer when parts of an album or of messages forwarded together (videos, mostly) were left
-    out and the rest goes on."""
+    """Told before the answer when parts of an album or of messages forwarded together (videos, voice messages,
+    stickers...: ``attachments.unreadable_kind``) were left out and the rest goes on."""
     lines = [
         _SKIPPED.get(kind or "", "Часть присланного я пропустил: такие файлы я не читаю.")
         for kind in dict.fromkeys(kinds)

@@ -269,6 +269,54 @@ async def test_an_album_is_answered_without_the_file_that_cannot_be_read(harness
 
 
 @e2e
+async def test_an_album_is_answered_without_the_file_over_the_limit_which_is_not_downloaded(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    downloads = len(h.tg.calls_of("getFile"))
+    h.tg.user_document(chat, b"alpha text", "a.txt", "text/plain", caption="Сравни", media_group_id="docs-big")
+    h.tg.user_document(chat, b"beta text", "b.txt", "text/plain", media_group_id="docs-big")
+    h.tg.user_document(chat, b"%PDF-1.4", "c.pdf", "application/pdf", media_group_id="docs-big", file_size=25 << 20)
+    text = (await answered(h, chat)).last_user_text
+    assert "alpha text" in text and "beta text" in text and "c.pdf" not in text
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice == files_texts.unreadable_parts([NamedFileTooLarge("c.pdf", 25 << 20, MAX_DOWNLOAD_BYTES)])
+    assert notice.startswith("📦 Файл «c.pdf» слишком большой (25 МБ)")
+    assert len(h.tg.calls_of("getFile")) == downloads + 2
+    assert await used_today(h, chat) == 1
+
+
+@e2e
+async def test_an_album_whose_other_file_cannot_be_read_is_refused_for_the_file_over_the_limit(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"%PDF-1.4", "c.pdf", "application/pdf", media_group_id="docs-none", file_size=25 << 20)
+    h.tg.user_document(chat, b"%PDF-1.4 broken", "broken.pdf", "application/pdf", media_group_id="docs-none")
+    reply = await refused(h, chat)
+    assert (reply.text or "").startswith("📦 Файл «c.pdf» слишком большой (25 МБ)")
+
+
+@e2e
+async def test_an_album_for_a_model_that_cannot_see_is_answered_without_its_photos(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await choose_model(h, chat, "test/blind")
+    downloads = len(h.tg.calls_of("getFile"))
+    h.tg.user_photo(chat, JPEG, caption="Что в отчёте?", media_group_id="blind-mixed")
+    h.tg.user_document(chat, b"quarterly report", "report.txt", "text/plain", media_group_id="blind-mixed")
+    request = await answered(h, chat)
+    assert request.model == "test/blind" and not request.image_urls
+    assert "quarterly report" in request.last_user_text and request.last_user_text.endswith("Что в отчёте?")
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice == files_texts.skipped_parts(["vision"])
+    assert len(h.tg.calls_of("getFile")) == downloads + 1
+    assert await used_today(h, chat) == 1
+
+
+@e2e
 async def test_an_album_of_files_none_of_which_can_be_read_is_refused(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
@@ -694,7 +742,7 @@ async def test_an_image_file_over_the_image_limit_is_refused_before_downloading(
     downloads = len(h.tg.calls_of("getFile"))
     h.tg.user_document(chat, make_png(), "photo.png", "image/png", file_size=15 * 1024 * 1024)
     text = (await refused(h, chat)).text or ""
-    assert "Картинка слишком большая (15 МБ): можно не больше 10 МБ" in text
+    assert "Картинка «photo.png» слишком большая (15 МБ): можно не больше 10 МБ" in text
     assert len(h.tg.calls_of("getFile")) == downloads
 
 
@@ -797,15 +845,30 @@ def test_an_album_leaves_out_what_the_bot_cannot_read() -> None:
     assert (request.attachments, [exc.kind for exc in request.skipped]) == ([], ["video", "video"])
 
 
-def test_a_file_over_the_limit_forwarded_with_texts_is_left_out_by_name() -> None:
+def test_a_file_over_the_limit_is_left_out_by_name_while_other_parts_remain() -> None:
     catalog = load_catalog(None)
     huge = {"file_id": "d", "file_unique_id": "d", "file_name": "video.mov.pdf", "file_size": 21 << 20}
-    forwarded = [message(caption="Тексты", document=huge), message(**PHOTO)]
-    request = AttachmentRequest(forwarded, catalog.default, None, catalog, with_texts=True)
-    assert [a.file_id for a in request.attachments] == ["p"]
-    assert [getattr(exc, "filename", None) for exc in request.refused] == ["video.mov.pdf"]
+    parts = [message(caption="Тексты", document=huge), message(**PHOTO)]
+    for with_texts in (True, False):
+        request = AttachmentRequest(parts, catalog.default, None, catalog, with_texts=with_texts)
+        assert [a.file_id for a in request.attachments] == ["p"]
+        assert [getattr(exc, "filename", None) for exc in request.refused] == ["video.mov.pdf"]
+    # Nothing else left: refused, unless forwarded texts can be answered.
     with pytest.raises(FileTooLarge):
-        AttachmentRequest(forwarded, catalog.default, None, catalog)
+        AttachmentRequest([parts[0], message(**VIDEO)], catalog.default, None, catalog)
+    assert not AttachmentRequest(parts[:1], catalog.default, None, catalog, with_texts=True).attachments
+
+
+def test_images_for_a_model_that_cannot_see_are_left_out_while_other_files_remain() -> None:
+    catalog = load_catalog(None)
+    blind = next(m for m in catalog.models if not m.vision)
+    notes = message(document={"file_id": "n", "file_unique_id": "n", "file_name": "notes.txt", "file_size": 10})
+    request = AttachmentRequest([message(**PHOTO), notes], blind, None, catalog)
+    assert [a.file_id for a in request.attachments] == ["n"]
+    assert request.skipped_kinds == ["vision"]
+    for parts in ([message(**PHOTO)] * 2, [message(**PHOTO), message(**VIDEO)]):
+        with pytest.raises(VisionUnsupported):
+            AttachmentRequest(parts, blind, None, catalog)
 
 
 def test_file_messages_say_what_happened() -> None:

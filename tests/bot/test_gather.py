@@ -15,6 +15,7 @@ import pytest_asyncio
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.types import Message, Update
 
+from pomogator.bot import files_texts, texts
 from pomogator.bot.attachments import MAX_ATTACHMENTS
 from pomogator.bot.middlewares import ChatOrderMiddleware, Gatherer, MemoryChatLocks
 from pomogator.bot.middlewares.gather import SPLIT_TEXT_MIN, join_text, origin_name
@@ -24,6 +25,16 @@ from tests.services.test_files import JPEG, make_png
 
 CHAT = 7001
 WINDOW = 0.15
+STICKER: dict[str, Any] = {
+    "file_id": "s",
+    "file_unique_id": "s",
+    "type": "regular",
+    "width": 512,
+    "height": 512,
+    "is_animated": False,
+    "is_video": False,
+    "emoji": "👍",
+}
 
 
 # --- the Gatherer in a dispatcher, without Telegram ----------------------------------------------------------
@@ -87,6 +98,12 @@ class Rig:
         if group is not None:
             fields["media_group_id"] = group
         return self.update(**fields)
+
+    def forwarded_sticker(self, origin: dict[str, Any]) -> Update:
+        return self.update(sticker=STICKER, forward_origin=origin)
+
+    def forwarded_voice(self, origin: dict[str, Any]) -> Update:
+        return self.update(voice={"file_id": "v", "file_unique_id": "v", "duration": 3}, forward_origin=origin)
 
     def forwarded_document(self, origin: dict[str, Any]) -> Update:
         document = {"file_id": "d", "file_unique_id": "d", "file_name": "a.txt", "mime_type": "text/plain"}
@@ -270,6 +287,43 @@ async def test_a_typed_message_ends_a_forward_of_photos(rig: Rig) -> None:
         rig.forward("пересланное", anna), rig.text("вопрос"), rig.forwarded_photo(anna, "фото"), expected=3
     )
     assert calls == [("пересланное", [1]), ("вопрос", [2]), ("фото", [3])]
+
+
+async def test_stickers_and_voice_messages_among_forwards_join_them_and_come_last(rig: Rig) -> None:
+    anna = from_user("Анна")
+    calls = await rig.feed(
+        rig.forward("Привет, посмотри договор", anna),
+        rig.forwarded_sticker(anna),
+        rig.forwarded_photo(anna, "Пункт 3"),
+        rig.forwarded_voice(anna),
+        rig.forward("И пункт 5", anna),
+        expected=1,
+    )
+    await asyncio.sleep(WINDOW * 2)
+    # One album for the files handler: the photo first, then what it leaves out with one notice.
+    assert calls == [("Привет, посмотри договор\n\nПункт 3\n\nИ пункт 5", [3, 2, 4])]
+    assert len(rig.gatherer) == 0
+
+
+async def test_a_forward_of_only_stickers_goes_on_as_its_first_message(rig: Rig) -> None:
+    anna = from_user("Анна")
+    calls = await rig.feed(
+        rig.forwarded_sticker(anna), rig.forwarded_voice(anna), rig.forwarded_sticker(anna), expected=1
+    )
+    await asyncio.sleep(WINDOW * 2)
+    assert calls == [("", [1])]
+
+
+async def test_a_typed_message_ends_a_forward_of_stickers(rig: Rig) -> None:
+    anna = from_user("Анна")
+    calls = await rig.feed(
+        rig.forwarded_sticker(anna),
+        rig.text("вопрос"),
+        rig.forwarded_sticker(anna),
+        rig.forwarded_voice(anna),
+        expected=3,
+    )
+    assert calls == [("", [1]), ("вопрос", [2]), ("", [3])]
 
 
 def test_the_sender_of_a_forward_is_named_as_telegram_shows_it() -> None:
@@ -494,4 +548,103 @@ async def test_a_forward_of_more_files_than_a_request_takes_is_refused_before_do
     assert len(h.tg.sent_messages(chat)) == 1
     assert h.llm.request_count == before
     assert len(h.tg.calls_of("getFile")) == downloads
+    assert await used_today(h, chat) == 0
+
+
+def forwarded_sticker(h: BotHarness, chat: int, origin: dict[str, Any]) -> int:
+    return h.tg.user_content(chat, {"sticker": STICKER, "forward_origin": origin})
+
+
+def forwarded_voice(h: BotHarness, chat: int, origin: dict[str, Any]) -> int:
+    voice = {"file_id": "voice", "file_unique_id": "voice", "duration": 3, "mime_type": "audio/ogg"}
+    return h.tg.user_content(chat, {"voice": voice, "forward_origin": origin})
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_stickers_voice_messages_and_a_video_among_forwarded_texts_are_left_out_with_one_notice(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    anna = hidden_user("Анна")
+    h.tg.user_message(chat, "Привет, посмотри договор", extra={"forward_origin": anna})
+    forwarded_sticker(h, chat, anna)
+    h.tg.user_message(chat, "Что скажешь по пункту 3?", extra={"forward_origin": anna})
+    forwarded_voice(h, chat, anna)
+    h.tg.user_video(chat, "single-video", forward_origin=anna)
+    forwarded_sticker(h, chat, anna)
+    h.tg.user_message(chat, "И по пункту 5", extra={"forward_origin": anna})
+    await answer_done(h, chat, before + 1)
+    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 2, 15, "the notice and the answer")
+    await h.settle(quiet=1.0)
+    assert h.llm.request_count == before + 1
+    assert h.llm.requests[-1].last_user_text == "Привет, посмотри договор\n\nЧто скажешь по пункту 3?\n\nИ по пункту 5"
+    sent = h.tg.sent_texts(chat)
+    assert len(sent) == 2
+    assert sent[0] == files_texts.skipped_parts(["other", "audio", "video"])
+    assert sent[0].startswith("🧩 Стикеры") and sent[0].count("пропустил") == 3
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_long_mixed_forward_is_one_request_whatever_the_flood_limit(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    anna = hidden_user("Анна")
+    count = 15  # 30 messages: over the 20 a minute the flood guard lets through
+    for index in range(count):
+        h.tg.user_message(chat, f"сообщение {index}", extra={"forward_origin": anna})
+        forwarded_sticker(h, chat, anna)
+    await answer_done(h, chat, before + 1)
+    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 2, 15, "the notice and the answer")
+    await h.settle(quiet=1.0)
+    assert h.llm.request_count == before + 1
+    assert h.llm.requests[-1].last_user_text == "\n\n".join(f"сообщение {index}" for index in range(count))
+    assert h.tg.sent_texts(chat)[0] == files_texts.skipped_parts(["other"])
+    assert len(h.tg.sent_messages(chat)) == 2  # no flood notice
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_sticker_forwarded_with_texts_and_a_photo_is_told_with_the_photo_answered(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    anna = hidden_user("Анна")
+    h.tg.user_message(chat, "Смотри, что я нашла:", extra={"forward_origin": anna})
+    forwarded_sticker(h, chat, anna)
+    forwarded_photo(h, chat, make_png(), anna, caption="Вот этот диван")
+    h.tg.user_message(chat, "Брать?", extra={"forward_origin": anna})
+    await answer_done(h, chat, before + 1)
+    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 2, 15, "the notice and the answer")
+    await h.settle(quiet=1.0)
+    assert h.llm.request_count == before + 1
+    request = h.llm.requests[-1]
+    assert len(request.image_urls) == 1
+    assert request.last_user_text == "Смотри, что я нашла:\n\nВот этот диван\n\nБрать?"
+    sent = h.tg.sent_texts(chat)
+    assert len(sent) == 2 and sent[0] == files_texts.skipped_parts(["other"])
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_forward_of_only_stickers_and_voice_messages_gets_one_reply(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    anna = hidden_user("Анна")
+    forwarded_sticker(h, chat, anna)
+    forwarded_voice(h, chat, anna)
+    forwarded_sticker(h, chat, anna)
+    reply = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle(quiet=1.0)
+    assert reply.text == texts.NOT_TEXT
+    assert len(h.tg.sent_messages(chat)) == 1
+    assert h.llm.request_count == before
     assert await used_today(h, chat) == 0

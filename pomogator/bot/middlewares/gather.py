@@ -7,8 +7,8 @@ by two middlewares that share a ``Gatherer``:
 
 * ``gatherer.arrivals`` sits before the flood guard and the per-chat queue. A message that continues a batch in
   progress joins it and is finished: it never queues for the chat, so it cannot wait behind the batch it belongs
-  to. A message that may start a batch (one with a ``media_group_id``, a text at or near the length limit, a
-  forwarded text, photo or file) opens one and goes on alone, taking its place in the chat's queue in arrival order.
+  to. A message that may start a batch (one with a ``media_group_id``, a text at or near the length limit, any
+  forwarded message) opens one and goes on alone, taking its place in the chat's queue in arrival order.
 * ``gatherer.completion`` sits right after the per-chat queue. In the chat's turn, the first message of a batch
   waits until no part has come for ``window`` seconds (a split text ends sooner, at its first short piece), then
   goes on for all of them: an album's messages are handed to the handler as ``album``; a split text, or the
@@ -17,6 +17,12 @@ by two middlewares that share a ``Gatherer``:
   Forwards that carry photos or files (albums among them) go on as an album of those, whose caption (the question,
   as a photo's caption is) holds the forwarded texts and captions, joined the same way; if none of its files can
   be read (an album of videos), the texts are answered alone.
+
+Every forwarded message of the user joins the forward in progress, whatever its kind: a sticker, a voice message or
+a poll in the middle of a forwarded chat excerpt would otherwise cut it into several requests, each answered (and
+counted) with half the context, each counted by the flood guard. What the bot cannot read is left out when the
+forward is complete and the user is told once (``files_texts.skipped_parts``); a forward of nothing but such
+messages gets the one reply a single one would. Only a message that is not forwarded ends a forward.
 
 A comment the user adds to a forward is sent by the client before the forwarded messages: it is answered on its own
 (waiting to see whether forwards follow would hold up every short message).
@@ -36,6 +42,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from aiogram import BaseMiddleware
+from aiogram.exceptions import TelegramAPIError
 from aiogram.types import (
     Message,
     MessageOriginChannel,
@@ -47,6 +54,8 @@ from aiogram.types import (
 )
 from loguru import logger
 
+from pomogator.bot import files_texts
+from pomogator.bot.attachments import unreadable_kind
 from pomogator.bot.filters import is_command
 from pomogator.services.formatting import utf16_len
 
@@ -102,7 +111,7 @@ def _is_plain_text(message: Message) -> bool:
 
 def _has_files(message: Message) -> bool:
     """A photo, a document or an album's part: what the files handler takes (an animation carries a document, and
-    is refused as a video: forwarded alone, it is answered on its own)."""
+    is refused as a video)."""
     return (
         bool(message.photo)
         or (message.document is not None and message.animation is None)
@@ -110,9 +119,10 @@ def _has_files(message: Message) -> bool:
     )
 
 
-def _is_gathered_forward(message: Message) -> bool:
-    """A forwarded message that can be part of one request with others: a text, a photo or a file."""
-    return message.forward_origin is not None and (message.text is not None or _has_files(message))
+def _is_readable(message: Message) -> bool:
+    """A text, a photo or a file: what a forward is answered with. Other kinds (stickers, voice messages, polls,
+    locations...) are left out of it, and so is an album's video by the files handler."""
+    return message.text is not None or _has_files(message)
 
 
 def _same_sender(previous: Message, message: Message) -> bool:
@@ -174,8 +184,10 @@ def join_forwards(messages: list[Message]) -> str:
 
 def as_album(forwards: list[Message]) -> list[Message]:
     """Forwards that carry photos or files as an album of those: its caption, on the first, is every forwarded text
-    and caption (``join_forwards``)."""
+    and caption (``join_forwards``). The messages the bot cannot read come last, for the files handler to leave
+    out with the album's videos and tell about once."""
     files = [message for message in forwards if _has_files(message)]
+    files += [message for message in forwards if not _is_readable(message)]
     caption = join_forwards(forwards) or None
     return [
         message.model_copy(update={"caption": caption if index == 0 else None, "caption_entities": None})
@@ -208,7 +220,11 @@ class Gatherer:
                 and now - latest.last_arrival <= self.window
                 and (
                     (latest.kind == "split text" and _continues(previous, message))
-                    or (latest.kind == "forwards" and _is_gathered_forward(message) and _same_sender(previous, message))
+                    or (
+                        latest.kind == "forwards"
+                        and message.forward_origin is not None
+                        and _same_sender(previous, message)
+                    )
                 )
             ):
                 latest.add(message, now)
@@ -229,7 +245,7 @@ class Gatherer:
         """Open a batch with ``message`` first when it may be the start of one."""
         text = message.text or ""
         kind: BatchKind
-        if _is_gathered_forward(message):
+        if message.forward_origin is not None:
             kind = "forwards"
         elif message.media_group_id is not None:
             kind = "album"
@@ -304,11 +320,27 @@ class _Completion(BaseMiddleware):
             return await handler(event, data)
         if len(messages) == 1:
             return await handler(event, data)
-        if batch.kind == "forwards" and any(_has_files(m) for m in messages):
+        if batch.kind == "forwards":
+            return await self._forwards(handler, event, data, messages)
+        whole = event.message.model_copy(update={"text": join_text(messages), "entities": None})
+        return await handler(event.model_copy(update={"message": whole}), data)
+
+    async def _forwards(self, handler: Handler, event: Update, data: dict[str, Any], messages: list[Message]) -> Any:
+        left_out = [m for m in messages if not _is_readable(m)]
+        if len(left_out) == len(messages):
+            # Nothing to answer: told what the bot reads once, as for one such message.
+            return await handler(event, data)
+        if any(_has_files(m) for m in messages):
             album = as_album(messages)
             data[ALBUM_KEY] = album
             data[WITH_TEXTS_KEY] = any(m.text for m in messages)
             return await handler(event.model_copy(update={"message": album[0]}), data)
-        text = join_text(messages) if batch.kind == "split text" else join_forwards(messages)
-        whole = event.message.model_copy(update={"text": text, "entities": None})
+        assert event.message is not None
+        if left_out:
+            kinds = [unreadable_kind(m) for m in left_out]
+            try:
+                await event.message.answer(files_texts.skipped_parts(kinds))
+            except TelegramAPIError as exc:  # the texts are answered all the same
+                logger.info("The notice of left-out forwards was not delivered: {}", exc.message)
+        whole = event.message.model_copy(update={"text": join_forwards(messages), "entities": None})
         return await handler(event.model_copy(update={"message": whole}), data)
