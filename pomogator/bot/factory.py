@@ -23,8 +23,6 @@ Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat`` (t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.telegram import TelegramAPIServer
@@ -50,6 +48,7 @@ from pomogator.bot.middlewares import (
     UpdateTracker,
 )
 from pomogator.bot.middlewares.forms import EarlierMessagesMiddleware, FormMiddleware
+from pomogator.bot.middlewares.private_only import GroupNoticeClaim
 from pomogator.bot.session import JsonBodySession
 from pomogator.config import Settings
 from pomogator.container import Services
@@ -83,7 +82,7 @@ def create_dispatcher(
     chat_locks: ChatLocks | None = None,
     storage: BaseStorage | None = None,
     stops: StopRegistry | None = None,
-    claim_group_notice: Callable[[int], Awaitable[bool]] | None = None,
+    claim_group_notice: GroupNoticeClaim | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router and middleware; ``dispatcher["tracker"]`` is its UpdateTracker.
 

@@ -31,6 +31,7 @@ from loguru import logger
 from pomogator.bot.answer import StopRegistry
 from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.middlewares import ChatLocks, MemoryChatLocks
+from pomogator.bot.middlewares.private_only import GroupNoticeClaim
 from pomogator.config import Settings
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 STATE_TTL_S = 7 * 24 * 3600
 # Telegram gives up on an update after a day; remembering delivered ids that long catches every retry.
 DELIVERED_TTL_S = 24 * 3600
-GROUP_NOTICE_TTL_S = 365 * 24 * 3600
 # Without Redis: update ids a webhook-mode process remembers (~100 bytes each). Telegram delivers an update again
 # soon after a delivery it did not see answered; at 40 updates a second this covers the last eight minutes.
 RECENT_UPDATES = 20_000
@@ -52,7 +52,7 @@ class SharedState:
     storage: BaseStorage
     chat_locks: ChatLocks
     stops: StopRegistry
-    claim_group_notice: Callable[[int], Awaitable[bool]] | None = None
+    claim_group_notice: GroupNoticeClaim | None = None
     claim_update: Callable[[int], Awaitable[bool]] | None = None
     # The same object as ``chat_locks`` when turns are shared through Redis.
     redis_turns: RedisChatLocks | None = None
@@ -106,6 +106,7 @@ async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
 
     from pomogator.bot.broadcasts import Broadcasts
     from pomogator.bot.redis_locks import RedisChatLocks
+    from pomogator.bot.redis_notices import RedisGroupNotices
     from pomogator.bot.redis_stops import RedisStopRegistry
 
     prefix = settings.redis_key_prefix
@@ -123,9 +124,6 @@ async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
             logger.warning("Redis unavailable ({}); going on as if first", exc)
             return True
 
-    async def claim_group_notice(chat_id: int) -> bool:
-        return await claim(f"{prefix}:group-noticed:{chat_id}", GROUP_NOTICE_TTL_S)
-
     async def claim_update(update_id: int) -> bool:
         return await claim(f"{prefix}:delivered:{update_id}", DELIVERED_TTL_S)
 
@@ -140,7 +138,7 @@ async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
         ),
         chat_locks=turns,
         stops=RedisStopRegistry(redis, prefix, broadcasts),
-        claim_group_notice=claim_group_notice,
+        claim_group_notice=RedisGroupNotices(redis, prefix),
         claim_update=claim_update,
         redis_turns=turns,
     )

@@ -10,12 +10,16 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ContentType
-from aiogram.types import Message
+from aiogram.types import Message, TelegramObject, Update
 
 from pomogator.bot import texts
 from pomogator.bot.filters import SERVICE_CONTENT_TYPES
 from pomogator.bot.handlers.fallback import CONTENT_TYPES, EditNotices
+from pomogator.bot.middlewares import PrivateChatsOnly
 from pomogator.bot.replies import replied_text
 from pomogator.services.formatting import utf16_len
 from tests.bot.harness import BotHarness
@@ -259,6 +263,117 @@ async def test_a_group_hears_only_the_private_chats_notice(harness: BotHarness) 
     h.tg.edit_user_message(group, h.tg.last_user_message_id(group), "Всем привет!")
     texts_sent = [m.text or "" for m in await sent_after(h, group, 0)]
     assert len(texts_sent) == 1 and "личных сообщениях" in texts_sent[0]
+
+
+def forum(h: BotHarness) -> int:
+    group = -1_000_000_000_000 - h.new_chat()
+    h.tg.add_chat(group, "supergroup", title="Форум")
+    return group
+
+
+def topic_message(h: BotHarness, group: int, text: str, thread: int) -> int:
+    topic = {"message_thread_id": thread, "is_topic_message": True}
+    return h.tg.user_message(group, text, user_id=h.new_chat(), chat_type="supergroup", extra=topic)
+
+
+def notices_sent(h: BotHarness, group: int) -> list[JsonDict]:
+    calls = h.tg.calls_of("sendMessage")
+    return [call.params for call in calls if str(call.params.get("chat_id")) == str(group) and call.ok]
+
+
+@e2e
+async def test_in_a_forum_the_private_chats_notice_goes_to_the_topic_written_in(harness: BotHarness) -> None:
+    h = harness
+    group = forum(h)
+    topic_message(h, group, "Бот, ты тут?", thread=7)
+    notice = await h.tg.wait_for_message(group, after_message_id=0, timeout=15)
+    await h.settle()
+    assert "личных сообщениях" in (notice.text or "")
+    assert [params.get("message_thread_id") for params in notices_sent(h, group)] == [7]
+    # General's messages are no topic's: the notice goes to General.
+    general = forum(h)
+    h.tg.user_message(general, "Бот?", user_id=h.new_chat(), chat_type="supergroup")
+    await h.tg.wait_for_message(general, after_message_id=0, timeout=15)
+    await h.settle()
+    assert [params.get("message_thread_id") for params in notices_sent(h, general)] == [None]
+
+
+@e2e
+async def test_a_group_whose_notice_was_refused_is_told_at_its_next_message(harness: BotHarness) -> None:
+    h = harness
+    group = forum(h)
+    h.tg.fail_next("sendMessage", 400, "Bad Request: TOPIC_CLOSED", chat_id=group)
+    topic_message(h, group, "первое", thread=3)
+
+    def refused() -> bool:
+        calls = h.tg.calls_of("sendMessage")
+        return any(str(call.params.get("chat_id")) == str(group) and call.ok is False for call in calls)
+
+    await h.tg.wait_until(refused, 15, "the refused notice")
+    await h.settle()
+    assert h.tg.sent_messages(group) == []
+    topic_message(h, group, "второе", thread=5)
+    notice = await h.tg.wait_for_message(group, after_message_id=0, timeout=15)
+    await h.settle()
+    topic_message(h, group, "третье", thread=5)
+    await h.settle()
+    assert "личных сообщениях" in (notice.text or "")
+    assert len(h.tg.sent_messages(group)) == 1
+
+
+class RecordedClaims:
+    """A ``GroupNoticeClaim`` that records what the middleware told it."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def __call__(self, chat_id: int) -> bool:
+        self.events.append("claim")
+        return True
+
+    async def told(self, chat_id: int) -> None:
+        self.events.append("told")
+
+    async def failed(self, chat_id: int) -> None:
+        self.events.append("failed")
+
+
+async def test_a_group_is_marked_told_across_instances_only_once_the_notice_went_out(tg: FakeTelegram) -> None:
+    bot = Bot(tg.token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url)))
+    group = -1_000_000_000_123
+    tg.add_chat(group, "supergroup", title="Форум")
+    claims = RecordedClaims()
+    middleware = PrivateChatsOnly(claims)
+
+    async def handler(event: TelegramObject, data: dict[str, Any]) -> None:
+        raise AssertionError("a group's message reached a handler")
+
+    async def arrive(message_id: int) -> None:
+        message = {
+            "message_id": message_id,
+            "date": 0,
+            "chat": {"id": group, "type": "supergroup", "title": "Форум", "is_forum": True},
+            "from": {"id": 5, "is_bot": False, "first_name": "Участник"},
+            "message_thread_id": 9,
+            "is_topic_message": True,
+            "text": "привет",
+        }
+        update = Update.model_validate({"update_id": message_id, "message": message}, context={"bot": bot})
+        assert update.message is not None
+        await middleware(handler, update, {"event_chat": update.message.chat, "bot": bot})
+
+    tg.fail_next("sendMessage", 400, "Bad Request: TOPIC_CLOSED", chat_id=group)
+    try:
+        await arrive(1)
+        assert claims.events == ["claim", "failed"]
+        await arrive(2)
+        assert claims.events == ["claim", "failed", "claim", "told"]
+        await arrive(3)  # told: this instance asks no more
+        assert claims.events == ["claim", "failed", "claim", "told"]
+    finally:
+        await bot.session.close()
+    assert [call.params.get("message_thread_id") for call in tg.calls_of("sendMessage")] == [9, 9]
+    assert len(tg.sent_messages(group)) == 1
 
 
 # --- edited messages ---------------------------------------------------------------------------------------------

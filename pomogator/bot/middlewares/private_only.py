@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import Chat, TelegramObject, Update
+from aiogram.types import Chat, Message, TelegramObject, Update
 from loguru import logger
 
 from pomogator.bot import texts
@@ -18,11 +18,29 @@ from pomogator.bot import texts
 NOTICED_MEMORY = 10_000
 
 
-class PrivateChatsOnly(BaseMiddleware):
-    """``claim(chat_id)``, when given, decides across instances whether this one tells the group (True once)."""
+class GroupNoticeClaim(Protocol):
+    """Decides across instances which one tells a group (``pomogator.bot.shared``)."""
 
-    def __init__(self, claim: Callable[[int], Awaitable[bool]] | None = None) -> None:
+    async def __call__(self, chat_id: int) -> bool:
+        """True when no instance has told the group and none is telling it now: this one is to."""
+
+    async def told(self, chat_id: int) -> None:
+        """The notice went out: no instance tells the group again."""
+
+    async def failed(self, chat_id: int) -> None:
+        """The notice did not go out: the group's next message may try again."""
+
+
+class PrivateChatsOnly(BaseMiddleware):
+    """``claim``, when given, decides across instances whether this one tells the group.
+
+    A group counts as told once the notice went out: in a forum it goes to the topic written in (General may be
+    closed), and when Telegram refuses it anyway the group's next message tries again.
+    """
+
+    def __init__(self, claim: GroupNoticeClaim | None = None) -> None:
         self._noticed: OrderedDict[int, None] = OrderedDict()
+        self._telling: set[int] = set()
         self._claim = claim
 
     async def __call__(
@@ -37,15 +55,33 @@ class PrivateChatsOnly(BaseMiddleware):
         bot: Bot = data["bot"]
         if event.callback_query is not None:
             await _quietly(event.callback_query.answer())
-        elif event.message is not None and chat.id not in self._noticed:
-            self._noticed[chat.id] = None
-            if len(self._noticed) > NOTICED_MEMORY:
-                self._noticed.popitem(last=False)
-            if self._claim is not None and not await self._claim(chat.id):
-                return None
-            me = await bot.me()
-            await _quietly(bot.send_message(chat.id, texts.private_only(me.username)))
+        elif event.message is not None and chat.id not in self._noticed and chat.id not in self._telling:
+            self._telling.add(chat.id)
+            try:
+                await self._tell(bot, event.message)
+            finally:
+                self._telling.discard(chat.id)
         return None
+
+    async def _tell(self, bot: Bot, message: Message) -> None:
+        chat_id = message.chat.id
+        if self._claim is not None and not await self._claim(chat_id):
+            return
+        # In a forum, the topic the message came from; General's messages have none.
+        thread = message.message_thread_id if message.is_topic_message else None
+        try:
+            me = await bot.me()
+            await bot.send_message(chat_id, texts.private_only(me.username), message_thread_id=thread)
+        except TelegramAPIError as exc:
+            logger.info("Group notice not delivered: {}", exc.message)
+            if self._claim is not None:
+                await self._claim.failed(chat_id)
+            return
+        self._noticed[chat_id] = None
+        if len(self._noticed) > NOTICED_MEMORY:
+            self._noticed.popitem(last=False)
+        if self._claim is not None:
+            await self._claim.told(chat_id)
 
 
 async def _quietly(call: Awaitable[Any]) -> None:
