@@ -402,12 +402,13 @@ class ChatService:
             logger.opt(exception=True).warning("Could not drop old images from the stored context")
 
     async def take_back(self, reply: Reply) -> None:
-        """An answer that never reached the person (Telegram held it back longer than a call waits): its request is
-        given back and its question and answer leave the context, so that asking again does not find them there.
-        What the model was paid for stays in the usage records."""
+        """An answer that never reached the person (Telegram held it back or could not be reached, a shutdown cut it
+        off): its request is given back (later, if the database is unreachable now: ``QuotaService.give_back``) and
+        its question and answer leave the context, so that asking again does not find them there. What the model
+        was paid for stays in the usage records."""
         if reply.charged and reply.reservation is not None:
-            await self.quota.refund(reply.reservation)
             reply.charged = False
+            await self.quota.give_back(reply.reservation)
         if reply.stored is not None:
             telegram_id, created_at = reply.stored
             await StoredConversation(telegram_id).forget_stored_at(created_at)

@@ -573,6 +573,19 @@ async def test_a_failed_give_back_of_a_blank_stopped_answer_is_tried_again(
     assert await used(services) == 0
 
 
+async def test_an_answer_taken_back_while_the_database_is_unreachable_is_given_back_later(
+    services: Services, refunds_fail_once: FlakyRefund
+) -> None:
+    dialog = await dialog_for(services)
+    reply = Reply()
+    await ask(services, dialog, "lost", reply=reply)
+    await services.chat.take_back(reply)
+    assert not reply.charged
+    await refunds_fail_once.later()
+    assert await used(services) == 0
+    assert await stored() == []
+
+
 async def test_wrong_api_key_is_an_account_problem(make_services: ServicesFactory, fake_llm: FakeLLM) -> None:
     async with make_services(openrouter_api_key="sk-wrong") as services:
         with pytest.raises(LLMAccountProblem) as caught:

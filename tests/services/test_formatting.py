@@ -19,6 +19,7 @@ from pomogator.services.formatting import (
     split_html,
     utf16_len,
 )
+from pomogator.services.formatting.math import math_plugin
 from pomogator.services.formatting.text import Char, tokenize
 from tests.fakes.telegram_html import check_message, parse_html
 
@@ -418,7 +419,8 @@ _MD_PIECES = st.sampled_from(
 )
 _WORDS = st.text(alphabet=st.characters(codec="utf-8", categories=["L", "N", "So", "Zs"]), min_size=1, max_size=12)
 _MARKDOWNISH = st.lists(st.one_of(_MD_PIECES, _WORDS), max_size=60).map("".join)
-_REFERENCE = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"])
+# Formulas are code to both (see formatting.math): what is written in one, "&#65;" included, is shown as written.
+_REFERENCE = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).use(math_plugin)
 
 
 def _alnum(text: str) -> list[str]:
