@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -18,6 +17,7 @@ from pomogator.config import Settings
 from pomogator.container import Services, build_services
 from pomogator.store.engine import Database
 from pomogator.store.tables import TABLES
+from tests.databases import database_at, run_on_server
 from tests.fakes.openai_server import FakeLLM
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
@@ -31,27 +31,21 @@ for _name in list(os.environ):
         del os.environ[_name]
 
 
-async def _create_session_database(admin_url: str, name: str) -> str:
-    """Create (or recreate) database ``name`` next to the one in ``admin_url``, migrate it, return its URL."""
-    connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    url = urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}"))
+async def _create_session_database(server_url: str, name: str) -> str:
+    """Create (or recreate) database ``name`` on the server of ``server_url``, migrate it, return its URL. The
+    statements go through the server's ``postgres`` maintenance database, so the database the URL names need not
+    exist."""
+    await run_on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await run_on_server(server_url, f'CREATE DATABASE "{name}"')
+    url = database_at(server_url, name)
     database = Database(url)
     await database.start(migrate=True)
     await database.close()
     return url
 
 
-async def _drop_database(admin_url: str, name: str) -> None:
-    connection = await asyncpg.connect(admin_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
+async def _drop_database(server_url: str, name: str) -> None:
+    await run_on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def truncate_postgres(url: str) -> None:
@@ -66,7 +60,8 @@ async def truncate_postgres(url: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A freshly migrated PostgreSQL database of this test session's own (so concurrent runs do not collide),
-    created next to the one POMOGATOR_TEST_POSTGRES_URL names and dropped at the end."""
+    created on the server POMOGATOR_TEST_POSTGRES_URL names (whatever database it names, which need not exist)
+    and dropped at the end."""
     if not POSTGRES_URL:
         pytest.skip("POMOGATOR_TEST_POSTGRES_URL is not set")
     name = f"pomogator_test_{os.getpid()}"

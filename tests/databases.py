@@ -1,5 +1,6 @@
 """Throwaway PostgreSQL databases: made on a server for one test (or one benchmark run) and dropped after it, for
-processes that must not share the ``test`` database other tests truncate."""
+processes that must not share the session's database other tests truncate. Made and dropped through the server's
+``postgres`` maintenance database, so the database a server URL names need not exist."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ def database_at(url: str, name: str, port: int | None = None) -> str:
     return urlunsplit((parts.scheme, netloc, f"/{name}", parts.query, parts.fragment))
 
 
-async def _run_on_server(server_url: str, statement: str) -> None:
+async def run_on_server(server_url: str, statement: str) -> None:
+    """Run ``statement`` (``CREATE DATABASE``, ``DROP DATABASE``) on the server of ``server_url``, in its ``postgres``
+    maintenance database."""
     admin = await asyncpg.connect(database_at(server_url, "postgres"))
     try:
         await admin.execute(statement)
@@ -37,7 +40,7 @@ async def throwaway_postgres(server_url: str, prefix: str, *, migrate: bool = Tr
     ``postgres`` database), migrated unless ``migrate`` is false; dropped at exit, connections and all. Yields its
     URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    await _run_on_server(server_url, f'CREATE DATABASE "{name}"')
+    await run_on_server(server_url, f'CREATE DATABASE "{name}"')
     url = database_at(server_url, name)
     try:
         if migrate:
@@ -46,4 +49,4 @@ async def throwaway_postgres(server_url: str, prefix: str, *, migrate: bool = Tr
             await database.close()
         yield url
     finally:
-        await _run_on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await run_on_server(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
