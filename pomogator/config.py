@@ -2,27 +2,35 @@
 
 ``load_settings`` reads them, as pydantic-settings would (names case-insensitive, the environment over ``.env``,
 ``${VAR}`` expanded in ``.env``) but without it: its sources, a command-line parser among them, took ~1 MiB of every
-process for a handful of plain values.
+process for a handful of plain values. An empty value counts as not set, for every setting alike
+(``POMOGATOR_RECEIPT_TAX_SYSTEM_CODE=`` as ``.env.example`` shows it, or ``POMOGATOR_BOT_TOKEN=``): the value of
+``.env`` or the default applies. A ``POMOGATOR_*`` name that is no setting (a typo) is reported, with the setting it
+may have meant (``pomogator.servers.settings_for``).
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
+from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
 from pomogator.errors import ConfigError
 
 ENV_PREFIX = "POMOGATOR_"
 ENV_FILE = Path(".env")
+# ``POMOGATOR_*`` variables that are not settings: read by the console (``POMOGATOR_DEBUG``), the heartbeat, and the
+# tests and benchmarks. Any other name that is no setting is reported as unknown.
+OTHER_VARIABLES = frozenset({"DEBUG", "HEARTBEAT_FILE", "TEST_POSTGRES_URL", "BENCH_POSTGRES_URL"})
 
 # What taking payments needs (``Settings.billing_configured``, ``Settings.require``).
 YOOKASSA_SETTINGS = ("yookassa_shop_id", "yookassa_secret_key")
@@ -131,6 +139,8 @@ class Settings(BaseModel):
     """The settings; ``Settings(**values)`` takes them as given, ``load_settings()`` from the environment."""
 
     model_config = ConfigDict(extra="ignore")
+    # The ``POMOGATOR_*`` names ``load_settings`` found that are no setting (see ``unknown_variable_warnings``).
+    _unknown_variables: tuple[str, ...] = PrivateAttr(default=())
 
     database_url: str = "sqlite:///pomogator.sqlite3"
     # PostgreSQL connections a process may open (on demand; idle ones close after a few minutes). Under load a
@@ -274,6 +284,11 @@ class Settings(BaseModel):
         premium cannot be bought yet and the web app serves no YooKassa webhook and checks no payments."""
         return not any(_unset(getattr(self, name)) for name in YOOKASSA_SETTINGS)
 
+    @property
+    def unknown_variables(self) -> tuple[str, ...]:
+        """The ``POMOGATOR_*`` variables of the environment and ``.env`` that are no setting, as written."""
+        return self._unknown_variables
+
     @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -314,26 +329,56 @@ def _unset(value: object) -> bool:
     return value is None or value == "" or (isinstance(value, SecretStr) and not value.get_secret_value())
 
 
-def environment_values(env_file: Path | None = ENV_FILE) -> dict[str, str]:
-    """The ``POMOGATOR_*`` values of ``env_file`` (if it exists) and the environment, which wins, keyed by setting."""
+def environment_variables(env_file: Path | None = ENV_FILE) -> dict[str, str]:
+    """The ``POMOGATOR_*`` variables of ``env_file`` (if it exists) and the environment, which wins, by name as
+    written. Empty values are left out, in either place: they count as not set."""
     merged: dict[str, str] = {}
     if env_file is not None and env_file.is_file():
         from dotenv import dotenv_values
 
-        found = dotenv_values(env_file, encoding="utf-8")
-        merged.update((key, value) for key, value in found.items() if value is not None)
-    merged.update(os.environ)
-    prefix = len(ENV_PREFIX)
-    return {key[prefix:].lower(): value for key, value in merged.items() if key.upper().startswith(ENV_PREFIX)}
+        merged.update(_set_variables(dotenv_values(env_file, encoding="utf-8")))
+    # An empty variable in the environment does not hide the value of ``.env``: both mean "not set".
+    merged.update(_set_variables(os.environ))
+    return merged
+
+
+def _set_variables(variables: Mapping[str, str | None]) -> dict[str, str]:
+    """The ``POMOGATOR_*`` variables of ``variables`` that have a value (not empty, not only blanks)."""
+    return {
+        key: value
+        for key, value in variables.items()
+        if key.upper().startswith(ENV_PREFIX) and value is not None and value.strip()
+    }
+
+
+def unknown_variables(names: Iterable[str]) -> list[str]:
+    """The names among ``names`` (``POMOGATOR_*`` variables) that are neither a setting nor one of
+    ``OTHER_VARIABLES``."""
+    known = set(Settings.model_fields) | {name.lower() for name in OTHER_VARIABLES}
+    return sorted(name for name in names if name[len(ENV_PREFIX) :].lower() not in known)
+
+
+def unknown_variable_warning(name: str) -> str:
+    """One line about ``name``, a ``POMOGATOR_*`` variable that is no setting, with the setting it may have meant.
+    Never the value: it may be a secret."""
+    suffix = name[len(ENV_PREFIX) :].upper()
+    settings = [field.upper() for field in Settings.model_fields]
+    close = difflib.get_close_matches(suffix, settings, n=1, cutoff=0.6)
+    hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+    return f"{ENV_PREFIX}{suffix} is not a setting and is ignored{hint}"
 
 
 def load_settings(env_file: Path | None = ENV_FILE) -> Settings:
     """Build settings once per process, turning validation errors into a one-line ConfigError."""
     from pydantic import ValidationError
 
+    variables = environment_variables(env_file)
+    values = {key[len(ENV_PREFIX) :].lower(): value for key, value in variables.items()}
     try:
-        return Settings.model_validate(environment_values(env_file))
+        settings = Settings.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
         raise ConfigError(f"{name}: {first['msg']}") from None
+    settings._unknown_variables = tuple(unknown_variables(variables))
+    return settings

@@ -26,16 +26,36 @@ YOUNG_GENERATION_THRESHOLD = 7000
 
 
 def settings_for(*needs: str, process: str = "cli") -> Settings:
-    """Load settings, check the ones this command needs, configure logging for this process."""
+    """Load settings, configure logging for this process, report ``POMOGATOR_*`` variables that are no setting,
+    check the settings this command needs."""
     # Imported here: the settings model loads pydantic (0.1-0.2 s of a cold start), which `pomogator --help` never
     # needs.
     from pomogator.config import load_settings
     from pomogator.logging import setup_logging
 
     settings = load_settings()
-    settings.require(*needs)
     setup_logging(settings, process)
+    report_unknown_variables(settings)
+    # After the report: a setting missing because its name was misspelt is then explained right above.
+    settings.require(*needs)
     return settings
+
+
+_reported_variables: set[str] = set()
+
+
+def report_unknown_variables(settings: Settings) -> None:
+    """Log a warning for each ``POMOGATOR_*`` variable that is no setting (a typo would otherwise leave its setting
+    at the default without a word: ``POMOGATOR_DATABASE_URI`` a fresh SQLite file), once per process. The start goes
+    on; the values are never shown."""
+    from loguru import logger
+
+    from pomogator.config import unknown_variable_warning
+
+    for name in settings.unknown_variables:
+        if name.upper() not in _reported_variables:
+            _reported_variables.add(name.upper())
+            logger.warning(unknown_variable_warning(name))
 
 
 def freeze_start_up_objects() -> None:
@@ -74,12 +94,13 @@ def starting_server() -> None:
 def run_bot() -> None:
     """Run the Telegram bot (long polling). In webhook mode the web app serves the bot instead."""
     starting_server()
+    # Checked before aiogram is imported (seconds of a cold start), so a missing token is said at once.
+    settings = settings_for("bot_token", "openrouter_api_key", process="bot")
     # The bot talks to the model from its first message: the SDK is loaded now, to be frozen with the rest.
     import openai  # noqa: F401
 
     from pomogator.bot.runner import run_polling
 
-    settings = settings_for("bot_token", "openrouter_api_key", process="bot")
     freeze_start_up_objects()
     asyncio.run(run_polling(settings))
 
@@ -87,9 +108,11 @@ def run_bot() -> None:
 def run_web() -> None:
     """Run the web app: the YooKassa webhook, health checks and, in webhook mode, the Telegram bot."""
     starting_server()
-    from pomogator.web.server import serve
+    from pomogator.web.server import serve, web_needs
 
     settings = settings_for(process="web")
+    # Checked before aiogram is imported (webhook mode), as `run bot` does.
+    settings.require(*web_needs(settings))
     if settings.webhook_mode:
         # The app serves the bot: aiogram, the bot's modules and the SDK are loaded now, to be frozen with the rest
         # (left to the app's start-up they would be walked by every full collection, 0.2-0.3 s each).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pomogator.config import Settings, load_settings, url_passwords
+from pomogator.config import Settings, load_settings, unknown_variable_warning, unknown_variables, url_passwords
 from pomogator.container import make_llm_client
 from pomogator.errors import ConfigError
 from tests.conftest import TEST_API_KEY
@@ -28,7 +28,7 @@ def test_env_file_values_are_read_and_the_environment_wins(env_file: Path, monke
         'POMOGATOR_SUPPORT_CONTACT="@help"\n'
         "POMOGATOR_ROLE_MAX_CHARS=100\n"
         "OTHER_APP_SETTING=ignored\n"
-        "POMOGATOR_NO_SUCH_SETTING=ignored too\n",
+        "POMOGATOR_NO_SUCH_SETTING=ignored too (reported)\n",
         encoding="utf-8",
     )
     monkeypatch.setenv("POMOGATOR_ROLE_MAX_CHARS", "300")
@@ -298,3 +298,54 @@ async def test_without_an_app_url_openrouter_gets_no_referer(fake_llm: FakeLLM) 
         headers = fake_llm.requests[-1].headers
         assert headers.get("HTTP-Referer") == referer
         assert headers["X-Title"] == "Pomogator"
+
+
+@pytest.mark.parametrize(
+    "name", ["RECEIPT_TAX_SYSTEM_CODE", "DATABASE_POOL_SIZE", "WEB_PORT", "LOG_JSON", "PRICE_MONTH_RUB", "TIMEZONE"]
+)
+def test_an_empty_value_means_the_default_for_every_setting(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """As ``.env.example`` shows ``# POMOGATOR_RECEIPT_TAX_SYSTEM_CODE=``: uncommented, it is not set, as an empty
+    string setting always was, not a number that fails to parse."""
+    env_file.write_text(f"POMOGATOR_{name}=\n", encoding="utf-8")
+    default = getattr(Settings(), name.lower())
+    assert getattr(load_settings(), name.lower()) == default
+    env_file.unlink()
+    monkeypatch.setenv(f"POMOGATOR_{name}", "  ")
+    assert getattr(load_settings(), name.lower()) == default
+
+
+def test_an_empty_variable_does_not_hide_the_env_file_value(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file.write_text("POMOGATOR_DATABASE_POOL_SIZE=7\n", encoding="utf-8")
+    monkeypatch.setenv("POMOGATOR_DATABASE_POOL_SIZE", "")
+    assert load_settings().database_pool_size == 7
+
+
+def test_variables_that_are_no_setting_are_found_with_what_they_may_mean(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file.write_text("POMOGATOR_YOOKASSA_SECRET=s3cr3t\nPOMOGATOR_WEB_PORT=9000\n", encoding="utf-8")
+    monkeypatch.setenv("POMOGATOR_DATABASE_URI", "postgresql://u:pw@db/x")
+    monkeypatch.setenv("pomogator_something_else", "1")
+    # Read elsewhere, not settings: the console's, the heartbeat's, the tests' and the benchmarks'.
+    for name in ("DEBUG", "HEARTBEAT_FILE", "TEST_POSTGRES_URL", "BENCH_POSTGRES_URL"):
+        monkeypatch.setenv(f"POMOGATOR_{name}", "1")
+    settings = load_settings()
+    assert settings.unknown_variables == (
+        "POMOGATOR_DATABASE_URI",
+        "POMOGATOR_YOOKASSA_SECRET",
+        "pomogator_something_else",
+    )
+    assert [unknown_variable_warning(name) for name in settings.unknown_variables] == [
+        "POMOGATOR_DATABASE_URI is not a setting and is ignored; did you mean POMOGATOR_DATABASE_URL?",
+        "POMOGATOR_YOOKASSA_SECRET is not a setting and is ignored; did you mean POMOGATOR_YOOKASSA_SECRET_KEY?",
+        "POMOGATOR_SOMETHING_ELSE is not a setting and is ignored",
+    ]
+
+
+def test_the_variables_read_outside_the_settings_are_not_reported() -> None:
+    from pomogator.console import DEBUG_ENV
+    from pomogator.heartbeat import HEARTBEAT_ENV
+
+    assert unknown_variables([DEBUG_ENV, HEARTBEAT_ENV, "POMOGATOR_TEST_POSTGRES_URL"]) == []

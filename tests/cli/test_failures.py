@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -213,3 +214,56 @@ async def test_with_debug_a_bug_prints_its_redacted_traceback(tmp_path: Path) ->
     assert "pa/ss" not in result.stderr and "pa%2Fss" not in result.stderr
     assert result.stderr.rstrip().endswith("Error: unexpected failure (KeyError); see the traceback above.")
     assert not error_files(tmp_path)
+
+
+# --- the servers ------------------------------------------------------------------------------------------
+
+
+async def test_the_web_app_on_a_port_in_use_says_so_in_one_line_before_starting(tmp_path: Path) -> None:
+    """The address is bound before the app's start-up runs (its jobs, the Bot API calls): a port in use is one
+    ``Error:`` line and exit code 1, not uvicorn's error log after a full start-up and its exit code 3."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = env_in(tmp_path, POMOGATOR_WEB_HOST="127.0.0.1", POMOGATOR_WEB_PORT=str(port))
+        line = assert_one_line(await run_cli("run", "web", cwd=tmp_path, env=env))
+    assert line == f"Error: cannot listen on 127.0.0.1:{port}: address already in use"
+    # Nothing of the app ran: its start-up migrates the default SQLite file first.
+    assert not (tmp_path / "pomogator.sqlite3").exists()
+
+
+async def test_the_bot_without_its_tokens_says_so_before_loading_aiogram(tmp_path: Path) -> None:
+    """Loading aiogram takes seconds of a cold start: the missing settings are reported before it."""
+    script = (
+        "import sys\n"
+        "from pomogator.errors import ConfigError\n"
+        "from pomogator.servers import run_bot\n"
+        "try:\n"
+        "    run_bot()\n"
+        "except ConfigError as exc:\n"
+        "    print(exc, 'aiogram' in sys.modules)\n"
+    )
+    result = await run_cli("-c", script, cwd=tmp_path, env=env_in(tmp_path), program=sys.executable)
+    assert result.code == 0, result.stderr
+    assert result.stdout.strip() == "POMOGATOR_BOT_TOKEN and POMOGATOR_OPENROUTER_API_KEY are not set. False"
+
+
+# --- the settings -----------------------------------------------------------------------------------------
+
+
+async def test_a_misspelt_setting_is_warned_about_once_without_its_value(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("POMOGATOR_ADMIN_ID=42\n", encoding="utf-8")
+    env = env_in(tmp_path, POMOGATOR_DATABASE_URI="postgresql://u:SECRETpw@db/x", POMOGATOR_DEBUG="0")
+    result = await run_cli("models", "list", cwd=tmp_path, env=env)
+    assert result.code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].endswith("POMOGATOR_ADMIN_ID is not a setting and is ignored; did you mean POMOGATOR_ADMIN_IDS?")
+    assert lines[1].endswith(
+        "POMOGATOR_DATABASE_URI is not a setting and is ignored; did you mean POMOGATOR_DATABASE_URL?"
+    )
+    assert all("| WARNING  |" in line for line in lines)
+    # The values are never shown (they may be secrets).
+    assert "SECRET" not in result.stderr
+    assert not any("42" in line.split(" - ", 1)[1] for line in lines)
