@@ -1,15 +1,22 @@
-"""Route the standard library's logging (aiogram, uvicorn, asyncpg, httpx, openai) into loguru."""
+"""Route the standard library's logging (aiogram, uvicorn, asyncpg, httpx, openai) and Python's warnings into
+loguru."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from typing import TYPE_CHECKING
+import warnings
+from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
 
 if TYPE_CHECKING:
     from loguru import Record
+
+# The logger name warnings are recorded under (the stdlib's ``logging.captureWarnings`` uses it too).
+WARNINGS_LOGGER = "py.warnings"
+# Python's own way of showing warnings, put back by ``stop_intercepting``.
+_original_showwarning = warnings.showwarning
 
 # Servers that may have been given handlers of their own; their records should reach the root logger instead.
 PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
@@ -80,8 +87,36 @@ def intercept_stdlib(level: int) -> None:
         named.propagate = True
 
 
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """``warnings.showwarning`` as a WARNING record of one line (aiogram's "Detected unknown update type", over
+    three lines and a line of source code, went raw to stderr: past the redaction, and not a JSON line with
+    ``POMOGATOR_LOG_JSON``). The warnings filters still decide what is shown: by default each warning once."""
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+    def set_place(record: Record) -> None:
+        record["name"] = WARNINGS_LOGGER
+        # Where the warning points, as a library's path from its package ("aiogram/dispatcher/event/handler.py").
+        record["function"] = filename.rpartition("site-packages/")[2]
+        record["line"] = lineno
+
+    logger.patch(set_place).warning("{}: {}", category.__name__, text)
+
+
+def intercept_warnings() -> None:
+    """Show Python's warnings as log records (idempotent)."""
+    warnings.showwarning = show_warning
+
+
 def stop_intercepting() -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, InterceptHandler):
             root.removeHandler(handler)
+    warnings.showwarning = _original_showwarning

@@ -10,7 +10,7 @@ from loguru import logger
 from pomogator.config import Settings
 from pomogator.errors import ConfigError
 from pomogator.logs.console import ConsoleSink
-from pomogator.logs.intercept import intercept_stdlib
+from pomogator.logs.intercept import intercept_stdlib, intercept_warnings
 from pomogator.logs.redact import Redactor
 
 DB_LEVEL_OFF = "OFF"
@@ -33,7 +33,7 @@ def db_level_number(settings: Settings) -> int | None:
 
 def setup_logging(settings: Settings, process: str, *, stream: TextIO | None = None) -> None:
     """Configure loguru for this process: records go to stderr (JSON lines with ``POMOGATOR_LOG_JSON=1``),
-    secrets are redacted in every sink, and stdlib logging is routed into loguru.
+    secrets are redacted in every sink, and stdlib logging and Python's warnings are routed into loguru.
 
     Call it once at the entry point, before ``build_services`` (which adds the database sink); calling it again
     replaces the configuration. ``stream`` replaces stderr (tests).
@@ -48,6 +48,7 @@ def setup_logging(settings: Settings, process: str, *, stream: TextIO | None = N
     logger.add(sink.write, level=level, format="{message}", backtrace=False, diagnose=False)
     # Library records below both sinks' levels are dropped by the stdlib before any work is done on them.
     intercept_stdlib(min(level, db_level) if db_level is not None else level)
+    intercept_warnings()
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import inspect
 import io
+import json
 import logging
 import re
+import warnings
 
 import pytest
 from loguru import logger
@@ -89,3 +91,25 @@ def test_unknown_levels_are_configuration_errors() -> None:
         configured(log_level="LOUD")
     with pytest.raises(ConfigError, match="POMOGATOR_LOG_DB_LEVEL"):
         configured(log_db_level="LOUD")
+
+
+def test_python_warnings_are_one_redacted_record_each() -> None:
+    """aiogram's "Detected unknown update type" warning is three lines and a line of source code: it comes out as one
+    log record (one JSON line with POMOGATOR_LOG_JSON), redacted like every other."""
+    token = "123456:AAsecretTokenValue"
+    stream = configured("web", log_json=True, bot_token=token)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn(
+            f"Detected unknown update type.\nSeems like Telegram Bot API was updated\nUpdate: {token}",
+            RuntimeWarning,
+            stacklevel=1,
+        )
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["level"] == "WARNING"
+    assert record["logger"] == "py.warnings"
+    assert record["message"] == (
+        "RuntimeWarning: Detected unknown update type. Seems like Telegram Bot API was updated Update: ***"
+    )
+    assert record["function"] == __file__ and record["line"] > 0
