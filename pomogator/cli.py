@@ -16,7 +16,16 @@ from typing import Annotated, TypeVar
 import typer
 
 from pomogator import cli_output, servers
-from pomogator.commands import MAX_DAYS, MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, confirm
+from pomogator.commands import (
+    MARKUP_MODE,
+    MAX_DAYS,
+    MAX_ROWS,
+    TELEGRAM_ID_MAX,
+    TELEGRAM_ID_MIN,
+    confirm,
+    sub_app,
+    unwrap_help,
+)
 from pomogator.servers import settings_for
 
 T = TypeVar("T")
@@ -27,17 +36,20 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=MARKUP_MODE,
 )
-db_app = typer.Typer(help="Database commands.", no_args_is_help=True)
-user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
-models_app = typer.Typer(help="The models catalog.", no_args_is_help=True)
-run_app = typer.Typer(help="Run a server process.", no_args_is_help=True)
+db_app = sub_app("Database commands.")
+user_app = sub_app("Manage users.")
+models_app = sub_app("The models catalog.")
+run_app = sub_app("Run a server process.")
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(models_app, name="models")
 app.add_typer(run_app, name="run")
 
-UserId = Annotated[int, typer.Argument(min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Telegram user id.")]
+UserId = Annotated[
+    int, typer.Argument(metavar="TELEGRAM_ID", min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Telegram user id.")
+]
 
 
 def with_services(fn: Callable[..., Awaitable[T]], *needs: str, migrate: bool | None = None, create: bool = False) -> T:
@@ -157,7 +169,7 @@ def user_show(
 
 @user_app.command("list")
 def user_list(
-    limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Show at most this many users.")] = 1000,
+    limit: Annotated[int, typer.Option(metavar="N", min=1, max=MAX_ROWS, help="Show at most this many users.")] = 1000,
 ) -> None:
     """List users with their model and premium status, newest first."""
     from pomogator.container import Services
@@ -183,7 +195,9 @@ def user_list(
 @user_app.command("grant-premium")
 def user_grant_premium(
     telegram_id: UserId,
-    days: Annotated[int, typer.Option("--days", min=1, max=MAX_DAYS, help="How many days of premium to add.")],
+    days: Annotated[
+        int, typer.Option("--days", metavar="DAYS", min=1, max=MAX_DAYS, help="How many days of premium to add.")
+    ],
 ) -> None:
     """Give a user premium for N days (extends a running subscription; creates the user if absent)."""
     from pomogator.container import Services
@@ -265,18 +279,25 @@ def models_list() -> None:
 
 @app.command("chat")
 def chat(
-    model: Annotated[str | None, typer.Option(help="Model id for this session (see `pomogator models list`).")] = None,
+    model: Annotated[
+        str | None, typer.Option(metavar="MODEL_ID", help="Model id for this session (see `pomogator models list`).")
+    ] = None,
     user: Annotated[
         int | None,
         typer.Option(
-            min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Chat as this Telegram user: their role, context and quota."
+            metavar="TELEGRAM_ID",
+            min=TELEGRAM_ID_MIN,
+            max=TELEGRAM_ID_MAX,
+            help="Chat as this Telegram user: their role, context and quota.",
         ),
     ] = None,
 ) -> None:
-    """Chat with a model in the terminal. Each line read from stdin is a message; a line ending in \\ goes on in
-    the next one, and lines pasted at a terminal at once are one message. /clear resets the context, /model
-    switches, /help lists the commands; a line that only starts with a slash ("/etc/hosts?") is a message.
-    At a terminal Ctrl-C stops an answer and keeps what it wrote; at the prompt Ctrl-C or Ctrl-D quits.
+    """Chat with a model in the terminal.
+
+    Each line read from stdin is a message; a line ending in \\ goes on in the next one, and lines pasted at a
+    terminal at once are one message. /clear resets the context, /model switches, /help lists the commands; a line
+    that only starts with a slash ("/etc/hosts?") is a message. At a terminal Ctrl-C stops an answer and keeps what
+    it wrote; at the prompt Ctrl-C or Ctrl-D quits.
 
     Without --user this is a local operator session: any model, no quota, a context of its own.
 
@@ -339,3 +360,4 @@ app.add_typer(bot_app, name="bot")
 from pomogator.commands.usage import usage  # noqa: E402 (it imports this module lazily)
 
 app.command("usage")(usage)
+unwrap_help(app)

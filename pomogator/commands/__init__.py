@@ -4,11 +4,28 @@ destructive commands ask for."""
 
 from __future__ import annotations
 
+import inspect
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from pomogator import cli_output
+
+if TYPE_CHECKING:
+    from typer.core import MarkupMode
+
+
+def _is_terminal(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return False
+
+
+# Help and usage errors are drawn with rich (panels, colours) at a terminal; where stderr is not one (a pipe, a CI
+# or container log) they are click's plain text, without box-drawing characters.
+MARKUP_MODE: MarkupMode = "rich" if _is_terminal(sys.stderr) else None
 
 # A person's Telegram id: positive, and a signed 64-bit integer as the database stores it.
 TELEGRAM_ID_MIN = 1
@@ -17,6 +34,24 @@ TELEGRAM_ID_MAX = 2**63 - 1
 MAX_ROWS = 1_000_000
 # The most days of premium granted at once (about a century).
 MAX_DAYS = 36_500
+
+
+def sub_app(help: str) -> typer.Typer:
+    """A sub-app of ``pomogator`` (``pomogator db``, ``pomogator logs``...)."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=MARKUP_MODE)
+
+
+def unwrap_help(app: typer.Typer) -> None:
+    """Make each command's docstring its help with every paragraph on one line (the help text wraps it to the
+    terminal). Rich markup mode keeps a docstring's line breaks: a paragraph wrapped at the source's width came out
+    broken mid-sentence."""
+    for command in app.registered_commands:
+        if command.help is None and command.callback is not None:
+            paragraphs = (inspect.getdoc(command.callback) or "").split("\n\n")
+            command.help = "\n\n".join(" ".join(line.strip() for line in part.splitlines()) for part in paragraphs)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            unwrap_help(group.typer_instance)
 
 
 def confirm(question: str, refusal: str) -> None:

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pomogator import cli_output
+from pomogator.commands import sub_app
 from pomogator.errors import PomogatorError
 
 if TYPE_CHECKING:
     from pomogator.config import Settings
 
-app = typer.Typer(help="The Telegram webhook (webhook mode).", no_args_is_help=True)
+app = sub_app("The Telegram webhook (webhook mode).")
 
 WEBHOOK_PATH = "/webhooks/telegram"
 REQUEST_TIMEOUT_S = 20.0
@@ -105,12 +106,14 @@ def _settings(*needs: str) -> Settings:
 
 @app.command("set-webhook")
 def set_webhook(
-    url: Annotated[str, typer.Argument(help=f"The web app's public HTTPS address, ending in {WEBHOOK_PATH}.")],
+    url: Annotated[
+        str, typer.Argument(metavar="URL", help=f"The web app's public HTTPS address, ending in {WEBHOOK_PATH}.")
+    ],
     drop_pending_updates: Annotated[
         bool, typer.Option("--drop-pending-updates", help="Forget the updates Telegram has not delivered yet.")
     ] = False,
     max_connections: Annotated[
-        int, typer.Option(min=1, max=100, help="At most this many requests Telegram sends at once.")
+        int, typer.Option(metavar="N", min=1, max=100, help="At most this many requests Telegram sends at once.")
     ] = 40,
     force: Annotated[
         bool,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pomogator import cli_output
-from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN
+from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, sub_app
+from pomogator.logs.records import LEVELS
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from pomogator.container import Services
     from pomogator.logs.store import StoredLog
 
-app = typer.Typer(help="Log records stored in the database.", no_args_is_help=True)
+app = sub_app("Log records stored in the database.")
 
 COLUMNS = ("id", "time", "level", "process", "user", "logger", "message")
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -85,16 +86,25 @@ def _show(records: list[StoredLog], tz: ZoneInfo, *, as_json: bool, title: str, 
 
 @app.command("tail")
 def tail(
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=MAX_ROWS, help="Show the last N records.")] = 50,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", metavar="N", min=1, max=MAX_ROWS, help="Show the last N records.")
+    ] = 50,
     level: Annotated[
-        str | None, typer.Option(help="Only this level and above: DEBUG, INFO, WARNING, ERROR, CRITICAL.")
+        str | None, typer.Option(metavar="LEVEL", help=f"Only this level and above: {', '.join(LEVELS)}.")
     ] = None,
     user: Annotated[
         int | None,
-        typer.Option(min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Only records about this Telegram user id."),
+        typer.Option(
+            metavar="TELEGRAM_ID",
+            min=TELEGRAM_ID_MIN,
+            max=TELEGRAM_ID_MAX,
+            help="Only records about this Telegram user id.",
+        ),
     ] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new records until Ctrl-C.")] = False,
-    interval: Annotated[float, typer.Option(min=0.1, max=3600, help="Seconds between polls with --follow.")] = 1.0,
+    interval: Annotated[
+        float, typer.Option(metavar="SECONDS", min=0.1, max=3600, help="Seconds between polls with --follow.")
+    ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object per line to stdout.")] = False,
 ) -> None:
     """Show the newest stored log records, oldest first; with --follow, keep polling for new ones."""
@@ -130,7 +140,9 @@ def tail(
 
 @app.command("prune")
 def prune(
-    older_than: Annotated[str, typer.Option("--older-than", help="Delete records older than this: 30d, 12h, 2w.")],
+    older_than: Annotated[
+        str, typer.Option("--older-than", metavar="AGE", help="Delete records older than this: 30d, 12h, 2w.")
+    ],
 ) -> None:
     """Delete stored log records older than the given age."""
     from pomogator.cli import with_services

@@ -9,28 +9,39 @@ import typer
 
 from pomogator import cli_output
 from pomogator.billing.models import STATUSES, SUCCEEDED
-from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, confirm
+from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, confirm, sub_app
 
 if TYPE_CHECKING:
     from pomogator.container import Services
     from pomogator.services.billing import PaymentOutcome
     from pomogator.services.refunds import RefundOutcome
 
-app = typer.Typer(help="YooKassa payments.", no_args_is_help=True)
+app = sub_app("YooKassa payments.")
 
-PaymentId = Annotated[str, typer.Argument(help="The YooKassa payment id (see `pomogator payments list`).")]
+PaymentId = Annotated[
+    str, typer.Argument(metavar="PAYMENT_ID", help="The YooKassa payment id (see `pomogator payments list`).")
+]
 
 
 @app.command("list")
 def list_payments(
     user: Annotated[
         int | None,
-        typer.Option("--user", min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Only this Telegram user's payments."),
+        typer.Option(
+            "--user",
+            metavar="TELEGRAM_ID",
+            min=TELEGRAM_ID_MIN,
+            max=TELEGRAM_ID_MAX,
+            help="Only this Telegram user's payments.",
+        ),
     ] = None,
     status: Annotated[
-        str | None, typer.Option("--status", help=f"Only payments with this status: {', '.join(STATUSES)}.")
+        str | None,
+        typer.Option("--status", metavar="STATUS", help=f"Only payments with this status: {', '.join(STATUSES)}."),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="Show at most this many, newest first.")] = 100,
+    limit: Annotated[
+        int, typer.Option(metavar="N", min=1, max=MAX_ROWS, help="Show at most this many, newest first.")
+    ] = 100,
 ) -> None:
     """List payments, newest first (from the database; the YooKassa keys are not needed)."""
     from pomogator.cli import with_services
@@ -105,12 +116,16 @@ def _amount(value: str | None) -> Decimal | None:
 def refund(
     payment_id: PaymentId,
     amount: Annotated[
-        str | None, typer.Option("--amount", help="Refund this much, in rubles (default: everything not refunded).")
+        str | None,
+        typer.Option(
+            "--amount", metavar="RUBLES", help="Refund this much, in rubles (default: everything not refunded)."
+        ),
     ] = None,
     email: Annotated[
         str | None,
         typer.Option(
             "--email",
+            metavar="EMAIL",
             help="With receipts on: send the refund's receipt here (default: the user's stored email; a person who "
             "erased their data has none, so give the address of the payment's receipt).",
         ),

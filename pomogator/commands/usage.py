@@ -22,12 +22,22 @@ TERMINAL = "terminal chat"
 
 
 def usage(
-    days: Annotated[int, typer.Option(min=1, max=MAX_DAYS, help="The period: this many days back from now.")] = 7,
+    days: Annotated[
+        int, typer.Option(metavar="DAYS", min=1, max=MAX_DAYS, help="The period: this many days back from now.")
+    ] = 7,
     user: Annotated[
         int | None,
-        typer.Option("--user", min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Only this Telegram user's requests."),
+        typer.Option(
+            "--user",
+            metavar="TELEGRAM_ID",
+            min=TELEGRAM_ID_MIN,
+            max=TELEGRAM_ID_MAX,
+            help="Only this Telegram user's requests.",
+        ),
     ] = None,
-    top: Annotated[int, typer.Option(min=1, max=MAX_ROWS, help="How many of the costliest users to list.")] = 10,
+    top: Annotated[
+        int, typer.Option(metavar="N", min=1, max=MAX_ROWS, help="How many of the costliest users to list.")
+    ] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object to stdout.")] = False,
 ) -> None:
     """Show the models' usage and cost: requests, tokens and OpenRouter's cost, per model and for the costliest

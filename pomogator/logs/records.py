@@ -11,6 +11,8 @@ if TYPE_CHECKING:
 PROCESS_KEY = "process"
 USER_KEYS = ("user_id", "telegram_id")
 UNKNOWN_PROCESS = "unknown"
+# loguru's levels, lowest first: what stored records may have, and what `logs tail --level` takes.
+LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 def logger_name(record: Record) -> str:

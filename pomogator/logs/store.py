@@ -9,11 +9,11 @@ from typing import Any
 
 from piccolo.columns.combination import And, Where
 
+from pomogator.logs.records import LEVELS
 from pomogator.store.engine import Database
 from pomogator.store.tables import LogRecord
 from pomogator.timeutil import as_utc
 
-LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 FOLLOW_BATCH = 1000
 
 
