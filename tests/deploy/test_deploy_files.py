@@ -68,26 +68,37 @@ def test_readme_documents_every_setting() -> None:
 
 
 def test_env_example_documents_every_setting() -> None:
+    """Each one, commented out with its default where it has one."""
     example = (ROOT / ".env.example").read_text()
     documented = set(re.findall(rf"^#?\s*({ENV_PREFIX}[A-Z0-9_]+)=", example, re.M))
     expected = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
-    # Internal tuning knobs that a deployment does not need to see are allowed to stay out.
-    optional = {
-        ENV_PREFIX + n
-        for n in (
-            "OPENROUTER_MAX_RETRIES",
-            "MONTH_DAYS",
-            "YEAR_DAYS",
-            "ROLE_MAX_CHARS",
-            "FLOOD_MESSAGES_PER_MINUTE",
-            "SHUTDOWN_GRACE_SECONDS",
-            "MEMORY_TRIM_SECONDS",
-        )
-    }
-    missing = expected - documented - optional
+    missing = expected - documented
     assert not missing, f".env.example lacks {sorted(missing)}"
     unknown = documented - expected
     assert not unknown, f".env.example names unknown settings {sorted(unknown)}"
+
+
+def test_env_example_leaves_the_database_password_to_be_chosen() -> None:
+    """Shipped empty, compose's ``${POSTGRES_PASSWORD:?...}`` refuses to start until one is chosen: a placeholder
+    would be accepted and reach production."""
+    example = (ROOT / ".env.example").read_text()
+    assert re.findall(r"^POSTGRES_PASSWORD=(.*)$", example, re.M) == [""]
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert compose.count("${POSTGRES_PASSWORD:?") == 2
+
+
+def test_the_shutdown_grace_is_tied_to_compose_stop_grace_periods_in_writing() -> None:
+    """Raising POMOGATOR_SHUTDOWN_GRACE_SECONDS past compose's stop_grace_period gets answers killed: both files
+    say so where the values are."""
+    example = (ROOT / ".env.example").read_text()
+    lines = example.splitlines()
+    at = lines.index("# POMOGATOR_SHUTDOWN_GRACE_SECONDS=20")
+    assert "stop_grace_period" in " ".join(lines[at - 3 : at])
+    compose = (ROOT / "docker-compose.yml").read_text().splitlines()
+    periods = [n for n, line in enumerate(compose) if line.strip().startswith("stop_grace_period:")]
+    assert len(periods) == 2
+    for n in periods:
+        assert "POMOGATOR_SHUTDOWN_GRACE_SECONDS" in " ".join(compose[n - 2 : n]), compose[n]
 
 
 HEARTBEAT_COMMAND = ["pomogator", "healthcheck"]
