@@ -7,8 +7,8 @@ erasure stopped, say). Handled then, it would create the account anew and store 
 Telegram numbers updates in the order they happen, so "sent before the erasure" is exact: an update id below the
 confirmation's. Clocks are not compared (a message's date is Telegram's, in whole seconds).
 
-The marks are kept where the chat's conversation state is (``pomogator.bot.shared``): in Redis when the instances
-share it (any instance may handle the queued message), else in this process. They last ``ERASURE_MARK_TTL_S``.
+The marks are kept with what the instances share (``pomogator.bot.shared``): in Redis when they share it (any
+instance may handle the queued message), else in this process. They last ``ERASURE_MARK_TTL_S``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from __future__ import annotations
 import time
 from typing import Protocol
 
-from aiogram.fsm.storage.base import BaseStorage
-from aiogram.fsm.storage.redis import RedisStorage
 from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -81,11 +79,3 @@ class RedisErasureMarks:
             logger.warning("Redis unavailable ({}); going on as if chat {} was not erased", exc, chat_id)
             return False
         return value is not None and update_id < int(value)
-
-
-def erasure_marks(storage: BaseStorage, prefix: str) -> ErasureMarks:
-    """The marks kept beside the conversation state in ``storage``: in its Redis (keys under ``prefix``) when the
-    instances share the state there, else in this process."""
-    if isinstance(storage, RedisStorage):
-        return RedisErasureMarks(storage.redis, prefix)
-    return MemoryErasureMarks()

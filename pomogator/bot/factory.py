@@ -30,6 +30,7 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 
 from pomogator.bot.answer import Answerer, StopRegistry
+from pomogator.bot.erasures import ErasureMarks, MemoryErasureMarks
 from pomogator.bot.flood_wait import RetryAfterMiddleware
 from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.handlers import get_routers
@@ -83,14 +84,17 @@ def create_dispatcher(
     storage: BaseStorage | None = None,
     stops: StopRegistry | None = None,
     claim_group_notice: GroupNoticeClaim | None = None,
+    erasures: ErasureMarks | None = None,
 ) -> Dispatcher:
     """The dispatcher with every router and middleware; ``dispatcher["tracker"]`` is its UpdateTracker.
 
-    ``chat_locks``, ``storage`` and ``stops`` default to in-process ones; several bot instances need shared ones
-    (``pomogator.bot.shared.open_shared_state``), and ``claim_group_notice`` to tell a group only once among them.
+    ``chat_locks``, ``storage``, ``stops`` and ``erasures`` default to in-process ones; several bot instances need
+    shared ones (``pomogator.bot.shared.open_shared_state``), and ``claim_group_notice`` to tell a group only once
+    among them.
     """
     settings = services.settings
     stops = stops if stops is not None else StopRegistry()
+    erasures = erasures if erasures is not None else MemoryErasureMarks()
     tracker = UpdateTracker()
     dispatcher = Dispatcher(
         storage=storage if storage is not None else SparseMemoryStorage(),
@@ -101,6 +105,7 @@ def create_dispatcher(
         chat=services.chat,
         answerer=Answerer(services.chat, stops, services.users, premium_on_sale=settings.billing_configured),
         stops=stops,
+        erasures=erasures,
         tracker=tracker,
     )
     outer = dispatcher.update.outer_middleware
@@ -123,7 +128,10 @@ def create_dispatcher(
     dispatcher.message.middleware.register(forms)
     dispatcher.callback_query.middleware.register(forms)
     accounts = AccountMiddleware(
-        services.users, defer=services.chat.opens_in_one_trip, premium_on_sale=settings.billing_configured
+        services.users,
+        erasures,
+        defer=services.chat.opens_in_one_trip,
+        premium_on_sale=settings.billing_configured,
     )
     dispatcher.message.middleware.register(accounts)
     dispatcher.callback_query.middleware.register(accounts)

@@ -56,6 +56,7 @@ async def run_polling(settings: Settings) -> None:
                 storage=shared.storage,
                 stops=shared.stops,
                 claim_group_notice=shared.claim_group_notice,
+                erasures=shared.erasures,
             )
             tracker: UpdateTracker = dispatcher["tracker"]
             await _refuse_a_webhook(bot)

@@ -8,6 +8,8 @@ With Redis any instance can take any update (webhook mode behind a load balancer
   the exact guarantee); the polling bot, the only instance by Telegram's rules, keeps its turns in memory;
 * the Stop button reaches the answer on whichever instance streams it (``RedisStopRegistry``);
 * a group is told once that the bot works in private chats, not once per instance;
+* a message sent before its person's erasure and still queued is dropped by whichever instance takes it
+  (``pomogator.bot.erasures``);
 * an update Telegram delivers twice (it retries when it did not see our answer in time) is handled once; without
   Redis a webhook-mode process remembers the last ``RECENT_UPDATES`` update ids it took itself.
 
@@ -22,13 +24,14 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aiogram.fsm.storage.base import BaseStorage
 from loguru import logger
 
 from pomogator.bot.answer import StopRegistry
+from pomogator.bot.erasures import ErasureMarks, MemoryErasureMarks
 from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.middlewares import ChatLocks, MemoryChatLocks
 from pomogator.bot.middlewares.private_only import GroupNoticeClaim
@@ -53,6 +56,7 @@ class SharedState:
     chat_locks: ChatLocks
     stops: StopRegistry
     claim_group_notice: GroupNoticeClaim | None = None
+    erasures: ErasureMarks = field(default_factory=MemoryErasureMarks)
     claim_update: Callable[[int], Awaitable[bool]] | None = None
     # The same object as ``chat_locks`` when turns are shared through Redis.
     redis_turns: RedisChatLocks | None = None
@@ -105,6 +109,7 @@ async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
     from redis.exceptions import RedisError
 
     from pomogator.bot.broadcasts import Broadcasts
+    from pomogator.bot.erasures import RedisErasureMarks
     from pomogator.bot.redis_locks import RedisChatLocks
     from pomogator.bot.redis_notices import RedisGroupNotices
     from pomogator.bot.redis_stops import RedisStopRegistry
@@ -139,6 +144,7 @@ async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
         chat_locks=turns,
         stops=RedisStopRegistry(redis, prefix, broadcasts),
         claim_group_notice=RedisGroupNotices(redis, prefix),
+        erasures=RedisErasureMarks(redis, prefix),
         claim_update=claim_update,
         redis_turns=turns,
     )

@@ -105,6 +105,7 @@ async def open_webhook(settings: Settings, services: Services) -> AsyncIterator[
                 storage=shared.storage,
                 stops=shared.stops,
                 claim_group_notice=shared.claim_group_notice,
+                erasures=shared.erasures,
             )
             updates = WebhookUpdates(bot, dispatcher, shared)
             profile = asyncio.create_task(sync_bot_profile(bot, settings.support_contact))

@@ -7,12 +7,11 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from aiogram.fsm.storage.base import DefaultKeyBuilder
-from aiogram.fsm.storage.redis import RedisStorage
 from redis.asyncio import Redis
 
-from pomogator.bot.erasures import MemoryErasureMarks, RedisErasureMarks, erasure_marks
-from pomogator.bot.fsm_memory import SparseMemoryStorage
+from pomogator.bot.erasures import MemoryErasureMarks, RedisErasureMarks
+from pomogator.bot.shared import open_shared_state
+from pomogator.config import Settings
 from tests.scale.redis_support import REDIS_URL, redis_prefix
 
 CHAT = 501
@@ -58,13 +57,12 @@ async def test_through_redis_every_instance_sees_the_mark_until_it_lapses(prefix
         await other.aclose()
 
 
-async def test_the_marks_are_kept_where_the_conversation_state_is(prefix: str) -> None:
-    assert isinstance(erasure_marks(SparseMemoryStorage(), prefix), MemoryErasureMarks)
-    redis = Redis.from_url(REDIS_URL)
-    try:
-        storage = RedisStorage(redis, key_builder=DefaultKeyBuilder(prefix=f"{prefix}:fsm"))
-        marks = erasure_marks(storage, prefix)
-        assert isinstance(marks, RedisErasureMarks)
-        assert marks.redis is redis
-    finally:
-        await redis.aclose()
+async def test_the_marks_are_shared_through_redis_when_the_instances_share_state(prefix: str) -> None:
+    async with open_shared_state(Settings(redis_key_prefix=prefix)) as alone:
+        assert isinstance(alone.erasures, MemoryErasureMarks)
+    async with (
+        open_shared_state(Settings(redis_url=REDIS_URL, redis_key_prefix=prefix)) as one,
+        open_shared_state(Settings(redis_url=REDIS_URL, redis_key_prefix=prefix)) as other,
+    ):
+        await one.erasures.mark(CHAT, 20)
+        assert await other.erasures.erased_after(CHAT, 19)

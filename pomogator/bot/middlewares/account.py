@@ -11,9 +11,8 @@ from aiogram.dispatcher.flags import get_flag
 from aiogram.types import Chat, Message, TelegramObject, Update, User
 
 from pomogator.bot import texts
-from pomogator.bot.erasures import ErasureMarks, erasure_marks
+from pomogator.bot.erasures import ErasureMarks
 from pomogator.bot.replies import tell_if_model_reset
-from pomogator.config import Settings
 from pomogator.services.users import Person, UserService
 
 SENDER = "sender"
@@ -29,30 +28,18 @@ class AccountMiddleware(BaseMiddleware):
     untouched; otherwise their account. When the stored model was reset because premium ended, the user is told once,
     before the handler runs.
 
-    Every handler gets ``erasures`` (``pomogator.bot.erasures``; by default kept beside the conversation state, in
-    Redis when the instances share it): a message sent before its person was erased (/delete_me confirmed while it
-    waited for its turn) is not handled. Its sender is told so, not left to wait for an answer that never comes;
+    A message sent before its person was erased (/delete_me confirmed while it waited for its turn; see
+    ``pomogator.bot.erasures``) is not handled. Its sender is told so, not left to wait for an answer that never comes;
     sent again, it is handled as a new person's.
     """
 
     def __init__(
-        self,
-        users: UserService,
-        *,
-        premium_on_sale: bool,
-        defer: bool = False,
-        erasures: ErasureMarks | None = None,
+        self, users: UserService, erasures: ErasureMarks, *, premium_on_sale: bool, defer: bool = False
     ) -> None:
         self.users = users
         self.defer = defer
         self.premium_on_sale = premium_on_sale
         self.erasures = erasures
-
-    def _erasures(self, data: dict[str, Any]) -> ErasureMarks:
-        if self.erasures is None:
-            settings: Settings = data["settings"]
-            self.erasures = erasure_marks(data["fsm_storage"], settings.redis_key_prefix)
-        return self.erasures
 
     async def __call__(
         self,
@@ -60,7 +47,6 @@ class AccountMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        erasures = data["erasures"] = self._erasures(data)
         user: User | None = data.get("event_from_user")
         flag = get_flag(data, "account", default=True)
         if user is None or user.is_bot or flag is False:
@@ -69,7 +55,7 @@ class AccountMiddleware(BaseMiddleware):
         if (
             isinstance(event, Message)
             and update is not None
-            and await erasures.erased_after(event.chat.id, update.update_id)
+            and await self.erasures.erased_after(event.chat.id, update.update_id)
         ):
             await event.answer(texts.DELETE_ME_EARLIER_MESSAGE)
             return None
