@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from loguru import logger
@@ -23,6 +24,10 @@ EVERY_ANSWER = "*"
 
 
 class RedisStopRegistry(StopRegistry):
+    """Each chat's marks are one hash (answer id -> the time the mark lapses), so a chat-wide stop claims them all
+    with one command, whatever else Redis holds. The hash lapses an hour after its last mark was made; a mark left
+    by an instance that died meanwhile is told apart by its own time."""
+
     def __init__(self, redis: Redis, prefix: str, broadcasts: Broadcasts) -> None:
         super().__init__()
         self._redis = redis
@@ -30,15 +35,18 @@ class RedisStopRegistry(StopRegistry):
         self._channel = f"{prefix}:stop"
         broadcasts.on(self._channel, self._on_stop)
 
-    def _mark(self, chat_id: int, answer_id: int) -> str:
-        return f"{self._prefix}:streaming:{chat_id}:{answer_id}"
+    def _marks(self, chat_id: int) -> str:
+        return f"{self._prefix}:streaming:{chat_id}"
 
     @contextlib.asynccontextmanager
     async def streaming(self, chat_id: int, answer_id: int) -> AsyncIterator[asyncio.Event]:
         event = self.open(chat_id, answer_id)
-        mark = self._mark(chat_id, answer_id)
+        marks = self._marks(chat_id)
         try:
-            await self._redis.set(mark, "1", ex=STREAMING_MARK_TTL_S)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hset(marks, str(answer_id), str(time.time() + STREAMING_MARK_TTL_S))
+                pipe.expire(marks, STREAMING_MARK_TTL_S)
+                await pipe.execute()
         except RedisError as exc:
             logger.warning("Redis unavailable ({}); this answer can be stopped on this instance only", exc)
         try:
@@ -46,16 +54,16 @@ class RedisStopRegistry(StopRegistry):
         finally:
             self.close(chat_id, answer_id)
             with contextlib.suppress(RedisError):
-                await self._redis.delete(mark)
+                await self._redis.hdel(marks, str(answer_id))
 
     async def request_stop(self, chat_id: int, answer_id: int) -> bool:
         if self.stop(chat_id, answer_id):
             with contextlib.suppress(RedisError):
-                await self._redis.delete(self._mark(chat_id, answer_id))
+                await self._redis.hdel(self._marks(chat_id), str(answer_id))
             return True
         try:
             # Claiming the mark makes a second press (on any instance) say that the answer is already stopping.
-            if not await self._redis.delete(self._mark(chat_id, answer_id)):
+            if not await self._redis.hdel(self._marks(chat_id), str(answer_id)):
                 return False
             await self._redis.publish(self._channel, f"{chat_id}:{answer_id}")
         except RedisError as exc:
@@ -65,18 +73,20 @@ class RedisStopRegistry(StopRegistry):
 
     async def request_stop_chat(self, chat_id: int) -> bool:
         stopped = self.stop_chat(chat_id) > 0
+        marks = self._marks(chat_id)
         try:
-            # /stop is rare: scanning for the chat's marks costs less than keeping a set per chat at every answer.
-            pattern = f"{_glob_escape(self._prefix)}:streaming:{chat_id}:*"
-            marks = [mark async for mark in self._redis.scan_iter(match=pattern, count=1000)]
-            # Claimed as a Stop press claims them, so a second /stop finds nothing to stop.
-            claimed = await self._redis.delete(*marks) if marks else 0
+            # Claimed as a Stop press claims them (read and removed at once), so a second /stop finds nothing.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hvals(marks)
+                pipe.delete(marks)
+                lapse_times, _ = await pipe.execute()
             # Published even without marks: an answer whose mark Redis missed stops too.
             await self._redis.publish(self._channel, f"{chat_id}:{EVERY_ANSWER}")
         except RedisError as exc:
             logger.warning("Could not pass a chat's stop on through Redis: {}", exc)
             return stopped
-        return stopped or claimed > 0
+        now = time.time()
+        return stopped or any(float(lapses) > now for lapses in lapse_times)
 
     def _on_stop(self, data: str) -> None:
         chat, _, answer = data.partition(":")
@@ -85,8 +95,3 @@ class RedisStopRegistry(StopRegistry):
                 self.stop_chat(int(chat))
             else:
                 self.stop(int(chat), int(answer))
-
-
-def _glob_escape(text: str) -> str:
-    """``text`` matched literally in a SCAN pattern."""
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -251,6 +252,25 @@ async def test_a_chat_wide_stop_tells_whether_an_answer_was_streaming_anywhere(s
             assert not await a.stops.request_stop_chat(5)
         async with b.stops.streaming(5, 3):
             assert await b.stops.request_stop_chat(5)  # streamed here
+
+
+async def test_a_chat_wide_stop_reads_only_its_chats_marks_and_not_a_dead_instances(
+    settings: Settings, prefix: str
+) -> None:
+    """The chat's marks are one hash: a chat-wide stop takes them in one command (no scan of the keyspace), and a
+    mark whose time has passed (its instance died while the chat went on) is no answer to stop."""
+    redis = Redis.from_url(REDIS_URL)
+    try:
+        async with two_instances(settings) as (a, b):
+            async with a.stops.streaming(5, 1):
+                assert await redis.hlen(f"{prefix}:streaming:5") == 1
+                assert 0 < await redis.ttl(f"{prefix}:streaming:5") <= 3600
+            assert not await redis.exists(f"{prefix}:streaming:5")
+            await redis.hset(f"{prefix}:streaming:5", "9", str(time.time() - 1))
+            assert not await b.stops.request_stop_chat(5)
+            assert not await redis.exists(f"{prefix}:streaming:5")
+    finally:
+        await redis.aclose()
 
 
 async def test_a_chat_wide_stop_reaches_a_turn_before_its_answer_streams_on_another_instance(
