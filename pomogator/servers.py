@@ -94,8 +94,17 @@ def starting_server() -> None:
 def run_bot() -> None:
     """Run the Telegram bot (long polling). In webhook mode the web app serves the bot instead."""
     starting_server()
-    # Checked before aiogram is imported (seconds of a cold start), so a missing token is said at once.
+    # Checked before aiogram is imported (seconds of a cold start), so a missing token or webhook mode is said at
+    # once.
     settings = settings_for("bot_token", "openrouter_api_key", process="bot")
+    if settings.webhook_mode:
+        # Polling would take the webhook away from the web app that receives the updates.
+        from pomogator.errors import ConfigError
+
+        raise ConfigError(
+            "POMOGATOR_TELEGRAM_WEBHOOK_SECRET is set: in webhook mode `pomogator run web` receives the updates "
+            "and `pomogator run bot` does not poll. Unset it to poll instead."
+        )
     # The bot talks to the model from its first message: the SDK is loaded now, to be frozen with the rest.
     import openai  # noqa: F401
 

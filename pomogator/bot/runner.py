@@ -29,20 +29,18 @@ from pomogator.heartbeat import keep_heartbeat
 from pomogator.memory import keep_trimming
 
 MAX_CONNECT_DELAY = 30.0
+UNREACHABLE_HINT = (
+    " until it answers (check the network; POMOGATOR_TELEGRAM_API_URL names another Bot API server; Ctrl-C stops)"
+)
 
 
 async def run_polling(settings: Settings) -> None:
     """Poll until SIGTERM or SIGINT, then give the updates in progress ``shutdown_grace_seconds`` to finish.
 
     Pending updates are never dropped: messages sent while the bot was down are answered when it is back.
-    Raises ConfigError in webhook mode (``POMOGATOR_TELEGRAM_WEBHOOK_SECRET`` set), where polling would take the
-    webhook away from the web app.
+    Raises ConfigError when Telegram rejects the token or a webhook is set (``_refuse_a_webhook``); webhook mode
+    itself is refused before (``pomogator.servers.run_bot``).
     """
-    if settings.webhook_mode:
-        raise ConfigError(
-            "POMOGATOR_TELEGRAM_WEBHOOK_SECRET is set: in webhook mode `pomogator run web` receives the updates "
-            "and `pomogator run bot` does not poll. Unset it to poll instead."
-        )
     async with build_services(settings) as services, open_shared_state(settings) as shared:
         bot = create_bot(settings)
         watch = PollWatch()
@@ -99,7 +97,9 @@ async def _check_token(bot: Bot) -> None:
         except TelegramUnauthorizedError:
             raise ConfigError("Telegram rejected POMOGATOR_BOT_TOKEN.") from None
         except (TelegramNetworkError, TelegramServerError) as exc:
-            logger.warning("The Bot API is not reachable ({}); retrying in {:.0f}s", exc.message, delay)
+            # The first time, what can be done about it: the bot keeps trying, as a container should.
+            hint = UNREACHABLE_HINT if delay == 1.0 else ""
+            logger.warning("The Bot API is not reachable ({}); retrying in {:.0f}s{}", exc.message, delay, hint)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_CONNECT_DELAY)
 

@@ -203,6 +203,8 @@ async def test_the_bot_waits_for_a_bot_api_that_comes_up_later(tmp_path: Path) -
             while "not reachable" not in h.bot.log():
                 assert h.bot.alive and loop.time() < deadline, h.bot.log_tail()
                 await asyncio.sleep(0.1)
+            # The first warning says what can be done; the bot goes on trying.
+            assert "until it answers (check the network; POMOGATOR_TELEGRAM_API_URL" in h.bot.log()
             async with tg:
                 chat = h.new_chat()
                 reply = await h.ask(chat, "are you up?", timeout=30)
