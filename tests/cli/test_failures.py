@@ -249,28 +249,6 @@ async def test_the_bot_without_its_tokens_says_so_before_loading_aiogram(tmp_pat
     assert result.stdout.strip() == "POMOGATOR_BOT_TOKEN and POMOGATOR_OPENROUTER_API_KEY are not set. False"
 
 
-async def test_the_bot_in_webhook_mode_refuses_to_poll_before_loading_aiogram(tmp_path: Path) -> None:
-    script = (
-        "import sys\n"
-        "from pomogator.errors import ConfigError\n"
-        "from pomogator.servers import run_bot\n"
-        "try:\n"
-        "    run_bot()\n"
-        "except ConfigError as exc:\n"
-        "    print(exc, 'aiogram' in sys.modules)\n"
-    )
-    env = env_in(
-        tmp_path,
-        POMOGATOR_BOT_TOKEN="123:abc",
-        POMOGATOR_OPENROUTER_API_KEY="sk-test",
-        POMOGATOR_TELEGRAM_WEBHOOK_SECRET="secret-token",
-    )
-    result = await run_cli("-c", script, cwd=tmp_path, env=env, program=sys.executable)
-    assert result.code == 0, result.stderr
-    assert result.stdout.strip().startswith("POMOGATOR_TELEGRAM_WEBHOOK_SECRET is set: in webhook mode")
-    assert result.stdout.strip().endswith("Unset it to poll instead. False")
-
-
 # --- the settings -----------------------------------------------------------------------------------------
 
 
