@@ -375,8 +375,17 @@ class ChatService:
             if reply.reservation is not None:
                 await self.quota.give_back(reply.reservation)
             return
+        storing = asyncio.ensure_future(self._store(dialog, content, reply, started))
         try:
-            await self._store(dialog, content, reply, started)
+            await asyncio.shield(storing)
+        except asyncio.CancelledError:
+            # Cut off while it was kept (a shutdown): the answer reaches nobody, so it costs nothing and leaves the
+            # context. The statement is let finish, so the usage record stays and the turns it stored are known.
+            with contextlib.suppress(Exception):
+                await storing
+            reply.charged = reply.reservation is not None
+            await asyncio.shield(self.take_back(reply))
+            raise
         except Exception as exc:
             outage = outage_of(exc)
             if outage is None:

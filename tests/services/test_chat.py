@@ -264,6 +264,34 @@ async def test_an_answer_taken_back_leaves_the_context_and_the_quota_but_not_the
     assert await used(services) == 1
 
 
+async def test_an_answer_cut_off_while_it_is_kept_costs_nothing_and_leaves_the_context(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shutdown cancels the answer while its turns are being stored: it reaches nobody, so the request is given
+    back and the turns leave the context; the usage record, for what the model was paid, stays."""
+    dialog = await dialog_for(services)
+    keeping, go_on = asyncio.Event(), asyncio.Event()
+    store = services.chat._store
+
+    async def slow_store(*args: Any) -> None:
+        keeping.set()
+        await go_on.wait()
+        await store(*args)
+
+    monkeypatch.setattr(services.chat, "_store", slow_store)
+    reply = Reply()
+    answering = asyncio.create_task(ask(services, dialog, "cut off", reply=reply))
+    await asyncio.wait_for(keeping.wait(), 5)
+    answering.cancel()
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await answering
+    assert not reply.charged and reply.stored is None
+    assert await used(services) == 0
+    assert await stored() == []
+    assert await LLMRequest.count().where(LLMRequest.telegram_id == ANN) == 1
+
+
 async def test_image_content_is_stored_as_parts(services: Services, fake_llm: FakeLLM) -> None:
     dialog = await dialog_for(services, model_id="test/eyes")
     assert await ask(services, dialog, image_message("what is it")) == "Echo: what is it [images: 1]"
