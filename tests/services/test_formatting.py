@@ -464,7 +464,24 @@ def test_every_stream_prefix_renders_valid(md: str) -> None:
         valid_chunks(md[:end], 200)
 
 
-_HIDING = st.sampled_from(["```", "~~~", "~~~py\n", "[a]: https://e.com\n", "[a]:", "&nbsp;", "&#8203;", "&zwnj;"])
+_HIDING = st.sampled_from(
+    [
+        "```",
+        "~~~",
+        "~~~py\n",
+        "[a]: https://e.com\n",
+        "[a]:",
+        "&nbsp;",
+        "&#8203;",
+        "&zwnj;",
+        "![](image.png)",
+        "![](data:image/png;base64,AAAA)",
+        "[](#section1)",
+        "[](ftp://x)",
+        "[][a]",
+        "<ftp://x>",
+    ]
+)
 
 
 @settings(max_examples=250, deadline=None)

@@ -7,6 +7,7 @@ Raw HTML in the Markdown is never passed through; it is shown as text. LaTeX for
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -32,11 +33,15 @@ _LINK_TAG = "<a "
 
 _PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).use(math_plugin)
 # Markdown with a letter or digit shows something unless it holds one of these, the only ways letters and digits
-# vanish: a code fence's info string, a link reference definition, a character reference (``&nbsp;``).
+# vanish: a code fence's info string, a link reference definition, a character reference (``&nbsp;``), the address
+# of a link or an image without a label (``![](data:…)``, ``[](#x)``, ``[][ref]``), an autolink.
 _WORD = re.compile(r"[^\W_]")
-_CAN_HIDE_WORDS = ("```", "~~~", "]:", "&")
+_CAN_HIDE_WORDS = ("```", "~~~", "]:", "&", "](", "][", "<")
 
 
+# The last few conversions are kept: the chat service asks whether a finished answer shows anything
+# (``shows_nothing``), then the bot renders the same text to send it.
+@functools.lru_cache(maxsize=4)
 def markdown_to_html(md: str) -> str:
     """Converts Markdown to Telegram HTML that is valid for any input, including unfinished Markdown."""
     root = SyntaxTreeNode(_PARSER.parse(md))
