@@ -14,7 +14,7 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from pomogator.bot.answer.stops import StopRegistry
+from pomogator.bot.answer.stops import TURN, StopRegistry
 from pomogator.bot.broadcasts import Broadcasts
 
 # Longer than any answer streams (the model call times out well before); a dead instance's marks expire.
@@ -55,6 +55,11 @@ class RedisStopRegistry(StopRegistry):
             self.close(chat_id, answer_id)
             with contextlib.suppress(RedisError):
                 await self._redis.hdel(marks, str(answer_id))
+
+    async def end_turn(self, chat_id: int) -> None:
+        await super().end_turn(chat_id)
+        with contextlib.suppress(RedisError):
+            await self._redis.hdel(self._marks(chat_id), str(TURN))
 
     async def request_stop(self, chat_id: int, answer_id: int) -> bool:
         if self.stop(chat_id, answer_id):

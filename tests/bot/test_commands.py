@@ -397,6 +397,24 @@ async def test_stop_while_a_file_downloads_ends_it_before_the_model_is_asked(har
         assert await services.quota.used_today(chat) == {}
 
 
+async def test_stop_while_a_written_answer_is_sent_says_nothing_is_being_written(harness: BotHarness) -> None:
+    """Once the answer is written, its turn is no longer something to stop: /stop while the final message goes out
+    (held by Telegram here) is told so, not left without a reply."""
+    h = harness
+    chat = h.new_chat()
+    before = len(h.tg.calls_of("sendMessage"))
+    h.tg.hold("sendMessage")
+    try:
+        h.tg.user_message(chat, "hi")
+        await h.tg.wait_until(lambda: len(h.tg.calls_of("sendMessage")) == before + 1, 15, "the final message")
+        h.tg.user_message(chat, "/stop")
+        await h.tg.wait_until(lambda: len(h.tg.calls_of("sendMessage")) == before + 2, 15, "the reply to /stop")
+    finally:
+        h.tg.release("sendMessage")
+    await h.settle()
+    assert sorted(h.tg.sent_texts(chat)) == sorted(["Echo: hi", texts.NOTHING_TO_STOP])
+
+
 async def test_cancel_with_nothing_to_cancel_says_so(harness: BotHarness) -> None:
     h = harness
     assert (await h.reply_settled(h.new_chat(), "/cancel")).text == texts.NOTHING_TO_CANCEL

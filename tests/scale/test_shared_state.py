@@ -286,6 +286,11 @@ async def test_a_chat_wide_stop_reaches_a_turn_before_its_answer_streams_on_anot
             assert not await b.stops.request_stop_chat(5)  # stopping already
         assert a.stops.turn_event(5) is None
         assert not await b.stops.request_stop_chat(5)
+        # Once its answer streams, the turn is no longer something to stop, on any instance.
+        async with a.stops.turn(5):
+            await a.stops.end_turn(5)
+            assert a.stops.turn_event(5) is None
+            assert not await b.stops.request_stop_chat(5)
 
 
 async def test_group_notice_update_delivery_and_conversation_state_are_shared(settings: Settings) -> None:

@@ -84,6 +84,7 @@ class Answerer:
             return reply
         try:
             async with self.stops.streaming(chat.id, answer_id) as stop:
+                await self.stops.end_turn(chat.id)
                 renderer = AnswerRenderer(
                     ChatOutput(bot, chat.id),
                     answer_id,

@@ -58,6 +58,11 @@ class StopRegistry:
         async with self.streaming(chat_id, TURN) as event:
             yield event
 
+    async def end_turn(self, chat_id: int) -> None:
+        """The turn's answer streams now, stopped through its own registration: /stop no longer counts the turn, which
+        nothing would honour once the answer is written (while it is sent, or after)."""
+        self.close(chat_id, TURN)
+
     def turn_event(self, chat_id: int) -> asyncio.Event | None:
         """The stop event of the chat's turn in this process, if one is being handled."""
         return self._events.get((chat_id, TURN))
