@@ -20,6 +20,7 @@ from pomogator.bot import texts
 from pomogator.bot.filters import SERVICE_CONTENT_TYPES
 from pomogator.bot.handlers.fallback import CONTENT_TYPES, EditNotices
 from pomogator.bot.middlewares import PrivateChatsOnly
+from pomogator.bot.middlewares.private_only import Claimed
 from pomogator.bot.replies import replied_text
 from pomogator.services.formatting import utf16_len
 from tests.bot.harness import BotHarness
@@ -324,12 +325,13 @@ async def test_a_group_whose_notice_was_refused_is_told_at_its_next_message(harn
 class RecordedClaims:
     """A ``GroupNoticeClaim`` that records what the middleware told it."""
 
-    def __init__(self) -> None:
+    def __init__(self, answer: Claimed = Claimed.TELL) -> None:
         self.events: list[str] = []
+        self.answer = answer
 
-    async def __call__(self, chat_id: int) -> bool:
+    async def __call__(self, chat_id: int) -> Claimed:
         self.events.append("claim")
-        return True
+        return self.answer
 
     async def told(self, chat_id: int) -> None:
         self.events.append("told")
@@ -374,6 +376,34 @@ async def test_a_group_is_marked_told_across_instances_only_once_the_notice_went
         await bot.session.close()
     assert [call.params.get("message_thread_id") for call in tg.calls_of("sendMessage")] == [9, 9]
     assert len(tg.sent_messages(group)) == 1
+
+
+async def test_a_group_another_instance_told_is_not_asked_about_again(tg: FakeTelegram) -> None:
+    bot = Bot(tg.token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url)))
+    group = -1_000_000_000_124
+    tg.add_chat(group, "supergroup", title="Группа")
+    claims = RecordedClaims(Claimed.TOLD)
+    middleware = PrivateChatsOnly(claims)
+
+    async def handler(event: TelegramObject, data: dict[str, Any]) -> None:
+        raise AssertionError("a group's message reached a handler")
+
+    try:
+        for message_id in (1, 2, 3):
+            message = {
+                "message_id": message_id,
+                "date": 0,
+                "chat": {"id": group, "type": "supergroup", "title": "Группа"},
+                "from": {"id": 5, "is_bot": False, "first_name": "Участник"},
+                "text": "привет",
+            }
+            update = Update.model_validate({"update_id": message_id, "message": message}, context={"bot": bot})
+            assert update.message is not None
+            await middleware(handler, update, {"event_chat": update.message.chat, "bot": bot})
+    finally:
+        await bot.session.close()
+    assert claims.events == ["claim"]
+    assert tg.sent_messages(group) == []
 
 
 # --- edited messages ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from pomogator.bot.middlewares.private_only import Claimed
 from pomogator.bot.redis_notices import GROUP_NOTICE_LEASE_S, GROUP_NOTICE_TTL_S, RedisGroupNotices
 from tests.scale.redis_support import REDIS_URL, redis_prefix
 
@@ -25,13 +26,13 @@ async def test_a_group_is_marked_told_only_once_its_notice_went_out(redis: Redis
     async with redis_prefix() as prefix:
         a, b = RedisGroupNotices(redis, prefix), RedisGroupNotices(redis, prefix)
         key = f"{prefix}:group-noticed:-100"
-        assert await a(-100)
-        assert not await b(-100)  # a is telling the group
+        assert await a(-100) is Claimed.TELL
+        assert await b(-100) is Claimed.BUSY  # a is telling the group
         assert 0 < await redis.ttl(key) <= GROUP_NOTICE_LEASE_S
         await a.failed(-100)  # Telegram refused it: the group's next message tries again
-        assert await b(-100)
+        assert await b(-100) is Claimed.TELL
         await b.told(-100)
-        assert not await a(-100) and not await b(-100)
+        assert await a(-100) is Claimed.TOLD and await b(-100) is Claimed.TOLD
         assert await redis.ttl(key) > GROUP_NOTICE_LEASE_S
         assert await redis.ttl(key) <= GROUP_NOTICE_TTL_S
-        assert await a(-101)  # other groups are their own
+        assert await a(-101) is Claimed.TELL  # other groups are their own

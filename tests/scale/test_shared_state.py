@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.middlewares import MemoryChatLocks
+from pomogator.bot.middlewares.private_only import Claimed
 from pomogator.bot.shared import RecentUpdates, SharedState, open_shared_state
 from pomogator.config import Settings
 from tests.conftest import make_settings
@@ -296,8 +297,8 @@ async def test_a_chat_wide_stop_reaches_a_turn_before_its_answer_streams_on_anot
 async def test_group_notice_update_delivery_and_conversation_state_are_shared(settings: Settings) -> None:
     async with two_instances(settings) as (a, b):
         assert a.claim_group_notice is not None and b.claim_group_notice is not None
-        assert await a.claim_group_notice(-100)
-        assert not await b.claim_group_notice(-100)
+        assert await a.claim_group_notice(-100) is Claimed.TELL
+        assert await b.claim_group_notice(-100) is Claimed.BUSY
         assert await b.first_delivery(900)
         assert not await a.first_delivery(900)
         key = StorageKey(bot_id=1, chat_id=5, user_id=5)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from typing import Any, Protocol
 
 from aiogram import BaseMiddleware, Bot
@@ -18,11 +19,20 @@ from pomogator.bot import texts
 NOTICED_MEMORY = 10_000
 
 
+class Claimed(Enum):
+    TELL = "tell"
+    """No instance has told the group and none is telling it now: this one is to."""
+    TOLD = "told"
+    """An instance told it: nobody tells it again."""
+    BUSY = "busy"
+    """Another instance is telling it now; should that fail, a later message tries again."""
+
+
 class GroupNoticeClaim(Protocol):
     """Decides across instances which one tells a group (``pomogator.bot.shared``)."""
 
-    async def __call__(self, chat_id: int) -> bool:
-        """True when no instance has told the group and none is telling it now: this one is to."""
+    async def __call__(self, chat_id: int) -> Claimed:
+        """Whether this instance is to tell the group."""
 
     async def told(self, chat_id: int) -> None:
         """The notice went out: no instance tells the group again."""
@@ -65,8 +75,12 @@ class PrivateChatsOnly(BaseMiddleware):
 
     async def _tell(self, bot: Bot, message: Message) -> None:
         chat_id = message.chat.id
-        if self._claim is not None and not await self._claim(chat_id):
-            return
+        if self._claim is not None:
+            claimed = await self._claim(chat_id)
+            if claimed is Claimed.TOLD:
+                self._remember(chat_id)  # not asked again for every message of the group
+            if claimed is not Claimed.TELL:
+                return
         # In a forum, the topic the message came from; General's messages have none.
         thread = message.message_thread_id if message.is_topic_message else None
         try:
@@ -77,11 +91,14 @@ class PrivateChatsOnly(BaseMiddleware):
             if self._claim is not None:
                 await self._claim.failed(chat_id)
             return
+        self._remember(chat_id)
+        if self._claim is not None:
+            await self._claim.told(chat_id)
+
+    def _remember(self, chat_id: int) -> None:
         self._noticed[chat_id] = None
         if len(self._noticed) > NOTICED_MEMORY:
             self._noticed.popitem(last=False)
-        if self._claim is not None:
-            await self._claim.told(chat_id)
 
 
 async def _quietly(call: Awaitable[Any]) -> None:
