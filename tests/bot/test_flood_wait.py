@@ -77,6 +77,18 @@ async def test_waits_add_up_and_the_call_fails_past_the_budget(budget_bot: Bot, 
     assert len(tg.calls_of("sendMessage")) == 3
 
 
+async def second_question_is_all_that_counts(h: BotHarness, chat: int) -> None:
+    """After a first answer that never arrived, a second question is answered; the first was given back: only the
+    second counts, and only it is in the context."""
+    reply = await h.ask(chat, "второй вопрос", timeout=20)
+    assert reply.text == "Echo: второй вопрос"
+    async with h.services() as services:
+        assert sum((await services.quota.used_today(chat)).values()) == 1
+        history = await StoredConversation(chat).history()
+    stored = [turn.content for turn in history]
+    assert [json.loads(c) for c in stored if isinstance(c, str | bytes)] == ["второй вопрос", "Echo: второй вопрос"]
+
+
 @pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_long_flood_limit_tells_the_user_and_frees_the_chat(harness: BotHarness) -> None:
@@ -86,14 +98,7 @@ async def test_a_long_flood_limit_tells_the_user_and_frees_the_chat(harness: Bot
     offset = h.bot.log_size()
     notice = await h.ask(chat, "первый вопрос", timeout=20)
     assert notice.text == check_message(texts.FLOOD_LIMITED, "HTML")
-    reply = await h.ask(chat, "второй вопрос", timeout=20)
-    assert reply.text == "Echo: второй вопрос"
-    # The answer that never arrived is given back: only the second counts, and it is not in the context.
-    async with h.services() as services:
-        assert sum((await services.quota.used_today(chat)).values()) == 1
-        history = await StoredConversation(chat).history()
-    stored = [turn.content for turn in history]
-    assert [json.loads(c) for c in stored if isinstance(c, str | bytes)] == ["второй вопрос", "Echo: второй вопрос"]
+    await second_question_is_all_that_counts(h, chat)
     assert "первый вопрос" not in json.dumps(h.llm.requests[-1].messages, ensure_ascii=False)
     log = h.bot.log_since(offset)
     assert re.search(r"Update given up on a Telegram flood limit: .*Retry in 3600 seconds", log)
@@ -126,14 +131,7 @@ async def test_an_answer_telegram_cannot_take_is_given_back_and_the_user_told(ha
     offset = h.bot.log_size()
     notice = await h.ask(chat, "первый вопрос", timeout=20)
     assert notice.text == texts.TELEGRAM_UNAVAILABLE
-    reply = await h.ask(chat, "второй вопрос", timeout=20)
-    assert reply.text == "Echo: второй вопрос"
-    # The answer that never arrived is given back: only the second counts, and it is not in the context.
-    async with h.services() as services:
-        assert sum((await services.quota.used_today(chat)).values()) == 1
-        history = await StoredConversation(chat).history()
-    stored = [turn.content for turn in history]
-    assert [json.loads(c) for c in stored if isinstance(c, str | bytes)] == ["второй вопрос", "Echo: второй вопрос"]
+    await second_question_is_all_that_counts(h, chat)
     log = h.bot.log_since(offset)
     assert re.search(r"ERROR.*Update given up, Telegram is unavailable \(TelegramServerError\): .*Bad Gateway", log)
     assert "Traceback" not in log

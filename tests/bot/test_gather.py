@@ -370,6 +370,15 @@ async def answer_done(h: BotHarness, chat: int, requests: int) -> None:
     await h.settle()
 
 
+async def answered_once(h: BotHarness, chat: int, before: int, *, messages: int = 1) -> None:
+    """What was sent was answered as one request: the model asked once (``before`` requests before it), ``messages``
+    sent to the chat (notices and the answer), and nothing more came within a second."""
+    await answer_done(h, chat, before + 1)
+    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= messages, 15, "the notices and the answer")
+    await h.settle(quiet=1.0)
+    assert h.llm.request_count == before + 1
+
+
 @pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="module")
 async def test_an_album_of_three_photos_is_one_request(harness: BotHarness) -> None:
@@ -471,9 +480,7 @@ async def test_texts_and_a_photo_forwarded_together_are_one_request(harness: Bot
     h.tg.user_message(chat, "Смотри, что я нашла:", extra={"forward_origin": anna})
     forwarded_photo(h, chat, make_png(), anna, caption="Вот этот диван")
     h.tg.user_message(chat, "Брать?", extra={"forward_origin": anna})
-    await answer_done(h, chat, before + 1)
-    await h.settle(quiet=1.0)
-    assert h.llm.request_count == before + 1
+    await answered_once(h, chat, before)
     request = h.llm.requests[-1]
     assert len(request.image_urls) == 1
     assert request.last_user_text == "Смотри, что я нашла:\n\nВот этот диван\n\nБрать?"
@@ -499,9 +506,7 @@ async def test_a_file_forwarded_with_texts_is_read_with_them(harness: BotHarness
         media={"document": {**document, "mime_type": "text/plain"}, "forward_origin": hidden_user("Анна")},
     )
     h.tg.user_message(chat, "Что скажешь?", extra={"forward_origin": hidden_user("Борис")})
-    await answer_done(h, chat, before + 1)
-    await h.settle(quiet=1.0)
-    assert h.llm.request_count == before + 1
+    await answered_once(h, chat, before)
     text = h.llm.requests[-1].last_user_text
     assert 'name="отчёт.txt"' in text and "Выручка выросла на 12%" in text
     assert text.endswith("Анна:\nВот отчёт\n\nБорис:\nЧто скажешь?")
@@ -519,9 +524,7 @@ async def test_texts_forwarded_with_an_album_of_videos_are_answered_without_the_
     for index in range(2):
         h.tg.user_video(chat, f"v{index}", media_group_id="fwd-videos", forward_origin=anna)
     h.tg.user_message(chat, "Куда поедем в следующий раз?", extra={"forward_origin": anna})
-    await answer_done(h, chat, before + 1)
-    await h.settle(quiet=1.0)
-    assert h.llm.request_count == before + 1
+    await answered_once(h, chat, before)
     assert h.llm.requests[-1].last_user_text == "Смотри, как мы съездили\n\nКуда поедем в следующий раз?"
     notice = h.tg.sent_messages(chat)[0].text or ""
     assert notice.startswith("🎬 Видео из присланного я пропустил")
@@ -576,10 +579,7 @@ async def test_stickers_voice_messages_and_a_video_among_forwarded_texts_are_lef
     h.tg.user_video(chat, "single-video", forward_origin=anna)
     forwarded_sticker(h, chat, anna)
     h.tg.user_message(chat, "И по пункту 5", extra={"forward_origin": anna})
-    await answer_done(h, chat, before + 1)
-    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 2, 15, "the notice and the answer")
-    await h.settle(quiet=1.0)
-    assert h.llm.request_count == before + 1
+    await answered_once(h, chat, before, messages=2)
     assert h.llm.requests[-1].last_user_text == "Привет, посмотри договор\n\nЧто скажешь по пункту 3?\n\nИ по пункту 5"
     sent = h.tg.sent_texts(chat)
     assert len(sent) == 2
@@ -599,10 +599,7 @@ async def test_a_long_mixed_forward_is_one_request_whatever_the_flood_limit(harn
     for index in range(count):
         h.tg.user_message(chat, f"сообщение {index}", extra={"forward_origin": anna})
         forwarded_sticker(h, chat, anna)
-    await answer_done(h, chat, before + 1)
-    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 2, 15, "the notice and the answer")
-    await h.settle(quiet=1.0)
-    assert h.llm.request_count == before + 1
+    await answered_once(h, chat, before, messages=2)
     assert h.llm.requests[-1].last_user_text == "\n\n".join(f"сообщение {index}" for index in range(count))
     assert h.tg.sent_texts(chat)[0] == files_texts.skipped_parts(["other"])
     assert len(h.tg.sent_messages(chat)) == 2  # no flood notice
@@ -620,10 +617,7 @@ async def test_a_sticker_forwarded_with_texts_and_a_photo_is_told_with_the_photo
     forwarded_sticker(h, chat, anna)
     forwarded_photo(h, chat, make_png(), anna, caption="Вот этот диван")
     h.tg.user_message(chat, "Брать?", extra={"forward_origin": anna})
-    await answer_done(h, chat, before + 1)
-    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 2, 15, "the notice and the answer")
-    await h.settle(quiet=1.0)
-    assert h.llm.request_count == before + 1
+    await answered_once(h, chat, before, messages=2)
     request = h.llm.requests[-1]
     assert len(request.image_urls) == 1
     assert request.last_user_text == "Смотри, что я нашла:\n\nВот этот диван\n\nБрать?"
