@@ -119,7 +119,11 @@ async def build_services(settings: Settings, *, migrate: bool | None = None) -> 
                 notifier=notifier,
                 reminders=ReminderService(notifier, settings.tz),
             )
-            yield services
+            try:
+                yield services
+            finally:
+                # Inside the log sinks, so that a request that stays counted reaches the log table and the admins.
+                await quota.aclose()
     finally:
         if notifier is not None:
             await notifier.close()

@@ -55,6 +55,16 @@ class DailyUsage(Table, tablename="daily_usage"):
     used = Integer(default=0)
 
 
+class QuotaGiveBack(Table, tablename="quota_give_backs"):
+    """The reservations given back (``QuotaService.refund``), by their token: a give-back whose answer was lost (the
+    connection dropped after the server committed it) and that is tried again finds its token here and takes
+    nothing more. Kept for the day of the reservation and the next (the give-backs delete older ones); no person
+    is named."""
+
+    token = Varchar(length=32, primary_key=True)
+    day = Varchar(length=10, index=True)
+
+
 class LLMRequest(Table, tablename="llm_requests"):
     """Usage and cost reported by OpenRouter for each answered request."""
 
@@ -101,7 +111,7 @@ class Payment(Table, tablename="payments"):
     # When the payer was told the payment went through; NULL until a notice was delivered, so the periodic check
     # sends it again after a crash between recording the payment and telling them.
     notified_at = Timestamptz(null=True, default=None)
-    # When a process took it on itself to tell the payer (see ``pomogator.services.billing.NOTICE_LEASE``); set in
+    # When a process took it on itself to tell the payer (see ``pomogator.services.payments.NOTICE_LEASE``); set in
     # the transaction that records the payment, so a payment recorded before this column existed is never owed.
     notice_claimed_at = Timestamptz(null=True, default=None)
     # A refund YooKassa answered as pending: the periodic check asks about it until it succeeds or is canceled.
@@ -122,4 +132,13 @@ class LogRecord(Table, tablename="log_records"):
     exception = Text(null=True, default=None)
 
 
-TABLES: tuple[type[Table], ...] = (User, DialogMessage, DailyUsage, LLMRequest, Subscription, Payment, LogRecord)
+TABLES: tuple[type[Table], ...] = (
+    User,
+    DialogMessage,
+    DailyUsage,
+    QuotaGiveBack,
+    LLMRequest,
+    Subscription,
+    Payment,
+    LogRecord,
+)

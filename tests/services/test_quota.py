@@ -5,17 +5,23 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import pytest
+from loguru import logger
 
-from pomogator.container import Services
-from pomogator.errors import PremiumRequired, QuotaExceeded
+from pomogator.config import Settings
+from pomogator.container import Services, build_services
+from pomogator.errors import DatabaseUnavailable, PremiumRequired, QuotaExceeded
 from pomogator.llm.catalog import Model
-from pomogator.services.quota import QuotaService
-from pomogator.store.tables import DailyUsage
+from pomogator.services import quota as quota_module
+from pomogator.services.quota import QuotaService, Reservation
+from pomogator.store.engine import Database
+from pomogator.store.tables import DailyUsage, QuotaGiveBack
 from tests.conftest import make_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -192,6 +198,174 @@ async def test_refund_never_goes_below_zero(services: Services) -> None:
     await quota.refund(reservation)
     await quota.refund(reservation)
     assert await quota.used_today(USER) == {model.id: 0}
+
+
+# --- giving back once ------------------------------------------------------------------------------------
+
+
+async def test_each_reservation_has_a_token_of_its_own(services: Services) -> None:
+    quota, model = services.quota, make_model(free=3)
+    tokens = {(await quota.reserve(USER, model, premium=False)).token for _ in range(3)}
+    assert len(tokens) == 3
+    assert all(len(token) == 32 and int(token, 16) >= 0 for token in tokens)
+
+
+async def test_a_give_back_asked_twice_gives_back_once(services: Services) -> None:
+    quota, model = services.quota, make_model(free=3)
+    first, second, _ = [await quota.reserve(USER, model, premium=False) for _ in range(3)]
+    await quota.give_back(first)
+    await quota.give_back(first)
+    await quota.refund(first)
+    assert await quota.used_today(USER) == {model.id: 2}
+    # Another reservation of the same person, model and day is given back all the same.
+    await quota.give_back(second)
+    await quota.give_back(second)
+    assert await quota.used_today(USER) == {model.id: 1}
+    assert await QuotaGiveBack.count() == 2
+
+
+async def test_concurrent_give_backs_of_one_reservation_give_back_once(services: Services) -> None:
+    quota, model = services.quota, make_model(free=5)
+    reservations = [await quota.reserve(USER, model, premium=False) for _ in range(4)]
+    await asyncio.gather(*(quota.give_back(reservations[0]) for _ in range(8)))
+    assert await quota.used_today(USER) == {model.id: 3}
+    await asyncio.gather(*(quota.refund(reservation) for reservation in reservations[1:] for _ in range(3)))
+    assert await quota.used_today(USER) == {model.id: 0}
+
+
+class LostAnswer:
+    """``QuotaService.refund`` whose first try goes through on the server but whose answer is lost: the connection
+    drops before the client hears the statement committed (``outage_of`` counts it as an outage)."""
+
+    def __init__(self, refund: Callable[[Reservation], Awaitable[None]], error: Exception) -> None:
+        self.refund = refund
+        self.error = error
+        self.tries = 0
+        self.tried_again = asyncio.Event()
+
+    async def __call__(self, reservation: Reservation) -> None:
+        self.tries += 1
+        await self.refund(reservation)
+        if self.tries == 1:
+            raise self.error
+        self.tried_again.set()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"), id="pg"),
+        pytest.param(DatabaseUnavailable("ConnectionResetError"), id="unavailable"),
+    ],
+)
+async def test_a_give_back_tried_again_after_its_answer_was_lost_gives_back_once(
+    services: Services, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    quota, model = services.quota, make_model(free=3)
+    first, _ = [await quota.reserve(USER, model, premium=False) for _ in range(2)]
+    lost = LostAnswer(quota.refund, error)
+    monkeypatch.setattr(quota, "refund", lost)
+    monkeypatch.setattr(quota_module, "GIVE_BACK_RETRIES_S", (0.0,))
+    await quota.give_back(first)
+    async with asyncio.timeout(5):
+        await lost.tried_again.wait()
+    assert lost.tries == 2
+    assert await quota.used_today(USER) == {model.id: 1}
+
+
+async def test_give_backs_forget_the_records_of_days_before_yesterday(services: Services) -> None:
+    quota, model = services.quota, make_model(free=3)
+    today = datetime.fromisoformat(quota.today())
+    days = [(today - timedelta(days=n)).date().isoformat() for n in (3, 2, 1)]
+    for n, day in enumerate(days):
+        await QuotaGiveBack.insert(QuotaGiveBack(token=f"{n:032x}", day=day))
+    reservation = await quota.reserve(USER, model, premium=False)
+    await quota.give_back(reservation)
+    rows = await QuotaGiveBack.select(QuotaGiveBack.token, QuotaGiveBack.day).order_by(QuotaGiveBack.day)
+    assert rows == [{"token": f"{2:032x}", "day": days[2]}, {"token": reservation.token, "day": quota.today()}]
+    assert await quota.used_today(USER) == {model.id: 0}
+
+
+# --- give-backs still waiting as the process stops ---------------------------------------------------------
+
+
+class Refusing:
+    """``QuotaService.refund`` that refuses the reservations in ``refused`` (the database is unreachable), hangs on
+    those in ``hanging``, and refuses every other one once before giving it back."""
+
+    def __init__(self, refund: Callable[[Reservation], Awaitable[None]]) -> None:
+        self.refund = refund
+        self.refused: set[str] = set()
+        self.hanging: set[str] = set()
+        self.tried: list[str] = []
+
+    async def __call__(self, reservation: Reservation) -> None:
+        self.tried.append(reservation.token)
+        if reservation.token in self.hanging and self.tried.count(reservation.token) > 1:
+            await asyncio.Event().wait()
+        if reservation.token in self.refused or self.tried.count(reservation.token) == 1:
+            raise DatabaseUnavailable("cannot connect: ConnectionRefusedError")
+        await self.refund(reservation)
+
+
+async def test_give_backs_waiting_at_close_get_a_last_try_and_the_rest_are_logged(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quota, model = services.quota, make_model(free=5)
+    back, refused, hanging = [await quota.reserve(USER, model, premium=False) for _ in range(3)]
+    refusing = Refusing(quota.refund)
+    refusing.refused.add(refused.token)
+    refusing.hanging.add(hanging.token)
+    monkeypatch.setattr(quota, "refund", refusing)
+    monkeypatch.setattr(quota_module, "GIVE_BACK_RETRIES_S", (3600.0,))
+    for reservation in (back, refused, hanging):
+        await quota.give_back(reservation)
+    assert len(quota._retries) == 3
+    errors: list[str] = []
+    sink = logger.add(lambda message: errors.append(message.record["message"]), level="ERROR")
+    try:
+        async with asyncio.timeout(5):
+            await quota.aclose(wait=0.2)
+        assert sorted(refusing.tried) == sorted(2 * [back.token, refused.token, hanging.token])
+        assert await quota.used_today(USER) == {model.id: 2}
+        assert quota._retries == {}
+        day = quota.today()
+        assert sorted(errors) == [
+            f"A request of {USER} for {model.id} on {day} could not be given back, it stays counted: "
+            "cannot connect: ConnectionRefusedError",
+            f"A request of {USER} for {model.id} on {day} could not be given back, it stays counted: "
+            "no answer within 0.2 s as the process stopped",
+        ]
+        # Closed, a give-back that fails is not left to a later try that would never come.
+        errors.clear()
+        later = await quota.reserve(USER, model, premium=False)
+        await quota.give_back(later)
+        assert quota._retries == {}
+        assert len(errors) == 1
+        assert "stays counted" in errors[0]
+    finally:
+        logger.remove(sink)
+
+
+async def test_closing_the_services_closes_the_quota_before_the_database(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    closed: list[str] = []
+    quota_close, database_close = QuotaService.aclose, Database.close
+
+    async def close_quota(self: QuotaService, wait: float = quota_module.LAST_TRY_S) -> None:
+        closed.append("quota")
+        await quota_close(self, wait)
+
+    async def close_database(self: Database) -> None:
+        closed.append("database")
+        await database_close(self)
+
+    monkeypatch.setattr(QuotaService, "aclose", close_quota)
+    monkeypatch.setattr(Database, "close", close_database)
+    async with build_services(settings, migrate=True):
+        pass
+    assert closed == ["quota", "database"]
 
 
 async def test_concurrent_reservations_never_overspend(services: Services) -> None:

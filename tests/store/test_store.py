@@ -29,7 +29,7 @@ from pomogator.store.engine import (
     shipped_migration_ids,
     sqlite_path,
 )
-from pomogator.store.tables import TABLES, DailyUsage, User
+from pomogator.store.tables import TABLES, DailyUsage, QuotaGiveBack, User
 from tests.conftest import POSTGRES_URL, make_settings
 from tests.databases import throwaway_postgres
 from tests.store.support import migrate_up_to
@@ -188,6 +188,15 @@ async def test_quota_index_is_unique(db_url: str) -> None:
         with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
             await DailyUsage.insert(DailyUsage(telegram_id=1, model="m", day="2025-01-01", used=1))
         assert await DailyUsage.count() == 2
+
+
+async def test_a_given_back_token_is_recorded_once(db_url: str) -> None:
+    """The quota's give-back records a reservation's token once: the token is the key on both engines."""
+    async with open_database(db_url, migrate=True):
+        await QuotaGiveBack.insert(QuotaGiveBack(token="a" * 32, day="2025-01-01"))
+        with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
+            await QuotaGiveBack.insert(QuotaGiveBack(token="a" * 32, day="2025-01-02"))
+        assert await QuotaGiveBack.select(QuotaGiveBack.day).output(as_list=True) == ["2025-01-01"]
 
 
 async def test_sqlite_migrates_by_default_postgres_does_not(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
