@@ -8,17 +8,14 @@ Telegram numbers updates in the order they happen, so "sent before the erasure" 
 confirmation's. Clocks are not compared (a message's date is Telegram's, in whole seconds).
 
 The marks are kept with what the instances share (``pomogator.bot.shared``): in Redis when they share it (any
-instance may handle the queued message), else in this process. They last ``ERASURE_MARK_TTL_S``.
+instance may handle the queued message; ``pomogator.bot.redis_erasures``), else in this process. They last
+``ERASURE_MARK_TTL_S``.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Protocol
-
-from loguru import logger
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 ERASURE_MARK_TTL_S = 600
 """How long an erasure's mark lasts. The messages queued behind it are handled within seconds once the answer they
@@ -52,30 +49,3 @@ class MemoryErasureMarks:
     async def erased_after(self, chat_id: int, update_id: int) -> bool:
         mark = self._marks.get(chat_id)
         return mark is not None and mark[1] > time.monotonic() and update_id < mark[0]
-
-
-class RedisErasureMarks:
-    """Marks every instance sees, each a key that lapses by itself."""
-
-    def __init__(self, redis: Redis, prefix: str, ttl: int = ERASURE_MARK_TTL_S) -> None:
-        self.redis = redis
-        self.prefix = prefix
-        self.ttl = ttl
-
-    def _key(self, chat_id: int) -> str:
-        return f"{self.prefix}:erased:{chat_id}"
-
-    async def mark(self, chat_id: int, update_id: int) -> None:
-        try:
-            await self.redis.set(self._key(chat_id), update_id, ex=self.ttl)
-        except RedisError as exc:
-            # The data is erased all the same; only a message already queued could bring the account back.
-            logger.warning("Redis unavailable ({}); the erasure of chat {} is not marked", exc, chat_id)
-
-    async def erased_after(self, chat_id: int, update_id: int) -> bool:
-        try:
-            value = await self.redis.get(self._key(chat_id))
-        except RedisError as exc:
-            logger.warning("Redis unavailable ({}); going on as if chat {} was not erased", exc, chat_id)
-            return False
-        return value is not None and update_id < int(value)

@@ -109,7 +109,7 @@ async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
     from redis.exceptions import RedisError
 
     from pomogator.bot.broadcasts import Broadcasts
-    from pomogator.bot.erasures import RedisErasureMarks
+    from pomogator.bot.redis_erasures import RedisErasureMarks
     from pomogator.bot.redis_locks import RedisChatLocks
     from pomogator.bot.redis_notices import RedisGroupNotices
     from pomogator.bot.redis_stops import RedisStopRegistry

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from pomogator.bot.erasures import MemoryErasureMarks, RedisErasureMarks
+from pomogator.bot.erasures import MemoryErasureMarks
+from pomogator.bot.redis_erasures import RedisErasureMarks
 from pomogator.bot.shared import open_shared_state
 from pomogator.config import Settings
 from tests.scale.redis_support import REDIS_URL, redis_prefix
