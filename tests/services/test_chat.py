@@ -581,9 +581,8 @@ async def test_a_failed_give_back_leaves_the_models_error_and_the_partial_answer
     assert await stored() == []
 
 
-async def test_a_failed_give_back_of_a_blank_stopped_answer_is_tried_again(
-    services: Services, fake_llm: FakeLLM, refunds_fail_once: FlakyRefund
-) -> None:
+async def stopped_before_the_first_token(services: Services, fake_llm: FakeLLM) -> Reply:
+    """Ask a model that takes its time, and stop the answer once the request reached it: nothing was written."""
     fake_llm.enqueue(fake.Reply(text="late", ttft=30.0))
     dialog = await dialog_for(services)
     stop = asyncio.Event()
@@ -596,6 +595,13 @@ async def test_a_failed_give_back_of_a_blank_stopped_answer_is_tried_again(
     presser = asyncio.create_task(press_stop())
     assert await ask(services, dialog, "hi", stop=stop, reply=reply) == ""
     await presser
+    return reply
+
+
+async def test_a_failed_give_back_of_a_blank_stopped_answer_is_tried_again(
+    services: Services, fake_llm: FakeLLM, refunds_fail_once: FlakyRefund
+) -> None:
+    reply = await stopped_before_the_first_token(services, fake_llm)
     assert reply.stopped and not reply.charged
     await refunds_fail_once.later()
     assert await used(services) == 0
@@ -740,18 +746,7 @@ async def test_a_stop_after_the_whole_text_keeps_the_answer_complete(
 
 
 async def test_stop_before_the_first_token_costs_nothing(services: Services, fake_llm: FakeLLM) -> None:
-    fake_llm.enqueue(fake.Reply(text="late", ttft=30.0))
-    dialog = await dialog_for(services)
-    stop = asyncio.Event()
-    reply = Reply()
-
-    async def press_stop() -> None:
-        await fake_llm.wait_for_requests(1)
-        stop.set()
-
-    presser = asyncio.create_task(press_stop())
-    assert await ask(services, dialog, "hi", stop=stop, reply=reply) == ""
-    await presser
+    reply = await stopped_before_the_first_token(services, fake_llm)
     assert reply.stopped
     assert await used(services) == 0
     assert await stored() == []
