@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pomogator.config import Settings
 from pomogator.errors import ConfigError
@@ -12,13 +13,15 @@ from pomogator.llm.catalog import Catalog, load_catalog
 from pomogator.llm.client import LLMClient
 from pomogator.logs.lifecycle import database_logging
 from pomogator.notify import TelegramNotifier
-from pomogator.services.billing import BillingService
 from pomogator.services.chat import ChatService
 from pomogator.services.quota import QuotaService
 from pomogator.services.reminders import ReminderService
 from pomogator.services.subscriptions import SubscriptionService
 from pomogator.services.users import UserService
 from pomogator.store.engine import Database
+
+if TYPE_CHECKING:
+    from pomogator.services.billing import BillingService
 
 
 @dataclass
@@ -54,7 +57,9 @@ class Services:
         """The billing service, built on first use (the yookassa SDK is imported only then); raises ConfigError
         when the YooKassa shop id or secret key is not configured."""
         if self._billing is None:
+            # The bot needs it only at a /billing press; its modules (~0.8 MiB) wait for that.
             from pomogator.billing.yookassa import YooKassaClient
+            from pomogator.services.billing import BillingService
 
             kassa = YooKassaClient.from_settings(self.settings)
             self._billing = BillingService(

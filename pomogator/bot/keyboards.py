@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
@@ -22,9 +23,11 @@ from pomogator.bot.callbacks import (
     StopCallback,
 )
 from pomogator.llm.catalog import Catalog
-from pomogator.services.billing import Checkout
-from pomogator.services.payments import Plan
 from pomogator.services.users import Account
+
+if TYPE_CHECKING:
+    from pomogator.services.billing import Checkout
+    from pomogator.services.payments import Plan
 
 _MENU: tuple[tuple[str, MenuAction], ...] = (
     (texts.MENU_MODEL, MenuAction.model),

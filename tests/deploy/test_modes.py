@@ -94,18 +94,21 @@ async def test_the_web_app_starts_without_the_payment_sdk(tmp_path: Path) -> Non
     assert result.stdout.split() == ["False", "False"]
 
 
-async def test_the_bot_without_redis_does_not_load_its_client(tmp_path: Path) -> None:
+async def test_the_bot_loads_neither_the_redis_client_without_redis_nor_billing_before_a_purchase(
+    tmp_path: Path,
+) -> None:
     """What several instances share goes through Redis only when it is configured: its client (~5.5 MiB of a bot
-    process) is not loaded otherwise, polling or serving the webhook."""
+    process) is not loaded otherwise, polling or serving the webhook. The billing service waits for a /billing
+    press."""
     code = (
         "import sys\n"
         "import pomogator.bot.runner, pomogator.bot.webhook\n"
         "from pomogator.bot.shared import open_shared_state\n"
-        "print('redis' in sys.modules)\n"
+        "print('redis' in sys.modules, 'pomogator.services.billing' in sys.modules)\n"
     )
     result = await run_cli("-c", code, cwd=tmp_path, env=clean_env(), program=sys.executable)
     assert result.code == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == "False"
+    assert result.stdout.split() == ["False", "False"]
 
 
 async def test_run_bot_refuses_to_poll_in_webhook_mode_at_once_without_the_cli_framework(tmp_path: Path) -> None:
