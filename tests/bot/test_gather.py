@@ -590,6 +590,27 @@ async def test_stickers_voice_messages_and_a_video_among_forwarded_texts_are_lef
 
 @pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="module")
+async def test_a_forward_with_a_sticker_and_no_requests_left_gets_the_refusal_alone(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    async with h.services() as services:
+        account = await services.users.ensure(chat)
+        for _ in range(account.model.free_daily):
+            await services.quota.reserve(chat, account.model, premium=False)
+    before = h.llm.request_count
+    anna = hidden_user("Анна")
+    h.tg.user_message(chat, "Привет, посмотри договор", extra={"forward_origin": anna})
+    forwarded_sticker(h, chat, anna)
+    h.tg.user_message(chat, "Что скажешь?", extra={"forward_origin": anna})
+    refusal = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle(quiet=1.0)
+    assert (refusal.text or "").startswith("⏳ Дневной лимит")
+    assert len(h.tg.sent_messages(chat)) == 1
+    assert h.llm.request_count == before
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
 async def test_a_long_mixed_forward_is_one_request_whatever_the_flood_limit(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

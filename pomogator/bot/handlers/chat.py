@@ -14,14 +14,17 @@ A text that replies to a message, or quotes part of one, goes with that text bef
 from __future__ import annotations
 
 from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import StateFilter
 from aiogram.types import Message
+from loguru import logger
 
-from pomogator.bot import texts
+from pomogator.bot import files_texts, texts
 from pomogator.bot.answer import Answerer
 from pomogator.bot.filters import is_command
 from pomogator.bot.middlewares.account import SENDER
 from pomogator.bot.replies import replied_text
+from pomogator.services.chat import ChatService
 from pomogator.services.quoting import with_quote
 from pomogator.services.users import Account, Person
 
@@ -32,6 +35,26 @@ late_router = Router(name="chat_late")
 @late_router.message(is_command)
 async def on_unknown_command(message: Message) -> None:
     await message.answer(texts.UNKNOWN_COMMAND)
+
+
+def has_left_out(message: Message, left_out: list[str] | None = None) -> bool:
+    """Forwarded texts that came with stickers, voice messages... (``gather.LEFT_OUT_KEY``)."""
+    return bool(left_out)
+
+
+@router.message(StateFilter(None), F.text, ~F.func(is_command), has_left_out)
+@late_router.message(F.text, has_left_out)
+async def on_forwards_in_part(
+    message: Message, bot: Bot, account: Account, answerer: Answerer, chat: ChatService, left_out: list[str]
+) -> None:
+    """The texts are answered and what was left out is told, but only once the quota is known to allow the request:
+    a person with none left gets the refusal alone, not "answering the rest" and then the refusal."""
+    await chat.quota.ensure_left(account.telegram_id, account.model, account.premium)
+    try:
+        await message.answer(files_texts.skipped_parts(left_out))
+    except TelegramAPIError as exc:  # the texts are answered all the same
+        logger.info("The notice of left-out forwards was not delivered: {}", exc.message)
+    await answerer.reply(bot, message.chat, account, with_quote(message.text or "", replied_text(message)))
 
 
 @router.message(StateFilter(None), F.text, ~F.func(is_command), flags={"account": SENDER})

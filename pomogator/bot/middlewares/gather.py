@@ -21,8 +21,9 @@ by two middlewares that share a ``Gatherer``:
 Every forwarded message of the user joins the forward in progress, whatever its kind: a sticker, a voice message or
 a poll in the middle of a forwarded chat excerpt would otherwise cut it into several requests, each answered (and
 counted) with half the context, each counted by the flood guard. What the bot cannot read is left out when the
-forward is complete and the user is told once (``files_texts.skipped_parts``); a forward of nothing but such
-messages gets the one reply a single one would. Only a message that is not forwarded ends a forward.
+forward is complete and the user is told once (``files_texts.skipped_parts``), once the quota allows the request; a
+forward of nothing but such messages gets the one reply a single one would. Only a message that is not forwarded
+ends a forward.
 
 A comment the user adds to a forward is sent by the client before the forwarded messages: it is answered on its own
 (waiting to see whether forwards follow would hold up every short message).
@@ -42,7 +43,6 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from aiogram import BaseMiddleware
-from aiogram.exceptions import TelegramAPIError
 from aiogram.types import (
     Message,
     MessageOriginChannel,
@@ -54,7 +54,6 @@ from aiogram.types import (
 )
 from loguru import logger
 
-from pomogator.bot import files_texts
 from pomogator.bot.attachments import unreadable_kind
 from pomogator.bot.filters import is_command
 from pomogator.services.formatting import utf16_len
@@ -74,6 +73,8 @@ BATCH_KEY = "gather_batch"
 ALBUM_KEY = "album"
 WITH_TEXTS_KEY = "with_texts"
 """True for an album made of forwards that had texts among them: the texts can be answered without the files."""
+LEFT_OUT_KEY = "left_out"
+"""What was left out of forwarded texts (``attachments.unreadable_kind`` of each message), for the notice."""
 
 
 BatchKind = Literal["album", "split text", "forwards"]
@@ -337,10 +338,7 @@ class _Completion(BaseMiddleware):
             return await handler(event.model_copy(update={"message": album[0]}), data)
         assert event.message is not None
         if left_out:
-            kinds = [unreadable_kind(m) for m in left_out]
-            try:
-                await event.message.answer(files_texts.skipped_parts(kinds))
-            except TelegramAPIError as exc:  # the texts are answered all the same
-                logger.info("The notice of left-out forwards was not delivered: {}", exc.message)
+            # Told by the text handler once the quota is known to allow the request (``chat.on_forwards_in_part``).
+            data[LEFT_OUT_KEY] = [unreadable_kind(m) for m in left_out]
         whole = event.message.model_copy(update={"text": join_forwards(messages), "entities": None})
         return await handler(event.model_copy(update={"message": whole}), data)
