@@ -1,7 +1,8 @@
 """A download-free token estimate, good enough to keep requests inside a model's context window.
 
 Real tokenizers need their vocabulary files (no internet in CI or containers), so we count conservatively:
-about three characters per token for mixed Russian/English text, plus a fixed cost per message and per image.
+about three characters per token for mixed Russian/English text, a token for each character of Chinese, Japanese,
+Korean and other scripts from U+0800 on, two for an emoji, plus a fixed cost per message and per image.
 Digits and punctuation count double: tokenizers split numbers into groups of up to three digits and give
 separators tokens of their own, so a numeric CSV or JSON export takes about 1.6 characters per token, and at three
 it would overflow the context the estimate was meant to protect. A PDF the model reads itself (a scan) is counted
@@ -25,7 +26,16 @@ FILE_BYTES_PER_TOKEN = 3
 SCAN_PAGE_TOKENS = 1500
 """One page of a PDF read by the model itself: a page image (about 1-2k tokens), or the text OCR finds on it."""
 
+WIDE_TOKENS = 1
+"""Chinese, Japanese and Korean characters (and the other scripts from U+0800 on: Devanagari, Thai...) take about
+a token each, often more, not a third of one: at three characters a token a Chinese document three times too big
+for the model would pass as fitting."""
+ASTRAL_TOKENS = 2
+"""An emoji (or another character beyond the BMP) takes one to three tokens."""
+
 _DENSE = (string.digits + string.punctuation).encode()
+_WIDE_LEAD = bytes(range(0xE0, 0xF0))
+_ASTRAL_LEAD = bytes(range(0xF0, 0xF5))
 _PDF_DATA_URL = "data:application/pdf;base64,"
 # Page objects of a PDF, and failing those (object streams hide them) its images: a scan has one per page.
 _PDF_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z0-9])")
@@ -39,10 +49,15 @@ _known_pages: OrderedDict[tuple[int, int], int] = OrderedDict()
 
 
 def estimate_text(text: str) -> int:
-    # The dense characters are ASCII, so their count in UTF-8 is their count in the text.
+    # Counted on the UTF-8 bytes: the dense characters are ASCII, so their count in UTF-8 is their count in the
+    # text; a character from U+0800 on starts with a lead byte of its own (three bytes), one beyond the BMP with
+    # another (four).
     encoded = text.encode("utf-8", errors="surrogatepass")
     dense = len(encoded) - len(encoded.translate(None, _DENSE))
-    return (len(text) + dense) // CHARS_PER_TOKEN + 1
+    wide = len(encoded) - len(encoded.translate(None, _WIDE_LEAD))
+    astral = len(encoded) - len(encoded.translate(None, _ASTRAL_LEAD))
+    narrow = len(text) - wide - astral
+    return (narrow + dense) // CHARS_PER_TOKEN + wide * WIDE_TOKENS + astral * ASTRAL_TOKENS + 1
 
 
 def pdf_pages(data: bytes) -> int:

@@ -22,6 +22,17 @@ def test_prose_takes_about_three_characters_a_token() -> None:
     assert estimate_text(prose) == len(prose) // CHARS_PER_TOKEN + 1
 
 
+def test_chinese_japanese_and_korean_take_a_token_a_character_and_an_emoji_two() -> None:
+    # Real tokenizers take 0.7-1.5 tokens for each of these characters: at three characters a token a Chinese
+    # document three times the model's window would be read as fitting it.
+    for text in ("中文文档的内容" * 1000, "日本語のテキスト" * 1000, "한국어 텍스트" * 1000):
+        assert estimate_text(text) >= len(text.replace(" ", ""))
+    assert estimate_text("😀" * 3000) >= 2 * 3000
+    mixed = "Привет, 世界! " * 100
+    narrow, dense, wide = 1000, 200, 200  # the comma and the "!" count double; the two Chinese characters a token each
+    assert estimate_text(mixed) == (narrow + dense) // CHARS_PER_TOKEN + wide + 1
+
+
 def test_numbers_and_separators_count_double() -> None:
     # About 19 tokens for a real tokenizer (digits go in groups of up to three, separators alone): at three
     # characters a token the estimate would be 11.
