@@ -33,6 +33,7 @@ class RedisStopRegistry(StopRegistry):
         self._redis = redis
         self._prefix = prefix
         self._channel = f"{prefix}:stop"
+        self._unmarking: set[asyncio.Future[None]] = set()
         broadcasts.on(self._channel, self._on_stop)
 
     def _marks(self, chat_id: int) -> str:
@@ -55,6 +56,17 @@ class RedisStopRegistry(StopRegistry):
             self.close(chat_id, answer_id)
             with contextlib.suppress(RedisError):
                 await self._redis.hdel(marks, str(answer_id))
+
+    def written(self, chat_id: int, answer_id: int) -> None:
+        super().written(chat_id, answer_id)
+        # Its mark goes too, so a Stop pressed on another instance is not claimed and published for nothing.
+        task = asyncio.ensure_future(self._unmark(chat_id, answer_id))
+        self._unmarking.add(task)
+        task.add_done_callback(self._unmarking.discard)
+
+    async def _unmark(self, chat_id: int, answer_id: int) -> None:
+        with contextlib.suppress(RedisError):
+            await self._redis.hdel(self._marks(chat_id), str(answer_id))
 
     async def end_turn(self, chat_id: int) -> None:
         await super().end_turn(chat_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -133,6 +133,14 @@ class Reply:
     account: Account | None = None
     # The person and the time the question and answer were stored under, in a stored conversation.
     stored: tuple[int, datetime] | None = None
+    on_complete: Callable[[], object] | None = field(default=None, repr=False)
+    """Called once ``complete`` turns true: from then on a stop no longer applies (the bot tells a late Stop so)."""
+
+    def mark_complete(self) -> None:
+        if not self.complete:
+            self.complete = True
+            if self.on_complete is not None:
+                self.on_complete()
 
     @property
     def cut_off(self) -> bool:
@@ -348,9 +356,9 @@ class ChatService:
                     reply.text += event.text
                     yield event.text
                 elif isinstance(event, TextComplete):
-                    reply.complete = True
+                    reply.mark_complete()
                 elif isinstance(event, Finished):
-                    reply.complete = True
+                    reply.mark_complete()
                     reply.usage = event.usage
                     reply.finish_reason = event.finish_reason
                     finished = True

@@ -168,6 +168,26 @@ async def test_where_drafts_fail_the_answer_is_edited_in_place_and_the_stop_butt
     assert h.tg.drafts(chat).count == drafts
 
 
+async def test_a_stop_pressed_once_the_model_has_written_everything_is_told_the_answer_is_ready(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.fail_next("sendMessageDraft", 400, "Bad Request: TEXTDRAFT_PEER_INVALID", chat_id=chat)
+    # The usage comes 1.5 s after the last word (the timeout here is 2 s), as OpenRouter's may while it works out the
+    # cost.
+    h.llm.enqueue(Reply(text="Готово: всё написано.", usage_delay=1.5))
+    h.tg.user_message(chat, "коротко")
+    live = await h.tg.wait_for_message(chat, lambda m: bool(m.buttons) and "написано" in (m.text or ""), 15)
+    answer = await h.press(chat, live, texts.STOP_BUTTON)
+    assert answer.get("text") == texts.ALREADY_FINISHED
+    final = h.tg.message(chat, live.message_id)
+    await h.tg.wait_until(lambda: not final.buttons, 10, "the final edit")
+    await h.settle()
+    assert final.text == "Готово: всё написано."
+    assert await used_today(h, chat) == 1
+
+
 async def test_a_ten_thousand_character_answer_arrives_complete_in_several_messages(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

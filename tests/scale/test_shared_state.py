@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.middlewares import MemoryChatLocks
 from pomogator.bot.middlewares.private_only import Claimed
+from pomogator.bot.redis_stops import RedisStopRegistry
 from pomogator.bot.shared import RecentUpdates, SharedState, open_shared_state
 from pomogator.config import Settings
 from tests.conftest import make_settings
@@ -225,6 +226,19 @@ async def test_stop_reaches_the_answer_streaming_on_another_instance(settings: S
         async with a.stops.streaming(5, 78):
             pass
         assert not await b.stops.request_stop(5, 78)
+
+
+async def test_an_answer_the_model_has_written_whole_is_no_longer_stopped_from_any_instance(settings: Settings) -> None:
+    async with two_instances(settings) as (a, b), a.stops.streaming(5, 79) as stop:
+        a.stops.written(5, 79)
+        assert isinstance(a.stops, RedisStopRegistry)
+        # Its mark leaves Redis in the background.
+        await asyncio.wait(set(a.stops._unmarking), timeout=5)
+        assert not await b.stops.request_stop(5, 79)
+        assert not await a.stops.request_stop(5, 79)
+        assert not await b.stops.request_stop_chat(5)
+        await asyncio.sleep(0.1)  # a stop published anyway would arrive meanwhile
+        assert not stop.is_set()
 
 
 async def test_a_chat_wide_stop_reaches_every_answer_of_the_chat_on_every_instance(settings: Settings) -> None:

@@ -75,7 +75,7 @@ class Answerer:
         pieces: Callable[[asyncio.Event, Reply], AsyncGenerator[str, None]],
     ) -> Reply:
         answer_id = secrets.randbelow(DRAFT_ID_LIMIT) + 1
-        reply = Reply()
+        reply = Reply(on_complete=lambda: self.stops.written(chat.id, answer_id))
         turn = self.stops.turn_event(chat.id)
         if turn is not None and turn.is_set():
             # /stop came while the message waited for its other parts or its files were read: the model is not asked.

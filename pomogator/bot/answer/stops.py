@@ -34,6 +34,11 @@ class StopRegistry:
     def close(self, chat_id: int, answer_id: int) -> None:
         self._events.pop((chat_id, answer_id), None)
 
+    def written(self, chat_id: int, answer_id: int) -> None:
+        """The model has written the whole answer: what is left (its usage, storing it, sending it) is not stopped,
+        so a Stop pressed now is told the answer is ready instead of "stopping"."""
+        self.close(chat_id, answer_id)
+
     def stop(self, chat_id: int, answer_id: int) -> bool:
         """Stop the answer; False when it is not streaming (finished, or another process's)."""
         event = self._events.get((chat_id, answer_id))
