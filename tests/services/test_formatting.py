@@ -19,6 +19,7 @@ from pomogator.services.formatting import (
     split_html,
     utf16_len,
 )
+from pomogator.services.formatting.markdown import breaks_plugin
 from pomogator.services.formatting.math import math_plugin
 from pomogator.services.formatting.text import Char, tokenize
 from tests.fakes.telegram_html import check_message, parse_html
@@ -62,6 +63,37 @@ def test_duplicate_styles_are_not_nested() -> None:
 def test_html_looking_text_is_escaped(md: str, plain: str) -> None:
     out = markdown_to_html(md)
     assert check_message(out, "HTML") == plain
+
+
+@pytest.mark.parametrize(
+    ("md", "out"),
+    [
+        ("Line one<br>Line two", "Line one\nLine two"),
+        ("a<br/>b<br />c<BR>d<Br/>e", "a\nb\nc\nd\ne"),
+        # The spaces around a break go, and a newline after it is the same break.
+        ("a <br> b<br>\nc", "a\nb\nc"),
+        ("**a<br>b**", "<b>a\nb</b>"),
+        ("# Title<br>sub", "<b>Title\nsub</b>"),
+        # At the ends of a paragraph, a heading or a cell it would only add a blank line.
+        ("one<br>\n\n<br>\n\n<br>two<br><br/>", "one\n\ntwo"),
+        ("## Title<br>", "<b>Title</b>"),
+        ("| a | b |\n|---|---|\n| <br> | 1<br> |", "<pre>a | b\n--+--\n  | 1</pre>"),
+        # Only <br> is read; other HTML, and a <br> in code or escaped, stay text.
+        ('<br class="x"> <p>a</p> <brr>', '&lt;br class="x"&gt; &lt;p&gt;a&lt;/p&gt; &lt;brr&gt;'),
+        ("a `x<br>y` b", "a <code>x&lt;br&gt;y</code> b"),
+        ("```\nx<br>y\n```", "<pre>x&lt;br&gt;y</pre>"),
+        ("    x<br>y", "<pre>x&lt;br&gt;y</pre>"),
+        ("a\\<br>b", "a&lt;br&gt;b"),
+    ],
+)
+def test_br_tags_are_line_breaks(md: str, out: str) -> None:
+    assert markdown_to_html(md) == out
+    check_message(out, "HTML")
+
+
+def test_an_answer_of_only_br_tags_shows_nothing() -> None:
+    assert shows_nothing("<br><br/>")
+    assert render_answer("<br>") == []
 
 
 def test_inline_code_escapes_everything() -> None:
@@ -142,6 +174,17 @@ def test_headings_lists_quotes_rules() -> None:
     assert types == ["bold", "blockquote"]
 
 
+@pytest.mark.parametrize(
+    ("md", "out"),
+    [
+        ("- # Heading in list\n- item", "• <b>Heading in list</b>\n• item"),
+        ("1. ### Step one\n   text\n2. two", "1. <b>Step one</b>\n   text\n2. two"),
+    ],
+)
+def test_a_heading_opening_an_item_is_on_its_markers_line(md: str, out: str) -> None:
+    assert markdown_to_html(md) == out
+
+
 def test_an_items_later_lines_stay_under_its_text() -> None:
     md = (
         "- **Шаг 1.** Установите пакет:\n  это займёт минуту\n  - вложенный пункт\n    со второй строкой\n"
@@ -180,6 +223,15 @@ LATEX_BLOCK = '<pre><code class="language-latex">{}</code></pre>'
         ("> $$\n> a_1\n> $$", "<blockquote>" + LATEX_BLOCK.format("a_1") + "</blockquote>"),
         # While it streams, an unclosed formula block shows as one, as an unclosed code fence does.
         ("$$\nx^2", LATEX_BLOCK.format("x^2")),
+        (r"\[ x^2 + y^2 = z^2 \]", LATEX_BLOCK.format("x^2 + y^2 = z^2")),
+        (r"\[\sum_{i=1}^n i\]", LATEX_BLOCK.format(r"\sum_{i=1}^n i")),
+        (
+            r"дробь \(\frac{a}{b}\), сумма \[\sum_{i=1}^n i\]",
+            r"дробь <code>\frac{a}{b}</code>, сумма <code>\sum_{i=1}^n i</code>",
+        ),
+        # One variable is a formula in \(…\): inline LaTeX names variables that way.
+        (r"где \(n\) — число, \(x_1\) и \(2\)", "где <code>n</code> — число, <code>x_1</code> и <code>2</code>"),
+        (r"и \[x_{i}\] тут", "и <code>x_{i}</code> тут"),
     ],
 )
 def test_formulas_are_kept_as_code(md: str, out: str) -> None:
@@ -212,6 +264,23 @@ def test_dollars_that_are_no_formula_stay_text(md: str, out: str) -> None:
     assert markdown_to_html(md) == out
 
 
+@pytest.mark.parametrize(
+    ("md", "out"),
+    [
+        # Markdown's escaped brackets: an array's index, a reference, a regex.
+        (r"arr\[0\]", "arr[0]"),
+        (r"a\[i\] = a\[i-1\] + 1", "a[i] = a[i-1] + 1"),
+        (r"Источник \[1\], \[2\] и \[3, 4\], \[5-7\]", "Источник [1], [2] и [3, 4], [5-7]"),
+        (r"ключ \[key\] и \[i\]", "ключ [key] и [i]"),
+        ("\\[1\\]\n\n\\[\nidx\n\\]", "[1]\n\n[\nidx\n]"),
+        (r"regex \(\d+\) и \(\w+@\s*\)", r"regex (\d+) и (\w+@\s*)"),
+        (r"f\(x\) = 1", "f(x) = 1"),
+    ],
+)
+def test_escaped_brackets_that_are_no_formula_stay_text(md: str, out: str) -> None:
+    assert markdown_to_html(md) == out
+
+
 def test_small_table_is_monospaced() -> None:
     out = markdown_to_html("| a | b |\n|---|---|\n| 1 | <x> |\n| 22 | 3 |")
     assert out == "<pre>a  | b\n---+----\n1  | &lt;x&gt;\n22 | 3</pre>"
@@ -240,6 +309,23 @@ def test_a_narrow_table_with_links_becomes_records_that_keep_them() -> None:
     assert chunks == ['<b>a:</b> <a href="https://e.com/x.png">🖼</a>\n<b>b:</b> 1']
     # A link the renderer refuses is text, and the table stays monospaced.
     assert markdown_to_html("| a |\n|---|\n| [x](/relative) |") == "<pre>a\n-\nx</pre>"
+
+
+def test_a_table_with_br_in_a_cell_becomes_records_that_keep_its_lines() -> None:
+    """A <pre> row is one line; in a title a break is a space."""
+    md = (
+        "| Plan | Price<br>(USD) | Features |\n|---|---|---|\n"
+        "| Basic | 5 | 1 user<br>5 GB storage<br/>Email support |\n| Pro | 10 | `a<br>b` |"
+    )
+    out = markdown_to_html(md)
+    check_message(out, "HTML")
+    assert out == (
+        "<b>Plan:</b> Basic\n<b>Price (USD):</b> 5\n<b>Features:</b> 1 user\n5 GB storage\nEmail support\n\n"
+        "<b>Plan:</b> Pro\n<b>Price (USD):</b> 10\n<b>Features:</b> <code>a&lt;br&gt;b</code>"
+    )
+    # A break only in a title leaves a narrow table monospaced.
+    narrow = markdown_to_html("| Price<br>(USD) | n |\n|---|---|\n| 5 | 1 |")
+    assert narrow == "<pre>Price (USD) | n\n------------+--\n5           | 1</pre>"
 
 
 def test_image_becomes_link() -> None:
@@ -415,12 +501,17 @@ _MD_PIECES = st.sampled_from(
         "\\)",
         "\\[",
         "\\]",
+        "<br>",
+        "<BR />",
     ]
 )
 _WORDS = st.text(alphabet=st.characters(codec="utf-8", categories=["L", "N", "So", "Zs"]), min_size=1, max_size=12)
 _MARKDOWNISH = st.lists(st.one_of(_MD_PIECES, _WORDS), max_size=60).map("".join)
-# Formulas are code to both (see formatting.math): what is written in one, "&#65;" included, is shown as written.
-_REFERENCE = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).use(math_plugin)
+# Formulas are code to both (see formatting.math): what is written in one, "&#65;" included, is shown as written;
+# <br> is a line break to both.
+_REFERENCE = (
+    MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).use(math_plugin).use(breaks_plugin)
+)
 
 
 def _alnum(text: str) -> list[str]:

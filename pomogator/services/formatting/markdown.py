@@ -2,7 +2,9 @@
 
 markdown-it-py does the parsing, so half-written Markdown from a stream degrades the CommonMark way:
 an unclosed fence is a code block up to the end, an unclosed ``**`` or ``[link](`` stays literal text.
-Raw HTML in the Markdown is never passed through; it is shown as text. LaTeX formulas become code (see ``math``).
+Raw HTML in the Markdown is never passed through; it is shown as text, except ``<br>`` (``<br/>``, ``<br />``, in
+any case), which models write for a line break, in table cells above all: it is one. LaTeX formulas become code (see
+``math``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import unicodedata
 from collections import Counter
 
 from markdown_it import MarkdownIt
+from markdown_it.rules_inline import StateInline
 from markdown_it.tree import SyntaxTreeNode
 
 from pomogator.services.formatting.math import math_plugin
@@ -28,13 +31,49 @@ _STYLE_TAGS = {"strong": "b", "em": "i", "s": "s"}
 _MAX_TABLE_WIDTH = 40
 # So do tables with a link (or an image, drawn as one): a <pre> holds plain text, which keeps a link's label and
 # loses its address. "label (address)" in the <pre> would keep it, but not clickable, and an address rarely fits
-# the width anyway; a record keeps the link as it is.
+# the width anyway; a record keeps the link as it is. And tables with a line break (``<br>``) in a cell: a <pre>
+# row is one line; a record keeps the cell's lines.
 _LINK_TAG = "<a "
+_BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_BLANK_OR_BREAKS = re.compile(r"(?:\s|<br\s*/?>)*", re.IGNORECASE)
 
-_PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).use(math_plugin)
+
+def breaks_plugin(md: MarkdownIt) -> None:
+    """Makes ``<br>``, ``<br/>`` and ``<br />`` (in any case) line breaks; the rest of the raw HTML stays text. Code
+    spans and code blocks are not parsed by inline rules, so a ``<br>`` in code stays as it is written."""
+    md.inline.ruler.before("autolink", "html_break", _html_break)
+
+
+def _html_break(state: StateInline, silent: bool) -> bool:
+    match = _BREAK_TAG.match(state.src, state.pos, state.posMax)
+    if match is None:
+        return False
+    pos = match.end()
+    if not silent:
+        # As Markdown's own breaks do, the spaces around it go; "a<br>\nb" is one break, not a break and a newline.
+        state.pending = state.pending.rstrip(" ")
+        # At either end of a paragraph, a heading or a cell it would only add a blank line to the blocks' own.
+        first = not state.pending and not state.tokens
+        last = _BLANK_OR_BREAKS.fullmatch(state.src, pos, state.posMax) is not None
+        if not first and not last:
+            token = state.push("hardbreak", "br", 0)
+            token.markup = match.group(0)
+    while pos < state.posMax and state.src[pos] == " ":
+        pos += 1
+    if pos < state.posMax and state.src[pos] == "\n":
+        pos += 1
+        while pos < state.posMax and state.src[pos] == " ":
+            pos += 1
+    state.pos = pos
+    return True
+
+
+_PARSER = (
+    MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "table"]).use(math_plugin).use(breaks_plugin)
+)
 # Markdown with a letter or digit shows something unless it holds one of these, the only ways letters and digits
 # vanish: a code fence's info string, a link reference definition, a character reference (``&nbsp;``), the address
-# of a link or an image without a label (``![](data:…)``, ``[](#x)``, ``[][ref]``), an autolink.
+# of a link or an image without a label (``![](data:…)``, ``[](#x)``, ``[][ref]``), an autolink, a ``<br>``.
 _WORD = re.compile(r"[^\W_]")
 _CAN_HIDE_WORDS = ("```", "~~~", "]:", "&", "](", "][", "<")
 
@@ -114,7 +153,8 @@ class _Renderer:
             marker = f"{item.info or start + index}." if ordered else _BULLETS[depth % len(_BULLETS)]
             rendered = [(child, self.block(child, depth + 1)) for child in item.children]
             rendered = [(child, part) for child, part in rendered if part]
-            head = rendered.pop(0)[1] if rendered and rendered[0][0].type == "paragraph" else ""
+            # A paragraph or a heading opening the item goes on the marker's line.
+            head = rendered.pop(0)[1] if rendered and rendered[0][0].type in ("paragraph", "heading") else ""
             inner = _INDENT * (depth + 1)
             lines.append(f"{_INDENT * depth}{marker} {_continued(head, inner)}".rstrip())
             for child, part in rendered:
@@ -152,12 +192,15 @@ class _Renderer:
             return ""
         header, body = rows[0], rows[1:]
         cells_html = [[self.inline_children(cell) for cell in row] for row in rows]
+        # A title is one line: a break in it ("Price<br>(USD)") is a space.
+        cells_html[0] = [" ".join(title.split("\n")) for title in cells_html[0]]
         cells_text = [[html_to_text(cell).strip() for cell in row] for row in cells_html]
         columns = len(header)
         widths = [max(_display_width(row[c]) if c < len(row) else 0 for row in cells_text) for c in range(columns)]
         narrow = sum(widths) + 3 * (columns - 1) <= _MAX_TABLE_WIDTH
         linked = any(_LINK_TAG in cell for row in cells_html for cell in row)
-        if narrow and not linked and any(any(row) for row in cells_text):
+        broken = any("\n" in cell for row in cells_text for cell in row)
+        if narrow and not linked and not broken and any(any(row) for row in cells_text):
             return self.monospaced_table(cells_text, widths)
         if not body:
             return " | ".join(cell for cell in cells_html[0] if html_to_text(cell).strip())
@@ -194,6 +237,9 @@ class _Renderer:
         kind = node.type
         if kind == "text":
             return escape_text(node.content)
+        if kind == "inline":
+            # Its source parsed to no tokens: it was only line breaks (``<br>``).
+            return self.inline_children(node)
         if kind in ("softbreak", "hardbreak"):
             return "\n"
         if kind == "code_inline":

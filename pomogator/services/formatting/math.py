@@ -9,6 +9,12 @@ exact, readable and copyable.
 Dollars follow Pandoc's rule, made stricter so that prices and shell variables stay text: the opening ``$`` has no
 space after it and no letter or digit before it, the closing one no space before it and no letter or digit after it
 ("с $5 до $10", "5$ и 50$", "PATH=$HOME/bin:$PATH" are no formulas).
+
+``\\[`` and ``\\(`` are also Markdown's escaped brackets, shown as ``[`` and ``(`` when they hold no formula. An
+inline one after a letter or digit holds none ("arr\\[0\\]", "a\\[i-1\\]" index an array), nor do brackets around a
+regex's escapes ("\\(\\d+\\)": LaTeX's commands have two letters or more), nor square ones around a bare number or
+word, a reference or an index ("Источник \\[1\\], \\[2\\]"; nobody displays a formula of one symbol). ``\\(n\\)``
+stays a formula: inline LaTeX names a variable that way.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ LANGUAGE = "latex"
 _BRACKETS = {"\\(": "\\)", "\\[": "\\]"}
 _BLOCK_OPENERS = {"$$": "$$", "\\[": "\\]"}
 _FORMULA_MARK = re.compile(r"[A-Za-z0-9\\^_={}+\-*/<>|]")
+# LaTeX's commands: a word ("\alpha") or one other character ("\{", "\\"). One letter is a regex's "\d".
+_COMMAND = re.compile(r"\\(?:[A-Za-z]+|.)", re.DOTALL)
+# What escaped square brackets hold in prose: "[1]", "[1, 2]", "[1-3]", "[i]", "[key]".
+_BARE = re.compile(r"\w+|\d+(?:\s*[,–-]\s*\d+)+")
 
 
 def math_plugin(md: MarkdownIt) -> None:
@@ -39,20 +49,27 @@ def _push_code(state: StateInline, content: str, markup: str) -> None:
     token.content = " ".join(content.split("\n")).strip()
 
 
-def _formula_like(content: str) -> bool:
-    """Whether ``content`` can be a formula: it has a Latin letter, a digit or a mark of one (prose about escaping
-    brackets, "скобки \\( и \\)", has none)."""
-    return _FORMULA_MARK.search(content) is not None
+def _formula_like(content: str, opener: str) -> bool:
+    """Whether ``content`` between ``opener`` (``\\(`` or ``\\[``) and its closing mark can be a formula: it has a
+    Latin letter, a digit or a mark of one (prose about escaping brackets, "скобки \\( и \\)", has none), no
+    one-letter command (a regex, "\\(\\d+\\)") and, between square brackets, more than a bare number or word."""
+    if _FORMULA_MARK.search(content) is None:
+        return False
+    if any(len(command) == 2 and command[1].isalpha() for command in _COMMAND.findall(content)):
+        return False
+    return opener != "\\[" or _BARE.fullmatch(content.strip()) is None
 
 
 def _math_brackets(state: StateInline, silent: bool) -> bool:
-    opener = state.src[state.pos : state.pos + 2]
+    pos = state.pos
+    opener = state.src[pos : pos + 2]
     closer = _BRACKETS.get(opener)
-    if closer is None:
+    if closer is None or (pos > 0 and state.src[pos - 1].isalnum()):
+        # "arr\[0\]": escaped brackets after a word index it, as "5$" after a number is a price.
         return False
-    start = state.pos + 2
+    start = pos + 2
     end = state.src.find(closer, start, state.posMax)
-    if end < 0 or not _formula_like(state.src[start:end]):
+    if end < 0 or not _formula_like(state.src[start:end], opener):
         return False
     if not silent:
         _push_code(state, state.src[start:end], opener)
@@ -133,7 +150,7 @@ def _math_block(state: StateBlock, start_line: int, end_line: int, silent: bool)
             return False
         text = state.src[state.bMarks[line] : state.eMarks[line]]
     content = "\n".join(lines).strip("\n")
-    if not content.strip():
+    if not content.strip() or (opener == "\\[" and not _formula_like(content, opener)):
         return False
     if silent:
         return True
