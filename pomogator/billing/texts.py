@@ -175,6 +175,15 @@ def payment_succeeded(plan: str, amount: Decimal, until: datetime, tz: ZoneInfo)
     )
 
 
+def payment_refunded(amount: Decimal, refunded: Decimal, premium_until: datetime | None, tz: ZoneInfo) -> str:
+    """The payer's notice of a payment refunded, in part or in full, by the time we heard it succeeded."""
+    after = f"Премиум действует до {when(premium_until, tz)}." if premium_until else "Премиум отключён."
+    return (
+        f"↩️ Оплата {rubles(amount)} получена, и по ней оформлен возврат {rubles(refunded)}. "
+        f"Деньги вернутся на карту в течение нескольких дней. {after}"
+    )
+
+
 def payment_canceled(amount: Decimal, reason: str | None) -> str:
     return (
         f"❌ Платёж на {rubles(amount)} не прошёл: {cancellation_reason(reason)}.\n"
@@ -197,10 +206,12 @@ def premium_ending(until: datetime, tz: ZoneInfo) -> str:
 # --- admins --------------------------------------------------------------------------------------------------
 
 
-def admin_payment(payment_id: str, telegram_id: int, plan: str, amount: Decimal, until: datetime, tz: ZoneInfo) -> str:
+def admin_payment(
+    payment_id: str, telegram_id: int, plan: str, amount: Decimal, until: datetime | None, tz: ZoneInfo
+) -> str:
+    after = f"Премиум до {when(until, tz)}." if until else "Премиум отключён."
     return (
-        f"💰 Оплата {rubles(amount)} ({plan_title(plan)}) от пользователя {telegram_id}.\n"
-        f"Платёж {payment_id}. Премиум до {when(until, tz)}."
+        f"💰 Оплата {rubles(amount)} ({plan_title(plan)}) от пользователя {telegram_id}.\nПлатёж {payment_id}. {after}"
     )
 
 

@@ -97,6 +97,8 @@ class PaymentOutcome:
     # True when this call changed our records (activated, canceled); False for a replay or a pending payment.
     changed: bool
     premium_until: datetime | None = None
+    # Refunded before we heard the payment succeeded, recorded (and told of) as this call activated it.
+    refunded: Decimal = Decimal(0)
 
 
 def _reusable(row: Mapping[str, Any], plan: Plan) -> bool:
@@ -435,6 +437,7 @@ class BillingService:
         telegram_id = int(remote.metadata["telegram_id"])
         amount = stored_money(row["amount"])
         until: datetime | None = None
+        recorded = refunded = Decimal(0)
         async with self.database.transaction():
             # An erasure takes the person's lock too: it happens wholly before this or wholly after, and the row is
             # read again under the lock, as it may have been unlinked while YooKassa was asked.
@@ -462,7 +465,8 @@ class BillingService:
             )
             if claimed:
                 until = await self.subscriptions.grant(telegram_id, plan.days, plan=plan.name, payment_id=remote.id)
-                refunded = max(stored_money(claimed[0]["refunded_amount"]), remote.refunded_amount)
+                recorded = stored_money(claimed[0]["refunded_amount"])
+                refunded = max(recorded, remote.refunded_amount)
                 if refunded > 0:
                     # Refunded before we heard it succeeded: grant, then take the refunded share back at once.
                     await Payment.update({Payment.refunded_amount: refunded}).where(payment_pk == row["id"])
@@ -472,18 +476,34 @@ class BillingService:
             return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=False)
         if relink:
             await self.users.ensure(telegram_id)
-        logger.bind(user_id=telegram_id).info(
-            "Payment {} succeeded: premium for {} until {}", remote.id, telegram_id, until
+        log = logger.bind(user_id=telegram_id)
+        log.info("Payment {} succeeded: premium for {} until {}", remote.id, telegram_id, until)
+        # The refund's own record (``RefundService``) finds it recorded here: the payer and the admins hear of it
+        # with the payment, never of a premium the refund took back.
+        newly_refunded = refunded - recorded
+        if newly_refunded > 0:
+            log.info("Payment {} refunded {} (total {})", remote.id, money(newly_refunded), money(refunded))
+        await self._tell_of_payment(row["id"], telegram_id, plan, amount, refunded, until)
+        await self.notices.tell_admins(texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz))
+        if newly_refunded > 0:
+            await self.notices.tell_admins(texts.admin_refund(remote.id, telegram_id, newly_refunded, refunded))
+        return PaymentOutcome(
+            remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until, refunded=newly_refunded
         )
-        if until is None:
-            await mark_told(row["id"])  # refunded in full before we heard it succeeded: no premium to tell of
+
+    async def _tell_of_payment(
+        self, row_id: int, telegram_id: int, plan: Plan, amount: Decimal, refunded: Decimal, until: datetime | None
+    ) -> None:
+        """Tell the payer of their payment, with its refund if one was made before they were told (the premium it
+        bought is not all there, or not there at all): never "premium active" for premium a refund took back."""
+        if refunded > 0:
+            text = texts.payment_refunded(amount, refunded, until, self.tz)
+        elif until is not None:
+            text = texts.payment_succeeded(plan.name, amount, until, self.tz)
         else:
-            await self._tell_payer(row["id"], telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz))
-        if until is not None:
-            await self.notices.tell_admins(
-                texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz)
-            )
-        return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until)
+            await mark_told(row_id)  # revoked since: nothing to tell of
+            return
+        await self._tell_payer(row_id, telegram_id, text)
 
     async def _tell_owed(self, row_id: int, plan: Plan, amount: Decimal) -> None:
         """Tell the payer of a payment recorded before whose notice did not go out, once its last claim has lapsed
@@ -497,16 +517,14 @@ class BillingService:
                 & Payment.notified_at.is_null()
                 & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
             )
-            .returning(Payment.telegram_id)
+            .returning(Payment.telegram_id, Payment.refunded_amount)
         )
         if not claimed or claimed[0]["telegram_id"] is None:
             return
         telegram_id: int = claimed[0]["telegram_id"]
         until = await self.subscriptions.premium_until(telegram_id)
-        if until is None:
-            await mark_told(row_id)  # refunded or revoked since: nothing to tell of
-            return
-        await self._tell_payer(row_id, telegram_id, texts.payment_succeeded(plan.name, amount, until, self.tz))
+        refunded = stored_money(claimed[0]["refunded_amount"])
+        await self._tell_of_payment(row_id, telegram_id, plan, amount, refunded, until)
 
     async def _tell_payer(self, row_id: int, telegram_id: int, text: str) -> None:
         """Send the payer's notice this process has claimed; marked sent once delivered. Otherwise the claim lapses

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from loguru import logger
 
@@ -42,8 +42,20 @@ if TYPE_CHECKING:
 # refunded amount.
 REFUND_KEY_LIFETIME = timedelta(hours=24)
 
+
+class Applied(Protocol):
+    """What applying a payment did (``BillingService.PaymentOutcome``)."""
+
+    @property
+    def premium_until(self) -> datetime | None: ...
+
+    # Refunded before we heard the payment succeeded: recorded, and told of, as it was applied.
+    @property
+    def refunded(self) -> Decimal: ...
+
+
 # Records a succeeded payment YooKassa reports before it is refunded (``BillingService.apply``).
-ApplyPayment = Callable[[Mapping[str, Any], RemotePayment], Awaitable[object]]
+ApplyPayment = Callable[[Mapping[str, Any], RemotePayment], Awaitable[Applied]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,9 +129,12 @@ class RefundService:
                 f"refund {refund.id}: the notification says {claimed_status}, the API says {refund.status}",
             )
         remote = await self.kassa.get_payment(refund.payment_id)
-        if remote.status == SUCCEEDED:
-            await self.apply(row, remote)
-        return await self._record(row, remote, refund)
+        applied = await self.apply(row, remote) if remote.status == SUCCEEDED else None
+        outcome = await self._record(row, remote, refund)
+        if applied is not None and applied.refunded > 0:
+            # The payment's success had not been heard of: the refund was recorded with it just now.
+            return replace(outcome, amount=applied.refunded, changed=True, premium_until=applied.premium_until)
+        return outcome
 
     async def refund(
         self, payment_id: str, amount: Decimal | None = None, *, email: str | None = None

@@ -11,6 +11,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from yookassa import Configuration
+from yookassa import Refund as SdkRefund
 
 from piccolo_migrations.pomogator_0006_open_refund import ID as OPEN_REFUND_ID
 from pomogator.billing import texts
@@ -243,6 +245,75 @@ async def test_a_pending_refund_is_recorded_by_the_check_once_it_succeeds(
     # Its notification, come late, finds it recorded.
     late = await services.billing.handle_notification("refund.succeeded", asked.refund_id)
     assert late is not None and not late.changed
+
+
+async def dashboard_refund(kassa: FakeYooKassa, payment_id: str, amount: str) -> str:
+    """A refund made in YooKassa's dashboard; returns its id."""
+    Configuration.configure(kassa.shop_id, kassa.secret_key, api_url=kassa.api_url)
+    body = {"payment_id": payment_id, "amount": {"value": amount, "currency": "RUB"}}
+    refund = await asyncio.to_thread(SdkRefund.create, body, f"dashboard-{payment_id}-{amount}")
+    return str(refund.id)
+
+
+@pytest.mark.parametrize(
+    ("other_premium", "refunded", "premium_after"),
+    [(False, "599.00", None), (True, "599.00", 365), (False, "299.50", 15)],
+    ids=["in-full", "in-full-beside-a-year", "in-part"],
+)
+async def test_a_payment_refunded_before_its_success_was_heard_is_told_as_refunded(
+    services: Services,
+    kassa: FakeYooKassa,
+    tg: FakeTelegram,
+    other_premium: bool,
+    refunded: str,
+    premium_after: int | None,
+) -> None:
+    """The payment's notification was lost, the payer complained, and the operator refunded it in the dashboard:
+    the refund's notification records both, and the payer and the admins hear of both."""
+    if other_premium:
+        async with services.database.transaction():
+            await services.subscriptions.grant(USER_ID, 365, plan="manual")
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    refund_id = await dashboard_refund(kassa, checkout.payment_id, refunded)
+
+    outcome = await services.billing.handle_notification("refund.succeeded", refund_id)
+    assert outcome is not None and outcome.changed
+    assert Decimal(str((await payment_row(checkout.payment_id))["refunded_amount"])) == Decimal(refunded)
+    until = await services.subscriptions.premium_until(USER_ID)
+    if premium_after is None:
+        assert until is None
+    else:
+        assert close_to(until, utcnow() + timedelta(days=premium_after))
+    [told] = tg.sent_texts(USER_ID)
+    amount = texts.rubles(Decimal(refunded))
+    assert "Оплата 599 ₽ получена" in told and f"возврат {amount}" in told and "на месяц" not in told
+    assert ("Премиум отключён" if until is None else f"до {texts.when(until, services.settings.tz)}") in told
+    to_admins = [t for t in tg.sent_texts(ADMIN_ID) if checkout.payment_id in t]
+    assert len(to_admins) == 2
+    assert "Оплата 599 ₽" in to_admins[0] and f"Возврат {amount}" in to_admins[1]
+
+    # Delivered again, and asked about by the check: recorded once, told once.
+    again = await services.billing.handle_notification("refund.succeeded", refund_id)
+    assert again is not None and not again.changed
+    assert not (await services.billing.sync_payment(checkout.payment_id)).changed
+    assert len(tg.sent_texts(USER_ID)) == 1 and len(tg.sent_texts(ADMIN_ID)) == 2
+    assert Decimal(str((await payment_row(checkout.payment_id))["refunded_amount"])) == Decimal(refunded)
+
+
+async def test_a_payment_refunded_before_its_success_was_heard_is_applied_once_by_the_check(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    """Neither notification came: the periodic check finds the payment paid and refunded."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await dashboard_refund(kassa, checkout.payment_id, "599.00")
+    await Payment.update({Payment.created_at: utcnow() - timedelta(minutes=11)}, force=True)
+    assert await services.billing.check_waiting(await waiting_payments()) == 1
+    assert await services.subscriptions.premium_until(USER_ID) is None
+    [told] = tg.sent_texts(USER_ID)
+    assert "возврат 599 ₽" in told and "Премиум отключён" in told
+    assert any("Возврат 599 ₽" in t for t in tg.sent_texts(ADMIN_ID))
 
 
 async def test_a_pending_refund_that_is_canceled_is_forgotten_and_the_admins_hear_of_it(
