@@ -256,6 +256,7 @@ def test_formulas_are_kept_as_code(md: str, out: str) -> None:
         (r"\$5 и \(", "$5 и ("),
         ("`$x$`", "<code>$x$</code>"),
         ("a $$ b", "a $$ b"),
+        ("*$$$$ и $$$$", "*$$$$ и $$$$"),
         # LaTeX allows no blank line in a formula: this is text.
         ("$$\nx\n\n*текст*", "$$\nx\n\n<i>текст</i>"),
     ],

@@ -87,7 +87,8 @@ def _math_dollars(state: StateInline, silent: bool) -> bool:
     if start >= maximum or src[start].isspace() or (not double and src[start] == "$"):
         return False
     end = _closing_dollars(src, start, maximum, double)
-    if end is None:
+    if end is None or end == start:
+        # "$$$$" holds no formula; an empty code span would show nothing.
         return False
     if not silent:
         _push_code(state, src[start:end], "$$" if double else "$")
