@@ -258,6 +258,11 @@ class PaymentRejected(PaymentProviderUnavailable):
     """YooKassa answered and refused the request (400/401/403): sending it again unchanged will not help."""
 
 
+class PaymentStatusUnknown(PaymentProviderUnavailable):
+    """A plan was pressed again and YooKassa could not say whether the link handed out before was paid: the person
+    may have paid it, so they are not told that no money was taken, nor offered a second link."""
+
+
 class PaymentNotVerified(BillingError):
     """A notification did not match what the payment API says."""
 

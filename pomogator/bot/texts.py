@@ -30,6 +30,7 @@ from pomogator.errors import (
     MessageTooLong,
     PaymentProviderUnavailable,
     PaymentRejected,
+    PaymentStatusUnknown,
     PomogatorError,
     PremiumRequired,
     QuotaExceeded,
@@ -433,6 +434,8 @@ def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str, *, 
         return files_texts.file_error(exc)
     if isinstance(exc, UnknownModel):
         return UNKNOWN_MODEL
+    if isinstance(exc, PaymentStatusUnknown):
+        return billing_texts.PAYMENT_STATUS_UNKNOWN  # the link handed out before may have been paid
     if isinstance(exc, PaymentRejected):
         return billing_texts.PAYMENT_REJECTED  # admins are alerted
     if isinstance(exc, PaymentProviderUnavailable):

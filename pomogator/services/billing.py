@@ -44,6 +44,7 @@ from pomogator.errors import (
     PaymentNotVerified,
     PaymentProviderUnavailable,
     PaymentRejected,
+    PaymentStatusUnknown,
 )
 from pomogator.logs import alerts
 from pomogator.services.billing_notices import BillingNotices, Notifier
@@ -148,8 +149,9 @@ class BillingService:
 
         Raises EmailRequired (receipts are on and no email is stored), InvalidEmail (YooKassa refused the stored
         one for the receipt), PaymentAlreadyMade (the payment it would offer again was paid meanwhile),
-        PaymentProviderUnavailable (nothing was charged; pressing again retries with the same idempotence key),
-        PaymentRejected, UserNotFound.
+        PaymentStatusUnknown (YooKassa could not say whether the link handed out before was paid),
+        PaymentProviderUnavailable (no link was handed out, so nothing was charged; pressing again retries with the
+        same idempotence key), PaymentRejected, UserNotFound.
         """
         plan = self.plan(plan_name)
         account = await self.users.get(telegram_id)
@@ -235,7 +237,7 @@ class BillingService:
                 return None
         if status != PENDING or not row["yookassa_id"]:
             return None
-        remote = await self.kassa.get_payment(row["yookassa_id"])
+        remote = await self._payable(row)
         if remote.status == PENDING and remote.confirmation_url:
             return Checkout(remote.id, row["plan"], stored_money(row["amount"]), remote.confirmation_url, reused=True)
         try:
@@ -246,6 +248,23 @@ class BillingService:
             # Paid, its notification not here yet: premium is on now, and a second link could be paid as well.
             raise PaymentAlreadyMade(remote.id, await self.subscriptions.premium_until(row["telegram_id"]))
         return None
+
+    async def _payable(self, row: Mapping[str, Any]) -> RemotePayment:
+        """The pending payment ``row`` as YooKassa has it now. Its link was handed out and may have been paid, so
+        when YooKassa cannot say, the person must not hear that nothing was charged. Raises PaymentStatusUnknown,
+        PaymentNotFound."""
+        try:
+            return await self.kassa.get_payment(row["yookassa_id"])
+        except PaymentProviderUnavailable as exc:
+            if isinstance(exc, PaymentRejected):
+                # The shop's keys or settings: no payment can be checked (or made) until an admin acts.
+                what = f"YooKassa refused the status check of payment {row['id']}: {exc.user_message}"
+                alerts.notify(alerts.PAYMENT, what)
+            else:
+                logger.bind(user_id=row["telegram_id"]).warning(
+                    "Payment {} of {} not checked: {}", row["id"], row["telegram_id"], exc.user_message
+                )
+            raise PaymentStatusUnknown(f"Payment {row['yookassa_id']} not checked: {exc.user_message}") from exc
 
     async def _with_others(self, checkout: Checkout, telegram_id: int) -> Checkout:
         """``checkout`` naming the plans of the person's other payments that can still be paid: YooKassa cannot

@@ -1,5 +1,6 @@
 """/billing in the running bot: the receipt e-mail form (cancel words, its Cancel button in place, an address
-YooKassa refuses), a plan pressed after paying, and two plans' invoices at once."""
+YooKassa refuses), a plan pressed after paying or while YooKassa cannot say whether it was paid, and two plans'
+invoices at once."""
 
 from __future__ import annotations
 
@@ -13,13 +14,13 @@ from aiogram.fsm.storage.base import StorageKey
 from pomogator.billing import texts
 from pomogator.bot.callbacks import BillingAction, BillingCallback
 from pomogator.bot.factory import create_bot, create_dispatcher
-from pomogator.bot.handlers.billing import ask_for_email
+from pomogator.bot.handlers.billing import ask_for_email, show_billing
 from pomogator.bot.middlewares.forms import _OPENED, FORM_TTL_S
 from pomogator.container import build_services
 from tests.bot.harness import BotHarness
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.fakes.yookassa_server import FakeYooKassa
-from tests.web.support import billing_settings
+from tests.web.support import add_user, billing_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -122,7 +123,38 @@ async def test_a_plan_pressed_after_paying_and_another_plans_invoice(running: tu
     assert len(kassa.payments) == made
 
 
-# --- a form past its time, in a dispatcher of this process ---------------------------------------------------
+# --- in a dispatcher of this process ------------------------------------------------------------------------
+
+
+async def test_a_plan_pressed_while_the_earlier_invoice_cannot_be_checked_does_not_say_no_money_was_taken(
+    tmp_path: Path,
+) -> None:
+    chat = 5006
+    async with FakeTelegram() as tg, FakeYooKassa() as kassa:
+        settings = billing_settings(f"sqlite:///{tmp_path / 'bot.sqlite3'}", kassa, tg)
+        async with build_services(settings, migrate=True) as services:
+            bot = create_bot(settings)
+            dispatcher = create_dispatcher(services)
+            try:
+                await add_user(services, tg, chat)
+                checkout = await services.billing.start_payment(chat, "month")
+                kassa.succeed(checkout.payment_id)  # paid; the notification has not come
+                await show_billing(bot, chat, await services.users.get(chat), services)
+                screen = tg.sent_messages(chat)[-1]
+                kassa.down = True
+                query = tg.press_button(
+                    chat, screen.message_id, BillingCallback(action=BillingAction.buy, plan="month").pack()
+                )
+                for update in await bot.get_updates(timeout=0):
+                    await dispatcher.feed_update(bot, update)
+                assert tg.callback_answer(query) is not None
+                said = tg.sent_texts(chat)[-1]
+                assert said == texts.PAYMENT_STATUS_UNKNOWN and "не списаны" not in said
+                assert list(kassa.payments) == [checkout.payment_id]
+            finally:
+                for router in dispatcher.sub_routers:
+                    router._parent_router = None
+                await bot.session.close()
 
 
 async def test_the_cancel_button_of_a_form_left_for_an_hour_still_answers_in_place(tmp_path: Path) -> None:

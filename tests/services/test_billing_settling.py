@@ -11,13 +11,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from loguru import logger
 from yookassa import Configuration
 from yookassa import Refund as SdkRefund
 
 from piccolo_migrations.pomogator_0006_open_refund import ID as OPEN_REFUND_ID
 from pomogator.billing import texts
 from pomogator.container import Services, build_services
-from pomogator.errors import BillingError, PaymentAlreadyMade
+from pomogator.errors import BillingError, PaymentAlreadyMade, PaymentStatusUnknown
 from pomogator.notify import SendResult, TelegramNotifier
 from pomogator.services.billing_notices import BillingNotices
 from pomogator.services.payments import NOTICE_LEASE, waiting_payments
@@ -101,6 +102,36 @@ async def test_a_plan_pressed_after_paying_says_it_is_paid_instead_of_making_a_s
     # Now that it is recorded, a press buys another month.
     another = await services.billing.start_payment(USER_ID, "month")
     assert another.payment_id != checkout.payment_id and not another.reused
+
+
+async def test_a_plan_pressed_again_while_yookassa_cannot_say_whether_it_was_paid_makes_no_second_payment(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    """The earlier link was handed out and may have been paid: not knowing, the person is told so (not that no money
+    was taken), and nothing new is offered to pay."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)  # paid; the notification is late, as YooKassa is having trouble
+    kassa.down = True
+    with pytest.raises(PaymentStatusUnknown):
+        await services.billing.start_payment(USER_ID, "month")
+
+    # YooKassa refuses to answer (the shop's keys changed, say): the same for the person, and the admins are alerted.
+    kassa.down = False
+    secret, kassa.secret_key = kassa.secret_key, "rotated"
+    alerts: list[str] = []
+    sink = logger.add(lambda m: alerts.append(m.record["extra"]["alert"]), filter=lambda r: "alert" in r["extra"])
+    try:
+        with pytest.raises(PaymentStatusUnknown):
+            await services.billing.start_payment(USER_ID, "month")
+    finally:
+        logger.remove(sink)
+    assert alerts == ["payment"]
+    assert len(kassa.created_requests) == 1 and (await payment_row(checkout.payment_id))["status"] == "pending"
+
+    kassa.secret_key = secret
+    with pytest.raises(PaymentAlreadyMade):
+        await services.billing.start_payment(USER_ID, "month")
+    assert len(kassa.created_requests) == 1
 
 
 async def test_a_checkout_names_the_other_plans_payment_that_can_still_be_paid(
