@@ -269,6 +269,17 @@ class PaymentNotVerified(BillingError):
     user_message = "The payment could not be verified."
 
 
+class PaymentUnderReview(BillingError):
+    """A plan was pressed again while the person's payment for it waits for the admins: YooKassa reports it paid in
+    a way that does not match our record (``PaymentNotVerified``), so a new link could be paid a second time."""
+
+    user_message = "An earlier payment for this plan is being checked."
+
+    def __init__(self, payment_id: str) -> None:
+        self.payment_id = payment_id
+        super().__init__(f"Payment {payment_id} for this plan is being checked; do not pay again.")
+
+
 class PaymentNotFound(BillingError):
     user_message = "Payment not found."
 

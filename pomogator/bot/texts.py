@@ -31,6 +31,7 @@ from pomogator.errors import (
     PaymentProviderUnavailable,
     PaymentRejected,
     PaymentStatusUnknown,
+    PaymentUnderReview,
     PomogatorError,
     PremiumRequired,
     QuotaExceeded,
@@ -389,6 +390,13 @@ UNKNOWN_MODEL = "Этой модели больше нет в списке. От
 BILLING_UNAVAILABLE = "Оплата сейчас недоступна. Попробуйте чуть позже."
 
 
+def payment_under_review(support: str) -> str:
+    return (
+        "🔎 Предыдущий платёж по этому тарифу проверяется: данные платёжной системы не сошлись со счётом, и мы уже "
+        f"разбираемся. Платить ещё раз не нужно. Если есть вопросы, напишите в поддержку: {esc(support)}"
+    )
+
+
 def unexpected(support: str) -> str:
     return (
         "Что-то пошло не так. Попробуйте ещё раз чуть позже; "
@@ -434,6 +442,8 @@ def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str, *, 
         return files_texts.file_error(exc)
     if isinstance(exc, UnknownModel):
         return UNKNOWN_MODEL
+    if isinstance(exc, PaymentUnderReview):
+        return payment_under_review(support)  # admins are told
     if isinstance(exc, PaymentStatusUnknown):
         return billing_texts.PAYMENT_STATUS_UNKNOWN  # the link handed out before may have been paid
     if isinstance(exc, PaymentRejected):

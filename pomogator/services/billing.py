@@ -45,6 +45,7 @@ from pomogator.errors import (
     PaymentProviderUnavailable,
     PaymentRejected,
     PaymentStatusUnknown,
+    PaymentUnderReview,
 )
 from pomogator.logs import alerts
 from pomogator.services.billing_notices import BillingNotices, Notifier
@@ -150,6 +151,7 @@ class BillingService:
         Raises EmailRequired (receipts are on and no email is stored), InvalidEmail (YooKassa refused the stored
         one for the receipt), PaymentAlreadyMade (the payment it would offer again was paid meanwhile),
         PaymentStatusUnknown (YooKassa could not say whether the link handed out before was paid),
+        PaymentUnderReview (the person's payment for the plan was not verified and waits for the admins),
         PaymentProviderUnavailable (no link was handed out, so nothing was charged; pressing again retries with the
         same idempotence key), PaymentRejected, UserNotFound.
         """
@@ -190,6 +192,9 @@ class BillingService:
         Looking and creating happen under the person's lock, so two presses at once get one payment: the second
         finds the first's row and asks YooKassa with the same key. The row and its key exist before YooKassa is
         asked, so a lost answer can be retried safely.
+
+        Raises PaymentUnderReview when the newest is a paid payment that was not verified and has not been refunded:
+        the person's money is with us already, and the admins decide (a refund lifts it, and so do two days).
         """
         engine = Payment._meta.db
         async with write_transaction(engine):
@@ -204,6 +209,8 @@ class BillingService:
                 .order_by(Payment.created_at, ascending=False)
                 .first()
             )
+            if recent is not None and recent["status"] == UNVERIFIED and stored_money(recent["refunded_amount"]) == 0:
+                raise PaymentUnderReview(recent["yookassa_id"])
             if recent is not None and recent["id"] != passed and _reusable(recent, plan):
                 return recent, False
             now = utcnow()
@@ -243,7 +250,8 @@ class BillingService:
         try:
             await self.apply(row, remote)
         except PaymentNotVerified:
-            return None  # admins are told; the user gets a fresh payment
+            # Paid, but not as we made it (the admins are told): a fresh link could be paid a second time.
+            raise PaymentUnderReview(remote.id) from None
         if remote.status == SUCCEEDED:
             # Paid, its notification not here yet: premium is on now, and a second link could be paid as well.
             raise PaymentAlreadyMade(remote.id, await self.subscriptions.premium_until(row["telegram_id"]))

@@ -15,9 +15,25 @@ from typing import TYPE_CHECKING, Any, Protocol
 from loguru import logger
 
 from pomogator.billing import texts
-from pomogator.billing.models import CENT, PENDING, SUCCEEDED, ReceiptSpec, RemotePayment, RemoteRefund, money
+from pomogator.billing.models import (
+    CENT,
+    PENDING,
+    SUCCEEDED,
+    UNVERIFIED,
+    ReceiptSpec,
+    RemotePayment,
+    RemoteRefund,
+    money,
+)
 from pomogator.config import Settings
-from pomogator.errors import BillingError, InvalidEmail, PaymentNotFound, PaymentRejected, RefundEmailRequired
+from pomogator.errors import (
+    BillingError,
+    InvalidEmail,
+    PaymentNotFound,
+    PaymentNotVerified,
+    PaymentRejected,
+    RefundEmailRequired,
+)
 from pomogator.services.billing_notices import BillingNotices
 from pomogator.services.payments import (
     Plan,
@@ -120,7 +136,8 @@ class RefundService:
 
     async def sync(self, refund_id: str, *, claimed_status: str | None = None) -> RefundOutcome:
         """Fetch the refund and its payment from YooKassa and record the refunded total, shortening premium by
-        the refunded share. Raises PaymentNotFound, PaymentNotVerified, PaymentProviderUnavailable."""
+        the refunded share. Raises PaymentNotFound, PaymentNotVerified (the notification's claim is not what the API
+        says), PaymentProviderUnavailable."""
         refund = await self.kassa.get_refund(refund_id)
         row = await payment_row(refund.payment_id)
         if claimed_status is not None and refund.status != claimed_status:
@@ -129,7 +146,7 @@ class RefundService:
                 f"refund {refund.id}: the notification says {claimed_status}, the API says {refund.status}",
             )
         remote = await self.kassa.get_payment(refund.payment_id)
-        applied = await self.apply(row, remote) if remote.status == SUCCEEDED else None
+        applied = await self._apply(row, remote)
         outcome = await self._record(row, remote, refund)
         if applied is not None and applied.refunded > 0:
             # The payment's success had not been heard of: the refund was recorded with it just now.
@@ -151,7 +168,7 @@ class RefundService:
         remote = await self.kassa.get_payment(payment_id)
         if remote.status != SUCCEEDED:
             raise BillingError(f"Payment {payment_id} is {remote.status}; only succeeded payments can be refunded.")
-        await self.apply(row, remote)
+        await self._apply(row, remote)
         if row["refund_waiting_id"] is not None:
             # One refund followed up at a time (``refund_waiting_id``): the one YooKassa answered as pending settles
             # first, or a second would take its place and it would never be recorded.
@@ -216,6 +233,17 @@ class RefundService:
                 await Payment.update({Payment.refund_waiting_id: refund.id}).where(payment_pk == row["id"])
             return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
         return await self._record(row, await self.kassa.get_payment(payment_id), refund)
+
+    async def _apply(self, row: Mapping[str, Any], remote: RemotePayment) -> Applied | None:
+        """Record a succeeded payment before its refund, unless it does not match our row (``PaymentNotVerified``,
+        the admins are told): then it never gives premium, and its refund, the remedy, is made and recorded as
+        YooKassa has the payment (``_record`` shortens no premium of a payment that is not succeeded)."""
+        if remote.status != SUCCEEDED or row["status"] == UNVERIFIED:
+            return None
+        try:
+            return await self.apply(row, remote)
+        except PaymentNotVerified:
+            return None
 
     async def _receipt(self, row: Mapping[str, Any], email: str | None) -> ReceiptSpec | None:
         """The refund's receipt when receipts are on: a refund of a payment with a receipt needs one of its own.

@@ -18,10 +18,18 @@ from yookassa import Refund as SdkRefund
 from piccolo_migrations.pomogator_0006_open_refund import ID as OPEN_REFUND_ID
 from pomogator.billing import texts
 from pomogator.container import Services, build_services
-from pomogator.errors import BillingError, PaymentAlreadyMade, PaymentStatusUnknown
+from pomogator.errors import (
+    BillingError,
+    PaymentAlreadyMade,
+    PaymentNotVerified,
+    PaymentStatusUnknown,
+    PaymentUnderReview,
+)
 from pomogator.notify import SendResult, TelegramNotifier
+from pomogator.services.billing import PaymentOutcome
 from pomogator.services.billing_notices import BillingNotices
 from pomogator.services.payments import NOTICE_LEASE, waiting_payments
+from pomogator.services.refunds import RefundOutcome
 from pomogator.services.subscriptions import SubscriptionService
 from pomogator.store.engine import open_database, raw, shipped_migration_ids
 from pomogator.store.tables import Payment, Subscription
@@ -361,6 +369,64 @@ async def test_a_pending_refund_that_is_canceled_is_forgotten_and_the_admins_hea
     assert await waiting_payments() == []
     assert close_to(await services.subscriptions.premium_until(USER_ID), utcnow() + timedelta(days=30))
     assert any(asked.refund_id in t and "отменён" in t for t in tg.sent_texts(ADMIN_ID))
+
+
+# --- a payment that does not match our record of it -------------------------------------------------------
+
+
+async def not_matching(services: Services, kassa: FakeYooKassa) -> str:
+    """A payment YooKassa reports paid for someone else than the person it was made for: not verified."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.payments[checkout.payment_id]["metadata"] = {"telegram_id": "1", "plan": "month"}
+    kassa.succeed(checkout.payment_id)
+    return checkout.payment_id
+
+
+async def test_a_plan_pressed_again_after_an_unverified_payment_is_not_paid_a_second_time(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    payment_id = await not_matching(services, kassa)
+    # Found out by this press (its notification has not come), and by the next one.
+    for _ in range(2):
+        with pytest.raises(PaymentUnderReview):
+            await services.billing.start_payment(USER_ID, "month")
+    assert (await payment_row(payment_id))["status"] == "unverified"
+    assert len(kassa.created_requests) == 1
+    # Another plan is another purchase.
+    assert (await services.billing.start_payment(USER_ID, "year")).payment_id != payment_id
+
+    # Refunded: the person may buy again.
+    await services.billing.refunds.refund(payment_id)
+    assert (await services.billing.start_payment(USER_ID, "month")).payment_id != payment_id
+
+
+@pytest.mark.parametrize("where", ["command", "dashboard"])
+async def test_an_unverified_payment_can_be_refunded_and_the_refund_is_recorded_once(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, where: str
+) -> None:
+    payment_id = await not_matching(services, kassa)
+    with pytest.raises(PaymentNotVerified):
+        await services.billing.handle_notification("payment.succeeded", payment_id)
+
+    outcome: PaymentOutcome | RefundOutcome | None
+    if where == "command":
+        outcome = await services.billing.refunds.refund(payment_id)
+        refund_id = outcome.refund_id
+        assert refund_id is not None
+    else:
+        refund_id = await dashboard_refund(kassa, payment_id, "599.00")
+        outcome = await services.billing.handle_notification("refund.succeeded", refund_id)
+    assert isinstance(outcome, RefundOutcome) and outcome.changed and outcome.refunded_total == Decimal(599)
+    again = await services.billing.handle_notification("refund.succeeded", refund_id)
+    assert again is not None and not again.changed
+    with pytest.raises(BillingError, match="already fully refunded"):
+        await services.billing.refunds.refund(payment_id)
+
+    row = await payment_row(payment_id)
+    assert row["status"] == "unverified" and Decimal(str(row["refunded_amount"])) == Decimal(599)
+    assert len(kassa.refunds) == 1 and await Subscription.count() == 0
+    assert [t for t in tg.sent_texts(USER_ID) if "возврат 599 ₽" in t]
+    assert [t for t in tg.sent_texts(ADMIN_ID) if "Возврат 599 ₽" in t and payment_id in t]
 
 
 # --- the migration -----------------------------------------------------------------------------------------
