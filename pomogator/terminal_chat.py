@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
+import os
 import re
 import select
 import signal
 import sys
+import termios
 import threading
 from collections.abc import AsyncIterator, Iterator
 from types import FrameType
+from typing import TextIO
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 
 from pomogator import cli_output
@@ -29,7 +34,7 @@ from pomogator.llm.catalog import Model
 from pomogator.logs.redact import Redactor
 from pomogator.services.chat import Dialog, Reply
 from pomogator.store.outage import outage_of
-from pomogator.terminal_render import AnswerView, answer_console, clean
+from pomogator.terminal_render import CONTROL_CHARACTERS, AnswerView, answer_console, clean
 
 HELP = (
     "Commands: /clear resets the context, /model [ID] shows or switches the model, /help shows this, /exit quits. "
@@ -41,22 +46,30 @@ COMMANDS = ("/exit", "/quit", "/clear", "/model", "/help")
 # What Telegram marks as a command (letters, digits, "_"): "/xyz" is one, "/etc/hosts" is not.
 COMMAND_WORD = re.compile(r"/[A-Za-z0-9_]{1,32}")
 
-# Lines that reach the terminal within this time of each other came in one paste: a terminal may hand a long paste
-# over in parts, and nobody types a line that fast.
+# Lines that reach the chat within this time of each other came in one paste: a terminal without bracketed paste
+# does not mark one, and nobody types a line that fast.
 PASTE_GAP_S = 0.02
+# Bracketed paste: once it is on, the terminal sends a paste between these two sequences.
+BRACKETED_PASTE_ON = "\x1b[?2004h"
+BRACKETED_PASTE_OFF = "\x1b[?2004l"
+PASTE_START = "\x1b[200~"
+PASTE_END = "\x1b[201~"
+CONTINUED = "...> "
+# Longer "escape sequences" are not a key's: the characters so far are dropped.
+ESCAPE_MAX = 32
 
 
-async def _read_message(interactive: bool) -> str | None:
+async def _read_message(interactive: bool, editor: _LineEditor | None) -> str | None:
     """The next message, None at the end of the input: a line, with the lines pasted together with it (at a
     terminal) and the lines that a backslash at the end of a line continues it with."""
     parts: list[str] = []
     prompt = "you> "
-    while chunk := await _read_lines(prompt, interactive):
+    while chunk := await _read_lines(prompt, interactive, editor):
         body = chunk.rstrip("\r\n")
         if not body.endswith("\\"):
             return "".join(parts) + chunk
         parts.append(body[:-1] + "\n")
-        prompt = "...> "
+        prompt = CONTINUED
     if interactive:
         # Ctrl-D: the shell's prompt goes on a line of its own, not after ours.
         sys.stderr.write("\n")
@@ -64,18 +77,19 @@ async def _read_message(interactive: bool) -> str | None:
     return "".join(parts) or None
 
 
-async def _read_lines(prompt: str, interactive: bool) -> str:
+async def _read_lines(prompt: str, interactive: bool, editor: _LineEditor | None) -> str:
     if interactive:
         sys.stderr.write(prompt)
         sys.stderr.flush()
-    return await _readline(interactive)
+    return await _readline(interactive, editor, len(prompt))
 
 
-def _readline(interactive: bool) -> asyncio.Future[str]:
-    """``sys.stdin.readline()`` on a daemon thread, with the lines the terminal has already received after it when
-    ``interactive`` (a paste), "" at the end of the input. Not ``asyncio.to_thread``: on Ctrl-C at the prompt,
-    leaving ``asyncio.run`` waits for the default executor's threads, and this one waits for a line that is not
-    coming, so the chat hung until Enter."""
+def _readline(interactive: bool, editor: _LineEditor | None, column: int) -> asyncio.Future[str]:
+    """The next line on a daemon thread: from ``editor`` (at the terminal's ``column``) when there is one, else
+    ``sys.stdin.readline()`` with the lines the terminal has already received after it when ``interactive`` (a
+    paste); "" at the end of the input. Not ``asyncio.to_thread``: on Ctrl-C at the prompt, leaving
+    ``asyncio.run`` waits for the default executor's threads, and this one waits for a line that is not coming, so
+    the chat hung until Enter."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[str] = loop.create_future()
 
@@ -85,11 +99,14 @@ def _readline(interactive: bool) -> asyncio.Future[str]:
 
     def read() -> None:
         try:
-            lines = [sys.stdin.readline()]
-            while interactive and lines[-1].endswith("\n") and _more_input():
-                lines.append(sys.stdin.readline())
-            line = "".join(lines)
-        except (OSError, ValueError):
+            if editor is not None:
+                line = editor.read_line(column)
+            else:
+                lines = [sys.stdin.readline()]
+                while interactive and lines[-1].endswith("\n") and _more_input(sys.stdin.fileno()):
+                    lines.append(sys.stdin.readline())
+                line = "".join(lines)
+        except (OSError, ValueError, termios.error):
             line = ""
         with contextlib.suppress(RuntimeError):  # the loop is closed: the chat is over
             loop.call_soon_threadsafe(deliver, line)
@@ -98,13 +115,175 @@ def _readline(interactive: bool) -> asyncio.Future[str]:
     return future
 
 
-def _more_input() -> bool:
-    """Whether a whole line more is waiting on the terminal (a terminal hands over complete lines only)."""
+def _more_input(fd: int) -> bool:
+    """Whether more input reaches ``fd`` within ``PASTE_GAP_S`` (in canonical mode, a whole line more)."""
     try:
-        ready, _, _ = select.select([sys.stdin], [], [], PASTE_GAP_S)
+        ready, _, _ = select.select([fd], [], [], PASTE_GAP_S)
     except (OSError, ValueError):
         return False
     return bool(ready)
+
+
+@contextlib.contextmanager
+def _terminal_session() -> Iterator[_LineEditor | None]:
+    """A line editor for a person at a terminal (stdin and stderr on it), None for anyone else. Inside, the terminal
+    marks pastes (bracketed paste); leaving, however the chat ends, turns that off and puts the terminal's modes
+    back."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        yield None
+        return
+    fd = sys.stdin.fileno()
+    try:
+        editor = _LineEditor(fd, sys.stderr)
+    except termios.error:
+        yield None
+        return
+    sys.stderr.write(BRACKETED_PASTE_ON)
+    sys.stderr.flush()
+    try:
+        yield editor
+    finally:
+        # Not over what ended the chat when that was the terminal going away.
+        with contextlib.suppress(OSError, termios.error):
+            editor.close()
+            sys.stderr.write(BRACKETED_PASTE_OFF)
+            sys.stderr.flush()
+
+
+class _LineEditor:
+    """What a person types and pastes at the prompt, with the chat editing the line instead of the terminal.
+
+    The terminal's own editing (canonical mode) hands lines over only whole, so the last line of a paste without a
+    newline stayed behind and went out later as a message of its own; nor can it keep bracketed paste's marks out of
+    the line: they echo as "^[[200~", or, without ECHOCTL, a Backspace after a paste rubbed out a mark instead of
+    what the screen showed. Here a paste goes into the message whole, without its marks, and its last line can be
+    edited until Enter. Backspace, Ctrl-U and Ctrl-W work as the terminal's did; Ctrl-D hands over what was typed,
+    and on an empty line ends the input; Ctrl-C and Ctrl-Z stay the terminal's signals. Other keys' escape sequences
+    (arrows) are dropped instead of going into the message. The terminal's modes are the chat's only while a line
+    is read: during an answer they are as the chat found them.
+    """
+
+    def __init__(self, fd: int, out: TextIO) -> None:
+        self.fd = fd
+        self.out = out
+        self.saved = termios.tcgetattr(fd)
+        editing = termios.tcgetattr(fd)
+        editing[3] &= ~(termios.ICANON | termios.ECHO)
+        editing[6][termios.VMIN] = 1
+        editing[6][termios.VTIME] = 0
+        self.editing = editing
+        keys = self.saved[6]
+        self.erase = {"\b", "\x7f", _key(keys[termios.VERASE])}
+        self.kill = _key(keys[termios.VKILL])
+        self.word_erase = _key(keys[termios.VWERASE])
+        self.end = _key(keys[termios.VEOF])
+        self.encoding = sys.stdin.encoding or "utf-8"
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        """Put the terminal's modes back (a Ctrl-C at the prompt leaves the reading thread in ``read_line``)."""
+        with self._lock:
+            self._closed = True
+            termios.tcsetattr(self.fd, termios.TCSANOW, self.saved)
+
+    def read_line(self, column: int) -> str:
+        """The lines typed or pasted until Enter, each ending in "\\n"; what was typed before a Ctrl-D, without one;
+        "" for a Ctrl-D on an empty line. ``column``: where the prompt left the cursor."""
+        with self._lock:
+            if self._closed:
+                return ""
+            termios.tcsetattr(self.fd, termios.TCSANOW, self.editing)
+        try:
+            return self._read(column)
+        finally:
+            with self._lock:
+                termios.tcsetattr(self.fd, termios.TCSANOW, self.saved)
+
+    def _read(self, column: int) -> str:
+        decoder = codecs.getincrementaldecoder(self.encoding)(errors="replace")
+        done = ""  # whole lines, pasted
+        line = ""  # the line being edited
+        escape = ""  # an escape sequence not complete yet
+        pasting = entered = False
+        while True:
+            data = os.read(self.fd, 4096)
+            if not data:
+                return done + line
+            for char in decoder.decode(data):
+                entered = False
+                if escape or char == "\x1b":
+                    escape += char
+                    if not _escape_complete(escape) and len(escape) < ESCAPE_MAX:
+                        continue
+                    if escape in (PASTE_START, PASTE_END):
+                        pasting = escape == PASTE_START
+                        if not pasting and not line and done:
+                            # The paste ended a line: the message goes on in the next one, sent with Enter.
+                            self._echo(CONTINUED)
+                            column = len(CONTINUED)
+                    escape = ""
+                elif char in "\r\n":
+                    done += line + "\n"
+                    line = ""
+                    column = 0
+                    entered = not pasting
+                    self._echo("\n")
+                elif pasting:
+                    if not CONTROL_CHARACTERS.match(char):
+                        line += char
+                        self._echo(char)
+                elif char == self.end:
+                    if not done and not line:
+                        return ""
+                    return done + line
+                elif char in self.erase:
+                    line = self._rub_out(line, line[:-1], column)
+                elif char == self.kill:
+                    line = self._rub_out(line, "", column)
+                elif char == self.word_erase:
+                    line = self._rub_out(line, re.sub(r"\S*\s*$", "", line, count=1), column)
+                elif not CONTROL_CHARACTERS.match(char):
+                    line += char
+                    self._echo(char)
+            self.out.flush()
+            # Lines that come right after Enter were pasted with it (a terminal without bracketed paste).
+            if entered and not _more_input(self.fd):
+                return done
+
+    def _rub_out(self, line: str, kept: str, column: int) -> str:
+        """Erase ``line`` on the screen back to ``kept``, its start."""
+        width = _columns(line, column) - _columns(kept, column)
+        self._echo("\b" * width + " " * width + "\b" * width)
+        return kept
+
+    def _echo(self, text: str) -> None:
+        self.out.write(text)
+
+
+def _key(value: bytes | int) -> str:
+    """A control key of ``termios``' list as a character ("" when the key is off)."""
+    code = value if isinstance(value, int) else (value[0] if value else 0)
+    return chr(code) if code else ""
+
+
+def _escape_complete(sequence: str) -> bool:
+    """Whether ``sequence`` (ESC and what followed it) is a whole key's or mark's escape sequence: ESC [ ... with
+    its final character, ESC O and a character, or ESC and a character (Alt)."""
+    if len(sequence) < 2:
+        return False
+    if sequence[1] == "[":
+        return len(sequence) > 2 and "@" <= sequence[-1] <= "~"
+    if sequence[1] == "O":
+        return len(sequence) > 2
+    return True
+
+
+def _columns(text: str, column: int) -> int:
+    """The column after ``text`` written from ``column``."""
+    for char in text:
+        column += 8 - column % 8 if char == "\t" else cell_len(char)
+    return column
 
 
 async def _make_dialog(services: Services, model_id: str | None, telegram_id: int | None) -> Dialog:
@@ -301,27 +480,28 @@ async def run_terminal_chat(services: Services, *, model_id: str | None, telegra
     failed = False
     if interactive:
         cli_output.notice(f"Pomogator chat · model {dialog.model.id}. {HELP} {INTERACTIVE_HELP}")
-    try:
-        while (message := await _read_message(interactive)) is not None:
-            text = message.strip()
-            if not text:
-                continue
-            try:
-                if (command := _command(text)) is not None:
-                    if not await _run_command(services, dialog, *command):
-                        break
+    with _terminal_session() as editor:
+        try:
+            while (message := await _read_message(interactive, editor)) is not None:
+                text = message.strip()
+                if not text:
                     continue
-                await _answer(services, dialog, text, console, interactive)
-            except Exception as exc:
-                failure = exc if isinstance(exc, PomogatorError) else outage_of(exc)
-                if failure is None:
-                    raise
-                failed = True
-                told = _failure_message(failure, services.settings.openrouter_base_url)
-                cli_output.error(clean(redactor.text(told)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        # Ctrl-C: end the prompt's line, then let the interruption end the command (exit code 130).
-        sys.stderr.write("\n")
-        raise
+                try:
+                    if (command := _command(text)) is not None:
+                        if not await _run_command(services, dialog, *command):
+                            break
+                        continue
+                    await _answer(services, dialog, text, console, interactive)
+                except Exception as exc:
+                    failure = exc if isinstance(exc, PomogatorError) else outage_of(exc)
+                    if failure is None:
+                        raise
+                    failed = True
+                    told = _failure_message(failure, services.settings.openrouter_base_url)
+                    cli_output.error(clean(redactor.text(told)))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # Ctrl-C: end the prompt's line, then let the interruption end the command (exit code 130).
+            sys.stderr.write("\n")
+            raise
     if failed and not interactive:
         raise typer.Exit(1)

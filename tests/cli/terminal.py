@@ -12,6 +12,7 @@ import signal
 import struct
 import termios
 from pathlib import Path
+from typing import Any
 
 from tests.cli.helpers import POMOGATOR, Result
 
@@ -69,12 +70,18 @@ async def run_in_terminal(
 
 
 class ChatTerminal:
-    """``pomogator chat`` with a pseudo-terminal (``columns`` x ``rows`` when given) as its stdin, stdout, stderr."""
+    """``pomogator chat`` with a pseudo-terminal (``columns`` x ``rows`` when given) as its stdin, stdout, stderr.
 
-    def __init__(self, process: asyncio.subprocess.Process, master: int) -> None:
+    ``modes`` and ``modes_after`` are the terminal's termios modes before the chat started and after it exited.
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process, master: int, device: str, modes: list[Any]) -> None:
         self.process = process
         self.master = master
+        self.device = device
         self.output = b""
+        self.modes = modes
+        self.modes_after: list[Any] = []
 
     @classmethod
     async def start(
@@ -83,12 +90,13 @@ class ChatTerminal:
         master, slave = pty.openpty()
         if columns is not None and rows is not None:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        device, modes = os.ttyname(slave), termios.tcgetattr(slave)
         process = await asyncio.create_subprocess_exec(
             POMOGATOR, "chat", cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave
         )
         os.close(slave)
         os.set_blocking(master, False)
-        return cls(process, master)
+        return cls(process, master, device, modes)
 
     def type(self, text: bytes) -> None:
         os.write(self.master, text)
@@ -119,7 +127,16 @@ class ChatTerminal:
             if self.process.returncode is None:
                 self.process.kill()
                 await self.process.wait()
+            self.modes_after = self._modes()
             # What the chat wrote last, until the terminal reports that nobody holds it any more.
             os.set_blocking(self.master, True)
             self.output += _read_until_closed(self.master)
             os.close(self.master)
+
+    def _modes(self) -> list[Any]:
+        # Opened anew: the terminal reports its end (EIO) once nobody holds it, which a held descriptor would stop.
+        fd = os.open(self.device, os.O_RDWR | os.O_NOCTTY)
+        try:
+            return termios.tcgetattr(fd)
+        finally:
+            os.close(fd)

@@ -28,6 +28,9 @@ async def test_ctrl_c_at_the_prompt_ends_the_chat(tmp_path: Path, fake_llm: Fake
     await terminal.wait_for(b"you> ")
     assert await terminal.interrupt() == 130
     assert b"Traceback" not in terminal.output
+    # The terminal is as it was: bracketed paste off, the modes of the chat's line editing undone.
+    assert terminal.output.endswith(b"\x1b[?2004l")
+    assert terminal.modes_after == terminal.modes
 
 
 async def test_ctrl_c_during_an_answer_stops_it_and_the_chat_goes_on(tmp_path: Path, fake_llm: FakeLLM) -> None:
@@ -60,4 +63,5 @@ async def test_ctrl_d_at_the_prompt_ends_the_chat_on_a_line_of_its_own(tmp_path:
     await terminal.wait_for(b"you> ")
     assert await terminal.end() == 0
     # The shell's prompt that follows starts a line instead of following "you> ".
-    assert terminal.output.endswith(b"you> \r\n")
+    assert terminal.output.endswith(b"you> \r\n\x1b[?2004l")
+    assert terminal.modes_after == terminal.modes
