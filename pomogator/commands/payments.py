@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pomogator import cli_output
-from pomogator.billing.models import STATUSES, SUCCEEDED
+from pomogator.billing.models import PENDING, STATUSES, SUCCEEDED
 from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, confirm, sub_app
 
 if TYPE_CHECKING:
@@ -139,7 +139,7 @@ def refund(
 ) -> None:
     """Refund a succeeded payment (in full or in part) and shorten the user's premium by the refunded share."""
     from pomogator.cli import with_services
-    from pomogator.errors import PaymentProviderUnavailable, PaymentRejected, RefundEmailRequired
+    from pomogator.errors import BillingError, PaymentProviderUnavailable, PaymentRejected, RefundEmailRequired
 
     value = _amount(amount)
     if not yes:
@@ -163,12 +163,18 @@ def refund(
             f"{exc} The refund may have been made: run the same command again once YooKassa answers (a refund "
             "already asked for is not made twice)."
         ) from None
-    if outcome.status != SUCCEEDED:
+    if outcome.status == PENDING:
         cli_output.notice(
-            f"Refund {outcome.refund_id} of {outcome.amount} RUB is {outcome.status}; it is recorded when YooKassa "
-            "reports it succeeded."
+            f"Refund {outcome.refund_id} of {outcome.amount} RUB is pending; it is recorded when YooKassa reports it "
+            "succeeded."
         )
         return
+    if outcome.status != SUCCEEDED:
+        raise BillingError(
+            f"Refund {outcome.refund_id} of {outcome.amount} RUB was {outcome.status} by YooKassa: nothing was "
+            "refunded, and the user's premium is unchanged. See why in YooKassa's dashboard (the shop's balance, "
+            "say), then run the command again."
+        )
     if not outcome.changed:
         cli_output.notice(
             f"Refund {outcome.refund_id} was already recorded (refunded in total: {outcome.refunded_total} RUB)."

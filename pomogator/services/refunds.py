@@ -159,6 +159,9 @@ class RefundService:
         """Refund ``amount`` (default: all that is left) of a succeeded payment and shorten premium accordingly.
         With receipts on, the refund's receipt goes to ``email``, by default the one the person has stored.
 
+        A refund YooKassa does not make at once comes back with its status: ``pending`` is recorded once it
+        succeeds; ``canceled`` refunded nothing (the admins are told).
+
         Raises PaymentNotFound, BillingError (not refundable, bad amount, no email for the receipt), InvalidEmail,
         PaymentProviderUnavailable.
         """
@@ -226,11 +229,14 @@ class RefundService:
         logger.bind(user_id=row["telegram_id"]).info(
             "Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status
         )
+        if refund.status == PENDING:
+            # Recorded when YooKassa's refund.succeeded notification arrives, or by the periodic check, which asks
+            # about it until it is settled (``waiting_payments``).
+            await Payment.update({Payment.refund_waiting_id: refund.id}).where(payment_pk == row["id"])
+        elif refund.status != SUCCEEDED:
+            # Canceled at once (the shop's balance, the bank): it never succeeds, so there is nothing to wait for.
+            await self.notices.tell_admins(texts.admin_refund_not_made(refund.id, payment_id, value))
         if refund.status != SUCCEEDED:
-            if refund.status == PENDING:
-                # Recorded when YooKassa's refund.succeeded notification arrives, or by the periodic check, which
-                # asks about it until it is settled (``waiting_payments``).
-                await Payment.update({Payment.refund_waiting_id: refund.id}).where(payment_pk == row["id"])
             return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
         return await self._record(row, await self.kassa.get_payment(payment_id), refund)
 

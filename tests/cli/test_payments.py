@@ -102,6 +102,32 @@ async def test_refund_in_part_then_in_full(
     assert len([t for t in tg.sent_texts(ADMIN_ID) if "Возврат" in t]) == 2
 
 
+async def test_a_refund_yookassa_does_not_make_at_once_is_reported_as_it_stands(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, tmp_path: Path
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    until = await services.subscriptions.premium_until(USER_ID)
+
+    # Canceled right away (the shop's balance is too low, say): it will never succeed, nothing is waited for.
+    kassa.refund_status = "canceled"
+    canceled = await payments(services, tmp_path, "refund", checkout.payment_id, "--yes")
+    assert canceled.code == 1 and "Traceback" not in canceled.stderr
+    assert "canceled by YooKassa: nothing was refunded" in canceled.stderr
+    assert "recorded when YooKassa reports it succeeded" not in canceled.stderr
+    assert await services.subscriptions.premium_until(USER_ID) == until
+    [refund_id] = kassa.refunds
+    assert any(refund_id in t and "отменён" in t for t in tg.sent_texts(ADMIN_ID))
+    assert not any("возврат" in t.lower() for t in tg.sent_texts(USER_ID))
+
+    # Pending: recorded once it succeeds.
+    kassa.refund_status = "pending"
+    pending = await payments(services, tmp_path, "refund", checkout.payment_id, "--yes")
+    assert pending.code == 0, pending.stderr
+    assert "is pending; it is recorded when YooKassa reports it succeeded" in pending.stderr
+
+
 async def test_a_refund_whose_answer_was_lost_is_safe_to_run_again(
     services: Services, kassa: FakeYooKassa, tmp_path: Path
 ) -> None:
