@@ -13,6 +13,7 @@ from aiogram.methods import SendMessageDraft
 from aiogram.types import InlineKeyboardMarkup
 
 from pomogator.bot import texts
+from pomogator.bot.answer.messages import MessageChain
 from pomogator.bot.answer.output import ChatGone, DraftsUnavailable
 from pomogator.bot.answer.renderer import AnswerRenderer
 from pomogator.bot.keyboards import make_stop_keyboard
@@ -54,7 +55,7 @@ class FakeOutput:
 
     async def edit(self, message_id: int, html: str, markup: InlineKeyboardMarkup | None = None) -> bool:
         self._call("edit")
-        if self.lose_edits:
+        if self.lose_edits or self.messages[message_id].deleted:
             self.messages[message_id].deleted = True
             return False
         self.messages[message_id] = Shown(html, markup)
@@ -228,6 +229,18 @@ async def test_a_message_deleted_by_the_user_is_sent_again() -> None:
     await r.finish("".join(words(10)) + "конец", stopped=False)
     visible = out.visible()
     assert len(visible) == 1 and visible[0].html.endswith("конец")
+
+
+async def test_a_message_deleted_inside_an_answer_comes_again_in_its_place() -> None:
+    out = FakeOutput()
+    chain = MessageChain(out)  # type: ignore[arg-type]
+    for index, chunk in enumerate(["one", "two", "three"]):
+        await chain.put(index, chunk)
+    out.messages[1].deleted = True  # the user deletes the first message while the answer streams
+    await chain.sync(["ONE", "two", "three"])
+    assert [m.html for m in out.visible()] == ["ONE", "two", "three"]
+    await chain.sync(["ONE", "two", "THREE"])  # the chain follows the messages sent again
+    assert [m.html for m in out.visible()] == ["ONE", "two", "THREE"]
 
 
 async def test_a_gone_chat_ends_the_stream_early() -> None:

@@ -35,9 +35,15 @@ class MessageChain:
             if await self.out.edit(current.message_id, html, markup):
                 current.html, current.markup = html, markup
                 return
-            # The user deleted it: the chunk comes again as a new message, so nothing is missing.
+            # The user deleted it: the chunk comes again as a new message, so nothing is missing, and the messages
+            # after it come again after it, so the answer still reads in order.
+            later = self.posted[index + 1 :]
+            for posted in later:
+                await self.out.delete(posted.message_id)
             current.message_id = await self.out.send(html, markup)
             current.html, current.markup = html, markup
+            for posted in later:
+                posted.message_id = await self.out.send(posted.html, posted.markup)
             return
         if index != len(self.posted):
             raise IndexError("chunks are posted in order")
