@@ -1,9 +1,9 @@
 """Showing a model's streamed Markdown answer in a terminal (``pomogator chat``).
 
 Finished Markdown blocks are printed for good as soon as the next block starts; only the open, still growing block
-is redrawn, and at most ``REFRESH_PER_SECOND`` times a second. Redrawing the whole answer for every token was
-quadratic (6000 tokens took 12 s of CPU), and once the answer was taller than the screen rich's Live showed "..."
-until the end.
+is redrawn, at most ``REFRESH_PER_SECOND`` times a second however long a drawing takes, and only as much of it as
+fills the screen. Redrawing the whole answer for every token was quadratic (6000 tokens took 12 s of CPU), and once
+the answer was taller than the screen rich's Live showed "..." until the end.
 """
 
 from __future__ import annotations
@@ -145,6 +145,18 @@ class _Tail:
             yield Segment.line()
 
 
+def _source_tail(text: str, lines: int) -> str:
+    """The end of ``text``, an open block, that is enough to fill ``lines`` lines of the screen: its last ``lines``
+    lines, after the lines that make the block what it is (a code fence's first line, a table's header), so the
+    tail shows as the block does. Rendering all of a long block for every redraw cost seconds."""
+    every = text.splitlines(keepends=True)
+    if len(every) <= lines:
+        return text
+    tokens = PARSER.parse("".join(every[:2]))
+    kept = {"fence": 1, "table_open": 2}.get(tokens[0].type, 0) if tokens else 0
+    return "".join(every[:kept] + every[max(kept, len(every) - lines) :])
+
+
 class AnswerView:
     """A streamed answer on ``console``: ``add`` its pieces inside ``with``; leaving shows all of it.
 
@@ -194,16 +206,20 @@ class AnswerView:
     def show(self) -> None:
         """Print the finished blocks and redraw the open one."""
         self._cancel_timer()
-        self._next_show = self.clock() + self.interval
         if not self._changed:
             return
         self._changed = False
+        start = self.clock()
         cut = finished_part(self._open)
         if cut.end:
             done, self._open = self._open[: cut.end], self._open[cut.end :]
             self.console.print(self._part(done))
             self._after = cut
-        self._live.update(_Tail(self._part(self._open)), refresh=True)
+        self._live.update(_Tail(self._part(_source_tail(self._open, self.console.height))), refresh=True)
+        # From the end of this drawing, and longer when drawing is slow: once it took longer than the interval,
+        # every piece drew again, and a long code block streamed several times slower than the model.
+        end = self.clock()
+        self._next_show = end + max(self.interval, 2 * (end - start))
 
     def close(self) -> None:
         """End the preview and print the open text, however tall."""

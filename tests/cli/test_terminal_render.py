@@ -61,6 +61,11 @@ def output(console: Console) -> str:
     return file.getvalue()
 
 
+def still() -> float:
+    """A clock for drawing every piece at once (``interval=0``): it sees no drawing take any time."""
+    return 0.0
+
+
 def whole(text: str) -> str:
     console = plain_console()
     console.print(ChatMarkdown(text))
@@ -76,7 +81,7 @@ def test_formulas_are_shown_as_written() -> None:
 @pytest.mark.parametrize("size", [1, 2, 5, 16, len(ANSWER)])
 async def test_a_streamed_answer_shows_as_the_whole_answer_rendered_once(size: int) -> None:
     console = plain_console()
-    with AnswerView(console, interval=0) as view:
+    with AnswerView(console, interval=0, clock=still) as view:
         for start in range(0, len(ANSWER), size):
             view.add(ANSWER[start : start + size])
         if size < len(ANSWER):
@@ -88,7 +93,7 @@ async def test_a_streamed_answer_shows_as_the_whole_answer_rendered_once(size: i
 async def test_finished_blocks_are_printed_while_the_answer_grows() -> None:
     """An answer taller than the screen: each paragraph is printed once the next starts, never an "..."."""
     console = terminal_console(height=8)
-    with AnswerView(console, interval=0) as view:
+    with AnswerView(console, interval=0, clock=still) as view:
         for number in range(20):
             view.add(f"Paragraph {number} says something.\n\n")
             if number:
@@ -99,7 +104,7 @@ async def test_finished_blocks_are_printed_while_the_answer_grows() -> None:
 
 async def test_a_block_taller_than_the_screen_shows_where_it_grows() -> None:
     console = terminal_console(height=8)
-    with AnswerView(console, interval=0) as view:
+    with AnswerView(console, interval=0, clock=still) as view:
         view.add("```\n")
         for number in range(30):
             view.add(f"line {number}\n")
@@ -132,6 +137,65 @@ async def test_redraws_are_at_most_at_the_refresh_rate(monkeypatch: pytest.Monke
     assert "word1999 and more." in output(console)
 
 
+async def test_redraws_keep_to_the_refresh_rate_when_drawing_is_slow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once one drawing took longer than the interval, every piece drew the open block again: a long code block
+    streamed several times slower than the model, at 100% CPU."""
+    made = 0
+    now = 100.0
+
+    class SlowMarkdown(ChatMarkdown):
+        def __init__(self, markup: str) -> None:
+            nonlocal made, now
+            made += 1
+            now += 0.3  # drawing takes longer than the interval
+            super().__init__(markup)
+
+    monkeypatch.setattr(terminal_render, "ChatMarkdown", SlowMarkdown)
+    console = terminal_console()
+    with AnswerView(console, interval=0.125, clock=lambda: now) as view:
+        view.add("```python\n")
+        for number in range(200):
+            view.add(f"x{number} = {number}\n")
+        drawn = made
+        now += 1
+        view.add("y = 1\n")
+    assert drawn <= 2  # the first piece, at once: the others wait for the interval, and for longer
+    assert made <= drawn + 3
+    assert "x199 = 199" in output(console)
+
+
+@pytest.mark.parametrize(
+    ("opening", "row", "unrendered"),
+    [
+        ("```python\n", "line_{} = {}\n", "line_298 = 298 line_299"),
+        ("| name | value |\n|---|---|\n", "| line_{} | {} |\n", "| line_299"),
+    ],
+)
+async def test_only_the_end_of_a_long_open_block_is_drawn(
+    monkeypatch: pytest.MonkeyPatch, opening: str, row: str, unrendered: str
+) -> None:
+    """The preview of a block taller than the screen renders the lines that fit, not all of them, and shows them as
+    the block does: a code fence's or a table's lines stay lines."""
+    drawn: list[int] = []
+
+    class CountedMarkdown(ChatMarkdown):
+        def __init__(self, markup: str) -> None:
+            drawn.append(markup.count("\n"))
+            super().__init__(markup)
+
+    monkeypatch.setattr(terminal_render, "ChatMarkdown", CountedMarkdown)
+    console = terminal_console(height=10)
+    with AnswerView(console, interval=0, clock=still) as view:
+        view.add(opening)
+        for number in range(300):
+            view.add(row.format(number, number))
+        assert max(drawn) <= 12
+        assert "line_299" in output(console)
+        assert unrendered not in output(console)
+    assert drawn[-1] >= 300  # the whole block once it ends
+    assert "line_0" in output(console)
+
+
 async def test_a_piece_followed_by_a_pause_is_shown_without_waiting_for_the_next() -> None:
     console = terminal_console()
     with AnswerView(console, interval=0.05) as view:
@@ -147,7 +211,7 @@ async def test_text_that_looks_like_html_is_shown_as_written(text: str) -> None:
     for markdown in (f"Use {text} here.\n", f"{text}\n\nnext\n"):
         assert text in whole(markdown)
         console = plain_console(width=60)
-        with AnswerView(console, interval=0) as view:
+        with AnswerView(console, interval=0, clock=still) as view:
             view.add(markdown)
         assert text in output(console)
 
@@ -159,7 +223,7 @@ def test_control_characters_are_removed_but_newlines_and_tabs() -> None:
 
 async def test_escape_sequences_from_the_model_do_not_reach_the_terminal() -> None:
     console = terminal_console()
-    with AnswerView(console, interval=0) as view:
+    with AnswerView(console, interval=0, clock=still) as view:
         view.add("Look: \x1b[31mRED\x1b[0m and \x1b]0;owned\x07 and `\x1b[2J` and\n\n```\n\x1b[5m\n```\n")
     shown = output(console)
     assert "RED" in shown
