@@ -510,10 +510,12 @@ class BillingService:
         newly_refunded = refunded - recorded
         if newly_refunded > 0:
             log.info("Payment {} refunded {} (total {})", remote.id, money(newly_refunded), money(refunded))
-        await self._tell_of_payment(row["id"], telegram_id, plan, amount, refunded, until)
+        # The admins first: nothing sends their notices again, while the payer's is sent by a later check if this
+        # process stops while telling them, or the database drops as it is marked sent.
         await self.notices.tell_admins(texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz))
         if newly_refunded > 0:
             await self.notices.tell_admins(texts.admin_refund(remote.id, telegram_id, newly_refunded, refunded))
+        await self._tell_of_payment(row["id"], telegram_id, plan, amount, refunded, until)
         return PaymentOutcome(
             remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until, refunded=newly_refunded
         )

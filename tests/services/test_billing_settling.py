@@ -20,12 +20,14 @@ from pomogator.billing import texts
 from pomogator.container import Services, build_services
 from pomogator.errors import (
     BillingError,
+    DatabaseUnavailable,
     PaymentAlreadyMade,
     PaymentNotVerified,
     PaymentStatusUnknown,
     PaymentUnderReview,
 )
 from pomogator.notify import SendResult, TelegramNotifier
+from pomogator.services import billing as billing_module
 from pomogator.services.billing import PaymentOutcome
 from pomogator.services.billing_notices import BillingNotices
 from pomogator.services.payments import NOTICE_LEASE, waiting_payments
@@ -222,6 +224,54 @@ async def test_a_notification_delivered_again_after_a_crash_tells_the_payer(
     assert len(confirmations(tg)) == 1
     await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
     assert len(confirmations(tg)) == 1
+
+
+def payment_notices(tg: FakeTelegram, payment_id: str) -> list[str]:
+    return [t for t in tg.sent_texts(ADMIN_ID) if t.startswith("💰") and payment_id in t]
+
+
+async def test_the_admins_hear_of_a_payment_whose_payers_notice_could_not_be_marked_sent(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database drops just after the payment is recorded, as the payer's delivered notice is marked sent."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+
+    async def database_gone(row_id: int) -> None:
+        raise DatabaseUnavailable("connection lost")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(billing_module, "mark_told", database_gone)
+        with pytest.raises(DatabaseUnavailable):
+            await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert len(confirmations(tg)) == 1
+    assert len(payment_notices(tg, checkout.payment_id)) == 1
+    # YooKassa, answered 503, delivers it again: recorded already, and the admins were told.
+    again = await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert again is not None and not again.changed
+    assert len(payment_notices(tg, checkout.payment_id)) == 1
+
+
+async def test_the_admins_hear_of_a_payment_though_the_process_stops_while_telling_the_payer(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    tell = BillingNotices.tell
+
+    async def stopped_at_the_payer(self: BillingNotices, chat_id: int, text: str) -> bool:
+        if chat_id == USER_ID:
+            raise asyncio.CancelledError
+        return await tell(self, chat_id, text)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(BillingNotices, "tell", stopped_at_the_payer)
+        with pytest.raises(asyncio.CancelledError):
+            await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert len(payment_notices(tg, checkout.payment_id)) == 1
+    await recorded_a_while_ago(checkout.payment_id)
+    await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert len(confirmations(tg)) == 1 and len(payment_notices(tg, checkout.payment_id)) == 1
 
 
 async def test_two_processes_owing_the_payer_the_notice_at_once_send_it_once(
