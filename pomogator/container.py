@@ -122,7 +122,12 @@ async def build_services(settings: Settings, *, migrate: bool | None = None) -> 
                 quota=quota,
                 subscriptions=subscriptions,
                 notifier=notifier,
-                reminders=ReminderService(notifier, settings.tz),
+                reminders=ReminderService(
+                    notifier,
+                    settings.tz,
+                    premium_on_sale=settings.billing_configured,
+                    support=settings.support_contact,
+                ),
             )
             try:
                 yield services

@@ -201,7 +201,11 @@ def refund_done(amount: Decimal, premium_until: datetime | None, tz: ZoneInfo) -
     return f"↩️ Оформлен возврат {rubles(amount)}. Деньги вернутся на карту в течение нескольких дней. {after}"
 
 
-def premium_ending(until: datetime, tz: ZoneInfo) -> str:
+def premium_ending(until: datetime, tz: ZoneInfo, *, premium_on_sale: bool, support: str) -> str:
+    """``premium_on_sale``: payments are configured; without them premium is given by the admins (and /billing only
+    says it is coming), so the person is pointed to ``support``."""
+    if not premium_on_sale:
+        return f"⏳ Премиум закончится {when(until, tz)}. Чтобы продлить его, напишите в поддержку: {support}"
     return (
         f"⏳ Премиум закончится {when(until, tz)}. Продлить заранее можно в /billing — "
         "новый срок добавится к текущему. Это разовый платёж, без автопродления."

@@ -26,9 +26,21 @@ class ReminderSender(Protocol):
 
 
 class ReminderService:
-    def __init__(self, notifier: ReminderSender | None, tz: ZoneInfo, before: timedelta = REMIND_BEFORE) -> None:
+    def __init__(
+        self,
+        notifier: ReminderSender | None,
+        tz: ZoneInfo,
+        *,
+        premium_on_sale: bool,
+        support: str,
+        before: timedelta = REMIND_BEFORE,
+    ) -> None:
+        """``premium_on_sale``: payments are configured, so the reminder offers /billing; otherwise premium is given
+        by the admins and the reminder points to ``support``."""
         self.notifier = notifier
         self.tz = tz
+        self.premium_on_sale = premium_on_sale
+        self.support = support
         self.before = before
 
     async def send_due(self, now: datetime | None = None) -> int:
@@ -71,7 +83,8 @@ class ReminderService:
             if not claimed:
                 continue
             try:
-                result = await self.notifier.send(row["telegram_id"], texts.premium_ending(ends, self.tz))
+                text = texts.premium_ending(ends, self.tz, premium_on_sale=self.premium_on_sale, support=self.support)
+                result = await self.notifier.send(row["telegram_id"], text)
             except BaseException:
                 # Cancelled at shutdown (the notifier itself never raises): a later run sends it.
                 await asyncio.shield(self._release(row["id"], now))

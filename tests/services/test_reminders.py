@@ -95,3 +95,20 @@ async def test_a_renewal_refunded_before_it_began_is_not_a_second_reminder(
     assert await reminders.send_due() == (0 if reminded_first else 1)
     assert await reminders.send_due() == 0
     assert len([t for t in tg.sent_texts(USER_ID) if ENDING in t]) == 1
+
+
+async def test_without_payments_the_reminder_points_to_support_not_to_billing(
+    db_url: str, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    """Premium given with `pomogator user grant-premium` where no shop is configured: /billing only says premium is
+    coming, so the reminder does not send the person there."""
+    settings = billing_settings(db_url, kassa, tg, yookassa_shop_id=None, yookassa_secret_key=None)
+    async with build_services(settings, migrate=True) as services:
+        assert not settings.billing_configured and services.reminders is not None
+        await add_user(services, tg)
+        async with services.database.transaction():
+            await services.subscriptions.grant(USER_ID, 2, plan="manual")
+        assert await services.reminders.send_due() == 1
+    [reminder] = tg.sent_texts(USER_ID)
+    assert ENDING in reminder and "/billing" not in reminder and "платёж" not in reminder
+    assert settings.support_contact in reminder
