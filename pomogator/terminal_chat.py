@@ -343,7 +343,8 @@ async def _answer(services: Services, dialog: Dialog, text: str, console: Consol
 
 @contextlib.contextmanager
 def _ctrl_c_stops(stop: asyncio.Event) -> Iterator[None]:
-    """Inside, the first Ctrl-C sets ``stop``; another one does what Ctrl-C does outside (it ends the chat)."""
+    """Inside, the first Ctrl-C sets ``stop``; another one does what Ctrl-C does outside (it ends the chat). Only at
+    a terminal (stdin)."""
     loop = asyncio.get_running_loop()
     outside = signal.getsignal(signal.SIGINT)
     pressed = False
@@ -360,9 +361,31 @@ def _ctrl_c_stops(stop: asyncio.Event) -> Iterator[None]:
 
     signal.signal(signal.SIGINT, on_ctrl_c)
     try:
-        yield
+        with _control_keys_unechoed():
+            yield
     finally:
         signal.signal(signal.SIGINT, outside)
+
+
+@contextlib.contextmanager
+def _control_keys_unechoed() -> Iterator[None]:
+    """Inside, the terminal echoes no "^C" for a Ctrl-C (ECHOCTL off): rich's preview fills its lines to the
+    width, so the echo pushed it a line down, and a copy of the answer's first line stayed on the screen above the
+    answer."""
+    fd = sys.stdin.fileno()
+    try:
+        modes = termios.tcgetattr(fd)
+    except termios.error:  # not a terminal
+        yield
+        return
+    quiet = termios.tcgetattr(fd)
+    quiet[3] &= ~termios.ECHOCTL
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSANOW, modes)
 
 
 async def _write_plain(pieces: AsyncIterator[str]) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import pty
+import re
 import signal
 import struct
 import termios
@@ -69,6 +70,11 @@ async def run_in_terminal(
     return Result(process.returncode, screen.decode().replace("\r\n", "\n"), err.decode())
 
 
+def _take_terminal() -> None:
+    """In the child, a session leader after ``start_new_session``: its stdin becomes its controlling terminal."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class ChatTerminal:
     """``pomogator chat`` with a pseudo-terminal (``columns`` x ``rows`` when given) as its stdin, stdout, stderr.
 
@@ -85,14 +91,34 @@ class ChatTerminal:
 
     @classmethod
     async def start(
-        cls, cwd: Path, env: dict[str, str], *, columns: int | None = None, rows: int | None = None
+        cls,
+        cwd: Path,
+        env: dict[str, str],
+        *,
+        columns: int | None = None,
+        rows: int | None = None,
+        keep_output_on_ctrl_c: bool = False,
     ) -> ChatTerminal:
+        """The terminal is the chat's controlling terminal: a Ctrl-C typed on it interrupts the chat, as at a real
+        one. ``keep_output_on_ctrl_c`` (NOFLSH): what the chat wrote and the test has not read yet stays."""
         master, slave = pty.openpty()
         if columns is not None and rows is not None:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+        if keep_output_on_ctrl_c:
+            modes = termios.tcgetattr(slave)
+            modes[3] |= termios.NOFLSH
+            termios.tcsetattr(slave, termios.TCSANOW, modes)
         device, modes = os.ttyname(slave), termios.tcgetattr(slave)
         process = await asyncio.create_subprocess_exec(
-            POMOGATOR, "chat", cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave
+            POMOGATOR,
+            "chat",
+            cwd=cwd,
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
         )
         os.close(slave)
         os.set_blocking(master, False)
@@ -140,3 +166,71 @@ class ChatTerminal:
             return termios.tcgetattr(fd)
         finally:
             os.close(fd)
+
+
+# What a terminal does with the chat's output, as far as rich's Live display and the prompt go: CSI sequences (cursor
+# up/down/forward/back, to a column, erase in line), OSC strings, CR, LF, backspace.
+_CONTROL = re.compile(r"\x1b\[([0-9;?]*)([@-~])|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b.|[\x00-\x1f\x7f]")
+
+
+class Screen:
+    """What a terminal ``columns`` wide shows of ``output``, as lines without their trailing blanks. Lines
+    scrolled off the top stay (an unlimited screen), and, as at a real terminal, a character written in the last
+    column leaves the cursor there until the next one goes onto a new line."""
+
+    def __init__(self, output: bytes, columns: int) -> None:
+        self.columns = columns
+        self.rows: list[list[str]] = [[]]
+        self.row = self.column = 0
+        self.wrap = False
+        text = output.decode(errors="replace")
+        start = 0
+        for control in _CONTROL.finditer(text):
+            self._write(text[start : control.start()])
+            self._control(control)
+            start = control.end()
+        self._write(text[start:])
+
+    @property
+    def lines(self) -> list[str]:
+        return ["".join(row).rstrip() for row in self.rows]
+
+    def _write(self, text: str) -> None:
+        for char in text:
+            if self.wrap:
+                self._move(self.row + 1, 0)
+            line = self.rows[self.row]
+            line.extend(" " * (self.column + 1 - len(line)))
+            line[self.column] = char
+            if self.column == self.columns - 1:
+                self.wrap = True
+            else:
+                self.column += 1
+
+    def _move(self, row: int, column: int) -> None:
+        self.row, self.column, self.wrap = max(row, 0), min(max(column, 0), self.columns - 1), False
+        self.rows.extend([] for _ in range(self.row + 1 - len(self.rows)))
+
+    def _control(self, control: re.Match[str]) -> None:
+        sequence, parameters, final = control.group(), control.group(1) or "", control.group(2)
+        count = int(parameters) if parameters.isdigit() else 1
+        if sequence == "\r":
+            self._move(self.row, 0)
+        elif sequence == "\n":
+            self._move(self.row + 1, self.column)
+        elif sequence == "\b":
+            self._move(self.row, self.column - 1)
+        elif final in ("A", "B"):
+            self._move(self.row + (count if final == "B" else -count), self.column)
+        elif final in ("C", "D"):
+            self._move(self.row, self.column + (count if final == "C" else -count))
+        elif final == "G":
+            self._move(self.row, count - 1)
+        elif final == "K":
+            line = self.rows[self.row]
+            if parameters in ("", "0"):
+                del line[self.column :]
+            elif parameters == "2":
+                line.clear()
+            else:
+                line[: self.column + 1] = " " * min(self.column + 1, len(line))

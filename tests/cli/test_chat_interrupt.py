@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 from tests.cli.helpers import clean_env
-from tests.cli.terminal import ChatTerminal
+from tests.cli.terminal import ChatTerminal, Screen
 from tests.conftest import TEST_API_KEY
 from tests.fakes.openai_server import FakeLLM, Reply
 
@@ -56,6 +56,25 @@ async def test_ctrl_c_during_an_answer_stops_it_and_the_chat_goes_on(tmp_path: P
     assert b"Traceback" not in terminal.output
     # The model was paid for what it wrote: the stopped request is in `pomogator usage`.
     assert request_rows(tmp_path) == [(None, "stopped"), (None, "ok")]
+
+
+async def test_an_answer_stopped_with_ctrl_c_shows_once(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    """The terminal's "^C" echo came while the answer's preview filled its line: the preview went a line down, and
+    a copy of its first line stayed above the answer."""
+    fake_llm.enqueue(Reply.slow(60, 6.0))
+    terminal = await ChatTerminal.start(tmp_path, chat_env(fake_llm), columns=80, rows=24, keep_output_on_ctrl_c=True)
+    await terminal.wait_for(b"you> ")
+    terminal.type(b"hello\r")
+    await terminal.wait_for(b"tok12")
+    terminal.type(b"\x03")  # Ctrl-C, typed: the terminal echoes it and interrupts the chat
+    await terminal.wait_for(b"Answer stopped: what it wrote stays in the context.")
+    await terminal.wait_for(b"you> ", count=2)
+    assert await terminal.end() == 0
+    lines = Screen(terminal.output, 80).lines
+    answer = [line for line in lines if line.startswith("tok0 tok1")]
+    assert len(answer) == 1, lines
+    assert lines[lines.index(answer[0]) + 1] == "(Answer stopped: what it wrote stays in the context.)"
+    assert terminal.modes_after == terminal.modes  # the echo of control keys is back
 
 
 async def test_ctrl_d_at_the_prompt_ends_the_chat_on_a_line_of_its_own(tmp_path: Path, fake_llm: FakeLLM) -> None:
