@@ -133,7 +133,7 @@ async def test_models_list_piped_is_full_lines(tmp_path: Path) -> None:
     assert result.code == 0
     lines = result.stdout.splitlines()
     assert lines[0].split("\t")[0] == "id"
-    assert any(line.startswith("meta-llama/llama-3.3-70b-instruct:free\t") for line in lines)
+    assert any(line.startswith("meta-llama/llama-3.3-70b-instruct\t") for line in lines)
     assert any("premium only" in line for line in lines)
 
 

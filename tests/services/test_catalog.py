@@ -52,6 +52,14 @@ def test_builtin_catalog_is_valid() -> None:
     assert len({model.key for model in catalog.models}) == len(catalog.models)
 
 
+def test_builtin_catalog_offers_no_free_variants() -> None:
+    # OpenRouter's ``:free`` variants are limited per account (tens of requests a day for the whole bot), not per
+    # person as the catalog's daily limits promise; and a title is shown as is in the Russian menu.
+    for model in load_catalog().models:
+        assert not model.id.endswith(":free"), model.id
+        assert "free" not in model.title.lower(), model.title
+
+
 def test_models_file_replaces_builtin_catalog(tmp_path: Path) -> None:
     path = write(tmp_path, 'default = "test/alpha"\n' + GOOD_MODEL + SECOND_MODEL)
     catalog = load_catalog(path)
