@@ -112,6 +112,9 @@ def parse_catalog(data: dict[str, Any], source: str) -> Catalog:
         for key in ("free_daily", "premium_daily"):
             if getattr(model, key) < 0:
                 raise CatalogError(f"{where}: {key} must not be negative")
+        # A model nobody may use would still be offered to premium users, who would be refused every request.
+        if model.premium_daily == 0:
+            raise CatalogError(f"{where}: premium_daily must be positive")
         if model.premium_daily < model.free_daily:
             raise CatalogError(f"{where}: premium_daily is lower than free_daily")
         if model.context_length <= 0 or model.max_output_tokens <= 0:

@@ -141,6 +141,11 @@ def test_unknown_model_lists_valid_ids() -> None:
             "'test/alpha': premium_daily is lower",
             id="premium-below-free",
         ),
+        pytest.param(
+            GOOD_MODEL.replace("free_daily = 5", "free_daily = 0").replace("premium_daily = 50", "premium_daily = 0"),
+            "'test/alpha': premium_daily must be positive",
+            id="nobody-may-use",
+        ),
         pytest.param(GOOD_MODEL.replace('id = "test/alpha"', "id = 7"), "model #1: 'id'", id="int-id"),
         pytest.param('default = "x"\n', "no [[models]]", id="no-models"),
         pytest.param("[[models]\nid =", "models.toml", id="not-toml"),
