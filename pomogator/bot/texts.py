@@ -53,6 +53,11 @@ def esc(value: str) -> str:
     return html.escape(value, quote=False)
 
 
+def esc_attr(value: str) -> str:
+    """``value`` for an attribute in double quotes (a link's ``href``): quotes escaped too."""
+    return html.escape(value, quote=True)
+
+
 # --- Bot profile: commands and descriptions ------------------------------------------------------------------
 
 COMMANDS: tuple[tuple[str, str], ...] = (
@@ -92,7 +97,7 @@ def bot_short_description(support: str) -> str:
 def start(first_name: str, model: Model, offer_url: str = "", privacy_url: str = "") -> str:
     name = f", {esc(first_name)}" if first_name.strip() else ""
     links = [
-        f'<a href="{esc(url)}">{title}</a>'
+        f'<a href="{esc_attr(url)}">{title}</a>'
         for url, title in ((offer_url, "Оферта"), (privacy_url, "Политика конфиденциальности"))
         if url
     ]

@@ -19,6 +19,15 @@ def test_start_shows_offer_and_privacy_links_and_escapes_the_name() -> None:
     assert urls == {"https://example.com/offer?a=1&b=2", "https://example.com/privacy"}
 
 
+def test_start_links_keep_quotes_in_their_urls() -> None:
+    model = load_catalog().default
+    offer, privacy = 'https://example.com/o?q="a"&b=<c>', "https://example.com/it's"
+    html = texts.start("Ann", model, offer, privacy)
+    check_message(html, "HTML")
+    _, entities = parse_html(html)
+    assert {e.get("url") for e in entities if e["type"] == "text_link"} == {offer, privacy}
+
+
 def test_start_without_links() -> None:
     model = load_catalog().default
     plain = check_message(texts.start("", model), "HTML")
