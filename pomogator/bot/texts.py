@@ -45,7 +45,7 @@ from pomogator.services.users import Account, Profile
 
 DESCRIPTION_LIMIT = 512
 SHORT_DESCRIPTION_LIMIT = 120
-# How much of a long role the profile shows.
+# How much of a long role the profile and the role prompt show.
 ROLE_PREVIEW_CHARS = 300
 
 
@@ -207,8 +207,13 @@ ROLE_CANCEL = "Отмена"
 ROLE_DELETE = "🗑 Удалить роль"
 
 
+def role_preview(role: str) -> str:
+    """The start of a long role: a message quoting all of one can exceed Telegram's 4,096 characters."""
+    return role if len(role) <= ROLE_PREVIEW_CHARS else role[:ROLE_PREVIEW_CHARS] + "…"
+
+
 def role_prompt(role: str | None, limit: int) -> str:
-    current = f"<blockquote>{esc(role)}</blockquote>" if role else "не задана\n"
+    current = f"<blockquote>{esc(role_preview(role))}</blockquote>" if role else "не задана\n"
     chars = plural(limit, "символа", "символов", "символов")
     return (
         "<b>Роль</b> — это инструкция для модели: кем ей быть и как отвечать. "
@@ -238,11 +243,7 @@ def role_too_long(length: int, limit: int) -> str:
 
 def profile(data: Profile, tz: ZoneInfo, *, premium_on_sale: bool) -> str:
     account = data.account
-    if account.role:
-        role = account.role if len(account.role) <= ROLE_PREVIEW_CHARS else account.role[:ROLE_PREVIEW_CHARS] + "…"
-        role_line = f"<blockquote>{esc(role)}</blockquote>"
-    else:
-        role_line = "не задана (/role)\n"
+    role_line = f"<blockquote>{esc(role_preview(account.role))}</blockquote>" if account.role else "не задана (/role)\n"
     current = data.current
     if account.premium_until is not None:
         premium = f"активен до {when(account.premium_until, tz)}"

@@ -47,3 +47,12 @@ def test_help_shows_the_zone_as_people_read_it() -> None:
     assert "в полночь (MSK)" in moscow
     assert "Europe/Moscow" not in moscow
     assert "в полночь (UTC)" in check_message(texts.help_text("@support", ZoneInfo("UTC")), "HTML")
+
+
+def test_role_prompt_quotes_only_the_start_of_a_long_role() -> None:
+    # A higher POMOGATOR_ROLE_MAX_CHARS allows roles that, quoted whole, would not fit in one message.
+    role = "Ты — пират. " * 400
+    plain = check_message(texts.role_prompt(role, 5000), "HTML")
+    assert role[: texts.ROLE_PREVIEW_CHARS] + "…" in plain
+    assert role.strip() not in plain
+    assert "Ты — пират." in check_message(texts.role_prompt("Ты — пират.", 5000), "HTML")
