@@ -90,7 +90,7 @@ async def test_a_message_too_long_for_the_model_says_so_and_costs_nothing(harnes
     before = h.llm.request_count
     text = (await h.reply_settled(chat, "слово " * 500)).text or ""
     assert text.startswith("📏 Сообщение слишком длинное для модели Короткая")
-    assert "Сократите его или выберите модель с большим контекстом: /model" in text
+    assert "Сократите его или выберите модель, которая читает более длинные тексты: /model" in text
     assert "/delete_context" not in text and text.endswith(texts.NOT_COUNTED)
     assert h.llm.request_count == before
     assert await choose_short_model(h, chat) == 0

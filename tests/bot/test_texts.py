@@ -5,6 +5,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo
 
 from pomogator.bot import texts
+from pomogator.errors import MessageTooLong
 from pomogator.llm.catalog import load_catalog
 from tests.fakes.telegram_html import check_message, parse_html
 
@@ -56,3 +57,15 @@ def test_role_prompt_quotes_only_the_start_of_a_long_role() -> None:
     assert role[: texts.ROLE_PREVIEW_CHARS] + "…" in plain
     assert role.strip() not in plain
     assert "Ты — пират." in check_message(texts.role_prompt("Ты — пират.", 5000), "HTML")
+
+
+def test_the_conversation_is_called_one_name_and_the_context_means_it() -> None:
+    # The menu, /start, /help and /delete_context speak of "контекст беседы" and "история беседы": "контекст" is the
+    # conversation, never the model's window, and the conversation is never a "диалог".
+    catalog = load_catalog()
+    too_long = texts.message_too_long(MessageTooLong(catalog.default.id, 9000, 8000), catalog)
+    assert "контекст" not in too_long
+    for text in (texts.BROKEN_OFF_MARK, texts.UNSAVED_MARK, too_long, texts.CONTEXT_CLEARED):
+        assert "диалог" not in text, text
+    assert "в историю беседы не попал" in texts.BROKEN_OFF_MARK
+    assert "в истории беседы" in texts.UNSAVED_MARK
