@@ -78,14 +78,14 @@ async def _read_message(interactive: bool, editor: _LineEditor | None) -> str | 
 
 
 async def _read_lines(prompt: str, interactive: bool, editor: _LineEditor | None) -> str:
-    if interactive:
+    if interactive and editor is None:
         sys.stderr.write(prompt)
         sys.stderr.flush()
-    return await _readline(interactive, editor, len(prompt))
+    return await _readline(interactive, editor, prompt)
 
 
-def _readline(interactive: bool, editor: _LineEditor | None, column: int) -> asyncio.Future[str]:
-    """The next line on a daemon thread: from ``editor`` (at the terminal's ``column``) when there is one, else
+def _readline(interactive: bool, editor: _LineEditor | None, prompt: str) -> asyncio.Future[str]:
+    """The next line on a daemon thread: from ``editor`` (which shows ``prompt``) when there is one, else
     ``sys.stdin.readline()`` with the lines the terminal has already received after it when ``interactive`` (a
     paste); "" at the end of the input. Not ``asyncio.to_thread``: on Ctrl-C at the prompt, leaving
     ``asyncio.run`` waits for the default executor's threads, and this one waits for a line that is not coming, so
@@ -100,7 +100,7 @@ def _readline(interactive: bool, editor: _LineEditor | None, column: int) -> asy
     def read() -> None:
         try:
             if editor is not None:
-                line = editor.read_line(column)
+                line = editor.read_line(prompt)
             else:
                 lines = [sys.stdin.readline()]
                 while interactive and lines[-1].endswith("\n") and _more_input(sys.stdin.fileno()):
@@ -187,15 +187,18 @@ class _LineEditor:
             self._closed = True
             termios.tcsetattr(self.fd, termios.TCSANOW, self.saved)
 
-    def read_line(self, column: int) -> str:
-        """The lines typed or pasted until Enter, each ending in "\\n"; what was typed before a Ctrl-D, without one;
-        "" for a Ctrl-D on an empty line. ``column``: where the prompt left the cursor."""
+    def read_line(self, prompt: str) -> str:
+        """After ``prompt``, the lines typed or pasted until Enter, each ending in "\\n"; what was typed before a
+        Ctrl-D, without one; "" for a Ctrl-D on an empty line."""
         with self._lock:
             if self._closed:
                 return ""
             termios.tcsetattr(self.fd, termios.TCSANOW, self.editing)
         try:
-            return self._read(column)
+            # Shown once the chat edits the line: what is typed at it no longer reaches the terminal's echo too.
+            self._echo(prompt)
+            self.out.flush()
+            return self._read(len(prompt))
         finally:
             with self._lock:
                 termios.tcsetattr(self.fd, termios.TCSANOW, self.saved)

@@ -98,7 +98,7 @@ def test_the_terminal_is_put_back_when_the_chat_fails(monkeypatch: pytest.Monkey
         monkeypatch.setattr(sys, "stderr", out)
         with pytest.raises(RuntimeError), terminal_chat._terminal_session() as editor:
             assert editor is not None
-            reader = threading.Thread(target=editor.read_line, args=(0,), daemon=True)
+            reader = threading.Thread(target=editor.read_line, args=("you> ",), daemon=True)
             reader.start()
             for _ in range(1000):  # until the editor has taken the terminal over
                 if termios.tcgetattr(device) != modes:
@@ -110,6 +110,6 @@ def test_the_terminal_is_put_back_when_the_chat_fails(monkeypatch: pytest.Monkey
         os.write(controller, b"\n")  # the reader has its line
         reader.join(10)
     assert termios.tcgetattr(device) == modes
-    assert os.read(controller, 1000).startswith(b"\x1b[?2004h\x1b[?2004l")
+    assert os.read(controller, 1000).startswith(b"\x1b[?2004hyou> \x1b[?2004l")
     os.close(device)
     os.close(controller)
