@@ -40,7 +40,9 @@ HELP = (
     "Commands: /clear resets the context, /model [ID] shows or switches the model, /help shows this, /exit quits. "
     "A line ending in \\ goes on in the next one; lines pasted at once are one message."
 )
-INTERACTIVE_HELP = "Ctrl-C stops an answer; at the prompt Ctrl-C or Ctrl-D quits."
+INTERACTIVE_HELP = (
+    "Ctrl-C stops an answer, and at the prompt quits; Ctrl-D sends what was typed, or quits when nothing was."
+)
 
 COMMANDS = ("/exit", "/quit", "/clear", "/model", "/help")
 # What Telegram marks as a command (letters, digits, "_"): "/xyz" is one, "/etc/hosts" is not.
@@ -157,10 +159,10 @@ class _LineEditor:
     newline stayed behind and went out later as a message of its own; nor can it keep bracketed paste's marks out of
     the line: they echo as "^[[200~", or, without ECHOCTL, a Backspace after a paste rubbed out a mark instead of
     what the screen showed. Here a paste goes into the message whole, without its marks, and its last line can be
-    edited until Enter. Backspace, Ctrl-U and Ctrl-W work as the terminal's did; Ctrl-D hands over what was typed,
-    and on an empty line ends the input; Ctrl-C and Ctrl-Z stay the terminal's signals. Other keys' escape sequences
-    (arrows) are dropped instead of going into the message. The terminal's modes are the chat's only while a line
-    is read: during an answer they are as the chat found them.
+    edited until Enter. Backspace, Ctrl-U and Ctrl-W work as the terminal's did; Ctrl-D hands over what was typed
+    on the line (ending it on the screen), and on an empty line ends the input; Ctrl-C and Ctrl-Z stay the
+    terminal's signals. Other keys' escape sequences (arrows) are dropped instead of going into the message. The
+    terminal's modes are the chat's only while a line is read: during an answer they are as the chat found them.
     """
 
     def __init__(self, fd: int, out: TextIO) -> None:
@@ -239,6 +241,10 @@ class _LineEditor:
                 elif char == self.end:
                     if not done and not line:
                         return ""
+                    if _columns(line, column):
+                        # The answer starts on a line of its own, not after what was typed.
+                        self._echo("\n")
+                        self.out.flush()
                     return done + line
                 elif char in self.erase:
                     line = self._rub_out(line, line[:-1], column)

@@ -84,3 +84,23 @@ async def test_ctrl_d_at_the_prompt_ends_the_chat_on_a_line_of_its_own(tmp_path:
     # The shell's prompt that follows starts a line instead of following "you> ".
     assert terminal.output.endswith(b"you> \r\n\x1b[?2004l")
     assert terminal.modes_after == terminal.modes
+
+
+async def test_ctrl_d_after_text_sends_it_and_the_answer_starts_a_line(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    """Ctrl-D sends what was typed, on the prompt's line or before a continuation prompt, and the chat goes on; the
+    answer used to start right after the typed text ("you> abcEcho:")."""
+    terminal = await ChatTerminal.start(tmp_path, chat_env(fake_llm), columns=80, rows=24)
+    await terminal.wait_for(b"you> ")
+    terminal.type(b"abc")
+    await terminal.wait_for(b"abc")
+    terminal.type(b"\x04")
+    await terminal.wait_for(b"you> ", count=2)
+    terminal.type(b"first\\\r")
+    await terminal.wait_for(b"...> ")
+    terminal.type(b"\x04")
+    await terminal.wait_for(b"you> ", count=3)
+    assert await terminal.end() == 0
+    assert [request.messages[-1]["content"] for request in fake_llm.requests] == ["abc", "first"]
+    lines = Screen(terminal.output, 80).lines
+    start = lines.index("you> abc")
+    assert lines[start:] == ["you> abc", "Echo: abc", "you> first\\", "...>", "Echo: first", "you>", ""]
