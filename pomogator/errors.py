@@ -236,6 +236,11 @@ class UnpackedTooLarge(NamedFileTooLarge):
     bytes; the file itself may be small."""
 
 
+class ScanTooLarge(NamedFileTooLarge):
+    """A PDF without a text layer, which goes to the model whole, takes more than ``limit`` bytes: more than one
+    scan may, or more than is left of the request's media budget beside its other scans and images."""
+
+
 class VisionUnsupported(PomogatorError):
     def __init__(self, model_id: str, vision_models: list[str]) -> None:
         self.model_id = model_id

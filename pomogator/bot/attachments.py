@@ -29,6 +29,7 @@ from pomogator.errors import (
     FileError,
     FileTooLarge,
     NamedFileTooLarge,
+    ScanTooLarge,
     ScanTooLong,
     TooManyFiles,
     UnsupportedFile,
@@ -47,13 +48,16 @@ from pomogator.services.conversations import Content
 from pomogator.services.files import (
     MAX_DOWNLOAD_BYTES,
     MAX_IMAGE_BYTES,
+    MAX_REQUEST_MEDIA_BYTES,
+    MAX_SCAN_BYTES,
     ExtractedDocument,
-    check_images_total,
+    check_media_total,
     cut_to_fit,
     declared_kind,
     document_prompt,
     image_part,
     in_image_workers,
+    media_bytes,
     pdf_file_part,
     read_document,
     sniff_signature,
@@ -225,7 +229,8 @@ class AttachmentRequest:
 
     async def read(self, bot: Bot) -> Prepared:
         """Download and read every file. Raises the FileError subclasses of ``pomogator.services.files`` (among
-        them FileTooComplex for a file that hit the reader's limits), DownloadFailed and ScanTooLong. A file of an
+        them FileTooComplex for a file that hit the reader's limits), DownloadFailed, ScanTooLarge and ScanTooLong, and
+        UnsupportedFile for a scan sent to a model that cannot see (``without_unsent_scans``). A file of an
         album that cannot be read (damaged, protected, empty, not what its name says, not downloaded) is left out
         while others can be, or while forwarded texts can be answered: ``unreadable``."""
         documents: list[tuple[ExtractedDocument, bytes]] = []
@@ -248,7 +253,10 @@ class AttachmentRequest:
                 documents.append((fit_tokens(read, self.document_tokens), data))
             else:
                 images.append(read)
-        check_images_total(images)
+        check_media_total(images)
+        documents = self.without_unsent_scans(documents, media_bytes(images), unreadable)
+        if not documents and not images and not self.with_texts:
+            raise unreadable[0]
         if not documents and not images:  # forwarded texts whose files all were left out
             return Prepared(
                 content=with_quote(self.question or "", self.quoted),
@@ -269,6 +277,29 @@ class AttachmentRequest:
             skipped=self.skipped_kinds,
             unreadable=unreadable,
         )
+
+    def without_unsent_scans(
+        self, documents: list[tuple[ExtractedDocument, bytes]], images_bytes: int, unreadable: list[FileError]
+    ) -> list[tuple[ExtractedDocument, bytes]]:
+        """``documents`` without the scans that cannot go to the model, each told in ``unreadable``: every scan for
+        a model that cannot see (its pages are pictures; the provider would read them with a paid recognition, again
+        with every question), a scan over ``MAX_SCAN_BYTES``, and scans that do not fit the request's media budget
+        beside the images and the scans before them."""
+        room = MAX_REQUEST_MEDIA_BYTES - images_bytes
+        sent = []
+        for doc, data in documents:
+            if doc.needs_file_part:
+                refusal: FileError | None = None
+                if not self.model.vision:
+                    refusal = UnsupportedFile(doc.filename, "scan")
+                elif len(data) > min(MAX_SCAN_BYTES, room):
+                    refusal = ScanTooLarge(doc.filename, len(data), min(MAX_SCAN_BYTES, max(room, 0)))
+                if refusal is not None:
+                    unreadable.append(refusal)
+                    continue
+                room -= len(data)
+            sent.append((doc, data))
+        return sent
 
     def check_scans_fit(self, content: list[dict[str, Any]], scans: list[ExtractedDocument]) -> None:
         """A scan goes whole as a file part, estimated by its pages: one bigger than the model's context is

@@ -20,12 +20,13 @@ from pomogator.errors import (
     ImagesTooLarge,
     ImageTooLarge,
     NamedFileTooLarge,
+    ScanTooLarge,
     ScanTooLong,
     TooManyFiles,
     UnpackedTooLarge,
     UnsupportedFile,
 )
-from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, ExtractedDocument
+from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, MAX_SCAN_BYTES, ExtractedDocument
 from pomogator.services.formatting.plural import plural
 
 
@@ -117,6 +118,10 @@ _UNSUPPORTED: dict[str, str] = {
     "other-document": "Этот формат документов я не читаю. Сохраните файл как DOCX, PDF или TXT.",
     "rtf": "Формат RTF я не читаю. Сохраните файл как DOCX, PDF или TXT.",
     "binary": "Похоже, это не текст и не документ, который я умею читать.",
+    "scan": (
+        "Это скан без текстового слоя: его страницы — картинки, а выбранная модель изображений не видит. "
+        "Выберите модель, которая видит картинки: /model."
+    ),
 }
 
 
@@ -127,6 +132,15 @@ def file_too_large(exc: FileTooLarge) -> str:
             f"📦 «{esc(exc.filename)}» в распакованном виде слишком большой: служебные части документа (стили, "
             f"колонтитулы) занимают {size}, а можно не больше {limit}. "
             "Сохраните его как PDF или пришлите нужный текст файлом TXT."
+        )
+    if isinstance(exc, ScanTooLarge):
+        if exc.limit >= MAX_SCAN_BYTES:
+            room = f"можно не больше {limit}"
+        else:
+            room = f"рядом с остальными картинками и сканами осталось место только на {limit}"
+        return (
+            f"📄 «{esc(exc.filename)}» — скан без текстового слоя: модель получает такой файл целиком. "
+            f"Он весит {size}, а {room}. Пришлите нужные страницы как фото или отдельно, либо сожмите PDF."
         )
     if isinstance(exc, ImagesTooLarge):
         return f"🖼 Эти картинки вместе слишком большие ({size}), а за раз можно не больше {limit}. Пришлите их частями."
@@ -175,7 +189,7 @@ def unsupported_file(exc: UnsupportedFile, *, accepted: bool = True) -> str:
     reason = _UNSUPPORTED.get(exc.kind or "", "Такие файлы я не читаю.")
     # Videos and audio in an album often come without a file name.
     what = f"Не могу прочитать «{esc(exc.filename)}». " if exc.filename else ""
-    return f"{what}{reason}\n\n{ACCEPTED}" if accepted else f"{what}{reason}"
+    return f"{what}{reason}\n\n{ACCEPTED}" if accepted and exc.kind != "scan" else f"{what}{reason}"
 
 
 def unreadable_parts(errors: Iterable[FileError]) -> str:

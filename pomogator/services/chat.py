@@ -25,7 +25,7 @@ from pomogator.services.conversations import (
     latest_turns_sql,
     turns_of,
 )
-from pomogator.services.files.images import check_images_total
+from pomogator.services.files.images import MAX_REQUEST_MEDIA_BYTES, check_media_total, media_bytes
 from pomogator.services.files.prompt import safe_filename
 from pomogator.services.formatting import shows_nothing
 from pomogator.services.opening import MessageOpener
@@ -40,7 +40,8 @@ IMAGE_PLACEHOLDER = "[an image the current model cannot see]"
 
 MEDIA_TURNS_KEPT = 4
 """How many of the latest turns with images or files (scanned PDFs), the new message included, go to the model with
-them. Older ones go with placeholders (and are stored so): a long chat does not upload every picture ever sent."""
+them, while their bytes fit ``MAX_REQUEST_MEDIA_BYTES`` together. Older ones go with placeholders (and are stored
+so): a long chat does not upload every picture ever sent."""
 OLD_IMAGE_PLACEHOLDER = "[an image sent earlier; it is no longer attached]"
 OLD_FILE_PLACEHOLDER = "[the file {name} sent earlier; it is no longer attached]"
 
@@ -168,10 +169,13 @@ def has_images(content: Content) -> bool:
 
 
 def without_images(content: Content) -> Content:
-    if isinstance(content, str) or not has_images(content):
+    """``content`` for a model without vision: images get a placeholder, and so do files (scanned PDFs, sent when
+    a model that sees was chosen), which would be read by the provider's paid recognition with every question."""
+    if isinstance(content, str) or not has_media(content):
         return content
     return [
-        {"type": "text", "text": IMAGE_PLACEHOLDER} if part.get("type") == "image_url" else part for part in content
+        {"type": "text", "text": IMAGE_PLACEHOLDER} if part.get("type") == "image_url" else _media_placeholder(part)
+        for part in content
     ]
 
 
@@ -196,18 +200,36 @@ def _media_placeholder(part: dict[str, Any]) -> dict[str, Any]:
     return part
 
 
-def with_recent_media(history: list[Turn], content: Content, keep: int = MEDIA_TURNS_KEPT) -> list[Turn]:
-    """``history`` in which only the latest ``keep`` turns with images or files keep them, the new message
-    (``content``) counted first; older ones get placeholders and the token estimate of what is left. Turns that
-    do not change are the same objects."""
-    left = keep - (1 if has_media(content) else 0)
+def may_hold_media(turn: Turn) -> bool:
+    """Whether ``turn`` may carry images or files, known without decoding a stored turn: the key of a media part
+    (``"image_url"``, ``"file"``) appears in stored JSON only as a key, since quotes inside strings are escaped.
+    A turn whose media were replaced by placeholders is not decoded again for every request."""
+    content = turn.content
+    if isinstance(content, bytes):
+        return content[:1] != b'"' and (b'"image_url"' in content or b'"file"' in content)
+    return has_media(content)
+
+
+def with_recent_media(
+    history: list[Turn], content: Content, keep: int = MEDIA_TURNS_KEPT, budget: int = MAX_REQUEST_MEDIA_BYTES
+) -> list[Turn]:
+    """``history`` in which only the latest ``keep`` turns with images or files keep them, newest first, while
+    their bytes fit ``budget`` beside the new message's (``content``, counted first); older ones get placeholders
+    and the token estimate of what is left. Turns that do not change are the same objects."""
+    new_media = has_media(content)
+    left = keep - (1 if new_media else 0)
+    room = budget - (media_bytes(content) if new_media and isinstance(content, list) else 0)
     kept: list[Turn] = []
     for turn in reversed(history):
-        decoded = None if turn.is_text else turn.decoded()
-        if decoded is not None and has_media(decoded):
-            if left > 0:
+        decoded = turn.decoded() if may_hold_media(turn) else None
+        if decoded is not None and isinstance(decoded, list) and has_media(decoded):
+            size = media_bytes(decoded)
+            if left > 0 and size <= room:
                 left -= 1
+                room -= size
             else:
+                # Once one does not fit, older ones are not sent either: the model sees the latest media, in order.
+                left = 0
                 stripped = without_media(decoded)
                 turn = replace(turn, content=stripped, tokens=estimate_content(stripped))
         kept.append(turn)
@@ -234,7 +256,7 @@ def build_messages(dialog: Dialog, history: list[Turn], content: Content) -> lis
         if used + turn.tokens > budget:
             break
         used += turn.tokens
-        sent = turn.for_request() if model.vision or turn.is_text else without_images(turn.decoded())
+        sent = turn.for_request() if model.vision or not may_hold_media(turn) else without_images(turn.decoded())
         kept.append({"role": turn.role, "content": sent})
     kept.reverse()
     # A context that starts with the model's own answer confuses some providers.
@@ -288,7 +310,7 @@ class ChatService:
         if has_images(content) and not model.vision:
             raise VisionUnsupported(model.id, [m.id for m in self.catalog.vision_models()])
         if isinstance(content, list):
-            check_images_total(content)
+            check_media_total(content)
         started = utcnow()
         history: list[Turn] | None = None
         if dialog.charge_quota and dialog.telegram_id is not None:

@@ -15,12 +15,13 @@ from aiogram import Bot
 from aiogram.types import Message
 from docx import Document
 
-from pomogator.bot import files_texts, texts
+from pomogator.bot import attachments, files_texts, texts
 from pomogator.bot.attachments import (
     MAX_DOCUMENTS_CHARS,
     MIN_DOCUMENT_CHARS,
     Attachment,
     AttachmentRequest,
+    Prepared,
     attachment_of,
     download,
     fit_tokens,
@@ -33,6 +34,7 @@ from pomogator.errors import (
     FileTooComplex,
     FileTooLarge,
     NamedFileTooLarge,
+    ScanTooLarge,
     ScanTooLong,
     UnpackedTooLarge,
     UnsupportedFile,
@@ -40,7 +42,14 @@ from pomogator.errors import (
 )
 from pomogator.llm.catalog import load_catalog
 from pomogator.llm.tokens import CHARS_PER_TOKEN, estimate_text
-from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, ExtractedDocument
+from pomogator.services.files import (
+    MAX_DOWNLOAD_BYTES,
+    MAX_IMAGE_BYTES,
+    MAX_REQUEST_MEDIA_BYTES,
+    MAX_SCAN_BYTES,
+    ExtractedDocument,
+    media_bytes,
+)
 from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
 from tests.fakes.openai_server import RecordedRequest
@@ -79,7 +88,7 @@ id = "test/small"
 title = "Маленькая модель"
 free_daily = 50
 premium_daily = 100
-vision = false
+vision = true
 context_length = 6000
 max_output_tokens = 500
 """
@@ -616,6 +625,67 @@ async def test_a_download_that_times_out_is_download_failed() -> None:
     with pytest.raises(DownloadFailed) as caught:
         await download(cast(Bot, TimingOutBot()), attachment)
     assert caught.value.filename == "report.pdf"
+
+
+class FilesBot:
+    """Serves each file by its id, as Telegram would."""
+
+    def __init__(self, files: dict[str, bytes]) -> None:
+        self.files = files
+
+    async def download(self, file_id: str, timeout: int) -> io.BytesIO:  # noqa: ASYNC109 - aiogram's signature
+        return io.BytesIO(self.files[file_id])
+
+
+def pdf_message(file_id: str, size: int, **fields: Any) -> Message:
+    document = {"file_id": file_id, "file_unique_id": file_id, "file_name": f"{file_id}.pdf", "file_size": size}
+    return message(document={**document, "mime_type": "application/pdf"}, **fields)
+
+
+async def read_scans(
+    monkeypatch: pytest.MonkeyPatch, sizes: dict[str, int], model_id: str | None = None
+) -> tuple[Prepared, AttachmentRequest]:
+    """An album of scans of ``sizes`` read for ``model_id`` (the default model), the reading left out: a scan of
+    so many megabytes takes seconds to build."""
+
+    async def as_scan(attachment: Attachment, data: bytes, max_chars: int) -> ExtractedDocument:
+        return ExtractedDocument(filename=attachment.name, kind="pdf", text="", pages_total=1, needs_file_part=True)
+
+    monkeypatch.setattr(attachments, "read_attachment", as_scan)
+    catalog = load_catalog(None)
+    model = catalog.get(model_id) if model_id else catalog.default
+    album = [pdf_message(name, size, media_group_id="g") for name, size in sizes.items()]
+    request = AttachmentRequest(album, model, None, catalog)
+    files = {name: b"%PDF-1.4 " + b"%" * size for name, size in sizes.items()}
+    return await request.read(cast(Bot, FilesBot(files))), request
+
+
+def file_names(content: Any) -> list[str]:
+    return [part["file"]["filename"] for part in content if part["type"] == "file"]
+
+
+async def test_scans_of_one_request_share_one_byte_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    third = MAX_REQUEST_MEDIA_BYTES // 3
+    prepared, _ = await read_scans(monkeypatch, {"a": third, "b": third, "c": third, "d": 1000})
+    assert file_names(prepared.content) == ["a.pdf", "b.pdf", "d.pdf"]
+    assert [(type(exc), exc.filename) for exc in prepared.unreadable] == [(ScanTooLarge, "c.pdf")]  # type: ignore[attr-defined]
+    assert media_bytes(cast(list[dict[str, Any]], prepared.content)) <= MAX_REQUEST_MEDIA_BYTES
+    notice = files_texts.unreadable_parts(prepared.unreadable)
+    assert notice.startswith("📄 «c.pdf» — скан без текстового слоя") and "осталось место только на" in notice
+    # One scan over its own cap is refused whatever the budget.
+    with pytest.raises(ScanTooLarge) as caught:
+        await read_scans(monkeypatch, {"huge": MAX_SCAN_BYTES + (1 << 20)})
+    assert caught.value.limit == MAX_SCAN_BYTES
+    assert "Он весит 16 МБ, а можно не больше 15 МБ" in files_texts.file_error(caught.value)
+
+
+async def test_a_scan_is_refused_for_a_model_that_cannot_see(monkeypatch: pytest.MonkeyPatch) -> None:
+    blind = next(m for m in load_catalog(None).models if not m.vision)
+    with pytest.raises(UnsupportedFile) as caught:
+        await read_scans(monkeypatch, {"scan": 1000}, blind.id)
+    assert caught.value.kind == "scan"
+    text = files_texts.file_error(caught.value)
+    assert "скан без текстового слоя" in text and "/model" in text and files_texts.ACCEPTED not in text
 
 
 # --- the checks made before anything is downloaded ----------------------------------------------------------------

@@ -50,7 +50,7 @@ from pomogator.services.chat import (
     with_recent_media,
 )
 from pomogator.services.conversations import Content, StoredConversation, Turn, encode_content
-from pomogator.services.files.images import MAX_REQUEST_IMAGE_BYTES
+from pomogator.services.files.images import MAX_REQUEST_MEDIA_BYTES
 from pomogator.services.opening import MessageOpener
 from pomogator.services.quota import Reservation
 from pomogator.services.users import TOUCH_LAZILY_SQL, TOUCH_SQL, Person, touch_values
@@ -1255,6 +1255,65 @@ def test_only_the_latest_turns_with_media_keep_them() -> None:
     assert with_recent_media(history, "hi", keep=5) == history
 
 
+def scan_of(size: int, name: str = "scan.pdf") -> list[dict[str, Any]]:
+    encoded = base64.b64encode(b"%" * size).decode()
+    return [
+        {"type": "text", "text": f'<file name="{name}" attached="true" />'},
+        {"type": "file", "file": {"filename": name, "file_data": f"data:application/pdf;base64,{encoded}"}},
+    ]
+
+
+def test_media_kept_from_the_conversation_fit_one_byte_budget_newest_first() -> None:
+    half = MAX_REQUEST_MEDIA_BYTES // 2
+    history = [
+        Turn("user", scan_of(1000, "old.pdf"), 10),
+        Turn("assistant", "read", 1),
+        Turn("user", scan_of(half, "big.pdf"), 10),
+        Turn("assistant", "read", 1),
+        Turn("user", scan_of(half - 100, "last.pdf"), 10),
+        Turn("assistant", "read", 1),
+    ]
+    # Only two turns with media, far fewer than MEDIA_TURNS_KEPT, yet both big ones do not fit beside the new scan.
+    recent = with_recent_media(history, scan_of(200, "new.pdf"))
+    assert recent[4] is history[4]
+    # The one that does not fit is left out, and so is every older one, small as it is.
+    assert recent[2].content == [
+        scan_of(1, "big.pdf")[0],
+        {"type": "text", "text": OLD_FILE_PLACEHOLDER.format(name="big.pdf")},
+    ]
+    assert recent[0].content == [
+        scan_of(1, "old.pdf")[0],
+        {"type": "text", "text": OLD_FILE_PLACEHOLDER.format(name="old.pdf")},
+    ]
+    # Without a new scan both fit.
+    assert with_recent_media(history, "and now?")[2:] == history[2:]
+
+
+def test_turns_whose_media_were_dropped_are_not_decoded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[Turn] = []
+    original = Turn.decoded
+
+    def counting(turn: Turn) -> Content:
+        decoded.append(turn)
+        return original(turn)
+
+    monkeypatch.setattr(Turn, "decoded", counting)
+    documents = [{"type": "text", "text": '<file name="a.txt">"file" "image_url"</file>'}]
+    history = [
+        Turn("user", encode_content(SCAN_FORGOTTEN).encode(), 10, None, 1),
+        Turn("user", encode_content(documents).encode(), 10, None, 2),
+        Turn("user", encode_content(SCAN).encode(), 10, None, 3),
+    ]
+    assert with_recent_media(history, "and now?") == history
+    assert decoded == [history[2]]
+
+
+async def test_a_model_without_vision_does_not_get_scans_sent_earlier(services: Services) -> None:
+    history = [Turn("user", encode_content(SCAN).encode(), 1004, None, 1), Turn("assistant", "read", 1)]
+    blind = build_messages(await dialog_for(services, model_id="test/plain"), history, "next")
+    assert blind[0]["content"] == SCAN_FORGOTTEN
+
+
 async def test_stored_turns_go_into_the_request_as_they_were_stored(services: Services) -> None:
     text = '"quoted" \\ Привет 👋'
     parts: list[dict[str, Any]] = [
@@ -1339,7 +1398,7 @@ async def test_old_images_in_a_stored_context_are_left_out_of_a_sender_reply(
 
 async def test_images_of_one_request_over_the_cap_are_refused(services: Services, fake_llm: FakeLLM) -> None:
     dialog = await dialog_for(services, model_id="test/eyes")
-    encoded = base64.b64encode(b"x" * (MAX_REQUEST_IMAGE_BYTES // 3 + 1)).decode()
+    encoded = base64.b64encode(b"x" * (MAX_REQUEST_MEDIA_BYTES // 3 + 1)).decode()
     image = {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{encoded}"}}
     with pytest.raises(ImagesTooLarge) as caught:
         await ask(services, dialog, [{"type": "text", "text": "album"}, image, image, image])

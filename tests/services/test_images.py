@@ -21,12 +21,12 @@ from PIL import Image, ImageDraw
 from pomogator.errors import FileTooLarge, ImagesTooLarge, ImageTooLarge
 from pomogator.services.files import images
 from pomogator.services.files.images import (
-    MAX_REQUEST_IMAGE_BYTES,
+    MAX_REQUEST_MEDIA_BYTES,
     MAX_SIDE,
     SHRINK_OVER_BYTES,
-    check_images_total,
-    image_data_bytes,
+    check_media_total,
     image_part,
+    media_bytes,
 )
 
 
@@ -270,18 +270,30 @@ def image_of(size: int) -> dict[str, Any]:
 def test_image_bytes_are_counted_decoded() -> None:
     parts = [{"type": "text", "text": "x" * 1000}, image_of(1000), image_of(1001), image_of(1002)]
     parts.append({"type": "image_url", "image_url": {"url": "https://example.org/cat.jpg"}})
-    assert image_data_bytes(parts) == 3003
+    assert media_bytes(parts) == 3003
 
 
 def test_the_images_of_a_request_have_a_total_cap() -> None:
-    check_images_total([image_of(MAX_REQUEST_IMAGE_BYTES // 2), image_of(MAX_REQUEST_IMAGE_BYTES // 2)])
-    parts = [{"type": "text", "text": "album"}, *(image_of(MAX_REQUEST_IMAGE_BYTES // 4) for _ in range(5))]
+    check_media_total([image_of(MAX_REQUEST_MEDIA_BYTES // 2), image_of(MAX_REQUEST_MEDIA_BYTES // 2)])
+    parts = [{"type": "text", "text": "album"}, *(image_of(MAX_REQUEST_MEDIA_BYTES // 4) for _ in range(5))]
     with pytest.raises(ImagesTooLarge) as caught:
-        check_images_total(parts)
+        check_media_total(parts)
     error = caught.value
     assert isinstance(error, FileTooLarge)  # shown as a file that is too large where no better text exists
-    assert (error.size, error.limit, error.count) == (5 * (MAX_REQUEST_IMAGE_BYTES // 4), MAX_REQUEST_IMAGE_BYTES, 5)
+    assert (error.size, error.limit, error.count) == (5 * (MAX_REQUEST_MEDIA_BYTES // 4), MAX_REQUEST_MEDIA_BYTES, 5)
     assert "5 images" in str(error)
+
+
+def file_of(size: int) -> dict[str, Any]:
+    encoded = base64.b64encode(b"x" * size).decode()
+    return {"type": "file", "file": {"filename": "scan.pdf", "file_data": f"data:application/pdf;base64,{encoded}"}}
+
+
+def test_scans_count_in_the_media_of_a_request() -> None:
+    assert media_bytes([image_of(1000), file_of(2001)]) == 3001
+    with pytest.raises(ImagesTooLarge) as caught:
+        check_media_total([image_of(MAX_REQUEST_MEDIA_BYTES // 2), file_of(MAX_REQUEST_MEDIA_BYTES // 2 + 1)])
+    assert caught.value.count == 2
 
 
 async def test_image_work_waits_on_its_own_threads_and_leaves_the_default_pool_free() -> None:

@@ -16,14 +16,25 @@ from .pdf import pdf_file_part
 from .prompt import DEFAULT_QUESTION, document_content, document_prompt, truncation_note
 
 if TYPE_CHECKING:
-    from .images import MAX_IMAGE_BYTES, check_images_total, image_part, in_image_workers
+    from .images import (
+        MAX_IMAGE_BYTES,
+        MAX_REQUEST_MEDIA_BYTES,
+        MAX_SCAN_BYTES,
+        check_media_total,
+        image_part,
+        in_image_workers,
+        media_bytes,
+    )
     from .isolated import ReadLimits, read_document
 
 # Loaded on first use: the child process that reads a document (``isolated``) starts by importing this package, and
 # needs neither images.py (Pillow, loguru) nor isolated.py (asyncio) — about 40 ms of its start-up.
 _LAZY = {
     "MAX_IMAGE_BYTES": "images",
-    "check_images_total": "images",
+    "MAX_REQUEST_MEDIA_BYTES": "images",
+    "MAX_SCAN_BYTES": "images",
+    "check_media_total": "images",
+    "media_bytes": "images",
     "image_part": "images",
     "in_image_workers": "images",
     "ReadLimits": "isolated",
@@ -42,12 +53,14 @@ __all__ = [
     "DEFAULT_QUESTION",
     "MAX_DOWNLOAD_BYTES",
     "MAX_IMAGE_BYTES",
+    "MAX_REQUEST_MEDIA_BYTES",
+    "MAX_SCAN_BYTES",
     "MAX_UNCOMPRESSED_BYTES",
     "DocumentKind",
     "ExtractedDocument",
     "FileKind",
     "ReadLimits",
-    "check_images_total",
+    "check_media_total",
     "check_size",
     "check_zip_bounds",
     "cut_to_fit",
@@ -58,6 +71,7 @@ __all__ = [
     "extract_document",
     "image_part",
     "in_image_workers",
+    "media_bytes",
     "pdf_file_part",
     "read_document",
     "sniff_image",

@@ -46,8 +46,13 @@ or 1/8 of its size (``MIN_DRAFT_SIDE``), so for a JPEG it is Pillow's own limit 
 DECODE_SLOTS = 2
 """How many images are decoded at the same time in the whole process: each may take ``MAX_DECODED_PIXELS``."""
 
-MAX_REQUEST_IMAGE_BYTES = 20 * 1024 * 1024
-"""The images of one request together, after shrinking: the request body and every stored copy stay bounded."""
+MAX_REQUEST_MEDIA_BYTES = 20 * 1024 * 1024
+"""The images and scanned PDFs (``file`` parts) of one request together, after shrinking, the new message's and those
+kept from the conversation (``pomogator.services.chat.with_recent_media``): the request body and every stored copy
+stay bounded, under what providers take in one request (OpenAI and Anthropic 32 MB of base64, Gemini about 20 MB)."""
+
+MAX_SCAN_BYTES = 15 * 1024 * 1024
+"""One scanned PDF, which goes to the model whole as a ``file`` part: a bigger one is refused."""
 
 _PIL_FORMATS: dict[ImageFormat, str] = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP"}
 _decoding = threading.BoundedSemaphore(DECODE_SLOTS)
@@ -186,25 +191,32 @@ def _save(image: Image.Image, pil_format: str, **options: Any) -> bytes:
     return out.getvalue()
 
 
-def image_data_bytes(parts: Iterable[dict[str, Any]]) -> int:
-    """How many bytes the images of ``parts`` (``image_url`` parts with data URLs) carry, decoded."""
+def _data_url_bytes(url: str) -> int:
+    if not url.startswith("data:"):
+        return 0
+    payload = url.partition(",")[2]
+    return len(payload) * 3 // 4 - payload[-2:].count("=")
+
+
+def media_bytes(parts: Iterable[dict[str, Any]]) -> int:
+    """How many bytes the images (``image_url`` parts with data URLs) and files (``file`` parts: scanned PDFs) of
+    ``parts`` carry, decoded."""
     total = 0
     for part in parts:
-        if part.get("type") != "image_url":
-            continue
-        url = str(part.get("image_url", {}).get("url", ""))
-        if url.startswith("data:"):
-            payload = url.partition(",")[2]
-            total += len(payload) * 3 // 4 - payload[-2:].count("=")
+        kind = part.get("type")
+        if kind == "image_url":
+            total += _data_url_bytes(str(part.get("image_url", {}).get("url", "")))
+        elif kind == "file":
+            total += _data_url_bytes(str(part.get("file", {}).get("file_data", "")))
     return total
 
 
-def check_images_total(parts: Iterable[dict[str, Any]], limit: int = MAX_REQUEST_IMAGE_BYTES) -> None:
-    """Raise ``ImagesTooLarge`` when the images of one request carry more than ``limit`` bytes together."""
-    images = [part for part in parts if part.get("type") == "image_url"]
-    total = image_data_bytes(images)
+def check_media_total(parts: Iterable[dict[str, Any]], limit: int = MAX_REQUEST_MEDIA_BYTES) -> None:
+    """Raise ``ImagesTooLarge`` when the images and files of one message carry more than ``limit`` bytes together."""
+    media = [part for part in parts if part.get("type") in ("image_url", "file")]
+    total = media_bytes(media)
     if total > limit:
-        raise ImagesTooLarge(total, limit, len(images))
+        raise ImagesTooLarge(total, limit, len(media))
 
 
 def _claims_image(mime_type: str | None, filename: str) -> bool:
