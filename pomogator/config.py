@@ -161,7 +161,8 @@ class Settings(BaseModel):
     app_title: str = "Pomogator"
     models_file: Path | None = None
     timezone: str = "Europe/Moscow"
-    support_contact: str = "@pomogator_support"
+    # Shown to users (the bot's description, /help, error messages) as is; empty: those texts name no contact.
+    support_contact: str = ""
     redis_url: str | None = None
     # Every key this deployment keeps in Redis starts with this prefix (several deployments can share a server).
     redis_key_prefix: str = "pomogator"

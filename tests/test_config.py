@@ -63,6 +63,8 @@ def test_without_env_file_defaults_apply(env_file: Path) -> None:
     assert settings.database_url == "sqlite:///pomogator.sqlite3"
     assert settings.web_port == 8080
     assert settings.database_pool_size == 20
+    # No made-up support handle: the texts that name one leave it out.
+    assert settings.support_contact == ""
 
 
 def test_the_database_pool_size_is_read_and_checked(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

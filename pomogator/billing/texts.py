@@ -205,7 +205,8 @@ def premium_ending(until: datetime, tz: ZoneInfo, *, premium_on_sale: bool, supp
     """``premium_on_sale``: payments are configured; without them premium is given by the admins (and /billing only
     says it is coming), so the person is pointed to ``support``."""
     if not premium_on_sale:
-        return f"⏳ Премиум закончится {when(until, tz)}. Чтобы продлить его, напишите в поддержку: {support}"
+        extend = f" Чтобы продлить его, напишите в поддержку: {support}" if support.strip() else ""
+        return f"⏳ Премиум закончится {when(until, tz)}.{extend}"
     return (
         f"⏳ Премиум закончится {when(until, tz)}. Продлить заранее можно в /billing — "
         "новый срок добавится к текущему. Это разовый платёж, без автопродления."

@@ -80,14 +80,14 @@ def bot_description(support: str) -> str:
         "Задавайте вопросы обычными сообщениями: бот помнит контекст беседы, а модель и её роль можно выбрать. "
         "Каждый день доступны бесплатные запросы, с премиумом — больше запросов и самые сильные модели."
     )
-    contact = f"\n\nПоддержка: {support}"
+    contact = f"\n\nПоддержка: {support}" if support.strip() else ""
     return text + contact if len(text) + len(contact) <= DESCRIPTION_LIMIT else text
 
 
 def bot_short_description(support: str) -> str:
     """The bot's profile line (at most 120 characters)."""
     text = "GPT, Gemini, Claude и другие нейросети в одном чате."
-    contact = f" Поддержка: {support}"
+    contact = f" Поддержка: {support}" if support.strip() else ""
     return text + contact if len(text) + len(contact) <= SHORT_DESCRIPTION_LIMIT else text
 
 
@@ -117,6 +117,7 @@ def zone_label(tz: ZoneInfo) -> str:
 
 
 def help_text(support: str, tz: ZoneInfo) -> str:
+    contact = f"\n\nПоддержка: {esc(support)}" if support.strip() else ""
     return (
         "<b>Как пользоваться Помогатором</b>\n\n"
         "Напишите сообщение — его получит выбранная модель вместе с ролью и историей беседы. "
@@ -140,8 +141,8 @@ def help_text(support: str, tz: ZoneInfo) -> str:
         "/stop — остановить ответ, пока он пишется\n"
         "/help — эта справка\n\n"
         f"Лимиты запросов обновляются каждый день в полночь ({esc(zone_label(tz))}). "
-        "Если модель не смогла ответить, запрос не засчитывается.\n\n"
-        f"Поддержка: {esc(support)}"
+        "Если модель не смогла ответить, запрос не засчитывается."
+        f"{contact}"
     )
 
 
@@ -293,10 +294,11 @@ DELETE_ME_EARLIER_MESSAGE = (
 
 
 def billing_soon(support: str) -> str:
+    questions = f" Вопросы: {esc(support)}" if support.strip() else ""
     return (
         "💎 <b>Премиум скоро появится</b>\n\n"
         "С ним будет больше запросов в день и доступ к самым сильным моделям. "
-        f"Пока что пользуйтесь бесплатными лимитами. Вопросы: {esc(support)}"
+        f"Пока что пользуйтесь бесплатными лимитами.{questions}"
     )
 
 
@@ -397,13 +399,16 @@ BILLING_UNAVAILABLE = "Оплата сейчас недоступна. Попр�
 
 
 def payment_under_review(support: str) -> str:
+    questions = f" Если есть вопросы, напишите в поддержку: {esc(support)}" if support.strip() else ""
     return (
         "🔎 Предыдущий платёж по этому тарифу проверяется: данные платёжной системы не сошлись со счётом, и мы уже "
-        f"разбираемся. Платить ещё раз не нужно. Если есть вопросы, напишите в поддержку: {esc(support)}"
+        f"разбираемся. Платить ещё раз не нужно.{questions}"
     )
 
 
 def unexpected(support: str) -> str:
+    if not support.strip():
+        return "Что-то пошло не так. Попробуйте ещё раз чуть позже."
     return (
         "Что-то пошло не так. Попробуйте ещё раз чуть позже; "
         f"если ошибка повторяется, напишите в поддержку: {esc(support)}"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
 from pomogator.bot import texts
 from pomogator.bot.callbacks import ModelAction, ModelCallback
@@ -20,7 +22,14 @@ CATALOG = load_catalog()
 DEFAULT = CATALOG.default
 LOCKED = next(m for m in CATALOG.models if m.premium_only)
 OTHER_FREE = next(m for m in CATALOG.models if not m.premium_only and m.id != DEFAULT.id)
-SUPPORT = "@pomogator_support"
+SUPPORT = "@example_support"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    """The shared bot of this module, with a support contact (by default there is none)."""
+    async with BotHarness.open(tmp_path_factory.mktemp("commands"), env={"POMOGATOR_SUPPORT_CONTACT": SUPPORT}) as h:
+        yield h
 
 
 def answers_of(h: BotHarness, query_id: str) -> int:
@@ -475,6 +484,7 @@ async def test_billing_says_premium_is_coming(harness: BotHarness) -> None:
     h = harness
     reply = await h.reply_settled(h.new_chat(), "/billing")
     assert "скоро" in (reply.text or "")
+    assert SUPPORT in (reply.text or "")
     assert not reply.buttons
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+from pomogator.billing import texts as billing_texts
 from pomogator.bot import texts
-from pomogator.errors import MessageTooLong
+from pomogator.errors import MessageTooLong, PaymentUnderReview
 from pomogator.llm.catalog import load_catalog
 from tests.fakes.telegram_html import check_message, parse_html
 
@@ -69,3 +71,33 @@ def test_the_conversation_is_called_one_name_and_the_context_means_it() -> None:
         assert "диалог" not in text, text
     assert "в историю беседы не попал" in texts.BROKEN_OFF_MARK
     assert "в истории беседы" in texts.UNSAVED_MARK
+
+
+def test_without_a_support_contact_no_text_names_one() -> None:
+    # POMOGATOR_SUPPORT_CONTACT is empty by default: a made-up handle would send users (and their payment problems)
+    # to a stranger's account.
+    tz = ZoneInfo("Europe/Moscow")
+    catalog = load_catalog()
+    shown = [
+        texts.bot_description(""),
+        texts.bot_short_description(""),
+        check_message(texts.help_text("", tz), "HTML"),
+        check_message(texts.billing_soon(""), "HTML"),
+        check_message(texts.unexpected(""), "HTML"),
+        check_message(texts.error(PaymentUnderReview("p"), catalog, tz, "", premium_on_sale=True), "HTML"),
+        billing_texts.premium_ending(datetime(2026, 5, 1, tzinfo=UTC), tz, premium_on_sale=False, support=""),
+    ]
+    for text in shown:
+        assert "Поддержка" not in text and "в поддержку" not in text and "Вопросы" not in text, text
+        assert not text.rstrip().endswith(":"), text
+    with_contact = [
+        texts.bot_description("@help_desk"),
+        texts.bot_short_description("@help_desk"),
+        texts.help_text("@help_desk", tz),
+        texts.billing_soon("@help_desk"),
+        texts.unexpected("@help_desk"),
+        texts.payment_under_review("@help_desk"),
+        billing_texts.premium_ending(datetime(2026, 5, 1, tzinfo=UTC), tz, premium_on_sale=False, support="@help_desk"),
+    ]
+    for text in with_contact:
+        assert "@help_desk" in text, text
