@@ -109,6 +109,8 @@ class Prepared:
     cut: list[ExtractedDocument]
     skipped: list[str | None] = field(default_factory=list)
     unreadable: list[FileError] = field(default_factory=list)
+    without_scans: list[tuple[ExtractedDocument, FileError]] = field(default_factory=list)
+    """PDFs with scanned pages that go as their text alone, and why the file could not go (to tell the user)."""
 
 
 def unreadable_kind(message: Message) -> str:
@@ -254,7 +256,8 @@ class AttachmentRequest:
             else:
                 images.append(read)
         check_media_total(images)
-        documents = self.without_unsent_scans(documents, media_bytes(images), unreadable)
+        without_scans: list[tuple[ExtractedDocument, FileError]] = []
+        documents = self.without_unsent_scans(documents, media_bytes(images), unreadable, without_scans)
         if not documents and not images and not self.with_texts:
             raise unreadable[0]
         if not documents and not images:  # forwarded texts whose files all were left out
@@ -273,18 +276,25 @@ class AttachmentRequest:
             self.check_scans_fit([*parts, *images], [doc for doc, _ in scans])
         return Prepared(
             content=[*parts, *images],
-            cut=[doc for doc, _ in documents if doc.truncated],
+            # A PDF sent whole as a file part goes to the model uncut, whatever of its text was read.
+            cut=[doc for doc, _ in documents if doc.truncated and not doc.needs_file_part],
             skipped=self.skipped_kinds,
             unreadable=unreadable,
+            without_scans=without_scans,
         )
 
     def without_unsent_scans(
-        self, documents: list[tuple[ExtractedDocument, bytes]], images_bytes: int, unreadable: list[FileError]
+        self,
+        documents: list[tuple[ExtractedDocument, bytes]],
+        images_bytes: int,
+        unreadable: list[FileError],
+        without_scans: list[tuple[ExtractedDocument, FileError]],
     ) -> list[tuple[ExtractedDocument, bytes]]:
         """``documents`` without the scans that cannot go to the model, each told in ``unreadable``: every scan for
         a model that cannot see (its pages are pictures; the provider would read them with a paid recognition, again
         with every question), a scan over ``MAX_SCAN_BYTES``, and scans that do not fit the request's media budget
-        beside the images and the scans before them."""
+        beside the images and the scans before them. A PDF with text besides its scanned pages goes as that text,
+        with a note on the pages left out, told in ``without_scans``."""
         room = MAX_REQUEST_MEDIA_BYTES - images_bytes
         sent = []
         for doc, data in documents:
@@ -295,7 +305,12 @@ class AttachmentRequest:
                 elif len(data) > min(MAX_SCAN_BYTES, room):
                     refusal = ScanTooLarge(doc.filename, len(data), min(MAX_SCAN_BYTES, max(room, 0)))
                 if refusal is not None:
-                    unreadable.append(refusal)
+                    if doc.text.strip():
+                        doc = replace(doc, needs_file_part=False)
+                        without_scans.append((doc, refusal))
+                        sent.append((doc, data))
+                    else:
+                        unreadable.append(refusal)
                     continue
                 room -= len(data)
             sent.append((doc, data))

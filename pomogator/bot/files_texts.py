@@ -27,6 +27,7 @@ from pomogator.errors import (
     UnsupportedFile,
 )
 from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, MAX_SCAN_BYTES, ExtractedDocument
+from pomogator.services.files.prompt import page_ranges
 from pomogator.services.formatting.plural import plural
 
 
@@ -228,6 +229,22 @@ def file_error(exc: FileError, *, accepted: bool = True) -> str:
             "Попробуйте пересохранить его и прислать снова."
         )
     return f"Этот файл прочитать не получилось.\n\n{ACCEPTED}" if accepted else "Один файл прочитать не получилось."
+
+
+def scanned_pages_left_out(doc: ExtractedDocument, reason: FileError) -> str:
+    """Told before the answer when a PDF with scanned pages goes as its text alone: the file could not go whole."""
+    if isinstance(reason, FileTooLarge):
+        size, limit = size_and_limit(reason.size, reason.limit)
+        room = f"можно не больше {limit}" if reason.limit >= MAX_SCAN_BYTES else f"место осталось только на {limit}"
+        why = f"целиком файл слишком большой ({size}, а {room})"
+    else:
+        why = "выбранная модель изображений не видит (сменить модель: /model)"
+    numbers = page_ranges(doc.scanned_pages).replace("-", "–")
+    what = f"страница {numbers} — скан" if len(doc.scanned_pages) == 1 else f"страницы {numbers} — сканы"
+    return (
+        f"📄 В «{esc(doc.filename)}» {what} без текстового слоя, и прочитать их не получится: {why}. "
+        "Модель получит только текст остальных страниц."
+    )
 
 
 def document_cut(doc: ExtractedDocument) -> str:

@@ -54,7 +54,16 @@ from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
 from tests.fakes.openai_server import RecordedRequest
 from tests.fakes.telegram_server import SentMessage
-from tests.services.test_files import ENCRYPTED_DOCX, JPEG, blank_pdf, encrypt_pdf, make_pdf, make_png, make_zip
+from tests.services.test_files import (
+    ENCRYPTED_DOCX,
+    JPEG,
+    blank_pdf,
+    encrypt_pdf,
+    make_pdf,
+    make_png,
+    make_zip,
+    scanned_pdf,
+)
 from tests.services.test_files_isolated import HUGE_STREAM, shared_stream_pdf
 
 
@@ -686,6 +695,25 @@ async def test_a_scan_is_refused_for_a_model_that_cannot_see(monkeypatch: pytest
     assert caught.value.kind == "scan"
     text = files_texts.file_error(caught.value)
     assert "скан без текстового слоя" in text and "/model" in text and files_texts.ACCEPTED not in text
+
+
+async def test_a_partly_scanned_pdf_goes_whole_or_as_its_text_with_a_notice() -> None:
+    catalog = load_catalog(None)
+    cover = "Contract No. 17 between Alpha LLC and Beta LLC, with its annexes. " * 3
+    data = scanned_pdf([f"text:{cover}", None, "3", None])
+    bot = cast(Bot, FilesBot({"m": data}))
+    seeing = await AttachmentRequest([pdf_message("m", len(data))], catalog.default, None, catalog).read(bot)
+    assert file_names(seeing.content) == ["m.pdf"] and not seeing.without_scans
+    blind = next(m for m in catalog.models if not m.vision)
+    prepared = await AttachmentRequest([pdf_message("m", len(data))], blind, None, catalog).read(bot)
+    assert file_names(prepared.content) == [] and not prepared.unreadable
+    text = cast(list[dict[str, Any]], prepared.content)[0]["text"]
+    assert "Contract No. 17" in text and "[Pages 2-4 of this file are scanned images" in text
+    [(doc, reason)] = prepared.without_scans
+    assert files_texts.scanned_pages_left_out(doc, reason) == (
+        "📄 В «m.pdf» страницы 2–4 — сканы без текстового слоя, и прочитать их не получится: выбранная модель "
+        "изображений не видит (сменить модель: /model). Модель получит только текст остальных страниц."
+    )
 
 
 # --- the checks made before anything is downloaded ----------------------------------------------------------------

@@ -10,6 +10,7 @@ import struct
 import tarfile
 import zipfile
 import zlib
+from dataclasses import replace
 from typing import Any
 
 import docx
@@ -541,6 +542,52 @@ def test_pdf_without_text_layer_needs_a_file_part() -> None:
     assert [p["type"] for p in content] == ["text", "file"]
     assert "What is on page 2?" in content[0]["text"]
     assert 'name="scan.pdf"' in content[0]["text"]
+
+
+def scanned_pdf(texts: list[str | None], size: tuple[int, int] = (1000, 1300)) -> bytes:
+    """A PDF of pictures of pages; a page whose text is not None gets that text layer over its picture, a page
+    whose entry is "text:..." is a typed page with no picture."""
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("L", size, 230).save(picture, "PDF")
+    image_page = PdfReader(picture).pages[0]
+    writer = PdfWriter()
+    for text in texts:
+        if text is not None and text.startswith("text:"):
+            writer.add_page(PdfReader(io.BytesIO(make_pdf([text[5:]]))).pages[0])
+            continue
+        page = writer.add_page(image_page)
+        if text is not None:
+            page.merge_page(PdfReader(io.BytesIO(make_pdf([text]))).pages[0])
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+STAMP = "Document signed with an electronic signature. Certificate 01A2B3C4. Owner: Ivan Petrov. Valid 2024-2025"
+
+
+def test_scanned_pages_with_a_tiny_text_layer_need_a_file_part() -> None:
+    numbered = extract_document(scanned_pdf(["1", "2", STAMP]), "scan.pdf", "application/pdf", 10_000)
+    assert numbered.needs_file_part and numbered.scanned_pages == (1, 2, 3)
+    content = document_content(numbered, b"%PDF-", "What does it say?")
+    assert [p["type"] for p in content] == ["text", "file"]
+    # Typed pages and scanned ones: the file goes too, and the text is kept for when it cannot.
+    cover = "Contract No. 17 between Alpha LLC and Beta LLC, with its annexes. " * 3
+    mixed = extract_document(scanned_pdf([f"text:{cover}", None, "3", None]), "mixed.pdf", "application/pdf", 10_000)
+    assert mixed.needs_file_part and mixed.scanned_pages == (2, 3, 4)
+    assert "Contract No. 17" in mixed.text
+    as_text = document_prompt(replace(mixed, needs_file_part=False), "Summarise")
+    assert "[Pages 2-4 of this file are scanned images without a text layer" in as_text
+
+
+def test_a_text_page_with_a_small_picture_or_much_text_is_not_a_scan() -> None:
+    logo = extract_document(scanned_pdf(["Invoice 4711"], size=(200, 100)), "logo.pdf", "application/pdf", 10_000)
+    assert not logo.needs_file_part and logo.scanned_pages == ()
+    text_over_picture = " ".join(["Searchable scan with recognised text."] * 10)
+    ocr = extract_document(scanned_pdf([text_over_picture]), "ocr.pdf", "application/pdf", 10_000)
+    assert not ocr.needs_file_part and "Searchable scan" in ocr.text
 
 
 def test_document_content_for_text_has_no_file_part() -> None:

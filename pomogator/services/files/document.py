@@ -19,8 +19,9 @@ class ExtractedDocument:
     ``total_chars`` is the length of the whole text before it was cut; it is ``None`` when the text was not
     read to the end (a long PDF is read only page by page until the limit is reached). ``pages_read`` and
     ``pages_total`` are set for PDFs only. ``needs_file_part`` means the text layer is empty (a scanned PDF)
-    and the original file should be sent to the model as a file part instead. ``stopped_by`` says why a ``truncated``
-    document was not read whole.
+    and the original file should be sent to the model as a file part instead; a PDF with text whose
+    ``scanned_pages`` (numbered from 1) are pictures of pages needs it too, and keeps its ``text`` for when the file
+    cannot be sent. ``stopped_by`` says why a ``truncated`` document was not read whole.
     """
 
     filename: str
@@ -33,6 +34,7 @@ class ExtractedDocument:
     needs_file_part: bool = False
     encoding: str | None = None
     stopped_by: StopReason | None = None
+    scanned_pages: tuple[int, ...] = ()
 
 
 def cut_to_fit(text: str, max_chars: int) -> tuple[str, bool]:

@@ -189,7 +189,8 @@ def decode_outcome(raw: bytes) -> ExtractedDocument:
     """The document the child wrote to stdout, or the refusal it wrote, raised again in this process."""
     outcome = orjson.loads(raw)
     if "document" in outcome:
-        return ExtractedDocument(**outcome["document"])
+        document = outcome["document"]
+        return ExtractedDocument(**{**document, "scanned_pages": tuple(document.get("scanned_pages", ()))})
     error = outcome["error"]
     kind = error["type"]
     if kind == "UnpackedTooLarge":

@@ -43,6 +43,13 @@ PARSING_WORK_LIMIT = 500_000
 """pypdf's budget of tokens per content stream (its default is 2 million, about 10 s of work per page). A page of
 dense text has a few thousand; only huge vector drawings come near it."""
 
+SCANNED_PAGE_MAX_LETTERS = 200
+"""A page with fewer letters than this in its text layer and a page-sized picture is taken for a scan: its text is
+a page number, an e-signature stamp or a scanner's watermark, not what the page says."""
+
+SCANNED_PAGE_MIN_PIXELS = 500_000
+"""The pixels of a picture that can be a scanned page (A4 at 100 dpi has about 970 000); a logo has far fewer."""
+
 PAGE_SEPARATOR = "\n\n"
 UNREADABLE_PAGE = "[this page could not be read]"
 
@@ -83,11 +90,50 @@ def _open(data: bytes, filename: str) -> PdfReader:
     return reader
 
 
+def _has_page_image(page: Any) -> bool:
+    """Whether ``page`` draws a picture big enough to be a scanned page, directly or inside a form it draws."""
+    from pypdf.generic import DictionaryObject
+
+    def images_in(resources: Any, depth: int) -> bool:
+        resources = resources.get_object() if resources is not None else None
+        if not isinstance(resources, DictionaryObject):
+            return False
+        xobjects = resources.get("/XObject")
+        xobjects = xobjects.get_object() if xobjects is not None else None
+        if not isinstance(xobjects, DictionaryObject):
+            return False
+        for value in xobjects.values():
+            xobject = value.get_object()
+            if not isinstance(xobject, DictionaryObject):
+                continue
+            subtype = xobject.get("/Subtype")
+            if subtype == "/Image":
+                width, height = xobject.get("/Width", 0), xobject.get("/Height", 0)
+                if isinstance(width, int) and isinstance(height, int) and width * height >= SCANNED_PAGE_MIN_PIXELS:
+                    return True
+            elif subtype == "/Form" and depth < 2 and images_in(xobject.get("/Resources"), depth + 1):
+                return True
+        return False
+
+    try:
+        return images_in(page.get("/Resources"), 0)
+    except MemoryError:
+        raise
+    except Exception:  # damaged resources: the page is judged by its text alone
+        return False
+
+
+def _is_scanned(page: Any, text: str) -> bool:
+    return sum(char.isalpha() for char in text) < SCANNED_PAGE_MAX_LETTERS and _has_page_image(page)
+
+
 def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: float = TIME_BUDGET_S) -> ExtractedDocument:
     """Read the text of a PDF, stopping at the first page that takes the text over ``max_chars``.
 
     Pages are marked ``--- page N ---`` when the file has more than one. A page that cannot be parsed is
-    marked as unreadable and skipped. A PDF without any text becomes ``needs_file_part=True`` with empty text.
+    marked as unreadable and skipped. A PDF without any text becomes ``needs_file_part=True`` with empty text; one
+    with pages that are pictures of pages (a scan with a page number, a stamp or a watermark in its text layer, or
+    partly scanned) too, with those pages in ``scanned_pages`` and the text read kept.
     Reading also stops after ``MAX_PAGES`` pages, after ``MAX_UNREADABLE_PAGES`` failed ones, and between pages
     once ``time_budget`` seconds have passed: what was read goes on, cut, and ``stopped_by`` says why. Raises
     ``FileTooComplex`` when the time ran out, or pages hit pypdf's limits, before any text was found;
@@ -111,6 +157,7 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
         unreadable = 0
         over_limits = False
         seen_text = False
+        scanned: list[int] = []
         stopped_by: StopReason | None = "pages" if total > MAX_PAGES else None
         for number in range(min(total, MAX_PAGES)):
             if not seen_text and number >= MAX_BLANK_PAGES:
@@ -124,7 +171,10 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
                 stopped_by = "time"
                 break
             try:
-                page_text = reader.pages[number].extract_text() or ""
+                page = reader.pages[number]
+                page_text = page.extract_text() or ""
+                if _is_scanned(page, page_text):
+                    scanned.append(number + 1)
             except MemoryError:
                 raise
             except Exception as exc:  # one broken page should not cost the rest of the document
@@ -166,6 +216,8 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
         pages_read=pages_read,
         pages_total=total,
         stopped_by=(stopped_by or "context") if truncated or not read_all else None,
+        needs_file_part=bool(scanned),
+        scanned_pages=tuple(scanned),
     )
 
 

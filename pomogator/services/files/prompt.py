@@ -44,6 +44,27 @@ def truncation_note(doc: ExtractedDocument) -> str | None:
     return f"[{reason}: {len(doc.text)} characters]"
 
 
+def page_ranges(pages: tuple[int, ...]) -> str:
+    """Page numbers as ranges: (2, 3, 4, 7) is "2-4, 7"."""
+    ranges: list[list[int]] = []
+    for page in pages:
+        if ranges and page == ranges[-1][1] + 1:
+            ranges[-1][1] = page
+        else:
+            ranges.append([page, page])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def scanned_pages_note(doc: ExtractedDocument) -> str | None:
+    """The note telling the model that pages of a PDF sent as text are pictures it does not get."""
+    if not doc.scanned_pages or doc.needs_file_part:
+        return None
+    return (
+        f"[Pages {page_ranges(doc.scanned_pages)} of this file are scanned images without a text layer: "
+        "their content is not available]"
+    )
+
+
 def document_prompt(
     doc: ExtractedDocument,
     question: str | None,
@@ -62,9 +83,7 @@ def document_prompt(
         return f'<file name="{name}" attached="true" />\n\n{ask}'
     body = _CLOSING_TAG.sub(r"<\\/\1", doc.text)
     parts = [f'<file name="{name}">\n{body}\n</file>']
-    note = truncation_note(doc)
-    if note:
-        parts.append(note)
+    parts.extend(note for note in (truncation_note(doc), scanned_pages_note(doc)) if note)
     parts.append(ask)
     return "\n\n".join(parts)
 
