@@ -32,12 +32,12 @@ async def replace_text(bot: Bot, query: CallbackQuery, text: str, markup: Inline
 
 
 async def tell_if_model_reset(bot: Bot, chat_id: int, account: Account, *, premium_on_sale: bool) -> None:
-    """Tell the person their premium-only model was reset to the default, when ``touch`` just did that.
+    """Tell the person their model was reset to the default (and why), when ``touch`` just did that.
     ``premium_on_sale``: premium can be bought (payments are configured), so the notice points to /billing."""
     if not account.model_reset:
         return
     try:
-        await bot.send_message(chat_id, texts.model_reset(account.model, premium_on_sale=premium_on_sale))
+        await bot.send_message(chat_id, texts.model_reset(account, premium_on_sale=premium_on_sale))
     except TelegramAPIError as exc:
         logger.info("Model reset notice not delivered: {}", exc.message)
 

@@ -41,7 +41,7 @@ from pomogator.errors import (
 )
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.services.formatting.plural import plural
-from pomogator.services.users import Account, Profile
+from pomogator.services.users import Account, ModelReset, Profile
 
 DESCRIPTION_LIMIT = 512
 SHORT_DESCRIPTION_LIMIT = 120
@@ -197,9 +197,20 @@ def model_chosen(model: Model) -> str:
 MODEL_MENU_CLOSED = "Меню закрыто"
 
 
-def model_reset(default: Model, *, premium_on_sale: bool) -> str:
+def model_reset(account: Account, *, premium_on_sale: bool) -> str:
+    """Why the person's model was just switched to the default (``account.model``), told once (``UserService.touch``).
+    ``premium_on_sale``: premium can be bought, so the notice points to /billing where premium would help."""
+    default = f"<b>{esc(account.model.title)}</b>"
+    if account.model_reset == ModelReset.GONE:
+        return f"ℹ️ Модели, которую вы выбирали, больше нет в списке, поэтому выбрана {default}. Сменить: /model"
+    if account.model_reset == ModelReset.PREMIUM_ONLY and account.reset_from is not None:
+        buy = " Оформить премиум: /billing" if premium_on_sale else ""
+        return (
+            f"ℹ️ Модель <b>{esc(account.reset_from.title)}</b> теперь доступна только с премиумом, "
+            f"поэтому выбрана {default}.{buy}"
+        )
     again = " Вернуть премиум-модели: /billing" if premium_on_sale else ""
-    return f"ℹ️ Премиум закончился, поэтому модель переключена на <b>{esc(default.title)}</b>.{again}"
+    return f"ℹ️ Премиум закончился, поэтому модель переключена на {default}.{again}"
 
 
 # --- /role -----------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from pomogator.errors import InvalidEmail, PremiumRequired, RoleTooLong, UserNotFound
@@ -79,6 +80,17 @@ class Person:
     language: str | None = None
 
 
+class ModelReset(StrEnum):
+    """Why ``UserService.touch`` cleared the person's stored model (the default model is theirs now)."""
+
+    PREMIUM_ENDED = "premium_ended"
+    """A premium-only model, and the person's premium has ended."""
+    PREMIUM_ONLY = "premium_only"
+    """A model the catalog now gives only with premium, to a person who never had it."""
+    GONE = "gone"
+    """A model no longer in the catalog."""
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """A stored person with their effective model and premium state."""
@@ -91,8 +103,10 @@ class Account:
     email: str | None
     premium_until: datetime | None
     created_at: datetime
-    # True when the stored model was premium-only and premium has ended: it was reset to the default.
-    model_reset: bool = False
+    # Set by ``UserService.touch`` only, when it has just reset the stored model to the default: the person is told.
+    model_reset: ModelReset | None = None
+    # The premium-only model that was reset (None for one gone from the catalog).
+    reset_from: Model | None = None
 
     @property
     def premium(self) -> bool:
@@ -135,7 +149,12 @@ def touch_values(person: Person, now: datetime) -> tuple[Any, ...]:
 
 
 def account_from_row(
-    row: Mapping[str, Any], model: Model, premium_until: datetime | None, *, model_reset: bool = False
+    row: Mapping[str, Any],
+    model: Model,
+    premium_until: datetime | None,
+    *,
+    model_reset: ModelReset | None = None,
+    reset_from: Model | None = None,
 ) -> Account:
     """The account of a user row (``TOUCH_SQL``'s columns) once its effective model and running premium are known."""
     return Account(
@@ -148,6 +167,7 @@ def account_from_row(
         premium_until=premium_until,
         created_at=as_utc(row["created_at"]),
         model_reset=model_reset,
+        reset_from=reset_from,
     )
 
 
@@ -169,15 +189,37 @@ class UserService:
     async def touch(self, person: Person) -> Account:
         """Create the person or refresh their names and last-seen time; return their account. Every update's first
         step: it commits without waiting for the disk, as a chat message's statements do; inside a transaction it
-        leaves the transaction's commit as it is."""
+        leaves the transaction's commit as it is.
+
+        The one path that resets a stored model the person may no longer use (premium-only without premium, or gone
+        from the catalog) to the default: ``Account.model_reset`` then says why, and the caller tells the person.
+        """
         lazily = not self.database.is_sqlite and self.database.engine.current_transaction.get() is None
         rows = await raw(
             User, TOUCH_LAZILY_SQL if lazily else TOUCH_SQL, *touch_values(person, utcnow()), lazy_commit=True
         )
-        return await self._account(rows[0])
+        row = rows[0]
+        premium_until = running_until(row["premium_until"])
+        reason = self._unusable(row["model"], premium_until, had_premium=row["premium_until"] is not None)
+        if reason is None:
+            return account_from_row(row, self._effective(row["model"], premium_until), premium_until)
+        # Only the touch that clears the choice reports it: another one at the same time finds it cleared.
+        cleared = (
+            await User.update({User.model: None})
+            .where((User.telegram_id == row["telegram_id"]) & (User.model == row["model"]))
+            .returning(User.telegram_id)
+        )
+        return account_from_row(
+            row,
+            self.catalog.default,
+            premium_until,
+            model_reset=reason if cleared else None,
+            reset_from=self.catalog.find(row["model"]) if cleared else None,
+        )
 
     async def ensure(self, telegram_id: int) -> Account:
-        """The account, created with no names when it does not exist (admin commands)."""
+        """The account, created with no names when it does not exist (admin commands, receipts). A stored model the
+        person may no longer use is not reset here (see ``touch``)."""
         row = await User.select().where(User.telegram_id == telegram_id).first()
         if row is None:
             return await self.touch(Person(telegram_id))
@@ -192,7 +234,8 @@ class UserService:
         return await self.subscriptions.grant(telegram_id, days, plan="manual"), created
 
     async def get(self, telegram_id: int) -> Account:
-        """Raises UserNotFound."""
+        """The account with its effective model; nothing is written (a stored model the person may no longer use is
+        reset, and the person told, by ``touch``). Raises UserNotFound."""
         row = await User.select().where(User.telegram_id == telegram_id).first()
         if row is None:
             raise UserNotFound(telegram_id)
@@ -207,17 +250,27 @@ class UserService:
         return [await self._account(row) for row in rows]
 
     async def _account(self, row: Mapping[str, Any]) -> Account:
-        """``row`` is a user row; with a ``premium_until`` column (``TOUCH_SQL``) premium is not looked up again."""
-        if "premium_until" in row:
-            premium_until = running_until(row["premium_until"])
-        else:
-            premium_until = await self.subscriptions.premium_until(row["telegram_id"])
-        model = self.catalog.find(row["model"]) or self.catalog.default
-        reset = False
+        """The account of a user row with its effective model, read only: the stored model stays as it is."""
+        premium_until = await self.subscriptions.premium_until(row["telegram_id"])
+        return account_from_row(row, self._effective(row["model"], premium_until), premium_until)
+
+    def _unusable(self, stored: str | None, premium_until: datetime | None, *, had_premium: bool) -> ModelReset | None:
+        """Why the stored model cannot be the person's (None when it can, or when none is stored)."""
+        if stored is None:
+            return None
+        model = self.catalog.find(stored)
+        if model is None:
+            return ModelReset.GONE
         if model.premium_only and premium_until is None:
-            model, reset = self.catalog.default, True
-            await User.update({User.model: None}).where(User.telegram_id == row["telegram_id"])
-        return account_from_row(row, model, premium_until, model_reset=reset)
+            return ModelReset.PREMIUM_ENDED if had_premium else ModelReset.PREMIUM_ONLY
+        return None
+
+    def _effective(self, stored: str | None, premium_until: datetime | None) -> Model:
+        """The model the person's requests go to: the stored one while they may use it, else the default."""
+        model = self.catalog.find(stored)
+        if model is None or (model.premium_only and premium_until is None):
+            return self.catalog.default
+        return model
 
     async def set_model(self, telegram_id: int, model_id: str) -> Model:
         """Raises UnknownModel, PremiumRequired (the choice then stays as it was), UserNotFound."""

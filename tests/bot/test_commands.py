@@ -219,6 +219,27 @@ async def test_the_model_falls_back_once_when_premium_ends(harness: BotHarness) 
     assert reply.text == "Echo: again"
 
 
+async def test_reading_the_account_leaves_the_reset_and_its_notice_to_the_next_message(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await h.reply_settled(chat, "/start")
+    async with h.services() as services:
+        await services.subscriptions.grant(chat, 30)
+        await services.users.set_model(chat, LOCKED.id)
+        await services.subscriptions.revoke(chat)
+        # What an admin's `user show` and `user list` and a refund's receipt read.
+        assert (await services.users.profile(chat)).account.model.id == DEFAULT.id
+        assert chat in [a.telegram_id for a in await services.users.list()]
+        await services.users.ensure(chat)
+    after = h.tg.sent_messages(chat)[-1].message_id
+    h.tg.user_message(chat, "still there?")
+    await h.tg.wait_until(lambda: len(h.messages_after(chat, after)) >= 2, what="notice and answer")
+    await h.settle()
+    notice, answer = h.tg.sent_texts(chat)[-2:]
+    assert notice.startswith("ℹ️ Премиум закончился") and DEFAULT.title in notice
+    assert answer == "Echo: still there?"
+
+
 async def test_exit_button_deletes_the_menu(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()

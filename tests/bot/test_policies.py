@@ -25,6 +25,7 @@ from pomogator.errors import (
     RoleTooLong,
 )
 from pomogator.llm.catalog import load_catalog
+from pomogator.services.users import Account, ModelReset
 
 
 class Clock:
@@ -183,8 +184,20 @@ def test_refusals_premium_would_lift_point_to_billing_only_while_it_is_for_sale(
         assert "/billing" not in texts.error(exc, catalog, tz, "@s", premium_on_sale=False)
     assert texts.error(quota, catalog, tz, "@s", premium_on_sale=False).endswith("/model.")
     assert "скоро" in texts.error(PremiumRequired(locked.id), catalog, tz, "@s", premium_on_sale=False)
-    assert "/billing" in texts.model_reset(catalog.default, premium_on_sale=True)
-    assert "/billing" not in texts.model_reset(catalog.default, premium_on_sale=False)
+    ended = Account(
+        telegram_id=1,
+        first_name="Ann",
+        username=None,
+        model=catalog.default,
+        role=None,
+        email=None,
+        premium_until=None,
+        created_at=datetime(2025, 3, 1, tzinfo=UTC),
+        model_reset=ModelReset.PREMIUM_ENDED,
+        reset_from=locked,
+    )
+    assert "/billing" in texts.model_reset(ended, premium_on_sale=True)
+    assert "/billing" not in texts.model_reset(ended, premium_on_sale=False)
 
 
 def test_a_message_too_long_names_the_model_and_what_helps() -> None:

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 from pomogator.billing import texts as billing_texts
 from pomogator.bot import texts
 from pomogator.errors import MessageTooLong, PaymentUnderReview
-from pomogator.llm.catalog import load_catalog
+from pomogator.llm.catalog import Model, load_catalog
+from pomogator.services.users import Account, ModelReset
 from tests.fakes.telegram_html import check_message, parse_html
 
 
@@ -101,3 +102,41 @@ def test_without_a_support_contact_no_text_names_one() -> None:
     ]
     for text in with_contact:
         assert "@help_desk" in text, text
+
+
+def reset_account(model: Model, reason: ModelReset, reset_from: Model | None) -> Account:
+    return Account(
+        telegram_id=1,
+        first_name="Ann",
+        username=None,
+        model=model,
+        role=None,
+        email=None,
+        premium_until=None,
+        created_at=datetime(2025, 3, 1, tzinfo=UTC),
+        model_reset=reason,
+        reset_from=reset_from,
+    )
+
+
+def test_the_model_reset_notice_says_why() -> None:
+    catalog = load_catalog()
+    default, locked = catalog.default, next(m for m in catalog.models if m.premium_only)
+
+    def notice(reason: ModelReset, reset_from: Model | None, *, premium_on_sale: bool = True) -> str:
+        account = reset_account(default, reason, reset_from)
+        return check_message(texts.model_reset(account, premium_on_sale=premium_on_sale), "HTML")
+
+    ended = notice(ModelReset.PREMIUM_ENDED, locked)
+    assert ended.startswith("ℹ️ Премиум закончился") and default.title in ended and "/billing" in ended
+    # Never had premium: the catalog made their model premium-only.
+    made_premium_only = notice(ModelReset.PREMIUM_ONLY, locked)
+    assert "Премиум закончился" not in made_premium_only
+    assert f"Модель {locked.title} теперь доступна только с премиумом, поэтому выбрана {default.title}." in (
+        made_premium_only
+    )
+    assert "/billing" in made_premium_only
+    assert "/billing" not in notice(ModelReset.PREMIUM_ONLY, locked, premium_on_sale=False)
+    gone = notice(ModelReset.GONE, None)
+    assert gone.startswith("ℹ️ Модели, которую вы выбирали, больше нет в списке, поэтому выбрана ")
+    assert default.title in gone and gone.endswith("Сменить: /model")

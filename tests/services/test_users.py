@@ -12,7 +12,7 @@ from pomogator.container import Services
 from pomogator.errors import InvalidEmail, PremiumRequired, RoleTooLong, UnknownModel, UserNotFound
 from pomogator.llm.catalog import Model
 from pomogator.services.conversations import StoredConversation, Turn
-from pomogator.services.users import Person
+from pomogator.services.users import ModelReset, Person
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
 
 ANN = 3003
@@ -29,6 +29,12 @@ def premium_model(services: Services) -> Model:
 
 def other_free_model(services: Services) -> Model:
     return next(m for m in free_models(services) if m.id != services.catalog.default_id)
+
+
+async def stored_model(telegram_id: int) -> str | None:
+    row = await User.select(User.model).where(User.telegram_id == telegram_id).first()
+    assert row is not None
+    return row["model"]  # type: ignore[no-any-return]
 
 
 # --- touch, get, ensure ----------------------------------------------------------------------------------
@@ -107,9 +113,19 @@ async def test_the_list_shows_the_newest_users_first(services: Services) -> None
 
 
 async def test_model_missing_from_catalog_falls_back_to_default(services: Services) -> None:
-    await services.users.touch(Person(ANN, "Ann"))
+    users = services.users
+    await users.touch(Person(ANN, "Ann"))
     await User.update({User.model: "retired/model"}).where(User.telegram_id == ANN)
-    assert (await services.users.get(ANN)).model == services.catalog.default
+    account = await users.get(ANN)
+    assert account.model == services.catalog.default
+    assert not account.model_reset
+    assert await stored_model(ANN) == "retired/model"
+    # The next touch resets the choice and says why, once.
+    touched = await users.touch(Person(ANN, "Ann"))
+    assert touched.model == services.catalog.default
+    assert (touched.model_reset, touched.reset_from) == (ModelReset.GONE, None)
+    assert await stored_model(ANN) is None
+    assert not (await users.touch(Person(ANN, "Ann"))).model_reset
 
 
 # --- model choice ----------------------------------------------------------------------------------------
@@ -156,24 +172,44 @@ async def test_set_model_unknown_id_or_person(services: Services) -> None:
         await services.users.set_model(BOB, services.catalog.default_id)
 
 
-async def test_premium_model_is_reset_when_premium_ends(services: Services) -> None:
+async def test_premium_model_is_reset_by_touch_when_premium_ends(services: Services) -> None:
     users = services.users
+    default, premium = services.catalog.default, premium_model(services)
     await users.touch(Person(ANN, "Ann"))
     await services.subscriptions.grant(ANN, 30)
-    await users.set_model(ANN, premium_model(services).id)
+    await users.set_model(ANN, premium.id)
     await services.subscriptions.revoke(ANN)
 
-    account = await users.get(ANN)
-    assert account.model == services.catalog.default
-    assert account.model_reset
+    # Reading the account (`user show` and `user list`, a refund's receipt, a /delete_me prompt's Cancel) shows the
+    # default model and stores nothing: the reset is left to the touch of the person's next update, which tells them.
+    read = [await users.get(ANN), await users.ensure(ANN), (await users.profile(ANN)).account, *await users.list()]
+    for account in read:
+        assert account.model == default
+        assert not account.model_reset
+        assert not account.premium
+    assert await stored_model(ANN) == premium.id
+
+    account = await users.touch(Person(ANN, "Ann"))
+    assert account.model == default
+    assert (account.model_reset, account.reset_from) == (ModelReset.PREMIUM_ENDED, premium)
     assert not account.premium
+    assert await stored_model(ANN) is None
     # The reset is stored, so it is reported once.
-    again = await users.get(ANN)
-    assert again.model == services.catalog.default
+    again = await users.touch(Person(ANN, "Ann"))
+    assert again.model == default
     assert not again.model_reset
-    row = await User.select(User.model).where(User.telegram_id == ANN).first()
-    assert row is not None
-    assert row["model"] is None
+
+
+async def test_a_model_made_premium_only_is_reset_for_one_who_never_had_premium(services: Services) -> None:
+    # The operator's catalog now gives the person's model only with premium, which they never had.
+    users = services.users
+    premium = premium_model(services)
+    await users.touch(Person(ANN, "Ann"))
+    await User.update({User.model: premium.id}).where(User.telegram_id == ANN)
+    account = await users.touch(Person(ANN, "Ann"))
+    assert account.model == services.catalog.default
+    assert (account.model_reset, account.reset_from) == (ModelReset.PREMIUM_ONLY, premium)
+    assert await stored_model(ANN) is None
 
 
 async def test_free_model_survives_premium_ending(services: Services) -> None:
