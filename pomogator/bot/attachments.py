@@ -1,9 +1,9 @@
 """The photos and files of one request (a message, an album or messages forwarded together) as model input.
 
 Everything that can be refused without the bytes is refused first — parts that are not photos or documents,
-more files than an album holds, files over Telegram's download limit, images over the image limit, images for a
-model that cannot see — so a refused file is never downloaded and a refusal counts nothing. Of several parts (an
-album, messages forwarded together) such a part is only left out with a notice while other parts, or the forwarded
+more files than an album holds, files over Telegram's download limit, images for a model that cannot see — so a
+refused file is never downloaded and a refusal counts nothing. Of several parts (an album, messages forwarded
+together) such a part is only left out with a notice while other parts, or the forwarded
 texts, can be answered; the request is refused only when nothing is left (too many files always are). Then each
 file is downloaded and read: documents in a child process with time and memory limits
 (``pomogator.services.files.read_document``), images on threads of their own (``in_image_workers``); a file of an
@@ -47,7 +47,6 @@ from pomogator.llm.tokens import (
 from pomogator.services.conversations import Content
 from pomogator.services.files import (
     MAX_DOWNLOAD_BYTES,
-    MAX_IMAGE_BYTES,
     MAX_REQUEST_MEDIA_BYTES,
     MAX_SCAN_BYTES,
     ExtractedDocument,
@@ -203,8 +202,6 @@ class AttachmentRequest:
         for attachment in list(self.attachments):
             try:
                 check_size(attachment, MAX_DOWNLOAD_BYTES)
-                if attachment.image and not attachment.photo:
-                    check_size(attachment, MAX_IMAGE_BYTES)
             except FileTooLarge as exc:
                 self.refused.append(exc)
                 self.attachments.remove(attachment)

@@ -26,7 +26,7 @@ from pomogator.errors import (
     UnpackedTooLarge,
     UnsupportedFile,
 )
-from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_IMAGE_BYTES, MAX_SCAN_BYTES, ExtractedDocument
+from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_SCAN_BYTES, ExtractedDocument
 from pomogator.services.files.prompt import page_ranges
 from pomogator.services.formatting.plural import plural
 
@@ -151,11 +151,6 @@ def file_too_large(exc: FileTooLarge) -> str:
         return (
             f"📦 Файл{name} слишком большой{shown}: Telegram даёт ботам скачивать файлы не больше "
             f"{megabytes(MAX_DOWNLOAD_BYTES)}. Сожмите его или пришлите частями."
-        )
-    if exc.limit == MAX_IMAGE_BYTES:
-        return (
-            f"🖼 Картинка{name} слишком большая ({size}): можно не больше {limit}. "
-            "Пришлите её как фото — Telegram сам уменьшит."
         )
     return f"📦 Файл{name} слишком большой: {size}, а можно не больше {limit}."
 

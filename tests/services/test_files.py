@@ -755,7 +755,7 @@ def test_image_size_limit() -> None:
     with pytest.raises(FileTooLarge):
         image_part(png + b"\x00" * 100, "image/png", max_bytes=len(png))
     with pytest.raises(FileTooLarge):
-        image_part(b"\xff\xd8\xff" + b"\x00" * (10 * 1024 * 1024), "image/jpeg")
+        image_part(b"\xff\xd8\xff" + b"\x00" * MAX_DOWNLOAD_BYTES, "image/jpeg")
 
 
 # --- prompt -----------------------------------------------------------------------------------------------

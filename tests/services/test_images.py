@@ -252,6 +252,13 @@ def test_pillow_is_imported_only_for_an_image() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_an_image_file_over_ten_megabytes_is_read_and_shrunk() -> None:
+    data = encode(noisy(3200, 3000), "PNG")
+    assert len(data) > 10 * 1024 * 1024
+    url = image_part(data, "image/png", filename="screenshot.png")["image_url"]["url"]
+    assert url.startswith("data:image/jpeg;base64,") and len(url) < 2 * 1024 * 1024
+
+
 def test_the_per_image_limit_still_comes_first() -> None:
     with pytest.raises(FileTooLarge):
         image_part(encode(Image.new("RGB", (10, 10)), "PNG"), max_bytes=10)

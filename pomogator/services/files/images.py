@@ -15,13 +15,15 @@ from loguru import logger
 
 from pomogator.errors import CorruptFile, ImagesTooLarge, ImageTooLarge, UnsupportedFile
 
-from .detect import IMAGE_MIME_TYPES, ImageFormat, check_size, sniff_image, sniff_signature
+from .detect import IMAGE_MIME_TYPES, MAX_DOWNLOAD_BYTES, ImageFormat, check_size, sniff_image, sniff_signature
 
 if TYPE_CHECKING:
     from PIL import Image
 
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
-"""Larger images are refused: providers reject them or bill them heavily."""
+MAX_IMAGE_BYTES = MAX_DOWNLOAD_BYTES
+"""An image file as big as a bot may download (a 50 MP photo, a 5K screenshot) is read: every image is shrunk to
+``MAX_SIDE`` before it is sent, and decoding is bounded by pixels (``MAX_DECODED_PIXELS``, Pillow's own bomb limit),
+not by bytes."""
 
 MAX_SIDE = 2048
 """The longest side sent: providers scale images down to about this before the model sees (and bills) them."""
