@@ -194,6 +194,12 @@ def model_chosen(model: Model) -> str:
     return f"Модель: {model.title}"
 
 
+def model_locked(model: Model, *, premium_on_sale: bool) -> str:
+    """The alert over the models menu when a free user picks a premium-only model (plain text, not HTML)."""
+    further = "Оформить: /billing" if premium_on_sale else "Премиум скоро появится."
+    return f"{MODEL_LOCKED_MARK} {model.title} — только с премиумом. {further}"
+
+
 MODEL_MENU_CLOSED = "Меню закрыто"
 
 
@@ -359,10 +365,7 @@ def premium_required(exc: PremiumRequired, catalog: Catalog, *, premium_on_sale:
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
     further = "Оформить премиум: /billing" if premium_on_sale else "Премиум скоро появится."
-    return (
-        f"{MODEL_LOCKED_MARK} Модель <b>{esc(title)}</b> доступна только с премиумом, "
-        f"поэтому выбор не изменился.\n\n{further}"
-    )
+    return f"{MODEL_LOCKED_MARK} Модель <b>{esc(title)}</b> доступна только с премиумом.\n\n{further}"
 
 
 def vision_unsupported(exc: VisionUnsupported, catalog: Catalog) -> str:

@@ -181,15 +181,40 @@ async def test_a_locked_model_is_refused_for_a_free_user(harness: BotHarness) ->
     chat = h.new_chat()
     menu = await h.reply_settled(chat, "/model")
     last = h.tg.sent_messages(chat)[-1].message_id
-    await press(h, chat, menu, LOCKED.title)
-    await h.tg.wait_for_message(chat, after_message_id=last)
-    refusal = h.messages_after(chat, last)
-    assert len(refusal) == 1
+    answer = await press(h, chat, menu, LOCKED.title)
+    # The refusal is an alert over the menu, not another message.
+    assert h.messages_after(chat, last) == []
+    assert answer.get("show_alert") is True
     # This bot takes no payments (no YooKassa shop): premium is said to be coming, not offered.
-    assert LOCKED.title in (refusal[0].text or "") and (refusal[0].text or "").endswith("Премиум скоро появится.")
+    assert answer.get("text") == f"🔒 {LOCKED.title} — только с премиумом. Премиум скоро появится."
     assert h.tg.message(chat, menu.message_id).button_texts[CATALOG.models.index(DEFAULT)] == f"✅ {DEFAULT.title}"
     async with h.services() as services:
         assert (await services.users.get(chat)).model.id == DEFAULT.id
+
+
+async def test_a_premium_model_picked_in_a_menu_older_than_the_end_of_premium_redraws_the_menu(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    await h.reply_settled(chat, "/start")
+    async with h.services() as services:
+        await services.subscriptions.grant(chat, 30)
+        await services.users.set_model(chat, LOCKED.id)
+    menu = await h.reply_settled(chat, "/model")
+    assert f"Сейчас: {LOCKED.title}" in (menu.text or "")
+    async with h.services() as services:
+        await services.subscriptions.revoke(chat)
+    last = h.tg.sent_messages(chat)[-1].message_id
+    answer = await press(h, chat, menu, LOCKED.title)
+    # The reset is told as on any update; the refusal is an alert; the menu shows the model as it is now.
+    [notice] = h.messages_after(chat, last)
+    assert (notice.text or "").startswith("ℹ️ Премиум закончился")
+    assert answer.get("show_alert") is True and LOCKED.title in str(answer.get("text"))
+    redrawn = h.tg.message(chat, menu.message_id)
+    assert f"Сейчас: {DEFAULT.title}" in (redrawn.text or "")
+    assert redrawn.button_texts[CATALOG.models.index(DEFAULT)] == f"✅ {DEFAULT.title}"
+    assert redrawn.button_texts[CATALOG.models.index(LOCKED)] == f"🔒 {LOCKED.title}"
 
 
 async def test_a_premium_user_can_choose_a_premium_model(harness: BotHarness) -> None:

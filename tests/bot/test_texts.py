@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from pomogator.billing import texts as billing_texts
 from pomogator.bot import texts
-from pomogator.errors import MessageTooLong, PaymentUnderReview
+from pomogator.errors import MessageTooLong, PaymentUnderReview, PremiumRequired
 from pomogator.llm.catalog import Model, load_catalog
 from pomogator.services.users import Account, ModelReset
 from tests.fakes.telegram_html import check_message, parse_html
@@ -140,3 +140,15 @@ def test_the_model_reset_notice_says_why() -> None:
     gone = notice(ModelReset.GONE, None)
     assert gone.startswith("ℹ️ Модели, которую вы выбирали, больше нет в списке, поэтому выбрана ")
     assert default.title in gone and gone.endswith("Сменить: /model")
+
+
+def test_a_premium_only_refusal_claims_nothing_about_the_choice() -> None:
+    # The choice may just have changed (premium ended and the model was reset): the refusal only says why.
+    catalog = load_catalog()
+    locked = next(m for m in catalog.models if m.premium_only)
+    text = check_message(texts.premium_required(PremiumRequired(locked.id), catalog, premium_on_sale=True), "HTML")
+    assert text == f"🔒 Модель {locked.title} доступна только с премиумом.\n\nОформить премиум: /billing"
+    assert (
+        texts.model_locked(locked, premium_on_sale=True)
+        == f"🔒 {locked.title} — только с премиумом. Оформить: /billing"
+    )

@@ -15,6 +15,7 @@ from pomogator.bot.keyboards import make_model_keyboard
 from pomogator.bot.middlewares import CallbackReply
 from pomogator.bot.replies import chat_id_of, replace_text
 from pomogator.config import Settings
+from pomogator.errors import PremiumRequired
 from pomogator.llm.catalog import Catalog
 from pomogator.services.users import Account, UserService
 
@@ -54,12 +55,20 @@ async def on_pick(
     settings: Settings,
     callback_reply: CallbackReply,
 ) -> None:
-    # PremiumRequired leaves the choice as it was; the error middleware explains.
-    model = await users.set_model(account.telegram_id, catalog.by_key(callback_data.key).id)
-    callback_reply.text = texts.model_chosen(model)
-    chosen = dataclasses.replace(account, model=model)
-    menu = texts.model_menu(catalog, chosen, premium_on_sale=settings.billing_configured)
-    await replace_text(bot, query, menu, make_model_keyboard(catalog, chosen))
+    picked = catalog.by_key(callback_data.key)
+    try:
+        model = await users.set_model(account.telegram_id, picked.id)
+    except PremiumRequired:
+        # The menu may be older than the end of premium (or a refund, an admin's revoke) and still show the model as
+        # chosen, or unlocked: it is drawn anew from the account as it is now, under an alert that refuses the pick.
+        callback_reply.text = texts.model_locked(picked, premium_on_sale=settings.billing_configured)
+        callback_reply.alert = True
+        shown = await users.get(account.telegram_id)
+    else:
+        callback_reply.text = texts.model_chosen(model)
+        shown = dataclasses.replace(account, model=model)
+    menu = texts.model_menu(catalog, shown, premium_on_sale=settings.billing_configured)
+    await replace_text(bot, query, menu, make_model_keyboard(catalog, shown))
 
 
 @router.callback_query(ModelCallback.filter(F.action == ModelAction.exit))
