@@ -716,6 +716,22 @@ async def test_a_partly_scanned_pdf_goes_whole_or_as_its_text_with_a_notice() ->
     )
 
 
+async def test_a_tiff_sent_as_a_file_reaches_the_model_as_an_image() -> None:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (600, 400), "white").save(out, "TIFF")
+    catalog = load_catalog(None)
+    fax = message(
+        document={"file_id": "t", "file_unique_id": "t", "file_name": "fax.tif", "mime_type": "image/tiff"},
+        caption="Что тут?",
+    )
+    prepared = await AttachmentRequest([fax], catalog.default, None, catalog).read(
+        cast(Bot, FilesBot({"t": out.getvalue()}))
+    )
+    assert [part["type"] for part in cast(list[dict[str, Any]], prepared.content)] == ["text", "image_url"]
+
+
 # --- the checks made before anything is downloaded ----------------------------------------------------------------
 
 

@@ -18,12 +18,14 @@ import pytest
 from docx import Document
 from pypdf import PageObject, PdfReader, PdfWriter
 
+from pomogator.bot import files_texts
 from pomogator.errors import (
     CorruptFile,
     EmptyFile,
     EncryptedFile,
     FileError,
     FileTooLarge,
+    ImageTooLarge,
     UnpackedTooLarge,
     UnsupportedFile,
 )
@@ -747,7 +749,36 @@ def test_other_formats_are_not_images() -> None:
     heic = b"\x00\x00\x00\x18ftypheic" + b"\x00" * 32
     with pytest.raises(UnsupportedFile) as info:
         image_part(heic, "image/heic", filename="IMG_0001.HEIC")
+    assert info.value.kind == "heic"
+    assert "как фото, а не файлом" in files_texts.file_error(info.value)
+    with pytest.raises(UnsupportedFile) as info:
+        image_part(b"8BPS\x00\x01" + b"\x00" * 32, "image/vnd.adobe.photoshop", filename="a.psd")
     assert info.value.kind == "image"
+
+
+@pytest.mark.parametrize(("fmt", "mode"), [("BMP", "RGB"), ("TIFF", "RGB"), ("TIFF", "1"), ("TIFF", "CMYK")])
+def test_bmp_and_tiff_are_converted(fmt: str, mode: str) -> None:
+    from PIL import Image
+
+    picture = Image.new(mode, (3000, 400))
+    out = io.BytesIO()
+    picture.save(out, fmt, **({"compression": "group4"} if mode == "1" else {}))
+    url = image_part(out.getvalue(), None, filename=f"scan.{fmt.lower()}")["image_url"]["url"]
+    header, _, payload = url.partition(",")
+    assert header in ("data:image/png;base64", "data:image/jpeg;base64")
+    with Image.open(io.BytesIO(base64.b64decode(payload))) as sent:
+        assert sent.size == (2048, 273)
+
+
+def test_a_damaged_tiff_is_corrupt_and_a_huge_one_too_large() -> None:
+    from PIL import Image
+
+    with pytest.raises(CorruptFile):
+        image_part(b"II*\x00" + b"\xff" * 64, "image/tiff", filename="scan.tif")
+    out = io.BytesIO()
+    Image.new("1", (6000, 6000)).save(out, "TIFF", compression="group4")  # a few kilobytes, 36 MP
+    with pytest.raises(ImageTooLarge):
+        image_part(out.getvalue(), "image/tiff", filename="bomb.tif")
 
 
 def test_image_size_limit() -> None:

@@ -160,7 +160,8 @@ def _sniff_other_image(data: bytes) -> bool:
     """Image formats models do not take: BMP, TIFF, PSD, ICO, HEIC/HEIF, AVIF."""
     return (
         (data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00")
-        or data[:4] in (b"II*\x00", b"MM\x00*", b"8BPS\x00\x01", b"\x00\x00\x01\x00")
+        or data[:4] in (b"II*\x00", b"MM\x00*", b"\x00\x00\x01\x00")
+        or data[:6] == b"8BPS\x00\x01"
         or (data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"hevc"))
     )
 

@@ -81,26 +81,67 @@ def image_part(
 ) -> dict[str, Any]:
     """An OpenAI ``image_url`` content part with the image as a data URL.
 
-    The format is taken from the bytes (JPEG, PNG, GIF or WEBP), not from ``mime_type``. Another image format
-    (HEIC, BMP, TIFF...) or a file of another kind raises ``UnsupportedFile``; bytes that claim to be a
-    supported image (by ``mime_type`` or ``filename``) but are not one raise ``CorruptFile``. An image with more
+    The format is taken from the bytes (JPEG, PNG, GIF or WEBP), not from ``mime_type``; BMP and TIFF are
+    converted (``convert_image``). Another image format (HEIC, PSD...) or a file of another kind raises
+    ``UnsupportedFile``; bytes that claim to be a supported image (by ``mime_type`` or ``filename``) but are not one
+    raise ``CorruptFile``. An image with more
     pixels than can be decoded safely (a decompression bomb) raises ``ImageTooLarge``.
 
     A big image is shrunk (see ``shrink_image``): this is CPU-bound, so call it through ``in_image_workers``.
     """
     check_size(len(data), max_bytes)
     image_format = sniff_image(data)
-    if image_format is None:
+    if image_format is None and _convertible(data):
+        data, image_format = convert_image(data, filename)
+    elif image_format is None:
         other = sniff_signature(data)
         if other is None and _claims_image(mime_type, filename):
             raise CorruptFile(filename)
+        if other == "image" and data[4:8] == b"ftyp" and data[8:12] != b"avif":
+            raise UnsupportedFile(filename, "heic")
         raise UnsupportedFile(filename, other or "unknown")
-    data, image_format = shrink_image(data, image_format, filename)
+    else:
+        data, image_format = shrink_image(data, image_format, filename)
     encoded = base64.b64encode(data).decode("ascii")
     return {
         "type": "image_url",
         "image_url": {"url": f"data:{IMAGE_MIME_TYPES[image_format]};base64,{encoded}"},
     }
+
+
+def _convertible(data: bytes) -> bool:
+    """BMP (a Windows bitmap header) and TIFF (office scanners, fax software), which models do not take but Pillow
+    reads."""
+    return (data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00") or data[:4] in (b"II*\x00", b"MM\x00*")
+
+
+def convert_image(data: bytes, filename: str = "image") -> tuple[bytes, ImageFormat]:
+    """A BMP or TIFF (its first page) as PNG or JPEG no longer than ``MAX_SIDE``, under the same pixel limits as
+    ``shrink_image``. Raises ``ImageTooLarge`` for too many pixels and ``CorruptFile`` when Pillow cannot read it."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(io.BytesIO(data), formats=["BMP", "TIFF"]) as image:
+            width, height = image.size
+            limit = min(Image.MAX_IMAGE_PIXELS or MAX_DECODED_PIXELS, MAX_DECODED_PIXELS)
+            if width * height > limit:
+                raise ImageTooLarge(filename, limit, (width, height))
+            with _decoding:
+                image.load()
+                if image.mode == "1":  # a fax or a bilevel scan: greys keep it sharp when scaled
+                    converted = image.convert("L")
+                elif image.mode not in ("RGB", "RGBA", "L", "LA"):
+                    converted = image.convert("RGBA" if _has_alpha(image) else "RGB")
+                else:
+                    converted = image.copy()
+                converted.thumbnail((MAX_SIDE, MAX_SIDE))
+                return _encode(ImageOps.exif_transpose(converted), try_png=True)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(filename, Image.MAX_IMAGE_PIXELS or 0) from exc
+    except ImageTooLarge:
+        raise
+    except Exception as exc:  # Pillow raises many kinds of errors on damaged or unusual input
+        raise CorruptFile(filename) from exc
 
 
 def shrink_image(data: bytes, image_format: ImageFormat, filename: str = "image") -> tuple[bytes, ImageFormat]:
