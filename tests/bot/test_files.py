@@ -48,6 +48,7 @@ from pomogator.services.files import (
     MAX_REQUEST_MEDIA_BYTES,
     MAX_SCAN_BYTES,
     ExtractedDocument,
+    extract_document,
     media_bytes,
 )
 from tests.bot.harness import BotHarness
@@ -932,6 +933,17 @@ def test_image_files_are_checked_as_images_before_any_download() -> None:
     with pytest.raises(VisionUnsupported):
         AttachmentRequest([document_message("chart.png", "image/png", 1000)], blind, None, catalog)
     AttachmentRequest([document_message("notes.txt", "text/plain", 15 << 20)], catalog.default, None, catalog)
+
+
+def test_an_svg_is_read_as_text_even_by_a_model_that_cannot_see() -> None:
+    catalog = load_catalog(None)
+    blind = next(m for m in catalog.models if not m.vision)
+    logo = document_message("logo.svg", "image/svg+xml", 1000)
+    request = AttachmentRequest([logo], blind, None, catalog)
+    assert [a.name for a in request.attachments] == ["logo.svg"] and not request.attachments[0].image
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><text>\xd0\x9b\xd0\xbe\xd0\xb3\xd0\xbe</text></svg>'
+    doc = extract_document(svg, "logo.svg", "image/svg+xml", 1000)
+    assert doc.kind == "code" and "<text>Лого</text>" in doc.text
 
 
 VIDEO = {"video": {"file_id": "v", "file_unique_id": "v", "width": 1, "height": 1, "duration": 1}}

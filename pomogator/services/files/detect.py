@@ -101,6 +101,8 @@ _MIME_TYPES: dict[str, FileKind] = {
     "application/json": "json",
     "application/x-ndjson": "json",
     "application/pdf": "pdf",
+    # An image by its type, yet XML text: read as code, so a model without vision reads it too.
+    "image/svg+xml": "code",
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
     "application/msword": "legacy-office",
     "application/vnd.ms-excel": "legacy-office",
