@@ -258,6 +258,47 @@ def test_utf8_with_a_stray_byte_stays_utf8() -> None:
     assert doc.text.startswith("Длинный русский текст.")
 
 
+DOS_CSV = "Наименование;Количество;Цена\nБумага офисная;10;350,00\nРучка шариковая синяя;25;15,50\nИтого;;3887,50\n"
+LETTER = "Съешь же ещё этих мягких французских булок, да выпей чаю.\nПривет из старой почты!\n"
+CAPITALS = "ВЫПИСКА ИЗ ЕГРЮЛ\nНАИМЕНОВАНИЕ;ИНН;КПП\nООО РОМАШКА;7701234567;770101001\n"
+
+
+@pytest.mark.parametrize("encoding", ["cp1251", "cp866", "koi8-r"])
+@pytest.mark.parametrize("text", [DOS_CSV, LETTER, CAPITALS, RUSSIAN.replace("—", "-")])
+def test_russian_single_byte_encodings_are_told_apart(text: str, encoding: str) -> None:
+    doc = extract_document(text.encode(encoding), "table.csv", None, 10_000)
+    assert (doc.text, doc.encoding) == (text, encoding)
+
+
+def test_a_few_letters_in_a_single_byte_encoding_stay_cp1251() -> None:
+    # Too short to tell: the most common encoding, never a guess that turns cp1251 into nonsense.
+    for word in ("Да", "Ёж", "Итого"):
+        assert extract_document(word.encode("cp1251"), "a.txt", None, 100).text == word
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("text", [DOS_CSV, LETTER, "Plain ASCII export\tfrom bcp\n"])
+def test_utf16_without_a_bom_is_text(text: str, codec: str) -> None:
+    doc = extract_document(text.encode(codec), "export.txt", None, 10_000)
+    assert (doc.text, doc.encoding) == (text, codec)
+
+
+def test_binary_with_nul_bytes_is_still_refused() -> None:
+    numbers = struct.pack("<200h", *range(1, 201))  # small 16-bit numbers: every other byte NUL
+    for data in (numbers, bytes((n * 37 + 11) % 256 for n in range(1024))):
+        with pytest.raises(UnsupportedFile) as info:
+            extract_document(data, "data.txt", None, 10_000)
+        assert info.value.kind == "binary"
+
+
+def test_a_short_utf8_file_with_one_stray_byte_stays_utf8() -> None:
+    source = "# Расчёт температуры воздуха\n# Значение в градусах Цельсия\nt = 25  # °C\n"
+    data = source.encode().replace("°".encode(), "°".encode("cp1252"))
+    doc = extract_document(data, "weather.py", None, 10_000)
+    assert doc.encoding == "utf-8"
+    assert doc.text == source.replace("°", "\ufffd")
+
+
 def test_code_file_by_extension() -> None:
     source = 'def greet(name: str) -> str:\n    return f"Hello, {name}"\n'
     doc = extract_document(source.encode(), "greet.py", "text/x-python", 1000)

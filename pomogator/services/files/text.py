@@ -22,6 +22,25 @@ _ASCII = bytes(range(0x80))
 FALLBACK_ENCODING = "cp1251"
 """Text that is not UTF-8 is most likely from a Russian Windows program."""
 
+SINGLE_BYTE_ENCODINGS = (FALLBACK_ENCODING, "cp866", "koi8-r")
+"""Tried for text that is not UTF-8, in this order of preference on a tie: cp866 is Excel's «CSV (MS-DOS)», KOI8-R
+comes from old Unix mail and sites."""
+
+_FREQUENT_LETTERS = frozenset("оеаинтсрвлкмдпуОЕАИНТСРВЛКМДПУ")
+"""The most frequent Russian letters, in both cases: decoded in a wrong encoding they become other letters (KOI8-R
+and cp1251 order the alphabet differently) or pseudographics (cp866 read as cp1251, and the other way round)."""
+
+MIN_SCORE_LEAD = 3
+
+_USUAL_SYMBOLS = frozenset("«»—–№“”„…\xa0°")
+
+MAX_STRAY_BYTES = 2
+"""Invalid bytes a UTF-8 text may have however short it is (a cp1252 "°" in a file with a few Russian comments),
+while it has ``STRAY_BYTE_VALID_CHARS`` valid non-ASCII characters for each."""
+STRAY_BYTE_VALID_CHARS = 10
+
+_UTF16_SAMPLE = 4096
+
 _SAMPLE_CHARS = 64 * 1024
 _MAX_CONTROL_SHARE = 0.02
 # Control characters that do not occur in text; tab, line breaks, form feed, backspace and ESC (ANSI colours
@@ -32,9 +51,11 @@ _CONTROL = re.compile(r"[\x00-\x07\x0b\x0e-\x1a\x1c-\x1f\x7f]")
 def decode_text(data: bytes, filename: str) -> tuple[str, str]:
     """Decode a text file; return the text (with ``\\n`` line breaks) and the encoding used.
 
-    A byte order mark decides the encoding. Without one the text is UTF-8 if it decodes as UTF-8 with at
-    most a stray invalid byte per hundred non-ASCII bytes (such bytes become U+FFFD), otherwise cp1251.
-    Content with NUL bytes or many control characters is binary and raises ``UnsupportedFile``.
+    A byte order mark decides the encoding; NUL bytes in the pattern of UTF-16 make it UTF-16 without one. Otherwise
+    the text is UTF-8 if it decodes as UTF-8 with at most a stray invalid byte per hundred non-ASCII bytes, or
+    ``MAX_STRAY_BYTES`` among enough valid characters (such bytes become U+FFFD); failing that cp1251, cp866 or
+    KOI8-R, whichever reads as Russian best. Other content with NUL bytes, or with many control characters, is
+    binary and raises ``UnsupportedFile``.
     """
     for bom, codec, encoding in _BOMS:
         if data.startswith(bom):
@@ -44,17 +65,61 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
                 raise UnsupportedFile(filename, "binary") from exc
             return _checked(_normalise(text), filename), encoding
     if b"\x00" in data:
-        raise UnsupportedFile(filename, "binary")
+        codec = _utf16_without_bom(data)
+        if codec is None:
+            raise UnsupportedFile(filename, "binary")
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError as exc:
+            raise UnsupportedFile(filename, "binary") from exc
+        return _checked(_normalise(text), filename), codec
     try:
         text, encoding = data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         lenient = data.decode("utf-8", errors="replace")
         non_ascii = len(data.translate(None, _ASCII))
-        if lenient.count("\ufffd") * 100 <= non_ascii:
+        # U+FFFD written in the file itself is not a stray byte.
+        stray = lenient.count("\ufffd") - data.count("\ufffd".encode())
+        valid = len(lenient) - (len(data) - non_ascii) - lenient.count("\ufffd")
+        if stray * 100 <= non_ascii or (stray <= MAX_STRAY_BYTES and valid >= stray * STRAY_BYTE_VALID_CHARS):
             text, encoding = lenient, "utf-8"
         else:
-            text, encoding = data.decode(FALLBACK_ENCODING, errors="replace"), FALLBACK_ENCODING
+            text, encoding = _single_byte(data)
     return _checked(_normalise(text), filename), encoding
+
+
+def _utf16_without_bom(data: bytes) -> str | None:
+    """ "utf-16-le" or "utf-16-be" when ``data`` looks like UTF-16 text without a byte order mark: of each pair of
+    bytes one is nearly always NUL or the same few values (the high byte of Latin and Cyrillic characters), while
+    the other is seldom NUL; else ``None``."""
+    sample = data[: _UTF16_SAMPLE - _UTF16_SAMPLE % 2]
+    if len(data) % 2 or len(sample) < 4:
+        return None
+    for codec, high, low in (("utf-16-le", sample[1::2], sample[::2]), ("utf-16-be", sample[::2], sample[1::2])):
+        top = sorted(set(high), key=high.count, reverse=True)[:2]
+        if 0 in top and sum(map(high.count, top)) >= len(high) * 0.95 and low.count(0) * 20 < len(low):
+            # Binary data that happens to match (arrays of small numbers) decodes to control characters: refused.
+            return codec
+    return None
+
+
+def _single_byte(data: bytes) -> tuple[str, str]:
+    """``data`` decoded with the one of ``SINGLE_BYTE_ENCODINGS`` that makes, in its first ``_SAMPLE_CHARS`` bytes,
+    the most frequent Russian letters and the fewest pseudographic and other unusual characters."""
+    sample = data[:_SAMPLE_CHARS]
+    scores = []
+    for encoding in SINGLE_BYTE_ENCODINGS:
+        score = 0
+        for char in sample.decode(encoding, errors="replace"):
+            if char in _FREQUENT_LETTERS:
+                score += 1
+            elif char >= "\x80" and not ("\u0400" <= char <= "\u04ff" or char in _USUAL_SYMBOLS):
+                score -= 2
+        scores.append(score)
+    best = scores.index(max(scores))
+    # A few letters cannot tell the encodings apart: the most common one stays unless another reads clearly better.
+    encoding = SINGLE_BYTE_ENCODINGS[best] if scores[best] >= scores[0] + MIN_SCORE_LEAD else FALLBACK_ENCODING
+    return data.decode(encoding, errors="replace"), encoding
 
 
 def _normalise(text: str) -> str:
