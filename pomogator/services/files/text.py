@@ -65,14 +65,14 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
                 raise UnsupportedFile(filename, "binary") from exc
             return _checked(_normalise(text), filename), encoding
     if b"\x00" in data:
-        codec = _utf16_without_bom(data)
-        if codec is None:
+        utf16 = _utf16_without_bom(data)
+        if utf16 is None:
             raise UnsupportedFile(filename, "binary")
         try:
-            text = data.decode(codec)
+            text = data.decode(utf16)
         except UnicodeDecodeError as exc:
             raise UnsupportedFile(filename, "binary") from exc
-        return _checked(_normalise(text), filename), codec
+        return _checked(_normalise(text), filename), utf16
     try:
         text, encoding = data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
