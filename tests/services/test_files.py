@@ -17,6 +17,7 @@ import docx
 import pytest
 from docx import Document
 from pypdf import PageObject, PdfReader, PdfWriter
+from pypdf.generic import ArrayObject, DictionaryObject, NameObject, NumberObject, TextStringObject
 
 from pomogator.bot import files_texts
 from pomogator.errors import (
@@ -631,6 +632,51 @@ def test_a_text_page_with_a_small_picture_or_much_text_is_not_a_scan() -> None:
     text_over_picture = " ".join(["Searchable scan with recognised text."] * 10)
     ocr = extract_document(scanned_pdf([text_over_picture]), "ocr.pdf", "application/pdf", 10_000)
     assert not ocr.needs_file_part and "Searchable scan" in ocr.text
+
+
+def form_pdf(fields: list[tuple[str, str, str | None, str | None]]) -> bytes:
+    """A PDF with labels and a form of fields (name, type, value, description) filled in."""
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(make_pdf(["Applicant name:\nAmount:\nI agree:"]))))
+    page = writer.pages[0]
+    widgets = ArrayObject()
+    for index, (name, kind, value, label) in enumerate(fields):
+        top = 715 - 20 * index
+        widget = DictionaryObject(
+            {
+                NameObject("/Type"): NameObject("/Annot"),
+                NameObject("/Subtype"): NameObject("/Widget"),
+                NameObject("/FT"): NameObject(kind),
+                NameObject("/T"): TextStringObject(name),
+                NameObject("/Rect"): ArrayObject([NumberObject(n) for n in (200, top - 15, 400, top)]),
+            }
+        )
+        if label is not None:
+            widget[NameObject("/TU")] = TextStringObject(label)
+        if value is not None:
+            widget[NameObject("/V")] = NameObject(value) if kind == "/Btn" else TextStringObject(value)
+        widgets.append(writer._add_object(widget))
+    page[NameObject("/Annots")] = widgets
+    writer.root_object[NameObject("/AcroForm")] = DictionaryObject({NameObject("/Fields"): ArrayObject(widgets)})
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_the_values_filled_into_a_pdf_form_are_read() -> None:
+    data = form_pdf(
+        [
+            ("name", "/Tx", "Иван Петров", "Applicant name"),
+            ("amount", "/Tx", "150000 RUB", None),
+            ("agree", "/Btn", "/Yes", None),
+            ("newsletter", "/Btn", "/Off", None),
+            ("comment", "/Tx", None, None),
+        ]
+    )
+    doc = extract_document(data, "form.pdf", "application/pdf", 10_000)
+    assert doc.text == (
+        "Applicant name:\nAmount:\nI agree:\n\n"
+        "--- form fields ---\nApplicant name: Иван Петров\namount: 150000 RUB\nagree: ☑\nnewsletter: ☐"
+    )
 
 
 def test_document_content_for_text_has_no_file_part() -> None:

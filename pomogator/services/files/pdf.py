@@ -50,6 +50,11 @@ a page number, an e-signature stamp or a scanner's watermark, not what the page 
 SCANNED_PAGE_MIN_PIXELS = 500_000
 """The pixels of a picture that can be a scanned page (A4 at 100 dpi has about 970 000); a logo has far fewer."""
 
+MAX_FORM_FIELDS = 1000
+"""Filled form fields added to the text at most; a value is cut at ``MAX_FIELD_CHARS``."""
+MAX_FIELD_CHARS = 2000
+FORM_HEADER = "--- form fields ---"
+
 PAGE_SEPARATOR = "\n\n"
 UNREADABLE_PAGE = "[this page could not be read]"
 
@@ -127,13 +132,46 @@ def _is_scanned(page: Any, text: str) -> bool:
     return sum(char.isalpha() for char in text) < SCANNED_PAGE_MAX_LETTERS and _has_page_image(page)
 
 
+def _form_values(reader: PdfReader) -> list[str]:
+    """The filled fields of the PDF's form as ``label: value`` lines (the label is the field's description, else its
+    name; a checkbox is ☑ or ☐): ``extract_text`` reads only what the pages draw, not the values typed into a form.
+    Fields without a value and signatures are left out."""
+    from pypdf.generic import NameObject
+
+    try:
+        fields = reader.get_fields() or {}
+    except MemoryError:
+        raise
+    except Exception:  # a damaged form: the pages' text still goes
+        return []
+    lines: list[str] = []
+    for name, field in fields.items():
+        value = field.get("/V")
+        kind = field.get("/FT")
+        if value is None or kind == "/Sig" or len(lines) >= MAX_FORM_FIELDS:
+            continue
+        radio = int(field.get("/Ff", 0) or 0) & (1 << 15)
+        if kind == "/Btn" and isinstance(value, NameObject) and not radio:
+            shown = "☐" if value == "/Off" else "☑"
+        elif isinstance(value, list):
+            shown = ", ".join(str(item) for item in value)
+        else:
+            shown = str(value).removeprefix("/") if isinstance(value, NameObject) else str(value)
+        shown = " ".join(shown.split())[:MAX_FIELD_CHARS]
+        if shown and not (radio and shown == "Off"):
+            label = " ".join(str(field.get("/TU") or name).split())
+            lines.append(f"{label}: {shown}")
+    return lines
+
+
 def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: float = TIME_BUDGET_S) -> ExtractedDocument:
     """Read the text of a PDF, stopping at the first page that takes the text over ``max_chars``.
 
     Pages are marked ``--- page N ---`` when the file has more than one. A page that cannot be parsed is
     marked as unreadable and skipped. A PDF without any text becomes ``needs_file_part=True`` with empty text; one
     with pages that are pictures of pages (a scan with a page number, a stamp or a watermark in its text layer, or
-    partly scanned) too, with those pages in ``scanned_pages`` and the text read kept.
+    partly scanned) too, with those pages in ``scanned_pages`` and the text read kept. The values filled into the
+    PDF's form follow the pages (``_form_values``).
     Reading also stops after ``MAX_PAGES`` pages, after ``MAX_UNREADABLE_PAGES`` failed ones, and between pages
     once ``time_budget`` seconds have passed: what was read goes on, cut, and ``stopped_by`` says why. Raises
     ``FileTooComplex`` when the time ran out, or pages hit pypdf's limits, before any text was found;
@@ -202,6 +240,10 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
             pages_total=total,
             needs_file_part=True,
         )
+    with _limits():
+        form = _form_values(reader)
+    if form:
+        parts.append("\n".join([FORM_HEADER, *form]))
     text = PAGE_SEPARATOR.join(parts)
     cut, truncated = cut_to_fit(text, max_chars)
     read_all = pages_read == total
