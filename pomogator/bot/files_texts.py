@@ -172,11 +172,10 @@ def image_too_large(exc: ImageTooLarge) -> str:
 def scan_too_long(exc: ScanTooLong) -> str:
     """A PDF without a text layer goes to the model whole, page images and all; its context may not hold them."""
     fit = f" (поместится около {number(exc.max_pages)})" if 0 < exc.max_pages < exc.pages else ""
-    verb = plural(exc.pages, "помещается", "помещаются", "помещаются")
     return (
         f"📄 «{esc(exc.filename)}» — скан без текстового слоя: такие файлы модель читает постранично, как картинки, "
-        f"и {pages(exc.pages)} в её контекст не {verb}{fit}. "
-        "Пришлите нужные страницы как фото или выберите модель с контекстом побольше: /model."
+        f"а в нём {pages(exc.pages)} — столько ей за раз не прочитать{fit}. "
+        "Пришлите нужные страницы как фото или выберите модель, которая читает больше за раз: /model."
     )
 
 

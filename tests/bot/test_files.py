@@ -825,7 +825,7 @@ async def test_a_scan_is_measured_by_its_pages(harness: BotHarness) -> None:
     h.tg.user_document(chat, blank_pdf(5), "scan.pdf", "application/pdf")
     text = (await refused(h, chat)).text or ""
     assert "«scan.pdf» — скан без текстового слоя" in text
-    assert "5 страниц в её контекст не помещаются (поместится около 3)" in text
+    assert "а в нём 5 страниц — столько ей за раз не прочитать (поместится около 3)" in text
     assert "как фото" in text and "/model" in text
     h.tg.user_document(chat, blank_pdf(2), "short.pdf", "application/pdf")
     parts = user_parts(await answered(h, chat))
@@ -998,7 +998,7 @@ def test_file_messages_say_what_happened() -> None:
     assert "1,04 МБ" in files_texts.file_error(FileTooLarge(int(1.04 * 1024 * 1024), 1024 * 1024))
     assert files_texts.size_and_limit(1025, 1024) == ("1\u00a0025 байт", "1\u00a0024 байт")
     long_scan = files_texts.file_error(ScanTooLong("<b>.pdf", 21, 0))
-    assert "«&lt;b&gt;.pdf»" in long_scan and "21 страница в её контекст не помещается." in long_scan
+    assert "«&lt;b&gt;.pdf»" in long_scan and "в нём 21 страница — столько ей за раз не прочитать." in long_scan
     complex_file = files_texts.file_error(FileTooComplex("bomb.pdf"))
     assert "«bomb.pdf» слишком сложный" in complex_file
     assert files_texts.skipped_parts(["video", "video", "audio"]).count("пропустил") == 2
