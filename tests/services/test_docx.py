@@ -354,3 +354,88 @@ def test_docx_without_a_body_is_corrupt() -> None:
 def test_docx_with_an_empty_body_is_empty() -> None:
     with pytest.raises(EmptyFile):
         extract_document(docx_with_body(""), "empty.docx", None, 1000)
+
+
+# --- automatic numbering ----------------------------------------------------------------------------------
+
+
+def numbered(text: str, num_id: int, level: int = 0) -> str:
+    numbering = f'<w:pPr><w:numPr><w:ilvl w:val="{level}"/><w:numId w:val="{num_id}"/></w:numPr></w:pPr>'
+    return "<w:p>" + numbering + run(text) + "</w:p>"
+
+
+def level(number: int, number_format: str, text: str, start: int = 1) -> str:
+    return (
+        f'<w:lvl w:ilvl="{number}"><w:start w:val="{start}"/><w:numFmt w:val="{number_format}"/>'
+        f'<w:lvlText w:val="{text}"/></w:lvl>'
+    )
+
+
+NUMBERING = (
+    '<w:numbering xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+    '<w:abstractNum w:abstractNumId="10">'
+    + level(0, "decimal", "%1.")
+    + level(1, "decimal", "%1.%2.")
+    + level(2, "russianLower", "%3)")
+    + '</w:abstractNum><w:abstractNum w:abstractNumId="11">'
+    + level(0, "bullet", "\uf0b7")
+    + level(1, "upperRoman", "%2.", start=3)
+    + "</w:abstractNum>"
+    '<w:num w:numId="20"><w:abstractNumId w:val="10"/></w:num>'
+    '<w:num w:numId="21"><w:abstractNumId w:val="10"/>'
+    '<w:lvlOverride w:ilvl="0"><w:startOverride w:val="1"/></w:lvlOverride></w:num>'
+    '<w:num w:numId="22"><w:abstractNumId w:val="11"/></w:num>'
+    "</w:numbering>"
+)
+
+
+def test_automatic_numbering_is_written_out() -> None:
+    body = "".join(
+        [
+            numbered("Предмет договора", 20),
+            numbered("Исполнитель оказывает услуги.", 20, 1),
+            numbered("Заказчик их оплачивает:", 20, 1),
+            numbered("в срок;", 20, 2),
+            numbered("в полном объёме.", 20, 2),
+            numbered("", 20),  # an empty numbered paragraph still takes its number
+            numbered("Ответственность сторон", 20),
+            numbered("Стороны отвечают по закону.", 20, 1),
+            para(run("Приложение")),
+            numbered("Маркер", 22),
+            numbered("Третий", 22, 1),
+            numbered("Новый список", 21),
+            '<w:p><w:pPr><w:numPr><w:ilvl w:val="0"/><w:numId w:val="0"/></w:numPr></w:pPr>'
+            + run("Без номера")
+            + "</w:p>",
+        ]
+    )
+    assert read(docx_with_body(body, parts={"numbering.xml": NUMBERING})).split("\n\n") == [
+        "1. Предмет договора",
+        "1.1. Исполнитель оказывает услуги.",
+        "1.2. Заказчик их оплачивает:",
+        "а) в срок;",
+        "б) в полном объёме.",
+        "3. Ответственность сторон",
+        "3.1. Стороны отвечают по закону.",
+        "Приложение",
+        "• Маркер",
+        "III. Третий",
+        "1. Новый список",
+        "Без номера",
+    ]
+
+
+def test_list_styles_number_their_paragraphs() -> None:
+    document = Document()
+    document.add_paragraph("Первый пункт", style="List Number")
+    document.add_paragraph("Второй пункт", style="List Number")
+    document.add_paragraph("Маркер", style="List Bullet")
+    document.add_paragraph("Обычный абзац")
+    out = io.BytesIO()
+    document.save(out)
+    assert read(out.getvalue()).split("\n\n") == ["1. Первый пункт", "2. Второй пункт", "• Маркер", "Обычный абзац"]
+
+
+def test_a_damaged_numbering_part_costs_only_the_numbers() -> None:
+    body = numbered("Пункт", 20) + para(run("Текст"))
+    assert read(docx_with_body(body, parts={"numbering.xml": "<w:numbering"})) == "Пункт\n\nТекст"

@@ -256,19 +256,42 @@ def _heading_prefix(style_name: str) -> str:
     return ""
 
 
-class _Styles:
-    """The Markdown prefix of each paragraph style: ``#`` marks for headings and the title, nothing otherwise."""
+_NUM_PR = f"{_W}pPr/{_W}numPr"
 
-    def __init__(self, prefixes: dict[str, str], default: str) -> None:
+
+def _num_pr(element: _Element) -> tuple[str | None, int | None]:
+    """The list (``w:numId``) and level (``w:ilvl``) that a paragraph's or a style's properties give, if any."""
+    found = element.find(_NUM_PR)
+    if found is None:
+        return None, None
+    num = found.find(_W + "numId")
+    level = _int(found, _W + "ilvl", -1)
+    return (num.get(_VAL) if num is not None else None), (level if 0 <= level < MAX_LIST_LEVELS else None)
+
+
+class _Styles:
+    """The Markdown prefix of each paragraph style (``#`` marks for headings and the title, nothing otherwise), the
+    list each style numbers its paragraphs in, if any, and the document's ``numbering``."""
+
+    def __init__(
+        self,
+        prefixes: dict[str, str],
+        default: str,
+        lists: dict[str, tuple[str, int]] | None = None,
+        numbering: _Numbering | None = None,
+    ) -> None:
         self._prefixes = prefixes
         self._default = default
+        self._lists = lists or {}
+        self.numbering = numbering or _Numbering({}, {})
 
     @classmethod
-    def read(cls, archive: zipfile.ZipFile, part: str | None) -> _Styles:
+    def read(cls, archive: zipfile.ZipFile, part: str | None, numbering: _Numbering | None = None) -> _Styles:
         prefixes: dict[str, str] = {}
+        lists: dict[str, tuple[str, int]] = {}
         default = ""
         if part is None:
-            return cls(prefixes, default)
+            return cls(prefixes, default, lists, numbering)
         with archive.open(part) as stream:
             for _, style in _iterparse(stream, ("end",), (_STYLE,)):
                 if style.get(_W + "type") in (None, "paragraph"):
@@ -277,17 +300,170 @@ class _Styles:
                     style_id = style.get(_W + "styleId")
                     if style_id is not None:
                         prefixes.setdefault(style_id, prefix)
+                        num_id, level = _num_pr(style)
+                        if num_id is not None:
+                            lists.setdefault(style_id, (num_id, level or 0))
                     if style.get(_W + "default") in ("1", "true", "on"):
                         default = prefix
                 _release(style)
-        return cls(prefixes, default)
+        return cls(prefixes, default, lists, numbering)
+
+    def _style_id(self, paragraph: _Element) -> str | None:
+        style = paragraph.find(f"{_W}pPr/{_W}pStyle")
+        return style.get(_VAL) if style is not None else None
 
     def mark(self, paragraph: _Element, text: str) -> str:
         # A paragraph without a style, or with one the styles part lacks, has the default paragraph style.
-        style = paragraph.find(f"{_W}pPr/{_W}pStyle")
-        style_id = style.get(_VAL) if style is not None else None
+        style_id = self._style_id(paragraph)
         prefix = self._default if style_id is None else self._prefixes.get(style_id, self._default)
         return prefix + text
+
+    def label(self, paragraph: _Element) -> str:
+        """The number or bullet Word shows before ``paragraph`` ("3.2.", "•"), counting it; "" when it has none."""
+        num_id, level = _num_pr(paragraph)
+        style_id = self._style_id(paragraph)
+        if style_id is not None and style_id in self._lists:
+            style_num, style_level = self._lists[style_id]
+            num_id = num_id if num_id is not None else style_num
+            level = level if level is not None else style_level
+        if num_id is None or num_id == "0":  # numId 0 switches a style's numbering off
+            return ""
+        return self.numbering.label(num_id, level or 0)
+
+
+# --- automatic numbering ----------------------------------------------------------------------------------
+
+MAX_LIST_LEVELS = 9
+"""Word's list levels: ``w:ilvl`` 0 to 8."""
+
+MAX_NUMBERING_BYTES = 2 * 1024 * 1024
+"""A numbering part larger than this (unpacked) is not read: the text still goes, without list numbers."""
+
+_ABSTRACT_NUM = _W + "abstractNum"
+_NUM = _W + "num"
+_LVL = _W + "lvl"
+_RUSSIAN_LETTERS = "абвгдежзиклмнопрстуфхцчшщэюя"
+
+
+def _roman(value: int) -> str:
+    out = []
+    for number, letters in (
+        (1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"),
+        (50, "l"), (40, "xl"), (10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i"),
+    ):  # fmt: skip
+        count, value = divmod(value, number)
+        out.append(letters * count)
+    return "".join(out)
+
+
+def _letters(value: int, alphabet: str) -> str:
+    """Word's letter numbering: a, b, ... z, aa, bb, ..."""
+    return alphabet[(value - 1) % len(alphabet)] * ((value - 1) // len(alphabet) + 1)
+
+
+def _format_number(value: int, number_format: str) -> str:
+    """``value`` as a list level of ``number_format`` shows it; formats not known here show as decimals."""
+    if value < 1:
+        return str(value)
+    match number_format:
+        case "lowerLetter" | "upperLetter":
+            letters = _letters(value, "abcdefghijklmnopqrstuvwxyz")
+        case "russianLower" | "russianUpper":
+            letters = _letters(value, _RUSSIAN_LETTERS)
+        case "lowerRoman" | "upperRoman":
+            letters = _roman(value)
+        case "decimalZero":
+            return f"{value:02d}"
+        case "none":
+            return ""
+        case _:
+            return str(value)
+    return letters.upper() if number_format.startswith("upper") or number_format == "russianUpper" else letters
+
+
+class _Level:
+    def __init__(self, number_format: str, text: str, start: int) -> None:
+        self.format = number_format
+        self.text = text
+        self.start = start
+
+
+class _Numbering:
+    """The document's lists (``word/numbering.xml``) and their counters while the body is read in order. Lists
+    (``w:num``) that share a definition (``w:abstractNum``) share their counters, as in Word, unless one restarts
+    a level (``w:startOverride``)."""
+
+    def __init__(self, definitions: dict[str, dict[int, _Level]], lists: dict[str, tuple[str, dict[int, int]]]) -> None:
+        self._definitions = definitions
+        self._lists = lists
+        """Each list's definition and the levels it restarts, with their start."""
+        self._counters: dict[str, list[int | None]] = {}
+        self._started: set[str] = set()
+
+    @classmethod
+    def read(cls, archive: zipfile.ZipFile, part: str | None) -> _Numbering:
+        definitions: dict[str, dict[int, _Level]] = {}
+        lists: dict[str, tuple[str, dict[int, int]]] = {}
+        if part is None or archive.getinfo(part).file_size > MAX_NUMBERING_BYTES:
+            return cls(definitions, lists)
+        with archive.open(part) as stream:
+            for _, element in _iterparse(stream, ("end",), (_ABSTRACT_NUM, _NUM)):
+                if element.tag == _ABSTRACT_NUM:
+                    levels: dict[int, _Level] = {}
+                    for lvl in element:
+                        level = _int_attribute(lvl, _W + "ilvl") if lvl.tag == _LVL else None
+                        if level is not None and level < MAX_LIST_LEVELS:
+                            number_format = lvl.find(_W + "numFmt")
+                            text = lvl.find(_W + "lvlText")
+                            levels[level] = _Level(
+                                (number_format.get(_VAL) if number_format is not None else None) or "decimal",
+                                (text.get(_VAL) if text is not None else None) or "",
+                                _int(lvl, _W + "start", 1),
+                            )
+                    definitions.setdefault(element.get(_W + "abstractNumId") or "", levels)
+                else:
+                    restarts = {}
+                    for override in element:
+                        level = _int_attribute(override, _W + "ilvl") if override.tag == _W + "lvlOverride" else None
+                        if level is not None and override.find(_W + "startOverride") is not None:
+                            restarts[level] = _int(override, _W + "startOverride", 1)
+                    abstract = element.find(_W + "abstractNumId")
+                    abstract_id = (abstract.get(_VAL) if abstract is not None else None) or ""
+                    lists.setdefault(element.get(_W + "numId") or "", (abstract_id, restarts))
+                _release(element)
+        return cls(definitions, lists)
+
+    def label(self, num_id: str, level: int) -> str:
+        found = self._lists.get(num_id)
+        levels = self._definitions.get(found[0]) if found is not None else None
+        if found is None or levels is None or level not in levels:
+            return ""
+        abstract, restarts = found
+        counters = self._counters.setdefault(abstract, [None] * MAX_LIST_LEVELS)
+        if num_id not in self._started:
+            self._started.add(num_id)
+            for restarted, start in restarts.items():
+                if restarted < MAX_LIST_LEVELS:
+                    counters[restarted] = start - 1
+        current = counters[level]
+        counters[level] = levels[level].start if current is None else current + 1
+        for deeper in range(level + 1, MAX_LIST_LEVELS):
+            counters[deeper] = None
+        if levels[level].format == "bullet":
+            return "•"
+        text = levels[level].text
+        for shown in range(level + 1):
+            value = counters[shown]
+            if value is None:
+                value = levels[shown].start if shown in levels else 1
+            number_format = levels[shown].format if shown in levels else "decimal"
+            text = text.replace(f"%{shown + 1}", _format_number(value, number_format))
+        return text.strip()
+
+
+def _int_attribute(element: _Element, name: str) -> int | None:
+    value = element.get(name)
+    return int(value) if value is not None and value.isdecimal() and len(value) <= 4 else None
 
 
 # --- paragraphs and tables --------------------------------------------------------------------------------
@@ -327,7 +503,10 @@ def _paragraph(paragraph: _Element, styles: _Styles | None) -> Iterator[str]:
     boxes: list[_Element] = []
     _collect_inline(paragraph, parts, boxes)
     text = "".join(parts).strip()
+    # A numbered paragraph counts even when empty, as Word shows its number.
+    label = styles.label(paragraph) if styles is not None else ""
     if text:
+        text = f"{label} {text}" if label else text
         yield styles.mark(paragraph, text) if styles is not None else text
     for box in boxes:
         yield from _blocks(box, styles)
@@ -501,6 +680,16 @@ def _margin_texts(archive: zipfile.ZipFile, part: str, kind: str) -> list[str]:
     return texts
 
 
+def _numbering(archive: zipfile.ZipFile, rels: str) -> _Numbering:
+    """The document's lists; a damaged numbering part costs the numbers, not the text."""
+    try:
+        return _Numbering.read(archive, _target(archive, rels, "numbering"))
+    except FileError:
+        raise
+    except Exception:  # zipfile, zlib and lxml raise many kinds of errors on damaged input
+        return _Numbering({}, {})
+
+
 def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocument:
     """Read the body of a DOCX: paragraphs (headings marked with ``#``) and tables, in document order.
 
@@ -519,7 +708,7 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             document = _target(archive, "_rels/.rels", "officeDocument") or "word/document.xml"
             rels = _rels_of(document)
-            styles = _Styles.read(archive, _target(archive, rels, "styles"))
+            styles = _Styles.read(archive, _target(archive, rels, "styles"), _numbering(archive, rels))
             limit = max_chars + READ_AHEAD_CHARS
             with archive.open(document) as stream:
                 blocks, read_all = _read_body(stream, styles, limit, filename)
