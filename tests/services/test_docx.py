@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 from docx import Document
+from PIL import Image
 
-from pomogator.errors import CorruptFile, EmptyFile
+from pomogator.bot import files_texts
+from pomogator.errors import CorruptFile, EmptyFile, UnsupportedFile
 from pomogator.services.files import extract_document
 from pomogator.services.files.docx import READ_AHEAD_CHARS
 
@@ -439,3 +441,19 @@ def test_list_styles_number_their_paragraphs() -> None:
 def test_a_damaged_numbering_part_costs_only_the_numbers() -> None:
     body = numbered("Пункт", 20) + para(run("Текст"))
     assert read(docx_with_body(body, parts={"numbering.xml": "<w:numbering"})) == "Пункт\n\nТекст"
+
+
+def test_a_document_of_pictures_alone_is_not_called_empty() -> None:
+    picture = io.BytesIO()
+    Image.new("RGB", (20, 20), "white").save(picture, "PNG")
+    picture.seek(0)
+    document = Document()
+    document.add_picture(picture)
+    out = io.BytesIO()
+    document.save(out)
+    with pytest.raises(UnsupportedFile) as caught:
+        extract_document(out.getvalue(), "scan_in_word.docx", None, 1000)
+    assert caught.value.kind == "docx-images"
+    assert "В документе только картинки" in files_texts.file_error(caught.value)
+    with pytest.raises(EmptyFile):
+        extract_document(docx_with_body(para()), "empty.docx", None, 1000)

@@ -16,7 +16,7 @@ import zipfile
 from collections.abc import Collection, Iterator
 from typing import IO, Protocol
 
-from pomogator.errors import CorruptFile, EmptyFile, FileError, UnpackedTooLarge
+from pomogator.errors import CorruptFile, EmptyFile, FileError, UnpackedTooLarge, UnsupportedFile
 
 from .document import ExtractedDocument, cut_to_fit
 
@@ -698,8 +698,9 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
 
     Reading stops ``READ_AHEAD_CHARS`` past ``max_chars``; the result is then ``truncated`` with
     ``total_chars=None``.
-    Raises ``EmptyFile`` when there is no text, ``CorruptFile`` for a damaged file and ``UnpackedTooLarge`` for one
-    whose parts read whole unpack to too much.
+    Raises ``EmptyFile`` when there is no text, ``UnsupportedFile`` (kind ``"docx-images"``) when there is none but
+    there are pictures (embedded pictures are not read), ``CorruptFile`` for a damaged file and ``UnpackedTooLarge``
+    for one whose parts read whole unpack to too much.
     """
     if max_chars <= 0:
         raise ValueError("max_chars must be positive")
@@ -718,13 +719,15 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
             blocks = _margins(archive, rels, "header") + blocks
             if read_all:
                 blocks += _margins(archive, rels, "footer")
+            pictures = any(name.startswith("word/media/") for name in archive.namelist())
     except FileError:
         raise
     except Exception as exc:  # zipfile, zlib and lxml raise many kinds of errors on damaged input
         raise CorruptFile(filename) from exc
     text = BLOCK_SEPARATOR.join(blocks)
     if not text.strip():
-        raise EmptyFile(filename)
+        # Pages scanned or screenshots pasted into Word: not empty, but nothing the reader can give the model.
+        raise UnsupportedFile(filename, "docx-images") if pictures else EmptyFile(filename)
     cut, truncated = cut_to_fit(text, max_chars)
     return ExtractedDocument(
         filename=filename,
