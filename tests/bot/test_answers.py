@@ -175,8 +175,9 @@ async def test_a_stop_pressed_once_the_model_has_written_everything_is_told_the_
     chat = h.new_chat()
     h.tg.fail_next("sendMessageDraft", 400, "Bad Request: TEXTDRAFT_PEER_INVALID", chat_id=chat)
     # The usage comes 1.5 s after the last word (the timeout here is 2 s), as OpenRouter's may while it works out the
-    # cost.
-    h.llm.enqueue(Reply(text="Готово: всё написано.", usage_delay=1.5))
+    # cost. The text comes in one chunk: a first word shown alone would carry the button while the whole text, shown
+    # once the answer ended, would not.
+    h.llm.enqueue(Reply(text="Готово: всё написано.", chunk_size=10, usage_delay=1.5))
     h.tg.user_message(chat, "коротко")
     live = await h.tg.wait_for_message(chat, lambda m: bool(m.buttons) and "написано" in (m.text or ""), 15)
     answer = await h.press(chat, live, texts.STOP_BUTTON)
