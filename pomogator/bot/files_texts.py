@@ -26,7 +26,14 @@ from pomogator.errors import (
     UnpackedTooLarge,
     UnsupportedFile,
 )
-from pomogator.services.files import MAX_DOWNLOAD_BYTES, MAX_SCAN_BYTES, ExtractedDocument
+from pomogator.services.files import (
+    MAX_DOCUMENT_PICTURES,
+    MAX_DOWNLOAD_BYTES,
+    MAX_REQUEST_MEDIA_BYTES,
+    MAX_SCAN_BYTES,
+    ExtractedDocument,
+    PictureLoss,
+)
 from pomogator.services.files.prompt import page_ranges
 from pomogator.services.formatting.plural import plural
 
@@ -128,6 +135,10 @@ _UNSUPPORTED: dict[str, str] = {
     "docx-images": (
         "В документе только картинки, а картинки внутри DOCX я не вижу. Пришлите их как фото (можно альбомом) "
         "или сохраните документ как PDF."
+    ),
+    "docx-pictures": (
+        "В документе только картинки, и прочитать их не получилось: они повреждены или в форматах, которые модели "
+        "не понимают (например, EMF или WMF). Пришлите их как фото или сохраните документ как PDF."
     ),
     "scan": (
         "Это скан без текстового слоя: его страницы — картинки, а выбранная модель изображений не видит. "
@@ -249,6 +260,40 @@ def scanned_pages_left_out(doc: ExtractedDocument, reason: FileError) -> str:
         f"📄 В «{esc(doc.filename)}» {what} без текстового слоя, и прочитать их не получится: {why}. "
         "Модель получит только текст остальных страниц."
     )
+
+
+_PICTURE_LOSSES: dict[PictureLoss, str] = {
+    "format": "формат (EMF, WMF или другой векторный) модели не понимают",
+    "unreadable": "прочитать не получилось",
+    "count": f"больше {number(MAX_DOCUMENT_PICTURES)} картинок из одного документа я не передаю",
+    "size": f"не хватило места: картинок и сканов за раз можно не больше {megabytes(MAX_REQUEST_MEDIA_BYTES)}",
+    "time": "обработка картинок заняла слишком много времени",
+    "vision": "выбранная модель изображений не видит",
+}
+
+
+def pictures_left_out(doc: ExtractedDocument) -> str:
+    """Told before the answer when pictures of a DOCX (``pictures_left_out``) do not go to the model: all of them,
+    for a model that cannot see, or some (by their numbers in the document, with why)."""
+    name = esc(doc.filename)
+    if not doc.pictures and all(loss == "vision" for _, loss in doc.pictures_left_out):
+        return (
+            f"🖼 Картинки из «{name}» я пропустил: выбранная модель изображений не видит. "
+            "Модель получит только текст документа. Сменить модель: /model."
+        )
+    reasons: dict[PictureLoss, list[int]] = {}
+    for picture, loss in doc.pictures_left_out:
+        reasons.setdefault(loss, []).append(picture)
+    lines = []
+    for loss, numbers in reasons.items():
+        what = "картинка" if len(numbers) == 1 else "картинки"
+        lines.append(f"{what} {page_ranges(tuple(numbers)).replace('-', '–')} — {_PICTURE_LOSSES[loss]}")
+    seen = (
+        f"Модель увидит {number(len(doc.pictures))} {of_total(doc.picture_count, 'картинки', 'картинок')}"
+        if doc.pictures
+        else "Модель получит только текст"
+    )
+    return f"🖼 Не все картинки из «{name}» дойдут до модели: " + "; ".join(lines) + f". {seen}."
 
 
 def document_cut(doc: ExtractedDocument) -> str:

@@ -9,7 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .detect import MAX_DOWNLOAD_BYTES, FileKind, check_size, detect_kind, sniff_image, sniff_signature
-from .document import DocumentKind, ExtractedDocument, cut_to_fit
+from .document import DocumentKind, ExtractedDocument, PictureLoss, cut_to_fit
 from .docx import MAX_UNCOMPRESSED_BYTES, check_zip_bounds
 from .extract import declared_kind, extract_document
 from .pdf import pdf_file_part
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         media_bytes,
     )
     from .isolated import ReadLimits, read_document
+    from .pictures import MAX_DOCUMENT_PICTURES, fit_pictures
 
 # Loaded on first use: the child process that reads a document (``isolated``) starts by importing this package, and
 # needs neither images.py (Pillow, loguru) nor isolated.py (asyncio) — about 40 ms of its start-up.
@@ -39,6 +40,8 @@ _LAZY = {
     "in_image_workers": "images",
     "ReadLimits": "isolated",
     "read_document": "isolated",
+    "MAX_DOCUMENT_PICTURES": "pictures",
+    "fit_pictures": "pictures",
 }
 
 
@@ -51,6 +54,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULT_QUESTION",
+    "MAX_DOCUMENT_PICTURES",
     "MAX_DOWNLOAD_BYTES",
     "MAX_IMAGE_BYTES",
     "MAX_REQUEST_MEDIA_BYTES",
@@ -59,6 +63,7 @@ __all__ = [
     "DocumentKind",
     "ExtractedDocument",
     "FileKind",
+    "PictureLoss",
     "ReadLimits",
     "check_media_total",
     "check_size",
@@ -69,6 +74,7 @@ __all__ = [
     "document_content",
     "document_prompt",
     "extract_document",
+    "fit_pictures",
     "image_part",
     "in_image_workers",
     "media_bytes",

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 DocumentKind = Literal["text", "markdown", "csv", "json", "code", "pdf", "docx"]
 
 StopReason = Literal["context", "pages", "time", "unreadable"]
 """Why a document was not read whole: its text is longer than the model's context holds, or a PDF's reading stopped
 at the page cap, at the time budget or after too many pages that could not be read."""
+
+PictureLoss = Literal["vision", "format", "unreadable", "count", "size", "time"]
+"""Why a picture of a DOCX does not go to the model: the model cannot see; a format models do not take (EMF, WMF);
+damaged or too big to decode; over the pictures one document may give; over the bytes of media a request may carry;
+reading the pictures took too long."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,6 +27,10 @@ class ExtractedDocument:
     and the original file should be sent to the model as a file part instead; a PDF with text whose
     ``scanned_pages`` (numbered from 1) are pictures of pages needs it too, and keeps its ``text`` for when the file
     cannot be sent. ``stopped_by`` says why a ``truncated`` document was not read whole.
+
+    ``pictures`` are the ``image_url`` parts of the pictures a DOCX shows, in document order, ready for a model that
+    sees; ``pictures_left_out`` numbers (from 1, counting all the pictures of the document) those that do not go,
+    each with why. Decorative pictures (a few pixels high, a line, a bullet) are in neither.
     """
 
     filename: str
@@ -35,6 +44,13 @@ class ExtractedDocument:
     encoding: str | None = None
     stopped_by: StopReason | None = None
     scanned_pages: tuple[int, ...] = ()
+    pictures: tuple[dict[str, Any], ...] = ()
+    pictures_left_out: tuple[tuple[int, PictureLoss], ...] = ()
+
+    @property
+    def picture_count(self) -> int:
+        """The pictures of the document, those that go to the model and those left out."""
+        return len(self.pictures) + len(self.pictures_left_out)
 
 
 def cut_to_fit(text: str, max_chars: int) -> tuple[str, bool]:

@@ -5,7 +5,8 @@ that Word would show: inside content controls, tracked insertions, smart tags, s
 boxes, but not from tracked deletions. Headings (by their style's name) are marked with ``#``, tables become
 Markdown-like rows, and footnotes and endnotes follow the body. The page headers go before the body and the footers
 after it, each different text once (a letterhead, a title, "Confidential"); those without a letter (page numbers
-alone) are left out.
+alone) are left out. The pictures the body shows go to a model that sees as images, in the order the body shows them
+(``pictures.py``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import io
 import posixpath
 import zipfile
 from collections.abc import Collection, Iterator
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from pomogator.errors import CorruptFile, EmptyFile, FileError, UnpackedTooLarge, UnsupportedFile
 
-from .document import ExtractedDocument, cut_to_fit
+from .document import ExtractedDocument, PictureLoss, cut_to_fit
 
 MAX_UNCOMPRESSED_BYTES = 50 * 1024 * 1024
 """The most the XML parts other than the body and the notes may unpack to together: relationships, styles, page
@@ -132,6 +133,11 @@ _MARGINS = {"header": _W + "hdr", "footer": _W + "ftr"}
 _STYLE = _W + "style"
 _VAL = _W + "val"
 _ALTERNATE_CONTENT = "{http://schemas.openxmlformats.org/markup-compatibility/2006}AlternateContent"
+_R = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+# A DrawingML picture, and a VML one (older documents, and the fallback of shapes with a picture fill).
+_BLIP = "{http://schemas.openxmlformats.org/drawingml/2006/main}blip"
+_IMAGEDATA = "{urn:schemas-microsoft-com:vml}imagedata"
+_PICTURES: dict[object, str] = {_BLIP: _R + "embed", _IMAGEDATA: _R + "id"}
 _RELATIONSHIP = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
 
 _NOTE_REFERENCES: dict[object, str] = {_W + "footnoteReference": "footnote", _W + "endnoteReference": "endnote"}
@@ -217,6 +223,11 @@ def _target(archive: zipfile.ZipFile, rels: str, kind: str) -> str | None:
 
 def _targets(archive: zipfile.ZipFile, rels: str, kind: str) -> Iterator[str]:
     """The parts the package has of those the relationships in ``rels`` name for ``kind``, in their order."""
+    return (part for _, part in _relationships(archive, rels, kind))
+
+
+def _relationships(archive: zipfile.ZipFile, rels: str, kind: str) -> Iterator[tuple[str, str]]:
+    """The ids and parts of the relationships in ``rels`` for ``kind`` whose parts the package has, in their order."""
     try:
         stream = archive.open(rels)
     except KeyError:
@@ -230,7 +241,7 @@ def _targets(archive: zipfile.ZipFile, rels: str, kind: str) -> Iterator[str]:
                 name = target.lstrip("/") if target.startswith("/") else posixpath.join(base, target)
                 found = _existing(archive, posixpath.normpath(name))
                 if found is not None:
-                    yield found
+                    yield relationship.get("Id") or "", found
 
 
 def _existing(archive: zipfile.ZipFile, name: str) -> str | None:
@@ -589,20 +600,28 @@ def _table(table: _Element, styles: _Styles | None) -> str:
 # --- the body ---------------------------------------------------------------------------------------------
 
 
-def _read_body(stream: IO[bytes], styles: _Styles, limit: int, filename: str) -> tuple[list[str], bool]:
+def _read_body(
+    stream: IO[bytes], styles: _Styles, limit: int, filename: str, pictures: list[str] | None = None
+) -> tuple[list[str], bool]:
     """Read the body's blocks in order until their text is longer than ``limit``; tell whether all was read.
 
     Body-level paragraphs and the rows of body-level tables are handled as soon as they are parsed, then freed;
-    what is inside a table cell or a text box is read together with the paragraph or row around it.
+    what is inside a table cell or a text box is read together with the paragraph or row around it. The
+    relationship ids of the pictures met on the way are added to ``pictures``, in order.
     """
     blocks: list[str] = []
     length = 0
     inside = 0  # open table cells and text boxes
     table: _Table | None = None
     in_body = seen_body = False
-    for event, element in _iterparse(stream, ("start", "end"), (_BODY, _P, _TBL, _TR, _TC, _TEXT_BOX)):
+    tags = (_BODY, _P, _TBL, _TR, _TC, _TEXT_BOX, _BLIP, _IMAGEDATA)
+    for event, element in _iterparse(stream, ("start", "end"), tags):
         tag = element.tag
-        if tag in (_TC, _TEXT_BOX):
+        if tag in _PICTURES:
+            picture = element.get(_PICTURES[tag]) if event == "end" and in_body else None
+            if picture and pictures is not None:
+                pictures.append(picture)
+        elif tag in (_TC, _TEXT_BOX):
             inside += 1 if event == "start" else -1
         elif tag == _BODY:
             in_body = event == "start"
@@ -690,44 +709,68 @@ def _numbering(archive: zipfile.ZipFile, rels: str) -> _Numbering:
         return _Numbering({}, {})
 
 
-def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocument:
+def _picture_parts(archive: zipfile.ZipFile, rels: str, ids: list[str], alone: bool) -> list[str]:
+    """The picture parts the body shows (``ids``: its relationship ids, in order), each once, in order. A document of
+    nothing but pictures the body does not name (made by a program that places them some other way) has the pictures
+    of the package, in its order; the pictures of page headers (a letterhead's logo) stay out otherwise."""
+    images = dict(_relationships(archive, rels, "image"))
+    parts = list(dict.fromkeys(images[picture] for picture in ids if picture in images))
+    if not parts and alone:
+        parts = [name for name in archive.namelist() if name.startswith("word/media/") and not name.endswith("/")]
+    return parts
+
+
+def extract_docx(data: bytes, filename: str, max_chars: int, *, vision: bool = False) -> ExtractedDocument:
     """Read the body of a DOCX: paragraphs (headings marked with ``#``) and tables, in document order.
 
     Footnotes and endnotes follow the body as ``[^1]: ...`` and ``[^e1]: ...``, where the body has ``[^1]``. The
-    page headers come first (``Header: ...``) and the footers last (``Footer: ...``).
+    page headers come first (``Header: ...``) and the footers last (``Footer: ...``). The pictures of the part of
+    the body read come as ``pictures`` for a model with ``vision``; without it they are only counted, as left out
+    (see ``pictures.read_pictures``).
 
     Reading stops ``READ_AHEAD_CHARS`` past ``max_chars``; the result is then ``truncated`` with
     ``total_chars=None``.
-    Raises ``EmptyFile`` when there is no text, ``UnsupportedFile`` (kind ``"docx-images"``) when there is none but
-    there are pictures (embedded pictures are not read), ``CorruptFile`` for a damaged file and ``UnpackedTooLarge``
-    for one whose parts read whole unpack to too much.
+    Raises ``EmptyFile`` when there is no text and no picture, ``UnsupportedFile`` when there is no text but
+    pictures: kind ``"docx-images"`` without ``vision``, ``"docx-pictures"`` when none of the pictures can be read;
+    ``CorruptFile`` for a damaged file and ``UnpackedTooLarge`` for one whose parts read whole unpack to too much.
     """
     if max_chars <= 0:
         raise ValueError("max_chars must be positive")
     check_zip_bounds(data, filename)
+    pictures: tuple[dict[str, Any], ...] = ()
+    left_out: tuple[tuple[int, PictureLoss], ...] = ()
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             document = _target(archive, "_rels/.rels", "officeDocument") or "word/document.xml"
             rels = _rels_of(document)
             styles = _Styles.read(archive, _target(archive, rels, "styles"), _numbering(archive, rels))
             limit = max_chars + READ_AHEAD_CHARS
+            ids: list[str] = []
             with archive.open(document) as stream:
-                blocks, read_all = _read_body(stream, styles, limit, filename)
+                blocks, read_all = _read_body(stream, styles, limit, filename, ids)
             for kind in ("footnote", "endnote"):
                 if read_all:
                     read_all = _read_notes(archive, _target(archive, rels, kind + "s"), kind, blocks, limit)
             blocks = _margins(archive, rels, "header") + blocks
             if read_all:
                 blocks += _margins(archive, rels, "footer")
-            pictures = any(name.startswith("word/media/") for name in archive.namelist())
+            text = BLOCK_SEPARATOR.join(blocks)
+            alone = not text.strip()
+            parts = _picture_parts(archive, rels, ids, alone)
+            if parts and (vision or not alone):
+                # Imported here: it brings Pillow, which a document without pictures does not need.
+                from .pictures import read_pictures
+
+                pictures, left_out = read_pictures(archive, parts, filename, vision=vision, alone=alone)
     except FileError:
         raise
     except Exception as exc:  # zipfile, zlib and lxml raise many kinds of errors on damaged input
         raise CorruptFile(filename) from exc
-    text = BLOCK_SEPARATOR.join(blocks)
-    if not text.strip():
-        # Pages scanned or screenshots pasted into Word: not empty, but nothing the reader can give the model.
-        raise UnsupportedFile(filename, "docx-images") if pictures else EmptyFile(filename)
+    if alone and not pictures:
+        # Pages scanned or screenshots pasted into Word: not empty, but nothing the model can be given.
+        if not parts:
+            raise EmptyFile(filename)
+        raise UnsupportedFile(filename, "docx-pictures" if vision else "docx-images")
     cut, truncated = cut_to_fit(text, max_chars)
     return ExtractedDocument(
         filename=filename,
@@ -736,4 +779,6 @@ def extract_docx(data: bytes, filename: str, max_chars: int) -> ExtractedDocumen
         truncated=truncated or not read_all,
         total_chars=len(text) if read_all else None,
         stopped_by="context" if truncated or not read_all else None,
+        pictures=pictures,
+        pictures_left_out=left_out,
     )

@@ -43,6 +43,7 @@ def extract_document(
     max_chars: int,
     *,
     pdf_time_budget: float = TIME_BUDGET_S,
+    vision: bool = False,
 ) -> ExtractedDocument:
     """Read a user's document and return at most ``max_chars`` characters of its text.
 
@@ -52,7 +53,10 @@ def extract_document(
     password-protected DOCX, XLSX or PPTX, which Office keeps in an old-format container), ``EmptyFile`` (no text:
     blank, or a PDF without pages), and ``FileTooComplex`` (a PDF whose pages take longer than ``pdf_time_budget``
     before any text turns up).
-    An image yields ``UnsupportedFile(kind="image")``: send it with ``image_part`` instead.
+    An image yields ``UnsupportedFile(kind="image")``: send it with ``image_part`` instead. The pictures of a DOCX
+    come as image parts when the model has ``vision``, and are only counted otherwise (``docx.extract_docx``, which
+    also raises ``UnsupportedFile`` for a DOCX of pictures alone: kind "docx-images" without ``vision``,
+    "docx-pictures" when none of them can be read).
     This is CPU-bound work on untrusted input: the bot runs it in a child process (``isolated.read_document``).
     """
     if max_chars <= 0:
@@ -62,7 +66,7 @@ def extract_document(
     if kind == "pdf":
         return extract_pdf(data, filename, max_chars, time_budget=pdf_time_budget)
     if kind == "docx":
-        return extract_docx(data, filename, max_chars)
+        return extract_docx(data, filename, max_chars, vision=vision)
     if kind in ("text", "markdown", "csv", "json", "code"):
         return extract_text(data, filename, kind, max_chars)
     if kind == "legacy-office" and encrypted_office(data):
@@ -91,9 +95,10 @@ def encode_request(
     memory_bytes: int,
     cpu_seconds: int,
     time_budget: float,
+    vision: bool = False,
 ) -> bytes:
-    """What the child reads on stdin: one line of JSON (the file's name and type, ``max_chars`` and the limits),
-    then the file's bytes."""
+    """What the child reads on stdin: one line of JSON (the file's name and type, ``max_chars``, the limits and
+    whether the model sees pictures), then the file's bytes."""
     header = {
         "filename": _clean(filename),
         "mime_type": mime_type,
@@ -101,6 +106,7 @@ def encode_request(
         "memory_bytes": memory_bytes,
         "cpu_seconds": cpu_seconds,
         "time_budget": time_budget,
+        "vision": vision,
     }
     return orjson.dumps(header) + b"\n" + data
 
@@ -115,7 +121,12 @@ def serve() -> None:
     try:
         data = sys.stdin.buffer.read()
         doc = extract_document(
-            data, filename, header["mime_type"], int(header["max_chars"]), pdf_time_budget=header["time_budget"]
+            data,
+            filename,
+            header["mime_type"],
+            int(header["max_chars"]),
+            pdf_time_budget=header["time_budget"],
+            vision=bool(header.get("vision")),
         )
         outcome = {"document": {**asdict(doc), "text": _clean(doc.text)}}
     except MemoryError:
@@ -190,7 +201,14 @@ def decode_outcome(raw: bytes) -> ExtractedDocument:
     outcome = orjson.loads(raw)
     if "document" in outcome:
         document = outcome["document"]
-        return ExtractedDocument(**{**document, "scanned_pages": tuple(document.get("scanned_pages", ()))})
+        return ExtractedDocument(
+            **{
+                **document,
+                "scanned_pages": tuple(document.get("scanned_pages", ())),
+                "pictures": tuple(document.get("pictures", ())),
+                "pictures_left_out": tuple((number, loss) for number, loss in document.get("pictures_left_out", ())),
+            }
+        )
     error = outcome["error"]
     kind = error["type"]
     if kind == "UnpackedTooLarge":

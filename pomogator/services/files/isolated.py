@@ -68,9 +68,15 @@ class ReadLimits:
 
 
 async def read_document(
-    data: bytes, filename: str, mime_type: str | None, max_chars: int, *, limits: ReadLimits | None = None
+    data: bytes,
+    filename: str,
+    mime_type: str | None,
+    max_chars: int,
+    *,
+    limits: ReadLimits | None = None,
+    vision: bool = False,
 ) -> ExtractedDocument:
-    """``extract_document`` in a child process.
+    """``extract_document`` in a child process; ``vision``: the pictures of a DOCX are read for a model that sees.
 
     Raises what ``extract_document`` raises, and ``FileTooComplex`` when the child runs out of time, memory or
     CPU. Cancelling the call kills the child; so does the timeout.
@@ -84,6 +90,7 @@ async def read_document(
         memory_bytes=limits.memory_bytes,
         cpu_seconds=limits.cpu_seconds,
         time_budget=limits.pdf_time_budget,
+        vision=vision,
     )
     async with _slot_for(data):
         process = await spawn()

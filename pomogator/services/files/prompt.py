@@ -65,6 +65,20 @@ def scanned_pages_note(doc: ExtractedDocument) -> str | None:
     )
 
 
+def pictures_note(doc: ExtractedDocument) -> str | None:
+    """The note telling the model which pictures of a DOCX follow the text as images, and which it does not get."""
+    if not doc.picture_count:
+        return None
+    gone = tuple(number for number, _ in doc.pictures_left_out)
+    if not doc.pictures:
+        return f"[The pictures of this file ({doc.picture_count}) are not available: only its text is]"
+    sent = "Its picture follows" if len(doc.pictures) == 1 else f"Its {len(doc.pictures)} pictures follow"
+    note = f"{sent} as images, after the text, in the order of the file"
+    if gone:
+        note += f"; pictures {page_ranges(gone)} of {doc.picture_count} are not available"
+    return f"[{note}]"
+
+
 def document_prompt(
     doc: ExtractedDocument,
     question: str | None,
@@ -75,15 +89,16 @@ def document_prompt(
 
     The name is escaped, and a ``</file`` inside the text is written as ``<\\/file`` so the content cannot
     close the wrapper early. A scanned PDF (``needs_file_part``) is referred to by name only: its pages go
-    to the model as a file part (see ``document_content``).
+    to the model as a file part (see ``document_content``); so is a DOCX of pictures alone, whose pictures go as
+    images, with a note on them (``pictures_note``).
     """
     name = safe_filename(doc.filename)
     ask = question.strip() if question and question.strip() else default_question
     if doc.needs_file_part:
         return f'<file name="{name}" attached="true" />\n\n{ask}'
     body = _CLOSING_TAG.sub(r"<\\/\1", doc.text)
-    parts = [f'<file name="{name}">\n{body}\n</file>']
-    parts.extend(note for note in (truncation_note(doc), scanned_pages_note(doc)) if note)
+    parts = [f'<file name="{name}">\n{body}\n</file>' if body.strip() else f'<file name="{name}" attached="true" />']
+    parts.extend(note for note in (truncation_note(doc), scanned_pages_note(doc), pictures_note(doc)) if note)
     parts.append(ask)
     return "\n\n".join(parts)
 
@@ -95,10 +110,12 @@ def document_content(
     *,
     default_question: str = DEFAULT_QUESTION,
 ) -> list[dict[str, Any]]:
-    """The user message content parts for a document: the prompt text, plus the PDF itself for a scan."""
+    """The user message content parts for a document: the prompt text, plus the PDF itself for a scan and the
+    pictures of a DOCX."""
     parts: list[dict[str, Any]] = [
         {"type": "text", "text": document_prompt(doc, question, default_question=default_question)}
     ]
     if doc.needs_file_part:
         parts.append(pdf_file_part(data, doc.filename))
+    parts.extend(doc.pictures)
     return parts
