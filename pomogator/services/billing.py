@@ -54,8 +54,10 @@ from pomogator.services.payments import (
     CURRENCY,
     NOTICE_LEASE,
     Plan,
+    claim_admins_notice,
     mark_told,
     offered,
+    owe_admins,
     payment_pk,
     payment_row,
     receipt_description,
@@ -130,7 +132,7 @@ class BillingService:
             "month": Plan("month", settings.price_month_rub, settings.month_days),
             "year": Plan("year", settings.price_year_rub, settings.year_days),
         }
-        self.notices = BillingNotices(notifier, settings.admin_id_list)
+        self.notices = BillingNotices(notifier, settings.admin_id_list, subscriptions, settings.tz)
         self.refunds = RefundService(
             database, kassa, users, subscriptions, self.notices, settings, self.plans, apply=self.apply
         )
@@ -403,7 +405,12 @@ class BillingService:
     async def check_waiting(self, payment_ids: list[str]) -> int:
         """Apply what YooKassa says about payments something is still owed for (``waiting_payments``): their
         notification has not come, their payer's notice did not go out, a refund of theirs was pending; returns how
-        many changed our records. Stops at the first sign YooKassa is down: the next round asks again."""
+        many changed our records. Stops at the first sign YooKassa is down: the next round asks again.
+
+        The admins' notices of payments and refunds that did not go out are sent first, from our records alone:
+        they need not wait for YooKassa, and the admins hear of a payment before its payer does, as when it was
+        recorded."""
+        await self.notices.tell_untold_admins()
         changed = 0
         for payment_id in payment_ids:
             try:
@@ -465,6 +472,8 @@ class BillingService:
         amount = stored_money(row["amount"])
         until: datetime | None = None
         recorded = refunded = Decimal(0)
+        tell_admins = False
+        claimed_at = utcnow()  # when this process claimed the admins' notice (``owe_admins``)
         async with self.database.transaction():
             # An erasure takes the person's lock too: it happens wholly before this or wholly after, and the row is
             # read again under the lock, as it may have been unlinked while YooKassa was asked.
@@ -498,7 +507,14 @@ class BillingService:
                     # Refunded before we heard it succeeded: grant, then take the refunded share back at once.
                     await Payment.update({Payment.refunded_amount: refunded}).where(payment_pk == row["id"])
                     until = await self.subscriptions.shorten(remote.id, float(min(refunded / amount, Decimal(1))))
+                # The admins are owed the notice of the payment (and of that refund) until it is sent.
+                claimed_at = utcnow()
+                tell_admins = await owe_admins(row["id"], claimed_at, refunded_before=recorded, paid_before=False)
         if not claimed:
+            # Recorded before, by a process that may have stopped before telling the admins and the payer.
+            claimed_at = utcnow()
+            if await claim_admins_notice(row["id"], claimed_at):
+                await self.notices.tell_admins_owed(row["id"], claimed_at)
             await self._tell_owed(row["id"], plan, amount)
             return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=False)
         if relink:
@@ -510,11 +526,11 @@ class BillingService:
         newly_refunded = refunded - recorded
         if newly_refunded > 0:
             log.info("Payment {} refunded {} (total {})", remote.id, money(newly_refunded), money(refunded))
-        # The admins first: nothing sends their notices again, while the payer's is sent by a later check if this
-        # process stops while telling them, or the database drops as it is marked sent.
-        await self.notices.tell_admins(texts.admin_payment(remote.id, telegram_id, plan.name, amount, until, self.tz))
-        if newly_refunded > 0:
-            await self.notices.tell_admins(texts.admin_refund(remote.id, telegram_id, newly_refunded, refunded))
+        # The admins first (of the payment, then of that refund), then the payer. A notice that does not go out
+        # (this process stops first, Telegram fails, the database drops as it is marked sent) is sent by a later
+        # check, once the claim taken above lapses.
+        if tell_admins:
+            await self.notices.tell_admins_owed(row["id"], claimed_at)
         await self._tell_of_payment(row["id"], telegram_id, plan, amount, refunded, until)
         return PaymentOutcome(
             remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until, refunded=newly_refunded

@@ -3,19 +3,37 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import NoReturn, Protocol
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from zoneinfo import ZoneInfo
 
 from loguru import logger
 
 from pomogator.billing import texts
+from pomogator.billing.models import SUCCEEDED
 from pomogator.errors import PaymentNotVerified
 from pomogator.logs.records import about
 from pomogator.notify import SendResult
+from pomogator.services.payments import (
+    claim_admins_notice,
+    mark_admins_told_of_payment,
+    mark_admins_told_of_refunds,
+    owed_to_admins,
+    release_admins_claim,
+    renew_admins_claim,
+    stored_money,
+    untold_to_admins,
+)
+from pomogator.timeutil import utcnow
+
+if TYPE_CHECKING:
+    from pomogator.services.subscriptions import SubscriptionService
 
 # An unverified payment's problem is told to the admins again after a day at the soonest; so many are remembered.
 RETOLD_AFTER_S = 24 * 3600.0
 TOLD_MEMORY = 1000
+TOO_MANY_REQUESTS = 429
 
 
 class Notifier(Protocol):
@@ -24,30 +42,115 @@ class Notifier(Protocol):
     async def send(self, chat_id: int, text: str) -> SendResult: ...
 
 
+def _refused(result: SendResult) -> bool:
+    """Telegram answered that it will not deliver the message (the admin blocked the bot, or never started it, or the
+    id is no chat): sending it again would meet the same answer. Flood control and its own errors pass."""
+    code = result.error_code
+    return code is not None and 400 <= code < 500 and code != TOO_MANY_REQUESTS
+
+
 class BillingNotices:
-    def __init__(self, notifier: Notifier | None, admin_ids: Sequence[int]) -> None:
+    def __init__(
+        self, notifier: Notifier | None, admin_ids: Sequence[int], subscriptions: SubscriptionService, tz: ZoneInfo
+    ) -> None:
         self.notifier = notifier
         self.admin_ids = tuple(admin_ids)
+        self.subscriptions = subscriptions
+        self.tz = tz
         # When each unverified payment's problem was last told to the admins (``not_verified``).
         self._told: dict[tuple[str, str], float] = {}
 
     async def tell(self, chat_id: int, text: str) -> bool:
         """Send a notice; False when it failed in a way that sending it again may mend. A notice that cannot be
         delivered never undoes what was recorded."""
+        result = await self._send(chat_id, text)
+        return result is None or result.ok or result.blocked
+
+    async def _send(self, chat_id: int, text: str) -> SendResult | None:
+        """Telegram's answer; None when there is no bot token to send with."""
         if self.notifier is None:
             logger.bind(**about(chat_id)).warning("No bot token: notice to {} not sent", chat_id)
-            return True
+            return None
         try:
-            result = await self.notifier.send(chat_id, text)
+            return await self.notifier.send(chat_id, text)
         except Exception as exc:
             # Only the type: an HTTP error's text may carry the Bot API URL, which holds the token.
             logger.bind(**about(chat_id)).warning("Notice to {} failed: {}", chat_id, type(exc).__name__)
-            return False
-        return result.ok or result.blocked
+            return SendResult(False, type(exc).__name__)
+
+    async def _tell_admin(self, admin_id: int, text: str) -> bool:
+        """Send an admin a notice; False when it may go out if sent again (Telegram not reached, flood control)."""
+        result = await self._send(admin_id, text)
+        return result is None or result.ok or _refused(result)
 
     async def tell_admins(self, text: str) -> None:
+        """Tell every admin of something no record is kept of (the admins' notices of payments and refunds go through
+        ``tell_admins_owed``)."""
         for admin_id in self.admin_ids:
-            await self.tell(admin_id, text)
+            await self._tell_admin(admin_id, text)
+
+    # --- the admins' notices of payments and refunds ----------------------------------------------------------
+
+    async def tell_admins_owed(self, row_id: int, claim: datetime) -> None:
+        """Tell the admins what they are owed of payment ``row_id``, its success first, then its refunds since they
+        were last told, under the claim this process took at ``claim`` (``owe_admins``, ``claim_admins_notice``).
+
+        Each notice is marked told once every admin was sent it or cannot be; one that did not go out to an admin
+        stays owed with the claim held, and the periodic check sends it to them all once the claim lapses
+        (``tell_untold_admins``). Raises what the database raises: what was not marked told is owed still."""
+        while True:
+            row = await owed_to_admins(row_id)
+            if row is None:
+                await release_admins_claim(row_id, claim)
+                # Recorded between the look and the release by a process that found the claim taken: this one's to tell.
+                claim = utcnow()
+                if not await claim_admins_notice(row_id, claim):
+                    return
+                continue
+            paid = row["status"] == SUCCEEDED and row["admins_notified_at"] is None and row["telegram_id"] is not None
+            text = await self._payment_text(row) if paid else _refunds_text(row)
+            kept = await self._tell_admins_claimed(row_id, claim, text)
+            if kept is None:
+                return
+            claim = kept
+            if paid:
+                await mark_admins_told_of_payment(row_id)
+            else:
+                await mark_admins_told_of_refunds(row_id, stored_money(row["refunded_amount"]))
+
+    async def tell_untold_admins(self) -> int:
+        """The periodic check: tell the admins the notices of payments and refunds that did not go out (the process
+        that recorded them stopped first, or Telegram failed), each once its last claim has lapsed; returns of how
+        many payments the admins were told something."""
+        told = 0
+        for row_id in await untold_to_admins():
+            claim = utcnow()
+            if await claim_admins_notice(row_id, claim):
+                logger.info("Telling the admins again of payment {}: their notice did not go out", row_id)
+                await self.tell_admins_owed(row_id, claim)
+                told += 1
+        return told
+
+    async def _tell_admins_claimed(self, row_id: int, claim: datetime, text: str) -> datetime | None:
+        """Send ``text`` to every admin, renewing the claim before each: the claim held after, or None when one of
+        them may get it if it is sent again (or another process took the claim over: it sends it)."""
+        delivered = True
+        for admin_id in self.admin_ids:
+            renewed = utcnow()
+            if not await renew_admins_claim(row_id, claim, renewed):
+                logger.warning("The admins' notice of payment {} was taken over by another process", row_id)
+                return None
+            claim = renewed
+            delivered = await self._tell_admin(admin_id, text) and delivered
+        return claim if delivered else None
+
+    async def _payment_text(self, row: Mapping[str, Any]) -> str:
+        telegram_id: int = row["telegram_id"]
+        until = await self.subscriptions.premium_until(telegram_id)
+        amount = stored_money(row["amount"])
+        return texts.admin_payment(row["yookassa_id"], telegram_id, row["plan"], amount, until, self.tz)
+
+    # --- unverified payments ----------------------------------------------------------------------------------
 
     async def not_verified(self, payment_id: str, problem: str) -> NoReturn:
         """Refuse the payment's notification (or check): raises PaymentNotVerified. The admins hear of it once a day
@@ -62,3 +165,9 @@ class BillingNotices:
             self._told[(payment_id, problem)] = now
             await self.tell_admins(texts.admin_not_verified(payment_id, problem))
         raise PaymentNotVerified(f"Payment {payment_id} not verified: {problem}.")
+
+
+def _refunds_text(row: Mapping[str, Any]) -> str:
+    total = stored_money(row["refunded_amount"])
+    told = stored_money(row["admins_told_refunded"])
+    return texts.admin_refund(row["yookassa_id"], row["telegram_id"], total - told, total)

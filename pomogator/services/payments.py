@@ -9,12 +9,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pomogator.billing.models import CENT, PENDING, SUCCEEDED
 from pomogator.errors import PaymentNotFound
 from pomogator.store.tables import Payment
 from pomogator.timeutil import as_utc, utcnow
+
+if TYPE_CHECKING:
+    from piccolo.custom_types import Combinable
 
 CURRENCY = "RUB"
 # Piccolo adds the `id` column itself, invisibly to the type checker.
@@ -81,7 +84,8 @@ async def payment_row(payment_id: str) -> dict[str, Any]:
 async def waiting_payments(now: datetime | None = None) -> list[str]:
     """Our payments something is still owed for, to ask YooKassa about (``BillingService.check_waiting``): ones it
     has not settled, old enough (see ``CHECK_AFTER``); succeeded ones whose payer was not told (see
-    ``NOTICE_LEASE``); and ones with a refund it answered as pending."""
+    ``NOTICE_LEASE``); ones with a refund it answered as pending; and ones whose admins were not told of them
+    (``untold_to_admins``: the check tells them first)."""
     now = now or utcnow()
     unsettled = (
         (Payment.status == PENDING)
@@ -97,7 +101,7 @@ async def waiting_payments(now: datetime | None = None) -> list[str]:
     )
     refunding = (Payment.status == SUCCEEDED) & Payment.refund_waiting_id.is_not_null()
     rows = await Payment.select(Payment.yookassa_id).where(
-        Payment.yookassa_id.is_not_null() & (unsettled | untold | refunding)
+        Payment.yookassa_id.is_not_null() & (unsettled | untold | refunding | _untold_to_admins(now))
     )
     return [row["yookassa_id"] for row in rows]
 
@@ -105,6 +109,121 @@ async def waiting_payments(now: datetime | None = None) -> list[str]:
 async def mark_told(row_id: int) -> None:
     """The payer's notice of payment ``row_id`` was delivered (or there is nothing to tell them)."""
     await Payment.update({Payment.notified_at: utcnow()}).where((payment_pk == row_id) & Payment.notified_at.is_null())
+
+
+# The admins' notices of a payment (its success, then its refunds) are claimed as the payer's is, with
+# ``Payment.admins_claimed_at``: by the process that records what they tell of (``owe_admins``), or by a later check
+# or notification once the claim has lapsed (``claim_admins_notice``). The claim is renewed before each message, so it
+# never has to outlast more than one send however many admins there are, and let lapse once nothing is left to tell.
+
+
+def _owed_to_admins() -> Combinable:
+    """A payment the admins have not heard all of: its success (unless the payer erased their data since: the notice
+    names them), or refunds beyond the total they were told of."""
+    paid = (Payment.status == SUCCEEDED) & Payment.admins_notified_at.is_null() & Payment.telegram_id.is_not_null()
+    return paid | (Payment.refunded_amount > Payment.admins_told_refunded)
+
+
+def _admins_claim_lapsed(now: datetime) -> Combinable:
+    # NULL is no claim: nothing was ever owed the admins by code that keeps their notices (see ``owe_admins``).
+    return Payment.admins_claimed_at <= now - NOTICE_LEASE
+
+
+async def owe_admins(row_id: int, now: datetime, *, refunded_before: Decimal, paid_before: bool) -> bool:
+    """In the transaction that records a payment's success or a refund of it: the admins are owed a notice of it,
+    and this process claims it unless another holds the claim. True when this process is to tell them
+    (``BillingNotices.tell_admins_owed``); otherwise the holder, or the periodic check once the claim lapses, does.
+
+    A payment no claim was ever taken on was recorded by a version that told the admins itself and kept no record
+    of it (the migration marks the payments there were then as told; a process of that version still running while
+    this one starts may record more): what was recorded before this, ``refunded_before`` and, when ``paid_before``,
+    the payment's success, is marked told, so that it is not told again with this."""
+    never_claimed = (payment_pk == row_id) & Payment.admins_claimed_at.is_null()
+    await Payment.update({Payment.admins_told_refunded: refunded_before}).where(never_claimed)
+    if paid_before:
+        await Payment.update({Payment.admins_notified_at: now}).where(
+            never_claimed & (Payment.status == SUCCEEDED) & Payment.admins_notified_at.is_null()
+        )
+    free = Payment.admins_claimed_at.is_null() | _admins_claim_lapsed(now)
+    return await _claim_admins(row_id, now, free)
+
+
+async def claim_admins_notice(row_id: int, now: datetime) -> bool:
+    """Claim the admins' notice of payment ``row_id`` that its recorder did not send (it stopped first, or Telegram
+    failed): only once the last claim has lapsed, so two processes never send it, and only while it is owed."""
+    return await _claim_admins(row_id, now, _admins_claim_lapsed(now))
+
+
+async def _claim_admins(row_id: int, now: datetime, free: Combinable) -> bool:
+    claimed = (
+        await Payment.update({Payment.admins_claimed_at: now})
+        .where((payment_pk == row_id) & free & _owed_to_admins())
+        .returning(payment_pk)
+    )
+    return bool(claimed)
+
+
+async def renew_admins_claim(row_id: int, claim: datetime, now: datetime) -> bool:
+    """Renew this process's claim (taken at ``claim``) to tell the admins of payment ``row_id`` before its next
+    message; False when another process has taken it over."""
+    renewed = (
+        await Payment.update({Payment.admins_claimed_at: now})
+        .where((payment_pk == row_id) & (Payment.admins_claimed_at == claim))
+        .returning(payment_pk)
+    )
+    return bool(renewed)
+
+
+async def release_admins_claim(row_id: int, claim: datetime) -> None:
+    """Nothing is left to tell the admins of payment ``row_id``: the claim taken at ``claim`` is let lapse at once,
+    so whoever records the next thing to tell them claims it."""
+    await Payment.update({Payment.admins_claimed_at: claim - NOTICE_LEASE}).where(
+        (payment_pk == row_id) & (Payment.admins_claimed_at == claim)
+    )
+
+
+async def owed_to_admins(row_id: int) -> dict[str, Any] | None:
+    """Payment ``row_id`` as its admins' notices need it, while the admins are owed one."""
+    row: dict[str, Any] | None = (
+        await Payment.select(
+            Payment.yookassa_id,
+            Payment.telegram_id,
+            Payment.plan,
+            Payment.amount,
+            Payment.refunded_amount,
+            Payment.admins_told_refunded,
+            Payment.status,
+            Payment.admins_notified_at,
+        )
+        .where((payment_pk == row_id) & _owed_to_admins())
+        .first()
+    )
+    return row
+
+
+async def untold_to_admins(now: datetime | None = None) -> list[int]:
+    """Payments whose admins' notice did not go out and whose last claim has lapsed, for the periodic check; those
+    recorded longer than ``CHECK_UNTIL`` ago are given up, as the payer's notices are."""
+    now = now or utcnow()
+    rows = await Payment.select(payment_pk).where(_untold_to_admins(now))
+    return [row["id"] for row in rows]
+
+
+def _untold_to_admins(now: datetime) -> Combinable:
+    return _owed_to_admins() & _admins_claim_lapsed(now) & (Payment.updated_at > now - CHECK_UNTIL)
+
+
+async def mark_admins_told_of_payment(row_id: int) -> None:
+    await Payment.update({Payment.admins_notified_at: utcnow()}).where(
+        (payment_pk == row_id) & Payment.admins_notified_at.is_null()
+    )
+
+
+async def mark_admins_told_of_refunds(row_id: int, total: Decimal) -> None:
+    """The admins were told payment ``row_id`` was refunded ``total`` in all."""
+    await Payment.update({Payment.admins_told_refunded: total}).where(
+        (payment_pk == row_id) & (Payment.admins_told_refunded < total)
+    )
 
 
 async def forget_waiting_refund(row_id: int, refund_id: str) -> None:

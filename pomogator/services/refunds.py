@@ -39,6 +39,7 @@ from pomogator.services.payments import (
     Plan,
     forget_waiting_refund,
     offered,
+    owe_admins,
     payment_pk,
     payment_row,
     receipt_description,
@@ -303,6 +304,8 @@ class RefundService:
     ) -> RefundOutcome:
         total = remote.refunded_amount
         until: datetime | None = None
+        tell_admins = False
+        claimed_at = utcnow()  # when this process claimed the admins' notice (``owe_admins``)
         async with self.database.transaction():
             # The person's lock before the payment's row, as ``BillingService`` and an erasure take them: the other
             # order (the row here, then the lock in ``shorten``) deadlocks with an erasure on PostgreSQL.
@@ -326,6 +329,11 @@ class RefundService:
                     left = stored_money(current["amount"]) - before
                     share = (total - before) / left if left > 0 else Decimal(1)
                     await self.subscriptions.shorten(remote.id, float(min(share, Decimal(1))))
+                # The admins are owed the notice of the refund until it is sent.
+                claimed_at = utcnow()
+                tell_admins = await owe_admins(
+                    row["id"], claimed_at, refunded_before=before, paid_before=current["status"] == SUCCEEDED
+                )
         refund_id = refund.id if refund else None
         if total <= before:
             return RefundOutcome(remote.id, refund_id, SUCCEEDED, Decimal(0), total, changed=False)
@@ -337,5 +345,6 @@ class RefundService:
         if telegram_id is not None:
             until = await self.subscriptions.premium_until(telegram_id)
             await self.notices.tell(telegram_id, texts.refund_done(delta, until, self.settings.tz))
-        await self.notices.tell_admins(texts.admin_refund(remote.id, telegram_id, delta, total))
+        if tell_admins:
+            await self.notices.tell_admins_owed(row["id"], claimed_at)
         return RefundOutcome(remote.id, refund_id, SUCCEEDED, delta, total, changed=True, premium_until=until)

@@ -114,6 +114,13 @@ class Payment(Table, tablename="payments"):
     # When a process took it on itself to tell the payer (see ``pomogator.services.payments.NOTICE_LEASE``); set in
     # the transaction that records the payment, so a payment recorded before this column existed is never owed.
     notice_claimed_at = Timestamptz(null=True, default=None)
+    # The admins' notices, kept the same way (see ``pomogator.services.payments.claim_admins_notice``): when they were
+    # told the payment went through (NULL until every admin had it or cannot get it); the refunded total they were
+    # told of; and when a process took it on itself to tell them, set in the transaction that records what they are
+    # to hear of.
+    admins_notified_at = Timestamptz(null=True, default=None)
+    admins_told_refunded = Numeric(digits=(12, 2), default=Decimal(0))
+    admins_claimed_at = Timestamptz(null=True, default=None)
     # A refund YooKassa answered as pending: the periodic check asks about it until it succeeds or is canceled.
     refund_waiting_id = Varchar(length=64, null=True, default=None)
     created_at = Timestamptz()
