@@ -14,7 +14,8 @@ The order in which an update meets the policy (after aiogram's own error and use
 9. aiogram's FSM middleware — the conversation state is read in the chat's turn, too.
 
 Then per event: callback queries are answered exactly once (``CallbackAnswerMiddleware``), a message sent before a
-pending form's prompt does not see the form (``EarlierMessagesMiddleware``), a pending form ends when the user turns
+pending form's prompt does not see the form (``EarlierMessagesMiddleware``), a text that a handler other than the
+message path takes can no longer become a forward's comment (``CommentGuard``), a pending form ends when the user turns
 to something else (``FormMiddleware``), and handlers get ``account`` (``AccountMiddleware``;
 plain text for the model gets ``sender``, on PostgreSQL touched in the round trip that takes the request).
 Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat`` (the ChatService), ``answerer`` and
@@ -30,6 +31,7 @@ from aiogram.enums import ParseMode
 from aiogram.fsm.storage.base import BaseStorage
 
 from pomogator.bot.answer import Answerer, StopRegistry
+from pomogator.bot.comments import CommentGuard
 from pomogator.bot.erasures import ErasureMarks, MemoryErasureMarks
 from pomogator.bot.flood_wait import RetryAfterMiddleware
 from pomogator.bot.fsm_memory import SparseMemoryStorage
@@ -124,6 +126,7 @@ def create_dispatcher(
 
     dispatcher.callback_query.outer_middleware.register(CallbackAnswerMiddleware())
     dispatcher.message.outer_middleware.register(EarlierMessagesMiddleware())
+    dispatcher.message.middleware.register(CommentGuard())
     forms = FormMiddleware()
     dispatcher.message.middleware.register(forms)
     dispatcher.callback_query.middleware.register(forms)

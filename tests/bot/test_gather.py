@@ -17,9 +17,12 @@ from aiogram.types import Message, Update
 
 from pomogator.bot import files_texts, texts
 from pomogator.bot.attachments import MAX_ATTACHMENTS
+from pomogator.bot.comments import ANSWERS_COMMENT, Comment, CommentGuard
+from pomogator.bot.inline_filters import run_filters_inline
 from pomogator.bot.middlewares import ChatOrderMiddleware, Gatherer, MemoryChatLocks
 from pomogator.bot.middlewares.gather import SPLIT_TEXT_MIN, join_text, origin_name
 from tests.bot.harness import BotHarness
+from tests.fakes.openai_server import Reply
 from tests.fakes.telegram_server import bot_command_entities
 from tests.services.test_files import JPEG, make_png
 
@@ -47,6 +50,9 @@ class Seen:
     calls: list[tuple[str, list[int]]] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     expected: int = 0
+    # How long a text's answer takes, and whether something of it shows at once (a comment then stays with it).
+    answer_time: float = 0.01
+    shows_at_once: bool = False
 
     def record(self, text: str, ids: list[int]) -> None:
         self.calls.append((text, ids))
@@ -125,9 +131,14 @@ async def rig() -> AsyncIterator[Rig]:
     gatherer = Gatherer(window=WINDOW)
     router = Router()
 
-    @router.message(F.text)
-    async def on_text(message: Message) -> None:
-        await asyncio.sleep(0.01)  # an answer takes a while; later messages queue meanwhile
+    @router.message(F.text, flags={ANSWERS_COMMENT: True})
+    async def on_text(message: Message, comment: Comment | None = None) -> None:
+        # As the Answerer does: a text is kept from a forward after it once its answer shows.
+        if comment is not None and seen.shows_at_once:
+            comment.settle()
+        await asyncio.sleep(seen.answer_time)  # an answer takes a while; later messages queue meanwhile
+        if comment is not None and not comment.settle():
+            return
         seen.record(message.text or "", [message.message_id])
 
     @router.message()
@@ -139,7 +150,9 @@ async def rig() -> AsyncIterator[Rig]:
     dispatcher.update.outer_middleware.register(gatherer.arrivals)
     dispatcher.update.outer_middleware.register(ChatOrderMiddleware(MemoryChatLocks()))
     dispatcher.update.outer_middleware.register(gatherer.completion)
+    dispatcher.message.middleware.register(CommentGuard())
     dispatcher.include_router(router)
+    run_filters_inline([router])  # as the bot's routers do
     bot = Bot("42:TEST")
     try:
         yield Rig(dispatcher, bot, gatherer, seen)
@@ -234,7 +247,7 @@ async def test_forwards_from_one_sender_are_joined_without_headings(rig: Rig) ->
     assert calls == [("Первая новость\n\nВторая", [1])]
 
 
-async def test_a_forward_is_its_own_request_beside_typed_messages(rig: Rig) -> None:
+async def test_a_text_typed_before_a_forward_is_its_comment_and_one_after_it_a_request_of_its_own(rig: Rig) -> None:
     anna = from_user("Анна")
     calls = await rig.feed(
         rig.text("комментарий"),
@@ -242,10 +255,54 @@ async def test_a_forward_is_its_own_request_beside_typed_messages(rig: Rig) -> N
         rig.text("вопрос"),
         rig.forward(long_piece(1), anna),
         rig.text("не продолжение"),
-        expected=5,
+        expected=3,
     )
-    # A typed message ends a forward; a forwarded long text is not the start of a split one.
-    assert [text for text, _ in calls] == ["комментарий", "пересланное", "вопрос", long_piece(1), "не продолжение"]
+    await asyncio.sleep(WINDOW * 2)
+    # A typed message ends a forward and may be the next one's comment; a forwarded long text is not the start of a
+    # split one. The texts' own answers were withdrawn before they showed anything.
+    assert calls == [
+        ("комментарий\n\nпересланное", [1]),
+        ("вопрос\n\n" + long_piece(1), [3]),
+        ("не продолжение", [5]),
+    ]
+    assert len(rig.gatherer) == 0
+
+
+async def test_a_comment_whose_answer_shows_already_keeps_it_and_the_forward_goes_alone(rig: Rig) -> None:
+    rig.seen.shows_at_once = True
+    rig.seen.answer_time = WINDOW
+    first = asyncio.create_task(rig.feed(rig.text("комментарий"), expected=1))
+    await asyncio.sleep(WINDOW / 3)  # its answer shows
+    calls = await rig.feed(rig.forward("пересланное", from_user("Анна")), expected=2)
+    await first
+    assert calls == [("комментарий", [1]), ("пересланное", [2])]
+
+
+async def test_a_text_sent_longer_ago_than_the_window_is_not_a_forwards_comment(rig: Rig) -> None:
+    rig.seen.answer_time = WINDOW * 3
+    first = asyncio.create_task(rig.feed(rig.text("вопрос"), expected=1))
+    await asyncio.sleep(WINDOW * 1.5)  # its answer still shows nothing
+    calls = await rig.feed(rig.forward("пересланное", from_user("Анна")), expected=2)
+    await first
+    assert calls == [("вопрос", [1]), ("пересланное", [2])]
+
+
+async def test_a_command_before_a_forward_is_not_its_comment(rig: Rig) -> None:
+    calls = await rig.feed(rig.text("/help"), rig.forward("пересланное", from_user("Анна")), expected=2)
+    assert calls == [("/help", [1]), ("пересланное", [2])]
+
+
+async def test_a_comment_heads_the_caption_of_forwarded_photos(rig: Rig) -> None:
+    anna = from_user("Анна")
+    calls = await rig.feed(
+        rig.text("Что на фото?"),
+        rig.forwarded_photo(anna, "Пункт 3", group="g9"),
+        rig.forwarded_photo(anna, group="g9"),
+        expected=1,
+    )
+    await asyncio.sleep(WINDOW * 2)
+    assert calls == [("Что на фото?\n\nПункт 3", [2, 3])]
+    assert len(rig.gatherer) == 0
 
 
 async def test_forwarded_texts_photos_and_files_are_one_album_whose_caption_holds_the_texts(rig: Rig) -> None:
@@ -284,9 +341,10 @@ async def test_forwarded_photos_without_text_have_no_caption(rig: Rig) -> None:
 async def test_a_typed_message_ends_a_forward_of_photos(rig: Rig) -> None:
     anna = from_user("Анна")
     calls = await rig.feed(
-        rig.forward("пересланное", anna), rig.text("вопрос"), rig.forwarded_photo(anna, "фото"), expected=3
+        rig.forward("пересланное", anna), rig.text("вопрос"), rig.forwarded_photo(anna, "фото"), expected=2
     )
-    assert calls == [("пересланное", [1]), ("вопрос", [2]), ("фото", [3])]
+    # The typed text is the comment of the forward after it.
+    assert calls == [("пересланное", [1]), ("вопрос\n\nфото", [3])]
 
 
 async def test_stickers_and_voice_messages_among_forwards_join_them_and_come_last(rig: Rig) -> None:
@@ -321,9 +379,10 @@ async def test_a_typed_message_ends_a_forward_of_stickers(rig: Rig) -> None:
         rig.text("вопрос"),
         rig.forwarded_sticker(anna),
         rig.forwarded_voice(anna),
-        expected=3,
+        expected=2,
     )
-    assert calls == [("", [1]), ("вопрос", [2]), ("", [3])]
+    # The typed text is the comment of the stickers after it: it is what is answered (and they are told of).
+    assert calls == [("", [1]), ("вопрос", [2])]
 
 
 def test_the_sender_of_a_forward_is_named_as_telegram_shows_it() -> None:
@@ -663,3 +722,77 @@ async def test_a_forward_of_only_stickers_and_voice_messages_gets_one_reply(harn
     assert len(h.tg.sent_messages(chat)) == 1
     assert h.llm.request_count == before
     assert await used_today(h, chat) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_comment_and_the_forward_after_it_are_one_request_and_one_answer(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    # As a Telegram client sends a forward with a comment: the comment first, then the forwarded message.
+    h.tg.user_message(chat, "Переведи на английский")
+    h.tg.user_message(chat, "Привет, как дела?", extra={"forward_origin": hidden_user("Анна")})
+    await answered_once(h, chat, before)
+    assert [r.last_user_text for r in h.llm.requests[before:]] == ["Переведи на английский\n\nПривет, как дела?"]
+    assert len(h.tg.sent_messages(chat)) == 1
+    assert await used_today(h, chat) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_comment_whose_model_request_began_is_withdrawn_from_it_without_a_trace(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    h.llm.enqueue(Reply(text="Что именно перевести?", ttft=3.0))
+    h.tg.user_message(chat, "Переведи")
+    await h.llm.wait_for_requests(before + 1, timeout=15)
+    h.tg.user_message(chat, "Hello, world", extra={"forward_origin": hidden_user("Анна")})
+    await h.llm.wait_for_requests(before + 2, timeout=15)
+    await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle(quiet=1.0)
+    first, second = h.llm.requests[before:]
+    assert first.last_user_text == "Переведи" and first.status == 499  # the bot went away before its answer
+    assert second.last_user_text == "Переведи\n\nHello, world"
+    assert all("Что именно" not in text for text in h.tg.sent_texts(chat))
+    assert len(h.tg.sent_messages(chat)) == 1
+    assert await used_today(h, chat) == 1
+    async with h.services() as services:
+        stored = await services.chat.dialog_for(await services.users.get(chat)).conversation.history()
+    assert [turn.decoded() for turn in stored if turn.role == "user"] == ["Переведи\n\nHello, world"]
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_comment_whose_answer_shows_keeps_it_and_the_forward_is_answered_after_it(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    before = h.llm.request_count
+    h.llm.enqueue(Reply.slow(30, 2.0))
+    h.tg.user_message(chat, "Расскажи сказку")
+    await h.tg.wait_until(lambda: h.tg.drafts(chat).count > 0, 15, "the first draft")
+    h.tg.user_message(chat, "Hello, world", extra={"forward_origin": hidden_user("Анна")})
+    await h.llm.wait_for_requests(before + 2, timeout=15)
+    await h.settle(quiet=1.0)
+    first, second = h.llm.requests[before:]
+    assert first.last_user_text == "Расскажи сказку" and first.status == 200
+    assert second.last_user_text == "Hello, world"
+    assert (h.tg.sent_texts(chat)[0]).endswith("tok29")
+    assert await used_today(h, chat) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_role_typed_just_before_a_forward_stays_the_role(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await h.reply_settled(chat, "/role")
+    before = h.llm.request_count
+    h.tg.user_message(chat, "Ты переводчик")
+    h.tg.user_message(chat, "Hello, world", extra={"forward_origin": hidden_user("Анна")})
+    await h.llm.wait_for_requests(before + 1, timeout=15)
+    await h.settle(quiet=1.0)
+    assert [r.last_user_text for r in h.llm.requests[before:]] == ["Hello, world"]
+    async with h.services() as services:
+        assert (await services.users.get(chat)).role == "Ты переводчик"

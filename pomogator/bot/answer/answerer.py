@@ -14,6 +14,7 @@ from loguru import logger
 from pomogator.bot.answer.output import ChatOutput
 from pomogator.bot.answer.renderer import UPDATE_INTERVAL, AnswerRenderer
 from pomogator.bot.answer.stops import StopRegistry
+from pomogator.bot.comments import Comment
 from pomogator.bot.replies import tell_if_model_reset
 from pomogator.services.chat import ChatService, Reply, SenderUndecided
 from pomogator.services.conversations import Content
@@ -41,13 +42,18 @@ class Answerer:
         self.premium_on_sale = premium_on_sale
         self._no_drafts: set[int] = set()
 
-    async def reply(self, bot: Bot, chat: Chat, sender: Account | Person, content: Content) -> Reply:
+    async def reply(
+        self, bot: Bot, chat: Chat, sender: Account | Person, content: Content, *, comment: Comment | None = None
+    ) -> Reply:
         """Answer ``content`` — text, or a list of OpenAI content parts (text, images) — in ``chat``.
 
         Uses the sender's model, role and stored context. A sender not yet touched (a ``Person``: text on
         PostgreSQL) is touched in the round trip that takes the request. Raises what ``ChatService.stream_reply``
         raises (QuotaExceeded before any model call, VisionUnsupported, MessageTooLong and LLMError subclasses with
         the request refunded) and ``ChatGone`` when the chat cannot receive the answer.
+
+        A text that may be a forward's ``comment`` is answered until it is withdrawn (``pomogator.bot.comments``):
+        the answer then ends without a word, its request given back and nothing of it stored; ``Reply.stopped``.
         """
         if isinstance(sender, Person):
             if isinstance(content, str) and self.chat.opens_in_one_trip:
@@ -56,6 +62,7 @@ class Answerer:
                         bot,
                         chat,
                         lambda stop, reply: self.chat.stream_sender_reply(sender, content, stop=stop, reply=reply),
+                        comment,
                     )
                 except SenderUndecided:
                     pass  # the stored model needs the reset ``touch`` makes; nothing was taken
@@ -65,7 +72,7 @@ class Answerer:
             account = sender
         dialog = self.chat.dialog_for(account)
         return await self._reply(
-            bot, chat, lambda stop, reply: self.chat.stream_reply(dialog, content, stop=stop, reply=reply)
+            bot, chat, lambda stop, reply: self.chat.stream_reply(dialog, content, stop=stop, reply=reply), comment
         )
 
     async def _reply(
@@ -73,9 +80,20 @@ class Answerer:
         bot: Bot,
         chat: Chat,
         pieces: Callable[[asyncio.Event, Reply], AsyncGenerator[str, None]],
+        comment: Comment | None = None,
     ) -> Reply:
         answer_id = secrets.randbelow(DRAFT_ID_LIMIT) + 1
-        reply = Reply(on_complete=lambda: self.stops.written(chat.id, answer_id))
+
+        def on_complete() -> None:
+            # The whole text is written: it is no longer stopped, nor withdrawn.
+            self.stops.written(chat.id, answer_id)
+            if comment is not None:
+                comment.settle()
+
+        reply = Reply(on_complete=on_complete)
+        if comment is not None and comment.withdrawn:
+            reply.stopped = True
+            return reply
         turn = self.stops.turn_event(chat.id)
         if turn is not None and turn.is_set():
             # /stop came while the message waited for its other parts or its files were read: the model is not asked.
@@ -85,6 +103,8 @@ class Answerer:
         try:
             async with self.stops.streaming(chat.id, answer_id) as stop:
                 await self.stops.end_turn(chat.id)
+                if comment is not None:
+                    comment.watch(stop)
                 renderer = AnswerRenderer(
                     ChatOutput(bot, chat.id),
                     answer_id,
@@ -93,8 +113,15 @@ class Answerer:
                     on_drafts_refused=lambda: self._remember_no_drafts(chat.id),
                     stop=stop,
                     complete=lambda: reply.complete,
+                    before_show=comment.settle if comment is not None else None,
                 )
                 await renderer.stream(pieces(stop, reply))
+            if comment is not None and not comment.settle():
+                # The text went with the forward after it: nothing of this answer showed, and none of it stays.
+                reply.stopped = True
+                if reply.charged or reply.stored is not None:
+                    await self._take_back(reply, "withdrawn comment")
+                return reply
             await renderer.finish(
                 reply.text,
                 stopped=reply.stopped,
@@ -108,22 +135,26 @@ class Answerer:
             # waits (FloodWaitTooLong), could not be reached, or a shutdown cut the answer off. They get nothing (or
             # its start) and are asked to send it again: the request is given back and the answer leaves the
             # context, so asking again does not find it answered.
+            # An error is told (``ErrorMiddleware``) and keeps the text from a forward after it, unless that forward
+            # took the text already: it is answered there, whatever befell this answer.
+            withdrawn = comment is not None and not comment.settle()
             if reply.charged or reply.stored is not None:
-                await self._take_back(reply, exc)
+                await self._take_back(reply, type(exc).__name__)
+            if withdrawn and isinstance(exc, Exception):
+                reply.stopped = True
+                return reply
             raise
         return reply
 
-    async def _take_back(self, reply: Reply, failure: BaseException) -> None:
+    async def _take_back(self, reply: Reply, why: str) -> None:
         """``ChatService.take_back``, to the end even when the answer is being cancelled (a shutdown awaits it); its
-        own failure is logged and does not replace ``failure``."""
+        own failure is logged (with ``why`` the answer is taken back) and does not replace the answer's."""
         try:
             await asyncio.shield(self.chat.take_back(reply))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            logger.opt(exception=exc).error(
-                "An undelivered answer ({}) could not be given back", type(failure).__name__
-            )
+            logger.opt(exception=exc).error("An undelivered answer ({}) could not be given back", why)
 
     def _remember_no_drafts(self, chat_id: int) -> None:
         if len(self._no_drafts) >= NO_DRAFTS_MEMORY:

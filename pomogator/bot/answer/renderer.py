@@ -76,6 +76,7 @@ class AnswerRenderer:
         stop: asyncio.Event | None = None,
         complete: Callable[[], bool] | None = None,
         end_grace: float = END_GRACE,
+        before_show: Callable[[], bool] | None = None,
     ) -> None:
         self.out = out
         self.answer_id = answer_id
@@ -93,6 +94,8 @@ class AnswerRenderer:
         # Says whether the model has written all of its text (the stream may still be ending).
         self._complete = complete
         self._end_grace = end_grace
+        # Asked before each live update; False means nothing more is shown live.
+        self._before_show = before_show
         self._text = ""
         self._drafted: list[str] | None = None
         self._changed = asyncio.Event()
@@ -222,6 +225,8 @@ class AnswerRenderer:
             self._changed.clear()
             chunks = render_answer(self._text)
             if chunks:
+                if self._before_show is not None and not self._before_show():
+                    return
                 await self._show(chunks)
                 self._throttle.mark()
 

@@ -21,6 +21,7 @@ from loguru import logger
 
 from pomogator.bot import files_texts, texts
 from pomogator.bot.answer import Answerer
+from pomogator.bot.comments import ANSWERS_COMMENT, Comment
 from pomogator.bot.filters import is_command
 from pomogator.bot.middlewares.account import SENDER
 from pomogator.bot.replies import replied_text
@@ -57,7 +58,10 @@ async def on_forwards_in_part(
     await answerer.reply(bot, message.chat, account, with_quote(message.text or "", replied_text(message)))
 
 
-@router.message(StateFilter(None), F.text, ~F.func(is_command), flags={"account": SENDER})
-@late_router.message(F.text, flags={"account": SENDER})
-async def on_text(message: Message, bot: Bot, sender: Account | Person, answerer: Answerer) -> None:
-    await answerer.reply(bot, message.chat, sender, with_quote(message.text or "", replied_text(message)))
+@router.message(StateFilter(None), F.text, ~F.func(is_command), flags={"account": SENDER, ANSWERS_COMMENT: True})
+@late_router.message(F.text, flags={"account": SENDER, ANSWERS_COMMENT: True})
+async def on_text(
+    message: Message, bot: Bot, sender: Account | Person, answerer: Answerer, comment: Comment | None = None
+) -> None:
+    content = with_quote(message.text or "", replied_text(message))
+    await answerer.reply(bot, message.chat, sender, content, comment=comment)

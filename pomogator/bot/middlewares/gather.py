@@ -25,8 +25,11 @@ forward is complete and the user is told once (``files_texts.skipped_parts``), o
 forward of nothing but such messages gets the one reply a single one would. Only a message that is not forwarded
 ends a forward.
 
-A comment the user adds to a forward is sent by the client before the forwarded messages: it is answered on its own
-(waiting to see whether forwards follow would hold up every short message).
+A comment the user adds to a forward is sent by the client just before the forwarded messages. Waiting to see
+whether forwards follow would hold up every short message, so a plain text goes on at once as a ``Comment``
+(``pomogator.bot.comments``): a forward that follows it within ``window`` seconds withdraws it from its own answer,
+if nothing of that answer shows yet, and the comment becomes the forward's first text (the question, as a photo's
+caption is), ahead of the forwarded texts and captions. Withdrawn before its turn, it is not handled at all.
 
 A part that arrives after its batch went on starts a request of its own: parts are never dropped. Batches live
 in this process; several bot instances behind a webhook would need the parts of an album to reach one instance.
@@ -55,6 +58,7 @@ from aiogram.types import (
 from loguru import logger
 
 from pomogator.bot.attachments import unreadable_kind
+from pomogator.bot.comments import COMMENT_KEY, Comment
 from pomogator.bot.filters import is_command
 from pomogator.services.formatting import utf16_len
 
@@ -88,6 +92,8 @@ class Batch:
     messages: list[Message]
     last_arrival: float
     open: bool = True
+    # The comment the user sent with the forward (withdrawn from its own answer).
+    comment: Message | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wants_more(self) -> bool:
@@ -172,24 +178,23 @@ def origin_name(message: Message) -> str | None:
     return None
 
 
-def join_forwards(messages: list[Message]) -> str:
+def join_forwards(messages: list[Message], comment: str | None = None) -> str:
     """The texts and captions of forwarded messages as one: each headed with its sender when they come from more
-    than one."""
+    than one, after the ``comment`` sent with them."""
     worded = [message for message in messages if message.text or message.caption]
     names = [origin_name(message) for message in worded]
     heads = [f"{name}:\n" if name and len(set(names)) > 1 else "" for name in names]
-    return "\n\n".join(
-        head + (message.text or message.caption or "") for head, message in zip(heads, worded, strict=True)
-    )
+    texts = [head + (message.text or message.caption or "") for head, message in zip(heads, worded, strict=True)]
+    return "\n\n".join([comment, *texts] if comment else texts)
 
 
-def as_album(forwards: list[Message]) -> list[Message]:
-    """Forwards that carry photos or files as an album of those: its caption, on the first, is every forwarded text
-    and caption (``join_forwards``). The messages the bot cannot read come last, for the files handler to leave
-    out with the album's videos and tell about once."""
+def as_album(forwards: list[Message], comment: str | None = None) -> list[Message]:
+    """Forwards that carry photos or files as an album of those: its caption, on the first, is the comment and every
+    forwarded text and caption (``join_forwards``). The messages the bot cannot read come last, for the files
+    handler to leave out with the album's videos and tell about once."""
     files = [message for message in forwards if _has_files(message)]
     files += [message for message in forwards if not _is_readable(message)]
-    caption = join_forwards(forwards) or None
+    caption = join_forwards(forwards, comment) or None
     return [
         message.model_copy(update={"caption": caption if index == 0 else None, "caption_entities": None})
         for index, message in enumerate(files)
@@ -202,12 +207,14 @@ class Gatherer:
     def __init__(self, window: float = WINDOW) -> None:
         self.window = window
         self._open: dict[int, list[Batch]] = {}
+        # Each chat's latest plain text, while it is handled: it may be a forward's comment.
+        self._comments: dict[int, Comment] = {}
         self.arrivals = _Arrivals(self)
         self.completion = _Completion(self)
 
     def __len__(self) -> int:
-        """Chats with a batch in progress."""
-        return len(self._open)
+        """Chats with a batch, or a text that may be a comment, in progress."""
+        return len(self._open.keys() | self._comments.keys())
 
     def join(self, message: Message) -> bool:
         """Add ``message`` to the open batch it continues; False when it continues none."""
@@ -254,9 +261,41 @@ class Gatherer:
             kind = "split text"
         else:
             return None
-        batch = Batch(message.chat.id, kind, message.media_group_id, [message], time.monotonic())
+        now = time.monotonic()
+        batch = Batch(message.chat.id, kind, message.media_group_id, [message], now)
+        if kind == "forwards":
+            batch.comment = self._take_comment(message, now)
         self._open.setdefault(message.chat.id, []).append(batch)
         return batch
+
+    def note_comment(self, message: Message) -> Comment | None:
+        """A plain text, as a comment a forward may follow; None for any other message."""
+        if not _is_plain_text(message) or is_command(message):
+            return None
+        comment = self._comments[message.chat.id] = Comment(message, time.monotonic())
+        return comment
+
+    def forget_comment(self, comment: Comment) -> None:
+        chat_id = comment.message.chat.id
+        if self._comments.get(chat_id) is comment:
+            del self._comments[chat_id]
+
+    def _take_comment(self, forward: Message, now: float) -> Message | None:
+        """The text sent just before ``forward`` by its sender, withdrawn from its own answer; None when there is none
+        or its answer already shows."""
+        comment = self._comments.get(forward.chat.id)
+        if (
+            comment is None
+            or now - comment.arrival > self.window
+            or comment.message.message_id > forward.message_id
+            or not _same_sender(comment.message, forward)
+            or abs(forward.date - comment.message.date) > SPLIT_MAX_DATE_GAP
+            or not comment.withdraw()
+        ):
+            return None
+        self.forget_comment(comment)
+        logger.info("A text sent just before a forward joins it as its comment")
+        return comment.message
 
     async def wait(self, batch: Batch) -> None:
         """Wait until ``batch`` is complete, then close it to new parts."""
@@ -295,7 +334,14 @@ class _Arrivals(BaseMiddleware):
             return None
         batch = self.gatherer.start(message)
         if batch is None:
-            return await handler(event, data)
+            comment = self.gatherer.note_comment(message)
+            if comment is None:
+                return await handler(event, data)
+            data[COMMENT_KEY] = comment
+            try:
+                return await handler(event, data)
+            finally:
+                self.gatherer.forget_comment(comment)
         data[BATCH_KEY] = batch
         try:
             return await handler(event, data)
@@ -309,6 +355,9 @@ class _Completion(BaseMiddleware):
         self.gatherer = gatherer
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        comment: Comment | None = data.get(COMMENT_KEY)
+        if comment is not None and not comment.hand_over():
+            return None  # answered with the forward that followed it
         batch: Batch | None = data.pop(BATCH_KEY, None)
         if batch is None or not isinstance(event, Update) or event.message is None:
             return await handler(event, data)
@@ -319,26 +368,31 @@ class _Completion(BaseMiddleware):
         if batch.kind == "album":
             data[ALBUM_KEY] = messages
             return await handler(event, data)
+        if batch.kind == "forwards" and (len(messages) > 1 or batch.comment is not None):
+            return await self._forwards(handler, event, data, messages, batch.comment)
         if len(messages) == 1:
             return await handler(event, data)
-        if batch.kind == "forwards":
-            return await self._forwards(handler, event, data, messages)
         whole = event.message.model_copy(update={"text": join_text(messages), "entities": None})
         return await handler(event.model_copy(update={"message": whole}), data)
 
-    async def _forwards(self, handler: Handler, event: Update, data: dict[str, Any], messages: list[Message]) -> Any:
+    async def _forwards(
+        self, handler: Handler, event: Update, data: dict[str, Any], messages: list[Message], comment: Message | None
+    ) -> Any:
         left_out = [m for m in messages if not _is_readable(m)]
-        if len(left_out) == len(messages):
+        if len(left_out) == len(messages) and comment is None:
             # Nothing to answer: told what the bot reads once, as for one such message.
             return await handler(event, data)
+        comment_text = comment.text if comment is not None else None
         if any(_has_files(m) for m in messages):
-            album = as_album(messages)
+            album = as_album(messages, comment_text)
             data[ALBUM_KEY] = album
-            data[WITH_TEXTS_KEY] = any(m.text for m in messages)
+            data[WITH_TEXTS_KEY] = comment is not None or any(m.text for m in messages)
             return await handler(event.model_copy(update={"message": album[0]}), data)
-        assert event.message is not None
         if left_out:
             # Told by the text handler once the quota is known to allow the request (``chat.on_forwards_in_part``).
             data[LEFT_OUT_KEY] = [unreadable_kind(m) for m in left_out]
-        whole = event.message.model_copy(update={"text": join_forwards(messages), "entities": None})
+        # The comment, when there is one, is the message the request stands for: the user typed it.
+        base = comment if comment is not None else event.message
+        assert base is not None
+        whole = base.model_copy(update={"text": join_forwards(messages, comment_text), "entities": None})
         return await handler(event.model_copy(update={"message": whole}), data)
