@@ -8,7 +8,8 @@ texts, can be answered; the request is refused only when nothing is left (too ma
 file is downloaded and read: documents in a child process with time and memory limits
 (``pomogator.services.files.read_document``), images on threads of their own (``in_image_workers``); a file of an
 album that cannot be read or downloaded is left out with a notice in the same way. They become one user message:
-the documents wrapped with their names, the caption as the question, then the images.
+the documents wrapped with their names, the caption as the question, then the scans, the pictures of the documents
+(a DOCX's, for a model that sees) and the images.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pomogator.errors import (
     DownloadFailed,
     FileError,
     FileTooLarge,
+    ImagesTooLarge,
     NamedFileTooLarge,
     ScanTooLarge,
     ScanTooLong,
@@ -54,6 +56,7 @@ from pomogator.services.files import (
     cut_to_fit,
     declared_kind,
     document_prompt,
+    fit_pictures,
     image_part,
     in_image_workers,
     media_bytes,
@@ -110,6 +113,8 @@ class Prepared:
     unreadable: list[FileError] = field(default_factory=list)
     without_scans: list[tuple[ExtractedDocument, FileError]] = field(default_factory=list)
     """PDFs with scanned pages that go as their text alone, and why the file could not go (to tell the user)."""
+    without_pictures: list[ExtractedDocument] = field(default_factory=list)
+    """Documents whose pictures, or some of them, do not go to the model (``pictures_left_out``: to tell the user)."""
 
 
 def unreadable_kind(message: Message) -> str:
@@ -239,7 +244,7 @@ class AttachmentRequest:
         for attachment in self.attachments:
             try:
                 data = await download(bot, attachment)
-                read = await read_attachment(attachment, data, self.max_chars)
+                read = await read_attachment(attachment, data, self.max_chars, vision=self.model.vision)
             except FileError as exc:
                 if isinstance(exc, FileTooLarge) and not isinstance(exc, NamedFileTooLarge):
                     exc = NamedFileTooLarge(attachment.name, exc.size, exc.limit)
@@ -249,12 +254,14 @@ class AttachmentRequest:
                 unreadable.append(exc)
                 continue
             if isinstance(read, ExtractedDocument):
-                documents.append((fit_tokens(read, self.document_tokens), data))
+                # A document's pictures take their share of its room in the context.
+                documents.append((fit_tokens(read, self.document_tokens - len(read.pictures) * IMAGE_TOKENS), data))
             else:
                 images.append(read)
         check_media_total(images)
         without_scans: list[tuple[ExtractedDocument, FileError]] = []
         documents = self.without_unsent_scans(documents, media_bytes(images), unreadable, without_scans)
+        documents = self.with_fitting_pictures(documents, media_bytes(images), unreadable)
         if not documents and not images and not self.with_texts:
             raise unreadable[0]
         if not documents and not images:  # forwarded texts whose files all were left out
@@ -270,6 +277,8 @@ class AttachmentRequest:
         scans = [(doc, data) for doc, data in documents if doc.needs_file_part]
         if scans:
             parts.extend(await in_image_workers(scan_parts, scans))
+        parts.extend(picture for doc, _ in documents for picture in doc.pictures)
+        if scans:
             self.check_scans_fit([*parts, *images], [doc for doc, _ in scans])
         return Prepared(
             content=[*parts, *images],
@@ -278,6 +287,7 @@ class AttachmentRequest:
             skipped=self.skipped_kinds,
             unreadable=unreadable,
             without_scans=without_scans,
+            without_pictures=[doc for doc, _ in documents if doc.pictures_left_out],
         )
 
     def without_unsent_scans(
@@ -312,6 +322,25 @@ class AttachmentRequest:
                 room -= len(data)
             sent.append((doc, data))
         return sent
+
+    def with_fitting_pictures(
+        self, documents: list[tuple[ExtractedDocument, bytes]], images_bytes: int, unreadable: list[FileError]
+    ) -> list[tuple[ExtractedDocument, bytes]]:
+        """``documents`` with the pictures (of a DOCX) that fit the request's media budget beside the images, the scans
+        and the pictures of the documents before them; the rest are left out, by their numbers. A document of
+        pictures alone none of which fits is left out, told in ``unreadable``."""
+        room = MAX_REQUEST_MEDIA_BYTES - images_bytes - sum(len(data) for doc, data in documents if doc.needs_file_part)
+        kept = []
+        for doc, data in documents:
+            if doc.pictures:
+                fitted = fit_pictures(doc, max(room, 0))
+                if not fitted.pictures and not fitted.text.strip():
+                    unreadable.append(ImagesTooLarge(media_bytes(doc.pictures), max(room, 0), len(doc.pictures)))
+                    continue
+                doc = fitted
+                room -= media_bytes(doc.pictures)
+            kept.append((doc, data))
+        return kept
 
     def check_scans_fit(self, content: list[dict[str, Any]], scans: list[ExtractedDocument]) -> None:
         """A scan goes whole as a file part, estimated by its pages: one bigger than the model's context is
@@ -355,12 +384,15 @@ async def download(bot: Bot, attachment: Attachment) -> bytes:
     return buffer.read()
 
 
-async def read_attachment(attachment: Attachment, data: bytes, max_chars: int) -> ExtractedDocument | dict[str, Any]:
-    """A document's text (read in a child process), or an image part for a photo or an image sent as a file."""
+async def read_attachment(
+    attachment: Attachment, data: bytes, max_chars: int, *, vision: bool = False
+) -> ExtractedDocument | dict[str, Any]:
+    """A document's text (read in a child process; with its pictures for a model with ``vision``), or an image part
+    for a photo or an image sent as a file."""
     if attachment.photo or sniff_signature(data) == "image":
         return await in_image_workers(image_part, data, attachment.mime_type, filename=attachment.name)
     try:
-        return await read_document(data, attachment.name, attachment.mime_type, max_chars)
+        return await read_document(data, attachment.name, attachment.mime_type, max_chars, vision=vision)
     except UnsupportedFile as exc:
         if exc.kind != "image":  # an image by its name or type whose bytes are not one: image_part says why
             raise

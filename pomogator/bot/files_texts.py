@@ -133,8 +133,8 @@ _UNSUPPORTED: dict[str, str] = {
     "rtf": "Формат RTF я не читаю. Сохраните файл как DOCX, PDF или TXT.",
     "binary": "Похоже, это не текст и не документ, который я умею читать.",
     "docx-images": (
-        "В документе только картинки, а картинки внутри DOCX я не вижу. Пришлите их как фото (можно альбомом) "
-        "или сохраните документ как PDF."
+        "В документе только картинки, а выбранная модель изображений не видит. "
+        "Выберите модель, которая видит картинки: /model."
     ),
     "docx-pictures": (
         "В документе только картинки, и прочитать их не получилось: они повреждены или в форматах, которые модели "
@@ -205,7 +205,8 @@ def unsupported_file(exc: UnsupportedFile, *, accepted: bool = True) -> str:
     reason = _UNSUPPORTED.get(exc.kind or "", "Такие файлы я не читаю.")
     # Videos and audio in an album often come without a file name.
     what = f"Не могу прочитать «{esc(exc.filename)}». " if exc.filename else ""
-    return f"{what}{reason}\n\n{ACCEPTED}" if accepted and exc.kind != "scan" else f"{what}{reason}"
+    vision = exc.kind in ("scan", "docx-images")  # the file is fine: the model is what cannot read it
+    return f"{what}{reason}\n\n{ACCEPTED}" if accepted and not vision else f"{what}{reason}"
 
 
 def unreadable_parts(errors: Iterable[FileError]) -> str:

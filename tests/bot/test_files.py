@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -163,6 +164,35 @@ def user_parts(request: RecordedRequest) -> list[dict[str, Any]]:
     return content if isinstance(content, list) else [{"type": "text", "text": content}]
 
 
+def make_picture(color: str, width: int = 300, height: int = 200) -> io.BytesIO:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, "PNG")
+    out.seek(0)
+    return out
+
+
+def docx_with_pictures(paragraph: str | None, colors: list[str]) -> bytes:
+    """A document of one paragraph (if any), then a picture of each of ``colors``."""
+    document = Document()
+    if paragraph is not None:
+        document.add_paragraph(paragraph)
+    for color in colors:
+        document.add_picture(make_picture(color))
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def first_pixel(url: str) -> tuple[int, ...]:
+    from PIL import Image
+
+    pixel = Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))).convert("RGB").getpixel((0, 0))
+    assert isinstance(pixel, tuple)
+    return pixel
+
+
 def make_docx(paragraphs: list[str]) -> bytes:
     document = Document()
     document.add_heading("Отчёт за квартал", level=1)
@@ -258,6 +288,61 @@ async def test_a_docx_with_a_caption_reaches_the_model_as_text(harness: BotHarne
     assert 'name="отчёт.docx"' in text
     assert "# Отчёт за квартал" in text and "Выручка выросла на 12 процентов." in text
     assert text.endswith("Итоги одним предложением")
+
+
+@e2e
+async def test_the_pictures_of_a_docx_reach_a_vision_model_as_images_in_document_order(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    data = docx_with_pictures("Схема подключения и фото бланка.", ["blue", "red"])
+    h.tg.user_document(chat, data, "схема.docx", DOCX, caption="Что на схеме?")
+    request = await answered(h, chat)
+    assert [first_pixel(url) for url in request.image_urls] == [(0, 0, 255), (255, 0, 0)]
+    text = request.last_user_text
+    assert "Схема подключения и фото бланка." in text and "[Its 2 pictures follow as images" in text
+    assert [part["type"] for part in user_parts(request)] == ["text", "image_url", "image_url"]
+    assert not any((m.text or "").startswith("🖼") for m in h.tg.sent_messages(chat))
+
+
+@e2e
+async def test_a_docx_of_pictures_alone_is_answered_by_a_vision_model(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, docx_with_pictures(None, ["white"]), "скан.docx", DOCX, caption="Что тут написано?")
+    request = await answered(h, chat)
+    assert len(request.image_urls) == 1
+    assert request.last_user_text.startswith('<file name="скан.docx" attached="true" />')
+    assert await used_today(h, chat) == 1
+
+
+@e2e
+async def test_a_model_that_cannot_see_answers_the_text_of_a_docx_and_says_its_pictures_were_not_read(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    await choose_model(h, chat, "test/blind")
+    h.tg.user_document(chat, docx_with_pictures("Выручка выросла.", ["blue"]), "отчёт.docx", DOCX)
+    request = await answered(h, chat)
+    assert request.model == "test/blind" and not request.image_urls
+    assert "Выручка выросла." in request.last_user_text
+    assert "[The pictures of this file (1) are not available: only its text is]" in request.last_user_text
+    assert h.tg.sent_messages(chat)[0].text == (
+        "🖼 Картинки из «отчёт.docx» я пропустил: выбранная модель изображений не видит. "
+        "Модель получит только текст документа. Сменить модель: /model."
+    )
+    assert await used_today(h, chat) == 1
+
+
+@e2e
+async def test_a_docx_of_pictures_alone_is_refused_for_a_model_that_cannot_see(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    await choose_model(h, chat, "test/blind")
+    h.tg.user_document(chat, docx_with_pictures(None, ["white"]), "скан.docx", DOCX)
+    text = (await refused(h, chat)).text or ""
+    assert "В документе только картинки, а выбранная модель изображений не видит" in text and "/model" in text
+    assert files_texts.ACCEPTED not in text
 
 
 @e2e
@@ -658,7 +743,7 @@ async def read_scans(
     """An album of scans of ``sizes`` read for ``model_id`` (the default model), the reading left out: a scan of
     so many megabytes takes seconds to build."""
 
-    async def as_scan(attachment: Attachment, data: bytes, max_chars: int) -> ExtractedDocument:
+    async def as_scan(attachment: Attachment, data: bytes, max_chars: int, *, vision: bool) -> ExtractedDocument:
         return ExtractedDocument(filename=attachment.name, kind="pdf", text="", pages_total=1, needs_file_part=True)
 
     monkeypatch.setattr(attachments, "read_attachment", as_scan)
@@ -731,6 +816,32 @@ async def test_a_tiff_sent_as_a_file_reaches_the_model_as_an_image() -> None:
         cast(Bot, FilesBot({"t": out.getvalue()}))
     )
     assert [part["type"] for part in cast(list[dict[str, Any]], prepared.content)] == ["text", "image_url"]
+
+
+async def test_the_pictures_of_a_docx_share_the_request_media_budget_with_photos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = docx_with_pictures("Отчёт", ["blue", "red", "white"])
+    pictures = extract_document(data, "d.docx", None, 10_000, vision=True).pictures
+    # Room for the photo and two of the document's three pictures.
+    monkeypatch.setattr(attachments, "MAX_REQUEST_MEDIA_BYTES", len(JPEG) + media_bytes(pictures[:2]))
+    catalog = load_catalog(None)
+    photo = {"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1, "file_size": len(JPEG)}
+    document = {"file_id": "d", "file_unique_id": "d", "file_name": "d.docx", "mime_type": DOCX}
+    album = [message(photo=[photo], media_group_id="g"), message(document=document, media_group_id="g")]
+    prepared = await AttachmentRequest(album, catalog.default, None, catalog).read(
+        cast(Bot, FilesBot({"p": JPEG, "d": data}))
+    )
+    content = cast(list[dict[str, Any]], prepared.content)
+    assert [part["type"] for part in content] == ["text", "image_url", "image_url", "image_url"]
+    assert [first_pixel(part["image_url"]["url"]) for part in content[1:3]] == [(0, 0, 255), (255, 0, 0)]
+    [doc] = prepared.without_pictures
+    assert doc.pictures_left_out == ((3, "size"),)
+    assert files_texts.pictures_left_out(doc) == (
+        "🖼 Не все картинки из «d.docx» дойдут до модели: картинка 3 — не хватило места: картинок и сканов за раз "
+        "можно не больше 20 МБ. Модель увидит 2 из 3 картинок."
+    )
+    assert "pictures 3 of 3 are not available" in content[0]["text"]
 
 
 # --- the checks made before anything is downloaded ----------------------------------------------------------------

@@ -54,6 +54,8 @@ async def on_files(
         await message.answer(files_texts.unreadable_parts(prepared.unreadable))
     for document, reason in prepared.without_scans:
         await message.answer(files_texts.scanned_pages_left_out(document, reason))
+    for document in prepared.without_pictures:
+        await message.answer(files_texts.pictures_left_out(document))
     for document in prepared.cut:
         await message.answer(files_texts.document_cut(document))
     await answerer.reply(bot, message.chat, account, prepared.content)
