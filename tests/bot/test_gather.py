@@ -796,3 +796,22 @@ async def test_a_role_typed_just_before_a_forward_stays_the_role(harness: BotHar
     assert [r.last_user_text for r in h.llm.requests[before:]] == ["Hello, world"]
     async with h.services() as services:
         assert (await services.users.get(chat)).role == "Ты переводчик"
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_comment_and_its_forward_with_no_requests_left_get_one_refusal(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    async with h.services() as services:
+        account = await services.users.ensure(chat)
+        for _ in range(account.model.free_daily):
+            await services.quota.reserve(chat, account.model, premium=False)
+    before = h.llm.request_count
+    h.tg.user_message(chat, "Переведи")
+    h.tg.user_message(chat, "Hello, world", extra={"forward_origin": hidden_user("Анна")})
+    refusal = await h.tg.wait_for_message(chat, timeout=15)
+    await h.settle(quiet=1.0)
+    assert (refusal.text or "").startswith("⏳ Дневной лимит")
+    assert len(h.tg.sent_messages(chat)) == 1
+    assert h.llm.request_count == before
