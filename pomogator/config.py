@@ -173,6 +173,9 @@ class Settings(BaseModel):
     web_trusted_proxies: str = ""
     role_max_chars: int = Field(default=2000, gt=0)
     flood_messages_per_minute: int = Field(default=20, gt=0)
+    # How long the bot waits for the next part of an album, a split long text or a forward (and for a forward after
+    # a typed text, its comment) before answering what came.
+    gather_window_seconds: float = Field(default=0.8, gt=0, le=10)
 
     yookassa_shop_id: str | None = None
     yookassa_secret_key: SecretStr | None = None

@@ -116,7 +116,7 @@ def create_dispatcher(
     outer.register(tracker)
     outer.register(LogContextMiddleware())
     outer.register(PrivateChatsOnly(claim_group_notice))
-    gatherer = Gatherer()
+    gatherer = Gatherer(settings.gather_window_seconds)
     outer.register(gatherer.arrivals)
     outer.register(FloodMiddleware(FloodGuard(settings.flood_messages_per_minute)))
     outer.register(ChatOrderMiddleware(chat_locks if chat_locks is not None else MemoryChatLocks()))
