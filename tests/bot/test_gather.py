@@ -739,10 +739,25 @@ async def test_a_comment_and_the_forward_after_it_are_one_request_and_one_answer
     assert await used_today(h, chat) == 1
 
 
+# A forward that comes after the comment's own answer began must still come within the gather window: the bot's work
+# before that answer shows (the model request among it) takes a good part of the 0.8 s on a loaded machine.
+LATE_FORWARD_WINDOW = "3"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def wide_window(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BotHarness]:
+    """A bot that waits ``LATE_FORWARD_WINDOW`` seconds for a forward after a text."""
+    workdir = tmp_path_factory.mktemp("wide_window")
+    async with BotHarness.open(workdir, env={"POMOGATOR_GATHER_WINDOW_SECONDS": LATE_FORWARD_WINDOW}) as h:
+        yield h
+
+
 @pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="module")
-async def test_a_comment_whose_model_request_began_is_withdrawn_from_it_without_a_trace(harness: BotHarness) -> None:
-    h = harness
+async def test_a_comment_whose_model_request_began_is_withdrawn_from_it_without_a_trace(
+    wide_window: BotHarness,
+) -> None:
+    h = wide_window
     chat = h.new_chat()
     before = h.llm.request_count
     h.llm.enqueue(Reply(text="Что именно перевести?", ttft=3.0))
@@ -765,8 +780,10 @@ async def test_a_comment_whose_model_request_began_is_withdrawn_from_it_without_
 
 @pytest.mark.slow
 @pytest.mark.asyncio(loop_scope="module")
-async def test_a_comment_whose_answer_shows_keeps_it_and_the_forward_is_answered_after_it(harness: BotHarness) -> None:
-    h = harness
+async def test_a_comment_whose_answer_shows_keeps_it_and_the_forward_is_answered_after_it(
+    wide_window: BotHarness,
+) -> None:
+    h = wide_window
     chat = h.new_chat()
     before = h.llm.request_count
     h.llm.enqueue(Reply.slow(30, 2.0))
