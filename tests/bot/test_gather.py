@@ -19,7 +19,7 @@ from pomogator.bot import files_texts, texts
 from pomogator.bot.attachments import MAX_ATTACHMENTS
 from pomogator.bot.comments import ANSWERS_COMMENT, Comment, CommentGuard
 from pomogator.bot.inline_filters import run_filters_inline
-from pomogator.bot.middlewares import ChatOrderMiddleware, Gatherer, MemoryChatLocks
+from pomogator.bot.middlewares import ChatOrderMiddleware, FloodGuard, FloodMiddleware, Gatherer, MemoryChatLocks
 from pomogator.bot.middlewares.gather import SPLIT_TEXT_MIN, join_text, origin_name
 from tests.bot.harness import BotHarness
 from tests.fakes.openai_server import Reply
@@ -66,6 +66,7 @@ class Rig:
     bot: Bot
     gatherer: Gatherer
     seen: Seen
+    flood: FloodMiddleware
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def update(self, chat_id: int = CHAT, **fields: Any) -> Update:
@@ -129,6 +130,7 @@ class Rig:
 async def rig() -> AsyncIterator[Rig]:
     seen = Seen()
     gatherer = Gatherer(window=WINDOW)
+    flood = FloodMiddleware(FloodGuard(1000))
     router = Router()
 
     @router.message(F.text, flags={ANSWERS_COMMENT: True})
@@ -148,6 +150,7 @@ async def rig() -> AsyncIterator[Rig]:
 
     dispatcher = Dispatcher()
     dispatcher.update.outer_middleware.register(gatherer.arrivals)
+    dispatcher.update.outer_middleware.register(flood)
     dispatcher.update.outer_middleware.register(ChatOrderMiddleware(MemoryChatLocks()))
     dispatcher.update.outer_middleware.register(gatherer.completion)
     dispatcher.message.middleware.register(CommentGuard())
@@ -155,7 +158,7 @@ async def rig() -> AsyncIterator[Rig]:
     run_filters_inline([router])  # as the bot's routers do
     bot = Bot("42:TEST")
     try:
-        yield Rig(dispatcher, bot, gatherer, seen)
+        yield Rig(dispatcher, bot, gatherer, seen, flood)
     finally:
         await bot.session.close()
 
@@ -285,6 +288,12 @@ async def test_a_text_sent_longer_ago_than_the_window_is_not_a_forwards_comment(
     calls = await rig.feed(rig.forward("пересланное", from_user("Анна")), expected=2)
     await first
     assert calls == [("вопрос", [1]), ("пересланное", [2])]
+
+
+async def test_a_forward_with_its_comment_is_counted_once_by_the_flood_guard(rig: Rig) -> None:
+    rig.flood.guard.limit = 1  # the comment is the last message let through this minute
+    calls = await rig.feed(rig.text("комментарий"), rig.forward("пересланное", from_user("Анна")), expected=1)
+    assert calls == [("комментарий\n\nпересланное", [1])]
 
 
 async def test_a_command_before_a_forward_is_not_its_comment(rig: Rig) -> None:

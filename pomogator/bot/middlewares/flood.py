@@ -16,6 +16,7 @@ from aiogram.types import Chat, TelegramObject, Update, User
 from loguru import logger
 
 from pomogator.bot import texts
+from pomogator.bot.middlewares.gather import BATCH_KEY, Batch
 
 WINDOW_SECONDS = 60.0
 # Button presses allowed a minute, per message allowed: paging through a menu is quicker than writing. Without a
@@ -102,6 +103,10 @@ class FloodMiddleware(BaseMiddleware):
                 except TelegramAPIError as exc:
                     logger.info("Press limit notice not delivered: {}", exc.message)
         elif event.message is not None:
+            batch: Batch | None = data.get(BATCH_KEY)
+            if batch is not None and batch.comment is not None:
+                # A forward with the comment typed for it: one request, counted already as that comment.
+                return await handler(event, data)
             verdict = self.guard.check(user.id)
             if verdict is Verdict.warn:
                 logger.info("Flood limit reached; ignoring this user's messages for a while")
