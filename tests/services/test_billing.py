@@ -192,7 +192,8 @@ async def test_api_down_leaves_a_recorded_failure_and_the_retry_reuses_the_key(
 async def test_a_timeout_then_a_retry_makes_exactly_one_payment(
     db_url: str, kassa: FakeYooKassa, tg: FakeTelegram
 ) -> None:
-    settings = billing_settings(db_url, kassa, tg, yookassa_timeout=0.3)
+    # Short enough to give up on a request that hangs, long enough for the retry's calls on a loaded machine.
+    settings = billing_settings(db_url, kassa, tg, yookassa_timeout=1.5)
     async with build_services(settings, migrate=True) as services:
         await add_user(services, tg)
         kassa.hang = True
@@ -200,7 +201,7 @@ async def test_a_timeout_then_a_retry_makes_exactly_one_payment(
             await services.billing.start_payment(USER_ID, "month")
         # YooKassa finishes the lost request after all: the payment exists, the user never saw its link.
         kassa.hang = False
-        await asyncio.sleep(0.2)
+        await until(lambda: len(kassa.payments) == 1, what="the lost payment made")
         checkout = await services.billing.start_payment(USER_ID, "month")
         assert len(kassa.payments) == 1
         assert checkout.payment_id in kassa.payments
@@ -571,8 +572,8 @@ async def lost_refund(services: Services, kassa: FakeYooKassa, payment_id: str, 
 
 @pytest.fixture
 async def lost(db_url: str, kassa: FakeYooKassa, tg: FakeTelegram) -> AsyncIterator[tuple[Services, str]]:
-    """Services that wait 0.3 s for YooKassa, and a paid payment whose refund of 100.00 was made, its answer lost."""
-    async with build_services(billing_settings(db_url, kassa, tg, yookassa_timeout=0.3), migrate=True) as built:
+    """Services that wait 1.5 s for YooKassa, and a paid payment whose refund of 100.00 was made, its answer lost."""
+    async with build_services(billing_settings(db_url, kassa, tg, yookassa_timeout=1.5), migrate=True) as built:
         await add_user(built, tg)
         payment_id = await paid(built, kassa)
         await lost_refund(built, kassa, payment_id, "100.00")
