@@ -177,14 +177,18 @@ async def test_timeout_is_llm_timeout(fake_llm: FakeLLM, send_headers: bool) -> 
 async def test_keep_alives_alone_do_not_hold_a_request_past_the_timeout(fake_llm: FakeLLM) -> None:
     """OpenRouter's keep-alive comments reset the connection's read timeout: a model stuck before its first word was
     waited for as long as they came."""
-    client = make_client(fake_llm, timeout=0.5)
+    # The client and the fake share this loop: a timeout of a few ticks would trip on a loaded machine's stall.
+    client = make_client(fake_llm, timeout=2.0)
     try:
-        fake_llm.enqueue(fake.Reply(text="late", ttft=5.0, keepalive_interval=0.1))
+        fake_llm.enqueue(fake.Reply(text="late", ttft=20.0, keepalive_interval=0.1))
         started = asyncio.get_running_loop().time()
         with pytest.raises(LLMTimeout) as caught:
             await collect(client)
         assert "nothing but keep-alives" in caught.value.detail
-        assert asyncio.get_running_loop().time() - started < 3.0
+        # Given up long before the words were due, and the request closed while the keep-alives still came.
+        assert asyncio.get_running_loop().time() - started < 10.0
+        await fake_llm.wait_for_cancelled_streams()
+        assert fake_llm.requests[-1].cancelled
         # Keep-alives, then words within the timeout: an answer as usual.
         fake_llm.enqueue(fake.Reply(text="on time", ttft=0.3, keepalive_interval=0.1))
         events = await collect(client)
