@@ -220,13 +220,21 @@ def test_images_pillow_only_warns_about_are_refused_too(pixels: str) -> None:
 def test_decoding_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     running = 0
     most = 0
+    entered = 0
     lock = threading.Lock()
+    # The first decodes wait for each other, so that as many run at once as may however slow the machine (a
+    # lower bound breaks the barrier); the pause after it gives any decode over the bound the time to come in.
+    together = threading.Barrier(images.DECODE_SLOTS, timeout=10)
 
     def slow_shrink(image: Image.Image, filename: str) -> tuple[bytes, str]:
-        nonlocal running, most
+        nonlocal running, most, entered
         with lock:
             running += 1
             most = max(most, running)
+            entered += 1
+            first = entered <= images.DECODE_SLOTS
+        if first:
+            together.wait()
         time.sleep(0.05)
         with lock:
             running -= 1
