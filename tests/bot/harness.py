@@ -20,10 +20,13 @@ Pieces, usable on their own:
   ``services()`` opens the core services in the test process on the same database (to grant premium, check quota,
   read the stored context), ``new_chat()`` hands out fresh private chat ids so tests can share one bot, and there
   are helpers: ``ask`` (send and wait for the first reply), ``press`` (a button, returning the callback answer),
-  ``stop_draft`` (Telegram's own stop button on a draft), ``settle`` (the bot took every update and made no call
-  for a moment). ``settle`` only means "quiet": after a model stream the final messages may still be coming, so
-  wait for what a test checks (``tg.wait_until``) before settling. ``open(enforce_limits=True)`` makes the fake
-  apply Telegram's flood limits.
+  ``stop_draft`` (Telegram's own stop button on a draft), ``settle`` (the bot took every update, and made no Bot API
+  call and no model request for a moment). ``settle`` only means "quiet": the bot's database work and its other HTTP
+  calls (YooKassa) do not show, so wait for what a test checks (``tg.wait_until``, ``reply_settled(..., until=...)``)
+  before settling. ``open(enforce_limits=True)`` makes the fake apply Telegram's flood limits.
+* Leftovers: a module's tests share one harness, so what a test scripted and did not use (model actions, Telegram
+  faults, held methods) would be taken by the next one. ``tests/bot/conftest.py`` clears them after every test
+  (``clear_leftovers``), and ``settle`` does not wait for model requests made before the test began.
 
 A bot on PostgreSQL gets a database of its own (``tests.databases.throwaway_postgres``): other tests truncate the
 shared ``test`` database.
@@ -40,6 +43,7 @@ import itertools
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -186,6 +190,8 @@ class BotHarness:
     """FakeTelegram + FakeLLM + a database + the bot process (see the module docstring)."""
 
     _chat_ids = itertools.count(10_001)
+    # Harnesses opened with ``open`` and not closed yet: the conftest clears their leftovers after each test.
+    opened: ClassVar[set[BotHarness]] = set()
 
     def __init__(self, workdir: Path, tg: FakeTelegram, llm: FakeLLM, database_url: str, env: Mapping[str, str]):
         workdir.mkdir(parents=True, exist_ok=True)
@@ -196,6 +202,8 @@ class BotHarness:
         self.extra_env = dict(env)
         self.bot = BotProcess(self.env(), workdir / "bot.log", ready=self._polling_since_start)
         self._calls_at_start = 0
+        # Model requests before this index belong to earlier tests: ``settle`` does not wait for them.
+        self._requests_at_test_start = 0
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -212,11 +220,13 @@ class BotHarness:
         url = database_url or f"sqlite:///{workdir / 'bot.sqlite3'}"
         async with FakeTelegram(token=TOKEN, enforce_limits=enforce_limits) as tg, FakeLLM(api_key=TEST_API_KEY) as llm:
             harness = cls(workdir, tg, llm, url, env or {})
+            cls.opened.add(harness)
             try:
                 if start:
                     await harness.start()
                 yield harness
             finally:
+                cls.opened.discard(harness)
                 await harness.bot.stop()
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -270,20 +280,77 @@ class BotHarness:
         self.tg.user_message(chat_id, text)
         return await self.tg.wait_for_message(chat_id, timeout=timeout)
 
-    async def reply_settled(self, chat_id: int, text: str) -> SentMessage:
-        """Send ``text`` as the user and return the bot's first reply, once the bot has done all it causes."""
+    async def reply_settled(
+        self, chat_id: int, text: str, until: Callable[[SentMessage], bool] | None = None
+    ) -> SentMessage:
+        """Send ``text`` as the user and return the bot's first reply, once the bot has done all it causes.
+
+        Work without Bot API calls (the database, YooKassa) looks quiet: when the reply is followed by a later
+        message, pass ``until`` to wait for that message first."""
+        after = self.last_message_id(chat_id)
         reply = await self.ask(chat_id, text)
+        await self._until(chat_id, after, until)
         await self.settle(quiet=0.3)
         return reply
 
-    async def press_settled(self, chat_id: int, message: SentMessage, text_part: str) -> None:
-        """Press a button (its press is answered) and wait for everything it causes."""
+    async def press_settled(
+        self,
+        chat_id: int,
+        message: SentMessage,
+        text_part: str,
+        until: Callable[[SentMessage], bool] | None = None,
+    ) -> None:
+        """Press a button (its press is answered) and wait for everything it causes; with ``until``, first for a
+        new message matching it (see ``reply_settled``)."""
+        after = self.last_message_id(chat_id)
         await self.press(chat_id, message, text_part)
+        await self._until(chat_id, after, until)
         await self.settle(quiet=0.3)
 
+    async def _until(self, chat_id: int, after: int, until: Callable[[SentMessage], bool] | None) -> None:
+        if until is not None:
+            await self.tg.wait_for_message(chat_id, until, timeout=15, after_message_id=after)
+
+    def last_message_id(self, chat_id: int) -> int:
+        """The newest message id in the chat, the user's or the bot's (0 if none)."""
+        chat = self.tg.chats.get(chat_id)
+        return max(chat.messages, default=0) if chat is not None else 0
+
     async def settle(self, quiet: float = 0.4, timeout: float = 20.0) -> None:  # noqa: ASYNC109
-        """Wait until the bot has taken every update and made no call for ``quiet`` seconds."""
-        await self.tg.wait_idle(quiet=quiet, timeout=timeout)
+        """Wait until the bot has taken every update, has no Bot API call or model request in flight, and neither
+        began nor ended one for ``quiet`` seconds (model requests from before the test began are not waited for)."""
+
+        def quiet_now() -> bool:
+            return self.tg.is_idle(quiet) and self._model_quiet(quiet)
+
+        await self.tg.wait_until(quiet_now, timeout, what="the bot idle (no Bot API call or model request)")
+
+    def _model_quiet(self, quiet: float) -> bool:
+        now = time.monotonic()
+        for request in self.llm.requests[self._requests_at_test_start :]:
+            if request.finished_at is None or now - request.finished_at < quiet:
+                return False
+        return True
+
+    # ---- between tests --------------------------------------------------------------------------------------
+
+    def begin_test(self) -> None:
+        """A test of the shared harness begins: what ``settle`` waits for starts from here."""
+        self._requests_at_test_start = len(self.llm.requests)
+
+    def clear_leftovers(self) -> list[str]:
+        """Drop what the test scripted and nothing used (model actions, Telegram faults) and release held methods,
+        so the next test of a shared harness does not take them; returns what was left, described."""
+        left = [f"model action {action!r}" for action in self.llm.clear_actions()]
+        left += [
+            f"Telegram fault on {fault.method} ({fault.error.description}, {fault.times} left"
+            f"{'' if fault.chat_id is None else f', chat {fault.chat_id}'})"
+            for fault in self.tg.clear_faults()
+        ]
+        for method in self.tg.held_methods:
+            self.tg.release(method)
+            left.append(f"Telegram method {method} held")
+        return left
 
     def messages_after(self, chat_id: int, message_id: int) -> list[SentMessage]:
         return [m for m in self.tg.sent_messages(chat_id) if m.message_id > message_id]

@@ -211,6 +211,8 @@ class RecordedRequest:
     status: int | None = None
     cancelled: bool = False
     action: Action | None = None
+    # ``time.monotonic()`` when the server was done with the request, whatever its end; None while in flight.
+    finished_at: float | None = None
 
     @property
     def model(self) -> str | None:
@@ -404,6 +406,12 @@ class FakeLLM(AppServer):
     def pending_actions(self) -> int:
         return len(self._script)
 
+    def clear_actions(self) -> list[Action]:
+        """Drop the queued actions no request took (a test that ended early); returns them."""
+        dropped = [action for _, action in self._script]
+        self._script.clear()
+        return dropped
+
     @property
     def request_count(self) -> int:
         return len(self.requests)
@@ -482,7 +490,12 @@ class FakeLLM(AppServer):
             received_at=time.monotonic(),
         )
         self.requests.append(record)
+        try:
+            return await self._answer_chat(request, record, body)
+        finally:
+            record.finished_at = time.monotonic()
 
+    async def _answer_chat(self, request: web.Request, record: RecordedRequest, body: Any) -> web.StreamResponse:
         response: web.StreamResponse | None = self._auth_error(request)
         if response is None and not isinstance(body, dict):
             response = web.json_response(_error_body(400, "Invalid JSON body"), status=400)

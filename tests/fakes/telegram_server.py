@@ -31,6 +31,7 @@ import itertools
 import json
 import math
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -504,10 +505,15 @@ class FakeTelegram:
         bot_username: str = "pomogator_test_bot",
         bot_first_name: str = "Pomogator",
         webhook_auto_deliver: bool = True,
+        sock: socket.socket | None = None,
     ) -> None:
         self.token = token
         self.host = host
         self.port = port
+        # A socket bound beforehand (and not listening): connections to its port are refused until ``start``.
+        self._sock = sock
+        if sock is not None:
+            self.host, self.port = sock.getsockname()[:2]
         self.enforce_limits = enforce_limits
         self.limits = limits or RateLimits()
         self.bot_id = int(token.split(":", 1)[0]) if token.split(":", 1)[0].isdigit() else 1
@@ -596,7 +602,11 @@ class FakeTelegram:
         self._changed = asyncio.Event()
         self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        site: web.BaseSite
+        if self._sock is not None:
+            site = web.SockSite(self._runner, self._sock)
+        else:
+            site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or []
@@ -1705,6 +1715,21 @@ class FakeTelegram:
             gate.set()
 
     @property
+    def held_methods(self) -> list[str]:
+        """Methods ``hold`` keeps waiting (lower-cased)."""
+        return list(self._held)
+
+    @property
+    def pending_faults(self) -> list[Fault]:
+        """Faults from ``fail_next`` that no call has used up yet."""
+        return list(self._faults)
+
+    def clear_faults(self) -> list[Fault]:
+        """Drop the faults no call used up; returns them."""
+        dropped, self._faults = self._faults, []
+        return dropped
+
+    @property
     def active_requests(self) -> int:
         """Bot API calls received and not answered yet (long polls not counted)."""
         return self._active_requests
@@ -1852,15 +1877,16 @@ class FakeTelegram:
     async def wait_idle(self, quiet: float = 0.5, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Wait until the bot has fetched every update, no request (other than a long poll) is in flight and
         no request arrived for ``quiet`` seconds."""
+        await self.wait_until(lambda: self.is_idle(quiet), timeout, what="idle")
 
-        def idle() -> bool:
-            return (
-                not self.undelivered_updates
-                and self._active_requests == 0
-                and time.monotonic() - self._last_activity >= quiet
-            )
-
-        await self.wait_until(idle, timeout, what="idle")
+    def is_idle(self, quiet: float) -> bool:
+        """Whether every update was fetched, no request (other than a long poll) is in flight and none arrived or
+        ended in the last ``quiet`` seconds."""
+        return (
+            not self.undelivered_updates
+            and self._active_requests == 0
+            and time.monotonic() - self._last_activity >= quiet
+        )
 
     # ------------------------------------------------------------------ standalone control API
 
