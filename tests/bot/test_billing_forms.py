@@ -4,7 +4,7 @@ invoices at once."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -41,10 +41,15 @@ async def running(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tup
 
 async def email_prompt(h: BotHarness, chat: int, plan: str = "Месяц") -> SentMessage:
     screen = await h.reply_settled(chat, "/billing")
-    await h.press_settled(chat, screen, plan)
+    await h.press_settled(chat, screen, plan, until=lambda m: m.text == texts.EMAIL_PROMPT)
     prompt = h.tg.sent_messages(chat)[-1]
     assert prompt.text == texts.EMAIL_PROMPT and prompt.buttons
     return prompt
+
+
+def invoice(plan: str) -> Callable[[SentMessage], bool]:
+    """The message with the invoice: it comes after YooKassa answered, which no Bot API call shows."""
+    return lambda m: (m.text or "").startswith(f"Счёт создан: премиум на {plan}")
 
 
 def current(h: BotHarness, message: SentMessage) -> SentMessage:
@@ -80,7 +85,7 @@ async def test_an_earlier_prompts_cancel_leaves_the_newer_form_and_a_saved_email
     newer = await email_prompt(h, chat, "Год")
     await h.press_settled(chat, earlier, "Отмена")
     assert current(h, earlier).buttons == [] and current(h, newer).buttons
-    await h.reply_settled(chat, "ann@example.ru.")
+    await h.reply_settled(chat, "ann@example.ru.", until=invoice("год"))
     texts_after = [m.text or "" for m in h.messages_after(chat, newer.message_id)]
     assert texts_after[0] == texts.email_saved("ann@example.ru", paying=True)
     assert texts_after[-1].startswith("Счёт создан: премиум на год")
@@ -92,12 +97,12 @@ async def test_an_address_yookassa_refuses_is_asked_for_again(running: tuple[Bot
     h, _ = running
     chat = h.new_chat()
     prompt = await email_prompt(h, chat)
-    await h.reply_settled(chat, REFUSED)
+    await h.reply_settled(chat, REFUSED, until=lambda m: m.text == texts.email_refused(REFUSED))
     asked = h.tg.sent_messages(chat)[-1]
     assert asked.text == texts.email_refused(REFUSED) and asked.buttons
     assert texts.PAYMENT_REJECTED not in h.tg.sent_texts(chat)
     assert current(h, prompt).buttons == []
-    await h.reply_settled(chat, "good@example.ru")
+    await h.reply_settled(chat, "good@example.ru", until=invoice("месяц"))
     assert h.tg.sent_texts(chat)[-1].startswith("Счёт создан: премиум на месяц")
     assert current(h, asked).buttons == []
 
@@ -109,9 +114,9 @@ async def test_a_plan_pressed_after_paying_and_another_plans_invoice(running: tu
     screen = await h.reply_settled(chat, "/billing")
     async with h.services() as services:
         await services.users.set_email(chat, "ann@example.ru")
-    await h.press_settled(chat, screen, "Месяц")
+    await h.press_settled(chat, screen, "Месяц", until=invoice("месяц"))
     assert h.tg.sent_texts(chat)[-1].startswith("Счёт создан: премиум на месяц")
-    await h.press_settled(chat, screen, "Год")
+    await h.press_settled(chat, screen, "Год", until=invoice("год"))
     year = h.tg.sent_texts(chat)[-1]
     assert year.startswith("Счёт создан: премиум на год") and "счёт на месяц тоже действует" in year
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 from collections.abc import AsyncIterator
 
@@ -419,7 +418,8 @@ async def test_stop_before_the_answer_starts_stops_it_without_asking_the_model(h
     chat = h.new_chat()
     before = h.llm.request_count
     h.tg.user_message(chat, "Перескажи: " + "очень длинный текст " * 200)
-    await asyncio.sleep(0.2)  # within the wait for the text's other pieces
+    # As soon as the bot has the text, so well within its wait for the text's other pieces.
+    await h.tg.wait_until(lambda: not h.tg.undelivered_updates, 15, "the text delivered")
     h.tg.user_message(chat, "/stop")
     stopped = await h.tg.wait_for_message(chat, timeout=15)
     await h.settle()

@@ -92,7 +92,8 @@ async def test_updates_a_shutdown_cut_off_end_before_their_people_are_asked_agai
     send them again and closes its services (an answer finishing then would be kept and counted, never delivered)."""
     async with BotHarness.open(tmp_path, env={"POMOGATOR_SHUTDOWN_GRACE_SECONDS": "1"}) as h:
         chat = h.new_chat()
-        h.llm.enqueue(Reply.slow(10, 3.0))
+        # Ends within the 5 s the held notice waits, seconds after the grace runs out even on a slow machine.
+        h.llm.enqueue(Reply.slow(10, 4.5))
         h.tg.user_message(chat, "slow one")
         await h.tg.wait_until(lambda: h.tg.drafts(chat).count >= 1, 15, "a draft")
         h.tg.hold("sendMessage")  # the notice takes its time: seconds in which the model would finish
@@ -190,24 +191,25 @@ async def test_a_rejected_token_stops_with_a_clear_message(tmp_path: Path) -> No
 
 
 async def test_the_bot_waits_for_a_bot_api_that_comes_up_later(tmp_path: Path) -> None:
+    # Bound and not listening until the fake starts on it: the bot's connections are refused, and no other process
+    # can take the port meanwhile.
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    tg = FakeTelegram(token=TOKEN, port=port)
-    async with FakeLLM(api_key=TEST_API_KEY) as llm:
-        h = BotHarness(tmp_path, tg, llm, f"sqlite:///{tmp_path / 'bot.sqlite3'}", {})
-        await h.bot.start(wait=False)
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 30
-            while "not reachable" not in h.bot.log():
-                assert h.bot.alive and loop.time() < deadline, h.bot.log_tail()
-                await asyncio.sleep(0.1)
-            # The first warning says what can be done; the bot goes on trying.
-            assert "until it answers (check the network; POMOGATOR_TELEGRAM_API_URL" in h.bot.log()
-            async with tg:
-                chat = h.new_chat()
-                reply = await h.ask(chat, "are you up?", timeout=30)
-                assert reply.text == "Echo: are you up?"
-        finally:
-            await h.bot.stop()
+        tg = FakeTelegram(token=TOKEN, sock=probe)
+        async with FakeLLM(api_key=TEST_API_KEY) as llm:
+            h = BotHarness(tmp_path, tg, llm, f"sqlite:///{tmp_path / 'bot.sqlite3'}", {})
+            await h.bot.start(wait=False)
+            try:
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while "not reachable" not in h.bot.log():
+                    assert h.bot.alive and loop.time() < deadline, h.bot.log_tail()
+                    await asyncio.sleep(0.1)
+                # The first warning says what can be done; the bot goes on trying.
+                assert "until it answers (check the network; POMOGATOR_TELEGRAM_API_URL" in h.bot.log()
+                async with tg:
+                    chat = h.new_chat()
+                    reply = await h.ask(chat, "are you up?", timeout=30)
+                    assert reply.text == "Echo: are you up?"
+            finally:
+                await h.bot.stop()
