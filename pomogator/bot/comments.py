@@ -8,9 +8,9 @@ comment are one request with one answer. Its own answer then ends without a word
 nothing is stored (``Answerer``). That holds only while nothing of that answer is visible and the model has not
 written all of it: a comment once ``settle``d keeps its own answer, and the forward is answered alone.
 
-Only the message path can withdraw an answer so. From its turn until the handler that takes it is known, a text is
-not withdrawn; one that another handler takes (a form's input) is settled before that handler runs
-(``CommentGuard``).
+Only the message path gives a text up so. A text a forward took before its turn, when it turns out to be a form's
+input, is taken back and the forward goes alone; from its turn until the handler that takes it is known, a text is
+not withdrawn; one that another handler takes is kept before that handler runs (``CommentGuard``).
 """
 
 from __future__ import annotations
@@ -39,29 +39,32 @@ class Comment:
     def __init__(self, message: Message, arrival: float) -> None:
         self.message = message
         self.arrival = arrival
-        # waiting (its turn), handed (to a handler, not yet known which), answering, settled or withdrawn
+        # waiting (for its turn), taken (by a forward before its turn: a form may still take it back), handed (to a
+        # handler, not yet known which), answering, settled or withdrawn (from its answer, which stops)
         self._state = "waiting"
         self._stop: asyncio.Event | None = None
 
     @property
     def withdrawn(self) -> bool:
-        return self._state == "withdrawn"
+        """Whether the text goes with the forward after it."""
+        return self._state in {"taken", "withdrawn"}
 
     def withdraw(self) -> bool:
-        """Take the text from its own answer, which stops; False when the text stays with it."""
-        if self._state not in {"waiting", "answering"}:
+        """Take the text for the forward after it; its answer, if one began, stops. False when it stays."""
+        if self._state == "waiting":
+            self._state = "taken"
+            return True
+        if self._state != "answering":
             return False
         self._state = "withdrawn"
         if self._stop is not None:
             self._stop.set()
         return True
 
-    def hand_over(self) -> bool:
-        """Its turn came: a handler is about to take it; False when it was withdrawn."""
-        if self.withdrawn:
-            return False
-        self._state = "handed"
-        return True
+    def hand_over(self) -> None:
+        """Its turn came: a handler is about to take it, unless a forward took it first."""
+        if self._state == "waiting":
+            self._state = "handed"
 
     def claim(self) -> None:
         """The message path answers it: it may be withdrawn again until it settles."""
@@ -69,9 +72,17 @@ class Comment:
             self._state = "answering"
 
     def settle(self) -> bool:
-        """Keep the text with its own answer from now on (something of it is about to show, or another handler took
-        it); False when it was withdrawn already."""
+        """Keep the text with its own answer from now on (something of it is about to show); False when it was
+        withdrawn already."""
         if self.withdrawn:
+            return False
+        self._state = "settled"
+        return True
+
+    def keep(self) -> bool:
+        """Keep the text for a handler other than the message path (a form's input), taking it back from a forward
+        that took it before its turn (that forward goes alone); False when its own answer was withdrawn."""
+        if self._state == "withdrawn":
             return False
         self._state = "settled"
         return True
@@ -84,8 +95,9 @@ class Comment:
 
 
 class CommentGuard(BaseMiddleware):
-    """A message middleware: a plain text is claimed by the message path (``ANSWERS_COMMENT``), and settled before
-    any other handler (a form's input) runs: what that handler does with it is final."""
+    """A message middleware: a plain text is claimed by the message path (``ANSWERS_COMMENT``), which leaves one a
+    forward took to that forward, and kept for any other handler (a form's input): what that handler does with it is
+    final."""
 
     async def __call__(
         self,
@@ -96,7 +108,9 @@ class CommentGuard(BaseMiddleware):
         comment: Comment | None = data.get(COMMENT_KEY)
         if comment is not None:
             if get_flag(data, ANSWERS_COMMENT):
+                if comment.withdrawn:
+                    return None  # answered with the forward that took it
                 comment.claim()
-            else:
-                comment.settle()
+            elif not comment.keep():
+                return None
         return await handler(event, data)

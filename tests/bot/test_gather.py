@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.methods import TelegramMethod
 from aiogram.types import Message, Update
 
 from pomogator.bot import files_texts, texts
@@ -126,12 +129,25 @@ class Rig:
         return self.seen.calls
 
 
+class Offline(AiohttpSession):
+    """No Telegram: a call fails a moment after it is made (the flood notice, here)."""
+
+    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:  # noqa: ASYNC109
+        await asyncio.sleep(0.05)
+        raise TelegramNetworkError(method=method, message="offline")
+
+
 @pytest_asyncio.fixture
 async def rig() -> AsyncIterator[Rig]:
     seen = Seen()
     gatherer = Gatherer(window=WINDOW)
     flood = FloodMiddleware(FloodGuard(1000))
     router = Router()
+
+    @router.message(F.text.startswith("роль"))
+    async def on_form_input(message: Message) -> None:
+        # As a form's input handler: it takes a text, but does not answer it as the message path does.
+        seen.record(f"form: {message.text}", [message.message_id])
 
     @router.message(F.text, flags={ANSWERS_COMMENT: True})
     async def on_text(message: Message, comment: Comment | None = None) -> None:
@@ -156,7 +172,7 @@ async def rig() -> AsyncIterator[Rig]:
     dispatcher.message.middleware.register(CommentGuard())
     dispatcher.include_router(router)
     run_filters_inline([router])  # as the bot's routers do
-    bot = Bot("42:TEST")
+    bot = Bot("42:TEST", session=Offline())
     try:
         yield Rig(dispatcher, bot, gatherer, seen, flood)
     finally:
@@ -294,6 +310,26 @@ async def test_a_forward_with_its_comment_is_counted_once_by_the_flood_guard(rig
     rig.flood.guard.limit = 1  # the comment is the last message let through this minute
     calls = await rig.feed(rig.text("комментарий"), rig.forward("пересланное", from_user("Анна")), expected=1)
     assert calls == [("комментарий\n\nпересланное", [1])]
+
+
+async def test_a_text_the_flood_guard_refused_is_not_taken_past_it_by_a_forward(rig: Rig) -> None:
+    rig.flood.guard.limit = 1
+    anna = from_user("Анна")
+    calls = await rig.feed(rig.text("первое"), rig.text("комментарий"), rig.forward("пересланное", anna), expected=1)
+    await asyncio.sleep(WINDOW * 2)
+    # The refused text is not answered with the forward (the forward is refused as well: the limit is reached).
+    assert calls == [("первое", [1])]
+
+
+async def test_a_forms_input_a_forward_took_while_it_queued_is_taken_back_for_the_form(rig: Rig) -> None:
+    rig.seen.answer_time = WINDOW  # the first answer keeps the chat busy: the next two queue behind it
+    anna = from_user("Анна")
+    calls = await rig.feed(
+        rig.text("вопрос"), rig.text("роль: переводчик"), rig.forward("пересланное", anna), expected=3
+    )
+    await asyncio.sleep(WINDOW * 2)
+    assert calls == [("вопрос", [1]), ("form: роль: переводчик", [2]), ("пересланное", [3])]
+    assert len(rig.gatherer) == 0
 
 
 async def test_a_command_before_a_forward_is_not_its_comment(rig: Rig) -> None:

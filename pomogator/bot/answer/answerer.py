@@ -130,6 +130,8 @@ class Answerer:
                 filtered=reply.filtered,
                 unsaved=reply.unsaved,
             )
+        except SenderUndecided:
+            raise  # nothing taken: answered again once the sender is touched
         except BaseException as exc:
             # The answer was kept and counted but did not reach the person: Telegram held it back longer than a call
             # waits (FloodWaitTooLong), could not be reached, or a shutdown cut the answer off. They get nothing (or

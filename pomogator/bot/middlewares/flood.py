@@ -16,6 +16,7 @@ from aiogram.types import Chat, TelegramObject, Update, User
 from loguru import logger
 
 from pomogator.bot import texts
+from pomogator.bot.comments import COMMENT_KEY, Comment
 from pomogator.bot.middlewares.gather import BATCH_KEY, Batch
 
 WINDOW_SECONDS = 60.0
@@ -108,6 +109,10 @@ class FloodMiddleware(BaseMiddleware):
                 # A forward with the comment typed for it: one request, counted already as that comment.
                 return await handler(event, data)
             verdict = self.guard.check(user.id)
+            comment: Comment | None = data.get(COMMENT_KEY)
+            if verdict is not Verdict.allow and comment is not None:
+                comment.keep()  # refused: no forward after it takes it past the guard
+
             if verdict is Verdict.warn:
                 logger.info("Flood limit reached; ignoring this user's messages for a while")
                 chat: Chat = event.message.chat

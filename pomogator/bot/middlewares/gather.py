@@ -29,7 +29,8 @@ A comment the user adds to a forward is sent by the client just before the forwa
 whether forwards follow would hold up every short message, so a plain text goes on at once as a ``Comment``
 (``pomogator.bot.comments``): a forward that follows it within ``window`` seconds withdraws it from its own answer,
 if nothing of that answer shows yet, and the comment becomes the forward's first text (the question, as a photo's
-caption is), ahead of the forwarded texts and captions. Withdrawn before its turn, it is not handled at all.
+caption is), ahead of the forwarded texts and captions. Taken before its turn, it is not answered on its own; only a
+form waiting for it (the /role input) takes it back, and the forward then goes alone.
 
 A part that arrives after its batch went on starts a request of its own: parts are never dropped. Batches live
 in this process; several bot instances behind a webhook would need the parts of an album to reach one instance.
@@ -92,8 +93,8 @@ class Batch:
     messages: list[Message]
     last_arrival: float
     open: bool = True
-    # The comment the user sent with the forward (withdrawn from its own answer).
-    comment: Message | None = None
+    # The comment the user sent with the forward, if the forward took it (a form may take it back: ``withdrawn``).
+    comment: Comment | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wants_more(self) -> bool:
@@ -280,7 +281,7 @@ class Gatherer:
         if self._comments.get(chat_id) is comment:
             del self._comments[chat_id]
 
-    def _take_comment(self, forward: Message, now: float) -> Message | None:
+    def _take_comment(self, forward: Message, now: float) -> Comment | None:
         """The text sent just before ``forward`` by its sender, withdrawn from its own answer; None when there is none
         or its answer already shows."""
         comment = self._comments.get(forward.chat.id)
@@ -295,7 +296,7 @@ class Gatherer:
             return None
         self.forget_comment(comment)
         logger.info("A text sent just before a forward joins it as its comment")
-        return comment.message
+        return comment
 
     async def wait(self, batch: Batch) -> None:
         """Wait until ``batch`` is complete, then close it to new parts."""
@@ -356,8 +357,8 @@ class _Completion(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         comment: Comment | None = data.get(COMMENT_KEY)
-        if comment is not None and not comment.hand_over():
-            return None  # answered with the forward that followed it
+        if comment is not None:
+            comment.hand_over()  # on to the handler (``CommentGuard``), even if a forward took it
         batch: Batch | None = data.pop(BATCH_KEY, None)
         if batch is None or not isinstance(event, Update) or event.message is None:
             return await handler(event, data)
@@ -368,8 +369,9 @@ class _Completion(BaseMiddleware):
         if batch.kind == "album":
             data[ALBUM_KEY] = messages
             return await handler(event, data)
-        if batch.kind == "forwards" and (len(messages) > 1 or batch.comment is not None):
-            return await self._forwards(handler, event, data, messages, batch.comment)
+        comment = batch.comment if batch.comment is not None and batch.comment.withdrawn else None
+        if batch.kind == "forwards" and (len(messages) > 1 or comment is not None):
+            return await self._forwards(handler, event, data, messages, comment.message if comment else None)
         if len(messages) == 1:
             return await handler(event, data)
         whole = event.message.model_copy(update={"text": join_text(messages), "entities": None})
