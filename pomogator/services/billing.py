@@ -54,7 +54,6 @@ from pomogator.services.payments import (
     CURRENCY,
     NOTICE_LEASE,
     Plan,
-    claim_admins_notice,
     mark_told,
     offered,
     owe_admins,
@@ -512,9 +511,7 @@ class BillingService:
                 tell_admins = await owe_admins(row["id"], claimed_at, refunded_before=recorded, paid_before=False)
         if not claimed:
             # Recorded before, by a process that may have stopped before telling the admins and the payer.
-            claimed_at = utcnow()
-            if await claim_admins_notice(row["id"], claimed_at):
-                await self.notices.tell_admins_owed(row["id"], claimed_at)
+            await self.notices.tell_admins_recorded(row["id"], None)
             await self._tell_owed(row["id"], plan, amount)
             return PaymentOutcome(remote.id, telegram_id, SUCCEEDED, changed=False)
         if relink:
@@ -528,9 +525,10 @@ class BillingService:
             log.info("Payment {} refunded {} (total {})", remote.id, money(newly_refunded), money(refunded))
         # The admins first (of the payment, then of that refund), then the payer. A notice that does not go out
         # (this process stops first, Telegram fails, the database drops as it is marked sent) is sent by a later
-        # check, once the claim taken above lapses.
+        # check, once the claim taken above lapses; a database error as the admins are told (never raised here: the
+        # payment is recorded) leaves theirs to that check and the payer is told all the same.
         if tell_admins:
-            await self.notices.tell_admins_owed(row["id"], claimed_at)
+            await self.notices.tell_admins_recorded(row["id"], claimed_at)
         await self._tell_of_payment(row["id"], telegram_id, plan, amount, refunded, until)
         return PaymentOutcome(
             remote.id, telegram_id, SUCCEEDED, changed=True, premium_until=until, refunded=newly_refunded

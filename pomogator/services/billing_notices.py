@@ -16,13 +16,17 @@ from pomogator.errors import PaymentNotVerified
 from pomogator.logs.records import about
 from pomogator.notify import SendResult
 from pomogator.services.payments import (
+    AdminTold,
     claim_admins_notice,
+    forget_admins_told,
+    mark_admin_told,
     mark_admins_told_of_payment,
     mark_admins_told_of_refunds,
     owed_to_admins,
     release_admins_claim,
     renew_admins_claim,
     stored_money,
+    told_each_admin,
     untold_to_admins,
 )
 from pomogator.timeutil import utcnow
@@ -34,6 +38,18 @@ if TYPE_CHECKING:
 RETOLD_AFTER_S = 24 * 3600.0
 TOLD_MEMORY = 1000
 TOO_MANY_REQUESTS = 429
+BAD_REQUEST = 400
+# Telegram's answers that this chat cannot get the bot's messages, besides 403 (blocked, never started, deactivated):
+# the admin's id is wrong or gone. Any other refusal may be ours to mend (a stale bot token answers 401, a wrong Bot
+# API URL 404), and the notice waits for it.
+NO_SUCH_RECIPIENT = (
+    "chat not found",
+    "user not found",
+    "peer_id_invalid",
+    "user is deactivated",
+    "bot was blocked",
+    "chat_write_forbidden",
+)
 
 
 class Notifier(Protocol):
@@ -43,10 +59,13 @@ class Notifier(Protocol):
 
 
 def _refused(result: SendResult) -> bool:
-    """Telegram answered that it will not deliver the message (the admin blocked the bot, or never started it, or the
-    id is no chat): sending it again would meet the same answer. Flood control and its own errors pass."""
-    code = result.error_code
-    return code is not None and 400 <= code < 500 and code != TOO_MANY_REQUESTS
+    """Telegram answered that this admin cannot get the bot's messages (they blocked the bot, never started it, or
+    the id is no chat): sending it again would meet the same answer. Anything else may pass: flood control, Telegram's
+    own errors, and the refusals of the bot itself (its token, the Bot API URL)."""
+    if result.blocked:
+        return True
+    description = result.description.lower()
+    return result.error_code == BAD_REQUEST and any(answer in description for answer in NO_SUCH_RECIPIENT)
 
 
 class BillingNotices:
@@ -81,7 +100,20 @@ class BillingNotices:
     async def _tell_admin(self, admin_id: int, text: str) -> bool:
         """Send an admin a notice; False when it may go out if sent again (Telegram not reached, flood control)."""
         result = await self._send(admin_id, text)
-        return result is None or result.ok or _refused(result)
+        if result is None or result.ok or _refused(result):
+            return True
+        code = result.error_code
+        if code is not None and code != TOO_MANY_REQUESTS and code < 500:
+            # Not this admin's doing: the bot token or the Bot API URL is wrong, or the message. Telegram's own
+            # description only: the URL holds the token.
+            logger.bind(**about(admin_id)).error(
+                "Telegram refused the notice to admin {}: {} {}. Check POMOGATOR_BOT_TOKEN and "
+                "POMOGATOR_TELEGRAM_API_URL; the notice of a payment or refund is sent again until it goes out",
+                admin_id,
+                code,
+                result.description[:200],
+            )
+        return False
 
     async def tell_admins(self, text: str) -> None:
         """Tell every admin of something no record is kept of (the admins' notices of payments and refunds go through
@@ -91,16 +123,39 @@ class BillingNotices:
 
     # --- the admins' notices of payments and refunds ----------------------------------------------------------
 
+    async def tell_admins_recorded(self, row_id: int, claim: datetime | None) -> None:
+        """Tell the admins what they are owed of payment ``row_id`` once a payment or refund of it was recorded (the
+        money has moved): under the claim this process took at ``claim`` as it recorded it, or, when None (it was
+        recorded before, by a process that may have stopped first), under one taken now if the last has lapsed.
+
+        Never raises: the record stands whatever becomes of the notice, and what was not marked told stays owed, for
+        the periodic check to send (``tell_untold_admins``)."""
+        try:
+            if claim is None:
+                claim = utcnow()
+                if not await claim_admins_notice(row_id, claim):
+                    return
+            await self.tell_admins_owed(row_id, claim)
+        except Exception as exc:
+            logger.warning(
+                "The admins' notice of payment {} is left to the periodic check: {}: {}",
+                row_id,
+                type(exc).__name__,
+                exc,
+            )
+
     async def tell_admins_owed(self, row_id: int, claim: datetime) -> None:
         """Tell the admins what they are owed of payment ``row_id``, its success first, then its refunds since they
         were last told, under the claim this process took at ``claim`` (``owe_admins``, ``claim_admins_notice``).
 
         Each notice is marked told once every admin was sent it or cannot be; one that did not go out to an admin
-        stays owed with the claim held, and the periodic check sends it to them all once the claim lapses
-        (``tell_untold_admins``). Raises what the database raises: what was not marked told is owed still."""
+        stays owed with the claim held, and the periodic check sends it, once the claim lapses, to the admins who
+        did not have it (``tell_untold_admins``, ``PaymentAdminNotice``). Raises what the database raises: what was
+        not marked told is owed still."""
         while True:
             row = await owed_to_admins(row_id)
             if row is None:
+                await forget_admins_told(row_id)
                 await release_admins_claim(row_id, claim)
                 # Recorded between the look and the release by a process that found the claim taken: this one's to tell.
                 claim = utcnow()
@@ -108,8 +163,7 @@ class BillingNotices:
                     return
                 continue
             paid = row["status"] == SUCCEEDED and row["admins_notified_at"] is None and row["telegram_id"] is not None
-            text = await self._payment_text(row) if paid else _refunds_text(row)
-            kept = await self._tell_admins_claimed(row_id, claim, text)
+            kept = await self._tell_admins_claimed(row_id, claim, row, paid=paid)
             if kept is None:
                 return
             claim = kept
@@ -131,17 +185,38 @@ class BillingNotices:
                 told += 1
         return told
 
-    async def _tell_admins_claimed(self, row_id: int, claim: datetime, text: str) -> datetime | None:
-        """Send ``text`` to every admin, renewing the claim before each: the claim held after, or None when one of
-        them may get it if it is sent again (or another process took the claim over: it sends it)."""
+    async def _tell_admins_claimed(
+        self, row_id: int, claim: datetime, row: Mapping[str, Any], *, paid: bool
+    ) -> datetime | None:
+        """Send the notice of the payment (``paid``) or of its refunds to every admin who has not had it, renewing
+        the claim before each: the claim held after, or None when one of them may get it if it is sent again (or
+        another process took the claim over: it sends it). Who had it is kept, so that it is sent again to the
+        others only; a refund's notice tells each admin of what was refunded since they were last told."""
+        told = await told_each_admin(row_id)
+        total = stored_money(row["refunded_amount"])
+        told_all = stored_money(row["admins_told_refunded"])
+        payment_text: str | None = None
         delivered = True
         for admin_id in self.admin_ids:
+            was = told.get(admin_id, AdminTold())
+            since = max(was.refunded, told_all)
+            if was.paid if paid else since >= total:
+                continue  # had it in an earlier round, which did not reach every admin
             renewed = utcnow()
             if not await renew_admins_claim(row_id, claim, renewed):
                 logger.warning("The admins' notice of payment {} was taken over by another process", row_id)
                 return None
             claim = renewed
-            delivered = await self._tell_admin(admin_id, text) and delivered
+            if paid:
+                payment_text = payment_text or await self._payment_text(row)
+                text = payment_text
+            else:
+                text = texts.admin_refund(row["yookassa_id"], row["telegram_id"], total - since, total)
+            if await self._tell_admin(admin_id, text):
+                now = AdminTold(paid=True, refunded=was.refunded) if paid else AdminTold(paid=was.paid, refunded=total)
+                await mark_admin_told(row_id, admin_id, now)
+            else:
+                delivered = False
         return claim if delivered else None
 
     async def _payment_text(self, row: Mapping[str, Any]) -> str:
@@ -165,9 +240,3 @@ class BillingNotices:
             self._told[(payment_id, problem)] = now
             await self.tell_admins(texts.admin_not_verified(payment_id, problem))
         raise PaymentNotVerified(f"Payment {payment_id} not verified: {problem}.")
-
-
-def _refunds_text(row: Mapping[str, Any]) -> str:
-    total = stored_money(row["refunded_amount"])
-    told = stored_money(row["admins_told_refunded"])
-    return texts.admin_refund(row["yookassa_id"], row["telegram_id"], total - told, total)

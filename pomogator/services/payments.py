@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from pomogator.billing.models import CENT, PENDING, SUCCEEDED
 from pomogator.errors import PaymentNotFound
-from pomogator.store.tables import Payment
+from pomogator.store.tables import Payment, PaymentAdminNotice
 from pomogator.timeutil import as_utc, utcnow
 
 if TYPE_CHECKING:
+    from piccolo.columns import Column
     from piccolo.custom_types import Combinable
 
 CURRENCY = "RUB"
@@ -224,6 +225,44 @@ async def mark_admins_told_of_refunds(row_id: int, total: Decimal) -> None:
     await Payment.update({Payment.admins_told_refunded: total}).where(
         (payment_pk == row_id) & (Payment.admins_told_refunded < total)
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AdminTold:
+    """What one admin was told of a payment whose notice has not reached every admin (``PaymentAdminNotice``)."""
+
+    paid: bool = False
+    refunded: Decimal = Decimal(0)
+
+
+async def told_each_admin(row_id: int) -> dict[int, AdminTold]:
+    """What each admin was told of payment ``row_id`` beyond what all of them were told (the payment's own marks)."""
+    told: dict[int, AdminTold] = {}
+    rows = await PaymentAdminNotice.select(
+        PaymentAdminNotice.admin_id, PaymentAdminNotice.paid, PaymentAdminNotice.refunded
+    ).where(PaymentAdminNotice.payment == row_id)
+    for row in rows:
+        was = told.get(row["admin_id"], AdminTold())
+        told[row["admin_id"]] = AdminTold(
+            was.paid or bool(row["paid"]), max(was.refunded, stored_money(row["refunded"]))
+        )
+    return told
+
+
+async def mark_admin_told(row_id: int, admin_id: int, told: AdminTold) -> None:
+    """Admin ``admin_id`` had (or cannot get) the notice of payment ``row_id`` that tells ``told``. Only the process
+    holding the admins' claim writes it, so no two write one admin's row at once."""
+    values: dict[Column | str, Any] = {PaymentAdminNotice.paid: told.paid, PaymentAdminNotice.refunded: told.refunded}
+    mine = (PaymentAdminNotice.payment == row_id) & (PaymentAdminNotice.admin_id == admin_id)
+    if not await PaymentAdminNotice.update(values).where(mine).returning(PaymentAdminNotice.admin_id):
+        await PaymentAdminNotice.insert(
+            PaymentAdminNotice(payment=row_id, admin_id=admin_id, paid=told.paid, refunded=told.refunded)
+        )
+
+
+async def forget_admins_told(row_id: int) -> None:
+    """The admins were all told all there is of payment ``row_id``: the payment's own marks say it all."""
+    await PaymentAdminNotice.delete().where(PaymentAdminNotice.payment == row_id)
 
 
 async def forget_waiting_refund(row_id: int, refund_id: str) -> None:

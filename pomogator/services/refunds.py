@@ -346,5 +346,7 @@ class RefundService:
             until = await self.subscriptions.premium_until(telegram_id)
             await self.notices.tell(telegram_id, texts.refund_done(delta, until, self.settings.tz))
         if tell_admins:
-            await self.notices.tell_admins_owed(row["id"], claimed_at)
+            # Never raises: the refund is made and recorded (``pomogator payments refund`` failing now would have an
+            # operator ask for it again).
+            await self.notices.tell_admins_recorded(row["id"], claimed_at)
         return RefundOutcome(remote.id, refund_id, SUCCEEDED, delta, total, changed=True, premium_until=until)

@@ -11,6 +11,7 @@ from decimal import Decimal
 from piccolo.columns import (
     JSON,
     BigInt,
+    Boolean,
     Integer,
     Numeric,
     Serial,
@@ -127,6 +128,19 @@ class Payment(Table, tablename="payments"):
     updated_at = Timestamptz()
 
 
+class PaymentAdminNotice(Table, tablename="payment_admin_notices"):
+    """What one admin was told of a payment while its notice has not reached every admin (``Payment.admins_notified_at``
+    and ``admins_told_refunded`` are marked once it has): a notice sent again goes only to the admins who missed it.
+    Deleted once the admins were told all there is; no payer is named. Written by the process that holds the claim to
+    tell the admins (``Payment.admins_claimed_at``); were two rows ever written for one admin, the most they say holds.
+    """
+
+    payment = Integer(index=True)  # payments.id
+    admin_id = BigInt()
+    paid = Boolean(default=False)  # told the payment went through
+    refunded = Numeric(digits=(12, 2), default=Decimal(0))  # the refunded total told of
+
+
 class LogRecord(Table, tablename="log_records"):
     id = Serial(primary_key=True)
     created_at = Timestamptz(index=True)
@@ -147,5 +161,6 @@ TABLES: tuple[type[Table], ...] = (
     LLMRequest,
     Subscription,
     Payment,
+    PaymentAdminNotice,
     LogRecord,
 )

@@ -1,6 +1,6 @@
 """The admins' notices of payments and refunds are kept like the payer's: marked once sent, sent by the periodic check
-when the process that recorded them stopped first (or Telegram failed), once even when two checks run at once, and
-never again for the payments there were before they were kept."""
+when the process that recorded them stopped first (or Telegram or the database failed), to the admins who missed them
+alone, once even when two checks run at once, and never again for the payments there were before they were kept."""
 
 from __future__ import annotations
 
@@ -12,13 +12,15 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from piccolo_migrations.pomogator_0008_quota_give_backs import ID as LAST_BEFORE_ID
 from pomogator.container import Services, build_services
 from pomogator.notify import SendResult, TelegramNotifier
+from pomogator.services import billing_notices
 from pomogator.services.payments import NOTICE_LEASE, untold_to_admins, waiting_payments
 from pomogator.store.engine import open_database, raw, shipped_migration_ids
-from pomogator.store.tables import Payment
+from pomogator.store.tables import Payment, PaymentAdminNotice
 from pomogator.timeutil import as_utc, utcnow
 from tests.databases import throwaway_postgres
 from tests.fakes.telegram_server import FakeTelegram
@@ -106,17 +108,35 @@ async def test_the_admins_notice_of_a_payment_is_marked_once_every_admin_has_it(
 
 
 @pytest.mark.parametrize(
-    ("error_code", "told"),
-    [(500, False), (403, True), (400, True)],
-    ids=["telegram-failed", "admin-blocked-the-bot", "no-such-chat"],
+    ("error_code", "description", "told"),
+    [
+        (500, None, False),
+        (403, None, True),
+        (400, "Bad Request: chat not found", True),
+        (400, "Bad Request: message text is empty", False),
+        (401, "Unauthorized", False),
+        (404, "Not Found", False),
+    ],
+    ids=["telegram-failed", "admin-blocked-the-bot", "no-such-chat", "bad-request", "stale-bot-token", "wrong-api-url"],
 )
-async def test_an_admin_who_cannot_get_the_notice_counts_as_told_and_a_failed_send_does_not(
-    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, error_code: int, told: bool
+async def test_an_admin_who_cannot_get_the_notice_counts_as_told_and_a_failed_send_is_sent_again_to_them_alone(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, error_code: int, description: str | None, told: bool
 ) -> None:
+    """Only what is this admin's (blocked the bot, no such chat) is final: a stale bot token or a wrong Bot API URL,
+    mended later, must not lose the notice. Those are logged as errors, without the URL (it holds the token)."""
     checkout = await services.billing.start_payment(USER_ID, "month")
     kassa.succeed(checkout.payment_id)
-    tg.fail_next("sendMessage", error_code, chat_id=OTHER_ADMIN_ID)
-    await services.billing.sync_payment(checkout.payment_id)
+    tg.fail_next("sendMessage", error_code, description, chat_id=OTHER_ADMIN_ID)
+    records: list[Any] = []
+    sink = logger.add(lambda message: records.append(message.record), level="DEBUG")
+    try:
+        await services.billing.sync_payment(checkout.payment_id)
+    finally:
+        logger.remove(sink)
+    errors = [r["message"] for r in records if r["level"].name == "ERROR"]
+    assert len(errors) == (0 if told or error_code >= 500 else 1)
+    assert all(str(OTHER_ADMIN_ID) in e and str(error_code) in e for e in errors)
+    assert not any(tg.token in r["message"] or tg.token in repr(r["extra"]) for r in records)
     assert len(payment_notices(tg, checkout.payment_id)) == 1
     assert payment_notices(tg, checkout.payment_id, OTHER_ADMIN_ID) == []
     assert len(confirmations(tg)) == 1  # the payer is told all the same
@@ -125,10 +145,34 @@ async def test_an_admin_who_cannot_get_the_notice_counts_as_told_and_a_failed_se
     await claims_lapsed(checkout.payment_id)
     assert await untold_to_admins() == ([] if told else [(await payment_row(checkout.payment_id))["id"]])
     await services.billing.check_waiting(await waiting_payments())
-    # Sent again to every admin: the notice is one record for them all.
+    # Sent again to the admin who missed it alone.
     assert len(payment_notices(tg, checkout.payment_id, OTHER_ADMIN_ID)) == (0 if told else 1)
-    assert len(payment_notices(tg, checkout.payment_id)) == (1 if told else 2)
+    assert len(payment_notices(tg, checkout.payment_id)) == 1
     assert (await payment_row(checkout.payment_id))["admins_notified_at"] is not None
+    assert await PaymentAdminNotice.count() == 0  # all told: the payment's own mark says it
+    assert await waiting_payments() == []
+
+
+async def test_a_refund_sent_again_tells_each_admin_what_was_refunded_since_they_were_told(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    payment_id = await paid(services, kassa)
+    tg.fail_next("sendMessage", 500, chat_id=OTHER_ADMIN_ID)
+    await services.billing.refunds.refund(payment_id, Decimal("100.00"))
+    # Recorded while the first notice is still owed to one admin: told with it, by the check.
+    await services.billing.refunds.refund(payment_id, Decimal("200.00"))
+    assert len(refund_notices(tg, payment_id)) == 1 and refund_notices(tg, payment_id, OTHER_ADMIN_ID) == []
+
+    await claims_lapsed(payment_id)
+    await services.billing.check_waiting(await waiting_payments())
+    first, second = refund_notices(tg, payment_id)
+    assert "Возврат 100 ₽" in first and "Возврат 200 ₽" in second and "всего возвращено 300 ₽" in second
+    [other] = refund_notices(tg, payment_id, OTHER_ADMIN_ID)
+    assert "Возврат 300 ₽" in other and "всего возвращено 300 ₽" in other
+    assert len(payment_notices(tg, payment_id)) == 1 and len(payment_notices(tg, payment_id, OTHER_ADMIN_ID)) == 1
+    assert Decimal(str((await payment_row(payment_id))["admins_told_refunded"])) == Decimal(300)
+    assert await PaymentAdminNotice.count() == 0
+    await claims_lapsed(payment_id)
     assert await waiting_payments() == []
 
 
@@ -235,6 +279,56 @@ async def test_two_checks_at_once_tell_the_admins_once(
     assert len(payment_notices(tg, checkout.payment_id, OTHER_ADMIN_ID)) == 1
     assert len(confirmations(tg)) == 1
     assert (await payment_row(checkout.payment_id))["admins_notified_at"] is not None
+
+
+@contextlib.contextmanager
+def database_fails_as_the_admins_are_told(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The database connection drops as the admins' notice is looked up after the money moved."""
+
+    async def dropped(row_id: int) -> None:
+        raise ConnectionResetError("connection lost")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(billing_notices, "owed_to_admins", dropped)
+        yield
+
+
+async def test_a_database_error_as_the_admins_are_told_of_a_payment_leaves_it_to_the_check_and_the_payer_is_told(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The payment is recorded: the notification is answered as handled (YooKassa is not asked to send it again)."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    with database_fails_as_the_admins_are_told(monkeypatch):
+        outcome = await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
+    assert outcome is not None and outcome.changed
+    assert len(confirmations(tg)) == 1
+    assert payment_notices(tg, checkout.payment_id) == []
+
+    await claims_lapsed(checkout.payment_id)
+    await services.billing.check_waiting(await waiting_payments())
+    assert len(payment_notices(tg, checkout.payment_id)) == 1
+    assert len(payment_notices(tg, checkout.payment_id, OTHER_ADMIN_ID)) == 1
+    assert len(confirmations(tg)) == 1
+
+
+async def test_a_database_error_as_the_admins_are_told_of_a_refund_leaves_it_to_the_check_and_the_refund_stands(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``pomogator payments refund`` reports the refund made: an operator told it failed might ask for it again."""
+    payment_id = await paid(services, kassa)
+    with database_fails_as_the_admins_are_told(monkeypatch):
+        outcome = await services.billing.refunds.refund(payment_id, Decimal("100.00"))
+    assert outcome.changed and outcome.amount == Decimal(100)
+    assert any("100 ₽" in text for text in tg.sent_texts(USER_ID) if text not in confirmations(tg))
+    assert refund_notices(tg, payment_id) == []
+
+    await claims_lapsed(payment_id)
+    await services.billing.check_waiting(await waiting_payments())
+    [notice] = refund_notices(tg, payment_id)
+    assert "Возврат 100 ₽" in notice
+    assert len(refund_notices(tg, payment_id, OTHER_ADMIN_ID)) == 1
+    assert Decimal(str((await payment_row(payment_id))["refunded_amount"])) == Decimal(100)
 
 
 # --- before the admins' notices were kept ------------------------------------------------------------------
