@@ -241,12 +241,18 @@ class AttachmentRequest:
         images: list[dict[str, Any]] = []
         unreadable: list[FileError] = list(self.refused)
         failed = 0
+        # What the images, the scans and the documents' pictures read so far left of the request's media budget. A
+        # document's pictures come back no bigger than that, so this process never holds more of them than one
+        # request may send, however many documents come; they are fitted exactly once all is read.
+        media_room = MAX_REQUEST_MEDIA_BYTES
         for attachment in self.attachments:
             try:
                 data = await download(bot, attachment)
-                read = await read_attachment(attachment, data, self.max_chars, vision=self.model.vision)
+                read = await read_attachment(
+                    attachment, data, self.max_chars, vision=self.model.vision, max_picture_bytes=max(media_room, 0)
+                )
             except FileError as exc:
-                if isinstance(exc, FileTooLarge) and not isinstance(exc, NamedFileTooLarge):
+                if isinstance(exc, FileTooLarge) and not isinstance(exc, NamedFileTooLarge | ImagesTooLarge):
                     exc = NamedFileTooLarge(attachment.name, exc.size, exc.limit)
                 failed += 1
                 if not self.with_texts and failed == len(self.attachments):
@@ -254,14 +260,22 @@ class AttachmentRequest:
                 unreadable.append(exc)
                 continue
             if isinstance(read, ExtractedDocument):
-                # A document's pictures take their share of its room in the context.
-                documents.append((fit_tokens(read, self.document_tokens - len(read.pictures) * IMAGE_TOKENS), data))
+                if read.needs_file_part and len(data) <= min(MAX_SCAN_BYTES, media_room):
+                    media_room -= len(data)
+                media_room -= media_bytes(read.pictures)
+                # Only a scan goes as its bytes: those of other documents are not kept once read.
+                documents.append((read, data if read.needs_file_part else b""))
             else:
+                media_room -= media_bytes([read])
                 images.append(read)
         check_media_total(images)
         without_scans: list[tuple[ExtractedDocument, FileError]] = []
         documents = self.without_unsent_scans(documents, media_bytes(images), unreadable, without_scans)
         documents = self.with_fitting_pictures(documents, media_bytes(images), unreadable)
+        # A document's pictures take their share of its room in the context: only those that go.
+        documents = [
+            (fit_tokens(doc, self.document_tokens - len(doc.pictures) * IMAGE_TOKENS), data) for doc, data in documents
+        ]
         if not documents and not images and not self.with_texts:
             raise unreadable[0]
         if not documents and not images:  # forwarded texts whose files all were left out
@@ -385,14 +399,21 @@ async def download(bot: Bot, attachment: Attachment) -> bytes:
 
 
 async def read_attachment(
-    attachment: Attachment, data: bytes, max_chars: int, *, vision: bool = False
+    attachment: Attachment,
+    data: bytes,
+    max_chars: int,
+    *,
+    vision: bool = False,
+    max_picture_bytes: int | None = None,
 ) -> ExtractedDocument | dict[str, Any]:
-    """A document's text (read in a child process; with its pictures for a model with ``vision``), or an image part
-    for a photo or an image sent as a file."""
+    """A document's text (read in a child process; with its pictures for a model with ``vision``, at most
+    ``max_picture_bytes`` of them), or an image part for a photo or an image sent as a file."""
     if attachment.photo or sniff_signature(data) == "image":
         return await in_image_workers(image_part, data, attachment.mime_type, filename=attachment.name)
     try:
-        return await read_document(data, attachment.name, attachment.mime_type, max_chars, vision=vision)
+        return await read_document(
+            data, attachment.name, attachment.mime_type, max_chars, vision=vision, max_picture_bytes=max_picture_bytes
+        )
     except UnsupportedFile as exc:
         if exc.kind != "image":  # an image by its name or type whose bytes are not one: image_part says why
             raise

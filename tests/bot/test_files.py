@@ -35,6 +35,7 @@ from pomogator.errors import (
     DownloadFailed,
     FileTooComplex,
     FileTooLarge,
+    ImagesTooLarge,
     NamedFileTooLarge,
     ScanTooLarge,
     ScanTooLong,
@@ -43,7 +44,7 @@ from pomogator.errors import (
     VisionUnsupported,
 )
 from pomogator.llm.catalog import load_catalog
-from pomogator.llm.tokens import CHARS_PER_TOKEN, estimate_text
+from pomogator.llm.tokens import CHARS_PER_TOKEN, IMAGE_TOKENS, estimate_text
 from pomogator.services.files import (
     MAX_DOWNLOAD_BYTES,
     MAX_IMAGE_BYTES,
@@ -52,6 +53,7 @@ from pomogator.services.files import (
     ExtractedDocument,
     extract_document,
     media_bytes,
+    read_document,
 )
 from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
@@ -744,7 +746,9 @@ async def read_scans(
     """An album of scans of ``sizes`` read for ``model_id`` (the default model), the reading left out: a scan of
     so many megabytes takes seconds to build."""
 
-    async def as_scan(attachment: Attachment, data: bytes, max_chars: int, *, vision: bool) -> ExtractedDocument:
+    async def as_scan(
+        attachment: Attachment, data: bytes, max_chars: int, *, vision: bool, max_picture_bytes: int | None
+    ) -> ExtractedDocument:
         return ExtractedDocument(filename=attachment.name, kind="pdf", text="", pages_total=1, needs_file_part=True)
 
     monkeypatch.setattr(attachments, "read_attachment", as_scan)
@@ -1128,3 +1132,84 @@ def test_file_messages_say_what_happened() -> None:
     # An old spreadsheet is not told to become a DOCX.
     legacy = files_texts.file_error(UnsupportedFile("prices.xls", "legacy-office"))
     assert "таблицу — как CSV" in legacy and "Сохраните документ как DOCX" not in legacy
+
+
+# --- the pictures of several documents within one request's media budget -------------------------------------------
+
+
+def docx_message(file_id: str) -> Message:
+    document = {"file_id": file_id, "file_unique_id": file_id, "file_name": f"{file_id}.docx", "mime_type": DOCX}
+    return message(document=document, media_group_id="g")
+
+
+async def test_each_document_is_read_for_the_media_room_the_request_has_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = docx_with_pictures("Отчёт", ["blue", "red"])
+    pictures = media_bytes(extract_document(data, "a.docx", None, 10_000, vision=True).pictures)
+    budget = pictures + pictures // 4  # one document's pictures, and a little
+    monkeypatch.setattr(attachments, "MAX_REQUEST_MEDIA_BYTES", budget)
+    reads: list[tuple[int | None, int]] = []
+
+    async def recorded(*args: Any, **kwargs: Any) -> ExtractedDocument:
+        doc = await read_document(*args, **kwargs)
+        reads.append((kwargs.get("max_picture_bytes"), media_bytes(doc.pictures)))
+        return doc
+
+    monkeypatch.setattr(attachments, "read_document", recorded)
+    catalog = load_catalog(None)
+    alone = docx_with_pictures(None, ["white"])
+    album = [docx_message(name) for name in ("a", "b", "c", "d")]
+    prepared = await AttachmentRequest(album, catalog.default, None, catalog).read(
+        cast(Bot, FilesBot({"a": data, "b": data, "c": data, "d": alone}))
+    )
+    # The first document takes its pictures; the others get what is left, which holds none of theirs.
+    assert reads == [(budget, pictures), (budget - pictures, 0), (budget - pictures, 0)]
+    assert sum(sent for _, sent in reads) <= budget
+    content = cast(list[dict[str, Any]], prepared.content)
+    assert [part["type"] for part in content] == ["text", "image_url", "image_url"]
+    assert [doc.filename for doc in prepared.without_pictures] == ["b.docx", "c.docx"]
+    assert all(doc.pictures_left_out == ((1, "size"), (2, "size")) for doc in prepared.without_pictures)
+    # A document of pictures alone none of which fits is left out, told as before.
+    [refusal] = prepared.unreadable
+    assert isinstance(refusal, ImagesTooLarge) and refusal.limit == budget - pictures
+    assert files_texts.file_error(refusal).startswith("🖼 Эти картинки вместе слишком большие")
+
+
+async def test_a_docx_whose_pictures_do_not_fit_keeps_the_text_their_room_would_have_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = "Выручка выросла, а расходы не изменились. " * 300
+    data = docx_with_pictures(text.strip(), ["blue", "red"])
+    read = extract_document(data, "d.docx", None, 100_000, vision=True)
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.effect_noise((200, 200), 64).convert("RGB").save(out, "JPEG")
+    jpeg = out.getvalue()
+    photo_bytes = len(jpeg)
+    assert photo_bytes > media_bytes(read.pictures)
+    catalog = load_catalog(None)
+    photo = {"file_id": "p", "file_unique_id": "p", "width": 200, "height": 200, "file_size": photo_bytes}
+    # The photo comes after the document: the document is read with room for its pictures, which the photo takes.
+    album = [docx_message("d"), message(photo=[photo], media_group_id="g")]
+    bot = cast(Bot, FilesBot({"p": jpeg, "d": data}))
+
+    async def prepare(budget: int) -> Prepared:
+        monkeypatch.setattr(attachments, "MAX_REQUEST_MEDIA_BYTES", budget)
+        request = AttachmentRequest(album, catalog.default, None, catalog)
+        # Room in the context for the text, but not for the text and both pictures.
+        request.document_tokens = estimate_text(read.text) + IMAGE_TOKENS
+        return await request.read(bot)
+
+    # No room is left for the document's pictures beside the photo: its text goes whole.
+    prepared = await prepare(photo_bytes + 1)
+    content = cast(list[dict[str, Any]], prepared.content)
+    assert [part["type"] for part in content] == ["text", "image_url"]
+    assert not prepared.cut and read.text in content[0]["text"]
+    [doc] = prepared.without_pictures
+    assert doc.pictures == () and doc.pictures_left_out == ((1, "size"), (2, "size"))
+    # When they do go, they take their share of the context from the text.
+    prepared = await prepare(photo_bytes + media_bytes(read.pictures))
+    content = cast(list[dict[str, Any]], prepared.content)
+    assert [part["type"] for part in content] == ["text", "image_url", "image_url", "image_url"]
+    [cut] = prepared.cut
+    assert cut.stopped_by == "context" and estimate_text(cut.text) <= estimate_text(read.text) - IMAGE_TOKENS

@@ -12,7 +12,7 @@ from docx import Document
 from PIL import Image
 
 from pomogator.bot import files_texts
-from pomogator.errors import UnsupportedFile
+from pomogator.errors import ImagesTooLarge, UnsupportedFile
 from pomogator.services.files import (
     MAX_DOCUMENT_PICTURES,
     ExtractedDocument,
@@ -242,3 +242,41 @@ async def test_the_pictures_come_back_from_the_child_process() -> None:
     assert colors(doc) == [BLUE, RED]
     blind = await read_document(data, "x.docx", None, 10_000)
     assert blind.pictures_left_out == ((1, "vision"), (2, "vision"))
+
+
+def test_a_document_gives_no_more_pictures_than_the_room_it_is_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = docx("Текст", picture(300, 200), picture(300, 200, "blue"), picture(300, 200, "white"))
+    whole = extract_document(data, "x.docx", None, 10_000, vision=True)
+    doc = extract_document(data, "x.docx", None, 10_000, vision=True, max_picture_bytes=media_bytes(whole.pictures[:2]))
+    assert colors(doc) == [RED, BLUE] and doc.pictures_left_out == ((3, "size"),)
+    # Once nothing more fits, the rest are left out without being decoded.
+    decoded: list[str] = []
+    part = pictures._part
+
+    def counted(archive: zipfile.ZipFile, name: str, label: str) -> dict[str, Any] | None:
+        decoded.append(name)
+        return part(archive, name, label)
+
+    monkeypatch.setattr(pictures, "_part", counted)
+    none = extract_document(data, "x.docx", None, 10_000, vision=True, max_picture_bytes=0)
+    assert none.text == "Текст" and none.pictures == () and decoded == []
+    assert none.pictures_left_out == ((1, "size"), (2, "size"), (3, "size"))
+
+
+def test_a_document_of_pictures_alone_without_room_for_any_is_too_large() -> None:
+    data = docx(picture(600, 800, "white"), picture(600, 800, "blue"))
+    sizes = [media_bytes([part]) for part in extract_document(data, "скан.docx", None, 10_000, vision=True).pictures]
+    with pytest.raises(ImagesTooLarge) as caught:
+        extract_document(data, "скан.docx", None, 10_000, vision=True, max_picture_bytes=min(sizes) - 1)
+    assert (caught.value.size, caught.value.limit, caught.value.count) == (sum(sizes), min(sizes) - 1, 2)
+    assert files_texts.file_error(caught.value).startswith("🖼 Эти картинки вместе слишком большие")
+
+
+async def test_the_room_for_pictures_reaches_the_child_process() -> None:
+    data = docx("Схема", picture(300, 200, "blue"), picture(300, 200))
+    room = media_bytes(extract_document(data, "x.docx", None, 10_000, vision=True).pictures[:1])
+    doc = await read_document(data, "x.docx", None, 10_000, vision=True, max_picture_bytes=room)
+    assert colors(doc) == [BLUE] and doc.pictures_left_out == ((2, "size"),)
+    with pytest.raises(ImagesTooLarge) as caught:
+        await read_document(docx(picture(300, 200)), "x.docx", None, 10_000, vision=True, max_picture_bytes=0)
+    assert caught.value.limit == 0 and caught.value.count == 1 and caught.value.size > 0

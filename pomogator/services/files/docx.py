@@ -720,19 +720,23 @@ def _picture_parts(archive: zipfile.ZipFile, rels: str, ids: list[str], alone: b
     return parts
 
 
-def extract_docx(data: bytes, filename: str, max_chars: int, *, vision: bool = False) -> ExtractedDocument:
+def extract_docx(
+    data: bytes, filename: str, max_chars: int, *, vision: bool = False, max_picture_bytes: int | None = None
+) -> ExtractedDocument:
     """Read the body of a DOCX: paragraphs (headings marked with ``#``) and tables, in document order.
 
     Footnotes and endnotes follow the body as ``[^1]: ...`` and ``[^e1]: ...``, where the body has ``[^1]``. The
     page headers come first (``Header: ...``) and the footers last (``Footer: ...``). The pictures of the part of
-    the body read come as ``pictures`` for a model with ``vision``; without it they are only counted, as left out
-    (see ``pictures.read_pictures``).
+    the body read come as ``pictures`` for a model with ``vision``, no more than ``max_picture_bytes`` of them (what
+    is left of the request's media budget); without it they are only counted, as left out (see
+    ``pictures.read_pictures``).
 
     Reading stops ``READ_AHEAD_CHARS`` past ``max_chars``; the result is then ``truncated`` with
     ``total_chars=None``.
     Raises ``EmptyFile`` when there is no text and no picture, ``UnsupportedFile`` when there is no text but
     pictures: kind ``"docx-images"`` without ``vision``, ``"docx-pictures"`` when none of the pictures can be read;
-    ``CorruptFile`` for a damaged file and ``UnpackedTooLarge`` for one whose parts read whole unpack to too much.
+    ``ImagesTooLarge`` when none of them fits ``max_picture_bytes``; ``CorruptFile`` for a damaged file and
+    ``UnpackedTooLarge`` for one whose parts read whole unpack to too much.
     """
     if max_chars <= 0:
         raise ValueError("max_chars must be positive")
@@ -761,7 +765,9 @@ def extract_docx(data: bytes, filename: str, max_chars: int, *, vision: bool = F
                 # Imported here: it brings Pillow, which a document without pictures does not need.
                 from .pictures import read_pictures
 
-                pictures, left_out = read_pictures(archive, parts, filename, vision=vision, alone=alone)
+                pictures, left_out = read_pictures(
+                    archive, parts, filename, vision=vision, alone=alone, max_bytes=max_picture_bytes
+                )
     except FileError:
         raise
     except Exception as exc:  # zipfile, zlib and lxml raise many kinds of errors on damaged input

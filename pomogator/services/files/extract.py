@@ -22,6 +22,7 @@ from pomogator.errors import (
     FileError,
     FileTooComplex,
     FileTooLarge,
+    ImagesTooLarge,
     UnpackedTooLarge,
     UnsupportedFile,
 )
@@ -44,6 +45,7 @@ def extract_document(
     *,
     pdf_time_budget: float = TIME_BUDGET_S,
     vision: bool = False,
+    max_picture_bytes: int | None = None,
 ) -> ExtractedDocument:
     """Read a user's document and return at most ``max_chars`` characters of its text.
 
@@ -54,9 +56,10 @@ def extract_document(
     blank, or a PDF without pages), and ``FileTooComplex`` (a PDF whose pages take longer than ``pdf_time_budget``
     before any text turns up).
     An image yields ``UnsupportedFile(kind="image")``: send it with ``image_part`` instead. The pictures of a DOCX
-    come as image parts when the model has ``vision``, and are only counted otherwise (``docx.extract_docx``, which
-    also raises ``UnsupportedFile`` for a DOCX of pictures alone: kind "docx-images" without ``vision``,
-    "docx-pictures" when none of them can be read).
+    come as image parts when the model has ``vision``, at most ``max_picture_bytes`` of them, and are only counted
+    otherwise (``docx.extract_docx``, which also raises ``UnsupportedFile`` for a DOCX of pictures alone: kind
+    "docx-images" without ``vision``, "docx-pictures" when none of them can be read; and ``ImagesTooLarge`` when
+    none of them fits).
     This is CPU-bound work on untrusted input: the bot runs it in a child process (``isolated.read_document``).
     """
     if max_chars <= 0:
@@ -66,7 +69,7 @@ def extract_document(
     if kind == "pdf":
         return extract_pdf(data, filename, max_chars, time_budget=pdf_time_budget)
     if kind == "docx":
-        return extract_docx(data, filename, max_chars, vision=vision)
+        return extract_docx(data, filename, max_chars, vision=vision, max_picture_bytes=max_picture_bytes)
     if kind in ("text", "markdown", "csv", "json", "code"):
         return extract_text(data, filename, kind, max_chars)
     if kind == "legacy-office" and encrypted_office(data):
@@ -96,9 +99,10 @@ def encode_request(
     cpu_seconds: int,
     time_budget: float,
     vision: bool = False,
+    max_picture_bytes: int | None = None,
 ) -> bytes:
-    """What the child reads on stdin: one line of JSON (the file's name and type, ``max_chars``, the limits and
-    whether the model sees pictures), then the file's bytes."""
+    """What the child reads on stdin: one line of JSON (the file's name and type, ``max_chars``, the limits,
+    whether the model sees pictures and how many bytes of them it may get), then the file's bytes."""
     header = {
         "filename": _clean(filename),
         "mime_type": mime_type,
@@ -107,6 +111,7 @@ def encode_request(
         "cpu_seconds": cpu_seconds,
         "time_budget": time_budget,
         "vision": vision,
+        "max_picture_bytes": max_picture_bytes,
     }
     return orjson.dumps(header) + b"\n" + data
 
@@ -127,6 +132,7 @@ def serve() -> None:
             int(header["max_chars"]),
             pdf_time_budget=header["time_budget"],
             vision=bool(header.get("vision")),
+            max_picture_bytes=header.get("max_picture_bytes"),
         )
         outcome = {"document": {**asdict(doc), "text": _clean(doc.text)}}
     except MemoryError:
@@ -177,6 +183,8 @@ def _clean(text: str) -> str:
 
 
 def _error_fields(exc: FileError) -> dict[str, Any]:
+    if isinstance(exc, ImagesTooLarge):
+        return {"type": "ImagesTooLarge", "size": exc.size, "limit": exc.limit, "count": exc.count}
     if isinstance(exc, UnpackedTooLarge):
         return {"type": "UnpackedTooLarge", "filename": exc.filename, "size": exc.size, "limit": exc.limit}
     if isinstance(exc, FileTooLarge):
@@ -213,6 +221,8 @@ def decode_outcome(raw: bytes) -> ExtractedDocument:
     kind = error["type"]
     if kind == "UnpackedTooLarge":
         raise UnpackedTooLarge(str(error["filename"]), int(error["size"]), int(error["limit"]))
+    if kind == "ImagesTooLarge":
+        raise ImagesTooLarge(int(error["size"]), int(error["limit"]), int(error["count"]))
     if kind == "FileTooLarge":
         raise FileTooLarge(int(error["size"]), int(error["limit"]))
     if kind == "UnsupportedFile":

@@ -75,8 +75,11 @@ async def read_document(
     *,
     limits: ReadLimits | None = None,
     vision: bool = False,
+    max_picture_bytes: int | None = None,
 ) -> ExtractedDocument:
-    """``extract_document`` in a child process; ``vision``: the pictures of a DOCX are read for a model that sees.
+    """``extract_document`` in a child process; ``vision``: the pictures of a DOCX are read for a model that sees,
+    no more than ``max_picture_bytes`` of them (what is left of the request's media budget: the pictures come back
+    as base64 strings, which this process holds until the request is sent).
 
     Raises what ``extract_document`` raises, and ``FileTooComplex`` when the child runs out of time, memory or
     CPU. Cancelling the call kills the child; so does the timeout.
@@ -91,6 +94,7 @@ async def read_document(
         cpu_seconds=limits.cpu_seconds,
         time_budget=limits.pdf_time_budget,
         vision=vision,
+        max_picture_bytes=max_picture_bytes,
     )
     async with _slot_for(data):
         process = await spawn()

@@ -13,6 +13,8 @@ import zipfile
 from dataclasses import replace
 from typing import Any
 
+from pomogator.errors import ImagesTooLarge
+
 from .detect import sniff_image
 from .document import ExtractedDocument, PictureLoss
 from .images import MAX_IMAGE_BYTES, MAX_REQUEST_MEDIA_BYTES, _convertible, image_part, media_bytes
@@ -31,7 +33,8 @@ MAX_PICTURES_UNPACKED_BYTES = 100 * 1024 * 1024
 """All the pictures of one document unpacked: bounds the reader's work when many big bitmaps come."""
 
 MAX_DOCUMENT_PICTURE_BYTES = MAX_REQUEST_MEDIA_BYTES
-"""The pictures of one document after shrinking; the request's own budget is applied later (``fit_pictures``)."""
+"""The pictures of one document after shrinking. The bot asks for no more than what is left of the request's budget
+(``max_bytes``), so one request's documents never bring more; it fits them exactly later (``fit_pictures``)."""
 
 TIME_BUDGET_S = 20.0
 """Pictures are decoded until this long has passed; a third of the reader's wall-clock limit."""
@@ -48,16 +51,19 @@ def read_pictures(
     vision: bool,
     alone: bool,
     time_budget: float | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[tuple[dict[str, Any], ...], tuple[tuple[int, PictureLoss], ...]]:
     """The image parts of the pictures ``names`` (parts of ``archive``, in document order) and the numbers of those
     left out, with why (see ``ExtractedDocument``).
 
     A picture in a format models do not take (EMF, WMF and other vector drawings) is left out as ``"format"``; a
     damaged one, one over ``MAX_PICTURE_BYTES`` or with too many pixels as ``"unreadable"``; those past
-    ``MAX_DOCUMENT_PICTURES``, ``MAX_PICTURES_UNPACKED_BYTES`` or ``MAX_DOCUMENT_PICTURE_BYTES``, or after
-    ``time_budget`` (by default ``TIME_BUDGET_S``), as ``"count"``, ``"size"`` and ``"time"``. Without ``vision``
-    nothing is decoded: every picture is left out as ``"vision"``. Decorative pictures (``MIN_PICTURE_SIDE``) are
-    skipped unless the document is ``alone``: nothing but them.
+    ``MAX_DOCUMENT_PICTURES``, ``MAX_PICTURES_UNPACKED_BYTES`` or ``MAX_DOCUMENT_PICTURE_BYTES`` (``max_bytes``
+    when it is less: what is left of the request's media budget), or after ``time_budget`` (by default
+    ``TIME_BUDGET_S``), as ``"count"``, ``"size"`` and ``"time"``. Without ``vision`` nothing is decoded: every
+    picture is left out as ``"vision"``. Decorative pictures (``MIN_PICTURE_SIDE``) are skipped unless the document
+    is ``alone``: nothing but them. Raises ``ImagesTooLarge`` when the document is ``alone`` and none of its
+    pictures fits the bytes left.
     """
     found: list[tuple[str, PictureLoss | None]] = []
     decoration: list[tuple[str, PictureLoss | None]] = []
@@ -69,15 +75,20 @@ def read_pictures(
     if not vision:
         return (), tuple((number, "vision") for number in range(1, len(found) + 1))
     deadline = time.monotonic() + (TIME_BUDGET_S if time_budget is None else time_budget)
+    limit = MAX_DOCUMENT_PICTURE_BYTES if max_bytes is None else min(max_bytes, MAX_DOCUMENT_PICTURE_BYTES)
     parts: list[dict[str, Any]] = []
     left_out: list[tuple[int, PictureLoss]] = []
     unpacked = sent = 0
+    too_big: list[int] = []  # the sizes of the pictures decoded that did not fit
     for number, (name, loss) in enumerate(found, start=1):
         unpacked_size = archive.getinfo(name).file_size
         if loss is None and len(parts) >= MAX_DOCUMENT_PICTURES:
             loss = "count"
-        elif loss is None and parts and time.monotonic() >= deadline:
+        elif loss is None and (parts or too_big) and time.monotonic() >= deadline:
             loss = "time"
+        elif loss is None and sent >= limit and (parts or not alone):
+            # Nothing more fits: not decoded. A document of pictures alone with none sent measures them, to say so.
+            loss = "size"
         elif loss is None and unpacked + unpacked_size > MAX_PICTURES_UNPACKED_BYTES:
             loss = "size"
         elif loss is None:
@@ -86,13 +97,16 @@ def read_pictures(
             size = media_bytes([part]) if part is not None else 0
             if part is None:
                 loss = "unreadable"
-            elif sent + size > MAX_DOCUMENT_PICTURE_BYTES:
+            elif sent + size > limit:
                 loss = "size"
+                too_big.append(size)
             else:
                 parts.append(part)
                 sent += size
         if loss is not None:
             left_out.append((number, loss))
+    if alone and not parts and too_big:
+        raise ImagesTooLarge(sum(too_big), max(limit, 0), len(too_big))
     return tuple(parts), tuple(left_out)
 
 
