@@ -165,6 +165,13 @@ def file_too_large(exc: FileTooLarge) -> str:
             f"Он весит {size}, а {room}. Пришлите нужные страницы как фото или отдельно, либо сожмите PDF."
         )
     if isinstance(exc, ImagesTooLarge):
+        if exc.limit < MAX_REQUEST_MEDIA_BYTES:
+            # Other photos, scans or documents of the request took part of the room.
+            return (
+                f"🖼 Эти картинки вместе весят {size}, а рядом с остальными фото и файлами сообщения осталось место "
+                f"только на {limit}: за раз можно не больше {megabytes(MAX_REQUEST_MEDIA_BYTES)}. "
+                "Пришлите их частями."
+            )
         return f"🖼 Эти картинки вместе слишком большие ({size}), а за раз можно не больше {limit}. Пришлите их частями."
     name = f" «{esc(exc.filename)}»" if isinstance(exc, NamedFileTooLarge) else ""
     if exc.limit == MAX_DOWNLOAD_BYTES:

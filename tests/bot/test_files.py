@@ -1171,7 +1171,7 @@ async def test_each_document_is_read_for_the_media_room_the_request_has_left(mon
     # A document of pictures alone none of which fits is left out, told as before.
     [refusal] = prepared.unreadable
     assert isinstance(refusal, ImagesTooLarge) and refusal.limit == budget - pictures
-    assert files_texts.file_error(refusal).startswith("🖼 Эти картинки вместе слишком большие")
+    assert "рядом с остальными фото и файлами сообщения осталось место только на" in files_texts.file_error(refusal)
 
 
 async def test_a_docx_whose_pictures_do_not_fit_keeps_the_text_their_room_would_have_taken(

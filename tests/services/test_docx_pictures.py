@@ -15,6 +15,7 @@ from pomogator.bot import files_texts
 from pomogator.errors import ImagesTooLarge, UnsupportedFile
 from pomogator.services.files import (
     MAX_DOCUMENT_PICTURES,
+    MAX_REQUEST_MEDIA_BYTES,
     ExtractedDocument,
     document_content,
     document_prompt,
@@ -269,7 +270,9 @@ def test_a_document_of_pictures_alone_without_room_for_any_is_too_large() -> Non
     with pytest.raises(ImagesTooLarge) as caught:
         extract_document(data, "скан.docx", None, 10_000, vision=True, max_picture_bytes=min(sizes) - 1)
     assert (caught.value.size, caught.value.limit, caught.value.count) == (sum(sizes), min(sizes) - 1, 2)
-    assert files_texts.file_error(caught.value).startswith("🖼 Эти картинки вместе слишком большие")
+    # The room left was smaller than a request's whole budget: the text says so, not that 20 MB were exceeded.
+    told = files_texts.file_error(caught.value)
+    assert told.startswith("🖼 Эти картинки вместе весят") and "осталось место только на" in told
 
 
 async def test_the_room_for_pictures_reaches_the_child_process() -> None:
@@ -280,3 +283,8 @@ async def test_the_room_for_pictures_reaches_the_child_process() -> None:
     with pytest.raises(ImagesTooLarge) as caught:
         await read_document(docx(picture(300, 200)), "x.docx", None, 10_000, vision=True, max_picture_bytes=0)
     assert caught.value.limit == 0 and caught.value.count == 1 and caught.value.size > 0
+
+
+def test_pictures_over_a_whole_requests_budget_are_told_so() -> None:
+    told = files_texts.file_error(ImagesTooLarge(MAX_REQUEST_MEDIA_BYTES * 3 // 2, MAX_REQUEST_MEDIA_BYTES, 12))
+    assert told.startswith("🖼 Эти картинки вместе слишком большие") and "20 МБ" in told
