@@ -269,6 +269,13 @@ class BotHarness:
         async with build_services(self.settings(), migrate=False) as services:
             yield services
 
+    async def use_up_quota(self, chat_id: int, leave: int = 0) -> None:
+        """Take all but ``leave`` of today's free requests of the person's model (the person is created if new)."""
+        async with self.services() as services:
+            account = await services.users.ensure(chat_id)
+            for _ in range(account.model.free_daily - leave):
+                await services.quota.reserve(chat_id, account.model, premium=False)
+
     # ---- chats and waiting ---------------------------------------------------------------------------------
 
     def new_chat(self) -> int:

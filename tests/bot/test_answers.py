@@ -46,13 +46,6 @@ def calls_for(h: BotHarness, chat: int, since: int = 0) -> list[str]:
     ]
 
 
-async def use_up_quota(h: BotHarness, chat: int, leave: int = 0) -> None:
-    async with h.services() as services:
-        account = await services.users.ensure(chat)
-        for _ in range(account.model.free_daily - leave):
-            await services.quota.reserve(chat, account.model, premium=False)
-
-
 async def used_today(h: BotHarness, chat: int) -> int:
     async with h.services() as services:
         return sum((await services.quota.used_today(chat)).values())
@@ -374,7 +367,7 @@ async def test_flood_limits_on_edits_are_waited_out(harness: BotHarness) -> None
 async def test_a_used_up_quota_refuses_without_calling_the_model(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await use_up_quota(h, chat)
+    await h.use_up_quota(chat)
     requests = h.llm.request_count
     refusal = await h.ask(chat, "ещё вопрос")
     text = refusal.text or ""
@@ -389,7 +382,7 @@ async def test_a_used_up_quota_refuses_without_calling_the_model(harness: BotHar
 async def test_parallel_messages_are_answered_in_order_and_the_quota_decides(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await use_up_quota(h, chat, leave=3)
+    await h.use_up_quota(chat, leave=3)
     requests = h.llm.request_count
     h.llm.max_concurrency = 0
     for _ in range(3):
@@ -490,7 +483,7 @@ async def test_a_user_who_blocked_the_bot_does_not_stop_others_being_answered(ha
 async def test_too_many_messages_get_one_notice_and_the_rest_are_ignored(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    await use_up_quota(h, chat)
+    await h.use_up_quota(chat)
     after = h.tg.last_user_message_id(chat)
     for i in range(26):
         h.tg.user_message(chat, f"spam {i}")

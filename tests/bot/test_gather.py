@@ -697,10 +697,7 @@ async def test_stickers_voice_messages_and_a_video_among_forwarded_texts_are_lef
 async def test_a_forward_with_a_sticker_and_no_requests_left_gets_the_refusal_alone(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    async with h.services() as services:
-        account = await services.users.ensure(chat)
-        for _ in range(account.model.free_daily):
-            await services.quota.reserve(chat, account.model, premium=False)
+    await h.use_up_quota(chat)
     before = h.llm.request_count
     anna = hidden_user("Анна")
     h.tg.user_message(chat, "Привет, посмотри договор", extra={"forward_origin": anna})
@@ -865,10 +862,7 @@ async def test_a_role_typed_just_before_a_forward_stays_the_role(harness: BotHar
 async def test_a_comment_and_its_forward_with_no_requests_left_get_one_refusal(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    async with h.services() as services:
-        account = await services.users.ensure(chat)
-        for _ in range(account.model.free_daily):
-            await services.quota.reserve(chat, account.model, premium=False)
+    await h.use_up_quota(chat)
     before = h.llm.request_count
     h.tg.user_message(chat, "Переведи")
     h.tg.user_message(chat, "Hello, world", extra={"forward_origin": hidden_user("Анна")})

@@ -50,10 +50,7 @@ async def test_core_flow_on_postgres(harness: BotHarness) -> None:
 async def test_parallel_messages_and_the_quota_on_postgres(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    async with h.services() as services:
-        account = await services.users.ensure(chat)
-        for _ in range(account.model.free_daily - 3):
-            await services.quota.reserve(chat, account.model, premium=False)
+    await h.use_up_quota(chat, leave=3)
     requests = h.llm.request_count
     h.llm.max_concurrency = 0
     for _ in range(3):
