@@ -457,3 +457,144 @@ def test_a_document_of_pictures_alone_is_not_called_empty() -> None:
     assert "В документе только картинки" in files_texts.file_error(caught.value)
     with pytest.raises(EmptyFile):
         extract_document(docx_with_body(para()), "empty.docx", None, 1000)
+
+
+# --- numbering through styles and inside tables -----------------------------------------------------------
+
+HEADING_NUMBERING = NUMBERING.replace(
+    "</w:numbering>",
+    '<w:abstractNum w:abstractNumId="12">'
+    + level(0, "decimal", "%1")
+    + level(1, "decimal", "%1.%2")
+    + '</w:abstractNum><w:num w:numId="30"><w:abstractNumId w:val="12"/></w:num></w:numbering>',
+)
+
+
+def style(
+    style_id: str, name: str, *, based_on: str | None = None, num_id: int | None = None, lvl: int | None = None
+) -> str:
+    numbering = ""
+    if num_id is not None or lvl is not None:
+        numbering = "<w:pPr><w:numPr>"
+        numbering += f'<w:ilvl w:val="{lvl}"/>' if lvl is not None else ""
+        numbering += f'<w:numId w:val="{num_id}"/>' if num_id is not None else ""
+        numbering += "</w:numPr></w:pPr>"
+    parent = f'<w:basedOn w:val="{based_on}"/>' if based_on else ""
+    return f'<w:style w:type="paragraph" w:styleId="{style_id}"><w:name w:val="{name}"/>{parent}{numbering}</w:style>'
+
+
+def styles_part(*styles: str) -> str:
+    return (
+        '<w:styles xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
+        '<w:style w:type="paragraph" w:default="1" w:styleId="Normal"><w:name w:val="Normal"/></w:style>'
+        + style("Heading1", "heading 1", based_on="Normal", num_id=30, lvl=0)
+        # Heading 2 takes its list from Heading 1 and sets only its own level.
+        + style("Heading2", "heading 2", based_on="Heading1", lvl=1)
+        + "".join(styles)
+        + "</w:styles>"
+    )
+
+
+def styled(text: str, style_id: str, *, num_id: int | None = None, lvl: int | None = None) -> str:
+    numbering = ""
+    if num_id is not None or lvl is not None:
+        numbering = "<w:numPr>"
+        numbering += f'<w:ilvl w:val="{lvl}"/>' if lvl is not None else ""
+        numbering += f'<w:numId w:val="{num_id}"/>' if num_id is not None else ""
+        numbering += "</w:numPr>"
+    return f'<w:p><w:pPr><w:pStyle w:val="{style_id}"/>{numbering}</w:pPr>{run(text)}</w:p>'
+
+
+def read_styled(body: str, *styles: str) -> list[str]:
+    parts = {"numbering.xml": HEADING_NUMBERING, "styles.xml": styles_part(*styles)}
+    return read(docx_with_body(body, parts=parts)).split("\n\n")
+
+
+def test_heading_numbering_comes_through_the_styles() -> None:
+    body = "".join(
+        [
+            styled("Введение", "Heading1"),
+            styled("Цели", "Heading2"),
+            para(run("Текст договора.")),
+            styled("Условия", "Heading1"),
+            styled("Сроки", "ContractClause"),
+            numbered("Порядок оплаты", 30, 1),  # the same list given directly continues it
+            styled("Ответственность", "Heading1"),
+        ]
+    )
+    assert read_styled(body, style("ContractClause", "Contract clause", based_on="Heading2")) == [
+        "# 1 Введение",
+        "## 1.1 Цели",
+        "Текст договора.",
+        "# 2 Условия",
+        "2.1 Сроки",
+        "2.2 Порядок оплаты",
+        "# 3 Ответственность",
+    ]
+
+
+def test_numbered_paragraphs_inside_table_cells_are_counted_in_document_order() -> None:
+    body = (
+        numbered("Предмет договора", 20)
+        + table(
+            cell(numbered("Поставка", 20, 1), numbered("Монтаж", 20, 1)) + cell(para(run("100"))),
+            cell(table(cell(numbered("Наладка", 20, 1)))) + cell(styled("Итоги", "Heading1")),
+        )
+        + numbered("Оплата", 20)
+        + styled("Сроки", "Heading1")
+    )
+    assert read_styled(body) == [
+        "1. Предмет договора",
+        "| 1.1. Поставка 1.2. Монтаж | 100 |\n| 1.3. Наладка | 1 Итоги |",
+        "2. Оплата",
+        "# 2 Сроки",
+    ]
+
+
+def test_a_paragraphs_own_numbering_overrides_its_styles() -> None:
+    body = "".join(
+        [
+            styled("Первый", "Clause"),
+            styled("Из другого списка", "Clause", num_id=20),
+            styled("Второй", "Clause"),
+            styled("Подпункт", "Clause", lvl=1),  # the level given directly, the list from the style
+        ]
+    )
+    clause_styles = (
+        style("ClauseBase", "Clause base", num_id=30, lvl=0),
+        style("Clause", "Clause", based_on="ClauseBase"),
+    )
+    assert read_styled(body, *clause_styles) == ["1 Первый", "1. Из другого списка", "2 Второй", "2.1 Подпункт"]
+
+
+def test_num_id_zero_switches_inherited_numbering_off() -> None:
+    body = "".join(
+        [
+            styled("Введение", "Heading1"),
+            styled("Цели", "Heading2"),
+            styled("Без номера", "Heading2", num_id=0),
+            styled("Приложение", "Appendix"),
+            styled("Задачи", "Heading2"),
+        ]
+    )
+    unnumbered = (
+        style("Unnumbered", "Unnumbered", based_on="Heading2", num_id=0),
+        style("Appendix", "Appendix", based_on="Unnumbered"),
+    )
+    assert read_styled(body, *unnumbered) == [
+        "# 1 Введение",
+        "## 1.1 Цели",
+        "## Без номера",
+        "Приложение",
+        "## 1.2 Задачи",
+    ]
+
+
+def test_a_based_on_cycle_ends() -> None:
+    cycle = (
+        style("Loop", "Loop", based_on="Loop"),
+        style("First", "First", based_on="Second"),
+        style("Second", "Second", based_on="First", num_id=30, lvl=0),
+    )
+    body = styled("Сам по себе", "Loop") + styled("Первый", "First") + styled("Второй", "Second")
+    assert read_styled(body, *cycle) == ["Сам по себе", "1 Первый", "2 Второй"]

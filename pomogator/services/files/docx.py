@@ -280,27 +280,42 @@ def _num_pr(element: _Element) -> tuple[str | None, int | None]:
     return (num.get(_VAL) if num is not None else None), (level if 0 <= level < MAX_LIST_LEVELS else None)
 
 
+MAX_STYLE_DEPTH = 16
+"""How many styles up the ``w:basedOn`` chain a style's list is looked for: Word's own chains are a few styles
+long, and the bound stops a cycle (a style based on itself, or two on each other)."""
+
+
 class _Styles:
     """The Markdown prefix of each paragraph style (``#`` marks for headings and the title, nothing otherwise), the
-    list each style numbers its paragraphs in, if any, and the document's ``numbering``."""
+    list each style numbers its paragraphs in, if any (its own or the one of the style it is based on), and the
+    document's ``numbering``."""
 
     def __init__(
         self,
         prefixes: dict[str, str],
         default: str,
-        lists: dict[str, tuple[str, int]] | None = None,
+        lists: dict[str, tuple[str | None, int | None]] | None = None,
         numbering: _Numbering | None = None,
+        *,
+        based_on: dict[str, str] | None = None,
+        default_id: str | None = None,
     ) -> None:
         self._prefixes = prefixes
         self._default = default
         self._lists = lists or {}
+        """The list and level each style's own properties give, either or both of them unset."""
+        self._based_on = based_on or {}
+        self._default_id = default_id
+        self._resolved: dict[str, tuple[str | None, int | None]] = {}
         self.numbering = numbering or _Numbering({}, {})
 
     @classmethod
     def read(cls, archive: zipfile.ZipFile, part: str | None, numbering: _Numbering | None = None) -> _Styles:
         prefixes: dict[str, str] = {}
-        lists: dict[str, tuple[str, int]] = {}
+        lists: dict[str, tuple[str | None, int | None]] = {}
+        based_on: dict[str, str] = {}
         default = ""
+        default_id = None
         if part is None:
             return cls(prefixes, default, lists, numbering)
         with archive.open(part) as stream:
@@ -309,15 +324,20 @@ class _Styles:
                     name = style.find(_W + "name")
                     prefix = _heading_prefix((name.get(_VAL) if name is not None else None) or "")
                     style_id = style.get(_W + "styleId")
-                    if style_id is not None:
-                        prefixes.setdefault(style_id, prefix)
+                    if style_id is not None and style_id not in prefixes:
+                        prefixes[style_id] = prefix
                         num_id, level = _num_pr(style)
-                        if num_id is not None:
-                            lists.setdefault(style_id, (num_id, level or 0))
+                        if num_id is not None or level is not None:
+                            lists[style_id] = (num_id, level)
+                        parent = style.find(_W + "basedOn")
+                        parent_id = parent.get(_VAL) if parent is not None else None
+                        if parent_id is not None:
+                            based_on[style_id] = parent_id
                     if style.get(_W + "default") in ("1", "true", "on"):
                         default = prefix
+                        default_id = style_id
                 _release(style)
-        return cls(prefixes, default, lists, numbering)
+        return cls(prefixes, default, lists, numbering, based_on=based_on, default_id=default_id)
 
     def _style_id(self, paragraph: _Element) -> str | None:
         style = paragraph.find(f"{_W}pPr/{_W}pStyle")
@@ -329,15 +349,43 @@ class _Styles:
         prefix = self._default if style_id is None else self._prefixes.get(style_id, self._default)
         return prefix + text
 
+    def _style_list(self, style_id: str) -> tuple[str | None, int | None]:
+        """The list and level a style numbers its paragraphs at: each from the nearest style up its ``w:basedOn``
+        chain that sets it."""
+        found = self._resolved.get(style_id)
+        if found is not None:
+            return found
+        num_id: str | None = None
+        level: int | None = None
+        current: str | None = style_id
+        seen: set[str] = set()
+        while current is not None and current not in seen and len(seen) < MAX_STYLE_DEPTH:
+            seen.add(current)
+            own_num, own_level = self._lists.get(current, (None, None))
+            num_id = num_id if num_id is not None else own_num
+            level = level if level is not None else own_level
+            if num_id is not None and level is not None:
+                break
+            current = self._based_on.get(current)
+        self._resolved[style_id] = (num_id, level)
+        return num_id, level
+
     def label(self, paragraph: _Element) -> str:
-        """The number or bullet Word shows before ``paragraph`` ("3.2.", "•"), counting it; "" when it has none."""
+        """The number or bullet Word shows before ``paragraph`` ("3.2.", "•"), counting it; "" when it has none.
+
+        The paragraph's own ``w:numPr`` comes first, what it leaves unset from its style's; ``w:numId`` 0 switches
+        numbering off."""
         num_id, level = _num_pr(paragraph)
-        style_id = self._style_id(paragraph)
-        if style_id is not None and style_id in self._lists:
-            style_num, style_level = self._lists[style_id]
-            num_id = num_id if num_id is not None else style_num
-            level = level if level is not None else style_level
-        if num_id is None or num_id == "0":  # numId 0 switches a style's numbering off
+        if num_id is None or level is None:
+            # A paragraph without a style, or with one the styles part lacks, has the default paragraph style.
+            style_id = self._style_id(paragraph)
+            if style_id is None or style_id not in self._prefixes:
+                style_id = self._default_id
+            if style_id is not None:
+                style_num, style_level = self._style_list(style_id)
+                num_id = num_id if num_id is not None else style_num
+                level = level if level is not None else style_level
+        if num_id is None or num_id == "0":
             return ""
         return self.numbering.label(num_id, level or 0)
 
@@ -509,7 +557,7 @@ def _note_label(kind: str, note_id: str | None) -> str:
     return f"[^{prefix}{note_id or ''}]"
 
 
-def _paragraph(paragraph: _Element, styles: _Styles | None) -> Iterator[str]:
+def _paragraph(paragraph: _Element, styles: _Styles | None, in_cell: bool = False) -> Iterator[str]:
     parts: list[str] = []
     boxes: list[_Element] = []
     _collect_inline(paragraph, parts, boxes)
@@ -518,28 +566,29 @@ def _paragraph(paragraph: _Element, styles: _Styles | None) -> Iterator[str]:
     label = styles.label(paragraph) if styles is not None else ""
     if text:
         text = f"{label} {text}" if label else text
-        yield styles.mark(paragraph, text) if styles is not None else text
+        yield styles.mark(paragraph, text) if styles is not None and not in_cell else text
     for box in boxes:
-        yield from _blocks(box, styles)
+        yield from _blocks(box, styles, in_cell)
 
 
-def _blocks(container: _Element, styles: _Styles | None) -> Iterator[str]:
-    """The paragraphs and tables inside ``container``; ``styles`` is None inside a table cell, where all is plain."""
+def _blocks(container: _Element, styles: _Styles | None, in_cell: bool = False) -> Iterator[str]:
+    """The paragraphs and tables inside ``container``. Inside a table cell (``in_cell``) all is plain text but the
+    list numbers; with ``styles`` None (notes, page headers and footers) there are no list numbers either."""
     for child in container:
         tag = child.tag
         if tag == _P:
-            yield from _paragraph(child, styles)
+            yield from _paragraph(child, styles, in_cell)
         elif tag == _TBL:
-            yield _table(child, styles)
+            yield _table(child, styles, in_cell)
         elif tag == _ALTERNATE_CONTENT:
             for branch in child:
-                found = list(_blocks(branch, styles))
+                found = list(_blocks(branch, styles, in_cell))
                 if any(found):
                     yield from found
                     break
         elif tag not in _SKIPPED:
             # Content controls, custom XML and the like wrap paragraphs and tables.
-            yield from _blocks(child, styles)
+            yield from _blocks(child, styles, in_cell)
 
 
 def _children(element: _Element, tag: str) -> Iterator[_Element]:
@@ -551,14 +600,15 @@ def _children(element: _Element, tag: str) -> Iterator[_Element]:
             yield from _children(child, tag)
 
 
-def _cell_text(cell: _Element) -> str:
-    return " ".join(" ".join(_blocks(cell, None)).split()).replace("|", "\\|")
+def _cell_text(cell: _Element, styles: _Styles | None) -> str:
+    return " ".join(" ".join(_blocks(cell, styles, in_cell=True)).split()).replace("|", "\\|")
 
 
 class _Table:
     """A table as Markdown-like rows; a cell merged across columns is written once, one merged down repeats."""
 
-    def __init__(self) -> None:
+    def __init__(self, styles: _Styles | None) -> None:
+        self._styles = styles
         self.rows: list[str] = []
         self._above: dict[int, str] = {}
         """The text of each cell in the previous row, by the grid column it starts at."""
@@ -573,7 +623,7 @@ class _Table:
             if merge is not None and merge.get(_VAL) in (None, "continue"):
                 text = self._above.get(column, "")
             else:
-                text = _cell_text(cell)
+                text = _cell_text(cell, self._styles)
             cells.append(text)
             above[column] = text
             column += max(_int(cell, f"{_W}tcPr/{_W}gridSpan", 1), 1)
@@ -587,11 +637,11 @@ class _Table:
         return "\n".join(self.rows)
 
 
-def _table(table: _Element, styles: _Styles | None) -> str:
-    if styles is None:
+def _table(table: _Element, styles: _Styles | None, in_cell: bool = False) -> str:
+    if in_cell or styles is None:
         # A table inside a table cell: its text joins the cell's.
-        return " ".join(_cell_text(cell) for row in _children(table, _TR) for cell in _children(row, _TC))
-    rows = _Table()
+        return " ".join(_cell_text(cell, styles) for row in _children(table, _TR) for cell in _children(row, _TC))
+    rows = _Table(styles)
     for row in _children(table, _TR):
         rows.add(row)
     return rows.text()
@@ -629,7 +679,7 @@ def _read_body(
         elif inside or not in_body:
             continue
         elif tag == _TBL and event == "start":
-            table = _Table()
+            table = _Table(styles)
         elif tag == _TR and event == "end" and table is not None:
             length += table.add(element)
             _release(element)
