@@ -91,7 +91,7 @@ def image_part(
     """
     check_size(len(data), max_bytes)
     image_format = sniff_image(data)
-    if image_format is None and _convertible(data):
+    if image_format is None and convertible(data):
         data, image_format = convert_image(data, filename)
     elif image_format is None:
         other = sniff_signature(data)
@@ -109,7 +109,7 @@ def image_part(
     }
 
 
-def _convertible(data: bytes) -> bool:
+def convertible(data: bytes) -> bool:
     """BMP (a Windows bitmap header) and TIFF (office scanners, fax software), which models do not take but Pillow
     reads."""
     return (data[:2] == b"BM" and data[6:10] == b"\x00\x00\x00\x00") or data[:4] in (b"II*\x00", b"MM\x00*")

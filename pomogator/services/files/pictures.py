@@ -17,7 +17,7 @@ from pomogator.errors import ImagesTooLarge
 
 from .detect import sniff_image
 from .document import ExtractedDocument, PictureLoss
-from .images import MAX_IMAGE_BYTES, MAX_REQUEST_MEDIA_BYTES, _convertible, image_part, media_bytes
+from .images import MAX_IMAGE_BYTES, MAX_REQUEST_MEDIA_BYTES, convertible, image_part, media_bytes
 
 MAX_DOCUMENT_PICTURES = 10
 """Pictures one document gives the model at most: as many as an album holds. The rest are named as left out."""
@@ -119,7 +119,7 @@ def _inspect(archive: zipfile.ZipFile, name: str) -> tuple[PictureLoss | None, b
     try:
         with archive.open(name) as stream:
             head = stream.read(_HEADER_BYTES)
-            if sniff_image(head) is None and not _convertible(head):
+            if sniff_image(head) is None and not convertible(head):
                 return "format", False
             stream.seek(0)
             # Only the header is read here: the size, not the pixels.
