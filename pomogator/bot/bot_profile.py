@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BotCommand
+from aiogram.types import BotCommand, BotCommandScopeAllPrivateChats
 from loguru import logger
 
 from pomogator.bot import texts
@@ -36,12 +36,20 @@ async def _step(what: str, step: Callable[[], Awaitable[bool]]) -> None:
 
 
 async def _sync_commands(bot: Bot) -> bool:
+    """The command menu is for private chats only: in a group the bot does nothing but point to its private chat
+    (``PrivateChatsOnly``), so a menu there would offer commands that are never answered. Commands an earlier
+    version set for every chat (the default scope) are taken back."""
     wanted = bot_commands()
-    current = await bot.get_my_commands()
-    if [(c.command, c.description) for c in current] == [(c.command, c.description) for c in wanted]:
-        return False
-    await bot.set_my_commands(wanted)
-    return True
+    private = BotCommandScopeAllPrivateChats()
+    changed = False
+    current = await bot.get_my_commands(scope=private)
+    if [(c.command, c.description) for c in current] != [(c.command, c.description) for c in wanted]:
+        await bot.set_my_commands(wanted, scope=private)
+        changed = True
+    if await bot.get_my_commands():
+        await bot.delete_my_commands()
+        changed = True
+    return changed
 
 
 async def _sync_description(bot: Bot, wanted: str) -> bool:

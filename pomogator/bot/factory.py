@@ -4,7 +4,7 @@ The order in which an update meets the policy (after aiogram's own error and use
 
 1. ``UpdateTracker`` — counts updates in progress, so a shutdown lets them finish;
 2. ``LogContextMiddleware`` — log records carry update, user and chat ids;
-3. ``PrivateChatsOnly`` — in a group: one notice per chat, nothing else;
+3. ``PrivateChatsOnly`` — in a group: one notice per chat, another for whoever addresses the bot, nothing else;
 4. ``Gatherer.arrivals`` — the later parts of an album or of a split long text join the first one and stop here;
 5. ``FloodMiddleware`` — over N messages a minute: one notice, then ignored (decided on arrival);
 6. ``ChatOrderMiddleware`` — messages of a chat are handled one at a time, in arrival order (``/stop`` excepted: it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -48,7 +49,9 @@ async def press(h: BotHarness, chat: int, message: SentMessage, text_part: str) 
 async def test_bot_profile_is_set_at_start_within_telegram_limits(harness: BotHarness) -> None:
     h = harness
     await h.tg.wait_until(lambda: bool(h.tg.short_descriptions), what="profile set")
-    commands = next(iter(h.tg.commands.values()))
+    # The menu is for private chats: in a group the bot only points to its private chat.
+    (scope, language), commands = next(iter(h.tg.commands.items()))
+    assert len(h.tg.commands) == 1 and json.loads(scope) == {"type": "all_private_chats"} and language == ""
     assert [c["command"] for c in commands] == [name for name, _ in texts.COMMANDS]
     assert "stop" in [c["command"] for c in commands]
     description = h.tg.descriptions[""]

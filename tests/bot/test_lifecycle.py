@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 from collections.abc import AsyncIterator
@@ -52,7 +53,7 @@ async def test_a_restart_keeps_role_and_context_and_answers_what_was_sent_meanwh
         await h.settle()
         # Commands and descriptions did not change, so they were only read.
         assert setter_calls(h) == 3
-        assert len(h.tg.calls_of("getMyCommands")) == 2
+        assert len(h.tg.calls_of("getMyCommands")) == 4  # each start reads the private chats' menu and groups'
         assert h.tg.pending_updates == []
 
 
@@ -140,6 +141,20 @@ async def test_an_answer_cut_off_while_it_is_sent_costs_nothing_and_leaves_the_c
             assert sum((await services.quota.used_today(chat)).values()) == 0
             assert await StoredConversation(chat).history() == []
         assert "1 update(s) still in progress at shutdown were cut off" in h.bot.log()
+
+
+async def test_a_menu_an_earlier_version_set_for_every_chat_is_taken_back_at_start(tmp_path: Path) -> None:
+    """Groups get no command menu: the bot answers nothing there but a pointer to its private chat."""
+    async with BotHarness.open(tmp_path, start=False) as h:
+        every_chat = (json.dumps({"type": "default"}, sort_keys=True), "")
+        h.tg.commands[every_chat] = [{"command": "start", "description": "Начать"}]
+        await h.start()
+        await h.tg.wait_until(lambda: setter_calls(h) == 3, what="profile set")
+        await h.settle()
+        assert every_chat not in h.tg.commands
+        assert len(h.tg.calls_of("deleteMyCommands")) == 1
+        private = (json.dumps({"type": "all_private_chats"}, sort_keys=True), "")
+        assert [c["command"] for c in h.tg.commands[private]] == [name for name, _ in texts.COMMANDS]
 
 
 async def test_start_up_profile_calls_are_best_effort(tmp_path: Path) -> None:

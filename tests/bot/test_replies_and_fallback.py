@@ -406,6 +406,76 @@ async def test_a_group_another_instance_told_is_not_asked_about_again(tg: FakeTe
     assert tg.sent_messages(group) == []
 
 
+async def test_a_group_member_who_addresses_the_bot_is_told_again_after_a_quiet_spell(tg: FakeTelegram) -> None:
+    """After the group's first notice, other messages get nothing; a command for this bot, a mention of it or a reply
+    to it is answered again, at most once per ``ADDRESSED_COOLDOWN_S``, and whatever other instances told."""
+    bot = Bot(tg.token, session=AiohttpSession(api=TelegramAPIServer.from_base(tg.base_url)))
+    group = -1_000_000_000_125
+    tg.add_chat(group, "supergroup", title="Группа")
+    claims = RecordedClaims()
+    now = [0.0]
+    middleware = PrivateChatsOnly(claims, clock=lambda: now[0])
+    me = f"@{tg.bot_username}"
+
+    async def handler(event: TelegramObject, data: dict[str, Any]) -> None:
+        raise AssertionError("a group's message reached a handler")
+
+    async def arrive(text: str, entity: str | None = None, reply_to: JsonDict | None = None) -> None:
+        message: JsonDict = {
+            "message_id": len(tg.sent_messages(group)) + int(now[0]) + 1,
+            "date": 0,
+            "chat": {"id": group, "type": "supergroup", "title": "Группа"},
+            "from": {"id": 5, "is_bot": False, "first_name": "Участник"},
+            "text": text,
+        }
+        if entity is not None:
+            start = text.index(entity)
+            length = len(entity) if entity.startswith("@") else len(text.split()[0])
+            kind = "mention" if entity.startswith("@") else "bot_command"
+            message["entities"] = [{"type": kind, "offset": start, "length": length}]
+        if reply_to is not None:
+            message["reply_to_message"] = {
+                "message_id": 1,
+                "date": 0,
+                "chat": message["chat"],
+                "from": reply_to,
+                "text": "…",
+            }
+        update = Update.model_validate({"update_id": 1, "message": message}, context={"bot": bot})
+        assert update.message is not None
+        await middleware(handler, update, {"event_chat": update.message.chat, "bot": bot})
+
+    def told() -> int:
+        return len(tg.sent_messages(group))
+
+    try:
+        await arrive("привет всем")
+        assert told() == 1 and claims.events == ["claim", "told"]
+        now[0] = 10.0
+        await arrive(f"/model{me}", "/model")  # addressed, but told seconds ago
+        assert told() == 1
+        now[0] = 700.0
+        await arrive("как дела?")  # not addressed: nothing, however long ago
+        await arrive("/model@other_bot", "/model@other_bot")
+        await arrive("ответ", reply_to={"id": 99, "is_bot": True, "first_name": "Другой", "username": "other_bot"})
+        assert told() == 1
+        await arrive(f"/model{me}", "/model")
+        assert told() == 2
+        now[0] = 1400.0
+        await arrive(f"{me.upper()} ты тут?", me.upper())
+        assert told() == 3
+        now[0] = 2100.0
+        await arrive("ну?", reply_to=tg.bot_user())
+        assert told() == 4
+        now[0] = 2800.0
+        await arrive("/profile", "/profile")  # a bare command: privacy mode delivers it only when meant for this bot
+        assert told() == 5
+        assert claims.events == ["claim", "told"]  # asked for: no instance's claim stands in the way
+    finally:
+        await bot.session.close()
+    assert all("личных сообщениях" in (m.text or "") for m in tg.sent_messages(group))
+
+
 # --- edited messages ---------------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,9 @@
-"""Pomogator works in private chats; in a group it says so once and does nothing else."""
+"""Pomogator works in private chats; in a group it says so once, and again when someone there addresses the bot (a
+command, a mention, a reply to it) after a quiet spell, and does nothing else."""
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from enum import Enum
@@ -10,13 +12,16 @@ from typing import Any, Protocol
 from aiogram import BaseMiddleware, Bot
 from aiogram.enums import ChatType
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import Chat, Message, TelegramObject, Update
+from aiogram.types import Chat, Message, MessageEntity, TelegramObject, Update, User
 from loguru import logger
 
 from pomogator.bot import texts
 
 # Group chats already told, remembered in memory (a restart may repeat the notice once).
 NOTICED_MEMORY = 10_000
+# A group member who addresses the bot is told again at most this often per group and instance: an answer to the
+# one who asked, not a notice for every command a busy group sends.
+ADDRESSED_COOLDOWN_S = 600.0
 
 
 class Claimed(Enum):
@@ -48,10 +53,13 @@ class PrivateChatsOnly(BaseMiddleware):
     closed), and when Telegram refuses it anyway the group's next message tries again.
     """
 
-    def __init__(self, claim: GroupNoticeClaim | None = None) -> None:
+    def __init__(self, claim: GroupNoticeClaim | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._noticed: OrderedDict[int, None] = OrderedDict()
         self._telling: set[int] = set()
         self._claim = claim
+        self._clock = clock
+        # When each group was last told by this instance, for ``ADDRESSED_COOLDOWN_S``.
+        self._last_told: OrderedDict[int, float] = OrderedDict()
 
     async def __call__(
         self,
@@ -65,18 +73,28 @@ class PrivateChatsOnly(BaseMiddleware):
         bot: Bot = data["bot"]
         if event.callback_query is not None:
             await _quietly(event.callback_query.answer())
-        elif event.message is not None and chat.id not in self._noticed and chat.id not in self._telling:
+        elif event.message is not None and chat.id not in self._telling:
+            if chat.id not in self._noticed:
+                claim = self._claim
+            elif self._cooled_down(chat.id) and _addressed(event.message, await _me(bot)):
+                claim = None  # asked for: told again whatever other instances did before
+            else:
+                return None
             self._telling.add(chat.id)
             try:
-                await self._tell(bot, event.message)
+                await self._tell(bot, event.message, claim)
             finally:
                 self._telling.discard(chat.id)
         return None
 
-    async def _tell(self, bot: Bot, message: Message) -> None:
+    def _cooled_down(self, chat_id: int) -> bool:
+        told = self._last_told.get(chat_id)
+        return told is None or self._clock() - told >= ADDRESSED_COOLDOWN_S
+
+    async def _tell(self, bot: Bot, message: Message, claim: GroupNoticeClaim | None) -> None:
         chat_id = message.chat.id
-        if self._claim is not None:
-            claimed = await self._claim(chat_id)
+        if claim is not None:
+            claimed = await claim(chat_id)
             if claimed is Claimed.TOLD:
                 self._remember(chat_id)  # not asked again for every message of the group
             if claimed is not Claimed.TELL:
@@ -88,17 +106,51 @@ class PrivateChatsOnly(BaseMiddleware):
             await bot.send_message(chat_id, texts.private_only(me.username), message_thread_id=thread)
         except TelegramAPIError as exc:
             logger.info("Group notice not delivered: {}", exc.message)
-            if self._claim is not None:
-                await self._claim.failed(chat_id)
+            if claim is not None:
+                await claim.failed(chat_id)
             return
         self._remember(chat_id)
-        if self._claim is not None:
-            await self._claim.told(chat_id)
+        self._last_told[chat_id] = self._clock()
+        self._last_told.move_to_end(chat_id)
+        if len(self._last_told) > NOTICED_MEMORY:
+            self._last_told.popitem(last=False)
+        if claim is not None:
+            await claim.told(chat_id)
 
     def _remember(self, chat_id: int) -> None:
         self._noticed[chat_id] = None
         if len(self._noticed) > NOTICED_MEMORY:
             self._noticed.popitem(last=False)
+
+
+async def _me(bot: Bot) -> User | None:
+    try:
+        return await bot.me()  # asked once per process, then kept by aiogram
+    except TelegramAPIError as exc:
+        logger.info("Group notice not delivered: {}", exc.message)
+        return None
+
+
+def _addressed(message: Message, me: User | None) -> bool:
+    """A command for this bot (``/model@ThisBot``, or a bare ``/model``, which Telegram's privacy mode delivers only
+    when meant for this bot), a mention of it, or a reply to one of its messages."""
+    if me is None:
+        return False
+    replied = message.reply_to_message
+    if replied is not None and replied.from_user is not None and replied.from_user.id == me.id:
+        return True
+    text = message.text or message.caption or ""
+    entities: list[MessageEntity] = message.entities or message.caption_entities or []
+    username = (me.username or "").casefold()
+    for entity in entities:
+        written = entity.extract_from(text)
+        if entity.type == "bot_command" and entity.offset == 0:
+            _, at, addressee = written.partition("@")
+            if not at or addressee.casefold() == username:
+                return True
+        elif entity.type == "mention" and username and written[1:].casefold() == username:
+            return True
+    return False
 
 
 async def _quietly(call: Awaitable[Any]) -> None:
