@@ -16,8 +16,12 @@ def local_day(moment: datetime, tz: ZoneInfo) -> date:
 
 def next_midnight(moment: datetime, tz: ZoneInfo) -> datetime:
     """The start of the next calendar day in ``tz``, as a UTC-aware datetime."""
-    tomorrow = local_day(moment, tz) + timedelta(days=1)
-    return datetime.combine(tomorrow, time(), tzinfo=tz).astimezone(UTC)
+    return end_of_day(local_day(moment, tz), tz)
+
+
+def end_of_day(day: date, tz: ZoneInfo) -> datetime:
+    """The midnight that ends ``day`` in ``tz``, as a UTC-aware datetime."""
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=tz).astimezone(UTC)
 
 
 def as_utc(moment: datetime | str) -> datetime:

@@ -6,7 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -18,7 +18,7 @@ from pomogator.llm.catalog import Model
 from pomogator.store.engine import SharedConnectionSQLiteEngine, question_marks, raw, write_transaction
 from pomogator.store.outage import outage_of
 from pomogator.store.tables import DailyUsage, QuotaGiveBack
-from pomogator.timeutil import local_day, next_midnight, utcnow
+from pomogator.timeutil import end_of_day, local_day, next_midnight, utcnow
 
 # One statement, so separate processes (bot, web, CLI) can never overspend: the row is created at 1, or
 # incremented only while it is below the limit. RETURNING yields no row when the limit is reached.
@@ -105,6 +105,12 @@ class QuotaService:
 
     def resets_at(self, now: datetime | None = None) -> datetime:
         return next_midnight(now or utcnow(), self.tz)
+
+    def day_ends_at(self, day: str) -> datetime:
+        """When the quota day ``day`` (``today()``'s form) ends: its requests are counted until then. A refusal
+        says this, not the next midnight after the refusal: one decided just before midnight and told just after
+        would otherwise name the day after tomorrow."""
+        return end_of_day(date.fromisoformat(day), self.tz)
 
     async def reserve(self, telegram_id: int, model: Model, premium: bool) -> Reservation:
         """Take one request from today's quota; raises QuotaExceeded (and takes nothing) when none is left,
@@ -214,17 +220,17 @@ class QuotaService:
         """The reservation ``RESERVE_SQL`` made (``used`` is what it returned); QuotaExceeded when it returned none."""
         reservation = Reservation.of(telegram_id, model.id, day, limit, used)
         if reservation is None:
-            raise QuotaExceeded(model.id, limit, self.resets_at())
+            raise QuotaExceeded(model.id, limit, self.day_ends_at(day))
         return reservation
 
     async def ensure_left(self, telegram_id: int, model: Model, premium: bool) -> None:
         """Raise QuotaExceeded (or PremiumRequired) when no request of ``model`` is left today; takes nothing. For
         work refused before it starts (a file's download and reading), the request being taken as the answer
         starts: the limit is the one ``reserve`` applies."""
-        _, limit = self.reservation_terms(model, premium)
-        used = (await self.used_today(telegram_id)).get(model.id, 0)
+        day, limit = self.reservation_terms(model, premium)
+        used = (await self.used_on(telegram_id, day)).get(model.id, 0)
         if used >= limit:
-            raise QuotaExceeded(model.id, limit, self.resets_at())
+            raise QuotaExceeded(model.id, limit, self.day_ends_at(day))
 
     async def refund(self, reservation: Reservation) -> None:
         """Give a reserved request back (the model failed, so the request costs nothing): once per reservation, so
@@ -277,8 +283,11 @@ class QuotaService:
                 _stays_counted(reservation, outage)
 
     async def used_today(self, telegram_id: int) -> dict[str, int]:
+        return await self.used_on(telegram_id, self.today())
+
+    async def used_on(self, telegram_id: int, day: str) -> dict[str, int]:
         rows = await DailyUsage.select(DailyUsage.model, DailyUsage.used).where(
-            (DailyUsage.telegram_id == telegram_id) & (DailyUsage.day == self.today())
+            (DailyUsage.telegram_id == telegram_id) & (DailyUsage.day == day)
         )
         return {row["model"]: int(row["used"]) for row in rows}
 

@@ -173,6 +173,23 @@ async def test_new_moscow_day_starts_at_21_utc(services: Services, monkeypatch: 
     assert await quota.used_today(USER) == {model.id: 1}
 
 
+async def test_a_refusal_decided_before_midnight_names_that_midnight_when_told_after_it(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The day is picked before the statement runs; its answer may come back after midnight. The refusal then says
+    the limit reset at that midnight, not at the next one, a day later than it does."""
+    quota, model = services.quota, make_model(free=1)
+    clock = [datetime(2025, 3, 1, 20, 59, 59, tzinfo=UTC)]
+    monkeypatch.setattr("pomogator.services.quota.utcnow", lambda: clock[0])
+    await quota.reserve(USER, model, premium=False)
+    day, limit = quota.reservation_terms(model, premium=False)
+    assert day == "2025-03-01"
+    clock[0] = datetime(2025, 3, 1, 21, 0, 0, 100_000, tzinfo=UTC)  # the statement's answer arrives
+    with pytest.raises(QuotaExceeded) as caught:
+        quota.reserved(USER, model, day, limit, None)
+    assert caught.value.resets_at == datetime(2025, 3, 1, 21, 0, tzinfo=UTC)
+
+
 async def test_yesterdays_usage_does_not_count(services: Services) -> None:
     quota, model = services.quota, make_model(free=2)
     yesterday = (datetime.fromisoformat(quota.today()) - timedelta(days=1)).date().isoformat()
