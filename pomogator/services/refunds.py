@@ -54,9 +54,9 @@ from pomogator.timeutil import as_utc, utcnow
 if TYPE_CHECKING:
     from pomogator.billing.yookassa import YooKassaClient
 
-# A refund whose answer was lost keeps its idempotence key (``Payment.refund_key``) for as long as YooKassa keeps
-# keys: asked again within that time, it is made at most once. After it, what was made shows in the payment's
-# refunded amount.
+# A refund asked for keeps its idempotence key (``Payment.refund_key``) until it is recorded, or stored to be waited
+# for: when its answer is lost, or something fails after it came, asking again within the time YooKassa keeps keys
+# gets the same refund back, made once. After that time, what was made shows in the payment's refunded amount.
 REFUND_KEY_LIFETIME = timedelta(hours=24)
 
 
@@ -101,7 +101,8 @@ def checked_refund_amount(amount: Decimal) -> Decimal:
 
 
 def _unanswered_refund(row: Mapping[str, Any]) -> tuple[str, Decimal, datetime] | None:
-    """The key, amount and time of the payment's refund whose answer was lost, while YooKassa still knows the key."""
+    """The key, amount and time of the payment's refund asked for and not recorded (its answer was lost, or what
+    came after it failed), while YooKassa still knows the key."""
     key, asked_at = row["refund_key"], row["refund_key_at"]
     if key is None or asked_at is None or as_utc(asked_at) <= utcnow() - REFUND_KEY_LIFETIME:
         return None
@@ -186,15 +187,16 @@ class RefundService:
             remote = await self.kassa.get_payment(payment_id)
         unanswered = _unanswered_refund(row)
         if unanswered is not None:
-            # Asked before, and YooKassa's answer was lost: the same key again, whatever was refunded since (a
-            # refund it made then is in that figure now, and must not be made a second time).
+            # Asked before and not recorded: the same key again, whatever was refunded since (a refund it made then
+            # is in that figure now, and must not be made a second time).
             key, value, asked_at = unanswered
             if amount is not None and amount != value:
                 when = asked_at.astimezone(self.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
                 raise BillingError(
-                    f"A refund of {money(value)} {remote.currency} of payment {payment_id} asked at {when} got no "
-                    f"answer from YooKassa and may have been made. Ask for {money(value)} again to finish it "
-                    "(YooKassa does not make it twice), then refund more if needed."
+                    f"A refund of {money(value)} {remote.currency} of payment {payment_id} asked at {when} was not "
+                    "recorded (YooKassa's answer was lost, or what came after it failed) and may have been made. Ask "
+                    f"for {money(value)} again to finish it (YooKassa does not make it twice), then refund more if "
+                    "needed."
                 )
         else:
             refundable = remote.amount - remote.refunded_amount
@@ -226,20 +228,25 @@ class RefundService:
         except (PaymentRejected, PaymentNotFound, InvalidEmail):
             await _forget_refund_key(row["id"], key)  # YooKassa answered: nothing was made
             raise
-        await _forget_refund_key(row["id"], key)
+        # The key is kept until the refund is recorded, or stored to be waited for: if anything before that fails
+        # (YooKassa, the database, the process), the same command asks again with it, and YooKassa answers with this
+        # refund instead of making a second one.
         logger.bind(user_id=row["telegram_id"]).info(
             "Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status
         )
         if refund.status == PENDING:
             # Recorded when YooKassa's refund.succeeded notification arrives, or by the periodic check, which asks
             # about it until it is settled (``waiting_payments``).
-            await Payment.update({Payment.refund_waiting_id: refund.id}).where(payment_pk == row["id"])
+            async with self.database.transaction():
+                await Payment.update({Payment.refund_waiting_id: refund.id}).where(payment_pk == row["id"])
+                await _forget_refund_key(row["id"], key)
         elif refund.status != SUCCEEDED:
             # Canceled at once (the shop's balance, the bank): it never succeeds, so there is nothing to wait for.
+            await _forget_refund_key(row["id"], key)
             await self.notices.tell_admins(texts.admin_refund_not_made(refund.id, payment_id, value))
         if refund.status != SUCCEEDED:
             return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
-        return await self._record(row, await self.kassa.get_payment(payment_id), refund)
+        return await self._record(row, await self.kassa.get_payment(payment_id), refund, key=key)
 
     async def _apply(self, row: Mapping[str, Any], remote: RemotePayment) -> Applied | None:
         """Record a succeeded payment before its refund, unless it does not match our row (``PaymentNotVerified``,
@@ -300,8 +307,10 @@ class RefundService:
         return False
 
     async def _record(
-        self, row: Mapping[str, Any], remote: RemotePayment, refund: RemoteRefund | None
+        self, row: Mapping[str, Any], remote: RemotePayment, refund: RemoteRefund | None, *, key: str | None = None
     ) -> RefundOutcome:
+        """Record what YooKassa has refunded of the payment: ``remote`` as fetched after ``refund`` (the one this
+        process asked for with idempotence ``key``, forgotten as it is recorded)."""
         total = remote.refunded_amount
         until: datetime | None = None
         tell_admins = False
@@ -314,6 +323,8 @@ class RefundService:
                 await lock_person(owner["telegram_id"])
             if refund is not None and refund.status == SUCCEEDED:
                 await forget_waiting_refund(row["id"], refund.id)  # recorded now: not asked about again
+            if key is not None:
+                await _forget_refund_key(row["id"], key)  # recorded now: asking again makes a new refund
             query = Payment.select(Payment.status, Payment.amount, Payment.refunded_amount).where(
                 payment_pk == row["id"]
             )

@@ -618,7 +618,9 @@ async def test_another_amount_waits_until_the_lost_refund_is_asked_again(
     lost: tuple[Services, str], kassa: FakeYooKassa
 ) -> None:
     services, payment_id = lost
-    with pytest.raises(BillingError, match=r"100\.00 RUB .* got no answer from YooKassa and may have been made"):
+    with pytest.raises(
+        BillingError, match=r"100\.00 RUB .* was not recorded \(YooKassa's answer was lost.* and may have been made"
+    ):
         await services.billing.refunds.refund(payment_id, Decimal("50.00"))
     assert len(kassa.refund_requests) == 1
 
@@ -629,6 +631,77 @@ async def test_another_amount_waits_until_the_lost_refund_is_asked_again(
     rest = await services.billing.refunds.refund(payment_id)
     assert kassa.refund_requests[-1].json["amount"]["value"] == "499.00"
     assert rest.refunded_total == Decimal("599.00") and len(kassa.refunds) == 2
+
+
+class Stopped(Exception):
+    """The process stopping (killed, Ctrl-C, the database gone) at some step."""
+
+
+@pytest.mark.parametrize("step", ["answered", "answered pending", "payment fetched", "recorded"])
+async def test_a_refund_made_but_not_recorded_is_finished_when_asked_again_not_made_twice(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """YooKassa made a partial refund and answered, then the process failed before the refund was recorded (or
+    stored to be waited for). Run again as the operator is told to, the command asks with the same key: YooKassa
+    answers with the same refund, which is recorded once, and no second refund is made."""
+    payment_id = await paid(services, kassa)
+    kassa.refund_status = "pending" if step == "answered pending" else "succeeded"
+    failures: list[str] = []
+
+    def stop_once(what: str) -> None:
+        if what not in failures:
+            failures.append(what)
+            raise Stopped(what)
+
+    def on_log(message: Any) -> None:
+        if step.startswith("answered") and message.record["message"].startswith("Refund "):
+            stop_once(step)  # right after YooKassa answered
+
+    fetch = services.billing.kassa.get_payment
+
+    async def get_payment(asked: str) -> Any:
+        if step == "payment fetched" and kassa.refunds:
+            stop_once(step)
+        return await fetch(asked)
+
+    shorten = services.subscriptions.shorten
+
+    async def shortening(asked: str, share: float) -> Any:
+        if step == "recorded":
+            stop_once(step)  # inside the transaction that records the refund
+        return await shorten(asked, share)
+
+    monkeypatch.setattr(services.billing.kassa, "get_payment", get_payment)
+    monkeypatch.setattr(services.subscriptions, "shorten", shortening)
+    sink = logger.add(on_log, level="INFO", catch=False)
+    try:
+        with pytest.raises(Stopped):
+            await services.billing.refunds.refund(payment_id, Decimal("100.00"))
+    finally:
+        logger.remove(sink)
+    assert failures == [step] and len(kassa.refunds) == 1
+
+    again = await services.billing.refunds.refund(payment_id, Decimal("100.00"))
+    assert len(kassa.refunds) == 1 and again.refund_id in kassa.refunds
+    assert len(kassa.refund_requests) == 2 and len({r.idempotence_key for r in kassa.refund_requests}) == 1
+    row = await payment_row(payment_id)
+    assert row["refund_key"] is None
+    if step == "answered pending":
+        assert again.status == "pending" and row["refund_waiting_id"] == again.refund_id
+        assert again.refund_id is not None
+        kassa.settle_refund(again.refund_id)
+        assert await services.billing.check_waiting(await waiting_payments()) == 1
+    else:
+        assert again.changed and again.amount == Decimal("100.00")
+    assert Decimal(str((await payment_row(payment_id))["refunded_amount"])) == Decimal("100.00")
+    assert kassa.payments[payment_id]["refunded_amount"]["value"] == "100.00"
+    assert close_to(await services.subscriptions.premium_until(USER_ID), utcnow() + timedelta(days=30) * 499 / 599)
+    assert len([t for t in tg.sent_texts(USER_ID) if "возврат" in t.lower()]) == 1
+
+    # Recorded now: asked for again, it is another refund.
+    kassa.refund_status = "succeeded"
+    await services.billing.refunds.refund(payment_id, Decimal("100.00"))
+    assert len(kassa.refunds) == 2 and kassa.payments[payment_id]["refunded_amount"]["value"] == "200.00"
 
 
 async def test_a_refused_refund_forgets_its_key(services: Services, kassa: FakeYooKassa) -> None:
