@@ -26,6 +26,7 @@ from pomogator.config import Settings
 from pomogator.container import build_services
 from pomogator.errors import ConfigError
 from pomogator.heartbeat import keep_heartbeat
+from pomogator.jobs import start_jobs
 from pomogator.memory import keep_trimming
 
 MAX_CONNECT_DELAY = 30.0
@@ -62,6 +63,8 @@ async def run_polling(settings: Settings) -> None:
                 asyncio.create_task(sync_bot_profile(bot, settings.support_contact)),
                 asyncio.create_task(keep_heartbeat(lambda: polling_and_database(watch, services.database))),
                 asyncio.create_task(keep_trimming(settings.memory_trim_seconds)),
+                # As the web app does: a deployment without payments may run the bot alone.
+                *start_jobs(settings, services),
             ]
             try:
                 await dispatcher.start_polling(

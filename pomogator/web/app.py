@@ -12,9 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from loguru import logger
@@ -35,12 +34,10 @@ from pomogator.errors import (
     PomogatorError,
 )
 from pomogator.heartbeat import keep_heartbeat
+from pomogator.jobs import start_jobs
 from pomogator.logs.ratelimit import RefusalLog
-from pomogator.logs.store import prune_logs
 from pomogator.memory import keep_trimming
-from pomogator.services.payments import waiting_payments
 from pomogator.store.outage import outage_of
-from pomogator.timeutil import utcnow
 from pomogator.web.bodies import BodyTooLarge, read_body
 from pomogator.web.network import client_address, in_networks
 from pomogator.web.telegram_webhook import RETRY_AFTER_S, telegram_webhook
@@ -222,43 +219,6 @@ class OneLineStartupFailure:
 # --- the app ------------------------------------------------------------------------------------------------
 
 
-# How often what is kept only for a while is deleted: the request counts of people who erased their data, kept for
-# the rest of their day, and the stored log records older than POMOGATOR_LOG_DB_RETENTION_DAYS.
-HOUSEKEEPING_SECONDS = 3600.0
-
-
-async def every(interval: float, job: Callable[[], Awaitable[object]], what: str, *, wait_first: bool = False) -> None:
-    """Run ``job`` every ``interval`` seconds until cancelled (the first time at once, or after ``interval`` with
-    ``wait_first``); a failure is logged and the next round tries again."""
-    if wait_first:
-        await asyncio.sleep(interval)
-    while True:
-        try:
-            await job()
-        except Exception as exc:
-            outage = outage_of(exc)
-            if outage is not None:
-                logger.warning("{} skipped, the database is unavailable: {}; will try again", what, outage.detail)
-            else:
-                logger.opt(exception=exc).error("{} failed; will try again", what)
-        await asyncio.sleep(interval)
-
-
-async def check_waiting_payments(services: Services) -> None:
-    """Apply what YooKassa says about payments whose notification has not come (the SDK loads only if any wait)."""
-    waiting = await waiting_payments()
-    if waiting:
-        await services.billing.check_waiting(waiting)
-
-
-async def delete_old_logs(services: Services) -> None:
-    """Delete the stored log records older than ``POMOGATOR_LOG_DB_RETENTION_DAYS``, as ``pomogator logs prune``."""
-    days = services.settings.log_db_retention_days
-    deleted = await prune_logs(services.database, utcnow() - timedelta(days=days))
-    if deleted:
-        logger.info("Deleted {} stored log records older than {} days", deleted, days)
-
-
 def create_app(settings: Settings, *, services: Services | None = None) -> Starlette:
     """The web app. Its lifespan opens the services (or uses ``services``, owned by the caller) and runs in the
     background: the container heartbeat, the premium reminders (with a bot token), the check of payments whose
@@ -294,46 +254,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> Starl
 
             tasks.append(asyncio.create_task(keep_heartbeat(database_answers)))
             tasks.append(asyncio.create_task(keep_trimming(settings.memory_trim_seconds)))
-            if settings.reminder_interval_seconds > 0 and opened.reminders is not None:
-                if opened.notifier is None:
-                    logger.warning("POMOGATOR_BOT_TOKEN is not set: premium reminders are off")
-                else:
-                    tasks.append(
-                        asyncio.create_task(
-                            every(settings.reminder_interval_seconds, opened.reminders.send_due, "Premium reminders")
-                        )
-                    )
-            # The billing service (and the yookassa SDK with requests under it, ~9 MiB) is built by the first
-            # notification or waiting payment, as in the bot.
-            if not settings.billing_configured:
-                logger.warning("YooKassa is not configured: payments are off")
-            elif settings.payment_check_interval_seconds > 0:
-                tasks.append(
-                    asyncio.create_task(
-                        every(
-                            settings.payment_check_interval_seconds,
-                            lambda: check_waiting_payments(opened),
-                            "Checking waiting payments",
-                        )
-                    )
-                )
-            tasks.append(
-                asyncio.create_task(
-                    every(
-                        HOUSEKEEPING_SECONDS,
-                        opened.users.forget_erased_usage,
-                        "Forgetting erased people's request counts",
-                        wait_first=True,
-                    )
-                )
-            )
-            if settings.log_db_retention_days > 0:
-                # At once too: a process restarted more often than hourly would otherwise never get to it.
-                tasks.append(
-                    asyncio.create_task(
-                        every(HOUSEKEEPING_SECONDS, lambda: delete_old_logs(opened), "Deleting old log records")
-                    )
-                )
+            tasks.extend(start_jobs(settings, opened))
             refusals = Refusals()
             try:
                 yield {"services": opened, "telegram": telegram, "refusals": refusals}

@@ -8,13 +8,17 @@ import json
 import os
 import socket
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from pomogator.bot import texts
+from pomogator.container import build_services
 from pomogator.services.conversations import StoredConversation
+from pomogator.store.tables import LogRecord
+from pomogator.timeutil import utcnow
 from tests.bot.harness import TOKEN, BotHarness
 from tests.conftest import TEST_API_KEY
 from tests.databases import throwaway_postgres
@@ -155,6 +159,32 @@ async def test_a_menu_an_earlier_version_set_for_every_chat_is_taken_back_at_sta
         assert len(h.tg.calls_of("deleteMyCommands")) == 1
         private = (json.dumps({"type": "all_private_chats"}, sort_keys=True), "")
         assert [c["command"] for c in h.tg.commands[private]] == [name for name, _ in texts.COMMANDS]
+
+
+async def test_the_polling_bot_runs_the_background_jobs_without_a_web_app(tmp_path: Path) -> None:
+    """A deployment without payments may run the bot alone: it still sends the premium reminders and deletes the
+    stored log records past their retention, as the web app does."""
+    async with BotHarness.open(tmp_path, start=False, env={"POMOGATOR_LOG_DB_RETENTION_DAYS": "30"}) as h:
+        chat = h.new_chat()
+        h.tg.add_chat(chat, "private")
+        async with build_services(h.settings()) as services:
+            await services.users.ensure(chat)
+            await services.subscriptions.grant(chat, 2)  # ends within the reminder's three days
+            old = utcnow() - timedelta(days=31)
+            await LogRecord.insert(
+                LogRecord(created_at=old, level="INFO", logger="test", message="old", process="test"),
+                LogRecord(created_at=utcnow(), level="INFO", logger="test", message="recent", process="test"),
+            )
+        await h.start()
+        reminder = await h.tg.wait_for_message(chat, timeout=15)
+        assert (reminder.text or "").startswith("⏳ Премиум закончится")
+        async with h.services():
+            for _ in range(500):
+                if not await LogRecord.exists().where(LogRecord.message == "old"):
+                    break
+                await asyncio.sleep(0.02)
+            assert not await LogRecord.exists().where(LogRecord.message == "old")
+            assert await LogRecord.exists().where(LogRecord.message == "recent")
 
 
 async def test_start_up_profile_calls_are_best_effort(tmp_path: Path) -> None:

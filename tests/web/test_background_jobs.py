@@ -9,10 +9,11 @@ from datetime import date, timedelta
 import asyncpg
 import pytest
 
+from pomogator import jobs as jobs_module
 from pomogator.container import Services
+from pomogator.jobs import every
 from pomogator.store.tables import DailyUsage
 from pomogator.web import app as app_module
-from pomogator.web.app import every
 from tests.background import run_until
 from tests.web.conftest import AppFactory
 from tests.web.support import USER_ID
@@ -68,7 +69,7 @@ async def test_the_web_app_keeps_trimming(web_app: AppFactory, monkeypatch: pyte
 async def test_the_web_app_forgets_erased_peoples_request_counts(
     web_app: AppFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(app_module, "HOUSEKEEPING_SECONDS", 0.05)
+    monkeypatch.setattr(jobs_module, "HOUSEKEEPING_SECONDS", 0.05)
     async with web_app() as (_, services):
         await DailyUsage.insert(DailyUsage(telegram_id=USER_ID, model="m", day=yesterday(services), used=2))
         # An erasure yesterday kept that day's count; the person has not come back.

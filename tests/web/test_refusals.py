@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pomogator import jobs as jobs_module
 from pomogator.logs import ratelimit
 from pomogator.store.engine import open_database
 from pomogator.store.tables import LogRecord
 from pomogator.timeutil import utcnow
-from pomogator.web import app as app_module
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
 from tests.web.conftest import AppFactory
@@ -91,7 +91,7 @@ async def test_a_flood_of_telegram_calls_without_the_secret_stores_one_row_and_a
 async def test_the_web_app_deletes_log_rows_older_than_the_retention(
     web_app: AppFactory, monkeypatch: pytest.MonkeyPatch, days: int
 ) -> None:
-    monkeypatch.setattr(app_module, "HOUSEKEEPING_SECONDS", 0.05)
+    monkeypatch.setattr(jobs_module, "HOUSEKEEPING_SECONDS", 0.05)
     async with web_app(log_db_retention_days=days):
         now = utcnow()
         for age, message in ((timedelta(days=31), "old"), (timedelta(days=29), "recent")):

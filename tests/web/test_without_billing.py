@@ -9,9 +9,9 @@ import httpx
 import pytest
 from loguru import logger
 
+from pomogator import jobs as jobs_module
 from pomogator.container import Services
 from pomogator.store.tables import DailyUsage
-from pomogator.web import app as app_module
 from tests.web.conftest import AppFactory
 from tests.web.support import WEBHOOK
 
@@ -27,13 +27,13 @@ def yesterday(services: Services) -> str:
 async def test_without_yookassa_payments_are_off_and_housekeeping_runs(
     web_app: AppFactory, monkeypatch: pytest.MonkeyPatch, billing: bool
 ) -> None:
-    monkeypatch.setattr(app_module, "HOUSEKEEPING_SECONDS", 0.05)
+    monkeypatch.setattr(jobs_module, "HOUSEKEEPING_SECONDS", 0.05)
     checks: list[Services] = []
 
     async def check_waiting(services: Services) -> None:
         checks.append(services)
 
-    monkeypatch.setattr(app_module, "check_waiting_payments", check_waiting)
+    monkeypatch.setattr(jobs_module, "check_waiting_payments", check_waiting)
     shop = {} if billing else {"yookassa_shop_id": None, "yookassa_secret_key": None}
     lines: list[str] = []
     sink = logger.add(lines.append, format="{level} {message}", level="INFO")
