@@ -54,6 +54,7 @@ from pomogator.services.payments import (
     CURRENCY,
     NOTICE_LEASE,
     Plan,
+    current_owner,
     mark_told,
     offered,
     owe_admins,
@@ -71,6 +72,7 @@ from pomogator.timeutil import as_utc, utcnow
 
 if TYPE_CHECKING:
     from piccolo.columns import Column
+    from piccolo.custom_types import Combinable
 
     from pomogator.billing.yookassa import YooKassaClient
 
@@ -109,6 +111,28 @@ def _reusable(row: Mapping[str, Any], plan: Plan) -> bool:
     if row["status"] == PENDING:
         return stored_money(row["amount"]) == plan.price
     return row["status"] in (NEW, ERROR) and as_utc(row["created_at"]) >= utcnow() - REUSE_WINDOW
+
+
+async def _update_by_owner(values: dict[Column | str, Any], where: Combinable, raw_object: Any) -> list[dict[str, Any]]:
+    """Update the payment row ``where`` selects with ``values``, and with YooKassa's object ``raw_object`` (its
+    metadata names the person) only while the row is linked to its person; returns the row's ``telegram_id`` as
+    written (none when ``where`` matched nothing). Each statement decides by the row as it is then: one an erasure
+    unlinked while YooKassa was asked gets no object, and its person is not named."""
+    linked = (
+        await Payment.update({**values, Payment.raw_object: raw_object})
+        .where(where & Payment.telegram_id.is_not_null())
+        .returning(Payment.telegram_id)
+    )
+    if linked:
+        return linked
+    # Unlinked rows stay unlinked (only ``_activate`` links one again, under the person's lock, to a succeeded
+    # payment, which ``where`` leaves out here).
+    unlinked: list[dict[str, Any]] = (
+        await Payment.update({**values, Payment.raw_object: None})
+        .where(where & Payment.telegram_id.is_null())
+        .returning(Payment.telegram_id)
+    )
+    return unlinked
 
 
 class BillingService:
@@ -321,10 +345,8 @@ class BillingService:
             )
         except InvalidEmail:
             # The person's address, not the shop's settings: they are asked for it again; the admins need not act.
-            await self._set_status(row_id, FAILED)
-            logger.bind(user_id=telegram_id).info(
-                "Payment {} for {}: YooKassa refused the receipt's email", row_id, telegram_id
-            )
+            owner = await self._set_status(row_id, FAILED)
+            logger.bind(user_id=owner).info("Payment {}: YooKassa refused the receipt's email", row_id)
             raise
         except PaymentRejected as exc:
             await self._set_status(row_id, FAILED)
@@ -333,25 +355,26 @@ class BillingService:
             alerts.notify(alerts.PAYMENT, f"YooKassa refused to create payment {row_id}: {exc.user_message}")
             raise
         except PaymentProviderUnavailable as exc:
-            await self._set_status(row_id, ERROR)
-            logger.bind(user_id=telegram_id).warning(
-                "Payment {} for {} not created: {}", row_id, telegram_id, exc.user_message
-            )
+            owner = await self._set_status(row_id, ERROR)
+            logger.bind(user_id=owner).warning("Payment {} not created: {}", row_id, exc.user_message)
             raise
         # Only a row still waiting for this answer: a slower answer to an earlier press (the same idempotence key,
         # the same payment) must not set a payment that has since succeeded back to pending.
-        await Payment.update(
-            {
-                Payment.yookassa_id: remote.id,
-                Payment.status: PENDING if remote.status == PENDING else NEW,
-                Payment.confirmation_url: remote.confirmation_url,
-                Payment.raw_object: remote.raw,
-                Payment.updated_at: utcnow(),
-            }
-        ).where((payment_pk == row_id) & Payment.status.is_in([NEW, ERROR]))
-        logger.bind(user_id=telegram_id).info(
-            "Payment {} created for {} ({}, {})", remote.id, telegram_id, plan.name, money(amount)
-        )
+        values: dict[Column | str, Any] = {
+            Payment.yookassa_id: remote.id,
+            Payment.status: PENDING if remote.status == PENDING else NEW,
+            Payment.confirmation_url: remote.confirmation_url,
+            Payment.updated_at: utcnow(),
+        }
+        # YooKassa's object names the person: not kept when they erased their data while it was being asked for.
+        stored = await _update_by_owner(values, (payment_pk == row_id) & Payment.status.is_in([NEW, ERROR]), remote.raw)
+        if stored and stored[0]["telegram_id"] is None:
+            # The link is still handed out: paying it is the person's to do (``_activate`` links the payment again).
+            logger.info("Payment {} created for a person who erased their data meanwhile", remote.id)
+        else:
+            logger.bind(user_id=telegram_id).info(
+                "Payment {} created for {} ({}, {})", remote.id, telegram_id, plan.name, money(amount)
+            )
         if remote.status != PENDING or not remote.confirmation_url:
             row = await Payment.select().where(payment_pk == row_id).first()
             if row is not None:
@@ -359,10 +382,13 @@ class BillingService:
             return None
         return Checkout(remote.id, plan.name, amount, remote.confirmation_url, reused=False)
 
-    async def _set_status(self, row_id: int, status: str) -> None:
+    async def _set_status(self, row_id: int, status: str) -> int | None:
+        """Set the status of a payment YooKassa has not made; returns whom the payment belongs to now (None once
+        they erased their data, as they may have while YooKassa was asked)."""
         await Payment.update({Payment.status: status, Payment.updated_at: utcnow()}).where(
             (payment_pk == row_id) & Payment.status.is_in([NEW, ERROR])
         )
+        return await current_owner(row_id)
 
     # --- applying what the API says ---------------------------------------------------------------------------
 
@@ -576,20 +602,16 @@ class BillingService:
             await mark_told(row_id)
 
     async def _cancel(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
-        changed = (
-            await Payment.update(
-                {
-                    Payment.status: CANCELED,
-                    Payment.cancellation_reason: (remote.cancellation_reason or "")[:64] or None,
-                    # Not kept for a person who erased their data: its metadata names them.
-                    Payment.raw_object: remote.raw if row["telegram_id"] is not None else None,
-                    Payment.updated_at: utcnow(),
-                }
-            )
-            .where((payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, CANCELED]))
-            .returning(payment_pk)
-        )
-        telegram_id: int | None = row["telegram_id"]
+        values: dict[Column | str, Any] = {
+            Payment.status: CANCELED,
+            Payment.cancellation_reason: (remote.cancellation_reason or "")[:64] or None,
+            Payment.updated_at: utcnow(),
+        }
+        unsettled = (payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, CANCELED])
+        # YooKassa's object is not kept for a person who erased their data (its metadata names them), nor are they
+        # told or named in the log: as the row is when written, since ``row`` may have been read before an erasure.
+        changed = await _update_by_owner(values, unsettled, remote.raw)
+        telegram_id: int | None = changed[0]["telegram_id"] if changed else row["telegram_id"]
         if changed:
             logger.bind(user_id=telegram_id).info("Payment {} canceled: {}", remote.id, remote.cancellation_reason)
             # A link left unpaid until it expired is not news: pressing a plan button makes one, and the person may

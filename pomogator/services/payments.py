@@ -82,6 +82,13 @@ async def payment_row(payment_id: str) -> dict[str, Any]:
     return row
 
 
+async def current_owner(row_id: int) -> int | None:
+    """Whom payment ``row_id`` belongs to now: None once they erased their data (a row read before a call to
+    YooKassa may name someone who erased their data meanwhile)."""
+    row = await Payment.select(Payment.telegram_id).where(payment_pk == row_id).first()
+    return None if row is None else row["telegram_id"]
+
+
 async def waiting_payments(now: datetime | None = None) -> list[str]:
     """Our payments something is still owed for, to ask YooKassa about (``BillingService.check_waiting``): ones it
     has not settled, old enough (see ``CHECK_AFTER``); succeeded ones whose payer was not told (see

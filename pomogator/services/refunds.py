@@ -33,10 +33,12 @@ from pomogator.errors import (
     PaymentNotVerified,
     PaymentRejected,
     RefundEmailRequired,
+    UserNotFound,
 )
 from pomogator.services.billing_notices import BillingNotices
 from pomogator.services.payments import (
     Plan,
+    current_owner,
     forget_waiting_refund,
     offered,
     owe_admins,
@@ -231,7 +233,7 @@ class RefundService:
         # The key is kept until the refund is recorded, or stored to be waited for: if anything before that fails
         # (YooKassa, the database, the process), the same command asks again with it, and YooKassa answers with this
         # refund instead of making a second one.
-        logger.bind(user_id=row["telegram_id"]).info(
+        logger.bind(user_id=await current_owner(row["id"])).info(
             "Refund {} of {} for payment {}: {}", refund.id, money(value), payment_id, refund.status
         )
         if refund.status == PENDING:
@@ -264,12 +266,17 @@ class RefundService:
         Raises RefundEmailRequired, InvalidEmail."""
         if not self.settings.receipt_enabled:
             return None
+        erased = row["telegram_id"] is None
         if email is not None:
             email = checked_email(email)
-        elif row["telegram_id"] is not None:
-            email = (await self.users.ensure(row["telegram_id"])).email
+        elif not erased:
+            # Read, never created: the person may have erased their data since ``row`` was read.
+            try:
+                email = (await self.users.get(row["telegram_id"])).email
+            except UserNotFound:
+                erased = True
         if not email:
-            whose = "the person erased their data" if row["telegram_id"] is None else "the user has none stored"
+            whose = "the person erased their data" if erased else "the user has none stored"
             raise RefundEmailRequired(
                 f"No email for the refund's receipt: {whose}. Give the address of the payment's receipt "
                 "(YooKassa's dashboard shows it)."
@@ -299,7 +306,7 @@ class RefundService:
             return False
         if refund.status == SUCCEEDED:
             return (await self._record(row, await self.kassa.get_payment(refund.payment_id), refund)).changed
-        logger.bind(user_id=row["telegram_id"]).warning(
+        logger.bind(user_id=await current_owner(row["id"])).warning(
             "Refund {} of payment {} is {}: nothing was refunded", refund.id, refund.payment_id, refund.status
         )
         await forget_waiting_refund(row["id"], refund_id)
@@ -325,7 +332,9 @@ class RefundService:
                 await forget_waiting_refund(row["id"], refund.id)  # recorded now: not asked about again
             if key is not None:
                 await _forget_refund_key(row["id"], key)  # recorded now: asking again makes a new refund
-            query = Payment.select(Payment.status, Payment.amount, Payment.refunded_amount).where(
+            # Whom the refund is told to is read here, after the lock: an erasure while YooKassa was asked unlinked
+            # the payment from the person ``row`` names.
+            query = Payment.select(Payment.telegram_id, Payment.status, Payment.amount, Payment.refunded_amount).where(
                 payment_pk == row["id"]
             )
             if not self.database.is_sqlite:
@@ -349,8 +358,8 @@ class RefundService:
         if total <= before:
             return RefundOutcome(remote.id, refund_id, SUCCEEDED, Decimal(0), total, changed=False)
         delta = total - before
-        telegram_id: int | None = row["telegram_id"]
-        logger.bind(user_id=row["telegram_id"]).info(
+        telegram_id: int | None = current["telegram_id"] if current else None
+        logger.bind(user_id=telegram_id).info(
             "Payment {} refunded {} (total {})", remote.id, money(delta), money(total)
         )
         if telegram_id is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -296,6 +296,139 @@ async def test_an_erasure_while_a_payment_is_being_verified_leaves_it_one_of_the
     assert row["telegram_id"] == USER_ID and row["status"] == "succeeded"
     assert (await services.users.get(USER_ID)).premium
     assert [p.payment_id for p in await list_payments(telegram_id=USER_ID)] == [checkout.payment_id]
+
+
+class Naming:
+    """The log records that name the person or are bound to them (an erasure takes the bound ones), from a moment on."""
+
+    def __init__(self) -> None:
+        self.records: list[Record] = []
+        self.since = 0
+
+    def sink(self, message: Any) -> None:
+        record: Record = message.record
+        if str(USER_ID) in record["message"] or telegram_id_of(record) == USER_ID:
+            self.records.append(record)
+
+    def from_now(self) -> None:
+        self.since = len(self.records)
+
+    def after(self) -> list[str]:
+        return [record["message"] for record in self.records[self.since :]]
+
+
+@pytest.fixture
+def naming() -> Iterator[Naming]:
+    found = Naming()
+    sink = logger.add(found.sink, level="DEBUG")
+    try:
+        yield found
+    finally:
+        logger.remove(sink)
+
+
+async def test_an_erasure_while_a_cancellation_is_checked_keeps_nothing_that_names_the_person(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, naming: Naming
+) -> None:
+    """The periodic check (or a notification) asks YooKassa about a pending payment, and the person erases their data
+    meanwhile: the payment is recorded canceled, without YooKassa's object (its metadata names them), and they are
+    neither told of it nor named in the log."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.cancel(checkout.payment_id, "insufficient_funds")
+    kassa.hang = True
+    asked = len(kassa.requests)
+    checking = asyncio.create_task(services.billing.sync_payment(checkout.payment_id))
+    await kassa.wait_for_requests(asked + 1)
+    assert await services.users.delete(USER_ID)
+    naming.from_now()
+    told = len(tg.sent_texts(USER_ID))
+    kassa.hang = False
+    outcome = await checking
+
+    assert outcome.changed and outcome.status == "canceled" and outcome.telegram_id is None
+    row = await payment_row(checkout.payment_id)
+    assert row["status"] == "canceled" and row["telegram_id"] is None and row["raw_object"] is None
+    assert tg.sent_texts(USER_ID)[told:] == []
+    assert naming.after() == []
+    assert not await services.users.exists(USER_ID)
+
+
+async def test_an_erasure_while_a_payment_is_created_keeps_nothing_that_names_the_person(
+    services: Services, kassa: FakeYooKassa, naming: Naming
+) -> None:
+    """A plan is pressed and the person erases their data while YooKassa makes the payment: its object (whose
+    metadata names them) is not stored on the unlinked row, nor are they named in the log. The link is handed out:
+    paying it is theirs to do, and links the payment to them again."""
+    kassa.hang = True
+    pressing = asyncio.create_task(services.billing.start_payment(USER_ID, "month"))
+    await until(lambda: bool(kassa.created_requests), what="the payment asked for")
+    assert await services.users.delete(USER_ID)
+    naming.from_now()
+    kassa.hang = False
+    checkout = await pressing
+
+    row = await payment_row(checkout.payment_id)
+    assert row["status"] == "pending" and row["telegram_id"] is None and row["raw_object"] is None
+    assert naming.after() == []
+    kassa.succeed(checkout.payment_id)
+    assert (await services.billing.sync_payment(checkout.payment_id)).changed
+    assert (await payment_row(checkout.payment_id))["telegram_id"] == USER_ID
+    assert (await services.users.get(USER_ID)).premium
+
+
+async def test_an_erasure_while_a_refund_is_made_is_not_undone(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, naming: Naming
+) -> None:
+    """The person erases their data while YooKassa makes their refund: it is recorded, and they are neither told of
+    it nor named in the log, nor is their account made again."""
+    payment_id = await paid(services, kassa)
+    kassa.hold_answers = True  # the refund is made, its answer on the way
+    refunding = asyncio.create_task(services.billing.refunds.refund(payment_id, Decimal("100.00")))
+    await until(lambda: bool(kassa.refunds), what="the refund made")
+    assert await services.users.delete(USER_ID)
+    naming.from_now()
+    told = len(tg.sent_texts(USER_ID))
+    kassa.hold_answers = False
+    outcome = await refunding
+
+    assert outcome.changed and outcome.refunded_total == Decimal("100.00") and outcome.premium_until is None
+    row = await payment_row(payment_id)
+    assert Decimal(str(row["refunded_amount"])) == Decimal("100.00") and row["telegram_id"] is None
+    assert tg.sent_texts(USER_ID)[told:] == []
+    assert naming.after() == []
+    assert not await services.users.exists(USER_ID)
+    await tg.wait_until(lambda: any("Возврат 100 ₽" in t for t in tg.sent_texts(ADMIN_ID)), what="admin notice")
+
+
+async def test_an_erasure_before_a_refunds_receipt_is_made_out_asks_for_the_receipts_address(
+    db_url: str, tg: FakeTelegram, naming: Naming
+) -> None:
+    """With receipts on, the person erases their data while the refund checks the payment with YooKassa: the stored
+    address went with them, so the operator is asked for the receipt's, and their account is not made again to
+    look for it."""
+    async with FakeYooKassa(require_receipt=True) as kassa:
+        settings = billing_settings(db_url, kassa, tg, receipt_enabled=True)
+        async with build_services(settings, migrate=True) as services:
+            await add_user(services, tg)
+            await services.users.set_email(USER_ID, "ann@example.ru")
+            payment_id = await paid(services, kassa)
+            kassa.hang = True
+            asked = len(kassa.requests)
+            refunding = asyncio.create_task(services.billing.refunds.refund(payment_id))
+            await kassa.wait_for_requests(asked + 1)
+            assert await services.users.delete(USER_ID)
+            naming.from_now()
+            kassa.hang = False
+            with pytest.raises(RefundEmailRequired, match="erased their data"):
+                await refunding
+            assert not await services.users.exists(USER_ID)
+            assert kassa.refund_requests == []
+
+            told = len(tg.sent_texts(USER_ID))
+            rest = await services.billing.refunds.refund(payment_id, email="ann@example.ru")
+            assert rest.changed and rest.refunded_total == Decimal("599.00")
+            assert tg.sent_texts(USER_ID)[told:] == [] and naming.after() == []
+            assert not await services.users.exists(USER_ID)
 
 
 async def test_a_refund_has_a_receipt_even_for_a_person_who_erased_their_data(db_url: str, tg: FakeTelegram) -> None:
