@@ -54,3 +54,10 @@ async def test_wheel_migrates_and_runs_outside_the_tree(installed_wheel: Path, t
     shown = await run_cli("-m", "pomogator", "user", "show", "1", "--json", cwd=tmp_path, env=env, program=python)
     assert json.loads(shown.stdout)["premium"] is True
     assert not (tmp_path / "piccolo_conf.py").exists()
+
+
+def test_wheel_declares_its_license_as_an_spdx_expression(installed_wheel: Path) -> None:
+    (metadata,) = installed_wheel.glob("pomogator-*.dist-info/METADATA")
+    headers = metadata.read_text().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: LicenseRef-Proprietary" in headers
+    assert not any(line.startswith("License:") for line in headers)

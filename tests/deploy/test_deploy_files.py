@@ -8,10 +8,12 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
 
 from pomogator.config import ENV_PREFIX, Settings
 from pomogator.console import DEBUG_ENV
@@ -48,6 +50,43 @@ def test_constraints_pin_every_runtime_dependency_as_installed() -> None:
     )
     text = (ROOT / "Dockerfile").read_text()
     assert "constraints.txt" in text and "pip install -c constraints.txt" in text
+
+
+def build_requirements() -> dict[str, str]:
+    """{name: version} of build-requirements.txt, the build tools the image installs."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / "build-requirements.txt").read_text().splitlines():
+        line = line.partition("#")[0].strip()
+        if line:
+            name, equals, version = line.partition("==")
+            assert equals and version, f"build-requirements.txt: {line!r} is not pinned with =="
+            pins[name.strip().lower()] = version.strip()
+    return pins
+
+
+def test_build_tools_are_pinned_and_what_pyproject_asks_for() -> None:
+    """The license is an SPDX expression (setuptools stops reading the old table form after 2027-02-18), and no
+    build, isolated or not, picks up a setuptools that was not checked: pyproject caps it, the image pins it."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "LicenseRef-Proprietary"
+    pins = build_requirements()
+    assert set(pins) == {"pip", "setuptools"}
+    requires = [Requirement(line) for line in pyproject["build-system"]["requires"]]
+    dev = [Requirement(line) for line in pyproject["project"]["optional-dependencies"]["dev"]]
+    for requirement in (*requires, *(r for r in dev if r.name == "setuptools")):
+        assert requirement.name in pins, requirement
+        assert any(spec.operator == "<" for spec in requirement.specifier), f"{requirement} has no upper bound"
+        assert requirement.specifier.contains(pins[requirement.name]), (requirement, pins[requirement.name])
+        # The SPDX license string needs setuptools 77.
+        assert not requirement.specifier.contains("76.1"), requirement
+    # The Dockerfile and its steps by hand install exactly these, and nothing else unpinned.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    image_steps = (ROOT / ".ci" / "image-steps").read_text()
+    assert re.search(r"^COPY .*\bbuild-requirements\.txt .*\./$", dockerfile, re.M)
+    assert "pip install --upgrade -r build-requirements.txt" in dockerfile
+    assert 'install -q --disable-pip-version-check --upgrade -r "$src/build-requirements.txt"' in image_steps
+    for text in (dockerfile, image_steps):
+        assert not re.search(r"\bpip\"? install[^\n]*(setuptools|wheel|\bpip\b)", text), "an unpinned build tool"
 
 
 def readme_settings() -> set[str]:
