@@ -346,6 +346,16 @@ def environment_variables(env_file: Path | None = ENV_FILE) -> dict[str, str]:
     return merged
 
 
+def read_variable(name: str, env_file: Path | None = ENV_FILE) -> str | None:
+    """One ``POMOGATOR_*`` variable read as the settings are (the environment over ``env_file``, the name in any
+    case, an empty value as not set), for what is read before or without the settings; None when it is not set."""
+    found = None
+    for key, value in environment_variables(env_file).items():
+        if key.upper() == name.upper():
+            found = value  # the environment's, when both have it: it comes last
+    return found
+
+
 def _set_variables(variables: Mapping[str, str | None]) -> dict[str, str]:
     """The ``POMOGATOR_*`` variables of ``variables`` that have a value (not empty, not only blanks)."""
     return {

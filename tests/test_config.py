@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from pomogator.config import Settings, load_settings, unknown_variable_warning, unknown_variables, url_passwords
+from pomogator.config import (
+    Settings,
+    load_settings,
+    read_variable,
+    unknown_variable_warning,
+    unknown_variables,
+    url_passwords,
+)
 from pomogator.container import make_llm_client
 from pomogator.errors import ConfigError
 from tests.conftest import TEST_API_KEY
@@ -48,6 +55,21 @@ def test_names_are_case_insensitive_and_env_file_values_expand_variables(
     settings = load_settings()
     assert settings.database_url == "postgresql://app@db.internal/pomogator"
     assert settings.log_json is True
+
+
+def test_one_variable_is_read_as_the_settings_are(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read_variable`` (what is read before or without the settings): ``.env`` too, the environment first, any
+    case, an empty or blank value as not set."""
+    env_file.write_text("pomogator_heartbeat_file=/from/env-file\nPOMOGATOR_DEBUG=1\n", encoding="utf-8")
+    assert read_variable("POMOGATOR_HEARTBEAT_FILE") == "/from/env-file"
+    monkeypatch.setenv("POMOGATOR_HEARTBEAT_FILE", "/from/environment")
+    assert read_variable("POMOGATOR_HEARTBEAT_FILE") == "/from/environment"
+    monkeypatch.setenv("POMOGATOR_HEARTBEAT_FILE", " ")
+    assert read_variable("POMOGATOR_HEARTBEAT_FILE") == "/from/env-file"
+    monkeypatch.setenv("POMOGATOR_DEBUG", "")
+    assert read_variable("POMOGATOR_DEBUG") == "1"
+    assert read_variable("POMOGATOR_DATABASE_URL") is None
+    assert read_variable("POMOGATOR_DEBUG", env_file=None) is None
 
 
 def test_secrets_stay_secret(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

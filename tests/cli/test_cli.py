@@ -45,6 +45,15 @@ async def test_migrate_is_idempotent(tmp_path: Path, env: dict[str, str]) -> Non
     assert second.stdout == ""
 
 
+@pytest.mark.parametrize("empty", ["", " "])
+async def test_an_empty_database_url_means_the_default_also_to_the_first_migration(tmp_path: Path, empty: str) -> None:
+    """Piccolo's config module, imported to migrate, reads the URL as the settings do."""
+    result = await run_cli("db", "migrate", cwd=tmp_path, env=clean_env(POMOGATOR_DATABASE_URL=empty))
+    assert result.code == 0, result.stderr
+    assert f"{len(shipped_migrations())} applied now" in result.stderr
+    assert (tmp_path / "pomogator.sqlite3").is_file()
+
+
 async def test_migrate_says_what_it_applied_on_a_new_and_on_an_older_database(tmp_path: Path) -> None:
     shipped = shipped_migrations()
     names = list(shipped.values())
