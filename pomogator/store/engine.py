@@ -47,22 +47,31 @@ PICCOLO_CONF = "pomogator.store.piccolo_conf"
 CONNECTION_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error)
 
 
-def shipped_migrations() -> dict[str, str]:
-    """``{ID: module name}`` of every migration module in ``piccolo_migrations``, in order, read from the files
-    without importing them."""
-    import piccolo_migrations
+def shipped_migrations(folder: Path | None = None) -> dict[str, str]:
+    """``{ID: module name}`` of every migration module in ``piccolo_migrations`` (or ``folder``), read from the files
+    without importing them, in the order Piccolo applies them: by ID.
 
-    folder = Path(piccolo_migrations.__file__).parent
+    A new migration is ``pomogator_NNNN_<what>.py``, NNNN the next number, and its ID must be greater than every
+    shipped one (``tests/store/test_migrations.py`` checks it), or a database that has not applied those yet would
+    apply it before them. Piccolo's generator (``piccolo migrations new pomogator --auto``) writes the current time,
+    and 0009-0011 were dated ahead of their time (up to ``2026-11-30T10:00:00:000000``): until the clock has passed
+    the last shipped ID, write the ID by hand as that ID plus one second, in the same format.
+    """
+    if folder is None:
+        import piccolo_migrations
+
+        folder = Path(piccolo_migrations.__file__).parent
     found: dict[str, str] = {}
-    for module in sorted(folder.glob("*.py")):
+    for module in folder.glob("*.py"):
         match = MIGRATION_ID.search(module.read_text(encoding="utf-8"))
         if match is not None:
             found[match.group(1)] = module.stem
-    return found
+    # Piccolo sorts the IDs as strings; in their format ("2026-11-30T10:00:00:000000") that is their time order.
+    return {migration: found[migration] for migration in sorted(found)}
 
 
 def shipped_migration_ids() -> list[str]:
-    """The ``ID`` of every migration module in ``piccolo_migrations``, in order."""
+    """The ``ID`` of every migration module in ``piccolo_migrations``, in the order Piccolo applies them."""
     return list(shipped_migrations())
 
 
