@@ -8,17 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from aiogram.exceptions import TelegramRetryAfter
-from aiogram.methods import SendMessageDraft
+from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
+from aiogram.methods import SendMessage, SendMessageDraft
 from aiogram.types import InlineKeyboardMarkup
 
 from pomogator.bot import texts
 from pomogator.bot.answer.messages import MessageChain
-from pomogator.bot.answer.output import ChatGone, DraftsUnavailable
+from pomogator.bot.answer.output import ChatGone, ChatOutput, DraftsUnavailable
 from pomogator.bot.answer.renderer import AnswerRenderer
 from pomogator.bot.keyboards import make_stop_keyboard
 from pomogator.errors import LLMUnavailable
 from pomogator.services.formatting import html_to_text, render_answer, utf16_len
+from tests.fakes.telegram_html import check_message
 
 
 @dataclass
@@ -341,3 +342,41 @@ async def test_nothing_more_is_shown_live_once_the_user_pressed_stop() -> None:
 
     await r.stream(pieces())
     assert out.drafts == ["начало"]
+
+
+async def test_every_draft_of_an_answer_with_html_tags_and_refused_links_is_valid() -> None:
+    """Drafts show the answer half-written: a tag half-typed or not yet closed, a link without its address yet."""
+    out = FakeOutput()
+    text = (
+        "E = mc<sup>2</sup> и H<sub>2</sub>O, <kbd>Ctrl</kbd>+<b>жирный</b>\n\n"
+        "[сервер](http://localhost:8000), https://e.com/__init__.py и 2*3*4\n\n1. раз\n1. два\n\n[1]: https://a.com"
+    )
+    r = renderer(out)
+    await r.stream(Stream([text[i : i + 3] for i in range(0, len(text), 3)])())
+    await r.finish(text, stopped=False)
+    [final] = out.visible()
+    for html in [*out.drafts, final.html]:
+        check_message(html, "HTML")
+    assert html_to_text(final.html) == (
+        "E = mc² и H₂O, Ctrl+жирный\n\n"
+        "сервер (http://localhost:8000), https://e.com/__init__.py и 2*3*4\n\n1. раз\n2. два\n\n[1]: https://a.com"
+    )
+
+
+async def test_html_telegram_refuses_goes_as_plain_text_that_keeps_the_link_addresses() -> None:
+    sent: list[tuple[str, dict[str, None]]] = []
+
+    async def send(text: str, mode: dict[str, None]) -> int:
+        sent.append((text, mode))
+        if not mode:
+            raise TelegramBadRequest(SendMessage(chat_id=1, text=text), "Bad Request: Url host is empty")
+        return 1
+
+    [html] = render_answer(
+        "1. Скачайте [Python](https://www.python.org/).\n2. Документация: [docs.python.org](https://docs.python.org/)."
+    )
+    assert await ChatOutput._html_or_plain(html, send) == 1
+    assert sent[-1] == (
+        "1. Скачайте Python (https://www.python.org/).\n2. Документация: docs.python.org.",
+        {"parse_mode": None},
+    )

@@ -9,8 +9,14 @@ from dataclasses import dataclass
 # Our own output only ever uses these entities, but numeric ones are valid Telegram HTML too.
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#[xX][0-9a-fA-F]+);")
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)?((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
-# Tags or entities, met left to right as the tokenizer meets them: what ``html_to_text`` drops or decodes.
+# Tags or entities, met left to right as the tokenizer meets them: what ``visible_text`` drops or decodes.
 _MARKUP = re.compile(f"(?:{_TAG.pattern})|(?P<entity>{_ENTITY.pattern})")
+# A link as ``markdown_to_html`` writes one (never nested, its label with no other link).
+_LINK = re.compile(r'<a href="([^"]*)">(.*?)</a>', re.DOTALL)
+_SCHEME = re.compile(r"^(?:https?://|mailto:)|/$", re.IGNORECASE)
+# Telegram's limit for a message's text, in UTF-16 units (``split.TELEGRAM_MESSAGE_LIMIT``; that module imports this
+# one).
+_MESSAGE_LIMIT = 4096
 
 
 def utf16_len(s: str) -> int:
@@ -74,10 +80,34 @@ def tokenize(source: str) -> list[Atom]:
     return atoms
 
 
-def html_to_text(source: str) -> str:
-    """The plain text Telegram would show for our HTML: tags dropped, entities decoded (what ``tokenize``'s
-    characters spell)."""
+def visible_text(source: str) -> str:
+    """The plain text Telegram shows for our HTML: tags dropped, entities decoded (what ``tokenize``'s characters
+    spell)."""
     return _MARKUP.sub(_visible, source)
+
+
+def html_to_text(source: str) -> str:
+    """Our HTML for one message as plain text, for when Telegram refuses its formatting: ``visible_text`` with each
+    link's address after its label, "label (address)", unless the label is the address; that keeps every link of
+    the message when one of them was refused. Addresses are added in order while the text stays within a
+    message."""
+    if _LINK.search(source) is None:
+        return visible_text(source)
+    room = _MESSAGE_LIMIT - utf16_len(visible_text(source))
+
+    def with_address(link: re.Match[str]) -> str:
+        nonlocal room
+        address = html.unescape(link.group(1))
+        label = link.group(2)
+        if _SCHEME.sub("", visible_text(label).strip()) == _SCHEME.sub("", address):
+            return label
+        added = f" ({address})"
+        if utf16_len(added) > room:
+            return label
+        room -= utf16_len(added)
+        return label + escape_text(added)
+
+    return visible_text(_LINK.sub(with_address, source))
 
 
 def _visible(match: re.Match[str]) -> str:
