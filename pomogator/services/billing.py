@@ -411,21 +411,34 @@ class BillingService:
 
     async def sync_payment(self, payment_id: str, *, claimed_status: str | None = None) -> PaymentOutcome:
         """Fetch the payment from YooKassa and apply its state: a verified ``succeeded`` activates premium once,
-        ``canceled`` is recorded and explained to the user. ``claimed_status`` is what a notification said.
+        ``canceled`` is recorded and explained to the user. ``claimed_status`` is what a notification said. Refunds
+        YooKassa made are recorded, those of a payment that is not verified too (before PaymentNotVerified).
 
         Raises PaymentNotFound, PaymentNotVerified, PaymentProviderUnavailable.
         """
         row = await payment_row(payment_id)
         remote = await self.kassa.get_payment(payment_id)
-        outcome = await self.apply(row, remote)
-        if await self.refunds.catch_up(row, remote):
-            outcome = replace(outcome, changed=True, premium_until=None)
-        if row["refund_waiting_id"] is not None and await self.refunds.settle_waiting(row, row["refund_waiting_id"]):
+        try:
+            outcome = await self.apply(row, remote)
+        except PaymentNotVerified:
+            # Never premium for it; but its refund, the remedy, is recorded all the same: the admins hear of it, and
+            # the person may buy the plan again (``_open_payment``).
+            await self._settle_refunds(row, remote)
+            raise
+        if await self._settle_refunds(row, remote):
             outcome = replace(outcome, changed=True, premium_until=None)
         if claimed_status is not None and remote.status != claimed_status:
             claim = f"the notification says {claimed_status}, the API says {remote.status}"
             await self.notices.not_verified(payment_id, claim)
         return outcome
+
+    async def _settle_refunds(self, row: Mapping[str, Any], remote: RemotePayment) -> bool:
+        """Record the payment's refunds YooKassa made that we have not heard of, and the one it answered as pending
+        once settled; True when our records changed."""
+        changed = await self.refunds.catch_up(row, remote)
+        if row["refund_waiting_id"] is not None and await self.refunds.settle_waiting(row, row["refund_waiting_id"]):
+            changed = True
+        return changed
 
     async def check_waiting(self, payment_ids: list[str]) -> int:
         """Apply what YooKassa says about payments something is still owed for (``waiting_payments``): their
@@ -487,6 +500,10 @@ class BillingService:
 
     async def _activate(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
         problem = self._mismatch(row, remote)
+        if problem is None and row["status"] == UNVERIFIED:
+            # Once found not to match, never premium, though it may seem to match now (the person it was made for
+            # erased their data, so the row names no one to compare the metadata with): the admins decide.
+            problem = "it did not match our record when it was first checked"
         if problem is not None:
             await Payment.update({Payment.status: UNVERIFIED, Payment.updated_at: utcnow()}).where(
                 (payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, UNVERIFIED])
@@ -509,7 +526,8 @@ class BillingService:
             relink: dict[Column | str, Any] = (
                 {Payment.telegram_id: telegram_id} if now is None or now["telegram_id"] is None else {}
             )
-            # Exactly once: of any number of replays, concurrent or not, one flips the status and grants.
+            # Exactly once: of any number of replays, concurrent or not, one flips the status and grants; none once
+            # another found it not verified.
             claimed = (
                 await Payment.update(
                     {
@@ -521,7 +539,7 @@ class BillingService:
                         **relink,
                     }
                 )
-                .where((payment_pk == row["id"]) & (Payment.status != SUCCEEDED))
+                .where((payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, UNVERIFIED]))
                 .returning(Payment.refunded_amount)
             )
             if claimed:

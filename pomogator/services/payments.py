@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pomogator.billing.models import CENT, PENDING, SUCCEEDED
+from pomogator.billing.models import CENT, PENDING, SUCCEEDED, UNVERIFIED
 from pomogator.errors import PaymentNotFound
 from pomogator.store.tables import Payment, PaymentAdminNotice
 from pomogator.timeutil import as_utc, utcnow
@@ -107,7 +107,8 @@ async def waiting_payments(now: datetime | None = None) -> list[str]:
         & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
         & (Payment.updated_at > now - CHECK_UNTIL)
     )
-    refunding = (Payment.status == SUCCEEDED) & Payment.refund_waiting_id.is_not_null()
+    # An unverified payment's refund too: the remedy, which lets its payer buy again (``BillingService``).
+    refunding = Payment.status.is_in([SUCCEEDED, UNVERIFIED]) & Payment.refund_waiting_id.is_not_null()
     rows = await Payment.select(Payment.yookassa_id).where(
         Payment.yookassa_id.is_not_null() & (unsettled | untold | refunding | _untold_to_admins(now))
     )

@@ -293,7 +293,8 @@ class RefundService:
 
     async def catch_up(self, row: Mapping[str, Any], remote: RemotePayment) -> bool:
         """Record refunds of a succeeded payment that YooKassa has made and we have not heard of (a refund made in
-        its dashboard, or one whose notification was lost); True when there were any."""
+        its dashboard, or one whose notification was lost); True when there were any. A payment that is not verified
+        has them recorded too, shortening no premium (it gave none)."""
         if remote.status != SUCCEEDED or remote.refunded_amount <= stored_money(row["refunded_amount"]):
             return False
         return (await self._record(row, remote, None)).changed

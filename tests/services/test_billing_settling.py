@@ -479,6 +479,91 @@ async def test_an_unverified_payment_can_be_refunded_and_the_refund_is_recorded_
     assert [t for t in tg.sent_texts(ADMIN_ID) if "Возврат 599 ₽" in t and payment_id in t]
 
 
+async def test_a_pending_refund_of_an_unverified_payment_is_recorded_by_the_check(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    """The refund, the remedy for a payment that does not match our record, is answered as pending, and its
+    notification never comes: the periodic check asks about it until it is made, then records it, the admins hear
+    of it, and the person may buy the plan again. No premium, ever."""
+    payment_id = await not_matching(services, kassa)
+    with pytest.raises(PaymentNotVerified):
+        await services.billing.handle_notification("payment.succeeded", payment_id)
+    kassa.refund_status = "pending"
+    asked = await services.billing.refunds.refund(payment_id)
+    assert asked.status == "pending" and asked.refund_id is not None
+    assert await waiting_payments() == [payment_id]
+    assert await services.billing.check_waiting([payment_id]) == 0  # still pending
+    assert await waiting_payments() == [payment_id]
+    with pytest.raises(PaymentUnderReview):
+        await services.billing.start_payment(USER_ID, "month")
+
+    kassa.settle_refund(asked.refund_id)
+    await services.billing.check_waiting(await waiting_payments())
+    row = await payment_row(payment_id)
+    assert row["status"] == "unverified" and Decimal(str(row["refunded_amount"])) == Decimal(599)
+    assert row["refund_waiting_id"] is None and await waiting_payments() == []
+    assert await Subscription.count() == 0 and await services.subscriptions.premium_until(USER_ID) is None
+    assert [t for t in tg.sent_texts(USER_ID) if "возврат 599 ₽" in t]
+    await tg.wait_until(
+        lambda: any("Возврат 599 ₽" in t and payment_id in t for t in tg.sent_texts(ADMIN_ID)), what="admin notice"
+    )
+    assert (await services.billing.start_payment(USER_ID, "month")).payment_id != payment_id
+    # Its notification, come late, finds it recorded.
+    late = await services.billing.handle_notification("refund.succeeded", asked.refund_id)
+    assert late is not None and not late.changed
+
+
+@pytest.mark.parametrize("by", ["payments check", "periodic check", "payment notification"])
+async def test_a_refund_of_an_unverified_payment_whose_notification_was_lost_is_recorded(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram, by: str
+) -> None:
+    """The payment does not match our record, the operator refunds it in YooKassa's dashboard, and the refund's
+    notification is lost: whatever asks YooKassa about the payment next records the refund (and still refuses the
+    payment), so the person is no longer kept from buying the plan."""
+    payment_id = await not_matching(services, kassa)
+    await dashboard_refund(kassa, payment_id, "599.00")
+    if by == "periodic check":
+        await Payment.update({Payment.created_at: utcnow() - timedelta(minutes=11)}, force=True)
+        assert await waiting_payments() == [payment_id]
+        await services.billing.check_waiting([payment_id])  # the payment refused, the check goes on
+    else:
+        with pytest.raises(PaymentNotVerified):
+            if by == "payments check":
+                await services.billing.sync_payment(payment_id)
+            else:
+                await services.billing.handle_notification("payment.succeeded", payment_id)
+
+    row = await payment_row(payment_id)
+    assert row["status"] == "unverified" and Decimal(str(row["refunded_amount"])) == Decimal(599)
+    assert await Subscription.count() == 0 and await services.subscriptions.premium_until(USER_ID) is None
+    await tg.wait_until(
+        lambda: any("Возврат 599 ₽" in t and payment_id in t for t in tg.sent_texts(ADMIN_ID)), what="admin notice"
+    )
+    assert (await services.billing.start_payment(USER_ID, "month")).payment_id != payment_id
+    # Asked about again, it is recorded once.
+    with pytest.raises(PaymentNotVerified):
+        await services.billing.sync_payment(payment_id)
+    assert len([t for t in tg.sent_texts(USER_ID) if "возврат 599 ₽" in t]) == 1
+
+
+async def test_an_unverified_payment_gives_no_premium_once_the_person_it_was_made_for_erased_their_data(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    """It was paid for someone else than the person it was made for. Once they erase their data the row names no
+    one to compare the payment with; it stays unverified, and nobody gets premium for it."""
+    payment_id = await not_matching(services, kassa)
+    with pytest.raises(PaymentNotVerified):
+        await services.billing.sync_payment(payment_id)
+    assert await services.users.delete(USER_ID)
+    for _ in range(2):
+        with pytest.raises(PaymentNotVerified):
+            await services.billing.handle_notification("payment.succeeded", payment_id)
+    row = await payment_row(payment_id)
+    assert row["status"] == "unverified" and row["telegram_id"] is None
+    assert await Subscription.count() == 0
+    assert not await services.users.exists(1)
+
+
 # --- the migration -----------------------------------------------------------------------------------------
 
 OLD_PAYMENT_SQL = (
