@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import logging
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from loguru import logger
@@ -21,9 +22,15 @@ _original_showwarning = warnings.showwarning
 # Servers that may have been given handlers of their own; their records should reach the root logger instead.
 PROPAGATING_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 # Libraries that say something at INFO on every start, request or update (piccolo's version check, the request lines
-# of httpx and of httpx2, which the openai SDK uses, aiogram's "Update id=... is handled"): unless DEBUG is asked for,
-# only their warnings and errors are kept. At INFO each of these lines would also become a row of the log table.
-CHATTY_LOGGERS = ("piccolo", "httpx", "httpx2", "httpcore", "aiosqlite", "aiogram.event")
+# of httpx and of httpx2, which the openai SDK uses, aiogram's "Update id=... is handled"): a sink keeps only their
+# warnings and errors unless its own level is DEBUG (``quiet_chatty``). At INFO each of these lines would also become
+# a row of the log table: POMOGATOR_LOG_LEVEL=DEBUG shows them on stderr, not in the table.
+CHATTY_LOGGERS = ("piccolo", "httpx", "httpx2", "httpcore", "aiogram.event")
+# Libraries kept to their warnings and errors even at DEBUG: aiosqlite logs every statement with its parameters (names,
+# receipt e-mails: personal data), Pillow's image plugins every EXIF tag with its value (where a photo was taken) and
+# every PNG chunk, markdown-it about ten lines for each render of a streamed answer.
+QUIET_LOGGERS = ("aiosqlite", "PIL", "markdown_it")
+_CHATTY_CHILDREN = tuple(f"{name}." for name in CHATTY_LOGGERS)
 
 
 class InterceptHandler(logging.Handler):
@@ -71,8 +78,24 @@ def _outage(exc: BaseException | None) -> str | None:
     return None if outage is None else f"the database is unavailable: {outage.detail}"
 
 
+def is_chatty(record: Record) -> bool:
+    """Whether ``record`` is one of ``CHATTY_LOGGERS``' below WARNING."""
+    name = record["name"] or ""
+    return record["level"].no < logging.WARNING and (name in CHATTY_LOGGERS or name.startswith(_CHATTY_CHILDREN))
+
+
+def quiet_chatty(level: int) -> Callable[[Record], bool] | None:
+    """The filter of a sink at ``level``: it drops ``CHATTY_LOGGERS``' records below WARNING unless ``level`` is
+    DEBUG or lower (None: nothing to drop)."""
+    if level <= logging.DEBUG:
+        return None
+    return lambda record: not is_chatty(record)
+
+
 def intercept_stdlib(level: int) -> None:
-    """Make the root logger hand records at ``level`` and above to loguru (idempotent)."""
+    """Make the root logger hand records at ``level`` (the lowest of the sinks' levels) and above to loguru
+    (idempotent). Each sink drops the chatty libraries' records itself (``quiet_chatty``); the quiet ones never get
+    past the standard library below WARNING."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, InterceptHandler):
@@ -81,6 +104,8 @@ def intercept_stdlib(level: int) -> None:
     root.setLevel(level)
     for name in CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.NOTSET if level <= logging.DEBUG else max(level, logging.WARNING))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     for name in PROPAGATING_LOGGERS:
         named = logging.getLogger(name)
         named.handlers.clear()

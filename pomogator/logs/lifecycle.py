@@ -11,6 +11,7 @@ from loguru import logger
 from pomogator.config import Settings
 from pomogator.logs.alerts import DEFAULT_POLICY, AlertPolicy, AlertSink
 from pomogator.logs.db_sink import DEFAULT_LIMITS, DatabaseSink, SinkLimits, accepts
+from pomogator.logs.intercept import quiet_chatty
 from pomogator.logs.redact import Redactor
 from pomogator.logs.setup import db_level_number
 from pomogator.notify import TelegramNotifier
@@ -62,7 +63,14 @@ async def database_logging(
             sink = DatabaseSink(database.engine, redactor, limits)
             sink.start()
             stack.push_async_callback(sink.stop)
-            handler = logger.add(sink.write, level=db_level, filter=accepts, format="{message}", catch=True)
+            quiet = quiet_chatty(db_level)
+            handler = logger.add(
+                sink.write,
+                level=db_level,
+                filter=accepts if quiet is None else lambda record: accepts(record) and quiet(record),
+                format="{message}",
+                catch=True,
+            )
             stack.callback(_remove_handler, handler)
             sinks.database = sink
         if alerts_enabled(settings):

@@ -10,7 +10,7 @@ from loguru import logger
 from pomogator.config import Settings
 from pomogator.errors import ConfigError
 from pomogator.logs.console import ConsoleSink
-from pomogator.logs.intercept import intercept_stdlib, intercept_warnings
+from pomogator.logs.intercept import intercept_stdlib, intercept_warnings, quiet_chatty
 from pomogator.logs.redact import Redactor
 
 DB_LEVEL_OFF = "OFF"
@@ -45,7 +45,7 @@ def setup_logging(settings: Settings, process: str, *, stream: TextIO | None = N
     logger.remove()
     logger.configure(patcher=redactor.patch, extra={"process": process})
     sink = ConsoleSink(out, redactor, json_lines=settings.log_json, colorize=_isatty(out))
-    logger.add(sink.write, level=level, format="{message}", backtrace=False, diagnose=False)
+    logger.add(sink.write, level=level, filter=quiet_chatty(level), format="{message}", backtrace=False, diagnose=False)
     # Library records below both sinks' levels are dropped by the stdlib before any work is done on them.
     intercept_stdlib(min(level, db_level) if db_level is not None else level)
     intercept_warnings()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from loguru import logger
 from pomogator.config import Settings
 from pomogator.logs.db_sink import SinkLimits, is_transient
 from pomogator.logs.lifecycle import database_logging
+from pomogator.logs.setup import setup_logging
 from pomogator.store.engine import SharedConnectionSQLiteEngine, open_database
 from pomogator.store.tables import LogRecord
 from tests.logging.conftest import FAST, Outage, db_sink, logging_to_database, stored
@@ -114,6 +116,31 @@ async def test_database_drivers_are_not_fed_back(log_settings: Settings, stderr_
     assert "query slow" not in rows
     # They still reach stderr.
     assert "connection lost" in stderr_text()
+
+
+@pytest.mark.parametrize("db_level", ["INFO", "DEBUG"])
+async def test_chatty_libraries_are_stored_only_when_the_table_itself_is_at_debug(
+    log_settings: Settings, db_level: str
+) -> None:
+    """POMOGATOR_LOG_LEVEL=DEBUG shows aiogram's "Update id=... is handled" on stderr: the table keeps to its own
+    level (a row for every update otherwise)."""
+    settings = log_settings.model_copy(update={"log_level": "DEBUG", "log_db_level": db_level})
+    stream = io.StringIO()
+    setup_logging(settings, "bot", stream=stream)
+    async with logging_to_database(settings) as sinks:
+        logging.getLogger("aiogram.event").info("Update id=7 is handled")
+        logging.getLogger("httpx2").info("HTTP Request: POST /chat/completions")
+        logging.getLogger("aiogram.event").warning("Update id=8 is not handled")
+        logger.info("an application record")
+        assert await db_sink(sinks).flush()
+        rows = by_message(await stored())
+    chatty = {"Update id=7 is handled", "HTTP Request: POST /chat/completions"}
+    assert {"Update id=8 is not handled", "an application record"} <= set(rows)
+    if db_level == "DEBUG":
+        assert chatty <= set(rows)
+    else:
+        assert not chatty & set(rows)
+    assert all(message in stream.getvalue() for message in chatty)
 
 
 async def test_queue_is_drained_at_shutdown(log_settings: Settings, stderr_text: Callable[[], str]) -> None:

@@ -67,6 +67,28 @@ def test_chatty_libraries_are_quiet_unless_debugging() -> None:
     assert "HTTP Request" in stream.getvalue()
 
 
+def test_each_sink_keeps_the_chatty_libraries_quiet_unless_its_own_level_is_debug() -> None:
+    """The database sink at DEBUG lets the standard library pass their records on: stderr at INFO still drops them."""
+    stream = configured(log_db_level="DEBUG")
+    logging.getLogger("aiogram.event").info("Update id=7 is handled")
+    logging.getLogger("httpcore.http11").debug("send_request_headers.started")
+    logging.getLogger("aiogram.event").warning("Update id=8 is not handled")
+    assert [line.rsplit(" - ", 1)[1] for line in stream.getvalue().splitlines()] == ["Update id=8 is not handled"]
+
+
+def test_some_libraries_are_quiet_even_at_debug() -> None:
+    """aiosqlite logs every statement with its parameters (personal data), Pillow EXIF tags with their values,
+    markdown-it a dozen lines for every render of a streamed answer."""
+    stream = configured(log_level="DEBUG")
+    logging.getLogger("aiosqlite").debug("executing partial(execute, 'INSERT INTO users ...', ['Иван', 'a@b.ru'])")
+    logging.getLogger("PIL.TiffImagePlugin").debug("Tag 34853, Type: 4, Value: (55.75, 37.61)")
+    logging.getLogger("markdown_it.rules_block.code").debug("entering code: StateBlock(line=0,level=0,tokens=0)")
+    logging.getLogger("aiosqlite").warning("iterdump completed unexpectedly")
+    logging.getLogger("aiogram.event").debug("a debugging line of a chatty library")
+    lines = [line.rsplit(" - ", 1)[1] for line in stream.getvalue().splitlines()]
+    assert lines == ["iterdump completed unexpectedly", "a debugging line of a chatty library"]
+
+
 def test_uvicorn_handlers_are_replaced_by_propagation() -> None:
     uvicorn_error = logging.getLogger("uvicorn.error")
     uvicorn_error.addHandler(logging.StreamHandler(io.StringIO()))
