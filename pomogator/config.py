@@ -28,8 +28,9 @@ from pomogator.errors import ConfigError
 
 ENV_PREFIX = "POMOGATOR_"
 ENV_FILE = Path(".env")
-# ``POMOGATOR_*`` variables that are not settings: read by the console (``POMOGATOR_DEBUG``), the heartbeat, and the
-# tests and benchmarks. Any other name that is no setting is reported as unknown.
+# ``POMOGATOR_*`` variables that are not settings: read by the console (``POMOGATOR_DEBUG``) and the heartbeat, as
+# settings are (``read_variable``: ``.env`` too), and by the tests and benchmarks. Any other name that is no setting
+# is reported as unknown.
 OTHER_VARIABLES = frozenset({"DEBUG", "HEARTBEAT_FILE", "TEST_POSTGRES_URL", "BENCH_POSTGRES_URL"})
 
 # What taking payments needs (``Settings.billing_configured``, ``Settings.require``).

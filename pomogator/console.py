@@ -55,7 +55,7 @@ def main() -> None:
 def report_failure(exc: Exception) -> None:
     """Print one redacted line about ``exc`` on stderr (after its traceback, when debugging)."""
     redactor = _redactor()
-    debugging = os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    debugging = _debugging()
     if debugging:
         sys.stderr.write(redactor.traceback(exc) + "\n")
     message = failure_message(exc)
@@ -90,6 +90,17 @@ def failure_message(exc: Exception) -> str | None:
             reason += f": {exc.filename}"
         return f"{reason} ({type(exc).__name__})"
     return None
+
+
+def _debugging() -> bool:
+    """``POMOGATOR_DEBUG``, read as the settings are (the environment, then ``.env``)."""
+    from pomogator.config import read_variable
+
+    try:
+        value = read_variable(DEBUG_ENV)
+    except Exception:  # an unreadable .env may be what failed: then the environment alone says
+        value = os.environ.get(DEBUG_ENV)
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _redactor() -> Redactor:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from loguru import logger
+
+from pomogator.config import read_variable
 
 HEARTBEAT_ENV = "POMOGATOR_HEARTBEAT_FILE"
 INTERVAL_S = 15.0
@@ -16,7 +17,8 @@ STALE_AFTER_S = 90.0
 
 
 def heartbeat_path() -> Path | None:
-    value = os.environ.get(HEARTBEAT_ENV)
+    """``POMOGATOR_HEARTBEAT_FILE``, read as the settings are (the environment, then ``.env``)."""
+    value = read_variable(HEARTBEAT_ENV)
     return Path(value) if value else None
 
 

@@ -216,6 +216,14 @@ async def test_with_debug_a_bug_prints_its_redacted_traceback(tmp_path: Path) ->
     assert not error_files(tmp_path)
 
 
+async def test_debug_is_read_from_env_file_too(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("POMOGATOR_DEBUG=1\n", encoding="utf-8")
+    env = env_in(tmp_path, POMOGATOR_DATABASE_URL="postgresql://app:pa%2Fss@db/app")
+    result = await run_cli("-c", BUGGY_COMMAND, cwd=tmp_path, env=env, program=sys.executable)
+    assert "Traceback (most recent call last)" in result.stderr
+    assert result.stderr.rstrip().endswith("see the traceback above.")
+
+
 # --- the servers ------------------------------------------------------------------------------------------
 
 

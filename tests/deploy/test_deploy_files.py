@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from packaging.requirements import Requirement
 from pomogator.config import ENV_PREFIX, Settings
 from pomogator.console import DEBUG_ENV
 from pomogator.heartbeat import HEARTBEAT_ENV, STALE_AFTER_S, is_healthy
+from tests.cli.helpers import clean_env, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,6 +122,23 @@ def test_env_example_documents_every_setting() -> None:
     assert not unknown, f".env.example names unknown settings {sorted(unknown)}"
 
 
+def test_env_example_comments_show_the_defaults_or_say_they_are_examples() -> None:
+    """``# NAME=value`` is the default, read as the setting reads it, unless the line ends in ``# example``."""
+    example = (ROOT / ".env.example").read_text()
+    commented = re.findall(rf"^# ({ENV_PREFIX}[A-Z0-9_]+)=(.*)$", example, re.M)
+    assert len(commented) > 20
+    defaults = Settings()
+    for name, value in commented:
+        field = name[len(ENV_PREFIX) :].lower()
+        shown, _, comment = value.partition("  # ")
+        if comment.startswith("example"):
+            continue
+        assert not comment, f"{name}: {comment!r}"
+        read = Settings.model_validate({field: shown}) if shown else defaults
+        assert getattr(read, field) == getattr(defaults, field), f"{name}={shown} is not the default"
+    assert re.search(r"\bOFF\b.*\n# POMOGATOR_LOG_DB_LEVEL=INFO$", example, re.M)
+
+
 def test_env_example_leaves_the_database_password_to_be_chosen() -> None:
     """Shipped empty, compose's ``${POSTGRES_PASSWORD:?...}`` refuses to start until one is chosen: a placeholder
     would be accepted and reach production."""
@@ -200,6 +219,18 @@ def test_heartbeat(tmp_path: Path) -> None:
     beat.touch()
     assert is_healthy(beat)
     assert not is_healthy(beat, now=time.time() + STALE_AFTER_S + 1)
+
+
+async def test_healthcheck_reads_the_heartbeat_file_from_env_file_too(tmp_path: Path) -> None:
+    """Like every setting: `pomogator healthcheck` finds the stale heartbeat that ``.env`` names."""
+    beat = tmp_path / "beat"
+    beat.touch()
+    stale = time.time() - STALE_AFTER_S - 1
+    os.utime(beat, (stale, stale))
+    (tmp_path / ".env").write_text(f"{HEARTBEAT_ENV}={beat}\n", encoding="utf-8")
+    assert (await run_cli("healthcheck", cwd=tmp_path, env=clean_env())).code == 1
+    beat.touch()
+    assert (await run_cli("healthcheck", cwd=tmp_path, env=clean_env())).code == 0
 
 
 def test_compose_webhook_override_serves_the_bot_from_web() -> None:
