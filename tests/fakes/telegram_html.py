@@ -7,7 +7,9 @@ offsets) and is deliberately stricter where Telegram is lenient or silently drop
   (Telegram passes it through, but relying on that hides escaping bugs);
 * ``pre``/``code`` may not contain other tags, except a single ``<code>`` filling a ``<pre>`` whole;
 * ``blockquote`` may not be nested, ``a`` may not be nested nor contain ``code``/``pre``;
-* the length limit applies to the whole parsed text, including surrounding whitespace.
+* the length limit applies to the whole parsed text, including surrounding whitespace;
+* a message with more than 100 entities is an error (Telegram keeps the first 100 and silently drops the
+  formatting of the rest, links included).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ _SIMPLE_TAGS = {
 }
 _ALL_TAGS = frozenset({*_SIMPLE_TAGS, "a", "span", "tg-emoji", "pre", "code", "blockquote"})
 _MAX_CODE_POINT = 0x10FFFF
+# Telegram keeps this many entities of a message; the formatting of the rest is dropped without an error.
+ENTITY_LIMIT = 100
 
 
 class TelegramHTMLError(ValueError):
@@ -300,11 +304,20 @@ def parse_html(text: str) -> tuple[str, list[dict[str, object]]]:
 
 
 def check_message(text: str, parse_mode: str | None, limit: int = 4096) -> str:
-    """Validates a sendMessage text the way the Bot API does and returns its plain text."""
+    """Validates a sendMessage text the way the Bot API does and returns its plain text.
+
+    Stricter than Telegram in one more way than ``parse_html``: more than ``ENTITY_LIMIT`` entities is an error
+    (of the same kind as the HTML errors), where Telegram would silently show the text past the 100th unformatted.
+    """
     if parse_mode is None or parse_mode == "":
         plain = text
     elif parse_mode.upper() == "HTML":
-        plain, _ = parse_html(text)
+        plain, entities = parse_html(text)
+        if len(entities) > ENTITY_LIMIT:
+            raise TelegramHTMLError(
+                f"can't parse entities: Too many entities: {len(entities)}, "
+                f"Telegram keeps the first {ENTITY_LIMIT} and drops the formatting of the rest"
+            )
     else:
         raise TelegramHTMLError("unsupported parse_mode")
     if not plain.strip():

@@ -90,6 +90,9 @@ async def test_send_edit_delete_keep_state(bot: Bot, tg: FakeTelegram) -> None:
 
     with pytest.raises(TelegramBadRequest, match="message is not modified"):
         await bot.edit_message_text("Bye", chat_id=CHAT, message_id=sent.message_id)
+    with pytest.raises(TelegramBadRequest, match="Too many entities: 101"):
+        await bot.edit_message_text("<b>x</b> " * 101, chat_id=CHAT, message_id=sent.message_id, parse_mode="HTML")
+    assert message.text == "Bye"
 
     assert await bot.delete_message(CHAT, sent.message_id) is True
     assert tg.sent_messages(CHAT) == []
@@ -116,6 +119,7 @@ async def test_edit_reply_markup_and_not_modified(bot: Bot, tg: FakeTelegram) ->
         ("", None, "Bad Request: message text is empty"),
         ("<b> </b>", ParseMode.HTML, "Bad Request: text must be non-empty"),
         ("x" * 4097, None, "Bad Request: message is too long"),
+        ("<b>x</b> " * 101, ParseMode.HTML, "Bad Request: can't parse entities: Too many entities: 101"),
     ],
 )
 async def test_invalid_texts_are_rejected(
@@ -347,6 +351,8 @@ async def test_message_drafts(bot: Bot, tg: FakeTelegram) -> None:
         await bot.send_message_draft(CHAT, draft_id=0, text="x")
     with pytest.raises(TelegramBadRequest, match="can't parse entities"):
         await bot.send_message_draft(CHAT, draft_id=7, text="<b>x", parse_mode="HTML")
+    with pytest.raises(TelegramBadRequest, match="Too many entities: 101"):
+        await bot.send_message_draft(CHAT, draft_id=7, text="<i>x</i> " * 101, parse_mode="HTML")
     tg.add_chat(-100600, "supergroup")
     with pytest.raises(TelegramBadRequest):
         await bot.send_message_draft(-100600, draft_id=7, text="x")

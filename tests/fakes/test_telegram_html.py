@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes.telegram_html import TelegramHTMLError, check_message, parse_html, utf16_len
+from tests.fakes.telegram_html import ENTITY_LIMIT, TelegramHTMLError, check_message, parse_html, utf16_len
 
 
 def test_utf16_len_counts_surrogate_pairs() -> None:
@@ -116,6 +116,21 @@ def test_check_message_limits_parsed_text() -> None:
     with pytest.raises(TelegramHTMLError, match="message is too long"):
         check_message("😀" * 3, "HTML", limit=5)
     assert check_message("😀😀", "html", limit=4) == "😀😀"
+
+
+def test_check_message_allows_100_entities() -> None:
+    # Telegram would show the text past the 100th entity unformatted, without an error; the model refuses it.
+    assert ENTITY_LIMIT == 100
+    check_message("<b>x</b> " * 100, "HTML")
+    with pytest.raises(TelegramHTMLError, match="can't parse entities: Too many entities: 101"):
+        check_message("<b>x</b> " * 100 + "<a href='https://e.com'>y</a>", "HTML")
+    # One entity a span: "<pre><code>" is one, nested tags are one each, empty tags none.
+    check_message('<pre><code class="language-python">x</code></pre>' * 100 + "<b></b>", "HTML")
+    with pytest.raises(TelegramHTMLError, match="Too many entities: 102"):
+        check_message("<blockquote>" + "<i>x</i>" * 100 + "y</blockquote><i>z</i>", "HTML")
+    # Entities are what the parse mode makes: plain text has none.
+    assert check_message("<b>x</b>" * 200, None) == "<b>x</b>" * 200
+    assert len(parse_html("<b>x</b>" * 200)[1]) == 200
 
 
 def test_check_message_rejects_empty_text() -> None:
