@@ -9,8 +9,6 @@ from pathlib import Path
 
 from loguru import logger
 
-from pomogator.config import read_variable
-
 HEARTBEAT_ENV = "POMOGATOR_HEARTBEAT_FILE"
 INTERVAL_S = 15.0
 STALE_AFTER_S = 90.0
@@ -18,6 +16,9 @@ STALE_AFTER_S = 90.0
 
 def heartbeat_path() -> Path | None:
     """``POMOGATOR_HEARTBEAT_FILE``, read as the settings are (the environment, then ``.env``)."""
+    # Imported here: the console imports this module, and `pomogator --help` loads no pydantic.
+    from pomogator.config import read_variable
+
     value = read_variable(HEARTBEAT_ENV)
     return Path(value) if value else None
 
