@@ -387,7 +387,8 @@ def test_limit_counts_utf16_units() -> None:
 
 
 def test_long_answer_splits_at_paragraphs_into_valid_chunks() -> None:
-    paragraphs = [f"Paragraph {i}: " + " ".join(["**word**", "text", "`x<y`", "&"] * 60) for i in range(12)]
+    # 80 entities a paragraph: two would be more than the 100 Telegram keeps in a message.
+    paragraphs = [f"Paragraph {i}: " + " ".join(["**word**", "text", "`x<y`", "&"] * 40) for i in range(12)]
     md = "\n\n".join(paragraphs)
     assert len(md) > 10_000
     chunks = valid_chunks(md)

@@ -6,7 +6,13 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pomogator.services.formatting import html_to_text, markdown_to_html, render_answer, split_html
+from pomogator.services.formatting import (
+    html_to_text,
+    markdown_to_html,
+    render_answer,
+    render_answer_ending,
+    split_html,
+)
 from pomogator.services.formatting.split import TELEGRAM_ENTITY_LIMIT
 from pomogator.services.formatting.text import Char, Tag, tokenize
 from tests.fakes.telegram_html import ENTITY_LIMIT, check_message, parse_html
@@ -134,6 +140,22 @@ def test_a_short_answer_with_too_many_entities_is_split_too() -> None:
     chunks = render_answer(md)
     assert [entity_count(chunk) for chunk in chunks] == [100, 50]
     assert " ".join(valid(chunks)) == " ".join(str(i) for i in range(150))
+
+
+def test_a_closing_note_keeps_its_room_and_its_entities_in_the_last_message() -> None:
+    """A stopped or broken-off answer ends with a note in italics: it must not push the last message past Telegram's
+    limits, in length or in entities."""
+    note = "<i>⏹ Остановлено.</i>"
+    md = " ".join(f"**{i}**" for i in range(200))
+    chunks = render_answer_ending(md, note)
+    assert [entity_count(chunk) for chunk in chunks] == [99, 99, 3]
+    assert chunks[-1].endswith("\n\n" + note)
+    valid(chunks)
+    long = PARAGRAPH * 60  # far over one message: the note's length is kept free too
+    chunks = render_answer_ending(long, note)
+    valid(chunks)
+    assert chunks[-1].endswith(note)
+    assert render_answer_ending("", note) == []
 
 
 def test_tags_reopened_at_a_chunk_start_count_as_entities() -> None:

@@ -26,9 +26,8 @@ from pomogator.bot.answer.output import ChatGone, ChatOutput, DraftsUnavailable
 from pomogator.bot.answer.throttle import Throttle
 from pomogator.bot.keyboards import make_stop_keyboard
 from pomogator.errors import LLMError
-from pomogator.services.formatting import html_to_text, render_answer, utf16_len
+from pomogator.services.formatting import render_answer, render_answer_ending
 
-MESSAGE_LIMIT = 4096
 UPDATE_INTERVAL = 1.0
 TYPING_EVERY = 4.5
 # "typing…" is sent only when the first words take longer than this: Telegram asks bots to use chat actions only
@@ -163,13 +162,7 @@ class AnswerRenderer:
         marks = [texts.STOPPED_MARK if stopped else ended]
         marks.append(texts.UNSAVED_MARK if unsaved else None)
         ending = "\n\n".join(mark for mark in marks if mark is not None)
-        if ending:
-            # The ending's visible length, and the blank line before it, are kept free in the last message.
-            chunks = render_answer(text, MESSAGE_LIMIT - utf16_len(html_to_text(ending)) - 2)
-            if chunks:
-                chunks[-1] += "\n\n" + ending
-        else:
-            chunks = render_answer(text)
+        chunks = render_answer_ending(text, ending) if ending else render_answer(text)
         if not chunks:
             stopped_empty = texts.STOPPED_MARK if charged else texts.STOPPED_EMPTY
             chunks = [stopped_empty if stopped else texts.EMPTY_ANSWER]
@@ -181,9 +174,7 @@ class AnswerRenderer:
         await self.chain.sync(chunks)
 
     async def _keep_broken_off(self) -> None:
-        mark = texts.BROKEN_OFF_MARK
-        chunks = render_answer(self._text, MESSAGE_LIMIT - utf16_len(html_to_text(mark)) - 2)
-        chunks[-1] += "\n\n" + mark
+        chunks = render_answer_ending(self._text, texts.BROKEN_OFF_MARK)
         try:
             await asyncio.sleep(self._final_delay())
             await self.chain.sync(chunks)

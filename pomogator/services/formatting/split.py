@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from itertools import accumulate
 
 from pomogator.services.formatting.markdown import markdown_to_html
-from pomogator.services.formatting.text import Char, Tag, html_to_text, tokenize, utf16_len
+from pomogator.services.formatting.text import Char, Tag, html_to_text, tokenize, utf16_len, visible_text
 
 TELEGRAM_MESSAGE_LIMIT = 4096
 # Telegram keeps at most this many entities (formatted spans: a bold word, a link, a code block, a quote) in one
@@ -44,6 +44,16 @@ def render_answer(md: str, limit: int = TELEGRAM_MESSAGE_LIMIT, max_entities: in
         # it is (most answers, and every live view of their start): it is valid already, nothing to cut or close.
         return [html] if html_to_text(html).strip() else []
     return split_html(html, limit, max_entities)
+
+
+def render_answer_ending(md: str, ending: str) -> list[str]:
+    """``render_answer`` with ``ending`` (Telegram HTML: a note, e.g. in ``<i>``) after a blank line at the end of the
+    last message, its visible length and its entities kept free there; empty when the answer shows nothing."""
+    room = TELEGRAM_MESSAGE_LIMIT - utf16_len(visible_text(ending)) - 2
+    chunks = render_answer(md, room, TELEGRAM_ENTITY_LIMIT - (ending.count("<") - ending.count("</")))
+    if chunks:
+        chunks[-1] += "\n\n" + ending
+    return chunks
 
 
 def split_html(html: str, limit: int = TELEGRAM_MESSAGE_LIMIT, max_entities: int = TELEGRAM_ENTITY_LIMIT) -> list[str]:
