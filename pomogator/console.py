@@ -10,6 +10,7 @@ the line names (``POMOGATOR_DEBUG=1`` prints it on stderr instead). Every line i
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -35,6 +36,10 @@ def main() -> None:
     # Until settings are read, loguru's default handler would print local variables with a traceback.
     logger.remove()
     logger.add(sys.stderr, level="WARNING", backtrace=False, diagnose=False)
+    # SIGTERM ends every command as it ends the servers (exit code 143, the database closed on the way out): as a
+    # container's first process (`docker run IMAGE db migrate`, `docker compose run migrate logs tail -f`) Python
+    # ignores a SIGTERM it has no handler for, and `docker stop` waited for its SIGKILL.
+    signal.signal(signal.SIGTERM, servers._terminate)
     try:
         server = SERVERS.get(tuple(sys.argv[1:]))
         if server is not None:

@@ -202,6 +202,15 @@ def test_compose_services_and_healthchecks() -> None:
     assert f"http://127.0.0.1:{port}/healthz" in check
 
 
+def test_every_pomogator_service_runs_under_an_init() -> None:
+    """The init passes SIGTERM on: Python as a container's first process ignores one that comes before its handler
+    is installed (tests/cli/test_sigterm.py checks the handler)."""
+    compose = compose_file()
+    for name in ("migrate", "bot", "web"):
+        assert compose["services"][name]["init"] is True, name
+    assert "--init" in (ROOT / "docs" / "deploy.md").read_text()
+
+
 def test_every_pomogator_service_gets_the_shared_environment() -> None:
     """A service's own ``environment:`` replaces the one it merged from the anchor (YAML merges the top level only):
     the shared mapping must be merged into it."""
