@@ -11,7 +11,7 @@ import pytest
 
 from pomogator.container import Services, build_services
 from pomogator.timeutil import utcnow
-from tests.cli.helpers import Result, run_cli
+from tests.cli.helpers import Result, clean_env, run_cli
 from tests.cli.terminal import run_in_terminal
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
@@ -195,6 +195,14 @@ async def test_refund_from_a_script_needs_yes(services: Services, kassa: FakeYoo
 
     help_text = await payments(services, tmp_path, "refund", "--help")
     assert "scripts" in help_text.stdout
+
+
+async def test_refund_without_yookassa_says_so_before_asking(tmp_path: Path, db_url: str) -> None:
+    result = await run_cli("payments", "refund", UNKNOWN_ID, cwd=tmp_path, env=clean_env(POMOGATOR_DATABASE_URL=db_url))
+    assert result.code == 1
+    assert [line for line in result.stderr.splitlines() if line.strip()] == [
+        "Error: POMOGATOR_YOOKASSA_SHOP_ID and POMOGATOR_YOOKASSA_SECRET_KEY are not set."
+    ]
 
 
 async def test_list_on_an_80_column_terminal_shows_whole_payment_ids(
