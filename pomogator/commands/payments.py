@@ -139,12 +139,13 @@ def refund(
 ) -> None:
     """Refund a succeeded payment (in full or in part) and shorten the user's premium by the refunded share."""
     from pomogator.cli import with_services
-    from pomogator.config import load_settings
     from pomogator.errors import BillingError, PaymentProviderUnavailable, PaymentRejected, RefundEmailRequired
+    from pomogator.servers import settings_for
 
     value = _amount(amount)
-    # Missing credentials are said before asking for a confirmation that could not be acted on.
-    load_settings().require("yookassa_shop_id", "yookassa_secret_key")
+    # Missing credentials (and a misspelt name that explains them) are said before asking for a confirmation that
+    # could not be acted on.
+    settings_for("yookassa_shop_id", "yookassa_secret_key")
     if not yes:
         how_much = f"{value} RUB of" if value is not None else "everything left of"
         confirm(f"Refund {how_much} payment {payment_id}?", "Not refunding")

@@ -198,11 +198,12 @@ async def test_refund_from_a_script_needs_yes(services: Services, kassa: FakeYoo
 
 
 async def test_refund_without_yookassa_says_so_before_asking(tmp_path: Path, db_url: str) -> None:
-    result = await run_cli("payments", "refund", UNKNOWN_ID, cwd=tmp_path, env=clean_env(POMOGATOR_DATABASE_URL=db_url))
+    env = clean_env(POMOGATOR_DATABASE_URL=db_url, POMOGATOR_YOOKASA_SHOP_ID="123")
+    result = await run_cli("payments", "refund", UNKNOWN_ID, cwd=tmp_path, env=env)
     assert result.code == 1
-    assert [line for line in result.stderr.splitlines() if line.strip()] == [
-        "Error: POMOGATOR_YOOKASSA_SHOP_ID and POMOGATOR_YOOKASSA_SECRET_KEY are not set."
-    ]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 2 and "did you mean POMOGATOR_YOOKASSA_SHOP_ID?" in lines[0]
+    assert lines[1] == "Error: POMOGATOR_YOOKASSA_SHOP_ID and POMOGATOR_YOOKASSA_SECRET_KEY are not set."
 
 
 async def test_list_on_an_80_column_terminal_shows_whole_payment_ids(
