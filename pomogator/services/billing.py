@@ -52,8 +52,8 @@ from pomogator.services.billing_notices import BillingNotices, Notifier
 from pomogator.services.payments import (
     CHECK_UNTIL,
     CURRENCY,
-    NOTICE_LEASE,
     Plan,
+    claim_payer_notice,
     current_owner,
     mark_told,
     offered,
@@ -445,10 +445,11 @@ class BillingService:
         notification has not come, their payer's notice did not go out, a refund of theirs was pending; returns how
         many changed our records. Stops at the first sign YooKassa is down: the next round asks again.
 
-        The admins' notices of payments and refunds that did not go out are sent first, from our records alone:
-        they need not wait for YooKassa, and the admins hear of a payment before its payer does, as when it was
-        recorded."""
+        The admins' notices of payments and refunds that did not go out are sent first, then the payers' notices of
+        refunds, from our records alone: they need not wait for YooKassa, and the admins hear of a payment before its
+        payer does, as when it was recorded."""
         await self.notices.tell_untold_admins()
+        await self.notices.tell_untold_payers()
         changed = 0
         for payment_id in payment_ids:
             try:
@@ -595,22 +596,12 @@ class BillingService:
     async def _tell_owed(self, row_id: int, plan: Plan, amount: Decimal) -> None:
         """Tell the payer of a payment recorded before whose notice did not go out, once its last claim has lapsed
         (``NOTICE_LEASE``): the claim taken here makes this process the one that sends it."""
-        now = utcnow()
-        claimed = (
-            await Payment.update({Payment.notice_claimed_at: now})
-            .where(
-                (payment_pk == row_id)
-                & (Payment.status == SUCCEEDED)
-                & Payment.notified_at.is_null()
-                & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
-            )
-            .returning(Payment.telegram_id, Payment.refunded_amount)
-        )
-        if not claimed or claimed[0]["telegram_id"] is None:
+        claimed = await claim_payer_notice(row_id, SUCCEEDED)
+        if claimed is None:
             return
-        telegram_id: int = claimed[0]["telegram_id"]
+        telegram_id: int = claimed["telegram_id"]
         until = await self.subscriptions.premium_until(telegram_id)
-        refunded = stored_money(claimed[0]["refunded_amount"])
+        refunded = stored_money(claimed["refunded_amount"])
         await self._tell_of_payment(row_id, telegram_id, plan, amount, refunded, until)
 
     async def _tell_payer(self, row_id: int, telegram_id: int, text: str) -> None:
@@ -620,22 +611,35 @@ class BillingService:
             await mark_told(row_id)
 
     async def _cancel(self, row: Mapping[str, Any], remote: RemotePayment) -> PaymentOutcome:
+        # A link left unpaid until it expired is not news: pressing a plan button makes one, and the person may have
+        # paid with another since. A payment that was tried and failed is, and its payer is owed the notice until it
+        # is delivered, as of a payment that went through: this process claims it as it records the failure.
+        news = remote.cancellation_reason != ABANDONED
         values: dict[Column | str, Any] = {
             Payment.status: CANCELED,
             Payment.cancellation_reason: (remote.cancellation_reason or "")[:64] or None,
             Payment.updated_at: utcnow(),
+            **({Payment.notice_claimed_at: utcnow()} if news else {}),
         }
         unsettled = (payment_pk == row["id"]) & Payment.status.not_in([SUCCEEDED, CANCELED])
         # YooKassa's object is not kept for a person who erased their data (its metadata names them), nor are they
         # told or named in the log: as the row is when written, since ``row`` may have been read before an erasure.
         changed = await _update_by_owner(values, unsettled, remote.raw)
         telegram_id: int | None = changed[0]["telegram_id"] if changed else row["telegram_id"]
-        if changed:
+        if not changed:
+            # Recorded before, by a process that may have stopped before telling the payer, or Telegram failed.
+            await self._tell_owed_failure(row["id"])
+        else:
             logger.bind(user_id=telegram_id).info("Payment {} canceled: {}", remote.id, remote.cancellation_reason)
-            # A link left unpaid until it expired is not news: pressing a plan button makes one, and the person may
-            # have paid with another since. A payment that was tried and failed is.
-            if telegram_id is not None and remote.cancellation_reason != ABANDONED:
-                await self.notices.tell(
-                    telegram_id, texts.payment_canceled(stored_money(row["amount"]), remote.cancellation_reason)
-                )
+            if telegram_id is not None and news:
+                text = texts.payment_canceled(stored_money(row["amount"]), remote.cancellation_reason)
+                await self._tell_payer(row["id"], telegram_id, text)
         return PaymentOutcome(remote.id, telegram_id, CANCELED, changed=bool(changed))
+
+    async def _tell_owed_failure(self, row_id: int) -> None:
+        """Tell the payer of a failed payment recorded before whose notice did not go out, once its last claim has
+        lapsed (``NOTICE_LEASE``)."""
+        claimed = await claim_payer_notice(row_id, CANCELED)
+        if claimed is not None:
+            text = texts.payment_canceled(stored_money(claimed["amount"]), claimed["cancellation_reason"])
+            await self._tell_payer(row_id, claimed["telegram_id"], text)

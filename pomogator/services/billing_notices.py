@@ -18,13 +18,19 @@ from pomogator.notify import SendResult
 from pomogator.services.payments import (
     AdminTold,
     claim_admins_notice,
+    claim_payer_refund_notice,
     forget_admins_told,
     mark_admin_told,
     mark_admins_told_of_payment,
     mark_admins_told_of_refunds,
+    mark_payer_told_of_refunds,
     owed_to_admins,
+    payers_untold_of_refunds,
+    refunds_owed_to_payer,
     release_admins_claim,
+    release_payer_refund_claim,
     renew_admins_claim,
+    renew_payer_refund_claim,
     stored_money,
     told_each_admin,
     untold_to_admins,
@@ -120,6 +126,70 @@ class BillingNotices:
         ``tell_admins_owed``)."""
         for admin_id in self.admin_ids:
             await self._tell_admin(admin_id, text)
+
+    # --- the payer's notice of refunds ------------------------------------------------------------------------
+
+    async def tell_payer_of_refunds(self, row_id: int, claim: datetime | None) -> None:
+        """Tell the payer of payment ``row_id`` of its refunds they have not heard of, once one was recorded: under
+        the claim this process took at ``claim`` as it recorded it (``owe_payer_refund``), or, when None, under one
+        taken now if the last has lapsed.
+
+        Each notice tells what was refunded since the payer was last told, and is marked told once delivered (or
+        once Telegram answers that they blocked the bot). One that did not go out stays owed with the claim held,
+        and the periodic check sends it once the claim lapses (``tell_untold_payers``); so does one owed when the
+        payer erased their data, never (the payment no longer names them).
+
+        Never raises: the refund is made and recorded whatever becomes of its notice (``pomogator payments refund``
+        failing now would have an operator ask for it again)."""
+        try:
+            if claim is None:
+                claim = utcnow()
+                if not await claim_payer_refund_notice(row_id, claim):
+                    return
+            await self._tell_payer_of_refunds_owed(row_id, claim)
+        except Exception as exc:
+            logger.warning(
+                "The payer's notice of a refund of payment {} is left to the periodic check: {}: {}",
+                row_id,
+                type(exc).__name__,
+                exc,
+            )
+
+    async def _tell_payer_of_refunds_owed(self, row_id: int, claim: datetime) -> None:
+        while True:
+            row = await refunds_owed_to_payer(row_id)
+            if row is None:
+                await release_payer_refund_claim(row_id, claim)
+                # Recorded between the look and the release by a process that found the claim taken: this one's to tell.
+                claim = utcnow()
+                if not await claim_payer_refund_notice(row_id, claim):
+                    return
+                continue
+            renewed = utcnow()
+            if not await renew_payer_refund_claim(row_id, claim, renewed):
+                logger.warning("The payer's notice of a refund of payment {} was taken over by another process", row_id)
+                return
+            claim = renewed
+            telegram_id: int = row["telegram_id"]
+            total = stored_money(row["refunded_amount"])
+            since = total - stored_money(row["payer_told_refunded"])
+            until = await self.subscriptions.premium_until(telegram_id)
+            if not await self.tell(telegram_id, texts.refund_done(since, until, self.tz)):
+                return
+            await mark_payer_told_of_refunds(row_id, total)
+
+    async def tell_untold_payers(self) -> int:
+        """The periodic check: tell payers the notices of refunds that did not go out (the process that recorded
+        them stopped first, or Telegram failed), each once its last claim has lapsed; returns of how many payments
+        a payer was told something."""
+        told = 0
+        for row_id in await payers_untold_of_refunds():
+            claim = utcnow()
+            if await claim_payer_refund_notice(row_id, claim):
+                logger.info("Telling the payer again of a refund of payment {}: their notice did not go out", row_id)
+                await self.tell_payer_of_refunds(row_id, claim)
+                told += 1
+        return told
 
     # --- the admins' notices of payments and refunds ----------------------------------------------------------
 

@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pomogator.billing.models import CENT, PENDING, SUCCEEDED, UNVERIFIED
+from pomogator.billing.models import CANCELED, CENT, PENDING, SUCCEEDED, UNVERIFIED
 from pomogator.errors import PaymentNotFound
 from pomogator.store.tables import Payment, PaymentAdminNotice
 from pomogator.timeutil import as_utc, utcnow
 
 if TYPE_CHECKING:
-    from piccolo.columns import Column
+    from piccolo.columns import Column, Timestamptz
     from piccolo.custom_types import Combinable
 
 CURRENCY = "RUB"
@@ -29,10 +29,10 @@ payment_pk = Payment._meta.primary_key
 CHECK_AFTER = timedelta(minutes=10)
 CHECK_UNTIL = timedelta(days=2)
 # The payer's notice is claimed by the process that sends it (``Payment.notice_claimed_at``, first in the transaction
-# that records the payment) and marked sent once delivered. One that did not go out (the process stopped before
-# telling them, or Telegram failed) is claimed again by a later check or notification once this has passed since the
-# last claim: longer than a send takes at the worst (three tries, each waiting out at most 30 s of flood control),
-# so two processes never send it at once.
+# that records the payment, or in the statement that records its failure) and marked sent once delivered. One that
+# did not go out (the process stopped before telling them, or Telegram failed) is claimed again by a later check or
+# notification once this has passed since the last claim: longer than a send takes at the worst (three tries, each
+# waiting out at most 30 s of flood control), so two processes never send it at once.
 NOTICE_LEASE = timedelta(minutes=5)
 
 
@@ -91,17 +91,18 @@ async def current_owner(row_id: int) -> int | None:
 
 async def waiting_payments(now: datetime | None = None) -> list[str]:
     """Our payments something is still owed for, to ask YooKassa about (``BillingService.check_waiting``): ones it
-    has not settled, old enough (see ``CHECK_AFTER``); succeeded ones whose payer was not told (see
-    ``NOTICE_LEASE``); ones with a refund it answered as pending; and ones whose admins were not told of them
-    (``untold_to_admins``: the check tells them first)."""
+    has not settled, old enough (see ``CHECK_AFTER``); succeeded or failed ones whose payer was not told (see
+    ``NOTICE_LEASE``); ones with a refund it answered as pending; and ones whose admins, or whose payer, were not
+    told of a refund or payment (``untold_to_admins``, ``payers_untold_of_refunds``: the check tells them first)."""
     now = now or utcnow()
     unsettled = (
         (Payment.status == PENDING)
         & (Payment.created_at <= now - CHECK_AFTER)
         & (Payment.created_at > now - CHECK_UNTIL)
     )
+    # A failed payment's notice is claimed only when there is news to tell (``BillingService._cancel``).
     untold = (
-        (Payment.status == SUCCEEDED)
+        Payment.status.is_in([SUCCEEDED, CANCELED])
         & Payment.notified_at.is_null()
         & Payment.telegram_id.is_not_null()
         & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
@@ -109,15 +110,39 @@ async def waiting_payments(now: datetime | None = None) -> list[str]:
     )
     # An unverified payment's refund too: the remedy, which lets its payer buy again (``BillingService``).
     refunding = Payment.status.is_in([SUCCEEDED, UNVERIFIED]) & Payment.refund_waiting_id.is_not_null()
+    owed = _untold_to_admins(now) | _payer_untold_of_refunds(now)
     rows = await Payment.select(Payment.yookassa_id).where(
-        Payment.yookassa_id.is_not_null() & (unsettled | untold | refunding | _untold_to_admins(now))
+        Payment.yookassa_id.is_not_null() & (unsettled | untold | refunding | owed)
     )
     return [row["yookassa_id"] for row in rows]
 
 
 async def mark_told(row_id: int) -> None:
-    """The payer's notice of payment ``row_id`` was delivered (or there is nothing to tell them)."""
+    """The payer's notice of payment ``row_id`` (its success or its failure) was delivered, or there is nothing to
+    tell them (they blocked the bot, their premium was revoked since)."""
     await Payment.update({Payment.notified_at: utcnow()}).where((payment_pk == row_id) & Payment.notified_at.is_null())
+
+
+async def claim_payer_notice(row_id: int, status: str) -> dict[str, Any] | None:
+    """Claim the payer's notice of payment ``row_id`` recorded as ``status`` (succeeded or canceled) whose notice did
+    not go out, once its last claim has lapsed (``NOTICE_LEASE``), so that this process is the one that sends it:
+    the row as the notice needs it, or None when it is not owed (or is another's to send, or the payer erased their
+    data)."""
+    now = utcnow()
+    claimed = (
+        await Payment.update({Payment.notice_claimed_at: now})
+        .where(
+            (payment_pk == row_id)
+            & (Payment.status == status)
+            & Payment.notified_at.is_null()
+            & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
+        )
+        .returning(Payment.telegram_id, Payment.amount, Payment.refunded_amount, Payment.cancellation_reason)
+    )
+    if not claimed or claimed[0]["telegram_id"] is None:
+        return None
+    row: dict[str, Any] = claimed[0]
+    return row
 
 
 # The admins' notices of a payment (its success, then its refunds) are claimed as the payer's is, with
@@ -175,20 +200,24 @@ async def _claim_admins(row_id: int, now: datetime, free: Combinable) -> bool:
 async def renew_admins_claim(row_id: int, claim: datetime, now: datetime) -> bool:
     """Renew this process's claim (taken at ``claim``) to tell the admins of payment ``row_id`` before its next
     message; False when another process has taken it over."""
-    renewed = (
-        await Payment.update({Payment.admins_claimed_at: now})
-        .where((payment_pk == row_id) & (Payment.admins_claimed_at == claim))
-        .returning(payment_pk)
-    )
-    return bool(renewed)
+    return await _renew_claim(Payment.admins_claimed_at, row_id, claim, now)
 
 
 async def release_admins_claim(row_id: int, claim: datetime) -> None:
     """Nothing is left to tell the admins of payment ``row_id``: the claim taken at ``claim`` is let lapse at once,
     so whoever records the next thing to tell them claims it."""
-    await Payment.update({Payment.admins_claimed_at: claim - NOTICE_LEASE}).where(
-        (payment_pk == row_id) & (Payment.admins_claimed_at == claim)
+    await _release_claim(Payment.admins_claimed_at, row_id, claim)
+
+
+async def _renew_claim(column: Timestamptz, row_id: int, claim: datetime, now: datetime) -> bool:
+    renewed = (
+        await Payment.update({column: now}).where((payment_pk == row_id) & (column == claim)).returning(payment_pk)
     )
+    return bool(renewed)
+
+
+async def _release_claim(column: Timestamptz, row_id: int, claim: datetime) -> None:
+    await Payment.update({column: claim - NOTICE_LEASE}).where((payment_pk == row_id) & (column == claim))
 
 
 async def owed_to_admins(row_id: int) -> dict[str, Any] | None:
@@ -271,6 +300,96 @@ async def mark_admin_told(row_id: int, admin_id: int, told: AdminTold) -> None:
 async def forget_admins_told(row_id: int) -> None:
     """The admins were all told all there is of payment ``row_id``: the payment's own marks say it all."""
     await PaymentAdminNotice.delete().where(PaymentAdminNotice.payment == row_id)
+
+
+# The payer's notice of a payment's refunds is kept as the admins' is: ``Payment.payer_told_refunded`` is the refunded
+# total they were told of, and ``Payment.payer_refund_claimed_at`` the claim of the process telling them, taken in
+# the transaction that records a refund (``owe_payer_refund``) or by a later check once it has lapsed, renewed before
+# each message and let lapse once nothing is left to tell. A payment whose refunds are told with it (refunded before
+# its success was heard) needs no notice of its own: its payer's notice of the payment tells them.
+
+
+def _refunds_owed_to_payer() -> Combinable:
+    """Refunds of a payment beyond the total its payer was told of, while the payment names them."""
+    return Payment.telegram_id.is_not_null() & (Payment.refunded_amount > Payment.payer_told_refunded)
+
+
+def _payer_refund_claim_lapsed(now: datetime) -> Combinable:
+    # NULL is no claim: no refund of the payment was recorded by code that keeps the payer's notice of it.
+    return Payment.payer_refund_claimed_at <= now - NOTICE_LEASE
+
+
+async def owe_payer_refund(row_id: int, now: datetime, *, refunded_before: Decimal) -> bool:
+    """In the transaction that records a refund of payment ``row_id``: its payer is owed a notice of it, and this
+    process claims it unless another holds the claim. True when this process is to tell them
+    (``BillingNotices.tell_payer_of_refunds``); otherwise the holder, or the periodic check once the claim lapses,
+    does.
+
+    A payment no claim was ever taken on had its refunds so far, ``refunded_before``, told by the code that recorded
+    them (a version that kept no record of it, or the payer's notice of the payment): they are marked told, so that
+    they are not told again with this one."""
+    await Payment.update({Payment.payer_told_refunded: refunded_before}).where(
+        (payment_pk == row_id) & Payment.payer_refund_claimed_at.is_null()
+    )
+    free = Payment.payer_refund_claimed_at.is_null() | _payer_refund_claim_lapsed(now)
+    return await _claim_payer_refund(row_id, now, free)
+
+
+async def claim_payer_refund_notice(row_id: int, now: datetime) -> bool:
+    """Claim the payer's notice of payment ``row_id``'s refunds that its recorder did not send (it stopped first, or
+    Telegram failed): only once the last claim has lapsed, so two processes never send it, and only while it is
+    owed."""
+    return await _claim_payer_refund(row_id, now, _payer_refund_claim_lapsed(now))
+
+
+async def _claim_payer_refund(row_id: int, now: datetime, free: Combinable) -> bool:
+    claimed = (
+        await Payment.update({Payment.payer_refund_claimed_at: now})
+        .where((payment_pk == row_id) & free & _refunds_owed_to_payer())
+        .returning(payment_pk)
+    )
+    return bool(claimed)
+
+
+async def renew_payer_refund_claim(row_id: int, claim: datetime, now: datetime) -> bool:
+    """Renew this process's claim (taken at ``claim``) to tell the payer of payment ``row_id``'s refunds before its
+    next message; False when another process has taken it over."""
+    return await _renew_claim(Payment.payer_refund_claimed_at, row_id, claim, now)
+
+
+async def release_payer_refund_claim(row_id: int, claim: datetime) -> None:
+    """Nothing is left to tell the payer of payment ``row_id``'s refunds: the claim is let lapse at once."""
+    await _release_claim(Payment.payer_refund_claimed_at, row_id, claim)
+
+
+async def refunds_owed_to_payer(row_id: int) -> dict[str, Any] | None:
+    """Payment ``row_id`` as its payer's notice of refunds needs it, while they are owed one."""
+    row: dict[str, Any] | None = (
+        await Payment.select(Payment.telegram_id, Payment.refunded_amount, Payment.payer_told_refunded)
+        .where((payment_pk == row_id) & _refunds_owed_to_payer())
+        .first()
+    )
+    return row
+
+
+async def mark_payer_told_of_refunds(row_id: int, total: Decimal) -> None:
+    """The payer was told payment ``row_id`` was refunded ``total`` in all (or cannot be told: they blocked the
+    bot)."""
+    await Payment.update({Payment.payer_told_refunded: total}).where(
+        (payment_pk == row_id) & (Payment.payer_told_refunded < total)
+    )
+
+
+async def payers_untold_of_refunds(now: datetime | None = None) -> list[int]:
+    """Payments whose payer's notice of a refund did not go out and whose last claim has lapsed, for the periodic
+    check; those recorded longer than ``CHECK_UNTIL`` ago are given up, as the other notices are."""
+    now = now or utcnow()
+    rows = await Payment.select(payment_pk).where(_payer_untold_of_refunds(now))
+    return [row["id"] for row in rows]
+
+
+def _payer_untold_of_refunds(now: datetime) -> Combinable:
+    return _refunds_owed_to_payer() & _payer_refund_claim_lapsed(now) & (Payment.updated_at > now - CHECK_UNTIL)
 
 
 async def forget_waiting_refund(row_id: int, refund_id: str) -> None:

@@ -42,6 +42,7 @@ from pomogator.services.payments import (
     forget_waiting_refund,
     offered,
     owe_admins,
+    owe_payer_refund,
     payment_pk,
     payment_row,
     receipt_description,
@@ -321,8 +322,8 @@ class RefundService:
         process asked for with idempotence ``key``, forgotten as it is recorded)."""
         total = remote.refunded_amount
         until: datetime | None = None
-        tell_admins = False
-        claimed_at = utcnow()  # when this process claimed the admins' notice (``owe_admins``)
+        tell_admins = tell_payer = False
+        claimed_at = utcnow()  # when this process claimed the notices (``owe_admins``, ``owe_payer_refund``)
         async with self.database.transaction():
             # The person's lock before the payment's row, as ``BillingService`` and an erasure take them: the other
             # order (the row here, then the lock in ``shorten``) deadlocks with an erasure on PostgreSQL.
@@ -350,11 +351,12 @@ class RefundService:
                     left = stored_money(current["amount"]) - before
                     share = (total - before) / left if left > 0 else Decimal(1)
                     await self.subscriptions.shorten(remote.id, float(min(share, Decimal(1))))
-                # The admins are owed the notice of the refund until it is sent.
+                # The admins and the payer are owed the notice of the refund until it is sent.
                 claimed_at = utcnow()
                 tell_admins = await owe_admins(
                     row["id"], claimed_at, refunded_before=before, paid_before=current["status"] == SUCCEEDED
                 )
+                tell_payer = await owe_payer_refund(row["id"], claimed_at, refunded_before=before)
         refund_id = refund.id if refund else None
         if total <= before:
             return RefundOutcome(remote.id, refund_id, SUCCEEDED, Decimal(0), total, changed=False)
@@ -365,7 +367,10 @@ class RefundService:
         )
         if telegram_id is not None:
             until = await self.subscriptions.premium_until(telegram_id)
-            await self.notices.tell(telegram_id, texts.refund_done(delta, until, self.settings.tz))
+        if tell_payer:
+            # Never raises, as the admins' below. A notice that does not go out (Telegram fails, this process stops
+            # first) is sent by a later check, once the claim taken above lapses.
+            await self.notices.tell_payer_of_refunds(row["id"], claimed_at)
         if tell_admins:
             # Never raises: the refund is made and recorded (``pomogator payments refund`` failing now would have an
             # operator ask for it again).

@@ -109,12 +109,18 @@ class Payment(Table, tablename="payments"):
     refund_key = Varchar(length=64, null=True, default=None)
     refund_key_amount = Numeric(digits=(12, 2), null=True, default=None)
     refund_key_at = Timestamptz(null=True, default=None)
-    # When the payer was told the payment went through; NULL until a notice was delivered, so the periodic check
-    # sends it again after a crash between recording the payment and telling them.
+    # When the payer was told of the payment (that it went through, or that it failed); NULL until a notice was
+    # delivered, so the periodic check sends it again after a crash between recording the payment and telling them.
     notified_at = Timestamptz(null=True, default=None)
     # When a process took it on itself to tell the payer (see ``pomogator.services.payments.NOTICE_LEASE``); set in
-    # the transaction that records the payment, so a payment recorded before this column existed is never owed.
+    # the statement or transaction that records the payment's success or failure, so a payment recorded before the
+    # notice was kept is never owed one.
     notice_claimed_at = Timestamptz(null=True, default=None)
+    # The payer's notice of the payment's refunds, kept as the admins' are (``claim_payer_refund_notice``): the
+    # refunded total they were told of, and when a process took it on itself to tell them, set in the transaction
+    # that records a refund.
+    payer_told_refunded = Numeric(digits=(12, 2), default=Decimal(0))
+    payer_refund_claimed_at = Timestamptz(null=True, default=None)
     # The admins' notices, kept the same way (see ``pomogator.services.payments.claim_admins_notice``): when they were
     # told the payment went through (NULL until every admin had it or cannot get it); the refunded total they were
     # told of; and when a process took it on itself to tell them, set in the transaction that records what they are
