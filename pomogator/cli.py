@@ -22,6 +22,7 @@ from pomogator.commands import (
     MAX_ROWS,
     TELEGRAM_ID_MAX,
     TELEGRAM_ID_MIN,
+    App,
     confirm,
     sub_app,
     unwrap_help,
@@ -30,7 +31,7 @@ from pomogator.servers import settings_for
 
 T = TypeVar("T")
 
-app = typer.Typer(
+app = App(
     name="pomogator",
     help="Pomogator: a Telegram assistant for many LLMs.",
     no_args_is_help=True,
@@ -304,10 +305,18 @@ def chat(
     Log records below WARNING are shown only when POMOGATOR_LOG_LEVEL is set.
     """
     from pomogator.container import build_services
+    from pomogator.errors import UnknownModel
+    from pomogator.llm.catalog import load_catalog
     from pomogator.logging import setup_logging
     from pomogator.terminal_chat import run_terminal_chat
 
     settings = settings_for("openrouter_api_key")
+    if model is not None:
+        # A bad value of an option, like any other (exit code 2), said before the database is opened.
+        try:
+            load_catalog(settings.models_file).get(model)
+        except UnknownModel as exc:
+            raise typer.BadParameter(str(exc), param_hint="--model") from None
     if "log_level" not in settings.model_fields_set:
         # The libraries' INFO records (the SDK's "Retrying request…") would break into the conversation.
         setup_logging(settings.model_copy(update={"log_level": "WARNING"}), "cli")

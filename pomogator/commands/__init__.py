@@ -5,15 +5,19 @@ destructive commands ask for."""
 from __future__ import annotations
 
 import inspect
+import re
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperCommand
 
 from pomogator import cli_output
 
 if TYPE_CHECKING:
     from typer.core import MarkupMode
+    from typer.models import CommandFunctionType
 
 
 def _is_terminal(stream: object) -> bool:
@@ -23,9 +27,10 @@ def _is_terminal(stream: object) -> bool:
         return False
 
 
-# Help and usage errors are drawn with rich (panels, colours) at a terminal; where stderr is not one (a pipe, a CI
-# or container log) they are click's plain text, without box-drawing characters.
-MARKUP_MODE: MarkupMode = "rich" if _is_terminal(sys.stderr) else None
+# Help and usage errors are drawn with rich (panels, colours) at a terminal; elsewhere (a pipe, a CI or container
+# log) they are click's plain text, without box-drawing characters. Help goes to stdout and usage errors to stderr,
+# and one mode serves both: rich only when both are terminals (`pomogator user --help | less` at a terminal is plain).
+MARKUP_MODE: MarkupMode = "rich" if _is_terminal(sys.stdout) and _is_terminal(sys.stderr) else None
 
 # A person's Telegram id: positive, and a signed 64-bit integer as the database stores it.
 TELEGRAM_ID_MIN = 1
@@ -36,9 +41,29 @@ MAX_ROWS = 1_000_000
 MAX_DAYS = 36_500
 
 
+# A required argument as typer writes it in a usage line: "{TELEGRAM_ID}", which reads as a list of choices.
+_BRACED_ARGUMENT = re.compile(r"^\{([A-Z][A-Z0-9_]*)\}(\.\.\.)?$")
+
+
+class Command(TyperCommand):
+    """A command whose usage line names its required arguments as click does (``user show [OPTIONS] TELEGRAM_ID``),
+    not in braces."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [_BRACED_ARGUMENT.sub(r"\1\2", piece) for piece in super().collect_usage_pieces(ctx)]
+
+
+class App(typer.Typer):
+    """The ``pomogator`` app and its sub-apps: their commands are ``Command``s."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        kwargs.setdefault("cls", Command)
+        return super().command(*args, **kwargs)
+
+
 def sub_app(help: str) -> typer.Typer:
     """A sub-app of ``pomogator`` (``pomogator db``, ``pomogator logs``...)."""
-    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=MARKUP_MODE)
+    return App(help=help, no_args_is_help=True, rich_markup_mode=MARKUP_MODE)
 
 
 def unwrap_help(app: typer.Typer) -> None:

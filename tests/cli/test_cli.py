@@ -207,10 +207,13 @@ async def test_piped_chat_says_when_an_answer_was_cut_off(tmp_path: Path, fake_l
 
 
 async def test_chat_unknown_model_lists_valid_ids(tmp_path: Path) -> None:
+    """A bad value of an option, with the exit code of every other (2), before the database is opened."""
     env = clean_env(POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY)
     result = await run_cli("chat", "--model", "nope/none", cwd=tmp_path, env=env, stdin="hi\n")
-    assert result.code == 1
+    assert result.code == 2
+    assert "Invalid value for --model: Unknown model 'nope/none'." in result.stderr
     assert "openai/gpt-4o-mini" in result.stderr
+    assert not (tmp_path / "pomogator.sqlite3").exists()
 
 
 async def test_chat_as_user_uses_role_context_and_quota(tmp_path: Path, db_url: str, fake_llm: FakeLLM) -> None:
