@@ -18,7 +18,7 @@ from pomogator.services.formatting import (
     split_html,
     utf16_len,
 )
-from pomogator.services.formatting.markdown import html_plugin
+from pomogator.services.formatting.html_tags import html_plugin
 from pomogator.services.formatting.math import math_plugin
 from pomogator.services.formatting.text import Char, tokenize, visible_text
 from tests.fakes.telegram_html import check_message, parse_html

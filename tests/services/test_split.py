@@ -13,7 +13,7 @@ from pomogator.services.formatting import (
     render_answer_ending,
     split_html,
 )
-from pomogator.services.formatting.split import TELEGRAM_ENTITY_LIMIT
+from pomogator.services.formatting.limits import TELEGRAM_ENTITY_LIMIT
 from pomogator.services.formatting.text import Char, Tag, tokenize
 from tests.fakes.telegram_html import ENTITY_LIMIT, check_message, parse_html
 

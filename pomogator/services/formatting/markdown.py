@@ -3,33 +3,32 @@
 markdown-it-py does the parsing, so half-written Markdown from a stream degrades the CommonMark way:
 an unclosed fence is a code block up to the end, an unclosed ``**`` or ``[link](`` stays literal text.
 Raw HTML in the Markdown is never passed through. The few tags models write for formatting mean what they say
-(``html_plugin``): ``<br>`` is a line break, ``<b>``, ``<i>``, ``<u>``, ``<s>`` and their synonyms style text,
+(``html_tags``): ``<br>`` is a line break, ``<b>``, ``<i>``, ``<u>``, ``<s>`` and their synonyms style text,
 ``<kbd>`` is code, ``<sup>`` and ``<sub>`` become Unicode super- and subscripts, ``<details>`` and ``<summary>``
 plain lines, and comments vanish; any other tag, and one left unclosed, is shown as text. LaTeX formulas become
-code (see ``math``). Bare addresses are text that Telegram links itself, safe from emphasis (``bare_urls_plugin``);
-so is an asterisk between two letters or digits, as in "2*3*4" (``emphasis_plugin``). Link reference
-definitions are not read: a "[1]: https://…" list of sources stays as it was written.
+code (see ``math``). Bare addresses are text that Telegram links itself, safe from emphasis (``bare_urls``);
+so is an asterisk between two letters or digits, as in "2*3*4" (``emphasis``). Link reference
+definitions are not read: a "[1]: https://…" list of sources stays as it was written. A link keeps its address only
+if Telegram takes it (``links``).
 """
 
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
 import unicodedata
 from collections import Counter
 
 from markdown_it import MarkdownIt
-from markdown_it.common.utils import unescapeAll
-from markdown_it.rules_inline import StateInline, emphasis
-from markdown_it.token import Token
 from markdown_it.tree import SyntaxTreeNode
 
+from pomogator.services.formatting.bare_urls import bare_urls_plugin
+from pomogator.services.formatting.emphasis import emphasis_plugin
+from pomogator.services.formatting.html_tags import html_plugin
+from pomogator.services.formatting.links import WEB_SCHEMES, link_allowed
 from pomogator.services.formatting.math import math_plugin
 from pomogator.services.formatting.text import escape_attr, escape_text, visible_text
 
-_ALLOWED_SCHEMES = ("http://", "https://", "tg://", "mailto:")
-_WEB_SCHEMES = ("http://", "https://")
 _LANGUAGE = re.compile(r"[A-Za-z0-9_+#.-]{1,32}")
 _BULLETS = ("•", "◦", "▪")
 _INDENT = "   "
@@ -42,31 +41,7 @@ _MAX_TABLE_WIDTH = 40
 # the width anyway; a record keeps the link as it is. And tables with a line break (``<br>``) in a cell: a <pre>
 # row is one line; a record keeps the cell's lines.
 _LINK_TAG = "<a "
-_BREAKS = ("softbreak", "hardbreak")
-
-# Raw HTML (``html_plugin``)
-
-_BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_TAG = re.compile(r"<(?:(?P<open>[a-z]+)(?:\s[^<>]*)?|/(?P<close>[a-z]+)\s*)>", re.IGNORECASE)
-# The tags read as formatting, by the token they become (the names markdown-it gives its own emphasis).
-_STYLE_HTML = {
-    "b": "strong",
-    "strong": "strong",
-    "i": "em",
-    "em": "em",
-    "u": "u",
-    "s": "s",
-    "del": "s",
-    "kbd": "kbd",
-    "sup": "sup",
-    "sub": "sub",
-}
-# Tags that only frame lines: each starts a line of its own (a summary is its block's first line).
-_LINE_TAGS = ("details", "summary")
-# What shows nothing at the end of a paragraph, a heading or a cell: a break there would only add a blank line.
-_INVISIBLE_END = re.compile(
-    r"(?:\s|<br\s*/?>|<!--.*?-->|</?(?:details|summary)(?:\s[^<>]*)?>)*", re.IGNORECASE | re.DOTALL
-)
+# ``<sup>`` and ``<sub>`` (read by ``html_tags``) drawn with Unicode's super- and subscript characters.
 _SUPERSCRIPTS = str.maketrans("0123456789+-−=()abcdefghijklmnoprstuvwxyz", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻ")
 _SUBSCRIPTS = str.maketrans("0123456789+-−=()aehijklmnoprstuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ")
 # What has them all; spaces stay spaces ("n + 1" is "ⁿ ⁺ ¹"). Capitals have no superscripts every phone draws.
@@ -74,199 +49,6 @@ _SCRIPTABLE = {
     "sup": (re.compile(r"[0-9+\-−=()a-pr-z ]+"), _SUPERSCRIPTS, "^"),
     "sub": (re.compile(r"[0-9+\-−=()aehijklmnoprstuvx ]+"), _SUBSCRIPTS, "_"),
 }
-
-# Bare addresses (``bare_urls_plugin``): after "http:" or "https:", "//" and the rest up to a space or a "<",
-# brackets balanced one level deep ("…/Python_(language)"), so that a link's "]" or an aside's ")" ends it.
-_URL_REST = re.compile(r"//(?:[^\s<>()\[\]`]|\([^\s<>()\[\]`]*\)|\[[^\s<>()\[\]`]*\])+")
-# What ends a sentence rather than an address, as GFM's autolinks and Telegram's own have it: "см. https://x.io."
-_URL_TRAILING = ".,;:!?*_~'\"»…"
-_STARS = re.compile(r"\*+")
-
-# Link addresses Telegram takes (``_link_allowed``).
-_AUTHORITY = re.compile(r"[a-z]+://([^/?#]*)", re.IGNORECASE)
-_HOST = re.compile(r"(?:[a-z0-9._~!$&'()*+,;=-]|%[0-9a-f]{2}|[^\x00-\x7f])+")
-_PORT = re.compile(r"[0-9]+")
-_TG_HOST = re.compile(r"tg://[a-z0-9_-]+(?:[/?#].*)?", re.IGNORECASE | re.DOTALL)
-
-
-def html_plugin(md: MarkdownIt) -> None:
-    """Reads the raw HTML models write for formatting; the rest of it stays text. ``<br>``, ``<br/>`` and
-    ``<br />`` (in any case) are line breaks; ``<details>`` and ``<summary>`` start lines; comments vanish;
-    ``<b>``/``<strong>``, ``<i>``/``<em>``, ``<u>``, ``<s>``/``<del>``, ``<kbd>``, ``<sup>`` and ``<sub>`` become
-    the formatting they name when closed in the same paragraph, heading or cell, without crossing Markdown's own
-    emphasis or links (an unclosed or stray one is text, as an unclosed ``**`` is). Code spans and code blocks are
-    not parsed by inline rules, so HTML in code stays as it is written."""
-    md.inline.ruler.before("autolink", "html_tags", _html_tag)
-    md.inline.ruler2.before("fragments_join", "html_pairs", _pair_html_tags)
-
-
-def _html_tag(state: StateInline, silent: bool) -> bool:
-    src, pos, maximum = state.src, state.pos, state.posMax
-    if src[pos] != "<":
-        return False
-    match = _BREAK_TAG.match(src, pos, maximum)
-    if match is not None:
-        return _line_start(state, silent, match.group(0), match.end(), repeat=True)
-    if src.startswith("<!--", pos):
-        end = src.find("-->", pos + 4, maximum)
-        if end < 0:
-            return False
-        return _drop(state, silent, end + 3)
-    match = _TAG.match(src, pos, maximum)
-    if match is None:
-        return False
-    name = (match.group("open") or match.group("close")).lower()
-    if name in _LINE_TAGS:
-        return _line_start(state, silent, match.group(0), match.end(), repeat=False)
-    kind = _STYLE_HTML.get(name)
-    if kind is None:
-        return False
-    if not silent:
-        # Paired (or turned back into text) by ``_pair_html_tags`` once the whole inline is read.
-        token = state.push("html_tag", "", 0)
-        token.info = kind
-        token.markup = match.group(0)
-        token.meta = {"closing": match.group("close") is not None}
-    state.pos = match.end()
-    return True
-
-
-def _line_start(state: StateInline, silent: bool, markup: str, end: int, repeat: bool) -> bool:
-    """A tag that starts a new line (``<br>``; ``<details>``, ``<summary>``, their closing tags) ending at ``end``.
-    ``repeat``: whether it adds a line after another line start (``<br><br>`` is a blank line, ``<details><summary>``
-    is one line start)."""
-    if not silent:
-        # As Markdown's own breaks do, the spaces around it go; "a<br>\nb" is one break, not a break and a newline.
-        state.pending = state.pending.rstrip(" ")
-        tokens = state.tokens
-        after_break = not state.pending and bool(tokens) and tokens[-1].type in _BREAKS
-        # At either end of a paragraph, a heading or a cell it would only add a blank line to the blocks' own.
-        first = not state.pending and not tokens
-        last = _INVISIBLE_END.fullmatch(state.src, end, state.posMax) is not None
-        if last and after_break:
-            tokens.pop()  # "…\n</details>": the line break before a closing tag on a line of its own shows nothing
-        elif not first and not last and (repeat or not after_break):
-            token = state.push("hardbreak", "br", 0)
-            token.markup = markup
-        end = _past_line_end(state.src, end, state.posMax)
-    state.pos = end
-    return True
-
-
-def _drop(state: StateInline, silent: bool, end: int) -> bool:
-    """An HTML comment ending at ``end``: it shows nothing, nor does a line it had to itself."""
-    if not silent:
-        tokens = state.tokens
-        line_start = not state.pending and (not tokens or tokens[-1].type in _BREAKS)
-        if _INVISIBLE_END.fullmatch(state.src, end, state.posMax) is not None:
-            state.pending = state.pending.rstrip(" ")
-            if not state.pending and tokens and tokens[-1].type == "softbreak":
-                tokens.pop()
-        elif line_start or state.pending.endswith(" "):
-            end = _past_line_end(state.src, end, state.posMax, newline=line_start)
-    state.pos = end
-    return True
-
-
-def _past_line_end(src: str, pos: int, maximum: int, newline: bool = True) -> int:
-    """``pos`` past the spaces after it and, with ``newline``, one line end and the next line's indent."""
-    while pos < maximum and src[pos] == " ":
-        pos += 1
-    if newline and pos < maximum and src[pos] == "\n":
-        pos += 1
-        while pos < maximum and src[pos] == " ":
-            pos += 1
-    return pos
-
-
-def _pair_html_tags(state: StateInline) -> None:
-    """Turns each HTML tag closed at the same depth in Markdown's own nesting (so that it crosses no emphasis nor
-    link) into an opening and a closing token; any other one back into its text."""
-    tokens = state.tokens
-    if not any(token.type == "html_tag" for token in tokens):
-        return
-    depth = 0
-    opened: list[tuple[Token, int]] = []  # open tags not yet paired, and the depth at each
-    for token in tokens:
-        if token.type != "html_tag":
-            depth += token.nesting
-            if token.nesting < 0:
-                # Tags opened inside what just closed can pair no more.
-                while opened and opened[-1][1] > depth:
-                    opened.pop()
-            continue
-        if not token.meta["closing"]:
-            opened.append((token, depth))
-            continue
-        for at in range(len(opened) - 1, -1, -1):
-            start, start_depth = opened[at]
-            if start_depth != depth:
-                break
-            if start.info == token.info:
-                # Unpaired tags opened inside this pair stay text.
-                del opened[at:]
-                start.type, start.tag, start.nesting = f"{token.info}_open", token.info, 1
-                token.type, token.tag, token.nesting = f"{token.info}_close", token.info, -1
-                break
-    for token in tokens:
-        if token.type == "html_tag":
-            token.type, token.content = "text", token.markup
-
-
-def bare_urls_plugin(md: MarkdownIt) -> None:
-    """Keeps bare ``http(s)://`` addresses as they are written: without it, "__init__.py" in one lost its
-    underscores to emphasis, and Telegram linked the mangled address. They stay text, which Telegram links itself,
-    without the punctuation that ends a sentence after them."""
-    md.inline.ruler.after("text", "bare_url", _bare_url)
-
-
-def _bare_url(state: StateInline, silent: bool) -> bool:
-    src, pos = state.src, state.pos
-    if src[pos] != ":":
-        return False
-    # The text rule stops at the ":", so "http" or "https" before it is text already, a word of its own.
-    if src[pos - 5 : pos].lower() == "https":
-        scheme = 5
-    elif src[pos - 4 : pos].lower() == "http":
-        scheme = 4
-    else:
-        return False
-    if pos > scheme and src[pos - scheme - 1].isalnum():
-        return False
-    match = _URL_REST.match(src, pos + 1, state.posMax)
-    if match is None:
-        return False
-    rest = match.group(0).rstrip(_URL_TRAILING)
-    if len(rest) <= len("//"):
-        return False
-    if not silent:
-        # Backslash escapes and character references mean in an address what they mean in the text around it.
-        state.append_pending(":" + unescapeAll(rest))
-    state.pos = pos + 1 + len(rest)
-    return True
-
-
-def emphasis_plugin(md: MarkdownIt) -> None:
-    """CommonMark's emphasis, except that a run of ``*`` between two letters or digits neither opens nor closes
-    one, as GFM already has it for ``_``: "2*3*4 = 24", "a*b*c" and "x**2 + y**2" are arithmetic, not italics or
-    bold. Emphasis inside a word ("**Python**овский") is lost with it: rare in answers, which put emphasis around
-    words, or before punctuation ("**Важно**:", "**API**-ключ"), which still works. Ideographs count as no letters
-    here: Chinese and Japanese put no spaces between words, so their emphasis is always "inside a word"."""
-    md.inline.ruler.at("emphasis", _emphasis)
-
-
-def _emphasis(state: StateInline, silent: bool) -> bool:
-    src, pos, maximum = state.src, state.pos, state.posMax
-    stars = _STARS.match(src, pos, maximum) if pos > 0 and not silent else None
-    if stars and stars.end() < maximum and _word_character(src[pos - 1]) and _word_character(src[stars.end()]):
-        state.append_pending(stars.group(0))
-        state.pos = stars.end()
-        return True
-    return emphasis.tokenize(state, silent)
-
-
-def _word_character(char: str) -> bool:
-    return char.isalnum() and unicodedata.east_asian_width(char) not in "WF"
 
 
 _PARSER = (
@@ -303,40 +85,6 @@ def shows_nothing(md: str) -> bool:
     if _WORD.search(md) and not any(mark in md for mark in _CAN_HIDE_WORDS):
         return False
     return not visible_text(markdown_to_html(md)).strip()
-
-
-def _link_allowed(href: str) -> bool:
-    """Whether Telegram takes ``href`` as a link's address, checked as TDLib does (``parse_url`` and
-    ``LinkManager::check_link``): a link it refuses costs the whole message its formatting. A web address needs
-    a host, with a dot or an IPv6 literal, of the characters a host may have (IDN ones too), and a port from 1 to
-    65535 when it has one."""
-    lowered = href.lower()
-    if lowered.startswith(_WEB_SCHEMES):
-        return _web_address_allowed(href)
-    if lowered.startswith("tg:"):
-        return _TG_HOST.fullmatch(href) is not None
-    return lowered.startswith("mailto:") and len(href) > len("mailto:")
-
-
-def _web_address_allowed(href: str) -> bool:
-    authority = _AUTHORITY.match(href)
-    if authority is None:
-        return False
-    host = authority.group(1)
-    colon = host.rfind(":")
-    if colon > max(host.rfind("]"), host.rfind("@")):
-        port = host[colon + 1 :].lstrip("0")  # an empty port, or 0, is none
-        if _PORT.fullmatch(port) is None or len(port) > 5 or int(port) > 65535:
-            return False
-        host = host[:colon]
-    host = host[host.rfind("@") + 1 :].lower()
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            ipaddress.IPv6Address(host[1:-1])
-        except ValueError:
-            return False
-        return "%" not in host
-    return "." in host and host.strip(".") != "" and _HOST.fullmatch(host) is not None
 
 
 def _display_width(s: str) -> int:
@@ -527,7 +275,7 @@ class _Renderer:
     def link(self, href: str, node: SyntaxTreeNode, fallback: str = "🔗") -> str:
         if self.in_link:
             return self.inline_children(node)
-        if not _link_allowed(href):
+        if not link_allowed(href):
             return self.refused_link(href, node)
         self.in_link = True
         try:
@@ -543,7 +291,7 @@ class _Renderer:
         person may still copy "http://localhost:8000" or see what "https://<домен>/api" stands for); other schemes
         (``javascript:``, a relative path, ``data:`` of an image) only as the label."""
         label = self.inline_children(node)
-        if not href.lower().startswith(_WEB_SCHEMES):
+        if not href.lower().startswith(WEB_SCHEMES):
             return label
         address = _PARSER.normalizeLinkText(href)
         shown = visible_text(label).strip()

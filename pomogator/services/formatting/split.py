@@ -7,13 +7,10 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import accumulate
 
+from pomogator.services.formatting.limits import TELEGRAM_ENTITY_LIMIT, TELEGRAM_MESSAGE_LIMIT
 from pomogator.services.formatting.markdown import markdown_to_html
 from pomogator.services.formatting.text import Char, Tag, html_to_text, tokenize, utf16_len, visible_text
 
-TELEGRAM_MESSAGE_LIMIT = 4096
-# Telegram keeps at most this many entities (formatted spans: a bold word, a link, a code block, a quote) in one
-# message and silently drops the formatting of the rest: the text arrives, its later bold, code and links do not.
-TELEGRAM_ENTITY_LIMIT = 100
 # Preferred break points, best first. The separator itself is dropped at the split.
 _SEPARATORS = ("\n\n", "\n", " ")
 # A preferred break is used only if it keeps at least this share of the room; otherwise the chunk

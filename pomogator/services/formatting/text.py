@@ -6,6 +6,8 @@ import html
 import re
 from dataclasses import dataclass
 
+from pomogator.services.formatting.limits import TELEGRAM_MESSAGE_LIMIT
+
 # Our own output only ever uses these entities, but numeric ones are valid Telegram HTML too.
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]+|#[xX][0-9a-fA-F]+);")
 _TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)?((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>")
@@ -14,9 +16,6 @@ _MARKUP = re.compile(f"(?:{_TAG.pattern})|(?P<entity>{_ENTITY.pattern})")
 # A link as ``markdown_to_html`` writes one (never nested, its label with no other link).
 _LINK = re.compile(r'<a href="([^"]*)">(.*?)</a>', re.DOTALL)
 _SCHEME = re.compile(r"^(?:https?://|mailto:)|/$", re.IGNORECASE)
-# Telegram's limit for a message's text, in UTF-16 units (``split.TELEGRAM_MESSAGE_LIMIT``; that module imports this
-# one).
-_MESSAGE_LIMIT = 4096
 
 
 def utf16_len(s: str) -> int:
@@ -93,7 +92,7 @@ def html_to_text(source: str) -> str:
     message."""
     if _LINK.search(source) is None:
         return visible_text(source)
-    room = _MESSAGE_LIMIT - utf16_len(visible_text(source))
+    room = TELEGRAM_MESSAGE_LIMIT - utf16_len(visible_text(source))
 
     def with_address(link: re.Match[str]) -> str:
         nonlocal room

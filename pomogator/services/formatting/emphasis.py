@@ -1,0 +1,34 @@
+"""CommonMark's emphasis, with no ``*`` between two letters or digits (a markdown-it plugin)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from markdown_it import MarkdownIt
+from markdown_it.rules_inline import StateInline, emphasis
+
+_STARS = re.compile(r"\*+")
+
+
+def emphasis_plugin(md: MarkdownIt) -> None:
+    """CommonMark's emphasis, except that a run of ``*`` between two letters or digits neither opens nor closes
+    one, as GFM already has it for ``_``: "2*3*4 = 24", "a*b*c" and "x**2 + y**2" are arithmetic, not italics or
+    bold. Emphasis inside a word ("**Python**овский") is lost with it: rare in answers, which put emphasis around
+    words, or before punctuation ("**Важно**:", "**API**-ключ"), which still works. Ideographs count as no letters
+    here: Chinese and Japanese put no spaces between words, so their emphasis is always "inside a word"."""
+    md.inline.ruler.at("emphasis", _emphasis)
+
+
+def _emphasis(state: StateInline, silent: bool) -> bool:
+    src, pos, maximum = state.src, state.pos, state.posMax
+    stars = _STARS.match(src, pos, maximum) if pos > 0 and not silent else None
+    if stars and stars.end() < maximum and _word_character(src[pos - 1]) and _word_character(src[stars.end()]):
+        state.append_pending(stars.group(0))
+        state.pos = stars.end()
+        return True
+    return emphasis.tokenize(state, silent)
+
+
+def _word_character(char: str) -> bool:
+    return char.isalnum() and unicodedata.east_asian_width(char) not in "WF"
