@@ -49,6 +49,10 @@ def urls(html: str) -> list[object]:
         # Escapes mean in an address what they mean around it.
         (r"https://e.com/a\_b\_c", "https://e.com/a_b_c"),
         ("https://e.com/?a=1&amp;b=<2>", "https://e.com/?a=1&amp;b=&lt;2&gt;"),
+        # A character reference at the end keeps its ";", which is no sentence's end.
+        ("https://e.com/(x)&#65;", "https://e.com/(x)A"),
+        ("https://e.com/x&copy;!", "https://e.com/x©!"),
+        ("https://e.com/?a=1&b=2;", "https://e.com/?a=1&amp;b=2;"),
         # No address: emphasis as usual.
         (
             "xhttps://e.com/_a_ и https:// _b_ и https://. _c_",

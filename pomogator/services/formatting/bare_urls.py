@@ -13,6 +13,8 @@ from markdown_it.rules_inline import StateInline
 _URL_REST = re.compile(r"//(?:[^\s<>()\[\]`]|\([^\s<>()\[\]`]*\)|\[[^\s<>()\[\]`]*\])+")
 # What ends a sentence rather than an address, as GFM's autolinks and Telegram's own have it: "см. https://x.io."
 _URL_TRAILING = ".,;:!?*_~'\"»…"
+# A character reference at the end of what is left: its ";" belongs to it ("…&#65;" is "…A", as in the text around).
+_REFERENCE_END = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31})$")
 
 
 def bare_urls_plugin(md: MarkdownIt) -> None:
@@ -38,7 +40,10 @@ def _bare_url(state: StateInline, silent: bool) -> bool:
     match = _URL_REST.match(src, pos + 1, state.posMax)
     if match is None:
         return False
-    rest = match.group(0).rstrip(_URL_TRAILING)
+    written = match.group(0)
+    rest = written.rstrip(_URL_TRAILING)
+    if written[len(rest) :].startswith(";") and _REFERENCE_END.search(rest):
+        rest += ";"
     if len(rest) <= len("//"):
         return False
     if not silent:
