@@ -22,6 +22,8 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
 
+from pomogator.services.formatting.bare_urls import bare_urls_plugin
+from pomogator.services.formatting.emphasis import emphasis_plugin
 from pomogator.services.formatting.math import math_plugin
 
 REFRESH_PER_SECOND = 8
@@ -30,8 +32,18 @@ REFRESH_PER_SECOND = 8
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 # rich's own rules (CommonMark, strikethrough, tables) without HTML: rich shows no HTML, so with these rules on,
-# "Vec<String>" lost "<String>" and a "<div>" line disappeared. Formulas become code, as in the bot.
-PARSER = MarkdownIt().enable("strikethrough").enable("table").disable(["html_inline", "html_block"]).use(math_plugin)
+# "Vec<String>" lost "<String>" and a "<div>" line disappeared. As in the bot: formulas become code, bare addresses
+# and "*" between letters or digits ("2*3*4", "x**2") are no emphasis, and link reference definitions ("[1]: …", a
+# list of sources) are shown as written.
+PARSER = (
+    MarkdownIt()
+    .enable("strikethrough")
+    .enable("table")
+    .disable(["html_inline", "html_block", "reference"])
+    .use(math_plugin)
+    .use(bare_urls_plugin)
+    .use(emphasis_plugin)
+)
 LISTS = ("bullet_list_open", "ordered_list_open")
 
 

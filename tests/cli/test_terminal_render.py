@@ -78,6 +78,20 @@ def test_formulas_are_shown_as_written() -> None:
     assert "\\{ a \\} \\\\ b" in shown
 
 
+def test_addresses_arithmetic_and_sources_are_shown_as_written() -> None:
+    console = plain_console(width=100)
+    console.print(
+        ChatMarkdown(
+            "См. https://github.com/psf/requests/blob/main/src/requests/__init__.py и 2*3*4 = 24, x**2 + y**2.\n\n"
+            "**Источники:**\n\n[1]: rosstat.gov.ru\n"
+        )
+    )
+    shown = output(console)
+    assert "https://github.com/psf/requests/blob/main/src/requests/__init__.py" in shown
+    assert "2*3*4 = 24, x**2 + y**2." in shown
+    assert "[1]: rosstat.gov.ru" in shown
+
+
 @pytest.mark.parametrize("size", [1, 2, 5, 16, len(ANSWER)])
 async def test_a_streamed_answer_shows_as_the_whole_answer_rendered_once(size: int) -> None:
     console = plain_console()
