@@ -167,16 +167,29 @@ class RefundService:
         A refund YooKassa does not make at once comes back with its status: ``pending`` is recorded once it
         succeeds; ``canceled`` refunded nothing (the admins are told).
 
-        Raises PaymentNotFound, BillingError (not refundable, bad amount, no email for the receipt), InvalidEmail,
-        PaymentProviderUnavailable.
+        Runs at once (in any processes) ask with one idempotence key, so YooKassa makes one refund for them: the first
+        to store its key asks with it, and the others find it and ask with it too, or are refused when they ask for
+        another amount, or when it was answered before they found it.
+
+        Raises PaymentNotFound, BillingError (not refundable, bad amount, no email for the receipt, another refund
+        asked for at once), InvalidEmail, PaymentProviderUnavailable.
         """
         if amount is not None:
             amount = checked_refund_amount(amount)
+        return await self._refund(payment_id, amount, email)
+
+    async def _refund(
+        self, payment_id: str, amount: Decimal | None, email: str | None, *, raced: bool = False
+    ) -> RefundOutcome:
+        """``refund``; ``raced``: looked at again because another run stored its key first."""
         row = await payment_row(payment_id)
         remote = await self.kassa.get_payment(payment_id)
         if remote.status != SUCCEEDED:
             raise BillingError(f"Payment {payment_id} is {remote.status}; only succeeded payments can be refunded.")
         await self._apply(row, remote)
+        # Read again after applying it (which records a refund made before its success was heard): a refund's key is
+        # stored only while the payment's refunds are as this run last read them (``_keep_refund_key``).
+        row = await payment_row(payment_id)
         if row["refund_waiting_id"] is not None:
             # One refund followed up at a time (``refund_waiting_id``): the one YooKassa answered as pending settles
             # first, or a second would take its place and it would never be recorded.
@@ -197,9 +210,9 @@ class RefundService:
                 when = asked_at.astimezone(self.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
                 raise BillingError(
                     f"A refund of {money(value)} {remote.currency} of payment {payment_id} asked at {when} was not "
-                    "recorded (YooKassa's answer was lost, or what came after it failed) and may have been made. Ask "
-                    f"for {money(value)} again to finish it (YooKassa does not make it twice), then refund more if "
-                    "needed."
+                    "recorded (YooKassa's answer was lost, or what came after it failed, or another run is asking "
+                    f"for it right now) and may have been made. Ask for {money(value)} again to finish it (YooKassa "
+                    "does not make it twice), then refund more if needed."
                 )
         else:
             refundable = remote.amount - remote.refunded_amount
@@ -209,16 +222,30 @@ class RefundService:
                     f"Payment {payment_id} is already fully refunded ({money(remote.refunded_amount)} "
                     f"{remote.currency})."
                 )
+            if raced:
+                # The other run's refund was answered meanwhile: what this one asks for may be what it made.
+                raise BillingError(
+                    f"Another run asked for a refund of payment {payment_id} at the same time as this one, and has "
+                    f"been answered (refunded in total now: {money(remote.refunded_amount)} {remote.currency}); this "
+                    "run asked for nothing. Check `pomogator payments list`, then run the command again if more is "
+                    "to be refunded."
+                )
             value = refundable if amount is None else amount
             if value > refundable:
                 raise BillingError(f"The refund must be between 0.01 and {money(refundable)} {remote.currency}.")
             key = str(uuid.uuid4())
         receipt = await self._receipt(row, email)
-        if unanswered is None:
-            # Kept before asking: if the answer is lost, asking again reuses it.
-            await Payment.update(
-                {Payment.refund_key: key, Payment.refund_key_amount: value, Payment.refund_key_at: utcnow()}
-            ).where(payment_pk == row["id"])
+        # Kept before asking: if the answer is lost, asking again reuses it.
+        if unanswered is None and not await self._keep_refund_key(row, key, value):
+            # Another run asked for a refund of this payment since ``row`` was read. Looked at again, its key is found
+            # and asked with (YooKassa answers both runs with one refund); another amount is refused until that
+            # refund is recorded, and so is any once it has been answered (the refunded total has changed).
+            if raced:
+                raise BillingError(
+                    f"Other runs are asking for refunds of payment {payment_id} right now; this run asked for nothing. "
+                    "Run the command again once they have finished."
+                )
+            return await self._refund(payment_id, amount, email, raced=True)
         try:
             refund = await self.kassa.create_refund(
                 payment_id=payment_id,
@@ -250,6 +277,27 @@ class RefundService:
         if refund.status != SUCCEEDED:
             return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
         return await self._record(row, await self.kassa.get_payment(payment_id), refund, key=key)
+
+    async def _keep_refund_key(self, row: Mapping[str, Any], key: str, value: Decimal) -> bool:
+        """Store the idempotence ``key`` of a refund of ``value`` about to be asked for, unless the payment's refunds
+        changed since ``row`` was read: another run stored its key (it is asking YooKassa now, or its answer was
+        lost), or stored one and recorded its refund or its wait for it. True when stored. Compared, never
+        overwritten: two runs at once would ask with two keys, and YooKassa would make two refunds."""
+        async with self.database.transaction():
+            query = Payment.select(Payment.refund_key, Payment.refund_waiting_id, Payment.refunded_amount).where(
+                payment_pk == row["id"]
+            )
+            if not self.database.is_sqlite:
+                query = query.lock_rows()  # SQLite's BEGIN IMMEDIATE already serialises writers
+            now = await query.first()
+            if now is None or any(now[name] != row[name] for name in ("refund_key", "refund_waiting_id")):
+                return False
+            if stored_money(now["refunded_amount"]) != stored_money(row["refunded_amount"]):
+                return False
+            await Payment.update(
+                {Payment.refund_key: key, Payment.refund_key_amount: value, Payment.refund_key_at: utcnow()}
+            ).where(payment_pk == row["id"])
+            return True
 
     async def _apply(self, row: Mapping[str, Any], remote: RemotePayment) -> Applied | None:
         """Record a succeeded payment before its refund, unless it does not match our row (``PaymentNotVerified``,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from pomogator.errors import (
 from pomogator.logs.records import telegram_id_of
 from pomogator.services.billing import PaymentOutcome, _reusable
 from pomogator.services.payments import Plan, list_payments, waiting_payments
+from pomogator.services.refunds import RefundOutcome, RefundService
 from pomogator.store.tables import Payment, Subscription
 from pomogator.timeutil import as_utc, utcnow
 from tests.fakes.telegram_server import FakeTelegram
@@ -835,6 +836,93 @@ async def test_a_refund_made_but_not_recorded_is_finished_when_asked_again_not_m
     kassa.refund_status = "succeeded"
     await services.billing.refunds.refund(payment_id, Decimal("100.00"))
     assert len(kassa.refunds) == 2 and kassa.payments[payment_id]["refunded_amount"]["value"] == "200.00"
+
+
+@pytest.fixture
+def runs_meet_before_storing_their_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first two refund runs have both read the payment's row (no refund asked for yet) before either stores the
+    key it would ask YooKassa with."""
+    both_read = asyncio.Barrier(2)
+    met = 0
+    receipt = RefundService._receipt
+
+    async def after_both_read(self: RefundService, row: Any, email: str | None) -> Any:
+        nonlocal met
+        met += 1
+        if met <= 2:
+            await asyncio.wait_for(both_read.wait(), 10)
+        return await receipt(self, row, email)
+
+    monkeypatch.setattr(RefundService, "_receipt", after_both_read)
+
+
+async def at_once(kassa: FakeYooKassa, *runs: Coroutine[Any, Any, RefundOutcome]) -> list[Any]:
+    """Refund runs at once: what each returned or raised. The refund asked for first is answered only once another
+    run has finished, so that run finds it asked for and not yet recorded."""
+    kassa.hold_answers = True
+    tasks = [asyncio.create_task(run) for run in runs]
+    try:
+        await asyncio.wait(tasks, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        kassa.hold_answers = False
+    return await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.mark.usefixtures("runs_meet_before_storing_their_keys")
+async def test_two_refunds_of_one_amount_asked_at_once_are_one_refund(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    payment_id = await paid(services, kassa)
+    refunds = services.billing.refunds
+    first, second = await at_once(
+        kassa, refunds.refund(payment_id, Decimal("100.00")), refunds.refund(payment_id, Decimal("100.00"))
+    )
+    assert isinstance(first, RefundOutcome) and isinstance(second, RefundOutcome), (first, second)
+    assert first.refund_id == second.refund_id and sorted([first.changed, second.changed]) == [False, True]
+    assert len(kassa.refunds) == 1 and len({r.idempotence_key for r in kassa.refund_requests}) == 1
+    row = await payment_row(payment_id)
+    assert Decimal(str(row["refunded_amount"])) == Decimal(100) and row["refund_key"] is None
+    assert len([t for t in tg.sent_texts(USER_ID) if "возврат" in t.lower()]) == 1
+
+
+@pytest.mark.usefixtures("runs_meet_before_storing_their_keys")
+async def test_a_refund_of_another_amount_asked_while_one_is_asked_is_refused(
+    services: Services, kassa: FakeYooKassa
+) -> None:
+    payment_id = await paid(services, kassa)
+    refunds = services.billing.refunds
+    results = await at_once(
+        kassa, refunds.refund(payment_id, Decimal("100.00")), refunds.refund(payment_id, Decimal("50.00"))
+    )
+    [made] = [r for r in results if isinstance(r, RefundOutcome)]
+    [refused] = [r for r in results if isinstance(r, BaseException)]
+    assert made.changed and len(kassa.refunds) == 1
+    assert isinstance(refused, BillingError)
+    assert "another run is asking for it right now" in str(refused)
+    assert f"Ask for {made.amount} again to finish it" in str(refused)
+
+
+async def test_a_refund_asked_while_another_was_answered_is_refused_not_made_again(
+    services: Services, kassa: FakeYooKassa, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other run stored its key, was answered and recorded its refund (forgetting the key) between this run's
+    look at the payment and its storing its own key: what this run asks for may be what the other made."""
+    payment_id = await paid(services, kassa)
+    receipt = RefundService._receipt
+    other: list[RefundOutcome] = []
+    calls = 0
+
+    async def another_run_meanwhile(self: RefundService, row: Any, email: str | None) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            other.append(await services.billing.refunds.refund(payment_id, Decimal("100.00")))
+        return await receipt(self, row, email)
+
+    monkeypatch.setattr(RefundService, "_receipt", another_run_meanwhile)
+    with pytest.raises(BillingError, match=r"Another run asked for a refund .*\(refunded in total now: 100\.00 RUB\)"):
+        await services.billing.refunds.refund(payment_id, Decimal("100.00"))
+    assert len(kassa.refunds) == 1 and other[0].changed
 
 
 async def test_a_refused_refund_forgets_its_key(services: Services, kassa: FakeYooKassa) -> None:
