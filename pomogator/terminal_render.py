@@ -24,6 +24,7 @@ from rich.segment import Segment
 
 from pomogator.services.formatting.bare_urls import bare_urls_plugin
 from pomogator.services.formatting.emphasis import emphasis_plugin
+from pomogator.services.formatting.footnotes import footnotes_plugin
 from pomogator.services.formatting.math import math_plugin
 
 REFRESH_PER_SECOND = 8
@@ -33,8 +34,8 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 # rich's own rules (CommonMark, strikethrough, tables) without HTML: rich shows no HTML, so with these rules on,
 # "Vec<String>" lost "<String>" and a "<div>" line disappeared. As in the bot: formulas become code, bare addresses
-# and "*" between letters or digits ("2*3*4", "x**2") are no emphasis, and link reference definitions ("[1]: …", a
-# list of sources) are shown as written.
+# and "*" between letters or digits ("2*3*4", "x**2") are no emphasis, link reference definitions ("[1]: …", a
+# list of sources) are shown as written, and numbered footnotes ("[^1]") become superscripts.
 PARSER = (
     MarkdownIt()
     .enable("strikethrough")
@@ -43,6 +44,7 @@ PARSER = (
     .use(math_plugin)
     .use(bare_urls_plugin)
     .use(emphasis_plugin)
+    .use(footnotes_plugin)
 )
 LISTS = ("bullet_list_open", "ordered_list_open")
 

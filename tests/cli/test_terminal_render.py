@@ -83,13 +83,14 @@ def test_addresses_arithmetic_and_sources_are_shown_as_written() -> None:
     console.print(
         ChatMarkdown(
             "См. https://github.com/psf/requests/blob/main/src/requests/__init__.py и 2*3*4 = 24, x**2 + y**2.\n\n"
-            "**Источники:**\n\n[1]: rosstat.gov.ru\n"
+            "**Источники:**\n\n[1]: rosstat.gov.ru\n\nМосква[^1]\n\n[^1]: Росстат\n"
         )
     )
     shown = output(console)
     assert "https://github.com/psf/requests/blob/main/src/requests/__init__.py" in shown
     assert "2*3*4 = 24, x**2 + y**2." in shown
     assert "[1]: rosstat.gov.ru" in shown
+    assert "Москва¹" in shown and "¹ Росстат" in shown
 
 
 @pytest.mark.parametrize("size", [1, 2, 5, 16, len(ANSWER)])

@@ -121,7 +121,6 @@ def test_emphasis_inside_a_word_is_the_accepted_loss() -> None:
             "13 млн [2].\n\n## Источники\n[1]: https://ru.wikipedia.org/wiki/Москва\n[2]: https://rosstat.gov.ru",
             "13 млн [2].\n\n<b>Источники</b>\n\n[1]: https://ru.wikipedia.org/wiki/Москва\n[2]: https://rosstat.gov.ru",
         ),
-        ("Население — 13 млн[^1].\n\n[^1]: Росстат", "Население — 13 млн[^1].\n\n[^1]: Росстат"),
         ("[Google][g] и [g]\n\n[g]: https://google.com", "[Google][g] и [g]\n\n[g]: https://google.com"),
     ],
 )
@@ -129,10 +128,32 @@ def test_reference_definitions_are_shown_as_written(md: str, out: str) -> None:
     assert rendered(md) == out
 
 
-@pytest.mark.parametrize("md", ["[1]: https://a.com", "[^1]: Росстат", "[docs]: https://docs.python.org\n[a]:"])
+@pytest.mark.parametrize("md", ["[1]: https://a.com", "[^note]: Росстат", "[docs]: https://docs.python.org\n[a]:"])
 def test_an_answer_of_only_definitions_shows_them(md: str) -> None:
     assert not shows_nothing(md)
     assert [visible_text(chunk) for chunk in render_answer(md)] == [md]
+
+
+@pytest.mark.parametrize(
+    ("md", "out"),
+    [
+        ("Население — 13 млн[^1].\n\n[^1]: Росстат", "Население — 13 млн¹.\n\n¹ Росстат"),
+        ("a[^12] и b[^2]\n\n[^12]: первое\n[^2]: второе", "a¹² и b²\n\n¹² первое\n² второе"),
+        # Not numbered, in code, or a link's label: as written.
+        ("b[^note]\n\n[^note]: заметка", "b[^note]\n\n[^note]: заметка"),
+        ("`x[^1]`", "<code>x[^1]</code>"),
+        ("[^1](https://e.com/a)", '<a href="https://e.com/a">^1</a>'),
+        # Mid-line, "[^1]:" is a mark followed by a colon.
+        ("см.[^1]: так", "см.¹: так"),
+    ],
+)
+def test_numbered_footnotes_are_superscripts(md: str, out: str) -> None:
+    assert rendered(md) == out
+
+
+def test_an_answer_of_only_a_footnote_shows_it() -> None:
+    assert not shows_nothing("[^1]: Росстат")
+    assert [visible_text(chunk) for chunk in render_answer("[^1]: Росстат")] == ["¹ Росстат"]
 
 
 # Link addresses Telegram refuses

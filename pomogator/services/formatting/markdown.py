@@ -24,6 +24,7 @@ from markdown_it.tree import SyntaxTreeNode
 
 from pomogator.services.formatting.bare_urls import bare_urls_plugin
 from pomogator.services.formatting.emphasis import emphasis_plugin
+from pomogator.services.formatting.footnotes import footnotes_plugin
 from pomogator.services.formatting.html_tags import html_plugin
 from pomogator.services.formatting.links import WEB_SCHEMES, link_allowed
 from pomogator.services.formatting.math import math_plugin
@@ -55,12 +56,13 @@ _PARSER = (
     MarkdownIt("commonmark", {"html": False})
     .enable(["strikethrough", "table"])
     # A link reference definition ("[1]: https://…") is shown as written, not read: models write them for a list
-    # of sources that would otherwise vanish whole, and footnotes ("[^1]: …") that would vanish when one word long.
+    # of sources that would otherwise vanish whole. Numbered footnotes ("[^1]", "[^1]: …") become superscripts.
     .disable("reference")
     .use(math_plugin)
     .use(html_plugin)
     .use(bare_urls_plugin)
     .use(emphasis_plugin)
+    .use(footnotes_plugin)
 )
 # Markdown with a letter or digit shows something unless it holds one of these, the only ways letters and digits
 # vanish: a code fence's info string, a character reference (``&nbsp;``), the address of a link or an image without
