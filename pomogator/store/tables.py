@@ -105,7 +105,7 @@ class Payment(Table, tablename="payments"):
     raw_object = JSON(null=True, default=None)
     # A refund asked of YooKassa whose answer never came (it may have been made): its idempotence key, amount and
     # time. Asking for the same refund again reuses the key, so YooKassa makes it at most once; cleared once
-    # YooKassa answers.
+    # the refund is recorded (or, answered pending, once it is followed as refund_waiting_id).
     refund_key = Varchar(length=64, null=True, default=None)
     refund_key_amount = Numeric(digits=(12, 2), null=True, default=None)
     refund_key_at = Timestamptz(null=True, default=None)
