@@ -104,8 +104,8 @@ class Payment(Table, tablename="payments"):
     cancellation_reason = Varchar(length=64, null=True, default=None)
     raw_object = JSON(null=True, default=None)
     # A refund asked of YooKassa and not recorded yet (its answer may never have come, and it may have been made):
-    # its idempotence key, amount and time. Asking for the same refund again reuses the key, so YooKassa makes it at most once; cleared once
-    # the refund is recorded (or, answered pending, once it is followed as refund_waiting_id).
+    # its idempotence key, amount and time. Asking for the same refund again reuses the key, so YooKassa makes it
+    # at most once; cleared once the refund is recorded (or, answered pending, once followed as refund_waiting_id).
     refund_key = Varchar(length=64, null=True, default=None)
     refund_key_amount = Numeric(digits=(12, 2), null=True, default=None)
     refund_key_at = Timestamptz(null=True, default=None)
