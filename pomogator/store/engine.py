@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType, dict_factory
+from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 
@@ -27,6 +27,7 @@ from pomogator.config import check_url, url_authority, url_passwords
 from pomogator.errors import ConfigError
 from pomogator.logs.redact import Redactor
 from pomogator.store.outage import RECONNECT_WAIT_S, PatientConnect, impatient, outage_of
+from pomogator.store.sqlite_transaction import ClosingSQLiteTransaction
 
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
@@ -110,6 +111,12 @@ class SharedConnectionSQLiteEngine(SQLiteEngine):
         self._connection: sqlite3.Connection | None = None
         self._file: tuple[int, int] | None = None
         self._lazy: bool | None = None  # the shared connection's commits: lazy (NORMAL), FULL, or not set yet
+
+    def transaction(
+        self, transaction_type: TransactionType = TransactionType.deferred, allow_nested: bool = True
+    ) -> SQLiteTransaction:
+        """Piccolo's transaction, closing its connection however it ends (``ClosingSQLiteTransaction``)."""
+        return ClosingSQLiteTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
 
     def _identity(self) -> tuple[int, int] | None:
         try:
