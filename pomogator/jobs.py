@@ -101,6 +101,6 @@ async def delete_old_logs(services: Services) -> None:
     from pomogator.logs.store import prune_logs
 
     days = services.settings.log_db_retention_days
-    deleted = await prune_logs(services.database, utcnow() - timedelta(days=days))
+    deleted = await prune_logs(utcnow() - timedelta(days=days))
     if deleted:
         logger.info("Deleted {} stored log records older than {} days", deleted, days)

@@ -155,7 +155,7 @@ def prune(
         raise typer.BadParameter(str(exc), param_hint="--older-than") from None
 
     async def fn(services: Services) -> int:
-        return await prune_logs(services.database, utcnow() - age)
+        return await prune_logs(utcnow() - age)
 
     deleted = with_services(fn)
     cli_output.notice(f"Deleted {deleted} log records older than {older_than}.")
