@@ -9,7 +9,7 @@ from itertools import accumulate
 
 from pomogator.services.formatting.limits import TELEGRAM_ENTITY_LIMIT, TELEGRAM_MESSAGE_LIMIT
 from pomogator.services.formatting.markdown import markdown_to_html
-from pomogator.services.formatting.text import Char, Tag, html_to_text, tokenize, utf16_len, visible_text
+from pomogator.services.formatting.text import Char, Tag, tokenize, utf16_len, visible_text
 
 # Preferred break points, best first. The separator itself is dropped at the split.
 _SEPARATORS = ("\n\n", "\n", " ")
@@ -39,7 +39,7 @@ def render_answer(md: str, limit: int = TELEGRAM_MESSAGE_LIMIT, max_entities: in
     if utf16_len(html) <= limit and html.count("<") - html.count("</") <= max_entities:
         # Every visible character takes at least as many units in the source, so HTML this short is one message as
         # it is (most answers, and every live view of their start): it is valid already, nothing to cut or close.
-        return [html] if html_to_text(html).strip() else []
+        return [html] if visible_text(html).strip() else []
     return split_html(html, limit, max_entities)
 
 
