@@ -54,12 +54,12 @@ class PrivateChatsOnly(BaseMiddleware):
     """
 
     def __init__(self, claim: GroupNoticeClaim | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self._noticed: OrderedDict[int, None] = OrderedDict()
+        # Groups told, each with when this instance last told it (None: another instance did), for
+        # ``ADDRESSED_COOLDOWN_S``.
+        self._noticed: OrderedDict[int, float | None] = OrderedDict()
         self._telling: set[int] = set()
         self._claim = claim
         self._clock = clock
-        # When each group was last told by this instance, for ``ADDRESSED_COOLDOWN_S``.
-        self._last_told: OrderedDict[int, float] = OrderedDict()
 
     async def __call__(
         self,
@@ -88,7 +88,7 @@ class PrivateChatsOnly(BaseMiddleware):
         return None
 
     def _cooled_down(self, chat_id: int) -> bool:
-        told = self._last_told.get(chat_id)
+        told = self._noticed.get(chat_id)
         return told is None or self._clock() - told >= ADDRESSED_COOLDOWN_S
 
     async def _tell(self, bot: Bot, message: Message, claim: GroupNoticeClaim | None) -> None:
@@ -96,7 +96,7 @@ class PrivateChatsOnly(BaseMiddleware):
         if claim is not None:
             claimed = await claim(chat_id)
             if claimed is Claimed.TOLD:
-                self._remember(chat_id)  # not asked again for every message of the group
+                self._remember(chat_id, None)  # not asked again for every message of the group
             if claimed is not Claimed.TELL:
                 return
         # In a forum, the topic the message came from; General's messages have none.
@@ -109,16 +109,13 @@ class PrivateChatsOnly(BaseMiddleware):
             if claim is not None:
                 await claim.failed(chat_id)
             return
-        self._remember(chat_id)
-        self._last_told[chat_id] = self._clock()
-        self._last_told.move_to_end(chat_id)
-        if len(self._last_told) > NOTICED_MEMORY:
-            self._last_told.popitem(last=False)
+        self._remember(chat_id, self._clock())
         if claim is not None:
             await claim.told(chat_id)
 
-    def _remember(self, chat_id: int) -> None:
-        self._noticed[chat_id] = None
+    def _remember(self, chat_id: int, told_at: float | None) -> None:
+        self._noticed[chat_id] = told_at
+        self._noticed.move_to_end(chat_id)
         if len(self._noticed) > NOTICED_MEMORY:
             self._noticed.popitem(last=False)
 
