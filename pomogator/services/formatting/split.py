@@ -34,9 +34,8 @@ _ZWJ = "\u200d"
 def render_answer(md: str, limit: int = TELEGRAM_MESSAGE_LIMIT, max_entities: int = TELEGRAM_ENTITY_LIMIT) -> list[str]:
     """Markdown answer to Telegram HTML messages; empty when the answer has nothing visible."""
     html = markdown_to_html(md)
-    # Our HTML has "<" only in tags (text and attributes escape it), so this counts its open tags: one per entity,
-    # or more (a code block's "<pre><code>" is one).
-    if utf16_len(html) <= limit and html.count("<") - html.count("</") <= max_entities:
+    # One entity per open tag, or fewer (a code block's "<pre><code>" is one): an upper bound, enough to pass it by.
+    if utf16_len(html) <= limit and _open_tags(html) <= max_entities:
         # Every visible character takes at least as many units in the source, so HTML this short is one message as
         # it is (most answers, and every live view of their start): it is valid already, nothing to cut or close.
         return [html] if visible_text(html).strip() else []
@@ -47,7 +46,7 @@ def render_answer_ending(md: str, ending: str) -> list[str]:
     """``render_answer`` with ``ending`` (Telegram HTML: a note, e.g. in ``<i>``) after a blank line at the end of the
     last message, its visible length and its entities kept free there; empty when the answer shows nothing."""
     room = TELEGRAM_MESSAGE_LIMIT - utf16_len(visible_text(ending)) - 2
-    chunks = render_answer(md, room, TELEGRAM_ENTITY_LIMIT - (ending.count("<") - ending.count("</")))
+    chunks = render_answer(md, room, TELEGRAM_ENTITY_LIMIT - _open_tags(ending))
     if chunks:
         chunks[-1] += "\n\n" + ending
     return chunks
@@ -127,12 +126,18 @@ class _Layout:
 
     @classmethod
     def of(cls, atoms: list[Tag | Char]) -> _Layout:
-        char_atoms = [index for index, atom in enumerate(atoms) if isinstance(atom, Char)]
-        chars = [atom.text for atom in atoms if isinstance(atom, Char)]
-        count = len(chars)
+        char_atoms: list[int] = []
+        chars: list[str] = []
         # Per tag, the number of characters before it: the first it applies to. The tags are few, the characters
         # many: what changes at a character is marked there and summed up in one pass.
-        tags = [(index - ordinal, atom) for ordinal, (index, atom) in enumerate(_tags(atoms))]
+        tags: list[tuple[int, Tag]] = []
+        for index, atom in enumerate(atoms):
+            if isinstance(atom, Char):
+                char_atoms.append(index)
+                chars.append(atom.text)
+            else:
+                tags.append((len(chars), atom))
+        count = len(chars)
         new_entities = [0] * (count + 1)
         bold_change = [0] * (count + 1)
         pre_starts: list[int] = []
@@ -146,8 +151,7 @@ class _Layout:
                     if name == "pre" and len(pre_starts) > len(pre_ends):
                         pre_ends.append(position)
                 continue
-            # "<pre><code>" is one entity, the code block's.
-            if not (tag.name == "code" and names and names[-1] == "pre"):
+            if _is_entity(tag.name, names[-1] if names else None):
                 new_entities[position] += 1
             if tag.name == "pre" and len(pre_starts) == len(pre_ends):
                 pre_starts.append(position)
@@ -243,13 +247,19 @@ def _boundary_before(window: str, index: int) -> tuple[int, int] | None:
     return position, index - position
 
 
-def _tags(atoms: list[Tag | Char]) -> list[tuple[int, Tag]]:
-    return [(index, atom) for index, atom in enumerate(atoms) if isinstance(atom, Tag)]
+def _open_tags(html: str) -> int:
+    """How many tags our HTML opens: its "<" are all in tags (text and attributes escape it)."""
+    return html.count("<") - html.count("</")
+
+
+def _is_entity(name: str, parent: str | None) -> bool:
+    """Whether a tag opened inside ``parent`` makes an entity of its own: "<pre><code>" is one, the code block's."""
+    return not (name == "code" and parent == "pre")
 
 
 def _entities(stack: list[Tag]) -> int:
-    """How many entities the open tags make: "<pre><code>" is one, the code block's."""
-    return sum(1 for i, tag in enumerate(stack) if not (tag.name == "code" and i > 0 and stack[i - 1].name == "pre"))
+    """How many entities the open tags make."""
+    return sum(_is_entity(tag.name, stack[i - 1].name if i else None) for i, tag in enumerate(stack))
 
 
 def _hard_cut(chars: list[str], start: int, fits: int) -> int:
