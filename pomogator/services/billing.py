@@ -385,9 +385,14 @@ class BillingService:
     async def _set_status(self, row_id: int, status: str) -> int | None:
         """Set the status of a payment YooKassa has not made; returns whom the payment belongs to now (None once
         they erased their data, as they may have while YooKassa was asked)."""
-        await Payment.update({Payment.status: status, Payment.updated_at: utcnow()}).where(
-            (payment_pk == row_id) & Payment.status.is_in([NEW, ERROR])
+        updated = (
+            await Payment.update({Payment.status: status, Payment.updated_at: utcnow()})
+            .where((payment_pk == row_id) & Payment.status.is_in([NEW, ERROR]))
+            .returning(Payment.telegram_id)
         )
+        if updated:
+            owner: int | None = updated[0]["telegram_id"]
+            return owner
         return await current_owner(row_id)
 
     # --- applying what the API says ---------------------------------------------------------------------------

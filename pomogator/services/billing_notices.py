@@ -129,10 +129,10 @@ class BillingNotices:
 
     # --- the payer's notice of refunds ------------------------------------------------------------------------
 
-    async def tell_payer_of_refunds(self, row_id: int, claim: datetime | None) -> None:
-        """Tell the payer of payment ``row_id`` of its refunds they have not heard of, once one was recorded: under
-        the claim this process took at ``claim`` as it recorded it (``owe_payer_refund``), or, when None, under one
-        taken now if the last has lapsed.
+    async def tell_payer_of_refunds(self, row_id: int, claim: datetime) -> None:
+        """Tell the payer of payment ``row_id`` of its refunds they have not heard of, under the claim this process
+        took at ``claim``: as it recorded one (``owe_payer_refund``), or once the last claim had lapsed
+        (``tell_untold_payers``).
 
         Each notice tells what was refunded since the payer was last told, and is marked told once delivered (or
         once Telegram answers that they blocked the bot). One that did not go out stays owed with the claim held,
@@ -142,10 +142,6 @@ class BillingNotices:
         Never raises: the refund is made and recorded whatever becomes of its notice (``pomogator payments refund``
         failing now would have an operator ask for it again)."""
         try:
-            if claim is None:
-                claim = utcnow()
-                if not await claim_payer_refund_notice(row_id, claim):
-                    return
             await self._tell_payer_of_refunds_owed(row_id, claim)
         except Exception as exc:
             logger.warning(

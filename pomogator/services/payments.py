@@ -17,7 +17,7 @@ from pomogator.store.tables import Payment, PaymentAdminNotice
 from pomogator.timeutil import as_utc, utcnow
 
 if TYPE_CHECKING:
-    from piccolo.columns import Column, Timestamptz
+    from piccolo.columns import Column, Numeric, Timestamptz
     from piccolo.custom_types import Combinable
 
 CURRENCY = "RUB"
@@ -103,9 +103,8 @@ async def waiting_payments(now: datetime | None = None) -> list[str]:
     # A failed payment's notice is claimed only when there is news to tell (``BillingService._cancel``).
     untold = (
         Payment.status.is_in([SUCCEEDED, CANCELED])
-        & Payment.notified_at.is_null()
+        & _payer_notice_owed(now)
         & Payment.telegram_id.is_not_null()
-        & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
         & (Payment.updated_at > now - CHECK_UNTIL)
     )
     # An unverified payment's refund too: the remedy, which lets its payer buy again (``BillingService``).
@@ -115,6 +114,11 @@ async def waiting_payments(now: datetime | None = None) -> list[str]:
         Payment.yookassa_id.is_not_null() & (unsettled | untold | refunding | owed)
     )
     return [row["yookassa_id"] for row in rows]
+
+
+def _payer_notice_owed(now: datetime) -> Combinable:
+    """A payment whose payer's notice did not go out and whose last claim has lapsed (``NOTICE_LEASE``)."""
+    return Payment.notified_at.is_null() & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
 
 
 async def mark_told(row_id: int) -> None:
@@ -131,12 +135,7 @@ async def claim_payer_notice(row_id: int, status: str) -> dict[str, Any] | None:
     now = utcnow()
     claimed = (
         await Payment.update({Payment.notice_claimed_at: now})
-        .where(
-            (payment_pk == row_id)
-            & (Payment.status == status)
-            & Payment.notified_at.is_null()
-            & (Payment.notice_claimed_at <= now - NOTICE_LEASE)
-        )
+        .where((payment_pk == row_id) & (Payment.status == status) & _payer_notice_owed(now))
         .returning(Payment.telegram_id, Payment.amount, Payment.refunded_amount, Payment.cancellation_reason)
     )
     if not claimed or claimed[0]["telegram_id"] is None:
@@ -158,9 +157,44 @@ def _owed_to_admins() -> Combinable:
     return paid | (Payment.refunded_amount > Payment.admins_told_refunded)
 
 
-def _admins_claim_lapsed(now: datetime) -> Combinable:
-    # NULL is no claim: nothing was ever owed the admins by code that keeps their notices (see ``owe_admins``).
-    return Payment.admins_claimed_at <= now - NOTICE_LEASE
+# The claims and the marks of the two notices of refunds (the admins' and the payer's), given the claim's column, the
+# column of the refunded total told, and the condition of the notice being owed.
+
+
+def _claim_lapsed(column: Timestamptz, now: datetime) -> Combinable:
+    # NULL is no claim: nothing was ever owed by code that keeps these notices (see ``owe_admins``,
+    # ``owe_payer_refund``).
+    return column <= now - NOTICE_LEASE
+
+
+def _never_claimed(column: Timestamptz, row_id: int) -> Combinable:
+    return (payment_pk == row_id) & column.is_null()
+
+
+async def _mark_refunded_before_told(
+    told_column: Numeric, claim_column: Timestamptz, row_id: int, refunded_before: Decimal
+) -> None:
+    """Before the first claim on payment ``row_id`` (``claim_column`` NULL), the refunds recorded so far were told
+    by the code that recorded them: ``refunded_before`` is marked told in ``told_column``."""
+    await Payment.update({told_column: refunded_before}).where(_never_claimed(claim_column, row_id))
+
+
+async def _claim_first(column: Timestamptz, owed: Combinable, row_id: int, now: datetime) -> bool:
+    """Claim in the transaction that records what is owed: unless another holds the claim."""
+    return await _claim(column, owed, row_id, now, column.is_null() | _claim_lapsed(column, now))
+
+
+async def _claim(column: Timestamptz, owed: Combinable, row_id: int, now: datetime, free: Combinable) -> bool:
+    claimed = await Payment.update({column: now}).where((payment_pk == row_id) & free & owed).returning(payment_pk)
+    return bool(claimed)
+
+
+def _untold(owed: Combinable, column: Timestamptz, now: datetime) -> Combinable:
+    return owed & _claim_lapsed(column, now) & (Payment.updated_at > now - CHECK_UNTIL)
+
+
+async def _mark_refunds_told(told_column: Numeric, row_id: int, total: Decimal) -> None:
+    await Payment.update({told_column: total}).where((payment_pk == row_id) & (told_column < total))
 
 
 async def owe_admins(row_id: int, now: datetime, *, refunded_before: Decimal, paid_before: bool) -> bool:
@@ -172,29 +206,21 @@ async def owe_admins(row_id: int, now: datetime, *, refunded_before: Decimal, pa
     of it (the migration marks the payments there were then as told; a process of that version still running while
     this one starts may record more): what was recorded before this, ``refunded_before`` and, when ``paid_before``,
     the payment's success, is marked told, so that it is not told again with this."""
-    never_claimed = (payment_pk == row_id) & Payment.admins_claimed_at.is_null()
-    await Payment.update({Payment.admins_told_refunded: refunded_before}).where(never_claimed)
+    await _mark_refunded_before_told(Payment.admins_told_refunded, Payment.admins_claimed_at, row_id, refunded_before)
     if paid_before:
         await Payment.update({Payment.admins_notified_at: now}).where(
-            never_claimed & (Payment.status == SUCCEEDED) & Payment.admins_notified_at.is_null()
+            _never_claimed(Payment.admins_claimed_at, row_id)
+            & (Payment.status == SUCCEEDED)
+            & Payment.admins_notified_at.is_null()
         )
-    free = Payment.admins_claimed_at.is_null() | _admins_claim_lapsed(now)
-    return await _claim_admins(row_id, now, free)
+    return await _claim_first(Payment.admins_claimed_at, _owed_to_admins(), row_id, now)
 
 
 async def claim_admins_notice(row_id: int, now: datetime) -> bool:
     """Claim the admins' notice of payment ``row_id`` that its recorder did not send (it stopped first, or Telegram
     failed): only once the last claim has lapsed, so two processes never send it, and only while it is owed."""
-    return await _claim_admins(row_id, now, _admins_claim_lapsed(now))
-
-
-async def _claim_admins(row_id: int, now: datetime, free: Combinable) -> bool:
-    claimed = (
-        await Payment.update({Payment.admins_claimed_at: now})
-        .where((payment_pk == row_id) & free & _owed_to_admins())
-        .returning(payment_pk)
-    )
-    return bool(claimed)
+    column = Payment.admins_claimed_at
+    return await _claim(column, _owed_to_admins(), row_id, now, _claim_lapsed(column, now))
 
 
 async def renew_admins_claim(row_id: int, claim: datetime, now: datetime) -> bool:
@@ -248,7 +274,7 @@ async def untold_to_admins(now: datetime | None = None) -> list[int]:
 
 
 def _untold_to_admins(now: datetime) -> Combinable:
-    return _owed_to_admins() & _admins_claim_lapsed(now) & (Payment.updated_at > now - CHECK_UNTIL)
+    return _untold(_owed_to_admins(), Payment.admins_claimed_at, now)
 
 
 async def mark_admins_told_of_payment(row_id: int) -> None:
@@ -259,9 +285,7 @@ async def mark_admins_told_of_payment(row_id: int) -> None:
 
 async def mark_admins_told_of_refunds(row_id: int, total: Decimal) -> None:
     """The admins were told payment ``row_id`` was refunded ``total`` in all."""
-    await Payment.update({Payment.admins_told_refunded: total}).where(
-        (payment_pk == row_id) & (Payment.admins_told_refunded < total)
-    )
+    await _mark_refunds_told(Payment.admins_told_refunded, row_id, total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,11 +338,6 @@ def _refunds_owed_to_payer() -> Combinable:
     return Payment.telegram_id.is_not_null() & (Payment.refunded_amount > Payment.payer_told_refunded)
 
 
-def _payer_refund_claim_lapsed(now: datetime) -> Combinable:
-    # NULL is no claim: no refund of the payment was recorded by code that keeps the payer's notice of it.
-    return Payment.payer_refund_claimed_at <= now - NOTICE_LEASE
-
-
 async def owe_payer_refund(row_id: int, now: datetime, *, refunded_before: Decimal) -> bool:
     """In the transaction that records a refund of payment ``row_id``: its payer is owed a notice of it, and this
     process claims it unless another holds the claim. True when this process is to tell them
@@ -328,27 +347,18 @@ async def owe_payer_refund(row_id: int, now: datetime, *, refunded_before: Decim
     A payment no claim was ever taken on had its refunds so far, ``refunded_before``, told by the code that recorded
     them (a version that kept no record of it, or the payer's notice of the payment): they are marked told, so that
     they are not told again with this one."""
-    await Payment.update({Payment.payer_told_refunded: refunded_before}).where(
-        (payment_pk == row_id) & Payment.payer_refund_claimed_at.is_null()
+    await _mark_refunded_before_told(
+        Payment.payer_told_refunded, Payment.payer_refund_claimed_at, row_id, refunded_before
     )
-    free = Payment.payer_refund_claimed_at.is_null() | _payer_refund_claim_lapsed(now)
-    return await _claim_payer_refund(row_id, now, free)
+    return await _claim_first(Payment.payer_refund_claimed_at, _refunds_owed_to_payer(), row_id, now)
 
 
 async def claim_payer_refund_notice(row_id: int, now: datetime) -> bool:
     """Claim the payer's notice of payment ``row_id``'s refunds that its recorder did not send (it stopped first, or
     Telegram failed): only once the last claim has lapsed, so two processes never send it, and only while it is
     owed."""
-    return await _claim_payer_refund(row_id, now, _payer_refund_claim_lapsed(now))
-
-
-async def _claim_payer_refund(row_id: int, now: datetime, free: Combinable) -> bool:
-    claimed = (
-        await Payment.update({Payment.payer_refund_claimed_at: now})
-        .where((payment_pk == row_id) & free & _refunds_owed_to_payer())
-        .returning(payment_pk)
-    )
-    return bool(claimed)
+    column = Payment.payer_refund_claimed_at
+    return await _claim(column, _refunds_owed_to_payer(), row_id, now, _claim_lapsed(column, now))
 
 
 async def renew_payer_refund_claim(row_id: int, claim: datetime, now: datetime) -> bool:
@@ -375,9 +385,7 @@ async def refunds_owed_to_payer(row_id: int) -> dict[str, Any] | None:
 async def mark_payer_told_of_refunds(row_id: int, total: Decimal) -> None:
     """The payer was told payment ``row_id`` was refunded ``total`` in all (or cannot be told: they blocked the
     bot)."""
-    await Payment.update({Payment.payer_told_refunded: total}).where(
-        (payment_pk == row_id) & (Payment.payer_told_refunded < total)
-    )
+    await _mark_refunds_told(Payment.payer_told_refunded, row_id, total)
 
 
 async def payers_untold_of_refunds(now: datetime | None = None) -> list[int]:
@@ -389,7 +397,7 @@ async def payers_untold_of_refunds(now: datetime | None = None) -> list[int]:
 
 
 def _payer_untold_of_refunds(now: datetime) -> Combinable:
-    return _refunds_owed_to_payer() & _payer_refund_claim_lapsed(now) & (Payment.updated_at > now - CHECK_UNTIL)
+    return _untold(_refunds_owed_to_payer(), Payment.payer_refund_claimed_at, now)
 
 
 async def forget_waiting_refund(row_id: int, refund_id: str) -> None:
