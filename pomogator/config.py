@@ -350,11 +350,8 @@ def environment_variables(env_file: Path | None = ENV_FILE) -> dict[str, str]:
 def read_variable(name: str, env_file: Path | None = ENV_FILE) -> str | None:
     """One ``POMOGATOR_*`` variable read as the settings are (the environment over ``env_file``, the name in any
     case, an empty value as not set), for what is read before or without the settings; None when it is not set."""
-    found = None
-    for key, value in environment_variables(env_file).items():
-        if key.upper() == name.upper():
-            found = value  # the environment's, when both have it: it comes last
-    return found
+    # The environment's, when both have it: it comes last, as in ``load_settings``.
+    return {key.upper(): value for key, value in environment_variables(env_file).items()}.get(name.upper())
 
 
 def _set_variables(variables: Mapping[str, str | None]) -> dict[str, str]:
