@@ -263,6 +263,11 @@ class PaymentRejected(PaymentProviderUnavailable):
     """YooKassa answered and refused the request (400/401/403): sending it again unchanged will not help."""
 
 
+class IdempotenceConflict(PaymentRejected):
+    """YooKassa refused a request whose idempotence key an earlier request with other details used: that earlier
+    request may have been carried out (or still be on its way), so the key must not be forgotten."""
+
+
 class PaymentStatusUnknown(PaymentProviderUnavailable):
     """A plan was pressed again and YooKassa could not say whether the link handed out before was paid: the person
     may have paid it, so they are not told that no money was taken, nor offered a second link."""

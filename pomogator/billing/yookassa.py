@@ -34,7 +34,13 @@ from yookassa.domain.common import RequestObject
 
 from pomogator.billing.models import ReceiptSpec, RemotePayment, RemoteRefund, money
 from pomogator.config import YOOKASSA_SETTINGS, Settings
-from pomogator.errors import InvalidEmail, PaymentNotFound, PaymentProviderUnavailable, PaymentRejected
+from pomogator.errors import (
+    IdempotenceConflict,
+    InvalidEmail,
+    PaymentNotFound,
+    PaymentProviderUnavailable,
+    PaymentRejected,
+)
 
 T = TypeVar("T")
 
@@ -44,6 +50,8 @@ REJECTED_STATUSES = frozenset({400, 401, 403, 405, 410, 415})
 # The ``parameter`` of YooKassa's 400 answer to a receipt whose address it does not take: the person's typo, not
 # the shop's settings.
 RECEIPT_EMAIL_PARAMETERS = frozenset({"receipt.customer.email", "receipt.email"})
+# The ``parameter`` of its 400 answer to an idempotence key sent before with other details.
+IDEMPOTENCE_KEY_PARAMETER = "Idempotence-Key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +166,11 @@ class _ApiClient(ApiClient):  # type: ignore[misc]
                 raise PaymentProviderUnavailable(f"YooKassa did not answer ({type(exc).__name__}).") from None
         if response.status_code == 404:
             raise PaymentNotFound(f"YooKassa does not know this object ({_error_detail(response)}).")
-        if response.status_code == 400 and _error_body(response).get("parameter") in RECEIPT_EMAIL_PARAMETERS:
+        parameter = _error_body(response).get("parameter") if response.status_code == 400 else None
+        if parameter in RECEIPT_EMAIL_PARAMETERS:
             raise InvalidEmail(f"YooKassa refused the receipt's email ({_error_detail(response)}).")
+        if parameter == IDEMPOTENCE_KEY_PARAMETER:
+            raise IdempotenceConflict(f"YooKassa refused the request ({_error_detail(response)}).")
         if response.status_code in REJECTED_STATUSES:
             raise PaymentRejected(f"YooKassa refused the request ({_error_detail(response)}).")
         if response.status_code != 200:

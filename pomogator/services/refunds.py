@@ -28,6 +28,7 @@ from pomogator.billing.models import (
 from pomogator.config import Settings
 from pomogator.errors import (
     BillingError,
+    IdempotenceConflict,
     InvalidEmail,
     PaymentNotFound,
     PaymentNotVerified,
@@ -207,12 +208,11 @@ class RefundService:
             # is in that figure now, and must not be made a second time).
             key, value, asked_at = unanswered
             if amount is not None and amount != value:
-                when = asked_at.astimezone(self.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
                 raise BillingError(
-                    f"A refund of {money(value)} {remote.currency} of payment {payment_id} asked at {when} was not "
-                    "recorded (YooKassa's answer was lost, or what came after it failed, or another run is asking "
-                    f"for it right now) and may have been made. Ask for {money(value)} again to finish it (YooKassa "
-                    "does not make it twice), then refund more if needed."
+                    f"A refund of {money(value)} {remote.currency} of payment {payment_id} asked at "
+                    f"{self._local(asked_at)} was not recorded (YooKassa's answer was lost, or what came after it "
+                    "failed, or another run is asking for it right now) and may have been made. Ask for "
+                    f"{money(value)} again to finish it (YooKassa does not make it twice), then refund more if needed."
                 )
         else:
             refundable = remote.amount - remote.refunded_amount
@@ -255,6 +255,13 @@ class RefundService:
                 description="Возврат за премиум «Помогатора»",
                 receipt=receipt,
             )
+        except IdempotenceConflict as exc:
+            if unanswered is None:  # this run's own new key: nothing else used it
+                await _forget_refund_key(row["id"], key)
+                raise
+            # The key was sent before with other details (another receipt address): that request may have made the
+            # refund, or be on its way from another run right now. The key is kept, so no new one is made meanwhile.
+            raise BillingError(self._conflict_text(payment_id, remote.currency, unanswered, exc)) from None
         except (PaymentRejected, PaymentNotFound, InvalidEmail):
             await _forget_refund_key(row["id"], key)  # YooKassa answered: nothing was made
             raise
@@ -277,6 +284,20 @@ class RefundService:
         if refund.status != SUCCEEDED:
             return RefundOutcome(payment_id, refund.id, refund.status, value, remote.refunded_amount, changed=False)
         return await self._record(row, await self.kassa.get_payment(payment_id), refund, key=key)
+
+    def _conflict_text(
+        self, payment_id: str, currency: str, unanswered: tuple[str, Decimal, datetime], exc: IdempotenceConflict
+    ) -> str:
+        _, value, asked_at = unanswered
+        return (
+            f"{exc.user_message} A refund of {money(value)} {currency} of payment {payment_id} asked for at "
+            f"{self._local(asked_at)} with other details (the receipt's email) was not recorded and may have been "
+            "made, or another run is asking for it right now. Run the command again with the same email as then to "
+            f"finish it; after {self._local(asked_at + REFUND_KEY_LIFETIME)} a new refund can be asked for."
+        )
+
+    def _local(self, moment: datetime) -> str:
+        return moment.astimezone(self.settings.tz).strftime("%Y-%m-%d %H:%M %Z")
 
     async def _keep_refund_key(self, row: Mapping[str, Any], key: str, value: Decimal) -> bool:
         """Store the idempotence ``key`` of a refund of ``value`` about to be asked for, unless the payment's refunds

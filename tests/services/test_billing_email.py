@@ -12,7 +12,7 @@ from loguru import logger
 from pomogator.billing.models import ReceiptSpec
 from pomogator.billing.yookassa import YooKassaClient, YooKassaConfig
 from pomogator.container import Services, build_services
-from pomogator.errors import InvalidEmail
+from pomogator.errors import BillingError, InvalidEmail, PaymentProviderUnavailable
 from pomogator.services.users import checked_email
 from pomogator.store.tables import Payment
 from tests.fakes.telegram_server import FakeTelegram
@@ -135,3 +135,34 @@ async def test_the_wrapper_tells_a_refused_receipt_address_from_a_refused_reques
     with pytest.raises(InvalidEmail):
         await create("ivan@mail.ru")
     assert await create("ivan@mail.com") is not None
+
+
+async def test_a_refund_asked_again_with_another_address_keeps_the_first_requests_key(
+    db_url: str, tg: FakeTelegram
+) -> None:
+    """The first request was made at YooKassa and its answer lost. Asked again with another receipt address (by a
+    second run while the first waits, or after), YooKassa refuses the key for its other details: the key is kept, so
+    the refund is finished once, never made anew with a fresh key."""
+    async with FakeYooKassa(require_receipt=True) as kassa:
+        settings = billing_settings(db_url, kassa, tg, receipt_enabled=True, yookassa_timeout=1.5)
+        async with build_services(settings, migrate=True) as services:
+            await add_user(services, tg)
+            await services.users.set_email(USER_ID, "ann@example.com")
+            checkout = await services.billing.start_payment(USER_ID, "month")
+            kassa.succeed(checkout.payment_id)
+            await services.billing.sync_payment(checkout.payment_id)
+            refund = services.billing.refunds.refund
+            kassa.hold_answers = True
+            with pytest.raises(PaymentProviderUnavailable):
+                await refund(checkout.payment_id, Decimal("100.00"))
+            kassa.hold_answers = False
+
+            with pytest.raises(BillingError, match=r"with other details \(the receipt's email\).* after \d{4}-"):
+                await refund(checkout.payment_id, Decimal("100.00"), email="bob@example.com")
+            row = await Payment.select(Payment.refund_key).where(Payment.yookassa_id == checkout.payment_id).first()
+            assert row is not None and row["refund_key"] is not None
+
+            done = await refund(checkout.payment_id, Decimal("100.00"))
+            assert done.changed and done.refunded_total == Decimal("100.00")
+            assert len(kassa.refunds) == 1
+            assert len({request.idempotence_key for request in kassa.refund_requests}) == 1
