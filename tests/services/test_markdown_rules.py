@@ -274,6 +274,12 @@ def test_the_plain_text_fallback_adds_addresses_only_while_the_message_has_room(
         ("x<sup>**2**</sup> и x<sup></sup>y", "x^(<b>2</b>) и xy"),
         ("Нажмите <kbd>Ctrl</kbd>+<kbd>C</kbd>", "Нажмите <code>Ctrl</code>+<code>C</code>"),
         (
+            "Файл <code>__init__.py</code>, <code>f(*args, **kw)</code>, <CODE>a &lt; b</CODE>, <code>[1](x)</code>",
+            "Файл <code>__init__.py</code>, <code>f(*args, **kw)</code>, <code>a &lt; b</code>, <code>[1](x)</code>",
+        ),
+        ("<code>a\nb</code><code> </code> и <code>без конца", "<code>a b</code> и &lt;code&gt;без конца"),
+        ("<ins>новое</ins> и <strike>старое</strike>", "<u>новое</u> и <s>старое</s>"),
+        (
             "<kbd>**Ctrl** & <b>Alt</b></kbd> и [<kbd>Esc</kbd>](https://e.com)",
             '<code>Ctrl &amp; Alt</code> и <a href="https://e.com">Esc</a>',
         ),
@@ -291,8 +297,8 @@ def test_the_plain_text_fallback_adds_addresses_only_while_the_message_has_room(
         ("| a | b |\n|---|---|\n| H<sub>2</sub>O | <b>1</b> |", "<pre>a   | b\n----+--\nH₂O | 1</pre>"),
         # Other tags stay text, as they were.
         (
-            "<span>a</span> <mark>b</mark> <code>c</code> <p>d</p>",
-            "&lt;span&gt;a&lt;/span&gt; &lt;mark&gt;b&lt;/mark&gt; &lt;code&gt;c&lt;/code&gt; &lt;p&gt;d&lt;/p&gt;",
+            "<span>a</span> <mark>b</mark> </code> <p>d</p>",
+            "&lt;span&gt;a&lt;/span&gt; &lt;mark&gt;b&lt;/mark&gt; &lt;/code&gt; &lt;p&gt;d&lt;/p&gt;",
         ),
         ("a<b>c и List<String> и <b/>", "a&lt;b&gt;c и List&lt;String&gt; и &lt;b/&gt;"),
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 from markdown_it import MarkdownIt
@@ -10,6 +11,7 @@ from markdown_it.token import Token
 
 _BREAKS = ("softbreak", "hardbreak")
 _BREAK_TAG = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_CODE_END = re.compile(r"</code\s*>", re.IGNORECASE)
 _TAG = re.compile(r"<(?:(?P<open>[a-z]+)(?:\s[^<>]*)?|/(?P<close>[a-z]+)\s*)>", re.IGNORECASE)
 # The tags read as formatting, by the token they become (the names markdown-it gives its own emphasis).
 _STYLE_HTML = {
@@ -18,8 +20,10 @@ _STYLE_HTML = {
     "i": "em",
     "em": "em",
     "u": "u",
+    "ins": "u",
     "s": "s",
     "del": "s",
+    "strike": "s",
     "kbd": "kbd",
     "sup": "sup",
     "sub": "sub",
@@ -35,10 +39,12 @@ _INVISIBLE_END = re.compile(
 def html_plugin(md: MarkdownIt) -> None:
     """Reads the raw HTML models write for formatting; the rest of it stays text. ``<br>``, ``<br/>`` and
     ``<br />`` (in any case) are line breaks; ``<details>`` and ``<summary>`` start lines; comments vanish;
-    ``<b>``/``<strong>``, ``<i>``/``<em>``, ``<u>``, ``<s>``/``<del>``, ``<kbd>``, ``<sup>`` and ``<sub>`` become
+    ``<b>``/``<strong>``, ``<i>``/``<em>``, ``<u>``/``<ins>``, ``<s>``/``<del>``/``<strike>``, ``<kbd>``, ``<sup>``
+    and ``<sub>`` become
     the formatting they name when closed in the same paragraph, heading or cell, without crossing Markdown's own
     emphasis or links (an unclosed or stray one is text, as an unclosed ``**`` is). Code spans and code blocks are
-    not parsed by inline rules, so HTML in code stays as it is written."""
+    not parsed by inline rules, so HTML in code stays as it is written; ``<code>…</code>`` is a code span of what it
+    holds, as written (``__init__.py``, ``**kwargs``), its entities read."""
     md.inline.ruler.before("autolink", "html_tags", _html_tag)
     md.inline.ruler2.before("fragments_join", "html_pairs", _pair_html_tags)
 
@@ -59,6 +65,8 @@ def _html_tag(state: StateInline, silent: bool) -> bool:
     if match is None:
         return False
     name = (match.group("open") or match.group("close")).lower()
+    if name == "code" and match.group("open"):
+        return _code_span(state, silent, match.end())
     if name in _LINE_TAGS:
         return _line_start(state, silent, match.group(0), match.end(), repeat=False)
     kind = _STYLE_HTML.get(name)
@@ -93,6 +101,22 @@ def _line_start(state: StateInline, silent: bool, markup: str, end: int, repeat:
             token.markup = markup
         end = _past_line_end(state.src, end, state.posMax)
     state.pos = end
+    return True
+
+
+def _code_span(state: StateInline, silent: bool, start: int) -> bool:
+    """``<code>`` at ``start``: what it holds up to its ``</code>``, as written, is a code span (an empty one shows
+    nothing); without a closing tag it is text."""
+    end = _CODE_END.search(state.src, start, state.posMax)
+    if end is None:
+        return False
+    if not silent:
+        content = html.unescape(state.src[start : end.start()]).replace("\n", " ")
+        if content.strip():
+            token = state.push("code_inline", "code", 0)
+            token.markup = "`"
+            token.content = content
+    state.pos = end.end()
     return True
 
 
