@@ -5,9 +5,9 @@ an unclosed fence is a code block up to the end, an unclosed ``**`` or ``[link](
 Raw HTML in the Markdown is never passed through. The few tags models write for formatting mean what they say
 (``html_tags``): ``<br>`` is a line break, ``<b>``, ``<i>``, ``<u>``, ``<s>`` and their synonyms style text,
 ``<kbd>`` and ``<code>`` are code, ``<sup>`` and ``<sub>`` become Unicode super- and subscripts, ``<details>`` and
-``<summary>`` plain lines, and comments vanish; any other tag, and one left unclosed, is shown as text. LaTeX formulas become
-code (see ``math``). Bare addresses are text that Telegram links itself, safe from emphasis (``bare_urls``);
-so is an asterisk between two letters or digits, as in "2*3*4" (``emphasis``). Link reference
+``<summary>`` plain lines, and comments vanish; any other tag, and one left unclosed, is shown as text. LaTeX
+formulas become code (see ``math``). Bare addresses are text that Telegram links itself, safe from emphasis
+(``bare_urls``); so is an asterisk between two letters or digits, as in "2*3*4" (``emphasis``). Link reference
 definitions are not read: a "[1]: https://…" list of sources stays as it was written. A link keeps its address only
 if Telegram takes it (``links``).
 """
