@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from piccolo.engine.sqlite import SQLiteEngine
@@ -27,6 +28,18 @@ class SubscriptionService:
             Subscription.telegram_id == telegram_id
         )
         return running_until(rows[0]["until"] if rows else None)
+
+    async def premium_until_of(self, telegram_ids: Sequence[int]) -> dict[int, datetime | None]:
+        """``premium_until`` of each of ``telegram_ids``, in one query."""
+        if not telegram_ids:
+            return {}
+        rows = await (
+            Subscription.select(Subscription.telegram_id, Max(Subscription.ends_at, alias="until"))
+            .where(Subscription.telegram_id.is_in(list(telegram_ids)))
+            .group_by(Subscription.telegram_id)
+        )
+        until = {row["telegram_id"]: running_until(row["until"]) for row in rows}
+        return {telegram_id: until.get(telegram_id) for telegram_id in telegram_ids}
 
     async def grant(
         self, telegram_id: int, days: int, *, plan: str = "manual", payment_id: str | None = None

@@ -246,12 +246,20 @@ class UserService:
 
     async def list(self, limit: int = 1000) -> list[Account]:
         """The ``limit`` newest users, newest first: the ones an operator looks for."""
-        rows = await User.select().order_by(User.created_at, ascending=False).limit(limit)
-        return [await self._account(row) for row in rows]
+        rows = await (
+            User.select()
+            .order_by(User.created_at, ascending=False)
+            .order_by(User.telegram_id, ascending=False)
+            .limit(limit)
+        )
+        premium = await self.subscriptions.premium_until_of([row["telegram_id"] for row in rows])
+        return [self._account_with(row, premium[row["telegram_id"]]) for row in rows]
 
     async def _account(self, row: Mapping[str, Any]) -> Account:
         """The account of a user row with its effective model, read only: the stored model stays as it is."""
-        premium_until = await self.subscriptions.premium_until(row["telegram_id"])
+        return self._account_with(row, await self.subscriptions.premium_until(row["telegram_id"]))
+
+    def _account_with(self, row: Mapping[str, Any], premium_until: datetime | None) -> Account:
         return account_from_row(row, self._effective(row["model"], premium_until), premium_until)
 
     def _unusable(self, stored: str | None, premium_until: datetime | None, *, had_premium: bool) -> ModelReset | None:

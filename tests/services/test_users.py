@@ -14,6 +14,7 @@ from pomogator.llm.catalog import Model
 from pomogator.services.conversations import StoredConversation, Turn
 from pomogator.services.users import ModelReset, Person
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
+from pomogator.timeutil import utcnow
 
 ANN = 3003
 BOB = 3004
@@ -110,6 +111,17 @@ async def test_the_list_shows_the_newest_users_first(services: Services) -> None
         await asyncio.sleep(0.01)  # distinct creation times
     assert [a.telegram_id for a in await services.users.list()] == [ANN + 2, ANN + 1, ANN]
     assert [a.telegram_id for a in await services.users.list(limit=1)] == [ANN + 2]
+
+
+async def test_the_list_breaks_ties_by_id_and_reads_everyones_premium(services: Services) -> None:
+    for telegram_id in (ANN + 1, ANN, ANN + 2):
+        await services.users.ensure(telegram_id)
+    await User.update({User.created_at: utcnow()}, force=True)  # created in the same instant
+    until = await services.subscriptions.grant(ANN + 1, 30)
+    listed = await services.users.list()
+    assert [a.telegram_id for a in listed] == [ANN + 2, ANN + 1, ANN]
+    assert [a.premium_until for a in listed] == [None, until, None]
+    assert listed[1] == await services.users.get(ANN + 1)
 
 
 async def test_model_missing_from_catalog_falls_back_to_default(services: Services) -> None:
