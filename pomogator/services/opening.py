@@ -2,9 +2,9 @@
 the context, all in one statement.
 
 The model the quota is taken for is the sender's stored choice, so the statement decides it itself: the catalog's
-ids and daily limits go in as parameters, and the stored model counts only while it is in the catalog (otherwise the
-default). A stored premium-only model without premium is not decided here: the statement takes nothing and
-``UserService.touch`` resets it, as on every other path. Nothing is cached between messages: premium, the model and
+ids and daily limits go in as parameters, and no choice means the default. A stored model gone from the catalog, or
+a premium-only one without premium, is not decided here: the statement takes nothing and ``UserService.touch`` resets
+it and says so, as on every other path. Nothing is cached between messages: premium, the model and
 the quota are read where another process (the payment webhook, the CLI, another bot) may have changed them.
 """
 
@@ -29,7 +29,8 @@ def open_sql(models: int) -> str:
 
     ``catalog`` is the catalog's ids and daily limits, as parameters (scalars: an array parameter would make asyncpg
     look up the array types on every new connection, three round trips); ``sender`` the upsert of ``TOUCH_SQL``;
-    ``terms`` adds the model the request is for and the sender's limit for it today (0: not decided here);
+    ``terms`` adds the model the request is for and the sender's limit for it today (0: not decided here, the stored
+    model being gone from the catalog or allowing no requests);
     ``reserved`` is ``RESERVE_SQL`` for that model and limit. The context is read only when a request was taken. The
     result is one row: the sender's, with the context (``latest_turns_sql``). It commits without waiting for the disk
     (``ASYNC_COMMIT_CTE``).
@@ -38,7 +39,8 @@ def open_sql(models: int) -> str:
     return (
         f"WITH {ASYNC_COMMIT_CTE}, catalog (id, free_daily, premium_daily) AS (VALUES {values}), "
         "sender AS (" + TOUCH_SQL + "), terms AS (SELECT sender.*, catalog.id AS chosen, "
-        "CASE WHEN sender.premium_until > {} THEN catalog.premium_daily ELSE catalog.free_daily END AS daily_limit "
+        "CASE WHEN sender.model <> catalog.id THEN 0 "
+        "WHEN sender.premium_until > {} THEN catalog.premium_daily ELSE catalog.free_daily END AS daily_limit "
         "FROM sender JOIN catalog "
         "ON catalog.id = COALESCE((SELECT id FROM catalog WHERE id = sender.model), {}::text)), "
         "reserved AS (INSERT INTO daily_usage (telegram_id, model, day, used) "

@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from pomogator.bot import texts
 from pomogator.llm.catalog import load_catalog
+from pomogator.store.tables import User
 from tests.bot.harness import BotHarness
 from tests.databases import throwaway_postgres
 from tests.fakes.openai_server import Reply
@@ -94,4 +95,24 @@ async def test_the_model_falls_back_once_when_premium_ends_on_postgres(harness: 
     assert h.llm.requests[-1].model == DEFAULT.id
     assert (await h.ask(chat, "again")).text == "Echo: again"
     async with h.services() as services:
+        assert await services.quota.used_today(chat) == {DEFAULT.id: 2}
+
+
+async def test_a_model_gone_from_the_catalog_is_said_before_the_default_answers_on_postgres(
+    harness: BotHarness,
+) -> None:
+    h = harness
+    chat = h.new_chat()
+    await h.ask(chat, "hello")
+    async with h.services():
+        await User.update({User.model: "vendor/retired"}).where(User.telegram_id == chat)
+    after = h.tg.sent_messages(chat)[-1].message_id
+    h.tg.user_message(chat, "again")
+    await h.tg.wait_until(lambda: len(h.messages_after(chat, after)) >= 2, 30, "the notice and the answer")
+    await h.settle()
+    notice, answer = h.tg.sent_texts(chat)[-2:]
+    assert notice.startswith("ℹ️ Модели, которую вы выбирали, больше нет в списке")
+    assert answer == "Echo: again"
+    async with h.services() as services:
+        assert (await services.users.get(chat)).model.id == DEFAULT.id
         assert await services.quota.used_today(chat) == {DEFAULT.id: 2}

@@ -1082,9 +1082,16 @@ async def test_premium_model_without_premium_is_left_to_touch(one_trip: Services
     assert account.model_reset and account.model.id == "test/plain"
 
 
-async def test_a_model_gone_from_the_catalog_means_the_default(one_trip: Services, fake_llm: FakeLLM) -> None:
+async def test_a_model_gone_from_the_catalog_is_left_to_touch(one_trip: Services, fake_llm: FakeLLM) -> None:
+    """As on every other path, the person hears their model is gone before the default answers for its quota."""
     await one_trip.users.touch(Person(ANN, "Ann"))
     await User.update({User.model: "vendor/retired"}).where(User.telegram_id == ANN)
+    with pytest.raises(SenderUndecided):
+        await ask_as(one_trip, Person(ANN, "Ann"), "hi")
+    assert fake_llm.request_count == 0
+    assert await one_trip.quota.used_today(ANN) == {}
+    account = await one_trip.users.touch(Person(ANN, "Ann"))
+    assert account.model_reset and account.model.id == "test/plain"
     _, reply = await ask_as(one_trip, Person(ANN, "Ann"), "hi")
     assert reply.account is not None and reply.account.model.id == "test/plain"
     assert fake_llm.requests[-1].model == "test/plain"
