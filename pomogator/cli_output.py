@@ -4,7 +4,7 @@ What is shown comes from people and services (a Telegram name, a role, a log mes
 on a terminal it is printed literally: never read as rich markup (``[/]`` would crash, ``[link=...]`` would make a
 link) or emoji codes, and control characters are spelled out instead of reaching the terminal.
 
-rich is imported on first use: ``run bot`` and ``run web`` go through the CLI too and never print through it.
+rich is imported on first use: ``run bot`` and ``run web`` never print through it.
 """
 
 from __future__ import annotations

@@ -197,17 +197,17 @@ class Settings(BaseModel):
     # YooKassa's code lists: VAT rates 1-12 (11 and 12 are 2026's 22 %), tax systems 1-6.
     receipt_vat_code: int = Field(default=1, ge=1, le=12)
     receipt_tax_system_code: int | None = Field(default=None, ge=1, le=6)
-    # How often the web app looks for premium ending within three days to remind about it; 0 turns it off.
+    # How often the bot and the web app look for premium ending within three days to remind about it; 0 turns it off.
     reminder_interval_seconds: float = Field(default=3600.0, ge=0)
-    # How often the web app asks YooKassa about payments left pending over 10 minutes (in case their notification
-    # was lost) and about refunds it answered as pending, and sends a payer's notice that did not go out again; 0
-    # turns it off.
+    # How often the bot and the web app ask YooKassa about payments left pending over 10 minutes (in case their
+    # notification was lost) and about refunds it answered as pending, and send a payer's notice that did not go out
+    # again; 0 turns it off.
     payment_check_interval_seconds: float = Field(default=600.0, ge=0)
 
     log_level: str = "INFO"
     log_json: bool = False
     log_db_level: str = "INFO"
-    # The web app deletes stored log records older than this many days, once an hour; 0 keeps them all.
+    # The bot and the web app delete stored log records older than this many days, once an hour; 0 keeps them all.
     log_db_retention_days: int = Field(default=30, ge=0)
 
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)

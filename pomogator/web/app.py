@@ -156,7 +156,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def _domain_error(request: Request, exc: Exception) -> Response:
-    logger.error("YooKassa notification failed: {}", exc)
+    logger.error("Request to {} failed: {}", request.url.path, exc)
     return JSONResponse({"status": "error"}, status_code=500)
 
 
