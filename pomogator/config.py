@@ -334,11 +334,13 @@ def _unset(value: object) -> bool:
     return value is None or value == "" or (isinstance(value, SecretStr) and not value.get_secret_value())
 
 
-def environment_variables(env_file: Path | None = ENV_FILE) -> dict[str, str]:
-    """The ``POMOGATOR_*`` variables of ``env_file`` (if it exists) and the environment, which wins, by name as
-    written. Empty values are left out, in either place: they count as not set."""
+def environment_variables(env_file: Path | None = None) -> dict[str, str]:
+    """The ``POMOGATOR_*`` variables of ``env_file`` (if it exists; by default ``ENV_FILE``, as it is when called)
+    and the environment, which wins, by name as written. Empty values are left out, in either place: they count as
+    not set."""
     merged: dict[str, str] = {}
-    if env_file is not None and env_file.is_file():
+    env_file = ENV_FILE if env_file is None else env_file
+    if env_file.is_file():
         from dotenv import dotenv_values
 
         merged.update(_set_variables(dotenv_values(env_file, encoding="utf-8")))
@@ -347,7 +349,7 @@ def environment_variables(env_file: Path | None = ENV_FILE) -> dict[str, str]:
     return merged
 
 
-def read_variable(name: str, env_file: Path | None = ENV_FILE) -> str | None:
+def read_variable(name: str, env_file: Path | None = None) -> str | None:
     """One ``POMOGATOR_*`` variable read as the settings are (the environment over ``env_file``, the name in any
     case, an empty value as not set), for what is read before or without the settings; None when it is not set."""
     # The environment's, when both have it: it comes last, as in ``load_settings``.
@@ -380,7 +382,7 @@ def unknown_variable_warning(name: str) -> str:
     return f"{ENV_PREFIX}{suffix} is not a setting and is ignored{hint}"
 
 
-def load_settings(env_file: Path | None = ENV_FILE) -> Settings:
+def load_settings(env_file: Path | None = None) -> Settings:
     """Build settings once per process, turning validation errors into a one-line ConfigError."""
     from pydantic import ValidationError
 

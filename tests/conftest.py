@@ -12,7 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-import pomogator.store  # noqa: F401  (sets PICCOLO_CONF before Piccolo looks for it)
+import pomogator.config
+import pomogator.store  # sets PICCOLO_CONF before Piccolo looks for it
 from pomogator.config import Settings
 from pomogator.container import Services, build_services
 from pomogator.store.engine import Database
@@ -25,10 +26,12 @@ from tests.fakes.yookassa_server import FakeYooKassa
 POSTGRES_URL = os.environ.get("POMOGATOR_TEST_POSTGRES_URL")
 TEST_API_KEY = "sk-test-key"
 
-# Nothing from the developer's environment or .env may leak into tests.
+# Nothing from the developer's environment or .env may leak into tests (processes they start run in directories of
+# their own, without one).
 for _name in list(os.environ):
     if _name.startswith("POMOGATOR_") and _name != "POMOGATOR_TEST_POSTGRES_URL":
         del os.environ[_name]
+pomogator.config.ENV_FILE = Path(__file__).parent / "no-such.env"
 
 
 async def _create_session_database(server_url: str, name: str) -> str:

@@ -23,7 +23,9 @@ from tests.fakes.openai_server import FakeLLM, Reply
 
 @pytest.fixture
 def env_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``.env`` in the working directory, read as in a process of its own (the session reads none)."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("pomogator.config.ENV_FILE", Path(".env"))
     return tmp_path / ".env"
 
 
@@ -69,7 +71,7 @@ def test_one_variable_is_read_as_the_settings_are(env_file: Path, monkeypatch: p
     monkeypatch.setenv("POMOGATOR_DEBUG", "")
     assert read_variable("POMOGATOR_DEBUG") == "1"
     assert read_variable("POMOGATOR_DATABASE_URL") is None
-    assert read_variable("POMOGATOR_DEBUG", env_file=None) is None
+    assert read_variable("POMOGATOR_DEBUG", env_file=env_file.with_name("missing.env")) is None
 
 
 def test_secrets_stay_secret(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -373,3 +375,11 @@ def test_the_variables_read_outside_the_settings_are_not_reported() -> None:
     from pomogator.heartbeat import HEARTBEAT_ENV
 
     assert unknown_variables([DEBUG_ENV, HEARTBEAT_ENV, "POMOGATOR_TEST_POSTGRES_URL"]) == []
+
+
+def test_the_tests_read_no_env_file_of_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's ``.env`` (the README has one made in the project's directory) reaches no test run in-process."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("POMOGATOR_DEBUG=1\nPOMOGATOR_WEB_PORT=9000\n", encoding="utf-8")
+    assert read_variable("POMOGATOR_DEBUG") is None
+    assert load_settings().web_port != 9000
