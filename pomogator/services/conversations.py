@@ -43,12 +43,6 @@ class Turn:
     model: str | None = None
     id: int | None = None
 
-    @property
-    def is_text(self) -> bool:
-        """Plain text, known without decoding a stored turn."""
-        content = self.content
-        return content[:1] == b'"' if isinstance(content, bytes) else isinstance(content, str)
-
     def decoded(self) -> Content:
         content = self.content
         return cast(Content, orjson.loads(content)) if isinstance(content, bytes) else content
