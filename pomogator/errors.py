@@ -101,6 +101,9 @@ class LLMError(PomogatorError):
 
     user_message = "The model could not answer. Please try again later."
 
+    # The model the request was for, when the client knows it: for logs and alerts.
+    model_id: str = ""
+
     def __init__(self, detail: str = "") -> None:
         # ``detail`` is the provider's own text: for logs and alerts only, never shown to users.
         super().__init__(None)
@@ -108,13 +111,15 @@ class LLMError(PomogatorError):
 
 
 class LLMUnavailable(LLMError):
-    """OpenRouter is down, overloaded, or our key/credit is not accepted (401/402/5xx)."""
+    """OpenRouter is down or overloaded (5xx), the connection failed, or it refused in a way not known here."""
 
     user_message = "The model is temporarily unavailable. Please try again later."
 
 
 class LLMAccountProblem(LLMUnavailable):
-    """OpenRouter refused our key or credit (401/402): users see "unavailable", admins get an alert."""
+    """OpenRouter refused our account: the key or credit (401/402), the key's spend limit (403 "Key limit exceeded"),
+    the day's allowance of free models (429 "free-models-per-day"), privacy settings that leave a model no provider
+    (404 "No endpoints found matching your data policy"). Users see "unavailable", admins get an alert."""
 
 
 class LLMRateLimited(LLMError):
@@ -126,6 +131,9 @@ class LLMTimeout(LLMError):
 
 
 class LLMModerated(LLMError):
+    """The model's moderation flagged the request (OpenRouter's 403 with the flagged input and reasons), or its
+    content filter ended the answer before a word."""
+
     user_message = "The request was refused by the model's moderation."
 
 
@@ -144,6 +152,21 @@ class LLMModelGone(LLMError):
     change the catalog."""
 
     user_message = "This model is no longer available. Choose another one."
+
+
+class LLMRegionBlocked(LLMError):
+    """The model is refused in the country the bot's requests come from (OpenRouter's "This model is not available
+    in your region", a provider's "unsupported_country_region_territory"): users are sent to /model, admins alerted
+    to replace the model or route the requests through another country."""
+
+    user_message = "This model is not available in the server's region. Choose another one."
+
+
+class LLMEmptyAnswer(LLMError):
+    """The model finished without writing anything to show (a silent refusal, or only reasoning): asking again
+    differently may help, waiting does not."""
+
+    user_message = "The model returned an empty answer. Try rephrasing the question."
 
 
 # --- Files -----------------------------------------------------------------------------------------------

@@ -25,8 +25,10 @@ from pomogator.container import Services
 from pomogator.errors import (
     DatabaseUnavailable,
     LLMAccountProblem,
+    LLMEmptyAnswer,
     LLMError,
     LLMModelGone,
+    LLMRegionBlocked,
     MessageTooLong,
     PomogatorError,
 )
@@ -423,6 +425,9 @@ def _failure_message(exc: PomogatorError, base_url: str) -> str:
         return f"{exc.user_message} Models: /model; switch with /model ID."
     if not isinstance(exc, LLMError):
         return exc.user_message
+    if isinstance(exc, LLMEmptyAnswer):
+        # The provider answered as asked, with nothing in it: no HTTP status or base URL to look into.
+        return f"{exc.user_message} [{exc.detail}]"
     status = _status_code(exc)
     reason = exc.detail or "no details"
     root = _root_cause(exc)
@@ -436,8 +441,15 @@ def _failure_message(exc: PomogatorError, base_url: str) -> str:
     if isinstance(exc, LLMModelGone):
         # Found at the base URL, which is right: the models file names a model the provider no longer serves.
         message += " Switch with /model ID, or replace the model in POMOGATOR_MODELS_FILE."
+    elif isinstance(exc, LLMRegionBlocked):
+        message += (
+            " The model is refused in the country the requests come from: switch with /model ID, or reach the "
+            "provider through a proxy in another country (HTTPS_PROXY)."
+        )
     elif isinstance(exc, LLMAccountProblem):
-        message += " Check POMOGATOR_OPENROUTER_API_KEY and the account's credit."
+        message += (
+            " Check POMOGATOR_OPENROUTER_API_KEY, the key's spend limit and the account's credit and privacy settings."
+        )
     elif status in (404, 405) or exc.detail.startswith("connection:"):
         message += " Check POMOGATOR_OPENROUTER_BASE_URL."
     return message

@@ -20,11 +20,13 @@ from pomogator.errors import (
     FileError,
     LLMAccountProblem,
     LLMBadRequest,
+    LLMEmptyAnswer,
     LLMError,
     LLMModelGone,
     LLMModerated,
     LLMNoRoomToAnswer,
     LLMRateLimited,
+    LLMRegionBlocked,
     LLMTimeout,
     LLMUnavailable,
     MessageTooLong,
@@ -407,6 +409,8 @@ LLM_NO_ROOM = (
     f"модель: /model. {NOT_COUNTED}"
 )
 LLM_MODEL_GONE = f"😔 Эта модель больше недоступна у провайдера. Выберите другую: /model. {NOT_COUNTED}"
+LLM_REGION_BLOCKED = f"🌍 Эта модель недоступна в стране, где работает бот. Выберите другую: /model. {NOT_COUNTED}"
+LLM_EMPTY_ANSWER = f"{EMPTY_ANSWER} {NOT_COUNTED}"
 LLM_FAILED = f"Модель не смогла ответить. Попробуйте ещё раз. {NOT_COUNTED}"
 UNKNOWN_MODEL = "Этой модели больше нет в списке. Откройте /model заново."
 BILLING_UNAVAILABLE = "Оплата сейчас недоступна. Попробуйте чуть позже."
@@ -430,7 +434,7 @@ def unexpected(support: str) -> str:
 
 
 def llm_error(exc: LLMError) -> str:
-    # LLMAccountProblem is our key or credit: users only learn that the model is unavailable.
+    # LLMAccountProblem is our key, credit or limits: users only learn that the model is unavailable.
     if isinstance(exc, LLMUnavailable | LLMAccountProblem):
         return LLM_UNAVAILABLE
     if isinstance(exc, LLMRateLimited):
@@ -445,6 +449,10 @@ def llm_error(exc: LLMError) -> str:
         return LLM_MODEL_GONE
     if isinstance(exc, LLMNoRoomToAnswer):
         return LLM_NO_ROOM
+    if isinstance(exc, LLMRegionBlocked):
+        return LLM_REGION_BLOCKED
+    if isinstance(exc, LLMEmptyAnswer):
+        return LLM_EMPTY_ANSWER
     return LLM_FAILED
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, cast
 
 import orjson
+from loguru import logger
 
 from pomogator.errors import (
     LLMAccountProblem,
@@ -18,6 +20,7 @@ from pomogator.errors import (
     LLMModelGone,
     LLMModerated,
     LLMRateLimited,
+    LLMRegionBlocked,
     LLMTimeout,
     LLMUnavailable,
 )
@@ -51,7 +54,8 @@ class TextComplete:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """The stream ended; ``usage`` is what OpenRouter reported in its last chunk."""
+    """The stream ended; ``usage`` is what OpenRouter reported in its last chunk (none when the connection failed
+    after the text was complete)."""
 
     usage: Usage
     finish_reason: str | None
@@ -61,25 +65,82 @@ StreamEvent = Delta | TextComplete | Finished
 
 
 # What OpenRouter says of a model it no longer serves: 400 "<id> is not a valid model ID", 404 "No endpoints found for
-# <id>".
-MODEL_GONE_SIGNS = ("is not a valid model id", "no endpoints found")
+# <id>". Its other "No endpoints found ..." refusals are about the request or the account, below.
+MODEL_GONE = re.compile(r"is not a valid model id|no endpoints found for \S+/\S", re.IGNORECASE)
+# 404 "No endpoints found matching your data policy" (or "... your guardrail restrictions and data policy"): the
+# account's privacy settings leave the model no provider.
+DATA_POLICY_SIGN = "data policy"
+# 404 "No endpoints found that support image input" (tool use, the requested output modalities, ...): no provider
+# of the model takes a request like this one.
+NO_ENDPOINTS_SIGN = "no endpoints"
+# 403 "Key limit exceeded (total limit)" (or daily, weekly, monthly): the spend limit set on our key.
+KEY_LIMIT_SIGN = "key limit exceeded"
+# 429 "Rate limit exceeded: free-models-per-day": the account's allowance of ``:free`` models, spent until tomorrow.
+FREE_DAILY_SIGN = "free-models-per-day"
+# A model refused in the country the request comes from: OpenRouter's own 403 "This model is not available in your
+# region.", or a provider's words in the error's ``metadata.raw`` (OpenAI's 403 "unsupported_country_region_territory",
+# Google's 400 "User location is not supported for the API use.").
+REGION_SIGNS = (
+    "not available in your region",
+    "not available in your country",
+    "unsupported_country_region_territory",
+    "country, region, or territory not supported",
+    "user location is not supported",
+)
+# How much of a provider's raw error goes into the detail (logs and alerts).
+RAW_DETAIL_CHARS = 500
 
 
-def error_for_status(status: int | None, message: str) -> LLMError:
-    """Map an HTTP-like status from OpenRouter to the domain error users are told about."""
+def error_for_status(status: int | None, message: str, metadata: object = None) -> LLMError:
+    """Map an HTTP-like status from OpenRouter, its message and the error's ``metadata`` to the domain error users
+    are told about. The detail is the message, with the provider's own words (``metadata.raw``) when it passed them
+    on."""
+    upstream = _upstream_words(metadata)
+    detail = f"{message} ({upstream})" if upstream else message
+    said = f"{message} {upstream}".lower()
     if status in (401, 402):
-        return LLMAccountProblem(message)
+        return LLMAccountProblem(detail)
+    if status in (400, 403, 451) and any(sign in said for sign in REGION_SIGNS):
+        return LLMRegionBlocked(detail)
     if status == 403:
-        return LLMModerated(message)
+        if _moderation(metadata):
+            return LLMModerated(detail)
+        if KEY_LIMIT_SIGN in said:
+            return LLMAccountProblem(detail)
+        # A refusal OpenRouter did not explain: not moderation, and asking again the same way will not help.
+        return LLMUnavailable(detail)
     if status == 408:
-        return LLMTimeout(message)
+        return LLMTimeout(detail)
     if status == 429:
-        return LLMRateLimited(message)
-    if status in (400, 404) and any(sign in message.lower() for sign in MODEL_GONE_SIGNS):
-        return LLMModelGone(message)
+        return LLMAccountProblem(detail) if FREE_DAILY_SIGN in said else LLMRateLimited(detail)
+    if status in (400, 404):
+        if MODEL_GONE.search(message):
+            return LLMModelGone(detail)
+        if DATA_POLICY_SIGN in said:
+            return LLMAccountProblem(detail)
+        if NO_ENDPOINTS_SIGN in said:
+            return LLMBadRequest(detail)
     if status in (400, 413, 422):
-        return LLMBadRequest(message)
-    return LLMUnavailable(message)
+        return LLMBadRequest(detail)
+    return LLMUnavailable(detail)
+
+
+def _moderation(metadata: object) -> bool:
+    """Whether an error is OpenRouter's moderation refusal, which names what was flagged and why."""
+    return isinstance(metadata, dict) and ("reasons" in metadata or "flagged_input" in metadata)
+
+
+def _upstream_words(metadata: object) -> str:
+    """The provider's own error that OpenRouter passed on (``metadata.raw``, text or JSON), after its name."""
+    if not isinstance(metadata, dict):
+        return ""
+    raw = metadata.get("raw")
+    if raw is None or raw == "":
+        return ""
+    text = raw if isinstance(raw, str) else orjson.dumps(raw, default=str).decode()
+    text = " ".join(text.split())[:RAW_DETAIL_CHARS]
+    provider = metadata.get("provider_name")
+    return f"{provider}: {text}" if isinstance(provider, str) and provider else text
 
 
 def _error_code(body: object) -> int | None:
@@ -92,6 +153,16 @@ def _error_code(body: object) -> int | None:
         nested = body.get("error")
         if nested is not None:
             return _error_code(nested)
+    return None
+
+
+def _error_metadata(body: object) -> object:
+    if isinstance(body, dict):
+        if "metadata" in body:
+            return body["metadata"]
+        nested = body.get("error")
+        if nested is not None:
+            return _error_metadata(nested)
     return None
 
 
@@ -133,10 +204,10 @@ def translate(exc: Exception) -> LLMError:
     if isinstance(exc, openai.APIConnectionError):
         return LLMUnavailable(f"connection: {type(exc).__name__}")
     if isinstance(exc, openai.APIStatusError):
-        return error_for_status(exc.status_code, _error_message(exc.body, exc.message))
+        return error_for_status(exc.status_code, _error_message(exc.body, exc.message), _error_metadata(exc.body))
     if isinstance(exc, openai.APIError):
         # An error event inside a 200 stream: OpenRouter puts the real status in the body's code.
-        return error_for_status(_error_code(exc.body), _error_message(exc.body, exc.message))
+        return error_for_status(_error_code(exc.body), _error_message(exc.body, exc.message), _error_metadata(exc.body))
     # While the stream is read, failures come from the SDK's HTTP client itself, as they would inside the SDK.
     timeouts, request_errors = _transport_errors()
     if isinstance(exc, request_errors) and _lost_connection(exc):
@@ -260,7 +331,9 @@ class LLMClient:
         The SDK makes the request (retries, timeouts, status errors); the stream's events are read here, as plain
         JSON (orjson): read through the SDK's decoder and its model for every chunk, a streamed answer took twice
         the CPU.
-        An error object inside the stream is treated as the SDK's ``APIError`` with that body would be.
+        An error object inside the stream is treated as the SDK's ``APIError`` with that body would be. Once the text
+        is complete, a failure of the connection (or its silence) while the usage and the stream's end are awaited
+        is logged, and the stream finishes with the usage known by then.
         """
         import httpx2
         from openai import AsyncStream
@@ -268,6 +341,8 @@ class LLMClient:
         usage = Usage()
         finish_reason: str | None = None
         received = complete = done = False
+        # An error the stream itself reported, as opposed to a failure of the connection carrying it.
+        reported: LLMError | None = None
         body = {
             "model": model,
             "messages": messages,
@@ -318,7 +393,10 @@ class LLMClient:
                         continue
                     error = chunk.get("error")
                     if error:
-                        raise error_for_status(_error_code(error), _error_message(error, STREAM_ERROR))
+                        reported = error_for_status(
+                            _error_code(error), _error_message(error, STREAM_ERROR), _error_metadata(error)
+                        )
+                        raise reported
                     if chunk.get("usage"):
                         usage = _usage_from(chunk["usage"])
                     for choice in chunk.get("choices") or ():
@@ -329,14 +407,26 @@ class LLMClient:
                             received = True
                             yield Delta(text)
                     if finish_reason == "error":
-                        raise error_for_status(_error_code(chunk), "finish_reason=error")
+                        reported = error_for_status(_error_code(chunk), "finish_reason=error")
+                        raise reported
                     if finish_reason is not None and not complete:
                         complete = True
                         yield TextComplete()
-        except LLMError:
-            raise
         except Exception as exc:
-            raise translate(exc) from exc
+            failure = exc if isinstance(exc, LLMError) else translate(exc)
+            failure.model_id = model
+            if not complete or failure is reported:
+                if failure is exc:
+                    raise
+                raise failure from exc
+            # The text is whole and OpenRouter has billed it: a connection lost, or silent past the timeout, while
+            # the usage and the stream's end were awaited leaves only the usage unknown.
+            logger.warning(
+                "The answer of {} is complete, but its stream then failed ({}: {}); kept with the usage known so far",
+                model,
+                type(failure).__name__,
+                failure.detail,
+            )
         if not received and finish_reason is None:
             # A 200 response carrying an error object instead of a stream ends here with nothing in it.
             raise LLMUnavailable("empty response")

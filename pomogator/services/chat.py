@@ -11,7 +11,7 @@ from typing import Any
 
 from loguru import logger
 
-from pomogator.errors import LLMModerated, LLMNoRoomToAnswer, LLMUnavailable, MessageTooLong, VisionUnsupported
+from pomogator.errors import LLMEmptyAnswer, LLMModerated, LLMNoRoomToAnswer, MessageTooLong, VisionUnsupported
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEvent, TextComplete, Usage
 from pomogator.llm.tokens import estimate_content
@@ -299,11 +299,11 @@ class ChatService:
         """Yield the answer's text pieces as they arrive.
 
         Raises VisionUnsupported and ImagesTooLarge (before anything is taken), QuotaExceeded (before any LLM call),
-        MessageTooLong (no LLM call) and LLMError subclasses, an empty or blank answer included (the reserved
-        request is refunded; a refund that fails is tried again later and never replaces the error). Setting
-        ``stop`` ends the stream early: what was generated is kept, stored and counted as one request (nothing but
-        whitespace is given back). Both turns are stored only when the answer completes or is stopped, and only
-        while the person exists and has not cleared the context since the request started.
+        MessageTooLong (no LLM call) and LLMError subclasses, LLMEmptyAnswer for an answer with nothing to show
+        included (the reserved request is refunded; a refund that fails is tried again later and never replaces the
+        error). Setting ``stop`` ends the stream early: what was generated is kept, stored and counted as one request
+        (nothing but whitespace is given back). Both turns are stored only when the answer completes or is stopped,
+        and only while the person exists and has not cleared the context since the request started.
         """
         reply = reply if reply is not None else Reply()
         model = dialog.model
@@ -391,7 +391,7 @@ class ChatService:
                 if reply.filtered:
                     raise LLMModerated(detail)
                 # A reasoning model can spend its whole answer limit thinking: trying again gives the same.
-                raise LLMNoRoomToAnswer(detail) if reply.cut_off else LLMUnavailable(detail)
+                raise LLMNoRoomToAnswer(detail) if reply.cut_off else LLMEmptyAnswer(detail)
         except BaseException as exc:
             # Failed, cancelled or abandoned by the consumer: the request costs the person nothing.
             if reply.reservation is not None:

@@ -101,6 +101,9 @@ class Reply:
     keepalive_interval: float | None = None
     # Seconds between the chunk with finish_reason and the usage chunk (OpenRouter works out the cost meanwhile).
     usage_delay: float = 0.0
+    # Abort the connection after the chunk with finish_reason (and ``usage_delay``): the text is whole, the usage
+    # chunk and [DONE] never come.
+    drop_after_finish: bool = False
 
     @classmethod
     def slow(cls, tokens: int, seconds: float, *, ttft: float = 0.0, word: str = "tok") -> Reply:
@@ -207,7 +210,8 @@ class RecordedRequest:
     headers: CIMultiDict[str]
     json: dict[str, Any]
     received_at: float
-    # The HTTP status sent; 499 when the client went away first, 444 when a Drop aborted the connection.
+    # The HTTP status sent; 499 when the client went away first, 444 when a Drop (or a Reply dropped after its
+    # text) aborted the connection.
     status: int | None = None
     cancelled: bool = False
     action: Action | None = None
@@ -715,6 +719,10 @@ class FakeLLM(AppServer):
         final = self._chunk(record, model, {"role": "assistant", "content": ""}, finish_reason, generation_id)
         await stream.write(_sse(final))
         await asyncio.sleep(reply.usage_delay)
+        if reply.drop_after_finish:
+            assert request.transport is not None
+            request.transport.abort()
+            raise _DroppedError
         if self.always_usage or record.wants_usage:
             usage_chunk = self._chunk(record, model, {}, None, generation_id)
             usage_chunk["choices"] = []

@@ -23,10 +23,12 @@ from pomogator.errors import (
     ImagesTooLarge,
     LLMAccountProblem,
     LLMBadRequest,
+    LLMEmptyAnswer,
     LLMError,
     LLMModerated,
     LLMNoRoomToAnswer,
     LLMRateLimited,
+    LLMRegionBlocked,
     LLMTimeout,
     LLMUnavailable,
     MessageTooLong,
@@ -495,6 +497,10 @@ ERRORS: list[Any] = [
     pytest.param(fake.Error(status=401, message="User not found."), LLMAccountProblem, id="401"),
     pytest.param(fake.Error(status=402, message="Insufficient credits"), LLMAccountProblem, id="402"),
     pytest.param(fake.Moderation(), LLMModerated, id="403-moderation"),
+    pytest.param(fake.Error(status=403, message="Key limit exceeded (total limit)."), LLMAccountProblem, id="403-key"),
+    pytest.param(
+        fake.Error(status=403, message="This model is not available in your region."), LLMRegionBlocked, id="403-region"
+    ),
     pytest.param(fake.Error(status=408, message="Timed out"), LLMTimeout, id="408"),
     pytest.param(fake.Error(status=429), LLMRateLimited, id="429"),
     pytest.param(fake.Error(status=500, message="Internal"), LLMUnavailable, id="500"),
@@ -504,7 +510,11 @@ ERRORS: list[Any] = [
     pytest.param(fake.MidStreamError(after_text="half an answer"), LLMUnavailable, id="mid-stream"),
     pytest.param(fake.MidStreamError(after_text="half", code=429), LLMRateLimited, id="mid-stream-429"),
     pytest.param(fake.ErrorBody200(), LLMUnavailable, id="200-error-body"),
-    pytest.param(fake.ErrorBody200(code=403, message="Flagged"), LLMModerated, id="200-error-body-403"),
+    pytest.param(
+        fake.ErrorBody200(code=403, message="Flagged", metadata={"reasons": ["hate"], "flagged_input": "..."}),
+        LLMModerated,
+        id="200-error-body-403",
+    ),
     pytest.param(fake.Drop(), LLMUnavailable, id="dropped"),
     pytest.param(fake.Drop(after_text="half an answer"), LLMUnavailable, id="dropped-mid-stream"),
 ]
@@ -632,13 +642,13 @@ async def test_wrong_api_key_is_an_account_problem(make_services: ServicesFactor
 @pytest.mark.parametrize(
     ("action", "expected"),
     [
-        pytest.param(fake.Reply(text=""), LLMUnavailable, id="empty"),
+        pytest.param(fake.Reply(text=""), LLMEmptyAnswer, id="empty"),
         pytest.param(fake.Reply(text="", finish_reason="content_filter"), LLMModerated, id="filtered"),
         # A reasoning model that thought through its whole limit: asking again the same way gives the same.
         pytest.param(fake.Reply(text="", finish_reason="length"), LLMNoRoomToAnswer, id="no-room"),
         # Not blank, but nothing to show once rendered: the person is told the model answered nothing.
-        pytest.param(fake.Reply(text="```\n```"), LLMUnavailable, id="empty-code-fence"),
-        pytest.param(fake.Reply(text="&nbsp;"), LLMUnavailable, id="nbsp"),
+        pytest.param(fake.Reply(text="```\n```"), LLMEmptyAnswer, id="empty-code-fence"),
+        pytest.param(fake.Reply(text="&nbsp;"), LLMEmptyAnswer, id="nbsp"),
     ],
 )
 async def test_empty_answer_is_an_error_not_a_turn(

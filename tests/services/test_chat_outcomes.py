@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from pomogator.container import Services
-from pomogator.errors import LLMError, LLMModerated, LLMUnavailable
+from pomogator.errors import LLMEmptyAnswer, LLMError, LLMModerated
 from pomogator.llm.client import Delta, Message, StreamEvent
 from pomogator.services.chat import STORE_SQL, Dialog, Reply
 from pomogator.services.conversations import encode_content
@@ -226,7 +226,8 @@ async def test_a_clear_waits_for_an_answer_being_stored_and_clears_it_too(
 @pytest.mark.parametrize(
     ("action", "expected"),
     [
-        pytest.param(fake.Reply(text="   \n  "), LLMUnavailable, id="blank"),
+        # Not "the model is unavailable, try later": it answered, with nothing.
+        pytest.param(fake.Reply(text="   \n  "), LLMEmptyAnswer, id="blank"),
         pytest.param(fake.Reply(text="\n", finish_reason="content_filter"), LLMModerated, id="blank-filtered"),
     ],
 )
@@ -241,6 +242,19 @@ async def test_a_blank_answer_is_an_error_not_a_turn(
     assert await used(services) == 0
     assert await stored() == []
     assert await requests() == 0
+
+
+async def test_an_answer_whose_connection_fails_after_its_text_is_kept_and_counted(
+    services: Services, fake_llm: FakeLLM
+) -> None:
+    """The text was whole (finish_reason came) when the connection failed before the usage chunk: the person has
+    the answer, and OpenRouter billed it."""
+    fake_llm.enqueue(fake.Reply(text="The whole answer.", drop_after_finish=True))
+    reply = Reply()
+    assert await drain(services.chat.stream_reply(await dialog_for(services), "hi", reply=reply)) == "The whole answer."
+    assert reply.charged and not reply.stopped and reply.finish_reason == "stop"
+    assert await stored() == [("user", "hi"), ("assistant", "The whole answer.")]
+    assert (await used(services), await requests()) == (1, 1)
 
 
 async def test_a_blank_answer_stopped_costs_nothing(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:

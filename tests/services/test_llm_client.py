@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from loguru import logger
 
 from pomogator.errors import (
     LLMAccountProblem,
@@ -16,6 +18,7 @@ from pomogator.errors import (
     LLMModelGone,
     LLMModerated,
     LLMRateLimited,
+    LLMRegionBlocked,
     LLMTimeout,
     LLMUnavailable,
 )
@@ -25,6 +28,7 @@ from pomogator.llm.client import (
     LLMClient,
     StreamEvent,
     TextComplete,
+    Usage,
     _sse_data,
     error_for_status,
     translate,
@@ -36,6 +40,35 @@ from tests.fakes.openai_server import FakeLLM
 
 MODEL = "openai/gpt-4o-mini"
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "hello there"}]
+
+# OpenRouter's refusals as it words them (its 403s share the status with moderation, its 404s the "No endpoints found"
+# prefix with a withdrawn model).
+KEY_LIMIT = "Key limit exceeded (total limit). Manage it using https://openrouter.ai/settings/keys"
+REGION = "This model is not available in your region."
+# A provider's refusal that OpenRouter passes on in ``metadata.raw``.
+UPSTREAM_REGION = {
+    "raw": json.dumps(
+        {
+            "error": {
+                "code": "unsupported_country_region_territory",
+                "message": "Country, region, or territory not supported",
+                "param": None,
+                "type": "request_forbidden",
+            }
+        }
+    ),
+    "provider_name": "OpenAI",
+}
+GOOGLE_REGION = {
+    "raw": '{"error": {"code": 400, "message": "User location is not supported for the API use.", '
+    '"status": "FAILED_PRECONDITION"}}',
+    "provider_name": "Google AI Studio",
+}
+DATA_POLICY = (
+    "No endpoints found matching your data policy (Free model publication). "
+    "Configure: https://openrouter.ai/settings/privacy"
+)
+FREE_DAILY = "Rate limit exceeded: free-models-per-day. Add 10 credits to unlock 1000 free model requests per day"
 
 
 @pytest.fixture
@@ -106,6 +139,44 @@ async def test_the_text_is_complete_once_a_choice_says_why_it_ended(client: LLMC
     assert [type(e) for e in events] == [Delta, Delta, Delta, TextComplete, Finished]
 
 
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(fake.Reply(text="the whole answer", drop_after_finish=True), id="connection-lost"),
+        pytest.param(fake.Reply(text="the whole answer", usage_delay=30.0), id="usage-too-late"),
+    ],
+)
+async def test_a_complete_text_survives_a_failure_before_the_usage(fake_llm: FakeLLM, reply: fake.Reply) -> None:
+    """The text is whole once a choice says why it ended: losing the usage chunk or [DONE] after it must not turn
+    an answer OpenRouter has billed into a failure."""
+    client = make_client(fake_llm, timeout=2.0)
+    warnings: list[str] = []
+    sink = logger.add(lambda message: warnings.append(message.record["message"]), level="WARNING")
+    try:
+        fake_llm.enqueue(reply)
+        events = await collect(client)
+    finally:
+        logger.remove(sink)
+        await client.close()
+    assert [type(e) for e in events] == [Delta, Delta, Delta, TextComplete, Finished]
+    assert text_of(events) == "the whole answer"
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.finish_reason == "stop"
+    assert finished.usage == Usage()
+    assert len(warnings) == 1
+    assert MODEL in warnings[0] and "complete" in warnings[0]
+
+
+async def test_a_connection_lost_before_the_text_is_complete_is_still_a_failure(
+    client: LLMClient, fake_llm: FakeLLM
+) -> None:
+    fake_llm.enqueue(fake.Drop(after_text="half"))
+    with pytest.raises(LLMUnavailable) as caught:
+        await collect(client)
+    assert caught.value.model_id == MODEL
+
+
 async def test_keepalive_comments_are_ignored(client: LLMClient, fake_llm: FakeLLM) -> None:
     fake_llm.enqueue(fake.Reply(text="fine", ttft=0.05, keepalive_interval=0.01))
     assert text_of(await collect(client)) == "fine"
@@ -132,7 +203,47 @@ async def test_empty_answer_finishes_without_deltas(client: LLMClient, fake_llm:
         ),
         pytest.param(fake.Error(status=404, message="No endpoints found for x/y."), LLMModelGone, id="404-gone"),
         pytest.param(fake.Error(status=404, message="Not Found"), LLMUnavailable, id="404"),
+        # The same prefix for the account's privacy settings (the operator's to change) and for a request no
+        # provider of the model takes: the model itself is still there.
+        pytest.param(fake.Error(status=404, message=DATA_POLICY), LLMAccountProblem, id="404-data-policy"),
+        pytest.param(
+            fake.Error(status=404, message="No endpoints found that support image input"),
+            LLMBadRequest,
+            id="404-no-image-input",
+        ),
+        pytest.param(
+            fake.Error(status=404, message="No endpoints found that support tool use. To learn more, visit ..."),
+            LLMBadRequest,
+            id="404-no-tool-use",
+        ),
+        pytest.param(
+            fake.Error(status=404, message="No endpoints found that support the requested output modalities: image"),
+            LLMBadRequest,
+            id="404-no-output-modality",
+        ),
+        # 403 is moderation only when OpenRouter says what was flagged.
+        pytest.param(fake.Error(status=403, message=KEY_LIMIT), LLMAccountProblem, id="403-key-limit"),
+        pytest.param(
+            fake.Error(status=403, message="Key limit exceeded (monthly limit). Manage it using ..."),
+            LLMAccountProblem,
+            id="403-key-monthly-limit",
+        ),
+        pytest.param(fake.Error(status=403, message=REGION), LLMRegionBlocked, id="403-region"),
+        pytest.param(
+            fake.Error(status=403, message="Provider returned error", metadata=UPSTREAM_REGION),
+            LLMRegionBlocked,
+            id="403-upstream-region",
+        ),
+        pytest.param(
+            fake.Error(status=400, message="Provider returned error", metadata=GOOGLE_REGION),
+            LLMRegionBlocked,
+            id="400-upstream-location",
+        ),
+        pytest.param(fake.Error(status=403, message="Forbidden"), LLMUnavailable, id="403-unexplained"),
+        pytest.param(fake.ErrorBody200(code=403, message=KEY_LIMIT), LLMAccountProblem, id="200-error-body-key-limit"),
         pytest.param(fake.Error(status=429), LLMRateLimited, id="429"),
+        # The account's free-model allowance is spent until tomorrow: not "try again in a minute".
+        pytest.param(fake.Error(status=429, message=FREE_DAILY), LLMAccountProblem, id="429-free-models-per-day"),
         pytest.param(fake.Error(status=500), LLMUnavailable, id="500"),
         pytest.param(fake.Error(status=502), LLMUnavailable, id="502"),
         pytest.param(fake.MidStreamError(code="429"), LLMRateLimited, id="mid-stream-string-code"),
@@ -161,6 +272,18 @@ async def test_provider_text_is_detail_not_user_message(client: LLMClient, fake_
     assert "harassment" in caught.value.detail
     assert "harassment" not in str(caught.value)
     assert caught.value.user_message == LLMModerated.user_message
+
+
+async def test_a_region_refusal_names_the_model_and_the_providers_words(client: LLMClient, fake_llm: FakeLLM) -> None:
+    """The admins' alert has to say which model to replace, and why: OpenRouter's own text is "Provider returned
+    error"."""
+    fake_llm.enqueue(fake.Error(status=403, message="Provider returned error", metadata=UPSTREAM_REGION))
+    with pytest.raises(LLMRegionBlocked) as caught:
+        await collect(client)
+    assert caught.value.model_id == MODEL
+    assert caught.value.detail.startswith("Provider returned error (OpenAI: ")
+    assert "unsupported_country_region_territory" in caught.value.detail
+    assert "territory" not in str(caught.value)
 
 
 @pytest.mark.parametrize("send_headers", [False, True], ids=["before-headers", "during-body"])
@@ -235,7 +358,8 @@ async def test_refusals_are_not_retried(fake_llm: FakeLLM, status: int) -> None:
     [
         (401, LLMAccountProblem),
         (402, LLMAccountProblem),
-        (403, LLMModerated),
+        # Without OpenRouter's moderation metadata a 403 is not a moderation refusal.
+        (403, LLMUnavailable),
         (408, LLMTimeout),
         (429, LLMRateLimited),
         (400, LLMBadRequest),
@@ -251,6 +375,12 @@ def test_error_for_status(status: int | None, expected: type[LLMError]) -> None:
     error = error_for_status(status, "provider text")
     assert type(error) is expected
     assert error.detail == "provider text"
+
+
+def test_moderation_is_told_by_its_metadata() -> None:
+    metadata = {"reasons": ["violence"], "flagged_input": "...", "provider_name": "OpenAI", "model_slug": MODEL}
+    assert type(error_for_status(403, "Your input was flagged", metadata)) is LLMModerated
+    assert type(error_for_status(403, "Your input was flagged", {"provider_name": "OpenAI"})) is LLMUnavailable
 
 
 def test_account_problem_is_shown_as_unavailable() -> None:

@@ -17,10 +17,20 @@ from pomogator.bot import texts
 from pomogator.bot.answer.output import ChatGone, is_chat_gone
 from pomogator.bot.flood_wait import FloodWaitTooLong
 from pomogator.config import Settings
-from pomogator.errors import DatabaseUnavailable, LLMAccountProblem, LLMError, LLMModelGone, PomogatorError
+from pomogator.errors import (
+    DatabaseUnavailable,
+    LLMAccountProblem,
+    LLMError,
+    LLMModelGone,
+    LLMRegionBlocked,
+    PomogatorError,
+)
 from pomogator.llm.catalog import Catalog
 from pomogator.logs import alerts
 from pomogator.store.outage import outage_of
+
+# The admins' alert for a model of the catalog refused in the country the bot's requests come from.
+MODEL_REGION_ALERT = "model_region"
 
 
 class ErrorMiddleware(BaseMiddleware):
@@ -71,9 +81,19 @@ class ErrorMiddleware(BaseMiddleware):
     @staticmethod
     def _log_domain_error(exc: PomogatorError) -> None:
         if isinstance(exc, LLMAccountProblem):
-            alerts.notify(alerts.LLM_ACCOUNT, f"OpenRouter refused our key or credit: {exc.detail}")
+            alerts.notify(
+                alerts.LLM_ACCOUNT,
+                f"OpenRouter refused our account (key, credit, limits or privacy settings): {exc.detail}",
+            )
         elif isinstance(exc, LLMModelGone):
             alerts.notify(alerts.MODEL_GONE, f"OpenRouter no longer serves a model of the catalog: {exc.detail}")
+        elif isinstance(exc, LLMRegionBlocked):
+            model = exc.model_id or "a model of the catalog"
+            alerts.notify(
+                MODEL_REGION_ALERT,
+                f"{model} is refused in the country the bot's requests come from; replace it in the catalog or "
+                f"route the requests through another country (HTTPS_PROXY): {exc.detail}",
+            )
         elif isinstance(exc, LLMError):
             logger.warning("Model request failed ({}): {}", type(exc).__name__, exc.detail)
         elif isinstance(exc, DatabaseUnavailable):
