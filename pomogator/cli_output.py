@@ -2,7 +2,8 @@
 
 What is shown comes from people and services (a Telegram name, a role, a log message, Telegram's error text), so
 on a terminal it is printed literally: never read as rich markup (``[/]`` would crash, ``[link=...]`` would make a
-link) or emoji codes, and control characters are spelled out instead of reaching the terminal.
+link) or emoji codes. On a terminal and piped alike, control characters are spelled out instead of reaching the
+terminal (piped output ends up on one too: ``| grep``, ``| less -R``).
 
 rich is imported on first use: ``run bot`` and ``run web`` never print through it.
 """
@@ -38,14 +39,27 @@ def literal(value: object) -> Text:
     """``value`` as text rich shows as it is (None shows as nothing)."""
     from rich.text import Text
 
+    return Text(spelled_out("" if value is None else str(value)))
+
+
+def spelled_out(text: str) -> str:
+    """``text`` with its control characters (but tab and newline) spelled out as Python writes them: ``\\x1b``."""
+    return CONTROL.sub(lambda match: repr(match.group())[1:-1], text)
+
+
+def _field(value: object) -> str:
+    """A cell of a piped table: on one line, without tabs, control characters spelled out as on a terminal (an
+    escape sequence would reach the terminal of `| grep` or `| less -R`; a carriage return splits a record for many
+    tools)."""
     text = "" if value is None else str(value)
-    return Text(CONTROL.sub(lambda match: repr(match.group())[1:-1], text))
+    return spelled_out(text.replace("\t", " ").replace("\n", " "))
 
 
 def print_table(
     title: str, columns: Sequence[str], rows: Sequence[Sequence[object]], *, continued: bool = False
 ) -> None:
-    """Print ``rows``: a table on a terminal, tab-separated lines under a header line when piped.
+    """Print ``rows``: a table on a terminal, tab-separated lines under a header line when piped; either way with
+    control characters spelled out.
 
     ``continued``: the rows follow a table already printed (``logs tail --follow``); piped, the header is not
     repeated.
@@ -62,7 +76,7 @@ def print_table(
     if not continued:
         out_file.write("\t".join(columns) + "\n")
     for row in rows:
-        out_file.write("\t".join("" if v is None else str(v).replace("\t", " ").replace("\n", " ") for v in row) + "\n")
+        out_file.write("\t".join(_field(v) for v in row) + "\n")
     out_file.flush()
 
 

@@ -136,6 +136,16 @@ def test_piped_tables_are_tab_separated_lines(capsys: pytest.CaptureFixture[str]
     assert capsys.readouterr().out == "id\tmessage\n1\t[red]a b c[/red]\n2\t\n3\t[/]\n"
 
 
+def test_piped_tables_spell_out_control_characters(capsys: pytest.CaptureFixture[str]) -> None:
+    """Piped, a name's escape sequences reached the terminal of `| grep` or `| less -R`, and a carriage return split
+    the record."""
+    name = "Evil\x1b]0;pwned\x07\x1b[2J"
+    cli_output.print_table("Users", ["telegram_id", "username", "name"], [(7, "user\rname", name), (8, "\x9b\x7f", "")])
+    out = capsys.readouterr().out
+    assert out == "telegram_id\tusername\tname\n7\tuser\\rname\tEvil\\x1b]0;pwned\\x07\\x1b[2J\n8\t\\x9b\\x7f\t\n"
+    assert not cli_output.CONTROL.search(out)
+
+
 def columns(shown: str, *, header: bool = True) -> list[str]:
     """The text of each column of a table, its lines (wrapped ones too) joined without spaces."""
     lines = [line for line in shown.splitlines() if line.startswith(("│", "┃") if header else "│")]
