@@ -52,6 +52,8 @@ AUTHORITY_END = re.compile(r"[/?#]")
 PORT_RE = re.compile(r"[0-9]{1,5}")
 # What a URL's user info may hold as it is (RFC 3986); anything else should have been percent-encoded.
 USERINFO_RE = re.compile(r"(?:[A-Za-z0-9._~!$&'()*+,;=:-]|%[0-9A-Fa-f]{2})*")
+# SQLite's in-memory database: ":memory:", or a URI's "mode=memory".
+IN_MEMORY_SQLITE = re.compile(r"sqlite:///(?::memory:|.*[?&]mode=memory(?:&|$))", re.IGNORECASE)
 PASSWORD_PARAMETER = re.compile(r"[?&]password=([^&#]*)")
 UNENCODED_URL = (
     "cannot be read as a URL: percent-encode special characters in the user name and password "
@@ -251,6 +253,12 @@ class Settings(BaseModel):
     def _valid_database_url(cls, value: str) -> str:
         if value.partition("://")[0].lower() in POSTGRES_SCHEMES:
             _check_url_setting(value)
+        if IN_MEMORY_SQLITE.match(value):
+            raise PydanticCustomError(
+                "database_url",
+                "an in-memory SQLite database is gone when the process ends, and every process has one of its own: "
+                "give a file, e.g. sqlite:///pomogator.sqlite3",
+            )
         return value
 
     @field_validator("redis_url")

@@ -240,6 +240,20 @@ def test_a_redis_url_that_does_not_read_back_is_refused(env_file: Path, monkeypa
 
 
 @pytest.mark.parametrize(
+    "url", ["sqlite:///:memory:", "sqlite:///file:pomogator?mode=memory&cache=shared", "sqlite:///x?MODE=MEMORY"]
+)
+def test_an_in_memory_sqlite_database_is_refused(env_file: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """`db migrate` on ":memory:" migrated a database gone at exit, then failed on a missing table, advising to run
+    `db migrate`, and left a ":memory:.migrate.lock" file behind."""
+    monkeypatch.setenv("POMOGATOR_DATABASE_URL", url)
+    with pytest.raises(ConfigError) as failed:
+        load_settings()
+    message = str(failed.value)
+    assert message.startswith("POMOGATOR_DATABASE_URL: an in-memory SQLite database is gone when the process ends")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "postgresql://app:pa%2Fss%40w%23rd@db:5432/app",
