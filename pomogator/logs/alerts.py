@@ -41,6 +41,8 @@ ALERT_KEY = "alert"
 ERRORS = "errors"
 LLM_ACCOUNT = "llm_account"
 MODEL_GONE = "model_gone"
+# A model of the catalog refused in the country the bot's requests come from.
+MODEL_REGION = "model_region"
 PAYMENT = "payment"
 DATABASE_DOWN = "database_down"
 DATABASE_BACK = "database_back"

@@ -29,9 +29,6 @@ from pomogator.llm.catalog import Catalog
 from pomogator.logs import alerts
 from pomogator.store.outage import outage_of
 
-# The admins' alert for a model of the catalog refused in the country the bot's requests come from.
-MODEL_REGION_ALERT = "model_region"
-
 
 class ErrorMiddleware(BaseMiddleware):
     def __init__(self, catalog: Catalog, settings: Settings) -> None:
@@ -90,7 +87,7 @@ class ErrorMiddleware(BaseMiddleware):
         elif isinstance(exc, LLMRegionBlocked):
             model = exc.model_id or "a model of the catalog"
             alerts.notify(
-                MODEL_REGION_ALERT,
+                alerts.MODEL_REGION,
                 f"{model} is refused in the country the bot's requests come from; replace it in the catalog or "
                 f"route the requests through another country (HTTPS_PROXY): {exc.detail}",
             )
