@@ -3,14 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from piccolo.engine.sqlite import SQLiteEngine
 from piccolo.query.functions.aggregate import Max
 
+from pomogator.errors import PomogatorError
 from pomogator.store.engine import write_transaction
 from pomogator.store.tables import Subscription
 from pomogator.timeutil import as_utc, utcnow
+
+# The latest end of premium: Python's dates stop at the year 9999, and a day is left for the end to be shown in any
+# time zone.
+LATEST_END = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+class PremiumTooLong(PomogatorError):
+    """Premium granted would end after ``LATEST_END``."""
+
+    def __init__(self, telegram_id: int, until: datetime) -> None:
+        self.telegram_id = telegram_id
+        super().__init__(
+            f"Premium of {telegram_id} would end after the year 9999 (it runs until {until:%Y-%m-%d}); nothing was "
+            "granted."
+        )
 
 
 def running_until(latest_end: datetime | str | None) -> datetime | None:
@@ -44,7 +60,8 @@ class SubscriptionService:
     async def grant(
         self, telegram_id: int, days: int, *, plan: str = "manual", payment_id: str | None = None
     ) -> datetime:
-        """Extend premium by ``days`` from the later of now and the current end; returns the new end.
+        """Extend premium by ``days`` from the later of now and the current end; returns the new end. Raises
+        PremiumTooLong when it would end after the year 9999 (``LATEST_END``).
 
         Atomic on its own; inside an open transaction it joins it (payments grant together with their status).
         """
@@ -57,6 +74,8 @@ class SubscriptionService:
             now = utcnow()
             current = await self.premium_until(telegram_id)
             starts = max(now, current) if current else now
+            if starts > LATEST_END - timedelta(days=days):
+                raise PremiumTooLong(telegram_id, starts)
             ends = starts + timedelta(days=days)
             await Subscription.insert(
                 Subscription(

@@ -228,10 +228,14 @@ class UserService:
     async def grant_premium(self, telegram_id: int, days: int) -> tuple[datetime, bool]:
         """Premium for ``days`` more days, given by an admin (it extends a running subscription); the account is
         created when the person never wrote to the bot. Returns the premium's new end and whether the account was
-        created (a mistyped id would otherwise look like a success for someone else)."""
-        created = not await self.exists(telegram_id)
-        await self.ensure(telegram_id)
-        return await self.subscriptions.grant(telegram_id, days, plan="manual"), created
+        created (a mistyped id would otherwise look like a success for someone else). Raises PremiumTooLong."""
+        async with self.database.transaction():
+            # The person's lock first, as an erasure takes it: then the account is made, and the premium granted,
+            # together or not at all (PremiumTooLong makes no account).
+            await lock_person(telegram_id)
+            created = not await self.exists(telegram_id)
+            await self.ensure(telegram_id)
+            return await self.subscriptions.grant(telegram_id, days, plan="manual"), created
 
     async def get(self, telegram_id: int) -> Account:
         """The account with its effective model; nothing is written (a stored model the person may no longer use is

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pomogator.store.engine import open_database
+from pomogator.store.tables import Subscription
 from tests.cli.helpers import clean_env, run_cli
 
 
@@ -32,3 +34,20 @@ async def test_erasing_a_person_from_a_script_needs_yes(tmp_path: Path, db_url: 
     erased = await run_cli("user", "delete", "4040", "--yes", cwd=tmp_path, env=env)
     assert erased.code == 0, erased.stderr
     assert (await run_cli("user", "show", "4040", cwd=tmp_path, env=env)).code == 1
+
+
+async def test_granting_premium_past_the_year_9999_is_one_line(tmp_path: Path, db_url: str) -> None:
+    """The 80th grant of 36500 days ended in an unexpected OverflowError."""
+    async with open_database(db_url, migrate=True):
+        until = datetime(9921, 8, 31, tzinfo=UTC)
+        await Subscription.insert(
+            Subscription(telegram_id=4041, plan="manual", starts_at=until, ends_at=until, created_at=until)
+        )
+    env = clean_env(POMOGATOR_DATABASE_URL=db_url)
+    result = await run_cli("user", "grant-premium", "4041", "--days", "36500", cwd=tmp_path, env=env)
+    assert result.code == 1
+    assert result.stderr.strip() == (
+        "Error: Premium of 4041 would end after the year 9999 (it runs until 9921-08-31); nothing was granted."
+    )
+    unknown = await run_cli("user", "show", "4041", cwd=tmp_path, env=env)
+    assert unknown.code == 1  # no account was made for it

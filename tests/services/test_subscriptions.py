@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pomogator.container import Services
+from pomogator.services.subscriptions import LATEST_END, PremiumTooLong
 from pomogator.store.tables import Subscription
 from pomogator.timeutil import as_utc
 
@@ -80,6 +81,19 @@ async def test_grant_refuses_non_positive_days(services: Services) -> None:
     with pytest.raises(ValueError, match="positive"):
         await services.subscriptions.grant(USER, 0)
     assert await Subscription.count() == 0
+
+
+async def test_grant_past_the_year_9999_is_refused_and_grants_nothing(services: Services) -> None:
+    """Repeated grants of a century ended in an OverflowError."""
+    until = datetime(9921, 8, 31, tzinfo=UTC)
+    await add_subscription(USER, now(), until)
+    with pytest.raises(PremiumTooLong, match="would end after the year 9999 \\(it runs until 9921-08-31\\)"):
+        await services.subscriptions.grant(USER, 36_500)
+    assert await services.subscriptions.premium_until(USER) == until
+    last = await services.subscriptions.grant(USER, (LATEST_END - until).days)
+    assert last == LATEST_END
+    with pytest.raises(PremiumTooLong):
+        await services.subscriptions.grant(USER, 1)
 
 
 async def test_revoke_ends_running_subscriptions(services: Services) -> None:
