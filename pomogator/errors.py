@@ -6,7 +6,19 @@ exception types to its own Russian texts in ``pomogator.bot.texts``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then the exceptions it was raised from or during, nearest first, as a traceback shows them (a
+    context suppressed by ``raise ... from None`` left out)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and not any(current is other for other in seen):
+        seen.append(current)
+        yield current
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
 
 
 class PomogatorError(Exception):

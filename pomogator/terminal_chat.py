@@ -31,6 +31,7 @@ from pomogator.errors import (
     LLMRegionBlocked,
     MessageTooLong,
     PomogatorError,
+    exception_chain,
 )
 from pomogator.llm.catalog import Model
 from pomogator.logs.redact import Redactor
@@ -457,12 +458,7 @@ def _failure_message(exc: PomogatorError, base_url: str) -> str:
 
 def _causes(exc: BaseException) -> list[BaseException]:
     """The exceptions ``exc`` was raised from or during, nearest first."""
-    chain: list[BaseException] = []
-    seen = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    while seen is not None and seen not in chain:
-        chain.append(seen)
-        seen = seen.__cause__ or (None if seen.__suppress_context__ else seen.__context__)
-    return chain
+    return list(exception_chain(exc))[1:]
 
 
 def _status_code(exc: LLMError) -> int | None:

@@ -23,6 +23,7 @@ from pomogator.errors import (
     LLMRegionBlocked,
     LLMTimeout,
     LLMUnavailable,
+    exception_chain,
 )
 
 # The openai SDK is imported where it is used: importing it takes ~0.4 s and ~20 MiB, which the CLI's admin commands
@@ -185,12 +186,10 @@ def _lost_connection(exc: BaseException) -> bool:
     """
     import aiohttp
 
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, aiohttp.ClientConnectionError) and not isinstance(seen, aiohttp.ServerTimeoutError):
-            return True
-        seen = seen.__cause__
-    return False
+    return any(
+        isinstance(seen, aiohttp.ClientConnectionError) and not isinstance(seen, aiohttp.ServerTimeoutError)
+        for seen in exception_chain(exc)
+    )
 
 
 def translate(exc: Exception) -> LLMError:

@@ -25,6 +25,7 @@ from pomogator.errors import (
     ImagesTooLarge,
     UnpackedTooLarge,
     UnsupportedFile,
+    exception_chain,
 )
 
 from .detect import _EXTENSIONS, FileKind, _mime_kind, check_size, detect_kind, encrypted_office, extension
@@ -165,12 +166,7 @@ def _limit_self(memory_bytes: int, cpu_seconds: int) -> None:
 
 
 def _caused_by_memory(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, MemoryError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(isinstance(seen, MemoryError) for seen in exception_chain(exc))
 
 
 def _clean(text: str) -> str:
