@@ -3,7 +3,7 @@
 With Redis any instance can take any update (webhook mode behind a load balancer):
 
 * the conversation state (waiting for a role text) is aiogram's ``RedisStorage``, so ``/role`` answered on one
-  instance is completed on another;
+  instance is completed on another (while Redis is away, read as none: ``pomogator.bot.redis_fsm``);
 * a chat's messages take turns through ``RedisChatLocks`` (one at a time, in update-id order; see its module for
   the exact guarantee); the polling bot, the only instance by Telegram's rules, keeps its turns in memory;
 * the Stop button reaches the answer on whichever instance streams it (``RedisStopRegistry``);
@@ -12,6 +12,9 @@ With Redis any instance can take any update (webhook mode behind a load balancer
   (``pomogator.bot.erasures``);
 * an update Telegram delivers twice (it retries when it did not see our answer in time) is handled once; without
   Redis a webhook-mode process remembers the last ``RECENT_UPDATES`` update ids it took itself.
+
+Each of these goes on without Redis while it cannot be reached, and the client gives up on it quickly meanwhile
+(``pomogator.bot.redis_client``).
 
 Not shared, by design: the flood guard counts per instance (N instances let a user through N times as often), and
 albums or split long texts are gathered per instance — a part that reaches another instance than the first part
@@ -47,7 +50,8 @@ DELIVERED_TTL_S = 24 * 3600
 # Without Redis: update ids a webhook-mode process remembers (~100 bytes each). Telegram delivers an update again
 # soon after a delivery it did not see answered; at 40 updates a second this covers the last eight minutes.
 RECENT_UPDATES = 20_000
-REDIS_TIMEOUT_S = 5.0
+# How long start-up waits for the pub/sub subscription before it goes on (it is retried in the background).
+SUBSCRIBE_WAIT_S = 5.0
 
 
 @dataclass
@@ -105,22 +109,18 @@ async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
 
     from aiogram.fsm.storage.base import DefaultKeyBuilder
     from aiogram.fsm.storage.redis import RedisStorage
-    from redis.asyncio import Redis
     from redis.exceptions import RedisError
 
     from pomogator.bot.broadcasts import Broadcasts
+    from pomogator.bot.redis_client import connect_redis
     from pomogator.bot.redis_erasures import RedisErasureMarks
+    from pomogator.bot.redis_fsm import OutageTolerantStorage
     from pomogator.bot.redis_locks import RedisChatLocks
     from pomogator.bot.redis_notices import RedisGroupNotices
     from pomogator.bot.redis_stops import RedisStopRegistry
 
     prefix = settings.redis_key_prefix
-    redis = Redis.from_url(
-        settings.redis_url,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-        health_check_interval=30,
-    )
+    redis = connect_redis(settings.redis_url)
 
     async def claim(key: str, ttl: int) -> bool:
         try:
@@ -135,11 +135,13 @@ async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
     broadcasts = Broadcasts(redis)
     turns = RedisChatLocks(redis, prefix, settings.redis_lock_ttl_seconds, broadcasts)
     shared = SharedState(
-        storage=RedisStorage(
-            redis,
-            key_builder=DefaultKeyBuilder(prefix=f"{prefix}:fsm"),
-            state_ttl=STATE_TTL_S,
-            data_ttl=STATE_TTL_S,
+        storage=OutageTolerantStorage(
+            RedisStorage(
+                redis,
+                key_builder=DefaultKeyBuilder(prefix=f"{prefix}:fsm"),
+                state_ttl=STATE_TTL_S,
+                data_ttl=STATE_TTL_S,
+            )
         ),
         chat_locks=turns,
         stops=RedisStopRegistry(redis, prefix, broadcasts),
@@ -152,7 +154,7 @@ async def open_shared_state(settings: Settings) -> AsyncIterator[SharedState]:
     try:
         await redis.ping()
         # Stops and released turns published from now on reach this instance.
-        async with asyncio.timeout(REDIS_TIMEOUT_S):
+        async with asyncio.timeout(SUBSCRIBE_WAIT_S):
             await broadcasts.subscribed.wait()
     except (RedisError, TimeoutError) as exc:
         logger.warning("Redis does not answer yet ({}); going on, it is retried on every use", exc)
