@@ -138,7 +138,11 @@ def attachment_of(message: Message) -> Attachment:
     if message.document is not None and message.animation is None:
         document = message.document
         return Attachment(
-            document.file_id, document.file_name or "file", document.file_size, document.mime_type, photo=False
+            document.file_id,
+            document.file_name or files_texts.DOCUMENT_NAME,
+            document.file_size,
+            document.mime_type,
+            photo=False,
         )
     media = message.animation or message.video or message.audio
     raise UnsupportedFile((media.file_name if media else None) or "", unreadable_kind(message))
@@ -381,14 +385,17 @@ def scan_parts(scans: list[tuple[ExtractedDocument, bytes]]) -> list[dict[str, A
 
 
 async def download(bot: Bot, attachment: Attachment) -> bytes:
-    """The file's bytes; getFile's "file is too big" (the size was not reported up front) is FileTooLarge, a network
-    error, a timeout or a failure on Telegram's side is DownloadFailed."""
+    """The file's bytes; getFile's "file is too big" (the size was not reported up front) is FileTooLarge. Any other
+    refusal of getFile ("wrong file_id or the file is temporarily unavailable", which Telegram answers now and then
+    for a file it serves again later), a network error, a timeout or a failure on Telegram's side is DownloadFailed:
+    the user is asked to send that file again, and the rest of an album is answered."""
     try:
         buffer = await bot.download(attachment.file_id, timeout=DOWNLOAD_TIMEOUT)
     except TelegramBadRequest as exc:
         if "file is too big" in exc.message.lower():
             raise NamedFileTooLarge(attachment.name, attachment.size or 0, MAX_DOWNLOAD_BYTES) from None
-        raise
+        logger.warning("Telegram refused to hand out a file: {}", exc.message)
+        raise DownloadFailed(attachment.name) from exc
     except (TelegramNetworkError, TelegramServerError, ClientError, TimeoutError) as exc:
         # aiogram hands the file server's errors on as they are (aiohttp's, or a timeout): sending again may work.
         logger.warning("Downloading a file failed: {!r}", exc)

@@ -108,8 +108,9 @@ def of_total(value: int, one: str, many: str) -> str:
     return f"из {number(value)} {plural(value, one, many, many)}"
 
 
-# A photo has no file name of its own.
+# A photo has no file name of its own; a document may come without one.
 PHOTO_NAME = "фото"
+DOCUMENT_NAME = "файл"
 
 _UNSUPPORTED: dict[str, str] = {
     "image": (

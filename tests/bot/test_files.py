@@ -713,6 +713,33 @@ async def test_an_album_is_answered_without_the_file_that_could_not_be_downloade
     assert await used_today(h, chat) == 1
 
 
+@e2e
+async def test_a_file_telegram_does_not_hand_out_is_asked_for_again(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_document(chat, b"withheld notes 1", "notes.txt", "text/plain")
+    h.tg.withhold_file(b"withheld notes 1")
+    reply = await refused(h, chat)
+    assert reply.text == "📥 Не удалось скачать «notes.txt» из Telegram — пришлите его ещё раз."
+
+
+@e2e
+async def test_an_album_is_answered_without_the_photo_telegram_does_not_hand_out(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    withheld = make_picture("teal").getvalue()
+    offset = h.bot.log_size()
+    h.tg.user_photo(chat, JPEG, caption="Сравни", media_group_id="photos-withheld")
+    h.tg.user_photo(chat, withheld, media_group_id="photos-withheld")
+    h.tg.withhold_file(withheld)
+    request = await answered(h, chat)
+    assert len(request.image_urls) == 1 and request.image_urls[0].startswith("data:image/jpeg;base64,")
+    notice = h.tg.sent_messages(chat)[0].text or ""
+    assert notice == "📥 Не удалось скачать «фото» из Telegram — пришлите его ещё раз.\n\nОтвечаю на остальное."
+    assert await used_today(h, chat) == 1
+    assert "Traceback" not in h.bot.log_since(offset)
+
+
 class TimingOutBot:
     async def download(self, file_id: str, timeout: int) -> None:  # noqa: ASYNC109 - aiogram's signature
         raise TimeoutError
@@ -854,6 +881,12 @@ async def test_the_pictures_of_a_docx_share_the_request_media_budget_with_photos
 
 def message(**fields: Any) -> Message:
     return Message.model_validate({"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}, **fields})
+
+
+def test_a_document_without_a_name_is_called_a_file_in_russian() -> None:
+    attachment = attachment_of(message(document={"file_id": "d", "file_unique_id": "d", "mime_type": "text/plain"}))
+    assert attachment.name == files_texts.DOCUMENT_NAME == "файл"
+    assert files_texts.file_error(DownloadFailed(attachment.name)).startswith("📥 Не удалось скачать «файл»")
 
 
 def test_the_largest_photo_size_is_read() -> None:

@@ -58,6 +58,8 @@ NOT_MODIFIED = (
     "same as a current content and reply markup of the message"
 )
 QUERY_TOO_OLD = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+# What getFile answers, now and then, for a file Telegram serves again later.
+FILE_UNAVAILABLE = "wrong file_id or the file is temporarily unavailable"
 BLOCKED = "Forbidden: bot was blocked by the user"
 
 # Where Telegram marks a command in a text (TDLib's match_bot_commands): a "/" after no word character, "/", "<"
@@ -313,6 +315,8 @@ class StoredFile:
     data: bytes
     file_path: str
     file_size: int
+    # Set by ``withhold_file``: getFile refuses the file with this reason.
+    refused: str | None = None
 
 
 @dataclass
@@ -1289,6 +1293,8 @@ class FakeTelegram:
         stored = self.files.get(str(params.get("file_id") or ""))
         if stored is None:
             raise bad_request("invalid file_id")
+        if stored.refused is not None:
+            raise bad_request(stored.refused)
         if stored.file_size > DOWNLOAD_LIMIT:
             raise bad_request("file is too big")
         return {
@@ -1702,6 +1708,16 @@ class FakeTelegram:
 
     def file_bytes(self, file_id: str) -> bytes:
         return self.files[file_id].data
+
+    def withhold_file(self, data: bytes, reason: str = FILE_UNAVAILABLE) -> list[str]:
+        """getFile refuses every file holding ``data`` (each size of a photo) with 400 "Bad Request: ``reason``"
+        (by default Telegram's answer for a file it cannot hand out for a while); returns their file ids."""
+        withheld = [stored for stored in self.files.values() if stored.data == data]
+        if not withheld:
+            raise KeyError("no file holds these bytes")
+        for stored in withheld:
+            stored.refused = reason
+        return [stored.file_id for stored in withheld]
 
     # ------------------------------------------------------------------ test API: faults
 
