@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiogram import Bot, Dispatcher, F, Router
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.exceptions import TelegramNetworkError
+from aiogram.filters import Command
+from aiogram.methods import SendMessage, TelegramMethod
+from aiogram.types import Message, Update
 
 from pomogator.bot import texts
 from pomogator.bot.answer.stops import StopRegistry
 from pomogator.bot.answer.throttle import Throttle
-from pomogator.bot.middlewares import FloodGuard, MemoryChatLocks, Verdict
+from pomogator.bot.middlewares import ChatOrderMiddleware, FloodGuard, FloodMiddleware, MemoryChatLocks, Verdict
 from pomogator.errors import (
     LLMAccountProblem,
     LLMBadRequest,
@@ -81,6 +90,67 @@ def test_flood_guard_forgets_idle_users() -> None:
     for user in range(500, 1000):
         guard.check(user)
     assert len(guard) <= 500
+
+
+class NoticeRecorder(AiohttpSession):
+    """No Telegram: the texts the bot sends are noted, then the call fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[str] = []
+
+    async def make_request(self, bot: Bot, method: TelegramMethod[Any], timeout: int | None = None) -> Any:  # noqa: ASYNC109
+        if isinstance(method, SendMessage):
+            self.sent.append(method.text)
+        raise TelegramNetworkError(method=method, message="offline")
+
+
+async def test_stop_passes_the_flood_guard_uncounted() -> None:
+    handled: list[str] = []
+    router = Router()
+
+    @router.message(Command("stop"))
+    async def on_stop(message: Message) -> None:
+        handled.append("/stop")
+
+    @router.message(F.text)
+    async def on_text(message: Message) -> None:
+        handled.append(message.text or "")
+
+    dispatcher = Dispatcher()
+    dispatcher.update.outer_middleware.register(FloodMiddleware(FloodGuard(3)))
+    dispatcher.update.outer_middleware.register(ChatOrderMiddleware(MemoryChatLocks()))
+    dispatcher.include_router(router)
+    session = NoticeRecorder()
+    bot = Bot("42:TEST", session=session)
+    ids = itertools.count(1)
+
+    async def send(text: str) -> None:
+        n = next(ids)
+        entities = [{"type": "bot_command", "offset": 0, "length": len(text)}] if text.startswith("/") else None
+        message = {
+            "message_id": n,
+            "date": int(time.time()),
+            "chat": {"id": 5, "type": "private"},
+            "from": {"id": 5, "is_bot": False, "first_name": "Test"},
+            "text": text,
+            "entities": entities,
+        }
+        await dispatcher.feed_update(bot, Update.model_validate({"update_id": n, "message": message}))
+
+    try:
+        for text in ("one", "two", "/stop", "three", "four", "five", "/stop"):
+            await send(text)
+        # /stop took no message's place: "three" went through; "four" got the notice, "five" nothing.
+        assert handled == ["one", "two", "/stop", "three", "/stop"]
+        assert session.sent == [texts.FLOOD]
+        # /stop sent nonstop is held back by a limit of its own.
+        for _ in range(3):
+            await send("/stop")
+        assert handled.count("/stop") == 3
+        assert session.sent == [texts.FLOOD, texts.FLOOD]
+    finally:
+        await bot.session.close()
 
 
 async def test_chat_locks_are_fifo_per_chat_and_cleaned_up() -> None:

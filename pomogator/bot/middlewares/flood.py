@@ -1,5 +1,7 @@
 """Per-user flood protection: beyond N messages a minute one notice, then silence until the minute passes; the
-same for presses of inline buttons, with a limit of their own."""
+same for presses of inline buttons, with a limit of their own, and for the commands that skip the chat's queue
+(``UNQUEUED_COMMANDS``: /stop), with one of theirs. /stop is not counted among the messages: it is how a user who
+sent too many stops the answer being written meanwhile, and after the flood notice it must still work."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from loguru import logger
 
 from pomogator.bot import texts
 from pomogator.bot.comments import COMMENT_KEY, Comment
+from pomogator.bot.middlewares.chat_order import UNQUEUED_COMMANDS, command_name
 from pomogator.bot.middlewares.gather import BATCH_KEY, Batch
 
 WINDOW_SECONDS = 60.0
@@ -77,12 +80,21 @@ class FloodGuard:
 
 
 class FloodMiddleware(BaseMiddleware):
-    """Applies a FloodGuard to incoming messages, and another to button presses, before they queue for their
-    chat."""
+    """Applies a FloodGuard to incoming messages, another to button presses and a third to the ``unqueued``
+    commands, before they queue for their chat."""
 
-    def __init__(self, guard: FloodGuard, presses: FloodGuard | None = None) -> None:
+    def __init__(
+        self,
+        guard: FloodGuard,
+        presses: FloodGuard | None = None,
+        *,
+        unqueued: frozenset[str] = UNQUEUED_COMMANDS,
+    ) -> None:
         self.guard = guard
         self.presses = presses if presses is not None else FloodGuard(guard.limit * PRESSES_PER_MESSAGE, guard.window)
+        self.unqueued = unqueued
+        # A guard of their own: a client sending /stop nonstop is still held back, without taking a message's place.
+        self.commands = FloodGuard(guard.limit, guard.window)
 
     async def __call__(
         self,
@@ -108,7 +120,8 @@ class FloodMiddleware(BaseMiddleware):
             if batch is not None and batch.comment is not None:
                 # A forward with the comment typed for it: one request, counted already as that comment.
                 return await handler(event, data)
-            verdict = self.guard.check(user.id)
+            unqueued = self.unqueued and command_name(event.message) in self.unqueued
+            verdict = (self.commands if unqueued else self.guard).check(user.id)
             comment: Comment | None = data.get(COMMENT_KEY)
             if verdict is not Verdict.allow and comment is not None:
                 comment.keep()  # refused: no forward after it takes it past the guard
