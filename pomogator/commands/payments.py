@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from pomogator.services.refunds import RefundOutcome
 
 app = sub_app("YooKassa payments.")
+
+# An amount as ``--amount`` takes it: ASCII digits, then a point or a comma and the kopecks (at most two: ``_amount``).
+AMOUNT_RE = re.compile(r"([0-9]+)(?:[.,]([0-9]+))?")
 
 PaymentId = Annotated[
     str, typer.Argument(metavar="PAYMENT_ID", help="The YooKassa payment id (see `pomogator payments list`).")
@@ -99,15 +103,34 @@ def check(payment_id: PaymentId) -> None:
 
 
 def _amount(value: str | None) -> Decimal | None:
+    """``--amount`` as written by hand: rubles in ASCII digits, kopecks after a point or a comma (``99.50``,
+    ``99,50``). Anything else is refused rather than read as something the operator may not have meant: ``1,500``
+    (thousands or one and a half?), ``1e2``, ``1_000``, digits of other scripts."""
     from pomogator.errors import BillingError
     from pomogator.services.refunds import checked_refund_amount
 
     if value is None:
         return None
+    text = value.strip()
+    match = AMOUNT_RE.fullmatch(text)
+    if match is None:
+        raise typer.BadParameter(
+            f"{value!r} is not an amount: give rubles in digits, with kopecks after a point or a comma, e.g. 299.50",
+            param_hint="--amount",
+        )
+    if "," in text and len(match.group(2)) == 3:
+        raise typer.BadParameter(
+            f"{value!r} is ambiguous: a comma followed by three digits may separate thousands; write the amount "
+            "without separators, with at most 2 decimals (1500, 1.50)",
+            param_hint="--amount",
+        )
+    if match.group(2) is not None and len(match.group(2)) > 2:
+        # "1.500" is 1.50, but a third decimal written may be a typo of another sum.
+        raise typer.BadParameter(
+            f"{value!r} has more than 2 decimal places; give rubles and kopecks, e.g. 299.50", param_hint="--amount"
+        )
     try:
-        return checked_refund_amount(Decimal(value.replace(",", ".")))
-    except InvalidOperation:
-        raise typer.BadParameter(f"{value!r} is not an amount, e.g. 299.50", param_hint="--amount") from None
+        return checked_refund_amount(Decimal(text.replace(",", ".")))
     except BillingError as exc:
         raise typer.BadParameter(str(exc), param_hint="--amount") from None
 

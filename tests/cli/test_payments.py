@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pomogator.commands.payments import _amount
 from pomogator.container import Services, build_services
 from pomogator.timeutil import utcnow
 from tests.cli.helpers import Result, clean_env, run_cli
@@ -163,7 +164,7 @@ async def test_refund_refuses_bad_amounts_and_unpaid_payments(
     assert kassa.refund_requests == []
 
 
-@pytest.mark.parametrize("amount", ["100.555", "0.001", "1e999"])
+@pytest.mark.parametrize("amount", ["100.555", "0.001", "9" * 40])
 async def test_refund_refuses_amounts_it_would_round(
     services: Services, kassa: FakeYooKassa, tmp_path: Path, amount: str
 ) -> None:
@@ -176,6 +177,37 @@ async def test_refund_refuses_amounts_it_would_round(
     assert "has more than 2 decimal places" in result.stderr or "too large" in result.stderr
     assert "Traceback" not in result.stderr
     assert kassa.refund_requests == []
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        # Refunded 1.50 RUB: the operator meant fifteen hundred, or 1.50?
+        ("1,500", "'1,500' is ambiguous: a comma followed by three digits may separate thousands"),
+        ("1,000", "'1,000' is ambiguous"),
+        ("1.500", "'1.500' has more than 2 decimal places"),
+        ("1e2", "'1e2' is not an amount"),
+        ("1e999", "'1e999' is not an amount"),
+        ("1_000", "'1_000' is not an amount"),
+        ("١٠", "'١٠' is not an amount"),  # Arabic-Indic digits: refunded 10.00
+        ("１０", "'１０' is not an amount"),  # fullwidth digits
+        ("-5", "'-5' is not an amount"),
+    ],
+)
+async def test_refund_takes_amounts_only_as_plain_rubles_and_kopecks(tmp_path: Path, amount: str, reason: str) -> None:
+    result = await run_cli("payments", "refund", UNKNOWN_ID, "--amount", amount, "--yes", cwd=tmp_path, env=clean_env())
+    assert result.code == 2
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert error.startswith(f"Error: Invalid value for --amount: {reason}")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("amount", "rubles"),
+    [("100", "100.00"), ("99.5", "99.50"), ("99.50", "99.50"), ("99,50", "99.50"), (" 7 ", "7.00"), ("0.01", "0.01")],
+)
+def test_plain_amounts_are_read_as_rubles_and_kopecks(amount: str, rubles: str) -> None:
+    assert _amount(amount) == Decimal(rubles)
 
 
 async def test_refund_from_a_script_needs_yes(services: Services, kassa: FakeYooKassa, tmp_path: Path) -> None:
