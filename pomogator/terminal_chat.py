@@ -64,9 +64,22 @@ CONTINUED = "...> "
 ESCAPE_MAX = 32
 
 
+class InputNotText(PomogatorError):
+    user_message = (
+        "The input is not UTF-8 text: convert it first (for a Windows-1251 file: iconv -f cp1251 -t utf-8 FILE)."
+    )
+
+
+def _not_text(line: str) -> bool:
+    """Whether ``line`` holds bytes that were not UTF-8 (kept as lone surrogates by a lenient stdin, as under the
+    C.UTF-8 locale)."""
+    return any("\udc80" <= char <= "\udcff" for char in line)
+
+
 async def _read_message(interactive: bool, editor: _LineEditor | None) -> str | None:
     """The next message, None at the end of the input: a line, with the lines pasted together with it (at a
-    terminal) and the lines that a backslash at the end of a line continues it with."""
+    terminal) and the lines that a backslash at the end of a line continues it with. Raises InputNotText for bytes
+    that are not UTF-8."""
     parts: list[str] = []
     prompt = "you> "
     while chunk := await _read_lines(prompt, interactive, editor):
@@ -98,11 +111,15 @@ def _readline(interactive: bool, editor: _LineEditor | None, prompt: str) -> asy
     loop = asyncio.get_running_loop()
     future: asyncio.Future[str] = loop.create_future()
 
-    def deliver(line: str) -> None:
+    def deliver(line: str | None) -> None:
         if not future.done():
-            future.set_result(line)
+            if line is None:
+                future.set_exception(InputNotText())
+            else:
+                future.set_result(line)
 
     def read() -> None:
+        line: str | None
         try:
             if editor is not None:
                 line = editor.read_line(prompt)
@@ -111,6 +128,10 @@ def _readline(interactive: bool, editor: _LineEditor | None, prompt: str) -> asy
                 while interactive and lines[-1].endswith("\n") and _more_input(sys.stdin.fileno()):
                     lines.append(sys.stdin.readline())
                 line = "".join(lines)
+            if _not_text(line):
+                line = None
+        except UnicodeDecodeError:
+            line = None
         except (OSError, ValueError, termios.error):
             line = ""
         with contextlib.suppress(RuntimeError):  # the loop is closed: the chat is over
@@ -522,7 +543,16 @@ async def run_terminal_chat(services: Services, *, model_id: str | None, telegra
         cli_output.notice(f"Pomogator chat · model {dialog.model.id}. {HELP} {INTERACTIVE_HELP}")
     with _terminal_session() as editor:
         try:
-            while (message := await _read_message(interactive, editor)) is not None:
+            while True:
+                try:
+                    message = await _read_message(interactive, editor)
+                except InputNotText as exc:
+                    if not interactive:
+                        raise
+                    cli_output.error(exc.user_message)  # at a terminal, the next line may be text again
+                    continue
+                if message is None:
+                    break
                 text = message.strip()
                 if not text:
                     continue

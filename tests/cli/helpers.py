@@ -25,7 +25,12 @@ def clean_env(**overrides: str) -> dict[str, str]:
 
 
 async def run_cli(
-    *args: str, cwd: Path, env: dict[str, str], stdin: str = "", limit_s: float = 60.0, program: str = POMOGATOR
+    *args: str,
+    cwd: Path,
+    env: dict[str, str],
+    stdin: str | bytes = "",
+    limit_s: float = 60.0,
+    program: str = POMOGATOR,
 ) -> Result:
     process = await asyncio.create_subprocess_exec(
         program,
@@ -36,6 +41,7 @@ async def run_cli(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), limit_s)
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    out, err = await asyncio.wait_for(process.communicate(data), limit_s)
     assert process.returncode is not None
     return Result(process.returncode, out.decode(), err.decode())
