@@ -311,6 +311,10 @@ def chat(
     from pomogator.terminal_chat import run_terminal_chat
 
     settings = settings_for("openrouter_api_key")
+    if user is not None:
+        # A user's chat acts on the deployment's data, as the admin commands do: a new empty file would only say
+        # "not found" (and then let `user grant-premium` "succeed" on it).
+        require_database_file(settings.database_url)
     if model is not None:
         # A bad value of an option, like any other (exit code 2), said before the database is opened.
         try:
@@ -322,7 +326,7 @@ def chat(
         setup_logging(settings.model_copy(update={"log_level": "WARNING"}), "cli")
 
     async def main() -> None:
-        # A first try of a new checkout: the local session may start on a new SQLite file.
+        # A first try of a new checkout: the local session may start on a new SQLite file (``--user`` may not).
         async with build_services(settings) as services:
             await run_terminal_chat(services, model_id=model, telegram_id=user)
 

@@ -81,6 +81,20 @@ async def test_admin_commands_do_not_make_a_database_that_is_not_there(tmp_path:
     assert not (tmp_path / "nowhere").exists()
 
 
+async def test_a_users_chat_does_not_make_a_database_that_is_not_there(tmp_path: Path, fake_llm: FakeLLM) -> None:
+    """It made one, and `user grant-premium` then "succeeded" on it; the local session may still start on a new
+    file (a first try of a new checkout)."""
+    env = clean_env(POMOGATOR_OPENROUTER_API_KEY=TEST_API_KEY, POMOGATOR_OPENROUTER_BASE_URL=fake_llm.base_url)
+    as_user = await run_cli("chat", "--user", "123", cwd=tmp_path, env=env, stdin="hi\n")
+    assert as_user.code == 1
+    assert as_user.stderr.startswith("Error: No database at pomogator.sqlite3")
+    assert "pomogator db migrate" in as_user.stderr
+    assert not (tmp_path / "pomogator.sqlite3").exists() and fake_llm.request_count == 0
+    local = await run_cli("chat", cwd=tmp_path, env=env, stdin="hi\n")
+    assert local.code == 0, local.stderr
+    assert (tmp_path / "pomogator.sqlite3").exists()
+
+
 def test_db_status_lists_the_migrations_and_fails_while_some_are_pending(tmp_path: Path) -> None:
     asyncio.run(_db_status(tmp_path))
 
