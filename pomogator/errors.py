@@ -90,6 +90,13 @@ class DatabaseUnavailable(PomogatorError):
         self.detail = detail
 
 
+class FormUnavailable(DatabaseUnavailable):
+    """A form (the role, the receipt's e-mail) could not be opened: the store of conversation states (Redis) is
+    unavailable. Everything else goes on as usual."""
+
+    user_message = "This form cannot be opened right now. Please try again in a few minutes."
+
+
 class MessageTooLong(PomogatorError):
     """The new message (with the role) alone takes more of the model's context than it has for a request: no
     history is left to drop, so only a shorter message or a model with a larger context helps. Nothing is sent to
@@ -251,7 +258,8 @@ class EmptyFile(FileError):
 
 
 class DownloadFailed(FileError):
-    """The file could not be downloaded from Telegram (a network error or a timeout): sending it again may work."""
+    """The file could not be downloaded from Telegram (a network error, a timeout, or Telegram not handing it over
+    at the moment): sending it again may work."""
 
     def __init__(self, filename: str) -> None:
         self.filename = filename

@@ -6,7 +6,7 @@ receipt e-mail prompt). ``OutageTolerantStorage`` wraps it:
 
 * a state or data that cannot be read is none: messages are answered as if no form waited (a form pending when
   Redis went away takes no answer meanwhile; the text goes to the model as a question);
-* a form that cannot be opened raises ``DatabaseUnavailable``, which tells the user to try again in a few minutes:
+* a form that cannot be opened raises ``FormUnavailable``, which tells the user to try again in a few minutes:
   its prompt is already on the screen, and without a word the answer typed to it would go to the model as a
   question and count as a request;
 * a form that cannot be ended (cleared) is left in Redis and the message that ended it is answered as usual; the
@@ -27,7 +27,7 @@ from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
 from loguru import logger
 from redis.exceptions import RedisError
 
-from pomogator.errors import DatabaseUnavailable
+from pomogator.errors import FormUnavailable
 
 WARN_EVERY_S = 60.0
 
@@ -63,7 +63,7 @@ class OutageTolerantStorage(BaseStorage):
             await self.storage.set_state(key, state)
         except RedisError as exc:
             if state is not None:
-                raise DatabaseUnavailable(f"Redis did not keep a form's state: {exc}") from exc
+                raise FormUnavailable(f"Redis did not keep a form's state: {exc}") from exc
             self._failed(exc)
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
@@ -75,7 +75,7 @@ class OutageTolerantStorage(BaseStorage):
                 # would take any later message, however late. It goes if Redis lets it.
                 with contextlib.suppress(RedisError):
                     await self.storage.set_state(key, None)
-                raise DatabaseUnavailable(f"Redis did not keep a form's data: {exc}") from exc
+                raise FormUnavailable(f"Redis did not keep a form's data: {exc}") from exc
             self._failed(exc)
 
     async def close(self) -> None:

@@ -18,6 +18,7 @@ from pomogator.errors import (
     BillingError,
     DatabaseUnavailable,
     FileError,
+    FormUnavailable,
     LLMAccountProblem,
     LLMBadRequest,
     LLMEmptyAnswer,
@@ -334,7 +335,7 @@ UNKNOWN_COMMAND = "Такой команды нет. Список команд �
 NOTHING_TO_STOP = "Сейчас ничего не пишется — останавливать нечего."
 NOTHING_TO_CANCEL = "Сейчас нечего отменять. Остановить ответ, пока он пишется, — /stop"
 NOT_TEXT = f"Голосовые, стикеры, видео и геометки я пока не понимаю. {files_texts.ACCEPTED}"
-FLOOD = "🐢 Слишком много сообщений. Подождите минуту: то, что вы отправите сейчас, я пропущу."
+FLOOD = "🐢 Слишком много сообщений. Подождите минуту: то, что вы отправите сейчас, я пропущу (кроме /stop)."
 PRESSES_FLOOD = "🐢 Слишком часто. Подождите минуту: нажатия сейчас я пропущу."
 
 
@@ -485,6 +486,8 @@ def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str, *, 
         return billing_texts.PROVIDER_UNAVAILABLE
     if isinstance(exc, BillingError):
         return BILLING_UNAVAILABLE
+    if isinstance(exc, FormUnavailable):
+        return FORM_UNAVAILABLE
     if isinstance(exc, DatabaseUnavailable):
         return DATABASE_UNAVAILABLE
     return unexpected(support)
@@ -501,6 +504,10 @@ FILTERED_MARK = "🚫 <i>Ответ прерван: его остановил ф
 CUT_OFF_MARK = "✂️ <i>Ответ оборван: модель упёрлась в лимит длины. Напишите «продолжай», и она допишет.</i>"
 
 # The database could not be reached while handling a message (pomogator.store.outage), or after an answer.
+FORM_UNAVAILABLE = (
+    "⚠️ Сейчас не получается открыть эту форму: у нас временные технические неполадки. Попробуйте через пару "
+    "минут — всё остальное работает как обычно."
+)
 DATABASE_UNAVAILABLE = (
     "⚠️ Сейчас не получается обработать сообщение: у нас временные технические неполадки. "
     "Отправьте его ещё раз через пару минут."

@@ -22,7 +22,7 @@ from pomogator.bot import texts
 from pomogator.bot.redis_client import COMMAND_TIMEOUT_S, RETRY_AFTER_S, connect_redis
 from pomogator.bot.redis_fsm import OutageTolerantStorage
 from pomogator.bot.states import RoleForm
-from pomogator.errors import DatabaseUnavailable
+from pomogator.errors import FormUnavailable
 from tests.bot.harness import BotHarness
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.fakes.telegram_server import SentMessage
@@ -68,9 +68,9 @@ async def test_state_that_cannot_be_read_is_none_and_a_form_that_cannot_open_say
             # Ending a form loses nothing the user asked for: the message that ended it goes on.
             await storage.set_state(KEY, None)
             await storage.set_data(KEY, {})
-            with pytest.raises(DatabaseUnavailable):
+            with pytest.raises(FormUnavailable):
                 await storage.set_state(KEY, RoleForm.waiting)
-            with pytest.raises(DatabaseUnavailable):
+            with pytest.raises(FormUnavailable):
                 await storage.set_data(KEY, {"form_prompt": 7})
             assert len(warnings) == 1
             assert FSM_WARNING in warnings[0]["message"] and warnings[0]["exception"] is None
@@ -167,7 +167,7 @@ def assert_told_to_try_later(replies: list[SentMessage]) -> None:
     """/role's prompt, then the notice that the form could not open."""
     assert len(replies) == 2
     assert "Роль" in (replies[0].text or "")
-    assert replies[1].text == texts.DATABASE_UNAVAILABLE
+    assert replies[1].text == texts.FORM_UNAVAILABLE
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from pomogator.bot.flood_wait import FloodWaitTooLong
 from pomogator.config import Settings
 from pomogator.errors import (
     DatabaseUnavailable,
+    FormUnavailable,
     LLMAccountProblem,
     LLMError,
     LLMModelGone,
@@ -93,6 +94,8 @@ class ErrorMiddleware(BaseMiddleware):
             )
         elif isinstance(exc, LLMError):
             logger.warning("Model request failed ({}): {}", type(exc).__name__, exc.detail)
+        elif isinstance(exc, FormUnavailable):
+            logger.warning("Form not opened, Redis is unavailable: {}", exc.detail)
         elif isinstance(exc, DatabaseUnavailable):
             logger.warning("Update not handled, the database is unavailable: {}", exc.detail)
         else:
