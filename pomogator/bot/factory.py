@@ -18,8 +18,8 @@ pending form's prompt does not see the form (``EarlierMessagesMiddleware``), a t
 message path takes can no longer become a forward's comment (``CommentGuard``), a pending form ends when the user turns
 to something else (``FormMiddleware``), and handlers get ``account`` (``AccountMiddleware``;
 plain text for the model gets ``sender``, on PostgreSQL touched in the round trip that takes the request).
-Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat`` (the ChatService), ``answerer`` and
-``stops`` from the dispatcher's workflow data.
+Handlers receive ``services``, ``settings``, ``catalog``, ``users``, ``chat`` (the ChatService), ``answerer``,
+``stops`` and ``edit_notices`` from the dispatcher's workflow data.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from pomogator.bot.erasures import ErasureMarks, MemoryErasureMarks
 from pomogator.bot.flood_wait import RetryAfterMiddleware
 from pomogator.bot.fsm_memory import SparseMemoryStorage
 from pomogator.bot.handlers import get_routers
+from pomogator.bot.handlers.fallback import EditNotices
 from pomogator.bot.middlewares import (
     AccountMiddleware,
     CallbackAnswerMiddleware,
@@ -88,7 +89,8 @@ def create_dispatcher(
     claim_group_notice: GroupNoticeClaim | None = None,
     erasures: ErasureMarks | None = None,
 ) -> Dispatcher:
-    """The dispatcher with every router and middleware; ``dispatcher["tracker"]`` is its UpdateTracker.
+    """The dispatcher with every router and middleware; ``dispatcher["tracker"]`` is its UpdateTracker. Each one has
+    routers of its own: a process may build several.
 
     ``chat_locks``, ``storage``, ``stops`` and ``erasures`` default to in-process ones; several bot instances need
     shared ones (``pomogator.bot.shared.open_shared_state``), and ``claim_group_notice`` to tell a group only once
@@ -108,6 +110,7 @@ def create_dispatcher(
         answerer=Answerer(services.chat, stops, services.users, premium_on_sale=settings.billing_configured),
         stops=stops,
         erasures=erasures,
+        edit_notices=EditNotices(),
         tracker=tracker,
     )
     outer = dispatcher.update.outer_middleware

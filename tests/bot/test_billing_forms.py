@@ -166,8 +166,6 @@ async def test_a_plan_pressed_again_while_the_earlier_invoice_may_be_paid_offers
                 assert said == expected and "не списаны" not in said and "не нужно" in said
                 assert list(kassa.payments) == [checkout.payment_id]
             finally:
-                for router in dispatcher.sub_routers:
-                    router._parent_router = None
                 await bot.session.close()
 
 
@@ -203,9 +201,6 @@ async def test_the_cancel_button_of_a_form_left_for_an_hour_still_answers_in_pla
                 assert current_text(tg, left) == (texts.EMAIL_FORM_CLOSED, [])
                 assert await dispatcher.fsm.storage.get_state(StorageKey(bot.id, chat, chat)) is None
             finally:
-                # The handler routers are module-level: detached, another dispatcher of this process can have them.
-                for router in dispatcher.sub_routers:
-                    router._parent_router = None
                 await bot.session.close()
 
 

@@ -418,7 +418,4 @@ async def test_the_buttons_of_a_role_prompt_left_for_an_hour_change_nothing(tmp_
                 assert (await services.users.get(chat)).role == "Старая роль"
                 assert await state.get_state() is None
             finally:
-                # The handler routers are module-level: detached, another dispatcher of this process can have them.
-                for router in dispatcher.sub_routers:
-                    router._parent_router = None
                 await bot.session.close()

@@ -143,11 +143,6 @@ async def test_the_dispatcher_uses_the_shared_state_it_is_given_even_when_empty(
     settings = make_settings(database_url=f"sqlite:///{tmp_path / 'bot.sqlite3'}")
     async with build_services(settings, migrate=True) as services, open_shared_state(settings) as shared:
         dispatcher = create_dispatcher(services, chat_locks=shared.chat_locks, storage=shared.storage)
-        try:
-            assert dispatcher.fsm.storage is shared.storage
-            order = [m for m in dispatcher.update.outer_middleware if isinstance(m, ChatOrderMiddleware)]
-            assert [m.locks for m in order] == [shared.chat_locks]
-        finally:
-            # The handler routers are module-level: detach them, so another dispatcher of this process can have them.
-            for router in dispatcher.sub_routers:
-                router._parent_router = None
+        assert dispatcher.fsm.storage is shared.storage
+        order = [m for m in dispatcher.update.outer_middleware if isinstance(m, ChatOrderMiddleware)]
+        assert [m.locks for m in order] == [shared.chat_locks]

@@ -28,7 +28,38 @@ from pomogator.container import Services
 from pomogator.errors import InvalidEmail, PaymentAlreadyMade
 from pomogator.services.users import Account
 
-router = Router(name="billing")
+
+def make_router() -> Router:
+    router = Router(name="billing")
+    router.message.register(on_billing, Command("billing", ignore_case=True))
+    router.callback_query.register(on_billing_button, MenuCallback.filter(F.action == MenuAction.billing))
+    router.callback_query.register(on_plan, BillingCallback.filter(F.action == BillingAction.buy))
+    router.callback_query.register(on_change_email, BillingCallback.filter(F.action == BillingAction.email))
+    # Form handlers (FORM): they read what the form was opened for before closing it.
+    router.callback_query.register(
+        on_cancel_email,
+        StateFilter(EmailForm.waiting),
+        BillingCallback.filter(F.action == BillingAction.cancel_email),
+        flags={FORM: True},
+    )
+    router.callback_query.register(
+        on_closed_email_prompt, BillingCallback.filter(F.action == BillingAction.cancel_email)
+    )
+    router.message.register(
+        on_cancel_email_command, StateFilter(EmailForm.waiting), F.text, F.func(is_cancel_word), flags={FORM: True}
+    )
+    router.message.register(
+        on_cancel_email_command, StateFilter(EmailForm.waiting), Command("cancel", ignore_case=True), flags={FORM: True}
+    )
+    router.message.register(
+        on_email,
+        StateFilter(EmailForm.waiting),
+        F.text,
+        ~F.func(is_command),
+        ~F.func(is_cancel_word),
+        flags={FORM: True},
+    )
+    return router
 
 
 async def show_billing(bot: Bot, chat_id: int, account: Account, services: Services) -> None:
@@ -83,19 +114,16 @@ async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services
     )
 
 
-@router.message(Command("billing", ignore_case=True))
 async def on_billing(message: Message, bot: Bot, account: Account, services: Services) -> None:
     await show_billing(bot, message.chat.id, account, services)
 
 
-@router.callback_query(MenuCallback.filter(F.action == MenuAction.billing))
 async def on_billing_button(query: CallbackQuery, bot: Bot, account: Account, services: Services) -> None:
     chat_id = chat_id_of(query)
     if chat_id is not None:
         await show_billing(bot, chat_id, account, services)
 
 
-@router.callback_query(BillingCallback.filter(F.action == BillingAction.buy))
 async def on_plan(
     query: CallbackQuery,
     callback_data: BillingCallback,
@@ -117,7 +145,6 @@ async def on_plan(
     await checkout(bot, chat_id, account, callback_data.plan, services, state)
 
 
-@router.callback_query(BillingCallback.filter(F.action == BillingAction.email))
 async def on_change_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> None:
     chat_id = chat_id_of(query)
     if chat_id is not None:
@@ -130,10 +157,6 @@ async def cancel_email(state: FSMContext) -> str:
     return texts.PURCHASE_CANCELED if (await state.get_data()).get("plan") else texts.EMAIL_CANCELED
 
 
-# Form handlers (FORM): they read what the form was opened for before closing it.
-@router.callback_query(
-    StateFilter(EmailForm.waiting), BillingCallback.filter(F.action == BillingAction.cancel_email), flags={FORM: True}
-)
 async def on_cancel_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> None:
     chat_id = chat_id_of(query)
     if chat_id is None:
@@ -147,23 +170,17 @@ async def on_cancel_email(query: CallbackQuery, bot: Bot, state: FSMContext) -> 
     await replace_text(bot, query, said)  # the prompt itself says it, without its button
 
 
-@router.callback_query(BillingCallback.filter(F.action == BillingAction.cancel_email))
 async def on_closed_email_prompt(query: CallbackQuery, bot: Bot) -> None:
     """Cancel on a prompt whose form is over: left for an hour (``FORM_TTL_S``), or ended by another command."""
     await replace_text(bot, query, texts.EMAIL_FORM_CLOSED)
 
 
-@router.message(StateFilter(EmailForm.waiting), Command("cancel", ignore_case=True), flags={FORM: True})
-@router.message(StateFilter(EmailForm.waiting), F.text, F.func(is_cancel_word), flags={FORM: True})
 async def on_cancel_email_command(message: Message, bot: Bot, state: FSMContext) -> None:
     said = await cancel_email(state)
     await close_form(state, bot, message.chat.id)
     await message.answer(said, parse_mode=None)
 
 
-@router.message(
-    StateFilter(EmailForm.waiting), F.text, ~F.func(is_command), ~F.func(is_cancel_word), flags={FORM: True}
-)
 async def on_email(message: Message, bot: Bot, account: Account, services: Services, state: FSMContext) -> None:
     try:
         email = await services.users.set_email(account.telegram_id, message.text or "")

@@ -8,9 +8,12 @@ from aiogram.types import Message
 
 from pomogator.bot import texts
 
-router = Router(name="cancel")
+
+def make_router() -> Router:
+    router = Router(name="cancel")
+    router.message.register(on_nothing_to_cancel, Command("cancel", ignore_case=True), flags={"account": False})
+    return router
 
 
-@router.message(Command("cancel", ignore_case=True), flags={"account": False})
 async def on_nothing_to_cancel(message: Message) -> None:
     await message.answer(texts.NOTHING_TO_CANCEL)

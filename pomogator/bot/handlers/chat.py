@@ -1,8 +1,8 @@
 """Any other text goes to the chosen model, with the role and the context.
 
-Plain text outside any form is nearly every update a busy bot gets, so ``router`` is tried first, before the
-command routers it could never be meant for. ``late_router`` comes after them: it answers unknown commands, and text
-sent while a form waits that no form took.
+Plain text outside any form is nearly every update a busy bot gets, so the ``make_router`` router is tried first,
+before the command routers it could never be meant for. The ``make_late_router`` one comes after them: it answers
+unknown commands, and text sent while a form waits that no form took.
 
 A command is what Telegram marks as one (``is_command``): a text that merely starts with a slash, such as a path
 ("/etc/hosts — что это?"), is a question like any other.
@@ -29,11 +29,24 @@ from pomogator.services.chat import ChatService
 from pomogator.services.quoting import with_quote
 from pomogator.services.users import Account, Person
 
-router = Router(name="chat")
-late_router = Router(name="chat_late")
+
+def make_router() -> Router:
+    router = Router(name="chat")
+    router.message.register(on_forwards_in_part, StateFilter(None), F.text, ~F.func(is_command), has_left_out)
+    router.message.register(
+        on_text, StateFilter(None), F.text, ~F.func(is_command), flags={"account": SENDER, ANSWERS_COMMENT: True}
+    )
+    return router
 
 
-@late_router.message(is_command)
+def make_late_router() -> Router:
+    router = Router(name="chat_late")
+    router.message.register(on_unknown_command, is_command)
+    router.message.register(on_forwards_in_part, F.text, has_left_out)
+    router.message.register(on_text, F.text, flags={"account": SENDER, ANSWERS_COMMENT: True})
+    return router
+
+
 async def on_unknown_command(message: Message) -> None:
     await message.answer(texts.UNKNOWN_COMMAND)
 
@@ -43,8 +56,6 @@ def has_left_out(message: Message, left_out: list[str] | None = None) -> bool:
     return bool(left_out)
 
 
-@router.message(StateFilter(None), F.text, ~F.func(is_command), has_left_out)
-@late_router.message(F.text, has_left_out)
 async def on_forwards_in_part(
     message: Message, bot: Bot, account: Account, answerer: Answerer, chat: ChatService, left_out: list[str]
 ) -> None:
@@ -58,8 +69,6 @@ async def on_forwards_in_part(
     await answerer.reply(bot, message.chat, account, with_quote(message.text or "", replied_text(message)))
 
 
-@router.message(StateFilter(None), F.text, ~F.func(is_command), flags={"account": SENDER, ANSWERS_COMMENT: True})
-@late_router.message(F.text, flags={"account": SENDER, ANSWERS_COMMENT: True})
 async def on_text(
     message: Message, bot: Bot, sender: Account | Person, answerer: Answerer, comment: Comment | None = None
 ) -> None:

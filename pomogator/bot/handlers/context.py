@@ -12,7 +12,12 @@ from pomogator.bot.replies import chat_id_of
 from pomogator.services.chat import ChatService
 from pomogator.services.users import Account
 
-router = Router(name="context")
+
+def make_router() -> Router:
+    router = Router(name="context")
+    router.message.register(on_delete_context, Command("delete_context", ignore_case=True))
+    router.callback_query.register(on_delete_context_button, MenuCallback.filter(F.action == MenuAction.delete_context))
+    return router
 
 
 async def clear_context(bot: Bot, chat_id: int, account: Account, chat: ChatService) -> None:
@@ -20,12 +25,10 @@ async def clear_context(bot: Bot, chat_id: int, account: Account, chat: ChatServ
     await bot.send_message(chat_id, texts.CONTEXT_CLEARED)
 
 
-@router.message(Command("delete_context", ignore_case=True))
 async def on_delete_context(message: Message, bot: Bot, account: Account, chat: ChatService) -> None:
     await clear_context(bot, message.chat.id, account, chat)
 
 
-@router.callback_query(MenuCallback.filter(F.action == MenuAction.delete_context))
 async def on_delete_context_button(query: CallbackQuery, bot: Bot, account: Account, chat: ChatService) -> None:
     chat_id = chat_id_of(query)
     if chat_id is not None:

@@ -25,8 +25,6 @@ from pomogator.errors import UserNotFound
 from pomogator.services.users import Account, UserService
 from pomogator.timeutil import utcnow
 
-router = Router(name="delete_me")
-
 PROMPT_LIFETIME = timedelta(minutes=10)
 """A confirmation pressed later than this after its prompt is asked for again: premium may have been bought since,
 and what the prompt said about it would be out of date."""
@@ -35,14 +33,20 @@ CLOCK_SLACK = timedelta(seconds=2)
 (ours)."""
 
 
-@router.message(Command("delete_me", ignore_case=True))
+def make_router() -> Router:
+    router = Router(name="delete_me")
+    router.message.register(on_delete_me, Command("delete_me", ignore_case=True))
+    router.callback_query.register(on_confirm, DeleteMeCallback.filter(F.confirm), flags={"account": False})
+    router.callback_query.register(on_cancel, DeleteMeCallback.filter(~F.confirm), flags={"account": False})
+    return router
+
+
 async def on_delete_me(message: Message, account: Account, settings: Settings) -> None:
     await message.answer(
         texts.delete_me_prompt(account.premium_until, settings.tz), reply_markup=make_delete_me_keyboard()
     )
 
 
-@router.callback_query(DeleteMeCallback.filter(F.confirm), flags={"account": False})
 async def on_confirm(
     query: CallbackQuery,
     bot: Bot,
@@ -77,7 +81,6 @@ async def on_confirm(
     await replace_text(bot, query, texts.DELETE_ME_DONE if erased else texts.DELETE_ME_OUTDATED)
 
 
-@router.callback_query(DeleteMeCallback.filter(~F.confirm), flags={"account": False})
 async def on_cancel(query: CallbackQuery, bot: Bot, users: UserService) -> None:
     account = await _prompted_account(query, users)
     await replace_text(bot, query, texts.DELETE_ME_CANCELLED if account is not None else texts.DELETE_ME_OUTDATED)

@@ -5,7 +5,8 @@ checklist, a game...), except service messages (a pinned message, an auto-delete
 those record what someone did rather than something said to the bot. Groups never get here (``PrivateChatsOnly``).
 
 An edited message is not sent to the model again: the user is told so, once per message and at most once per
-``EDIT_NOTICE_COOLDOWN`` seconds in a chat (edits do not pass the flood guard, which counts new messages only).
+``EDIT_NOTICE_COOLDOWN`` seconds in a chat (edits do not pass the flood guard, which counts new messages only). Each
+dispatcher keeps its own ``EditNotices`` (``edit_notices`` in its workflow data).
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from aiogram.types import Message
 
 from pomogator.bot import texts
 from pomogator.bot.filters import SERVICE_CONTENT_TYPES
-
-router = Router(name="fallback")
 
 CONTENT_TYPES = {
     ContentType.STICKER,
@@ -83,21 +82,23 @@ def _remember(memory: OrderedDict[K, V], key: K, value: V, size: int) -> None:
         memory.popitem(last=False)
 
 
-edit_notices = EditNotices()
+def make_router() -> Router:
+    router = Router(name="fallback")
+    router.message.register(on_other, F.content_type.in_(CONTENT_TYPES))
+    router.message.register(on_anything_else, ~F.content_type.in_(SERVICE_CONTENT_TYPES))
+    # A shared live location is "edited" with every move: not something the user typed.
+    router.edited_message.register(on_edited, ~F.location)
+    return router
 
 
-@router.message(F.content_type.in_(CONTENT_TYPES))
 async def on_other(message: Message) -> None:
     await message.answer(texts.NOT_TEXT)
 
 
-@router.message(~F.content_type.in_(SERVICE_CONTENT_TYPES))
 async def on_anything_else(message: Message) -> None:
     await message.answer(texts.NOT_SUPPORTED)
 
 
-# A shared live location is "edited" with every move: not something the user typed.
-@router.edited_message(~F.location)
-async def on_edited(message: Message) -> None:
+async def on_edited(message: Message, edit_notices: EditNotices) -> None:
     if edit_notices.should_tell(message.chat.id, message.message_id):
         await message.reply(texts.EDITS_NOT_SEEN, allow_sending_without_reply=True)

@@ -23,10 +23,13 @@ from pomogator.llm.catalog import Catalog
 from pomogator.services.chat import ChatService
 from pomogator.services.users import Account
 
-router = Router(name="files")
+
+def make_router() -> Router:
+    router = Router(name="files")
+    router.message.register(on_files, F.photo | F.document | F.media_group_id)
+    return router
 
 
-@router.message(F.photo | F.document | F.media_group_id)
 async def on_files(
     message: Message,
     bot: Bot,

@@ -19,7 +19,14 @@ from pomogator.errors import PremiumRequired
 from pomogator.llm.catalog import Catalog
 from pomogator.services.users import Account, UserService
 
-router = Router(name="model")
+
+def make_router() -> Router:
+    router = Router(name="model")
+    router.message.register(on_model, Command("model", ignore_case=True))
+    router.callback_query.register(on_model_button, MenuCallback.filter(F.action == MenuAction.model))
+    router.callback_query.register(on_pick, ModelCallback.filter(F.action == ModelAction.pick))
+    router.callback_query.register(on_exit, ModelCallback.filter(F.action == ModelAction.exit))
+    return router
 
 
 async def send_model_menu(bot: Bot, chat_id: int, account: Account, catalog: Catalog, settings: Settings) -> None:
@@ -30,12 +37,10 @@ async def send_model_menu(bot: Bot, chat_id: int, account: Account, catalog: Cat
     )
 
 
-@router.message(Command("model", ignore_case=True))
 async def on_model(message: Message, bot: Bot, account: Account, catalog: Catalog, settings: Settings) -> None:
     await send_model_menu(bot, message.chat.id, account, catalog, settings)
 
 
-@router.callback_query(MenuCallback.filter(F.action == MenuAction.model))
 async def on_model_button(
     query: CallbackQuery, bot: Bot, account: Account, catalog: Catalog, settings: Settings
 ) -> None:
@@ -44,7 +49,6 @@ async def on_model_button(
         await send_model_menu(bot, chat_id, account, catalog, settings)
 
 
-@router.callback_query(ModelCallback.filter(F.action == ModelAction.pick))
 async def on_pick(
     query: CallbackQuery,
     callback_data: ModelCallback,
@@ -71,7 +75,6 @@ async def on_pick(
     await replace_text(bot, query, menu, make_model_keyboard(catalog, shown))
 
 
-@router.callback_query(ModelCallback.filter(F.action == ModelAction.exit))
 async def on_exit(query: CallbackQuery, bot: Bot, callback_reply: CallbackReply) -> None:
     chat_id = chat_id_of(query)
     if chat_id is None or query.message is None:

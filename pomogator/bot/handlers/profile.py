@@ -12,7 +12,12 @@ from pomogator.bot.replies import chat_id_of
 from pomogator.config import Settings
 from pomogator.services.users import Account, UserService
 
-router = Router(name="profile")
+
+def make_router() -> Router:
+    router = Router(name="profile")
+    router.message.register(on_profile, Command("profile", ignore_case=True))
+    router.callback_query.register(on_profile_button, MenuCallback.filter(F.action == MenuAction.profile))
+    return router
 
 
 async def send_profile(bot: Bot, chat_id: int, account: Account, users: UserService, settings: Settings) -> None:
@@ -20,12 +25,10 @@ async def send_profile(bot: Bot, chat_id: int, account: Account, users: UserServ
     await bot.send_message(chat_id, texts.profile(profile, settings.tz, premium_on_sale=settings.billing_configured))
 
 
-@router.message(Command("profile", ignore_case=True))
 async def on_profile(message: Message, bot: Bot, account: Account, users: UserService, settings: Settings) -> None:
     await send_profile(bot, message.chat.id, account, users, settings)
 
 
-@router.callback_query(MenuCallback.filter(F.action == MenuAction.profile))
 async def on_profile_button(
     query: CallbackQuery, bot: Bot, account: Account, users: UserService, settings: Settings
 ) -> None:

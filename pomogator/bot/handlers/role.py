@@ -25,7 +25,25 @@ from pomogator.config import Settings
 from pomogator.errors import RoleTooLong
 from pomogator.services.users import Account, UserService
 
-router = Router(name="role")
+
+def make_router() -> Router:
+    router = Router(name="role")
+    router.message.register(on_role, Command("role", ignore_case=True))
+    router.callback_query.register(on_role_button, MenuCallback.filter(F.action == MenuAction.role))
+    router.message.register(
+        on_role_text, RoleForm.waiting, F.text, ~F.func(is_command), ~F.func(is_cancel_word), flags={FORM: True}
+    )
+    router.message.register(
+        on_role_not_text, RoleForm.waiting, ~F.text, ~F.content_type.in_(SERVICE_CONTENT_TYPES), flags={FORM: True}
+    )
+    router.message.register(on_cancel_command, RoleForm.waiting, F.func(is_cancel_word), flags={FORM: True})
+    router.message.register(
+        on_cancel_command, RoleForm.waiting, Command("cancel", ignore_case=True), flags={FORM: True}
+    )
+    router.callback_query.register(on_cancel, RoleCallback.filter(F.action == RoleAction.cancel), flags={FORM: True})
+    router.callback_query.register(on_delete, RoleCallback.filter(F.action == RoleAction.delete), flags={FORM: True})
+    router.callback_query.register(on_outdated, RoleCallback.filter())
+    return router
 
 
 async def ask_for_role(bot: Bot, chat_id: int, account: Account, state: FSMContext, settings: Settings) -> None:
@@ -37,7 +55,6 @@ async def ask_for_role(bot: Bot, chat_id: int, account: Account, state: FSMConte
     await open_form(state, RoleForm.waiting, prompt_id=prompt.message_id)
 
 
-@router.message(Command("role", ignore_case=True))
 async def on_role(
     message: Message,
     command: CommandObject,
@@ -59,7 +76,6 @@ async def on_role(
     await message.answer(texts.ROLE_SAVED)
 
 
-@router.callback_query(MenuCallback.filter(F.action == MenuAction.role))
 async def on_role_button(
     query: CallbackQuery, bot: Bot, account: Account, state: FSMContext, settings: Settings
 ) -> None:
@@ -68,7 +84,6 @@ async def on_role_button(
         await ask_for_role(bot, chat_id, account, state, settings)
 
 
-@router.message(RoleForm.waiting, F.text, ~F.func(is_command), ~F.func(is_cancel_word), flags={FORM: True})
 async def on_role_text(message: Message, bot: Bot, account: Account, users: UserService, state: FSMContext) -> None:
     # RoleTooLong keeps the state: the user can send a shorter role or press Cancel.
     await users.set_role(account.telegram_id, message.text)
@@ -76,20 +91,16 @@ async def on_role_text(message: Message, bot: Bot, account: Account, users: User
     await message.answer(texts.ROLE_SAVED)
 
 
-@router.message(RoleForm.waiting, ~F.text, ~F.content_type.in_(SERVICE_CONTENT_TYPES), flags={FORM: True})
 async def on_role_not_text(message: Message) -> None:
     await message.answer(texts.ROLE_NOT_TEXT)
 
 
-@router.message(RoleForm.waiting, Command("cancel", ignore_case=True), flags={FORM: True})
-@router.message(RoleForm.waiting, F.func(is_cancel_word), flags={FORM: True})
 async def on_cancel_command(message: Message, bot: Bot, state: FSMContext) -> None:
     await close_form(state, bot, message.chat.id)
     await message.answer(texts.ROLE_UNCHANGED)
 
 
 # The prompt's buttons (FORM): they check that their prompt is the one waiting before the form ends.
-@router.callback_query(RoleCallback.filter(F.action == RoleAction.cancel), flags={FORM: True})
 async def on_cancel(query: CallbackQuery, bot: Bot, state: FSMContext, callback_reply: CallbackReply) -> None:
     if not await _waits(query, state, callback_reply):
         return
@@ -97,7 +108,6 @@ async def on_cancel(query: CallbackQuery, bot: Bot, state: FSMContext, callback_
     await replace_text(bot, query, texts.ROLE_UNCHANGED)
 
 
-@router.callback_query(RoleCallback.filter(F.action == RoleAction.delete), flags={FORM: True})
 async def on_delete(
     query: CallbackQuery,
     bot: Bot,
@@ -113,7 +123,6 @@ async def on_delete(
     await replace_text(bot, query, texts.ROLE_DELETED)
 
 
-@router.callback_query(RoleCallback.filter())
 async def on_outdated(query: CallbackQuery, callback_reply: CallbackReply) -> None:
     """A button of a prompt left alone for so long that the form ended (its handlers above stepped aside)."""
     callback_reply.text = texts.ROLE_PROMPT_OUTDATED

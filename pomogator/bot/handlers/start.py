@@ -13,25 +13,28 @@ from pomogator.bot.replies import chat_id_of
 from pomogator.config import Settings
 from pomogator.services.users import Account
 
-router = Router(name="start")
+
+def make_router() -> Router:
+    router = Router(name="start")
+    router.message.register(on_start, CommandStart(ignore_case=True))
+    router.message.register(on_help, Command("help", ignore_case=True))
+    router.callback_query.register(on_help_button, MenuCallback.filter(F.action == MenuAction.help))
+    return router
 
 
 async def send_help(bot: Bot, chat_id: int, settings: Settings) -> None:
     await bot.send_message(chat_id, texts.help_text(settings.support_contact, settings.tz))
 
 
-@router.message(CommandStart(ignore_case=True))
 async def on_start(message: Message, account: Account, settings: Settings) -> None:
     text = texts.start(account.first_name, account.model, settings.offer_url, settings.privacy_url)
     await message.answer(text, reply_markup=make_start_keyboard())
 
 
-@router.message(Command("help", ignore_case=True))
 async def on_help(message: Message, bot: Bot, settings: Settings) -> None:
     await send_help(bot, message.chat.id, settings)
 
 
-@router.callback_query(MenuCallback.filter(F.action == MenuAction.help))
 async def on_help_button(query: CallbackQuery, bot: Bot, settings: Settings) -> None:
     chat_id = chat_id_of(query)
     if chat_id is not None:

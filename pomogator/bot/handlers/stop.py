@@ -18,10 +18,17 @@ from pomogator.bot.middlewares.chat_order import STOP_COMMAND
 from pomogator.bot.middlewares.forms import BESIDE_FORM
 from pomogator.bot.replies import chat_id_of
 
-router = Router(name="stop")
+
+def make_router() -> Router:
+    router = Router(name="stop")
+    router.message.register(
+        on_stop_command, Command(STOP_COMMAND, ignore_case=True), flags={"account": False, BESIDE_FORM: True}
+    )
+    router.callback_query.register(on_stop_button, StopCallback.filter(), flags={"account": False, BESIDE_FORM: True})
+    router.stopped_message_generation.register(on_draft_stopped)
+    return router
 
 
-@router.message(Command(STOP_COMMAND, ignore_case=True), flags={"account": False, BESIDE_FORM: True})
 async def on_stop_command(message: Message, stops: StopRegistry) -> None:
     # A stopped answer ends with its own mark ("Ответ остановлен"), one stopped before it started (a file being read)
     # says so in its place: a reply here would only come before them.
@@ -29,7 +36,6 @@ async def on_stop_command(message: Message, stops: StopRegistry) -> None:
         await message.answer(texts.NOTHING_TO_STOP)
 
 
-@router.callback_query(StopCallback.filter(), flags={"account": False, BESIDE_FORM: True})
 async def on_stop_button(
     query: CallbackQuery, callback_data: StopCallback, stops: StopRegistry, callback_reply: CallbackReply
 ) -> None:
@@ -38,6 +44,5 @@ async def on_stop_button(
     callback_reply.text = texts.STOPPING if stopped else texts.ALREADY_FINISHED
 
 
-@router.stopped_message_generation()
 async def on_draft_stopped(event: MessageGenerationStopped, stops: StopRegistry) -> None:
     await stops.request_stop(event.chat.id, event.draft_id)
