@@ -1,10 +1,12 @@
-"""How the process's outgoing HTTPS connections (the Bot API, OpenRouter) verify servers: one choice for both.
+"""How the process's outgoing HTTPS connections (the Bot API, OpenRouter) verify servers: one choice for all clients.
 
 Certificate authorities come from, in order: ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set (an operator's own
 bundle, e.g. behind a TLS-inspecting proxy); the system's store (``/etc/ssl/certs`` on Debian and in the image);
-certifi's bundle when the system has none. For the system's store both clients take aiohttp's default verified
+certifi's bundle when the system has none. For the system's store the aiohttp clients take aiohttp's default verified
 context, which aiohttp makes from it when it is imported: every other TLS context costs the process ~0.7 MiB
-(OpenSSL's own state, and a bundle file is parsed whole into each context made from it).
+(OpenSSL's own state, and a bundle file is parsed whole into each context made from it). The httpx clients (the plain
+Bot API client, ``pomogator.notify``) take the same context from ``ssl_context``: httpx's own default would be
+certifi's bundle, whatever the system trusts.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import functools
 import os
 import re
 import ssl
+import sys
 from collections.abc import Mapping
 
 _HASHED_NAME = re.compile(r"[0-9a-f]{8}\.\d+")
@@ -50,3 +53,16 @@ def client_ssl() -> ClientSSL:
     if cafile is None and capath is None:
         return True
     return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile, capath=capath)
+
+
+@functools.cache
+def ssl_context() -> ssl.SSLContext:
+    """``client_ssl()`` as a context, for clients that would read ``True`` as certifi's bundle (httpx). For the
+    system's store: aiohttp's default verified context when aiohttp is loaded (the bot, a webhook web app), so the
+    process still has one; otherwise (the web app, the CLI) one of its own from the same store. httpx offers only
+    HTTP/1.1 through ALPN on it, as aiohttp does."""
+    chosen = client_ssl()
+    if isinstance(chosen, ssl.SSLContext):
+        return chosen
+    loaded = getattr(sys.modules.get("aiohttp.connector"), "_SSL_CONTEXT_VERIFIED", None)
+    return loaded if isinstance(loaded, ssl.SSLContext) else ssl.create_default_context()

@@ -1,7 +1,9 @@
-"""The plain Bot API sender of the processes without aiogram: it never raises, whatever answers it."""
+"""The plain Bot API sender of the processes without aiogram: it never raises, whatever answers it, and reads no
+proxy variables."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -66,3 +68,26 @@ async def test_an_odd_answer_is_tried_again_and_the_notice_delivered(served: tup
         await notifier.close()
     assert result.ok
     assert server.calls == 2
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_proxy_variables_are_not_read(served: tuple[OddServer, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """They are the model client's (docs/deploy.md): a proxy there would have refused the connection."""
+    server, url = served
+    proxy = f"http://127.0.0.1:{closed_port()}"
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    notifier = TelegramNotifier(url, "123:abc", pause=0.01)
+    try:
+        result = await notifier.send(42, "Премиум активен", attempts=1)
+    finally:
+        await notifier.close()
+    assert result.ok
+    assert server.calls == 1

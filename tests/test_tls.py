@@ -14,14 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp.connector
 import certifi
+import httpx
 import pytest
 from aiogram.exceptions import TelegramNetworkError
 
-from pomogator import tls
+from pomogator import notify, tls
 from pomogator.bot.factory import create_bot
 from pomogator.errors import LLMUnavailable
 from pomogator.llm.client import Delta, LLMClient
+from pomogator.notify import BotApi
 from tests.conftest import TEST_API_KEY, make_settings
 from tests.fakes import openai_server as fake
 from tests.fakes.openai_server import FakeLLM
@@ -81,8 +84,10 @@ def fresh_context(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):
         monkeypatch.delenv(name, raising=False)
     tls.client_ssl.cache_clear()
+    tls.ssl_context.cache_clear()
     yield
     tls.client_ssl.cache_clear()
+    tls.ssl_context.cache_clear()
 
 
 @pytest.fixture
@@ -114,6 +119,8 @@ def test_the_systems_store_is_aiohttps_default_context(authority: Authority, mon
     # No context of our own: aiohttp made its verified one from the system's store when it was imported.
     assert tls.client_ssl() is True
     assert not isinstance(tls.client_ssl(), ssl.SSLContext)
+    # httpx needs the context itself: aiohttp's, not one more.
+    assert tls.ssl_context() is aiohttp.connector._SSL_CONTEXT_VERIFIED
 
 
 @pytest.mark.parametrize("capath", [None, "plain", "missing"])
@@ -138,6 +145,7 @@ def test_one_context_verifies_hosts_and_certificates(authority: Authority, monke
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert tls.ssl_context() is context
 
 
 # Real HTTPS
@@ -186,6 +194,32 @@ async def test_the_bot_api_client_shares_the_context(
             assert "certificate" in caught.value.message.lower()
     finally:
         await bot.session.close()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_the_plain_bot_api_client_shares_the_context(
+    trusted: bool, authority: Authority, https_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The web app's notices and the ``bot`` commands: httpx reading no environment would trust certifi alone."""
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca))
+    async with BotApi(https_llm.url, "123:ABC", timeout=10.0) as api:
+        if trusted:
+            response = await api.post("getMe", {})
+            assert response.status_code == 404  # through the handshake: the fake model has no getMe
+        else:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await api.post("getMe", {})
+
+
+async def test_the_plain_bot_api_client_verifies_with_the_process_context_alone(
+    authority: Authority, https_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the process trusts (here an authority no variable names), not what httpx would choose."""
+    context = ssl.create_default_context(cafile=authority.ca)
+    monkeypatch.setattr(notify, "ssl_context", lambda: context)
+    async with BotApi(https_llm.url, "123:ABC", timeout=10.0) as api:
+        assert (await api.post("getMe", {})).status_code == 404
 
 
 def _client(llm: FakeLLM) -> LLMClient:

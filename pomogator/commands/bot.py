@@ -1,7 +1,7 @@
 """``pomogator bot``: register, remove and inspect the Telegram webhook (webhook mode).
 
-The calls go to the Bot API over plain HTTP; only ``set-webhook`` loads aiogram, to read which update types the
-bot's handlers use.
+The calls go to the Bot API through the plain client of the processes without aiogram (``pomogator.notify.BotApi``);
+only ``set-webhook`` loads aiogram, to read which update types the bot's handlers use.
 """
 
 from __future__ import annotations
@@ -46,11 +46,14 @@ async def call_bot_api(settings: Settings, method: str, params: dict[str, Any] |
     """Call ``method``; returns its ``result``, raises BotApiError with Telegram's description otherwise."""
     import httpx
 
+    from pomogator.notify import BotApi
+
     assert settings.bot_token is not None
-    url = f"{settings.telegram_api_url.rstrip('/')}/bot{settings.bot_token.get_secret_value()}/{method}"
     try:
-        async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client:
-            response = await client.post(url, json=params or {})
+        async with BotApi(
+            settings.telegram_api_url, settings.bot_token.get_secret_value(), timeout=REQUEST_TIMEOUT_S
+        ) as api:
+            response = await api.post(method, params or {})
     except httpx.HTTPError as exc:
         where = settings.telegram_api_url
         raise BotApiError(f"The Bot API at {where} is not reachable: {type(exc).__name__}") from None

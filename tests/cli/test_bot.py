@@ -1,7 +1,9 @@
-"""``pomogator bot set-webhook`` refuses an address the bot would be deaf at, before asking Telegram."""
+"""``pomogator bot set-webhook`` refuses an address the bot would be deaf at, before asking Telegram; the commands
+reach the Bot API directly, whatever proxy variables say."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -67,3 +69,19 @@ async def test_a_local_bot_api_server_takes_http_addresses_too(tg: FakeTelegram,
     assert tg.webhook is not None and tg.webhook["url"] == url
     ftp = await run_cli("bot", "set-webhook", "ftp://10.0.0.5/webhooks/telegram", cwd=tmp_path, env=env_for(tg))
     assert ftp.code == 2 and "http://" in ftp.stderr
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_proxy_variables_are_not_read(tg: FakeTelegram, tmp_path: Path) -> None:
+    """They are the model client's (docs/deploy.md): a proxy there would have refused the connection."""
+    proxy = f"http://127.0.0.1:{closed_port()}"
+    proxies = {name: proxy for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy")}
+    env = {k: v for k, v in env_for(tg, **proxies).items() if k.upper() != "NO_PROXY"}
+    result = await run_cli("bot", "webhook-info", "--json", cwd=tmp_path, env=env)
+    assert result.code == 0, result.stderr
+    assert '"url"' in result.stdout
