@@ -131,11 +131,11 @@ async def test_the_clear_button_pressed_while_an_answer_streams_forgets_that_ans
     assert [m["content"] for m in h.llm.requests[-1].messages] == ["next"]
 
 
-async def test_a_blank_answer_is_a_model_failure_that_costs_nothing(harness: BotHarness) -> None:
+async def test_a_blank_answer_is_said_to_be_empty_and_costs_nothing(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
     h.llm.enqueue(Reply(text="   \n  "))
-    assert (await h.ask(chat, "hello")).text == html_to_text(texts.LLM_UNAVAILABLE)
+    assert (await h.ask(chat, "hello")).text == html_to_text(texts.LLM_EMPTY_ANSWER)
     await h.settle()
     async with h.services() as services:
         assert sum((await services.quota.used_today(chat)).values()) == 0
