@@ -1,4 +1,5 @@
-"""How the process's outgoing HTTPS connections (the Bot API, OpenRouter) verify servers: one choice for all clients.
+"""How the process's outgoing HTTPS connections (the Bot API, OpenRouter, YooKassa) verify servers: one choice for
+all clients.
 
 Certificate authorities come from, in order: ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` when set (an operator's own
 bundle, e.g. behind a TLS-inspecting proxy); the system's store (``/etc/ssl/certs`` on Debian and in the image);
@@ -6,7 +7,8 @@ certifi's bundle when the system has none. For the system's store the aiohttp cl
 context, which aiohttp makes from it when it is imported: every other TLS context costs the process ~0.7 MiB
 (OpenSSL's own state, and a bundle file is parsed whole into each context made from it). The httpx clients (the plain
 Bot API client, ``pomogator.notify``) take the same context from ``ssl_context``: httpx's own default would be
-certifi's bundle, whatever the system trusts.
+certifi's bundle, whatever the system trusts. The YooKassa SDK's ``requests`` takes a path (``verify_location``) for
+the same reason.
 """
 
 from __future__ import annotations
@@ -43,6 +45,14 @@ def _is_hashed_directory(path: str) -> bool:
         return any(_HASHED_NAME.fullmatch(name) for name in os.listdir(path))
     except OSError:
         return False
+
+
+def verify_location() -> str:
+    """The bundle or hashed directory of the authorities ``trust_locations`` chooses, for clients that take a path
+    (``requests``, whose own default is certifi's bundle)."""
+    cafile, capath = trust_locations()
+    # (None, None) only for a hashed system directory, so there is one; never "" (requests would verify nothing).
+    return cafile or capath or ssl.get_default_verify_paths().capath
 
 
 @functools.cache

@@ -7,9 +7,11 @@ command; the fake model serves HTTPS with them.
 
 from __future__ import annotations
 
+import http.server
 import shutil
 import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ import pytest
 from aiogram.exceptions import TelegramNetworkError
 
 from pomogator import notify, tls
+from pomogator.billing.yookassa import YooKassaClient, YooKassaConfig
 from pomogator.bot.factory import create_bot
-from pomogator.errors import LLMUnavailable
+from pomogator.errors import LLMUnavailable, PaymentNotFound, PaymentProviderUnavailable
 from pomogator.llm.client import Delta, LLMClient
 from pomogator.notify import BotApi
 from tests.conftest import TEST_API_KEY, make_settings
@@ -220,6 +223,46 @@ async def test_the_plain_bot_api_client_verifies_with_the_process_context_alone(
     monkeypatch.setattr(notify, "ssl_context", lambda: context)
     async with BotApi(https_llm.url, "123:ABC", timeout=10.0) as api:
         assert (await api.post("getMe", {})).status_code == 404
+
+
+@pytest.fixture
+def https_404(authority: Authority) -> Iterator[str]:
+    """A blocking HTTPS server answering 404 to everything, on a thread: the payment client is blocking too."""
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotFound)
+    server.socket = authority.server_context().wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://localhost:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_the_payment_client_shares_the_authorities(
+    trusted: bool, authority: Authority, https_404: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The YooKassa SDK's requests would trust certifi's bundle alone, whatever the process trusts."""
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(authority.ca))
+    client = YooKassaClient(YooKassaConfig("shop", "secret", https_404, timeout=10.0))
+    # Through the handshake, the server knows no payments; without it, YooKassa "did not answer".
+    expected = PaymentNotFound if trusted else PaymentProviderUnavailable
+    with pytest.raises(expected) as caught:
+        await client.get_payment("payment-1")
+    assert trusted or "SSLError" in str(caught.value)
 
 
 def _client(llm: FakeLLM) -> LLMClient:

@@ -41,6 +41,7 @@ from pomogator.errors import (
     PaymentProviderUnavailable,
     PaymentRejected,
 )
+from pomogator.tls import verify_location
 
 T = TypeVar("T")
 
@@ -160,7 +161,10 @@ class _ApiClient(ApiClient):  # type: ignore[misc]
                     params=query_params,
                     headers=request_headers,
                     json=body,
-                    verify=self.configuration.verify,
+                    # The process's authorities (``pomogator.tls``), not certifi's bundle alone.
+                    verify=verify_location()
+                    if self.configuration.verify in (None, True)
+                    else self.configuration.verify,
                 )
             except requests.RequestException as exc:
                 raise PaymentProviderUnavailable(f"YooKassa did not answer ({type(exc).__name__}).") from None
