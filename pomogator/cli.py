@@ -53,18 +53,21 @@ UserId = Annotated[
 ]
 
 
-def with_services(fn: Callable[..., Awaitable[T]], *needs: str, migrate: bool | None = None, create: bool = False) -> T:
-    """Run ``fn(services)`` inside the composition root, on a fresh event loop. An SQLite file that does not exist
-    is made only with ``create``: an admin command run in the wrong directory, or without the deployment's
-    settings, would otherwise act on a new empty database and report success."""
+def with_services(fn: Callable[..., Awaitable[T]], *needs: str) -> T:
+    """Run ``fn(services)`` inside the composition root, on a fresh event loop, for an admin command.
+
+    The database is used as it is, on SQLite as on PostgreSQL: one that does not exist, or lacks migrations of this
+    version, is a ConfigError naming `pomogator db migrate`. An admin command run in the wrong directory, or without
+    the deployment's settings, would otherwise act on a new empty database and report success; and one run on a file
+    that is not Pomogator's, or after an upgrade, would migrate it unasked, with no backup taken (only the servers and
+    the chat migrate an SQLite file by themselves)."""
     from pomogator.container import build_services
 
     settings = settings_for(*needs)
-    if not create:
-        require_database_file(settings.database_url)
+    require_database_file(settings.database_url)
 
     async def main() -> T:
-        async with build_services(settings, migrate=migrate) as services:
+        async with build_services(settings, migrate=False) as services:
             return await fn(services)
 
     return asyncio.run(main())

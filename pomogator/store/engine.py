@@ -370,7 +370,8 @@ class Database:
         return self.path is not None
 
     async def start(self, *, migrate: bool | None = None) -> None:
-        """Bind the engine, enable WAL on SQLite, apply pending migrations (SQLite by default), start the pool.
+        """Bind the engine, apply pending migrations (SQLite by default; ``migrate=False`` writes nothing to the
+        database), start the pool.
 
         Raises ConfigError naming the database (never its URL) when it cannot be reached or used.
         """
@@ -387,10 +388,8 @@ class Database:
             except OSError as exc:
                 message = f"POMOGATOR_DATABASE_URL: cannot create {self.path.parent} ({exc.strerror})"
                 raise ConfigError(message) from None
-            # Switching a new file to WAL fails at once (no busy wait) while another process switches it too: the
-            # processes starting together take turns under the migration lock.
-            with self._file_lock():
-                await self.engine.run_ddl("PRAGMA journal_mode=WAL")
+            # Read once, so that a file that is not a database (or a folder) is a ConfigError here, as when migrating.
+            await self.engine.run_ddl("SELECT count(*) FROM sqlite_master")
         if migrate if migrate is not None else self.is_sqlite:
             await self.migrate()
         if isinstance(self.engine, PostgresEngine):
@@ -440,12 +439,18 @@ class Database:
 
     async def migrate(self) -> list[str]:
         """Apply pending migrations; idempotent, and safe to run from several processes at once (one migrates, the
-        others wait and find nothing left). Returns the IDs of the migrations applied now, in order.
+        others wait and find nothing left). Returns the IDs of the migrations applied now, in order. An SQLite file
+        is switched to WAL first.
 
         Piccolo's report is only quoted when a migration fails: it counts every shipped migration as "already
         complete", even on a new database."""
         buffer = io.StringIO()
         async with self._migration_lock():
+            if self.is_sqlite:
+                # Here, not when any process opens the file: a command that only reads (`user list` on a file that
+                # may not even be ours) changes nothing in it. Switching a new file to WAL fails at once (no busy
+                # wait) while another process switches it too: the processes take turns under the migration lock.
+                await self.engine.run_ddl("PRAGMA journal_mode=WAL")
             with contextlib.redirect_stdout(buffer):
                 pending = await self.pending_migrations()
                 if not pending:
@@ -468,6 +473,11 @@ class Database:
         """Raises ConfigError when the database lacks migrations of this version: new code would fail on the
         tables or columns they add, statement by statement, instead of once, here."""
         pending = await self.pending_migrations()
+        if pending and len(pending) == len(shipped_migration_ids()):
+            raise ConfigError(
+                f"The database {database_location(self.url)} has no Pomogator tables (a new database, or not "
+                "Pomogator's: check POMOGATOR_DATABASE_URL): run `pomogator db migrate` to set it up."
+            )
         if pending:
             count = f"{len(pending)} migration{'s' if len(pending) > 1 else ''}"
             raise ConfigError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import sqlite3
 from datetime import datetime
 from pathlib import Path
 
@@ -93,6 +94,58 @@ async def test_a_users_chat_does_not_make_a_database_that_is_not_there(tmp_path:
     local = await run_cli("chat", cwd=tmp_path, env=env, stdin="hi\n")
     assert local.code == 0, local.stderr
     assert (tmp_path / "pomogator.sqlite3").exists()
+
+
+# Commands that read or change what is stored: none of them migrates an SQLite file (only the servers and the chat do).
+ADMIN_COMMANDS = (
+    ("user", "list"),
+    ("user", "show", "5"),
+    ("user", "grant-premium", "5", "--days", "30"),
+    ("user", "delete", "5", "--yes"),
+    ("usage",),
+    ("logs", "tail"),
+    ("payments", "list"),
+)
+
+
+async def test_admin_commands_do_not_migrate_a_file_that_is_not_pomogators(tmp_path: Path) -> None:
+    """`user list` on another program's SQLite file added Pomogator's tables to it, and reported an empty list."""
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as connection:
+        connection.execute("CREATE TABLE foo (x INTEGER)")
+    env = clean_env(POMOGATOR_DATABASE_URL=f"sqlite:///{other}")
+    for args in ADMIN_COMMANDS:
+        result = await run_cli(*args, cwd=tmp_path, env=env)
+        assert result.code == 1, (args, result.stderr)
+        assert result.stderr.strip() == (
+            f"Error: The database {other} has no Pomogator tables (a new database, or not Pomogator's: check "
+            "POMOGATOR_DATABASE_URL): run `pomogator db migrate` to set it up."
+        ), args
+        assert result.stdout == "", args
+    with sqlite3.connect(other) as connection:
+        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        assert tables == ["foo"]
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+
+
+async def test_admin_commands_do_not_migrate_an_sqlite_file_left_by_an_older_version(tmp_path: Path) -> None:
+    """After an upgrade, `user list` migrated the production file unasked, with no backup taken."""
+    path = tmp_path / "pomogator.sqlite3"
+    url = f"sqlite:///{path}"
+    shipped = list(shipped_migrations())
+    await migrate_up_to(url, shipped[-2])
+    env = clean_env(POMOGATOR_DATABASE_URL=url)
+    for args in ADMIN_COMMANDS:
+        result = await run_cli(*args, cwd=tmp_path, env=env)
+        assert result.code == 1, (args, result.stderr)
+        assert result.stderr.strip() == (
+            f"Error: The database {path} lacks 1 migration of this version: run `pomogator db migrate` first."
+        ), args
+    status = await run_cli("db", "status", cwd=tmp_path, env=env)
+    assert status.code == 1 and f"{shipped_migrations()[shipped[-1]]}\tpending" in status.stdout
+    assert (await run_cli("db", "migrate", cwd=tmp_path, env=env)).code == 0
+    listed = await run_cli("user", "list", cwd=tmp_path, env=env)
+    assert listed.code == 0, listed.stderr
 
 
 def test_db_status_lists_the_migrations_and_fails_while_some_are_pending(tmp_path: Path) -> None:
