@@ -118,21 +118,32 @@ def migration_summary(shipped: dict[str, str], applied_now: list[str]) -> str:
 
 @db_app.command("status")
 def db_status() -> None:
-    """List this version's migrations and whether the database has them; exits 1 when some are not applied."""
-    from pomogator.store.engine import open_database, shipped_migrations
+    """List this version's migrations and whether the database has them, and any it has that this version does not
+    know (a newer version applied them); exits 1 when some are not applied, or unknown."""
+    from pomogator.store.engine import open_database, shipped_migrations, unknown_migrations
 
     settings = settings_for()
     require_database_file(settings.database_url)
 
-    async def main() -> list[str]:
+    async def main() -> set[str]:
         async with open_database(settings.database_url, migrate=False) as database:
-            return await database.pending_migrations()
+            return await database.applied_migrations()
 
-    pending = set(asyncio.run(main()))
-    rows = [(name, "pending" if id_ in pending else "applied") for id_, name in shipped_migrations().items()]
+    applied = asyncio.run(main())
+    shipped = shipped_migrations()
+    unknown = unknown_migrations(applied)
+    rows = [(name, "applied" if id_ in applied else "pending") for id_, name in shipped.items()]
+    rows += [(id_, "unknown to this version") for id_ in unknown]
     cli_output.print_table("Migrations", ["migration", "status"], rows)
-    if pending:
+    pending = [id_ for id_ in shipped if id_ not in applied]
+    if unknown:
+        cli_output.error(
+            f"{len(unknown)} applied by a newer version of Pomogator: run that version, or restore the dump taken "
+            "before it was installed."
+        )
+    elif pending:
         cli_output.error(f"{len(pending)} not applied: run `pomogator db migrate`.")
+    if unknown or pending:
         raise typer.Exit(1)
 
 

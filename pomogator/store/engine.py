@@ -76,6 +76,11 @@ def shipped_migration_ids() -> list[str]:
     return list(shipped_migrations())
 
 
+def unknown_migrations(applied: set[str]) -> list[str]:
+    """The IDs among ``applied`` that this version does not ship (a newer version applied them), in order."""
+    return sorted(applied - set(shipped_migrations()))
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of an ``sqlite:///relative`` or ``sqlite:////absolute`` URL, None for other engines."""
     if not url.startswith(SQLITE_PREFIX):
@@ -440,7 +445,8 @@ class Database:
     async def migrate(self) -> list[str]:
         """Apply pending migrations; idempotent, and safe to run from several processes at once (one migrates, the
         others wait and find nothing left). Returns the IDs of the migrations applied now, in order. An SQLite file
-        is switched to WAL first.
+        is switched to WAL first. Raises ConfigError when the database has migrations this version does not know
+        (``refuse_unknown``).
 
         Piccolo's report is only quoted when a migration fails: it counts every shipped migration as "already
         complete", even on a new database."""
@@ -452,7 +458,9 @@ class Database:
                 # wait) while another process switches it too: the processes take turns under the migration lock.
                 await self.engine.run_ddl("PRAGMA journal_mode=WAL")
             with contextlib.redirect_stdout(buffer):
-                pending = await self.pending_migrations()
+                applied = await self.applied_migrations()
+                self.refuse_unknown(applied)
+                pending = [migration for migration in shipped_migration_ids() if migration not in applied]
                 if not pending:
                     # Piccolo's migration machinery imports black and its dependencies (~9 MiB that a server keeps
                     # for its lifetime); a restart with nothing to apply does not load it.
@@ -471,9 +479,13 @@ class Database:
 
     async def require_migrated(self) -> None:
         """Raises ConfigError when the database lacks migrations of this version: new code would fail on the
-        tables or columns they add, statement by statement, instead of once, here."""
-        pending = await self.pending_migrations()
-        if pending and len(pending) == len(shipped_migration_ids()):
+        tables or columns they add, statement by statement, instead of once, here. Also when it has migrations
+        this version does not know (``refuse_unknown``)."""
+        applied = await self.applied_migrations()
+        self.refuse_unknown(applied)
+        shipped = shipped_migration_ids()
+        pending = [migration for migration in shipped if migration not in applied]
+        if pending and len(pending) == len(shipped):
             raise ConfigError(
                 f"The database {database_location(self.url)} has no Pomogator tables (a new database, or not "
                 "Pomogator's: check POMOGATOR_DATABASE_URL): run `pomogator db migrate` to set it up."
@@ -485,16 +497,32 @@ class Database:
                 "run `pomogator db migrate` first."
             )
 
+    def refuse_unknown(self, applied: set[str]) -> None:
+        """Raises ConfigError when ``applied`` holds migrations this version does not ship: a newer version migrated
+        the database (a rollback to this version without restoring the dump taken before the upgrade). This version's
+        code may not work on the tables as they are now, and its migrations cannot undo that."""
+        unknown = unknown_migrations(applied)
+        if unknown:
+            count = f"{len(unknown)} migration{'s' if len(unknown) > 1 else ''}"
+            raise ConfigError(
+                f"The database {database_location(self.url)} has {count} this version does not know "
+                f"({', '.join(unknown)}): a newer version of Pomogator migrated it. Run that version, or restore the "
+                "dump taken before it was installed."
+            )
+
     async def pending_migrations(self) -> list[str]:
         """The IDs of the shipped migrations this database has not applied yet."""
+        applied = await self.applied_migrations()
+        return [migration for migration in shipped_migration_ids() if migration not in applied]
+
+    async def applied_migrations(self) -> set[str]:
+        """The IDs of the migrations applied to this database, this version's and any others."""
         from piccolo.apps.migrations.tables import Migration
 
-        shipped = shipped_migration_ids()
         if not await Migration.table_exists():
-            return shipped
+            return set()
         rows = await Migration.select(Migration.name).where(Migration.app_name == APP_NAME).output(as_list=True)
-        applied = set(rows)
-        return [migration for migration in shipped if migration not in applied]
+        return set(rows)
 
     @contextlib.asynccontextmanager
     async def _migration_lock(self) -> AsyncIterator[None]:

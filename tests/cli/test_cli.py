@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from piccolo.apps.migrations.tables import Migration
 
 from pomogator.servers import YOUNG_GENERATION_THRESHOLD, freeze_start_up_objects
 from pomogator.store.engine import open_database, shipped_migrations
@@ -164,6 +165,33 @@ async def _db_status(tmp_path: Path) -> None:
     applied = await run_cli("db", "status", cwd=tmp_path, env=env)
     assert applied.code == 0, applied.stderr
     assert "pending" not in applied.stdout and "pomogator_0006_open_refund\tapplied" in applied.stdout
+
+
+async def test_a_database_a_newer_version_migrated_is_listed_and_refused(tmp_path: Path) -> None:
+    """After a rollback without restoring the dump, `db status` listed every migration as applied and exited 0,
+    `db migrate` had "Nothing to do", and the other commands and the servers ran."""
+    url = f"sqlite:///{tmp_path / 'pomogator.sqlite3'}"
+    async with open_database(url, migrate=True):
+        await Migration.insert(Migration(name="2099-01-01T00:00:00:000000", app_name="pomogator"))
+    env = clean_env(POMOGATOR_DATABASE_URL=url)
+    status = await run_cli("db", "status", cwd=tmp_path, env=env)
+    assert status.code == 1
+    assert status.stdout.splitlines()[-1] == "2099-01-01T00:00:00:000000\tunknown to this version"
+    assert "\tpending" not in status.stdout
+    assert status.stderr.strip() == (
+        "Error: 1 applied by a newer version of Pomogator: run that version, or restore the dump taken before it was "
+        "installed."
+    )
+    refusal = (
+        "has 1 migration this version does not know (2099-01-01T00:00:00:000000): a newer version of Pomogator "
+        "migrated it. Run that version, or restore the dump taken before it was installed."
+    )
+    for args in (("db", "migrate"), ("user", "list"), ("run", "web")):
+        result = await run_cli(*args, cwd=tmp_path, env=env)
+        assert result.code == 1, args
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+        # The web app's start-up logs its failure before it (uvicorn's "Application startup failed").
+        assert len(errors) == 1 and errors[0].endswith(refusal), result.stderr
 
 
 async def test_user_lifecycle(tmp_path: Path, env: dict[str, str]) -> None:

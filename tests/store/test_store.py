@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import sys
 import textwrap
@@ -178,6 +179,36 @@ async def test_restart_runs_migrations_again_harmlessly(db_url: str) -> None:
     for _ in range(2):
         async with open_database(db_url, migrate=True):
             assert await Migration.count().where(Migration.app_name == "pomogator") == MIGRATION_COUNT
+
+
+NEWER_MIGRATION = "2099-01-01T00:00:00:000000"
+
+
+async def test_a_database_a_newer_version_migrated_is_refused(db_url: str) -> None:
+    """A rollback without restoring the dump: `db migrate` said "Nothing to do", and every process ran on tables
+    this version does not know."""
+    async with open_database(db_url, migrate=True):
+        await Migration.insert(Migration(name=NEWER_MIGRATION, app_name="pomogator"))
+    try:
+        expected = f"has 1 migration this version does not know ({NEWER_MIGRATION}): a newer version of Pomogator"
+        # `db migrate`, and a server on SQLite (on PostgreSQL it requires the database migrated: build_services).
+        for migrate in (True, None) if db_url.startswith("sqlite") else (True,):
+            with pytest.raises(ConfigError, match=re.escape(expected)):
+                async with open_database(db_url, migrate=migrate):
+                    pass
+        async with open_database(db_url, migrate=False) as database:
+            assert await database.pending_migrations() == []
+            assert NEWER_MIGRATION in await database.applied_migrations()
+            with pytest.raises(ConfigError, match=re.escape(expected)):
+                await database.migrate()
+            with pytest.raises(ConfigError, match=re.escape(expected)):
+                await database.require_migrated()
+        with pytest.raises(ConfigError, match=re.escape(expected)):  # any process on PostgreSQL, the CLI on SQLite
+            async with build_services(make_settings(database_url=db_url), migrate=False):
+                pass
+    finally:
+        async with open_database(db_url, migrate=False):
+            await Migration.delete().where(Migration.name == NEWER_MIGRATION)
 
 
 async def test_quota_index_is_unique(db_url: str) -> None:
