@@ -285,6 +285,11 @@ class ChatService:
     def local_dialog(self, model: Model, role: str | None = None) -> Dialog:
         return Dialog(model=model, role=role, conversation=MemoryConversation(), charge_quota=False)
 
+    async def ensure_can_ask(self, account: Account) -> None:
+        """Raise QuotaExceeded (or PremiumRequired) when ``account`` has no request of its model left today; takes
+        nothing. For work refused before it starts (downloading and reading files, telling what was left out)."""
+        await self.quota.ensure_left(account.telegram_id, account.model, account.premium)
+
     async def clear_context(self, telegram_id: int) -> int:
         return await StoredConversation(telegram_id).clear()
 

@@ -61,7 +61,7 @@ async def on_forwards_in_part(
 ) -> None:
     """The texts are answered and what was left out is told, but only once the quota is known to allow the request:
     a person with none left gets the refusal alone, not "answering the rest" and then the refusal."""
-    await chat.quota.ensure_left(account.telegram_id, account.model, account.premium)
+    await chat.ensure_can_ask(account)
     try:
         await message.answer(files_texts.skipped_parts(left_out))
     except TelegramAPIError as exc:  # the texts are answered all the same

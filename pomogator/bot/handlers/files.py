@@ -43,7 +43,7 @@ async def on_files(
 ) -> None:
     request = AttachmentRequest(album or [message], account.model, account.role, catalog, with_texts=with_texts)
     # Refused before the files are downloaded and read when no request is left today.
-    await chat.quota.ensure_left(account.telegram_id, account.model, account.premium)
+    await chat.ensure_can_ask(account)
     # A download may take two minutes and reading a document one more; "typing…" lasts five seconds.
     async with typing_shown(ChatOutput(bot, message.chat.id)):
         # /stop meanwhile ends the reading: the model is not asked, nothing is counted.
