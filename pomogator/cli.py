@@ -200,9 +200,13 @@ def user_list(
                 a.premium_until.astimezone(tz).strftime("%Y-%m-%d %H:%M") if a.premium_until else "",
                 a.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
             )
-            for a in await services.users.list(limit)
+            for a in await services.users.list(limit + 1)
         ]
-        cli_output.print_table("Users", ["telegram_id", "username", "name", "model", "premium until", "since"], rows)
+        cli_output.print_table(
+            "Users", ["telegram_id", "username", "name", "model", "premium until", "since"], rows[:limit]
+        )
+        if len(rows) > limit:
+            cli_output.notice(f"Showing the newest {limit} user{'' if limit == 1 else 's'}; --limit for more.")
 
     with_services(fn)
 

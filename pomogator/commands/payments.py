@@ -56,7 +56,7 @@ def list_payments(
 
     async def fn(services: Services) -> None:
         tz = services.settings.tz
-        records = await stored_payments(telegram_id=user, status=status, limit=limit)
+        records = await stored_payments(telegram_id=user, status=status, limit=limit + 1)
         rows = [
             (
                 r.payment_id or f"(local {r.local_id})",
@@ -71,7 +71,9 @@ def list_payments(
             for r in records
         ]
         columns = ["payment", "user", "plan", "amount", "status", "refunded", "reason", "created"]
-        cli_output.print_table("Payments", columns, rows)
+        cli_output.print_table("Payments", columns, rows[:limit])
+        if len(rows) > limit:
+            cli_output.notice(f"Showing the newest {limit} payment{'' if limit == 1 else 's'}; --limit for more.")
 
     # Read from the database alone: the YooKassa keys are not needed.
     with_services(fn)

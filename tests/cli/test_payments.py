@@ -282,6 +282,18 @@ async def test_list_filters_by_user_and_status(services: Services, kassa: FakeYo
     assert without_keys.stdout == everything.stdout
 
 
+async def test_a_list_cut_at_its_limit_says_so(services: Services, tmp_path: Path) -> None:
+    first = await services.billing.start_payment(USER_ID, "month")
+    second = await services.billing.start_payment(USER_ID, "year")
+    cut = await payments(services, tmp_path, "list", "--limit", "1")
+    assert cut.code == 0, cut.stderr
+    assert [line.split("\t")[0] for line in cut.stdout.splitlines()[1:]] == [second.payment_id]
+    assert cut.stderr == "Showing the newest 1 payment; --limit for more.\n"
+    whole = await payments(services, tmp_path, "list", "--limit", "2")
+    assert {line.split("\t")[0] for line in whole.stdout.splitlines()[1:]} == {first.payment_id, second.payment_id}
+    assert whole.stderr == ""
+
+
 async def test_refund_of_an_erased_persons_payment_takes_the_receipt_email(
     db_url: str, tg: FakeTelegram, tmp_path: Path
 ) -> None:

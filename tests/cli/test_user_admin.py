@@ -51,3 +51,18 @@ async def test_granting_premium_past_the_year_9999_is_one_line(tmp_path: Path, d
     )
     unknown = await run_cli("user", "show", "4041", cwd=tmp_path, env=env)
     assert unknown.code == 1  # no account was made for it
+
+
+async def test_a_list_cut_at_its_limit_says_so(tmp_path: Path, db_url: str) -> None:
+    """20,003 users were listed as 1000, without a word."""
+    async with open_database(db_url, migrate=True):
+        pass
+    env = clean_env(POMOGATOR_DATABASE_URL=db_url)
+    for telegram_id in ("501", "502", "503"):
+        assert (await run_cli("user", "grant-premium", telegram_id, "--days", "1", cwd=tmp_path, env=env)).code == 0
+    cut = await run_cli("user", "list", "--limit", "2", cwd=tmp_path, env=env)
+    assert cut.code == 0, cut.stderr
+    assert [line.split("\t")[0] for line in cut.stdout.splitlines()] == ["telegram_id", "503", "502"]
+    assert cut.stderr == "Showing the newest 2 users; --limit for more.\n"
+    whole = await run_cli("user", "list", "--limit", "3", cwd=tmp_path, env=env)
+    assert len(whole.stdout.splitlines()) == 4 and whole.stderr == ""
