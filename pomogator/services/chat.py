@@ -17,7 +17,6 @@ from pomogator.llm.client import Delta, Finished, LLMClient, Message, StreamEven
 from pomogator.llm.tokens import estimate_content
 from pomogator.services.conversations import (
     Content,
-    Conversation,
     MemoryConversation,
     StoredConversation,
     Turn,
@@ -102,7 +101,7 @@ class Dialog:
 
     model: Model
     role: str | None
-    conversation: Conversation
+    conversation: StoredConversation | MemoryConversation
     telegram_id: int | None = None
     premium: bool = False
     charge_quota: bool = True
@@ -470,37 +469,22 @@ class ChatService:
         ]
         status = "stopped" if reply.stopped else "ok"
         request = _request_row(dialog, reply, status)
-        person, now, usage = dialog.telegram_id, request[-1], reply.usage
+        person, now = dialog.telegram_id, request[-1]
         if isinstance(dialog.conversation, MemoryConversation):
             await dialog.conversation.append(turns)
             await _record_usage(request)
             return
-        if isinstance(dialog.conversation, StoredConversation):
-            rows = [(person, turn.role, encode_content(turn.content), turn.tokens, turn.model, now) for turn in turns]
-            if not self.database.is_sqlite:
-                await raw(LLMRequest, STORE_SQL, person, *(v for row in rows for v in row), started, *request)
-            else:
-                await self._store_on_sqlite(
-                    [
-                        *((SQLITE_TURN_SQL, (*row, person, started)) for row in rows),
-                        (PERSON_REQUEST_SQL, (*request, person)),
-                    ]
-                )
-            reply.stored = (dialog.conversation.telegram_id, now)
-            return
-        async with self.database.transaction():
-            await dialog.conversation.append(turns)
-            await LLMRequest.insert(
-                LLMRequest(
-                    telegram_id=dialog.telegram_id,
-                    model=dialog.model.id,
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cost=usage.cost,
-                    status=status,
-                    created_at=now,
-                )
+        rows = [(person, turn.role, encode_content(turn.content), turn.tokens, turn.model, now) for turn in turns]
+        if not self.database.is_sqlite:
+            await raw(LLMRequest, STORE_SQL, person, *(v for row in rows for v in row), started, *request)
+        else:
+            await self._store_on_sqlite(
+                [
+                    *((SQLITE_TURN_SQL, (*row, person, started)) for row in rows),
+                    (PERSON_REQUEST_SQL, (*request, person)),
+                ]
             )
+        reply.stored = (dialog.conversation.telegram_id, now)
 
     async def _store_on_sqlite(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Run ``statements`` (``{}`` placeholders) in one write transaction; on the shared connection it commits

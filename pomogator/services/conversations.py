@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import orjson
 from piccolo.engine.sqlite import SQLiteEngine
@@ -103,14 +103,6 @@ def turns_of(row: Mapping[str, Any]) -> list[Turn]:
             ids, row["turn_roles"], row["turn_tokens"], row["turn_models"], contents, strict=True
         )
     ]
-
-
-class Conversation(Protocol):
-    async def history(self) -> list[Turn]: ...
-
-    async def append(self, turns: list[Turn]) -> None: ...
-
-    async def clear(self) -> int: ...
 
 
 _LATEST = f"FROM dialog_messages WHERE telegram_id = {{}} ORDER BY dialog_messages.id DESC LIMIT {HISTORY_LIMIT}"
