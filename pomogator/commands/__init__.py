@@ -80,9 +80,17 @@ def unwrap_help(app: typer.Typer) -> None:
 
 
 def confirm(question: str, refusal: str) -> None:
-    """Ask ``question`` on a terminal (no: exit 1); with nobody to answer (stdin not a terminal: a script, cron, a
-    pipe) refuse with ``refusal`` and exit 2, rather than go ahead unasked. ``--yes`` skips the call."""
+    """Ask ``question`` on a terminal (no, or Ctrl-D: exit 1; Ctrl-C: exit 130, as everywhere); with nobody to
+    answer (stdin not a terminal: a script, cron, a pipe) refuse with ``refusal`` and exit 2, rather than go ahead
+    unasked. ``--yes`` skips the call."""
     if not sys.stdin.isatty():
         cli_output.error(f"{refusal} without confirmation: stdin is not a terminal; pass --yes.")
         raise typer.Exit(2)
-    typer.confirm(question, abort=True, err=True)
+    try:
+        typer.confirm(question, abort=True, err=True)
+    except typer.Abort as exc:
+        # typer's prompt answers Ctrl-C as a "no", with the KeyboardInterrupt only as the Abort's context.
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            sys.stderr.write("\n")  # the prompt's line is left open
+            raise typer.Exit(130) from None
+        raise

@@ -12,6 +12,7 @@ import re
 import signal
 import struct
 import termios
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +99,11 @@ class ChatTerminal:
         columns: int | None = None,
         rows: int | None = None,
         keep_output_on_ctrl_c: bool = False,
+        args: Sequence[str] = ("chat",),
     ) -> ChatTerminal:
         """The terminal is the chat's controlling terminal: a Ctrl-C typed on it interrupts the chat, as at a real
-        one. ``keep_output_on_ctrl_c`` (NOFLSH): what the chat wrote and the test has not read yet stays."""
+        one. ``keep_output_on_ctrl_c`` (NOFLSH): what the chat wrote and the test has not read yet stays. ``args``:
+        another command than ``chat`` to run at the terminal (one that asks a question)."""
         master, slave = pty.openpty()
         if columns is not None and rows is not None:
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
@@ -111,7 +114,7 @@ class ChatTerminal:
         device, modes = os.ttyname(slave), termios.tcgetattr(slave)
         process = await asyncio.create_subprocess_exec(
             POMOGATOR,
-            "chat",
+            *args,
             cwd=cwd,
             env=env,
             stdin=slave,
@@ -144,6 +147,10 @@ class ChatTerminal:
     async def interrupt(self) -> int:
         """Ctrl-C: SIGINT, as the terminal sends it; returns the exit code (the chat must end within 10 s)."""
         self.process.send_signal(signal.SIGINT)
+        return await self._exit_code()
+
+    async def exited(self) -> int:
+        """The exit code of a command that ends by itself (within 10 s)."""
         return await self._exit_code()
 
     async def _exit_code(self) -> int:

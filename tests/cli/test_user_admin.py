@@ -8,6 +8,7 @@ from pathlib import Path
 from pomogator.store.engine import open_database
 from pomogator.store.tables import Subscription
 from tests.cli.helpers import clean_env, run_cli
+from tests.cli.terminal import ChatTerminal
 
 
 async def test_granting_premium_to_an_id_that_never_wrote_says_it_was_created(tmp_path: Path, db_url: str) -> None:
@@ -66,3 +67,22 @@ async def test_a_list_cut_at_its_limit_says_so(tmp_path: Path, db_url: str) -> N
     assert cut.stderr == "Showing the newest 2 users; --limit for more.\n"
     whole = await run_cli("user", "list", "--limit", "3", cwd=tmp_path, env=env)
     assert len(whole.stdout.splitlines()) == 4 and whole.stderr == ""
+
+
+async def test_ctrl_c_at_the_confirmation_exits_130_and_erases_nothing(tmp_path: Path, db_url: str) -> None:
+    """typer's prompt took Ctrl-C for a "no": "Aborted." and exit code 1."""
+    async with open_database(db_url, migrate=True):
+        pass
+    env = clean_env(POMOGATOR_DATABASE_URL=db_url)
+    assert (await run_cli("user", "grant-premium", "4042", "--days", "3", cwd=tmp_path, env=env)).code == 0
+    terminal = await ChatTerminal.start(tmp_path, env, args=("user", "delete", "4042"))
+    await terminal.wait_for(b"Erase all data of user 4042? [y/N]: ")
+    assert await terminal.interrupt() == 130
+    assert b"Aborted" not in terminal.output
+    assert (await run_cli("user", "show", "4042", cwd=tmp_path, env=env)).code == 0  # still there
+
+    terminal = await ChatTerminal.start(tmp_path, env, args=("user", "delete", "4042"))
+    await terminal.wait_for(b"[y/N]: ")
+    terminal.type(b"n\r")
+    assert await terminal.exited() == 1
+    assert (await run_cli("user", "show", "4042", cwd=tmp_path, env=env)).code == 0
