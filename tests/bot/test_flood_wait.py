@@ -145,3 +145,25 @@ async def test_an_answer_telegram_cannot_take_is_given_back_and_the_user_told(ha
     log = h.bot.log_since(offset)
     assert re.search(r"ERROR.*Update given up, Telegram is unavailable \(TelegramServerError\): .*Bad Gateway", log)
     assert "Traceback" not in log
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_answer_held_back_part_way_leaves_no_part_of_it(harness: BotHarness) -> None:
+    """The first message of a long answer went out while the model wrote; Telegram then held the rest back for an
+    hour. The answer is given back and leaves the context, so its first part goes too: left alone it would read as
+    the whole answer."""
+    h = harness
+    chat = h.new_chat()
+    paragraph = " ".join(f"слово{i}" for i in range(500))
+    h.llm.enqueue(Reply(text=f"{paragraph}\n\n{paragraph}", tokens_per_second=400, chunk_size=5))
+    h.tg.user_message(chat, "длинный ответ")
+    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 1, 30, "the answer's first message")
+    h.tg.fail_next("sendMessage", 429, retry_after=HOUR, chat_id=chat)
+    await h.tg.wait_until(
+        lambda: any(m.text == texts.FLOOD_LIMITED for m in h.tg.sent_messages(chat)), 30, "the notice"
+    )
+    await h.settle()
+    assert [m.text for m in h.tg.sent_messages(chat)] == [check_message(texts.FLOOD_LIMITED, "HTML")]
+    assert len(h.tg.sent_messages(chat, include_deleted=True)) == 2
+    await second_question_is_all_that_counts(h, chat)

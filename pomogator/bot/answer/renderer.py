@@ -37,6 +37,9 @@ TYPING_AFTER = 0.3
 # Once the model has written its whole text, the answer's message follows as soon as the stream ends and the answer
 # is stored; a draft would only flash before it. The draft is shown anyway if that end takes longer than this.
 END_GRACE = 0.5
+# How long the messages of an answer that could not be delivered whole are tried to be deleted (best effort: the
+# person is told it failed either way).
+DISCARD_WAIT_S = 10.0
 
 
 async def keep_typing(out: ChatOutput, every: float = TYPING_EVERY) -> None:
@@ -171,7 +174,16 @@ class AnswerRenderer:
             # delay is 0 when nothing was shown live). A message with exactly what the draft showed only makes it
             # permanent, and goes at once.
             await asyncio.sleep(self._final_delay())
-        await self.chain.sync(chunks)
+        try:
+            await self.chain.sync(chunks)
+        except Exception:
+            # Not delivered whole (Telegram held it back or could not be reached): the answer is given back and
+            # leaves the context, so what was posted of it goes too, as when an answer fails while streaming. Left
+            # alone, its first part would read as the whole answer, a Stop button still under it.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(DISCARD_WAIT_S):
+                    await self._discard()
+            raise
 
     async def _keep_broken_off(self) -> None:
         chunks = render_answer_ending(self._text, texts.BROKEN_OFF_MARK)
