@@ -254,19 +254,45 @@ def user_delete(
         ),
     ] = False,
 ) -> None:
-    """Erase a user's data: dialogs, usage, subscriptions and logs. Payments are kept, unlinked from the person."""
+    """Erase a user's data: dialogs, usage, subscriptions and logs. Payments are kept, unlinked from the person.
+
+    Data stored under an id that has no account (log records, a subscription) is erased too, and said so."""
     from pomogator.container import Services
+    from pomogator.services.users import StoredData
+
+    def not_found() -> typer.Exit:
+        cli_output.error(f"User {telegram_id} not found: nothing is stored under this id.")
+        return typer.Exit(1)
 
     if not yes:
-        confirm(f"Erase all data of user {telegram_id}?", f"Not erasing user {telegram_id}")
 
-    async def fn(services: Services) -> None:
-        if not await services.users.delete(telegram_id):
-            cli_output.error(f"User {telegram_id} not found.")
-            raise typer.Exit(1)
+        async def look(services: Services) -> StoredData:
+            return await services.users.stored(telegram_id)
+
+        # Asked only about what is there: a mistyped id is said at once, not after a "y".
+        stored = with_services(look)
+        if not stored:
+            raise not_found()
+        if stored.account:
+            confirm(f"Erase all data of user {telegram_id}?", f"Not erasing user {telegram_id}")
+        else:
+            confirm(
+                f"User {telegram_id} has no account, but {stored.describe()} under this id: erase it?",
+                f"Not erasing user {telegram_id}",
+            )
+
+    async def erase(services: Services) -> StoredData:
+        return await services.users.erase(telegram_id)
+
+    erased = with_services(erase)
+    if erased.account:
         cli_output.notice(f"User {telegram_id} erased.")
-
-    with_services(fn)
+    elif erased:
+        cli_output.notice(
+            f"User {telegram_id} had no account; erased what was stored under the id: {erased.describe()}."
+        )
+    else:
+        raise not_found()
 
 
 # --- models ------------------------------------------------------------------------------------------------

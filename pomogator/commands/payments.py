@@ -172,6 +172,12 @@ def refund(
     # could not be acted on.
     settings_for("yookassa_shop_id", "yookassa_secret_key")
     if not yes:
+        from pomogator.services.payments import payment_row
+
+        async def look(services: Services) -> None:
+            await payment_row(payment_id)  # PaymentNotFound: a mistyped id is said at once, not after a "y"
+
+        with_services(look)
         how_much = f"{value} RUB of" if value is not None else "everything left of"
         confirm(f"Refund {how_much} payment {payment_id}?", "Not refunding")
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pomogator.errors import InvalidEmail, PremiumRequired, RoleTooLong, UserNotFound
 from pomogator.llm.catalog import Catalog, Model
@@ -16,6 +16,9 @@ from pomogator.services.subscriptions import SubscriptionService, lock_person, r
 from pomogator.store.engine import ASYNC_COMMIT_CTE, Database, raw
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
 from pomogator.timeutil import as_utc, utcnow
+
+if TYPE_CHECKING:
+    from piccolo.custom_types import Combinable
 
 # The request counts of people who erased their data, from the days before today (the argument).
 FORGET_ERASED_USAGE_SQL = (
@@ -171,6 +174,49 @@ def account_from_row(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class StoredData:
+    """What is stored under a Telegram id, or was erased (``UserService.erase``): whether it has an account, and
+    how many of each kind of record."""
+
+    account: bool
+    messages: int = 0
+    requests: int = 0
+    subscriptions: int = 0
+    log_records: int = 0
+    # Days of request counts before today (today's stay until the day is over).
+    usage_days: int = 0
+    # Payments kept for accounting, unlinked from the id.
+    payments: int = 0
+
+    def __bool__(self) -> bool:
+        return self.account or any(count for count, _, _ in self._counted())
+
+    def describe(self) -> str:
+        """The records, as "3 dialog messages, 1 subscription", or "nothing"."""
+        parts = [f"{count} {one if count == 1 else many}" for count, one, many in self._counted() if count]
+        return ", ".join(parts) or "nothing"
+
+    def _counted(self) -> list[tuple[int, str, str]]:
+        return [
+            (self.messages, "dialog message", "dialog messages"),
+            (self.requests, "model request", "model requests"),
+            (self.subscriptions, "subscription", "subscriptions"),
+            (self.log_records, "log record", "log records"),
+            (self.usage_days, "day of request counts", "days of request counts"),
+            (self.payments, "payment (kept, unlinked)", "payments (kept, unlinked)"),
+        ]
+
+
+# The tables ``UserService.erase`` deletes a person's rows from, by the name of their count in ``StoredData``.
+ERASED_TABLES: dict[str, type[DialogMessage | LLMRequest | Subscription | LogRecord]] = {
+    "messages": DialogMessage,
+    "requests": LLMRequest,
+    "subscriptions": Subscription,
+    "log_records": LogRecord,
+}
+
+
 class UserService:
     def __init__(
         self,
@@ -320,8 +366,14 @@ class UserService:
         await DailyUsage.raw(FORGET_ERASED_USAGE_SQL, self.quota.today())
 
     async def delete(self, telegram_id: int) -> bool:
-        """Erase the person: dialogs, usage, subscriptions, logs. Payments stay for accounting, unlinked. Today's
-        request counts stay until the day is over, then ``forget_erased_usage`` takes them.
+        """Erase the person (``erase``); True when they had an account."""
+        return (await self.erase(telegram_id)).account
+
+    async def erase(self, telegram_id: int) -> StoredData:
+        """Erase what is stored under ``telegram_id``: the account, dialogs, usage, subscriptions, logs; also when
+        there is no account (a log record or a subscription may be stored under an id that has none). Payments stay
+        for accounting, unlinked. Today's request counts stay until the day is over, then ``forget_erased_usage``
+        takes them. Returns what was erased.
 
         An answer streaming meanwhile stores nothing afterwards (``ChatService`` stores only for an existing row).
         """
@@ -331,15 +383,32 @@ class UserService:
             await lock_person(telegram_id)
             # The row goes first: on PostgreSQL this waits for an answer being stored (it holds the row), so the
             # DELETEs below see its turns and usage; an answer stored later finds no row.
-            erased = await User.delete().where(User.telegram_id == telegram_id).returning(User.telegram_id)
-            for table in (DialogMessage, LLMRequest, Subscription, LogRecord):
-                await table.delete().where(table.telegram_id == telegram_id)
+            account = await User.delete().where(User.telegram_id == telegram_id).returning(User.telegram_id)
+            counts = {}
+            for name, table in ERASED_TABLES.items():
+                key = table._meta.primary_key
+                counts[name] = len(await table.delete().where(table.telegram_id == telegram_id).returning(key))
             # Today's request counts stay until the day is over (``forget_erased_usage``): an erasure must not give
             # the day's requests back.
-            await DailyUsage.delete().where(
-                (DailyUsage.telegram_id == telegram_id) & (DailyUsage.day != self.quota.today())
+            usage = await DailyUsage.delete().where(self._past_usage(telegram_id)).returning(DailyUsage.day)
+            payments = (
+                await Payment.update({Payment.telegram_id: None, Payment.raw_object: None})
+                .where(Payment.telegram_id == telegram_id)
+                .returning(Payment.telegram_id)
             )
-            await Payment.update({Payment.telegram_id: None, Payment.raw_object: None}).where(
-                Payment.telegram_id == telegram_id
-            )
-        return bool(erased)
+        return StoredData(account=bool(account), **counts, usage_days=len(usage), payments=len(payments))
+
+    async def stored(self, telegram_id: int) -> StoredData:
+        """What ``erase`` would erase now (nothing is changed)."""
+        counts = {
+            name: await table.count().where(table.telegram_id == telegram_id) for name, table in ERASED_TABLES.items()
+        }
+        return StoredData(
+            account=await self.exists(telegram_id),
+            **counts,
+            usage_days=await DailyUsage.count().where(self._past_usage(telegram_id)),
+            payments=await Payment.count().where(Payment.telegram_id == telegram_id),
+        )
+
+    def _past_usage(self, telegram_id: int) -> Combinable:
+        return (DailyUsage.telegram_id == telegram_id) & (DailyUsage.day != self.quota.today())

@@ -229,6 +229,13 @@ async def test_refund_from_a_script_needs_yes(services: Services, kassa: FakeYoo
     assert "scripts" in help_text.stdout
 
 
+async def test_refund_of_an_unknown_payment_says_so_before_asking(services: Services, tmp_path: Path) -> None:
+    """It asked "Refund everything left of payment …?" and only after a "y" said the payment is not ours."""
+    result = await payments(services, tmp_path, "refund", UNKNOWN_ID)
+    assert result.code == 1
+    assert result.stderr.strip() == f"Error: Payment {UNKNOWN_ID} is not one of ours."
+
+
 async def test_refund_without_yookassa_says_so_before_asking(tmp_path: Path, db_url: str) -> None:
     env = clean_env(POMOGATOR_DATABASE_URL=db_url, POMOGATOR_YOOKASA_SHOP_ID="123")
     result = await run_cli("payments", "refund", UNKNOWN_ID, cwd=tmp_path, env=env)

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pomogator.store.engine import open_database
-from pomogator.store.tables import Subscription
+from pomogator.store.tables import LogRecord, Subscription
+from pomogator.timeutil import utcnow
 from tests.cli.helpers import clean_env, run_cli
 from tests.cli.terminal import ChatTerminal
 
@@ -86,3 +87,54 @@ async def test_ctrl_c_at_the_confirmation_exits_130_and_erases_nothing(tmp_path:
     terminal.type(b"n\r")
     assert await terminal.exited() == 1
     assert (await run_cli("user", "show", "4042", cwd=tmp_path, env=env)).code == 0
+
+
+async def add_leftovers(db_url: str, telegram_id: int) -> None:
+    """A subscription and a log record under ``telegram_id``, which has no account."""
+    async with open_database(db_url, migrate=True):
+        now = utcnow()
+        await Subscription.insert(
+            Subscription(telegram_id=telegram_id, plan="manual", starts_at=now, ends_at=now, created_at=now)
+        )
+        await LogRecord.insert(
+            LogRecord(
+                created_at=now,
+                level="INFO",
+                logger="t",
+                message="m",
+                process="bot",
+                telegram_id=telegram_id,
+                context={},
+            )
+        )
+
+
+async def test_erasing_an_id_without_an_account_says_what_it_erased(tmp_path: Path, db_url: str) -> None:
+    """It erased the id's log records and subscription, then said "User 555 not found" and exited 1."""
+    await add_leftovers(db_url, 555)
+    env = clean_env(POMOGATOR_DATABASE_URL=db_url)
+    result = await run_cli("user", "delete", "555", "--yes", cwd=tmp_path, env=env)
+    assert result.code == 0, result.stderr
+    assert result.stderr.strip() == (
+        "User 555 had no account; erased what was stored under the id: 1 subscription, 1 log record."
+    )
+    again = await run_cli("user", "delete", "555", "--yes", cwd=tmp_path, env=env)
+    assert again.code == 1
+    assert again.stderr.strip() == "Error: User 555 not found: nothing is stored under this id."
+
+
+async def test_erasing_asks_about_what_is_there(tmp_path: Path, db_url: str) -> None:
+    """It asked "Erase all data of user 99?" and only after a "y" said the user was not found."""
+    await add_leftovers(db_url, 556)
+    env = clean_env(POMOGATOR_DATABASE_URL=db_url)
+    unknown = await run_cli("user", "delete", "99", cwd=tmp_path, env=env, stdin="y\n")
+    assert unknown.code == 1
+    assert unknown.stderr.strip() == "Error: User 99 not found: nothing is stored under this id."
+
+    terminal = await ChatTerminal.start(tmp_path, env, args=("user", "delete", "556"))
+    await terminal.wait_for(
+        b"User 556 has no account, but 1 subscription, 1 log record under this id: erase it? [y/N]: "
+    )
+    terminal.type(b"y\r")
+    assert await terminal.exited() == 0
+    assert b"User 556 had no account; erased what was stored under the id" in terminal.output

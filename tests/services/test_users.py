@@ -12,7 +12,7 @@ from pomogator.container import Services
 from pomogator.errors import InvalidEmail, PremiumRequired, RoleTooLong, UnknownModel, UserNotFound
 from pomogator.llm.catalog import Model
 from pomogator.services.conversations import StoredConversation, Turn
-from pomogator.services.users import ModelReset, Person
+from pomogator.services.users import ModelReset, Person, StoredData
 from pomogator.store.tables import DailyUsage, DialogMessage, LLMRequest, LogRecord, Payment, Subscription, User
 from pomogator.timeutil import utcnow
 
@@ -403,6 +403,26 @@ async def test_request_counts_kept_by_an_erasure_go_once_their_day_is_over(servi
 
 async def test_delete_unknown_person_is_false(services: Services) -> None:
     assert await services.users.delete(ANN) is False
+    nothing = await services.users.erase(ANN)
+    assert nothing == StoredData(account=False) and not nothing and nothing.describe() == "nothing"
+
+
+async def test_erase_says_what_it_erased_also_under_an_id_without_an_account(services: Services) -> None:
+    """The CLI said "not found" after erasing an id's log records and subscriptions."""
+    await add_everything(services, ANN, "key-ann")
+    await User.delete().where(User.telegram_id == ANN)
+    expected = StoredData(
+        account=False, messages=2, requests=1, subscriptions=1, log_records=1, usage_days=1, payments=1
+    )
+    assert await services.users.stored(ANN) == expected
+    erased = await services.users.erase(ANN)
+    assert erased == expected and erased
+    assert erased.describe() == (
+        "2 dialog messages, 1 model request, 1 subscription, 1 log record, 1 day of request counts, "
+        "1 payment (kept, unlinked)"
+    )
+    assert not await services.users.stored(ANN)
+    assert await services.users.stored(BOB) == StoredData(account=False)
 
 
 async def test_deleted_person_starts_afresh(services: Services) -> None:
