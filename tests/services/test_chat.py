@@ -1092,6 +1092,38 @@ async def test_premium_model_without_premium_is_left_to_touch(one_trip: Services
     assert account.model_reset and account.model.id == "test/plain"
 
 
+@pytest.mark.parametrize("stored", [None, "test/plain", "test/premium", "vendor/retired"])
+@pytest.mark.parametrize("premium", [False, True], ids=["free", "premium"])
+@pytest.mark.parametrize("used_up", [False, True], ids=["quota-left", "used-up"])
+async def test_the_one_trip_statement_decides_as_the_services_do(
+    one_trip: Services, stored: str | None, premium: bool, used_up: bool
+) -> None:
+    """The statement's SQL and the services' Python each decide which model a message goes to and its limit: they
+    must agree. The statement leaves to ``touch`` what the services would reset, or refuse for want of premium."""
+    person = Person(ANN, "Ann")
+    await one_trip.users.touch(person)
+    if premium:
+        await one_trip.subscriptions.grant(ANN, 30)
+    await User.update({User.model: stored}).where(User.telegram_id == ANN)
+    account = await one_trip.users.get(ANN)  # read only: the model requests go to, as the services see it
+    reset = stored is not None and account.model.id != stored
+    limit = account.model.daily_limit(account.premium)
+    if used_up and limit:
+        day = one_trip.quota.today()
+        await DailyUsage.insert(DailyUsage(telegram_id=ANN, model=account.model.id, day=day, used=limit))
+    before = await one_trip.quota.used_today(ANN)
+
+    opened = await MessageOpener(one_trip.catalog, one_trip.quota).open(person)
+
+    if reset or limit == 0:
+        assert opened is None
+        assert await one_trip.quota.used_today(ANN) == before
+        return
+    assert opened is not None
+    assert (opened.account.model.id, opened.limit, opened.account.premium) == (account.model.id, limit, premium)
+    assert (opened.used is None) == used_up
+
+
 async def test_a_model_gone_from_the_catalog_is_left_to_touch(one_trip: Services, fake_llm: FakeLLM) -> None:
     """As on every other path, the person hears their model is gone before the default answers for its quota."""
     await one_trip.users.touch(Person(ANN, "Ann"))
