@@ -6,7 +6,6 @@ here, so they are still translated in one place.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Iterable
 
 from pomogator.errors import (
@@ -36,11 +35,7 @@ from pomogator.services.files import (
 )
 from pomogator.services.files.prompt import page_ranges
 from pomogator.services.formatting.plural import plural
-
-
-def esc(value: str) -> str:
-    return html.escape(value, quote=False)
-
+from pomogator.services.formatting.text import escape_text as esc
 
 ACCEPTED = (
     "Я понимаю текст, фотографии и файлы: PDF, DOCX, TXT, Markdown, CSV, JSON и исходный код. "

@@ -6,7 +6,6 @@ What the bot says about photos and files is in ``pomogator.bot.files_texts``.
 
 from __future__ import annotations
 
-import html
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -44,21 +43,14 @@ from pomogator.errors import (
 )
 from pomogator.llm.catalog import Catalog, Model
 from pomogator.services.formatting.plural import plural
+from pomogator.services.formatting.text import escape_attr as esc_attr
+from pomogator.services.formatting.text import escape_text as esc
 from pomogator.services.users import Account, ModelReset, Profile
 
 DESCRIPTION_LIMIT = 512
 SHORT_DESCRIPTION_LIMIT = 120
 # How much of a long role the profile and the role prompt show.
 ROLE_PREVIEW_CHARS = 300
-
-
-def esc(value: str) -> str:
-    return html.escape(value, quote=False)
-
-
-def esc_attr(value: str) -> str:
-    """``value`` for an attribute in double quotes (a link's ``href``): quotes escaped too."""
-    return html.escape(value, quote=True)
 
 
 # --- Bot profile: commands and descriptions ------------------------------------------------------------------
