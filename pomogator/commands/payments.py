@@ -15,6 +15,7 @@ from pomogator.commands import MAX_ROWS, TELEGRAM_ID_MAX, TELEGRAM_ID_MIN, confi
 if TYPE_CHECKING:
     from pomogator.container import Services
     from pomogator.services.billing import PaymentOutcome
+    from pomogator.services.payments import PaymentRecord
     from pomogator.services.refunds import RefundOutcome
 
 app = sub_app("YooKassa payments.")
@@ -64,7 +65,7 @@ def list_payments(
                 r.plan,
                 f"{r.amount} {r.currency}",
                 r.status,
-                f"{r.refunded_amount}" if r.refunded_amount else "",
+                _refunded(r),
                 r.cancellation_reason or "",
                 r.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"),
             )
@@ -77,6 +78,15 @@ def list_payments(
 
     # Read from the database alone: the YooKassa keys are not needed.
     with_services(fn)
+
+
+def _refunded(record: PaymentRecord) -> str:
+    """The refunded column: the total refunded, and a refund YooKassa has not made yet ("299.50, 100.00 pending")."""
+    parts = [f"{record.refunded_amount}"] if record.refunded_amount else []
+    if record.refund_waiting_id is not None:
+        amount = record.refund_waiting_amount
+        parts.append("pending" if amount is None else f"{amount} pending")
+    return ", ".join(parts)
 
 
 @app.command("check")
@@ -102,6 +112,13 @@ def check(payment_id: PaymentId) -> None:
         f"Payment {outcome.payment_id} is {outcome.status} ({what}); user {outcome.telegram_id} has premium until "
         f"{until}."
     )
+    canceled = outcome.refund_canceled
+    if canceled is not None:
+        cli_output.notice(
+            f"Refund {canceled.id} of {canceled.amount} {canceled.currency}, which YooKassa had answered as pending, "
+            f"was {canceled.status}: nothing was refunded. See why in YooKassa's dashboard, then refund again if "
+            "needed."
+        )
 
 
 def _amount(value: str | None) -> Decimal | None:

@@ -32,6 +32,7 @@ from pomogator.billing.models import (
     UNVERIFIED,
     ReceiptSpec,
     RemotePayment,
+    RemoteRefund,
     money,
 )
 from pomogator.config import Settings
@@ -104,6 +105,8 @@ class PaymentOutcome:
     premium_until: datetime | None = None
     # Refunded before we heard the payment succeeded, recorded (and told of) as this call activated it.
     refunded: Decimal = Decimal(0)
+    # The refund YooKassa had answered as pending, canceled since: nothing was refunded (it is no longer waited for).
+    refund_canceled: RemoteRefund | None = None
 
 
 def _reusable(row: Mapping[str, Any], plan: Plan) -> bool:
@@ -430,20 +433,24 @@ class BillingService:
             # the person may buy the plan again (``_open_payment``).
             await self._settle_refunds(row, remote)
             raise
-        if await self._settle_refunds(row, remote):
+        changed, canceled = await self._settle_refunds(row, remote)
+        if changed:
             outcome = replace(outcome, changed=True, premium_until=None)
+        if canceled is not None:
+            outcome = replace(outcome, refund_canceled=canceled)
         if claimed_status is not None and remote.status != claimed_status:
             claim = f"the notification says {claimed_status}, the API says {remote.status}"
             await self.notices.not_verified(payment_id, claim)
         return outcome
 
-    async def _settle_refunds(self, row: Mapping[str, Any], remote: RemotePayment) -> bool:
+    async def _settle_refunds(self, row: Mapping[str, Any], remote: RemotePayment) -> tuple[bool, RemoteRefund | None]:
         """Record the payment's refunds YooKassa made that we have not heard of, and the one it answered as pending
-        once settled; True when our records changed."""
+        once settled. Returns whether our records changed, and the pending refund YooKassa has canceled since."""
         changed = await self.refunds.catch_up(row, remote)
-        if row["refund_waiting_id"] is not None and await self.refunds.settle_waiting(row, row["refund_waiting_id"]):
-            changed = True
-        return changed
+        if row["refund_waiting_id"] is None:
+            return changed, None
+        settled = await self.refunds.settle_waiting(row, row["refund_waiting_id"])
+        return changed or settled.changed, settled.refund if settled.canceled else None
 
     async def check_waiting(self, payment_ids: list[str]) -> int:
         """Apply what YooKassa says about payments something is still owed for (``waiting_payments``): their

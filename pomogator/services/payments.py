@@ -56,6 +56,10 @@ class PaymentRecord:
     cancellation_reason: str | None
     created_at: datetime
     updated_at: datetime
+    # A refund YooKassa answered as pending and is waited for, and its amount (None when a version that did not
+    # keep it asked for it).
+    refund_waiting_id: str | None = None
+    refund_waiting_amount: Decimal | None = None
 
 
 def stored_money(value: Any) -> Decimal:
@@ -401,9 +405,13 @@ def _payer_untold_of_refunds(now: datetime) -> Combinable:
 
 
 async def forget_waiting_refund(row_id: int, refund_id: str) -> None:
-    """Refund ``refund_id`` of payment ``row_id`` is settled: the periodic check no longer asks about it."""
+    """Refund ``refund_id`` of payment ``row_id`` is settled: the periodic check no longer asks about it, and its
+    amount (kept in ``refund_key_amount`` while it was waited for) goes, unless a new refund's key holds it now."""
     await Payment.update({Payment.refund_waiting_id: None}).where(
         (payment_pk == row_id) & (Payment.refund_waiting_id == refund_id)
+    )
+    await Payment.update({Payment.refund_key_amount: None}).where(
+        (payment_pk == row_id) & Payment.refund_waiting_id.is_null() & Payment.refund_key.is_null()
     )
 
 
@@ -430,6 +438,12 @@ async def list_payments(
             cancellation_reason=row["cancellation_reason"],
             created_at=as_utc(row["created_at"]),
             updated_at=as_utc(row["updated_at"]),
+            refund_waiting_id=row["refund_waiting_id"],
+            refund_waiting_amount=(
+                stored_money(row["refund_key_amount"])
+                if row["refund_waiting_id"] is not None and row["refund_key_amount"] is not None
+                else None
+            ),
         )
         for row in await query
     ]

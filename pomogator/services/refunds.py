@@ -56,6 +56,8 @@ from pomogator.store.tables import Payment
 from pomogator.timeutil import as_utc, utcnow
 
 if TYPE_CHECKING:
+    from piccolo.columns import Column
+
     from pomogator.billing.yookassa import YooKassaClient
 
 # A refund asked for keeps its idempotence key (``Payment.refund_key``) until it is recorded, or stored to be waited
@@ -90,6 +92,20 @@ class RefundOutcome:
     premium_until: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A refund YooKassa answered as pending, asked about again (``RefundService.settle_waiting``)."""
+
+    refund: RemoteRefund
+    # Our records changed: it succeeded, and was recorded now.
+    changed: bool
+
+    @property
+    def canceled(self) -> bool:
+        """It will never be made: nothing was refunded (the admins are told)."""
+        return self.refund.status not in (PENDING, SUCCEEDED)
+
+
 def checked_refund_amount(amount: Decimal) -> Decimal:
     """``amount`` as a refund may ask for it: more than zero and in whole kopecks (rounding would refund another
     sum than the one asked for). Raises BillingError."""
@@ -113,10 +129,11 @@ def _unanswered_refund(row: Mapping[str, Any]) -> tuple[str, Decimal, datetime] 
     return key, stored_money(row["refund_key_amount"]), as_utc(asked_at)
 
 
-async def _forget_refund_key(row_id: int, key: str) -> None:
-    await Payment.update(
-        {Payment.refund_key: None, Payment.refund_key_amount: None, Payment.refund_key_at: None}
-    ).where((payment_pk == row_id) & (Payment.refund_key == key))
+async def _forget_refund_key(row_id: int, key: str, *, keep_amount: bool = False) -> None:
+    values: dict[Column | str, Any] = {Payment.refund_key: None, Payment.refund_key_at: None}
+    if not keep_amount:
+        values[Payment.refund_key_amount] = None
+    await Payment.update(values).where((payment_pk == row_id) & (Payment.refund_key == key))
 
 
 class RefundService:
@@ -276,7 +293,8 @@ class RefundService:
             # about it until it is settled (``waiting_payments``).
             async with self.database.transaction():
                 await Payment.update({Payment.refund_waiting_id: refund.id}).where(payment_pk == row["id"])
-                await _forget_refund_key(row["id"], key)
+                # The key goes; its amount stays, the waited-for refund's (``forget_waiting_refund`` clears it).
+                await _forget_refund_key(row["id"], key, keep_amount=True)
         elif refund.status != SUCCEEDED:
             # Canceled at once (the shop's balance, the bank): it never succeeds, so there is nothing to wait for.
             await _forget_refund_key(row["id"], key)
@@ -369,20 +387,21 @@ class RefundService:
             return False
         return (await self._record(row, remote, None)).changed
 
-    async def settle_waiting(self, row: Mapping[str, Any], refund_id: str) -> bool:
+    async def settle_waiting(self, row: Mapping[str, Any], refund_id: str) -> Settled:
         """Ask about a refund YooKassa answered as pending (``refund``): recorded once it succeeded, forgotten once
-        canceled (the admins are told: nothing was refunded). True when our records changed."""
+        canceled (the admins are told: nothing was refunded)."""
         refund = await self.kassa.get_refund(refund_id)
         if refund.status == PENDING:
-            return False
+            return Settled(refund, changed=False)
         if refund.status == SUCCEEDED:
-            return (await self._record(row, await self.kassa.get_payment(refund.payment_id), refund)).changed
+            recorded = await self._record(row, await self.kassa.get_payment(refund.payment_id), refund)
+            return Settled(refund, changed=recorded.changed)
         logger.bind(user_id=await current_owner(row["id"])).warning(
             "Refund {} of payment {} is {}: nothing was refunded", refund.id, refund.payment_id, refund.status
         )
         await forget_waiting_refund(row["id"], refund_id)
         await self.notices.tell_admins(texts.admin_refund_not_made(refund.id, refund.payment_id, refund.amount))
-        return False
+        return Settled(refund, changed=False)
 
     async def _record(
         self, row: Mapping[str, Any], remote: RemotePayment, refund: RemoteRefund | None, *, key: str | None = None

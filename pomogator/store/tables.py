@@ -105,7 +105,8 @@ class Payment(Table, tablename="payments"):
     raw_object = JSON(null=True, default=None)
     # A refund asked of YooKassa and not recorded yet (its answer may never have come, and it may have been made):
     # its idempotence key, amount and time. Asking for the same refund again reuses the key, so YooKassa makes it
-    # at most once; cleared once the refund is recorded (or, answered pending, once followed as refund_waiting_id).
+    # at most once; cleared once the refund is recorded (or, answered pending, once followed as refund_waiting_id:
+    # then the amount stays, the waited-for refund's, until it is settled).
     refund_key = Varchar(length=64, null=True, default=None)
     refund_key_amount = Numeric(digits=(12, 2), null=True, default=None)
     refund_key_at = Timestamptz(null=True, default=None)
@@ -128,7 +129,8 @@ class Payment(Table, tablename="payments"):
     admins_notified_at = Timestamptz(null=True, default=None)
     admins_told_refunded = Numeric(digits=(12, 2), default=Decimal(0))
     admins_claimed_at = Timestamptz(null=True, default=None)
-    # A refund YooKassa answered as pending: the periodic check asks about it until it succeeds or is canceled.
+    # A refund YooKassa answered as pending: the periodic check asks about it until it succeeds or is canceled (its
+    # amount: refund_key_amount).
     refund_waiting_id = Varchar(length=64, null=True, default=None)
     created_at = Timestamptz()
     updated_at = Timestamptz()

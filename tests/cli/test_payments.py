@@ -129,6 +129,46 @@ async def test_a_refund_yookassa_does_not_make_at_once_is_reported_as_it_stands(
     assert "is pending; it is recorded when YooKassa reports it succeeded" in pending.stderr
 
 
+async def test_list_shows_a_pending_refund_and_check_says_when_it_was_canceled(
+    services: Services, kassa: FakeYooKassa, tmp_path: Path
+) -> None:
+    """A pending refund left the refunded column empty, and once YooKassa canceled it `payments check` said
+    "nothing to change" (only a WARNING log line told of it)."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+
+    async def refunded_column() -> str:
+        listed = await payments(services, tmp_path, "list")
+        [row] = [line.split("\t") for line in listed.stdout.splitlines()[1:]]
+        return row[5]
+
+    kassa.refund_status = "pending"
+    asked = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "100", "--yes")
+    assert asked.code == 0, asked.stderr
+    assert await refunded_column() == "100.00 pending"
+    [refund_id] = kassa.refunds
+    kassa.settle_refund(refund_id, "canceled")
+    checked = await payments(services, tmp_path, "check", checkout.payment_id)
+    assert checked.code == 0, checked.stderr
+    assert checked.stderr.splitlines()[-1] == (
+        f"Refund {refund_id} of 100.00 RUB, which YooKassa had answered as pending, was canceled: nothing was "
+        "refunded. See why in YooKassa's dashboard, then refund again if needed."
+    )
+    assert await refunded_column() == ""
+    again = await payments(services, tmp_path, "check", checkout.payment_id)
+    assert "Refund" not in again.stderr
+
+    half = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "299,50", "--yes")
+    assert half.code == 0, half.stderr
+    [_, second] = kassa.refunds
+    kassa.settle_refund(second)
+    assert (await payments(services, tmp_path, "check", checkout.payment_id)).code == 0
+    kassa.refund_status = "pending"
+    assert (await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "1", "--yes")).code == 0
+    assert await refunded_column() == "299.50, 1.00 pending"
+
+
 async def test_a_refund_whose_answer_was_lost_is_safe_to_run_again(
     services: Services, kassa: FakeYooKassa, tmp_path: Path
 ) -> None:
