@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 app = sub_app("YooKassa payments.")
 
+# What an operator is told when a refund was asked for and its outcome is unknown: asking again is safe (the same
+# idempotence key is sent, ``RefundService.refund``).
+MAY_HAVE_BEEN_MADE = "The refund may have been made: run the same command again"
+NOT_TWICE = "(a refund already asked for is not made twice)."
+
 # An amount as ``--amount`` takes it: ASCII digits, then a point or a comma and the kopecks (at most two: ``_amount``).
 AMOUNT_RE = re.compile(r"([0-9]+)(?:[.,]([0-9]+))?")
 
@@ -198,8 +203,14 @@ def refund(
         how_much = f"{value} RUB of" if value is not None else "everything left of"
         confirm(f"Refund {how_much} payment {payment_id}?", "Not refunding")
 
+    asked = False
+
+    def asking() -> None:
+        nonlocal asked
+        asked = True
+
     async def fn(services: Services) -> tuple[RefundOutcome, str]:
-        outcome = await services.billing.refunds.refund(payment_id, value, email=email)
+        outcome = await services.billing.refunds.refund(payment_id, value, email=email, asking=asking)
         until = outcome.premium_until
         shown = until.astimezone(services.settings.tz).strftime("%Y-%m-%d %H:%M %Z") if until else "no premium"
         return outcome, shown
@@ -211,10 +222,12 @@ def refund(
     except PaymentRejected:
         raise
     except PaymentProviderUnavailable as exc:
-        raise PaymentProviderUnavailable(
-            f"{exc} The refund may have been made: run the same command again once YooKassa answers (a refund "
-            "already asked for is not made twice)."
-        ) from None
+        raise PaymentProviderUnavailable(f"{exc} {MAY_HAVE_BEEN_MADE} once YooKassa answers {NOT_TWICE}") from None
+    except (KeyboardInterrupt, SystemExit):
+        # Ctrl-C, or SIGTERM (``servers._terminate``): the exit code stays 130 or 143.
+        if asked:
+            cli_output.error(f"Interrupted after YooKassa was asked. {MAY_HAVE_BEEN_MADE} {NOT_TWICE}")
+        raise
     if outcome.status == PENDING:
         cli_output.notice(
             f"Refund {outcome.refund_id} of {outcome.amount} RUB is pending; it is recorded when YooKassa reports it "

@@ -454,8 +454,9 @@ class BillingService:
 
     async def check_waiting(self, payment_ids: list[str]) -> int:
         """Apply what YooKassa says about payments something is still owed for (``waiting_payments``): their
-        notification has not come, their payer's notice did not go out, a refund of theirs was pending; returns how
-        many changed our records. Stops at the first sign YooKassa is down: the next round asks again.
+        notification has not come, their payer's notice did not go out, a refund of theirs was pending, or was asked
+        for and not recorded (the refunds YooKassa made are recorded; none is asked for); returns how many changed
+        our records. Stops at the first sign YooKassa is down: the next round asks again.
 
         The admins' notices of payments and refunds that did not go out are sent first, then the payers' notices of
         refunds, from our records alone: they need not wait for YooKassa, and the admins hear of a payment before its

@@ -36,6 +36,13 @@ CHECK_UNTIL = timedelta(days=2)
 NOTICE_LEASE = timedelta(minutes=5)
 
 
+# A refund asked for keeps its idempotence key (``Payment.refund_key``) until it is recorded, or stored to be waited
+# for: when its answer is lost, or something fails after it came, asking again within the time YooKassa keeps keys
+# gets the same refund back, made once (``RefundService.refund``). After that time, what was made shows in the
+# payment's refunded amount. Meanwhile the periodic check reads the payment (``waiting_payments``).
+REFUND_KEY_LIFETIME = timedelta(hours=24)
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     name: str
@@ -96,8 +103,11 @@ async def current_owner(row_id: int) -> int | None:
 async def waiting_payments(now: datetime | None = None) -> list[str]:
     """Our payments something is still owed for, to ask YooKassa about (``BillingService.check_waiting``): ones it
     has not settled, old enough (see ``CHECK_AFTER``); succeeded or failed ones whose payer was not told (see
-    ``NOTICE_LEASE``); ones with a refund it answered as pending; and ones whose admins, or whose payer, were not
-    told of a refund or payment (``untold_to_admins``, ``payers_untold_of_refunds``: the check tells them first)."""
+    ``NOTICE_LEASE``); ones with a refund it answered as pending; ones with a refund asked for and not recorded
+    (``refund_key``, while YooKassa keeps the key: the run that asked was stopped, or its answer lost, and the
+    refund may have been made: reading the payment records what YooKassa refunded, and asks for nothing); and ones
+    whose admins, or whose payer, were not told of a refund or payment (``untold_to_admins``,
+    ``payers_untold_of_refunds``: the check tells them first)."""
     now = now or utcnow()
     unsettled = (
         (Payment.status == PENDING)
@@ -112,7 +122,10 @@ async def waiting_payments(now: datetime | None = None) -> list[str]:
         & (Payment.updated_at > now - CHECK_UNTIL)
     )
     # An unverified payment's refund too: the remedy, which lets its payer buy again (``BillingService``).
-    refunding = Payment.status.is_in([SUCCEEDED, UNVERIFIED]) & Payment.refund_waiting_id.is_not_null()
+    refunding = Payment.status.is_in([SUCCEEDED, UNVERIFIED]) & (
+        Payment.refund_waiting_id.is_not_null()
+        | (Payment.refund_key.is_not_null() & (Payment.refund_key_at > now - REFUND_KEY_LIFETIME))
+    )
     owed = _untold_to_admins(now) | _payer_untold_of_refunds(now)
     rows = await Payment.select(Payment.yookassa_id).where(
         Payment.yookassa_id.is_not_null() & (unsettled | untold | refunding | owed)

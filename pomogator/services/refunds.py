@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +38,7 @@ from pomogator.errors import (
 )
 from pomogator.services.billing_notices import BillingNotices
 from pomogator.services.payments import (
+    REFUND_KEY_LIFETIME,
     Plan,
     current_owner,
     forget_waiting_refund,
@@ -59,11 +60,6 @@ if TYPE_CHECKING:
     from piccolo.columns import Column
 
     from pomogator.billing.yookassa import YooKassaClient
-
-# A refund asked for keeps its idempotence key (``Payment.refund_key``) until it is recorded, or stored to be waited
-# for: when its answer is lost, or something fails after it came, asking again within the time YooKassa keeps keys
-# gets the same refund back, made once. After that time, what was made shows in the payment's refunded amount.
-REFUND_KEY_LIFETIME = timedelta(hours=24)
 
 
 class Applied(Protocol):
@@ -177,7 +173,12 @@ class RefundService:
         return outcome
 
     async def refund(
-        self, payment_id: str, amount: Decimal | None = None, *, email: str | None = None
+        self,
+        payment_id: str,
+        amount: Decimal | None = None,
+        *,
+        email: str | None = None,
+        asking: Callable[[], object] | None = None,
     ) -> RefundOutcome:
         """Refund ``amount`` (default: all that is left) of a succeeded payment and shorten premium accordingly.
         With receipts on, the refund's receipt goes to ``email``, by default the one the person has stored.
@@ -189,15 +190,24 @@ class RefundService:
         to store its key asks with it, and the others find it and ask with it too, or are refused when they ask for
         another amount, or when it was answered before they found it.
 
+        ``asking`` is called right before YooKassa is asked for the refund: from then on, the refund may have been
+        made whatever happens to this call (the CLI says so when it is interrupted).
+
         Raises PaymentNotFound, BillingError (not refundable, bad amount, no email for the receipt, another refund
         asked for at once), InvalidEmail, PaymentProviderUnavailable.
         """
         if amount is not None:
             amount = checked_refund_amount(amount)
-        return await self._refund(payment_id, amount, email)
+        return await self._refund(payment_id, amount, email, asking)
 
     async def _refund(
-        self, payment_id: str, amount: Decimal | None, email: str | None, *, raced: bool = False
+        self,
+        payment_id: str,
+        amount: Decimal | None,
+        email: str | None,
+        asking: Callable[[], object] | None,
+        *,
+        raced: bool = False,
     ) -> RefundOutcome:
         """``refund``; ``raced``: looked at again because another run stored its key first."""
         row = await payment_row(payment_id)
@@ -262,7 +272,9 @@ class RefundService:
                     f"Other runs are asking for refunds of payment {payment_id} right now; this run asked for nothing. "
                     "Run the command again once they have finished."
                 )
-            return await self._refund(payment_id, amount, email, raced=True)
+            return await self._refund(payment_id, amount, email, asking, raced=True)
+        if asking is not None:
+            asking()
         try:
             refund = await self.kassa.create_refund(
                 payment_id=payment_id,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from pomogator.commands.payments import _amount
 from pomogator.container import Services, build_services
 from pomogator.timeutil import utcnow
-from tests.cli.helpers import Result, clean_env, run_cli
+from tests.cli.helpers import POMOGATOR, Result, clean_env, run_cli
 from tests.cli.terminal import run_in_terminal
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
@@ -186,6 +188,55 @@ async def test_a_refund_whose_answer_was_lost_is_safe_to_run_again(
     other = await run_cli(*args[:-2], "50", "--yes", cwd=tmp_path, env=env)
     assert other.code == 1 and "Ask for 100.00 again to finish it" in other.stderr
 
+    again = await run_cli(*args, cwd=tmp_path, env=env)
+    assert again.code == 0, again.stderr
+    assert "refunded in total: 100.00 RUB" in again.stderr
+    assert len(kassa.refunds) == 1
+
+
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+async def test_a_refund_interrupted_while_yookassa_is_asked_says_it_may_have_been_made(
+    services: Services, kassa: FakeYooKassa, tmp_path: Path, stop: signal.Signals, code: int
+) -> None:
+    """Ctrl-C or SIGTERM while YooKassa made the refund and its answer was on its way back ended the command
+    without a word: the refund was made, and neither the payment nor the premium said so."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    env = billing_env(services.settings, POMOGATOR_YOOKASSA_TIMEOUT="3")
+    args = ("payments", "refund", checkout.payment_id, "--amount", "100", "--yes")
+
+    async def interrupted(when: Callable[[], bool]) -> tuple[int | None, str]:
+        process = await asyncio.create_subprocess_exec(
+            POMOGATOR, *args, cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            for _ in range(600):
+                if when():
+                    break
+                await asyncio.sleep(0.05)
+            process.send_signal(stop)
+            _, err = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        return process.returncode, err.decode()
+
+    kassa.hang = True  # the payment is being read: nothing was asked for yet
+    before = len(kassa.requests)
+    early_code, early = await interrupted(lambda: len(kassa.requests) > before)
+    kassa.hang = False
+    assert early_code == code and early == ""
+
+    kassa.hold_answers = True  # made, and its answer on its way back
+    late_code, late = await interrupted(lambda: bool(kassa.refund_requests))
+    kassa.hold_answers = False
+    assert late_code == code
+    assert late.strip() == (
+        "Error: Interrupted after YooKassa was asked. The refund may have been made: run the same command again (a "
+        "refund already asked for is not made twice)."
+    )
     again = await run_cli(*args, cwd=tmp_path, env=env)
     assert again.code == 0, again.stderr
     assert "refunded in total: 100.00 RUB" in again.stderr

@@ -336,12 +336,44 @@ async def test_a_pending_refund_is_recorded_by_the_check_once_it_succeeds(
     assert late is not None and not late.changed
 
 
-async def dashboard_refund(kassa: FakeYooKassa, payment_id: str, amount: str) -> str:
-    """A refund made in YooKassa's dashboard; returns its id."""
+async def dashboard_refund(kassa: FakeYooKassa, payment_id: str, amount: str, key: str | None = None) -> str:
+    """A refund made in YooKassa's dashboard (or asked for with idempotence ``key``); returns its id."""
     Configuration.configure(kassa.shop_id, kassa.secret_key, api_url=kassa.api_url)
     body = {"payment_id": payment_id, "amount": {"value": amount, "currency": "RUB"}}
-    refund = await asyncio.to_thread(SdkRefund.create, body, f"dashboard-{payment_id}-{amount}")
+    refund = await asyncio.to_thread(SdkRefund.create, body, key or f"dashboard-{payment_id}-{amount}")
     return str(refund.id)
+
+
+async def test_a_refund_asked_for_and_not_recorded_is_recorded_by_the_check_which_asks_for_none(
+    services: Services, kassa: FakeYooKassa, tg: FakeTelegram
+) -> None:
+    """`payments refund` stopped (Ctrl-C, SIGTERM) after YooKassa made the refund: only a refund.succeeded
+    notification or `payments check` recorded it, and the periodic check never asked about the payment."""
+    payment_id = await paid(services, kassa)
+    await recorded_a_while_ago(payment_id)
+    # As the stopped run left it: its key kept, the refund asked for with it.
+    key, asked_at = "refund-key-of-a-stopped-run", utcnow()
+    await Payment.update(
+        {Payment.refund_key: key, Payment.refund_key_amount: Decimal("299.50"), Payment.refund_key_at: asked_at}
+    ).where(Payment.yookassa_id == payment_id)
+    assert await waiting_payments() == [payment_id]
+    assert await services.billing.check_waiting([payment_id]) == 0  # YooKassa has made none: nothing to record
+    refund_id = await dashboard_refund(kassa, payment_id, "299.50", key)
+    requests = len(kassa.refund_requests)
+
+    assert await waiting_payments() == [payment_id]
+    assert await services.billing.check_waiting(await waiting_payments()) == 1
+    row = await payment_row(payment_id)
+    assert Decimal(str(row["refunded_amount"])) == Decimal("299.50")
+    assert close_to(await services.subscriptions.premium_until(USER_ID), utcnow() + timedelta(days=15))
+    assert len([t for t in tg.sent_texts(USER_ID) if "возврат" in t.lower()]) == 1
+    assert len(kassa.refund_requests) == requests and list(kassa.refunds) == [refund_id]  # none asked for
+
+    # A key YooKassa no longer keeps is not asked about.
+    await Payment.update({Payment.refund_key: key, Payment.refund_key_at: asked_at - timedelta(hours=25)}).where(
+        Payment.yookassa_id == payment_id
+    )
+    assert await waiting_payments() == []
 
 
 @pytest.mark.parametrize(
