@@ -50,15 +50,13 @@ from pomogator.errors import (
 )
 from pomogator.logs import alerts
 from pomogator.services.billing_notices import BillingNotices, Notifier
+from pomogator.services.notice_claims import claim_payer_notice, mark_told, owe_admins
 from pomogator.services.payments import (
     CHECK_UNTIL,
     CURRENCY,
     Plan,
-    claim_payer_notice,
     current_owner,
-    mark_told,
     offered,
-    owe_admins,
     payment_pk,
     payment_row,
     receipt_description,

@@ -15,7 +15,7 @@ from pomogator.billing.models import SUCCEEDED
 from pomogator.errors import PaymentNotVerified
 from pomogator.logs.records import about
 from pomogator.notify import SendResult
-from pomogator.services.payments import (
+from pomogator.services.notice_claims import (
     AdminTold,
     claim_admins_notice,
     claim_payer_refund_notice,
@@ -31,10 +31,10 @@ from pomogator.services.payments import (
     release_payer_refund_claim,
     renew_admins_claim,
     renew_payer_refund_claim,
-    stored_money,
     told_each_admin,
     untold_to_admins,
 )
+from pomogator.services.payments import stored_money
 from pomogator.timeutil import utcnow
 
 if TYPE_CHECKING:

@@ -37,14 +37,13 @@ from pomogator.errors import (
     UserNotFound,
 )
 from pomogator.services.billing_notices import BillingNotices
+from pomogator.services.notice_claims import owe_admins, owe_payer_refund
 from pomogator.services.payments import (
     REFUND_KEY_LIFETIME,
     Plan,
     current_owner,
     forget_waiting_refund,
     offered,
-    owe_admins,
-    owe_payer_refund,
     payment_pk,
     payment_row,
     receipt_description,

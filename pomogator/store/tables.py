@@ -113,7 +113,7 @@ class Payment(Table, tablename="payments"):
     # When the payer was told of the payment (that it went through, or that it failed); NULL until a notice was
     # delivered, so the periodic check sends it again after a crash between recording the payment and telling them.
     notified_at = Timestamptz(null=True, default=None)
-    # When a process took it on itself to tell the payer (see ``pomogator.services.payments.NOTICE_LEASE``); set in
+    # When a process took it on itself to tell the payer (see ``pomogator.services.notice_claims.NOTICE_LEASE``); set in
     # the statement or transaction that records the payment's success or failure, so a payment recorded before the
     # notice was kept is never owed one.
     notice_claimed_at = Timestamptz(null=True, default=None)
@@ -122,10 +122,10 @@ class Payment(Table, tablename="payments"):
     # that records a refund.
     payer_told_refunded = Numeric(digits=(12, 2), default=Decimal(0))
     payer_refund_claimed_at = Timestamptz(null=True, default=None)
-    # The admins' notices, kept the same way (see ``pomogator.services.payments.claim_admins_notice``): when they were
-    # told the payment went through (NULL until every admin had it or cannot get it); the refunded total they were
-    # told of; and when a process took it on itself to tell them, set in the transaction that records what they are
-    # to hear of.
+    # The admins' notices, kept the same way (see ``pomogator.services.notice_claims.claim_admins_notice``): when
+    # they were told the payment went through (NULL until every admin had it or cannot get it); the refunded total
+    # they were told of; and when a process took it on itself to tell them, set in the transaction that records what
+    # they are to hear of.
     admins_notified_at = Timestamptz(null=True, default=None)
     admins_told_refunded = Numeric(digits=(12, 2), default=Decimal(0))
     admins_claimed_at = Timestamptz(null=True, default=None)

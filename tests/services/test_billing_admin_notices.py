@@ -18,7 +18,8 @@ from piccolo_migrations.pomogator_0008_quota_give_backs import ID as LAST_BEFORE
 from pomogator.container import Services, build_services
 from pomogator.notify import SendResult, TelegramNotifier
 from pomogator.services import billing_notices
-from pomogator.services.payments import NOTICE_LEASE, untold_to_admins, waiting_payments
+from pomogator.services.notice_claims import NOTICE_LEASE, untold_to_admins
+from pomogator.services.payments import waiting_payments
 from pomogator.store.engine import open_database, raw, shipped_migration_ids
 from pomogator.store.tables import Payment, PaymentAdminNotice
 from pomogator.timeutil import as_utc, utcnow

@@ -16,7 +16,8 @@ import pytest
 
 from pomogator.container import Services, build_services
 from pomogator.notify import SendResult, TelegramNotifier
-from pomogator.services.payments import NOTICE_LEASE, payers_untold_of_refunds, waiting_payments
+from pomogator.services.notice_claims import NOTICE_LEASE, payers_untold_of_refunds
+from pomogator.services.payments import waiting_payments
 from pomogator.store.tables import Payment
 from pomogator.timeutil import utcnow
 from tests.fakes.telegram_server import FakeTelegram

@@ -30,7 +30,8 @@ from pomogator.notify import SendResult, TelegramNotifier
 from pomogator.services import billing as billing_module
 from pomogator.services.billing import PaymentOutcome
 from pomogator.services.billing_notices import BillingNotices
-from pomogator.services.payments import NOTICE_LEASE, waiting_payments
+from pomogator.services.notice_claims import NOTICE_LEASE
+from pomogator.services.payments import waiting_payments
 from pomogator.services.refunds import RefundOutcome
 from pomogator.services.subscriptions import SubscriptionService
 from pomogator.store.engine import open_database, raw, shipped_migration_ids
