@@ -17,8 +17,9 @@ from loguru import logger
 from piccolo_migrations.pomogator_0008_quota_give_backs import ID as LAST_BEFORE_ID
 from pomogator.container import Services, build_services
 from pomogator.notify import SendResult, TelegramNotifier
+from pomogator.services import billing as billing_module
 from pomogator.services import billing_notices
-from pomogator.services.notice_claims import NOTICE_LEASE, untold_to_admins
+from pomogator.services.notice_claims import NOTICE_LEASE, claim_admins_notice, claim_payer_notice, untold_to_admins
 from pomogator.services.payments import waiting_payments
 from pomogator.store.engine import open_database, raw, shipped_migration_ids
 from pomogator.store.tables import Payment, PaymentAdminNotice
@@ -26,6 +27,7 @@ from pomogator.timeutil import as_utc, utcnow
 from tests.databases import throwaway_postgres
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
+from tests.services.races import Race
 from tests.store.support import migrate_up_to
 from tests.web.support import ADMIN_ID, USER_ID, add_user, billing_settings
 
@@ -264,18 +266,23 @@ async def test_two_checks_at_once_tell_the_admins_once(
         await services.billing.handle_notification("payment.succeeded", checkout.payment_id)
     await claims_lapsed(checkout.payment_id)
     waiting = await waiting_payments()
-    send = TelegramNotifier.send
-
-    async def slow_send(self: TelegramNotifier, chat_id: int, text: str) -> SendResult:
-        await asyncio.sleep(0.3)  # all are past their checks before any has sent
-        return await send(self, chat_id, text)
-
-    monkeypatch.setattr(TelegramNotifier, "send", slow_send)
-    await asyncio.gather(
+    race = Race(
         services.billing.check_waiting(waiting),
         services.billing.check_waiting(waiting),
         services.billing.handle_notification("payment.succeeded", checkout.payment_id),
     )
+    admins, payer = race.notice(), race.notice()
+    monkeypatch.setattr(billing_notices, "claim_admins_notice", admins.claim(claim_admins_notice))
+    monkeypatch.setattr(billing_module, "claim_payer_notice", payer.claim(claim_payer_notice))
+    send = TelegramNotifier.send
+
+    async def send_once_all_tried(self: TelegramNotifier, chat_id: int, text: str) -> SendResult:
+        await (payer if chat_id == USER_ID else admins).all_tried()
+        return await send(self, chat_id, text)
+
+    monkeypatch.setattr(TelegramNotifier, "send", send_once_all_tried)
+    await race.run()
+    assert race.lined_up
     assert len(payment_notices(tg, checkout.payment_id)) == 1
     assert len(payment_notices(tg, checkout.payment_id, OTHER_ADMIN_ID)) == 1
     assert len(confirmations(tg)) == 1

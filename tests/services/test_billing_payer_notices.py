@@ -16,12 +16,20 @@ import pytest
 
 from pomogator.container import Services, build_services
 from pomogator.notify import SendResult, TelegramNotifier
-from pomogator.services.notice_claims import NOTICE_LEASE, payers_untold_of_refunds
+from pomogator.services import billing as billing_module
+from pomogator.services import billing_notices
+from pomogator.services.notice_claims import (
+    NOTICE_LEASE,
+    claim_payer_notice,
+    claim_payer_refund_notice,
+    payers_untold_of_refunds,
+)
 from pomogator.services.payments import waiting_payments
 from pomogator.store.tables import Payment
 from pomogator.timeutil import utcnow
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
+from tests.services.races import NoticeRace, Race
 from tests.web.support import USER_ID, add_user, billing_settings
 
 
@@ -76,15 +84,17 @@ async def check(services: Services) -> None:
 
 
 @contextlib.contextmanager
-def slow_telegram(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def sent_once_all_tried(monkeypatch: pytest.MonkeyPatch, payer: NoticeRace) -> Iterator[None]:
+    """The payer's notices are sent once every process of the race has tried to claim them (``NoticeRace``)."""
     send = TelegramNotifier.send
 
-    async def slow_send(self: TelegramNotifier, chat_id: int, text: str) -> SendResult:
-        await asyncio.sleep(0.3)  # every process is past its checks before any has sent
+    async def send_once_all_tried(self: TelegramNotifier, chat_id: int, text: str) -> SendResult:
+        if chat_id == USER_ID:
+            await payer.all_tried()
         return await send(self, chat_id, text)
 
     with monkeypatch.context() as patch:
-        patch.setattr(TelegramNotifier, "send", slow_send)
+        patch.setattr(TelegramNotifier, "send", send_once_all_tried)
         yield
 
 
@@ -170,12 +180,20 @@ async def test_two_checks_at_once_tell_the_payer_of_a_refund_once(
     await services.billing.refunds.refund(payment_id, Decimal("100.00"))
     await claims_lapsed(payment_id)
     waiting = await waiting_payments()
-    with slow_telegram(monkeypatch):
-        await asyncio.gather(
-            services.billing.check_waiting(waiting),
-            services.billing.check_waiting(waiting),
-            services.billing.notices.tell_untold_payers(),
-        )
+    race = Race(
+        services.billing.check_waiting(waiting),
+        services.billing.check_waiting(waiting),
+        services.billing.notices.tell_untold_payers(),
+    )
+    payer = race.notice()
+    # Each process lists the notices owed, then claims each: all have listed before any claims.
+    monkeypatch.setattr(billing_notices, "payers_untold_of_refunds", payer.look(payers_untold_of_refunds))
+    monkeypatch.setattr(
+        billing_notices, "claim_payer_refund_notice", payer.claim(claim_payer_refund_notice, after_looks=True)
+    )
+    with sent_once_all_tried(monkeypatch, payer):
+        await race.run()
+    assert race.lined_up
     assert len(refund_notices(tg)) == 1
 
 
@@ -283,12 +301,16 @@ async def test_two_checks_at_once_tell_the_payer_of_a_failure_once(
     payment_id = await failed(services, kassa)
     await claims_lapsed(payment_id)
     waiting = await waiting_payments()
-    with slow_telegram(monkeypatch):
-        await asyncio.gather(
-            services.billing.check_waiting(waiting),
-            services.billing.check_waiting(waiting),
-            services.billing.handle_notification("payment.canceled", payment_id),
-        )
+    race = Race(
+        services.billing.check_waiting(waiting),
+        services.billing.check_waiting(waiting),
+        services.billing.handle_notification("payment.canceled", payment_id),
+    )
+    payer = race.notice()
+    monkeypatch.setattr(billing_module, "claim_payer_notice", payer.claim(claim_payer_notice))
+    with sent_once_all_tried(monkeypatch, payer):
+        await race.run()
+    assert race.lined_up
     assert len(failure_notices(tg)) == 1
 
 

@@ -28,18 +28,20 @@ from pomogator.errors import (
 )
 from pomogator.notify import SendResult, TelegramNotifier
 from pomogator.services import billing as billing_module
+from pomogator.services import users as users_module
 from pomogator.services.billing import PaymentOutcome
 from pomogator.services.billing_notices import BillingNotices
-from pomogator.services.notice_claims import NOTICE_LEASE
+from pomogator.services.notice_claims import NOTICE_LEASE, claim_payer_notice
 from pomogator.services.payments import waiting_payments
 from pomogator.services.refunds import RefundOutcome
-from pomogator.services.subscriptions import SubscriptionService
+from pomogator.services.subscriptions import SubscriptionService, lock_person
 from pomogator.store.engine import open_database, raw, shipped_migration_ids
 from pomogator.store.tables import Payment, Subscription
 from pomogator.timeutil import as_utc, utcnow
 from tests.databases import throwaway_postgres
 from tests.fakes.telegram_server import FakeTelegram
 from tests.fakes.yookassa_server import FakeYooKassa
+from tests.services.races import WAIT_S, Race
 from tests.store.support import migrate_up_to
 from tests.web.support import ADMIN_ID, USER_ID, add_user, billing_settings
 
@@ -77,15 +79,26 @@ async def test_a_refund_recorded_while_the_person_erases_their_data_does_not_dea
     """Recording a refund and erasing the person both take the person's lock and the payment's row: in one order,
     or PostgreSQL kills one of them as a deadlock."""
     payment_id = await paid(services, kassa)
-    shortening = asyncio.Event()
+    shortening, erasure_locking = asyncio.Event(), asyncio.Event()
+
+    async def erasure_locks(telegram_id: int) -> None:
+        erasure_locking.set()
+        await lock_person(telegram_id)
+
     shorten = SubscriptionService.shorten
 
-    async def slow_shorten(self: SubscriptionService, payment: str, fraction: float) -> datetime | None:
+    async def shorten_once_the_erasure_locks(
+        self: SubscriptionService, payment: str, fraction: float
+    ) -> datetime | None:
         shortening.set()
-        await asyncio.sleep(0.5)  # the erasure starts meanwhile
+        # On SQLite the erasure waits for this whole transaction before it starts: write transactions never overlap.
+        if not services.database.is_sqlite:
+            await asyncio.wait_for(erasure_locking.wait(), WAIT_S)
+            await asked_for_by_another(USER_ID)
         return await shorten(self, payment, fraction)
 
-    monkeypatch.setattr(SubscriptionService, "shorten", slow_shorten)
+    monkeypatch.setattr(users_module, "lock_person", erasure_locks)
+    monkeypatch.setattr(SubscriptionService, "shorten", shorten_once_the_erasure_locks)
     refunding = asyncio.create_task(services.billing.refunds.refund(payment_id, Decimal("100.00")))
     await asyncio.wait_for(shortening.wait(), 10)
     erased = await services.users.delete(USER_ID)
@@ -94,6 +107,20 @@ async def test_a_refund_recorded_while_the_person_erases_their_data_does_not_dea
     assert await Subscription.count() == 0
     row = await Payment.select().where(Payment.yookassa_id == payment_id).first()
     assert row is not None and row["telegram_id"] is None
+
+
+async def asked_for_by_another(telegram_id: int) -> None:
+    """Wait until a session besides this one has asked PostgreSQL for the person's lock (``lock_person``): it holds
+    it, or waits for it."""
+    asked = (
+        "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = {} AND objsubid = 1"
+        " AND pid <> pg_backend_pid() AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            if await Subscription.raw(asked, telegram_id):
+                return
+            await asyncio.sleep(0.01)  # PostgreSQL does not announce a lock asked for: look again shortly
 
 
 # --- a plan pressed again ----------------------------------------------------------------------------------
@@ -284,17 +311,22 @@ async def test_two_processes_owing_the_payer_the_notice_at_once_send_it_once(
     tg.fail_next("sendMessage", 500, chat_id=USER_ID)
     await services.billing.sync_payment(checkout.payment_id)
     await recorded_a_while_ago(checkout.payment_id)
-    send = TelegramNotifier.send
-
-    async def slow_send(self: TelegramNotifier, chat_id: int, text: str) -> SendResult:
-        await asyncio.sleep(0.3)  # both are past their checks before either has sent
-        return await send(self, chat_id, text)
-
-    monkeypatch.setattr(TelegramNotifier, "send", slow_send)
-    await asyncio.gather(
+    race = Race(
         services.billing.check_waiting(await waiting_payments()),
         services.billing.handle_notification("payment.succeeded", checkout.payment_id),
     )
+    payer = race.notice()
+    monkeypatch.setattr(billing_module, "claim_payer_notice", payer.claim(claim_payer_notice))
+    send = TelegramNotifier.send
+
+    async def send_once_both_tried(self: TelegramNotifier, chat_id: int, text: str) -> SendResult:
+        if chat_id == USER_ID:
+            await payer.all_tried()
+        return await send(self, chat_id, text)
+
+    monkeypatch.setattr(TelegramNotifier, "send", send_once_both_tried)
+    await race.run()
+    assert race.lined_up
     assert len(confirmations(tg)) == 1
     assert (await payment_row(checkout.payment_id))["notified_at"] is not None
 
