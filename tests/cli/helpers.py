@@ -8,6 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.conftest import TEST_API_KEY
+
 POMOGATOR = str(Path(sys.executable).with_name("pomogator"))
 
 
@@ -45,3 +47,17 @@ async def run_cli(
     out, err = await asyncio.wait_for(process.communicate(data), limit_s)
     assert process.returncode is not None
     return Result(process.returncode, out.decode(), err.decode())
+
+
+def chat_env(base_url: str, **values: str) -> dict[str, str]:
+    # No retries: each failure is one request.
+    values = {"POMOGATOR_OPENROUTER_API_KEY": TEST_API_KEY, "POMOGATOR_OPENROUTER_MAX_RETRIES": "0", **values}
+    return clean_env(POMOGATOR_OPENROUTER_BASE_URL=base_url, **values)
+
+
+def error_line(result: Result) -> str:
+    """The only line on stderr, checked to be an error and no traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    return lines[0]

@@ -7,23 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import Result, clean_env, run_cli
+from tests.cli.helpers import chat_env, error_line, run_cli
 from tests.conftest import TEST_API_KEY
 from tests.fakes.openai_server import Error, FakeLLM, MidStreamError, Reply
-
-
-def chat_env(base_url: str, **values: str) -> dict[str, str]:
-    # No retries: each failure is one request.
-    values = {"POMOGATOR_OPENROUTER_API_KEY": TEST_API_KEY, "POMOGATOR_OPENROUTER_MAX_RETRIES": "0", **values}
-    return clean_env(POMOGATOR_OPENROUTER_BASE_URL=base_url, **values)
-
-
-def error_line(result: Result) -> str:
-    """The only line on stderr, checked to be an error and no traceback."""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    return lines[0]
 
 
 def closed_port() -> int:

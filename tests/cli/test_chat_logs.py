@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.helpers import run_cli
-from tests.cli.test_chat_failures import chat_env, closed_port, error_line
+from tests.cli.helpers import chat_env, error_line, run_cli
+from tests.cli.test_chat_failures import closed_port
 
 
 async def test_records_below_warning_are_shown_only_when_asked_for(tmp_path: Path) -> None:

@@ -5,22 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.helpers import Result, clean_env, run_cli
-from tests.conftest import TEST_API_KEY
+from tests.cli.helpers import chat_env, error_line, run_cli
 from tests.fakes.openai_server import Error, FakeLLM, Reply
-
-
-def chat_env(base_url: str) -> dict[str, str]:
-    # No retries: each failure is one request.
-    values = {"POMOGATOR_OPENROUTER_API_KEY": TEST_API_KEY, "POMOGATOR_OPENROUTER_MAX_RETRIES": "0"}
-    return clean_env(POMOGATOR_OPENROUTER_BASE_URL=base_url, **values)
-
-
-def error_line(result: Result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ")
-    return lines[0]
 
 
 async def test_an_empty_answer_is_told_as_such_not_as_a_provider_failure(tmp_path: Path, fake_llm: FakeLLM) -> None:
