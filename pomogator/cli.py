@@ -120,7 +120,7 @@ def migration_summary(shipped: dict[str, str], applied_now: list[str]) -> str:
 def db_status() -> None:
     """List this version's migrations and whether the database has them, and any it has that this version does not
     know (a newer version applied them); exits 1 when some are not applied, or unknown."""
-    from pomogator.store.engine import open_database, shipped_migrations, unknown_migrations
+    from pomogator.store.engine import open_database, pending_of, shipped_migrations, unknown_migrations
 
     settings = settings_for()
     require_database_file(settings.database_url)
@@ -135,7 +135,7 @@ def db_status() -> None:
     rows = [(name, "applied" if id_ in applied else "pending") for id_, name in shipped.items()]
     rows += [(id_, "unknown to this version") for id_ in unknown]
     cli_output.print_table("Migrations", ["migration", "status"], rows)
-    pending = [id_ for id_ in shipped if id_ not in applied]
+    pending = pending_of(applied)
     if unknown:
         cli_output.error(
             f"{len(unknown)} applied by a newer version of Pomogator: run that version, or restore the dump taken "

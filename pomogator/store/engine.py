@@ -76,6 +76,11 @@ def shipped_migration_ids() -> list[str]:
     return list(shipped_migrations())
 
 
+def pending_of(applied: set[str]) -> list[str]:
+    """The IDs of the shipped migrations not among ``applied``, in order."""
+    return [migration for migration in shipped_migration_ids() if migration not in applied]
+
+
 def unknown_migrations(applied: set[str]) -> list[str]:
     """The IDs among ``applied`` that this version does not ship (a newer version applied them), in order."""
     return sorted(applied - set(shipped_migrations()))
@@ -460,7 +465,7 @@ class Database:
             with contextlib.redirect_stdout(buffer):
                 applied = await self.applied_migrations()
                 self.refuse_unknown(applied)
-                pending = [migration for migration in shipped_migration_ids() if migration not in applied]
+                pending = pending_of(applied)
                 if not pending:
                     # Piccolo's migration machinery imports black and its dependencies (~9 MiB that a server keeps
                     # for its lifetime); a restart with nothing to apply does not load it.
@@ -483,9 +488,8 @@ class Database:
         this version does not know (``refuse_unknown``)."""
         applied = await self.applied_migrations()
         self.refuse_unknown(applied)
-        shipped = shipped_migration_ids()
-        pending = [migration for migration in shipped if migration not in applied]
-        if pending and len(pending) == len(shipped):
+        pending = pending_of(applied)
+        if pending and len(pending) == len(shipped_migration_ids()):
             raise ConfigError(
                 f"The database {database_location(self.url)} has no Pomogator tables (a new database, or not "
                 "Pomogator's: check POMOGATOR_DATABASE_URL): run `pomogator db migrate` to set it up."
@@ -512,8 +516,7 @@ class Database:
 
     async def pending_migrations(self) -> list[str]:
         """The IDs of the shipped migrations this database has not applied yet."""
-        applied = await self.applied_migrations()
-        return [migration for migration in shipped_migration_ids() if migration not in applied]
+        return pending_of(await self.applied_migrations())
 
     async def applied_migrations(self) -> set[str]:
         """The IDs of the migrations applied to this database, this version's and any others."""

@@ -120,7 +120,7 @@ class FloodMiddleware(BaseMiddleware):
             if batch is not None and batch.comment is not None:
                 # A forward with the comment typed for it: one request, counted already as that comment.
                 return await handler(event, data)
-            unqueued = self.unqueued and command_name(event.message) in self.unqueued
+            unqueued = command_name(event.message) in self.unqueued
             verdict = (self.commands if unqueued else self.guard).check(user.id)
             comment: Comment | None = data.get(COMMENT_KEY)
             if verdict is not Verdict.allow and comment is not None:
