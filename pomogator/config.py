@@ -40,8 +40,9 @@ DEFAULT_YOOKASSA_NETWORKS = (
 )
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-# What Telegram accepts as a webhook secret token.
-WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# A webhook secret token: what Telegram accepts, at least 32 characters long. It is the one check on who may post
+# updates (``pomogator.web.telegram_webhook``); a short one could be guessed.
+WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{32,256}")
 # A bot token as @BotFather gives it: the bot's id, a colon, the key.
 BOT_TOKEN_RE = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
 # A user's id, or a group's (negative).
@@ -282,7 +283,9 @@ class Settings(BaseModel):
     @classmethod
     def _valid_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value() and not WEBHOOK_SECRET_RE.fullmatch(value.get_secret_value()):
-            raise PydanticCustomError("webhook_secret", "use 1-256 characters of A-Z, a-z, 0-9, _ and -")
+            raise PydanticCustomError(
+                "webhook_secret", "use 32-256 characters of A-Z, a-z, 0-9, _ and - (`openssl rand -hex 32` makes one)"
+            )
         return value
 
     @property

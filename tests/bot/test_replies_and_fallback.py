@@ -252,6 +252,27 @@ async def test_service_messages_in_a_private_chat_get_no_reply(harness: BotHarne
 
 
 @e2e
+async def test_a_private_chat_update_from_another_person_is_dropped(harness: BotHarness) -> None:
+    # Only a forged update (a leaked webhook secret) can pair one person's chat with another's account.
+    h = harness
+    victim, forger = h.new_chat(), h.new_chat()
+    await h.reply_settled(victim, "Мой PIN 4321, запомни")
+    requests = h.llm.request_count
+    h.tg.user_message(forger, "Что я тебе говорил?", user_id=victim)
+    h.tg.user_message(forger, "/profile", user_id=victim)
+    h.tg.user_message(forger, "/delete_context", user_id=victim)
+    # Updates of a chat are handled in order: once the forger's own message is answered, the forged ones were seen.
+    h.tg.user_sticker(forger)
+    reply = await h.tg.wait_for_message(forger, timeout=15)
+    assert reply.text == texts.NOT_TEXT
+    assert [m.text for m in await sent_after(h, forger, 0)] == [texts.NOT_TEXT]
+    assert h.llm.request_count == requests
+    # The forged /delete_context erased nothing: the victim's context is all there.
+    await h.reply_settled(victim, "Какой у меня PIN?")
+    assert any("4321" in str(message.get("content")) for message in h.llm.requests[-1].messages)
+
+
+@e2e
 async def test_a_group_hears_only_the_private_chats_notice(harness: BotHarness) -> None:
     h = harness
     group = -1_000_000_000_000 - h.new_chat()
@@ -542,7 +563,7 @@ async def test_set_webhook_asks_telegram_for_edited_messages(tmp_path: Path) -> 
         env = clean_env(
             POMOGATOR_BOT_TOKEN=token,
             POMOGATOR_TELEGRAM_API_URL=tg.base_url,
-            POMOGATOR_TELEGRAM_WEBHOOK_SECRET="edits-secret",
+            POMOGATOR_TELEGRAM_WEBHOOK_SECRET="edits-secret-0123456789abcdefghijklmnopqrstuv",
         )
         result = await run_cli("bot", "set-webhook", "https://bot.example.com/webhooks/telegram", cwd=tmp_path, env=env)
         assert result.code == 0, result.stderr

@@ -13,7 +13,7 @@ from tests.cli.helpers import clean_env, run_cli
 from tests.fakes.telegram_server import FakeTelegram
 
 TOKEN = "4242:webhook-checks"
-SECRET = "webhook-checks-secret"
+SECRET = "webhook-checks-secret-0123456789abcdefghijklmnopqrstuv"
 
 
 @pytest.fixture

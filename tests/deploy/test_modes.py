@@ -19,7 +19,7 @@ from tests.bot.harness import BotHarness
 from tests.cli.helpers import POMOGATOR, clean_env, run_cli
 from tests.conftest import make_settings
 
-SECRET = "deploy-test-secret"
+SECRET = "deploy-test-secret-0123456789abcdefghijklmnopqrstuv"
 
 
 def imported(stderr: str) -> set[str]:
@@ -147,7 +147,7 @@ async def test_run_web_in_webhook_mode_needs_the_openrouter_key(tmp_path: Path) 
     assert "POMOGATOR_OPENROUTER_API_KEY" in result.stderr
 
 
-@pytest.mark.parametrize("secret", ["has space", "x" * 257, "semi;colon"])
+@pytest.mark.parametrize("secret", ["has space " * 4, "x" * 257, "semi;colon" * 4, "short-but-telegram-accepts-it"])
 def test_a_webhook_secret_telegram_would_refuse_is_a_config_error(secret: str) -> None:
     with pytest.raises(ValidationError):
         make_settings(telegram_webhook_secret=secret)

@@ -12,7 +12,7 @@ from tests.cli.helpers import clean_env, run_cli
 from tests.fakes.telegram_server import FakeTelegram
 
 TOKEN = "4242:webhook-cli"
-SECRET = "cli-test-secret"
+SECRET = "cli-test-secret-0123456789abcdefghijklmnopqrstuv"
 URL = "https://bot.example.com/webhooks/telegram"
 
 

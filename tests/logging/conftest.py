@@ -29,7 +29,7 @@ from tests.fakes.tcp_proxy import TcpProxy
 BOT_TOKEN = "987654321:AAHsecretBotTokenValue_0123456789xyz"
 API_KEY = "sk-or-v1-0123456789abcdef0123456789abcdef"
 YOOKASSA_SECRET = "test_SeCrEt0YooKassaKey1234567890abcdef"
-WEBHOOK_SECRET = "webhook-secret-Value-42"
+WEBHOOK_SECRET = "webhook-secret-Value-42-0123456789abcdefghijklmnopqrstuv"
 SECRETS = (BOT_TOKEN, API_KEY, YOOKASSA_SECRET, WEBHOOK_SECRET, BOT_TOKEN.split(":")[1])
 
 

@@ -41,7 +41,7 @@ from tests.scale.redis_support import REDIS_URL, redis_prefix
 from tests.web.support import free_port
 
 TOKEN = "123456:TEST-token"
-SECRET = "scale-test-secret_0123456789"
+SECRET = "scale-test-secret_0123456789-0123456789abcdefghijklmnopqrstuv"
 WEBHOOK_PATH = "/webhooks/telegram"
 LOCK_TTL_S = 2.0
 # How long the instances wait for a database that refuses connections before telling users it is unavailable.

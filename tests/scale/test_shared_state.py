@@ -69,7 +69,9 @@ async def test_without_redis_everything_stays_in_the_process() -> None:
 
 
 async def test_without_redis_a_webhook_process_handles_a_redelivered_update_once() -> None:
-    async with open_shared_state(make_settings(telegram_webhook_secret="s3cret")) as shared:
+    async with open_shared_state(
+        make_settings(telegram_webhook_secret="s3cret-0123456789abcdefghijklmnopqrstuv")
+    ) as shared:
         assert await shared.first_delivery(1)
         assert not await shared.first_delivery(1)
         assert await shared.first_delivery(2)

@@ -66,7 +66,7 @@ async def test_a_flood_of_telegram_calls_without_the_secret_stores_one_row_and_a
     """In a process of its own: the bot's routers attach to one dispatcher per process."""
     database = tmp_path / "web.sqlite3"
     settings = billing_settings(f"sqlite:///{database}", kassa, tg)
-    env = billing_env(settings, POMOGATOR_TELEGRAM_WEBHOOK_SECRET="right-secret")
+    env = billing_env(settings, POMOGATOR_TELEGRAM_WEBHOOK_SECRET="right-secret-0123456789abcdefghijklmnopqrstuv")
     web = await WebProcess(env, tmp_path).start()
     try:
         async with httpx.AsyncClient() as client:

@@ -1,5 +1,10 @@
 """Pomogator works in private chats; in a group it says so once, and again when someone there addresses the bot (a
-command, a mention, a reply to it) after a quiet spell, and does nothing else."""
+command, a mention, a reply to it) after a quiet spell, and does nothing else.
+
+A private chat's id is its person's: an update in one from anybody else is dropped. Telegram never sends one; a
+forged one (a webhook secret guessed or leaked) would otherwise answer in the forger's chat from another person's
+account, context and quota, since the account comes from the sender and the reply goes to the chat.
+"""
 
 from __future__ import annotations
 
@@ -68,7 +73,16 @@ class PrivateChatsOnly(BaseMiddleware):
         data: dict[str, Any],
     ) -> Any:
         chat: Chat | None = data.get("event_chat")
-        if chat is None or chat.type == ChatType.PRIVATE or not isinstance(event, Update):
+        if chat is not None and chat.type == ChatType.PRIVATE:
+            # Some updates have no sender (a draft's stop button pressed): nobody's account is at stake in them.
+            sender: User | None = data.get("event_from_user")
+            if sender is not None and sender.id != chat.id:
+                logger.warning(
+                    "Update in private chat {} from {} dropped: not from the chat's person", chat.id, sender.id
+                )
+                return None
+            return await handler(event, data)
+        if chat is None or not isinstance(event, Update):
             return await handler(event, data)
         bot: Bot = data["bot"]
         if event.callback_query is not None:
