@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -18,6 +19,13 @@ UNVERIFIED = "unverified"
 STATUSES = (NEW, ERROR, FAILED, PENDING, SUCCEEDED, CANCELED, UNVERIFIED)
 
 CENT = Decimal("0.01")
+
+# A YooKassa payment's or refund's id (its ids are UUID-like); anything else is not asked about.
+OBJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_object_id(value: object) -> bool:
+    return isinstance(value, str) and OBJECT_ID_RE.fullmatch(value) is not None
 
 
 def money(value: Decimal) -> str:

@@ -16,7 +16,6 @@ headers (the shop's Basic ``Authorization``). So:
 from __future__ import annotations
 
 import asyncio
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from yookassa import Refund as SdkRefund
 from yookassa.client import ApiClient
 from yookassa.domain.common import RequestObject
 
-from pomogator.billing.models import ReceiptSpec, RemotePayment, RemoteRefund, money
+from pomogator.billing.models import ReceiptSpec, RemotePayment, RemoteRefund, is_object_id, money
 from pomogator.config import YOOKASSA_SETTINGS, Settings
 from pomogator.errors import (
     IdempotenceConflict,
@@ -46,7 +45,6 @@ from pomogator.tls import verify_location
 T = TypeVar("T")
 
 # YooKassa object ids are UUID-like; anything else must never reach a URL path ("../me" would).
-OBJECT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 REJECTED_STATUSES = frozenset({400, 401, 403, 405, 410, 415})
 # The ``parameter`` of YooKassa's 400 answer to a receipt whose address it does not take: the person's typo, not
 # the shop's settings.
@@ -278,7 +276,7 @@ def _receipt(spec: ReceiptSpec, amount: Decimal, currency: str) -> dict[str, Any
 
 
 def _check_id(object_id: str) -> str:
-    if not OBJECT_ID_RE.match(object_id):
+    if not is_object_id(object_id):
         raise PaymentNotFound(f"{object_id[:80]!r} is not a YooKassa id.")
     return object_id
 

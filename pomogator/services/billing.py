@@ -398,8 +398,11 @@ class BillingService:
 
     # --- applying what the API says ---------------------------------------------------------------------------
 
-    async def handle_notification(self, event: str, object_id: str) -> PaymentOutcome | RefundOutcome | None:
+    async def handle_notification(
+        self, event: str, object_id: str, *, payment_id: str | None = None
+    ) -> PaymentOutcome | RefundOutcome | None:
         """Act on a YooKassa notification after fetching its object back from the API; None for other events.
+        ``payment_id`` is the payment a refund's notification names: not ours, it is not asked about.
 
         Raises PaymentNotFound (not our payment), PaymentNotVerified (the API does not confirm it; admins are
         told), PaymentProviderUnavailable.
@@ -411,7 +414,7 @@ class BillingService:
         if event == "payment.waiting_for_capture":
             return await self.sync_payment(object_id)
         if event == "refund.succeeded":
-            return await self.refunds.sync(object_id, claimed_status=SUCCEEDED)
+            return await self.refunds.sync(object_id, claimed_status=SUCCEEDED, payment_id=payment_id)
         logger.info("YooKassa notification {} for {} ignored", event, object_id)
         return None
 

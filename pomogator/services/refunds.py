@@ -152,10 +152,16 @@ class RefundService:
         self.plans = plans
         self.apply = apply
 
-    async def sync(self, refund_id: str, *, claimed_status: str | None = None) -> RefundOutcome:
+    async def sync(
+        self, refund_id: str, *, claimed_status: str | None = None, payment_id: str | None = None
+    ) -> RefundOutcome:
         """Fetch the refund and its payment from YooKassa and record the refunded total, shortening premium by
-        the refunded share. Raises PaymentNotFound, PaymentNotVerified (the notification's claim is not what the API
-        says), PaymentProviderUnavailable."""
+        the refunded share. ``payment_id``, the payment a notification says the refund is of, is looked up first:
+        a notification about another shop's payment, or a made-up one, costs no call to YooKassa. Raises
+        PaymentNotFound, PaymentNotVerified (the notification's claim is not what the API says),
+        PaymentProviderUnavailable."""
+        if payment_id is not None:
+            await payment_row(payment_id)
         refund = await self.kassa.get_refund(refund_id)
         row = await payment_row(refund.payment_id)
         if claimed_status is not None and refund.status != claimed_status:

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pomogator.billing.models import is_object_id
 from pomogator.config import Settings
 from pomogator.container import Services, build_services
 from pomogator.errors import (
@@ -72,8 +73,9 @@ def _services(request: Request[AppState]) -> Services:
     return request.state["services"]
 
 
-def _parse_notification(body: bytes) -> tuple[str, str] | None:
-    """(event, object id) of a YooKassa notification body, or None when it is not one."""
+def _parse_notification(body: bytes) -> tuple[str, str, str | None] | None:
+    """(event, object id, the payment id a refund names) of a YooKassa notification body, or None when it is not
+    one. Ids are checked here: an id of another form is never looked up, nor logged as it is written."""
     try:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting deeper than the parser goes
@@ -83,10 +85,10 @@ def _parse_notification(body: bytes) -> tuple[str, str] | None:
     event, obj = data.get("event"), data.get("object")
     if not isinstance(event, str) or not isinstance(obj, dict):
         return None
-    object_id = obj.get("id")
-    if not isinstance(object_id, str) or not object_id or len(object_id) > 64:
+    object_id, payment_id = obj.get("id"), obj.get("payment_id")
+    if not is_object_id(object_id) or (payment_id is not None and not is_object_id(payment_id)):
         return None
-    return event, object_id
+    return event, object_id, payment_id
 
 
 async def yookassa_webhook(request: Request[AppState]) -> Response:
@@ -109,9 +111,9 @@ async def yookassa_webhook(request: Request[AppState]) -> Response:
     if parsed is None:
         logger.warning("Malformed YooKassa notification from {}", sender)
         return JSONResponse({"status": "malformed"}, status_code=400)
-    event, object_id = parsed
+    event, object_id, payment_id = parsed
     with logger.contextualize(yookassa_event=event, yookassa_object=object_id):
-        outcome = await services.billing.handle_notification(event, object_id)
+        outcome = await services.billing.handle_notification(event, object_id, payment_id=payment_id)
         if outcome is not None:
             logger.info("YooKassa {} for {}: {}", event, object_id, "applied" if outcome.changed else "no change")
     return JSONResponse({"status": "ok"})

@@ -146,6 +146,25 @@ async def test_unknown_payments_are_acknowledged_and_bad_bodies_refused(web_app:
         assert (await client.get(url + WEBHOOK)).status_code == 405
 
 
+async def test_ids_of_another_form_and_refunds_of_unknown_payments_are_never_asked_about(
+    web_app: AppFactory, kassa: FakeYooKassa
+) -> None:
+    payment = "2f0e6ff9-000f-5000-8000-1a2b3c4d5e6f"
+    refund = {"id": "2f0e7000-0015-5000-9000-1a2b3c4d5e6f", "payment_id": payment, "status": "succeeded"}
+    async with web_app() as (url, _), httpx.AsyncClient() as client:
+        asked = len(kassa.requests)
+        for object_id in (payment + "\n", "../v3/payments", "id with spaces"):
+            body = {"type": "notification", "event": "payment.succeeded", "object": {"id": object_id}}
+            assert (await client.post(url + WEBHOOK, json=body)).status_code == 400
+        forged = {**refund, "payment_id": payment + "\n"}
+        body = {"type": "notification", "event": "refund.succeeded", "object": forged}
+        assert (await client.post(url + WEBHOOK, json=body)).status_code == 400
+        # A refund of a payment that is not ours: acknowledged, and YooKassa is not asked about it.
+        body = {"type": "notification", "event": "refund.succeeded", "object": refund}
+        assert (await client.post(url + WEBHOOK, json=body)).status_code == 200
+        assert len(kassa.requests) == asked
+
+
 async def test_the_api_down_during_a_notification_means_retry_later(
     web_app: AppFactory, kassa: FakeYooKassa, tg: FakeTelegram
 ) -> None:
