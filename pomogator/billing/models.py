@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 # A payment's status as stored: YooKassa's (pending, succeeded, canceled) and our own.
 SUCCEEDED = "succeeded"
@@ -24,7 +24,7 @@ CENT = Decimal("0.01")
 OBJECT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-def is_object_id(value: object) -> bool:
+def is_object_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and OBJECT_ID_RE.fullmatch(value) is not None
 
 

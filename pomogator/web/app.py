@@ -86,7 +86,11 @@ def _parse_notification(body: bytes) -> tuple[str, str, str | None] | None:
     if not isinstance(event, str) or not isinstance(obj, dict):
         return None
     object_id, payment_id = obj.get("id"), obj.get("payment_id")
-    if not is_object_id(object_id) or (payment_id is not None and not is_object_id(payment_id)):
+    if not is_object_id(object_id):
+        return None
+    if payment_id is None:
+        return event, object_id, None
+    if not is_object_id(payment_id):
         return None
     return event, object_id, payment_id
 
