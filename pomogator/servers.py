@@ -88,7 +88,26 @@ def starting_server() -> None:
     ``docker stop`` of a bot stuck starting (database or Telegram unreachable) waited for SIGKILL. And the heartbeat
     starts now, so a server that never becomes healthy goes stale for the HEALTHCHECK."""
     signal.signal(signal.SIGTERM, _terminate)
+    forbid_inspection()
     mark_starting()
+
+
+PR_SET_DUMPABLE = 4
+
+
+def forbid_inspection() -> None:
+    """Make this process's memory, environment and working directory unreadable to other processes of its user
+    (Linux: not "dumpable", so ``/proc/<pid>/environ``, ``mem`` and ``cwd`` belong to root). The servers hold
+    the bot token, the API keys and the database's password, and start children that parse users' files
+    (``pomogator.services.files.isolated``): without this, a child taken over by a crafted file could read them
+    all from its parent. Core dumps, which would hold them too, are off as well. Elsewhere nothing is done."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
 def run_bot() -> None:
