@@ -398,6 +398,7 @@ class Database:
             except OSError as exc:
                 message = f"POMOGATOR_DATABASE_URL: cannot create {self.path.parent} ({exc.strerror})"
                 raise ConfigError(message) from None
+            create_private(self.path)
             # Read once, so that a file that is not a database (or a folder) is a ConfigError here, as when migrating.
             await self.engine.run_ddl("SELECT count(*) FROM sqlite_master")
         if migrate if migrate is not None else self.is_sqlite:
@@ -556,6 +557,14 @@ class Database:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def create_private(path: Path) -> None:
+    """Create the SQLite file ``path``, unless it exists, readable and writable by its owner alone, as SQLite then
+    makes its journal files: it holds people's dialogs, e-mail addresses and payments, and would otherwise be
+    created readable by every user of the machine (umask 022). A file that exists is left as it is."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
 async def _keep_session(connection: Any) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
+import stat
 import sys
 import textwrap
 from pathlib import Path
@@ -129,6 +131,25 @@ async def test_sqlite_file_in_a_new_directory(tmp_path: Path) -> None:
     async with open_database(f"sqlite:///{path}"):
         assert await User.count() == 0
     assert path.exists()
+
+
+async def test_a_new_sqlite_file_and_its_journal_are_for_their_owner_alone(tmp_path: Path) -> None:
+    path = tmp_path / "private.sqlite3"
+    old_umask = os.umask(0o022)
+    try:
+        async with open_database(f"sqlite:///{path}") as database:
+            await User.insert(User(telegram_id=1, first_name="Анна"))
+            files = [path, path.with_name(path.name + "-wal")]
+            assert [stat.S_IMODE(file.stat().st_mode) for file in files] == [0o600, 0o600]
+            assert database.path == path
+        # A file that was there is left as it is.
+        shared = tmp_path / "shared.sqlite3"
+        sqlite3.connect(shared).close()
+        async with open_database(f"sqlite:///{shared}"):
+            pass
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o644
+    finally:
+        os.umask(old_umask)
 
 
 async def test_sqlite_directory_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
