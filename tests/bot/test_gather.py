@@ -199,15 +199,61 @@ async def test_pieces_of_a_split_text_become_one_message(rig: Rig) -> None:
 
 
 async def test_arrival_order_is_kept_around_an_album(rig: Rig) -> None:
+    rig.seen.answer_time = WINDOW * 2  # the text's answer shows before the album comes
+    first = asyncio.create_task(rig.feed(rig.text("before"), expected=1))
+    await asyncio.sleep(WINDOW * 1.5)
     calls = await rig.feed(
-        rig.text("before"),
         rig.photo("g2", "album"),
         rig.photo("g2"),
-        rig.text("after"),
+        rig.text("/help"),
         rig.photo("g2"),
-        expected=3,
+        expected=2,
     )
-    assert calls == [("before", [1]), ("album", [2, 3, 5]), ("after", [4])]
+    await first
+    assert calls == [("before", [1]), ("album", [2, 3, 5]), ("/help", [4])]
+
+
+async def test_texts_sent_just_before_and_after_an_album_are_its_question(rig: Rig) -> None:
+    """As Telegram Desktop sends several files with a comment: the comment first, as a text of its own."""
+    calls = await rig.feed(
+        rig.text("Сравни эти договоры"),
+        rig.photo("g5", "первый"),
+        rig.photo("g5"),
+        rig.text("и скажи, какой лучше"),
+        rig.photo("g5"),
+        rig.text("это уже отдельно"),
+        expected=2,
+    )
+    await asyncio.sleep(WINDOW * 2)
+    assert calls == [
+        ("Сравни эти договоры\n\nпервый\n\nи скажи, какой лучше", [2, 3, 5]),
+        ("это уже отдельно", [6]),
+    ]
+    assert len(rig.gatherer) == 0
+
+
+async def test_photos_and_files_sent_one_by_one_with_a_comment_are_one_request(rig: Rig) -> None:
+    calls = await rig.feed(
+        rig.text("Что общего?"),
+        rig.photo(None),
+        rig.update(document={"file_id": "d", "file_unique_id": "d", "file_name": "a.txt"}),
+        rig.photo(None, "третье"),
+        expected=1,
+    )
+    await asyncio.sleep(WINDOW * 2)
+    assert calls == [("Что общего?\n\nтретье", [2, 3, 4])]
+    assert len(rig.gatherer) == 0
+
+
+async def test_an_album_with_its_comment_is_counted_once_by_the_flood_guard(rig: Rig) -> None:
+    rig.flood.guard.limit = 1  # the comment is the last message let through this minute
+    calls = await rig.feed(rig.text("Что на фото?"), rig.photo("g6"), rig.photo("g6"), expected=1)
+    assert calls == [("Что на фото?", [2, 3])]
+
+
+async def test_a_photo_alone_goes_on_as_it_was_sent(rig: Rig) -> None:
+    calls = await rig.feed(rig.photo(None, "подпись"), expected=1)
+    assert calls == [("подпись", [1])]
 
 
 async def test_short_texts_and_commands_are_not_joined(rig: Rig) -> None:
@@ -223,8 +269,8 @@ async def test_a_split_text_that_starts_with_a_path_is_one_message(rig: Rig) -> 
 
 
 async def test_a_message_in_between_ends_a_split_text(rig: Rig) -> None:
-    calls = await rig.feed(rig.text(long_piece(1)), rig.photo(None, "photo"), rig.text("tail"), expected=3)
-    assert [text for text, _ in calls] == [long_piece(1), "photo", "tail"]
+    calls = await rig.feed(rig.text(long_piece(1)), rig.photo(None, "photo"), rig.text("/help"), expected=3)
+    assert [text for text, _ in calls] == [long_piece(1), "photo", "/help"]
 
 
 async def test_chats_are_gathered_separately(rig: Rig) -> None:
@@ -543,17 +589,39 @@ async def test_messages_around_an_album_are_answered_in_arrival_order(harness: B
     h = harness
     chat = h.new_chat()
     before = h.llm.request_count
-    h.tg.user_message(chat, "первый вопрос")
+    await h.ask(chat, "первый вопрос")
     h.tg.user_photo(chat, JPEG, caption="альбом", media_group_id="album-2")
+    h.tg.user_message(chat, "/help")
     h.tg.user_photo(chat, JPEG, media_group_id="album-2")
     h.tg.user_message(chat, "последний вопрос")
-    await h.llm.wait_for_requests(before + 3, timeout=20)
-    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 3, 20, "three answers")
-    await h.settle()
+    await h.llm.wait_for_requests(before + 2, timeout=20)
+    await h.tg.wait_until(lambda: len(h.tg.sent_messages(chat)) >= 3, 20, "two answers and the help")
+    await h.settle(quiet=1.0)
     requests = h.llm.requests[before:]
-    assert [r.last_user_text for r in requests] == ["первый вопрос", "альбом", "последний вопрос"]
-    assert [len(r.image_urls) for r in requests] == [0, 2, 2]  # the album stays in the context of the last one
-    assert await used_today(h, chat) == 3
+    # The text sent right after the album is its question too (as a caption sent on its own).
+    assert [r.last_user_text for r in requests] == ["первый вопрос", "альбом\n\nпоследний вопрос"]
+    assert [len(r.image_urls) for r in requests] == [0, 2]
+    assert await used_today(h, chat) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_comment_sent_before_several_files_is_their_question_in_one_request(harness: BotHarness) -> None:
+    """As Telegram Desktop sends two files with a comment: the comment as a text of its own, then the files, grouped
+    or one by one."""
+    h = harness
+    for group in ("desktop-album", None):
+        chat = h.new_chat()
+        before = h.llm.request_count
+        h.tg.user_message(chat, "Сравни эти два договора")
+        h.tg.user_document(chat, "Срок аренды 11 месяцев".encode(), "первый.txt", "text/plain", media_group_id=group)
+        h.tg.user_document(chat, "Срок аренды 3 года".encode(), "второй.txt", "text/plain", media_group_id=group)
+        await answered_once(h, chat, before)
+        text = h.llm.requests[-1].last_user_text
+        assert 'name="первый.txt"' in text and 'name="второй.txt"' in text
+        assert text.endswith("Сравни эти два договора")
+        assert len(h.tg.sent_messages(chat)) == 1
+        assert await used_today(h, chat) == 1
 
 
 def forwarded_photo(h: BotHarness, chat: int, data: bytes, origin: dict[str, Any], caption: str | None = None) -> int:

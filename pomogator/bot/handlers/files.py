@@ -1,8 +1,9 @@
 """Photos, documents and albums go to the chosen model; the caption is the question.
 
-An album arrives here once, with all its messages in ``album`` (see ``pomogator.bot.middlewares.gather``);
-so do photos and files forwarded together, with the forwarded texts in the first one's caption (``with_texts``: the
-texts are answered alone when none of the files can be).
+An album arrives here once, with all its messages in ``album`` (see ``pomogator.bot.middlewares.gather``), and so
+do photos and files sent one by one at once; a text sent just before or after them (Telegram Desktop's comment for
+several files) is in the first one's caption. So do photos and files forwarded together, with the forwarded texts
+in the first one's caption (``with_texts``: the texts are answered alone when none of the files can be).
 Refusals (a file too big, of a kind the bot does not read, a photo for a model that cannot see, no requests left
 today) are raised as domain errors before anything is downloaded or counted, and become messages in the error
 middleware.

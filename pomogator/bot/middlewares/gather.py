@@ -7,8 +7,9 @@ by two middlewares that share a ``Gatherer``:
 
 * ``gatherer.arrivals`` sits before the flood guard and the per-chat queue. A message that continues a batch in
   progress joins it and is finished: it never queues for the chat, so it cannot wait behind the batch it belongs
-  to. A message that may start a batch (one with a ``media_group_id``, a text at or near the length limit, any
-  forwarded message) opens one and goes on alone, taking its place in the chat's queue in arrival order.
+  to. A message that may start a batch (one with a ``media_group_id``, a photo or a file, a text at or near the
+  length limit, any forwarded message) opens one and goes on alone, taking its place in the chat's queue in arrival
+  order.
 * ``gatherer.completion`` sits right after the per-chat queue. In the chat's turn, the first message of a batch
   waits until no part has come for ``window`` seconds (a split text ends sooner, at its first short piece), then
   goes on for all of them: an album's messages are handed to the handler as ``album``; a split text, or the
@@ -31,6 +32,12 @@ whether forwards follow would hold up every short message, so a plain text goes 
 if nothing of that answer shows yet, and the comment becomes the forward's first text (the question, as a photo's
 caption is), ahead of the forwarded texts and captions. Taken before its turn, it is not answered on its own; only a
 form waiting for it (the /role input) takes it back, and the forward then goes alone.
+
+Photos and files work the same way. Telegram Desktop sends the comment typed for several files as a text of its
+own, right before the album (or the files, when they are not grouped), and some clients send a caption too long
+for a file after it. An album, and photos or files sent one by one outside an album within ``window`` of each other,
+are one request that takes the text just before it as a forward does, and the first short text sent right after it
+(before it is complete): those texts are the question, around the captions. A lone text is still answered at once.
 
 A part that arrives after its batch went on starts a request of its own: parts are never dropped. Batches live
 in this process; several bot instances behind a webhook would need the parts of an album to reach one instance.
@@ -82,7 +89,7 @@ LEFT_OUT_KEY = "left_out"
 """What was left out of forwarded texts (``attachments.unreadable_kind`` of each message), for the notice."""
 
 
-BatchKind = Literal["album", "split text", "forwards"]
+BatchKind = Literal["album", "files", "split text", "forwards"]
 
 
 @dataclass(eq=False)
@@ -95,6 +102,9 @@ class Batch:
     open: bool = True
     # The comment the user sent with the forward, if the forward took it (a form may take it back: ``withdrawn``).
     comment: Comment | None = None
+    # A short text the user sent right after an album or files (Telegram Desktop sends the comment for several files
+    # as a text of its own), their question as much as a caption is.
+    after: Message | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def wants_more(self) -> bool:
@@ -125,6 +135,11 @@ def _has_files(message: Message) -> bool:
         or (message.document is not None and message.animation is None)
         or message.media_group_id is not None
     )
+
+
+def _is_loose_file(message: Message) -> bool:
+    """A photo or a file the user sent (not forwarded) outside an album: several sent at once are one request."""
+    return message.forward_origin is None and message.media_group_id is None and _has_files(message)
 
 
 def _is_readable(message: Message) -> bool:
@@ -189,6 +204,17 @@ def join_forwards(messages: list[Message], comment: str | None = None) -> str:
     return "\n\n".join([comment, *texts] if comment else texts)
 
 
+def with_comments(files: list[Message], before: str | None, after: str | None) -> list[Message]:
+    """An album or files with the texts the user sent just before and just after them: the first one's caption is
+    those texts around the captions (``question_of`` joins them), the others' captions are left out."""
+    captions = [message.caption for message in files if message.caption and message.caption.strip()]
+    caption = "\n\n".join(text for text in [before, *captions, after] if text)
+    return [
+        message.model_copy(update={"caption": caption if index == 0 else None, "caption_entities": None})
+        for index, message in enumerate(files)
+    ]
+
+
 def as_album(forwards: list[Message], comment: str | None = None) -> list[Message]:
     """Forwards that carry photos or files as an album of those: its caption, on the first, is the comment and every
     forwarded text and caption (``join_forwards``). The messages the bot cannot read come last, for the files
@@ -238,6 +264,8 @@ class Gatherer:
             ):
                 latest.add(message, now)
                 return True
+            if self._after_files(latest, message, now):
+                return True
         if message.media_group_id is not None:
             # An album's batch, or forwards that began with the album's first part.
             for batch in batches:
@@ -258,16 +286,47 @@ class Gatherer:
             kind = "forwards"
         elif message.media_group_id is not None:
             kind = "album"
+        elif _is_loose_file(message):
+            kind = "files"
         elif _is_plain_text(message) and not is_command(message) and utf16_len(text) >= SPLIT_TEXT_MIN:
             kind = "split text"
         else:
             return None
         now = time.monotonic()
         batch = Batch(message.chat.id, kind, message.media_group_id, [message], now)
-        if kind == "forwards":
+        if kind != "split text":
             batch.comment = self._take_comment(message, now)
         self._open.setdefault(message.chat.id, []).append(batch)
         return batch
+
+    def _after_files(self, batch: Batch, message: Message, now: float) -> bool:
+        """Add ``message`` to ``batch`` of an album or files when it goes with them: another file sent outside an
+        album, or the first short text sent right after them."""
+        previous = batch.messages[-1]
+        if (
+            batch.kind not in ("album", "files")
+            or not batch.open
+            or now - batch.last_arrival > self.window
+            or not _same_sender(previous, message)
+            or abs(message.date - previous.date) > SPLIT_MAX_DATE_GAP
+        ):
+            return False
+        if batch.kind == "files" and _is_loose_file(message):
+            batch.add(message, now)
+            return True
+        text = message.text or ""
+        if (
+            batch.after is None
+            and _is_plain_text(message)
+            and not is_command(message)
+            and utf16_len(text) < SPLIT_TEXT_MIN
+        ):
+            batch.after = message
+            batch.last_arrival = now
+            batch.changed.set()
+            logger.info("A text sent just after files joins them as their comment")
+            return True
+        return False
 
     def note_comment(self, message: Message) -> Comment | None:
         """A plain text, as a comment a forward may follow; None for any other message."""
@@ -282,8 +341,8 @@ class Gatherer:
             del self._comments[chat_id]
 
     def _take_comment(self, forward: Message, now: float) -> Comment | None:
-        """The text sent just before ``forward`` by its sender, withdrawn from its own answer; None when there is none
-        or its answer already shows."""
+        """The text sent just before ``forward`` (or files) by its sender, withdrawn from its own answer; None when
+        there is none or its answer already shows."""
         comment = self._comments.get(forward.chat.id)
         if (
             comment is None
@@ -295,7 +354,7 @@ class Gatherer:
         ):
             return None
         self.forget_comment(comment)
-        logger.info("A text sent just before a forward joins it as its comment")
+        logger.info("A text sent just before a forward or files joins them as their comment")
         return comment
 
     async def wait(self, batch: Batch) -> None:
@@ -366,10 +425,17 @@ class _Completion(BaseMiddleware):
         messages = sorted(batch.messages, key=lambda m: m.message_id)
         if len(messages) > 1:
             logger.info("{} messages gathered into one request", len(messages))
-        if batch.kind == "album":
-            data[ALBUM_KEY] = messages
-            return await handler(event, data)
         comment = batch.comment if batch.comment is not None and batch.comment.withdrawn else None
+        if batch.kind in ("album", "files"):
+            if comment is None and batch.after is None:
+                data[ALBUM_KEY] = messages
+                return await handler(event, data)
+            # The texts were taken from their own answers: they are answered even if none of the files can be.
+            before = comment.message.text if comment is not None else None
+            album = with_comments(messages, before, batch.after.text if batch.after is not None else None)
+            data[ALBUM_KEY] = album
+            data[WITH_TEXTS_KEY] = True
+            return await handler(event.model_copy(update={"message": album[0]}), data)
         if batch.kind == "forwards" and (len(messages) > 1 or comment is not None):
             return await self._forwards(handler, event, data, messages, comment.message if comment else None)
         if len(messages) == 1:
