@@ -238,7 +238,9 @@ class AttachmentRequest:
     async def read(self, bot: Bot) -> Prepared:
         """Download and read every file. Raises the FileError subclasses of ``pomogator.services.files`` (among
         them FileTooComplex for a file that hit the reader's limits), DownloadFailed, ScanTooLarge and ScanTooLong, and
-        UnsupportedFile for a scan sent to a model that cannot see (``without_unsent_scans``). A file of an
+        UnsupportedFile for a scan sent to a model that cannot see (``without_unsent_scans``). A PDF with a text layer
+        that is too long to go whole goes as its text (``without_scans``), as one too large or for a model that cannot
+        see does. A file of an
         album that cannot be read (damaged, protected, empty, not what its name says, not downloaded) is left out
         while others can be, or while forwarded texts can be answered: ``unreadable``."""
         documents: list[tuple[ExtractedDocument, bytes]] = []
@@ -290,14 +292,23 @@ class AttachmentRequest:
                 unreadable=unreadable,
             )
         question = with_quote(self.question or files_texts.default_question(len(documents), len(images)), self.quoted)
-        blocks = [document_prompt(doc, None, default_question="").rstrip() for doc, _ in documents]
-        parts: list[dict[str, Any]] = [{"type": "text", "text": "\n\n".join([*blocks, question])}]
-        scans = [(doc, data) for doc, data in documents if doc.needs_file_part]
-        if scans:
-            parts.extend(await in_image_workers(scan_parts, scans))
-        parts.extend(picture for doc, _ in documents for picture in doc.pictures)
-        if scans:
-            self.check_scans_fit([*parts, *images], [doc for doc, _ in scans])
+        while True:
+            parts = await self.document_parts(documents, question)
+            scans = [doc for doc, _ in documents if doc.needs_file_part]
+            if not scans:
+                break
+            try:
+                self.check_scans_fit([*parts, *images], scans)
+                break
+            except ScanTooLong:
+                # The longest scan that has a text layer (pages with pictures among pages of text) goes as that text.
+                readable = [i for i, (doc, _) in enumerate(documents) if doc.needs_file_part and doc.text.strip()]
+                if not readable:
+                    raise
+                index = max(readable, key=lambda i: documents[i][0].pages_total or 1)
+                doc = replace(documents[index][0], needs_file_part=False)
+                documents[index] = (doc, b"")
+                without_scans.append((doc, ScanTooLong(doc.filename, doc.pages_total or 1, 0)))
         return Prepared(
             content=[*parts, *images],
             # A PDF sent whole as a file part goes to the model uncut, whatever of its text was read.
@@ -307,6 +318,17 @@ class AttachmentRequest:
             without_scans=without_scans,
             without_pictures=[doc for doc, _ in documents if doc.pictures_left_out],
         )
+
+    @staticmethod
+    async def document_parts(documents: list[tuple[ExtractedDocument, bytes]], question: str) -> list[dict[str, Any]]:
+        """The documents' text with the question, then the scans as files and the documents' pictures."""
+        blocks = [document_prompt(doc, None, default_question="").rstrip() for doc, _ in documents]
+        parts: list[dict[str, Any]] = [{"type": "text", "text": "\n\n".join([*blocks, question])}]
+        scans = [(doc, data) for doc, data in documents if doc.needs_file_part]
+        if scans:
+            parts.extend(await in_image_workers(scan_parts, scans))
+        parts.extend(picture for doc, _ in documents for picture in doc.pictures)
+        return parts
 
     def without_unsent_scans(
         self,

@@ -256,13 +256,15 @@ def scanned_pages_left_out(doc: ExtractedDocument, reason: FileError) -> str:
         size, limit = size_and_limit(reason.size, reason.limit)
         room = f"можно не больше {limit}" if reason.limit >= MAX_SCAN_BYTES else f"место осталось только на {limit}"
         why = f"целиком файл слишком большой ({size}, а {room})"
+    elif isinstance(reason, ScanTooLong):
+        why = f"целиком файл ({pages(reason.pages)}) выбранной модели за раз не прочитать"
     else:
         why = "выбранная модель изображений не видит (сменить модель: /model)"
     numbers = page_ranges(doc.scanned_pages).replace("-", "–")
     what = f"страница {numbers} — скан" if len(doc.scanned_pages) == 1 else f"страницы {numbers} — сканы"
     return (
         f"📄 В «{esc(doc.filename)}» {what} без текстового слоя, и прочитать их не получится: {why}. "
-        "Модель получит только текст остальных страниц."
+        "Модель получит только текст файла, без картинок этих страниц."
     )
 
 

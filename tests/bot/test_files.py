@@ -15,6 +15,7 @@ import pytest_asyncio
 from aiogram import Bot
 from aiogram.types import Message
 from docx import Document
+from pypdf import PdfReader, PdfWriter
 
 from pomogator.bot import attachments, files_texts, texts
 from pomogator.bot.answer.renderer import TYPING_EVERY
@@ -830,7 +831,41 @@ async def test_a_partly_scanned_pdf_goes_whole_or_as_its_text_with_a_notice() ->
     [(doc, reason)] = prepared.without_scans
     assert files_texts.scanned_pages_left_out(doc, reason) == (
         "📄 В «m.pdf» страницы 2–4 — сканы без текстового слоя, и прочитать их не получится: выбранная модель "
-        "изображений не видит (сменить модель: /model). Модель получит только текст остальных страниц."
+        "изображений не видит (сменить модель: /model). Модель получит только текст файла, без картинок этих страниц."
+    )
+
+
+def slide_deck(titles: list[str]) -> bytes:
+    """A PDF whose every page is a page-sized picture with its own title over it, as a presentation exported to PDF."""
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("L", (1280, 720), 230).save(picture, "PDF")
+    writer = PdfWriter()
+    for title in titles:
+        page = writer.add_page(PdfReader(io.BytesIO(picture.getvalue())).pages[0])
+        page.merge_page(PdfReader(io.BytesIO(make_pdf([title]))).pages[0])
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+async def test_a_slide_deck_too_long_to_go_whole_goes_as_its_text_with_a_notice() -> None:
+    """Every slide is a picture with a one-line title: the PDF would go whole, but its pages do not fit the model."""
+    catalog = load_catalog(None)
+    assert catalog.default.vision
+    data = slide_deck([f"Slide {number}: quarterly results" for number in range(1, 121)])
+    bot = cast(Bot, FilesBot({"deck": data}))
+    prepared = await AttachmentRequest([pdf_message("deck", len(data))], catalog.default, None, catalog).read(bot)
+    assert file_names(prepared.content) == [] and not prepared.unreadable
+    text = cast(list[dict[str, Any]], prepared.content)[0]["text"]
+    assert "Slide 1: quarterly results" in text and "Slide 120: quarterly results" in text
+    [(doc, reason)] = prepared.without_scans
+    assert isinstance(reason, ScanTooLong)
+    assert files_texts.scanned_pages_left_out(doc, reason) == (
+        "📄 В «deck.pdf» страницы 1–120 — сканы без текстового слоя, и прочитать их не получится: целиком файл "
+        "(120 страниц) выбранной модели за раз не прочитать. Модель получит только текст файла, без картинок этих "
+        "страниц."
     )
 
 

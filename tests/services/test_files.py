@@ -623,7 +623,18 @@ def test_scanned_pages_with_a_tiny_text_layer_need_a_file_part() -> None:
     assert mixed.needs_file_part and mixed.scanned_pages == (2, 3, 4)
     assert "Contract No. 17" in mixed.text
     as_text = document_prompt(replace(mixed, needs_file_part=False), "Summarise")
-    assert "[Pages 2-4 of this file are scanned images without a text layer" in as_text
+    assert "[Pages 2-4 of this file are scanned images with little or no text layer" in as_text
+
+
+def test_a_picture_page_among_many_pages_of_text_does_not_make_a_pdf_a_scan() -> None:
+    body = "Annual report of the company: revenue, costs and plans for the next year. " * 10
+    report = scanned_pdf(["Annual Report 2024", *[f"text:{body}"] * 19])
+    doc = extract_document(report, "report.pdf", "application/pdf", 100_000)
+    assert not doc.needs_file_part and doc.scanned_pages == ()
+    assert "Annual Report 2024" in doc.text and doc.text.count("Annual report of the company") == 190
+    # A quarter of the pages as pictures is a partly scanned document: it goes whole.
+    partly = extract_document(scanned_pdf([None, *[f"text:{body}"] * 3]), "partly.pdf", "application/pdf", 100_000)
+    assert partly.needs_file_part and partly.scanned_pages == (1,)
 
 
 def test_a_text_page_with_a_small_picture_or_much_text_is_not_a_scan() -> None:

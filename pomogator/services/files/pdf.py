@@ -50,6 +50,11 @@ a page number, an e-signature stamp or a scanner's watermark, not what the page 
 SCANNED_PAGE_MIN_PIXELS = 500_000
 """The pixels of a picture that can be a scanned page (A4 at 100 dpi has about 970 000); a logo has far fewer."""
 
+SCANNED_SHARE = 0.25
+"""The share of the pages read that must look scanned for the whole PDF to go to the model as a file. A cover photo,
+a full-page picture or a brochure's spread in a document with a text layer is one such page among many: the
+document goes as its text."""
+
 MAX_FORM_FIELDS = 1000
 """Filled form fields added to the text at most; a value is cut at ``MAX_FIELD_CHARS``."""
 MAX_FIELD_CHARS = 2000
@@ -171,7 +176,8 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
     marked as unreadable and skipped. A PDF without any text becomes ``needs_file_part=True`` with empty text; one
     with pages that are pictures of pages (a scan with a page number, a stamp or a watermark in its text layer, or
     partly scanned) too, with those pages in ``scanned_pages`` and the text read kept. The values filled into the
-    PDF's form follow the pages (``_form_values``).
+    PDF's form follow the pages (``_form_values``). Pages that look scanned count only when they are at least
+    ``SCANNED_SHARE`` of the pages read.
     Reading also stops after ``MAX_PAGES`` pages, after ``MAX_UNREADABLE_PAGES`` failed ones, and between pages
     once ``time_budget`` seconds have passed: what was read goes on, cut, and ``stopped_by`` says why. Raises
     ``FileTooComplex`` when the time ran out, or pages hit pypdf's limits, before any text was found;
@@ -247,6 +253,8 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
     text = PAGE_SEPARATOR.join(parts)
     cut, truncated = cut_to_fit(text, max_chars)
     read_all = pages_read == total
+    if len(scanned) < SCANNED_SHARE * pages_read:
+        scanned = []
     if truncated:
         stopped_by = "context"
     return ExtractedDocument(

@@ -60,8 +60,8 @@ def scanned_pages_note(doc: ExtractedDocument) -> str | None:
     if not doc.scanned_pages or doc.needs_file_part:
         return None
     return (
-        f"[Pages {page_ranges(doc.scanned_pages)} of this file are scanned images without a text layer: "
-        "their content is not available]"
+        f"[Pages {page_ranges(doc.scanned_pages)} of this file are scanned images with little or no text layer: "
+        "the images are not available, only the text above, if any]"
     )
 
 
