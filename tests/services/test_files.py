@@ -292,6 +292,48 @@ def test_binary_with_nul_bytes_is_still_refused() -> None:
         assert info.value.kind == "binary"
 
 
+def test_nul_bytes_in_a_log_or_a_table_do_not_make_it_binary() -> None:
+    log = "2024-05-01 12:00:00 INFO service started, все хорошо\n" * 2000
+    # Padded with NULs after a crash: the padding goes.
+    padded = extract_document(log.encode() + b"\x00" * 4096, "app.log", None, 1_000_000)
+    assert padded.text == log
+    # A NUL or a run of them in the middle is a stray character.
+    head, tail = log[:3000], log[3000:]
+    middle = extract_document(head.encode() + b"\x00" * 300 + tail.encode(), "app.log", None, 1_000_000)
+    assert middle.text == head + "\ufffd" + tail
+    table = extract_document(b"a;b\n1;\x002\n" + b"x;y\n" * 100, "data.csv", None, 10_000)
+    assert table.kind == "csv" and table.text.startswith("a;b\n1;\ufffd2\nx;y\n")
+
+
+def test_utf8_text_with_lines_in_cp1251_is_read_line_by_line() -> None:
+    utf8 = "Привет, мир! Это строка в UTF-8.\n" * 3
+    legacy = "А эта строка пришла из старой программы в cp1251.\n"
+    doc = extract_document(utf8.encode() + legacy.encode("cp1251"), "mixed.txt", None, 10_000)
+    assert (doc.text, doc.encoding) == (utf8 + legacy, "utf-8")
+    halves = ("Первая половина журнала в UTF-8.\n" * 50).encode() + ("Вторая — в cp1251.\n" * 50).encode("cp1251")
+    assert extract_document(halves, "joined.log", None, 10_000).text == (
+        "Первая половина журнала в UTF-8.\n" * 50 + "Вторая — в cp1251.\n" * 50
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dear John,\nI don’t think it’s ready — we’ll need “one more” pass. Let’s talk on Monday.\n",
+        "Grüße aus München! Die Straße ist schön, Äpfel und Öl kosten 5 €.\n",
+        "Café, crème brûlée, déjà vu, où est la gare? Noël à Orléans.\n",
+    ],
+)
+def test_western_text_in_windows_ansi_is_cp1252(text: str) -> None:
+    doc = extract_document(text.encode("cp1252"), "note.txt", None, 10_000)
+    assert (doc.text, doc.encoding) == (text, "cp1252")
+
+
+def test_russian_text_with_english_typographic_quotes_stays_cp1251() -> None:
+    text = "Отчёт за май. Don’t forget: the client’s “final” version — v2.\n"
+    assert extract_document(text.encode("cp1251"), "note.txt", None, 10_000).text == text
+
+
 def test_a_short_utf8_file_with_one_stray_byte_stays_utf8() -> None:
     source = "# Расчёт температуры воздуха\n# Значение в градусах Цельсия\nt = 25  # °C\n"
     data = source.encode().replace("°".encode(), "°".encode("cp1252"))

@@ -32,7 +32,19 @@ and cp1251 order the alphabet differently) or pseudographics (cp866 read as cp12
 
 MIN_SCORE_LEAD = 3
 
-_USUAL_SYMBOLS = frozenset("«»—–№“”„…\xa0°")
+_USUAL_SYMBOLS = frozenset("«»—–№“”„‘’…•™\xa0°")
+
+WESTERN_ENCODING = "cp1252"
+"""Windows' "ANSI" for English and Western European text: Notepad saves typographic quotes and dashes so, and
+German, French or Spanish letters."""
+
+_WESTERN_PUNCTUATION = frozenset("€‚„…†‡‰‹›‘’“”•–—™\xa0«»°§©®±·¿¡")
+_WESTERN_LETTERS = frozenset("ÀÁÂÃÄÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕÖØÙÚÛÜÝßàáâãäåæçèéêëìíîïñòóôõöøùúûüýÿŠšŒœŽžŸ")
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]+")
+
+MIXED_MIN_VALID_CHARS = 10
+"""Valid UTF-8 characters (of two bytes or more) that make a file UTF-8 with lines in another encoding, as long as
+they are at least a tenth of its invalid bytes: a file in a single-byte encoding seldom forms even a few."""
 
 MAX_STRAY_BYTES = 2
 """Invalid bytes a UTF-8 text may have however short it is (a cp1252 "°" in a file with a few Russian comments),
@@ -46,6 +58,7 @@ _MAX_CONTROL_SHARE = 0.02
 # Control characters that do not occur in text; tab, line breaks, form feed, backspace and ESC (ANSI colours
 # in logs) do.
 _CONTROL = re.compile(r"[\x00-\x07\x0b\x0e-\x1a\x1c-\x1f\x7f]")
+_NULS = re.compile("\x00+")
 
 
 def decode_text(data: bytes, filename: str) -> tuple[str, str]:
@@ -53,9 +66,12 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
 
     A byte order mark decides the encoding; NUL bytes in the pattern of UTF-16 make it UTF-16 without one. Otherwise
     the text is UTF-8 if it decodes as UTF-8 with at most a stray invalid byte per hundred non-ASCII bytes, or
-    ``MAX_STRAY_BYTES`` among enough valid characters (such bytes become U+FFFD); failing that cp1251, cp866 or
-    KOI8-R, whichever reads as Russian best. Other content with NUL bytes, or with many control characters, is
-    binary and raises ``UnsupportedFile``.
+    ``MAX_STRAY_BYTES`` among enough valid characters (such bytes become U+FFFD); a file with many valid UTF-8
+    characters and lines in another encoding (logs or exports put together) is read line by line
+    (``_mixed``); failing that cp1252 for Western text (``_western``), else cp1251, cp866 or KOI8-R, whichever reads
+    as Russian best. NUL bytes at the end (a log padded after a crash) are dropped, and a few elsewhere become
+    U+FFFD, as the stray bytes do. Content with many NULs or other control characters is binary and raises
+    ``UnsupportedFile``.
     """
     for bom, codec, encoding in _BOMS:
         if data.startswith(bom):
@@ -66,13 +82,12 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
             return _checked(_normalise(text), filename), encoding
     if b"\x00" in data:
         utf16 = _utf16_without_bom(data)
-        if utf16 is None:
-            raise UnsupportedFile(filename, "binary")
-        try:
-            text = data.decode(utf16)
-        except UnicodeDecodeError as exc:
-            raise UnsupportedFile(filename, "binary") from exc
-        return _checked(_normalise(text), filename), utf16
+        if utf16 is not None:
+            try:
+                text = data.decode(utf16)
+            except UnicodeDecodeError as exc:
+                raise UnsupportedFile(filename, "binary") from exc
+            return _checked(_normalise(text), filename), utf16
     try:
         text, encoding = data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -83,6 +98,8 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
         valid = len(lenient) - (len(data) - non_ascii) - lenient.count("\ufffd")
         if stray * 100 <= non_ascii or (stray <= MAX_STRAY_BYTES and valid >= stray * STRAY_BYTE_VALID_CHARS):
             text, encoding = lenient, "utf-8"
+        elif valid >= MIXED_MIN_VALID_CHARS and valid * 10 >= stray:
+            text, encoding = _mixed(data), "utf-8"
         else:
             text, encoding = _single_byte(data)
     return _checked(_normalise(text), filename), encoding
@@ -103,10 +120,52 @@ def _utf16_without_bom(data: bytes) -> str | None:
     return None
 
 
+def _mixed(data: bytes) -> str:
+    """UTF-8 text with lines in a single-byte encoding: each line that is not UTF-8, and has no valid UTF-8
+    character of its own, is decoded with the encoding those lines read best in (``_single_byte``); a UTF-8 line
+    with a stray byte keeps it as U+FFFD."""
+    lines = data.splitlines(keepends=True)
+    foreign = []
+    for line in lines:
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            if line.decode("utf-8", errors="ignore").isascii():
+                foreign.append(line)
+    encoding = _single_byte(b"".join(foreign))[1] if foreign else FALLBACK_ENCODING
+    kept = set(foreign)
+    return "".join(
+        line.decode(encoding, errors="replace") if line in kept else line.decode("utf-8", errors="replace")
+        for line in lines
+    )
+
+
+def _western(sample: bytes) -> bool:
+    """Whether ``sample`` (not UTF-8) reads as Western text in cp1252: its bytes over 127 are typographic punctuation
+    and Latin letters with diacritics, each among ASCII letters ("Grüße", "don’t"), where Russian in any single-byte
+    encoding makes whole words of them."""
+    try:
+        text = sample.decode(WESTERN_ENCODING)
+    except UnicodeDecodeError:  # a byte cp1252 leaves undefined
+        return False
+    runs = []
+    for run in _NON_ASCII_RUN.findall(text):
+        if any(char not in _WESTERN_PUNCTUATION and char not in _WESTERN_LETTERS for char in run):
+            return False
+        letters = "".join(char for char in run if char in _WESTERN_LETTERS)
+        if letters:
+            runs.append(len(letters))
+    # "Grüße" has two together; "Ну да" in cp1251 has nothing but such pairs.
+    return all(length <= 2 for length in runs) and sum(length == 2 for length in runs) * 2 <= len(runs)
+
+
 def _single_byte(data: bytes) -> tuple[str, str]:
-    """``data`` decoded with the one of ``SINGLE_BYTE_ENCODINGS`` that makes, in its first ``_SAMPLE_CHARS`` bytes,
-    the most frequent Russian letters and the fewest pseudographic and other unusual characters."""
+    """``data`` decoded as cp1252 when it reads as Western text (``_western``), else with the one of
+    ``SINGLE_BYTE_ENCODINGS`` that makes, in its first ``_SAMPLE_CHARS`` bytes, the most frequent Russian letters
+    and the fewest pseudographic and other unusual characters."""
     sample = data[:_SAMPLE_CHARS]
+    if _western(sample):
+        return data.decode(WESTERN_ENCODING, errors="replace"), WESTERN_ENCODING
     scores = []
     for encoding in SINGLE_BYTE_ENCODINGS:
         score = 0
@@ -127,10 +186,13 @@ def _normalise(text: str) -> str:
 
 
 def _checked(text: str, filename: str) -> str:
-    sample = text[:_SAMPLE_CHARS]
-    if "\x00" in text or len(_CONTROL.findall(sample)) > len(sample) * _MAX_CONTROL_SHARE:
+    """``text`` without the NULs at its end, and each run of them elsewhere as U+FFFD; ``UnsupportedFile`` when
+    control characters (a run of NULs counted once) are over ``_MAX_CONTROL_SHARE`` of it."""
+    text = text.rstrip("\x00")
+    sample = _NULS.sub("\x00", text[:_SAMPLE_CHARS])
+    if len(_CONTROL.findall(sample)) > len(sample) * _MAX_CONTROL_SHARE:
         raise UnsupportedFile(filename, "binary")
-    return text
+    return _NULS.sub("\ufffd", text)
 
 
 def extract_text(data: bytes, filename: str, kind: DocumentKind, max_chars: int) -> ExtractedDocument:
