@@ -48,6 +48,7 @@ from pomogator.llm.tokens import (
 )
 from pomogator.services.conversations import Content
 from pomogator.services.files import (
+    MAX_DOCUMENTS_CHARS,
     MAX_DOWNLOAD_BYTES,
     MAX_REQUEST_MEDIA_BYTES,
     MAX_SCAN_BYTES,
@@ -72,11 +73,6 @@ PER_DOCUMENT_RESERVE_TOKENS = 150
 # ...and a share for the conversation so far, so a long file does not push out all of it.
 CONTEXT_SHARE = 0.2
 MIN_DOCUMENT_CHARS = 1000
-
-MAX_DOCUMENTS_CHARS = 400_000
-"""The text of one request's documents together, whatever the model's context (about 130k tokens, a 250-page
-book). The text stays in the conversation and goes to the model again with every follow-up question, while the
-quota counts requests, not tokens: on a million-token model one document could cost dollars per question."""
 
 MAX_ATTACHMENTS = 10
 """Photos and files of one request: as many as an album holds. Messages forwarded together may carry more; each is
@@ -154,19 +150,39 @@ def question_of(messages: list[Message]) -> str | None:
 
 
 def document_tokens(model: Model, role: str | None, *, documents: int, images: int) -> int:
-    """How many tokens each document may take in ``model``: what its context holds after the answer, the role,
-    the images, the question and a share for the conversation, split evenly between the documents."""
+    """How many tokens the documents of a request may take together in ``model``: what its context holds after the
+    answer, the role, the images, the question and the wrappers, and a share for the conversation."""
     tokens = model.context_length - model.max_output_tokens
     tokens -= estimate_text(role) if role else 0
     tokens -= images * IMAGE_TOKENS + QUESTION_RESERVE_TOKENS + documents * PER_DOCUMENT_RESERVE_TOKENS
-    return int(tokens * (1 - CONTEXT_SHARE)) // max(documents, 1)
+    return max(int(tokens * (1 - CONTEXT_SHARE)), 0)
 
 
 def max_document_chars(model: Model, role: str | None, *, documents: int, images: int) -> int:
-    """How many characters of each document are read: ``document_tokens`` of prose, and at most an even share of
-    ``MAX_DOCUMENTS_CHARS``. Denser text (numbers) is cut further once read (``fit_tokens``)."""
+    """How many characters of a document are read: ``document_tokens`` of prose, and at most
+    ``MAX_DOCUMENTS_CHARS``. Each document of a request may take it all; they share it once read (``shares``), and
+    denser text (numbers) is cut further (``fit_tokens``)."""
     chars = document_tokens(model, role, documents=documents, images=images) * CHARS_PER_TOKEN
-    return max(MIN_DOCUMENT_CHARS, min(chars, MAX_DOCUMENTS_CHARS // max(documents, 1)))
+    return max(MIN_DOCUMENT_CHARS, min(chars, MAX_DOCUMENTS_CHARS))
+
+
+def shares(needs: list[int], budget: int) -> list[int]:
+    """``budget`` shared by what each one ``needs``: those that need less than an even share of what is left take
+    what they need, and the rest is split evenly between the others."""
+    given = [0] * len(needs)
+    left = budget
+    for position, index in enumerate(sorted(range(len(needs)), key=needs.__getitem__)):
+        given[index] = min(needs[index], left // (len(needs) - position))
+        left -= given[index]
+    return given
+
+
+def within_cap(doc: ExtractedDocument, max_chars: int) -> ExtractedDocument:
+    """``doc`` cut to ``max_chars``, its share of ``MAX_DOCUMENTS_CHARS``, when its text is longer."""
+    if len(doc.text) <= max_chars:
+        return doc
+    text, _ = cut_to_fit(doc.text, max(MIN_DOCUMENT_CHARS, max_chars))
+    return replace(doc, text=text, truncated=True, stopped_by="cap")
 
 
 def fit_tokens(doc: ExtractedDocument, max_tokens: int) -> ExtractedDocument:
@@ -230,6 +246,8 @@ class AttachmentRequest:
         documents = len(self.attachments) - images
         self.document_tokens = document_tokens(model, role, documents=documents, images=images)
         self.max_chars = max_document_chars(model, role, documents=documents, images=images)
+        # Reading a document stops at max_chars: when that is the cap, not the context, the cap is what cut it.
+        self.capped = self.max_chars == MAX_DOCUMENTS_CHARS
 
     @property
     def skipped_kinds(self) -> list[str | None]:
@@ -266,6 +284,8 @@ class AttachmentRequest:
                 unreadable.append(exc)
                 continue
             if isinstance(read, ExtractedDocument):
+                if self.capped and read.stopped_by == "context":
+                    read = replace(read, stopped_by="cap")
                 if read.needs_file_part and len(data) <= min(MAX_SCAN_BYTES, media_room):
                     media_room -= len(data)
                 media_room -= media_bytes(read.pictures)
@@ -278,10 +298,7 @@ class AttachmentRequest:
         without_scans: list[tuple[ExtractedDocument, FileError]] = []
         documents = self.without_unsent_scans(documents, media_bytes(images), unreadable, without_scans)
         documents = self.with_fitting_pictures(documents, media_bytes(images), unreadable)
-        # A document's pictures take their share of its room in the context: only those that go.
-        documents = [
-            (fit_tokens(doc, self.document_tokens - len(doc.pictures) * IMAGE_TOKENS), data) for doc, data in documents
-        ]
+        documents = self.shared(documents)
         if not documents and not images and not self.with_texts:
             raise unreadable[0]
         if not documents and not images:  # forwarded texts whose files all were left out
@@ -318,6 +335,18 @@ class AttachmentRequest:
             without_scans=without_scans,
             without_pictures=[doc for doc, _ in documents if doc.pictures_left_out],
         )
+
+    def shared(self, documents: list[tuple[ExtractedDocument, bytes]]) -> list[tuple[ExtractedDocument, bytes]]:
+        """``documents`` cut to their shares of the context and of ``MAX_DOCUMENTS_CHARS``: a short one keeps all its
+        text, and what it leaves goes to the long ones. A document's pictures take their share of its room in the
+        context: only those that go."""
+        needs = [estimate_text(doc.text) + len(doc.pictures) * IMAGE_TOKENS for doc, _ in documents]
+        documents = [
+            (fit_tokens(doc, tokens - len(doc.pictures) * IMAGE_TOKENS), data)
+            for (doc, data), tokens in zip(documents, shares(needs, self.document_tokens), strict=True)
+        ]
+        lengths = shares([len(doc.text) for doc, _ in documents], MAX_DOCUMENTS_CHARS)
+        return [(within_cap(doc, chars), data) for (doc, data), chars in zip(documents, lengths, strict=True)]
 
     @staticmethod
     async def document_parts(documents: list[tuple[ExtractedDocument, bytes]], question: str) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from pomogator.errors import (
 )
 from pomogator.services.files import (
     MAX_DOCUMENT_PICTURES,
+    MAX_DOCUMENTS_CHARS,
     MAX_DOWNLOAD_BYTES,
     MAX_REQUEST_MEDIA_BYTES,
     MAX_SCAN_BYTES,
@@ -304,7 +305,8 @@ def pictures_left_out(doc: ExtractedDocument) -> str:
 
 def document_cut(doc: ExtractedDocument) -> str:
     """Told before the answer when only part of a document goes to the model: it was too long for the model's
-    context, or the reading of a PDF stopped (the page cap, the time it took, pages that could not be read)."""
+    context or for the text one request may carry, or the reading of a PDF stopped (the page cap, the time it took,
+    pages that could not be read)."""
     name = esc(doc.filename)
     read = len(doc.text)
     if doc.total_chars is None and doc.pages_read is not None and doc.pages_total is not None:
@@ -316,6 +318,7 @@ def document_cut(doc: ExtractedDocument) -> str:
         part = f"первые {chars(read)}"
     why = {
         "pages": f"больше {pages(doc.pages_read or 0)} за раз я не читаю",
+        "cap": f"больше {chars(MAX_DOCUMENTS_CHARS)} за раз я не читаю",
         "time": "чтение заняло слишком много времени",
         "unreadable": "многие страницы прочитать не получилось",
     }.get(doc.stopped_by or "")

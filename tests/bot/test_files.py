@@ -20,7 +20,6 @@ from pypdf import PdfReader, PdfWriter
 from pomogator.bot import attachments, files_texts, texts
 from pomogator.bot.answer.renderer import TYPING_EVERY
 from pomogator.bot.attachments import (
-    MAX_DOCUMENTS_CHARS,
     MIN_DOCUMENT_CHARS,
     Attachment,
     AttachmentRequest,
@@ -44,9 +43,10 @@ from pomogator.errors import (
     UnsupportedFile,
     VisionUnsupported,
 )
-from pomogator.llm.catalog import load_catalog
+from pomogator.llm.catalog import Model, load_catalog
 from pomogator.llm.tokens import CHARS_PER_TOKEN, IMAGE_TOKENS, estimate_text
 from pomogator.services.files import (
+    MAX_DOCUMENTS_CHARS,
     MAX_DOWNLOAD_BYTES,
     MAX_IMAGE_BYTES,
     MAX_REQUEST_MEDIA_BYTES,
@@ -55,6 +55,7 @@ from pomogator.services.files import (
     extract_document,
     media_bytes,
     read_document,
+    truncation_note,
 )
 from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
@@ -972,7 +973,8 @@ def test_documents_get_what_the_context_holds_after_the_answer_the_role_and_the_
     assert tokens * CHARS_PER_TOKEN // 2 < alone < tokens * CHARS_PER_TOKEN
     assert max_document_chars(model, "роль " * 2000, documents=1, images=0) < alone
     assert max_document_chars(model, None, documents=1, images=3) < alone
-    assert max_document_chars(model, None, documents=2, images=0) < alone // 2 + 1
+    # Each document of several may take all that is left: they share it once read.
+    assert alone // 2 < max_document_chars(model, None, documents=2, images=0) < alone
     tiny = replace(model, context_length=600, max_output_tokens=500)
     assert max_document_chars(tiny, None, documents=1, images=0) == MIN_DOCUMENT_CHARS
 
@@ -1088,7 +1090,55 @@ def test_documents_are_capped_whatever_the_context() -> None:
     huge = max(load_catalog(None).models, key=lambda model: model.context_length)
     assert huge.context_length >= 1_000_000
     assert max_document_chars(huge, None, documents=1, images=0) == MAX_DOCUMENTS_CHARS
-    assert max_document_chars(huge, None, documents=4, images=0) == MAX_DOCUMENTS_CHARS // 4
+    assert max_document_chars(huge, None, documents=4, images=0) == MAX_DOCUMENTS_CHARS
+
+
+def text_message(file_id: str) -> Message:
+    document = {"file_id": file_id, "file_unique_id": file_id, "file_name": f"{file_id}.txt", "mime_type": "text/plain"}
+    return message(document=document, media_group_id="g")
+
+
+async def read_texts(texts: dict[str, str], model: Model) -> Prepared:
+    catalog = load_catalog(None)
+    bot = cast(Bot, FilesBot({name: text.encode() for name, text in texts.items()}))
+    return await AttachmentRequest([text_message(name) for name in texts], model, None, catalog).read(bot)
+
+
+async def test_small_documents_leave_their_room_to_a_big_one_in_the_same_album() -> None:
+    """A long contract with four short annexes: together they fit, so none is cut."""
+    model = load_catalog(None).default
+    contract = "The tenant pays the rent by the fifth day of each month. " * 3500
+    annexes = {f"annex{n}": f"Annex {n}: the inventory of room {n}.\n" * 20 for n in range(4)}
+    # Split evenly, as before they were read, it would have been cut to a fifth.
+    assert len(contract) > max_document_chars(model, None, documents=5, images=0) // 5 * 3
+    prepared = await read_texts({"contract": contract, **annexes}, model)
+    text = cast(list[dict[str, Any]], prepared.content)[0]["text"]
+    assert prepared.cut == [] and contract.strip() in text
+    assert all(annex.strip() in text for annex in annexes.values())
+    # When they do not fit, the big ones share what the small ones leave: each is cut to the same room.
+    big = {"a": contract * 2, "b": contract * 2, "small": "A short note.\n"}
+    prepared = await read_texts(big, model)
+    assert sorted(doc.filename for doc in prepared.cut) == ["a.txt", "b.txt"]
+    first, second = (len(doc.text) for doc in prepared.cut)
+    assert abs(first - second) < 100 and "A short note." in cast(list[dict[str, Any]], prepared.content)[0]["text"]
+    budget = max_document_chars(model, None, documents=3, images=0)
+    assert first + second > budget * 0.9
+
+
+async def test_a_document_cut_by_the_bots_own_cap_says_so_not_the_models_context() -> None:
+    huge = max(load_catalog(None).models, key=lambda model: model.context_length)
+    book = "The tenant pays the rent by the fifth day of each month.\n" * 10_000
+    assert len(book) > MAX_DOCUMENTS_CHARS
+    [cut] = (await read_texts({"book": book}, huge)).cut
+    assert cut.stopped_by == "cap" and len(cut.text) <= MAX_DOCUMENTS_CHARS
+    assert files_texts.document_cut(cut).startswith(
+        "✂️ «book.txt» я прочитал не целиком: больше 400\xa0000 символов за раз я не читаю. Модель прочитает первые"
+    )
+    assert "the bot's limit, not the model's context" in (truncation_note(cut) or "")
+    # Two long ones share the cap.
+    prepared = await read_texts({"a": book[:300_000], "b": book[:300_000]}, huge)
+    assert [doc.stopped_by for doc in prepared.cut] == ["cap", "cap"]
+    assert sum(len(doc.text) for doc in prepared.cut) <= MAX_DOCUMENTS_CHARS
 
 
 def test_numeric_text_is_cut_to_what_its_tokens_allow() -> None:

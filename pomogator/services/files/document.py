@@ -7,9 +7,15 @@ from typing import Any, Literal
 
 DocumentKind = Literal["text", "markdown", "csv", "json", "code", "pdf", "docx"]
 
-StopReason = Literal["context", "pages", "time", "unreadable"]
-"""Why a document was not read whole: its text is longer than the model's context holds, or a PDF's reading stopped
-at the page cap, at the time budget or after too many pages that could not be read."""
+StopReason = Literal["context", "cap", "pages", "time", "unreadable"]
+"""Why a document was not read whole: its text is longer than the model's context holds, or than the text one request
+may carry (``MAX_DOCUMENTS_CHARS``), or a PDF's reading stopped at the page cap, at the time budget or after too many
+pages that could not be read."""
+
+MAX_DOCUMENTS_CHARS = 400_000
+"""The text of one request's documents together, whatever the model's context (about 130k tokens, a 250-page
+book). The text stays in the conversation and goes to the model again with every follow-up question, while the
+quota counts requests, not tokens: on a million-token model one document could cost dollars per question."""
 
 PictureLoss = Literal["vision", "format", "unreadable", "count", "size", "time"]
 """Why a picture of a DOCX does not go to the model: the model cannot see; a format models do not take (EMF, WMF);

@@ -27,6 +27,7 @@ def safe_filename(filename: str) -> str:
 
 _STOPPED = {
     "pages": "Only the first pages of the file were read (the reader's page limit, not the model's context)",
+    "cap": "The file was cut to the text one request may carry (the bot's limit, not the model's context)",
     "time": "Reading the file stopped early: it took too long",
     "unreadable": "Reading the file stopped early: too many of its pages could not be read",
 }
