@@ -481,6 +481,22 @@ def test_a_password_protected_office_file_is_encrypted_not_old(name: str, mime: 
     assert old.value.kind == "legacy-office"
 
 
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("book.xlsb", "spreadsheet"),
+        ("t.numbers", "spreadsheet"),
+        ("t.key", "presentation"),
+        ("p.pages", "other-document"),
+    ],
+)
+def test_office_formats_in_a_zip_of_their_own_layout_are_not_archives(name: str, kind: str) -> None:
+    # .xlsb keeps its parts in binary files; Apple's formats hold an Index/ folder of their own.
+    data = make_zip({"[Content_Types].xml": b"<Types/>", "xl/workbook.bin": b"\x00" * 16, "Index/Document.iwa": b"x"})
+    assert detect_kind(data, name) == kind
+    assert detect_kind(data, "files.zip") == "archive"
+
+
 def test_detect_kind_prefers_content_over_name() -> None:
     assert detect_kind(make_pdf(["hi"]), "renamed.txt") == "pdf"
     assert detect_kind(make_docx(), "report.bin") == "docx"

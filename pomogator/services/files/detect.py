@@ -251,7 +251,10 @@ def _zip_kind(data: bytes, by_name: FileKind | None) -> FileKind:
         return "other-document"
     if by_name == "docx":
         return "docx"  # a zip that claims to be a DOCX but is not one: reading it reports the damage
-    return by_name if by_name in ("executable", "archive") else "archive"
+    # Office formats without Office's layout (.xlsb's binary parts, Apple's .numbers, .key and .pages) are what
+    # their names say: told to save them otherwise, not to unpack them.
+    named = ("executable", "archive", "spreadsheet", "presentation", "other-document", "legacy-office")
+    return by_name if by_name in named else "archive"
 
 
 def detect_kind(data: bytes, filename: str, mime_type: str | None = None) -> FileKind:
