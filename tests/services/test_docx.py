@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import zipfile
 from pathlib import Path
+from typing import IO, cast
 
 import pytest
 from docx import Document
@@ -598,3 +599,63 @@ def test_a_based_on_cycle_ends() -> None:
     )
     body = styled("Сам по себе", "Loop") + styled("Первый", "First") + styled("Второй", "Second")
     assert read_styled(body, *cycle) == ["Сам по себе", "1 Первый", "2 Второй"]
+
+
+def strict(data: bytes) -> bytes:
+    """The DOCX ``data`` saved as Word's "Strict Open XML Document": the same layout in namespaces of its own."""
+    namespaces = {
+        b"http://schemas.openxmlformats.org/wordprocessingml/2006/main": b"http://purl.oclc.org/ooxml/wordprocessingml/main",
+        b"http://schemas.openxmlformats.org/officeDocument/2006/relationships": (
+            b"http://purl.oclc.org/ooxml/officeDocument/relationships"
+        ),
+    }
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in source.namelist():
+            content = source.read(name)
+            for transitional, strict_namespace in namespaces.items():
+                content = content.replace(transitional, strict_namespace)
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+def test_a_strict_open_xml_document_is_read_as_a_transitional_one() -> None:
+    document = Document()
+    document.add_heading("Договор поставки", level=1)
+    document.add_paragraph("Поставщик обязуется поставить товар.", style="List Number")
+    document.add_table(rows=1, cols=2).cell(0, 1).text = "Цена"
+    out = io.BytesIO()
+    document.save(out)
+    transitional = extract_document(out.getvalue(), "t.docx", None, 10_000)
+    read = extract_document(strict(out.getvalue()), "strict.docx", None, 10_000)
+    assert read.text == transitional.text
+    assert "# Договор поставки" in read.text and "1. Поставщик обязуется" in read.text and "| Цена |" in read.text
+
+
+class Trickle(io.RawIOBase):
+    """A stream that hands out a few bytes at a time, whatever is asked for."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step = data, step
+
+    def read(self, size: int = -1) -> bytes:
+        chunk, self.data = self.data[: self.step], self.data[self.step :]
+        return chunk
+
+
+@pytest.mark.parametrize("step", [1, 7, 40, 1000])
+def test_strict_namespaces_cut_between_reads_are_still_translated(step: int) -> None:
+    from pomogator.services.files.docx import _Transitional
+
+    strict_xml = b'<w:document xmlns:w="http://purl.oclc.org/ooxml/wordprocessingml/main"><w:body/></w:document>'
+    stream = _Transitional(cast(IO[bytes], Trickle(strict_xml * 3, step)))
+    chunks = iter(lambda: stream.read(64), b"")
+    assert (
+        b"".join(chunks)
+        == strict_xml.replace(
+            b"http://purl.oclc.org/ooxml/wordprocessingml/main",
+            b"http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+        )
+        * 3
+    )

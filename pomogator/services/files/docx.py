@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import posixpath
+import re
 import zipfile
 from collections.abc import Collection, Iterator
 from typing import IO, Any, Protocol
@@ -176,6 +177,49 @@ _SKIPPED = frozenset(
 )
 
 
+_STRICT_NAMESPACES = {
+    b"http://purl.oclc.org/ooxml/wordprocessingml/main": b"http://schemas.openxmlformats.org/wordprocessingml/2006/main",
+    b"http://purl.oclc.org/ooxml/officeDocument/relationships": (
+        b"http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    ),
+    b"http://purl.oclc.org/ooxml/drawingml/main": b"http://schemas.openxmlformats.org/drawingml/2006/main",
+}
+"""Word's "Strict Open XML Document" names its elements in namespaces of its own; its layout is the same."""
+_STRICT = re.compile(b"|".join(re.escape(namespace) for namespace in _STRICT_NAMESPACES))
+_STRICT_TAIL = max(map(len, _STRICT_NAMESPACES)) - 1
+
+
+class _Transitional:
+    """A part's XML as it streams, with Strict OOXML's namespaces written as the transitional ones the reader knows.
+    A namespace is the value of an attribute: a document's text seldom holds one."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._pending = b""
+        self._done = False
+
+    @staticmethod
+    def _translated(data: bytes) -> bytes:
+        return _STRICT.sub(lambda match: _STRICT_NAMESPACES[match.group()], data)
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._done:
+            chunk = self._stream.read(size if size > 0 else -1)
+            data = self._pending + chunk
+            if not chunk:
+                self._done, self._pending = True, b""
+                return self._translated(data)
+            # A namespace cut by the chunk's end waits for the rest of it.
+            cut = max(len(data) - _STRICT_TAIL, 0)
+            for match in _STRICT.finditer(data, max(cut - _STRICT_TAIL, 0)):
+                if match.start() < cut < match.end():
+                    cut = match.end()
+            head, self._pending = data[:cut], data[cut:]
+            if head:
+                return self._translated(head)
+        return b""
+
+
 def _iterparse(stream: IO[bytes], events: tuple[str, ...], tags: Collection[str]) -> Iterator[tuple[str, _Element]]:
     # Imported on first use: few messages carry a DOCX, and lxml costs the bot memory from the start.
     from lxml import etree  # type: ignore[import-untyped]
@@ -183,7 +227,7 @@ def _iterparse(stream: IO[bytes], events: tuple[str, ...], tags: Collection[str]
     # The XML comes from a stranger: entities stay unexpanded, nothing is fetched, and libxml2 keeps its
     # limits on depth and text size.
     parser: Iterator[tuple[str, _Element]] = etree.iterparse(
-        stream,
+        _Transitional(stream),
         events=events,
         tag=tuple(tags),
         resolve_entities=False,
