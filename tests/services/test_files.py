@@ -244,6 +244,16 @@ def test_utf8_bom_is_removed() -> None:
     assert doc.encoding == "utf-8-sig"
 
 
+def test_a_truncated_utf16_file_or_a_stray_byte_after_a_bom_is_still_text() -> None:
+    text = "Юникод из блокнота\n" * 20
+    truncated = extract_document(codecs.BOM_UTF16_LE + text.encode("utf-16-le") + b"\x04", "u.txt", None, 10_000)
+    assert (truncated.text, truncated.encoding) == (text, "utf-16")
+    stray = extract_document(codecs.BOM_UTF8 + text.encode() + b"\xff" + text.encode(), "u.txt", None, 10_000)
+    assert stray.text == text + "\ufffd" + text
+    with pytest.raises(UnsupportedFile):
+        extract_document(codecs.BOM_UTF8 + bytes(range(128, 256)) * 8, "u.txt", None, 10_000)
+
+
 def test_utf16_with_bom_from_notepad() -> None:
     data = codecs.BOM_UTF16_LE + "Юникод из блокнота\r\n".encode("utf-16-le")
     doc = extract_document(data, "unicode.txt", None, 100)

@@ -75,10 +75,12 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
     """
     for bom, codec, encoding in _BOMS:
         if data.startswith(bom):
-            try:
-                text = data[len(bom) :].decode(codec)
-            except UnicodeDecodeError as exc:
-                raise UnsupportedFile(filename, "binary") from exc
+            # A stray byte at the end (a truncated file) or a few invalid ones inside become U+FFFD.
+            body = data[len(bom) :]
+            unit = 4 if "32" in codec else 2 if "16" in codec else 1
+            text = body[: len(body) - len(body) % unit].decode(codec, errors="replace")
+            if text.count("\ufffd") > len(text) * _MAX_CONTROL_SHARE:
+                raise UnsupportedFile(filename, "binary")
             return _checked(_normalise(text), filename), encoding
     if b"\x00" in data:
         utf16 = _utf16_without_bom(data)
