@@ -40,9 +40,11 @@ DEFAULT_YOOKASSA_NETWORKS = (
 )
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-# A webhook secret token: what Telegram accepts, at least 32 characters long. It is the one check on who may post
-# updates (``pomogator.web.telegram_webhook``); a short one could be guessed.
-WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{32,256}")
+# What Telegram accepts as a webhook secret token.
+WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# The webhook secret is the one check on who may post updates (``pomogator.web.telegram_webhook``): the commands
+# that use it refuse a shorter one, which could be guessed (``Settings.require_strong_webhook_secret``).
+MIN_WEBHOOK_SECRET_LENGTH = 32
 # A bot token as @BotFather gives it: the bot's id, a colon, the key.
 BOT_TOKEN_RE = re.compile(r"[0-9]+:[A-Za-z0-9_-]+")
 # A user's id, or a group's (negative).
@@ -283,9 +285,7 @@ class Settings(BaseModel):
     @classmethod
     def _valid_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and value.get_secret_value() and not WEBHOOK_SECRET_RE.fullmatch(value.get_secret_value()):
-            raise PydanticCustomError(
-                "webhook_secret", "use 32-256 characters of A-Z, a-z, 0-9, _ and - (`openssl rand -hex 32` makes one)"
-            )
+            raise PydanticCustomError("webhook_secret", "use 1-256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
     @property
@@ -328,6 +328,17 @@ class Settings(BaseModel):
             raise ConfigError(f"{missing[0]} is not set.")
         if missing:
             raise ConfigError(f"{', '.join(missing[:-1])} and {missing[-1]} are not set.")
+
+    def require_strong_webhook_secret(self) -> None:
+        """Raise ConfigError when the webhook secret is set but shorter than ``MIN_WEBHOOK_SECRET_LENGTH``. Checked
+        by the commands that use it (``run web``, ``bot set-webhook``), not with the other settings: the rest (``db
+        migrate`` of an upgrade among them) run while a secret from before the rule is replaced."""
+        secret = self.telegram_webhook_secret
+        if secret is not None and 0 < len(secret.get_secret_value()) < MIN_WEBHOOK_SECRET_LENGTH:
+            raise ConfigError(
+                f"POMOGATOR_TELEGRAM_WEBHOOK_SECRET is too short to be safe: use at least {MIN_WEBHOOK_SECRET_LENGTH} "
+                "characters (`openssl rand -hex 32` makes one) and register it with `pomogator bot set-webhook`."
+            )
 
     def secret_values(self) -> list[str]:
         """Every secret value configured, for log redaction: the API secrets and the passwords of the database and

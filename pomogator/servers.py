@@ -141,6 +141,7 @@ def run_web() -> None:
     settings = settings_for(process="web")
     # Checked before aiogram is imported (webhook mode), as `run bot` does.
     settings.require(*web_needs(settings))
+    settings.require_strong_webhook_secret()
     if settings.webhook_mode:
         # The app serves the bot: aiogram, the bot's modules and the SDK are loaded now, to be frozen with the rest
         # (left to the app's start-up they would be walked by every full collection, 0.2-0.3 s each).

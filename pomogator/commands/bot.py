@@ -128,10 +128,12 @@ def set_webhook(
 ) -> None:
     """Make Telegram deliver updates to URL, with POMOGATOR_TELEGRAM_WEBHOOK_SECRET as its secret (webhook mode).
 
-    Then run only `pomogator run web` (one or more instances behind URL): a polling bot would remove the webhook.
+    Then run only `pomogator run web` (one or more instances behind URL): `pomogator run bot` refuses to poll while
+    a webhook is set.
     """
     url = url.strip()
     settings = _settings("telegram_webhook_secret")
+    settings.require_strong_webhook_secret()
     check_webhook_url(url, force=force, https_only=_official_api(settings))
     assert settings.telegram_webhook_secret is not None
     params = {

@@ -147,7 +147,25 @@ async def test_run_web_in_webhook_mode_needs_the_openrouter_key(tmp_path: Path) 
     assert "POMOGATOR_OPENROUTER_API_KEY" in result.stderr
 
 
-@pytest.mark.parametrize("secret", ["has space " * 4, "x" * 257, "semi;colon" * 4, "short-but-telegram-accepts-it"])
+async def test_a_short_webhook_secret_stops_only_the_commands_that_use_it(tmp_path: Path) -> None:
+    # A guessable secret would let anybody post updates as any person; other commands (an upgrade's `db migrate`)
+    # still run while it is replaced.
+    short = "only-thirty-one-characters-long"
+    env = clean_env(
+        POMOGATOR_BOT_TOKEN="1:x",
+        POMOGATOR_OPENROUTER_API_KEY="k",
+        POMOGATOR_TELEGRAM_WEBHOOK_SECRET=short,
+        POMOGATOR_DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    )
+    web = await run_cli("run", "web", cwd=tmp_path, env=env)
+    assert web.code == 1
+    assert "too short to be safe: use at least 32 characters" in web.stderr
+    assert short not in web.stderr and "Traceback" not in web.stderr
+    migrated = await run_cli("db", "migrate", cwd=tmp_path, env=env)
+    assert migrated.code == 0, migrated.stderr
+
+
+@pytest.mark.parametrize("secret", ["has space", "x" * 257, "semi;colon"])
 def test_a_webhook_secret_telegram_would_refuse_is_a_config_error(secret: str) -> None:
     with pytest.raises(ValidationError):
         make_settings(telegram_webhook_secret=secret)

@@ -52,6 +52,12 @@ async def test_set_webhook_needs_the_secret_and_reports_telegram_refusals(tg: Fa
     assert missing.code == 1
     assert "POMOGATOR_TELEGRAM_WEBHOOK_SECRET" in missing.stderr
 
+    short = await run_cli(
+        "bot", "set-webhook", URL, cwd=tmp_path, env=env_for(tg, POMOGATOR_TELEGRAM_WEBHOOK_SECRET="x")
+    )
+    assert short.code == 1 and "too short to be safe" in short.stderr
+    assert tg.webhook is None
+
     env = env_for(tg, POMOGATOR_TELEGRAM_WEBHOOK_SECRET=SECRET)
     local = await run_cli("bot", "set-webhook", "ftp://bot.example.com/webhooks/telegram", cwd=tmp_path, env=env)
     assert local.code == 2 and "http" in local.stderr  # refused before Telegram is asked
