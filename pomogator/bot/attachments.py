@@ -54,7 +54,7 @@ from pomogator.services.files import (
     MAX_SCAN_BYTES,
     ExtractedDocument,
     check_media_total,
-    cut_to_fit,
+    cut_further,
     declared_kind,
     document_prompt,
     fit_pictures,
@@ -181,8 +181,7 @@ def within_cap(doc: ExtractedDocument, max_chars: int) -> ExtractedDocument:
     """``doc`` cut to ``max_chars``, its share of ``MAX_DOCUMENTS_CHARS``, when its text is longer."""
     if len(doc.text) <= max_chars:
         return doc
-    text, _ = cut_to_fit(doc.text, max(MIN_DOCUMENT_CHARS, max_chars))
-    return replace(doc, text=text, truncated=True, stopped_by="cap")
+    return cut_further(doc, max(MIN_DOCUMENT_CHARS, max_chars), "cap")
 
 
 def fit_tokens(doc: ExtractedDocument, max_tokens: int) -> ExtractedDocument:
@@ -191,8 +190,7 @@ def fit_tokens(doc: ExtractedDocument, max_tokens: int) -> ExtractedDocument:
     tokens = estimate_text(doc.text)
     if tokens <= max_tokens:
         return doc
-    text, _ = cut_to_fit(doc.text, max(MIN_DOCUMENT_CHARS, len(doc.text) * max_tokens // tokens))
-    return replace(doc, text=text, truncated=True, stopped_by="context")
+    return cut_further(doc, max(MIN_DOCUMENT_CHARS, len(doc.text) * max_tokens // tokens), "context")
 
 
 def check_size(attachment: Attachment, limit: int) -> None:

@@ -1093,6 +1093,15 @@ def test_documents_are_capped_whatever_the_context() -> None:
     assert max_document_chars(huge, None, documents=4, images=0) == MAX_DOCUMENTS_CHARS
 
 
+def test_a_pdf_cut_further_once_read_is_told_with_the_pages_left() -> None:
+    page = "Revenue grew while costs stayed flat, and the board approved the plan. " * 40
+    read = extract_document(make_pdf([page] * 30), "r.pdf", "application/pdf", 20 * len(page))
+    assert (read.pages_read, read.pages_total, read.total_chars) == (20, 30, None)
+    cut = fit_tokens(read, estimate_text(read.text) // 4)
+    assert cut.pages_read is not None and cut.pages_read < 7 and f"--- page {cut.pages_read} ---" in cut.text
+    assert f"с первых {cut.pages_read} из 30 страниц" in files_texts.document_cut(cut)
+
+
 def text_message(file_id: str) -> Message:
     document = {"file_id": file_id, "file_unique_id": file_id, "file_name": f"{file_id}.txt", "mime_type": "text/plain"}
     return message(document=document, media_group_id="g")

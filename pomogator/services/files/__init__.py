@@ -9,7 +9,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .detect import MAX_DOWNLOAD_BYTES, FileKind, check_size, detect_kind, sniff_image, sniff_signature
-from .document import MAX_DOCUMENTS_CHARS, DocumentKind, ExtractedDocument, PictureLoss, cut_to_fit
+from .document import MAX_DOCUMENTS_CHARS, DocumentKind, ExtractedDocument, PictureLoss, cut_further, cut_to_fit
 from .docx import MAX_UNCOMPRESSED_BYTES, check_zip_bounds
 from .extract import declared_kind, extract_document
 from .pdf import pdf_file_part
@@ -69,6 +69,7 @@ __all__ = [
     "check_media_total",
     "check_size",
     "check_zip_bounds",
+    "cut_further",
     "cut_to_fit",
     "declared_kind",
     "detect_kind",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 DocumentKind = Literal["text", "markdown", "csv", "json", "code", "pdf", "docx"]
@@ -57,6 +58,22 @@ class ExtractedDocument:
     def picture_count(self) -> int:
         """The pictures of the document, those that go to the model and those left out."""
         return len(self.pictures) + len(self.pictures_left_out)
+
+
+PAGE_MARKER = "--- page {} ---"
+"""What heads each page's text of a PDF of more than one page."""
+_PAGE_MARKERS = re.compile(r"^--- page (\d+) ---$", re.MULTILINE)
+
+
+def cut_further(doc: ExtractedDocument, max_chars: int, stopped_by: StopReason) -> ExtractedDocument:
+    """``doc`` cut to ``max_chars`` after it was read (``cut_to_fit``), for ``stopped_by``; a PDF's ``pages_read``
+    then counts the pages whose text is left, the last one perhaps in part."""
+    text, _ = cut_to_fit(doc.text, max_chars)
+    pages_read = doc.pages_read
+    if doc.kind == "pdf" and pages_read is not None:
+        markers = _PAGE_MARKERS.findall(text)
+        pages_read = int(markers[-1]) if markers else min(pages_read, 1)
+    return replace(doc, text=text, truncated=True, stopped_by=stopped_by, pages_read=pages_read)
 
 
 def cut_to_fit(text: str, max_chars: int) -> tuple[str, bool]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pomogator.errors import CorruptFile, EmptyFile, EncryptedFile, FileError, FileTooComplex
 
-from .document import ExtractedDocument, StopReason, cut_to_fit
+from .document import PAGE_MARKER, ExtractedDocument, StopReason, cut_to_fit
 
 if TYPE_CHECKING:
     from pypdf import PdfReader
@@ -228,7 +228,7 @@ def extract_pdf(data: bytes, filename: str, max_chars: int, *, time_budget: floa
             else:
                 seen_text = seen_text or bool(page_text.strip())
             pages_read += 1
-            chunk = (f"--- page {number + 1} ---\n" if total > 1 else "") + page_text.strip()
+            chunk = (PAGE_MARKER.format(number + 1) + "\n" if total > 1 else "") + page_text.strip()
             parts.append(chunk)
             length += len(chunk) + len(PAGE_SEPARATOR)
             if length > max_chars:
