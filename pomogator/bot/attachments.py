@@ -463,8 +463,12 @@ async def read_attachment(
     max_picture_bytes: int | None = None,
 ) -> ExtractedDocument | dict[str, Any]:
     """A document's text (read in a child process; with its pictures for a model with ``vision``, at most
-    ``max_picture_bytes`` of them), or an image part for a photo or an image sent as a file."""
+    ``max_picture_bytes`` of them), or an image part for a photo or an image sent as a file. An image whose name and
+    type did not say so is refused for a model that cannot see (``UnsupportedFile`` of kind ``"vision"``): the other
+    files of the request still go."""
     if attachment.photo or sniff_signature(data) == "image":
+        if not vision:
+            raise UnsupportedFile(attachment.name, "vision")
         return await in_image_workers(image_part, data, attachment.mime_type, filename=attachment.name)
     try:
         return await read_document(

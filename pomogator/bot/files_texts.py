@@ -137,6 +137,9 @@ _UNSUPPORTED: dict[str, str] = {
         "В документе только картинки, и прочитать их не получилось: они повреждены или в форматах, которые модели "
         "не понимают (например, EMF или WMF). Пришлите их как фото или сохраните документ как PDF."
     ),
+    "vision": (
+        "Это картинка, а выбранная модель изображений не видит. Выберите модель, которая видит картинки: /model."
+    ),
     "scan": (
         "Это скан без текстового слоя: его страницы — картинки, а выбранная модель изображений не видит. "
         "Выберите модель, которая видит картинки: /model."
@@ -209,7 +212,7 @@ def unsupported_file(exc: UnsupportedFile, *, accepted: bool = True) -> str:
     reason = _UNSUPPORTED.get(exc.kind or "", "Такие файлы я не читаю.")
     # Videos and audio in an album often come without a file name.
     what = f"Не могу прочитать «{esc(exc.filename)}». " if exc.filename else ""
-    vision = exc.kind in ("scan", "docx-images")  # the file is fine: the model is what cannot read it
+    vision = exc.kind in ("scan", "docx-images", "vision")  # the file is fine: the model is what cannot read it
     return f"{what}{reason}\n\n{ACCEPTED}" if accepted and not vision else f"{what}{reason}"
 
 

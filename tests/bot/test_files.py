@@ -1102,6 +1102,30 @@ def test_a_pdf_cut_further_once_read_is_told_with_the_pages_left() -> None:
     assert f"с первых {cut.pages_read} из 30 страниц" in files_texts.document_cut(cut)
 
 
+async def test_an_image_whose_name_hides_it_is_left_out_for_a_model_that_cannot_see() -> None:
+    catalog = load_catalog(None)
+    blind = next(m for m in catalog.models if not m.vision)
+    hidden = {
+        "file_id": "img",
+        "file_unique_id": "img",
+        "file_name": "IMG_1234",
+        "mime_type": "application/octet-stream",
+    }
+    note = {"file_id": "note", "file_unique_id": "note", "file_name": "note.txt", "mime_type": "text/plain"}
+    bot = cast(Bot, FilesBot({"img": JPEG, "note": b"Meeting at ten."}))
+    album = [message(document=hidden, media_group_id="g"), message(document=note, media_group_id="g")]
+    prepared = await AttachmentRequest(album, blind, None, catalog).read(bot)
+    assert "Meeting at ten." in cast(list[dict[str, Any]], prepared.content)[0]["text"]
+    [refused] = prepared.unreadable
+    assert isinstance(refused, UnsupportedFile) and refused.kind == "vision"
+    with pytest.raises(UnsupportedFile) as caught:
+        await AttachmentRequest([message(document=hidden)], blind, None, catalog).read(bot)
+    assert files_texts.file_error(caught.value) == (
+        "Не могу прочитать «IMG_1234». Это картинка, а выбранная модель изображений не видит. "
+        "Выберите модель, которая видит картинки: /model."
+    )
+
+
 def text_message(file_id: str) -> Message:
     document = {"file_id": file_id, "file_unique_id": file_id, "file_name": f"{file_id}.txt", "mime_type": "text/plain"}
     return message(document=document, media_group_id="g")
