@@ -83,9 +83,10 @@ def test_dev_constraints_pin_the_dev_tools_as_installed() -> None:
     assert dev["setuptools"] == build_requirements()["setuptools"]
     install = "pip install -c constraints.txt -c dev-constraints.txt -e '.[dev]'"
     assert install in (ROOT / "README.md").read_text()
-    assert install.replace("pip install", "pip install -q --disable-pip-version-check") in (
-        ROOT / ".ci" / "run"
-    ).read_text()
+    assert (
+        install.replace("pip install", "pip install -q --disable-pip-version-check")
+        in (ROOT / ".ci" / "run").read_text()
+    )
 
 
 def build_requirements() -> dict[str, str]:
