@@ -265,10 +265,13 @@ def scanned_pages_left_out(doc: ExtractedDocument, reason: FileError) -> str:
     else:
         why = "выбранная модель изображений не видит (сменить модель: /model)"
     numbers = page_ranges(doc.scanned_pages).replace("-", "–")
-    what = f"страница {numbers} — скан" if len(doc.scanned_pages) == 1 else f"страницы {numbers} — сканы"
+    if len(doc.scanned_pages) == 1:
+        what, them, pictures_of = f"страница {numbers} — скан", "её", "картинки этой страницы"
+    else:
+        what, them, pictures_of = f"страницы {numbers} — сканы", "их", "картинок этих страниц"
     return (
-        f"📄 В «{esc(doc.filename)}» {what} без текстового слоя, и прочитать их не получится: {why}. "
-        "Модель получит только текст файла, без картинок этих страниц."
+        f"📄 В «{esc(doc.filename)}» {what} без текстового слоя, и прочитать {them} не получится: {why}. "
+        f"Модель получит только текст файла, без {pictures_of}."
     )
 
 

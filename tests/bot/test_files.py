@@ -851,6 +851,14 @@ def slide_deck(titles: list[str]) -> bytes:
     return out.getvalue()
 
 
+def test_one_scanned_page_left_out_is_told_in_the_singular() -> None:
+    doc = ExtractedDocument(filename="a.pdf", kind="pdf", text="Договор", scanned_pages=(3,))
+    assert files_texts.scanned_pages_left_out(doc, UnsupportedFile("a.pdf", "scan")) == (
+        "📄 В «a.pdf» страница 3 — скан без текстового слоя, и прочитать её не получится: выбранная модель "
+        "изображений не видит (сменить модель: /model). Модель получит только текст файла, без картинки этой страницы."
+    )
+
+
 async def test_a_slide_deck_too_long_to_go_whole_goes_as_its_text_with_a_notice() -> None:
     """Every slide is a picture with a one-line title: the PDF would go whole, but its pages do not fit the model."""
     catalog = load_catalog(None)
