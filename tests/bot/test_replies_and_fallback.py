@@ -237,6 +237,46 @@ async def test_a_kind_no_handler_reads_is_told_what_the_bot_accepts(harness: Bot
     assert h.llm.request_count == requests
 
 
+# Kinds a handler reads only to say the bot does not understand them, which NOT_TEXT's list does not name.
+UNNAMED_KINDS: dict[str, JsonDict] = {
+    "contact": {"contact": {"phone_number": "+79990001122", "first_name": "Иван"}},
+    "dice": {"dice": {"emoji": "🎲", "value": 3}},
+    "poll": {
+        "poll": {
+            "id": "1",
+            "question": "Чай или кофе?",
+            "options": [
+                {"persistent_id": "tea", "text": "Чай", "voter_count": 0},
+                {"persistent_id": "coffee", "text": "Кофе", "voter_count": 0},
+            ],
+            "total_voter_count": 0,
+            "is_closed": False,
+            "is_anonymous": True,
+            "type": "regular",
+            "allows_multiple_answers": False,
+            "allows_revoting": False,
+            "members_only": False,
+        }
+    },
+    "venue": {
+        "venue": {"location": {"latitude": 55.75, "longitude": 37.62}, "title": "Кафе", "address": "Тверская, 1"},
+        "location": {"latitude": 55.75, "longitude": 37.62},
+    },
+    "audio": {"audio": {"file_id": "song", "file_unique_id": "song-u", "duration": 180, "title": "Песня"}},
+}
+
+
+@e2e
+@pytest.mark.parametrize("kind", sorted(UNNAMED_KINDS))
+async def test_a_kind_the_not_text_list_does_not_name_gets_the_general_hint(harness: BotHarness, kind: str) -> None:
+    h = harness
+    chat = h.new_chat()
+    h.tg.user_content(chat, UNNAMED_KINDS[kind])
+    reply = await h.tg.wait_for_message(chat, timeout=15)
+    assert reply.text == texts.NOT_SUPPORTED
+    assert len(await sent_after(h, chat, 0)) == 1
+
+
 @e2e
 async def test_service_messages_in_a_private_chat_get_no_reply(harness: BotHarness) -> None:
     h = harness

@@ -1,8 +1,9 @@
 """Messages nobody else handles (stickers, voice, video, locations...): say what the bot understands.
 
-``on_anything_else`` comes last and answers every kind the handlers before it did not take (a forwarded story, a
-checklist, a game...), except service messages (a pinned message, an auto-delete timer, a chat background...):
-those record what someone did rather than something said to the bot. Groups never get here (``PrivateChatsOnly``).
+``on_other`` answers the kinds ``texts.NOT_TEXT`` names. ``on_anything_else`` comes last and answers every kind the
+handlers before it did not take (a contact, a poll, a forwarded story, a checklist, a game...), except service messages
+(a pinned message, an auto-delete timer, a chat background...): those record what someone did rather than something
+said to the bot. Groups never get here (``PrivateChatsOnly``).
 
 An edited message is not sent to the model again: the user is told so, once per message and at most once per
 ``EDIT_NOTICE_COOLDOWN`` seconds in a chat (edits do not pass the flood guard, which counts new messages only). Each
@@ -23,18 +24,15 @@ from aiogram.types import Message
 from pomogator.bot import texts
 from pomogator.bot.filters import SERVICE_CONTENT_TYPES
 
+# The kinds ``texts.NOT_TEXT`` names (voice messages, stickers, videos and video messages, locations). Every other
+# kind (a contact, a poll, a dice, a venue, music, a GIF...) gets the general ``texts.NOT_SUPPORTED``: a list of kinds
+# it is not would read as a wrong reply.
 CONTENT_TYPES = {
     ContentType.STICKER,
     ContentType.VOICE,
-    ContentType.AUDIO,
     ContentType.VIDEO,
     ContentType.VIDEO_NOTE,
-    ContentType.ANIMATION,
     ContentType.LOCATION,
-    ContentType.VENUE,
-    ContentType.CONTACT,
-    ContentType.POLL,
-    ContentType.DICE,
 }
 
 
