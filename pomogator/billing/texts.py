@@ -135,6 +135,8 @@ def pay_button(amount: Decimal) -> str:
     return f"Оплатить {rubles(amount)}"
 
 
+# The toast a plan's button shows at once: the invoice comes when YooKassa has answered.
+CREATING_INVOICE = "Создаю счёт…"
 PROVIDER_UNAVAILABLE = "Платёжная система сейчас не отвечает. Деньги не списаны — попробуйте через несколько минут."
 PAYMENT_REJECTED = "Платёжная система не приняла запрос. Мы уже разбираемся; попробуйте позже."
 PAYMENT_STATUS_UNKNOWN = (
@@ -150,6 +152,9 @@ EMAIL_CHANGE_PROMPT = "Напишите новый e-mail для кассовы�
 EMAIL_INVALID = "Это не похоже на e-mail. Напишите адрес вида name@example.ru или /cancel."
 EMAIL_CANCELED = "Хорошо, e-mail не изменён."
 EMAIL_FORM_CLOSED = "Этот запрос e-mail уже закрыт, отменять нечего. Тарифы и e-mail для чеков: /billing"
+# In place of the e-mail prompt when another command or button ended its form: on the way to paying, and not.
+PURCHASE_INPUT_CLOSED = "Ввод e-mail отменён, счёт не создан, деньги не списаны. Вернуться к тарифам: /billing"
+EMAIL_INPUT_CLOSED = "Ввод e-mail отменён, e-mail для чеков не изменён. Изменить его: /billing"
 
 
 def email_refused(email: str) -> str:

@@ -47,16 +47,21 @@ def make_start_keyboard() -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def make_model_keyboard(catalog: Catalog, account: Account) -> InlineKeyboardMarkup:
-    """One button per model (✅ current, 🔒 premium-only for a free user) and an exit button."""
+def make_model_keyboard(catalog: Catalog, account: Account, *, premium_on_sale: bool = False) -> InlineKeyboardMarkup:
+    """One button per model (✅ current, 🔒 premium-only for a free user) and an exit button; beside it, for a free
+    user while premium is on sale, the premium button (what the alert refusing a 🔒 model points to)."""
     builder = InlineKeyboardBuilder()
     for model in catalog.models:
         text = texts.model_button(
             model, current=model.id == account.model.id, locked=model.premium_only and not account.premium
         )
         builder.button(text=text, callback_data=ModelCallback(action=ModelAction.pick, key=model.key))
+    last = 1
+    if premium_on_sale and not account.premium and any(m.premium_only for m in catalog.models):
+        builder.button(text=texts.MENU_BILLING, callback_data=MenuCallback(action=MenuAction.billing))
+        last = 2
     builder.button(text=texts.MODEL_EXIT, callback_data=ModelCallback(action=ModelAction.exit))
-    builder.adjust(1)
+    builder.adjust(*[1] * len(catalog.models), last)
     return builder.as_markup()
 
 

@@ -152,6 +152,7 @@ MENU_DELETE_CONTEXT = "🧹 Очистить контекст"
 
 MODEL_CURRENT_MARK = "✅"
 MODEL_LOCKED_MARK = "🔒"
+MODEL_VISION_MARK = "🖼"
 MODEL_EXIT = "✖️ Закрыть"
 
 
@@ -161,6 +162,9 @@ def _limits(model: Model) -> str:
 
 
 def model_menu(catalog: Catalog, account: Account, *, premium_on_sale: bool) -> str:
+    """The models with their daily limits; 🖼 marks those that see images, 🔒 (for a free user only) those that need
+    premium."""
+    locks = not account.premium
     lines = [
         "<b>Выберите модель</b>",
         "",
@@ -169,11 +173,17 @@ def model_menu(catalog: Catalog, account: Account, *, premium_on_sale: bool) -> 
         "Запросов в день — бесплатно / с премиумом:",
     ]
     for model in catalog.models:
-        mark = f" {MODEL_LOCKED_MARK}" if model.premium_only else ""
-        lines.append(f"• {esc(model.title)}{mark} — {_limits(model)}")
-    if not account.premium and any(m.premium_only for m in catalog.models):
-        where = ": /billing" if premium_on_sale else "; он скоро появится"
-        lines += ["", f"{MODEL_LOCKED_MARK} — только с премиумом{where}"]
+        vision = f" {MODEL_VISION_MARK}" if model.vision else ""
+        lock = f" {MODEL_LOCKED_MARK}" if locks and model.premium_only else ""
+        lines.append(f"• {esc(model.title)}{vision}{lock} — {_limits(model)}")
+    legend = []
+    if any(m.vision for m in catalog.models):
+        legend.append(f"{MODEL_VISION_MARK} — видит изображения")
+    if locks and any(m.premium_only for m in catalog.models):
+        # Without payments premium is given by the admins: it is not "coming soon" to someone who had it.
+        legend.append(f"{MODEL_LOCKED_MARK} — только с премиумом" + (": /billing" if premium_on_sale else ""))
+    if legend:
+        lines += ["", *legend]
     return "\n".join(lines)
 
 
@@ -190,8 +200,9 @@ def model_chosen(model: Model) -> str:
 
 
 def model_locked(model: Model, *, premium_on_sale: bool) -> str:
-    """The alert over the models menu when a free user picks a premium-only model (plain text, not HTML)."""
-    further = "Оформить: /billing" if premium_on_sale else "Премиум скоро появится."
+    """The alert over the models menu when a free user picks a premium-only model (plain text, not HTML). A command
+    in an alert cannot be tapped: the menu has the premium button (``make_model_keyboard``)."""
+    further = f"Оформить — кнопка «{MENU_BILLING}» под списком." if premium_on_sale else "Премиум скоро появится."
     return f"{MODEL_LOCKED_MARK} {model.title} — только с премиумом. {further}"
 
 
@@ -241,6 +252,8 @@ ROLE_UNCHANGED = "Роль не изменена."
 ROLE_DELETED = "🗑 Роль удалена."
 ROLE_NOT_TEXT = "Отправьте роль текстом или нажмите «Отмена»."
 ROLE_PROMPT_OUTDATED = "Это сообщение устарело, роль не изменена. Изменить роль — /role"
+# In place of the prompt when another command or button ended the form (``pomogator.bot.middlewares.forms``).
+ROLE_INPUT_CLOSED = "Ввод роли отменён, роль не изменена. Задать роль — /role"
 
 
 def role_too_long(length: int, limit: int) -> str:
@@ -305,7 +318,15 @@ DELETE_ME_EARLIER_MESSAGE = (
 )
 
 
-def billing_soon(support: str) -> str:
+def billing_soon(support: str, *, premium_until: datetime | None, tz: ZoneInfo) -> str:
+    """/billing while payments are not configured: premium is given by the admins, so one who has it is told until
+    when, and that support extends it."""
+    if premium_until is not None:
+        extend = f" Продлить его можно через поддержку: {esc(support)}" if support.strip() else ""
+        return (
+            f"💎 <b>Премиум активен до {when(premium_until, tz)}</b>\n\n"
+            f"С ним больше запросов в день и доступ к самым сильным моделям.{extend}"
+        )
     questions = f" Вопросы: {esc(support)}" if support.strip() else ""
     return (
         "💎 <b>Премиум скоро появится</b>\n\n"
@@ -339,6 +360,8 @@ def private_only(bot_username: str | None) -> str:
 # --- Errors ----------------------------------------------------------------------------------------------------
 
 NOT_COUNTED = "Запрос не засчитан."
+# The refusals that name models to choose, marked premium-only for a free user: ``error`` needs to know which it is.
+NAMES_MODELS = (MessageTooLong, VisionUnsupported)
 
 
 def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo, *, premium_on_sale: bool) -> str:
@@ -363,17 +386,25 @@ def premium_required(exc: PremiumRequired, catalog: Catalog, *, premium_on_sale:
     return f"{MODEL_LOCKED_MARK} Модель <b>{esc(title)}</b> доступна только с премиумом.\n\n{further}"
 
 
-def vision_unsupported(exc: VisionUnsupported, catalog: Catalog) -> str:
+def _models_to_choose(models: list[Model], *, premium: bool) -> str:
+    """Models a refusal names as a way out. Free ones first: a free user who picks a premium-only one would only be
+    refused again; for such a user, premium-only ones are marked (a premium user has them all)."""
+    ordered = sorted(models, key=lambda m: m.premium_only)
+    locks = not premium and any(m.premium_only for m in ordered)
+    names = ", ".join(esc(m.title) + (f" {MODEL_LOCKED_MARK}" if locks and m.premium_only else "") for m in ordered)
+    return names + (f" ({MODEL_LOCKED_MARK} — только с премиумом)" if locks else "")
+
+
+def vision_unsupported(exc: VisionUnsupported, catalog: Catalog, *, premium: bool = False) -> str:
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
-    # Free models first: a free user who picks a premium-only one would only be refused again.
-    able = sorted(catalog.vision_models(), key=lambda m: m.premium_only)
-    names = ", ".join(esc(m.title) + (f" {MODEL_LOCKED_MARK}" if m.premium_only else "") for m in able)
-    locked = f" ({MODEL_LOCKED_MARK} — только с премиумом)" if any(m.premium_only for m in able) else ""
-    return f"Модель <b>{esc(title)}</b> не видит изображения. Их понимают: {names}{locked}. Сменить модель: /model"
+    names = _models_to_choose(catalog.vision_models(), premium=premium)
+    return f"Модель <b>{esc(title)}</b> не видит изображения. Их понимают: {names}. Сменить модель: /model"
 
 
 LLM_UNAVAILABLE = f"😔 Модель сейчас недоступна. Попробуйте чуть позже или выберите другую: /model. {NOT_COUNTED}"
+# Our OpenRouter account (key, credit, limits, privacy settings) fails every model at once: no model to switch to.
+LLM_ACCOUNT_PROBLEM = f"😔 Сервис временно недоступен, мы уже чиним. Попробуйте позже. {NOT_COUNTED}"
 LLM_RATE_LIMITED = (
     f"🚦 Модель перегружена запросами. Попробуйте через минуту или выберите другую: /model. {NOT_COUNTED}"
 )
@@ -387,12 +418,23 @@ LLM_BAD_REQUEST = (
 )
 
 
-def message_too_long(exc: MessageTooLong, catalog: Catalog) -> str:
+def message_too_long(exc: MessageTooLong, catalog: Catalog, *, premium: bool = False) -> str:
+    """Names the models that would read the message whole (/model shows no lengths); none when no model would."""
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
+    # What a model takes of a request is its context less the room kept for the answer (``chat.build_messages``).
+    longer = [
+        m for m in catalog.models if m.id != exc.model_id and m.context_length - m.max_output_tokens >= exc.tokens
+    ]
+    further = (
+        f"Сократите его или выберите модель, которая прочитает его целиком: "
+        f"{_models_to_choose(longer, premium=premium)}. Сменить модель: /model."
+        if longer
+        else "Сократите его."
+    )
     return (
         f"📏 Сообщение слишком длинное для модели <b>{esc(title)}</b>: она не сможет прочитать его целиком. "
-        f"Сократите его или выберите модель, которая читает более длинные тексты: /model. {NOT_COUNTED}"
+        f"{further} {NOT_COUNTED}"
     )
 
 
@@ -427,8 +469,10 @@ def unexpected(support: str) -> str:
 
 
 def llm_error(exc: LLMError) -> str:
-    # LLMAccountProblem is our key, credit or limits: users only learn that the model is unavailable.
-    if isinstance(exc, LLMUnavailable | LLMAccountProblem):
+    # LLMAccountProblem (a subclass of LLMUnavailable) is our key, credit or limits: the admins are alerted.
+    if isinstance(exc, LLMAccountProblem):
+        return LLM_ACCOUNT_PROBLEM
+    if isinstance(exc, LLMUnavailable):
         return LLM_UNAVAILABLE
     if isinstance(exc, LLMRateLimited):
         return LLM_RATE_LIMITED
@@ -449,19 +493,28 @@ def llm_error(exc: LLMError) -> str:
     return LLM_FAILED
 
 
-def error(exc: PomogatorError, catalog: Catalog, tz: ZoneInfo, support: str, *, premium_on_sale: bool) -> str:
+def error(
+    exc: PomogatorError,
+    catalog: Catalog,
+    tz: ZoneInfo,
+    support: str,
+    *,
+    premium_on_sale: bool,
+    premium: bool = False,
+) -> str:
     """The message a user gets for a domain error. ``premium_on_sale``: premium can be bought (payments are
-    configured), so refusals that premium would lift point to /billing."""
+    configured), so refusals that premium would lift point to /billing. ``premium``: the user has it, so the models
+    a refusal names are not marked premium-only (read only for ``NAMES_MODELS``)."""
     if isinstance(exc, QuotaExceeded):
         return quota_exceeded(exc, catalog, tz, premium_on_sale=premium_on_sale)
     if isinstance(exc, PremiumRequired):
         return premium_required(exc, catalog, premium_on_sale=premium_on_sale)
     if isinstance(exc, MessageTooLong):
-        return message_too_long(exc, catalog)
+        return message_too_long(exc, catalog, premium=premium)
     if isinstance(exc, RoleTooLong):
         return role_too_long(exc.length, exc.limit)
     if isinstance(exc, VisionUnsupported):
-        return vision_unsupported(exc, catalog)
+        return vision_unsupported(exc, catalog, premium=premium)
     if isinstance(exc, LLMError):
         return llm_error(exc)
     if isinstance(exc, FileError):
@@ -503,6 +556,11 @@ FORM_UNAVAILABLE = (
 DATABASE_UNAVAILABLE = (
     "⚠️ Сейчас не получается обработать сообщение: у нас временные технические неполадки. "
     "Отправьте его ещё раз через пару минут."
+)
+# The same during a button press: there is no message to send again.
+DATABASE_UNAVAILABLE_PRESS = (
+    "⚠️ Сейчас не получается выполнить это действие: у нас временные технические неполадки. "
+    "Нажмите кнопку ещё раз через пару минут."
 )
 UNSAVED_MARK = (
     "⚠️ <i>Этот ответ не сохранился в истории беседы из-за технических неполадок: "

@@ -18,6 +18,7 @@ from pomogator.bot.factory import create_bot, create_dispatcher
 from pomogator.bot.handlers.billing import ask_for_email, show_billing
 from pomogator.bot.middlewares.forms import _OPENED, FORM_TTL_S
 from pomogator.container import build_services
+from pomogator.llm.catalog import load_catalog
 from tests.bot.harness import BotHarness
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.fakes.yookassa_server import FakeYooKassa
@@ -83,8 +84,13 @@ async def test_an_earlier_prompts_cancel_leaves_the_newer_form_and_a_saved_email
     chat = h.new_chat()
     earlier = await email_prompt(h, chat)
     newer = await email_prompt(h, chat, "Год")
-    await h.press_settled(chat, earlier, "Отмена")
-    assert current(h, earlier).buttons == [] and current(h, newer).buttons
+    # Another plan chosen ended the earlier prompt's form: it says so, and its Cancel is gone.
+    assert current(h, earlier).text == texts.PURCHASE_INPUT_CLOSED and current(h, earlier).buttons == []
+    # Pressed on a client still showing it, that Cancel leaves the newer form waiting.
+    query = h.tg.press_button(chat, earlier.message_id, CANCEL, strict=False)
+    await h.wait_callback_answer(query)
+    await h.settle(quiet=0.3)
+    assert current(h, newer).buttons
     await h.reply_settled(chat, "ann@example.ru.", until=invoice("год"))
     texts_after = [m.text or "" for m in h.messages_after(chat, newer.message_id)]
     assert texts_after[0] == texts.email_saved("ann@example.ru", paying=True)
@@ -207,3 +213,46 @@ async def test_the_cancel_button_of_a_form_left_for_an_hour_still_answers_in_pla
 def current_text(tg: FakeTelegram, message: SentMessage) -> tuple[str | None, list[object]]:
     now = tg.message(message.chat_id, message.message_id)
     return now.text, list(now.buttons)
+
+
+@pytest.mark.slow
+async def test_the_locked_model_alert_points_to_the_premium_button_under_the_menu(
+    running: tuple[BotHarness, FakeYooKassa],
+) -> None:
+    h, _ = running
+    chat = h.new_chat()
+    menu = await h.reply_settled(chat, "/model")
+    assert menu.button_texts[-2:] == [bot_texts.MENU_BILLING, bot_texts.MODEL_EXIT]
+    locked = next(m for m in load_catalog().models if m.premium_only)
+    answer = await h.press(chat, menu, locked.title)
+    await h.settle(quiet=0.3)
+    # A command in an alert cannot be tapped: the alert points to the button.
+    assert answer.get("show_alert") is True
+    assert f"«{bot_texts.MENU_BILLING}»" in str(answer.get("text")) and "/billing" not in str(answer.get("text"))
+    redrawn = current(h, menu)
+    assert redrawn.button_texts[-2:] == [bot_texts.MENU_BILLING, bot_texts.MODEL_EXIT]
+    await h.press_settled(chat, redrawn, bot_texts.MENU_BILLING, until=lambda m: (m.text or "").startswith("💎"))
+    screen = h.tg.sent_messages(chat)[-1]
+    assert any(text.startswith("Месяц") for text in screen.button_texts)
+
+
+@pytest.mark.slow
+async def test_a_plan_pressed_is_answered_at_once_not_after_yookassa(running: tuple[BotHarness, FakeYooKassa]) -> None:
+    h, _ = running
+    chat = h.new_chat()
+    async with h.services() as services:
+        await services.users.ensure(chat)
+        await services.users.set_email(chat, "ann@example.ru")
+    screen = await h.reply_settled(chat, "/billing")
+    query = h.tg.press_button(chat, screen.message_id, str(screen.button("Месяц")["callback_data"]))
+    await h.tg.wait_for_message(chat, invoice("месяц"), timeout=15, after_message_id=screen.message_id)
+    await h.settle(quiet=0.3)
+    answers = [c for c in h.tg.calls_of("answerCallbackQuery") if c.params.get("callback_query_id") == query]
+    assert [c.params.get("text") for c in answers] == [texts.CREATING_INVOICE]
+    sent = next(
+        c
+        for c in h.tg.calls_of("sendMessage")
+        if int(c.params["chat_id"]) == chat and str(c.params.get("text", "")).startswith("Счёт создан")
+    )
+    # The button stops spinning before YooKassa is asked, not once the invoice is there.
+    assert answers[0].time < sent.time

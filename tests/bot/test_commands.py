@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from pomogator.billing.texts import when
 from pomogator.bot import texts
 from pomogator.bot.callbacks import ModelAction, ModelCallback
 from pomogator.llm.catalog import load_catalog
 from tests.bot.harness import BotHarness
 from tests.fakes.openai_server import Reply
 from tests.fakes.telegram_server import SentMessage
+from tests.services.test_files import JPEG
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
@@ -90,7 +92,8 @@ async def test_every_start_button_does_what_its_command_does(harness: BotHarness
         (texts.MENU_DELETE_CONTEXT, "/delete_context"),
         (texts.MENU_ROLE, "/role"),
     ):
-        by_command = await h.reply_settled(chat, command)
+        # As the command showed it: the button's /role prompt replaces the command's, which loses its buttons.
+        by_command = copy.deepcopy(await h.reply_settled(chat, command))
         last = h.tg.sent_messages(chat)[-1].message_id
         await press(h, chat, menu, button)
         by_button = h.messages_after(chat, last)
@@ -132,7 +135,9 @@ async def test_model_menu_lists_limits_and_marks_current_and_locked(harness: Bot
     for model in CATALOG.models:
         assert model.title in text
         free = "только премиум" if model.premium_only else str(model.free_daily)
-        assert f"{model.title}{' 🔒' if model.premium_only else ''} — {free} / {model.premium_daily}" in text
+        marks = f"{' 🖼' if model.vision else ''}{' 🔒' if model.premium_only else ''}"
+        assert f"{model.title}{marks} — {free} / {model.premium_daily}" in text
+    assert text.endswith("🖼 — видит изображения\n🔒 — только с премиумом")
     buttons = menu.button_texts
     assert buttons[CATALOG.models.index(DEFAULT)] == f"✅ {DEFAULT.title}"
     for model in CATALOG.models:
@@ -227,6 +232,7 @@ async def test_a_premium_user_can_choose_a_premium_model(harness: BotHarness) ->
         await services.subscriptions.grant(chat, 30)
     menu = await h.reply_settled(chat, "/model")
     assert not any(text.startswith("🔒") for text in menu.button_texts)
+    assert "🔒" not in (menu.text or "")  # what they paid for is not shown locked
     await press(h, chat, menu, LOCKED.title)
     assert h.tg.message(chat, menu.message_id).button_texts[CATALOG.models.index(LOCKED)] == f"✅ {LOCKED.title}"
     reply = await h.reply_settled(chat, "/profile")
@@ -379,16 +385,18 @@ async def test_a_role_prompt_that_no_longer_waits_changes_nothing(harness: BotHa
         assert (await h.reply_settled(chat, cancel)).text == texts.ROLE_UNCHANGED
         assert h.tg.message(chat, prompt.message_id).buttons == []
 
-    # Ended by another command, or replaced by a newer prompt: its buttons stay, but do nothing.
-    ended = await h.reply_settled(chat, "/role")
-    await h.reply_settled(chat, "/help")
-    replaced = await h.reply_settled(chat, "/role")
-    await h.reply_settled(chat, "/role")
+    # Ended by another command (it says so), or replaced by a newer prompt: it loses its buttons, and a press on a
+    # client that still shows them changes nothing.
+    ended = copy.deepcopy(await h.reply_settled(chat, "/role"))
+    await h.reply_settled(chat, "/model")
+    assert h.tg.message(chat, ended.message_id).text == texts.ROLE_INPUT_CLOSED
+    replaced = copy.deepcopy(await h.reply_settled(chat, "/role"))
+    newest = await h.reply_settled(chat, "/role")
+    assert h.tg.message(chat, replaced.message_id).text == replaced.text  # replaced, not cancelled
     for prompt in (ended, replaced):
-        shown = prompt.text
-        answer = await press(h, chat, prompt, texts.ROLE_DELETE)
-        assert answer.get("text") == texts.ROLE_PROMPT_OUTDATED
-        assert prompt.text == shown and prompt.buttons  # the fake's messages are live
+        assert h.tg.message(chat, prompt.message_id).buttons == []
+        assert (await stale_press(h, chat, prompt, texts.ROLE_DELETE)).get("text") == texts.ROLE_PROMPT_OUTDATED
+    assert newest.buttons
     async with h.services() as services:
         assert (await services.users.get(chat)).role == "Ты пират"
     # The newest prompt still waits.
@@ -535,6 +543,40 @@ async def test_billing_says_premium_is_coming(harness: BotHarness) -> None:
     assert "скоро" in (reply.text or "")
     assert SUPPORT in (reply.text or "")
     assert not reply.buttons
+
+
+async def test_billing_tells_a_premium_user_until_when_and_how_to_extend_it(harness: BotHarness) -> None:
+    # Without payments premium is given by the admins: /billing agrees with /profile and the reminders.
+    h = harness
+    chat = h.new_chat()
+    menu = await h.reply_settled(chat, "/start")
+    async with h.services() as services:
+        until = await services.subscriptions.grant(chat, 30)
+        tz = services.settings.tz
+    profile = (await h.reply_settled(chat, "/profile")).text or ""
+    assert f"активен до {when(until, tz)}" in profile
+    billing = (await h.reply_settled(chat, "/billing")).text or ""
+    assert billing.startswith(f"💎 Премиум активен до {when(until, tz)}")
+    assert f"Продлить его можно через поддержку: {SUPPORT}" in billing
+    assert "скоро" not in billing and "бесплатными" not in billing
+    await press(h, chat, menu, texts.MENU_BILLING)
+    assert h.tg.sent_texts(chat)[-1] == billing
+
+
+async def test_a_photo_refusal_shows_a_premium_user_no_locks(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    blind = next(m for m in CATALOG.models if not m.vision)
+    async with h.services() as services:
+        await services.users.ensure(chat)
+        await services.subscriptions.grant(chat, 30)
+        await services.users.set_model(chat, blind.id)
+    h.tg.user_photo(chat, JPEG, caption="Что тут?")
+    text = (await h.tg.wait_for_message(chat, timeout=15)).text or ""
+    await h.settle(quiet=0.3)
+    assert text.startswith(f"Модель {blind.title} не видит изображения")
+    assert all(model.title in text for model in CATALOG.vision_models())
+    assert "🔒" not in text
 
 
 async def test_in_a_group_the_bot_says_once_that_it_works_in_private(harness: BotHarness) -> None:

@@ -131,3 +131,22 @@ async def test_an_answer_the_database_cannot_store_still_arrives_and_says_so(out
     assert [m["content"] for m in h.llm.requests[-1].messages] == ["before", "Echo: before", "next"]
     async with build_services(make_settings(database_url=outage.direct_url)) as services:
         assert await services.quota.used_today(chat) == {DEFAULT.id: 3}
+
+
+async def test_a_button_pressed_in_a_long_outage_is_to_be_pressed_again(outage: Outage) -> None:
+    h = outage.h
+    chat, _ = await outage.chat_answered_once()
+    menu = await h.reply_settled(chat, "/start")
+    outage.proxy.cut()
+    try:
+        query = h.tg.press_button(chat, menu.message_id, str(menu.button("Профиль")["callback_data"]))
+        refusal = await h.tg.wait_for_message(chat, after_message_id=menu.message_id, timeout=RECONNECT_S + 15)
+        # A press has no message to send again.
+        assert refusal.text == texts.DATABASE_UNAVAILABLE_PRESS
+        await h.wait_callback_answer(query)  # the press is answered all the same: the button stops spinning
+    finally:
+        outage.proxy.restore()
+    # Once the database is back, messages are taken again.
+    h.tg.user_message(chat, "after")
+    answer = await h.tg.wait_for_message(chat, lambda m: m.text == "Echo: after", timeout=20, after_message_id=0)
+    assert answer.text == "Echo: after"

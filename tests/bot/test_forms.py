@@ -40,7 +40,7 @@ from pomogator.llm.catalog import load_catalog
 from tests.bot.harness import TOKEN, BotHarness
 from tests.conftest import make_settings
 from tests.fakes.openai_server import Reply
-from tests.fakes.telegram_server import FakeTelegram
+from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.fakes.yookassa_server import FakeYooKassa
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -65,10 +65,13 @@ async def stored_role(h: BotHarness, chat: int) -> str | None:
         return (await services.users.get(chat)).role
 
 
-async def asks_for_email(h: BotHarness, chat: int) -> None:
+async def asks_for_email(h: BotHarness, chat: int) -> SentMessage:
+    """The user picks a plan and is asked for an e-mail first; returns the prompt."""
     screen = await h.reply_settled(chat, "/billing")
     await h.press_settled(chat, screen, "Месяц")
-    assert h.tg.sent_texts(chat)[-1] == billing_texts.EMAIL_PROMPT
+    prompt = h.tg.sent_messages(chat)[-1]
+    assert prompt.text == billing_texts.EMAIL_PROMPT
+    return prompt
 
 
 async def queue_question_behind_an_answer(h: BotHarness, chat: int) -> None:
@@ -87,14 +90,21 @@ async def answered(h: BotHarness, chat: int) -> None:
 # --- end to end ----------------------------------------------------------------------------------------------
 
 
+def closed(h: BotHarness, chat: int, prompt: SentMessage, text: str) -> None:
+    """The prompt says its input was cancelled, and has no buttons left: it asks for nothing any more."""
+    shown = h.tg.chats[chat].messages[prompt.message_id]  # as it is now
+    assert shown.text == text
+    assert shown.button_texts == []
+
+
 @pytest.mark.slow
-async def test_other_commands_end_the_role_prompt(bot: BotHarness) -> None:
+async def test_other_commands_end_the_role_prompt_and_say_so(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    await h.reply_settled(chat, "/role")
-    profile = await h.reply_settled(chat, "/profile")
-    assert "Профиль" in (profile.text or "")  # the command itself works as usual
-    await h.reply_settled(chat, "/model")
+    prompt = await h.reply_settled(chat, "/role")
+    menu = await h.reply_settled(chat, "/model")
+    assert "Выберите модель" in (menu.text or "")  # the command itself works as usual
+    closed(h, chat, prompt, texts.ROLE_INPUT_CLOSED)
     requests = h.llm.request_count
     assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
     assert h.llm.request_count == requests + 1
@@ -102,11 +112,30 @@ async def test_other_commands_end_the_role_prompt(bot: BotHarness) -> None:
 
 
 @pytest.mark.slow
+async def test_help_and_profile_leave_the_role_prompt_waiting(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    menu = await h.reply_settled(chat, "/start")
+    prompt = await h.reply_settled(chat, "/role")
+    profile = await h.reply_settled(chat, "/profile")
+    assert "Профиль" in (profile.text or "")
+    assert "Как пользоваться" in ((await h.reply_settled(chat, "/help")).text or "")
+    await h.press_settled(chat, menu, texts.MENU_PROFILE)
+    await h.press_settled(chat, menu, texts.MENU_HELP)
+    assert h.tg.chats[chat].messages[prompt.message_id].button_texts == [texts.ROLE_CANCEL]
+    requests = h.llm.request_count
+    assert (await h.reply_settled(chat, "Будь краток")).text == texts.ROLE_SAVED
+    assert h.llm.request_count == requests
+    assert await stored_role(h, chat) == "Будь краток"
+
+
+@pytest.mark.slow
 async def test_an_unknown_command_ends_the_role_prompt_too(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    await h.reply_settled(chat, "/role")
+    prompt = await h.reply_settled(chat, "/role")
     assert (await h.reply_settled(chat, "/nonsense")).text == texts.UNKNOWN_COMMAND
+    closed(h, chat, prompt, texts.ROLE_INPUT_CLOSED)
     assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
     assert await stored_role(h, chat) is None
 
@@ -134,12 +163,14 @@ async def test_menu_and_model_buttons_end_the_role_prompt(bot: BotHarness) -> No
     menu = await h.reply_settled(chat, "/start")
     models = await h.reply_settled(chat, "/model")
 
-    await h.reply_settled(chat, "/role")
-    await h.press_settled(chat, menu, texts.MENU_PROFILE)
+    prompt = await h.reply_settled(chat, "/role")
+    await h.press_settled(chat, menu, texts.MENU_MODEL)
+    closed(h, chat, prompt, texts.ROLE_INPUT_CLOSED)
     assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
 
-    await h.reply_settled(chat, "/role")
+    prompt = await h.reply_settled(chat, "/role")
     await h.press_settled(chat, models, OTHER_FREE.title)
+    closed(h, chat, prompt, texts.ROLE_INPUT_CLOSED)
     assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
     assert h.llm.requests[-1].model == OTHER_FREE.id
     assert await stored_role(h, chat) is None
@@ -212,16 +243,39 @@ async def test_a_question_sent_before_the_email_prompt_is_answered_not_refused(b
 async def test_other_commands_and_buttons_end_the_email_prompt(bot: BotHarness) -> None:
     h = bot
     chat = h.new_chat()
-    await asks_for_email(h, chat)
-    await h.reply_settled(chat, "/help")
+    prompt = await asks_for_email(h, chat)
+    await h.reply_settled(chat, "/start")
+    closed(h, chat, prompt, billing_texts.PURCHASE_INPUT_CLOSED)
     assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
 
     menu = await h.reply_settled(chat, "/start")
-    await asks_for_email(h, chat)
-    await h.press_settled(chat, menu, texts.MENU_PROFILE)
+    prompt = await asks_for_email(h, chat)
+    await h.press_settled(chat, menu, texts.MENU_MODEL)
+    closed(h, chat, prompt, billing_texts.PURCHASE_INPUT_CLOSED)
     assert (await h.reply_settled(chat, QUESTION)).text == ANSWER
     async with h.services() as services:
         assert (await services.users.get(chat)).email is None
+
+    # Asked for to change a stored one, the prompt says the e-mail stays.
+    screen = await h.reply_settled(chat, "/billing")
+    await h.press_settled(chat, screen, billing_texts.CHANGE_EMAIL_BUTTON)
+    prompt = h.tg.sent_messages(chat)[-1]
+    await h.reply_settled(chat, "/model")
+    closed(h, chat, prompt, billing_texts.EMAIL_INPUT_CLOSED)
+
+
+@pytest.mark.slow
+async def test_help_and_profile_leave_the_email_prompt_waiting(bot: BotHarness) -> None:
+    h = bot
+    chat = h.new_chat()
+    screen = await h.reply_settled(chat, "/billing")
+    await h.press_settled(chat, screen, billing_texts.CHANGE_EMAIL_BUTTON)
+    await h.reply_settled(chat, "/help")
+    await h.reply_settled(chat, "/profile")
+    reply = await h.reply_settled(chat, "ann@example.ru")
+    assert reply.text == billing_texts.email_saved("ann@example.ru", paying=False)
+    async with h.services() as services:
+        assert (await services.users.get(chat)).email == "ann@example.ru"
 
 
 @pytest.mark.slow
@@ -271,7 +325,7 @@ async def dispatcher() -> AsyncIterator[tuple[Dispatcher, Bot, Clock, list[str]]
     @router.message(Command("form"))
     async def on_form(message: Message, state: FSMContext) -> None:
         # The bot's prompt would come right after the command.
-        await open_form(state, Form.waiting, prompt_id=message.message_id + 1, plan="month")
+        await open_form(state, Form.waiting, prompt_id=message.message_id + 1, closed_text="closed", plan="month")
 
     @router.message(StateFilter(Form.waiting), F.text, ~F.text.startswith("/"), flags={FORM: True})
     async def on_answer(message: Message) -> None:

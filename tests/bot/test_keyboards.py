@@ -109,6 +109,29 @@ def test_model_buttons_mark_the_current_model_and_lock_premium_ones_for_free_use
     assert not any(label.startswith(texts.MODEL_LOCKED_MARK) for label in labels)
 
 
+def test_the_model_menu_offers_premium_beside_its_exit_to_a_free_user_while_it_is_on_sale() -> None:
+    catalog = load_catalog()
+    locked = next(m for m in catalog.models if m.premium_only)
+    offered = make_model_keyboard(catalog, account(catalog), premium_on_sale=True)
+    assert [button.text for button in offered.inline_keyboard[-1]] == [texts.MENU_BILLING, texts.MODEL_EXIT]
+    assert MenuCallback.unpack(str(offered.inline_keyboard[-1][0].callback_data)).action is MenuAction.billing
+    assert all(len(row) == 1 for row in offered.inline_keyboard[:-1])
+    for markup in (
+        make_model_keyboard(catalog, account(catalog), premium_on_sale=False),
+        make_model_keyboard(catalog, account(catalog, locked.id, premium=True), premium_on_sale=True),
+    ):
+        assert [[button.text for button in row] for row in markup.inline_keyboard[-1:]] == [[texts.MODEL_EXIT]]
+
+
+def test_the_model_menu_marks_the_models_that_see_images() -> None:
+    catalog = load_catalog()
+    text = texts.model_menu(catalog, account(catalog), premium_on_sale=True)
+    for model in catalog.models:
+        line = next(line for line in text.splitlines() if line.startswith(f"• {model.title} "))
+        assert (texts.MODEL_VISION_MARK in line) is model.vision, line
+    assert f"{texts.MODEL_VISION_MARK} — видит изображения" in text
+
+
 def test_start_keyboard_has_one_button_per_menu_action() -> None:
     data = all_callback_data(make_start_keyboard())
     assert [MenuCallback.unpack(d).action for d in data] == list(MenuAction)
@@ -142,4 +165,4 @@ def test_model_menu_lists_limits_and_escapes_titles() -> None:
     assert "Locked 🔒 — только премиум / 7" in text
     assert "/billing" in text
     soon = texts.model_menu(catalog, account(catalog), premium_on_sale=False)
-    assert "/billing" not in soon and "скоро" in soon
+    assert "/billing" not in soon and soon.endswith("🔒 — только с премиумом")

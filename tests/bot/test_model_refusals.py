@@ -53,7 +53,11 @@ def alerts(h: BotHarness) -> list[str]:
 async def test_a_spent_key_limit_is_unavailable_to_users_and_alerts_the_admins(harness: BotHarness) -> None:
     h = harness
     limit = "Key limit exceeded (total limit). Manage it using https://openrouter.ai/settings/keys"
-    assert await refused(h, Error(status=403, message=limit)) == texts.LLM_UNAVAILABLE
+    text = await refused(h, Error(status=403, message=limit))
+    # Every model fails alike: the user is not sent to /model to try them one by one.
+    assert text == texts.LLM_ACCOUNT_PROBLEM
+    assert "/model" not in text
+    assert texts.NOT_COUNTED in text
     alert = await h.tg.wait_for_message(ADMIN, lambda m: "llm_account" in (m.text or ""), ALERT_TIMEOUT_S, 0)
     assert "Key limit exceeded" in (alert.text or "")
 

@@ -83,7 +83,8 @@ def test_without_a_support_contact_no_text_names_one() -> None:
         texts.bot_description(""),
         texts.bot_short_description(""),
         check_message(texts.help_text("", tz), "HTML"),
-        check_message(texts.billing_soon(""), "HTML"),
+        check_message(texts.billing_soon("", premium_until=None, tz=tz), "HTML"),
+        check_message(texts.billing_soon("", premium_until=datetime(2026, 5, 1, tzinfo=UTC), tz=tz), "HTML"),
         check_message(texts.unexpected(""), "HTML"),
         check_message(texts.error(PaymentUnderReview("p"), catalog, tz, "", premium_on_sale=True), "HTML"),
         billing_texts.premium_ending(datetime(2026, 5, 1, tzinfo=UTC), tz, premium_on_sale=False, support=""),
@@ -95,7 +96,8 @@ def test_without_a_support_contact_no_text_names_one() -> None:
         texts.bot_description("@help_desk"),
         texts.bot_short_description("@help_desk"),
         texts.help_text("@help_desk", tz),
-        texts.billing_soon("@help_desk"),
+        texts.billing_soon("@help_desk", premium_until=None, tz=tz),
+        texts.billing_soon("@help_desk", premium_until=datetime(2026, 5, 1, tzinfo=UTC), tz=tz),
         texts.unexpected("@help_desk"),
         texts.payment_under_review("@help_desk"),
         billing_texts.premium_ending(datetime(2026, 5, 1, tzinfo=UTC), tz, premium_on_sale=False, support="@help_desk"),
@@ -150,5 +152,12 @@ def test_a_premium_only_refusal_claims_nothing_about_the_choice() -> None:
     assert text == f"🔒 Модель {locked.title} доступна только с премиумом.\n\nОформить премиум: /billing"
     assert (
         texts.model_locked(locked, premium_on_sale=True)
-        == f"🔒 {locked.title} — только с премиумом. Оформить: /billing"
+        == f"🔒 {locked.title} — только с премиумом. Оформить — кнопка «💎 Премиум» под списком."
     )
+
+
+def test_a_message_no_model_would_read_whole_is_only_asked_to_be_shorter() -> None:
+    catalog = load_catalog()
+    longest = max(catalog.models, key=lambda m: m.context_length)
+    text = texts.message_too_long(MessageTooLong(longest.id, longest.context_length, 1), catalog)
+    assert "Сократите его. " in text and "/model" not in text and "выберите" not in text

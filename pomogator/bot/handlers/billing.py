@@ -5,7 +5,8 @@ plain, so they are sent with ``parse_mode=None`` whatever the bot's default is. 
 translated by the bot's ``ErrorMiddleware``; a mistyped email is answered here, as the email form's own loop, and
 so is one YooKassa refuses for the receipt (the form opens again). The email form ends with /cancel, a typed
 "Отмена", its Cancel button, or any other command or button (``pomogator.bot.middlewares.forms``); its prompt loses
-the Cancel button then, and a Cancel pressed on a prompt whose form is already over says so in place.
+the Cancel button then (ended by another command or button, it says so in place of the prompt), and a Cancel
+pressed on a prompt whose form is already over says so in place. /help and /profile leave it waiting.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from aiogram.types import CallbackQuery, Message
 
 from pomogator.billing import texts
 from pomogator.bot import texts as bot_texts
+from pomogator.bot.answer.output import ChatOutput
+from pomogator.bot.answer.renderer import typing_shown
 from pomogator.bot.callbacks import BillingAction, BillingCallback, MenuAction, MenuCallback
 from pomogator.bot.filters import is_cancel_word, is_command
 from pomogator.bot.keyboards import make_billing_keyboard, make_email_keyboard, make_pay_keyboard
+from pomogator.bot.middlewares import CallbackReply
 from pomogator.bot.middlewares.forms import FORM, close_form, is_prompt_of, open_form, remove_buttons
 from pomogator.bot.replies import chat_id_of, replace_text
 from pomogator.bot.states import EmailForm
@@ -66,7 +70,7 @@ async def show_billing(bot: Bot, chat_id: int, account: Account, services: Servi
     settings = services.settings
     if not settings.billing_configured:
         # No shop configured: premium cannot be bought here yet.
-        await bot.send_message(chat_id, bot_texts.billing_soon(settings.support_contact))
+        await send_billing_soon(bot, chat_id, account, settings)
         return
     billing = services.billing
     await bot.send_message(
@@ -85,17 +89,28 @@ async def show_billing(bot: Bot, chat_id: int, account: Account, services: Servi
     )
 
 
+async def send_billing_soon(bot: Bot, chat_id: int, account: Account, settings: Settings) -> None:
+    """Premium cannot be bought here: one who has it (given by the admins) is told until when."""
+    text = bot_texts.billing_soon(settings.support_contact, premium_until=account.premium_until, tz=settings.tz)
+    await bot.send_message(chat_id, text)
+
+
 async def ask_for_email(bot: Bot, chat_id: int, state: FSMContext, plan: str | None, text: str | None = None) -> None:
     text = text or (texts.EMAIL_PROMPT if plan else texts.EMAIL_CHANGE_PROMPT)
     prompt = await bot.send_message(chat_id, text, reply_markup=make_email_keyboard(), parse_mode=None)
-    await open_form(state, EmailForm.waiting, prompt_id=prompt.message_id, plan=plan)
+    closed = texts.PURCHASE_INPUT_CLOSED if plan else texts.EMAIL_INPUT_CLOSED
+    await open_form(state, EmailForm.waiting, prompt_id=prompt.message_id, closed_text=closed, plan=plan)
 
 
 async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services: Services, state: FSMContext) -> None:
     """Create (or reuse) the payment and send its link, in the text and as a button."""
     me = await bot.me()  # asked once per process, then kept by aiogram
     try:
-        result = await services.billing.start_payment(account.telegram_id, plan, bot_link=f"https://t.me/{me.username}")
+        # YooKassa may take many seconds (retries included): "typing…" shows the bot is at it.
+        async with typing_shown(ChatOutput(bot, chat_id)):
+            result = await services.billing.start_payment(
+                account.telegram_id, plan, bot_link=f"https://t.me/{me.username}"
+            )
     except PaymentAlreadyMade as paid:
         await bot.send_message(chat_id, texts.already_paid(paid.premium_until, services.settings.tz), parse_mode=None)
         return
@@ -132,16 +147,18 @@ async def on_plan(
     services: Services,
     settings: Settings,
     state: FSMContext,
+    callback_reply: CallbackReply,
 ) -> None:
     chat_id = chat_id_of(query)
     if chat_id is None:
         return
     if not settings.billing_configured:
-        await bot.send_message(chat_id, bot_texts.billing_soon(settings.support_contact))
+        await send_billing_soon(bot, chat_id, account, settings)
         return
     if settings.receipt_enabled and not account.email:
         await ask_for_email(bot, chat_id, state, callback_data.plan)
         return
+    await callback_reply.answer_now(texts.CREATING_INVOICE)  # the button would spin while YooKassa answers
     await checkout(bot, chat_id, account, callback_data.plan, services, state)
 
 

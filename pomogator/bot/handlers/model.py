@@ -33,7 +33,7 @@ async def send_model_menu(bot: Bot, chat_id: int, account: Account, catalog: Cat
     await bot.send_message(
         chat_id,
         texts.model_menu(catalog, account, premium_on_sale=settings.billing_configured),
-        reply_markup=make_model_keyboard(catalog, account),
+        reply_markup=make_model_keyboard(catalog, account, premium_on_sale=settings.billing_configured),
     )
 
 
@@ -72,7 +72,8 @@ async def on_pick(
         callback_reply.text = texts.model_chosen(model)
         shown = dataclasses.replace(account, model=model)
     menu = texts.model_menu(catalog, shown, premium_on_sale=settings.billing_configured)
-    await replace_text(bot, query, menu, make_model_keyboard(catalog, shown))
+    markup = make_model_keyboard(catalog, shown, premium_on_sale=settings.billing_configured)
+    await replace_text(bot, query, menu, markup)
 
 
 async def on_exit(query: CallbackQuery, bot: Bot, callback_reply: CallbackReply) -> None:

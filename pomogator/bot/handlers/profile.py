@@ -8,6 +8,7 @@ from aiogram.types import CallbackQuery, Message
 
 from pomogator.bot import texts
 from pomogator.bot.callbacks import MenuAction, MenuCallback
+from pomogator.bot.middlewares.forms import BESIDE_FORM
 from pomogator.bot.replies import chat_id_of
 from pomogator.config import Settings
 from pomogator.services.users import Account, UserService
@@ -15,8 +16,11 @@ from pomogator.services.users import Account, UserService
 
 def make_router() -> Router:
     router = Router(name="profile")
-    router.message.register(on_profile, Command("profile", ignore_case=True))
-    router.callback_query.register(on_profile_button, MenuCallback.filter(F.action == MenuAction.profile))
+    # The profile only shows something: a pending form (the role prompt) keeps waiting.
+    router.message.register(on_profile, Command("profile", ignore_case=True), flags={BESIDE_FORM: True})
+    router.callback_query.register(
+        on_profile_button, MenuCallback.filter(F.action == MenuAction.profile), flags={BESIDE_FORM: True}
+    )
     return router
 
 

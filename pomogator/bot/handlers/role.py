@@ -1,9 +1,11 @@
 """/role: the role given with the command ("/role Ты юрист"), or else the next text message, becomes the model's
 role (system prompt).
 
-The prompt is a form: any other command or button ends it (``pomogator.bot.middlewares.forms``), and so do its
-Cancel button, /cancel and a typed "Отмена". A form answered or cancelled takes its buttons off the prompt; a button
-on a prompt that no longer waits (another command ended it, a newer prompt replaced it) changes nothing.
+The prompt is a form: any other command or button ends it (``pomogator.bot.middlewares.forms``) and the prompt then
+says the input was cancelled; /help, /profile and their menu buttons leave it waiting, and /role replaces it. Its
+Cancel button, /cancel and a typed "Отмена" end it too. A form answered, cancelled or replaced takes its buttons off
+the prompt; a button on a prompt that no longer waits (pressed on a client that still shows it, or on a prompt left
+for an hour) changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pomogator.bot.callbacks import MenuAction, MenuCallback, RoleAction, RoleCa
 from pomogator.bot.filters import SERVICE_CONTENT_TYPES, is_cancel_word, is_command
 from pomogator.bot.keyboards import make_role_keyboard
 from pomogator.bot.middlewares import CallbackReply
-from pomogator.bot.middlewares.forms import FORM, close_form, is_prompt_of, open_form
+from pomogator.bot.middlewares.forms import FORM, REOPENS, close_form, is_prompt_of, open_form
 from pomogator.bot.replies import chat_id_of, replace_text
 from pomogator.bot.states import RoleForm
 from pomogator.config import Settings
@@ -28,8 +30,11 @@ from pomogator.services.users import Account, UserService
 
 def make_router() -> Router:
     router = Router(name="role")
-    router.message.register(on_role, Command("role", ignore_case=True))
-    router.callback_query.register(on_role_button, MenuCallback.filter(F.action == MenuAction.role))
+    # A role prompt waiting meanwhile is replaced by the new one (or answered by "/role <text>"), not cancelled.
+    router.message.register(on_role, Command("role", ignore_case=True), flags={REOPENS: RoleForm.waiting})
+    router.callback_query.register(
+        on_role_button, MenuCallback.filter(F.action == MenuAction.role), flags={REOPENS: RoleForm.waiting}
+    )
     router.message.register(
         on_role_text, RoleForm.waiting, F.text, ~F.func(is_command), ~F.func(is_cancel_word), flags={FORM: True}
     )
@@ -52,7 +57,7 @@ async def ask_for_role(bot: Bot, chat_id: int, account: Account, state: FSMConte
         texts.role_prompt(account.role, settings.role_max_chars),
         reply_markup=make_role_keyboard(has_role=bool(account.role)),
     )
-    await open_form(state, RoleForm.waiting, prompt_id=prompt.message_id)
+    await open_form(state, RoleForm.waiting, prompt_id=prompt.message_id, closed_text=texts.ROLE_INPUT_CLOSED)
 
 
 async def on_role(

@@ -9,6 +9,7 @@ from aiogram.types import CallbackQuery, Message
 from pomogator.bot import texts
 from pomogator.bot.callbacks import MenuAction, MenuCallback
 from pomogator.bot.keyboards import make_start_keyboard
+from pomogator.bot.middlewares.forms import BESIDE_FORM
 from pomogator.bot.replies import chat_id_of
 from pomogator.config import Settings
 from pomogator.services.users import Account
@@ -17,8 +18,11 @@ from pomogator.services.users import Account
 def make_router() -> Router:
     router = Router(name="start")
     router.message.register(on_start, CommandStart(ignore_case=True))
-    router.message.register(on_help, Command("help", ignore_case=True))
-    router.callback_query.register(on_help_button, MenuCallback.filter(F.action == MenuAction.help))
+    # Help only shows something: a pending form (the role prompt) keeps waiting.
+    router.message.register(on_help, Command("help", ignore_case=True), flags={BESIDE_FORM: True})
+    router.callback_query.register(
+        on_help_button, MenuCallback.filter(F.action == MenuAction.help), flags={BESIDE_FORM: True}
+    )
     return router
 
 

@@ -1,10 +1,11 @@
-"""Every callback query is answered exactly once, after its handler, even when the handler fails."""
+"""Every callback query is answered exactly once: after its handler, even when the handler fails, or before its slow
+work when the handler asks to (``CallbackReply.answer_now``)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram import BaseMiddleware
@@ -19,6 +20,16 @@ class CallbackReply:
 
     text: str | None = None
     alert: bool = False
+    answered: bool = False
+    _query: CallbackQuery | None = field(default=None, repr=False)
+
+    async def answer_now(self, text: str) -> None:
+        """Answer the press at once with the toast ``text``, before work that may take long (a call to YooKassa):
+        until answered, the button spins and invites another press. What is set afterwards is not shown."""
+        if self.answered or self._query is None:
+            return
+        self.answered = True
+        await _answer(self._query, text, alert=False)
 
 
 class CallbackAnswerMiddleware(BaseMiddleware):
@@ -32,16 +43,18 @@ class CallbackAnswerMiddleware(BaseMiddleware):
     ) -> Any:
         if not isinstance(event, CallbackQuery):
             return await handler(event, data)
-        reply = data["callback_reply"] = CallbackReply()
+        reply = data["callback_reply"] = CallbackReply(_query=event)
         try:
             return await handler(event, data)
         finally:
-            await asyncio.shield(self._answer(event, reply))
+            if not reply.answered:
+                reply.answered = True
+                await asyncio.shield(_answer(event, reply.text, alert=reply.alert))
 
-    @staticmethod
-    async def _answer(query: CallbackQuery, reply: CallbackReply) -> None:
-        try:
-            await query.answer(text=reply.text, show_alert=reply.alert or None)
-        except TelegramAPIError as exc:
-            # Too old, or answered elsewhere: the press was handled anyway.
-            logger.debug("Callback answer failed: {}", exc.message)
+
+async def _answer(query: CallbackQuery, text: str | None, *, alert: bool) -> None:
+    try:
+        await query.answer(text=text, show_alert=alert or None)
+    except TelegramAPIError as exc:
+        # Too old, or answered elsewhere: the press was handled anyway.
+        logger.debug("Callback answer failed: {}", exc.message)

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiogram import BaseMiddleware, Bot
 from aiogram.exceptions import TelegramAPIError, TelegramForbiddenError, TelegramNetworkError, TelegramServerError
-from aiogram.types import Chat, TelegramObject
+from aiogram.types import Chat, TelegramObject, Update, User
 from loguru import logger
 
 from pomogator.bot import texts
@@ -28,6 +28,7 @@ from pomogator.errors import (
 )
 from pomogator.llm.catalog import Catalog
 from pomogator.logs import alerts
+from pomogator.services.users import UserService
 from pomogator.store.outage import outage_of
 
 
@@ -46,10 +47,19 @@ class ErrorMiddleware(BaseMiddleware):
             return await handler(event, data)
         except PomogatorError as exc:
             self._log_domain_error(exc)
-            on_sale = self.settings.billing_configured
-            text = texts.error(
-                exc, self.catalog, self.settings.tz, self.settings.support_contact, premium_on_sale=on_sale
-            )
+            if isinstance(exc, DatabaseUnavailable) and not isinstance(exc, FormUnavailable):
+                text = _database_unavailable(event)
+            else:
+                on_sale = self.settings.billing_configured
+                premium = isinstance(exc, texts.NAMES_MODELS) and await _has_premium(data)
+                text = texts.error(
+                    exc,
+                    self.catalog,
+                    self.settings.tz,
+                    self.settings.support_contact,
+                    premium_on_sale=on_sale,
+                    premium=premium,
+                )
             await self._tell(data, text)
         except (ChatGone, TelegramForbiddenError) as exc:
             logger.info("Chat unavailable, nothing delivered: {}", exc)
@@ -70,7 +80,7 @@ class ErrorMiddleware(BaseMiddleware):
             outage = outage_of(exc)
             if outage is not None:
                 self._log_domain_error(outage)
-                await self._tell(data, texts.DATABASE_UNAVAILABLE)
+                await self._tell(data, _database_unavailable(event))
             else:
                 logger.exception("Unexpected error while handling an update")
                 await self._tell(data, texts.unexpected(self.settings.support_contact))
@@ -111,3 +121,23 @@ class ErrorMiddleware(BaseMiddleware):
             await bot.send_message(chat.id, text)
         except TelegramAPIError as exc:
             logger.info("Error notice not delivered: {}", exc.message)
+
+
+def _database_unavailable(event: TelegramObject) -> str:
+    """A press has no message to send again: it is to be pressed again."""
+    pressed = isinstance(event, Update) and event.callback_query is not None
+    return texts.DATABASE_UNAVAILABLE_PRESS if pressed else texts.DATABASE_UNAVAILABLE
+
+
+async def _has_premium(data: dict[str, Any]) -> bool:
+    """Whether the person has premium, for a refusal that names models (the handler's account is not seen from
+    here); read again only for those rare refusals. Unknown (the database is away, say): shown as to a free user."""
+    users: UserService | None = data.get("users")
+    user: User | None = data.get("event_from_user")
+    if users is None or user is None:
+        return False
+    try:
+        return (await users.get(user.id)).premium
+    except Exception as exc:  # the refusal is sent all the same
+        logger.info("Premium not read for a refusal, models shown as to a free user: {!r}", exc)
+        return False

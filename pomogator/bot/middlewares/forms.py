@@ -5,7 +5,14 @@ their next message as a question, and taking it as a role (or refusing it as an 
 handler of a message or a button press ends a pending form before it runs, except:
 
 * the form's own input handlers, flagged ``flags={FORM: True}``;
-* the Stop button and /stop, which act on an answer streaming meanwhile, not on the form: ``flags={BESIDE_FORM: True}``.
+* handlers that act beside the form, flagged ``flags={BESIDE_FORM: True}``: the Stop button and /stop, which act on an
+  answer streaming meanwhile, and what only shows something (/help, /profile and their menu buttons): a look at
+  the profile before typing a role is no turning away from it.
+
+A form ended so tells it in place of its prompt, which loses its buttons: ``open_form``'s ``closed_text`` ("Ввод роли
+отменён…"). Left as it was, the prompt would still ask for its answer, and the answer would go to the model. A handler
+that opens the same form again (/role while the role prompt waits), flagged ``flags={REOPENS: RoleForm.waiting}``,
+replaces the prompt rather than cancels it: the old one only loses its buttons, the new one asks.
 
 Handlers that end a form themselves (its Cancel button, /cancel) are flagged too when they need what the form
 noted (``close_form`` takes the buttons off the prompt, a button checks ``is_prompt_of``): unflagged, the form is over
@@ -33,10 +40,10 @@ from typing import Any
 from aiogram import BaseMiddleware, Bot
 from aiogram.dispatcher.event.bases import SkipHandler
 from aiogram.dispatcher.flags import get_flag
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State
-from aiogram.types import Message, TelegramObject
+from aiogram.types import Chat, Message, TelegramObject
 from loguru import logger
 
 FORM = "form"
@@ -45,16 +52,21 @@ FORM = "form"
 BESIDE_FORM = "beside_form"
 """The flag of a handler that leaves a pending form waiting (it acts on something else): ``{BESIDE_FORM: True}``."""
 
+REOPENS = "reopens"
+"""The flag of a handler that opens (or answers) the form it names, a ``State``: a pending one of that form is
+replaced, not cancelled."""
+
 FORM_TTL_S = 3600.0
 _OPENED = "form_opened"
 _PROMPT = "form_prompt"
+_CLOSED = "form_closed"
 
 
-async def open_form(state: FSMContext, form: State, *, prompt_id: int, **data: Any) -> None:
+async def open_form(state: FSMContext, form: State, *, prompt_id: int, closed_text: str, **data: Any) -> None:
     """Wait for ``form``'s answer to the prompt ``prompt_id`` (already sent), with ``data`` (it replaces whatever an
-    earlier form left)."""
+    earlier form left). ``closed_text`` (HTML) replaces the prompt should the user turn to something else."""
     await state.set_state(form)
-    await state.set_data({**data, _OPENED: time.time(), _PROMPT: prompt_id})
+    await state.set_data({**data, _OPENED: time.time(), _PROMPT: prompt_id, _CLOSED: closed_text})
 
 
 async def is_prompt_of(state: FSMContext, form: State, message_id: int) -> bool:
@@ -73,6 +85,15 @@ async def close_form(state: FSMContext, bot: Bot, chat_id: int) -> None:
     await state.clear()
     if isinstance(prompt, int):
         await remove_buttons(bot, chat_id, prompt)
+
+
+async def say_closed(bot: Bot, chat_id: int, message_id: int, text: str) -> None:
+    """Show ``text`` in place of a prompt whose form the user turned away from, without its buttons."""
+    try:
+        await bot.edit_message_text(text, chat_id=chat_id, message_id=message_id, reply_markup=None)
+    except TelegramAPIError as exc:
+        # Deleted by the user, say: the command that ended the form is handled all the same.
+        logger.info("The closed form's prompt is left as it was: {}", exc.message)
 
 
 async def remove_buttons(bot: Bot, chat_id: int, message_id: int) -> None:
@@ -125,13 +146,30 @@ class FormMiddleware(BaseMiddleware):
             await self._end(state, data)
             raise SkipHandler
         if not get_flag(data, BESIDE_FORM):
-            await self._end(state, data)
+            reopens = get_flag(data, REOPENS)
+            replaced = isinstance(reopens, State) and reopens.state == data.get("raw_state")
+            await self._turned_away(state, data, replaced=replaced)
         return await handler(event, data)
 
     @staticmethod
     async def _end(state: FSMContext, data: dict[str, Any]) -> None:
         await state.clear()
         data["raw_state"] = None
+
+    async def _turned_away(self, state: FSMContext, data: dict[str, Any], *, replaced: bool) -> None:
+        """End the form the user turned away from, and say so in place of its prompt (``replaced``: a new prompt
+        of the same form comes, and the old one only loses its buttons)."""
+        form = await state.get_data()
+        await self._end(state, data)
+        prompt, closed = form.get(_PROMPT), form.get(_CLOSED)
+        bot: Bot | None = data.get("bot")
+        chat: Chat | None = data.get("event_chat")
+        if not isinstance(prompt, int) or bot is None or chat is None:
+            return
+        if isinstance(closed, str) and not replaced:
+            await say_closed(bot, chat.id, prompt, closed)
+        else:  # replaced, or opened by an older version
+            await remove_buttons(bot, chat.id, prompt)
 
     async def _fresh(self, state: FSMContext) -> bool:
         opened = (await state.get_data()).get(_OPENED)
