@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -130,6 +131,8 @@ def test_the_model_menu_marks_the_models_that_see_images() -> None:
         line = next(line for line in text.splitlines() if line.startswith(f"• {model.title} "))
         assert (texts.MODEL_VISION_MARK in line) is model.vision, line
     assert f"{texts.MODEL_VISION_MARK} — видит изображения" in text
+    # /help, which says only some models see photos, tells how to find them.
+    assert f"отмечены {texts.MODEL_VISION_MARK}" in texts.help_text("", ZoneInfo("Europe/Moscow"))
 
 
 def test_start_keyboard_has_one_button_per_menu_action() -> None:
