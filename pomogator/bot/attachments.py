@@ -152,7 +152,7 @@ def question_of(messages: list[Message]) -> str | None:
 def document_tokens(model: Model, role: str | None, *, documents: int, images: int) -> int:
     """How many tokens the documents of a request may take together in ``model``: what its context holds after the
     answer, the role, the images, the question and the wrappers, and a share for the conversation."""
-    tokens = model.context_length - model.max_output_tokens
+    tokens = model.input_tokens
     tokens -= estimate_text(role) if role else 0
     tokens -= images * IMAGE_TOKENS + QUESTION_RESERVE_TOKENS + documents * PER_DOCUMENT_RESERVE_TOKENS
     return max(int(tokens * (1 - CONTEXT_SHARE)), 0)
@@ -412,7 +412,7 @@ class AttachmentRequest:
     def check_scans_fit(self, content: list[dict[str, Any]], scans: list[ExtractedDocument]) -> None:
         """A scan goes whole as a file part, estimated by its pages: one bigger than the model's context is
         refused here, with what fits, not by the request check with a message about a long conversation."""
-        budget = self.model.context_length - self.model.max_output_tokens - self.role_tokens
+        budget = self.model.input_tokens - self.role_tokens
         if estimate_content(content) <= budget:
             return
         rest = estimate_content([part for part in content if part.get("type") != "file"])

@@ -423,10 +423,7 @@ def message_too_long(exc: MessageTooLong, catalog: Catalog, *, premium: bool = F
     """Names the models that would read the message whole (/model shows no lengths); none when no model would."""
     model = catalog.find(exc.model_id)
     title = model.title if model else exc.model_id
-    # What a model takes of a request is its context less the room kept for the answer (``chat.build_messages``).
-    longer = [
-        m for m in catalog.models if m.id != exc.model_id and m.context_length - m.max_output_tokens >= exc.tokens
-    ]
+    longer = [m for m in catalog.models if m.id != exc.model_id and m.input_tokens >= exc.tokens]
     further = (
         f"Сократите его или выберите модель, которая прочитает его целиком: "
         f"{_models_to_choose(longer, premium=premium)}. Сменить модель: /model."

@@ -31,6 +31,11 @@ class Model:
         return hashlib.blake2s(self.id.encode(), digest_size=6).hexdigest()
 
     @property
+    def input_tokens(self) -> int:
+        """What a request may take of the context: the rest is kept for the answer."""
+        return self.context_length - self.max_output_tokens
+
+    @property
     def premium_only(self) -> bool:
         return self.free_daily == 0
 

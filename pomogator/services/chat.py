@@ -242,7 +242,7 @@ def build_messages(dialog: Dialog, history: list[Turn], content: Content) -> lis
     Only the latest turns with images or files send them again (``with_recent_media``)."""
     history = with_recent_media(history, content)
     model = dialog.model
-    budget = model.context_length - model.max_output_tokens
+    budget = model.input_tokens
     head: list[Message] = []
     if dialog.role:
         head.append({"role": "system", "content": dialog.role})
