@@ -291,3 +291,18 @@ def test_compose_takes_secrets_from_env_only() -> None:
         for line in text.splitlines():
             if re.search(r"(SECRET|TOKEN|API_KEY|PASSWORD)[A-Z_]*:\s*\S", line):
                 assert "${" in line, f"{name}: {line.strip()}"
+
+
+def test_image_steps_start_web_and_ask_its_healthchecks() -> None:
+    """The steps by hand prove the image's healthchecks: compose's /healthz probe, word for word, against `run web`
+    started from the built venv, and `pomogator healthcheck` reading the heartbeat file the image sets."""
+    steps = (ROOT / ".ci" / "image-steps").read_text()
+    web = compose_file()["services"]["web"]
+    probe = web["healthcheck"]["test"][-1]
+    port = web["environment"]["POMOGATOR_WEB_PORT"]
+    assert probe.replace(f":{port}/", ":$port/") in steps
+    assert re.search(r"^export POMOGATOR_HEARTBEAT_FILE=\S+ PYTHONDONTWRITEBYTECODE=1$", steps, re.M)
+    assert re.search(r"\bpomogator\" run web\b", steps)
+    assert steps.count('pomogator" healthcheck') >= 3  # no file, a fresh one, a stale one
+    assert "setpriv --reuid=10001 --regid=10001" in steps
+    assert re.search(r"^USER 10001:10001$", (ROOT / "Dockerfile").read_text(), re.M)
