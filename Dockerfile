@@ -1,4 +1,5 @@
-# One image for every role: `docker run IMAGE run bot`, `run web`, `db migrate`, `user ...`.
+# One image for every role: `docker run IMAGE run bot`, `run web`, `db migrate`, `user ...`; run it with compose, or
+# with `docker run --init` and a volume for /data (docs/deploy.md).
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 \
