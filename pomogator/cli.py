@@ -340,9 +340,9 @@ def chat(
     """Chat with a model in the terminal.
 
     Each line read from stdin is a message; a line ending in \\ goes on in the next one, and lines pasted at a
-    terminal at once are one message. /clear resets the context, /model switches, /help lists the commands; a line
-    that only starts with a slash ("/etc/hosts?") is a message. At a terminal Ctrl-C stops an answer and keeps what
-    it wrote, and at the prompt quits; Ctrl-D sends what was typed, or quits when nothing was.
+    terminal at once are one message. /clear resets the context, /model switches, /help lists the commands, /exit
+    quits; a line that only starts with a slash ("/etc/hosts?") is a message. At a terminal Ctrl-C stops an answer
+    and keeps what it wrote, and at the prompt quits; Ctrl-D sends what was typed, or quits when nothing was.
 
     Without --user this is a local operator session: any model, no quota, a context of its own.
 
