@@ -6,7 +6,7 @@ here, so they are still translated in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from pomogator.errors import (
     CorruptFile,
@@ -349,3 +349,16 @@ def skipped_parts(kinds: Iterable[str | None]) -> str:
         for kind in dict.fromkeys(kinds)
     ]
     return "\n".join(lines) + "\nОтвечаю на остальное."
+
+
+def files_forgotten(names: Sequence[str]) -> str:
+    """Told after an answer once files the person sent no longer fit the model's context beside the conversation
+    (``Reply.forgotten_files``): the model no longer sees them."""
+    quoted = ", ".join(f"«{esc(name)}»" for name in names)
+    if len(names) == 1:
+        what = f"Файл {quoted} больше не помещается в контекст модели вместе с перепиской, и модель его уже не видит"
+        again = "Чтобы спросить о нём, пришлите его снова"
+    else:
+        what = f"Файлы {quoted} больше не помещаются в контекст модели вместе с перепиской, и модель их уже не видит"
+        again = "Чтобы спросить о них, пришлите их снова"
+    return f"ℹ️ {what}. {again} или очистите контекст: /delete_context."

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
+import re
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -133,6 +135,9 @@ class Reply:
     account: Account | None = None
     # The person and the time the question and answer were stored under, in a stored conversation.
     stored: tuple[int, datetime] | None = None
+    forgotten_files: tuple[str, ...] = ()
+    """Names of the documents the model stopped seeing with this request (``forgotten_files``): set before the
+    answer streams, so the person can be told once."""
     on_complete: Callable[[], object] | None = field(default=None, repr=False)
     """Called once ``complete`` turns true: from then on a stop no longer applies (the bot tells a late Stop so)."""
 
@@ -240,7 +245,12 @@ def build_messages(dialog: Dialog, history: list[Turn], content: Content) -> lis
     """System role + as much recent context as fits + the new message; raises MessageTooLong when the message and
     the role alone do not fit.
     Only the latest turns with images or files send them again (``with_recent_media``)."""
-    history = with_recent_media(history, content)
+    return fit_messages(dialog, with_recent_media(history, content), content)[0]
+
+
+def fit_messages(dialog: Dialog, history: list[Turn], content: Content) -> tuple[list[Message], int]:
+    """``build_messages`` of a ``history`` whose old media are already dropped, and how many of its oldest turns
+    did not fit."""
     model = dialog.model
     budget = model.input_tokens
     head: list[Message] = []
@@ -249,19 +259,80 @@ def build_messages(dialog: Dialog, history: list[Turn], content: Content) -> lis
     fixed = sum(estimate_content(m["content"]) for m in head) + estimate_content(content)
     if fixed > budget:
         raise MessageTooLong(model.id, fixed, budget)
+    dropped = first_fitting(history, budget - fixed)
     kept: list[Message] = []
-    used = fixed
-    for turn in reversed(history):
-        if used + turn.tokens > budget:
-            break
-        used += turn.tokens
+    for turn in history[dropped:]:
         sent = turn.for_request() if model.vision or not may_hold_media(turn) else without_images(turn.decoded())
         kept.append({"role": turn.role, "content": sent})
-    kept.reverse()
     # A context that starts with the model's own answer confuses some providers.
     while kept and kept[0]["role"] == "assistant":
         kept.pop(0)
-    return [*head, *kept, {"role": "user", "content": content}]
+    return [*head, *kept, {"role": "user", "content": content}], dropped
+
+
+def first_fitting(history: list[Turn], room: int) -> int:
+    """The index of the oldest turn of ``history`` sent in ``room`` tokens: the latest turns that fit, no gaps."""
+    start = len(history)
+    for turn in reversed(history):
+        if turn.tokens > room:
+            break
+        room -= turn.tokens
+        start -= 1
+    return start
+
+
+# The opening tag of a document's extracted text (``files.prompt.document_prompt``); a scan's tag, which holds no
+# text (``attached="true"``), does not match: its file part is what the model reads.
+_DOCUMENT_TAG = re.compile(r'<file name="([^"]*)">')
+
+
+def document_names(content: Content) -> list[str]:
+    """Names of the documents ``content`` carries: extracted text in a ``<file>`` wrapper, or a file part."""
+    names: list[str] = []
+    parts: list[dict[str, Any]] = [{"type": "text", "text": content}] if isinstance(content, str) else content
+    for part in parts:
+        if part.get("type") == "text":
+            names.extend(html.unescape(name) for name in _DOCUMENT_TAG.findall(str(part.get("text", ""))))
+        elif part.get("type") == "file":
+            names.append(str(part.get("file", {}).get("filename") or "file"))
+    return list(dict.fromkeys(names))
+
+
+def _may_hold_document(turn: Turn) -> bool:
+    """Whether ``turn`` may carry a document, known without decoding a stored turn (quotes are escaped in JSON)."""
+    content = turn.content
+    if isinstance(content, bytes):
+        return b'<file name=\\"' in content or may_hold_media(turn)
+    return True
+
+
+def forgotten_files(history: list[Turn], recent: list[Turn], dropped: int, dropped_before: int) -> tuple[str, ...]:
+    """Names of the documents the model stops seeing with this request, so the person is told once.
+
+    ``recent`` is ``history`` after ``with_recent_media``; ``dropped`` is how many of its oldest turns do not fit now
+    (``fit_messages``), ``dropped_before`` how many did not fit the previous request (``previously_dropped``). A
+    document counts when its turn fitted then and does not now, or when its file part (a scan) was just replaced by
+    a note: the turn is stored so, and is not found again.
+    """
+    names: list[str] = []
+    for old, new in zip(history[dropped_before:dropped], recent[dropped_before:dropped], strict=True):
+        if old.role == "user" and _may_hold_document(old):
+            names.extend(document_names(new.decoded()))
+    for old, new in zip(history, recent, strict=True):
+        if new is not old and old.role == "user":
+            names.extend(n for n in document_names(old.decoded()) if n not in document_names(new.decoded()))
+    return tuple(dict.fromkeys(names))
+
+
+def previously_dropped(dialog: Dialog, recent: list[Turn], catalog: Catalog) -> int:
+    """How many of the oldest turns of ``recent`` did not fit the previous request: the question and answer that
+    end it, asked of the model that answered (the person may have switched since) with today's role. All of them
+    when the context does not end with a question and its answer (cleared, or only just begun)."""
+    if len(recent) < 2 or recent[-2].role != "user" or recent[-1].role != "assistant":
+        return len(recent)
+    model = catalog.find(recent[-1].model) or dialog.model
+    fixed = (estimate_content(dialog.role) if dialog.role else 0) + recent[-2].tokens
+    return first_fitting(recent[:-2], model.input_tokens - fixed)
 
 
 class ChatService:
@@ -375,7 +446,10 @@ class ChatService:
             if history is None:
                 history = await dialog.conversation.history()
             recent = with_recent_media(history, content)
-            messages = build_messages(dialog, recent, content)
+            messages, dropped = fit_messages(dialog, recent, content)
+            reply.forgotten_files = forgotten_files(
+                history, recent, dropped, previously_dropped(dialog, recent, self.catalog)
+            )
             finished = False
             async for event in _until_stopped(self.llm.stream(model.id, messages, model.max_output_tokens), stop):
                 if isinstance(event, Delta):

@@ -60,6 +60,7 @@ from pomogator.services.files import (
 from tests.bot.harness import BotHarness
 from tests.conftest import make_settings
 from tests.fakes.openai_server import RecordedRequest
+from tests.fakes.openai_server import Reply as ModelReply
 from tests.fakes.telegram_server import Call, SentMessage
 from tests.services.test_files import (
     ENCRYPTED_DOCX,
@@ -223,6 +224,34 @@ async def test_a_text_file_with_a_caption_reaches_the_model_as_text(harness: Bot
     assert "молоко\nхлеб" in text
     assert text.endswith("Что купить?")
     assert await used_today(h, chat) == 1
+
+
+@e2e
+async def test_a_file_that_no_longer_fits_the_context_is_told_once_after_the_answer(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    name = "отчёт <2026>.txt"
+    h.llm.enqueue(ModelReply(text="Прочитал."))
+    h.tg.user_document(chat, ("строка отчёта\n" * 1500).encode(), name, "text/plain", caption="Прочитай")
+    assert 'name="отчёт &lt;2026&gt;.txt"' in (await answered(h, chat)).last_user_text
+    # Some 7000 tokens: the small model's 5500 cannot take them beside the next question.
+    await choose_model(h, chat, "test/small")
+    after = h.last_message_id(chat)
+    h.tg.user_message(chat, "А что в нём?")
+    request = await answered(h, chat)
+    assert "строка отчёта" not in str(request.messages)
+    sent = h.messages_after(chat, after)
+    assert [m.text for m in sent if m.from_bot] == [
+        "Echo: А что в нём?",
+        f"ℹ️ Файл «{name}» больше не помещается в контекст модели вместе с перепиской, и модель его уже не видит. "
+        "Чтобы спросить о нём, пришлите его снова или очистите контекст: /delete_context.",
+    ]
+    assert sent[-1].html == files_texts.files_forgotten([name])
+    # Told once: the next answer comes alone.
+    after = h.last_message_id(chat)
+    h.tg.user_message(chat, "А ещё?")
+    await answered(h, chat)
+    assert [m.text for m in h.messages_after(chat, after) if m.from_bot] == ["Echo: А ещё?"]
 
 
 @e2e

@@ -49,6 +49,7 @@ from pomogator.services.chat import (
     Reply,
     SenderUndecided,
     build_messages,
+    forgotten_files,
     with_recent_media,
 )
 from pomogator.services.conversations import Content, StoredConversation, Turn, encode_content
@@ -325,6 +326,51 @@ async def test_trimmed_context_never_starts_with_an_answer(services: Services, f
     await ask(services, dialog, "q" * 300)
     await ask(services, dialog, "next")
     assert fake_llm.requests[-1].messages == [{"role": "user", "content": "next"}]
+
+
+async def test_a_document_that_falls_off_the_context_is_reported_once(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services, model_id="test/tiny")
+    dialog.premium = True  # more requests a day than the free ones
+    document = '<file name="отчёт &amp; план.txt">\n' + "d" * 120 + "\n</file>\n\nО чём он?"
+    replies = [Reply()]
+    await ask(services, dialog, document, reply=replies[0])
+    seen = []
+    for n in range(6):
+        replies.append(Reply())
+        await ask(services, dialog, f"question {n} " + "q" * 40, reply=replies[-1])
+        seen.append(any(m["content"] == document for m in fake_llm.requests[-1].messages))
+    forgotten = [reply.forgotten_files for reply in replies[1:]]
+    # While the document fits it is not reported; the request it first falls out of reports it, and no later one.
+    first_without = seen.index(False)
+    assert seen[:first_without] == [True] * first_without and first_without > 0
+    assert forgotten == [()] * first_without + [("отчёт & план.txt",)] + [()] * (5 - first_without)
+    assert replies[0].forgotten_files == ()
+
+
+async def test_a_document_a_smaller_model_cannot_take_is_reported_once(services: Services, fake_llm: FakeLLM) -> None:
+    dialog = await dialog_for(services)
+    dialog.premium = True
+    document = '<file name="big.txt">\n' + "d" * 600 + "\n</file>\n\nО чём он?"
+    await ask(services, dialog, document)
+    fitting = Reply()
+    await ask(services, dialog, "and on the big model?", reply=fitting)
+    assert fitting.forgotten_files == ()
+    dialog.model = services.catalog.get("test/tiny")
+    replies = [Reply(), Reply()]
+    for reply in replies:
+        await ask(services, dialog, "and now?", reply=reply)
+    assert [reply.forgotten_files for reply in replies] == [("big.txt",), ()]
+
+
+def test_a_scan_whose_file_is_no_longer_sent_is_reported_once() -> None:
+    history = [Turn("user", SCAN, estimate_content(SCAN)), Turn("assistant", "read", 1)]
+    for n in range(1, 5):
+        history += [Turn("user", image_number(n), 1004), Turn("assistant", f"answer {n}", 3)]
+    recent = with_recent_media(history, "and now?")
+    assert forgotten_files(history, recent, 0, 0) == ("scan.pdf",)
+    # Stored without its file, it is not found again; nor is a scan still sent.
+    assert forgotten_files(recent, with_recent_media(recent, "and then?"), 0, 0) == ()
+    assert forgotten_files(history[:4], with_recent_media(history[:4], "hi"), 0, 0) == ()
 
 
 async def test_role_counts_against_the_context(services: Services, fake_llm: FakeLLM) -> None:

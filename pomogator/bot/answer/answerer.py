@@ -11,6 +11,7 @@ from aiogram.enums import ChatType
 from aiogram.types import Chat
 from loguru import logger
 
+from pomogator.bot import files_texts
 from pomogator.bot.answer.output import ChatOutput
 from pomogator.bot.answer.renderer import UPDATE_INTERVAL, AnswerRenderer
 from pomogator.bot.answer.stops import StopRegistry
@@ -146,7 +147,17 @@ class Answerer:
                 reply.stopped = True
                 return reply
             raise
+        if reply.forgotten_files and reply.charged:
+            await self._tell_forgotten(ChatOutput(bot, chat.id), reply.forgotten_files)
         return reply
+
+    async def _tell_forgotten(self, out: ChatOutput, names: tuple[str, ...]) -> None:
+        """Tell, after the answer, that files sent earlier no longer reach the model (``Reply.forgotten_files``).
+        The answer is delivered already: a notice that cannot be sent costs only itself."""
+        try:
+            await out.send(files_texts.files_forgotten(names))
+        except Exception as exc:
+            logger.warning("The notice of files no longer in the context was not sent: {!r}", exc)
 
     async def _take_back(self, reply: Reply, why: str) -> None:
         """``ChatService.take_back``, to the end even when the answer is being cancelled (a shutdown awaits it); its
