@@ -260,13 +260,14 @@ class BotHarness:
         await self.bot.stop()
         await self.start()
 
-    def settings(self) -> Settings:
-        return make_settings(database_url=self.database_url, openrouter_base_url=self.llm.base_url)
+    def settings(self, **overrides: Any) -> Settings:
+        return make_settings(database_url=self.database_url, openrouter_base_url=self.llm.base_url, **overrides)
 
     @contextlib.asynccontextmanager
-    async def services(self) -> AsyncIterator[Services]:
-        """The core services in the test process, on the bot's database (already migrated by then)."""
-        async with build_services(self.settings(), migrate=False) as services:
+    async def services(self, **overrides: Any) -> AsyncIterator[Services]:
+        """The core services in the test process, on the bot's database (already migrated by then); ``overrides``
+        are settings the bot was started with too (``models_file``, say)."""
+        async with build_services(self.settings(**overrides), migrate=False) as services:
             yield services
 
     async def use_up_quota(self, chat_id: int, leave: int = 0) -> None:

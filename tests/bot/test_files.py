@@ -30,7 +30,6 @@ from pomogator.bot.attachments import (
     max_document_chars,
 )
 from pomogator.bot.files_texts import FILE_QUESTION, IMAGE_QUESTION
-from pomogator.container import build_services
 from pomogator.errors import (
     DownloadFailed,
     FileTooComplex,
@@ -58,7 +57,6 @@ from pomogator.services.files import (
     truncation_note,
 )
 from tests.bot.harness import BotHarness
-from tests.conftest import make_settings
 from tests.fakes.openai_server import RecordedRequest
 from tests.fakes.openai_server import Reply as ModelReply
 from tests.fakes.telegram_server import Call, SentMessage
@@ -123,16 +121,13 @@ async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bot
 
 
 async def choose_model(h: BotHarness, chat: int, model_id: str) -> None:
-    catalog = h.workdir / "models.toml"
-    settings = make_settings(database_url=h.database_url, models_file=catalog)
-    async with build_services(settings, migrate=False) as services:
+    async with h.services(models_file=h.workdir / "models.toml") as services:
         await services.users.ensure(chat)
         await services.users.set_model(chat, model_id)
 
 
 async def use_up_quota(h: BotHarness, chat: int) -> None:
-    settings = make_settings(database_url=h.database_url, models_file=h.workdir / "models.toml")
-    async with build_services(settings, migrate=False) as services:
+    async with h.services(models_file=h.workdir / "models.toml") as services:
         account = await services.users.ensure(chat)
         for _ in range(account.model.free_daily):
             await services.quota.reserve(chat, account.model, premium=False)

@@ -10,9 +10,7 @@ import pytest
 import pytest_asyncio
 
 from pomogator.bot import texts
-from pomogator.container import build_services
 from tests.bot.harness import BotHarness
-from tests.conftest import make_settings
 from tests.fakes.openai_server import Error
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
@@ -54,8 +52,7 @@ async def harness(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bot
 
 async def choose_short_model(h: BotHarness, chat: int) -> int:
     """Choose the model with the small context; returns the requests used today."""
-    settings = make_settings(database_url=h.database_url, models_file=h.workdir / "models.toml")
-    async with build_services(settings, migrate=False) as services:
+    async with h.services(models_file=h.workdir / "models.toml") as services:
         await services.users.ensure(chat)
         await services.users.set_model(chat, "test/short")
         return sum((await services.quota.used_today(chat)).values())
@@ -74,8 +71,7 @@ async def test_without_payments_the_menu_and_the_profile_do_not_point_to_billing
 async def test_without_payments_the_quota_refusal_does_not_point_to_billing(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    settings = make_settings(database_url=h.database_url, models_file=h.workdir / "models.toml")
-    async with build_services(settings, migrate=False) as services:
+    async with h.services(models_file=h.workdir / "models.toml") as services:
         await services.users.ensure(chat)
         model = services.catalog.default
         for _ in range(model.free_daily):
@@ -104,8 +100,7 @@ async def test_a_message_too_long_for_the_model_says_so_and_costs_nothing(harnes
 async def test_a_premium_user_is_shown_no_locks(harness: BotHarness) -> None:
     h = harness
     chat = h.new_chat()
-    settings = make_settings(database_url=h.database_url, models_file=h.workdir / "models.toml")
-    async with build_services(settings, migrate=False) as services:
+    async with h.services(models_file=h.workdir / "models.toml") as services:
         await services.users.ensure(chat)
         await services.subscriptions.grant(chat, 30)
     menu = (await h.reply_settled(chat, "/model")).text or ""
