@@ -240,12 +240,14 @@ class FileTooComplex(FileError):
 
 class ScanTooLong(FileError):
     """A PDF without a text layer, which the model reads page by page itself, has more pages than its context
-    holds. ``max_pages`` is how many would fit (0: not even one, next to the rest of the request)."""
+    holds. ``max_pages`` is how many would fit (0: not even one, next to the rest of the request); ``tokens`` is
+    what the request needs of a model's context (0: not worked out), so that models that would read it can be named."""
 
-    def __init__(self, filename: str, pages: int, max_pages: int) -> None:
+    def __init__(self, filename: str, pages: int, max_pages: int, tokens: int = 0) -> None:
         self.filename = filename
         self.pages = pages
         self.max_pages = max_pages
+        self.tokens = tokens
         super().__init__(f"The scan {filename!r} has {pages} pages; the model's context holds {max_pages}.")
 
 

@@ -413,13 +413,14 @@ class AttachmentRequest:
         """A scan goes whole as a file part, estimated by its pages: one bigger than the model's context is
         refused here, with what fits, not by the request check with a message about a long conversation."""
         budget = self.model.input_tokens - self.role_tokens
-        if estimate_content(content) <= budget:
+        needed = estimate_content(content)
+        if needed <= budget:
             return
         rest = estimate_content([part for part in content if part.get("type") != "file"])
         largest = max(scans, key=lambda doc: doc.pages_total or 1)
         others = sum(doc.pages_total or 1 for doc in scans if doc is not largest)
         free = max(0, (budget - rest) // SCAN_PAGE_TOKENS - others)
-        raise ScanTooLong(largest.filename, largest.pages_total or 1, free)
+        raise ScanTooLong(largest.filename, largest.pages_total or 1, free, needed + self.role_tokens)
 
 
 def scan_parts(scans: list[tuple[ExtractedDocument, bytes]]) -> list[dict[str, Any]]:

@@ -191,13 +191,15 @@ def image_too_large(exc: ImageTooLarge) -> str:
     )
 
 
-def scan_too_long(exc: ScanTooLong) -> str:
-    """A PDF without a text layer goes to the model whole, page images and all; its context may not hold them."""
+def scan_too_long(exc: ScanTooLong, models: str = "") -> str:
+    """A PDF without a text layer goes to the model whole, page images and all; its context may not hold them.
+    ``models`` names the models that would read it (the bot's texts know the catalog), else /model is offered."""
     fit = f" (поместится около {number(exc.max_pages)})" if 0 < exc.max_pages < exc.pages else ""
+    way_out = models or "выберите модель, которая читает больше за раз: /model."
     return (
         f"📄 «{esc(exc.filename)}» — скан без текстового слоя: такие файлы модель читает постранично, как картинки, "
         f"а в нём {pages(exc.pages)} — столько ей за раз не прочитать{fit}. "
-        "Пришлите нужные страницы как фото или выберите модель, которая читает больше за раз: /model."
+        f"Пришлите нужные страницы как фото или {way_out}"
     )
 
 

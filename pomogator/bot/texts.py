@@ -38,6 +38,7 @@ from pomogator.errors import (
     PremiumRequired,
     QuotaExceeded,
     RoleTooLong,
+    ScanTooLong,
     UnknownModel,
     VisionUnsupported,
 )
@@ -362,7 +363,7 @@ def private_only(bot_username: str | None) -> str:
 
 NOT_COUNTED = "Запрос не засчитан."
 # The refusals that name models to choose, marked premium-only for a free user: ``error`` needs to know which it is.
-NAMES_MODELS = (MessageTooLong, VisionUnsupported)
+NAMES_MODELS = (MessageTooLong, VisionUnsupported, ScanTooLong)
 
 
 def quota_exceeded(exc: QuotaExceeded, catalog: Catalog, tz: ZoneInfo, *, premium_on_sale: bool) -> str:
@@ -434,6 +435,18 @@ def message_too_long(exc: MessageTooLong, catalog: Catalog, *, premium: bool = F
         f"📏 Сообщение слишком длинное для модели <b>{esc(title)}</b>: она не сможет прочитать его целиком. "
         f"{further} {NOT_COUNTED}"
     )
+
+
+def scan_too_long(exc: ScanTooLong, catalog: Catalog, *, premium: bool = False) -> str:
+    """Names the models that see files and whose context would hold the scan, where the request's size is known."""
+    longer = [m for m in catalog.vision_models() if exc.tokens and m.input_tokens >= exc.tokens]
+    way_out = (
+        f"выберите модель, которая прочитает его целиком: {_models_to_choose(longer, premium=premium)}. "
+        "Сменить модель: /model."
+        if longer
+        else ""
+    )
+    return files_texts.scan_too_long(exc, way_out)
 
 
 CUT_OFF_BY_RESTART = "⚠️ Бот перезапускался и не успел ответить на это сообщение. Пожалуйста, отправьте его ещё раз."
@@ -515,6 +528,8 @@ def error(
         return vision_unsupported(exc, catalog, premium=premium)
     if isinstance(exc, LLMError):
         return llm_error(exc)
+    if isinstance(exc, ScanTooLong):
+        return scan_too_long(exc, catalog, premium=premium)
     if isinstance(exc, FileError):
         return files_texts.file_error(exc)
     if isinstance(exc, UnknownModel):

@@ -1044,7 +1044,9 @@ async def test_a_scan_is_measured_by_its_pages(harness: BotHarness) -> None:
     text = (await refused(h, chat)).text or ""
     assert "«scan.pdf» — скан без текстового слоя" in text
     assert "а в нём 5 страниц — столько ей за раз не прочитать (поместится около 3)" in text
-    assert "как фото" in text and "/model" in text
+    # The models that see files and would hold it are named: not the one that cannot see.
+    assert "выберите модель, которая прочитает его целиком: Зоркая модель. Сменить модель: /model." in text
+    assert "Незрячая" not in text and "как фото" in text
     h.tg.user_document(chat, blank_pdf(2), "short.pdf", "application/pdf")
     parts = user_parts(await answered(h, chat))
     assert [part["type"] for part in parts] == ["text", "file"]

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from pomogator.billing import texts as billing_texts
 from pomogator.bot import texts
-from pomogator.errors import MessageTooLong, PaymentUnderReview, PremiumRequired
+from pomogator.errors import MessageTooLong, PaymentUnderReview, PremiumRequired, ScanTooLong
 from pomogator.llm.catalog import Model, load_catalog
 from pomogator.services.users import Account, ModelReset
 from tests.fakes.telegram_html import check_message, parse_html
@@ -161,3 +161,20 @@ def test_a_message_no_model_would_read_whole_is_only_asked_to_be_shorter() -> No
     longest = max(catalog.models, key=lambda m: m.context_length)
     text = texts.message_too_long(MessageTooLong(longest.id, longest.context_length, 1), catalog)
     assert "Сократите его. " in text and "/model" not in text and "выберите" not in text
+
+
+def test_a_scan_too_long_names_the_models_that_see_files_and_would_hold_it() -> None:
+    catalog = load_catalog()
+    need = sorted(m.input_tokens for m in catalog.vision_models())[-3] + 1  # more than all but the two roomiest
+    holding = [m for m in catalog.vision_models() if m.input_tokens >= need]
+    free_user = check_message(texts.scan_too_long(ScanTooLong("a.pdf", 400, 90, need), catalog), "HTML")
+    assert holding and all(m.title in free_user for m in holding)
+    assert all(m.title not in free_user for m in catalog.models if m not in holding)
+    assert "Сменить модель: /model." in free_user
+    assert ("только с премиумом" in free_user) == any(m.premium_only for m in holding)
+    premium_user = texts.scan_too_long(ScanTooLong("a.pdf", 400, 90, need), catalog, premium=True)
+    assert "только с премиумом" not in premium_user
+    # None would hold it, or the size was not worked out: /model is offered as before.
+    for tokens in (max(m.input_tokens for m in catalog.models) + 1, 0):
+        text = texts.scan_too_long(ScanTooLong("a.pdf", 400, 0, tokens), catalog)
+        assert text.endswith("выберите модель, которая читает больше за раз: /model.")
