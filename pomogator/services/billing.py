@@ -110,7 +110,9 @@ class PaymentOutcome:
 def _reusable(row: Mapping[str, Any], plan: Plan) -> bool:
     """Whether ``_open_payment`` offers ``row`` again rather than a new payment (see there)."""
     if row["status"] == PENDING:
-        return stored_money(row["amount"]) == plan.price
+        # A link pays what it was made with: offered again only while the plan is still that (an operator may have
+        # changed the price or the days since).
+        return offered(row, plan) == plan
     return row["status"] in (NEW, ERROR) and as_utc(row["created_at"]) >= utcnow() - REUSE_WINDOW
 
 
@@ -212,7 +214,7 @@ class BillingService:
         """The person's newest payment for ``plan`` if it may still be paid (not ``passed``, which turned out not to
         be reusable), or a new row with a new idempotence key: ``(row, created)``. One YooKassa has not answered
         about is asked again for 15 minutes; a pending one is offered again for as long as YooKassa keeps it
-        payable (``_reuse`` asks), at the price it was made for if that is still the plan's: two live links for one
+        payable (``_reuse`` asks), if its price and days are still the plan's: two live links for one
         plan could both be paid.
 
         Looking and creating happen under the person's lock, so two presses at once get one payment: the second

@@ -497,6 +497,9 @@ class ChatService:
         except Exception as exc:
             outage = outage_of(exc)
             if outage is None:
+                # Not kept, for a reason other than an outage: the person is told of a failure, which costs nothing.
+                if reply.reservation is not None:
+                    await self.quota.give_back(reply.reservation)
                 raise
             # The answer was generated and the request taken: the user still gets it, told it is not in the context.
             logger.warning("Answer not stored, the database is unavailable: {}", outage.detail)

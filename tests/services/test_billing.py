@@ -130,11 +130,13 @@ async def test_a_link_still_payable_is_offered_again_after_the_first_quarter_hou
     assert fresh.payment_id != first.payment_id and not fresh.reused
 
 
-def test_a_pending_link_is_offered_again_only_at_the_plans_price() -> None:
+def test_a_pending_link_is_offered_again_only_at_the_plans_price_and_days() -> None:
     month = Plan("month", Decimal(599), 30)
-    pending = {"status": "pending", "amount": Decimal(599), "created_at": utcnow() - timedelta(days=1)}
+    pending = {"status": "pending", "amount": Decimal(599), "days": 30, "created_at": utcnow() - timedelta(days=1)}
     assert _reusable(pending, month)
+    assert _reusable({**pending, "days": None}, month)  # a payment made before days were stored
     assert not _reusable({**pending, "amount": Decimal(499)}, month)  # the price changed since
+    assert not _reusable({**pending, "days": 45}, month)  # the days changed since: it would grant 45, not 30
     unanswered = {"status": "new", "amount": Decimal(599), "created_at": utcnow() - timedelta(minutes=20)}
     assert not _reusable(unanswered, month)
     assert _reusable({**unanswered, "created_at": utcnow() - timedelta(minutes=5)}, month)

@@ -724,6 +724,28 @@ async def test_timeout_refunds_and_stores_nothing(
         assert await LLMRequest.count() == 0
 
 
+async def test_an_answer_the_database_refuses_to_keep_costs_nothing(
+    services: Services, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not an outage (which keeps the answer, unsaved, and its cost): the statement itself fails, and the person is
+    # told of a failure.
+    dialog = await dialog_for(services)
+
+    async def refused_store(*args: Any) -> None:
+        raise sqlite3.IntegrityError("CHECK constraint failed")
+
+    monkeypatch.setattr(services.chat, "_store", refused_store)
+    reply = Reply()
+    with pytest.raises(sqlite3.IntegrityError):
+        async for _ in services.chat.stream_reply(dialog, "hi", reply=reply):
+            pass
+    assert reply.text == "Echo: hi" and not reply.charged
+    assert await used(services) == 0
+    monkeypatch.undo()
+    assert await ask(services, dialog, "again") == "Echo: again"
+    assert await used(services) == 1
+
+
 # --- stop and abandon ------------------------------------------------------------------------------------
 
 
