@@ -173,6 +173,57 @@ async def test_text_still_being_written_is_drafted_at_once() -> None:
     assert out.drafts[0] == "Пишу"
 
 
+class PausingStream:
+    """The first words, a pause of ``pause`` seconds (a model thinking between bursts), then the rest."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+
+    async def __call__(self) -> AsyncIterator[str]:
+        yield "Первые слова"
+        await asyncio.sleep(self.pause)
+        yield ", и остальное."
+
+
+@pytest.mark.parametrize("drafts", [True, False])
+async def test_a_draft_is_sent_again_while_the_model_pauses_longer_than_telegram_shows_one(drafts: bool) -> None:
+    out = FakeOutput()
+    r = renderer(out, drafts=drafts, draft_refresh=0.2)
+    await r.stream(PausingStream(0.7)())
+    if drafts:
+        # Shown at once, then again every 0.2 s of the pause: Telegram would have let the first one vanish.
+        assert len(out.drafts) >= 4 and set(out.drafts) == {"Первые слова"}
+    else:
+        # An edited message stays on screen: nothing to send again.
+        assert out.calls == ["send"]
+    quick = FakeOutput()
+    await renderer(quick, draft_refresh=0.2).stream(PausingStream(0.1)())
+    assert quick.drafts == ["Первые слова"]  # the rest goes straight to the message
+
+
+async def test_a_draft_is_not_sent_again_during_a_flood_wait_or_after_stop() -> None:
+    out = FakeOutput()
+    stop = asyncio.Event()
+    r = renderer(out, draft_refresh=0.1, stop=stop)
+    stream = PausingStream(0.5)()
+    first = await anext(stream)
+
+    async def pieces() -> AsyncIterator[str]:
+        yield first
+        await asyncio.sleep(0.05)
+        stop.set()
+        async for piece in stream:
+            yield piece
+
+    await r.stream(pieces())
+    assert out.drafts == ["Первые слова"]
+    held = FakeOutput()
+    r = renderer(held, draft_refresh=0.1)
+    r._throttle.defer(5.0)  # Telegram asked for 5 s: no draft at all until then
+    await r.stream(PausingStream(0.5)())
+    assert held.drafts == []
+
+
 async def test_without_drafts_one_message_is_edited_with_a_stop_button() -> None:
     out = FakeOutput(refuse_drafts=True)
     refused: list[bool] = []

@@ -4,7 +4,8 @@ While the model writes, the chat sees "typing…" until the first words (unless 
 updated at most once per interval: a draft (``sendMessageDraft`` with Telegram's own stop button) in private chats,
 or a message edited in place with a "⏹ Стоп" button where drafts are not available. A live update never blocks
 reading the model's stream: the latest text is rendered each time, so a slow or flood-limited update is simply
-followed by a fresher one. When the answer outgrows one message, the full chunks are sent as messages and the live
+followed by a fresher one. A draft lasts 30 seconds on screen: while the model pauses, it is sent again. When the
+answer outgrows one message, the full chunks are sent as messages and the live
 view goes on with the rest. Text the model has finished writing is not previewed: its message follows at once. At
 the end the chain of messages is made to show exactly the final rendering, without buttons.
 """
@@ -40,6 +41,9 @@ END_GRACE = 0.5
 # How long the messages of an answer that could not be delivered whole are tried to be deleted (best effort: the
 # person is told it failed either way).
 DISCARD_WAIT_S = 10.0
+# Telegram shows a draft as a 30-second preview: while the model pauses longer (a provider's hiccup, a model that
+# thinks between bursts), the same draft goes again this often, so the answer and its Stop button do not vanish.
+DRAFT_REFRESH = 20.0
 
 
 async def keep_typing(out: ChatOutput, every: float = TYPING_EVERY) -> None:
@@ -79,6 +83,7 @@ class AnswerRenderer:
         complete: Callable[[], bool] | None = None,
         end_grace: float = END_GRACE,
         before_show: Callable[[], bool] | None = None,
+        draft_refresh: float = DRAFT_REFRESH,
     ) -> None:
         self.out = out
         self.answer_id = answer_id
@@ -98,6 +103,7 @@ class AnswerRenderer:
         self._end_grace = end_grace
         # Asked before each live update; False means nothing more is shown live.
         self._before_show = before_show
+        self._draft_refresh = draft_refresh
         self._text = ""
         self._drafted: list[str] | None = None
         self._changed = asyncio.Event()
@@ -215,7 +221,7 @@ class AnswerRenderer:
 
     async def _present(self) -> None:
         while True:
-            await self._changed.wait()
+            await self._next_change()
             if self._done():
                 return
             delay = self._throttle.delay()
@@ -232,6 +238,23 @@ class AnswerRenderer:
                     return
                 await self._show(chunks)
                 self._throttle.mark()
+
+    async def _next_change(self) -> None:
+        """Until the text changes (or the answer ends); a draft shown meanwhile is sent again every
+        ``draft_refresh`` seconds, unless a flood wait or Stop holds live updates back."""
+        while self.drafts and self._drafted is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._draft_refresh):
+                    await self._changed.wait()
+            if self._changed.is_set():
+                return
+            if self._stopped() or self._throttle.delay() > 0:
+                continue
+            if self._before_show is not None and not self._before_show():
+                break
+            await self._show(self._drafted)
+            self._throttle.mark()
+        await self._changed.wait()
 
     async def _until_finished(self, seconds: float) -> None:
         # asyncio.timeout, unlike wait_for on Python 3.11, never swallows the cancellation of a failed answer.
