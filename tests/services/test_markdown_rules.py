@@ -95,12 +95,27 @@ def test_asterisks_inside_words_are_arithmetic(md: str) -> None:
         ("**Шаг 1.** Установите", "<b>Шаг 1.</b> Установите"),
         # Chinese and Japanese have no spaces between words: their emphasis is always between two letters.
         ("这是**重要**的", "这是<b>重要</b>的"),
-        # Underscores inside words were never emphasis.
-        ("my_var_name и __init__", "my_var_name и <b>init</b>"),
+        # Underscores inside words were never emphasis; a bold word that is no Python name stays bold.
+        ("my_var_name и __важно__", "my_var_name и <b>важно</b>"),
+        ("__NOTE__: x", "<b>NOTE</b>: x"),
     ],
 )
 def test_emphasis_around_words_still_formats(md: str, out: str) -> None:
     assert rendered(md) == out
+
+
+@pytest.mark.parametrize(
+    "md",
+    [
+        'if __name__ == "__main__":\n    main()',
+        "Метод __init__ класса и файл __init__.py",
+        "__all__ = [] в __pycache__",
+        "my_var и __dict__, __slots__.",
+    ],
+)
+def test_python_dunder_names_stay_as_written(md: str) -> None:
+    assert visible_text(rendered(md)) == md.replace("\n    ", "\n")  # (the paragraph's indent goes)
+    assert rendered("**__init__**") == "<b>__init__</b>"
 
 
 def test_emphasis_inside_a_word_is_the_accepted_loss() -> None:
@@ -389,4 +404,17 @@ def test_every_prefix_of_an_answer_with_html_renders_valid() -> None:
     ],
 )
 def test_lists_are_numbered_from_their_start(md: str, shown: str) -> None:
+    assert visible_text(rendered(md)) == shown
+
+
+@pytest.mark.parametrize(
+    ("md", "shown"),
+    [
+        ("- [ ] купить хлеб\n- [x] позвонить\n  - [X] вложенное", "☐ купить хлеб\n☑ позвонить\n   ☑ вложенное"),
+        ("1. [ ] один\n2. [x] **два**", "1. ☐ один\n2. ☑ два"),
+        ("- [ ]", "• [ ]"),  # a box with no task is just text
+        ("- [ссылка](https://a.com) и [x] в тексте", "• ссылка и [x] в тексте"),
+    ],
+)
+def test_task_lists_are_drawn_as_boxes(md: str, shown: str) -> None:
     assert visible_text(rendered(md)) == shown

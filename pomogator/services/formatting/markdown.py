@@ -7,7 +7,8 @@ Raw HTML in the Markdown is never passed through. The few tags models write for 
 ``<kbd>`` and ``<code>`` are code, ``<sup>`` and ``<sub>`` become Unicode super- and subscripts, ``<details>`` and
 ``<summary>`` plain lines, and comments vanish; any other tag, and one left unclosed, is shown as text. LaTeX
 formulas become code (see ``math``). Bare addresses are text that Telegram links itself, safe from emphasis
-(``bare_urls``); so is an asterisk between two letters or digits, as in "2*3*4" (``emphasis``). Link reference
+(``bare_urls``); so are an asterisk between two letters or digits, as in "2*3*4", and a Python name such as
+``__init__`` (``emphasis``). A task list's "[ ]" and "[x]" are drawn as boxes. Link reference
 definitions are not read: a "[1]: https://…" list of sources stays as it was written. A link keeps its address only
 if Telegram takes it (``links``).
 """
@@ -32,6 +33,9 @@ from pomogator.services.formatting.text import escape_attr, escape_text, visible
 
 _LANGUAGE = re.compile(r"[A-Za-z0-9_+#.-]{1,32}")
 _BULLETS = ("•", "◦", "▪")
+# A task list's box ("- [ ] купить", "- [x] сделано"), drawn as the box it means.
+_TASK = re.compile(r"\[([ xX])\] ")
+_TASK_BOXES = {" ": "☐", "x": "☑", "X": "☑"}
 _INDENT = "   "
 _RULE = "──────────"
 _STYLE_TAGS = {"strong": "b", "em": "i", "s": "s", "u": "u"}
@@ -145,6 +149,11 @@ class _Renderer:
             rendered = [(child, part) for child, part in rendered if part]
             # A paragraph or a heading opening the item goes on the marker's line.
             head = rendered.pop(0)[1] if rendered and rendered[0][0].type in ("paragraph", "heading") else ""
+            task = _TASK.match(head)
+            if task:
+                box = _TASK_BOXES[task.group(1)]
+                marker = f"{marker} {box}" if ordered else box
+                head = head[task.end() :]
             inner = _INDENT * (depth + 1)
             lines.append(f"{_INDENT * depth}{marker} {_continued(head, inner)}".rstrip())
             for child, part in rendered:
