@@ -145,7 +145,8 @@ class Settings(BaseModel):
     """The settings; ``Settings(**values)`` takes them as given, ``load_settings()`` from the environment."""
 
     model_config = ConfigDict(extra="ignore")
-    # The ``POMOGATOR_*`` names ``load_settings`` found that are no setting (see ``unknown_variable_warnings``).
+    # The ``POMOGATOR_*`` names ``load_settings`` found that are no setting (see ``unknown_variables`` and
+    # ``unknown_variable_warning``).
     _unknown_variables: tuple[str, ...] = PrivateAttr(default=())
 
     database_url: str = "sqlite:///pomogator.sqlite3"

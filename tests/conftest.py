@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -18,6 +21,7 @@ from pomogator.config import Settings
 from pomogator.container import Services, build_services
 from pomogator.store.engine import Database
 from pomogator.store.tables import TABLES
+from pomogator.timeutil import next_midnight, utcnow
 from tests.databases import database_at, run_on_server
 from tests.fakes.openai_server import FakeLLM
 from tests.fakes.telegram_server import FakeTelegram
@@ -32,6 +36,19 @@ for _name in list(os.environ):
     if _name.startswith("POMOGATOR_") and _name != "POMOGATOR_TEST_POSTGRES_URL":
         del os.environ[_name]
 pomogator.config.ENV_FILE = Path(__file__).parent / "no-such.env"
+
+# Requests are counted per day of the configured zone. A test that asks at 23:59:59 there and checks "today's"
+# count a moment later finds the new day's, so no test starts this close to the zone's midnight: it waits for the
+# new day instead (longer than any one test takes; a run at that hour waits once, at most this long, per worker).
+QUOTA_DAY_MARGIN = timedelta(minutes=3)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    now = utcnow()
+    midnight = next_midnight(now, ZoneInfo(Settings.model_fields["timezone"].default))
+    if midnight - now < QUOTA_DAY_MARGIN:
+        time.sleep((midnight - now).total_seconds() + 1)
 
 
 async def _create_session_database(server_url: str, name: str) -> str:

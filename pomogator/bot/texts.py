@@ -557,11 +557,11 @@ EDITS_NOT_SEEN = (
     "✏️ Изменения в уже отправленных сообщениях я не вижу. Если нужно, отправьте исправленный текст новым сообщением."
 )
 
-# The end of an answer the model's length limit cut off.
+# The end of an answer the model's content filter stopped, and of one its length limit cut off.
 FILTERED_MARK = "🚫 <i>Ответ прерван: его остановил фильтр содержимого модели.</i>"
 CUT_OFF_MARK = "✂️ <i>Ответ оборван: модель упёрлась в лимит длины. Напишите «продолжай», и она допишет.</i>"
 
-# The database could not be reached while handling a message (pomogator.store.outage), or after an answer.
+# The database could not be reached (pomogator.store.outage): to open a form, to handle a message.
 FORM_UNAVAILABLE = (
     "⚠️ Сейчас не получается открыть эту форму: у нас временные технические неполадки. Попробуйте через пару "
     "минут — всё остальное работает как обычно."

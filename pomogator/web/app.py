@@ -203,7 +203,7 @@ class InternalErrors:
 class OneLineStartupFailure:
     """A start-up that fails for a reason of ours (the database cannot be reached, a setting is missing) is not
     reported by uvicorn as Starlette's formatted traceback: ``serve`` reports it as every command does, in one line
-    with exit code 1 (see ``STARTUP_FAILURES``)."""
+    with exit code 1 (``app.state.startup_failures``, read by ``pomogator.web.server``)."""
 
     def __init__(self, app: ASGIApp, failures: list[PomogatorError]) -> None:
         self.app = app

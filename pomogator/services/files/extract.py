@@ -1,9 +1,10 @@
 """The single entry point that turns a downloaded document into text for the model.
 
 ``extract_document`` does the work in the calling process. The bot calls it in a child process instead
-(``isolated.read_document``): ``serve`` is that child's side, and ``encode_outcome``/``decode_outcome`` carry the
-result or the refusal back over its stdout. This module must stay cheap to import (the child starts with it): the
-readers import pypdf and lxml only when a PDF or a DOCX comes.
+(``isolated.read_document``): ``serve`` is that child's side. ``encode_request`` carries the document to it over its
+stdin, and ``decode_outcome`` reads the result or the refusal that ``serve`` writes back on its stdout. This module
+must stay cheap to import (the child starts with it): the readers import pypdf and lxml only when a PDF or a DOCX
+comes.
 """
 
 from __future__ import annotations
