@@ -96,6 +96,15 @@ def test_a_heading_is_not_left_at_the_bottom_of_a_message() -> None:
     assert texts[1].startswith("Раздел 2: Установка\n\n")
 
 
+def test_a_list_item_keeps_its_sub_items_in_its_message() -> None:
+    md = "\n".join(f"- Пункт {i} " + "текст " * 10 + f"\n  - вложенный {i} " + "ещё " * 10 for i in range(60))
+    texts = valid(render_answer(md))
+    assert len(texts) >= 2
+    for text in texts:
+        # Each message starts with a top-level item and ends with a sub-item: none cut between an item and its own.
+        assert text.startswith("• Пункт") and text.splitlines()[-1].startswith("   ◦ вложенный")
+
+
 def test_a_line_ending_in_a_colon_goes_with_what_it_introduces() -> None:
     steps = "\n".join(f"{i}. Шаг номер {i}: " + "подробности шага " * 8 for i in range(1, 30))
     md = f"{PARAGRAPH * 30}\n\nСделайте следующее:\n\n{steps}"

@@ -228,6 +228,11 @@ def _preferred_break(window: str, room: int) -> tuple[int, int] | None:
     for separator in _SEPARATORS:
         # A separator may reach past the room: it is dropped, so it does not count.
         position = window.rfind(separator, 1, room + len(separator))
+        if separator == "\n" and position > 0:
+            # Before a line that is not indented: a list item stays with its sub-items (an indented line opening
+            # the next message would lose its indent there, Telegram trims it, and read as an item of its own).
+            unindented = _unindented_line_before(window, position, room * _MIN_FILL)
+            position = unindented if unindented is not None else position
         if position > 0:
             if position >= room * _MIN_FILL:
                 return position, len(separator)
@@ -235,6 +240,17 @@ def _preferred_break(window: str, room: int) -> tuple[int, int] | None:
     if found:
         position, separator = max(found)
         return position, len(separator)
+    return None
+
+
+def _unindented_line_before(window: str, end: int, start: float) -> int | None:
+    """The position of the last line break at or before ``end`` (and not before ``start``) that a line without
+    leading whitespace follows."""
+    position = end
+    while position >= start and position > 0:
+        if position + 1 < len(window) and not window[position + 1].isspace():
+            return position
+        position = window.rfind("\n", 1, position)
     return None
 
 
