@@ -29,6 +29,7 @@ from pomogator.services.conversations import (
 from pomogator.services.files.images import MAX_REQUEST_MEDIA_BYTES, check_media_total, media_bytes
 from pomogator.services.files.prompt import safe_filename
 from pomogator.services.formatting import shows_nothing
+from pomogator.services.formatting.fences import continued_code, open_fence
 from pomogator.services.opening import MessageOpener
 from pomogator.services.quota import RESERVE_SQL, QuotaService, Reservation
 from pomogator.services.users import Account, Person
@@ -114,6 +115,34 @@ class SenderUndecided(Exception):
     ``UserService.touch`` and ``stream_reply`` take it from there."""
 
 
+# How many answers back a chain of continued code blocks is followed.
+_FENCE_CHAIN = 4
+
+
+def last_answer_open_fence(history: list[Turn]) -> str | None:
+    """The opening line of the code block the context's last answer ended inside, if it did: as it was shown, so an
+    answer that went on with its predecessor's block and closed it (``continued_code``) left none open."""
+    if not history or history[-1].role != "assistant":
+        return None
+    answers: list[str] = []
+    for turn in reversed(history[-2 * _FENCE_CHAIN :]):
+        if turn.role != "assistant":
+            continue
+        content = turn.content
+        if isinstance(content, bytes) and b"```" not in content and b"~~~" not in content:
+            break  # the usual case, told without decoding the stored turn: no block was open after it
+        decoded = turn.decoded()
+        if not isinstance(decoded, str):
+            break
+        answers.append(decoded)
+        if history[-1] is turn and open_fence(decoded) is None:
+            return None
+    fence = None
+    for answer in reversed(answers):
+        fence = open_fence(continued_code(answer, fence))
+    return fence
+
+
 @dataclass(slots=True)
 class Reply:
     """Filled in while the answer streams; ``text`` is what was generated, ``stopped`` if the user cut it.
@@ -135,6 +164,9 @@ class Reply:
     account: Account | None = None
     # The person and the time the question and answer were stored under, in a stored conversation.
     stored: tuple[int, datetime] | None = None
+    open_fence: str | None = None
+    """The opening line of the code block the previous answer ended inside (cut off by the length limit): this answer
+    may go on with it (``formatting.fences``). Set before the answer streams."""
     forgotten_files: tuple[str, ...] = ()
     """Names of the documents the model stopped seeing with this request (``forgotten_files``): set before the
     answer streams, so the person can be told once."""
@@ -445,6 +477,7 @@ class ChatService:
         try:
             if history is None:
                 history = await dialog.conversation.history()
+            reply.open_fence = last_answer_open_fence(history)
             recent = with_recent_media(history, content)
             messages, dropped = fit_messages(dialog, recent, content)
             reply.forgotten_files = forgotten_files(

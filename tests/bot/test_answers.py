@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from pomogator.bot import texts
 from pomogator.llm.catalog import load_catalog
+from pomogator.services.conversations import StoredConversation
 from pomogator.services.formatting import html_to_text, markdown_to_html, render_answer, utf16_len
 from tests.bot.harness import BotHarness
 from tests.fakes.openai_server import Error, Hang, MidStreamError, Moderation, Reply, split_tokens
@@ -433,6 +434,29 @@ async def test_model_errors_get_their_own_message_and_cost_nothing(
     async with h.services() as services:
         assert await services.chat.clear_context(chat) == 0
     assert "Traceback" not in h.bot.log_since(offset)
+
+
+async def test_code_the_model_goes_on_with_after_a_cut_off_is_shown_as_code(harness: BotHarness) -> None:
+    h = harness
+    chat = h.new_chat()
+    cut = "Вот код:\n\n```python\ndef calc(*args):\n    total = 0\n    for a in args:\n        total += a\n"
+    h.llm.enqueue(Reply(text=cut, finish_reason="length"))
+    first = await h.ask(chat, "напиши функцию суммы")
+    assert html_to_text(texts.CUT_OFF_MARK) in (first.text or "")
+    await h.settle()
+    # Told to write «продолжай», the person does; the model goes on with the code without opening its block again.
+    going_on = '        return total\n\n# Точка входа\nif __name__ == "__main__":\n    print(calc(1))\n```\n\nГотово.'
+    h.llm.enqueue(Reply(text=going_on))
+    after = h.tg.last_user_message_id(chat)
+    h.tg.user_message(chat, "продолжай")
+    await h.tg.wait_for_message(chat, lambda m: m.message_id > after, timeout=15)
+    await h.settle()
+    [shown] = h.messages_after(chat, h.tg.last_user_message_id(chat))
+    assert shown.html == markdown_to_html(f"```python\n{going_on}")
+    assert (shown.html or "").endswith("</code></pre>\n\nГотово.")
+    async with h.services():  # kept as the model wrote it
+        history = await StoredConversation(chat).history()
+    assert history[-1].decoded() == going_on
 
 
 async def test_an_answer_the_model_broke_off_keeps_its_text_and_costs_nothing(harness: BotHarness) -> None:

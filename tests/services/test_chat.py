@@ -746,6 +746,23 @@ async def test_an_answer_the_database_refuses_to_keep_costs_nothing(
     assert await used(services) == 1
 
 
+async def test_the_reply_knows_the_code_block_the_previous_answer_ended_inside(
+    services: Services, fake_llm: FakeLLM
+) -> None:
+    dialog = await dialog_for(services)
+    fake_llm.enqueue(fake.Reply(text="Вот:\n\n```python\ndef f():\n    return", finish_reason="length"))
+    first = Reply()
+    await ask(services, dialog, "напиши функцию", reply=first)
+    assert first.cut_off and first.open_fence is None
+    fake_llm.enqueue(fake.Reply(text=" 1\n```\n\nГотово."))
+    going_on = Reply()
+    await ask(services, dialog, "продолжай", reply=going_on)
+    assert going_on.open_fence == "```python"
+    after = Reply()
+    await ask(services, dialog, "спасибо", reply=after)  # the block is closed now
+    assert after.open_fence is None
+
+
 # --- stop and abandon ------------------------------------------------------------------------------------
 
 

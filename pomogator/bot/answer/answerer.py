@@ -19,6 +19,7 @@ from pomogator.bot.comments import Comment
 from pomogator.bot.replies import tell_if_model_reset
 from pomogator.services.chat import ChatService, Reply, SenderUndecided
 from pomogator.services.conversations import Content
+from pomogator.services.formatting.fences import continued_code
 from pomogator.services.users import Account, Person, UserService
 
 # Chats where Telegram refused a draft are remembered (up to this many) and answered with edits.
@@ -115,6 +116,7 @@ class Answerer:
                     stop=stop,
                     complete=lambda: reply.complete,
                     before_show=comment.settle if comment is not None else None,
+                    shown=lambda text: continued_code(text, reply.open_fence),
                 )
                 await renderer.stream(pieces(stop, reply))
             if comment is not None and not comment.settle():

@@ -84,6 +84,7 @@ class AnswerRenderer:
         end_grace: float = END_GRACE,
         before_show: Callable[[], bool] | None = None,
         draft_refresh: float = DRAFT_REFRESH,
+        shown: Callable[[str], str] | None = None,
     ) -> None:
         self.out = out
         self.answer_id = answer_id
@@ -104,6 +105,8 @@ class AnswerRenderer:
         # Asked before each live update; False means nothing more is shown live.
         self._before_show = before_show
         self._draft_refresh = draft_refresh
+        # What of the model's text is shown (rendered): the text itself unless a caller adds to it.
+        self._shown = shown or (lambda text: text)
         self._text = ""
         self._drafted: list[str] | None = None
         self._changed = asyncio.Event()
@@ -142,7 +145,7 @@ class AnswerRenderer:
                 presenter.cancel()
                 with contextlib.suppress(BaseException):
                     await presenter
-            if isinstance(exc, LLMError) and render_answer(self._text):
+            if isinstance(exc, LLMError) and render_answer(self._shown(self._text)):
                 await self._keep_broken_off()
             else:
                 await self._discard()
@@ -171,6 +174,7 @@ class AnswerRenderer:
         marks = [texts.STOPPED_MARK if stopped else ended]
         marks.append(texts.UNSAVED_MARK if unsaved else None)
         ending = "\n\n".join(mark for mark in marks if mark is not None)
+        text = self._shown(text)
         chunks = render_answer_ending(text, ending) if ending else render_answer(text)
         if not chunks:
             stopped_empty = texts.STOPPED_MARK if charged else texts.STOPPED_EMPTY
@@ -192,7 +196,7 @@ class AnswerRenderer:
             raise
 
     async def _keep_broken_off(self) -> None:
-        chunks = render_answer_ending(self._text, texts.BROKEN_OFF_MARK)
+        chunks = render_answer_ending(self._shown(self._text), texts.BROKEN_OFF_MARK)
         try:
             await asyncio.sleep(self._final_delay())
             await self.chain.sync(chunks)
@@ -232,7 +236,7 @@ class AnswerRenderer:
             if self._done():
                 return
             self._changed.clear()
-            chunks = render_answer(self._text)
+            chunks = render_answer(self._shown(self._text))
             if chunks:
                 if self._before_show is not None and not self._before_show():
                     return
