@@ -4,10 +4,11 @@ While the model writes, the chat sees "typing…" until the first words (unless 
 updated at most once per interval: a draft (``sendMessageDraft`` with Telegram's own stop button) in private chats,
 or a message edited in place with a "⏹ Стоп" button where drafts are not available. A live update never blocks
 reading the model's stream: the latest text is rendered each time, so a slow or flood-limited update is simply
-followed by a fresher one. A draft lasts 30 seconds on screen: while the model pauses, it is sent again. When the
-answer outgrows one message, the full chunks are sent as messages and the live
-view goes on with the rest. Text the model has finished writing is not previewed: its message follows at once. At
-the end the chain of messages is made to show exactly the final rendering, without buttons.
+followed by a fresher one. A Markdown marker the model has not closed yet is left out of the live view
+(``live_markdown``). A draft lasts 30 seconds on screen: while the model pauses, it is sent again. When the answer
+outgrows one message, the full chunks are sent as messages and the live view goes on with the rest. Text the model
+has finished writing is not previewed: its message follows at once. At the end the chain of messages is made to
+show exactly the final rendering, without buttons.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pomogator.bot.answer.throttle import Throttle
 from pomogator.bot.keyboards import make_stop_keyboard
 from pomogator.errors import LLMError
 from pomogator.services.formatting import render_answer, render_answer_ending
+from pomogator.services.formatting.live import live_markdown
 
 UPDATE_INTERVAL = 1.0
 TYPING_EVERY = 4.5
@@ -236,7 +238,7 @@ class AnswerRenderer:
             if self._done():
                 return
             self._changed.clear()
-            chunks = render_answer(self._shown(self._text))
+            chunks = render_answer(live_markdown(self._shown(self._text)))
             if chunks:
                 if self._before_show is not None and not self._before_show():
                     return
