@@ -63,12 +63,17 @@ def answer_console() -> Console:
 
 
 class ChatMarkdown(Markdown):
-    """rich's Markdown with anything that looks like HTML shown as text."""
+    """rich's Markdown with anything that looks like HTML shown as text, and a line break in a paragraph kept, as
+    the bot keeps it (models break lines of addresses, verses and steps with single newlines; rich joins them)."""
 
     def __init__(self, markup: str, **options: Any) -> None:
         super().__init__("", **options)
         self.markup = markup
         self.parsed = PARSER.parse(markup)
+        for token in self.parsed:
+            for child in token.children or ():
+                if child.type == "softbreak":
+                    child.type = "hardbreak"
 
 
 def _top_level_blocks(tokens: list[Token]) -> list[int]:

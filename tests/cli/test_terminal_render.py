@@ -93,6 +93,16 @@ def test_addresses_arithmetic_and_sources_are_shown_as_written() -> None:
     assert "Москва¹" in shown and "¹ Росстат" in shown
 
 
+def test_line_breaks_inside_a_paragraph_are_kept_as_in_the_bot() -> None:
+    shown = whole("Москва,\nул. Тверская, 1\n\n- шаг первый\n  и его пояснение")
+    assert [line.rstrip() for line in shown.splitlines() if line.strip()] == [
+        "Москва,",
+        "ул. Тверская, 1",
+        " • шаг первый",
+        "   и его пояснение",
+    ]
+
+
 @pytest.mark.parametrize("size", [1, 2, 5, 16, len(ANSWER)])
 async def test_a_streamed_answer_shows_as_the_whole_answer_rendered_once(size: int) -> None:
     console = plain_console()
