@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from pomogator.errors import ConfigError
@@ -63,6 +63,13 @@ UNENCODED_URL = (
     "(/ as %2F, @ as %40, # as %23, ? as %3F, : as %3A, % as %25)"
 )
 BAD_PORT = "the port must be a number from 1 to 65535"
+# An http(s) address with a host, without spaces (the settings that name a web page or an API's base).
+WEB_ADDRESS_RE = re.compile(r"https?://(?:[^\s/?#@]+@)?[^\s/?#@]+(?:[/?#]\S*)?", re.IGNORECASE)
+WEB_ADDRESS_EXAMPLES = {
+    "telegram_api_url": "https://api.telegram.org",
+    "openrouter_base_url": "https://openrouter.ai/api/v1",
+    "yookassa_api_url": "https://api.yookassa.ru/v3",
+}
 
 
 def url_authority(url: str) -> tuple[str, str, str]:
@@ -263,6 +270,24 @@ class Settings(BaseModel):
                 "an in-memory SQLite database is gone when the process ends, and every process has one of its own: "
                 "give a file, e.g. sqlite:///pomogator.sqlite3",
             )
+        return value
+
+    @field_validator(
+        "telegram_api_url",
+        "openrouter_base_url",
+        "yookassa_api_url",
+        "app_url",
+        "payment_return_url",
+        "offer_url",
+        "privacy_url",
+    )
+    @classmethod
+    def _valid_web_address(cls, value: str, info: ValidationInfo) -> str:
+        # A typo would show up only at the first request (or as a link Telegram refuses), far from the setting.
+        if value and not WEB_ADDRESS_RE.fullmatch(value):
+            example = WEB_ADDRESS_EXAMPLES.get(info.field_name or "", "https://example.com/page")
+            reason = "not a web address: expected http:// or https:// and a host, e.g. {example}"
+            raise PydanticCustomError("url", reason, {"example": example})
         return value
 
     @field_validator("redis_url")

@@ -240,6 +240,34 @@ def test_a_redis_url_that_does_not_read_back_is_refused(env_file: Path, monkeypa
 
 
 @pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("POMOGATOR_OPENROUTER_BASE_URL", "openrouter.ai/api/v1"),
+        ("POMOGATOR_TELEGRAM_API_URL", "localhost:8081"),
+        ("POMOGATOR_YOOKASSA_API_URL", "https:// api.yookassa.ru"),
+        ("POMOGATOR_OFFER_URL", "example.com/offer"),
+        ("POMOGATOR_PAYMENT_RETURN_URL", "tg://resolve?domain=bot"),
+    ],
+)
+def test_an_address_that_is_no_web_address_is_refused_at_start(
+    env_file: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=rf"^{name}: not a web address: expected http:// or https:// and a host"):
+        load_settings()
+
+
+def test_web_addresses_as_operators_give_them_are_accepted(env_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POMOGATOR_TELEGRAM_API_URL", "http://127.0.0.1:8081")
+    monkeypatch.setenv("POMOGATOR_OPENROUTER_BASE_URL", "HTTPS://proxy.local/openrouter/api/v1")
+    monkeypatch.setenv("POMOGATOR_APP_URL", "https://t.me/pomogator_bot")
+    monkeypatch.setenv("POMOGATOR_OFFER_URL", "https://example.com/offer?v=2#terms")
+    monkeypatch.setenv("POMOGATOR_PRIVACY_URL", "")  # empty: not set
+    settings = load_settings()
+    assert settings.telegram_api_url == "http://127.0.0.1:8081" and settings.privacy_url == ""
+
+
+@pytest.mark.parametrize(
     "url", ["sqlite:///:memory:", "sqlite:///file:pomogator?mode=memory&cache=shared", "sqlite:///x?MODE=MEMORY"]
 )
 def test_an_in_memory_sqlite_database_is_refused(env_file: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
