@@ -48,6 +48,24 @@ app.add_typer(user_app, name="user")
 app.add_typer(models_app, name="models")
 app.add_typer(run_app, name="run")
 
+
+def _show_version(shown: bool) -> None:
+    if shown:
+        from importlib.metadata import version
+
+        print(f"pomogator {version('pomogator')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Pomogator: a Telegram assistant for many LLMs."""
+
+
 UserId = Annotated[
     int, typer.Argument(metavar="TELEGRAM_ID", min=TELEGRAM_ID_MIN, max=TELEGRAM_ID_MAX, help="Telegram user id.")
 ]

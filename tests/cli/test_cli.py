@@ -7,6 +7,7 @@ import gc
 import json
 import sqlite3
 from datetime import datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,11 @@ async def test_help_lists_commands(tmp_path: Path) -> None:
     assert result.code == 0
     for command in ("db", "user", "models", "chat", "run"):
         assert command in result.stdout
+
+
+async def test_version_is_the_installed_packages(tmp_path: Path) -> None:
+    result = await run_cli("--version", cwd=tmp_path, env=clean_env())
+    assert (result.code, result.stdout, result.stderr) == (0, f"pomogator {version('pomogator')}\n", "")
 
 
 async def test_migrate_is_idempotent(tmp_path: Path, env: dict[str, str]) -> None:
