@@ -364,12 +364,11 @@ def chat(
 
     Without --user this is a local operator session: any model, no quota, a context of its own.
 
-    Log records below WARNING are shown only when POMOGATOR_LOG_LEVEL is set.
+    Log records below WARNING are shown only when POMOGATOR_LOG_LEVEL is set, as with every command.
     """
     from pomogator.container import build_services
     from pomogator.errors import UnknownModel
     from pomogator.llm.catalog import load_catalog
-    from pomogator.logging import setup_logging
     from pomogator.terminal_chat import run_terminal_chat
 
     settings = settings_for("openrouter_api_key")
@@ -383,9 +382,6 @@ def chat(
             load_catalog(settings.models_file).get(model)
         except UnknownModel as exc:
             raise typer.BadParameter(str(exc), param_hint="--model") from None
-    if "log_level" not in settings.model_fields_set:
-        # The libraries' INFO records (the SDK's "Retrying request…") would break into the conversation.
-        setup_logging(settings.model_copy(update={"log_level": "WARNING"}), "cli")
 
     async def main() -> None:
         # A first try of a new checkout: the local session may start on a new SQLite file (``--user`` may not).

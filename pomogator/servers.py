@@ -34,7 +34,12 @@ def settings_for(*needs: str, process: str = "cli") -> Settings:
     from pomogator.logging import setup_logging
 
     settings = load_settings()
-    setup_logging(settings, process)
+    if process == "cli" and "log_level" not in settings.model_fields_set:
+        # A command's own output says what it did: the INFO records behind it (in UTC, the SDKs' "Retrying…") would
+        # only break into it on stderr. The database keeps them as ever (``POMOGATOR_LOG_DB_LEVEL``).
+        setup_logging(settings.model_copy(update={"log_level": "WARNING"}), process)
+    else:
+        setup_logging(settings, process)
     report_unknown_variables(settings)
     # After the report: a setting missing because its name was misspelt is then explained right above.
     settings.require(*needs)

@@ -13,6 +13,7 @@ import pytest
 
 from pomogator.commands.payments import _amount
 from pomogator.container import Services, build_services
+from pomogator.store.tables import LogRecord
 from pomogator.timeutil import utcnow
 from tests.cli.helpers import POMOGATOR, Result, clean_env, run_cli
 from tests.cli.terminal import run_in_terminal
@@ -103,6 +104,26 @@ async def test_refund_in_part_then_in_full(
     assert "already fully refunded" in some_more.stderr
     assert len(kassa.refund_requests) == 2
     assert len([t for t in tg.sent_texts(ADMIN_ID) if "Возврат" in t]) == 2
+
+
+async def test_the_commands_output_is_not_broken_into_by_log_records_unless_asked(
+    services: Services, kassa: FakeYooKassa, tmp_path: Path
+) -> None:
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    logged = f"for payment {checkout.payment_id}: succeeded"  # the refund service's INFO record
+    env = billing_env(services.settings)
+    del env["POMOGATOR_LOG_LEVEL"]
+    quiet = await run_cli("payments", "refund", checkout.payment_id, "--amount", "1", "--yes", cwd=tmp_path, env=env)
+    assert quiet.code == 0, quiet.stderr
+    assert quiet.stderr.startswith("Refunded 1.00 RUB") and logged not in quiet.stderr
+    # The database keeps it all the same.
+    assert await LogRecord.count().where(LogRecord.message.like(f"%{logged}%")) == 1
+    env["POMOGATOR_LOG_LEVEL"] = "INFO"
+    asked = await run_cli("payments", "refund", checkout.payment_id, "--amount", "1", "--yes", cwd=tmp_path, env=env)
+    assert asked.code == 0, asked.stderr
+    assert logged in asked.stderr
 
 
 async def test_a_refund_yookassa_does_not_make_at_once_is_reported_as_it_stands(
