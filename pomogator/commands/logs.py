@@ -6,7 +6,7 @@ import asyncio
 import json
 import re
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -81,7 +81,9 @@ def _show(records: list[StoredLog], tz: ZoneInfo, *, as_json: bool, title: str, 
         sys.stdout.write("".join(_json_line(record) + "\n" for record in records))
         sys.stdout.flush()
         return
-    cli_output.print_table(title, COLUMNS, [_row(record, tz) for record in records], continued=continued)
+    # The times are the configured zone's (the JSON lines', like the processes' own log lines, are UTC): said once.
+    columns = tuple(f"time ({datetime.now(tz):%Z})" if name == "time" else name for name in COLUMNS)
+    cli_output.print_table(title, columns, [_row(record, tz) for record in records], continued=continued)
 
 
 @app.command("tail")

@@ -13,7 +13,7 @@ from pomogator.timeutil import utcnow
 from tests.cli.helpers import POMOGATOR, clean_env, run_cli
 from tests.cli.terminal import run_in_terminal
 
-HEADER = "id\ttime\tlevel\tprocess\tuser\tlogger\tmessage\n"
+HEADER = "id\ttime (MSK)\tlevel\tprocess\tuser\tlogger\tmessage\n"  # the times are the configured zone's
 
 
 async def add_logs(url: str, *messages: str, exception: str | None = None) -> None:
