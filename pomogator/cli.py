@@ -191,10 +191,18 @@ def user_show(
         if as_json:
             sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
             return
+        # For reading: yes / no, and the time as the other commands show it.
+        shown = {
+            **data,
+            "premium": "yes" if account.premium else "no",
+            "premium_until": f"{account.premium_until.astimezone(services.settings.tz):%Y-%m-%d %H:%M %Z}"
+            if account.premium_until
+            else None,
+        }
         cli_output.print_table(
             f"User {account.telegram_id}",
             ["field", "value"],
-            [(key, "—" if value is None else value) for key, value in data.items()],
+            [(key, "—" if value is None else value) for key, value in shown.items()],
         )
 
     with_services(fn)

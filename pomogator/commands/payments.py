@@ -108,14 +108,13 @@ def check(payment_id: PaymentId) -> None:
         until = outcome.premium_until or (
             await services.subscriptions.premium_until(outcome.telegram_id) if outcome.telegram_id else None
         )
-        shown = until.astimezone(services.settings.tz).strftime("%Y-%m-%d %H:%M %Z") if until else "—"
+        shown = f"premium until {until.astimezone(services.settings.tz):%Y-%m-%d %H:%M %Z}" if until else "no premium"
         return outcome, shown
 
-    outcome, until = with_services(fn, "yookassa_shop_id", "yookassa_secret_key")
+    outcome, premium = with_services(fn, "yookassa_shop_id", "yookassa_secret_key")
     what = "applied now" if outcome.changed else "nothing to change"
     cli_output.notice(
-        f"Payment {outcome.payment_id} is {outcome.status} ({what}); user {outcome.telegram_id} has premium until "
-        f"{until}."
+        f"Payment {outcome.payment_id}: {outcome.status} ({what}); user {outcome.telegram_id} has {premium}."
     )
     canceled = outcome.refund_canceled
     if canceled is not None:

@@ -221,6 +221,9 @@ async def test_user_lifecycle(tmp_path: Path, env: dict[str, str]) -> None:
     assert offset is not None
     assert offset.total_seconds() == 3 * 3600  # shown in Europe/Moscow
     assert data["requests_today"] == 0
+    # For reading (piped: tab-separated lines): yes / no and the time as the other commands show it.
+    table = (await run_cli("user", "show", "777", cwd=tmp_path, env=env)).stdout.splitlines()
+    assert "premium\tyes" in table and f"premium_until\t{until:%Y-%m-%d %H:%M} MSK" in table
 
     listed = await run_cli("user", "list", cwd=tmp_path, env=env)
     assert listed.code == 0
@@ -231,6 +234,8 @@ async def test_user_lifecycle(tmp_path: Path, env: dict[str, str]) -> None:
     data = json.loads((await run_cli("user", "show", "777", "--json", cwd=tmp_path, env=env)).stdout)
     assert data["premium"] is False
     assert data["premium_until"] is None
+    table = (await run_cli("user", "show", "777", cwd=tmp_path, env=env)).stdout.splitlines()
+    assert "premium\tno" in table and "premium_until\t—" in table
 
     deleted = await run_cli("user", "delete", "777", "--yes", cwd=tmp_path, env=env)
     assert deleted.code == 0

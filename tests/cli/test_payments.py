@@ -42,7 +42,7 @@ async def test_check_applies_a_payment_whose_webhook_was_lost(
     kassa.succeed(checkout.payment_id)
     first = await payments(services, tmp_path, "check", checkout.payment_id)
     assert first.code == 0, first.stderr
-    assert "succeeded (applied now)" in first.stderr
+    assert f"Payment {checkout.payment_id}: succeeded (applied now); user {USER_ID} has premium until " in first.stderr
     until = await services.subscriptions.premium_until(USER_ID)
     assert until is not None and abs(until - (utcnow() + timedelta(days=30))) < timedelta(minutes=1)
     assert len([t for t in tg.sent_texts(USER_ID) if "получена" in t]) == 1
@@ -60,7 +60,8 @@ async def test_check_of_a_pending_payment_changes_nothing(
     checkout = await services.billing.start_payment(USER_ID, "month")
     result = await payments(services, tmp_path, "check", checkout.payment_id)
     assert result.code == 0, result.stderr
-    assert "is pending (nothing to change)" in result.stderr
+    said = f"Payment {checkout.payment_id}: pending (nothing to change); user {USER_ID} has no premium."
+    assert said in result.stderr
     assert await services.subscriptions.premium_until(USER_ID) is None
 
 
