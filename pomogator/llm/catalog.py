@@ -40,6 +40,8 @@ class Model:
         return self.free_daily == 0
 
     def daily_limit(self, premium: bool) -> int:
+        # PostgreSQL's one-trip statement decides the same in SQL (``services.opening.open_sql``); a test runs
+        # both on the same cases (``test_the_one_trip_statement_decides_as_the_services_do``).
         return self.premium_daily if premium else self.free_daily
 
 

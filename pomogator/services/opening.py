@@ -30,10 +30,13 @@ def open_sql(models: int) -> str:
     ``catalog`` is the catalog's ids and daily limits, as parameters (scalars: an array parameter would make asyncpg
     look up the array types on every new connection, three round trips); ``sender`` the upsert of ``TOUCH_SQL``;
     ``terms`` adds the model the request is for and the sender's limit for it today (0: not decided here, the stored
-    model being gone from the catalog or allowing no requests);
-    ``reserved`` is ``RESERVE_SQL`` for that model and limit. The context is read only when a request was taken. The
-    result is one row: the sender's, with the context (``latest_turns_sql``). It commits without waiting for the disk
-    (``ASYNC_COMMIT_CTE``).
+    model being gone from the catalog or allowing no requests); ``reserved`` is ``RESERVE_SQL`` written out for that
+    model and limit. The context is read only when a request was taken. The result is one row: the sender's, with the
+    context (``latest_turns_sql``). It commits without waiting for the disk (``ASYNC_COMMIT_CTE``).
+
+    The rules are those of ``Model.daily_limit``, ``UserService._effective`` and ``RESERVE_SQL``, written again in
+    SQL: change them together (``test_the_one_trip_statement_decides_as_the_services_do`` runs both ways on the same
+    cases).
     """
     values = ", ".join(["({}::text, {}::int, {}::int)"] * models)
     return (

@@ -324,7 +324,8 @@ class UserService:
         return None
 
     def _effective(self, stored: str | None, premium_until: datetime | None) -> Model:
-        """The model the person's requests go to: the stored one while they may use it, else the default."""
+        """The model the person's requests go to: the stored one while they may use it, else the default. Decided in
+        SQL too, by PostgreSQL's one-trip statement (``services.opening``): a test keeps the two the same."""
         model = self.catalog.find(stored)
         if model is None or (model.premium_only and premium_until is None):
             return self.catalog.default
