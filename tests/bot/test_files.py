@@ -17,18 +17,9 @@ from aiogram.types import Message
 from docx import Document
 from pypdf import PdfReader, PdfWriter
 
-from pomogator.bot import attachments, files_texts, texts
+from pomogator.bot import files_texts, texts
 from pomogator.bot.answer.renderer import TYPING_EVERY
-from pomogator.bot.attachments import (
-    MIN_DOCUMENT_CHARS,
-    Attachment,
-    AttachmentRequest,
-    Prepared,
-    attachment_of,
-    download,
-    fit_tokens,
-    max_document_chars,
-)
+from pomogator.bot.attachments import attachment_of, attachment_request, download, downloader
 from pomogator.bot.files_texts import FILE_QUESTION, IMAGE_QUESTION
 from pomogator.errors import (
     DownloadFailed,
@@ -55,6 +46,15 @@ from pomogator.services.files import (
     media_bytes,
     read_document,
     truncation_note,
+)
+from pomogator.services.files import request as attachments
+from pomogator.services.files.request import (
+    MIN_DOCUMENT_CHARS,
+    Attachment,
+    AttachmentRequest,
+    Prepared,
+    fit_tokens,
+    max_document_chars,
 )
 from tests.bot.harness import BotHarness
 from tests.fakes.openai_server import RecordedRequest
@@ -808,9 +808,9 @@ async def read_scans(
     catalog = load_catalog(None)
     model = catalog.get(model_id) if model_id else catalog.default
     album = [pdf_message(name, size, media_group_id="g") for name, size in sizes.items()]
-    request = AttachmentRequest(album, model, None, catalog)
+    request = attachment_request(album, model, None, catalog)
     files = {name: b"%PDF-1.4 " + b"%" * size for name, size in sizes.items()}
-    return await request.read(cast(Bot, FilesBot(files))), request
+    return await request.read(downloader(cast(Bot, FilesBot(files)))), request
 
 
 def file_names(content: Any) -> list[str]:
@@ -846,10 +846,12 @@ async def test_a_partly_scanned_pdf_goes_whole_or_as_its_text_with_a_notice() ->
     cover = "Contract No. 17 between Alpha LLC and Beta LLC, with its annexes. " * 3
     data = scanned_pdf([f"text:{cover}", None, "3", None])
     bot = cast(Bot, FilesBot({"m": data}))
-    seeing = await AttachmentRequest([pdf_message("m", len(data))], catalog.default, None, catalog).read(bot)
+    seeing = await attachment_request([pdf_message("m", len(data))], catalog.default, None, catalog).read(
+        downloader(bot)
+    )
     assert file_names(seeing.content) == ["m.pdf"] and not seeing.without_scans
     blind = next(m for m in catalog.models if not m.vision)
-    prepared = await AttachmentRequest([pdf_message("m", len(data))], blind, None, catalog).read(bot)
+    prepared = await attachment_request([pdf_message("m", len(data))], blind, None, catalog).read(downloader(bot))
     assert file_names(prepared.content) == [] and not prepared.unreadable
     text = cast(list[dict[str, Any]], prepared.content)[0]["text"]
     assert "Contract No. 17" in text and "[Pages 2-4 of this file are scanned images" in text
@@ -889,7 +891,9 @@ async def test_a_slide_deck_too_long_to_go_whole_goes_as_its_text_with_a_notice(
     assert catalog.default.vision
     data = slide_deck([f"Slide {number}: quarterly results" for number in range(1, 121)])
     bot = cast(Bot, FilesBot({"deck": data}))
-    prepared = await AttachmentRequest([pdf_message("deck", len(data))], catalog.default, None, catalog).read(bot)
+    prepared = await attachment_request([pdf_message("deck", len(data))], catalog.default, None, catalog).read(
+        downloader(bot)
+    )
     assert file_names(prepared.content) == [] and not prepared.unreadable
     text = cast(list[dict[str, Any]], prepared.content)[0]["text"]
     assert "Slide 1: quarterly results" in text and "Slide 120: quarterly results" in text
@@ -912,8 +916,8 @@ async def test_a_tiff_sent_as_a_file_reaches_the_model_as_an_image() -> None:
         document={"file_id": "t", "file_unique_id": "t", "file_name": "fax.tif", "mime_type": "image/tiff"},
         caption="Что тут?",
     )
-    prepared = await AttachmentRequest([fax], catalog.default, None, catalog).read(
-        cast(Bot, FilesBot({"t": out.getvalue()}))
+    prepared = await attachment_request([fax], catalog.default, None, catalog).read(
+        downloader(cast(Bot, FilesBot({"t": out.getvalue()})))
     )
     assert [part["type"] for part in cast(list[dict[str, Any]], prepared.content)] == ["text", "image_url"]
 
@@ -929,8 +933,8 @@ async def test_the_pictures_of_a_docx_share_the_request_media_budget_with_photos
     photo = {"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1, "file_size": len(JPEG)}
     document = {"file_id": "d", "file_unique_id": "d", "file_name": "d.docx", "mime_type": DOCX}
     album = [message(photo=[photo], media_group_id="g"), message(document=document, media_group_id="g")]
-    prepared = await AttachmentRequest(album, catalog.default, None, catalog).read(
-        cast(Bot, FilesBot({"p": JPEG, "d": data}))
+    prepared = await attachment_request(album, catalog.default, None, catalog).read(
+        downloader(cast(Bot, FilesBot({"p": JPEG, "d": data})))
     )
     content = cast(list[dict[str, Any]], prepared.content)
     assert [part["type"] for part in content] == ["text", "image_url", "image_url", "image_url"]
@@ -1016,11 +1020,11 @@ def test_refusals_come_before_any_download() -> None:
     blind = next(m for m in catalog.models if not m.vision)
     photo = message(photo=[{"file_id": "p", "file_unique_id": "p", "width": 1, "height": 1}])
     with pytest.raises(VisionUnsupported) as caught:
-        AttachmentRequest([photo], blind, None, catalog)
+        attachment_request([photo], blind, None, catalog)
     assert caught.value.vision_models == [m.id for m in catalog.vision_models()]
     huge = message(document={"file_id": "d", "file_unique_id": "d", "file_name": "a.txt", "file_size": 21 << 20})
     with pytest.raises(FileTooLarge):
-        AttachmentRequest([huge], catalog.default, None, catalog)
+        attachment_request([huge], catalog.default, None, catalog)
 
 
 # --- limits: what a file may cost --------------------------------------------------------------------------------
@@ -1148,12 +1152,12 @@ async def test_an_image_whose_name_hides_it_is_left_out_for_a_model_that_cannot_
     note = {"file_id": "note", "file_unique_id": "note", "file_name": "note.txt", "mime_type": "text/plain"}
     bot = cast(Bot, FilesBot({"img": JPEG, "note": b"Meeting at ten."}))
     album = [message(document=hidden, media_group_id="g"), message(document=note, media_group_id="g")]
-    prepared = await AttachmentRequest(album, blind, None, catalog).read(bot)
+    prepared = await attachment_request(album, blind, None, catalog).read(downloader(bot))
     assert "Meeting at ten." in cast(list[dict[str, Any]], prepared.content)[0]["text"]
     [refused] = prepared.unreadable
     assert isinstance(refused, UnsupportedFile) and refused.kind == "vision"
     with pytest.raises(UnsupportedFile) as caught:
-        await AttachmentRequest([message(document=hidden)], blind, None, catalog).read(bot)
+        await attachment_request([message(document=hidden)], blind, None, catalog).read(downloader(bot))
     assert files_texts.file_error(caught.value) == (
         "Не могу прочитать «IMG_1234». Это картинка, а выбранная модель изображений не видит. "
         "Выберите модель, которая видит картинки: /model."
@@ -1168,7 +1172,7 @@ def text_message(file_id: str) -> Message:
 async def read_texts(texts: dict[str, str], model: Model) -> Prepared:
     catalog = load_catalog(None)
     bot = cast(Bot, FilesBot({name: text.encode() for name, text in texts.items()}))
-    return await AttachmentRequest([text_message(name) for name in texts], model, None, catalog).read(bot)
+    return await attachment_request([text_message(name) for name in texts], model, None, catalog).read(downloader(bot))
 
 
 async def test_small_documents_leave_their_room_to_a_big_one_in_the_same_album() -> None:
@@ -1233,21 +1237,21 @@ def test_image_files_are_checked_as_images_before_any_download() -> None:
     catalog = load_catalog(None)
     # Images are shrunk before they are sent: one as big as a bot may download is read.
     big = document_message("photo.png", "image/png", 15 << 20)
-    assert AttachmentRequest([big], catalog.default, None, catalog).attachments
+    assert attachment_request([big], catalog.default, None, catalog).attachments
     with pytest.raises(FileTooLarge) as caught:
-        AttachmentRequest([document_message("photo.png", "image/png", 21 << 20)], catalog.default, None, catalog)
+        attachment_request([document_message("photo.png", "image/png", 21 << 20)], catalog.default, None, catalog)
     assert caught.value.limit == MAX_DOWNLOAD_BYTES == MAX_IMAGE_BYTES
     blind = next(m for m in catalog.models if not m.vision)
     with pytest.raises(VisionUnsupported):
-        AttachmentRequest([document_message("chart.png", "image/png", 1000)], blind, None, catalog)
-    AttachmentRequest([document_message("notes.txt", "text/plain", 15 << 20)], catalog.default, None, catalog)
+        attachment_request([document_message("chart.png", "image/png", 1000)], blind, None, catalog)
+    attachment_request([document_message("notes.txt", "text/plain", 15 << 20)], catalog.default, None, catalog)
 
 
 def test_an_svg_is_read_as_text_even_by_a_model_that_cannot_see() -> None:
     catalog = load_catalog(None)
     blind = next(m for m in catalog.models if not m.vision)
     logo = document_message("logo.svg", "image/svg+xml", 1000)
-    request = AttachmentRequest([logo], blind, None, catalog)
+    request = attachment_request([logo], blind, None, catalog)
     assert [a.name for a in request.attachments] == ["logo.svg"] and not request.attachments[0].image
     svg = b'<svg xmlns="http://www.w3.org/2000/svg"><text>\xd0\x9b\xd0\xbe\xd0\xb3\xd0\xbe</text></svg>'
     doc = extract_document(svg, "logo.svg", "image/svg+xml", 1000)
@@ -1261,16 +1265,16 @@ PHOTO = {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 1, "height":
 def test_an_album_leaves_out_what_the_bot_cannot_read() -> None:
     catalog = load_catalog(None)
     album = [message(media_group_id="g", caption="Сравни", **PHOTO), message(media_group_id="g", **VIDEO)]
-    request = AttachmentRequest(album, catalog.default, None, catalog)
+    request = attachment_request(album, catalog.default, None, catalog)
     assert [a.file_id for a in request.attachments] == ["p"]
     assert [exc.kind for exc in request.skipped] == ["video"]
     assert request.question == "Сравни"
     with pytest.raises(UnsupportedFile) as caught:
-        AttachmentRequest([message(media_group_id="g", **VIDEO)] * 2, catalog.default, None, catalog)
+        attachment_request([message(media_group_id="g", **VIDEO)] * 2, catalog.default, None, catalog)
     assert caught.value.kind == "video"
     # Forwarded with texts, the videos are left out and the texts go on alone.
     videos = [message(media_group_id="g", caption="Тексты", **VIDEO), message(media_group_id="g", **VIDEO)]
-    request = AttachmentRequest(videos, catalog.default, None, catalog, with_texts=True)
+    request = attachment_request(videos, catalog.default, None, catalog, with_texts=True)
     assert (request.attachments, [exc.kind for exc in request.skipped]) == ([], ["video", "video"])
 
 
@@ -1279,25 +1283,25 @@ def test_a_file_over_the_limit_is_left_out_by_name_while_other_parts_remain() ->
     huge = {"file_id": "d", "file_unique_id": "d", "file_name": "video.mov.pdf", "file_size": 21 << 20}
     parts = [message(caption="Тексты", document=huge), message(**PHOTO)]
     for with_texts in (True, False):
-        request = AttachmentRequest(parts, catalog.default, None, catalog, with_texts=with_texts)
+        request = attachment_request(parts, catalog.default, None, catalog, with_texts=with_texts)
         assert [a.file_id for a in request.attachments] == ["p"]
         assert [getattr(exc, "filename", None) for exc in request.refused] == ["video.mov.pdf"]
     # Nothing else left: refused, unless forwarded texts can be answered.
     with pytest.raises(FileTooLarge):
-        AttachmentRequest([parts[0], message(**VIDEO)], catalog.default, None, catalog)
-    assert not AttachmentRequest(parts[:1], catalog.default, None, catalog, with_texts=True).attachments
+        attachment_request([parts[0], message(**VIDEO)], catalog.default, None, catalog)
+    assert not attachment_request(parts[:1], catalog.default, None, catalog, with_texts=True).attachments
 
 
 def test_images_for_a_model_that_cannot_see_are_left_out_while_other_files_remain() -> None:
     catalog = load_catalog(None)
     blind = next(m for m in catalog.models if not m.vision)
     notes = message(document={"file_id": "n", "file_unique_id": "n", "file_name": "notes.txt", "file_size": 10})
-    request = AttachmentRequest([message(**PHOTO), notes], blind, None, catalog)
+    request = attachment_request([message(**PHOTO), notes], blind, None, catalog)
     assert [a.file_id for a in request.attachments] == ["n"]
     assert request.skipped_kinds == ["vision"]
     for parts in ([message(**PHOTO)] * 2, [message(**PHOTO), message(**VIDEO)]):
         with pytest.raises(VisionUnsupported):
-            AttachmentRequest(parts, blind, None, catalog)
+            attachment_request(parts, blind, None, catalog)
 
 
 def test_file_messages_say_what_happened() -> None:
@@ -1343,8 +1347,8 @@ async def test_each_document_is_read_for_the_media_room_the_request_has_left(mon
     catalog = load_catalog(None)
     alone = docx_with_pictures(None, ["white"])
     album = [docx_message(name) for name in ("a", "b", "c", "d")]
-    prepared = await AttachmentRequest(album, catalog.default, None, catalog).read(
-        cast(Bot, FilesBot({"a": data, "b": data, "c": data, "d": alone}))
+    prepared = await attachment_request(album, catalog.default, None, catalog).read(
+        downloader(cast(Bot, FilesBot({"a": data, "b": data, "c": data, "d": alone})))
     )
     # The first document takes its pictures; the others get what is left, which holds none of theirs.
     assert reads == [(budget, pictures), (budget - pictures, 0), (budget - pictures, 0)]
@@ -1380,10 +1384,10 @@ async def test_a_docx_whose_pictures_do_not_fit_keeps_the_text_their_room_would_
 
     async def prepare(budget: int) -> Prepared:
         monkeypatch.setattr(attachments, "MAX_REQUEST_MEDIA_BYTES", budget)
-        request = AttachmentRequest(album, catalog.default, None, catalog)
+        request = attachment_request(album, catalog.default, None, catalog)
         # Room in the context for the text, but not for the text and both pictures.
         request.document_tokens = estimate_text(read.text) + IMAGE_TOKENS
-        return await request.read(bot)
+        return await request.read(downloader(bot))
 
     # No room is left for the document's pictures beside the photo: its text goes whole.
     prepared = await prepare(photo_bytes + 1)

@@ -19,11 +19,11 @@ from aiogram.methods import TelegramMethod
 from aiogram.types import Message, Update
 
 from pomogator.bot import files_texts, texts
-from pomogator.bot.attachments import MAX_ATTACHMENTS
 from pomogator.bot.comments import ANSWERS_COMMENT, Comment, CommentGuard
 from pomogator.bot.inline_filters import run_filters_inline
 from pomogator.bot.middlewares import ChatOrderMiddleware, FloodGuard, FloodMiddleware, Gatherer, MemoryChatLocks
 from pomogator.bot.middlewares.gather import SPLIT_TEXT_MIN, join_text, origin_name
+from pomogator.services.files.request import MAX_ATTACHMENTS
 from tests.bot.harness import BotHarness
 from tests.fakes.openai_server import Reply
 from tests.fakes.telegram_server import bot_command_entities

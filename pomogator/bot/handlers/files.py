@@ -19,7 +19,7 @@ from pomogator.bot.answer import Answerer, StopRegistry
 from pomogator.bot.answer.output import ChatOutput
 from pomogator.bot.answer.renderer import typing_shown
 from pomogator.bot.answer.stops import unless_stopped
-from pomogator.bot.attachments import AttachmentRequest
+from pomogator.bot.attachments import attachment_request, downloader
 from pomogator.llm.catalog import Catalog
 from pomogator.services.chat import ChatService
 from pomogator.services.users import Account
@@ -42,13 +42,13 @@ async def on_files(
     album: list[Message] | None = None,
     with_texts: bool = False,
 ) -> None:
-    request = AttachmentRequest(album or [message], account.model, account.role, catalog, with_texts=with_texts)
+    request = attachment_request(album or [message], account.model, account.role, catalog, with_texts=with_texts)
     # Refused before the files are downloaded and read when no request is left today.
     await chat.ensure_can_ask(account)
     # A download may take two minutes and reading a document one more; "typing…" lasts five seconds.
     async with typing_shown(ChatOutput(bot, message.chat.id)):
         # /stop meanwhile ends the reading: the model is not asked, nothing is counted.
-        prepared = await unless_stopped(request.read(bot), stops.turn_event(message.chat.id))
+        prepared = await unless_stopped(request.read(downloader(bot)), stops.turn_event(message.chat.id))
     if prepared is None:
         await message.answer(texts.STOPPED_EMPTY)
         return
