@@ -53,7 +53,7 @@ async def env(db_url: str) -> dict[str, str]:
 def table(stdout: str) -> list[list[str]]:
     """Piped, the table is tab-separated lines under a header."""
     header, *lines = stdout.splitlines()
-    assert header.split("\t") == ["id", "time", "level", "process", "user", "logger", "message"]
+    assert header.split("\t") == ["id", "time (MSK)", "level", "process", "user", "logger", "message"]
     return [line.split("\t") for line in lines]
 
 
