@@ -35,6 +35,14 @@ async def payments(services: Services, tmp_path: Path, *args: str) -> Result:
     return await run_cli("payments", *args, cwd=tmp_path, env=billing_env(services.settings))
 
 
+async def paid_month(services: Services, kassa: FakeYooKassa) -> str:
+    """A month's payment made and applied: its YooKassa id."""
+    checkout = await services.billing.start_payment(USER_ID, "month")
+    kassa.succeed(checkout.payment_id)
+    await services.billing.sync_payment(checkout.payment_id)
+    return checkout.payment_id
+
+
 async def test_check_applies_a_payment_whose_webhook_was_lost(
     services: Services, kassa: FakeYooKassa, tg: FakeTelegram, tmp_path: Path
 ) -> None:
@@ -81,26 +89,24 @@ async def test_check_errors_are_one_line(services: Services, kassa: FakeYooKassa
 async def test_refund_in_part_then_in_full(
     services: Services, kassa: FakeYooKassa, tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    checkout = await services.billing.start_payment(USER_ID, "month")
-    kassa.succeed(checkout.payment_id)
-    await services.billing.sync_payment(checkout.payment_id)
+    payment_id = await paid_month(services, kassa)
 
-    half = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "299,50", "--yes")
+    half = await payments(services, tmp_path, "refund", payment_id, "--amount", "299,50", "--yes")
     assert half.code == 0, half.stderr
     assert "Refunded 299.50 RUB" in half.stderr
     until = await services.subscriptions.premium_until(USER_ID)
     assert until is not None and abs(until - (utcnow() + timedelta(days=15))) < timedelta(minutes=1)
 
-    rest = await payments(services, tmp_path, "refund", checkout.payment_id, "--yes")
+    rest = await payments(services, tmp_path, "refund", payment_id, "--yes")
     assert rest.code == 0, rest.stderr
     assert "refunded in total: 599.00 RUB" in rest.stderr
     assert await services.subscriptions.premium_until(USER_ID) is None
     assert [Decimal(r.json["amount"]["value"]) for r in kassa.refund_requests] == [Decimal("299.50"), Decimal("299.50")]
 
-    nothing_left = await payments(services, tmp_path, "refund", checkout.payment_id, "--yes")
+    nothing_left = await payments(services, tmp_path, "refund", payment_id, "--yes")
     assert nothing_left.code == 1
-    assert f"Payment {checkout.payment_id} is already fully refunded (599.00 RUB)." in nothing_left.stderr
-    some_more = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "1", "--yes")
+    assert f"Payment {payment_id} is already fully refunded (599.00 RUB)." in nothing_left.stderr
+    some_more = await payments(services, tmp_path, "refund", payment_id, "--amount", "1", "--yes")
     assert some_more.code == 1
     assert "already fully refunded" in some_more.stderr
     assert len(kassa.refund_requests) == 2
@@ -110,19 +116,17 @@ async def test_refund_in_part_then_in_full(
 async def test_the_commands_output_is_not_broken_into_by_log_records_unless_asked(
     services: Services, kassa: FakeYooKassa, tmp_path: Path
 ) -> None:
-    checkout = await services.billing.start_payment(USER_ID, "month")
-    kassa.succeed(checkout.payment_id)
-    await services.billing.sync_payment(checkout.payment_id)
-    logged = f"for payment {checkout.payment_id}: succeeded"  # the refund service's INFO record
+    payment_id = await paid_month(services, kassa)
+    logged = f"for payment {payment_id}: succeeded"  # the refund service's INFO record
     env = billing_env(services.settings)
     del env["POMOGATOR_LOG_LEVEL"]
-    quiet = await run_cli("payments", "refund", checkout.payment_id, "--amount", "1", "--yes", cwd=tmp_path, env=env)
+    quiet = await run_cli("payments", "refund", payment_id, "--amount", "1", "--yes", cwd=tmp_path, env=env)
     assert quiet.code == 0, quiet.stderr
     assert quiet.stderr.startswith("Refunded 1.00 RUB") and logged not in quiet.stderr
     # The database keeps it all the same.
     assert await LogRecord.count().where(LogRecord.message.like(f"%{logged}%")) == 1
     env["POMOGATOR_LOG_LEVEL"] = "INFO"
-    asked = await run_cli("payments", "refund", checkout.payment_id, "--amount", "1", "--yes", cwd=tmp_path, env=env)
+    asked = await run_cli("payments", "refund", payment_id, "--amount", "1", "--yes", cwd=tmp_path, env=env)
     assert asked.code == 0, asked.stderr
     assert logged in asked.stderr
 
@@ -130,14 +134,12 @@ async def test_the_commands_output_is_not_broken_into_by_log_records_unless_aske
 async def test_a_refund_yookassa_does_not_make_at_once_is_reported_as_it_stands(
     services: Services, kassa: FakeYooKassa, tg: FakeTelegram, tmp_path: Path
 ) -> None:
-    checkout = await services.billing.start_payment(USER_ID, "month")
-    kassa.succeed(checkout.payment_id)
-    await services.billing.sync_payment(checkout.payment_id)
+    payment_id = await paid_month(services, kassa)
     until = await services.subscriptions.premium_until(USER_ID)
 
     # Canceled right away (the shop's balance is too low, say): it will never succeed, nothing is waited for.
     kassa.refund_status = "canceled"
-    canceled = await payments(services, tmp_path, "refund", checkout.payment_id, "--yes")
+    canceled = await payments(services, tmp_path, "refund", payment_id, "--yes")
     assert canceled.code == 1 and "Traceback" not in canceled.stderr
     assert "canceled by YooKassa: nothing was refunded" in canceled.stderr
     assert "recorded when YooKassa reports it succeeded" not in canceled.stderr
@@ -148,7 +150,7 @@ async def test_a_refund_yookassa_does_not_make_at_once_is_reported_as_it_stands(
 
     # Pending: recorded once it succeeds.
     kassa.refund_status = "pending"
-    pending = await payments(services, tmp_path, "refund", checkout.payment_id, "--yes")
+    pending = await payments(services, tmp_path, "refund", payment_id, "--yes")
     assert pending.code == 0, pending.stderr
     assert "is pending; it is recorded when YooKassa reports it succeeded" in pending.stderr
 
@@ -158,9 +160,7 @@ async def test_list_shows_a_pending_refund_and_check_says_when_it_was_canceled(
 ) -> None:
     """A pending refund left the refunded column empty, and once YooKassa canceled it `payments check` said
     "nothing to change" (only a WARNING log line told of it)."""
-    checkout = await services.billing.start_payment(USER_ID, "month")
-    kassa.succeed(checkout.payment_id)
-    await services.billing.sync_payment(checkout.payment_id)
+    payment_id = await paid_month(services, kassa)
 
     async def refunded_column() -> str:
         listed = await payments(services, tmp_path, "list")
@@ -168,39 +168,37 @@ async def test_list_shows_a_pending_refund_and_check_says_when_it_was_canceled(
         return row[5]
 
     kassa.refund_status = "pending"
-    asked = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "100", "--yes")
+    asked = await payments(services, tmp_path, "refund", payment_id, "--amount", "100", "--yes")
     assert asked.code == 0, asked.stderr
     assert await refunded_column() == "100.00 pending"
     [refund_id] = kassa.refunds
     kassa.settle_refund(refund_id, "canceled")
-    checked = await payments(services, tmp_path, "check", checkout.payment_id)
+    checked = await payments(services, tmp_path, "check", payment_id)
     assert checked.code == 0, checked.stderr
     assert checked.stderr.splitlines()[-1] == (
         f"Refund {refund_id} of 100.00 RUB, which YooKassa had answered as pending, was canceled: nothing was "
         "refunded. See why in YooKassa's dashboard, then refund again if needed."
     )
     assert await refunded_column() == ""
-    again = await payments(services, tmp_path, "check", checkout.payment_id)
+    again = await payments(services, tmp_path, "check", payment_id)
     assert "Refund" not in again.stderr
 
-    half = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "299,50", "--yes")
+    half = await payments(services, tmp_path, "refund", payment_id, "--amount", "299,50", "--yes")
     assert half.code == 0, half.stderr
     [_, second] = kassa.refunds
     kassa.settle_refund(second)
-    assert (await payments(services, tmp_path, "check", checkout.payment_id)).code == 0
+    assert (await payments(services, tmp_path, "check", payment_id)).code == 0
     kassa.refund_status = "pending"
-    assert (await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", "1", "--yes")).code == 0
+    assert (await payments(services, tmp_path, "refund", payment_id, "--amount", "1", "--yes")).code == 0
     assert await refunded_column() == "299.50, 1.00 pending"
 
 
 async def test_a_refund_whose_answer_was_lost_is_safe_to_run_again(
     services: Services, kassa: FakeYooKassa, tmp_path: Path
 ) -> None:
-    checkout = await services.billing.start_payment(USER_ID, "month")
-    kassa.succeed(checkout.payment_id)
-    await services.billing.sync_payment(checkout.payment_id)
+    payment_id = await paid_month(services, kassa)
     env = billing_env(services.settings, POMOGATOR_YOOKASSA_TIMEOUT="0.5")
-    args = ("payments", "refund", checkout.payment_id, "--amount", "100", "--yes")
+    args = ("payments", "refund", payment_id, "--amount", "100", "--yes")
 
     kassa.hold_answers = True  # made, and its answer lost on the way back
     lost = await run_cli(*args, cwd=tmp_path, env=env)
@@ -222,11 +220,9 @@ async def test_a_refund_interrupted_while_yookassa_is_asked_says_it_may_have_bee
 ) -> None:
     """Ctrl-C or SIGTERM while YooKassa made the refund and its answer was on its way back ended the command
     without a word: the refund was made, and neither the payment nor the premium said so."""
-    checkout = await services.billing.start_payment(USER_ID, "month")
-    kassa.succeed(checkout.payment_id)
-    await services.billing.sync_payment(checkout.payment_id)
+    payment_id = await paid_month(services, kassa)
     env = billing_env(services.settings, POMOGATOR_YOOKASSA_TIMEOUT="3")
-    args = ("payments", "refund", checkout.payment_id, "--amount", "100", "--yes")
+    args = ("payments", "refund", payment_id, "--amount", "100", "--yes")
 
     async def interrupted(when: Callable[[], bool]) -> tuple[int | None, str]:
         process = await asyncio.create_subprocess_exec(
@@ -282,10 +278,8 @@ async def test_refund_refuses_amounts_it_would_round(
     services: Services, kassa: FakeYooKassa, tmp_path: Path, amount: str
 ) -> None:
     """100.555 was refunded as 100.56."""
-    checkout = await services.billing.start_payment(USER_ID, "month")
-    kassa.succeed(checkout.payment_id)
-    await services.billing.sync_payment(checkout.payment_id)
-    result = await payments(services, tmp_path, "refund", checkout.payment_id, "--amount", amount, "--yes")
+    payment_id = await paid_month(services, kassa)
+    result = await payments(services, tmp_path, "refund", payment_id, "--amount", amount, "--yes")
     assert result.code == 2
     assert "has more than 2 decimal places" in result.stderr or "too large" in result.stderr
     assert "Traceback" not in result.stderr
@@ -325,12 +319,10 @@ def test_plain_amounts_are_read_as_rubles_and_kopecks(amount: str, rubles: str) 
 
 async def test_refund_from_a_script_needs_yes(services: Services, kassa: FakeYooKassa, tmp_path: Path) -> None:
     """Without a terminal to ask on, the refund went through unconfirmed."""
-    checkout = await services.billing.start_payment(USER_ID, "month")
-    kassa.succeed(checkout.payment_id)
-    await services.billing.sync_payment(checkout.payment_id)
+    payment_id = await paid_month(services, kassa)
     until = await services.subscriptions.premium_until(USER_ID)
 
-    result = await payments(services, tmp_path, "refund", checkout.payment_id)
+    result = await payments(services, tmp_path, "refund", payment_id)
     assert result.code == 2
     assert [line for line in result.stderr.splitlines() if line.strip()] == [
         "Error: Not refunding without confirmation: stdin is not a terminal; pass --yes."
