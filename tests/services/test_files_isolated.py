@@ -14,9 +14,28 @@ from typing import Any
 
 import pytest
 
-from pomogator.errors import CorruptFile, EmptyFile, EncryptedFile, FileTooComplex, UnpackedTooLarge, UnsupportedFile
-from pomogator.services.files import ExtractedDocument, ReadLimits, extract_document, isolated, pdf, read_document
+from pomogator.errors import (
+    CorruptFile,
+    EmptyFile,
+    EncryptedFile,
+    FileTooComplex,
+    ImageTooLarge,
+    UnpackedTooLarge,
+    UnsupportedFile,
+)
+from pomogator.services.files import (
+    ExtractedDocument,
+    ReadLimits,
+    extract_document,
+    image_part,
+    images,
+    isolated,
+    pdf,
+    read_document,
+    read_image,
+)
 from tests.services.test_files import blank_pdf, encrypt_pdf, make_docx, make_pdf, make_png, make_zip
+from tests.services.test_images import png_header
 
 # ~3 MB of text operators, over pypdf's parsing budget per stream (``pdf.PARSING_WORK_LIMIT``): every page that
 # shows it costs the reader a second or more before it gives up.
@@ -151,6 +170,36 @@ async def test_refusals_come_back_from_the_child_as_they_were_raised(
         await read_document(data, name, None, 1000)
     assert getattr(caught.value, "filename", None) == name
     assert getattr(caught.value, "kind", None) == kind
+
+
+async def test_an_image_part_made_in_a_child_is_what_image_part_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_png()
+    assert await read_image(data, "image/png", "chart.png") == image_part(data, "image/png", filename="chart.png")
+    # Made there, not here: this process's decoder is never asked.
+    monkeypatch.setattr(images, "image_part", lambda *args, **kwargs: pytest.fail("decoded in the bot's process"))
+    assert (await read_image(data, "image/png", "chart.png"))["type"] == "image_url"
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "error"),
+    [
+        (png_header(20_000, 20_000), "bomb.png", ImageTooLarge),
+        (png_header(6_000, 6_000), "panorama.png", ImageTooLarge),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "broken.png", CorruptFile),
+        (b"%PDF-1.7\n", "x.png", UnsupportedFile),
+    ],
+    ids=["bomb", "over-our-limit", "corrupt", "not-an-image"],
+)
+async def test_an_image_refused_in_the_child_is_refused_as_it_was_raised(
+    data: bytes, name: str, error: type[Exception]
+) -> None:
+    with pytest.raises(error) as here:
+        image_part(data, "image/png", filename=name)
+    with pytest.raises(error) as caught:
+        await read_image(data, "image/png", name)
+    assert getattr(caught.value, "filename", None) == name
+    assert str(caught.value) == str(here.value)  # the limit and the dimensions came back with it
+    assert vars(caught.value) == vars(here.value)
 
 
 async def test_a_docx_too_large_unpacked_comes_back_from_the_child_with_its_name_and_size() -> None:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         in_image_workers,
         media_bytes,
     )
-    from .isolated import ReadLimits, read_document
+    from .isolated import ReadLimits, read_document, read_image
     from .pictures import MAX_DOCUMENT_PICTURES, fit_pictures
 
 # Loaded on first use: the child process that reads a document (``isolated``) starts by importing this package, and
@@ -40,6 +40,7 @@ _LAZY = {
     "in_image_workers": "images",
     "ReadLimits": "isolated",
     "read_document": "isolated",
+    "read_image": "isolated",
     "MAX_DOCUMENT_PICTURES": "pictures",
     "fit_pictures": "pictures",
 }
@@ -82,6 +83,7 @@ __all__ = [
     "media_bytes",
     "pdf_file_part",
     "read_document",
+    "read_image",
     "sniff_image",
     "sniff_signature",
     "truncation_note",

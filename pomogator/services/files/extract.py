@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -24,6 +24,7 @@ from pomogator.errors import (
     FileTooComplex,
     FileTooLarge,
     ImagesTooLarge,
+    ImageTooLarge,
     UnpackedTooLarge,
     UnsupportedFile,
     exception_chain,
@@ -102,9 +103,11 @@ def encode_request(
     time_budget: float,
     vision: bool = False,
     max_picture_bytes: int | None = None,
+    image: bool = False,
 ) -> bytes:
     """What the child reads on stdin: one line of JSON (the file's name and type, ``max_chars``, the limits,
-    whether the model sees pictures and how many bytes of them it may get), then the file's bytes."""
+    whether the model sees pictures and how many bytes of them it may get, whether the file is an image to make a
+    content part of), then the file's bytes."""
     header = {
         "filename": _clean(filename),
         "mime_type": mime_type,
@@ -114,6 +117,7 @@ def encode_request(
         "time_budget": time_budget,
         "vision": vision,
         "max_picture_bytes": max_picture_bytes,
+        "image": image,
     }
     return orjson.dumps(header) + b"\n" + data
 
@@ -127,6 +131,13 @@ def serve() -> None:
     outcome: dict[str, Any]
     try:
         data = sys.stdin.buffer.read()
+        if header.get("image"):
+            from .images import image_part  # Pillow: only for the images
+
+            outcome = {"image": image_part(data, header["mime_type"], filename=filename)}
+            sys.stdout.buffer.write(orjson.dumps(outcome))
+            sys.stdout.buffer.flush()
+            return
         doc = extract_document(
             data,
             filename,
@@ -180,6 +191,8 @@ def _clean(text: str) -> str:
 
 
 def _error_fields(exc: FileError) -> dict[str, Any]:
+    if isinstance(exc, ImageTooLarge):
+        return {"type": "ImageTooLarge", "filename": exc.filename, "limit": exc.limit, "dimensions": exc.dimensions}
     if isinstance(exc, ImagesTooLarge):
         return {"type": "ImagesTooLarge", "size": exc.size, "limit": exc.limit, "count": exc.count}
     if isinstance(exc, UnpackedTooLarge):
@@ -201,6 +214,14 @@ _BY_NAME: dict[str, type[CorruptFile | EmptyFile | EncryptedFile | FileTooComple
 }
 
 
+def decode_image(raw: bytes) -> dict[str, Any]:
+    """The image content part the child wrote to stdout, or the refusal it wrote, raised again in this process."""
+    outcome = orjson.loads(raw)
+    if "image" in outcome:
+        return cast(dict[str, Any], outcome["image"])
+    raise _error(outcome["error"])
+
+
 def decode_outcome(raw: bytes) -> ExtractedDocument:
     """The document the child wrote to stdout, or the refusal it wrote, raised again in this process."""
     outcome = orjson.loads(raw)
@@ -214,16 +235,24 @@ def decode_outcome(raw: bytes) -> ExtractedDocument:
                 "pictures_left_out": tuple((number, loss) for number, loss in document.get("pictures_left_out", ())),
             }
         )
-    error = outcome["error"]
+    raise _error(outcome["error"])
+
+
+def _error(error: dict[str, Any]) -> FileError:
+    """The refusal the child wrote, as this process raises it."""
     kind = error["type"]
+    if kind == "ImageTooLarge":
+        dimensions = error.get("dimensions")
+        shape = (int(dimensions[0]), int(dimensions[1])) if dimensions else None
+        return ImageTooLarge(str(error["filename"]), int(error["limit"]), shape)
     if kind == "UnpackedTooLarge":
-        raise UnpackedTooLarge(str(error["filename"]), int(error["size"]), int(error["limit"]))
+        return UnpackedTooLarge(str(error["filename"]), int(error["size"]), int(error["limit"]))
     if kind == "ImagesTooLarge":
-        raise ImagesTooLarge(int(error["size"]), int(error["limit"]), int(error["count"]))
+        return ImagesTooLarge(int(error["size"]), int(error["limit"]), int(error["count"]))
     if kind == "FileTooLarge":
-        raise FileTooLarge(int(error["size"]), int(error["limit"]))
+        return FileTooLarge(int(error["size"]), int(error["limit"]))
     if kind == "UnsupportedFile":
-        raise UnsupportedFile(str(error["filename"]), error["kind"])
+        return UnsupportedFile(str(error["filename"]), error["kind"])
     if kind in _BY_NAME:
-        raise _BY_NAME[kind](str(error["filename"]))
-    raise FileError(str(error.get("detail") or "the document could not be read"))
+        return _BY_NAME[kind](str(error["filename"]))
+    return FileError(str(error.get("detail") or "the document could not be read"))

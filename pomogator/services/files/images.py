@@ -87,7 +87,8 @@ def image_part(
     raise ``CorruptFile``. An image with more
     pixels than can be decoded safely (a decompression bomb) raises ``ImageTooLarge``.
 
-    A big image is shrunk (see ``shrink_image``): this is CPU-bound, so call it through ``in_image_workers``.
+    A big image is shrunk (see ``shrink_image``): this is CPU-bound. The bot makes its photos' parts in a child
+    process (``isolated.read_image``); in this process call it through ``in_image_workers``.
     """
     check_size(len(data), max_bytes)
     image_format = sniff_image(data)

@@ -20,6 +20,7 @@ import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -27,7 +28,7 @@ from pomogator.errors import FileTooComplex
 
 from .detect import sniff_signature
 from .document import ExtractedDocument
-from .extract import decode_outcome, encode_request
+from .extract import decode_image, decode_outcome, encode_request
 from .pdf import TIME_BUDGET_S
 
 READ_TIMEOUT_S = 60.0
@@ -96,6 +97,31 @@ async def read_document(
         vision=vision,
         max_picture_bytes=max_picture_bytes,
     )
+    return decode_outcome(await _in_child(request, data, filename, limits))
+
+
+async def read_image(
+    data: bytes, mime_type: str | None, filename: str, *, limits: ReadLimits | None = None
+) -> dict[str, Any]:
+    """``images.image_part`` in a child process: a photo's decoders (JPEG, PNG, WebP, GIF, BMP, TIFF) parse what
+    anyone may send, so they run where the bot's secrets are not. Raises what ``image_part`` raises, and
+    ``FileTooComplex`` as ``read_document`` does."""
+    limits = limits or ReadLimits()
+    request = encode_request(
+        data,
+        filename,
+        mime_type,
+        0,
+        memory_bytes=limits.memory_bytes,
+        cpu_seconds=limits.cpu_seconds,
+        time_budget=limits.pdf_time_budget,
+        image=True,
+    )
+    return decode_image(await _in_child(request, data, filename, limits))
+
+
+async def _in_child(request: bytes, data: bytes, filename: str, limits: ReadLimits) -> bytes:
+    """What a child answered to ``request``, the reading of ``data``."""
     async with _slot_for(data):
         process = await spawn()
         try:
@@ -115,7 +141,7 @@ async def read_document(
     if process.returncode != 0 or not out:
         tail = err[-2000:].decode("utf-8", errors="replace")
         raise RuntimeError(f"The document reader exited with {process.returncode}: {tail}")
-    return decode_outcome(out)
+    return out
 
 
 def child_environment() -> dict[str, str]:

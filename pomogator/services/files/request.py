@@ -5,7 +5,8 @@ album holds, files over Telegram's download limit, images for a model that canno
 downloaded and a refusal counts nothing. Of several parts such a part is only left out with a notice while other
 parts, or forwarded texts, can be answered; the request is refused only when nothing is left (too many files always
 are). Then each file is downloaded (by the frontend's ``download``) and read: documents in a child process with time
-and memory limits (``read_document``), images on threads of their own (``in_image_workers``); a file of an album
+and memory limits (``read_document``), and images so too (``read_image``: their decoders parse what anyone may
+send, away from the bot's secrets); a file of an album
 that cannot be read or downloaded is left out with a notice in the same way. They become one user message: the
 documents wrapped with their names, the question, then the scans, the pictures of the documents (a DOCX's, for a
 model that sees) and the images. The documents share what the model's context and ``MAX_DOCUMENTS_CHARS`` leave
@@ -51,11 +52,11 @@ from pomogator.services.files import (
     declared_kind,
     document_prompt,
     fit_pictures,
-    image_part,
     in_image_workers,
     media_bytes,
     pdf_file_part,
     read_document,
+    read_image,
     sniff_signature,
 )
 from pomogator.services.quoting import with_quote
@@ -411,13 +412,14 @@ async def read_attachment(
     max_picture_bytes: int | None = None,
 ) -> ExtractedDocument | dict[str, Any]:
     """A document's text (read in a child process; with its pictures for a model with ``vision``, at most
-    ``max_picture_bytes`` of them), or an image part for a photo or an image sent as a file. An image whose name and
+    ``max_picture_bytes`` of them), or an image part for a photo or an image sent as a file (made in a child process
+    too: ``read_image``). An image whose name and
     type did not say so is refused for a model that cannot see (``UnsupportedFile`` of kind ``"vision"``): the other
     files of the request still go."""
     if attachment.photo or sniff_signature(data) == "image":
         if not vision:
             raise UnsupportedFile(attachment.name, "vision")
-        return await in_image_workers(image_part, data, attachment.mime_type, filename=attachment.name)
+        return await read_image(data, attachment.mime_type, attachment.name)
     try:
         return await read_document(
             data, attachment.name, attachment.mime_type, max_chars, vision=vision, max_picture_bytes=max_picture_bytes
@@ -425,4 +427,4 @@ async def read_attachment(
     except UnsupportedFile as exc:
         if exc.kind != "image":  # an image by its name or type whose bytes are not one: image_part says why
             raise
-    return await in_image_workers(image_part, data, attachment.mime_type, filename=attachment.name)
+    return await read_image(data, attachment.mime_type, attachment.name)
