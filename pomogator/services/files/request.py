@@ -15,6 +15,7 @@ them (``shares``), and the media the request's byte budget.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -236,31 +237,45 @@ class AttachmentRequest:
         # document's pictures come back no bigger than that, so this process never holds more of them than one
         # request may send, however many documents come; they are fitted exactly once all is read.
         media_room = MAX_REQUEST_MEDIA_BYTES
-        for attachment in self.attachments:
-            try:
-                data = await download(attachment)
-                read = await read_attachment(
-                    attachment, data, self.max_chars, vision=self.model.vision, max_picture_bytes=max(media_room, 0)
-                )
-            except FileError as exc:
-                if isinstance(exc, FileTooLarge) and not isinstance(exc, NamedFileTooLarge | ImagesTooLarge):
-                    exc = NamedFileTooLarge(attachment.name, exc.size, exc.limit)
-                failed += 1
-                if not self.with_texts and failed == len(self.attachments):
-                    raise (unreadable[0] if unreadable else exc) from None
-                unreadable.append(exc)
-                continue
-            if isinstance(read, ExtractedDocument):
-                if self.capped and read.stopped_by == "context":
-                    read = replace(read, stopped_by="cap")
-                if read.needs_file_part and len(data) <= min(MAX_SCAN_BYTES, media_room):
-                    media_room -= len(data)
-                media_room -= media_bytes(read.pictures)
-                # Only a scan goes as its bytes: those of other documents are not kept once read.
-                documents.append((read, data if read.needs_file_part else b""))
-            else:
-                media_room -= media_bytes([read])
-                images.append(read)
+        # Photos and image files are fetched and decoded at once, each in a child of its own (``read_image``), while
+        # the documents are read in turn: an album of photos waits for its slowest one, not for all of them in a row.
+        early = {
+            index: asyncio.ensure_future(self._fetch(download, attachment, MAX_REQUEST_MEDIA_BYTES))
+            for index, attachment in enumerate(self.attachments)
+            if attachment.image
+        }
+        try:
+            for index, attachment in enumerate(self.attachments):
+                try:
+                    job = early.get(index)
+                    if job is not None:
+                        data, read = await job
+                    else:
+                        data, read = await self._fetch(download, attachment, max(media_room, 0))
+                except FileError as exc:
+                    if isinstance(exc, FileTooLarge) and not isinstance(exc, NamedFileTooLarge | ImagesTooLarge):
+                        exc = NamedFileTooLarge(attachment.name, exc.size, exc.limit)
+                    failed += 1
+                    if not self.with_texts and failed == len(self.attachments):
+                        raise (unreadable[0] if unreadable else exc) from None
+                    unreadable.append(exc)
+                    continue
+                if isinstance(read, ExtractedDocument):
+                    if self.capped and read.stopped_by == "context":
+                        read = replace(read, stopped_by="cap")
+                    if read.needs_file_part and len(data) <= min(MAX_SCAN_BYTES, media_room):
+                        media_room -= len(data)
+                    media_room -= media_bytes(read.pictures)
+                    # Only a scan goes as its bytes: those of other documents are not kept once read.
+                    documents.append((read, data if read.needs_file_part else b""))
+                else:
+                    media_room -= media_bytes([read])
+                    images.append(read)
+        finally:
+            # Those not awaited (the request was refused, or cancelled): their children are ended.
+            for job in early.values():
+                job.cancel()
+            await asyncio.gather(*early.values(), return_exceptions=True)
         check_media_total(images)
         without_scans: list[tuple[ExtractedDocument, FileError]] = []
         documents = self.without_unsent_scans(documents, media_bytes(images), unreadable, without_scans)
@@ -302,6 +317,15 @@ class AttachmentRequest:
             without_scans=without_scans,
             without_pictures=[doc for doc, _ in documents if doc.pictures_left_out],
         )
+
+    async def _fetch(
+        self, download: Downloader, attachment: Attachment, max_picture_bytes: int
+    ) -> tuple[bytes, ExtractedDocument | dict[str, Any]]:
+        data = await download(attachment)
+        read = await read_attachment(
+            attachment, data, self.max_chars, vision=self.model.vision, max_picture_bytes=max_picture_bytes
+        )
+        return data, read
 
     def shared(self, documents: list[tuple[ExtractedDocument, bytes]]) -> list[tuple[ExtractedDocument, bytes]]:
         """``documents`` cut to their shares of the context and of ``MAX_DOCUMENTS_CHARS``: a short one keeps all its
