@@ -87,7 +87,39 @@ async def read_document(
     Raises what ``extract_document`` raises, and ``FileTooComplex`` when the child runs out of time, memory or
     CPU. Cancelling the call kills the child; so does the timeout.
     """
-    limits = limits or ReadLimits()
+    answer = await _in_child(
+        data,
+        filename,
+        mime_type,
+        limits or ReadLimits(),
+        max_chars=max_chars,
+        vision=vision,
+        max_picture_bytes=max_picture_bytes,
+    )
+    return decode_outcome(answer)
+
+
+async def read_image(
+    data: bytes, mime_type: str | None, filename: str, *, limits: ReadLimits | None = None
+) -> dict[str, Any]:
+    """``images.image_part`` in a child process: a photo's decoders (JPEG, PNG, WebP, GIF, BMP, TIFF) parse what
+    anyone may send, so they run where the bot's secrets are not. Raises what ``image_part`` raises, and
+    ``FileTooComplex`` as ``read_document`` does."""
+    return decode_image(await _in_child(data, filename, mime_type, limits or ReadLimits(), image=True))
+
+
+async def _in_child(
+    data: bytes,
+    filename: str,
+    mime_type: str | None,
+    limits: ReadLimits,
+    *,
+    max_chars: int = 0,
+    vision: bool = False,
+    max_picture_bytes: int | None = None,
+    image: bool = False,
+) -> bytes:
+    """What a child answered to its request (``encode_request``) to read ``data`` within ``limits``."""
     request = encode_request(
         data,
         filename,
@@ -98,32 +130,8 @@ async def read_document(
         time_budget=limits.pdf_time_budget,
         vision=vision,
         max_picture_bytes=max_picture_bytes,
+        image=image,
     )
-    return decode_outcome(await _in_child(request, data, filename, limits))
-
-
-async def read_image(
-    data: bytes, mime_type: str | None, filename: str, *, limits: ReadLimits | None = None
-) -> dict[str, Any]:
-    """``images.image_part`` in a child process: a photo's decoders (JPEG, PNG, WebP, GIF, BMP, TIFF) parse what
-    anyone may send, so they run where the bot's secrets are not. Raises what ``image_part`` raises, and
-    ``FileTooComplex`` as ``read_document`` does."""
-    limits = limits or ReadLimits()
-    request = encode_request(
-        data,
-        filename,
-        mime_type,
-        0,
-        memory_bytes=limits.memory_bytes,
-        cpu_seconds=limits.cpu_seconds,
-        time_budget=limits.pdf_time_budget,
-        image=True,
-    )
-    return decode_image(await _in_child(request, data, filename, limits))
-
-
-async def _in_child(request: bytes, data: bytes, filename: str, limits: ReadLimits) -> bytes:
-    """What a child answered to ``request``, the reading of ``data``."""
     async with _slot_for(data):
         process = await spawn()
         try:
