@@ -110,7 +110,12 @@ def _settings(*needs: str) -> Settings:
 @app.command("set-webhook")
 def set_webhook(
     url: Annotated[
-        str, typer.Argument(metavar="URL", help=f"The web app's public HTTPS address, ending in {WEBHOOK_PATH}.")
+        str,
+        typer.Argument(
+            metavar="URL",
+            help=f"The web app's public HTTPS address, ending in {WEBHOOK_PATH} (http:// only for a local Bot API "
+            "server).",
+        ),
     ],
     drop_pending_updates: Annotated[
         bool, typer.Option("--drop-pending-updates", help="Forget the updates Telegram has not delivered yet.")
