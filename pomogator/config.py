@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -155,6 +156,8 @@ class Settings(BaseModel):
     # The ``POMOGATOR_*`` names ``load_settings`` found that are no setting (see ``unknown_variables`` and
     # ``unknown_variable_warning``).
     _unknown_variables: tuple[str, ...] = PrivateAttr(default=())
+    # The lines of the ``.env`` file ``load_settings`` had to skip (see ``env_file_problems``).
+    _env_file_problems: tuple[str, ...] = PrivateAttr(default=())
 
     database_url: str = "sqlite:///pomogator.sqlite3"
     # PostgreSQL connections a process may open (on demand; idle ones close after a few minutes). Under load a
@@ -331,6 +334,11 @@ class Settings(BaseModel):
         """The ``POMOGATOR_*`` variables of the environment and ``.env`` that are no setting, as written."""
         return self._unknown_variables
 
+    @property
+    def env_file_problems(self) -> tuple[str, ...]:
+        """What could not be read of the ``.env`` file, a line each (never its text: it may hold a secret)."""
+        return self._env_file_problems
+
     @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
@@ -391,10 +399,29 @@ def environment_variables(env_file: Path | None = None) -> dict[str, str]:
     if env_file.is_file():
         from dotenv import dotenv_values
 
-        merged.update(_set_variables(dotenv_values(env_file, encoding="utf-8")))
+        # python-dotenv would print its own line for a line it cannot read, before logging is set up and without
+        # the file's name: ``env_file_problems`` says it instead.
+        dotenv_logger = logging.getLogger("dotenv.main")
+        disabled, dotenv_logger.disabled = dotenv_logger.disabled, True
+        try:
+            merged.update(_set_variables(dotenv_values(env_file, encoding="utf-8")))
+        finally:
+            dotenv_logger.disabled = disabled
     # An empty variable in the environment does not hide the value of ``.env``: both mean "not set".
     merged.update(_set_variables(os.environ))
     return merged
+
+
+def env_file_problems(env_file: Path | None = None) -> list[str]:
+    """One line for each line of ``env_file`` (by default ``ENV_FILE``) that is not ``NAME=value`` and was skipped."""
+    env_file = ENV_FILE if env_file is None else env_file
+    if not env_file.is_file():
+        return []
+    from dotenv.parser import parse_stream
+
+    with env_file.open(encoding="utf-8", errors="replace") as stream:
+        lines = [binding.original.line for binding in parse_stream(stream) if binding.error]
+    return [f"{env_file}, line {line}: not NAME=value (a missing = or an unclosed quote), skipped" for line in lines]
 
 
 def read_variable(name: str, env_file: Path | None = None) -> str | None:
@@ -443,4 +470,5 @@ def load_settings(env_file: Path | None = None) -> Settings:
         name = ENV_PREFIX + str(first["loc"][0]).upper() if first["loc"] else "settings"
         raise ConfigError(f"{name}: {first['msg']}") from None
     settings._unknown_variables = tuple(unknown_variables(variables))
+    settings._env_file_problems = tuple(env_file_problems(env_file))
     return settings

@@ -61,6 +61,10 @@ def report_unknown_variables(settings: Settings) -> None:
         if name.upper() not in _reported_variables:
             _reported_variables.add(name.upper())
             logger.warning(unknown_variable_warning(name))
+    for problem in settings.env_file_problems:
+        if problem not in _reported_variables:
+            _reported_variables.add(problem)
+            logger.warning(problem)
 
 
 def freeze_start_up_objects() -> None:

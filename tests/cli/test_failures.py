@@ -278,3 +278,15 @@ async def test_a_misspelt_setting_is_warned_about_once_without_its_value(tmp_pat
     # The values are never shown (they may be secrets).
     assert "SECRET" not in result.stderr
     assert not any("42" in line.split(" - ", 1)[1] for line in lines)
+
+
+async def test_a_line_of_env_that_cannot_be_read_is_named_once_without_its_text(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text('POMOGATOR_BOT_TOKEN="123:SECRET\nPOMOGATOR_LOG_JSON=false\nSECRET pw\n', "utf-8")
+    result = await run_cli("models", "list", cwd=tmp_path, env=env_in(tmp_path, POMOGATOR_DEBUG="0"))
+    assert result.code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert [line.split(" - ", 1)[1] for line in lines] == [
+        ".env, line 1: not NAME=value (a missing = or an unclosed quote), skipped",
+        ".env, line 3: not NAME=value (a missing = or an unclosed quote), skipped",
+    ]
+    assert all("| WARNING  |" in line for line in lines) and "SECRET" not in result.stderr
