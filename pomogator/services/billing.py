@@ -171,6 +171,10 @@ class BillingService:
 
     # --- checkout ---------------------------------------------------------------------------------------------
 
+    def needs_email(self, email: str | None) -> bool:
+        """Whether a payment asks for the payer's e-mail first: receipts are on and none is stored (``email``)."""
+        return self.settings.receipt_enabled and not email
+
     async def start_payment(self, telegram_id: int, plan_name: str, *, bot_link: str = "") -> Checkout:
         """A payment link for ``plan_name``: one for the same plan that can still be paid is offered again
         (``_open_payment``).
@@ -185,7 +189,7 @@ class BillingService:
         """
         plan = self.plan(plan_name)
         account = await self.users.get(telegram_id)
-        if self.settings.receipt_enabled and not account.email:
+        if self.needs_email(account.email):
             raise EmailRequired()
         return_url = self.settings.payment_return_url or bot_link
         passed: int | None = None

@@ -19,6 +19,7 @@ from pomogator.bot.handlers.billing import ask_for_email, show_billing
 from pomogator.bot.middlewares.forms import _OPENED, FORM_TTL_S
 from pomogator.container import build_services
 from pomogator.llm.catalog import load_catalog
+from pomogator.services.billing import BillingService
 from tests.bot.harness import BotHarness
 from tests.fakes.telegram_server import FakeTelegram, SentMessage
 from tests.fakes.yookassa_server import FakeYooKassa
@@ -171,6 +172,43 @@ async def test_a_plan_pressed_again_while_the_earlier_invoice_may_be_paid_offers
                 said = tg.sent_texts(chat)[-1]
                 assert said == expected and "не списаны" not in said and "не нужно" in said
                 assert list(kassa.payments) == [checkout.payment_id]
+            finally:
+                await bot.session.close()
+
+
+async def test_an_email_the_payment_asks_for_after_the_press_opens_the_form(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The press found an e-mail stored (the account as the update began); the payment, reading it again, finds none
+    (erased meanwhile): the person is asked for it, not told that payments are unavailable."""
+    chat = 5007
+    async with FakeTelegram() as tg, FakeYooKassa() as kassa:
+        settings = billing_settings(f"sqlite:///{tmp_path / 'bot.sqlite3'}", kassa, tg, receipt_enabled=True)
+        async with build_services(settings, migrate=True) as services:
+            bot = create_bot(settings)
+            dispatcher = create_dispatcher(services)
+            try:
+                await add_user(services, tg, chat)
+                await services.users.set_email(chat, "ann@example.com")
+                await show_billing(bot, chat, await services.users.get(chat), services)
+                screen = tg.sent_messages(chat)[-1]
+                looked: list[str | None] = []
+                needs_email = BillingService.needs_email
+
+                def as_erased_after_the_press(self: BillingService, email: str | None) -> bool:
+                    looked.append(email)
+                    return needs_email(self, email if len(looked) == 1 else None)
+
+                monkeypatch.setattr(BillingService, "needs_email", as_erased_after_the_press)
+                query = tg.press_button(
+                    chat, screen.message_id, BillingCallback(action=BillingAction.buy, plan="month").pack()
+                )
+                for update in await bot.get_updates(timeout=0):
+                    await dispatcher.feed_update(bot, update)
+                assert tg.callback_answer(query) is not None
+                assert looked == ["ann@example.com", "ann@example.com"]
+                assert tg.sent_texts(chat)[-1] == texts.EMAIL_PROMPT
+                assert kassa.payments == {}
             finally:
                 await bot.session.close()
 

@@ -29,7 +29,7 @@ from pomogator.bot.replies import chat_id_of, replace_text
 from pomogator.bot.states import EmailForm
 from pomogator.config import Settings
 from pomogator.container import Services
-from pomogator.errors import InvalidEmail, PaymentAlreadyMade
+from pomogator.errors import EmailRequired, InvalidEmail, PaymentAlreadyMade
 from pomogator.services.users import Account
 
 
@@ -114,6 +114,10 @@ async def checkout(bot: Bot, chat_id: int, account: Account, plan: str, services
     except PaymentAlreadyMade as paid:
         await bot.send_message(chat_id, texts.already_paid(paid.premium_until, services.settings.tz), parse_mode=None)
         return
+    except EmailRequired:
+        # None stored after all (erased meanwhile, say): asked for, and the payment goes on once it is given.
+        await ask_for_email(bot, chat_id, state, plan)
+        return
     except InvalidEmail:
         # YooKassa refused the stored address for the receipt: a typo of the person's, asked for again.
         email = (await services.users.get(account.telegram_id)).email or ""
@@ -155,7 +159,7 @@ async def on_plan(
     if not settings.billing_configured:
         await send_billing_soon(bot, chat_id, account, settings)
         return
-    if settings.receipt_enabled and not account.email:
+    if services.billing.needs_email(account.email):
         await ask_for_email(bot, chat_id, state, callback_data.plan)
         return
     await callback_reply.answer_now(texts.CREATING_INVOICE)  # the button would spin while YooKassa answers
