@@ -5,10 +5,13 @@ invoices at once."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.base import StorageKey
 
 from pomogator.billing import texts
@@ -17,7 +20,7 @@ from pomogator.bot.callbacks import BillingAction, BillingCallback
 from pomogator.bot.factory import create_bot, create_dispatcher
 from pomogator.bot.handlers.billing import ask_for_email, show_billing
 from pomogator.bot.middlewares.forms import _OPENED, FORM_TTL_S
-from pomogator.container import build_services
+from pomogator.container import Services, build_services
 from pomogator.llm.catalog import load_catalog
 from pomogator.services.billing import BillingService
 from tests.bot.harness import BotHarness
@@ -139,6 +142,41 @@ async def test_a_plan_pressed_after_paying_and_another_plans_invoice(running: tu
 # --- in a dispatcher of this process ------------------------------------------------------------------------
 
 
+@dataclass
+class InProcess:
+    """A dispatcher of this process over the fake Bot API and YooKassa, with billing on."""
+
+    tg: FakeTelegram
+    kassa: FakeYooKassa
+    services: Services
+    bot: Bot
+    dispatcher: Dispatcher
+    offset: int = 0
+
+    async def press(self, chat: int, message_id: int, data: str) -> None:
+        """Press a button, handle the update, and check the press was answered."""
+        query = self.tg.press_button(chat, message_id, data)
+        for update in await self.bot.get_updates(offset=self.offset, timeout=0):
+            self.offset = update.update_id + 1
+            await self.dispatcher.feed_update(self.bot, update)
+        assert self.tg.callback_answer(query) is not None
+
+
+@asynccontextmanager
+async def in_process(tmp_path: Path, *, receipt_enabled: bool = False) -> AsyncIterator[InProcess]:
+    async with FakeTelegram() as tg, FakeYooKassa() as kassa:
+        settings = billing_settings(f"sqlite:///{tmp_path / 'bot.sqlite3'}", kassa, tg, receipt_enabled=receipt_enabled)
+        async with build_services(settings, migrate=True) as services:
+            bot = create_bot(settings)
+            try:
+                yield InProcess(tg, kassa, services, bot, create_dispatcher(services))
+            finally:
+                await bot.session.close()
+
+
+BUY_MONTH = BillingCallback(action=BillingAction.buy, plan="month").pack()
+
+
 @pytest.mark.parametrize("trouble", ["yookassa-down", "not-matching"])
 async def test_a_plan_pressed_again_while_the_earlier_invoice_may_be_paid_offers_no_second_one(
     tmp_path: Path, trouble: str
@@ -146,34 +184,22 @@ async def test_a_plan_pressed_again_while_the_earlier_invoice_may_be_paid_offers
     """YooKassa cannot say whether the earlier link was paid, or says it was paid in a way that does not match our
     record of it: the person is not told that no money was taken, nor handed a link they would pay a second time."""
     chat = 5006
-    async with FakeTelegram() as tg, FakeYooKassa() as kassa:
-        settings = billing_settings(f"sqlite:///{tmp_path / 'bot.sqlite3'}", kassa, tg)
-        async with build_services(settings, migrate=True) as services:
-            bot = create_bot(settings)
-            dispatcher = create_dispatcher(services)
-            try:
-                await add_user(services, tg, chat)
-                checkout = await services.billing.start_payment(chat, "month")
-                kassa.succeed(checkout.payment_id)  # paid; the notification has not come
-                await show_billing(bot, chat, await services.users.get(chat), services)
-                screen = tg.sent_messages(chat)[-1]
-                if trouble == "yookassa-down":
-                    kassa.down = True
-                    expected = texts.PAYMENT_STATUS_UNKNOWN
-                else:
-                    kassa.payments[checkout.payment_id]["metadata"] = {"telegram_id": "1", "plan": "month"}
-                    expected = bot_texts.payment_under_review(settings.support_contact)
-                query = tg.press_button(
-                    chat, screen.message_id, BillingCallback(action=BillingAction.buy, plan="month").pack()
-                )
-                for update in await bot.get_updates(timeout=0):
-                    await dispatcher.feed_update(bot, update)
-                assert tg.callback_answer(query) is not None
-                said = tg.sent_texts(chat)[-1]
-                assert said == expected and "не списаны" not in said and "не нужно" in said
-                assert list(kassa.payments) == [checkout.payment_id]
-            finally:
-                await bot.session.close()
+    async with in_process(tmp_path) as p:
+        await add_user(p.services, p.tg, chat)
+        checkout = await p.services.billing.start_payment(chat, "month")
+        p.kassa.succeed(checkout.payment_id)  # paid; the notification has not come
+        await show_billing(p.bot, chat, await p.services.users.get(chat), p.services)
+        screen = p.tg.sent_messages(chat)[-1]
+        if trouble == "yookassa-down":
+            p.kassa.down = True
+            expected = texts.PAYMENT_STATUS_UNKNOWN
+        else:
+            p.kassa.payments[checkout.payment_id]["metadata"] = {"telegram_id": "1", "plan": "month"}
+            expected = bot_texts.payment_under_review(p.services.settings.support_contact)
+        await p.press(chat, screen.message_id, BUY_MONTH)
+        said = p.tg.sent_texts(chat)[-1]
+        assert said == expected and "не списаны" not in said and "не нужно" in said
+        assert list(p.kassa.payments) == [checkout.payment_id]
 
 
 async def test_an_email_the_payment_asks_for_after_the_press_opens_the_form(
@@ -182,70 +208,42 @@ async def test_an_email_the_payment_asks_for_after_the_press_opens_the_form(
     """The press found an e-mail stored (the account as the update began); the payment, reading it again, finds none
     (erased meanwhile): the person is asked for it, not told that payments are unavailable."""
     chat = 5007
-    async with FakeTelegram() as tg, FakeYooKassa() as kassa:
-        settings = billing_settings(f"sqlite:///{tmp_path / 'bot.sqlite3'}", kassa, tg, receipt_enabled=True)
-        async with build_services(settings, migrate=True) as services:
-            bot = create_bot(settings)
-            dispatcher = create_dispatcher(services)
-            try:
-                await add_user(services, tg, chat)
-                await services.users.set_email(chat, "ann@example.com")
-                await show_billing(bot, chat, await services.users.get(chat), services)
-                screen = tg.sent_messages(chat)[-1]
-                looked: list[str | None] = []
-                needs_email = BillingService.needs_email
+    async with in_process(tmp_path, receipt_enabled=True) as p:
+        await add_user(p.services, p.tg, chat)
+        await p.services.users.set_email(chat, "ann@example.com")
+        await show_billing(p.bot, chat, await p.services.users.get(chat), p.services)
+        screen = p.tg.sent_messages(chat)[-1]
+        looked: list[str | None] = []
+        needs_email = BillingService.needs_email
 
-                def as_erased_after_the_press(self: BillingService, email: str | None) -> bool:
-                    looked.append(email)
-                    return needs_email(self, email if len(looked) == 1 else None)
+        def as_erased_after_the_press(self: BillingService, email: str | None) -> bool:
+            looked.append(email)
+            return needs_email(self, email if len(looked) == 1 else None)
 
-                monkeypatch.setattr(BillingService, "needs_email", as_erased_after_the_press)
-                query = tg.press_button(
-                    chat, screen.message_id, BillingCallback(action=BillingAction.buy, plan="month").pack()
-                )
-                for update in await bot.get_updates(timeout=0):
-                    await dispatcher.feed_update(bot, update)
-                assert tg.callback_answer(query) is not None
-                assert looked == ["ann@example.com", "ann@example.com"]
-                assert tg.sent_texts(chat)[-1] == texts.EMAIL_PROMPT
-                assert kassa.payments == {}
-            finally:
-                await bot.session.close()
+        monkeypatch.setattr(BillingService, "needs_email", as_erased_after_the_press)
+        await p.press(chat, screen.message_id, BUY_MONTH)
+        assert looked == ["ann@example.com", "ann@example.com"]
+        assert p.tg.sent_texts(chat)[-1] == texts.EMAIL_PROMPT
+        assert p.kassa.payments == {}
 
 
 async def test_the_cancel_button_of_a_form_left_for_an_hour_still_answers_in_place(tmp_path: Path) -> None:
     chat = 5005
-    async with FakeTelegram() as tg, FakeYooKassa() as kassa:
-        settings = billing_settings(f"sqlite:///{tmp_path / 'bot.sqlite3'}", kassa, tg, receipt_enabled=True)
-        async with build_services(settings, migrate=True) as services:
-            bot = create_bot(settings)
-            dispatcher = create_dispatcher(services)
-            try:
-                tg.add_chat(chat)
-                state = dispatcher.fsm.get_context(bot, chat_id=chat, user_id=chat)
-                offset = 0
+    async with in_process(tmp_path, receipt_enabled=True) as p:
+        p.tg.add_chat(chat)
+        state = p.dispatcher.fsm.get_context(p.bot, chat_id=chat, user_id=chat)
 
-                async def press_cancel(prompt_id: int) -> None:
-                    nonlocal offset
-                    query = tg.press_button(chat, prompt_id, CANCEL)
-                    for update in await bot.get_updates(offset=offset, timeout=0):
-                        offset = update.update_id + 1
-                        await dispatcher.feed_update(bot, update)
-                    assert tg.callback_answer(query) is not None
+        await ask_for_email(p.bot, chat, state, "month")
+        fresh = p.tg.sent_messages(chat)[-1]
+        await p.press(chat, fresh.message_id, CANCEL)
+        assert current_text(p.tg, fresh) == (texts.PURCHASE_CANCELED, [])
 
-                await ask_for_email(bot, chat, state, "month")
-                fresh = tg.sent_messages(chat)[-1]
-                await press_cancel(fresh.message_id)
-                assert current_text(tg, fresh) == (texts.PURCHASE_CANCELED, [])
-
-                await ask_for_email(bot, chat, state, "month")
-                left = tg.sent_messages(chat)[-1]
-                await state.update_data({_OPENED: (await state.get_data())[_OPENED] - FORM_TTL_S - 1})
-                await press_cancel(left.message_id)
-                assert current_text(tg, left) == (texts.EMAIL_FORM_CLOSED, [])
-                assert await dispatcher.fsm.storage.get_state(StorageKey(bot.id, chat, chat)) is None
-            finally:
-                await bot.session.close()
+        await ask_for_email(p.bot, chat, state, "month")
+        left = p.tg.sent_messages(chat)[-1]
+        await state.update_data({_OPENED: (await state.get_data())[_OPENED] - FORM_TTL_S - 1})
+        await p.press(chat, left.message_id, CANCEL)
+        assert current_text(p.tg, left) == (texts.EMAIL_FORM_CLOSED, [])
+        assert await p.dispatcher.fsm.storage.get_state(StorageKey(p.bot.id, chat, chat)) is None
 
 
 def current_text(tg: FakeTelegram, message: SentMessage) -> tuple[str | None, list[object]]:
